@@ -1,0 +1,90 @@
+"""The one digest language of modelseal: per-file SHA-256 and the OMS root digest of a file set.
+
+The identity of an artifact version is the digest that an OpenSSF Model Signing (OMS) signature of
+the same files puts in its subject (``model-signing`` 1.1, ``files`` serialization, sha256): SHA-256
+over the concatenation of the raw 32-byte SHA-256 digests of the files, ordered by their relative
+POSIX path in Python string order. The registry, the signatures and ``model_signing verify`` agree
+on it because they all compute exactly this.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from attest.errors import InvalidDigestError
+
+#: Top-level paths OMS signing ignores by default (``ignore_git_paths=True``); pushes skip them.
+OMS_IGNORE_PATHS: tuple[str, ...] = (".git", ".gitattributes", ".github", ".gitignore")
+
+#: Read size for hashing files; large reads keep the per-call overhead negligible.
+HASH_BUFFER_SIZE = 8 * 1024 * 1024
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True, slots=True)
+class FileDigest:
+    """One file of an artifact version: relative POSIX path, size in bytes, sha256 hex."""
+
+    path: str
+    size: int
+    sha256: str
+
+
+def parse_sha256(value: str) -> str:
+    """Return the hex part of ``sha256:<hex>``.
+
+    Raises:
+        InvalidDigestError: the value is not ``sha256:`` followed by 64 lowercase hex digits.
+    """
+    algo, sep, hexpart = value.partition(":")
+    if algo != "sha256" or not sep or _HEX64.fullmatch(hexpart) is None:
+        raise InvalidDigestError(value)
+    return hexpart
+
+
+def is_sha256_hex(value: str) -> bool:
+    """Whether ``value`` is 64 lowercase hex digits."""
+    return _HEX64.fullmatch(value) is not None
+
+
+def root_digest(files: Iterable[FileDigest]) -> str:
+    """The OMS root digest (hex) of a set of files.
+
+    Raises:
+        InvalidDigestError: a file digest is not 64 lowercase hex digits.
+        ValueError: the set is empty or names a path twice.
+    """
+    ordered = sorted(files, key=lambda f: f.path)
+    if not ordered:
+        raise ValueError("a file set needs at least one file")
+    outer = hashlib.sha256()
+    previous: str | None = None
+    for item in ordered:
+        if item.path == previous:
+            raise ValueError(f"path {item.path!r} appears twice")
+        previous = item.path
+        if not is_sha256_hex(item.sha256):
+            raise InvalidDigestError(item.sha256, expected="64 lowercase hex digits")
+        outer.update(bytes.fromhex(item.sha256))
+    return outer.hexdigest()
+
+
+def sha256_file(path: Path, *, buffer_size: int = HASH_BUFFER_SIZE) -> tuple[str, int]:
+    """Stream a file through SHA-256 with a fixed-size buffer; return ``(hex, size)``."""
+    digest = hashlib.sha256()
+    size = 0
+    buffer = bytearray(buffer_size)
+    view = memoryview(buffer)
+    with path.open("rb", buffering=0) as handle:
+        while True:
+            read = handle.readinto(view)
+            if not read:
+                break
+            digest.update(view[:read])
+            size += read
+    return digest.hexdigest(), size

@@ -1,0 +1,86 @@
+"""The composition root: ``create_app(settings)`` wires settings, database, store and services."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
+
+from registry import __version__
+from registry.api import problems
+from registry.api.deps import Services
+from registry.api.limits import BodyLimitMiddleware
+from registry.api.routes import health, uploads, versions
+from registry.config import Settings
+from registry.db import make_engine, make_sessionmaker
+from registry.services import TokenService, UploadService, VersionService
+from registry.services.common import Clock, utcnow
+from registry.storage import BlobStore, open_blob_store
+
+log = logging.getLogger(__name__)
+
+EXPIRY_INTERVAL_SECONDS = 300.0
+
+
+def create_app(
+    settings: Settings,
+    *,
+    store: BlobStore | None = None,
+    clock: Clock = utcnow,
+    expiry_interval: float | None = EXPIRY_INTERVAL_SECONDS,
+) -> FastAPI:
+    """Build the API. The database must already be migrated (``modelseal serve`` does it)."""
+    engine = make_engine(settings.resolved_database_url)
+    sessions = make_sessionmaker(engine)
+    blob_store = store if store is not None else open_blob_store(settings)
+    services = Services(
+        settings=settings,
+        tokens=TokenService(sessions, clock=clock),
+        uploads=UploadService(sessions, blob_store, settings, clock=clock),
+        versions=VersionService(sessions, blob_store, settings, clock=clock),
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        task = None
+        if expiry_interval:
+            task = asyncio.create_task(_expire_uploads(services.uploads, expiry_interval))
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+            engine.dispose()
+
+    app = FastAPI(
+        title="modelseal",
+        version=__version__,
+        summary="A model registry that only releases what it can prove.",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    app.add_middleware(
+        BodyLimitMiddleware,
+        default_limit=settings.max_json_bytes,
+        upload_limit=settings.max_chunk_bytes,
+    )
+    problems.install(app)
+    app.include_router(health.router)
+    app.include_router(versions.router)
+    app.include_router(uploads.router)
+    return app
+
+
+async def _expire_uploads(uploads: UploadService, interval: float) -> None:
+    while True:
+        try:
+            expired = await run_in_threadpool(uploads.expire)
+            if expired:
+                log.info("expired %d upload session(s)", expired)
+        except Exception:
+            log.exception("upload expiry failed")
+        await asyncio.sleep(interval)

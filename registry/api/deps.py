@@ -1,0 +1,41 @@
+"""FastAPI dependencies: the services container and the authenticated principal."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from registry.config import Settings
+from registry.services import Principal, TokenService, UploadService, VersionService
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    settings: Settings
+    tokens: TokenService
+    uploads: UploadService
+    versions: VersionService
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+_bearer = HTTPBearer(auto_error=False, description="An API token: `ms_<id>_<secret>`.")
+
+
+async def get_principal(
+    services: Annotated[Services, Depends(get_services)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    token = credentials.credentials if credentials is not None else None
+    return await run_in_threadpool(services.tokens.authenticate, token)
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+PrincipalDep = Annotated[Principal, Depends(get_principal)]

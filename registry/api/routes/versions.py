@@ -1,0 +1,180 @@
+"""Namespaces, artifacts and versions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response, status
+from fastapi.responses import StreamingResponse
+
+from registry.api.deps import PrincipalDep, ServicesDep
+from registry.api.schemas import (
+    ArtifactPublic,
+    FilePublic,
+    ManifestIn,
+    NamespacePublic,
+    VersionPublic,
+    VersionSummary,
+)
+from registry.names import Ref, parse_selector, validate_name, validate_path, validate_version
+from registry.services.versions import VersionRecord
+
+router = APIRouter(prefix="/v1/namespaces", tags=["versions"])
+
+NamespacePath = Annotated[str, Path(description="Namespace name.")]
+NamePath = Annotated[str, Path(description="Artifact name.")]
+
+
+def _summary(record: VersionRecord) -> VersionSummary:
+    return VersionSummary(
+        namespace=record.namespace,
+        name=record.name,
+        version=record.version,
+        kind=record.kind,  # type: ignore[arg-type]
+        state=record.state,
+        root_digest=f"sha256:{record.root_digest}",
+        file_count=record.file_count,
+        total_size=record.total_size,
+        created_at=record.created_at,
+        created_by=record.created_by,
+    )
+
+
+def _public(record: VersionRecord) -> VersionPublic:
+    return VersionPublic(
+        **_summary(record).model_dump(),
+        files=[
+            FilePublic(path=f.path, size=f.size, digest=f"sha256:{f.sha256}") for f in record.files
+        ],
+    )
+
+
+def _ref(namespace: str, name: str, selector: str) -> Ref:
+    validate_name(namespace, what="namespace")
+    validate_name(name, what="artifact name")
+    sel, kind = parse_selector(selector)
+    return Ref(namespace, name, sel, kind)
+
+
+@router.get("", operation_id="list_namespaces", response_model=list[NamespacePublic])
+def list_namespaces(principal: PrincipalDep, services: ServicesDep) -> list[NamespacePublic]:
+    """Namespaces the caller can see."""
+    return [NamespacePublic(name=n) for n in services.versions.list_namespaces(principal)]
+
+
+@router.get(
+    "/{namespace}/artifacts", operation_id="list_artifacts", response_model=list[ArtifactPublic]
+)
+def list_artifacts(
+    namespace: NamespacePath, principal: PrincipalDep, services: ServicesDep
+) -> list[ArtifactPublic]:
+    validate_name(namespace, what="namespace")
+    return [
+        ArtifactPublic(
+            namespace=a.namespace,
+            name=a.name,
+            kind=a.kind,  # type: ignore[arg-type]
+            created_at=a.created_at,
+            version_count=a.version_count,
+        )
+        for a in services.versions.list_artifacts(principal, namespace)
+    ]
+
+
+@router.get(
+    "/{namespace}/artifacts/{name}/versions",
+    operation_id="list_versions",
+    response_model=list[VersionSummary],
+)
+def list_versions(
+    namespace: NamespacePath, name: NamePath, principal: PrincipalDep, services: ServicesDep
+) -> list[VersionSummary]:
+    validate_name(namespace, what="namespace")
+    validate_name(name, what="artifact name")
+    return [_summary(v) for v in services.versions.list_versions(principal, namespace, name)]
+
+
+@router.put(
+    "/{namespace}/artifacts/{name}/versions/{version}",
+    operation_id="put_version",
+    response_model=VersionPublic,
+    status_code=status.HTTP_201_CREATED,
+    responses={200: {"model": VersionPublic, "description": "Identical version already exists."}},
+)
+def put_version(
+    namespace: NamespacePath,
+    name: NamePath,
+    version: Annotated[str, Path(description="Version; starts with a digit.")],
+    manifest: ManifestIn,
+    principal: PrincipalDep,
+    services: ServicesDep,
+    response: Response,
+) -> VersionPublic:
+    """Create a version from its manifest. Every blob must already be uploaded to the namespace.
+
+    Versions are immutable: the same manifest again answers 200 and writes nothing; another
+    manifest for an existing version answers 409. The version's identity (``root_digest``) is
+    computed here from the verified blob digests.
+    """
+    validate_name(namespace, what="namespace")
+    validate_name(name, what="artifact name")
+    validate_version(version)
+    record, created = services.versions.commit(
+        principal,
+        namespace=namespace,
+        name=name,
+        version=version,
+        kind=manifest.kind,
+        files=[f.to_file_digest() for f in manifest.files],
+    )
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return _public(record)
+
+
+@router.get(
+    "/{namespace}/artifacts/{name}/versions/{selector}",
+    operation_id="get_version",
+    response_model=VersionPublic,
+)
+def get_version(
+    namespace: NamespacePath,
+    name: NamePath,
+    selector: Annotated[str, Path(description="VERSION, ALIAS or sha256:<root digest>.")],
+    principal: PrincipalDep,
+    services: ServicesDep,
+) -> VersionPublic:
+    return _public(services.versions.resolve(principal, _ref(namespace, name, selector)))
+
+
+@router.get(
+    "/{namespace}/artifacts/{name}/versions/{selector}/files/{path:path}",
+    operation_id="get_version_file",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+def get_version_file(
+    namespace: NamespacePath,
+    name: NamePath,
+    selector: str,
+    path: str,
+    principal: PrincipalDep,
+    services: ServicesDep,
+) -> StreamingResponse:
+    """Stream one file. ``Content-Digest``-style header ``X-Modelseal-Digest`` names its sha256;
+    clients must check it while reading."""
+    ref = _ref(namespace, name, selector)
+    validate_path(path)
+    record, item, stream = services.versions.open_file(principal, ref, path)
+    body: Iterator[bytes] = stream
+    return StreamingResponse(
+        body,
+        media_type="application/octet-stream",
+        headers={
+            "Content-Length": str(item.size),
+            "X-Modelseal-Digest": f"sha256:{item.sha256}",
+            "ETag": f'"sha256:{item.sha256}"',
+            "X-Modelseal-Root-Digest": f"sha256:{record.root_digest}",
+        },
+    )

@@ -1,0 +1,100 @@
+"""Request and response schemas of the HTTP API (``XIn`` for bodies, ``XPublic`` for answers)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from attest.digests import FileDigest, parse_sha256
+from registry.names import Kind, validate_path
+
+Digest = Field(pattern=r"^sha256:[0-9a-f]{64}$", examples=["sha256:" + "0" * 64])
+
+
+class Health(BaseModel):
+    status: str = "ok"
+    version: str
+
+
+class FileIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(min_length=1, max_length=1024)
+    size: int = Field(ge=0)
+    digest: str = Digest
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        return validate_path(value)
+
+    def to_file_digest(self) -> FileDigest:
+        return FileDigest(self.path, self.size, parse_sha256(self.digest))
+
+
+class ManifestIn(BaseModel):
+    """The complete file list of a version; every blob must already be uploaded."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Kind = Kind.MODEL
+    files: list[FileIn] = Field(min_length=1)
+
+
+class FilePublic(BaseModel):
+    path: str
+    size: int
+    digest: str
+
+
+class VersionSummary(BaseModel):
+    namespace: str
+    name: str
+    version: str
+    kind: Kind
+    state: str
+    root_digest: str = Field(description="OMS root digest of the file set, sha256:<hex>.")
+    file_count: int
+    total_size: int
+    created_at: datetime
+    created_by: str
+
+
+class VersionPublic(VersionSummary):
+    files: list[FilePublic]
+
+
+class ArtifactPublic(BaseModel):
+    namespace: str
+    name: str
+    kind: Kind
+    created_at: datetime
+    version_count: int
+
+
+class NamespacePublic(BaseModel):
+    name: str
+
+
+class UploadIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    digest: str = Digest
+    size: int = Field(ge=0)
+
+
+class UploadPublic(BaseModel):
+    id: str | None = Field(description="Session id; null when the blob is already held.")
+    digest: str
+    size: int
+    offset: int
+    exists: bool = Field(description="The namespace already holds this blob: nothing to send.")
+    expires_at: datetime | None
+    min_chunk_bytes: int
+    max_chunk_bytes: int
+
+
+class BlobPublic(BaseModel):
+    digest: str
+    size: int

@@ -1,0 +1,243 @@
+"""The ``modelseal`` command line: parse, call the SDK, render. No business logic here."""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from attest.errors import AttestError
+from registry.client import RegistryClient
+from registry.errors import RegistryError
+from registry.names import Kind, validate_name
+
+app = typer.Typer(
+    name="modelseal",
+    help="A model registry that only releases what it can prove.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+@contextmanager
+def _transfer(label: str, enabled: bool) -> Any:
+    """A rich progress bar on stderr; yields (on_total, advance)."""
+    if not enabled:
+        yield (None, None)
+        return
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    ) as progress:
+        task = progress.add_task(label, total=None)
+
+        def on_total(total: int) -> None:
+            progress.update(task, total=total)
+
+        def advance(n: int) -> None:
+            progress.advance(task, n)
+
+        yield (on_total, advance)
+
+
+def _client() -> RegistryClient:
+    return RegistryClient.from_env()
+
+
+def _fail(message: str, code: int = 1) -> None:
+    err.print(f"[red]error:[/red] {message}", highlight=False, markup=True)
+    raise typer.Exit(code)
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+@app.command()
+def serve(
+    data_dir: Annotated[Path, typer.Option(help="Data directory (SQLite, blobs, tokens).")],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8700,
+    database_url: Annotated[
+        str | None, typer.Option(help="SQLAlchemy URL (default: SQLite in the data dir).")
+    ] = None,
+    storage: Annotated[
+        str | None, typer.Option(help="s3://bucket/prefix or file:///path (default: data dir).")
+    ] = None,
+    tls_cert: Annotated[Path | None, typer.Option(help="TLS certificate (PEM).")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes.")] = 1,
+) -> None:
+    """Run the registry. On first start it migrates the database and writes an admin token."""
+    import uvicorn
+
+    from registry.api.app import create_app
+    from registry.config import Settings
+    from registry.services.bootstrap import bootstrap
+
+    overrides: dict[str, Any] = {"data_dir": data_dir}
+    if database_url:
+        overrides["database_url"] = database_url
+    if storage:
+        overrides["storage"] = storage
+    if bool(tls_cert) != bool(tls_key):
+        _fail("--tls-cert and --tls-key go together")
+    settings = Settings(**overrides)
+    written = bootstrap(settings)
+    if written is not None:
+        err.print(f"admin token written to {written} (mode 0600)")
+    app_ = create_app(settings)
+    uvicorn.run(
+        app_,
+        host=host,
+        port=port,
+        ssl_certfile=str(tls_cert) if tls_cert else None,
+        ssl_keyfile=str(tls_key) if tls_key else None,
+        log_level="info",
+        access_log=False,
+        timeout_keep_alive=30,
+    )
+
+
+@app.command()
+def push(
+    directory: Annotated[Path, typer.Argument(help="Directory of files to push.")],
+    ref: Annotated[str, typer.Argument(help="NS/NAME@VERSION")],
+    kind: Annotated[Kind, typer.Option(help="What the artifact is.")] = Kind.MODEL,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Push a directory as an immutable version; prints its root digest last."""
+    from registry.client import collect_files
+
+    scan = collect_files(directory)
+    for ignored in scan.ignored:
+        err.print(f"skipping {ignored} (not part of a model signature)")
+    with _client() as client, _transfer(f"push {ref}", progress) as (on_total, advance):
+        version = client.push(directory, ref, kind=kind, progress=advance, on_total=on_total)
+    err.print(
+        f"pushed {version.namespace}/{version.name}@{version.version} "
+        f"({version.file_count} files, {version.total_size} bytes, {version.state})"
+    )
+    sys.stdout.write(version.root_digest + "\n")
+
+
+@app.command()
+def pull(
+    ref: Annotated[str, typer.Argument(help="NS/NAME@VERSION, @ALIAS or @sha256:<digest>")],
+    to: Annotated[
+        Path, typer.Option("--to", help="Target directory (must not exist or be empty).")
+    ],
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Download a version, verifying every byte before anything lands in the target."""
+    with _client() as client, _transfer(f"pull {ref}", progress) as (on_total, advance):
+        version = client.pull(ref, to, progress=advance, on_total=on_total)
+    err.print(f"pulled {version.namespace}/{version.name}@{version.version} into {to}")
+    sys.stdout.write(version.root_digest + "\n")
+
+
+@app.command("list")
+def list_(
+    target: Annotated[str | None, typer.Argument(help="NS or NS/NAME")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """List namespaces, the artifacts of a namespace, or the versions of an artifact."""
+    with _client() as client:
+        if target is None:
+            names = client.list_namespaces()
+            if as_json:
+                _print_json(names)
+            else:
+                for name in names:
+                    out.print(name, highlight=False)
+            return
+        namespace, _, name = target.partition("/")
+        validate_name(namespace, what="namespace")
+        if not name:
+            artifacts = client.list_artifacts(namespace)
+            if as_json:
+                _print_json([a.model_dump(mode="json") for a in artifacts])
+                return
+            table = Table("artifact", "kind", "versions", "created")
+            for a in artifacts:
+                table.add_row(
+                    f"{a.namespace}/{a.name}",
+                    a.kind,
+                    str(a.version_count),
+                    a.created_at.isoformat(),
+                )
+            out.print(table)
+            return
+        validate_name(name, what="artifact name")
+        versions = client.list_versions(namespace, name)
+        if as_json:
+            _print_json([v.model_dump(mode="json") for v in versions])
+            return
+        table = Table("version", "state", "root digest", "files", "bytes", "created")
+        for v in versions:
+            table.add_row(
+                v.version,
+                v.state,
+                v.root_digest,
+                str(v.file_count),
+                str(v.total_size),
+                v.created_at.isoformat(),
+            )
+        out.print(table)
+
+
+@app.command()
+def show(
+    ref: Annotated[str, typer.Argument(help="NS/NAME@VERSION, @ALIAS or @sha256:<digest>")],
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Show one version and its files."""
+    with _client() as client:
+        version = client.show(ref)
+    if as_json:
+        _print_json(version.model_dump(mode="json"))
+        return
+    out.print(f"{version.namespace}/{version.name}@{version.version}", highlight=False)
+    out.print(f"  kind         {version.kind}", highlight=False)
+    out.print(f"  state        {version.state}", highlight=False)
+    out.print(f"  root digest  {version.root_digest}", highlight=False)
+    out.print(
+        f"  created      {version.created_at.isoformat()} by {version.created_by}", highlight=False
+    )
+    table = Table("path", "bytes", "sha256")
+    for f in version.files:
+        table.add_row(f.path, str(f.size), f.digest)
+    out.print(table)
+
+
+def main() -> None:
+    """Console-script entry point: library errors become one readable line and exit 1."""
+    try:
+        app()
+    except (RegistryError, AttestError) as exc:
+        err.print(f"error: {exc.diagnostics()}", highlight=False, markup=False)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)

@@ -1,0 +1,463 @@
+"""Python SDK over the HTTP API (httpx). The CLI and deploy jobs use it.
+
+    client = RegistryClient.from_env()            # MODELSEAL_URL, MODELSEAL_TOKEN
+    version = client.push(Path("out/"), "vision/resnet@1.0.0")
+    client.pull("vision/resnet@1.0.0", Path("/srv/model"))
+
+A pull streams every file into a temporary directory beside the target while hashing it, and moves
+the directory into place only when every file matched its digest and the file set matches the root
+digest; on any failure the target is left exactly as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import stat
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from attest.digests import OMS_IGNORE_PATHS, FileDigest, parse_sha256, root_digest, sha256_file
+from registry.api.schemas import ArtifactPublic, UploadPublic, VersionPublic, VersionSummary
+from registry.errors import (
+    InvalidPathError,
+    InvalidRequestError,
+    PullVerificationError,
+    RegistryError,
+    error_from_problem,
+)
+from registry.names import Kind, Ref, RefKind, parse_ref, validate_path
+
+MiB = 1024 * 1024
+DEFAULT_CHUNK_SIZE = 64 * MiB
+READ_PIECE = 1 * MiB
+DOWNLOAD_PIECE = 8 * MiB
+
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class LocalFile:
+    """A file found in a directory to push."""
+
+    path: str  # relative POSIX path inside the version
+    source: Path
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class ScanResult:
+    files: list[LocalFile]
+    ignored: list[str]
+
+
+def collect_files(directory: Path) -> ScanResult:
+    """The regular files under ``directory``, validated as version paths.
+
+    Top-level ``.git``, ``.gitattributes``, ``.github`` and ``.gitignore`` are skipped (as OMS
+    signing skips them) and reported. Symlinks and special files are refused: a version is
+    exactly the bytes of regular files.
+
+    Raises:
+        InvalidPathError: a symlink, special file or invalid name was found.
+        InvalidRequestError: ``directory`` is not a directory, or holds no file.
+    """
+    root = Path(directory)
+    if root.is_symlink() or not root.is_dir():
+        raise InvalidRequestError(f"{directory} is not a directory")
+    files: list[LocalFile] = []
+    ignored: list[str] = []
+    for current, dirnames, filenames in os.walk(root, followlinks=False):
+        rel_dir = Path(current).relative_to(root).as_posix()
+        for name in sorted(dirnames + filenames):
+            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+            full = Path(current) / name
+            if rel_dir == "." and name in OMS_IGNORE_PATHS:
+                ignored.append(rel)
+                if name in dirnames:
+                    dirnames.remove(name)
+                continue
+            info = full.lstat()
+            if stat.S_ISLNK(info.st_mode):
+                raise InvalidPathError(
+                    f"{rel!r} is a symbolic link; versions hold regular files only", path=rel
+                )
+            if stat.S_ISDIR(info.st_mode):
+                continue
+            if not stat.S_ISREG(info.st_mode):
+                raise InvalidPathError(f"{rel!r} is not a regular file", path=rel)
+            validate_path(rel)
+            files.append(LocalFile(rel, full, info.st_size))
+    if not files:
+        raise InvalidRequestError(f"{directory} holds no file to push")
+    files.sort(key=lambda f: f.path)
+    return ScanResult(files, ignored)
+
+
+def hash_files(files: Sequence[LocalFile], *, workers: int = 2) -> list[FileDigest]:
+    """Hash files in parallel threads (hashlib releases the GIL)."""
+
+    def one(item: LocalFile) -> FileDigest:
+        digest, size = sha256_file(item.source)
+        if size != item.size:
+            raise InvalidRequestError(f"{item.path!r} changed while it was being read")
+        return FileDigest(item.path, size, digest)
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        return list(pool.map(one, files))
+
+
+def _file_region(path: Path, start: int, length: int) -> Iterator[bytes]:
+    with path.open("rb") as handle:
+        handle.seek(start)
+        remaining = length
+        while remaining > 0:
+            piece = handle.read(min(READ_PIECE, remaining))
+            if not piece:
+                raise InvalidRequestError(f"{path} shrank while it was being uploaded")
+            remaining -= len(piece)
+            yield piece
+
+
+class RegistryClient:
+    """A client of one registry, authenticated by one API token."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        *,
+        verify: bool | str = True,
+        timeout: float = 300.0,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        workers: int = 4,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        headers = {"User-Agent": "modelseal-client"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        limits = httpx.Limits(max_connections=max(8, workers * 2))
+        self._http = httpx.Client(
+            base_url=url.rstrip("/"),
+            headers=headers,
+            verify=verify,
+            timeout=httpx.Timeout(timeout, connect=30.0),
+            transport=transport,
+            limits=limits,
+        )
+        self.chunk_size = chunk_size
+        self.workers = workers
+
+    @classmethod
+    def from_env(cls, **kwargs: Any) -> RegistryClient:
+        """Build from ``MODELSEAL_URL``, ``MODELSEAL_TOKEN`` and ``MODELSEAL_CA_BUNDLE``."""
+        url = os.environ.get("MODELSEAL_URL", "http://127.0.0.1:8700")
+        ca = os.environ.get("MODELSEAL_CA_BUNDLE")
+        if ca:
+            kwargs.setdefault("verify", ca)
+        return cls(url, os.environ.get("MODELSEAL_TOKEN"), **kwargs)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- transport --------------------------------------------------------------------------
+
+    def _check(self, response: httpx.Response) -> httpx.Response:
+        if response.status_code < 400:
+            return response
+        response.read()
+        try:
+            body = response.json()
+        except ValueError:
+            body = {"detail": f"HTTP {response.status_code}: {response.text[:200]}"}
+        raise error_from_problem(response.status_code, body if isinstance(body, dict) else {})
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise RegistryError(
+                f"cannot reach the registry at {self._http.base_url}: {exc}"
+            ) from exc
+        return self._check(response)
+
+    @staticmethod
+    def _version_path(ref: Ref) -> str:
+        return (
+            f"/v1/namespaces/{ref.namespace}/artifacts/{ref.name}/versions/"
+            f"{quote(ref.selector, safe=':')}"
+        )
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._request("GET", "/health").json()
+        return result
+
+    def show(self, ref: str) -> VersionPublic:
+        parsed = parse_ref(ref)
+        return VersionPublic.model_validate(self._request("GET", self._version_path(parsed)).json())
+
+    def list_namespaces(self) -> list[str]:
+        return [n["name"] for n in self._request("GET", "/v1/namespaces").json()]
+
+    def list_artifacts(self, namespace: str) -> list[ArtifactPublic]:
+        data = self._request("GET", f"/v1/namespaces/{namespace}/artifacts").json()
+        return [ArtifactPublic.model_validate(a) for a in data]
+
+    def list_versions(self, namespace: str, name: str) -> list[VersionSummary]:
+        data = self._request("GET", f"/v1/namespaces/{namespace}/artifacts/{name}/versions").json()
+        return [VersionSummary.model_validate(v) for v in data]
+
+    # -- pushing ----------------------------------------------------------------------------
+
+    def upload_blob(
+        self, namespace: str, item: LocalFile, digest: str, *, progress: Progress | None = None
+    ) -> None:
+        """Upload one file as a blob in chunks; resumes from the server's offset after a
+        transport error (up to three times)."""
+        started = UploadPublic.model_validate(
+            self._request(
+                "POST",
+                f"/v1/namespaces/{namespace}/uploads",
+                json={"digest": f"sha256:{digest}", "size": item.size},
+            ).json()
+        )
+        if started.exists:
+            if progress:
+                progress(item.size)
+            return
+        assert started.id is not None
+        chunk = max(started.min_chunk_bytes, min(self.chunk_size, started.max_chunk_bytes))
+        offset = started.offset
+        attempts = 0
+        while True:
+            try:
+                offset = self._send_chunks(started.id, item, offset, chunk, progress)
+                return
+            except httpx.TransportError:
+                attempts += 1
+                if attempts > 3:
+                    raise
+                status = UploadPublic.model_validate(
+                    self._request("GET", f"/v1/uploads/{started.id}").json()
+                )
+                offset = status.offset
+
+    def _send_chunks(
+        self, upload_id: str, item: LocalFile, offset: int, chunk: int, progress: Progress | None
+    ) -> int:
+        while True:
+            length = min(chunk, item.size - offset)
+            last = offset + length >= item.size
+            headers = {"Content-Type": "application/octet-stream"}
+            content: Iterator[bytes] | bytes = b""
+            if length > 0:
+                headers["Content-Length"] = str(length)
+                headers["Content-Range"] = f"bytes {offset}-{offset + length - 1}"
+                content = self._counted(_file_region(item.source, offset, length), progress)
+            response = self._http.request(
+                "PUT" if last else "PATCH",
+                f"/v1/uploads/{upload_id}",
+                content=content,
+                headers=headers,
+            )
+            self._check(response)
+            offset += length
+            if last:
+                return offset
+
+    @staticmethod
+    def _counted(pieces: Iterator[bytes], progress: Progress | None) -> Iterator[bytes]:
+        for piece in pieces:
+            yield piece
+            if progress:
+                progress(len(piece))
+
+    def commit_version(self, ref: str, kind: Kind, files: Sequence[FileDigest]) -> VersionPublic:
+        parsed = parse_ref(ref)
+        body = {
+            "kind": str(kind),
+            "files": [
+                {"path": f.path, "size": f.size, "digest": f"sha256:{f.sha256}"} for f in files
+            ],
+        }
+        response = self._request("PUT", self._version_path(parsed), json=body)
+        return VersionPublic.model_validate(response.json())
+
+    def push(
+        self,
+        directory: Path,
+        ref: str,
+        *,
+        kind: Kind = Kind.MODEL,
+        progress: Progress | None = None,
+        on_total: Callable[[int], None] | None = None,
+    ) -> VersionPublic:
+        """Push every regular file under ``directory`` as version ``ref``.
+
+        Raises:
+            InvalidReferenceError, InvalidNameError, InvalidPathError: bad input; nothing sent.
+            VersionConflictError: the version exists with other content.
+        """
+        parsed = parse_ref(ref)
+        if parsed.kind.value != "version":
+            raise InvalidRequestError(f"push needs NS/NAME@VERSION, not {ref!r}")
+        scan = collect_files(directory)
+        if on_total:
+            on_total(sum(f.size for f in scan.files))
+        digests = hash_files(scan.files)
+        by_path = {f.path: f for f in scan.files}
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            futures = [
+                pool.submit(
+                    self.upload_blob, parsed.namespace, by_path[d.path], d.sha256, progress=progress
+                )
+                for d in digests
+            ]
+            for future in futures:
+                future.result()
+        version = self.commit_version(ref, kind, digests)
+        expected = root_digest(digests)
+        if parse_sha256(version.root_digest) != expected:
+            raise PullVerificationError(
+                f"the registry reports root digest {version.root_digest} but the pushed files "
+                f"have sha256:{expected}",
+                expected=f"sha256:{expected}",
+                got=version.root_digest,
+            )
+        return version
+
+    # -- pulling ----------------------------------------------------------------------------
+
+    def pull(
+        self,
+        ref: str,
+        target: Path,
+        *,
+        progress: Progress | None = None,
+        on_total: Callable[[int], None] | None = None,
+    ) -> VersionPublic:
+        """Download a version into ``target``, verified, atomically.
+
+        ``target`` must not exist or be an empty directory. Every file is hashed while it
+        streams; only when all match, and their set matches the root digest, is the
+        temporary directory renamed to ``target``.
+
+        Raises:
+            PullVerificationError: a digest, size or path did not check out.
+            InvalidRequestError: ``target`` exists and is not an empty directory.
+        """
+        parsed = parse_ref(ref)
+        target = Path(target)
+        if target.is_symlink() or (
+            target.exists() and (not target.is_dir() or any(target.iterdir()))
+        ):
+            raise InvalidRequestError(f"{target} exists and is not an empty directory")
+        version = self.show(ref)
+        files = self._verified_manifest(parsed, version)
+        if on_total:
+            on_total(sum(f.size for f in files))
+        parent = target.absolute().parent
+        parent.mkdir(parents=True, exist_ok=True)
+        staging = parent / f".{target.name}.modelseal-{uuid.uuid4().hex[:12]}"
+        staging.mkdir(mode=0o700)
+        # Versions are immutable: fetch by version name so a moving alias cannot switch content.
+        pinned = Ref(parsed.namespace, parsed.name, version.version, RefKind.VERSION)
+        try:
+            with ThreadPoolExecutor(max_workers=self.workers) as pool:
+                futures = [
+                    pool.submit(self._download, pinned, item, staging, progress) for item in files
+                ]
+                for future in futures:
+                    future.result()
+            _fsync_tree(staging)
+            staging.chmod(0o755)
+            os.rename(staging, target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return version
+
+    @staticmethod
+    def _verified_manifest(ref: Ref, version: VersionPublic) -> list[FileDigest]:
+        files = []
+        for f in version.files:
+            try:
+                validate_path(f.path)
+            except InvalidPathError as exc:
+                raise PullVerificationError(f"the registry sent an unsafe path: {exc}") from exc
+            files.append(FileDigest(f.path, f.size, parse_sha256(f.digest)))
+        computed = f"sha256:{root_digest(files)}"
+        if computed != version.root_digest:
+            raise PullVerificationError(
+                f"{ref}: the file list hashes to {computed}, not the advertised "
+                f"{version.root_digest}",
+                expected=version.root_digest,
+                got=computed,
+            )
+        if ref.kind.value == "digest" and ref.selector != computed:
+            raise PullVerificationError(
+                f"{ref}: the registry answered with {computed}", expected=ref.selector, got=computed
+            )
+        return files
+
+    def _download(
+        self, ref: Ref, item: FileDigest, staging: Path, progress: Progress | None
+    ) -> None:
+        destination = staging / item.path
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        url = f"{self._version_path(ref)}/files/{quote(item.path)}"
+        hasher = hashlib.sha256()
+        size = 0
+        with self._http.stream("GET", url) as response:
+            self._check(response)
+            with destination.open("xb") as out:
+                for piece in response.iter_raw(DOWNLOAD_PIECE):
+                    size += len(piece)
+                    if size > item.size:
+                        break
+                    hasher.update(piece)
+                    out.write(piece)
+                    if progress:
+                        progress(len(piece))
+                out.flush()
+                os.fsync(out.fileno())
+        if size != item.size or hasher.hexdigest() != item.sha256:
+            got = "more bytes than declared" if size > item.size else f"sha256:{hasher.hexdigest()}"
+            raise PullVerificationError(
+                f"{item.path}: downloaded bytes do not match sha256:{item.sha256} "
+                f"({size} bytes, got {got}); nothing was written to the target",
+                path=item.path,
+                expected=f"sha256:{item.sha256}",
+                got=got,
+            )
+
+
+def _fsync_tree(root: Path) -> None:
+    for current, _dirs, _files in os.walk(root):
+        fd = os.open(current, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

@@ -1,0 +1,75 @@
+"""Service settings: one pydantic-settings object (env prefix ``MODELSEAL_``), passed down.
+
+Nothing here is read at import time; :func:`registry.api.app.create_app` receives a ``Settings``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlparse
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+
+
+class Settings(BaseSettings):
+    """Configuration of one registry process. Every replica of a deployment uses the same values."""
+
+    model_config = SettingsConfigDict(env_prefix="MODELSEAL_", extra="ignore")
+
+    data_dir: Path = Field(
+        default=Path("modelseal-data"),
+        description="Where the embedded defaults live: registry.db, blobs/, tmp/, admin-token.",
+    )
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default sqlite:///DATA_DIR/registry.db."
+    )
+    storage: str | None = Field(
+        default=None,
+        description="Blob store: s3://bucket/prefix, or file:///path; default DATA_DIR/blobs.",
+    )
+    s3_endpoint_url: str | None = Field(default=None, description="S3-compatible endpoint URL.")
+    s3_region: str | None = None
+    s3_sse: Literal["AES256", "aws:kms"] | None = Field(
+        default=None, description="Server-side encryption for stored blobs."
+    )
+    s3_sse_kms_key_id: str | None = None
+    s3_max_pool_connections: int = Field(default=32, ge=1, le=1024)
+
+    max_blob_bytes: int = Field(default=256 * GiB, ge=1, description="Largest single file.")
+    max_chunk_bytes: int = Field(default=512 * MiB, ge=1, description="Largest upload chunk.")
+    min_chunk_bytes: int = Field(
+        default=5 * MiB,
+        ge=1,
+        description="Smallest chunk except the last (the S3 multipart minimum part size).",
+    )
+    max_manifest_files: int = Field(default=100_000, ge=1)
+    max_json_bytes: int = Field(default=32 * MiB, ge=1024, description="Largest JSON body.")
+    upload_ttl_seconds: int = Field(default=24 * 3600, ge=60)
+
+    @field_validator("storage")
+    @classmethod
+    def _check_storage(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        scheme = urlparse(value).scheme
+        if scheme not in {"s3", "file"}:
+            raise ValueError("storage must be s3://bucket/prefix or file:///path")
+        if scheme == "s3" and not urlparse(value).netloc:
+            raise ValueError("s3 storage needs a bucket: s3://bucket/prefix")
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'registry.db').resolve()}"
+
+    @property
+    def spool_dir(self) -> Path:
+        """Process-local scratch space for chunks in flight (never a source of truth)."""
+        return self.data_dir / "tmp"

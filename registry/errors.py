@@ -1,0 +1,163 @@
+"""Errors raised by the registry service and its SDK.
+
+    RegistryError                     500 internal-error
+    ├── InvalidRequestError           400 invalid-request
+    │   ├── InvalidNameError          400 invalid-name
+    │   ├── InvalidPathError          400 invalid-path
+    │   ├── InvalidReferenceError     400 invalid-reference
+    │   ├── InvalidManifestError      400 invalid-manifest
+    │   ├── MissingBlobsError         400 missing-blobs
+    │   ├── DigestMismatchError       400 digest-mismatch
+    │   └── UploadIncompleteError     400 upload-incomplete
+    ├── AuthenticationError           401 unauthenticated
+    ├── PermissionDeniedError         403 forbidden
+    ├── NotFoundError                 404 not-found
+    ├── ConflictError                 409 conflict
+    │   └── VersionConflictError      409 version-conflict
+    ├── UploadExpiredError            410 upload-expired
+    ├── PayloadTooLargeError          413 payload-too-large
+    ├── UploadOffsetError             416 upload-offset-mismatch
+    ├── StorageUnavailableError       503 storage-unavailable
+    └── PullVerificationError         (SDK only) a pulled file did not match its digest
+
+Every error carries a human ``detail`` and machine-readable ``facts`` (expected, got, which file…).
+:data:`PROBLEMS` is the one table that maps error classes to HTTP status and RFC 9457 problem type;
+the SDK maps problem documents back to the same classes with :func:`error_from_problem`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PROBLEM_TYPE_BASE = "https://modelseal.dev/problems/"
+
+
+class RegistryError(Exception):
+    """Base class of every error the registry raises or the SDK re-raises."""
+
+    def __init__(self, detail: str, **facts: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.facts = facts
+
+    def diagnostics(self) -> str:
+        """The text a CLI user reads."""
+        return self.detail
+
+
+class InvalidRequestError(RegistryError):
+    """The request is malformed."""
+
+
+class InvalidNameError(InvalidRequestError):
+    """A namespace, artifact, version or alias name breaks the naming rules."""
+
+
+class InvalidPathError(InvalidRequestError):
+    """A file path inside a version is not a safe relative POSIX path."""
+
+
+class InvalidReferenceError(InvalidRequestError):
+    """A reference (``NS/NAME@VERSION``, ``@ALIAS``, ``@sha256:…``) cannot be parsed."""
+
+
+class InvalidManifestError(InvalidRequestError):
+    """A version manifest is inconsistent (duplicate paths, sizes, kinds…)."""
+
+
+class MissingBlobsError(InvalidRequestError):
+    """A manifest names blobs that were never uploaded to this namespace."""
+
+
+class DigestMismatchError(InvalidRequestError):
+    """Uploaded or downloaded bytes do not hash to the declared digest."""
+
+
+class UploadIncompleteError(InvalidRequestError):
+    """An upload was finalized before all its declared bytes arrived."""
+
+
+class AuthenticationError(RegistryError):
+    """No credentials, or credentials that are not valid."""
+
+
+class PermissionDeniedError(RegistryError):
+    """Valid credentials that do not allow this action."""
+
+
+class NotFoundError(RegistryError):
+    """The addressed object does not exist (or is not visible to the caller)."""
+
+
+class ConflictError(RegistryError):
+    """The request conflicts with the current state."""
+
+
+class VersionConflictError(ConflictError):
+    """A version already exists with different content; versions are immutable."""
+
+
+class UploadExpiredError(RegistryError):
+    """The upload session expired; start a new one."""
+
+
+class PayloadTooLargeError(RegistryError):
+    """A body, chunk or blob exceeds a configured limit."""
+
+
+class UploadOffsetError(RegistryError):
+    """A chunk does not start where the upload session currently ends."""
+
+
+class StorageUnavailableError(RegistryError):
+    """The blob store failed or could not be reached."""
+
+
+class PullVerificationError(RegistryError):
+    """SDK-side: downloaded bytes failed verification; nothing was written to the target."""
+
+
+#: error class -> (HTTP status, problem type slug). Subclasses listed before their bases.
+PROBLEMS: dict[type[RegistryError], tuple[int, str]] = {
+    InvalidNameError: (400, "invalid-name"),
+    InvalidPathError: (400, "invalid-path"),
+    InvalidReferenceError: (400, "invalid-reference"),
+    InvalidManifestError: (400, "invalid-manifest"),
+    MissingBlobsError: (400, "missing-blobs"),
+    DigestMismatchError: (400, "digest-mismatch"),
+    UploadIncompleteError: (400, "upload-incomplete"),
+    InvalidRequestError: (400, "invalid-request"),
+    AuthenticationError: (401, "unauthenticated"),
+    PermissionDeniedError: (403, "forbidden"),
+    NotFoundError: (404, "not-found"),
+    VersionConflictError: (409, "version-conflict"),
+    ConflictError: (409, "conflict"),
+    UploadExpiredError: (410, "upload-expired"),
+    PayloadTooLargeError: (413, "payload-too-large"),
+    UploadOffsetError: (416, "upload-offset-mismatch"),
+    StorageUnavailableError: (503, "storage-unavailable"),
+    PullVerificationError: (500, "pull-verification-failed"),
+    RegistryError: (500, "internal-error"),
+}
+
+_BY_SLUG: dict[str, type[RegistryError]] = {slug: cls for cls, (_, slug) in PROBLEMS.items()}
+
+
+def problem_for(error: RegistryError) -> tuple[int, str]:
+    """HTTP status and problem type slug for an error (most specific class wins)."""
+    for cls in type(error).__mro__:
+        if cls in PROBLEMS:
+            return PROBLEMS[cls]  # type: ignore[index]
+    return PROBLEMS[RegistryError]
+
+
+def error_from_problem(status: int, body: dict[str, Any]) -> RegistryError:
+    """Rebuild the error a problem+json document describes (used by the SDK)."""
+    problem_type = str(body.get("type", ""))
+    slug = problem_type.removeprefix(PROBLEM_TYPE_BASE)
+    cls = _BY_SLUG.get(slug)
+    if cls is None:
+        cls = next((c for c, (s, _) in PROBLEMS.items() if s == status), RegistryError)
+    detail = str(body.get("detail") or body.get("title") or f"HTTP {status}")
+    facts = body.get("facts")
+    return cls(detail, **(facts if isinstance(facts, dict) else {}))

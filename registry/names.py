@@ -1,0 +1,186 @@
+"""Names, references and in-version paths: validated once, at the edge (DESIGN §2).
+
+Grammar::
+
+    NAME     = [a-z0-9][a-z0-9._-]{0,63}            namespace and artifact segments
+    VERSION  = v?[0-9][A-Za-z0-9._+-]{0,63}         starts with a digit (optionally "v")
+    ALIAS    = [a-z][a-z0-9._-]{0,63}, not "v<digit>…", not "sha256"
+    REF      = NS/NAME@VERSION | NS/NAME@ALIAS | NS/NAME@sha256:<64 hex>
+
+Versions start with a digit and aliases with a letter that is not a version prefix, so ``@X``
+is never ambiguous: a publisher cannot create a version that shadows an alias such as ``prod``.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from enum import StrEnum
+
+from attest.digests import OMS_IGNORE_PATHS, is_sha256_hex
+from registry.errors import InvalidNameError, InvalidPathError, InvalidReferenceError
+
+_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+_VERSION = re.compile(r"v?[0-9][A-Za-z0-9._+-]{0,63}")
+_ALIAS = re.compile(r"[a-z][a-z0-9._-]{0,63}")
+
+MAX_PATH_LENGTH = 1024
+MAX_SEGMENT_LENGTH = 255
+
+
+class Kind(StrEnum):
+    """What an artifact is."""
+
+    MODEL = "model"
+    DATASET = "dataset"
+    CODE = "code"
+
+
+class RefKind(StrEnum):
+    """How a reference selects a version."""
+
+    VERSION = "version"
+    ALIAS = "alias"
+    DIGEST = "digest"
+
+
+def validate_name(value: str, *, what: str = "name") -> str:
+    """A namespace or artifact name segment."""
+    if _NAME.fullmatch(value) is None or value in {".", ".."} or ".." in value:
+        raise InvalidNameError(
+            f"invalid {what} {_shown(value)}: use 1-64 characters from [a-z0-9._-], "
+            "starting with a letter or digit",
+            field=what,
+            value=_shown(value),
+        )
+    return value
+
+
+def validate_version(value: str) -> str:
+    """A version string: starts with a digit (optionally prefixed by ``v``)."""
+    if _VERSION.fullmatch(value) is None:
+        raise InvalidNameError(
+            f"invalid version {_shown(value)}: a version starts with a digit (optionally 'v') "
+            "and has at most 65 characters from [A-Za-z0-9._+-]",
+            field="version",
+            value=_shown(value),
+        )
+    return value
+
+
+def validate_alias(value: str) -> str:
+    """An alias name: starts with a letter and cannot be mistaken for a version."""
+    if (
+        _ALIAS.fullmatch(value) is None
+        or _VERSION.fullmatch(value) is not None
+        or value == "sha256"
+    ):
+        raise InvalidNameError(
+            f"invalid alias {_shown(value)}: an alias starts with a letter, is not shaped "
+            "like a version (v1…), and has at most 64 characters from [a-z0-9._-]",
+            field="alias",
+            value=_shown(value),
+        )
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    """A parsed reference to one artifact version."""
+
+    namespace: str
+    name: str
+    selector: str
+    kind: RefKind
+
+    @property
+    def artifact(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}@{self.selector}"
+
+
+def parse_selector(selector: str) -> tuple[str, RefKind]:
+    """Classify what follows ``@`` in a reference."""
+    if selector.startswith("sha256:"):
+        hexpart = selector.removeprefix("sha256:")
+        if not is_sha256_hex(hexpart):
+            raise InvalidReferenceError(
+                f"invalid digest selector {_shown(selector)}: expected sha256:<64 lowercase hex>",
+                value=_shown(selector),
+            )
+        return selector, RefKind.DIGEST
+    if _VERSION.fullmatch(selector):
+        return selector, RefKind.VERSION
+    return validate_alias(selector), RefKind.ALIAS
+
+
+def parse_ref(value: str, *, require_selector: bool = True) -> Ref:
+    """Parse ``NS/NAME@SELECTOR``.
+
+    Raises:
+        InvalidReferenceError: the shape is wrong.
+        InvalidNameError: a part breaks the naming rules.
+    """
+    artifact, at, selector = value.partition("@")
+    parts = artifact.split("/")
+    if len(parts) != 2 or (require_selector and not (at and selector)):
+        raise InvalidReferenceError(
+            f"invalid reference {_shown(value)}: expected NS/NAME@VERSION, NS/NAME@ALIAS "
+            "or NS/NAME@sha256:<digest>",
+            value=_shown(value),
+        )
+    namespace = validate_name(parts[0], what="namespace")
+    name = validate_name(parts[1], what="artifact name")
+    if not selector:
+        return Ref(namespace, name, "", RefKind.VERSION)
+    sel, kind = parse_selector(selector)
+    return Ref(namespace, name, sel, kind)
+
+
+def validate_path(value: str) -> str:
+    """A file path inside a version: relative, normalized POSIX, no traversal.
+
+    Refused: empty, absolute, ``.``/``..``/empty segments, backslashes, NUL and other control
+    characters, non-NFC Unicode (two spellings of one name), over-long paths or segments, and the
+    top-level paths that OMS signatures ignore (``.git``…), which could never be signed.
+    """
+    if not value:
+        raise InvalidPathError("empty file path", path=value)
+    problem: str | None = None
+    if value.startswith("/"):
+        problem = "absolute paths are not allowed"
+    elif "\\" in value:
+        problem = "backslashes are not allowed"
+    elif any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        problem = "control characters (including NUL) are not allowed"
+    elif len(value.encode("utf-8", "surrogatepass")) > MAX_PATH_LENGTH:
+        problem = f"longer than {MAX_PATH_LENGTH} bytes"
+    elif unicodedata.normalize("NFC", value) != value:
+        problem = "not in Unicode NFC form"
+    else:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            problem = "not valid UTF-8"
+    if problem is None:
+        for segment in value.split("/"):
+            if segment in {"", ".", ".."}:
+                problem = "empty, '.' and '..' segments are not allowed"
+                break
+            if len(segment.encode("utf-8")) > MAX_SEGMENT_LENGTH:
+                problem = f"a segment is longer than {MAX_SEGMENT_LENGTH} bytes"
+                break
+    if problem is None and value.split("/", 1)[0] in OMS_IGNORE_PATHS:
+        problem = f"top-level {value.split('/', 1)[0]!r} is ignored by model signatures"
+    if problem is not None:
+        raise InvalidPathError(f"invalid file path {_shown(value)}: {problem}", path=_shown(value))
+    return value
+
+
+def _shown(value: str) -> str:
+    """A value safe to echo back in an error: bounded and with control characters escaped."""
+    text = value if len(value) <= 120 else value[:117] + "..."
+    return text.encode("unicode_escape").decode("ascii")

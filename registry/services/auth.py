@@ -1,0 +1,148 @@
+"""API tokens and who may do what.
+
+Tokens look like ``ms_<id>_<secret>``. Only SHA-256 of the secret is stored (the secret is 256
+random bits, so a fast hash is enough); comparison is constant-time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from registry.db import transaction
+from registry.errors import AuthenticationError, InvalidRequestError, PermissionDeniedError
+from registry.models import ApiToken
+from registry.services.common import Clock, aware, utcnow
+
+TOKEN_PREFIX = "ms_"  # noqa: S105 - a public prefix, not a secret
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    PUBLISHER = "publisher"
+    RELEASER = "releaser"
+    DEPLOYER = "deployer"
+    AUDITOR = "auditor"
+
+
+class Action(StrEnum):
+    READ = "read"
+    PUSH = "push"
+
+
+_ALLOWED: dict[Role, frozenset[Action]] = {
+    Role.ADMIN: frozenset(Action),
+    Role.PUBLISHER: frozenset({Action.READ, Action.PUSH}),
+    Role.RELEASER: frozenset({Action.READ}),
+    Role.DEPLOYER: frozenset({Action.READ}),
+    Role.AUDITOR: frozenset({Action.READ}),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The authenticated caller."""
+
+    token_id: str
+    name: str
+    role: Role
+    namespace: str | None  # None: every namespace
+
+    def require(self, action: Action, namespace: str | None) -> None:
+        """Raise :class:`PermissionDeniedError` unless this caller may act on ``namespace``."""
+        in_scope = self.namespace is None or self.namespace == namespace
+        if not in_scope or action not in _ALLOWED[self.role]:
+            where = f"namespace {namespace!r}" if namespace else "this registry"
+            raise PermissionDeniedError(
+                f"token {self.name!r} ({self.role}) may not {action} in {where}",
+                action=str(action),
+                namespace=namespace,
+            )
+
+    def can_see(self, namespace: str) -> bool:
+        return self.namespace is None or self.namespace == namespace
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    id: str
+    secret: str  # shown once
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode("ascii")).hexdigest()
+
+
+class TokenService:
+    def __init__(self, sessions: sessionmaker[Session], *, clock: Clock = utcnow) -> None:
+        self._sessions = sessions
+        self._clock = clock
+
+    def count(self) -> int:
+        with self._sessions() as session:
+            return int(session.execute(select(func.count()).select_from(ApiToken)).scalar_one())
+
+    def create(
+        self,
+        *,
+        name: str,
+        role: Role,
+        namespace: str | None = None,
+        expires_in: timedelta | None = None,
+    ) -> IssuedToken:
+        if role is not Role.ADMIN and namespace is None:
+            raise InvalidRequestError("only admin tokens may span every namespace")
+        token_id = secrets.token_hex(8)
+        secret = secrets.token_urlsafe(32)
+        now = self._clock()
+        with transaction(self._sessions) as session:
+            session.add(
+                ApiToken(
+                    id=token_id,
+                    name=name,
+                    secret_hash=_hash(secret),
+                    role=str(role),
+                    namespace=namespace,
+                    created_at=now,
+                    expires_at=now + expires_in if expires_in else None,
+                )
+            )
+        return IssuedToken(id=token_id, secret=f"{TOKEN_PREFIX}{token_id}_{secret}")
+
+    def authenticate(self, token: str | None) -> Principal:
+        """The principal a bearer token stands for.
+
+        Raises:
+            AuthenticationError: missing, malformed, unknown, expired or revoked token (one
+                message for all, so the answer does not tell an attacker which).
+        """
+        denied = AuthenticationError("a valid API token is required (Authorization: Bearer …)")
+        if not token or not token.startswith(TOKEN_PREFIX):
+            raise denied
+        token_id, sep, secret = token.removeprefix(TOKEN_PREFIX).partition("_")
+        if not sep or len(token_id) != 16 or not secret or len(secret) > 128:
+            raise denied
+        with self._sessions() as session:
+            row = session.get(ApiToken, token_id)
+        expected = row.secret_hash if row is not None else _hash("x" * 43)
+        matches = hmac.compare_digest(expected, _hash(secret) if secret.isascii() else "")
+        if row is None or not matches or row.revoked_at is not None:
+            raise denied
+        if row.expires_at is not None and aware(row.expires_at) <= self._clock():
+            raise denied
+        return Principal(
+            token_id=row.id, name=row.name, role=Role(row.role), namespace=row.namespace
+        )
+
+    def revoke(self, token_id: str) -> None:
+        with transaction(self._sessions) as session:
+            row = session.get(ApiToken, token_id)
+            if row is not None and row.revoked_at is None:
+                row.revoked_at = self._clock()

@@ -1,0 +1,50 @@
+"""First start: migrate the database and issue the first admin token."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from registry.config import Settings
+from registry.db import make_engine, make_sessionmaker, migrate
+from registry.services.auth import Role, TokenService
+
+ADMIN_TOKEN_FILE = "admin-token"  # noqa: S105 - a file name
+
+
+def bootstrap(settings: Settings) -> Path | None:
+    """Prepare a data dir and database; returns the admin-token path when one was written.
+
+    The schema is migrated to the newest revision on every start (idempotent). When the database
+    holds no token at all, an admin token is created and written to ``DATA_DIR/admin-token`` with
+    mode 0600 — the only place its secret ever exists.
+    """
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    url = settings.resolved_database_url
+    migrate(url)
+    engine = make_engine(url)
+    try:
+        tokens = TokenService(make_sessionmaker(engine))
+        if tokens.count():
+            return None
+        issued = tokens.create(name="admin", role=Role.ADMIN)
+    finally:
+        engine.dispose()
+    target = settings.data_dir / ADMIN_TOKEN_FILE
+    write_secret_file(target, issued.secret + "\n")
+    return target
+
+
+def write_secret_file(target: Path, text: str) -> None:
+    """Write a file readable only by its owner, atomically (never world-readable, even briefly)."""
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -1,0 +1,342 @@
+"""Artifact versions: immutable file sets identified by their OMS root digest."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from attest.digests import FileDigest, root_digest
+from registry.config import Settings
+from registry.db import transaction
+from registry.errors import (
+    ConflictError,
+    InvalidManifestError,
+    MissingBlobsError,
+    NotFoundError,
+    VersionConflictError,
+)
+from registry.models import Alias, Artifact, Blob, Namespace, NamespaceBlob, Version, VersionFile
+from registry.names import Kind, Ref, RefKind
+from registry.services.auth import Action, Principal
+from registry.services.common import Clock, aware, ensure_namespace, get_namespace, utcnow
+from registry.storage import BlobStore
+
+
+class State:
+    PENDING = "pending"
+    RELEASED = "released"
+    REJECTED = "rejected"
+    REVOKED = "revoked"
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRecord:
+    namespace: str
+    name: str
+    version: str
+    kind: str
+    state: str
+    root_digest: str
+    file_count: int
+    total_size: int
+    created_at: datetime
+    created_by: str
+    files: tuple[FileDigest, ...]
+
+    @property
+    def ref(self) -> str:
+        return f"{self.namespace}/{self.name}@{self.version}"
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactRecord:
+    namespace: str
+    name: str
+    kind: str
+    created_at: datetime
+    version_count: int
+
+
+def _record(version: Version) -> VersionRecord:
+    artifact = version.artifact
+    return VersionRecord(
+        namespace=artifact.namespace.name,
+        name=artifact.name,
+        version=version.version,
+        kind=artifact.kind,
+        state=version.state,
+        root_digest=version.root_digest,
+        file_count=version.file_count,
+        total_size=version.total_size,
+        created_at=aware(version.created_at),
+        created_by=version.created_by,
+        files=tuple(FileDigest(f.path, f.size, f.digest) for f in version.files),
+    )
+
+
+def check_manifest(files: Sequence[FileDigest], *, max_files: int) -> None:
+    """Structural checks of a manifest whose paths and digests are already validated."""
+    if not files:
+        raise InvalidManifestError("a version needs at least one file")
+    if len(files) > max_files:
+        raise InvalidManifestError(
+            f"a version may hold at most {max_files} files (got {len(files)})", limit=max_files
+        )
+    paths = sorted(f.path for f in files)
+    for previous, current in itertools.pairwise(paths):
+        if previous == current:
+            raise InvalidManifestError(f"path {current!r} appears twice", path=current)
+    as_set = set(paths)
+    for path in paths:
+        parts = path.split("/")
+        for i in range(1, len(parts)):
+            prefix = "/".join(parts[:i])
+            if prefix in as_set:
+                raise InvalidManifestError(
+                    f"{prefix!r} is both a file and a directory (of {path!r})", path=prefix
+                )
+    for f in files:
+        if f.size < 0:
+            raise InvalidManifestError(f"{f.path!r} has a negative size", path=f.path)
+
+
+class VersionService:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        store: BlobStore,
+        settings: Settings,
+        *,
+        clock: Clock = utcnow,
+    ) -> None:
+        self._sessions = sessions
+        self._store = store
+        self._settings = settings
+        self._clock = clock
+
+    def commit(
+        self,
+        principal: Principal,
+        *,
+        namespace: str,
+        name: str,
+        version: str,
+        kind: Kind,
+        files: Sequence[FileDigest],
+    ) -> tuple[VersionRecord, bool]:
+        """Create a version from a manifest of uploaded blobs; returns ``(version, created)``.
+
+        Pushing the same manifest again is idempotent (``created`` is false, nothing is written).
+
+        Raises:
+            InvalidManifestError: duplicate paths, file/directory clashes, sizes that disagree
+                with the uploaded blobs.
+            MissingBlobsError: some blobs were never uploaded to this namespace.
+            VersionConflictError: the version exists with other content.
+            ConflictError: the artifact exists with another kind.
+        """
+        principal.require(Action.PUSH, namespace)
+        check_manifest(files, max_files=self._settings.max_manifest_files)
+        digest = root_digest(files)
+        wanted = {(f.path, f.size, f.sha256) for f in files}
+
+        existing = self._find_existing(namespace, name, version)
+        if existing is not None:
+            return self._same_or_conflict(existing, kind, wanted, digest), False
+
+        now = self._clock()
+        try:
+            with transaction(self._sessions) as session:
+                ns = ensure_namespace(session, namespace, now)
+                artifact = self._ensure_artifact(session, ns, name, kind, now)
+                self._check_blobs(session, ns, files)
+                row = Version(
+                    artifact_id=artifact.id,
+                    version=version,
+                    root_digest=digest,
+                    state=State.PENDING,
+                    file_count=len(files),
+                    total_size=sum(f.size for f in files),
+                    created_at=now,
+                    created_by=principal.name,
+                    files=[
+                        VersionFile(path=f.path, size=f.size, digest=f.sha256)
+                        for f in sorted(files, key=lambda f: f.path)
+                    ],
+                )
+                session.add(row)
+                session.flush()
+                session.refresh(row)
+                record = _record(row)
+        except IntegrityError:
+            # A concurrent push of the same version won the unique constraint.
+            existing = self._find_existing(namespace, name, version)
+            if existing is None:
+                raise
+            return self._same_or_conflict(existing, kind, wanted, digest), False
+        return record, True
+
+    def _find_existing(self, namespace: str, name: str, version: str) -> VersionRecord | None:
+        with self._sessions() as session:
+            row = session.execute(
+                select(Version)
+                .join(Artifact, Version.artifact_id == Artifact.id)
+                .join(Namespace, Artifact.namespace_id == Namespace.id)
+                .where(Namespace.name == namespace, Artifact.name == name)
+                .where(Version.version == version)
+            ).scalar_one_or_none()
+            return None if row is None else _record(row)
+
+    @staticmethod
+    def _same_or_conflict(
+        existing: VersionRecord, kind: Kind, wanted: set[tuple[str, int, str]], digest: str
+    ) -> VersionRecord:
+        have = {(f.path, f.size, f.sha256) for f in existing.files}
+        if existing.kind != kind or have != wanted:
+            raise VersionConflictError(
+                f"{existing.ref} already exists with other content "
+                f"(sha256:{existing.root_digest}); versions are immutable, push a new version",
+                existing=f"sha256:{existing.root_digest}",
+                got=f"sha256:{digest}",
+            )
+        return existing
+
+    @staticmethod
+    def _ensure_artifact(
+        session: Session, ns: Namespace, name: str, kind: Kind, now: datetime
+    ) -> Artifact:
+        dialect = session.get_bind().dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        session.execute(
+            insert(Artifact)
+            .values(namespace_id=ns.id, name=name, kind=str(kind), created_at=now)
+            .on_conflict_do_nothing(index_elements=["namespace_id", "name"])
+        )
+        artifact = session.execute(
+            select(Artifact).where(Artifact.namespace_id == ns.id, Artifact.name == name)
+        ).scalar_one()
+        if artifact.kind != kind:
+            raise ConflictError(
+                f"{ns.name}/{name} is a {artifact.kind}, not a {kind}",
+                expected=artifact.kind,
+                got=str(kind),
+            )
+        return artifact
+
+    @staticmethod
+    def _check_blobs(session: Session, ns: Namespace, files: Sequence[FileDigest]) -> None:
+        digests = {f.sha256 for f in files}
+        held: dict[str, int] = {}
+        digest_list = sorted(digests)
+        for i in range(0, len(digest_list), 500):
+            batch = digest_list[i : i + 500]
+            for digest, size in session.execute(
+                select(Blob.digest, Blob.size)
+                .join(NamespaceBlob, NamespaceBlob.digest == Blob.digest)
+                .where(NamespaceBlob.namespace_id == ns.id, Blob.digest.in_(batch))
+            ):
+                held[digest] = size
+        missing = sorted(digests - held.keys())
+        if missing:
+            shown = ", ".join(f"sha256:{d}" for d in missing[:5])
+            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            raise MissingBlobsError(
+                f"{len(missing)} blob(s) were never uploaded to namespace {ns.name!r}: "
+                f"{shown}{more}",
+                missing=[f"sha256:{d}" for d in missing],
+            )
+        for f in files:
+            if held[f.sha256] != f.size:
+                raise InvalidManifestError(
+                    f"{f.path!r} is declared as {f.size} bytes but its blob has {held[f.sha256]}",
+                    path=f.path,
+                    expected=held[f.sha256],
+                    got=f.size,
+                )
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def resolve(self, principal: Principal, ref: Ref) -> VersionRecord:
+        """The version a reference selects.
+
+        Raises:
+            NotFoundError: no such namespace, artifact, version, alias or digest.
+        """
+        principal.require(Action.READ, ref.namespace)
+        with self._sessions() as session:
+            query = (
+                select(Version)
+                .join(Artifact, Version.artifact_id == Artifact.id)
+                .join(Namespace, Artifact.namespace_id == Namespace.id)
+                .where(Namespace.name == ref.namespace, Artifact.name == ref.name)
+            )
+            if ref.kind is RefKind.VERSION:
+                query = query.where(Version.version == ref.selector)
+            elif ref.kind is RefKind.DIGEST:
+                query = query.where(
+                    Version.root_digest == ref.selector.removeprefix("sha256:")
+                ).order_by(Version.created_at, Version.id)
+            else:
+                query = query.join(Alias, Alias.version_id == Version.id).where(
+                    Alias.name == ref.selector, Alias.artifact_id == Artifact.id
+                )
+            row = session.execute(query.limit(1)).scalar_one_or_none()
+            if row is None:
+                raise NotFoundError(f"{ref} does not exist", ref=str(ref))
+            return _record(row)
+
+    def list_namespaces(self, principal: Principal) -> list[str]:
+        with self._sessions() as session:
+            names = session.execute(select(Namespace.name).order_by(Namespace.name)).scalars()
+            return [n for n in names if principal.can_see(n)]
+
+    def list_artifacts(self, principal: Principal, namespace: str) -> list[ArtifactRecord]:
+        principal.require(Action.READ, namespace)
+        from sqlalchemy import func
+
+        with self._sessions() as session:
+            ns = get_namespace(session, namespace)
+            rows = session.execute(
+                select(Artifact, func.count(Version.id))
+                .outerjoin(Version, Version.artifact_id == Artifact.id)
+                .where(Artifact.namespace_id == ns.id)
+                .group_by(Artifact.id)
+                .order_by(Artifact.name)
+            ).all()
+            return [
+                ArtifactRecord(ns.name, a.name, a.kind, aware(a.created_at), int(count))
+                for a, count in rows
+            ]
+
+    def list_versions(self, principal: Principal, namespace: str, name: str) -> list[VersionRecord]:
+        principal.require(Action.READ, namespace)
+        with self._sessions() as session:
+            ns = get_namespace(session, namespace)
+            artifact = session.execute(
+                select(Artifact).where(Artifact.namespace_id == ns.id, Artifact.name == name)
+            ).scalar_one_or_none()
+            if artifact is None:
+                raise NotFoundError(f"{namespace}/{name} does not exist")
+            rows = session.execute(
+                select(Version)
+                .where(Version.artifact_id == artifact.id)
+                .order_by(Version.created_at, Version.id)
+            ).scalars()
+            return [_record(v) for v in rows]
+
+    def open_file(
+        self, principal: Principal, ref: Ref, path: str
+    ) -> tuple[VersionRecord, FileDigest, Iterator[bytes]]:
+        """A file of a version and a stream of its bytes."""
+        record = self.resolve(principal, ref)
+        for item in record.files:
+            if item.path == path:
+                return record, item, self._store.read(item.sha256)
+        raise NotFoundError(f"{ref} has no file {path!r}", ref=str(ref), path=path)

@@ -1,0 +1,82 @@
+"""The blob store interface.
+
+Blobs are immutable and content-addressed: the key of a blob is ``blobs/sha256/<hex>``, derived
+from a digest the service has already checked, never from anything a client supplied. Uploads are
+staged in parts that are invisible to readers; :meth:`BlobStore.complete_upload` makes a blob
+visible at its final key only after the service has verified the digest of every byte.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from attest.digests import is_sha256_hex
+
+#: Read size for streaming blobs out of a store.
+READ_SIZE = 8 * 1024 * 1024
+
+
+def blob_key(digest: str) -> str:
+    """The storage key of a blob, from its sha256 hex digest."""
+    if not is_sha256_hex(digest):
+        raise ValueError(f"not a sha256 hex digest: {digest!r}")
+    return f"blobs/sha256/{digest}"
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One stored chunk of an upload; ``etag`` lets the store check the part it assembles."""
+
+    number: int
+    etag: str
+
+
+@runtime_checkable
+class BlobStore(Protocol):
+    """Where blob bytes live. Implementations: :class:`LocalBlobStore`, :class:`S3BlobStore`."""
+
+    #: A short description for logs and ``/health`` (no credentials).
+    description: str
+
+    def exists(self, digest: str) -> bool:
+        """Whether a blob is visible at its final key."""
+        ...
+
+    def size(self, digest: str) -> int | None:
+        """Size of a visible blob, or ``None`` when absent."""
+        ...
+
+    def read(self, digest: str, *, start: int = 0, length: int | None = None) -> Iterator[bytes]:
+        """Stream a visible blob (or a byte range of it) in bounded pieces.
+
+        Raises:
+            NotFoundError: no blob with that digest.
+            StorageUnavailableError: the store failed.
+        """
+        ...
+
+    def start_upload(self, digest: str) -> str:
+        """Begin staging a blob; returns an opaque handle for the other upload calls."""
+        ...
+
+    def put_part(self, handle: str, digest: str, number: int, source: Path, size: int) -> Part:
+        """Store one part from a local spool file (which the store may move away)."""
+        ...
+
+    def complete_upload(self, handle: str, digest: str, parts: Sequence[Part]) -> None:
+        """Assemble ``parts`` in order at the blob's final key (a no-op copy if already there).
+
+        The caller has verified the digest of exactly these parts' bytes.
+        """
+        ...
+
+    def abort_upload(self, handle: str, digest: str) -> None:
+        """Drop every staged part of an upload. Idempotent."""
+        ...
+
+    def delete(self, digest: str) -> None:
+        """Remove a blob (garbage collection). Idempotent."""
+        ...
