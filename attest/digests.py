@@ -3,7 +3,9 @@
 The identity of an artifact version is the digest that an OpenSSF Model Signing (OMS) signature of
 the same files puts in its subject (``model-signing`` 1.1, ``files`` serialization, sha256): SHA-256
 over the concatenation of the raw 32-byte SHA-256 digests of the files, ordered by their relative
-POSIX path in Python string order. The registry, the signatures and ``model_signing verify`` agree
+POSIX path compared component by component (``pathlib.PurePosixPath`` order, which is what
+``model-signing`` sorts by: ``a/b`` sorts before ``a-b`` and ``a.b``, unlike plain string
+order). The registry, the signatures and ``model_signing verify`` agree
 on it because they all compute exactly this.
 """
 
@@ -52,6 +54,11 @@ def is_sha256_hex(value: str) -> bool:
     return _HEX64.fullmatch(value) is not None
 
 
+def oms_order(item: FileDigest) -> list[str]:
+    """Sort key of a file in an OMS manifest: its path components."""
+    return item.path.split("/")
+
+
 def root_digest(files: Iterable[FileDigest]) -> str:
     """The OMS root digest (hex) of a set of files.
 
@@ -59,7 +66,7 @@ def root_digest(files: Iterable[FileDigest]) -> str:
         InvalidDigestError: a file digest is not 64 lowercase hex digits.
         ValueError: the set is empty or names a path twice.
     """
-    ordered = sorted(files, key=lambda f: f.path)
+    ordered = sorted(files, key=oms_order)
     if not ordered:
         raise ValueError("a file set needs at least one file")
     outer = hashlib.sha256()

@@ -1,0 +1,175 @@
+"""Shared fixtures: settings on the embedded default, real PostgreSQL + SeaweedFS, live servers.
+
+Backends are parametrized: ``backend`` yields a ready ``Settings`` for ``sqlite-local`` (unit
+speed, no services) and ``postgres-s3`` (the real PostgreSQL and SeaweedFS started here, marked
+``integration``). Schema always comes from the Alembic migrations.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import uvicorn
+from safetensors.numpy import save_file
+
+from registry.api.app import create_app
+from registry.client import RegistryClient
+from registry.config import Settings
+from registry.db import migrate
+from registry.services.bootstrap import bootstrap
+from tests.services import PostgresServer, SeaweedServer
+
+MiB = 1024 * 1024
+
+
+# -- real services (session scoped) ----------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def pg_template(pg_server: PostgresServer) -> str:
+    """A database migrated to head, copied for every test that needs PostgreSQL."""
+    url = pg_server.create_database("modelseal_template")
+    migrate(url)
+    return "modelseal_template"
+
+
+@pytest.fixture
+def pg_url(pg_server: PostgresServer, pg_template: str) -> Iterator[str]:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    url = pg_server.create_database(name, template=pg_template)
+    yield url
+    pg_server.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[SeaweedServer]:
+    with SeaweedServer() as server:
+        server.create_bucket("modelseal-test")
+        yield server
+
+
+@pytest.fixture
+def s3_env(s3_server: SeaweedServer, monkeypatch: pytest.MonkeyPatch) -> SeaweedServer:
+    """The standard AWS credential chain pointed at the test server (as production uses it)."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.secret_key)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", s3_server.region)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    return s3_server
+
+
+@pytest.fixture
+def s3_storage_url() -> str:
+    return f"s3://modelseal-test/{uuid.uuid4().hex[:12]}"
+
+
+# -- settings per backend ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def local_settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data", min_chunk_bytes=1024)
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite-local", id="sqlite-local"),
+        pytest.param("postgres-s3", id="postgres-s3", marks=pytest.mark.integration),
+    ]
+)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """Settings for one backend, database migrated."""
+    if request.param == "sqlite-local":
+        settings = Settings(data_dir=tmp_path / "data", min_chunk_bytes=1024)
+        settings.data_dir.mkdir()
+        migrate(settings.resolved_database_url)
+        return settings
+    pg_url = request.getfixturevalue("pg_url")
+    s3 = request.getfixturevalue("s3_env")
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=pg_url,
+        storage=request.getfixturevalue("s3_storage_url"),
+        s3_endpoint_url=s3.endpoint_url,
+        s3_region=s3.region,
+        min_chunk_bytes=5 * MiB,
+    )
+
+
+# -- a live server in a thread -----------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Live:
+    url: str
+    admin_token: str
+    settings: Settings
+
+    def client(self, token: str | None = None, **kwargs: object) -> RegistryClient:
+        return RegistryClient(self.url, token if token is not None else self.admin_token, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def live(backend: Settings) -> Iterator[Live]:
+    """The API served by uvicorn on a free loopback port, in a thread."""
+    written = bootstrap(backend)
+    assert written is not None
+    token = written.read_text().strip()
+    app = create_app(backend, expiry_interval=None)
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    yield Live(f"http://127.0.0.1:{port}", token, backend)
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+# -- real model files ------------------------------------------------------------------------------
+
+
+def make_model_dir(root: Path, *, seed: int = 0, shards: int = 2, rows: int = 64) -> Path:
+    """A small but real model directory: safetensors shards, config and tokenizer files."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(shards):
+        tensors = {
+            f"layer{i}.weight": rng.standard_normal((rows, 32), dtype=np.float32),
+            f"layer{i}.bias": rng.standard_normal((32,), dtype=np.float32),
+        }
+        save_file(tensors, str(root / f"model-{i:05d}-of-{shards:05d}.safetensors"))
+    (root / "config.json").write_text(f'{{"architectures": ["Tiny"], "seed": {seed}}}\n')
+    (root / "tokenizer").mkdir(exist_ok=True)
+    (root / "tokenizer" / "vocab.txt").write_text("a\nb\nc\n")
+    return root
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path) -> Path:
+    return make_model_dir(tmp_path / "model")
