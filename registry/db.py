@@ -58,6 +58,29 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
+#: Any constant; replicas starting together on one PostgreSQL migrate one at a time.
+_MIGRATION_LOCK = 0x6D6F64656C7365
+
+
 def migrate(url: str) -> None:
-    """Bring the database schema to the newest migration."""
-    command.upgrade(alembic_config(url), "head")
+    """Bring the database schema to the newest migration.
+
+    On PostgreSQL an advisory lock serializes replicas that start at the same moment.
+    """
+    cfg = alembic_config(url)
+    if not url.startswith("postgresql"):
+        command.upgrade(cfg, "head")
+        return
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f"SELECT pg_advisory_lock({_MIGRATION_LOCK})")
+            try:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+                conn.commit()
+            finally:
+                conn.exec_driver_sql(f"SELECT pg_advisory_unlock({_MIGRATION_LOCK})")
+                conn.commit()
+    finally:
+        engine.dispose()

@@ -57,7 +57,7 @@ def pg_url(pg_server: PostgresServer, pg_template: str) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[SeaweedServer]:
-    with SeaweedServer() as server:
+    with SeaweedServer(stop_grace=1.0) as server:
         server.create_bucket("modelseal-test")
         yield server
 

@@ -19,6 +19,7 @@ import json
 import os
 import pwd
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -162,8 +163,10 @@ class PostgresServer:
         error = ""
         for _ in range(_START_ATTEMPTS):
             self.port = free_ports(1)[0]
+            with contextlib.suppress(OSError):
+                self.logfile.unlink()  # so that the log tail below is from this attempt
             opts = (
-                f"-p {self.port} -k {self.sockdir} -c listen_addresses={HOST}"
+                f"-p {self.port} -k {shlex.quote(str(self.sockdir))} -c listen_addresses={HOST}"
                 " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
                 " -c max_connections=200"
             )
@@ -387,6 +390,7 @@ class SeaweedServer:
             f"-s3.port.grpc={p['s3_grpc']}",
             f"-s3.config={t / 's3.json'}",
             "-s3.port.iceberg=0",
+            "-s3.autoCreateBucket=false",  # like AWS: PutObject to a missing bucket fails
             "-s3.port.lance=0",
             f"-s3.localSocket={t / 's3.sock'}",
             f"-master.port={p['master']}",

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import secrets
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -15,11 +13,7 @@ from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-_TESTS_DIR = str(Path(__file__).resolve().parents[1])
-if _TESTS_DIR not in sys.path:
-    sys.path.insert(0, _TESTS_DIR)
-
-from services import PostgresServer, SeaweedServer  # noqa: E402
+from tests.services import PostgresServer, SeaweedServer
 
 pytestmark = pytest.mark.integration
 
@@ -100,6 +94,9 @@ def test_s3_put_get_roundtrip(s3: Any, bucket: str) -> None:
     with pytest.raises(ClientError) as err:
         s3.head_object(Bucket=bucket, Key="dir/hello.txt")
     assert err.value.response["Error"]["Code"] in {"404", "NoSuchKey"}
+    with pytest.raises(ClientError) as err:  # no auto-creation of buckets
+        s3.put_object(Bucket=f"missing-{secrets.token_hex(4)}", Key="k", Body=b"x")
+    assert err.value.response["Error"]["Code"] == "NoSuchBucket"
 
 
 def test_s3_multipart_upload(s3: Any, bucket: str) -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 
 import pytest
@@ -12,7 +13,7 @@ def test_resumed_state_gives_the_same_digest() -> None:
     data = os.urandom(3 * 1024 * 1024 + 17)
     hasher = ResumableSha256()
     cut = [0, 5, 64, 1_000_003, len(data)]
-    for start, end in zip(cut, cut[1:], strict=False):
+    for start, end in itertools.pairwise(cut):
         hasher = ResumableSha256.from_state(hasher.state())  # as another replica would
         hasher.update(memoryview(data)[start:end])
     assert hasher.hexdigest() == hashlib.sha256(data).hexdigest()
