@@ -147,7 +147,7 @@ def problem_for(error: RegistryError) -> tuple[int, str]:
     """HTTP status and problem type slug for an error (most specific class wins)."""
     for cls in type(error).__mro__:
         if cls in PROBLEMS:
-            return PROBLEMS[cls]  # type: ignore[index]
+            return PROBLEMS[cls]
     return PROBLEMS[RegistryError]
 
 

@@ -15,6 +15,7 @@ from registry.api import problems
 from registry.api.deps import Services
 from registry.api.limits import BodyLimitMiddleware
 from registry.api.routes import health, uploads, versions
+from registry.api.schemas import PROBLEM_RESPONSES
 from registry.config import Settings
 from registry.db import make_engine, make_sessionmaker
 from registry.services import TokenService, UploadService, VersionService
@@ -70,8 +71,8 @@ def create_app(
     )
     problems.install(app)
     app.include_router(health.router)
-    app.include_router(versions.router)
-    app.include_router(uploads.router)
+    app.include_router(versions.router, responses=PROBLEM_RESPONSES)
+    app.include_router(uploads.router, responses=PROBLEM_RESPONSES)
     return app
 
 

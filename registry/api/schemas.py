@@ -98,3 +98,31 @@ class UploadPublic(BaseModel):
 class BlobPublic(BaseModel):
     digest: str
     size: int
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details; ``facts`` carries machine-readable specifics."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    facts: dict[str, object] | None = None
+
+
+PROBLEM_RESPONSES: dict[int | str, dict[str, object]] = {
+    status: {
+        "model": Problem,
+        "content": {"application/problem+json": {}},
+        "description": description,
+    }
+    for status, description in {
+        400: "Invalid request",
+        401: "Missing or invalid API token",
+        403: "Not allowed",
+        404: "Not found",
+        409: "Conflict",
+        413: "Too large",
+    }.items()
+}

@@ -19,8 +19,9 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import CursorResult, Result, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -67,6 +68,12 @@ class ChunkTicket:
     start: int
     length: int
     hash_state: bytes
+
+
+def _rowcount(result: Result[Any]) -> int:
+    """Rows an UPDATE matched (the result of an UPDATE is always a CursorResult)."""
+    assert isinstance(result, CursorResult)
+    return int(result.rowcount)
 
 
 class UploadService:
@@ -222,12 +229,14 @@ class UploadService:
         finally:
             spool.unlink(missing_ok=True)
         with transaction(self._sessions) as session:
-            advanced = session.execute(
-                update(UploadSession)
-                .where(UploadSession.id == ticket.upload_id)
-                .where(UploadSession.offset == ticket.start)
-                .values(offset=ticket.start + ticket.length, hash_state=new_state)
-            ).rowcount
+            advanced = _rowcount(
+                session.execute(
+                    update(UploadSession)
+                    .where(UploadSession.id == ticket.upload_id)
+                    .where(UploadSession.offset == ticket.start)
+                    .values(offset=ticket.start + ticket.length, hash_state=new_state)
+                )
+            )
             if advanced != 1:
                 raise UploadOffsetError(
                     f"upload {ticket.upload_id} moved on while this chunk was in flight",
@@ -262,11 +271,13 @@ class UploadService:
                 size=row.size,
             )
         with transaction(self._sessions) as session:
-            claimed = session.execute(
-                update(UploadSession)
-                .where(UploadSession.id == upload_id, UploadSession.offset == row.size)
-                .values(offset=_FINISHING)
-            ).rowcount
+            claimed = _rowcount(
+                session.execute(
+                    update(UploadSession)
+                    .where(UploadSession.id == upload_id, UploadSession.offset == row.size)
+                    .values(offset=_FINISHING)
+                )
+            )
         if claimed != 1:
             raise UploadOffsetError(f"upload {upload_id} is already being completed")
         try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -21,15 +20,13 @@ MIB = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-def pg_service() -> Iterator[PostgresServer]:
-    with PostgresServer() as server:
-        yield server
+def pg_service(pg_server: PostgresServer) -> PostgresServer:
+    return pg_server  # the session's server (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")
-def s3_service() -> Iterator[SeaweedServer]:
-    with SeaweedServer() as server:
-        yield server
+def s3_service(s3_server: SeaweedServer) -> SeaweedServer:
+    return s3_server
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,14 @@ from registry.api.schemas import (
     VersionPublic,
     VersionSummary,
 )
-from registry.names import Ref, parse_selector, validate_name, validate_path, validate_version
+from registry.names import (
+    Kind,
+    Ref,
+    parse_selector,
+    validate_name,
+    validate_path,
+    validate_version,
+)
 from registry.services.versions import VersionRecord
 
 router = APIRouter(prefix="/v1/namespaces", tags=["versions"])
@@ -31,7 +38,7 @@ def _summary(record: VersionRecord) -> VersionSummary:
         namespace=record.namespace,
         name=record.name,
         version=record.version,
-        kind=record.kind,  # type: ignore[arg-type]
+        kind=Kind(record.kind),
         state=record.state,
         root_digest=f"sha256:{record.root_digest}",
         file_count=record.file_count,
@@ -74,7 +81,7 @@ def list_artifacts(
         ArtifactPublic(
             namespace=a.namespace,
             name=a.name,
-            kind=a.kind,  # type: ignore[arg-type]
+            kind=Kind(a.kind),
             created_at=a.created_at,
             version_count=a.version_count,
         )

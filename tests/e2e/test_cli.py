@@ -1,0 +1,167 @@
+"""The ``modelseal`` command line, run as a user runs it (a subprocess) against a live server."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import Live, free_port
+
+embedded = pytest.mark.parametrize("backend", ["sqlite-local"], indirect=True)
+
+
+def run(
+    live: Live | None, *args: str, token: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELSEAL_")}
+    if live is not None:
+        env["MODELSEAL_URL"] = live.url
+        env["MODELSEAL_TOKEN"] = token if token is not None else live.admin_token
+    return subprocess.run(
+        [sys.executable, "-m", "registry", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@embedded
+def test_push_prints_the_root_digest_last_and_pull_restores_the_files(
+    live: Live, model_dir: Path, tmp_path: Path
+) -> None:
+    (model_dir / ".git").mkdir()
+    (model_dir / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    pushed = run(live, "push", str(model_dir), "vision/tiny@1.0.0", "--no-progress")
+    assert pushed.returncode == 0, pushed.stderr
+    digest = pushed.stdout.strip().splitlines()[-1]
+    assert digest.startswith("sha256:") and len(digest) == 71
+    assert "skipping .git" in pushed.stderr
+
+    target = tmp_path / "deploy"
+    pulled = run(live, "pull", "vision/tiny@1.0.0", "--to", str(target), "--no-progress")
+    assert pulled.returncode == 0, pulled.stderr
+    for source in model_dir.rglob("*"):
+        if source.is_file() and ".git" not in source.parts:
+            assert (target / source.relative_to(model_dir)).read_bytes() == source.read_bytes()
+    assert not (target / ".git").exists()
+
+    by_digest = run(live, "pull", f"vision/tiny@{digest}", "--to", str(tmp_path / "d2"))
+    assert by_digest.returncode == 0, by_digest.stderr
+
+    shown = run(live, "show", "vision/tiny@1.0.0", "--json")
+    assert shown.returncode == 0
+    document = json.loads(shown.stdout)
+    assert document["root_digest"] == digest
+    assert document["state"] == "pending"
+    assert {f["path"] for f in document["files"]} >= {"config.json", "tokenizer/vocab.txt"}
+
+    assert json.loads(run(live, "list", "--json").stdout) == ["vision"]
+    artifacts = json.loads(run(live, "list", "vision", "--json").stdout)
+    assert [a["name"] for a in artifacts] == ["tiny"]
+    versions = json.loads(run(live, "list", "vision/tiny", "--json").stdout)
+    assert [v["version"] for v in versions] == ["1.0.0"]
+    assert "1.0.0" in run(live, "list", "vision/tiny").stdout
+
+
+@embedded
+def test_push_refuses_symlinks_and_stores_nothing(live: Live, model_dir: Path) -> None:
+    (model_dir / "evil").symlink_to("/etc/passwd")
+    result = run(live, "push", str(model_dir), "ns/m@1", "--no-progress")
+    assert result.returncode == 1
+    assert "error: 'evil' is a symbolic link" in result.stderr
+    assert result.stdout == ""
+    assert json.loads(run(live, "list", "--json").stdout) == []
+
+
+@embedded
+@pytest.mark.parametrize(
+    ("ref", "message"),
+    [
+        ("ns/m", "expected NS/NAME@VERSION"),
+        ("NS/m@1", "invalid namespace"),
+        ("ns/m@prod", "push needs NS/NAME@VERSION"),
+    ],
+)
+def test_push_with_a_bad_reference_fails_clearly(
+    live: Live, model_dir: Path, ref: str, message: str
+) -> None:
+    result = run(live, "push", str(model_dir), ref, "--no-progress")
+    assert result.returncode == 1
+    assert message in result.stderr
+
+
+@embedded
+def test_push_conflict_and_bad_token(live: Live, model_dir: Path, tmp_path: Path) -> None:
+    assert run(live, "push", str(model_dir), "ns/m@1", "--no-progress").returncode == 0
+    (model_dir / "config.json").write_text("{}")
+    conflict = run(live, "push", str(model_dir), "ns/m@1", "--no-progress")
+    assert conflict.returncode == 1
+    assert "already exists with other content" in conflict.stderr
+    denied = run(live, "list", token="ms_0000000000000000_nope")
+    assert denied.returncode == 1
+    assert "a valid API token is required" in denied.stderr
+
+
+@embedded
+def test_pull_failure_leaves_the_target_untouched(live: Live, tmp_path: Path) -> None:
+    target = tmp_path / "deploy"
+    result = run(live, "pull", "ns/missing@1", "--to", str(target), "--no-progress")
+    assert result.returncode == 1
+    assert "does not exist" in result.stderr
+    assert not target.exists()
+
+
+def test_serve_first_start_migrates_and_writes_an_admin_token(tmp_path: Path) -> None:
+    data = tmp_path / "fresh"
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELSEAL_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "registry", "serve", "--data-dir", str(data), "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline and proc.poll() is None, "serve did not start"
+            time.sleep(0.1)
+        token_file = data / "admin-token"
+        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+        assert (data / "registry.db").exists()
+        token = token_file.read_text().strip()
+        live = Live(f"http://127.0.0.1:{port}", token, None)  # type: ignore[arg-type]
+        assert run(live, "list", "--json").stdout.strip() == "[]"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert "admin token written to" in (proc.stderr.read() if proc.stderr else "")
+    # A second start finds tokens and writes none.
+    token_file.unlink()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "registry", "serve", "--data-dir", str(data), "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(2)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert not token_file.exists()
