@@ -36,11 +36,11 @@ from registry.errors import (
     error_from_problem,
 )
 from registry.names import Kind, Ref, RefKind, parse_ref, validate_path
+from registry.transfer import RawDownloader
 
 MiB = 1024 * 1024
 DEFAULT_CHUNK_SIZE = 64 * MiB
 READ_PIECE = 1 * MiB
-DOWNLOAD_PIECE = 8 * MiB
 
 Progress = Callable[[int], None]
 
@@ -154,6 +154,7 @@ class RegistryClient:
             transport=transport,
             limits=limits,
         )
+        self._raw = RawDownloader(url, headers, verify=verify, timeout=timeout)
         self.chunk_size = chunk_size
         self.workers = workers
 
@@ -168,6 +169,7 @@ class RegistryClient:
 
     def close(self) -> None:
         self._http.close()
+        self._raw.close()
 
     def __enter__(self) -> RegistryClient:
         return self
@@ -427,22 +429,19 @@ class RegistryClient:
     ) -> None:
         destination = staging / item.path
         destination.parent.mkdir(parents=True, exist_ok=True)
-        url = f"{self._version_path(ref)}/files/{quote(item.path)}"
+        path = f"{self._version_path(ref)}/files/{quote(item.path)}"
         hasher = hashlib.sha256()
-        size = 0
-        with self._http.stream("GET", url) as response:
-            self._check(response)
-            with destination.open("xb") as out:
-                for piece in response.iter_raw(DOWNLOAD_PIECE):
-                    size += len(piece)
-                    if size > item.size:
-                        break
-                    hasher.update(piece)
-                    out.write(piece)
-                    if progress:
-                        progress(len(piece))
-                out.flush()
-                os.fsync(out.fileno())
+        with destination.open("xb") as out:
+
+            def sink(piece: memoryview) -> None:
+                hasher.update(piece)
+                out.write(piece)
+                if progress:
+                    progress(len(piece))
+
+            size, _ = self._raw.get(path, sink, limit=item.size)
+            out.flush()
+            os.fsync(out.fileno())
         if size != item.size or hasher.hexdigest() != item.sha256:
             got = "more bytes than declared" if size > item.size else f"sha256:{hasher.hexdigest()}"
             raise PullVerificationError(

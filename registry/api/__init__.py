@@ -1,5 +1,5 @@
-"""The HTTP API: ``create_app(settings)`` and thin routes over the services."""
+"""The HTTP API: :func:`registry.api.app.create_app` and thin routes over the services.
 
-from registry.api.app import create_app
-
-__all__ = ["create_app"]
+Importing this package imports nothing heavy, so the SDK can share :mod:`registry.api.schemas`
+without loading FastAPI or SQLAlchemy.
+"""
