@@ -129,6 +129,7 @@ class ChildResult:
     seconds: float
     returncode: int
     maxrss_bytes: int
+    cpu_seconds: float  # user + system
     stdout: str
     stderr: str
 
@@ -155,7 +156,8 @@ _, status, usage = os.wait4(pid, 0)
 seconds = time.perf_counter() - t0
 code = os.waitstatus_to_exitcode(status)
 with open(out, "w") as handle:
-    handle.write(f"{seconds!r} {usage.ru_maxrss} {code}\\n")
+    cpu = usage.ru_utime + usage.ru_stime
+    handle.write(f"{seconds!r} {usage.ru_maxrss} {code} {cpu!r}\\n")
 sys.exit(code if code >= 0 else 128 - code)
 """
 
@@ -190,13 +192,14 @@ def run_timed(cmd: Sequence[str], env: dict[str, str], cwd: Path | None = None) 
         stdout = out.read().decode(errors="replace")
         stderr = err.read().decode(errors="replace")
         fields = report.read().split()
-        if len(fields) != 3:
+        if len(fields) != 4:
             raise RuntimeError(f"launcher of {list(cmd)} failed ({proc.returncode}):\n{stderr}")
         return ChildResult(
             cmd=list(cmd),
             seconds=float(fields[0]),
             returncode=int(fields[2]),
             maxrss_bytes=int(fields[1]) * KiB,  # Linux reports KiB
+            cpu_seconds=float(fields[3]),
             stdout=stdout,
             stderr=stderr,
         )
@@ -210,6 +213,13 @@ def read_hwm(pid: int) -> dict[str, int]:
         if key in ("VmHWM", "VmRSS"):
             values[key] = int(rest.split()[0]) * KiB
     return values
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a live process has used so far (all its threads)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def reset_hwm(pid: int) -> bool:
@@ -398,6 +408,37 @@ class Stack:
     def server_hwm(self) -> dict[str, int]:
         return read_hwm(self.server_pid)
 
+    @property
+    def weed_pid(self) -> int | None:
+        process = None if self.seaweed is None else self.seaweed.process
+        return None if process is None else int(process.pid)
+
+    def run_phase(self, cmd: Sequence[str], env: dict[str, str]) -> dict[str, Any]:
+        """Run one measured child: its time, peak RSS and CPU; the modelseal server's peak RSS
+        during it (VmHWM reset before) and the CPU the server and SeaweedFS spent meanwhile."""
+        hwm_reset = reset_hwm(self.server_pid)
+        server_cpu = cpu_seconds(self.server_pid)
+        weed_cpu = cpu_seconds(self.weed_pid) if self.weed_pid else 0.0
+        result = run_timed(cmd, env).check()
+        server = self.server_hwm()
+        phase: dict[str, Any] = {
+            "seconds": result.seconds,
+            "client_rss": result.maxrss_bytes,
+            "client_cpu": result.cpu_seconds,
+            "server_hwm": server["VmHWM"],
+            "server_rss_after": server["VmRSS"],
+            "server_hwm_reset": hwm_reset,
+            "server_cpu": cpu_seconds(self.server_pid) - server_cpu,
+            "stdout": result.stdout.strip(),
+        }
+        if self.weed_pid:
+            phase["seaweedfs_cpu"] = cpu_seconds(self.weed_pid) - weed_cpu
+        return phase
+
+    def modelseal(self, *args: str) -> dict[str, Any]:
+        """``modelseal ARGS`` as a client of this server, measured by :meth:`run_phase`."""
+        return self.run_phase([*modelseal_cmd(), *args], self.client_env())
+
     def _stop_server(self) -> None:
         proc, self.server = self.server, None
         if proc is None:
@@ -436,7 +477,12 @@ class Stack:
 
 @contextlib.contextmanager
 def scratch_dir(base: str | None, keep: bool = False) -> Iterator[Path]:
-    """A private temporary directory, removed afterwards (also after Ctrl-C) unless ``keep``."""
+    """A private temporary directory, removed afterwards (also after Ctrl-C) unless ``keep``.
+
+    ``base`` also becomes this process's default temporary directory, so that SeaweedFS's data
+    (``SeaweedServer`` uses ``tempfile.mkdtemp()``) lands there too."""
+    if base:
+        tempfile.tempdir = base
     path = Path(tempfile.mkdtemp(prefix="modelseal-bench-", dir=base))
     try:
         yield path

@@ -24,7 +24,6 @@ import struct
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import _common as c
 
@@ -49,19 +48,6 @@ def make_file(path: Path, size: int) -> str:
             written += len(piece)
             number += 1
     return digest.hexdigest()
-
-
-def phase(stack: c.Stack, args: list[str]) -> dict[str, Any]:
-    hwm_reset = c.reset_hwm(stack.server_pid)
-    result = c.run_timed([*c.modelseal_cmd(), *args], stack.client_env()).check()
-    server = stack.server_hwm()
-    return {
-        "seconds": result.seconds,
-        "client_rss": result.maxrss_bytes,
-        "server_hwm": server["VmHWM"],
-        "server_rss_after": server["VmRSS"],
-        "server_hwm_reset": hwm_reset,
-    }
 
 
 def main() -> int:
@@ -98,10 +84,10 @@ def main() -> int:
             print(f"modelseal at {stack.url}, {where}")
             idle = stack.server_hwm()
             c.drop_dirty_pages()
-            push = phase(stack, ["push", str(source_dir), REF, "--no-progress"])
+            push = stack.modelseal("push", str(source_dir), REF, "--no-progress")
             target = work / "pulled"
             c.drop_dirty_pages()
-            pull = phase(stack, ["pull", REF, "--to", str(target), "--no-progress"])
+            pull = stack.modelseal("pull", REF, "--to", str(target), "--no-progress")
             got = c.sha256_path(target / FILE_NAME)
             if got != expected:
                 raise RuntimeError(f"pulled file has sha256 {got}, expected {expected}")
@@ -129,6 +115,13 @@ def main() -> int:
         f"server peak per row = VmHWM reset before the phase"
         + ("" if push["server_hwm_reset"] else " (reset not possible: cumulative)")
     )
+    for label, result in (("push", push), ("pull", pull)):
+        print(
+            f"CPU seconds during {label}: client {result['client_cpu']:.2f}, "
+            f"modelseal server {result['server_cpu']:.2f}"
+            + (f", SeaweedFS {result['seaweedfs_cpu']:.2f}" if "seaweedfs_cpu" in result else "")
+            + f" (wall {result['seconds']:.2f})"
+        )
     peaks = {
         "push client": push["client_rss"],
         "pull client": pull["client_rss"],

@@ -82,28 +82,13 @@ def baseline(stack: c.Stack, action: str, directory: Path, names: list[str], cyc
         stack.seaweed.endpoint_url, c.BUCKET, f"{c.BASELINE_PREFIX}/r{cycle}", str(directory),
         *names,
     ]  # fmt: skip
-    result = c.run_timed(cmd, c.clean_env(**stack.s3_env)).check()
-    inner = json.loads(result.stdout.strip().splitlines()[-1])
-    return {
-        "seconds": result.seconds,
-        "inprocess_seconds": inner["seconds"],
-        "import_seconds": inner["import_seconds"],
-        "client_rss": result.maxrss_bytes,
-    }
-
-
-def modelseal(stack: c.Stack, args: list[str]) -> dict[str, Any]:
-    hwm_reset = c.reset_hwm(stack.server_pid)
-    result = c.run_timed([*c.modelseal_cmd(), *args], stack.client_env()).check()
-    server = stack.server_hwm()
-    return {
-        "seconds": result.seconds,
-        "client_rss": result.maxrss_bytes,
-        "server_hwm": server["VmHWM"],
-        "server_rss_after": server["VmRSS"],
-        "server_hwm_reset": hwm_reset,
-        "stdout": result.stdout.strip(),
-    }
+    phase = stack.run_phase(cmd, c.clean_env(**stack.s3_env))
+    inner = json.loads(phase.pop("stdout").splitlines()[-1])
+    for key in ("server_hwm", "server_rss_after", "server_hwm_reset"):
+        del phase[key]  # the modelseal server takes no part in the baseline
+    phase["inprocess_seconds"] = inner["seconds"]
+    phase["import_seconds"] = inner["import_seconds"]
+    return phase
 
 
 def cycle_once(
@@ -119,7 +104,7 @@ def cycle_once(
     run["boto3_upload"] = baseline(stack, "upload", model, [], cycle)
 
     c.drop_dirty_pages()
-    run["modelseal_push"] = modelseal(stack, ["push", str(model), ref, "--no-progress"])
+    run["modelseal_push"] = stack.modelseal("push", str(model), ref, "--no-progress")
 
     target = work / f"boto3-download-{cycle}"
     c.drop_dirty_pages()
@@ -129,7 +114,7 @@ def cycle_once(
 
     target = work / f"modelseal-pull-{cycle}"
     c.drop_dirty_pages()
-    run["modelseal_pull"] = modelseal(stack, ["pull", ref, "--to", str(target), "--no-progress"])
+    run["modelseal_pull"] = stack.modelseal("pull", ref, "--to", str(target), "--no-progress")
     c.verify_tree(source, target, "modelseal pull")
     shutil.rmtree(target)
     c.drop_dirty_pages()
@@ -155,6 +140,9 @@ def summarize(runs: list[dict[str, Any]], total_bytes: int) -> dict[str, Any]:
             "mb_per_s": total_bytes / c.MB / seconds,
             "client_rss_max": max(r["client_rss"] for r in rows),
         }
+        for cpu in ("client_cpu", "server_cpu", "seaweedfs_cpu"):
+            if cpu in rows[0]:
+                phase[f"{cpu}_median"] = c.median([r[cpu] for r in rows])
         if "server_hwm" in rows[0]:
             phase["server_hwm_max"] = max(r["server_hwm"] for r in rows)
         if "inprocess_seconds" in rows[0]:
@@ -190,6 +178,23 @@ def print_results(
             c.mib(s.get("server_hwm_max")),
         ])  # fmt: skip
     c.print_table(headers, rows)
+    print()
+    cpu_rows = []
+    for key, label, _base in PHASES:
+        s = summary[key]
+        parts = [s["client_cpu_median"], s.get("server_cpu_median", 0.0), s["seaweedfs_cpu_median"]]
+        cpu_rows.append([
+            label,
+            f"{parts[0]:.2f}",
+            f"{s['server_cpu_median']:.2f}" if "server_cpu_median" in s else "-",
+            f"{parts[2]:.2f}",
+            f"{sum(parts):.2f}",
+            f"{s['seconds_median']:.2f}",
+        ])  # fmt: skip
+    c.print_table(
+        ["CPU seconds (user+sys)", "client", "modelseal server", "SeaweedFS", "total", "wall"],
+        cpu_rows,
+    )
     print()
     up, down = summary["boto3_upload"], summary["boto3_download"]
     print("MB/s = 10^6 bytes/s; 'vs baseline' = modelseal seconds / boto3 seconds (>1 is slower).")
