@@ -68,8 +68,3 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'registry.db').resolve()}"
-
-    @property
-    def spool_dir(self) -> Path:
-        """Process-local scratch space for chunks in flight (never a source of truth)."""
-        return self.data_dir / "tmp"

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import CursorResult, Result, delete, select, update
@@ -41,6 +41,7 @@ from registry.models import Blob, Namespace, NamespaceBlob, UploadPart, UploadSe
 from registry.services.auth import Action, Principal
 from registry.services.common import Clock, aware, ensure_namespace, utcnow
 from registry.storage import BlobStore, Part
+from registry.storage.base import Readable
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,6 @@ class UploadService:
         self._store = store
         self._settings = settings
         self._clock = clock
-        settings.spool_dir.mkdir(parents=True, exist_ok=True)
 
     # -- sessions ---------------------------------------------------------------------------
 
@@ -168,10 +168,6 @@ class UploadService:
 
     # -- chunks -----------------------------------------------------------------------------
 
-    def spool_path(self) -> Path:
-        """A fresh process-local file for one chunk in flight."""
-        return self._settings.spool_dir / f"{uuid.uuid4().hex}.chunk"
-
     def begin_chunk(
         self, principal: Principal, upload_id: str, start: int, length: int
     ) -> ChunkTicket:
@@ -206,28 +202,32 @@ class UploadService:
             )
         return ChunkTicket(upload_id, start, length, row.hash_state)
 
-    def commit_chunk(self, ticket: ChunkTicket, spool: Path, new_state: bytes) -> int:
-        """Store a received chunk and advance the session; returns the new offset."""
-        try:
-            with transaction(self._sessions) as session:
-                claimed = session.execute(
-                    update(UploadSession)
-                    .where(UploadSession.id == ticket.upload_id)
-                    .where(UploadSession.offset == ticket.start)
-                    .values(next_part=UploadSession.next_part + 1)
-                    .returning(
-                        UploadSession.next_part, UploadSession.backend_handle, UploadSession.digest
-                    )
-                ).one_or_none()
-            if claimed is None:
-                raise UploadOffsetError(
-                    f"upload {ticket.upload_id} moved on while this chunk was in flight",
-                    got=ticket.start,
+    def commit_chunk(
+        self, ticket: ChunkTicket, body: Readable, state_after: Callable[[], bytes]
+    ) -> int:
+        """Store a chunk streamed from ``body`` and advance the session; returns the new offset.
+
+        ``state_after`` gives the running hash state once ``body`` has been read to its end (the
+        receiver hashes the bytes as it hands them over).
+        """
+        with transaction(self._sessions) as session:
+            claimed = session.execute(
+                update(UploadSession)
+                .where(UploadSession.id == ticket.upload_id)
+                .where(UploadSession.offset == ticket.start)
+                .values(next_part=UploadSession.next_part + 1)
+                .returning(
+                    UploadSession.next_part, UploadSession.backend_handle, UploadSession.digest
                 )
-            number, handle, digest = claimed[0] - 1, claimed[1], claimed[2]
-            part = self._store.put_part(handle, digest, number, spool, ticket.length)
-        finally:
-            spool.unlink(missing_ok=True)
+            ).one_or_none()
+        if claimed is None:
+            raise UploadOffsetError(
+                f"upload {ticket.upload_id} moved on while this chunk was in flight",
+                got=ticket.start,
+            )
+        number, handle, digest = claimed[0] - 1, claimed[1], claimed[2]
+        part = self._store.put_part(handle, digest, number, body, ticket.length)
+        new_state = state_after()
         with transaction(self._sessions) as session:
             advanced = _rowcount(
                 session.execute(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from attest.digests import is_sha256_hex
@@ -24,6 +23,12 @@ def blob_key(digest: str) -> str:
     if not is_sha256_hex(digest):
         raise ValueError(f"not a sha256 hex digest: {digest!r}")
     return f"blobs/sha256/{digest}"
+
+
+class Readable(Protocol):
+    """What a part is streamed from: anything with ``read(size)``."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +67,12 @@ class BlobStore(Protocol):
         """Begin staging a blob; returns an opaque handle for the other upload calls."""
         ...
 
-    def put_part(self, handle: str, digest: str, number: int, source: Path, size: int) -> Part:
-        """Store one part from a local spool file (which the store may move away)."""
+    def put_part(self, handle: str, digest: str, number: int, body: Readable, size: int) -> Part:
+        """Store one part of exactly ``size`` bytes, streamed from ``body``.
+
+        Raises:
+            StorageUnavailableError: the store failed, or ``body`` ended early.
+        """
         ...
 
     def complete_upload(self, handle: str, digest: str, parts: Sequence[Part]) -> None:

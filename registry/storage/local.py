@@ -13,8 +13,8 @@ import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from registry.errors import NotFoundError
-from registry.storage.base import READ_SIZE, Part, blob_key
+from registry.errors import NotFoundError, StorageUnavailableError
+from registry.storage.base import READ_SIZE, Part, Readable, blob_key
 
 _HANDLE_CHARS = frozenset("0123456789abcdef")
 
@@ -60,13 +60,19 @@ class LocalBlobStore:
         self._upload_dir(handle).mkdir(parents=True)
         return handle
 
-    def put_part(self, handle: str, digest: str, number: int, source: Path, size: int) -> Part:
+    def put_part(self, handle: str, digest: str, number: int, body: Readable, size: int) -> Part:
         target = self._upload_dir(handle) / f"{number:05d}"
-        try:
-            os.replace(source, target)  # same filesystem when the spool is in the data dir
-        except OSError:
-            shutil.copyfile(source, target)
-            source.unlink(missing_ok=True)
+        written = 0
+        with target.open("xb") as out:
+            while written < size:
+                piece = body.read(min(READ_SIZE, size - written))
+                if not piece:
+                    break
+                out.write(piece)
+                written += len(piece)
+        if written != size:
+            target.unlink(missing_ok=True)
+            raise StorageUnavailableError(f"part {number} ended after {written} of {size} bytes")
         return Part(number=number, etag=f"{size}")
 
     def complete_upload(self, handle: str, digest: str, parts: Sequence[Part]) -> None:

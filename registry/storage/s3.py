@@ -13,7 +13,6 @@ are switched off (they cost about one CPU-second per GB on plain http).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
@@ -22,7 +21,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from registry.errors import NotFoundError, StorageUnavailableError
-from registry.storage.base import READ_SIZE, Part, blob_key
+from registry.storage.base import READ_SIZE, Part, Readable, blob_key
 
 T = TypeVar("T")
 _NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
@@ -128,22 +127,20 @@ class S3BlobStore:
         )
         return str(response["UploadId"])
 
-    def put_part(self, handle: str, digest: str, number: int, source: Path, size: int) -> Part:
-        def upload() -> Any:
-            with source.open("rb") as body:
-                return self._s3.upload_part(
-                    Bucket=self.bucket,
-                    Key=self._key(digest),
-                    UploadId=handle,
-                    PartNumber=number,
-                    Body=body,
-                    ContentLength=size,
-                )
-
-        try:
-            response = self._call(f"store part {number}", upload)
-        finally:
-            source.unlink(missing_ok=True)
+    def put_part(self, handle: str, digest: str, number: int, body: Readable, size: int) -> Part:
+        # The body is a one-pass stream (the request still arriving): botocore cannot rewind it
+        # to retry, so a failed part fails the chunk and the client resends it.
+        response = self._call(
+            f"store part {number}",
+            lambda: self._s3.upload_part(
+                Bucket=self.bucket,
+                Key=self._key(digest),
+                UploadId=handle,
+                PartNumber=number,
+                Body=body,
+                ContentLength=size,
+            ),
+        )
         return Part(number=number, etag=str(response["ETag"]))
 
     def complete_upload(self, handle: str, digest: str, parts: Sequence[Part]) -> None:

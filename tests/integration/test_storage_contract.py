@@ -11,6 +11,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from registry.errors import NotFoundError, StorageUnavailableError
+from registry.pipe import BytePipe
 from registry.storage import BlobStore, LocalBlobStore, Part, S3BlobStore
 from tests.services import SeaweedServer
 
@@ -38,10 +39,13 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlobStore]
     )
 
 
-def _spool(tmp_path: Path, data: bytes) -> Path:
-    path = tmp_path / f"spool-{hashlib.sha256(data).hexdigest()[:8]}-{os.urandom(4).hex()}"
-    path.write_bytes(data)
-    return path
+def _spool(tmp_path: Path, data: bytes) -> BytePipe:
+    """Parts arrive as a one-pass stream, as they do from a request body."""
+    pipe = BytePipe(max_pieces=len(data) // MiB + 3)
+    for i in range(0, len(data), MiB):
+        pipe.put(data[i : i + MiB])
+    pipe.close()
+    return pipe
 
 
 def _put(store: BlobStore, tmp_path: Path, chunks: list[bytes]) -> tuple[str, str, list[Part]]:
@@ -162,3 +166,15 @@ def test_s3_wrong_credentials_are_a_storage_error(
         store.start_upload("0" * 64)
     with pytest.raises(ClientError):
         s3_server.client(secret_key="wrong").list_buckets()
+
+
+def test_a_part_whose_stream_fails_is_not_stored(store: BlobStore, tmp_path: Path) -> None:
+    digest = hashlib.sha256(b"x" * 10).hexdigest()
+    handle = store.start_upload(digest)
+    pipe = BytePipe()
+    pipe.put(b"x" * 4)
+    pipe.fail(RuntimeError("client went away"))
+    with pytest.raises((RuntimeError, StorageUnavailableError)):
+        store.put_part(handle, digest, 1, pipe, 10)
+    store.abort_upload(handle, digest)
+    assert not store.exists(digest)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
+from collections.abc import Callable
 from typing import Annotated
 
 import anyio
@@ -14,13 +17,14 @@ from registry.api.schemas import BlobPublic, UploadIn, UploadPublic
 from registry.errors import InvalidRequestError
 from registry.hashstate import ResumableSha256
 from registry.names import validate_name
+from registry.pipe import BytePipe, PipeClosedError
 from registry.services import Principal
-from registry.services.uploads import UploadStatus
+from registry.services.uploads import ChunkTicket, UploadService, UploadStatus
 
 router = APIRouter(tags=["uploads"])
 
 _RANGE = re.compile(r"^(?:bytes )?(\d{1,19})-(\d{1,19})(?:/(?:\d{1,19}|\*))?$")
-_FLUSH = 4 * 1024 * 1024
+_FLUSH = 1024 * 1024
 
 
 def _public(upload: UploadStatus, services: Services) -> UploadPublic:
@@ -74,43 +78,65 @@ async def _receive_chunk(
     start: int,
     length: int,
 ) -> int:
-    """Stream a chunk body to a spool file while hashing it; store it; return the new offset."""
+    """Stream a chunk body into the store while hashing it; return the new offset.
+
+    The body flows through a bounded pipe to the store in a worker thread, so the store (S3)
+    receives the chunk while it is still arriving; memory is fixed whatever the chunk size.
+    """
     uploads = services.uploads
     ticket = await run_in_threadpool(uploads.begin_chunk, principal, upload_id, start, length)
     hasher = ResumableSha256.from_state(ticket.hash_state)
-    spool = uploads.spool_path()
+    pipe = BytePipe()
+    store = asyncio.ensure_future(
+        run_in_threadpool(_store_chunk, uploads, ticket, pipe, hasher.state)
+    )
+
+    def feed(data: bytes) -> None:
+        hasher.update(data)
+        pipe.put(data)
+
     received = 0
     try:
-        with spool.open("wb") as sink:
-
-            def absorb(data: bytes) -> None:
-                hasher.update(data)
-                sink.write(data)
-
-            pending: list[bytes] = []
-            pending_size = 0
-            async for piece in request.stream():
-                received += len(piece)
-                if received > length:
-                    raise InvalidRequestError(
-                        f"chunk body is longer than its declared {length} bytes"
-                    )
-                pending.append(piece)
-                pending_size += len(piece)
-                if pending_size >= _FLUSH:
-                    await anyio.to_thread.run_sync(absorb, b"".join(pending))
-                    pending, pending_size = [], 0
+        pending: list[bytes] = []
+        pending_size = 0
+        async for piece in request.stream():
+            if store.done():
+                break  # the store failed; its error is raised below
+            received += len(piece)
+            if received > length:
+                raise InvalidRequestError(f"chunk body is longer than its declared {length} bytes")
+            pending.append(piece)
+            pending_size += len(piece)
+            if pending_size >= _FLUSH:
+                await anyio.to_thread.run_sync(feed, b"".join(pending))
+                pending, pending_size = [], 0
+        if not store.done():
             if pending:
-                await anyio.to_thread.run_sync(absorb, b"".join(pending))
-        if received != length:
-            raise InvalidRequestError(
-                f"chunk body ended after {received} of its declared {length} bytes",
-                expected=length,
-                got=received,
-            )
-        return await run_in_threadpool(uploads.commit_chunk, ticket, spool, hasher.state())
+                await anyio.to_thread.run_sync(feed, b"".join(pending))
+            if received != length:
+                raise InvalidRequestError(
+                    f"chunk body ended after {received} of its declared {length} bytes",
+                    expected=length,
+                    got=received,
+                )
+            pipe.close()
+    except BaseException as exc:
+        pipe.fail(exc if isinstance(exc, Exception) else InvalidRequestError("upload aborted"))
+        with contextlib.suppress(BaseException):
+            await store
+        if isinstance(exc, PipeClosedError):
+            return await store
+        raise
+    return await store
+
+
+def _store_chunk(
+    uploads: UploadService, ticket: ChunkTicket, pipe: BytePipe, state: Callable[[], bytes]
+) -> int:
+    try:
+        return uploads.commit_chunk(ticket, pipe, state)
     finally:
-        spool.unlink(missing_ok=True)
+        pipe.abandon()
 
 
 def _chunk_bounds(
