@@ -1,12 +1,34 @@
-"""Errors raised by :mod:`attest`.
+"""Errors raised by :mod:`attest`. Each says what was expected and what was found.
 
 AttestError
-└── InvalidDigestError      a digest string is not ``sha256:<64 lowercase hex>``
+├── InvalidDigestError            a digest is not sha256:<64 lowercase hex>
+├── DocumentError                 a document cannot be accepted as evidence
+│   ├── DocumentTooLargeError     over the size cap
+│   ├── NestingTooDeepError       JSON nested deeper than the cap
+│   ├── MalformedDocumentError    not UTF-8, not JSON, duplicate keys, missing fields
+│   ├── WrongMediaTypeError       not a Sigstore bundle v0.3
+│   ├── WrongPayloadTypeError     DSSE payloadType is not in-toto JSON
+│   ├── SignatureCountError       zero, empty or several signatures
+│   └── InvalidStatementError     not an in-toto Statement v1 (or a subject without sha256)
+├── VerificationError             the evidence does not prove what it claims
+│   ├── UnknownSignerError        signed by a key or identity that is not trusted
+│   ├── SignatureError            the signature does not verify
+│   ├── SubjectMismatchError      the statement is about another digest
+│   └── ManifestMismatchError     an OMS manifest does not list exactly the version's files
+└── SigningError                  a signer could not sign (no key, no identity token…)
 """
+
+from __future__ import annotations
+
+from typing import Any
 
 
 class AttestError(Exception):
     """Base class of every error :mod:`attest` raises."""
+
+    def __init__(self, message: str, **facts: Any) -> None:
+        super().__init__(message)
+        self.facts = facts
 
     def diagnostics(self) -> str:
         """A human-readable explanation, suitable for a CLI."""
@@ -17,7 +39,63 @@ class InvalidDigestError(AttestError, ValueError):
     """A digest is malformed."""
 
     def __init__(self, value: str, *, expected: str = "sha256:<64 lowercase hex digits>") -> None:
+        shown = value if len(value) <= 80 else value[:77] + "..."
+        super().__init__(f"invalid digest {shown!r}: expected {expected}", value=shown)
         self.value = value
         self.expected = expected
-        shown = value if len(value) <= 80 else value[:77] + "..."
-        super().__init__(f"invalid digest {shown!r}: expected {expected}")
+
+
+class DocumentError(AttestError):
+    """A document cannot be accepted as evidence."""
+
+
+class DocumentTooLargeError(DocumentError):
+    """A document is over the size cap."""
+
+
+class NestingTooDeepError(DocumentError):
+    """JSON nested deeper than the cap."""
+
+
+class MalformedDocumentError(DocumentError):
+    """Not UTF-8, not JSON, duplicate keys, or a required field missing or of the wrong type."""
+
+
+class WrongMediaTypeError(DocumentError):
+    """The bundle is not a Sigstore bundle v0.3."""
+
+
+class WrongPayloadTypeError(DocumentError):
+    """The DSSE payload is not an in-toto statement."""
+
+
+class SignatureCountError(DocumentError):
+    """A DSSE envelope must carry exactly one non-empty signature."""
+
+
+class InvalidStatementError(DocumentError):
+    """The payload is not a valid in-toto Statement v1."""
+
+
+class VerificationError(AttestError):
+    """The evidence does not prove what it claims."""
+
+
+class UnknownSignerError(VerificationError):
+    """Signed by a key or identity that is not trusted."""
+
+
+class SignatureError(VerificationError):
+    """The signature does not verify."""
+
+
+class SubjectMismatchError(VerificationError):
+    """The statement is about another artifact digest."""
+
+
+class ManifestMismatchError(VerificationError):
+    """An OMS manifest does not list exactly the version's files."""
+
+
+class SigningError(AttestError):
+    """A signer could not produce a signature."""

@@ -117,6 +117,14 @@ def cycle_once(
     run["modelseal_pull"] = stack.modelseal("pull", ref, "--to", str(target), "--no-progress")
     c.verify_tree(source, target, "modelseal pull")
     shutil.rmtree(target)
+
+    target = work / f"modelseal-pull-nofsync-{cycle}"
+    c.drop_dirty_pages()
+    run["modelseal_pull_nofsync"] = stack.modelseal(
+        "pull", ref, "--to", str(target), "--no-progress", "--no-fsync"
+    )
+    c.verify_tree(source, target, "modelseal pull --no-fsync")
+    shutil.rmtree(target)
     c.drop_dirty_pages()
     return run
 
@@ -126,6 +134,7 @@ PHASES = (
     ("modelseal_push", "modelseal push", "boto3_upload"),
     ("boto3_download", "boto3 download_file", None),
     ("modelseal_pull", "modelseal pull", "boto3_download"),
+    ("modelseal_pull_nofsync", "modelseal pull --no-fsync", "boto3_download"),
 )
 
 

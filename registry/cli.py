@@ -149,10 +149,17 @@ def pull(
         Path, typer.Option("--to", help="Target directory (must not exist or be empty).")
     ],
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    fsync: Annotated[
+        bool,
+        typer.Option(
+            help="fsync every file before the target appears (crash-safe). --no-fsync is "
+            "faster; the pull is still verified and atomic, but not crash-safe."
+        ),
+    ] = True,
 ) -> None:
     """Download a version, verifying every byte before anything lands in the target."""
     with _client() as client, _transfer(f"pull {ref}", progress) as (on_total, advance):
-        version = client.pull(ref, to, progress=advance, on_total=on_total)
+        version = client.pull(ref, to, progress=advance, on_total=on_total, durable=fsync)
     err.print(f"pulled {version.namespace}/{version.name}@{version.version} into {to}")
     sys.stdout.write(version.root_digest + "\n")
 

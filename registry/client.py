@@ -16,7 +16,7 @@ import os
 import shutil
 import stat
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +29,7 @@ import httpx
 from attest.digests import OMS_IGNORE_PATHS, FileDigest, parse_sha256, root_digest, sha256_file
 from registry.api.schemas import ArtifactPublic, UploadPublic, VersionPublic, VersionSummary
 from registry.errors import (
+    ConnectionFailedError,
     InvalidPathError,
     InvalidRequestError,
     PullVerificationError,
@@ -36,11 +37,10 @@ from registry.errors import (
     error_from_problem,
 )
 from registry.names import Kind, Ref, RefKind, parse_ref, validate_path
-from registry.transfer import RawDownloader
+from registry.transfer import RawTransport
 
 MiB = 1024 * 1024
 DEFAULT_CHUNK_SIZE = 64 * MiB
-READ_PIECE = 1 * MiB
 
 Progress = Callable[[int], None]
 
@@ -116,18 +116,6 @@ def hash_files(files: Sequence[LocalFile], *, workers: int = 2) -> list[FileDige
         return list(pool.map(one, files))
 
 
-def _file_region(path: Path, start: int, length: int) -> Iterator[bytes]:
-    with path.open("rb") as handle:
-        handle.seek(start)
-        remaining = length
-        while remaining > 0:
-            piece = handle.read(min(READ_PIECE, remaining))
-            if not piece:
-                raise InvalidRequestError(f"{path} shrank while it was being uploaded")
-            remaining -= len(piece)
-            yield piece
-
-
 class RegistryClient:
     """A client of one registry, authenticated by one API token."""
 
@@ -154,7 +142,7 @@ class RegistryClient:
             transport=transport,
             limits=limits,
         )
-        self._raw = RawDownloader(url, headers, verify=verify, timeout=timeout)
+        self._raw = RawTransport(url, headers, verify=verify, timeout=timeout)
         self.chunk_size = chunk_size
         self.workers = workers
 
@@ -257,7 +245,7 @@ class RegistryClient:
             try:
                 offset = self._send_chunks(started.id, item, offset, chunk, progress)
                 return
-            except httpx.TransportError:
+            except ConnectionFailedError:
                 attempts += 1
                 if attempts > 3:
                     raise
@@ -273,28 +261,20 @@ class RegistryClient:
             length = min(chunk, item.size - offset)
             last = offset + length >= item.size
             headers = {"Content-Type": "application/octet-stream"}
-            content: Iterator[bytes] | bytes = b""
             if length > 0:
-                headers["Content-Length"] = str(length)
                 headers["Content-Range"] = f"bytes {offset}-{offset + length - 1}"
-                content = self._counted(_file_region(item.source, offset, length), progress)
-            response = self._http.request(
+            self._raw.send_file(
                 "PUT" if last else "PATCH",
                 f"/v1/uploads/{upload_id}",
-                content=content,
+                item.source,
+                offset=offset,
+                length=length,
                 headers=headers,
+                progress=progress,
             )
-            self._check(response)
             offset += length
             if last:
                 return offset
-
-    @staticmethod
-    def _counted(pieces: Iterator[bytes], progress: Progress | None) -> Iterator[bytes]:
-        for piece in pieces:
-            yield piece
-            if progress:
-                progress(len(piece))
 
     def commit_version(self, ref: str, kind: Kind, files: Sequence[FileDigest]) -> VersionPublic:
         parsed = parse_ref(ref)
@@ -359,12 +339,16 @@ class RegistryClient:
         *,
         progress: Progress | None = None,
         on_total: Callable[[int], None] | None = None,
+        durable: bool = True,
     ) -> VersionPublic:
         """Download a version into ``target``, verified, atomically.
 
         ``target`` must not exist or be an empty directory. Every file is hashed while it
         streams; only when all match, and their set matches the root digest, is the
-        temporary directory renamed to ``target``.
+        temporary directory renamed to ``target``. With ``durable`` (the default) every file
+        and directory is fsynced before the rename, so a crash can never leave a target
+        directory with incomplete files; ``durable=False`` skips that (faster, still verified
+        and atomic for other processes, not crash-safe).
 
         Raises:
             PullVerificationError: a digest, size or path did not check out.
@@ -389,11 +373,13 @@ class RegistryClient:
         try:
             with ThreadPoolExecutor(max_workers=self.workers) as pool:
                 futures = [
-                    pool.submit(self._download, pinned, item, staging, progress) for item in files
+                    pool.submit(self._download, pinned, item, staging, progress, durable)
+                    for item in files
                 ]
                 for future in futures:
                     future.result()
-            _fsync_tree(staging)
+            if durable:
+                _fsync_tree(staging)
             staging.chmod(0o755)
             os.rename(staging, target)
         except BaseException:
@@ -425,7 +411,7 @@ class RegistryClient:
         return files
 
     def _download(
-        self, ref: Ref, item: FileDigest, staging: Path, progress: Progress | None
+        self, ref: Ref, item: FileDigest, staging: Path, progress: Progress | None, durable: bool
     ) -> None:
         destination = staging / item.path
         destination.parent.mkdir(parents=True, exist_ok=True)
@@ -441,7 +427,8 @@ class RegistryClient:
 
             size, _ = self._raw.get(path, sink, limit=item.size)
             out.flush()
-            os.fsync(out.fileno())
+            if durable:
+                os.fsync(out.fileno())
         if size != item.size or hasher.hexdigest() != item.sha256:
             got = "more bytes than declared" if size > item.size else f"sha256:{hasher.hexdigest()}"
             raise PullVerificationError(

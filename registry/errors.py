@@ -18,7 +18,8 @@
     ├── PayloadTooLargeError          413 payload-too-large
     ├── UploadOffsetError             416 upload-offset-mismatch
     ├── StorageUnavailableError       503 storage-unavailable
-    └── PullVerificationError         (SDK only) a pulled file did not match its digest
+    ├── PullVerificationError         (SDK only) a pulled file did not match its digest
+    └── ConnectionFailedError         (SDK only) the registry could not be reached
 
 Every error carries a human ``detail`` and machine-readable ``facts`` (expected, got, which file…).
 :data:`PROBLEMS` is the one table that maps error classes to HTTP status and RFC 9457 problem type;
@@ -117,6 +118,10 @@ class PullVerificationError(RegistryError):
     """SDK-side: downloaded bytes failed verification; nothing was written to the target."""
 
 
+class ConnectionFailedError(RegistryError):
+    """SDK-side: the registry could not be reached or the connection broke."""
+
+
 #: error class -> (HTTP status, problem type slug). Subclasses listed before their bases.
 PROBLEMS: dict[type[RegistryError], tuple[int, str]] = {
     InvalidNameError: (400, "invalid-name"),
@@ -137,6 +142,7 @@ PROBLEMS: dict[type[RegistryError], tuple[int, str]] = {
     UploadOffsetError: (416, "upload-offset-mismatch"),
     StorageUnavailableError: (503, "storage-unavailable"),
     PullVerificationError: (500, "pull-verification-failed"),
+    ConnectionFailedError: (503, "connection-failed"),
     RegistryError: (500, "internal-error"),
 }
 
