@@ -15,7 +15,7 @@ from typing import Protocol, runtime_checkable
 from attest.digests import is_sha256_hex
 
 #: Read size for streaming blobs out of a store.
-READ_SIZE = 8 * 1024 * 1024
+READ_SIZE = 2 * 1024 * 1024
 
 
 def blob_key(digest: str) -> str:
