@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +21,8 @@ from rich.progress import (
 from rich.table import Table
 
 from attest.errors import AttestError
+from attest.keys import KeyType
+from attest.signing import Signer
 from registry.client import RegistryClient
 from registry.errors import RegistryError
 from registry.names import Kind, validate_name
@@ -126,15 +129,42 @@ def push(
     ref: Annotated[str, typer.Argument(help="NS/NAME@VERSION")],
     kind: Annotated[Kind, typer.Option(help="What the artifact is.")] = Kind.MODEL,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    sign_key: Annotated[
+        Path | None, typer.Option(help="Sign the OMS file manifest with this PEM private key.")
+    ] = None,
+    sigstore: Annotated[
+        bool, typer.Option("--sigstore", help="Sign the OMS manifest keylessly (Sigstore).")
+    ] = False,
+    sigstore_trust_config: Annotated[
+        Path | None, typer.Option(help="Sigstore client trust config (private instance).")
+    ] = None,
+    signature: Annotated[
+        Path | None,
+        typer.Option(help="An OMS bundle made by `model_signing sign` over exactly DIR."),
+    ] = None,
 ) -> None:
     """Push a directory as an immutable version; prints its root digest last."""
     from registry.client import collect_files
 
+    signer = _signer(sign_key, sigstore, sigstore_trust_config)
+    if signer is not None and signature is not None:
+        _fail("--signature and --sign-key/--sigstore exclude each other")
+    bundle = signature.read_bytes() if signature is not None else None
     scan = collect_files(directory)
     for ignored in scan.ignored:
         err.print(f"skipping {ignored} (not part of a model signature)")
     with _client() as client, _transfer(f"push {ref}", progress) as (on_total, advance):
-        version = client.push(directory, ref, kind=kind, progress=advance, on_total=on_total)
+        version = client.push(
+            directory,
+            ref,
+            kind=kind,
+            progress=advance,
+            on_total=on_total,
+            signer=signer,
+            signature=bundle,
+        )
+    if signer is not None or bundle is not None:
+        err.print("OMS signature attached")
     err.print(
         f"pushed {version.namespace}/{version.name}@{version.version} "
         f"({version.file_count} files, {version.total_size} bytes, {version.state})"
@@ -235,6 +265,153 @@ def show(
     table = Table("path", "bytes", "sha256")
     for f in version.files:
         table.add_row(f.path, str(f.size), f.digest)
+    out.print(table)
+
+
+def _signer(sign_key: Path | None, sigstore: bool, trust_config: Path | None) -> Signer | None:
+    """The signer the options name: a key file, Sigstore keyless, or none."""
+    from attest.signing import KeySigner, SigstoreSigner
+
+    if sign_key is not None and sigstore:
+        _fail("--sign-key and --sigstore exclude each other")
+    if sign_key is not None:
+        password = os.environ.get("MODELSEAL_SIGN_KEY_PASSWORD")
+        return KeySigner.from_file(sign_key, password.encode() if password else None)
+    if sigstore:
+        signer = SigstoreSigner(trust_config=trust_config)
+        err.print(f"signing keylessly as {signer.identity}")  # fails now, before any upload
+        return signer
+    return None
+
+
+@app.command()
+def keygen(
+    prefix: Annotated[Path, typer.Argument(help="Writes PREFIX.key (0600) and PREFIX.pub.")],
+    key_type: Annotated[KeyType, typer.Option("--type", help="Key type.")] = KeyType.ECDSA_P256,
+) -> None:
+    """Generate a signing key pair (ECDSA P-256 by default)."""
+    from attest import keys
+
+    password = os.environ.get("MODELSEAL_SIGN_KEY_PASSWORD")
+    try:
+        private, public = keys.write_keypair(
+            prefix, keys.generate(key_type), password.encode() if password else None
+        )
+    except FileExistsError:
+        _fail(f"{prefix}.key exists; refusing to overwrite a private key")
+        return
+    fingerprint = keys.fingerprint(keys.load_public(public.read_bytes()))
+    err.print(f"wrote {private} (mode 0600) and {public}")
+    sys.stdout.write(f"sha256:{fingerprint}\n")
+
+
+identity_app = typer.Typer(help="Signers the registry trusts (admins).", no_args_is_help=True)
+app.add_typer(identity_app, name="identity")
+
+
+@identity_app.command("add")
+def identity_add(
+    name: Annotated[str, typer.Argument(help="A name policies will refer to.")],
+    key: Annotated[Path | None, typer.Option(help="PEM public key file.")] = None,
+    sigstore_issuer: Annotated[str | None, typer.Option(help="OIDC issuer URL.")] = None,
+    sigstore_identity: Annotated[
+        str | None, typer.Option(help="Certificate identity (email, URI…).")
+    ] = None,
+    regex: Annotated[
+        bool, typer.Option("--regex", help="--sigstore-identity is a regular expression.")
+    ] = False,
+) -> None:
+    """Trust a key, or a Sigstore issuer + identity, under NAME."""
+    with _client() as client:
+        if key is not None:
+            if sigstore_issuer or sigstore_identity:
+                _fail("--key and --sigstore-* exclude each other")
+            record = client.add_key_identity(name, key.read_text())
+        elif sigstore_issuer and sigstore_identity:
+            record = client.add_sigstore_identity(
+                name, issuer=sigstore_issuer, identity=sigstore_identity, regex=regex
+            )
+        else:
+            _fail("give --key FILE, or --sigstore-issuer URL and --sigstore-identity ID")
+            return
+    err.print(f"identity {record.name} added ({record.fingerprint or record.sigstore_identity})")
+
+
+@identity_app.command("list")
+def identity_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """List trusted identities."""
+    with _client() as client:
+        records = client.list_identities()
+    if as_json:
+        _print_json([r.model_dump(mode="json") for r in records])
+        return
+    table = Table("name", "kind", "key / identity", "issuer", "added")
+    for r in records:
+        who = r.fingerprint or (f"/{r.sigstore_identity}/" if r.regex else r.sigstore_identity)
+        table.add_row(r.name, r.kind, who or "", r.sigstore_issuer or "", r.created_at.isoformat())
+    out.print(table)
+
+
+@app.command()
+def attest(
+    ref: Annotated[str, typer.Argument(help="NS/NAME@VERSION")],
+    predicate_type: Annotated[str, typer.Option(help="The statement's predicateType URI.")],
+    predicate: Annotated[Path, typer.Option(help="JSON file: the predicate object.")],
+    sign_key: Annotated[Path | None, typer.Option(help="PEM private key.")] = None,
+    sigstore: Annotated[bool, typer.Option("--sigstore", help="Sign keylessly.")] = False,
+    sigstore_trust_config: Annotated[Path | None, typer.Option(help="Trust config.")] = None,
+) -> None:
+    """Sign a statement about a version and attach it (evaluation results, provenance…)."""
+    from attest.jsonsafe import loads
+    from attest.statement import make_statement
+
+    signer = _signer(sign_key, sigstore, sigstore_trust_config)
+    if signer is None:
+        _fail("attest needs --sign-key FILE or --sigstore")
+        return
+    body = loads(predicate.read_bytes(), what=str(predicate))
+    if not isinstance(body, dict):
+        _fail(f"{predicate} must hold a JSON object")
+    with _client() as client:
+        version = client.show(ref)
+        statement = make_statement(
+            name=f"{version.namespace}/{version.name}",
+            root_digest=version.root_digest.removeprefix("sha256:"),
+            predicate_type=predicate_type,
+            predicate=body,
+        )
+        record = client.attach(
+            f"{version.namespace}/{version.name}@{version.version}", signer.sign(statement).raw
+        )
+    err.print(f"attached {record.predicate_type} signed by {record.signer}")
+    sys.stdout.write(record.bundle_digest + "\n")
+
+
+@app.command()
+def attestations(
+    ref: Annotated[str, typer.Argument(help="NS/NAME@VERSION, @ALIAS or @sha256:<digest>")],
+    predicate_type: Annotated[str | None, typer.Option(help="Only this predicateType.")] = None,
+    save: Annotated[
+        Path | None, typer.Option(help="Write each bundle to DIR/<id>.sigstore.json.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """List the evidence attached to a version (optionally saving the exact bundles)."""
+    with _client() as client:
+        records = client.list_attestations(ref, predicate_type)
+        if save is not None:
+            save.mkdir(parents=True, exist_ok=True)
+            for r in records:
+                (save / f"{r.id}.sigstore.json").write_bytes(client.get_attestation(ref, r.id))
+    if as_json:
+        _print_json([r.model_dump(mode="json") for r in records])
+        return
+    table = Table("id", "predicate type", "signer", "bundle digest", "attached")
+    for r in records:
+        table.add_row(str(r.id), r.predicate_type, r.signer, r.bundle_digest,
+                      r.created_at.isoformat())  # fmt: skip
     out.print(table)
 
 

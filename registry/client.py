@@ -26,8 +26,18 @@ from urllib.parse import quote
 
 import httpx
 
+from attest.bundle import Bundle
 from attest.digests import OMS_IGNORE_PATHS, FileDigest, parse_sha256, root_digest, sha256_file
-from registry.api.schemas import ArtifactPublic, UploadPublic, VersionPublic, VersionSummary
+from attest.oms import check_oms, oms_statement
+from attest.signing import Signer
+from registry.api.schemas import (
+    ArtifactPublic,
+    AttestationPublic,
+    IdentityPublic,
+    UploadPublic,
+    VersionPublic,
+    VersionSummary,
+)
 from registry.errors import (
     ConnectionFailedError,
     InvalidPathError,
@@ -295,12 +305,21 @@ class RegistryClient:
         kind: Kind = Kind.MODEL,
         progress: Progress | None = None,
         on_total: Callable[[int], None] | None = None,
+        signer: Signer | None = None,
+        signature: bytes | None = None,
     ) -> VersionPublic:
         """Push every regular file under ``directory`` as version ``ref``.
 
+        With ``signer``, an OMS signature of the files is made from the digests already computed
+        for the upload (nothing is read again) and attached. With ``signature`` (a bundle made by
+        ``model_signing sign``), it is checked to cover exactly these files before anything is
+        uploaded, then attached.
+
         Raises:
             InvalidReferenceError, InvalidNameError, InvalidPathError: bad input; nothing sent.
+            ManifestMismatchError, SubjectMismatchError: ``signature`` covers other files.
             VersionConflictError: the version exists with other content.
+            EvidenceRejectedError: the registry refused the signature (untrusted signer…).
         """
         parsed = parse_ref(ref)
         if parsed.kind.value != "version":
@@ -309,6 +328,8 @@ class RegistryClient:
         if on_total:
             on_total(sum(f.size for f in scan.files))
         digests = hash_files(scan.files)
+        if signature is not None:
+            check_oms(Bundle.parse(signature).statement(), digests)
         by_path = {f.path: f for f in scan.files}
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
             futures = [
@@ -328,7 +349,65 @@ class RegistryClient:
                 expected=f"sha256:{expected}",
                 got=version.root_digest,
             )
+        if signer is not None:
+            statement = oms_statement(f"{parsed.namespace}/{parsed.name}", digests)
+            signature = signer.sign(statement).raw
+        if signature is not None:
+            self.attach(f"{parsed.namespace}/{parsed.name}@{parsed.selector}", signature)
         return version
+
+    # -- evidence ---------------------------------------------------------------------------
+
+    def attach(self, ref: str, bundle: bytes) -> AttestationPublic:
+        """Attach a signed bundle to a version (verified by the registry)."""
+        response = self._request(
+            "POST",
+            self._version_path(parse_ref(ref)) + "/attestations",
+            content=bundle,
+            headers={"Content-Type": "application/json"},
+        )
+        return AttestationPublic.model_validate(response.json())
+
+    def list_attestations(
+        self, ref: str, predicate_type: str | None = None
+    ) -> list[AttestationPublic]:
+        params = {"predicate_type": predicate_type} if predicate_type else None
+        data = self._request(
+            "GET", self._version_path(parse_ref(ref)) + "/attestations", params=params
+        ).json()
+        return [AttestationPublic.model_validate(a) for a in data]
+
+    def get_attestation(self, ref: str, attestation_id: int) -> bytes:
+        """The exact bytes of an attached bundle."""
+        path = f"{self._version_path(parse_ref(ref))}/attestations/{attestation_id}"
+        return self._request("GET", path).content
+
+    def add_key_identity(self, name: str, public_key_pem: str) -> IdentityPublic:
+        body = {"name": name, "public_key_pem": public_key_pem}
+        return IdentityPublic.model_validate(
+            self._request("POST", "/v1/identities", json=body).json()
+        )
+
+    def add_sigstore_identity(
+        self, name: str, *, issuer: str, identity: str, regex: bool = False
+    ) -> IdentityPublic:
+        body = {
+            "name": name,
+            "sigstore_issuer": issuer,
+            "sigstore_identity": identity,
+            "regex": regex,
+        }
+        return IdentityPublic.model_validate(
+            self._request("POST", "/v1/identities", json=body).json()
+        )
+
+    def _add_identity(self, body: dict[str, Any]) -> IdentityPublic:
+        response = self._request("POST", "/v1/identities", json=body)
+        return IdentityPublic.model_validate(response.json())
+
+    def list_identities(self) -> list[IdentityPublic]:
+        data = self._request("GET", "/v1/identities").json()
+        return [IdentityPublic.model_validate(i) for i in data]
 
     # -- pulling ----------------------------------------------------------------------------
 

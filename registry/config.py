@@ -50,6 +50,12 @@ class Settings(BaseSettings):
     max_manifest_files: int = Field(default=100_000, ge=1)
     max_json_bytes: int = Field(default=32 * MiB, ge=1024, description="Largest JSON body.")
     upload_ttl_seconds: int = Field(default=24 * 3600, ge=60)
+    sigstore_trusted_root: Path | None = Field(
+        default=None,
+        description="Sigstore trusted_root.json for keyless bundles; default: the public-good "
+        "root shipped with modelseal (never the per-user sigstore cache).",
+    )
+    max_bundle_bytes: int = Field(default=16 * MiB, ge=1024, description="Largest bundle.")
 
     @field_validator("storage")
     @classmethod

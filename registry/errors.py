@@ -8,7 +8,8 @@
     │   ├── InvalidManifestError      400 invalid-manifest
     │   ├── MissingBlobsError         400 missing-blobs
     │   ├── DigestMismatchError       400 digest-mismatch
-    │   └── UploadIncompleteError     400 upload-incomplete
+    │   ├── UploadIncompleteError     400 upload-incomplete
+    │   └── EvidenceRejectedError     400 evidence-rejected (bad bundle, untrusted signer…)
     ├── AuthenticationError           401 unauthenticated
     ├── PermissionDeniedError         403 forbidden
     ├── NotFoundError                 404 not-found
@@ -78,6 +79,13 @@ class UploadIncompleteError(InvalidRequestError):
     """An upload was finalized before all its declared bytes arrived."""
 
 
+class EvidenceRejectedError(InvalidRequestError):
+    """A bundle was refused: malformed, untrusted signer, bad signature, wrong subject…
+
+    ``facts["reason"]`` names the :mod:`attest` error class.
+    """
+
+
 class AuthenticationError(RegistryError):
     """No credentials, or credentials that are not valid."""
 
@@ -131,6 +139,7 @@ PROBLEMS: dict[type[RegistryError], tuple[int, str]] = {
     MissingBlobsError: (400, "missing-blobs"),
     DigestMismatchError: (400, "digest-mismatch"),
     UploadIncompleteError: (400, "upload-incomplete"),
+    EvidenceRejectedError: (400, "evidence-rejected"),
     InvalidRequestError: (400, "invalid-request"),
     AuthenticationError: (401, "unauthenticated"),
     PermissionDeniedError: (403, "forbidden"),

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -13,6 +14,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -172,3 +174,41 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     expires_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+
+
+class Identity(Base):
+    """A signer the registry trusts: a public key, or a Sigstore issuer + identity."""
+
+    __tablename__ = "identities"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "key" | "sigstore"
+    public_key_pem: Mapped[str | None] = mapped_column(Text, nullable=True)
+    fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    sigstore_issuer: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    sigstore_identity: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    identity_regex: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    created_by: Mapped[str] = mapped_column(String(64))
+
+
+class Attestation(Base):
+    """A verified bundle about a version, stored byte-exact."""
+
+    __tablename__ = "attestations"
+    __table_args__ = (
+        UniqueConstraint("version_id", "bundle_digest"),
+        Index("ix_attestations_subject", "subject_digest", "predicate_type"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id", ondelete="CASCADE"))
+    predicate_type: Mapped[str] = mapped_column(String(256))
+    subject_digest: Mapped[str] = mapped_column(String(64))
+    bundle: Mapped[bytes] = mapped_column(LargeBinary)
+    bundle_digest: Mapped[str] = mapped_column(String(64))
+    signer: Mapped[str] = mapped_column(String(64))
+    signer_id: Mapped[str] = mapped_column(String(1100))
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    created_by: Mapped[str] = mapped_column(String(64))

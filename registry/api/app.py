@@ -14,11 +14,12 @@ from registry import __version__
 from registry.api import problems
 from registry.api.deps import Services
 from registry.api.limits import BodyLimitMiddleware
-from registry.api.routes import health, uploads, versions
+from registry.api.routes import attestations, health, uploads, versions
 from registry.api.schemas import PROBLEM_RESPONSES
 from registry.config import Settings
 from registry.db import make_engine, make_sessionmaker
 from registry.services import TokenService, UploadService, VersionService
+from registry.services.attestations import AttestationService
 from registry.services.common import Clock, utcnow
 from registry.storage import BlobStore, open_blob_store
 
@@ -38,11 +39,13 @@ def create_app(
     engine = make_engine(settings.resolved_database_url)
     sessions = make_sessionmaker(engine)
     blob_store = store if store is not None else open_blob_store(settings)
+    versions_service = VersionService(sessions, blob_store, settings, clock=clock)
     services = Services(
         settings=settings,
         tokens=TokenService(sessions, clock=clock),
         uploads=UploadService(sessions, blob_store, settings, clock=clock),
-        versions=VersionService(sessions, blob_store, settings, clock=clock),
+        versions=versions_service,
+        attestations=AttestationService(sessions, versions_service, settings, clock=clock),
     )
 
     @contextlib.asynccontextmanager
@@ -73,6 +76,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(versions.router, responses=PROBLEM_RESPONSES)
     app.include_router(uploads.router, responses=PROBLEM_RESPONSES)
+    app.include_router(attestations.router, responses=PROBLEM_RESPONSES)
     return app
 
 

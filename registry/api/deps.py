@@ -11,6 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from registry.config import Settings
 from registry.services import Principal, TokenService, UploadService, VersionService
+from registry.services.attestations import AttestationService
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +20,7 @@ class Services:
     tokens: TokenService
     uploads: UploadService
     versions: VersionService
+    attestations: AttestationService
 
 
 def get_services(request: Request) -> Services:

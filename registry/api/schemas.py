@@ -100,6 +100,41 @@ class BlobPublic(BaseModel):
     size: int
 
 
+class IdentityIn(BaseModel):
+    """A key identity (``public_key_pem``) or a Sigstore identity (issuer + identity)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64)
+    public_key_pem: str | None = Field(default=None, max_length=16384)
+    sigstore_issuer: str | None = Field(default=None, max_length=512)
+    sigstore_identity: str | None = Field(default=None, max_length=512)
+    regex: bool = False
+
+
+class IdentityPublic(BaseModel):
+    name: str
+    kind: str
+    fingerprint: str | None = Field(description="sha256:<hex> of the SPKI PEM (key identities).")
+    sigstore_issuer: str | None
+    sigstore_identity: str | None
+    regex: bool
+    created_at: datetime
+    created_by: str
+
+
+class AttestationPublic(BaseModel):
+    id: int
+    ref: str
+    predicate_type: str
+    subject_digest: str
+    bundle_digest: str = Field(description="sha256:<hex> of the exact bundle bytes.")
+    signer: str = Field(description="The trusted identity's name.")
+    signer_id: str
+    created_at: datetime
+    created_by: str
+
+
 class Problem(BaseModel):
     """RFC 9457 problem details; ``facts`` carries machine-readable specifics."""
 

@@ -35,11 +35,13 @@ class Role(StrEnum):
 class Action(StrEnum):
     READ = "read"
     PUSH = "push"
+    ATTEST = "attest"
+    ADMINISTER = "administer"
 
 
 _ALLOWED: dict[Role, frozenset[Action]] = {
     Role.ADMIN: frozenset(Action),
-    Role.PUBLISHER: frozenset({Action.READ, Action.PUSH}),
+    Role.PUBLISHER: frozenset({Action.READ, Action.PUSH, Action.ATTEST}),
     Role.RELEASER: frozenset({Action.READ}),
     Role.DEPLOYER: frozenset({Action.READ}),
     Role.AUDITOR: frozenset({Action.READ}),

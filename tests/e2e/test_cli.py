@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -167,3 +168,99 @@ def test_serve_first_start_migrates_and_writes_an_admin_token(tmp_path: Path) ->
         proc.terminate()
         proc.wait(timeout=10)
     assert not token_file.exists()
+
+
+@embedded
+def test_signed_push_interoperates_with_model_signing(
+    live: Live, model_dir: Path, tmp_path: Path
+) -> None:
+    """keygen -> identity add -> push --sign-key -> pull -> `model_signing verify key` passes;
+    a directory signed by `model_signing sign key` is pushed with --signature."""
+    keygen = run(live, "keygen", str(tmp_path / "ci"))
+    assert keygen.returncode == 0, keygen.stderr
+    assert stat.S_IMODE((tmp_path / "ci.key").stat().st_mode) == 0o600
+    assert run(live, "keygen", str(tmp_path / "ci")).returncode == 1  # never overwrites
+    added = run(live, "identity", "add", "training-ci", "--key", str(tmp_path / "ci.pub"))
+    assert added.returncode == 0, added.stderr
+    listed = json.loads(run(live, "identity", "list", "--json").stdout)
+    assert [(i["name"], i["fingerprint"]) for i in listed] == [
+        ("training-ci", keygen.stdout.strip())
+    ]
+
+    pushed = run(live, "push", str(model_dir), "vision/tiny@1", "--no-progress",
+                 "--sign-key", str(tmp_path / "ci.key"))  # fmt: skip
+    assert pushed.returncode == 0, pushed.stderr
+    assert "OMS signature attached" in pushed.stderr
+    target = tmp_path / "deploy"
+    assert run(live, "pull", "vision/tiny@1", "--to", str(target), "--no-progress").returncode == 0
+    evidence = tmp_path / "evidence"
+    saved = run(live, "attestations", "vision/tiny@1", "--save", str(evidence), "--json")
+    assert saved.returncode == 0, saved.stderr
+    [bundle_file] = list(evidence.iterdir())
+    verify = subprocess.run(
+        [sys.executable, "-m", "model_signing", "verify", "key", "--public_key",
+         str(tmp_path / "ci.pub"), "--signature", str(bundle_file), str(target)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+    # The other direction: model_signing signs, modelseal pushes with --signature.
+    other = tmp_path / "other"
+    shutil.copytree(model_dir, other)
+    (other / "extra.txt").write_text("more")
+    signature = tmp_path / "other.sig"
+    signed = subprocess.run(
+        [sys.executable, "-m", "model_signing", "sign", "key", "--private_key",
+         str(tmp_path / "ci.key"), "--signature", str(signature), str(other)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert signed.returncode == 0, signed.stdout + signed.stderr
+    ok = run(live, "push", str(other), "vision/tiny@2", "--no-progress",
+             "--signature", str(signature))  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    oms = json.loads(run(live, "attestations", "vision/tiny@2", "--json").stdout)
+    assert [a["signer"] for a in oms] == ["training-ci"]
+
+    # A signature over other files is refused before anything is uploaded.
+    (other / "late.txt").write_text("added after signing")
+    refused = run(live, "push", str(other), "vision/tiny@3", "--no-progress",
+                  "--signature", str(signature))  # fmt: skip
+    assert refused.returncode == 1
+    assert "not signed: late.txt" in refused.stderr
+    assert "3" not in [v["version"] for v in json.loads(
+        run(live, "list", "vision/tiny", "--json").stdout)]  # fmt: skip
+
+
+@embedded
+def test_attest_evaluation_results(live: Live, model_dir: Path, tmp_path: Path) -> None:
+    run(live, "keygen", str(tmp_path / "eval"))
+    run(live, "identity", "add", "eval-ci", "--key", str(tmp_path / "eval.pub"))
+    assert run(live, "push", str(model_dir), "vision/tiny@1", "--no-progress").returncode == 0
+    metrics = tmp_path / "result.json"
+    metrics.write_text(json.dumps({"result": "PASSED", "metrics": {"accuracy": 0.93}}))
+    test_result = "https://in-toto.io/attestation/test-result/v0.1"
+    attested = run(live, "attest", "vision/tiny@1", "--predicate-type", test_result,
+                   "--predicate", str(metrics),
+                   "--sign-key", str(tmp_path / "eval.key"))  # fmt: skip
+    assert attested.returncode == 0, attested.stderr
+    assert attested.stdout.startswith("sha256:")
+    unsigned = run(live, "attest", "vision/tiny@1", "--predicate-type", "x", "--predicate",
+                   str(metrics))  # fmt: skip
+    assert unsigned.returncode == 1
+    assert "needs --sign-key FILE or --sigstore" in unsigned.stderr
+    run(live, "keygen", str(tmp_path / "rogue"))
+    rogue = run(live, "attest", "vision/tiny@1", "--predicate-type", "x", "--predicate",
+                str(metrics), "--sign-key", str(tmp_path / "rogue.key"))  # fmt: skip
+    assert rogue.returncode == 1
+    assert "not a trusted key" in rogue.stderr
+
+
+@embedded
+def test_keyless_push_without_a_token_fails_clearly(
+    live: Live, model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keyless signing cannot reach Fulcio from here; with no OIDC token it says why."""
+    result = run(live, "push", str(model_dir), "vision/tiny@1", "--no-progress", "--sigstore")
+    assert result.returncode == 1
+    assert "OIDC" in result.stderr, result.stderr
+    assert json.loads(run(live, "list", "--json").stdout) == []  # failed before uploading

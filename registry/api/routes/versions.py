@@ -57,7 +57,8 @@ def _public(record: VersionRecord) -> VersionPublic:
     )
 
 
-def _ref(namespace: str, name: str, selector: str) -> Ref:
+def version_ref(namespace: str, name: str, selector: str) -> Ref:
+    """A validated reference from path parameters."""
     validate_name(namespace, what="namespace")
     validate_name(name, what="artifact name")
     sel, kind = parse_selector(selector)
@@ -152,7 +153,7 @@ def get_version(
     principal: PrincipalDep,
     services: ServicesDep,
 ) -> VersionPublic:
-    return _public(services.versions.resolve(principal, _ref(namespace, name, selector)))
+    return _public(services.versions.resolve(principal, version_ref(namespace, name, selector)))
 
 
 @router.get(
@@ -171,7 +172,7 @@ def get_version_file(
 ) -> StreamingResponse:
     """Stream one file. ``Content-Digest``-style header ``X-Modelseal-Digest`` names its sha256;
     clients must check it while reading."""
-    ref = _ref(namespace, name, selector)
+    ref = version_ref(namespace, name, selector)
     validate_path(path)
     record, item, stream = services.versions.open_file(principal, ref, path)
     body: Iterator[bytes] = stream

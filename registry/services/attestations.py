@@ -1,0 +1,298 @@
+"""Evidence about versions: trusted identities and verified, byte-exact bundles."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from attest.bundle import Bundle
+from attest.errors import AttestError
+from attest.keys import TrustedKey, fingerprint, load_public, public_pem
+from attest.oms import OMS_PREDICATE_TYPE, check_oms
+from attest.verifying import SigstoreIdentity, Verified, Verifier
+from registry.config import Settings
+from registry.db import transaction
+from registry.errors import (
+    ConflictError,
+    EvidenceRejectedError,
+    InvalidRequestError,
+    NotFoundError,
+)
+from registry.models import Artifact, Attestation, Identity, Namespace, Version
+from registry.names import Ref
+from registry.services.auth import Action, Principal
+from registry.services.common import Clock, aware, utcnow
+from registry.services.versions import VersionRecord, VersionService
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityRecord:
+    name: str
+    kind: str
+    fingerprint: str | None
+    sigstore_issuer: str | None
+    sigstore_identity: str | None
+    regex: bool
+    created_at: datetime
+    created_by: str
+
+
+@dataclass(frozen=True, slots=True)
+class AttestationRecord:
+    id: int
+    ref: str
+    predicate_type: str
+    subject_digest: str
+    bundle_digest: str
+    signer: str
+    signer_id: str
+    created_at: datetime
+    created_by: str
+
+
+def _identity(row: Identity) -> IdentityRecord:
+    return IdentityRecord(
+        row.name,
+        row.kind,
+        row.fingerprint,
+        row.sigstore_issuer,
+        row.sigstore_identity,
+        row.identity_regex,
+        aware(row.created_at),
+        row.created_by,
+    )
+
+
+def _attestation(row: Attestation, ref: str) -> AttestationRecord:
+    return AttestationRecord(
+        row.id,
+        ref,
+        row.predicate_type,
+        row.subject_digest,
+        row.bundle_digest,
+        row.signer,
+        row.signer_id,
+        aware(row.created_at),
+        row.created_by,
+    )
+
+
+class AttestationService:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        versions: VersionService,
+        settings: Settings,
+        *,
+        clock: Clock = utcnow,
+    ) -> None:
+        self._sessions = sessions
+        self._versions = versions
+        self._settings = settings
+        self._clock = clock
+
+    # -- identities -------------------------------------------------------------------------
+
+    def add_key_identity(self, principal: Principal, name: str, pem: str) -> IdentityRecord:
+        """Trust a public key under ``name``.
+
+        Raises:
+            InvalidRequestError: not a PEM public key of a supported type.
+            ConflictError: the name or the key is already registered.
+        """
+        principal.require(Action.ADMINISTER, None)
+        try:
+            key = load_public(pem.encode())
+        except ValueError as exc:
+            raise InvalidRequestError(f"not a supported PEM public key: {exc}") from None
+        row = Identity(
+            name=name,
+            kind="key",
+            public_key_pem=public_pem(key).decode(),
+            fingerprint=fingerprint(key),
+            identity_regex=False,
+            created_at=self._clock(),
+            created_by=principal.name,
+        )
+        return self._add(row)
+
+    def add_sigstore_identity(
+        self, principal: Principal, name: str, *, issuer: str, identity: str, regex: bool
+    ) -> IdentityRecord:
+        """Trust a Sigstore (keyless) identity under ``name``."""
+        principal.require(Action.ADMINISTER, None)
+        if not issuer.startswith("https://"):
+            raise InvalidRequestError("a Sigstore issuer is an https:// URL")
+        if regex:
+            import re
+
+            try:
+                re.compile(identity)
+            except re.error as exc:
+                raise InvalidRequestError(f"invalid identity regex: {exc}") from None
+        row = Identity(
+            name=name,
+            kind="sigstore",
+            sigstore_issuer=issuer,
+            sigstore_identity=identity,
+            identity_regex=regex,
+            created_at=self._clock(),
+            created_by=principal.name,
+        )
+        return self._add(row)
+
+    def _add(self, row: Identity) -> IdentityRecord:
+        try:
+            with transaction(self._sessions) as session:
+                session.add(row)
+                session.flush()
+                return _identity(row)
+        except IntegrityError:
+            raise ConflictError(
+                f"identity {row.name!r} (or its key) is already registered", name=row.name
+            ) from None
+
+    def list_identities(self, principal: Principal) -> list[IdentityRecord]:
+        principal.require(Action.READ, principal.namespace)
+        with self._sessions() as session:
+            rows = session.execute(select(Identity).order_by(Identity.name)).scalars()
+            return [_identity(r) for r in rows]
+
+    def verifier(self) -> Verifier:
+        """A verifier trusting exactly the registered identities.
+
+        Raises:
+            EvidenceRejectedError: no identity is registered (nothing can be verified).
+        """
+        with self._sessions() as session:
+            rows = list(session.execute(select(Identity)).scalars())
+        trusted_keys = [
+            TrustedKey.from_pem(r.name, r.public_key_pem.encode())
+            for r in rows
+            if r.kind == "key" and r.public_key_pem
+        ]
+        identities = [
+            SigstoreIdentity(r.name, r.sigstore_issuer, r.sigstore_identity, r.identity_regex)
+            for r in rows
+            if r.kind == "sigstore" and r.sigstore_issuer and r.sigstore_identity
+        ]
+        if not trusted_keys and not identities:
+            raise EvidenceRejectedError(
+                "no signer identity is registered: an admin must run "
+                "`modelseal identity add` before evidence can be verified",
+                reason="UnknownSignerError",
+            )
+        return Verifier(
+            keys=trusted_keys,
+            identities=identities,
+            trusted_root=self._settings.sigstore_trusted_root,
+        )
+
+    # -- attestations ------------------------------------------------------------------------
+
+    def attach(self, principal: Principal, ref: Ref, raw: bytes) -> tuple[AttestationRecord, bool]:
+        """Verify a bundle about a version and store it byte-exact; ``(record, created)``.
+
+        Checks, in order: the bundle parses (strict, bounded); its signer is a registered
+        identity and the signature verifies; its subject is the version's root digest; an OMS
+        manifest lists exactly the version's files.
+
+        Raises:
+            EvidenceRejectedError: any check failed (``facts["reason"]`` names which).
+        """
+        principal.require(Action.ATTEST, ref.namespace)
+        version = self._versions.resolve(principal, ref)
+        verified = self.verify(raw, version)
+        statement = verified.statement
+        bundle = verified.bundle
+        with transaction(self._sessions) as session:
+            version_id = _version_id(session, version)
+            existing = session.execute(
+                select(Attestation).where(
+                    Attestation.version_id == version_id,
+                    Attestation.bundle_digest == bundle.digest,
+                )
+            ).scalar_one_or_none()
+            if existing is not None:
+                return _attestation(existing, version.ref), False
+            row = Attestation(
+                version_id=version_id,
+                predicate_type=statement.predicate_type,
+                subject_digest=statement.subject.sha256,
+                bundle=bundle.raw,
+                bundle_digest=bundle.digest,
+                signer=verified.signer,
+                signer_id=verified.signer_id,
+                created_at=self._clock(),
+                created_by=principal.name,
+            )
+            session.add(row)
+            session.flush()
+            return _attestation(row, version.ref), True
+
+    def verify(self, raw: bytes, version: VersionRecord) -> Verified:
+        """Every check of :meth:`attach`, without storing anything."""
+        try:
+            bundle = Bundle.parse(raw, max_bytes=self._settings.max_bundle_bytes)
+            verified = self.verifier().verify(bundle)
+            subject = verified.statement.subject
+            if subject.sha256 != version.root_digest:
+                raise EvidenceRejectedError(
+                    f"the bundle is about sha256:{subject.sha256}, but {version.ref} is "
+                    f"sha256:{version.root_digest}",
+                    reason="SubjectMismatchError",
+                    expected=f"sha256:{version.root_digest}",
+                    got=f"sha256:{subject.sha256}",
+                )
+            if verified.statement.predicate_type == OMS_PREDICATE_TYPE:
+                check_oms(verified.statement, version.files)
+        except AttestError as exc:
+            raise EvidenceRejectedError(
+                exc.diagnostics(), reason=type(exc).__name__, **_plain(exc.facts)
+            ) from exc
+        return verified
+
+    def list_attestations(
+        self, principal: Principal, ref: Ref, predicate_type: str | None = None
+    ) -> list[AttestationRecord]:
+        version = self._versions.resolve(principal, ref)
+        with self._sessions() as session:
+            query = select(Attestation).where(
+                Attestation.version_id == _version_id(session, version)
+            )
+            if predicate_type:
+                query = query.where(Attestation.predicate_type == predicate_type)
+            rows = session.execute(query.order_by(Attestation.id)).scalars()
+            return [_attestation(r, version.ref) for r in rows]
+
+    def get(self, principal: Principal, ref: Ref, attestation_id: int) -> bytes:
+        """The exact bytes of one bundle of a version."""
+        version = self._versions.resolve(principal, ref)
+        with self._sessions() as session:
+            row = session.get(Attestation, attestation_id)
+            if row is None or row.version_id != _version_id(session, version):
+                raise NotFoundError(f"{version.ref} has no attestation {attestation_id}")
+            return row.bundle
+
+
+def _version_id(session: Session, version: VersionRecord) -> int:
+    return int(
+        session.execute(
+            select(Version.id)
+            .join(Artifact, Version.artifact_id == Artifact.id)
+            .join(Namespace, Artifact.namespace_id == Namespace.id)
+            .where(
+                Namespace.name == version.namespace,
+                Artifact.name == version.name,
+                Version.version == version.version,
+            )
+        ).scalar_one()
+    )
+
+
+def _plain(facts: dict[str, object]) -> dict[str, object]:
+    return {k: v for k, v in facts.items() if k != "reason"}
