@@ -99,3 +99,7 @@ class ManifestMismatchError(VerificationError):
 
 class SigningError(AttestError):
     """A signer could not produce a signature."""
+
+
+class FileSetError(AttestError):
+    """A directory cannot be treated as a file set: symlinks, special files, nothing in it."""

@@ -415,6 +415,36 @@ def attestations(
     out.print(table)
 
 
+@app.command("verify-signature")
+def verify_signature(
+    directory: Annotated[Path, typer.Argument(help="A local copy of the files.")],
+    signature: Annotated[Path, typer.Option(help="The OMS bundle (model.sig).")],
+    key: Annotated[
+        list[Path] | None, typer.Option(help="A trusted PEM public key (repeatable).")
+    ] = None,
+    sigstore_issuer: Annotated[str | None, typer.Option(help="Trusted OIDC issuer.")] = None,
+    sigstore_identity: Annotated[str | None, typer.Option(help="Trusted identity.")] = None,
+    trusted_root: Annotated[
+        Path | None, typer.Option(help="Sigstore trusted_root.json (default: shipped copy).")
+    ] = None,
+) -> None:
+    """Offline: check that an OMS bundle by a trusted signer covers exactly DIRECTORY."""
+    from attest.bundle import Bundle
+    from attest.files import verify_directory
+    from attest.keys import TrustedKey
+    from attest.verifying import SigstoreIdentity, Verifier
+
+    trusted = [TrustedKey.from_pem(p.name, p.read_bytes()) for p in key or []]
+    identities = []
+    if sigstore_issuer and sigstore_identity:
+        identities.append(SigstoreIdentity("sigstore", sigstore_issuer, sigstore_identity))
+    verifier = Verifier(keys=trusted, identities=identities, trusted_root=trusted_root)
+    verified = verify_directory(directory, Bundle.parse(signature.read_bytes()), verifier)
+    err.print(f"verified: {len(verified.statement.predicate['resources'])} files signed by "
+              f"{verified.signer} ({verified.signer_id})")  # fmt: skip
+    sys.stdout.write(f"sha256:{verified.statement.subject.sha256}\n")
+
+
 def main() -> None:
     """Console-script entry point: library errors become one readable line and exit 1."""
     try:

@@ -14,11 +14,9 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import stat
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -27,7 +25,9 @@ from urllib.parse import quote
 import httpx
 
 from attest.bundle import Bundle
-from attest.digests import OMS_IGNORE_PATHS, FileDigest, parse_sha256, root_digest, sha256_file
+from attest.digests import FileDigest, parse_sha256, root_digest
+from attest.errors import FileSetError
+from attest.files import FileSet, LocalFile, hash_files, scan_directory
 from attest.oms import check_oms, oms_statement
 from attest.signing import Signer
 from registry.api.schemas import (
@@ -55,75 +55,22 @@ DEFAULT_CHUNK_SIZE = 64 * MiB
 Progress = Callable[[int], None]
 
 
-@dataclass(frozen=True, slots=True)
-class LocalFile:
-    """A file found in a directory to push."""
-
-    path: str  # relative POSIX path inside the version
-    source: Path
-    size: int
-
-
-@dataclass(frozen=True, slots=True)
-class ScanResult:
-    files: list[LocalFile]
-    ignored: list[str]
-
-
-def collect_files(directory: Path) -> ScanResult:
+def collect_files(directory: Path) -> FileSet:
     """The regular files under ``directory``, validated as version paths.
-
-    Top-level ``.git``, ``.gitattributes``, ``.github`` and ``.gitignore`` are skipped (as OMS
-    signing skips them) and reported. Symlinks and special files are refused: a version is
-    exactly the bytes of regular files.
 
     Raises:
         InvalidPathError: a symlink, special file or invalid name was found.
         InvalidRequestError: ``directory`` is not a directory, or holds no file.
     """
-    root = Path(directory)
-    if root.is_symlink() or not root.is_dir():
-        raise InvalidRequestError(f"{directory} is not a directory")
-    files: list[LocalFile] = []
-    ignored: list[str] = []
-    for current, dirnames, filenames in os.walk(root, followlinks=False):
-        rel_dir = Path(current).relative_to(root).as_posix()
-        for name in sorted(dirnames + filenames):
-            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
-            full = Path(current) / name
-            if rel_dir == "." and name in OMS_IGNORE_PATHS:
-                ignored.append(rel)
-                if name in dirnames:
-                    dirnames.remove(name)
-                continue
-            info = full.lstat()
-            if stat.S_ISLNK(info.st_mode):
-                raise InvalidPathError(
-                    f"{rel!r} is a symbolic link; versions hold regular files only", path=rel
-                )
-            if stat.S_ISDIR(info.st_mode):
-                continue
-            if not stat.S_ISREG(info.st_mode):
-                raise InvalidPathError(f"{rel!r} is not a regular file", path=rel)
-            validate_path(rel)
-            files.append(LocalFile(rel, full, info.st_size))
-    if not files:
-        raise InvalidRequestError(f"{directory} holds no file to push")
-    files.sort(key=lambda f: f.path)
-    return ScanResult(files, ignored)
-
-
-def hash_files(files: Sequence[LocalFile], *, workers: int = 2) -> list[FileDigest]:
-    """Hash files in parallel threads (hashlib releases the GIL)."""
-
-    def one(item: LocalFile) -> FileDigest:
-        digest, size = sha256_file(item.source)
-        if size != item.size:
-            raise InvalidRequestError(f"{item.path!r} changed while it was being read")
-        return FileDigest(item.path, size, digest)
-
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        return list(pool.map(one, files))
+    try:
+        found = scan_directory(directory)
+    except FileSetError as exc:
+        if "path" in exc.facts:
+            raise InvalidPathError(str(exc), path=exc.facts["path"]) from None
+        raise InvalidRequestError(str(exc)) from None
+    for item in found.files:
+        validate_path(item.path)
+    return found
 
 
 class RegistryClient:
@@ -327,7 +274,7 @@ class RegistryClient:
         scan = collect_files(directory)
         if on_total:
             on_total(sum(f.size for f in scan.files))
-        digests = hash_files(scan.files)
+        digests = hash_files(scan.files, workers=2)
         if signature is not None:
             check_oms(Bundle.parse(signature).statement(), digests)
         by_path = {f.path: f for f in scan.files}

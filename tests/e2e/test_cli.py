@@ -264,3 +264,31 @@ def test_keyless_push_without_a_token_fails_clearly(
     assert result.returncode == 1
     assert "OIDC" in result.stderr, result.stderr
     assert json.loads(run(live, "list", "--json").stdout) == []  # failed before uploading
+
+
+def test_verify_signature_offline(model_dir: Path, tmp_path: Path) -> None:
+    """An auditor checks a local copy against an OMS bundle with only a public key."""
+    signed = subprocess.run(
+        [sys.executable, "-m", "registry", "keygen", str(tmp_path / "ci")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert signed.returncode == 0
+    sig = tmp_path / "model.sig"
+    made = subprocess.run(
+        [sys.executable, "-m", "model_signing", "sign", "key", "--private_key",
+         str(tmp_path / "ci.key"), "--signature", str(sig), str(model_dir)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    ok = run(None, "verify-signature", str(model_dir), "--signature", str(sig),
+             "--key", str(tmp_path / "ci.pub"))  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.startswith("sha256:")
+    (model_dir / "config.json").write_text("{}")
+    bad = run(None, "verify-signature", str(model_dir), "--signature", str(sig),
+              "--key", str(tmp_path / "ci.pub"))  # fmt: skip
+    assert bad.returncode == 1
+    assert "different: config.json" in bad.stderr
+    nothing = run(None, "verify-signature", str(model_dir), "--signature", str(sig))
+    assert nothing.returncode == 1
+    assert "nothing is trusted" in nothing.stderr

@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from attest import keys
+from attest.errors import FileSetError, ManifestMismatchError, UnknownSignerError
+from attest.files import hash_files, scan_directory, verify_directory
+from attest.keys import TrustedKey
+from attest.oms import oms_statement
+from attest.signing import KeySigner
+from attest.verifying import Verifier
+from tests.conftest import make_model_dir
+
+
+def test_scan_skips_git_and_refuses_links_and_fifos(tmp_path: Path) -> None:
+    model = make_model_dir(tmp_path / "m")
+    (model / ".git").mkdir()
+    (model / ".git" / "HEAD").write_text("x")
+    (model / ".gitignore").write_text("*.pyc")
+    found = scan_directory(model)
+    assert found.ignored == [".git", ".gitignore"]
+    assert [f.path for f in found.files] == sorted(f.path for f in found.files)
+    assert "tokenizer/vocab.txt" in [f.path for f in found.files]
+
+    (model / "tokenizer" / "link").symlink_to(model / "config.json")
+    with pytest.raises(FileSetError, match="'tokenizer/link' is a symbolic link"):
+        scan_directory(model)
+    (model / "tokenizer" / "link").unlink()
+    os.mkfifo(model / "pipe")
+    with pytest.raises(FileSetError, match="'pipe' is not a regular file"):
+        scan_directory(model)
+
+
+def test_scan_refuses_non_directories(tmp_path: Path) -> None:
+    with pytest.raises(FileSetError, match="is not a directory"):
+        scan_directory(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileSetError, match="holds no file"):
+        scan_directory(tmp_path / "empty")
+
+
+def test_verify_directory(tmp_path: Path) -> None:
+    model = make_model_dir(tmp_path / "m")
+    signer = KeySigner(keys.generate())
+    digests = hash_files(scan_directory(model).files)
+    bundle = signer.sign(oms_statement("ns/m", digests))
+    verifier = Verifier(keys=[TrustedKey("ci", signer.public_key)])
+    assert verify_directory(model, bundle, verifier).signer == "ci"
+
+    (model / "config.json").write_text('{"poisoned": true}')
+    with pytest.raises(ManifestMismatchError, match=r"different: config\.json"):
+        verify_directory(model, bundle, verifier)
+
+    stranger = Verifier(keys=[TrustedKey("other", keys.generate().public_key())])
+    with pytest.raises(UnknownSignerError):
+        verify_directory(model, bundle, stranger)
