@@ -74,6 +74,49 @@ class KeySigner(Signer):
         return build_key_bundle(payload, signature, self._fingerprint)
 
 
+class UriSigner(Signer):
+    """Signs through a securesystemslib signer URI; the public key names the signer.
+
+    Raises (at construction):
+        SigningError: unknown URI scheme, unreachable key, or a private key that does not
+            match ``public_key``.
+    """
+
+    def __init__(self, uri: str, public_key: keys.PublicKey) -> None:
+        from securesystemslib.signer import (  # type: ignore[attr-defined]
+            SIGNER_FOR_URI_SCHEME,
+            SSlibKey,
+        )
+        from securesystemslib.signer import (  # type: ignore[attr-defined]
+            Signer as SslibSigner,
+        )
+
+        scheme = uri.split(":", 1)[0]
+        if scheme not in SIGNER_FOR_URI_SCHEME:
+            known = ", ".join(sorted(SIGNER_FOR_URI_SCHEME))
+            raise SigningError(f"unknown signer URI scheme {scheme!r} (known: {known})")
+        try:
+            self._signer = SslibSigner.from_priv_key_uri(uri, SSlibKey.from_crypto(public_key))
+        except Exception as exc:
+            raise SigningError(f"cannot use signer {scheme}:…: {exc}") from exc
+        self._public_key = public_key
+        self._fingerprint = keys.fingerprint(public_key)
+
+    @property
+    def identity(self) -> str:
+        return f"sha256:{self._fingerprint}"
+
+    def sign(self, statement: Statement) -> Bundle:
+        payload = statement.to_bytes()
+        try:
+            signature = self._signer.sign(pae(IN_TOTO_PAYLOAD_TYPE, payload))
+        except Exception as exc:
+            raise SigningError(f"the signer URI failed to sign: {exc}") from exc
+        raw = bytes.fromhex(signature.signature)
+        keys.verify(self._public_key, raw, pae(IN_TOTO_PAYLOAD_TYPE, payload))  # fail early
+        return build_key_bundle(payload, raw, self._fingerprint)
+
+
 class SigstoreSigner(Signer):
     """Keyless signing with sigstore-python: OIDC token -> Fulcio certificate -> Rekor entry.
 

@@ -269,12 +269,24 @@ def show(
 
 
 def _signer(sign_key: Path | None, sigstore: bool, trust_config: Path | None) -> Signer | None:
-    """The signer the options name: a key file, Sigstore keyless, or none."""
-    from attest.signing import KeySigner, SigstoreSigner
+    """The signer the options name: a key file or signer URI, Sigstore keyless, or none.
+
+    A signer URI (``awskms:…``, ``gcpkms:…``, ``hsm:…``, ``file2:PATH``…) needs the public key in
+    ``MODELSEAL_SIGN_KEY_PUB`` (a PEM file), which is how verifiers will know the signer.
+    """
+    from attest.keys import load_public
+    from attest.signing import KeySigner, SigstoreSigner, UriSigner
 
     if sign_key is not None and sigstore:
         _fail("--sign-key and --sigstore exclude each other")
     if sign_key is not None:
+        text = str(sign_key)
+        if ":" in text.split("/", 1)[0]:
+            pub = os.environ.get("MODELSEAL_SIGN_KEY_PUB")
+            if not pub:
+                _fail("a signer URI needs MODELSEAL_SIGN_KEY_PUB=<public key PEM file>")
+                return None
+            return UriSigner(text, load_public(Path(pub).read_bytes()))
         password = os.environ.get("MODELSEAL_SIGN_KEY_PASSWORD")
         return KeySigner.from_file(sign_key, password.encode() if password else None)
     if sigstore:

@@ -229,3 +229,20 @@ def test_key_with_loose_permissions_is_refused(tmp_path: Any) -> None:
     private.chmod(0o644)
     with pytest.raises(SigningError, match="chmod 600"):
         KeySigner.from_file(private)
+
+
+def test_signer_uri_makes_the_same_bundles(tmp_path: Any) -> None:
+    """securesystemslib signer URIs (here file2:, the same path KMS/HSM URIs take)."""
+    from attest.errors import SigningError
+    from attest.signing import UriSigner
+
+    key = keys.generate()
+    private, _ = keys.write_keypair(tmp_path / "k", key)
+    signer = UriSigner(f"file2:{private}", key.public_key())
+    bundle = signer.sign(_statement())
+    verified = Verifier(keys=[TrustedKey("kms", key.public_key())]).verify(bundle)
+    assert verified.signer_id == signer.identity == f"sha256:{keys.fingerprint(key.public_key())}"
+    with pytest.raises(SigningError, match="unknown signer URI scheme"):
+        UriSigner("nope:thing", key.public_key())
+    with pytest.raises(SigningError, match="cannot use signer"):
+        UriSigner(f"file2:{private}", keys.generate().public_key())  # mismatched public key
