@@ -50,6 +50,7 @@ from registry.names import Kind, Ref, RefKind, parse_ref, validate_path
 from registry.transfer import RawTransport
 
 MiB = 1024 * 1024
+SYNC_EVERY = 32 * MiB
 DEFAULT_CHUNK_SIZE = 64 * MiB
 
 Progress = Callable[[int], None]
@@ -443,16 +444,25 @@ class RegistryClient:
         destination.parent.mkdir(parents=True, exist_ok=True)
         path = f"{self._version_path(ref)}/files/{quote(item.path)}"
         hasher = hashlib.sha256()
-        with destination.open("xb") as out:
+        unsynced = 0
+        with destination.open("xb", buffering=0) as out:
 
             def sink(piece: memoryview) -> None:
+                nonlocal unsynced
                 hasher.update(piece)
-                out.write(piece)
+                rest = piece
+                while rest:  # raw writes may be partial
+                    rest = rest[out.write(rest) or 0 :]
+                unsynced += len(piece)
+                if durable and unsynced >= SYNC_EVERY:
+                    # Write back as we go: the disk works while the network does, and the
+                    # final fsync has little left to do.
+                    os.fdatasync(out.fileno())
+                    unsynced = 0
                 if progress:
                     progress(len(piece))
 
             size, _ = self._raw.get(path, sink, limit=item.size)
-            out.flush()
             if durable:
                 os.fsync(out.fileno())
         if size != item.size or hasher.hexdigest() != item.sha256:

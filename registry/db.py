@@ -9,7 +9,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
@@ -58,29 +58,49 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
-#: Any constant; replicas starting together on one PostgreSQL migrate one at a time.
-_MIGRATION_LOCK = 0x6D6F64656C7365
+#: Any constant; replicas starting together on one PostgreSQL take turns on it.
+_STARTUP_LOCK = 0x6D6F64656C7365
 
 
-def migrate(url: str) -> None:
-    """Bring the database schema to the newest migration.
+@contextmanager
+def startup_lock(url: str) -> Iterator[Connection | None]:
+    """Serialize start-up work (migrations, the first admin token) across replicas.
 
-    On PostgreSQL an advisory lock serializes replicas that start at the same moment.
+    On PostgreSQL: a session advisory lock, held on the yielded connection. On SQLite there is one
+    host; write transactions are serialized by ``BEGIN IMMEDIATE`` already, and None is yielded.
     """
-    cfg = alembic_config(url)
     if not url.startswith("postgresql"):
-        command.upgrade(cfg, "head")
+        yield None
         return
     engine = make_engine(url)
     try:
         with engine.connect() as conn:
-            conn.exec_driver_sql(f"SELECT pg_advisory_lock({_MIGRATION_LOCK})")
+            conn.exec_driver_sql(f"SELECT pg_advisory_lock({_STARTUP_LOCK})")
+            conn.commit()
             try:
-                cfg.attributes["connection"] = conn
-                command.upgrade(cfg, "head")
-                conn.commit()
+                yield conn
             finally:
-                conn.exec_driver_sql(f"SELECT pg_advisory_unlock({_MIGRATION_LOCK})")
+                conn.rollback()
+                conn.exec_driver_sql(f"SELECT pg_advisory_unlock({_STARTUP_LOCK})")
                 conn.commit()
     finally:
         engine.dispose()
+
+
+def migrate(url: str, *, locked: Connection | None = None) -> None:
+    """Bring the database schema to the newest migration.
+
+    Replicas starting at the same moment on one PostgreSQL migrate one at a time; pass the
+    connection of an already held :func:`startup_lock` as ``locked``.
+    """
+    if locked is None and url.startswith("postgresql"):
+        with startup_lock(url) as conn:
+            migrate(url, locked=conn)
+        return
+    cfg = alembic_config(url)
+    if locked is not None:
+        cfg.attributes["connection"] = locked
+        command.upgrade(cfg, "head")
+        locked.commit()
+    else:
+        command.upgrade(cfg, "head")

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from registry.config import Settings
-from registry.db import make_engine, make_sessionmaker, migrate
+from registry.db import make_engine, make_sessionmaker, migrate, startup_lock
 from registry.services.auth import Role, TokenService
 
 ADMIN_TOKEN_FILE = "admin-token"  # noqa: S105 - a file name
@@ -21,15 +21,17 @@ def bootstrap(settings: Settings) -> Path | None:
     """
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     url = settings.resolved_database_url
-    migrate(url)
-    engine = make_engine(url)
-    try:
-        tokens = TokenService(make_sessionmaker(engine))
-        if tokens.count():
-            return None
-        issued = tokens.create(name="admin", role=Role.ADMIN)
-    finally:
-        engine.dispose()
+    # One lock around both steps: replicas starting together issue exactly one admin token.
+    with startup_lock(url) as locked:
+        migrate(url, locked=locked)
+        engine = make_engine(url)
+        try:
+            tokens = TokenService(make_sessionmaker(engine))
+            if tokens.count():
+                return None
+            issued = tokens.create(name="admin", role=Role.ADMIN)
+        finally:
+            engine.dispose()
     target = settings.data_dir / ADMIN_TOKEN_FILE
     write_secret_file(target, issued.secret + "\n")
     return target
