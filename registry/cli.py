@@ -457,6 +457,36 @@ def verify_signature(
     sys.stdout.write(f"sha256:{verified.statement.subject.sha256}\n")
 
 
+@app.command()
+def scan(
+    path: Annotated[Path, typer.Argument(help="A model directory or a single file.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Scan model files locally, as the registry does on push. Exit 1 when anything is unsafe."""
+    from attest.scan import ScanReport, Verdict, scan_directory, scan_stream
+
+    if path.is_dir() and not path.is_symlink():
+        report = scan_directory(path)
+    elif path.is_file() and not path.is_symlink():
+        with path.open("rb") as handle:
+            report = ScanReport((scan_stream(path.name, handle, path.stat().st_size),))
+    else:
+        _fail(f"{path} is not a regular file or directory")
+        return
+    if as_json:
+        _print_json(report.to_json())
+    else:
+        table = Table("path", "format", "verdict", "findings")
+        for f in report.files:
+            style = "red" if f.verdict is Verdict.UNSAFE else ("yellow" if f.pickle else "green")
+            verdict = f"[{style}]{f.verdict}{' (pickle)' if f.pickle else ''}[/{style}]"
+            table.add_row(f.path, str(f.format), verdict, "\n".join(f.findings))
+        out.print(table)
+    if not report.clean:
+        err.print(f"{len(report.unsafe)} unsafe file(s)")
+        raise typer.Exit(1)
+
+
 def main() -> None:
     """Console-script entry point: library errors become one readable line and exit 1."""
     try:

@@ -292,3 +292,27 @@ def test_verify_signature_offline(model_dir: Path, tmp_path: Path) -> None:
     nothing = run(None, "verify-signature", str(model_dir), "--signature", str(sig))
     assert nothing.returncode == 1
     assert "nothing is trusted" in nothing.stderr
+
+
+def test_scan_command(model_dir: Path, tmp_path: Path) -> None:
+    clean = run(None, "scan", str(model_dir), "--json")
+    assert clean.returncode == 0, clean.stderr
+    report = json.loads(clean.stdout)
+    assert report["verdict"] == "clean"
+    assert report["scanner"]["name"] == "modelseal-scan"
+    import pickle
+
+    from tests.scan_corpus import malicious_payloads
+
+    sentinel = tmp_path / "PWNED"
+    (model_dir / "pytorch_model.bin").write_bytes(
+        pickle.dumps(malicious_payloads(sentinel)["os.system"], protocol=2)
+    )
+    dirty = run(None, "scan", str(model_dir))
+    assert dirty.returncode == 1
+    assert "posix.system" in dirty.stdout
+    assert "1 unsafe file(s)" in dirty.stderr
+    single = run(None, "scan", str(model_dir / "pytorch_model.bin"), "--json")
+    assert single.returncode == 1
+    assert json.loads(single.stdout)["files"][0]["format"] == "pickle"
+    assert not sentinel.exists()
