@@ -106,6 +106,10 @@ class UriSigner(Signer):
     def identity(self) -> str:
         return f"sha256:{self._fingerprint}"
 
+    @property
+    def public_key(self) -> keys.PublicKey:
+        return self._public_key
+
     def sign(self, statement: Statement) -> Bundle:
         payload = statement.to_bytes()
         try:

@@ -107,7 +107,11 @@ def serve(
     if bool(tls_cert) != bool(tls_key):
         _fail("--tls-cert and --tls-key go together")
     settings = Settings(**overrides)
-    written = bootstrap(settings)
+    try:
+        written = bootstrap(settings)
+    except RuntimeError as exc:  # misconfiguration found at start-up: say it plainly
+        _fail(str(exc))
+        return
     if written is not None:
         err.print(f"admin token written to {written} (mode 0600)")
     app_ = create_app(settings)
@@ -165,6 +169,10 @@ def push(
         )
     if signer is not None or bundle is not None:
         err.print("OMS signature attached")
+    if version.state == "rejected":
+        err.print(f"[red]rejected[/red]: {version.state_reason}", highlight=False)
+        sys.stdout.write(version.root_digest + "\n")
+        raise typer.Exit(1)
     err.print(
         f"pushed {version.namespace}/{version.name}@{version.version} "
         f"({version.file_count} files, {version.total_size} bytes, {version.state})"
@@ -258,6 +266,8 @@ def show(
     out.print(f"{version.namespace}/{version.name}@{version.version}", highlight=False)
     out.print(f"  kind         {version.kind}", highlight=False)
     out.print(f"  state        {version.state}", highlight=False)
+    if version.state_reason:
+        out.print(f"  reason       {version.state_reason}", highlight=False)
     out.print(f"  root digest  {version.root_digest}", highlight=False)
     out.print(
         f"  created      {version.created_at.isoformat()} by {version.created_by}", highlight=False

@@ -56,6 +56,15 @@ class Settings(BaseSettings):
         "root shipped with modelseal (never the per-user sigstore cache).",
     )
     max_bundle_bytes: int = Field(default=16 * MiB, ge=1024, description="Largest bundle.")
+    signing_key: str | None = Field(
+        default=None,
+        description="The registry's signing key: a PEM file, or a securesystemslib signer URI "
+        "(awskms:, gcpkms:, hsm:, …) with signing_key_pub. Default: DATA_DIR/registry.key, "
+        "generated on first start. Every replica must use the same key.",
+    )
+    signing_key_pub: Path | None = Field(
+        default=None, description="PEM public key of a signer-URI signing key."
+    )
 
     @field_validator("storage")
     @classmethod

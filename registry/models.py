@@ -72,6 +72,7 @@ class Version(Base):
     total_size: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     created_by: Mapped[str] = mapped_column(String(64))
+    state_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     artifact: Mapped[Artifact] = relationship(lazy="joined")
     files: Mapped[list[VersionFile]] = relationship(
@@ -212,3 +213,13 @@ class Attestation(Base):
     signer_id: Mapped[str] = mapped_column(String(1100))
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     created_by: Mapped[str] = mapped_column(String(64))
+
+
+class RegistryKey(Base):
+    """Public keys the registry signs with. Every replica must hold the private half of one."""
+
+    __tablename__ = "registry_keys"
+
+    fingerprint: Mapped[str] = mapped_column(String(64), primary_key=True)
+    public_key_pem: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
+from attest import keys
 from registry import __version__
 from registry.api import problems
 from registry.api.deps import Services
@@ -21,6 +22,8 @@ from registry.db import make_engine, make_sessionmaker
 from registry.services import TokenService, UploadService, VersionService
 from registry.services.attestations import AttestationService
 from registry.services.common import Clock, utcnow
+from registry.services.keys import load_registry_signer
+from registry.services.scanning import ScanService
 from registry.storage import BlobStore, open_blob_store
 
 log = logging.getLogger(__name__)
@@ -39,13 +42,17 @@ def create_app(
     engine = make_engine(settings.resolved_database_url)
     sessions = make_sessionmaker(engine)
     blob_store = store if store is not None else open_blob_store(settings)
-    versions_service = VersionService(sessions, blob_store, settings, clock=clock)
+    signer = load_registry_signer(settings)
+    scans = ScanService(sessions, blob_store, signer, clock=clock)
+    versions_service = VersionService(sessions, blob_store, settings, clock=clock, scanner=scans)
     services = Services(
         settings=settings,
         tokens=TokenService(sessions, clock=clock),
         uploads=UploadService(sessions, blob_store, settings, clock=clock),
         versions=versions_service,
         attestations=AttestationService(sessions, versions_service, settings, clock=clock),
+        registry_key_pem=keys.public_pem(signer.public_key).decode(),
+        registry_key_fingerprint=signer.identity,
     )
 
     @contextlib.asynccontextmanager

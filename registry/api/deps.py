@@ -21,6 +21,8 @@ class Services:
     uploads: UploadService
     versions: VersionService
     attestations: AttestationService
+    registry_key_pem: str
+    registry_key_fingerprint: str
 
 
 def get_services(request: Request) -> Services:

@@ -12,6 +12,13 @@ from registry.names import Kind, validate_path
 Digest = Field(pattern=r"^sha256:[0-9a-f]{64}$", examples=["sha256:" + "0" * 64])
 
 
+class RegistryKeyPublic(BaseModel):
+    """The key the registry signs with; clients pin it."""
+
+    fingerprint: str
+    public_key_pem: str
+
+
 class Health(BaseModel):
     status: str = "ok"
     version: str
@@ -59,6 +66,9 @@ class VersionSummary(BaseModel):
     total_size: int
     created_at: datetime
     created_by: str
+    state_reason: str | None = Field(
+        default=None, description="Why the version is in its state (e.g. the unsafe files)."
+    )
 
 
 class VersionPublic(VersionSummary):

@@ -22,11 +22,11 @@ from registry.errors import (
     InvalidRequestError,
     NotFoundError,
 )
-from registry.models import Artifact, Attestation, Identity, Namespace, Version
+from registry.models import Attestation, Identity
 from registry.names import Ref
 from registry.services.auth import Action, Principal
 from registry.services.common import Clock, aware, utcnow
-from registry.services.versions import VersionRecord, VersionService
+from registry.services.versions import VersionRecord, VersionService, version_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,17 +210,17 @@ class AttestationService:
         statement = verified.statement
         bundle = verified.bundle
         with transaction(self._sessions) as session:
-            version_id = _version_id(session, version)
+            vid = version_id(session, version)
             existing = session.execute(
                 select(Attestation).where(
-                    Attestation.version_id == version_id,
+                    Attestation.version_id == vid,
                     Attestation.bundle_digest == bundle.digest,
                 )
             ).scalar_one_or_none()
             if existing is not None:
                 return _attestation(existing, version.ref), False
             row = Attestation(
-                version_id=version_id,
+                version_id=vid,
                 predicate_type=statement.predicate_type,
                 subject_digest=statement.subject.sha256,
                 bundle=bundle.raw,
@@ -262,7 +262,7 @@ class AttestationService:
         version = self._versions.resolve(principal, ref)
         with self._sessions() as session:
             query = select(Attestation).where(
-                Attestation.version_id == _version_id(session, version)
+                Attestation.version_id == version_id(session, version)
             )
             if predicate_type:
                 query = query.where(Attestation.predicate_type == predicate_type)
@@ -274,24 +274,9 @@ class AttestationService:
         version = self._versions.resolve(principal, ref)
         with self._sessions() as session:
             row = session.get(Attestation, attestation_id)
-            if row is None or row.version_id != _version_id(session, version):
+            if row is None or row.version_id != version_id(session, version):
                 raise NotFoundError(f"{version.ref} has no attestation {attestation_id}")
             return row.bundle
-
-
-def _version_id(session: Session, version: VersionRecord) -> int:
-    return int(
-        session.execute(
-            select(Version.id)
-            .join(Artifact, Version.artifact_id == Artifact.id)
-            .join(Namespace, Artifact.namespace_id == Namespace.id)
-            .where(
-                Namespace.name == version.namespace,
-                Artifact.name == version.name,
-                Version.version == version.version,
-            )
-        ).scalar_one()
-    )
 
 
 def _plain(facts: dict[str, object]) -> dict[str, object]:

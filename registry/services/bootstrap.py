@@ -8,6 +8,7 @@ from pathlib import Path
 from registry.config import Settings
 from registry.db import make_engine, make_sessionmaker, migrate, startup_lock
 from registry.services.auth import Role, TokenService
+from registry.services.keys import load_registry_signer, register_registry_key
 
 ADMIN_TOKEN_FILE = "admin-token"  # noqa: S105 - a file name
 
@@ -26,7 +27,9 @@ def bootstrap(settings: Settings) -> Path | None:
         migrate(url, locked=locked)
         engine = make_engine(url)
         try:
-            tokens = TokenService(make_sessionmaker(engine))
+            sessions = make_sessionmaker(engine)
+            register_registry_key(sessions, load_registry_signer(settings))
+            tokens = TokenService(sessions)
             if tokens.count():
                 return None
             issued = tokens.create(name="admin", role=Role.ADMIN)

@@ -6,6 +6,7 @@ import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -29,6 +30,12 @@ from registry.services.common import Clock, aware, ensure_namespace, get_namespa
 from registry.storage import BlobStore
 
 
+class Scanner(Protocol):
+    """Scans a freshly committed version; returns it with its new state."""
+
+    def scan_version(self, record: VersionRecord) -> VersionRecord: ...
+
+
 class State:
     PENDING = "pending"
     RELEASED = "released"
@@ -49,6 +56,7 @@ class VersionRecord:
     created_at: datetime
     created_by: str
     files: tuple[FileDigest, ...]
+    state_reason: str | None = None
 
     @property
     def ref(self) -> str:
@@ -78,6 +86,7 @@ def _record(version: Version) -> VersionRecord:
         created_at=aware(version.created_at),
         created_by=version.created_by,
         files=tuple(FileDigest(f.path, f.size, f.digest) for f in version.files),
+        state_reason=version.state_reason,
     )
 
 
@@ -115,11 +124,13 @@ class VersionService:
         settings: Settings,
         *,
         clock: Clock = utcnow,
+        scanner: Scanner | None = None,
     ) -> None:
         self._sessions = sessions
         self._store = store
         self._settings = settings
         self._clock = clock
+        self._scanner = scanner
 
     def commit(
         self,
@@ -181,6 +192,8 @@ class VersionService:
             if existing is None:
                 raise
             return self._same_or_conflict(existing, kind, wanted, digest), False
+        if self._scanner is not None:
+            record = self._scanner.scan_version(record)
         return record, True
 
     def _find_existing(self, namespace: str, name: str, version: str) -> VersionRecord | None:
@@ -340,3 +353,19 @@ class VersionService:
             if item.path == path:
                 return record, item, self._store.read(item.sha256)
         raise NotFoundError(f"{ref} has no file {path!r}", ref=str(ref), path=path)
+
+
+def version_id(session: Session, version: VersionRecord) -> int:
+    """The database id of a version record."""
+    return int(
+        session.execute(
+            select(Version.id)
+            .join(Artifact, Version.artifact_id == Artifact.id)
+            .join(Namespace, Artifact.namespace_id == Namespace.id)
+            .where(
+                Namespace.name == version.namespace,
+                Artifact.name == version.name,
+                Version.version == version.version,
+            )
+        ).scalar_one()
+    )

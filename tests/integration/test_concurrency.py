@@ -142,7 +142,11 @@ def test_two_api_processes_serve_one_registry(
     tmp_path: Path,
 ) -> None:
     db_url = pg_server.create_database("replicas")  # empty: both replicas migrate at once
+    from attest import keys
+
+    shared_key, _ = keys.write_keypair(tmp_path / "registry", keys.generate())
     env = {
+        "MODELSEAL_SIGNING_KEY": str(shared_key),
         **os.environ,
         "MODELSEAL_DATABASE_URL": db_url,
         "MODELSEAL_STORAGE": s3_storage_url,
@@ -209,6 +213,14 @@ def test_two_api_processes_serve_one_registry(
         b.close()
         for c in clients:
             c.close()
+        # A third replica holding another signing key refuses to start.
+        rogue_key, _ = keys.write_keypair(tmp_path / "rogue", keys.generate())
+        rogue_port = free_port()
+        rogue = _serve(tmp_path / "replica-c", {**env, "MODELSEAL_SIGNING_KEY": str(rogue_key)},
+                       rogue_port)  # fmt: skip
+        assert rogue.wait(timeout=60) != 0
+        log = (tmp_path / f"serve-{rogue_port}.log").read_text()
+        assert "is not the registry's key" in log
     finally:
         for proc in procs:
             proc.terminate()

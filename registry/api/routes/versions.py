@@ -45,6 +45,7 @@ def _summary(record: VersionRecord) -> VersionSummary:
         total_size=record.total_size,
         created_at=record.created_at,
         created_by=record.created_by,
+        state_reason=record.state_reason,
     )
 
 
