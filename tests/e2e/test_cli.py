@@ -194,7 +194,9 @@ def test_signed_push_interoperates_with_model_signing(
     target = tmp_path / "deploy"
     assert run(live, "pull", "vision/tiny@1", "--to", str(target), "--no-progress").returncode == 0
     evidence = tmp_path / "evidence"
-    saved = run(live, "attestations", "vision/tiny@1", "--save", str(evidence), "--json")
+    oms_type = "https://model_signing/signature/v1.0"
+    saved = run(live, "attestations", "vision/tiny@1", "--save", str(evidence), "--json",
+                "--predicate-type", oms_type)  # fmt: skip
     assert saved.returncode == 0, saved.stderr
     [bundle_file] = list(evidence.iterdir())
     verify = subprocess.run(
@@ -218,7 +220,9 @@ def test_signed_push_interoperates_with_model_signing(
     ok = run(live, "push", str(other), "vision/tiny@2", "--no-progress",
              "--signature", str(signature))  # fmt: skip
     assert ok.returncode == 0, ok.stderr
-    oms = json.loads(run(live, "attestations", "vision/tiny@2", "--json").stdout)
+    oms = json.loads(
+        run(live, "attestations", "vision/tiny@2", "--json", "--predicate-type", oms_type).stdout
+    )
     assert [a["signer"] for a in oms] == ["training-ci"]
 
     # A signature over other files is refused before anything is uploaded.

@@ -52,7 +52,7 @@ def test_push_with_sign_key_attaches_a_verified_oms_signature(
 ) -> None:
     with live.client() as client:
         version = client.push(model_dir, "vision/tiny@1", signer=trusted)
-        listed = client.list_attestations("vision/tiny@1")
+        listed = client.list_attestations("vision/tiny@1", OMS_PREDICATE_TYPE)
         assert [(a.predicate_type, a.signer) for a in listed] == [
             (OMS_PREDICATE_TYPE, "training-ci")
         ]
@@ -111,7 +111,8 @@ def test_refusals_name_the_reason(
         with pytest.raises(EvidenceRejectedError, match="not valid JSON"):
             client.attach("vision/tiny@1", bytes(raw[:-10]))
 
-        assert client.list_attestations("vision/tiny@1") == []
+        # only the registry's own scan attestation is there
+        assert [a.signer for a in client.list_attestations("vision/tiny@1")] == ["registry"]
         with pytest.raises(NotFoundError):
             client.attach("vision/tiny@9", about_other)
 
