@@ -497,6 +497,59 @@ def scan(
         raise typer.Exit(1)
 
 
+policy_app = typer.Typer(help="Release policies per namespace (admins).", no_args_is_help=True)
+app.add_typer(policy_app, name="policy")
+
+
+@policy_app.command("set")
+def policy_set(
+    namespace: Annotated[str, typer.Argument(help="Namespace.")],
+    file: Annotated[Path, typer.Argument(help="Policy YAML.")],
+) -> None:
+    """Validate and store a new policy revision."""
+    with _client() as client:
+        record = client.set_policy(namespace, file.read_text())
+    err.print(f"policy of {namespace} is now revision {record.revision}")
+
+
+@policy_app.command("show")
+def policy_show(namespace: Annotated[str, typer.Argument(help="Namespace.")]) -> None:
+    """Print the policy in force (revision 0 is the built-in default)."""
+    with _client() as client:
+        record = client.get_policy(namespace)
+    who = f", set by {record.created_by}" if record.created_by else " (default)"
+    err.print(f"# {namespace}: revision {record.revision}{who}")
+    sys.stdout.write(record.document if record.document.endswith("\n") else record.document + "\n")
+
+
+@app.command()
+def release(ref: Annotated[str, typer.Argument(help="NS/NAME@VERSION")]) -> None:
+    """Run the release gate; on failure print every reason on its own line and exit 1."""
+    from registry.errors import ReleaseRefusedError
+
+    with _client() as client:
+        try:
+            version = client.release(ref)
+        except ReleaseRefusedError as exc:
+            err.print(f"{ref}: release refused", highlight=False)
+            for reason in exc.facts.get("reasons", []):
+                sys.stdout.write(f"{reason}\n")
+            raise typer.Exit(1) from None
+    err.print(f"released {version.namespace}/{version.name}@{version.version}")
+    sys.stdout.write(version.root_digest + "\n")
+
+
+@app.command()
+def reject(
+    ref: Annotated[str, typer.Argument(help="NS/NAME@VERSION")],
+    reason: Annotated[str, typer.Option(help="Why (recorded).")],
+) -> None:
+    """Reject a pending version for good."""
+    with _client() as client:
+        version = client.reject(ref, reason)
+    err.print(f"rejected {version.namespace}/{version.name}@{version.version}: {reason}")
+
+
 def main() -> None:
     """Console-script entry point: library errors become one readable line and exit 1."""
     try:

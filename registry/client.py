@@ -34,6 +34,7 @@ from registry.api.schemas import (
     ArtifactPublic,
     AttestationPublic,
     IdentityPublic,
+    PolicyPublic,
     UploadPublic,
     VersionPublic,
     VersionSummary,
@@ -356,6 +357,32 @@ class RegistryClient:
     def list_identities(self) -> list[IdentityPublic]:
         data = self._request("GET", "/v1/identities").json()
         return [IdentityPublic.model_validate(i) for i in data]
+
+    # -- policy and release -------------------------------------------------------------------
+
+    def set_policy(self, namespace: str, document: str) -> PolicyPublic:
+        response = self._request(
+            "PUT",
+            f"/v1/namespaces/{namespace}/policy",
+            content=document.encode(),
+            headers={"Content-Type": "application/yaml"},
+        )
+        return PolicyPublic.model_validate(response.json())
+
+    def get_policy(self, namespace: str) -> PolicyPublic:
+        response = self._request("GET", f"/v1/namespaces/{namespace}/policy")
+        return PolicyPublic.model_validate(response.json())
+
+    def release(self, ref: str) -> VersionPublic:
+        """Run the release gate (ReleaseRefusedError lists every reason in ``facts``)."""
+        response = self._request("POST", self._version_path(parse_ref(ref)) + "/release")
+        return VersionPublic.model_validate(response.json())
+
+    def reject(self, ref: str, reason: str) -> VersionPublic:
+        response = self._request(
+            "POST", self._version_path(parse_ref(ref)) + "/reject", json={"reason": reason}
+        )
+        return VersionPublic.model_validate(response.json())
 
     # -- pulling ----------------------------------------------------------------------------
 

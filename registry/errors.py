@@ -14,7 +14,8 @@
     ├── PermissionDeniedError         403 forbidden
     ├── NotFoundError                 404 not-found
     ├── ConflictError                 409 conflict
-    │   └── VersionConflictError      409 version-conflict
+    │   ├── VersionConflictError      409 version-conflict
+    │   └── ReleaseRefusedError       409 release-refused (facts.reasons: every broken link)
     ├── UploadExpiredError            410 upload-expired
     ├── PayloadTooLargeError          413 payload-too-large
     ├── UploadOffsetError             416 upload-offset-mismatch
@@ -106,6 +107,10 @@ class VersionConflictError(ConflictError):
     """A version already exists with different content; versions are immutable."""
 
 
+class ReleaseRefusedError(ConflictError):
+    """The release gate failed; ``facts["reasons"]`` lists ``"link: message"`` strings."""
+
+
 class UploadExpiredError(RegistryError):
     """The upload session expired; start a new one."""
 
@@ -145,6 +150,7 @@ PROBLEMS: dict[type[RegistryError], tuple[int, str]] = {
     PermissionDeniedError: (403, "forbidden"),
     NotFoundError: (404, "not-found"),
     VersionConflictError: (409, "version-conflict"),
+    ReleaseRefusedError: (409, "release-refused"),
     ConflictError: (409, "conflict"),
     UploadExpiredError: (410, "upload-expired"),
     PayloadTooLargeError: (413, "payload-too-large"),

@@ -223,3 +223,17 @@ class RegistryKey(Base):
     fingerprint: Mapped[str] = mapped_column(String(64), primary_key=True)
     public_key_pem: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class NamespacePolicy(Base):
+    """Versioned release policies; the newest row of a namespace is in force."""
+
+    __tablename__ = "namespace_policies"
+    __table_args__ = (UniqueConstraint("namespace_id", "revision"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    namespace_id: Mapped[int] = mapped_column(ForeignKey("namespaces.id", ondelete="CASCADE"))
+    revision: Mapped[int] = mapped_column(Integer)
+    document: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    created_by: Mapped[str] = mapped_column(String(64))

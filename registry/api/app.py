@@ -15,7 +15,7 @@ from registry import __version__
 from registry.api import problems
 from registry.api.deps import Services
 from registry.api.limits import BodyLimitMiddleware
-from registry.api.routes import attestations, health, uploads, versions
+from registry.api.routes import attestations, health, releases, uploads, versions
 from registry.api.schemas import PROBLEM_RESPONSES
 from registry.config import Settings
 from registry.db import make_engine, make_sessionmaker
@@ -23,6 +23,7 @@ from registry.services import TokenService, UploadService, VersionService
 from registry.services.attestations import AttestationService
 from registry.services.common import Clock, utcnow
 from registry.services.keys import load_registry_signer
+from registry.services.releases import ReleaseService
 from registry.services.scanning import ScanService
 from registry.storage import BlobStore, open_blob_store
 
@@ -45,12 +46,16 @@ def create_app(
     signer = load_registry_signer(settings)
     scans = ScanService(sessions, blob_store, signer, clock=clock)
     versions_service = VersionService(sessions, blob_store, settings, clock=clock, scanner=scans)
+    attestation_service = AttestationService(sessions, versions_service, settings, clock=clock)
     services = Services(
         settings=settings,
         tokens=TokenService(sessions, clock=clock),
         uploads=UploadService(sessions, blob_store, settings, clock=clock),
         versions=versions_service,
-        attestations=AttestationService(sessions, versions_service, settings, clock=clock),
+        attestations=attestation_service,
+        releases=ReleaseService(
+            sessions, versions_service, attestation_service, signer, clock=clock
+        ),
         registry_key_pem=keys.public_pem(signer.public_key).decode(),
         registry_key_fingerprint=signer.identity,
     )
@@ -84,6 +89,7 @@ def create_app(
     app.include_router(versions.router, responses=PROBLEM_RESPONSES)
     app.include_router(uploads.router, responses=PROBLEM_RESPONSES)
     app.include_router(attestations.router, responses=PROBLEM_RESPONSES)
+    app.include_router(releases.router, responses=PROBLEM_RESPONSES)
     return app
 
 

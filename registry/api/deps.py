@@ -12,6 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from registry.config import Settings
 from registry.services import Principal, TokenService, UploadService, VersionService
 from registry.services.attestations import AttestationService
+from registry.services.releases import ReleaseService
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +22,7 @@ class Services:
     uploads: UploadService
     versions: VersionService
     attestations: AttestationService
+    releases: ReleaseService
     registry_key_pem: str
     registry_key_fingerprint: str
 

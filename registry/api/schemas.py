@@ -145,6 +145,20 @@ class AttestationPublic(BaseModel):
     created_by: str
 
 
+class PolicyPublic(BaseModel):
+    namespace: str
+    revision: int = Field(description="0 means the built-in default policy is in force.")
+    document: str
+    created_at: datetime | None
+    created_by: str | None
+
+
+class RejectIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=2000)
+
+
 class Problem(BaseModel):
     """RFC 9457 problem details; ``facts`` carries machine-readable specifics."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -162,11 +163,11 @@ class AttestationService:
             rows = session.execute(select(Identity).order_by(Identity.name)).scalars()
             return [_identity(r) for r in rows]
 
-    def verifier(self) -> Verifier:
-        """A verifier trusting exactly the registered identities.
+    def verifier(self, *, extra_keys: Sequence[TrustedKey] = ()) -> Verifier:
+        """A verifier trusting exactly the registered identities (and ``extra_keys``).
 
         Raises:
-            EvidenceRejectedError: no identity is registered (nothing can be verified).
+            EvidenceRejectedError: nothing at all is trusted.
         """
         with self._sessions() as session:
             rows = list(session.execute(select(Identity)).scalars())
@@ -174,7 +175,7 @@ class AttestationService:
             TrustedKey.from_pem(r.name, r.public_key_pem.encode())
             for r in rows
             if r.kind == "key" and r.public_key_pem
-        ]
+        ] + list(extra_keys)
         identities = [
             SigstoreIdentity(r.name, r.sigstore_issuer, r.sigstore_identity, r.identity_regex)
             for r in rows

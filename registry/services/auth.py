@@ -36,13 +36,14 @@ class Action(StrEnum):
     READ = "read"
     PUSH = "push"
     ATTEST = "attest"
+    RELEASE = "release"
     ADMINISTER = "administer"
 
 
 _ALLOWED: dict[Role, frozenset[Action]] = {
     Role.ADMIN: frozenset(Action),
     Role.PUBLISHER: frozenset({Action.READ, Action.PUSH, Action.ATTEST}),
-    Role.RELEASER: frozenset({Action.READ}),
+    Role.RELEASER: frozenset({Action.READ, Action.RELEASE}),
     Role.DEPLOYER: frozenset({Action.READ}),
     Role.AUDITOR: frozenset({Action.READ}),
 }

@@ -49,7 +49,8 @@ def _summary(record: VersionRecord) -> VersionSummary:
     )
 
 
-def _public(record: VersionRecord) -> VersionPublic:
+def public_version(record: VersionRecord) -> VersionPublic:
+    """The API view of a version."""
     return VersionPublic(
         **_summary(record).model_dump(),
         files=[
@@ -139,7 +140,7 @@ def put_version(
     )
     if not created:
         response.status_code = status.HTTP_200_OK
-    return _public(record)
+    return public_version(record)
 
 
 @router.get(
@@ -154,7 +155,9 @@ def get_version(
     principal: PrincipalDep,
     services: ServicesDep,
 ) -> VersionPublic:
-    return _public(services.versions.resolve(principal, version_ref(namespace, name, selector)))
+    return public_version(
+        services.versions.resolve(principal, version_ref(namespace, name, selector))
+    )
 
 
 @router.get(

@@ -1,0 +1,263 @@
+"""The release gate, as a pure function over verified evidence (DESIGN §4).
+
+:func:`evaluate` checks one version; the caller supplies the evidence (already signature-verified
+bundles), the policy for the version's kind, and a resolver for the versions its provenance names.
+It recurses into those dependencies (depth-bounded, cycle-detected) and returns every reason the
+version cannot be released, each naming the link that broke. An empty list means "release".
+
+Steps, in order, for the version and each dependency:
+
+1. an OMS signature by an identity the policy accepts for ``signature``, covering exactly the
+   version's files;
+2. SLSA provenance by an identity accepted for ``provenance``;
+3. evaluation results by an accepted signer, meeting every metric threshold;
+4. the registry's scan: present, clean, and no pickle-family file unless the policy allows it;
+5. every dependency named in the provenance resolves to a registered version with the same
+   digest, released and not revoked (policy ``dependencies: released``), and passes its own gate;
+6. separation of duties: the releaser is not the pusher (``separate_from_pusher``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from attest.digests import FileDigest
+from attest.errors import AttestError
+from attest.oms import OMS_PREDICATE_TYPE, check_oms
+from attest.policy import ANY_SIGNER, KindPolicy
+from attest.verifying import Verified
+
+SLSA_PROVENANCE = "https://slsa.dev/provenance/v1"
+TEST_RESULT = "https://in-toto.io/attestation/test-result/v0.1"
+SCAN = "https://modelseal.dev/attestation/scan/v1"
+RELEASE = "https://in-toto.io/attestation/release/v0.1"
+MAX_DEPTH = 8
+DEPENDENCY_SCHEME = "modelseal:"
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    link: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.link}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """What the gate needs to know about one version."""
+
+    ref: str  # NS/NAME@VERSION
+    kind: str
+    root_digest: str
+    state: str
+    files: tuple[FileDigest, ...]
+    pushed_by: str
+    evidence: tuple[Verified, ...] = field(default_factory=tuple)
+    registry_signer_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Dependency:
+    ref: str
+    sha256: str
+
+
+Resolver = Callable[[str], "Subject | None"]
+
+
+def dependencies(
+    evidence: Sequence[Verified], accepted: tuple[str, ...] | None
+) -> list[Dependency]:
+    """Dependencies named by accepted SLSA provenance (``modelseal:NS/NAME@VERSION`` URIs)."""
+    found: list[Dependency] = []
+    for item in evidence:
+        if item.statement.predicate_type != SLSA_PROVENANCE or not _accepted(item, accepted):
+            continue
+        definition = item.statement.predicate.get("buildDefinition", {})
+        resolved = (
+            definition.get("resolvedDependencies", []) if isinstance(definition, dict) else []
+        )
+        for entry in resolved if isinstance(resolved, list) else []:
+            if not isinstance(entry, dict):
+                continue
+            uri, digest = entry.get("uri"), entry.get("digest", {})
+            if (
+                isinstance(uri, str)
+                and uri.startswith(DEPENDENCY_SCHEME)
+                and isinstance(digest, dict)
+            ):
+                found.append(
+                    Dependency(uri.removeprefix(DEPENDENCY_SCHEME), str(digest.get("sha256", "")))
+                )
+    return found
+
+
+def _accepted(item: Verified, accepted: tuple[str, ...] | None) -> bool:
+    return accepted is not None and (ANY_SIGNER in accepted or item.signer in accepted)
+
+
+def _signers(items: Sequence[Verified]) -> str:
+    return ", ".join(sorted({f"{i.signer_id} ({i.signer})" for i in items}))
+
+
+def evaluate(
+    subject: Subject,
+    policy_for: Callable[[Subject], KindPolicy],
+    resolve: Resolver,
+    *,
+    releaser: str | None = None,
+    _seen: frozenset[str] = frozenset(),
+    _depth: int = 0,
+) -> list[Reason]:
+    """Every reason ``subject`` cannot be released (empty: it can). See the module docstring."""
+    policy = policy_for(subject)
+    reasons: list[Reason] = []
+    mine = [e for e in subject.evidence if e.statement.subject.sha256 == subject.root_digest]
+    by_type: dict[str, list[Verified]] = {}
+    for item in mine:
+        by_type.setdefault(item.statement.predicate_type, []).append(item)
+
+    # 1. OMS signature
+    if policy.signature is not None:
+        signed = by_type.get(OMS_PREDICATE_TYPE, [])
+        good = [s for s in signed if _accepted(s, policy.signature)]
+        if not signed:
+            reasons.append(Reason("signature", "missing"))
+        elif not good:
+            reasons.append(
+                Reason(
+                    "signature",
+                    f"signed by {_signers(signed)} which is not in [{', '.join(policy.signature)}]",
+                )
+            )
+        else:
+            problems = []
+            for item in good:
+                try:
+                    check_oms(item.statement, subject.files)
+                    break
+                except AttestError as exc:
+                    problems.append(str(exc))
+            else:
+                reasons.append(Reason("signature", problems[0]))
+
+    # 2. provenance
+    if policy.provenance is not None:
+        provenance = by_type.get(SLSA_PROVENANCE, [])
+        if not provenance:
+            reasons.append(Reason("provenance", "missing"))
+        elif not any(_accepted(p, policy.provenance) for p in provenance):
+            reasons.append(
+                Reason(
+                    "provenance",
+                    f"signed by {_signers(provenance)} which is not "
+                    f"in [{', '.join(policy.provenance)}]",
+                )
+            )
+
+    # 3. evaluation
+    if policy.evaluation_signers is not None:
+        results = by_type.get(TEST_RESULT, [])
+        accepted = [r for r in results if _accepted(r, policy.evaluation_signers)]
+        if not results:
+            reasons.append(Reason("evaluation", "missing"))
+        elif not accepted:
+            reasons.append(
+                Reason(
+                    "evaluation",
+                    f"signed by {_signers(results)} which is not in "
+                    f"[{', '.join(policy.evaluation_signers)}]",
+                )
+            )
+        else:
+            reasons.extend(_thresholds(accepted[-1].statement.predicate, policy))
+
+    # 4. scan (the registry's own, always required)
+    scans = [s for s in by_type.get(SCAN, []) if s.signer_id == subject.registry_signer_id]
+    if not scans:
+        reasons.append(Reason("scan", "missing (no scan attestation signed by the registry)"))
+    else:
+        report = scans[-1].statement.predicate
+        allowed = policy.allow_formats
+        for entry in report.get("files", []):
+            if entry.get("verdict") != "clean":
+                reasons.append(
+                    Reason(
+                        "scan",
+                        f"{entry.get('path')}: unsafe ({'; '.join(entry.get('findings', [])[:2])})",
+                    )
+                )
+            elif entry.get("pickle") and not {"pickle", entry.get("format")} & allowed:
+                reasons.append(
+                    Reason(
+                        "scan",
+                        f"{entry.get('path')}: {entry.get('format')} is a "
+                        "pickle format, quarantined by policy (allow it "
+                        "with scan: {allow_formats: [pickle]})",
+                    )
+                )
+
+    # 5. dependencies
+    if _depth >= MAX_DEPTH:
+        reasons.append(Reason("dependency", f"chain deeper than {MAX_DEPTH} at {subject.ref}"))
+        return reasons
+    for dep in dependencies(mine, policy.provenance or (ANY_SIGNER,)):
+        target = resolve(dep.ref)
+        label = f"dependency {dep.ref}"
+        if target is None:
+            reasons.append(Reason(label, "not registered"))
+            continue
+        if target.root_digest != dep.sha256:
+            reasons.append(
+                Reason(
+                    label,
+                    f"digest mismatch: provenance names sha256:{dep.sha256}, "
+                    f"the registry has sha256:{target.root_digest}",
+                )
+            )
+            continue
+        if target.root_digest in _seen or target.root_digest == subject.root_digest:
+            reasons.append(Reason(label, "cycle in the provenance graph"))
+            continue
+        if policy.dependencies_released and target.state != "released":
+            reasons.append(Reason(label, target.state))
+            continue
+        inner = evaluate(
+            target, policy_for, resolve, _seen=_seen | {subject.root_digest}, _depth=_depth + 1
+        )
+        reasons.extend(Reason(f"{label} -> {r.link}", r.message) for r in inner)
+
+    # 6. separation of duties
+    if releaser is not None and policy.separate_from_pusher and releaser == subject.pushed_by:
+        reasons.append(
+            Reason(
+                "release",
+                f"{releaser} pushed this version and may not release it (separate_from_pusher)",
+            )
+        )
+    return reasons
+
+
+def _thresholds(predicate: Mapping[str, Any], policy: KindPolicy) -> list[Reason]:
+    metrics = predicate.get("metrics")
+    if not isinstance(metrics, dict):
+        return (
+            [Reason("evaluation", "no metrics object in the test result")]
+            if policy.thresholds
+            else []
+        )
+    out = []
+    for threshold in policy.thresholds:
+        value = metrics.get(threshold.metric)
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            out.append(Reason("evaluation", f"{threshold.metric} missing"))
+        elif not threshold.holds(float(value)):
+            negated = {">=": "<", ">": "<=", "<=": ">", "<": ">=", "==": "!="}[threshold.op]
+            out.append(
+                Reason("evaluation", f"{threshold.metric} {value:g} {negated} {threshold.value:g}")
+            )
+    return out

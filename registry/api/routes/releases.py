@@ -1,0 +1,82 @@
+"""Policies and the release gate."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from registry.api.deps import PrincipalDep, ServicesDep
+from registry.api.routes.versions import public_version, version_ref
+from registry.api.schemas import PolicyPublic, RejectIn, VersionPublic
+from registry.errors import InvalidRequestError
+from registry.names import validate_name
+from registry.services.releases import PolicyRecord
+
+router = APIRouter(tags=["releases"])
+
+_VERSION = "/v1/namespaces/{namespace}/artifacts/{name}/versions/{selector}"
+
+
+def _policy(record: PolicyRecord) -> PolicyPublic:
+    return PolicyPublic(
+        namespace=record.namespace,
+        revision=record.revision,
+        document=record.document,
+        created_at=record.created_at,
+        created_by=record.created_by,
+    )
+
+
+@router.put(
+    "/v1/namespaces/{namespace}/policy",
+    operation_id="set_policy",
+    response_model=PolicyPublic,
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/yaml": {"schema": {}}}}
+    },
+)
+async def set_policy(
+    namespace: str, request: Request, principal: PrincipalDep, services: ServicesDep
+) -> PolicyPublic:
+    """Store a new policy revision (admins). An invalid policy is refused with its line."""
+    validate_name(namespace, what="namespace")
+    try:
+        text = (await request.body()).decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidRequestError("a policy must be UTF-8 YAML") from None
+    from fastapi.concurrency import run_in_threadpool
+
+    record = await run_in_threadpool(services.releases.set_policy, principal, namespace, text)
+    return _policy(record)
+
+
+@router.get(
+    "/v1/namespaces/{namespace}/policy", operation_id="get_policy", response_model=PolicyPublic
+)
+def get_policy(namespace: str, principal: PrincipalDep, services: ServicesDep) -> PolicyPublic:
+    """The policy in force (revision 0: the built-in default)."""
+    validate_name(namespace, what="namespace")
+    return _policy(services.releases.get_policy(principal, namespace))
+
+
+@router.post(f"{_VERSION}/release", operation_id="release_version", response_model=VersionPublic)
+def release_version(
+    namespace: str, name: str, selector: str, principal: PrincipalDep, services: ServicesDep
+) -> VersionPublic:
+    """Run the release gate. 409 ``release-refused`` lists every broken link in
+    ``facts.reasons``; the version stays pending with the verdict recorded."""
+    ref = version_ref(namespace, name, selector)
+    return public_version(services.releases.release(principal, str(ref)))
+
+
+@router.post(f"{_VERSION}/reject", operation_id="reject_version", response_model=VersionPublic)
+def reject_version(
+    namespace: str,
+    name: str,
+    selector: str,
+    body: RejectIn,
+    principal: PrincipalDep,
+    services: ServicesDep,
+) -> VersionPublic:
+    """Reject a pending version for good."""
+    ref = version_ref(namespace, name, selector)
+    return public_version(services.releases.reject(principal, str(ref), body.reason))

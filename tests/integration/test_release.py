@@ -1,0 +1,215 @@
+"""The release gate end to end: each rejection next to the acceptance."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from attest import keys
+from attest.gate import RELEASE, SLSA_PROVENANCE, TEST_RESULT
+from attest.signing import KeySigner
+from attest.statement import make_statement
+from registry.client import RegistryClient
+from registry.db import make_engine, make_sessionmaker
+from registry.errors import ConflictError, InvalidRequestError, ReleaseRefusedError
+from registry.services import Role, TokenService
+from tests.conftest import Live, make_model_dir
+
+POLICY = """\
+model:
+  require:
+    signature: [training-ci]
+    provenance: [training-ci]
+    evaluation:
+      signers: [eval-ci]
+      metrics: {accuracy: ">= 0.90"}
+    scan: clean
+  dependencies: released
+  release:
+    separate_from_pusher: true
+dataset:
+  require:
+    signature: [data-pipeline]
+    provenance: [data-pipeline]
+"""
+
+
+class World:
+    def __init__(self, live: Live, tmp: Path) -> None:
+        self.live = live
+        self.tmp = tmp
+        self.training = KeySigner(keys.generate())
+        self.evaluation = KeySigner(keys.generate())
+        self.data = KeySigner(keys.generate())
+        self.admin = live.client()
+        for name, signer in (("training-ci", self.training), ("eval-ci", self.evaluation),
+                             ("data-pipeline", self.data)):  # fmt: skip
+            self.admin.add_key_identity(name, keys.public_pem(signer.public_key).decode())
+        self.admin.set_policy("fraud", POLICY)
+        engine = make_engine(live.settings.resolved_database_url)
+        tokens = TokenService(make_sessionmaker(engine))
+        secret = tokens.create(name="release-bot", role=Role.RELEASER, namespace="fraud").secret
+        engine.dispose()
+        self.releaser = live.client(token=secret)
+
+    def attest(self, ref: str, predicate_type: str, predicate: dict[str, Any],
+               signer: KeySigner) -> None:  # fmt: skip
+        version = self.admin.show(ref)
+        statement = make_statement(
+            name=f"{version.namespace}/{version.name}",
+            root_digest=version.root_digest.removeprefix("sha256:"),
+            predicate_type=predicate_type,
+            predicate=predicate,
+        )
+        self.admin.attach(ref, signer.sign(statement).raw)
+
+    def provenance(self, ref: str, signer: KeySigner, deps: list[tuple[str, str]]) -> None:
+        self.attest(ref, SLSA_PROVENANCE, {
+            "buildDefinition": {
+                "buildType": "https://modelseal.dev/training/v1",
+                "externalParameters": {"lr": 0.01},
+                "resolvedDependencies": [
+                    {"uri": f"modelseal:{r}", "digest": {"sha256": d.removeprefix("sha256:")}}
+                    for r, d in deps
+                ],
+            },
+            "runDetails": {"builder": {"id": "https://ci.example/train"}},
+        }, signer)  # fmt: skip
+
+    def dataset(self, ref: str = "fraud/tx@3", *, release: bool = True) -> str:
+        root = self.tmp / ref.replace("/", "_")
+        root.mkdir()
+        (root / "transactions.csv").write_text("id,amount\n1,10\n")
+        version = self.admin.push(root, ref, kind=__import__("registry.names").names.Kind.DATASET,
+                                  signer=self.data)  # fmt: skip
+        self.provenance(ref, self.data, [])
+        if release:
+            self.admin.release(ref)
+        return version.root_digest
+
+    def model(self, ref: str = "fraud/m@1", *, deps: list[tuple[str, str]] | None = None,
+              accuracy: float | None = 0.93, eval_signer: KeySigner | None = None,
+              extra: dict[str, bytes] | None = None) -> str:  # fmt: skip
+        root = make_model_dir(self.tmp / ref.replace("/", "_"))
+        for name, data in (extra or {}).items():
+            (root / name).write_bytes(data)
+        version = self.admin.push(root, ref, signer=self.training)
+        self.provenance(ref, self.training, deps or [])
+        if accuracy is not None:
+            self.attest(ref, TEST_RESULT, {"result": "PASSED", "metrics": {"accuracy": accuracy}},
+                        eval_signer or self.evaluation)  # fmt: skip
+        return version.root_digest
+
+
+@pytest.fixture
+def world(live: Live, tmp_path: Path) -> World:
+    return World(live, tmp_path)
+
+
+def _reasons(client: RegistryClient, ref: str) -> list[str]:
+    with pytest.raises(ReleaseRefusedError) as refused:
+        client.release(ref)
+    assert client.show(ref).state == "pending"
+    return list(refused.value.facts["reasons"])
+
+
+def test_a_complete_chain_is_released_and_signed(world: World) -> None:
+    dataset = world.dataset()
+    world.model(deps=[("fraud/tx@3", dataset)])
+    released = world.releaser.release("fraud/m@1")
+    assert released.state == "released"
+    [attestation] = world.admin.list_attestations("fraud/m@1", RELEASE)
+    assert attestation.signer == "registry"
+    raw = world.admin.get_attestation("fraud/m@1", attestation.id)
+    import httpx
+
+    from attest.bundle import Bundle
+    from attest.keys import TrustedKey
+    from attest.verifying import Verifier
+
+    pem = httpx.get(f"{world.live.url}/v1/registry/key").json()["public_key_pem"]
+    verified = Verifier(keys=[TrustedKey.from_pem("registry", pem.encode())]).verify(
+        Bundle.parse(raw)
+    )
+    types = {e["predicateType"] for e in verified.statement.predicate["evidence"]}
+    assert {TEST_RESULT, SLSA_PROVENANCE, "https://model_signing/signature/v1.0"} <= types
+    assert world.releaser.release("fraud/m@1").state == "released"  # idempotent
+
+
+def test_missing_evaluation(world: World) -> None:
+    world.model(deps=[("fraud/tx@3", world.dataset())], accuracy=None)
+    assert _reasons(world.releaser, "fraud/m@1") == ["evaluation: missing"]
+    assert "evaluation: missing" in (world.admin.show("fraud/m@1").state_reason or "")
+
+
+def test_metric_below_threshold(world: World) -> None:
+    world.model(deps=[("fraud/tx@3", world.dataset())], accuracy=0.84)
+    assert _reasons(world.releaser, "fraud/m@1") == ["evaluation: accuracy 0.84 < 0.9"]
+
+
+def test_evaluation_signed_outside_the_policy(world: World) -> None:
+    world.model(deps=[("fraud/tx@3", world.dataset())], eval_signer=world.training)
+    [reason] = _reasons(world.releaser, "fraud/m@1")
+    assert reason.startswith("evaluation: signed by sha256:")
+    assert reason.endswith("which is not in [eval-ci]")
+
+
+@pytest.mark.parametrize("state", ["pending", "rejected"])
+def test_dependency_not_released(world: World, state: str) -> None:
+    dataset = world.dataset(release=False)
+    if state == "rejected":
+        world.admin.reject("fraud/tx@3", "bad labels")
+    world.model(deps=[("fraud/tx@3", dataset)])
+    assert _reasons(world.releaser, "fraud/m@1") == [f"dependency fraud/tx@3: {state}"]
+
+
+def test_dependency_digest_mismatch_and_unknown(world: World) -> None:
+    world.dataset()
+    world.model(deps=[("fraud/tx@3", "sha256:" + "0" * 64), ("fraud/nope@1", "0" * 64)])
+    reasons = _reasons(world.releaser, "fraud/m@1")
+    assert reasons[0].startswith("dependency fraud/tx@3: digest mismatch")
+    assert reasons[1] == "dependency fraud/nope@1: not registered"
+
+
+def test_the_pusher_cannot_release(world: World) -> None:
+    world.model(deps=[("fraud/tx@3", world.dataset())])
+    [reason] = _reasons(world.admin, "fraud/m@1")
+    assert "admin pushed this version and may not release it" in reason
+
+
+def test_pickles_are_quarantined_unless_the_policy_allows_them(world: World) -> None:
+    clean_pickle = pickle.dumps({"lr": 0.01}, protocol=4)
+    world.model(deps=[("fraud/tx@3", world.dataset())], extra={"optimizer.pt": clean_pickle})
+    [reason] = _reasons(world.releaser, "fraud/m@1")
+    assert reason.startswith("scan: optimizer.pt: pickle is a pickle format, quarantined")
+    world.admin.set_policy("fraud", POLICY.replace("scan: clean",
+                                                   "scan: {allow_formats: [pickle]}"))  # fmt: skip
+    assert world.releaser.release("fraud/m@1").state == "released"
+
+
+def test_unsafe_and_rejected_versions_cannot_be_released(world: World, tmp_path: Path) -> None:
+    from tests.scan_corpus import malicious_payloads
+
+    evil = pickle.dumps(malicious_payloads(tmp_path / "x")["os.system"], protocol=2)
+    world.model(extra={"evil.pkl": evil})
+    with pytest.raises(ConflictError, match="is rejected"):
+        world.releaser.release("fraud/m@1")
+    world.model("fraud/m@2", deps=[("fraud/tx@3", world.dataset())])
+    world.releaser.reject("fraud/m@2", "superseded")
+    with pytest.raises(ConflictError, match="rejected by release-bot: superseded"):
+        world.releaser.release("fraud/m@2")
+
+
+def test_invalid_policy_is_refused_with_its_line(world: World) -> None:
+    bad = "model:\n  require:\n    evaluation:\n      signers: [x]\n      metrics:\n"
+    bad += "        accuracy: high\n"
+    with pytest.raises(InvalidRequestError, match="line 6: threshold 'high'"):
+        world.admin.set_policy("fraud", bad)
+    with pytest.raises(InvalidRequestError, match="unknown key 'requires'"):
+        world.admin.set_policy("fraud", "model:\n  requires: {}\n")
+    assert world.admin.get_policy("fraud").revision == 1
+    with pytest.raises(Exception, match="may not administer"):
+        world.releaser.set_policy("fraud", POLICY)

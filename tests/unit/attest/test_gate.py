@@ -1,0 +1,104 @@
+"""Policy parsing and the pure release gate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from attest import keys
+from attest.digests import FileDigest
+from attest.gate import SCAN, SLSA_PROVENANCE, TEST_RESULT, Subject, evaluate
+from attest.oms import oms_statement
+from attest.policy import DEFAULT_POLICY, PolicyError, parse_policy
+from attest.signing import KeySigner
+from attest.statement import make_statement
+from attest.verifying import Verified
+
+FILES = (FileDigest("model.safetensors", 10, "1" * 64),)
+OTHER = (FileDigest("model.safetensors", 10, "2" * 64),)
+CI = KeySigner(keys.generate())
+REGISTRY = KeySigner(keys.generate())
+
+
+def _verified(name: str, signer: KeySigner, statement: Any) -> Verified:
+    return Verified(statement, name, signer.identity, signer.sign(statement))
+
+
+def _subject(ref: str, files: tuple[FileDigest, ...], *, deps: list[tuple[str, str]] = (),
+             state: str = "released", evaluation_for: str | None = None) -> Subject:  # type: ignore[assignment]  # fmt: skip
+    oms = oms_statement(ref.split("@")[0], files)
+    root = oms.subject.sha256
+
+    def stmt(t, p, r=root):
+        return make_statement(name=ref, root_digest=r, predicate_type=t, predicate=p)
+
+    provenance = {"buildDefinition": {"resolvedDependencies": [
+        {"uri": f"modelseal:{r}", "digest": {"sha256": d}} for r, d in deps]}}  # fmt: skip
+    scan = {"verdict": "clean", "files": [{"path": f.path, "verdict": "clean", "pickle": False,
+                                           "format": "safetensors"} for f in files]}  # fmt: skip
+    evidence = [
+        _verified("ci", CI, oms),
+        _verified("ci", CI, stmt(SLSA_PROVENANCE, provenance)),
+        _verified("registry", REGISTRY, stmt(SCAN, scan)),
+        _verified(
+            "ci", CI, stmt(TEST_RESULT, {"metrics": {"accuracy": 0.95}}, evaluation_for or root)
+        ),
+    ]
+    return Subject(ref, "model", root, state, files, "pusher", tuple(evidence), REGISTRY.identity)
+
+
+POLICY = parse_policy(
+    "model:\n  require:\n    signature: [ci]\n    provenance: [ci]\n"
+    "    evaluation: {signers: [ci], metrics: {accuracy: '>= 0.9'}}\n"
+)
+
+
+def test_a_complete_subject_passes() -> None:
+    subject = _subject("ns/m@1", FILES)
+    assert evaluate(subject, lambda s: POLICY.for_kind(s.kind), lambda r: None) == []
+
+
+def test_mix_and_match_evidence_about_another_version_does_not_count() -> None:
+    other_root = oms_statement("ns/m", OTHER).subject.sha256
+    subject = _subject("ns/m@1", FILES, evaluation_for=other_root)
+    reasons = evaluate(subject, lambda s: POLICY.for_kind(s.kind), lambda r: None)
+    assert [str(r) for r in reasons] == ["evaluation: missing"]
+
+
+def test_cycles_and_depth_are_bounded() -> None:
+    a_root = oms_statement("ns/a", FILES).subject.sha256
+    b = _subject("ns/b@1", OTHER, deps=[("ns/a@1", a_root)])
+    a = _subject("ns/a@1", FILES, deps=[("ns/b@1", b.root_digest)])
+    graph = {"ns/a@1": a, "ns/b@1": b}
+    reasons = evaluate(a, lambda s: POLICY.for_kind(s.kind), graph.get)
+    assert [str(r) for r in reasons] == [
+        "dependency ns/b@1 -> dependency ns/a@1: cycle in the provenance graph"
+    ]
+
+
+def test_default_policy_is_strict() -> None:
+    model = DEFAULT_POLICY.for_kind("model")
+    assert model.signature == ("*",) and model.provenance == ("*",)
+    assert model.dependencies_released
+    assert not model.allow_formats
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("model:\n  require:\n    signatures: [a]\n", "line 3: unknown key 'signatures'"),
+        ("model:\n  require:\n    signature: a\n", "line 3: model.require.signature must be"),
+        ("model:\n  dependencies: sometimes\n", "line 2: dependencies must be"),
+        ("model:\n  release: {separate_from_pusher: maybe}\n", "must be true or false"),
+        ("model: [\n", "not valid YAML"),
+        ("weights: {}\n", "line 1: unknown key 'weights'"),
+        ("model:\n  require:\n    evaluation: {metrics: {a: '>= 1'}}\n", "needs signers"),
+        ("model:\n  require:\n    evaluation: {signers: [x], metrics: {a: '~ 1'}}\n",
+         "threshold '~ 1'"),
+        ("", "the policy is empty"),
+    ],
+)  # fmt: skip
+def test_invalid_policies_name_the_line(text: str, message: str) -> None:
+    with pytest.raises(PolicyError, match=message):
+        parse_policy(text)
