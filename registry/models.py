@@ -237,3 +237,17 @@ class NamespacePolicy(Base):
     document: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     created_by: Mapped[str] = mapped_column(String(64))
+
+
+class AliasEvent(Base):
+    """Every alias move, append-only."""
+
+    __tablename__ = "alias_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    artifact_id: Mapped[int] = mapped_column(ForeignKey("artifacts.id", ondelete="CASCADE"))
+    alias: Mapped[str] = mapped_column(String(64), index=True)
+    from_version: Mapped[str | None] = mapped_column(String(72), nullable=True)
+    to_version: Mapped[str] = mapped_column(String(72))
+    actor: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(Timestamp)

@@ -23,6 +23,7 @@ from registry.services import TokenService, UploadService, VersionService
 from registry.services.attestations import AttestationService
 from registry.services.common import Clock, utcnow
 from registry.services.keys import load_registry_signer
+from registry.services.lifecycle import LifecycleService
 from registry.services.releases import ReleaseService
 from registry.services.scanning import ScanService
 from registry.storage import BlobStore, open_blob_store
@@ -53,6 +54,7 @@ def create_app(
         uploads=UploadService(sessions, blob_store, settings, clock=clock),
         versions=versions_service,
         attestations=attestation_service,
+        lifecycle=LifecycleService(sessions, versions_service, clock=clock),
         releases=ReleaseService(
             sessions, versions_service, attestation_service, signer, clock=clock
         ),

@@ -12,6 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from registry.config import Settings
 from registry.services import Principal, TokenService, UploadService, VersionService
 from registry.services.attestations import AttestationService
+from registry.services.lifecycle import LifecycleService
 from registry.services.releases import ReleaseService
 
 
@@ -23,6 +24,7 @@ class Services:
     versions: VersionService
     attestations: AttestationService
     releases: ReleaseService
+    lifecycle: LifecycleService
     registry_key_pem: str
     registry_key_fingerprint: str
 

@@ -159,6 +159,39 @@ class RejectIn(BaseModel):
     reason: str = Field(min_length=1, max_length=2000)
 
 
+class AliasIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: str = Field(min_length=1, max_length=72)
+
+
+class AliasMovePublic(BaseModel):
+    alias: str
+    from_version: str | None
+    to_version: str
+    actor: str
+    at: datetime
+
+
+class AliasPublic(BaseModel):
+    alias: str
+    version: str
+    state: str = Field(description="State of the target; 'revoked' flags a dangerous alias.")
+    updated_at: datetime
+    updated_by: str
+
+
+class RevokeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class RevocationPublic(BaseModel):
+    version: VersionPublic
+    dependents: list[str] = Field(description="Released versions whose provenance names it.")
+
+
 class Problem(BaseModel):
     """RFC 9457 problem details; ``facts`` carries machine-readable specifics."""
 

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from fastapi import APIRouter, Request
 
 from registry.api.deps import PrincipalDep, ServicesDep
 from registry.api.routes.versions import public_version, version_ref
-from registry.api.schemas import PolicyPublic, RejectIn, VersionPublic
+from registry.api.schemas import (
+    AliasIn,
+    AliasMovePublic,
+    AliasPublic,
+    PolicyPublic,
+    RejectIn,
+    RevocationPublic,
+    RevokeIn,
+    VersionPublic,
+)
 from registry.errors import InvalidRequestError
-from registry.names import validate_name
+from registry.names import validate_alias, validate_name
 from registry.services.releases import PolicyRecord
 
 router = APIRouter(tags=["releases"])
@@ -80,3 +91,66 @@ def reject_version(
     """Reject a pending version for good."""
     ref = version_ref(namespace, name, selector)
     return public_version(services.releases.reject(principal, str(ref), body.reason))
+
+
+@router.post(f"{_VERSION}/revoke", operation_id="revoke_version", response_model=RevocationPublic)
+def revoke_version(
+    namespace: str,
+    name: str,
+    selector: str,
+    body: RevokeIn,
+    principal: PrincipalDep,
+    services: ServicesDep,
+) -> RevocationPublic:
+    """Revoke a released version (incident response); lists the released versions built on it."""
+    ref = version_ref(namespace, name, selector)
+    record, dependents = services.lifecycle.revoke(principal, ref, body.reason)
+    return RevocationPublic(version=public_version(record), dependents=dependents)
+
+
+_ARTIFACT = "/v1/namespaces/{namespace}/artifacts/{name}"
+
+
+@router.put(
+    f"{_ARTIFACT}/aliases/{{alias}}", operation_id="set_alias", response_model=AliasMovePublic
+)
+def set_alias(
+    namespace: str,
+    name: str,
+    alias: str,
+    body: AliasIn,
+    principal: PrincipalDep,
+    services: ServicesDep,
+) -> AliasMovePublic:
+    """Point an alias at a released version (recorded in its history)."""
+    validate_name(namespace, what="namespace")
+    validate_name(name, what="artifact name")
+    validate_alias(alias)
+    move = services.lifecycle.set_alias(principal, namespace, name, alias, body.version)
+    return AliasMovePublic(**dataclasses.asdict(move))
+
+
+@router.get(f"{_ARTIFACT}/aliases", operation_id="list_aliases", response_model=list[AliasPublic])
+def list_aliases(
+    namespace: str, name: str, principal: PrincipalDep, services: ServicesDep
+) -> list[AliasPublic]:
+    validate_name(namespace, what="namespace")
+    validate_name(name, what="artifact name")
+    records = services.lifecycle.list_aliases(principal, namespace, name)
+    return [AliasPublic(**dataclasses.asdict(r)) for r in records]
+
+
+@router.get(
+    f"{_ARTIFACT}/aliases/{{alias}}/history",
+    operation_id="alias_history",
+    response_model=list[AliasMovePublic],
+)
+def alias_history(
+    namespace: str, name: str, alias: str, principal: PrincipalDep, services: ServicesDep
+) -> list[AliasMovePublic]:
+    """Every move of an alias: who, when, from, to."""
+    validate_name(namespace, what="namespace")
+    validate_name(name, what="artifact name")
+    validate_alias(alias)
+    moves = services.lifecycle.history(principal, namespace, name, alias)
+    return [AliasMovePublic(**dataclasses.asdict(m)) for m in moves]
