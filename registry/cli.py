@@ -194,10 +194,44 @@ def pull(
             "faster; the pull is still verified and atomic, but not crash-safe."
         ),
     ] = True,
+    registry_key: Annotated[
+        Path | None,
+        typer.Option(help="The registry's public key (PEM); default: pinned on first contact."),
+    ] = None,
+    pending: Annotated[
+        bool, typer.Option("--pending", help="Evaluation jobs: pull a pending version.")
+    ] = False,
+    allow_downgrade: Annotated[
+        bool, typer.Option("--allow-downgrade", help="Accept an alias moved to an older release.")
+    ] = False,
+    unsafe_skip_verify: Annotated[
+        bool,
+        typer.Option(
+            "--unsafe-skip-verify",
+            help="UNSAFE: skip the release evidence (digests still checked).",
+        ),
+    ] = False,
 ) -> None:
-    """Download a version, verifying every byte before anything lands in the target."""
+    """Download a version, verifying its evidence and every byte before anything lands."""
+    if unsafe_skip_verify:
+        err.print("[red]WARNING[/red]: --unsafe-skip-verify: the release evidence is NOT checked")
+    key = registry_key.read_bytes() if registry_key is not None else None
     with _client() as client, _transfer(f"pull {ref}", progress) as (on_total, advance):
-        version = client.pull(ref, to, progress=advance, on_total=on_total, durable=fsync)
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            version = client.pull(
+                ref,
+                to,
+                progress=advance,
+                on_total=on_total,
+                durable=fsync,
+                registry_key=key,
+                pending=pending,
+                allow_downgrade=allow_downgrade,
+                unsafe_skip_verify=unsafe_skip_verify,
+            )
     err.print(f"pulled {version.namespace}/{version.name}@{version.version} into {to}")
     sys.stdout.write(version.root_digest + "\n")
 
@@ -548,6 +582,55 @@ def reject(
     with _client() as client:
         version = client.reject(ref, reason)
     err.print(f"rejected {version.namespace}/{version.name}@{version.version}: {reason}")
+
+
+@app.command()
+def revoke(
+    ref: Annotated[str, typer.Argument(help="NS/NAME@VERSION")],
+    reason: Annotated[str, typer.Option(help="Why (shown to every later pull).")],
+) -> None:
+    """Revoke a released version; list the released versions built on it."""
+    with _client() as client:
+        version, dependents = client.revoke(ref, reason)
+    err.print(f"revoked {version.namespace}/{version.name}@{version.version}")
+    for dependent in dependents:
+        sys.stdout.write(f"depends on it: {dependent}\n")
+
+
+alias_app = typer.Typer(help="Aliases (prod, staging…) of released versions.", no_args_is_help=True)
+app.add_typer(alias_app, name="alias")
+
+
+@alias_app.command("set")
+def alias_set(
+    artifact: Annotated[str, typer.Argument(help="NS/NAME")],
+    alias: Annotated[str, typer.Argument(help="Alias name.")],
+    version: Annotated[str, typer.Argument(help="A released version.")],
+) -> None:
+    """Point ALIAS at a released VERSION."""
+    namespace, _, name = artifact.partition("/")
+    with _client() as client:
+        move = client.set_alias(namespace, name, alias, version)
+    err.print(f"{artifact}@{alias}: {move.from_version or '(new)'} -> {move.to_version}")
+
+
+@alias_app.command("history")
+def alias_history(
+    artifact: Annotated[str, typer.Argument(help="NS/NAME")],
+    alias: Annotated[str, typer.Argument(help="Alias name.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Every move of an alias: who, when, from, to."""
+    namespace, _, name = artifact.partition("/")
+    with _client() as client:
+        moves = client.alias_history(namespace, name, alias)
+    if as_json:
+        _print_json([m.model_dump(mode="json") for m in moves])
+        return
+    table = Table("when", "who", "from", "to")
+    for m in moves:
+        table.add_row(m.at.isoformat(), m.actor, m.from_version or "", m.to_version)
+    out.print(table)
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ import hashlib
 import os
 import shutil
 import uuid
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -26,15 +27,23 @@ import httpx
 
 from attest.bundle import Bundle
 from attest.digests import FileDigest, parse_sha256, root_digest
-from attest.errors import FileSetError
+from attest.errors import AttestError, FileSetError
 from attest.files import FileSet, LocalFile, hash_files, scan_directory
+from attest.gate import RELEASE as RELEASE_PREDICATE
+from attest.keys import TrustedKey
+from attest.oms import OMS_PREDICATE_TYPE as OMS_PREDICATE
 from attest.oms import check_oms, oms_statement
+from attest.policy import parse_policy
 from attest.signing import Signer
+from attest.verifying import Verifier
 from registry.api.schemas import (
+    AliasMovePublic,
+    AliasPublic,
     ArtifactPublic,
     AttestationPublic,
     IdentityPublic,
     PolicyPublic,
+    RevocationPublic,
     UploadPublic,
     VersionPublic,
     VersionSummary,
@@ -48,6 +57,7 @@ from registry.errors import (
     error_from_problem,
 )
 from registry.names import Kind, Ref, RefKind, parse_ref, validate_path
+from registry.pins import PinStore
 from registry.transfer import RawTransport
 
 MiB = 1024 * 1024
@@ -354,6 +364,11 @@ class RegistryClient:
         response = self._request("POST", "/v1/identities", json=body)
         return IdentityPublic.model_validate(response.json())
 
+    def list_identities_with_keys(self) -> list[IdentityPublic]:
+        """Identities including their public keys (for client-side verification)."""
+        data = self._request("GET", "/v1/identities", params={"with_keys": "true"}).json()
+        return [IdentityPublic.model_validate(i) for i in data]
+
     def list_identities(self) -> list[IdentityPublic]:
         data = self._request("GET", "/v1/identities").json()
         return [IdentityPublic.model_validate(i) for i in data]
@@ -384,6 +399,26 @@ class RegistryClient:
         )
         return VersionPublic.model_validate(response.json())
 
+    def revoke(self, ref: str, reason: str) -> tuple[VersionPublic, list[str]]:
+        response = self._request(
+            "POST", self._version_path(parse_ref(ref)) + "/revoke", json={"reason": reason}
+        )
+        body = RevocationPublic.model_validate(response.json())
+        return body.version, body.dependents
+
+    def set_alias(self, namespace: str, name: str, alias: str, version: str) -> AliasMovePublic:
+        path = f"/v1/namespaces/{namespace}/artifacts/{name}/aliases/{alias}"
+        response = self._request("PUT", path, json={"version": version})
+        return AliasMovePublic.model_validate(response.json())
+
+    def alias_history(self, namespace: str, name: str, alias: str) -> list[AliasMovePublic]:
+        path = f"/v1/namespaces/{namespace}/artifacts/{name}/aliases/{alias}/history"
+        return [AliasMovePublic.model_validate(m) for m in self._request("GET", path).json()]
+
+    def list_aliases(self, namespace: str, name: str) -> list[AliasPublic]:
+        path = f"/v1/namespaces/{namespace}/artifacts/{name}/aliases"
+        return [AliasPublic.model_validate(a) for a in self._request("GET", path).json()]
+
     # -- pulling ----------------------------------------------------------------------------
 
     def pull(
@@ -394,18 +429,29 @@ class RegistryClient:
         progress: Progress | None = None,
         on_total: Callable[[int], None] | None = None,
         durable: bool = True,
+        registry_key: bytes | None = None,
+        pending: bool = False,
+        allow_downgrade: bool = False,
+        unsafe_skip_verify: bool = False,
+        pins: PinStore | None = None,
     ) -> VersionPublic:
-        """Download a version into ``target``, verified, atomically.
+        """Download a version into ``target`` only after verifying it, atomically.
+
+        A released version needs a release attestation that verifies with the registry's key
+        (``registry_key`` PEM, else the key pinned for this registry on first contact; a
+        different key later is an error), names this version, and relied on an OMS manifest
+        that lists exactly the files about to be fetched. With ``pending``, a pending version is
+        served after its OMS signature verifies against the identities the namespace policy
+        accepts for ``signature``. Rejected and revoked versions are never pulled. Behind an
+        alias, a release older than the newest one seen before is refused unless
+        ``allow_downgrade``. ``unsafe_skip_verify`` skips the evidence (never the digests).
 
         ``target`` must not exist or be an empty directory. Every file is hashed while it
-        streams; only when all match, and their set matches the root digest, is the
-        temporary directory renamed to ``target``. With ``durable`` (the default) every file
-        and directory is fsynced before the rename, so a crash can never leave a target
-        directory with incomplete files; ``durable=False`` skips that (faster, still verified
-        and atomic for other processes, not crash-safe).
+        streams; only when all match is the temporary directory renamed to ``target``. With
+        ``durable`` (the default) everything is fsynced before the rename (crash-safe).
 
         Raises:
-            PullVerificationError: a digest, size or path did not check out.
+            PullVerificationError: the version or its evidence did not check out.
             InvalidRequestError: ``target`` exists and is not an empty directory.
         """
         parsed = parse_ref(ref)
@@ -416,6 +462,28 @@ class RegistryClient:
             raise InvalidRequestError(f"{target} exists and is not an empty directory")
         version = self.show(ref)
         files = self._verified_manifest(parsed, version)
+        if version.state in ("rejected", "revoked"):
+            raise PullVerificationError(
+                f"{ref} is {version.state}: {version.state_reason or 'no reason recorded'}",
+                state=version.state,
+            )
+        if unsafe_skip_verify:
+            warnings.warn(
+                f"UNSAFE: pulling {ref} without verifying its release evidence "
+                "(file digests are still checked)",
+                stacklevel=2,
+            )
+        elif version.state == "released":
+            self._verify_release(parsed, version, files, registry_key, pins or PinStore(),
+                                 allow_downgrade)  # fmt: skip
+        elif version.state == "pending" and pending:
+            self._verify_pending(parsed, version, files)
+        else:
+            raise PullVerificationError(
+                f"{ref} is {version.state}; only released versions are pulled "
+                "(evaluation jobs: --pending)",
+                state=version.state,
+            )
         if on_total:
             on_total(sum(f.size for f in files))
         parent = target.absolute().parent
@@ -440,6 +508,107 @@ class RegistryClient:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         return version
+
+    def _bundles(self, ref: str, predicate_type: str) -> list[bytes]:
+        return [self.get_attestation(ref, a.id)
+                for a in self.list_attestations(ref, predicate_type)]  # fmt: skip
+
+    def _registry_verifier(self, registry_key: bytes | None, pins: PinStore) -> Verifier:
+        url = str(self._http.base_url)
+        if registry_key is None:
+            pinned = pins.registry_key(url)
+            served = self._request("GET", "/v1/registry/key").json()
+            if pinned is None:  # first contact: trust on first use, then never again silently
+                pins.pin_registry_key(url, served["fingerprint"], served["public_key_pem"])
+                pinned = served["public_key_pem"]
+            elif TrustedKey.from_pem("pinned", pinned.encode()).fingerprint != served[
+                "fingerprint"
+            ].removeprefix("sha256:"):
+                raise PullVerificationError(
+                    f"the registry at {url} now presents key {served['fingerprint']}, not the "
+                    f"key pinned on first contact ({pins.path}); refusing",
+                )
+            registry_key = pinned.encode()
+        return Verifier(keys=[TrustedKey.from_pem("registry", registry_key)])
+
+    def _verify_release(
+        self,
+        ref: Ref,
+        version: VersionPublic,
+        files: list[FileDigest],
+        registry_key: bytes | None,
+        pins: PinStore,
+        allow_downgrade: bool,
+    ) -> None:
+        exact = f"{version.namespace}/{version.name}@{version.version}"
+        verifier = self._registry_verifier(registry_key, pins)
+        release: dict[str, Any] | None = None
+        for raw in self._bundles(exact, RELEASE_PREDICATE):
+            try:
+                verified = verifier.verify(Bundle.parse(raw))
+            except AttestError:
+                continue
+            statement = verified.statement
+            if (
+                statement.predicate_type == RELEASE_PREDICATE
+                and statement.subject.sha256 == parse_sha256(version.root_digest)
+                and statement.predicate.get("version") == exact
+            ):
+                release = dict(statement.predicate)
+        if release is None:
+            raise PullVerificationError(
+                f"{exact}: no release attestation verifies with the registry key"
+            )
+        oms_digests = {
+            e.get("bundleSha256")
+            for e in release.get("evidence", [])
+            if e.get("predicateType") == OMS_PREDICATE
+        }
+        for raw in self._bundles(exact, OMS_PREDICATE):
+            if hashlib.sha256(raw).hexdigest() in oms_digests:
+                try:
+                    check_oms(Bundle.parse(raw).statement(), files)
+                except AttestError as exc:
+                    raise PullVerificationError(f"{exact}: {exc}") from exc
+                break
+        else:
+            raise PullVerificationError(
+                f"{exact}: the OMS manifest the release relied on is missing"
+            )
+        if ref.kind is RefKind.ALIAS:
+            url, key = str(self._http.base_url), str(ref)
+            seen = pins.newest_release(url, key)
+            released_at = str(release.get("releasedAt", ""))
+            if seen and released_at < seen["releasedAt"] and not allow_downgrade:
+                raise PullVerificationError(
+                    f"{ref} now points at {exact}, released {released_at}, older than "
+                    f"{seen['version']} ({seen['releasedAt']}) seen before; refusing a "
+                    "downgrade (--allow-downgrade to accept it)"
+                )
+            if not seen or released_at >= seen["releasedAt"]:
+                pins.remember_release(url, key, version.version, released_at)
+
+    def _verify_pending(self, ref: Ref, version: VersionPublic, files: list[FileDigest]) -> None:
+        exact = f"{version.namespace}/{version.name}@{version.version}"
+        policy = parse_policy(self.get_policy(version.namespace).document).for_kind(version.kind)
+        accepted = policy.signature or ()
+        trusted = [
+            TrustedKey.from_pem(i.name, i.public_key_pem.encode())
+            for i in self.list_identities_with_keys()
+            if i.public_key_pem and ("*" in accepted or i.name in accepted)
+        ]
+        if not trusted:
+            raise PullVerificationError(f"{exact}: no identity the policy accepts for signature")
+        verifier = Verifier(keys=trusted)
+        for raw in self._bundles(exact, OMS_PREDICATE):
+            try:
+                check_oms(verifier.verify(Bundle.parse(raw)).statement, files)
+                return
+            except AttestError:
+                continue
+        raise PullVerificationError(
+            f"{exact}: no OMS signature by [{', '.join(accepted)}] covers these files"
+        )
 
     @staticmethod
     def _verified_manifest(ref: Ref, version: VersionPublic) -> list[FileDigest]:

@@ -17,6 +17,7 @@
     │   ├── VersionConflictError      409 version-conflict
     │   └── ReleaseRefusedError       409 release-refused (facts.reasons: every broken link)
     ├── UploadExpiredError            410 upload-expired
+    ├── VersionUnavailableError       410 version-unavailable (rejected or revoked)
     ├── PayloadTooLargeError          413 payload-too-large
     ├── UploadOffsetError             416 upload-offset-mismatch
     ├── StorageUnavailableError       503 storage-unavailable
@@ -115,6 +116,10 @@ class UploadExpiredError(RegistryError):
     """The upload session expired; start a new one."""
 
 
+class VersionUnavailableError(RegistryError):
+    """The version is rejected or revoked: its files are never served."""
+
+
 class PayloadTooLargeError(RegistryError):
     """A body, chunk or blob exceeds a configured limit."""
 
@@ -153,6 +158,7 @@ PROBLEMS: dict[type[RegistryError], tuple[int, str]] = {
     ReleaseRefusedError: (409, "release-refused"),
     ConflictError: (409, "conflict"),
     UploadExpiredError: (410, "upload-expired"),
+    VersionUnavailableError: (410, "version-unavailable"),
     PayloadTooLargeError: (413, "payload-too-large"),
     UploadOffsetError: (416, "upload-offset-mismatch"),
     StorageUnavailableError: (503, "storage-unavailable"),

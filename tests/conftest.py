@@ -77,6 +77,12 @@ def s3_storage_url() -> str:
     return f"s3://modelseal-test/{uuid.uuid4().hex[:12]}"
 
 
+@pytest.fixture(autouse=True)
+def _client_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test pins registry keys in its own client config, never the user's."""
+    monkeypatch.setenv("MODELSEAL_CONFIG_DIR", str(tmp_path / "client-config"))
+
+
 # -- settings per backend ----------------------------------------------------------------------
 
 

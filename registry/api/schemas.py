@@ -131,6 +131,7 @@ class IdentityPublic(BaseModel):
     regex: bool
     created_at: datetime
     created_by: str
+    public_key_pem: str | None = None
 
 
 class AttestationPublic(BaseModel):

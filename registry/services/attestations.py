@@ -40,6 +40,7 @@ class IdentityRecord:
     regex: bool
     created_at: datetime
     created_by: str
+    public_key_pem: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,7 @@ def _identity(row: Identity) -> IdentityRecord:
         row.identity_regex,
         aware(row.created_at),
         row.created_by,
+        row.public_key_pem,
     )
 
 

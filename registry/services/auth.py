@@ -69,6 +69,10 @@ class Principal:
                 namespace=namespace,
             )
 
+    def allowed(self, action: Action, namespace: str | None) -> bool:
+        in_scope = self.namespace is None or self.namespace == namespace
+        return in_scope and action in _ALLOWED[self.role]
+
     def can_see(self, namespace: str) -> bool:
         return self.namespace is None or self.namespace == namespace
 

@@ -21,7 +21,9 @@ from registry.errors import (
     InvalidManifestError,
     MissingBlobsError,
     NotFoundError,
+    PermissionDeniedError,
     VersionConflictError,
+    VersionUnavailableError,
 )
 from registry.models import Alias, Artifact, Blob, Namespace, NamespaceBlob, Version, VersionFile
 from registry.names import Kind, Ref, RefKind
@@ -347,8 +349,26 @@ class VersionService:
     def open_file(
         self, principal: Principal, ref: Ref, path: str
     ) -> tuple[VersionRecord, FileDigest, Iterator[bytes]]:
-        """A file of a version and a stream of its bytes."""
+        """A file of a version and a stream of its bytes.
+
+        Rejected and revoked versions are never served; pending ones only to roles that take
+        part in producing a release (publishers, releasers, admins), never to deployers.
+        """
         record = self.resolve(principal, ref)
+        if record.state in (State.REJECTED, State.REVOKED):
+            raise VersionUnavailableError(
+                f"{record.ref} is {record.state}: {record.state_reason or 'no reason recorded'}",
+                state=record.state,
+            )
+        if record.state != State.RELEASED and not (
+            principal.allowed(Action.PUSH, ref.namespace)
+            or principal.allowed(Action.RELEASE, ref.namespace)
+        ):
+            raise PermissionDeniedError(
+                f"{record.ref} is {record.state}; only released versions are served to "
+                f"{principal.role} tokens",
+                state=record.state,
+            )
         for item in record.files:
             if item.path == path:
                 return record, item, self._store.read(item.sha256)

@@ -91,11 +91,11 @@ def test_push_pull_roundtrip_is_byte_identical(live: Live, model_dir: Path, tmp_
         assert pushed.state == "pending"
         assert pushed.file_count == 4
         target = tmp_path / "pulled"
-        pulled = client.pull("vision/tiny@1.0.0", target)
+        pulled = client.pull("vision/tiny@1.0.0", target, unsafe_skip_verify=True)
         assert pulled.root_digest == pushed.root_digest
         assert _tree(target) == _tree(model_dir)
         by_digest = tmp_path / "by-digest"
-        client.pull(f"vision/tiny@{pushed.root_digest}", by_digest)
+        client.pull(f"vision/tiny@{pushed.root_digest}", by_digest, unsafe_skip_verify=True)
         assert _tree(by_digest) == _tree(model_dir)
         shown = client.show(f"vision/tiny@{pushed.root_digest}")
         assert shown.version == "1.0.0"
@@ -111,7 +111,7 @@ def test_chunked_upload_of_a_multi_chunk_file(live: Live, tmp_path: Path) -> Non
     (src / "weights.bin").write_bytes(data)
     with live.client(chunk_size=5 * MiB) as client:
         client.push(src, "big/one@1")
-        client.pull("big/one@1", tmp_path / "out")
+        client.pull("big/one@1", tmp_path / "out", unsafe_skip_verify=True)
     assert (tmp_path / "out" / "weights.bin").read_bytes() == data
 
 
@@ -413,7 +413,7 @@ def test_pull_refuses_a_tampered_blob_and_leaves_no_trace(
     _overwrite_blob(live, digest, bytes(tampered))
     target = tmp_path / "deploy"
     with live.client() as client, pytest.raises(PullVerificationError, match=victim.path):
-        client.pull("ns/m@1", target)
+        client.pull("ns/m@1", target, unsafe_skip_verify=True)
     assert not target.exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".deploy")] == []
 
@@ -427,7 +427,7 @@ def test_pull_into_a_non_empty_directory_is_refused(
     with live.client() as client:
         client.push(model_dir, "ns/m@1")
         with pytest.raises(Exception, match="not an empty directory"):
-            client.pull("ns/m@1", target)
+            client.pull("ns/m@1", target, unsafe_skip_verify=True)
     assert _tree(target) == {"keep.txt": b"mine"}
 
 

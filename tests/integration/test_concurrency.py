@@ -175,7 +175,9 @@ def test_two_api_processes_serve_one_registry(
 
         def pull(i: int) -> Path:
             target = tmp_path / f"pulled-{i}"
-            clients[(i + 1) % 2].pull(f"fleet/m{i}@{digests[i]}", target)  # the other replica
+            clients[(i + 1) % 2].pull(  # the other replica
+                f"fleet/m{i}@{digests[i]}", target, unsafe_skip_verify=True
+            )
             return target
 
         with ThreadPoolExecutor(max_workers=6) as pool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,13 @@ from attest.signing import KeySigner
 from attest.statement import make_statement
 from registry.client import RegistryClient
 from registry.db import make_engine, make_sessionmaker
-from registry.errors import ConflictError, InvalidRequestError, ReleaseRefusedError
+from registry.errors import (
+    ConflictError,
+    InvalidRequestError,
+    PermissionDeniedError,
+    PullVerificationError,
+    ReleaseRefusedError,
+)
 from registry.services import Role, TokenService
 from tests.conftest import Live, make_model_dir
 
@@ -213,3 +220,106 @@ def test_invalid_policy_is_refused_with_its_line(world: World) -> None:
     assert world.admin.get_policy("fraud").revision == 1
     with pytest.raises(Exception, match="may not administer"):
         world.releaser.set_policy("fraud", POLICY)
+
+
+# -- after release: verified pulls, aliases, revocation ------------------------------------------
+
+
+def _released(world: World) -> str:
+    dataset = world.dataset()
+    world.model(deps=[("fraud/tx@3", dataset)])
+    world.releaser.release("fraud/m@1")
+    return dataset
+
+
+def _deployer(world: World) -> RegistryClient:
+    engine = make_engine(world.live.settings.resolved_database_url)
+    secret = (
+        TokenService(make_sessionmaker(engine))
+        .create(name="deploy", role=Role.DEPLOYER, namespace="fraud")
+        .secret
+    )
+    engine.dispose()
+    return world.live.client(token=secret)
+
+
+def test_verified_pull_of_a_release_pins_the_registry_key(world: World, tmp_path: Path) -> None:
+    _released(world)
+    deployer = _deployer(world)
+    pulled = deployer.pull("fraud/m@1", tmp_path / "deploy")
+    assert pulled.state == "released"
+    assert (tmp_path / "deploy" / "config.json").exists()
+    pins = Path(os.environ["MODELSEAL_CONFIG_DIR"]) / "pins.json"
+    assert world.live.url in pins.read_text()
+
+    # A different key for the same registry later is an error (here: a tampered pin file).
+    import json as _json
+
+    data = _json.loads(pins.read_text())
+    other = keys.public_pem(keys.generate().public_key()).decode()
+    data["registries"][world.live.url]["public_key_pem"] = other
+    pins.write_text(_json.dumps(data))
+    with pytest.raises(PullVerificationError, match="not the key pinned on first contact"):
+        deployer.pull("fraud/m@1", tmp_path / "again")
+    assert not (tmp_path / "again").exists()
+    # An explicit wrong --registry-key: the release attestation does not verify.
+    with pytest.raises(PullVerificationError, match="no release attestation verifies"):
+        deployer.pull("fraud/m@1", tmp_path / "again", registry_key=other.encode())
+
+
+def test_pending_rejected_and_revoked_versions_are_not_pulled(world: World, tmp_path: Path) -> None:
+    _released(world)
+    world.model("fraud/m@2", deps=[("fraud/tx@3", world.dataset("fraud/tx@4"))])
+    deployer = _deployer(world)
+    with pytest.raises(PullVerificationError, match="only released versions are pulled"):
+        deployer.pull("fraud/m@2", tmp_path / "p")
+    with pytest.raises(PermissionDeniedError, match="only released versions are served"):
+        deployer.pull("fraud/m@2", tmp_path / "p", pending=True)
+    # an evaluation job (publisher/admin) may, after the OMS signature verifies
+    assert world.admin.pull("fraud/m@2", tmp_path / "eval", pending=True).state == "pending"
+
+    version, dependents = world.releaser.revoke("fraud/tx@3", "poisoned rows")
+    assert version.state == "revoked"
+    assert dependents == ["fraud/m@1"]
+    with pytest.raises(PullVerificationError, match="revoked: revoked by release-bot: poisoned"):
+        deployer.pull("fraud/tx@3", tmp_path / "ds")
+    # the model built on it fails re-verification through the gate
+    assert "dependency fraud/tx@3: revoked" in _reasons(world.releaser, "fraud/m@2")
+    assert not (tmp_path / "ds").exists()
+
+
+def test_a_blob_tampered_after_release_fails_the_pull(world: World, tmp_path: Path) -> None:
+    _released(world)
+    version = world.admin.show("fraud/m@1")
+    victim = next(f for f in version.files if f.path.endswith(".safetensors"))
+    from tests.integration.test_api import _overwrite_blob
+
+    path = f"/v1/namespaces/fraud/artifacts/m/versions/1/files/{victim.path}"
+    data = bytearray(world.live.client()._http.get(path).content)  # the bytes as stored
+    data[-1] ^= 1
+    _overwrite_blob(world.live, victim.digest.removeprefix("sha256:"), bytes(data))
+    with pytest.raises(PullVerificationError, match=victim.path):
+        _deployer(world).pull("fraud/m@1", tmp_path / "deploy")
+    assert not (tmp_path / "deploy").exists()
+
+
+def test_aliases_point_at_releases_and_refuse_downgrades(world: World, tmp_path: Path) -> None:
+    dataset = _released(world)
+    with pytest.raises(ConflictError, match="aliases point only at released versions"):
+        world.model("fraud/m@2", deps=[("fraud/tx@3", dataset)])
+        world.releaser.set_alias("fraud", "m", "prod", "2")
+    world.releaser.release("fraud/m@2")
+    world.releaser.set_alias("fraud", "m", "prod", "2")
+    deployer = _deployer(world)
+    assert deployer.pull("fraud/m@prod", tmp_path / "a").version == "2"
+    world.releaser.set_alias("fraud", "m", "prod", "1")  # rollback to the older release
+    with pytest.raises(PullVerificationError, match="refusing a downgrade"):
+        deployer.pull("fraud/m@prod", tmp_path / "b")
+    assert deployer.pull("fraud/m@prod", tmp_path / "b", allow_downgrade=True).version == "1"
+    history = world.admin.alias_history("fraud", "m", "prod")
+    assert [(h.from_version, h.to_version, h.actor) for h in history] == [
+        (None, "2", "release-bot"),
+        ("2", "1", "release-bot"),
+    ]
+    with pytest.raises(PermissionDeniedError):
+        deployer.set_alias("fraud", "m", "prod", "2")

@@ -19,7 +19,7 @@ router = APIRouter(tags=["evidence"])
 _VERSION = "/v1/namespaces/{namespace}/artifacts/{name}/versions/{selector}"
 
 
-def _identity(record: IdentityRecord) -> IdentityPublic:
+def _identity(record: IdentityRecord, *, with_key: bool = False) -> IdentityPublic:
     return IdentityPublic(
         name=record.name,
         kind=record.kind,
@@ -29,6 +29,7 @@ def _identity(record: IdentityRecord) -> IdentityPublic:
         regex=record.regex,
         created_at=record.created_at,
         created_by=record.created_by,
+        public_key_pem=record.public_key_pem if with_key else None,
     )
 
 
@@ -78,8 +79,13 @@ def add_identity(
 
 
 @router.get("/v1/identities", operation_id="list_identities", response_model=list[IdentityPublic])
-def list_identities(principal: PrincipalDep, services: ServicesDep) -> list[IdentityPublic]:
-    return [_identity(r) for r in services.attestations.list_identities(principal)]
+def list_identities(
+    principal: PrincipalDep,
+    services: ServicesDep,
+    with_keys: Annotated[bool, Query(description="Include public keys (PEM).")] = False,
+) -> list[IdentityPublic]:
+    records = services.attestations.list_identities(principal)
+    return [_identity(r, with_key=with_keys) for r in records]
 
 
 @router.post(

@@ -1,0 +1,63 @@
+"""What a client remembers between runs: the registry key it pinned on first contact, and the
+newest release it has seen behind each alias (so a rollback to an older one is noticed).
+
+Stored as JSON in ``$MODELSEAL_CONFIG_DIR/pins.json`` (default ``~/.config/modelseal``), written
+atomically with mode 0600.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def default_path() -> Path:
+    base = os.environ.get("MODELSEAL_CONFIG_DIR")
+    if base:
+        return Path(base) / "pins.json"
+    return Path.home() / ".config" / "modelseal" / "pins.json"
+
+
+class PinStore:
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or default_path()
+
+    def _load(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return {"registries": {}, "aliases": {}}
+        if not isinstance(data, dict):
+            raise ValueError(f"{self.path} is not a pin file")
+        data.setdefault("registries", {})
+        data.setdefault("aliases", {})
+        return data
+
+    def _save(self, data: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle, indent=2, sort_keys=True)
+        os.replace(tmp, self.path)
+
+    def registry_key(self, url: str) -> str | None:
+        """The PEM pinned for ``url``, if any."""
+        entry = self._load()["registries"].get(url)
+        return entry.get("public_key_pem") if isinstance(entry, dict) else None
+
+    def pin_registry_key(self, url: str, fingerprint: str, pem: str) -> None:
+        data = self._load()
+        data["registries"][url] = {"fingerprint": fingerprint, "public_key_pem": pem}
+        self._save(data)
+
+    def newest_release(self, url: str, ref: str) -> dict[str, str] | None:
+        entry = self._load()["aliases"].get(url, {}).get(ref)
+        return entry if isinstance(entry, dict) else None
+
+    def remember_release(self, url: str, ref: str, version: str, released_at: str) -> None:
+        data = self._load()
+        data["aliases"].setdefault(url, {})[ref] = {"version": version, "releasedAt": released_at}
+        self._save(data)
