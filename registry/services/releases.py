@@ -36,7 +36,7 @@ from registry.names import parse_ref
 from registry.services.attestations import AttestationService
 from registry.services.auth import Action, Principal
 from registry.services.common import Clock, aware, ensure_namespace, get_namespace, utcnow
-from registry.services.scanning import REGISTRY_SIGNER
+from registry.services.scanning import REGISTRY_SIGNER, registry_attestation
 from registry.services.versions import State, VersionRecord, VersionService, version_id
 
 MAX_POLICY_BYTES = 256 * 1024
@@ -237,17 +237,7 @@ class ReleaseService:
         with transaction(self._sessions) as session:
             vid = version_id(session, record)
             session.add(
-                Attestation(
-                    version_id=vid,
-                    predicate_type=RELEASE,
-                    subject_digest=record.root_digest,
-                    bundle=bundle.raw,
-                    bundle_digest=bundle.digest,
-                    signer=REGISTRY_SIGNER,
-                    signer_id=self._signer.identity,
-                    created_at=now,
-                    created_by=principal.name,
-                )
+                registry_attestation(vid, record, bundle, self._signer, now, actor=principal.name)
             )
             moved = session.execute(
                 update(Version)

@@ -10,10 +10,12 @@ import dataclasses
 import io
 import posixpath
 from collections.abc import Callable
+from datetime import datetime
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
+from attest.bundle import Bundle
 from attest.scan import ScanReport, scan_stream
 from attest.signing import Signer
 from attest.statement import make_statement
@@ -26,6 +28,23 @@ from registry.storage.reader import BlobFile
 
 SCAN_PREDICATE_TYPE = "https://modelseal.dev/attestation/scan/v1"
 REGISTRY_SIGNER = "registry"
+
+
+def registry_attestation(
+    vid: int, record: VersionRecord, bundle: Bundle, signer: Signer, now: datetime, *, actor: str
+) -> Attestation:
+    """The row of a statement the registry itself signed about ``record``."""
+    return Attestation(
+        version_id=vid,
+        predicate_type=bundle.statement().predicate_type,
+        subject_digest=record.root_digest,
+        bundle=bundle.raw,
+        bundle_digest=bundle.digest,
+        signer=REGISTRY_SIGNER,
+        signer_id=signer.identity,
+        created_at=now,
+        created_by=actor,
+    )
 
 
 class ScanService:
@@ -81,19 +100,8 @@ class ScanService:
             )
         with transaction(self._sessions) as session:
             vid = version_id(session, record)
-            session.add(
-                Attestation(
-                    version_id=vid,
-                    predicate_type=SCAN_PREDICATE_TYPE,
-                    subject_digest=record.root_digest,
-                    bundle=bundle.raw,
-                    bundle_digest=bundle.digest,
-                    signer=REGISTRY_SIGNER,
-                    signer_id=self._signer.identity,
-                    created_at=self._clock(),
-                    created_by=REGISTRY_SIGNER,
-                )
-            )
+            session.add(registry_attestation(vid, record, bundle, self._signer, self._clock(),
+                                             actor=REGISTRY_SIGNER))  # fmt: skip
             if state != record.state:
                 session.execute(
                     update(Version)

@@ -66,8 +66,10 @@ def test_tokens_expire_and_can_be_revoked(env: tuple) -> None:  # type: ignore[t
 def test_tokens_are_stored_hashed(env: tuple, tmp_path: Path) -> None:  # type: ignore[type-arg]
     _, _, tokens, _, _ = env
     issued = tokens.create(name="ci", role=Role.ADMIN)
-    secret = issued.secret.rsplit("_", 1)[1]
-    assert secret.encode() not in (tmp_path / "registry.db").read_bytes()
+    secret = issued.secret.removeprefix("ms_").split("_", 1)[1]  # the id is hex, no "_"
+    assert len(secret) >= 40
+    stored = b"".join(p.read_bytes() for p in tmp_path.glob("registry.db*"))
+    assert secret.encode() not in stored
     tampered = issued.secret[:-1] + ("A" if issued.secret[-1] != "A" else "B")
     with pytest.raises(AuthenticationError):
         tokens.authenticate(tampered)
