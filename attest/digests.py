@@ -95,3 +95,15 @@ def sha256_file(path: Path, *, buffer_size: int = HASH_BUFFER_SIZE) -> tuple[str
             digest.update(view[:read])
             size += read
     return digest.hexdigest(), size
+
+
+def manifest_digest(files: Iterable[FileDigest]) -> str:
+    """SHA-256 hex of the canonical JSON list ``[[path, size, sha256], …]`` sorted by path.
+
+    Unlike the root digest, this commits to the paths and sizes too; a release attestation
+    carries it so a client can check the file list it is about to fetch.
+    """
+    import json
+
+    rows = sorted([f.path, f.size, f.sha256] for f in files)
+    return hashlib.sha256(json.dumps(rows, separators=(",", ":")).encode()).hexdigest()

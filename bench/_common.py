@@ -48,6 +48,7 @@ BUCKET = "modelseal-bench"
 STORAGE_PREFIX = "bench"  # modelseal's blobs: s3://BUCKET/bench/blobs/sha256/...
 BASELINE_PREFIX = "boto3-baseline"  # the raw boto3 baseline's keys, never under STORAGE_PREFIX
 HASH_PIECE = 8 * MiB
+BENCH_POLICY = "model:\n  require: {scan: clean}\n  dependencies: any\n"
 
 
 # -- machine -----------------------------------------------------------------------------------
@@ -402,8 +403,21 @@ class Stack:
         return "\n".join(text.splitlines()[-lines:])
 
     def client_env(self) -> dict[str, str]:
-        """Environment of a ``modelseal push/pull`` child."""
-        return clean_env(MODELSEAL_URL=self.url, MODELSEAL_TOKEN=self.token)
+        """Environment of a ``modelseal push/pull`` child (its own pinned-key store)."""
+        return clean_env(
+            MODELSEAL_URL=self.url,
+            MODELSEAL_TOKEN=self.token,
+            MODELSEAL_CONFIG_DIR=str(self.workdir / "client-config"),
+        )
+
+    def release(self, ref: str) -> None:
+        """Release ``ref`` (not timed) under a policy that needs only the registry's clean scan,
+        so the measured pull is a real verified pull of a released version."""
+        policy = self.workdir / "bench-policy.yaml"
+        policy.write_text(BENCH_POLICY)
+        env = self.client_env()
+        for args in (("policy", "set", ref.split("/")[0], str(policy)), ("release", ref)):
+            subprocess.run([*modelseal_cmd(), *args], env=env, check=True, capture_output=True)
 
     def server_hwm(self) -> dict[str, int]:
         return read_hwm(self.server_pid)

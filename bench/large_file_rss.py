@@ -85,6 +85,7 @@ def main() -> int:
             idle = stack.server_hwm()
             c.drop_dirty_pages()
             push = stack.modelseal("push", str(source_dir), REF, "--no-progress")
+            stack.release(REF)  # untimed: the pull verifies a real release
             target = work / "pulled"
             c.drop_dirty_pages()
             pull = stack.modelseal("pull", REF, "--to", str(target), "--no-progress")

@@ -105,6 +105,7 @@ def cycle_once(
 
     c.drop_dirty_pages()
     run["modelseal_push"] = stack.modelseal("push", str(model), ref, "--no-progress")
+    stack.release(ref)  # untimed: the pulls below verify a real release
 
     target = work / f"boto3-download-{cycle}"
     c.drop_dirty_pages()

@@ -211,11 +211,24 @@ def pull(
             help="UNSAFE: skip the release evidence (digests still checked).",
         ),
     ] = False,
+    policy: Annotated[
+        Path | None, typer.Option(help="Re-run the gate locally with YOUR policy (with --trust).")
+    ] = None,
+    trust: Annotated[
+        Path | None, typer.Option(help="YOUR trusted signers (trust.yaml), for --policy.")
+    ] = None,
 ) -> None:
     """Download a version, verifying its evidence and every byte before anything lands."""
     if unsafe_skip_verify:
         err.print("[red]WARNING[/red]: --unsafe-skip-verify: the release evidence is NOT checked")
     key = registry_key.read_bytes() if registry_key is not None else None
+    if bool(policy) != bool(trust):
+        _fail("--policy and --trust go together")
+    local_trust = None
+    if trust is not None:
+        from attest.trust import parse_trust
+
+        local_trust = parse_trust(trust.read_text(), trust.parent)
     with _client() as client, _transfer(f"pull {ref}", progress) as (on_total, advance):
         import warnings
 
@@ -231,6 +244,8 @@ def pull(
                 pending=pending,
                 allow_downgrade=allow_downgrade,
                 unsafe_skip_verify=unsafe_skip_verify,
+                local_policy=policy.read_text() if policy is not None else None,
+                local_trust=local_trust,
             )
     err.print(f"pulled {version.namespace}/{version.name}@{version.version} into {to}")
     sys.stdout.write(version.root_digest + "\n")

@@ -26,15 +26,18 @@ from urllib.parse import quote
 import httpx
 
 from attest.bundle import Bundle
-from attest.digests import FileDigest, parse_sha256, root_digest
+from attest.digests import FileDigest, manifest_digest, parse_sha256, root_digest
 from attest.errors import AttestError, FileSetError
 from attest.files import FileSet, LocalFile, hash_files, scan_directory
 from attest.gate import RELEASE as RELEASE_PREDICATE
+from attest.gate import Subject as GateSubject
+from attest.gate import evaluate
 from attest.keys import TrustedKey
 from attest.oms import OMS_PREDICATE_TYPE as OMS_PREDICATE
 from attest.oms import check_oms, oms_statement
 from attest.policy import parse_policy
 from attest.signing import Signer
+from attest.trust import Trust
 from attest.verifying import Verifier
 from registry.api.schemas import (
     AliasMovePublic,
@@ -434,6 +437,8 @@ class RegistryClient:
         allow_downgrade: bool = False,
         unsafe_skip_verify: bool = False,
         pins: PinStore | None = None,
+        local_policy: str | None = None,
+        local_trust: Trust | None = None,
     ) -> VersionPublic:
         """Download a version into ``target`` only after verifying it, atomically.
 
@@ -444,7 +449,9 @@ class RegistryClient:
         served after its OMS signature verifies against the identities the namespace policy
         accepts for ``signature``. Rejected and revoked versions are never pulled. Behind an
         alias, a release older than the newest one seen before is refused unless
-        ``allow_downgrade``. ``unsafe_skip_verify`` skips the evidence (never the digests).
+        ``allow_downgrade``. With ``local_policy`` and ``local_trust`` the whole release gate is
+        re-run here, against the caller's own rules and signers, without trusting the server's
+        verdict. ``unsafe_skip_verify`` skips the evidence (never the digests).
 
         ``target`` must not exist or be an empty directory. Every file is hashed while it
         streams; only when all match is the temporary directory renamed to ``target``. With
@@ -484,6 +491,8 @@ class RegistryClient:
                 "(evaluation jobs: --pending)",
                 state=version.state,
             )
+        if local_policy is not None and local_trust is not None:
+            self._verify_locally(version, local_policy, local_trust, pins or PinStore())
         if on_total:
             on_total(sum(f.size for f in files))
         parent = target.absolute().parent
@@ -559,21 +568,9 @@ class RegistryClient:
             raise PullVerificationError(
                 f"{exact}: no release attestation verifies with the registry key"
             )
-        oms_digests = {
-            e.get("bundleSha256")
-            for e in release.get("evidence", [])
-            if e.get("predicateType") == OMS_PREDICATE
-        }
-        for raw in self._bundles(exact, OMS_PREDICATE):
-            if hashlib.sha256(raw).hexdigest() in oms_digests:
-                try:
-                    check_oms(Bundle.parse(raw).statement(), files)
-                except AttestError as exc:
-                    raise PullVerificationError(f"{exact}: {exc}") from exc
-                break
-        else:
+        if release.get("manifestSha256") != manifest_digest(files):
             raise PullVerificationError(
-                f"{exact}: the OMS manifest the release relied on is missing"
+                f"{exact}: the file list served now is not the one that was released"
             )
         if ref.kind is RefKind.ALIAS:
             url, key = str(self._http.base_url), str(ref)
@@ -587,6 +584,58 @@ class RegistryClient:
                 )
             if not seen or released_at >= seen["releasedAt"]:
                 pins.remember_release(url, key, version.version, released_at)
+
+    def _verify_locally(
+        self, version: VersionPublic, policy_text: str, trust: Trust, pins: PinStore
+    ) -> None:
+        """Re-run the release gate here with the caller's policy and signers."""
+        policy = parse_policy(policy_text)
+        registry_key = trust.registry_key or TrustedKey.from_pem(
+            "registry", self._registry_pem(pins).encode()
+        )
+        verifier = Verifier(keys=[*trust.keys, registry_key], identities=trust.identities)
+
+        def subject(exact: str) -> GateSubject | None:
+            try:
+                shown = self.show(exact)
+            except RegistryError:
+                return None
+            evidence = []
+            for a in self.list_attestations(exact):
+                try:
+                    evidence.append(
+                        verifier.verify(Bundle.parse(self.get_attestation(exact, a.id)))
+                    )
+                except AttestError:
+                    continue  # not by a signer the caller trusts: it does not count
+            return GateSubject(
+                ref=f"{shown.namespace}/{shown.name}@{shown.version}",
+                kind=str(shown.kind),
+                root_digest=parse_sha256(shown.root_digest),
+                state=shown.state,
+                files=tuple(
+                    FileDigest(f.path, f.size, parse_sha256(f.digest)) for f in shown.files
+                ),
+                pushed_by=shown.created_by,
+                evidence=tuple(evidence),
+                registry_signer_id=f"sha256:{registry_key.fingerprint}",
+            )
+
+        exact = f"{version.namespace}/{version.name}@{version.version}"
+        root = subject(exact)
+        assert root is not None
+        reasons = evaluate(root, lambda s: policy.for_kind(s.kind), subject)
+        if reasons:
+            raise PullVerificationError(
+                f"{exact} fails your policy:\n" + "\n".join(str(r) for r in reasons),
+                reasons=[str(r) for r in reasons],
+            )
+
+    def _registry_pem(self, pins: PinStore) -> str:
+        pinned = pins.registry_key(str(self._http.base_url))
+        if pinned is None:
+            raise PullVerificationError("no registry key pinned yet: pass --registry-key")
+        return pinned
 
     def _verify_pending(self, ref: Ref, version: VersionPublic, files: list[FileDigest]) -> None:
         exact = f"{version.namespace}/{version.name}@{version.version}"

@@ -16,6 +16,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from attest.bundle import Bundle
+from attest.digests import manifest_digest
 from attest.errors import AttestError
 from attest.gate import RELEASE, Reason, Subject, evaluate
 from attest.keys import TrustedKey
@@ -217,6 +218,7 @@ class ReleaseService:
             predicate_type=RELEASE,
             predicate={
                 "version": record.ref,
+                "manifestSha256": manifest_digest(record.files),
                 "releasedAt": now.isoformat(),
                 "releasedBy": principal.name,
                 "policy": {

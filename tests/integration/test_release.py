@@ -323,3 +323,21 @@ def test_aliases_point_at_releases_and_refuse_downgrades(world: World, tmp_path:
     ]
     with pytest.raises(PermissionDeniedError):
         deployer.set_alias("fraud", "m", "prod", "2")
+
+
+def test_a_file_list_changed_after_release_fails_the_pull(world: World, tmp_path: Path) -> None:
+    """Paths are bound by the release: renaming a file in the metadata is caught."""
+    from sqlalchemy import update
+
+    from registry.models import VersionFile
+
+    _released(world)
+    engine = make_engine(world.live.settings.resolved_database_url)
+    with engine.begin() as conn:
+        conn.execute(
+            update(VersionFile).where(VersionFile.path == "config.json").values(path="configs.json")
+        )
+    engine.dispose()
+    with pytest.raises(PullVerificationError, match="not the one that was released"):
+        _deployer(world).pull("fraud/m@1", tmp_path / "deploy")
+    assert not (tmp_path / "deploy").exists()
