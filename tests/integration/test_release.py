@@ -341,3 +341,54 @@ def test_a_file_list_changed_after_release_fails_the_pull(world: World, tmp_path
     with pytest.raises(PullVerificationError, match="not the one that was released"):
         _deployer(world).pull("fraud/m@1", tmp_path / "deploy")
     assert not (tmp_path / "deploy").exists()
+
+
+def _trust(world: World, tmp_path: Path) -> Path:
+    import httpx
+
+    for name, signer in (("training-ci", world.training), ("eval-ci", world.evaluation),
+                         ("data-pipeline", world.data)):  # fmt: skip
+        (tmp_path / f"{name}.pub").write_bytes(keys.public_pem(signer.public_key))
+    pem = httpx.get(f"{world.live.url}/v1/registry/key").json()["public_key_pem"]
+    (tmp_path / "registry.pub").write_text(pem)
+    trust = tmp_path / "trust.yaml"
+    trust.write_text(
+        "identities:\n"
+        "  training-ci: {key: training-ci.pub}\n"
+        "  eval-ci: {key: eval-ci.pub}\n"
+        "  data-pipeline: {key: data-pipeline.pub}\n"
+        "registry: {key: registry.pub}\n"
+    )
+    return trust
+
+
+def test_pull_re_runs_the_gate_with_the_callers_policy(world: World, tmp_path: Path) -> None:
+    from attest.trust import parse_trust
+
+    _released(world)
+    trust = parse_trust(_trust(world, tmp_path).read_text(), tmp_path)
+    deployer = _deployer(world)
+    pulled = deployer.pull("fraud/m@1", tmp_path / "ok", local_policy=POLICY, local_trust=trust)
+    assert pulled.state == "released"
+    stricter = POLICY.replace(">= 0.90", ">= 0.95")
+    with pytest.raises(PullVerificationError, match=r"evaluation: accuracy 0\.93 < 0\.95"):
+        deployer.pull("fraud/m@1", tmp_path / "strict", local_policy=stricter, local_trust=trust)
+    assert not (tmp_path / "strict").exists()
+    # the auditor does not trust eval-ci: the evaluation does not count
+    distrust = parse_trust(
+        (tmp_path / "trust.yaml").read_text().replace("  eval-ci: {key: eval-ci.pub}\n", ""),
+        tmp_path,
+    )
+    with pytest.raises(PullVerificationError, match="evaluation: missing"):
+        deployer.pull("fraud/m@1", tmp_path / "x", local_policy=POLICY, local_trust=distrust)
+
+
+def test_trust_documents_are_validated(tmp_path: Path) -> None:
+    from attest.trust import TrustError, parse_trust
+
+    with pytest.raises(TrustError, match="trusts nobody"):
+        parse_trust("identities: {}\n", tmp_path)
+    with pytest.raises(TrustError, match="cannot load its key"):
+        parse_trust("identities:\n  a: {key: missing.pub}\n", tmp_path)
+    with pytest.raises(TrustError, match="exactly one of"):
+        parse_trust("identities:\n  a: {}\n", tmp_path)
