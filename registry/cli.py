@@ -648,6 +648,50 @@ def alias_history(
     out.print(table)
 
 
+token_app = typer.Typer(help="API tokens (admins).", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+
+@token_app.command("create")
+def token_create(
+    role: Annotated[str, typer.Option(help="admin, publisher, releaser, deployer or auditor.")],
+    namespace: Annotated[str | None, typer.Option(help="Scope (required but for admins).")] = None,
+    name: Annotated[str | None, typer.Option(help="A label (default: ROLE@NAMESPACE).")] = None,
+    expires: Annotated[int | None, typer.Option(help="Days until it expires.")] = None,
+) -> None:
+    """Create a token; prints the token alone on stdout (it is shown only once)."""
+    label = name or f"{role}@{namespace or '*'}"
+    with _client() as client:
+        token = client.create_token(label, role, namespace, expires)
+    err.print(f"token {token.id} ({role}, {namespace or 'every namespace'})")
+    sys.stdout.write(f"{token.token}\n")
+
+
+@token_app.command("list")
+def token_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """List tokens (never their secrets)."""
+    with _client() as client:
+        tokens = client.list_tokens()
+    if as_json:
+        _print_json([t.model_dump(mode="json", exclude={"token"}) for t in tokens])
+        return
+    table = Table("id", "name", "role", "namespace", "expires", "revoked")
+    for t in tokens:
+        table.add_row(t.id, t.name, t.role, t.namespace or "*",
+                      t.expires_at.isoformat() if t.expires_at else "", str(t.revoked))  # fmt: skip
+    out.print(table)
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: Annotated[str, typer.Argument(help="Token id.")]) -> None:
+    """Revoke a token; it stops working at once."""
+    with _client() as client:
+        client.revoke_token(token_id)
+    err.print(f"token {token_id} revoked")
+
+
 def main() -> None:
     """Console-script entry point: library errors become one readable line and exit 1."""
     try:

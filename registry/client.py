@@ -47,6 +47,7 @@ from registry.api.schemas import (
     IdentityPublic,
     PolicyPublic,
     RevocationPublic,
+    TokenPublic,
     UploadPublic,
     VersionPublic,
     VersionSummary,
@@ -421,6 +422,18 @@ class RegistryClient:
     def list_aliases(self, namespace: str, name: str) -> list[AliasPublic]:
         path = f"/v1/namespaces/{namespace}/artifacts/{name}/aliases"
         return [AliasPublic.model_validate(a) for a in self._request("GET", path).json()]
+
+    def create_token(
+        self, name: str, role: str, namespace: str | None = None, expires_days: int | None = None
+    ) -> TokenPublic:
+        body = {"name": name, "role": role, "namespace": namespace, "expires_days": expires_days}
+        return TokenPublic.model_validate(self._request("POST", "/v1/tokens", json=body).json())
+
+    def list_tokens(self) -> list[TokenPublic]:
+        return [TokenPublic.model_validate(t) for t in self._request("GET", "/v1/tokens").json()]
+
+    def revoke_token(self, token_id: str) -> None:
+        self._request("DELETE", f"/v1/tokens/{quote(token_id, safe='')}")
 
     # -- pulling ----------------------------------------------------------------------------
 

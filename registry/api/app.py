@@ -15,7 +15,7 @@ from registry import __version__
 from registry.api import problems
 from registry.api.deps import Services
 from registry.api.limits import BodyLimitMiddleware
-from registry.api.routes import attestations, health, releases, uploads, versions
+from registry.api.routes import attestations, health, releases, tokens, uploads, versions
 from registry.api.schemas import PROBLEM_RESPONSES
 from registry.config import Settings
 from registry.db import make_engine, make_sessionmaker
@@ -92,6 +92,7 @@ def create_app(
     app.include_router(uploads.router, responses=PROBLEM_RESPONSES)
     app.include_router(attestations.router, responses=PROBLEM_RESPONSES)
     app.include_router(releases.router, responses=PROBLEM_RESPONSES)
+    app.include_router(tokens.router, responses=PROBLEM_RESPONSES)
     return app
 
 

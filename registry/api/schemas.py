@@ -193,6 +193,26 @@ class RevocationPublic(BaseModel):
     dependents: list[str] = Field(description="Released versions whose provenance names it.")
 
 
+class TokenIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=128)
+    role: str = Field(pattern="^(admin|publisher|releaser|deployer|auditor)$")
+    namespace: str | None = Field(default=None, max_length=64)
+    expires_days: int | None = Field(default=None, ge=1, le=3650)
+
+
+class TokenPublic(BaseModel):
+    id: str
+    name: str
+    role: str
+    namespace: str | None
+    created_at: datetime | None = None
+    expires_at: datetime | None = None
+    revoked: bool = False
+    token: str | None = Field(default=None, description="The secret: returned once, at creation.")
+
+
 class Problem(BaseModel):
     """RFC 9457 problem details; ``facts`` carries machine-readable specifics."""
 

@@ -10,14 +10,19 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from registry.db import transaction
-from registry.errors import AuthenticationError, InvalidRequestError, PermissionDeniedError
+from registry.errors import (
+    AuthenticationError,
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 from registry.models import ApiToken
 from registry.services.common import Clock, aware, utcnow
 
@@ -75,6 +80,17 @@ class Principal:
 
     def can_see(self, namespace: str) -> bool:
         return self.namespace is None or self.namespace == namespace
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    id: str
+    name: str
+    role: Role
+    namespace: str | None
+    created_at: datetime
+    expires_at: datetime | None
+    revoked: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,3 +169,45 @@ class TokenService:
             row = session.get(ApiToken, token_id)
             if row is not None and row.revoked_at is None:
                 row.revoked_at = self._clock()
+
+    # -- administration over the API (admins only) ---------------------------------------------
+
+    def issue(
+        self,
+        principal: Principal,
+        *,
+        name: str,
+        role: Role,
+        namespace: str | None,
+        expires_in: timedelta | None,
+    ) -> IssuedToken:
+        """Create a token (admins; a namespace admin only inside its namespace)."""
+        principal.require(Action.ADMINISTER, namespace)
+        return self.create(name=name, role=role, namespace=namespace, expires_in=expires_in)
+
+    def list_tokens(self, principal: Principal) -> list[TokenRecord]:
+        """Every token, without secrets (admins see their scope)."""
+        principal.require(Action.ADMINISTER, principal.namespace)
+        with self._sessions() as session:
+            rows = session.execute(select(ApiToken).order_by(ApiToken.created_at)).scalars()
+            return [
+                TokenRecord(
+                    id=r.id,
+                    name=r.name,
+                    role=Role(r.role),
+                    namespace=r.namespace,
+                    created_at=aware(r.created_at),
+                    expires_at=aware(r.expires_at) if r.expires_at else None,
+                    revoked=r.revoked_at is not None,
+                )
+                for r in rows
+                if principal.namespace is None or r.namespace == principal.namespace
+            ]
+
+    def revoke_as(self, principal: Principal, token_id: str) -> None:
+        with self._sessions() as session:
+            row = session.get(ApiToken, token_id)
+        if row is None:
+            raise NotFoundError(f"token {token_id} does not exist")
+        principal.require(Action.ADMINISTER, row.namespace)
+        self.revoke(token_id)

@@ -1,0 +1,190 @@
+"""Role x endpoint matrix: every forbidden cell is 403 with no side effect, every allowed cell
+passes authorization; no token or a bad one is 401."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from registry.db import make_engine
+from registry.models import (
+    Alias,
+    ApiToken,
+    Attestation,
+    Identity,
+    NamespacePolicy,
+    UploadSession,
+    Version,
+)
+from tests.conftest import Live
+
+pytestmark = pytest.mark.parametrize("backend", ["sqlite-local"], indirect=True)
+
+V = "/v1/namespaces/ns/artifacts/m/versions/1"
+ROLES = ("admin", "publisher", "releaser", "deployer", "auditor")
+READ = set(ROLES)
+PUSH = {"admin", "publisher"}
+RELEASE = {"admin", "releaser"}
+ADMIN = {"admin"}
+
+
+def _cells(
+    version: dict[str, Any],
+) -> list[tuple[str, str, Callable[[], dict[str, Any]], set[str]]]:
+    file0 = version["files"][0]
+    manifest = {
+        "kind": "model",
+        "files": [
+            {"path": f["path"], "size": f["size"], "digest": f["digest"]} for f in version["files"]
+        ],
+    }
+    return [
+        ("GET", "/v1/namespaces", dict, READ | {"outsider"}),  # filtered to its scope
+        ("GET", "/v1/namespaces/ns/artifacts", dict, READ),
+        ("GET", V, dict, READ),
+        ("GET", f"{V}/files/{file0['path']}", dict, PUSH | RELEASE),  # pending: not deployers
+        ("GET", f"{V}/attestations", dict, READ),
+        ("GET", "/v1/namespaces/ns/policy", dict, READ),
+        ("GET", "/v1/identities", dict, READ | {"outsider"}),  # global: who signs
+        ("PUT", "/v1/namespaces/ns/artifacts/m/versions/2", lambda: {"json": manifest}, PUSH),
+        (
+            "POST",
+            "/v1/namespaces/ns/uploads",
+            lambda: {"json": {"digest": file0["digest"], "size": file0["size"]}},
+            PUSH,
+        ),
+        ("POST", f"{V}/attestations", lambda: {"content": b"{}"}, PUSH),
+        ("POST", f"{V}/release", dict, RELEASE),
+        ("POST", f"{V}/reject", lambda: {"json": {"reason": "test"}}, RELEASE),
+        ("POST", f"{V}/revoke", lambda: {"json": {"reason": "test"}}, RELEASE),
+        (
+            "PUT",
+            "/v1/namespaces/ns/artifacts/m/aliases/prod",
+            lambda: {"json": {"version": "1"}},
+            RELEASE,
+        ),
+        ("PUT", "/v1/namespaces/ns/policy", lambda: {"content": b"model: {}\n"}, ADMIN),
+        (
+            "POST",
+            "/v1/identities",
+            lambda: {
+                "json": {
+                    "name": "x",
+                    "sigstore_issuer": "https://i.example",
+                    "sigstore_identity": "me",
+                }
+            },
+            ADMIN,
+        ),
+        (
+            "POST",
+            "/v1/tokens",
+            lambda: {"json": {"name": "t", "role": "deployer", "namespace": "ns"}},
+            ADMIN,
+        ),
+        ("GET", "/v1/tokens", dict, ADMIN),
+    ]
+
+
+def _snapshot(url: str) -> dict[str, object]:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            counts: dict[str, object] = {
+                m.__tablename__: conn.execute(select(func.count()).select_from(m)).scalar_one()
+                for m in (
+                    Version,
+                    Attestation,
+                    Alias,
+                    NamespacePolicy,
+                    Identity,
+                    ApiToken,
+                    UploadSession,
+                )
+            }
+            counts["states"] = sorted(conn.execute(select(Version.version, Version.state)).all())
+            return counts
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def tokens(live: Live, model_dir: Path) -> dict[str, str]:
+    with live.client() as admin:
+        admin.push(model_dir, "ns/m@1")
+        made = {"admin": live.admin_token}
+        for role in ROLES[1:]:
+            made[role] = admin.create_token(f"{role}-t", role, "ns").token or ""
+        made["outsider"] = admin.create_token("outsider", "publisher", "other").token or ""
+    return made
+
+
+def test_role_matrix(live: Live, tokens: dict[str, str]) -> None:
+    db = live.settings.resolved_database_url
+    with httpx.Client(base_url=live.url, timeout=60) as http:
+        version = http.get(V, headers={"Authorization": f"Bearer {tokens['admin']}"}).json()
+        cells = _cells(version)
+        failures = []
+        # roles whose allowed cells change state (reject, release…) go last
+        for role in ("deployer", "auditor", "outsider", "publisher", "releaser", "admin"):
+            for method, path, body, allowed in cells:
+                before = _snapshot(db)
+                response = http.request(
+                    method, path, headers={"Authorization": f"Bearer {tokens[role]}"}, **body()
+                )
+                if role in allowed:
+                    if response.status_code in (401, 403):
+                        failures.append(f"{role} {method} {path}: {response.status_code}")
+                else:
+                    if response.status_code != 403 or _snapshot(db) != before:
+                        failures.append(
+                            f"{role} {method} {path}: {response.status_code} "
+                            "(expected 403 and no change)"
+                        )
+        assert failures == []
+        seen = http.get("/v1/namespaces", headers={"Authorization": f"Bearer {tokens['outsider']}"})
+        assert "ns" not in [n["name"] for n in seen.json()]
+
+
+@pytest.mark.parametrize(
+    "header", [None, "Bearer nope", "Bearer ms_0123456789abcdef_x", "Basic eA=="]
+)
+def test_no_token_or_a_bad_one_is_401(live: Live, header: str | None) -> None:
+    headers = {"Authorization": header} if header else {}
+    with httpx.Client(base_url=live.url) as http:
+        for method, path in (("GET", "/v1/namespaces"), ("POST", "/v1/tokens"), ("GET", V)):
+            assert http.request(method, path, headers=headers).status_code == 401
+
+
+def test_token_lifecycle_from_the_cli(live: Live) -> None:
+    import subprocess
+    import sys
+
+    def run(*args: str, token: str = live.admin_token) -> subprocess.CompletedProcess[str]:
+        env = {"MODELSEAL_URL": live.url, "MODELSEAL_TOKEN": token, "PATH": "/usr/bin:/bin"}
+        return subprocess.run(
+            [sys.executable, "-m", "registry", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    created = run("token", "create", "--role", "deployer", "--namespace", "ns", "--expires", "30")
+    assert created.returncode == 0, created.stderr
+    secret = created.stdout.strip()
+    assert secret.startswith("ms_") and "\n" not in secret
+    listed = run("token", "list", "--json")
+    assert secret not in listed.stdout
+    assert run("list", token=secret).returncode == 0
+    token_id = secret.removeprefix("ms_").split("_", 1)[0]
+    assert run("token", "revoke", token_id).returncode == 0
+    denied = run("list", token=secret)
+    assert denied.returncode == 1 and "valid API token is required" in denied.stderr
+    refused = run("token", "create", "--role", "auditor", token=created.stdout.strip())
+    assert refused.returncode == 1
