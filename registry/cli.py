@@ -692,6 +692,52 @@ def token_revoke(token_id: Annotated[str, typer.Argument(help="Token id.")]) -> 
     err.print(f"token {token_id} revoked")
 
 
+audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("log")
+def audit_log(
+    since: Annotated[
+        str | None, typer.Option(help="Only entries at or after this ISO time.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Print the audit log (auditors, admins)."""
+    with _client() as client:
+        entries = client.audit_entries()
+    if since:
+        from datetime import datetime
+
+        cutoff = datetime.fromisoformat(since)
+        if cutoff.tzinfo is None:
+            from datetime import UTC
+
+            cutoff = cutoff.replace(tzinfo=UTC)
+        entries = [e for e in entries if datetime.fromisoformat(e["at"]) >= cutoff]
+    if as_json:
+        _print_json(entries)
+        return
+    table = Table("seq", "at", "actor", "action", "target", "outcome")
+    for e in entries:
+        table.add_row(str(e["seq"]), e["at"], e["actor"], e["action"], e["target"], e["outcome"])
+    out.print(table)
+
+
+@audit_app.command("verify")
+def audit_verify(
+    registry_key: Annotated[
+        Path | None, typer.Option(help="The registry's public key (default: the pinned one).")
+    ] = None,
+) -> None:
+    """Check every link of the chain and the newest signed checkpoint; exit 1 at the first
+    edited, removed or reordered entry."""
+    key = registry_key.read_bytes() if registry_key is not None else None
+    with _client() as client:
+        count, head = client.verify_audit_log(registry_key=key)
+    err.print(f"audit log intact: {count} entries, head sha256:{head}")
+
+
 def main() -> None:
     """Console-script entry point: library errors become one readable line and exit 1."""
     try:

@@ -25,6 +25,7 @@ from urllib.parse import quote
 
 import httpx
 
+from attest.auditlog import CHECKPOINT_PREDICATE, verify_chain
 from attest.bundle import Bundle
 from attest.digests import FileDigest, manifest_digest, parse_sha256, root_digest
 from attest.errors import AttestError, FileSetError
@@ -56,6 +57,7 @@ from registry.errors import (
     ConnectionFailedError,
     InvalidPathError,
     InvalidRequestError,
+    NotFoundError,
     PullVerificationError,
     RegistryError,
     error_from_problem,
@@ -177,9 +179,11 @@ class RegistryClient:
         result: dict[str, Any] = self._request("GET", "/health").json()
         return result
 
-    def show(self, ref: str) -> VersionPublic:
+    def show(self, ref: str, *, unsafe: bool = False) -> VersionPublic:
         parsed = parse_ref(ref)
-        return VersionPublic.model_validate(self._request("GET", self._version_path(parsed)).json())
+        headers = {"X-Modelseal-Unsafe-Skip-Verify": "1"} if unsafe else None
+        response = self._request("GET", self._version_path(parsed), headers=headers)
+        return VersionPublic.model_validate(response.json())
 
     def list_namespaces(self) -> list[str]:
         return [n["name"] for n in self._request("GET", "/v1/namespaces").json()]
@@ -435,6 +439,40 @@ class RegistryClient:
     def revoke_token(self, token_id: str) -> None:
         self._request("DELETE", f"/v1/tokens/{quote(token_id, safe='')}")
 
+    # -- audit ------------------------------------------------------------------------------
+
+    def audit_entries(self) -> list[dict[str, Any]]:
+        """Every audit-log entry, in order."""
+        entries: list[dict[str, Any]] = []
+        while True:
+            page = self._request(
+                "GET", "/v1/audit/log", params={"after": len(entries), "limit": 10_000}
+            ).json()
+            entries.extend(page)
+            if len(page) < 10_000:
+                return entries
+
+    def verify_audit_log(
+        self, *, registry_key: bytes | None = None, pins: PinStore | None = None
+    ) -> tuple[int, str]:
+        """Verify the whole chain and the newest checkpoint's signature locally.
+
+        Returns ``(entries, head)``. Raises AuditChainError naming the first bad entry.
+        """
+        entries = self.audit_entries()
+        verifier = self._registry_verifier(registry_key, pins or PinStore())
+        try:
+            raw = self._request("GET", "/v1/audit/checkpoints/latest").content
+        except NotFoundError:
+            raw = None
+        checkpoint = None
+        if raw is not None:
+            verified = verifier.verify(Bundle.parse(raw))
+            if verified.statement.predicate_type != CHECKPOINT_PREDICATE:
+                raise PullVerificationError("the newest checkpoint is not an audit checkpoint")
+            checkpoint = verified.statement
+        return len(entries), verify_chain(entries, checkpoint)
+
     # -- pulling ----------------------------------------------------------------------------
 
     def pull(
@@ -480,7 +518,7 @@ class RegistryClient:
             target.exists() and (not target.is_dir() or any(target.iterdir()))
         ):
             raise InvalidRequestError(f"{target} exists and is not an empty directory")
-        version = self.show(ref)
+        version = self.show(ref, unsafe=unsafe_skip_verify)  # the registry audits the bypass
         files = self._verified_manifest(parsed, version)
         if version.state in ("rejected", "revoked"):
             raise PullVerificationError(

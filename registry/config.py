@@ -62,6 +62,9 @@ class Settings(BaseSettings):
         "(awskms:, gcpkms:, hsm:, …) with signing_key_pub. Default: DATA_DIR/registry.key, "
         "generated on first start. Every replica must use the same key.",
     )
+    audit_checkpoint_seconds: float = Field(
+        default=3600, ge=0, description="Sign an audit-log checkpoint this often (0: never)."
+    )
     signing_key_pub: Path | None = Field(
         default=None, description="PEM public key of a signer-URI signing key."
     )

@@ -251,3 +251,32 @@ class AliasEvent(Base):
     to_version: Mapped[str] = mapped_column(String(72))
     actor: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class AuditEntry(Base):
+    """One entry of the append-only audit log; ``hash`` chains it to the previous entry."""
+
+    __tablename__ = "audit_log"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(Timestamp)
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(1024))
+    outcome: Mapped[str] = mapped_column(String(32))
+    request_id: Mapped[str] = mapped_column(String(64))
+    details: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditCheckpoint(Base):
+    """A registry-signed statement of the log's length and head hash."""
+
+    __tablename__ = "audit_checkpoints"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    head_hash: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(Timestamp)
+    bundle: Mapped[bytes] = mapped_column(LargeBinary)

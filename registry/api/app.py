@@ -13,14 +13,24 @@ from fastapi.concurrency import run_in_threadpool
 from attest import keys
 from registry import __version__
 from registry.api import problems
+from registry.api.audit import AuditMiddleware
 from registry.api.deps import Services
 from registry.api.limits import BodyLimitMiddleware
-from registry.api.routes import attestations, health, releases, tokens, uploads, versions
+from registry.api.routes import (
+    attestations,
+    audit,
+    health,
+    releases,
+    tokens,
+    uploads,
+    versions,
+)
 from registry.api.schemas import PROBLEM_RESPONSES
 from registry.config import Settings
 from registry.db import make_engine, make_sessionmaker
 from registry.services import TokenService, UploadService, VersionService
 from registry.services.attestations import AttestationService
+from registry.services.audit import AuditService
 from registry.services.common import Clock, utcnow
 from registry.services.keys import load_registry_signer
 from registry.services.lifecycle import LifecycleService
@@ -48,6 +58,7 @@ def create_app(
     scans = ScanService(sessions, blob_store, signer, clock=clock)
     versions_service = VersionService(sessions, blob_store, settings, clock=clock, scanner=scans)
     attestation_service = AttestationService(sessions, versions_service, settings, clock=clock)
+    audit_service = AuditService(sessions, signer, clock=clock)
     services = Services(
         settings=settings,
         tokens=TokenService(sessions, clock=clock),
@@ -55,6 +66,7 @@ def create_app(
         versions=versions_service,
         attestations=attestation_service,
         lifecycle=LifecycleService(sessions, versions_service, clock=clock),
+        audit=audit_service,
         releases=ReleaseService(
             sessions, versions_service, attestation_service, signer, clock=clock
         ),
@@ -64,13 +76,16 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        task = None
+        tasks = []
         if expiry_interval:
-            task = asyncio.create_task(_expire_uploads(services.uploads, expiry_interval))
+            tasks.append(asyncio.create_task(_expire_uploads(services.uploads, expiry_interval)))
+        if settings.audit_checkpoint_seconds:
+            tasks.append(asyncio.create_task(
+                _checkpoints(audit_service, settings.audit_checkpoint_seconds)))  # fmt: skip
         try:
             yield
         finally:
-            if task is not None:
+            for task in tasks:
                 task.cancel()
             engine.dispose()
 
@@ -81,6 +96,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.services = services
+    app.add_middleware(AuditMiddleware, audit=audit_service)
     app.add_middleware(
         BodyLimitMiddleware,
         default_limit=settings.max_json_bytes,
@@ -93,7 +109,17 @@ def create_app(
     app.include_router(attestations.router, responses=PROBLEM_RESPONSES)
     app.include_router(releases.router, responses=PROBLEM_RESPONSES)
     app.include_router(tokens.router, responses=PROBLEM_RESPONSES)
+    app.include_router(audit.router, responses=PROBLEM_RESPONSES)
     return app
+
+
+async def _checkpoints(audit: AuditService, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await run_in_threadpool(audit.checkpoint)
+        except Exception:
+            log.exception("audit checkpoint failed")
 
 
 async def _expire_uploads(uploads: UploadService, interval: float) -> None:

@@ -12,6 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from registry.config import Settings
 from registry.services import Principal, TokenService, UploadService, VersionService
 from registry.services.attestations import AttestationService
+from registry.services.audit import AuditService
 from registry.services.lifecycle import LifecycleService
 from registry.services.releases import ReleaseService
 
@@ -25,6 +26,7 @@ class Services:
     attestations: AttestationService
     releases: ReleaseService
     lifecycle: LifecycleService
+    audit: AuditService
     registry_key_pem: str
     registry_key_fingerprint: str
 
@@ -38,11 +40,14 @@ _bearer = HTTPBearer(auto_error=False, description="An API token: `ms_<id>_<secr
 
 
 async def get_principal(
+    request: Request,
     services: Annotated[Services, Depends(get_services)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     token = credentials.credentials if credentials is not None else None
-    return await run_in_threadpool(services.tokens.authenticate, token)
+    principal = await run_in_threadpool(services.tokens.authenticate, token)
+    request.state.principal = principal  # for the audit log
+    return principal
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]

@@ -42,6 +42,7 @@ class Action(StrEnum):
     PUSH = "push"
     ATTEST = "attest"
     RELEASE = "release"
+    AUDIT = "audit"
     ADMINISTER = "administer"
 
 
@@ -50,7 +51,7 @@ _ALLOWED: dict[Role, frozenset[Action]] = {
     Role.PUBLISHER: frozenset({Action.READ, Action.PUSH, Action.ATTEST}),
     Role.RELEASER: frozenset({Action.READ, Action.RELEASE}),
     Role.DEPLOYER: frozenset({Action.READ}),
-    Role.AUDITOR: frozenset({Action.READ}),
+    Role.AUDITOR: frozenset({Action.READ, Action.AUDIT}),
 }
 
 

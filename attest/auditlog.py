@@ -1,0 +1,71 @@
+"""The audit log's hash chain, verifiable without the registry's code.
+
+Entry ``n`` has ``hash = sha256(prev_hash || canonical_json(fields))`` with ``prev_hash`` the
+hash of entry ``n-1`` (64 zeros for the first). A checkpoint is a registry-signed in-toto
+statement whose subject digest is the head hash and whose predicate names the entry count.
+Editing, deleting or reordering any entry breaks the chain at that entry; truncating the end
+breaks the match with the newest checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from attest.errors import VerificationError
+from attest.jsonsafe import dumps_canonical
+from attest.statement import Statement
+
+GENESIS = "0" * 64
+CHECKPOINT_PREDICATE = "https://modelseal.dev/attestation/audit-checkpoint/v1"
+FIELDS = ("seq", "at", "actor", "action", "target", "outcome", "request_id", "details")
+
+
+class AuditChainError(VerificationError):
+    """The chain is broken; ``facts["seq"]`` is the first bad entry."""
+
+
+def entry_hash(prev_hash: str, entry: Mapping[str, Any]) -> str:
+    body = dumps_canonical({k: entry[k] for k in FIELDS})
+    return hashlib.sha256(bytes.fromhex(prev_hash) + body).hexdigest()
+
+
+def verify_chain(entries: Sequence[Mapping[str, Any]], checkpoint: Statement | None) -> str:
+    """Check every link and the newest checkpoint; returns the head hash.
+
+    Raises:
+        AuditChainError: naming the first entry that was edited, removed or moved, or a head
+            that does not match the checkpoint.
+    """
+    previous = GENESIS
+    expected_seq = 1
+    for entry in entries:
+        seq = int(entry["seq"])
+        if seq != expected_seq:
+            raise AuditChainError(
+                f"entry {expected_seq} is missing or out of order (found {seq} in its place)",
+                seq=expected_seq,
+            )
+        if entry.get("prev_hash") != previous:
+            raise AuditChainError(
+                f"entry {seq} does not follow entry {seq - 1} (prev_hash differs)", seq=seq
+            )
+        if entry_hash(previous, entry) != entry.get("hash"):
+            raise AuditChainError(f"entry {seq} was modified (its hash does not match)", seq=seq)
+        previous = str(entry["hash"])
+        expected_seq += 1
+    if checkpoint is not None:
+        count = int(checkpoint.predicate.get("count", -1))
+        if count > len(entries):
+            raise AuditChainError(
+                f"the signed checkpoint covers {count} entries, the log has {len(entries)}: "
+                f"entries {len(entries) + 1}..{count} were removed",
+                seq=len(entries) + 1,
+            )
+        head = str(entries[count - 1]["hash"]) if count > 0 else GENESIS
+        if head != checkpoint.subject.sha256:
+            raise AuditChainError(
+                f"entry {count} does not match the signed checkpoint's head", seq=count
+            )
+    return previous

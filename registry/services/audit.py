@@ -1,0 +1,129 @@
+"""The append-only, hash-chained audit log and its registry-signed checkpoints."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from attest.auditlog import CHECKPOINT_PREDICATE, GENESIS, entry_hash
+from attest.signing import Signer
+from attest.statement import make_statement
+from registry.db import transaction
+from registry.models import AuditCheckpoint, AuditEntry
+from registry.services.auth import Action, Principal
+from registry.services.common import Clock, aware, utcnow
+
+_APPEND_LOCK = 0x617564697421  # pg_advisory_xact_lock key: one appender at a time
+
+
+class AuditService:
+    def __init__(
+        self, sessions: sessionmaker[Session], signer: Signer, *, clock: Clock = utcnow
+    ) -> None:
+        self._sessions = sessions
+        self._signer = signer
+        self._clock = clock
+
+    def append(
+        self,
+        *,
+        actor: str,
+        action: str,
+        target: str,
+        outcome: str,
+        request_id: str,
+        details: dict[str, Any] | None = None,
+    ) -> int:
+        """Append one entry; concurrent writers are serialized so the chain never forks."""
+        with transaction(self._sessions) as session:
+            if session.get_bind().dialect.name == "postgresql":
+                session.execute(select(_advisory_lock()))
+            last = session.execute(
+                select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)
+            ).one_or_none()
+            seq, previous = (last[0] + 1, last[1]) if last else (1, GENESIS)
+            at = self._clock().astimezone(UTC).isoformat(timespec="microseconds")
+            fields = {
+                "seq": seq,
+                "at": at,
+                "actor": actor[:128],
+                "action": action[:64],
+                "target": target[:1024],
+                "outcome": outcome[:32],
+                "request_id": request_id[:64],
+                "details": json.dumps(details or {}, sort_keys=True)[:8192],
+            }
+            session.add(
+                AuditEntry(
+                    at=datetime.fromisoformat(at),
+                    prev_hash=previous,
+                    hash=entry_hash(previous, fields),
+                    **{k: v for k, v in fields.items() if k != "at"},
+                )
+            )
+        return seq
+
+    def entries(
+        self, principal: Principal, *, after: int = 0, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        principal.require(Action.AUDIT, None)
+        with self._sessions() as session:
+            rows = session.execute(
+                select(AuditEntry)
+                .where(AuditEntry.seq > after)
+                .order_by(AuditEntry.seq)
+                .limit(min(limit, 10_000))
+            ).scalars()
+            return [as_dict(r) for r in rows]
+
+    def checkpoint(self) -> dict[str, Any]:
+        """Sign the current head (periodically and on demand)."""
+        with self._sessions() as session:
+            last = session.execute(
+                select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)
+            ).one_or_none()
+        count, head = (int(last[0]), str(last[1])) if last else (0, GENESIS)
+        now = self._clock()
+        statement = make_statement(
+            name="modelseal/audit-log",
+            root_digest=head,
+            predicate_type=CHECKPOINT_PREDICATE,
+            predicate={"count": count, "at": now.isoformat()},
+        )
+        bundle = self._signer.sign(statement)
+        with transaction(self._sessions) as session:
+            session.add(AuditCheckpoint(seq=count, head_hash=head, at=now, bundle=bundle.raw))
+        return {"count": count, "head": head, "bundle": bundle.raw.decode()}
+
+    def latest_checkpoint(self, principal: Principal) -> bytes | None:
+        principal.require(Action.AUDIT, None)
+        with self._sessions() as session:
+            row = session.execute(
+                select(AuditCheckpoint).order_by(AuditCheckpoint.id.desc()).limit(1)
+            ).scalar_one_or_none()
+            return None if row is None else row.bundle
+
+
+def as_dict(row: AuditEntry) -> dict[str, Any]:
+    return {
+        "seq": row.seq,
+        "at": aware(row.at).astimezone(UTC).isoformat(timespec="microseconds"),
+        "actor": row.actor,
+        "action": row.action,
+        "target": row.target,
+        "outcome": row.outcome,
+        "request_id": row.request_id,
+        "details": row.details,
+        "prev_hash": row.prev_hash,
+        "hash": row.hash,
+    }
+
+
+def _advisory_lock() -> Any:
+    from sqlalchemy import func
+
+    return func.pg_advisory_xact_lock(_APPEND_LOCK)
