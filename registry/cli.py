@@ -629,6 +629,25 @@ def alias_set(
     err.print(f"{artifact}@{alias}: {move.from_version or '(new)'} -> {move.to_version}")
 
 
+@alias_app.command("list")
+def alias_list(
+    artifact: Annotated[str, typer.Argument(help="NS/NAME")],
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Aliases of an artifact; one that points at a revoked version is flagged."""
+    namespace, _, name = artifact.partition("/")
+    with _client() as client:
+        aliases = client.list_aliases(namespace, name)
+    if as_json:
+        _print_json([a.model_dump(mode="json") for a in aliases])
+        return
+    table = Table("alias", "version", "state", "moved", "by")
+    for a in aliases:
+        state = f"[red]{a.state} (!)[/red]" if a.state != "released" else a.state
+        table.add_row(a.alias, a.version, state, a.updated_at.isoformat(), a.updated_by)
+    out.print(table)
+
+
 @alias_app.command("history")
 def alias_history(
     artifact: Annotated[str, typer.Argument(help="NS/NAME")],

@@ -208,6 +208,10 @@ def test_unsafe_and_rejected_versions_cannot_be_released(world: World, tmp_path:
     world.releaser.reject("fraud/m@2", "superseded")
     with pytest.raises(ConflictError, match="rejected by release-bot: superseded"):
         world.releaser.release("fraud/m@2")
+    for pending in (False, True):  # never pulled, not even by evaluation jobs
+        with pytest.raises(PullVerificationError, match="is rejected"):
+            world.admin.pull("fraud/m@2", tmp_path / "never", pending=pending)
+    assert not (tmp_path / "never").exists()
 
 
 def test_invalid_policy_is_refused_with_its_line(world: World) -> None:
@@ -316,6 +320,11 @@ def test_aliases_point_at_releases_and_refuse_downgrades(world: World, tmp_path:
     with pytest.raises(PullVerificationError, match="refusing a downgrade"):
         deployer.pull("fraud/m@prod", tmp_path / "b")
     assert deployer.pull("fraud/m@prod", tmp_path / "b", allow_downgrade=True).version == "1"
+    world.releaser.revoke("fraud/m@1", "bad calibration")
+    flagged = {a.alias: a.state for a in world.admin.list_aliases("fraud", "m")}
+    assert flagged == {"prod": "revoked"}  # an alias at a revoked version is flagged
+    with pytest.raises(PullVerificationError, match="revoked: revoked by release-bot"):
+        deployer.pull("fraud/m@prod", tmp_path / "c", allow_downgrade=True)
     history = world.admin.alias_history("fraud", "m", "prod")
     assert [(h.from_version, h.to_version, h.actor) for h in history] == [
         (None, "2", "release-bot"),
