@@ -64,6 +64,17 @@ def _transfer(label: str, enabled: bool) -> Any:
         yield (on_total, advance)
 
 
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _client() -> RegistryClient:
     return RegistryClient.from_env()
 
@@ -91,6 +102,13 @@ def serve(
     tls_cert: Annotated[Path | None, typer.Option(help="TLS certificate (PEM).")] = None,
     tls_key: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
     workers: Annotated[int, typer.Option(help="uvicorn worker processes.")] = 1,
+    insecure_plain_http: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-plain-http",
+            help="Allow plain HTTP on a non-loopback address (tokens travel in clear text).",
+        ),
+    ] = False,
 ) -> None:
     """Run the registry. On first start it migrates the database and writes an admin token."""
     import uvicorn
@@ -106,6 +124,13 @@ def serve(
         overrides["storage"] = storage
     if bool(tls_cert) != bool(tls_key):
         _fail("--tls-cert and --tls-key go together")
+    if not tls_cert and not _is_loopback(host):
+        if not insecure_plain_http:
+            _fail(
+                f"refusing plain HTTP on {host}: give --tls-cert/--tls-key, or "
+                "--insecure-plain-http behind a TLS-terminating proxy"
+            )
+        err.print(f"[red]WARNING[/red]: serving plain HTTP on {host}; API tokens are not encrypted")
     settings = Settings(**overrides)
     try:
         written = bootstrap(settings)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import ssl
 import uuid
 import warnings
 from collections.abc import Callable, Sequence
@@ -109,10 +110,13 @@ class RegistryClient:
         if token:
             headers["Authorization"] = f"Bearer {token}"
         limits = httpx.Limits(max_connections=max(8, workers * 2))
+        tls: bool | ssl.SSLContext = (
+            ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
+        )
         self._http = httpx.Client(
             base_url=url.rstrip("/"),
             headers=headers,
-            verify=verify,
+            verify=tls,
             timeout=httpx.Timeout(timeout, connect=30.0),
             transport=transport,
             limits=limits,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import ssl
 import stat
 import subprocess
 import sys
@@ -22,8 +23,11 @@ embedded = pytest.mark.parametrize("backend", ["sqlite-local"], indirect=True)
 def run(
     live: Live | None, *args: str, token: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("MODELSEAL_") or k == "MODELSEAL_CONFIG_DIR"}  # fmt: skip
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("MODELSEAL_") or k == "MODELSEAL_CONFIG_DIR"
+    }
     if live is not None:
         env["MODELSEAL_URL"] = live.url
         env["MODELSEAL_TOKEN"] = token if token is not None else live.admin_token
@@ -49,8 +53,15 @@ def test_push_prints_the_root_digest_last_and_pull_restores_the_files(
     assert "skipping .git" in pushed.stderr
 
     target = tmp_path / "deploy"
-    pulled = run(live, "pull", "vision/tiny@1.0.0", "--to", str(target), "--no-progress",
-                 "--unsafe-skip-verify")  # fmt: skip
+    pulled = run(
+        live,
+        "pull",
+        "vision/tiny@1.0.0",
+        "--to",
+        str(target),
+        "--no-progress",
+        "--unsafe-skip-verify",
+    )
     assert pulled.returncode == 0, pulled.stderr
     for source in model_dir.rglob("*"):
         if source.is_file() and ".git" not in source.parts:
@@ -195,8 +206,15 @@ def test_signed_push_interoperates_with_model_signing(
         ("training-ci", keygen.stdout.strip())
     ]
 
-    pushed = run(live, "push", str(model_dir), "vision/tiny@1", "--no-progress",
-                 "--sign-key", str(tmp_path / "ci.key"))  # fmt: skip
+    pushed = run(
+        live,
+        "push",
+        str(model_dir),
+        "vision/tiny@1",
+        "--no-progress",
+        "--sign-key",
+        str(tmp_path / "ci.key"),
+    )
     assert pushed.returncode == 0, pushed.stderr
     assert "OMS signature attached" in pushed.stderr
     target = tmp_path / "deploy"
@@ -204,15 +222,35 @@ def test_signed_push_interoperates_with_model_signing(
     assert pulled.returncode == 0, pulled.stderr
     evidence = tmp_path / "evidence"
     oms_type = "https://model_signing/signature/v1.0"
-    saved = run(live, "attestations", "vision/tiny@1", "--save", str(evidence), "--json",
-                "--predicate-type", oms_type)  # fmt: skip
+    saved = run(
+        live,
+        "attestations",
+        "vision/tiny@1",
+        "--save",
+        str(evidence),
+        "--json",
+        "--predicate-type",
+        oms_type,
+    )
     assert saved.returncode == 0, saved.stderr
     [bundle_file] = list(evidence.iterdir())
     verify = subprocess.run(
-        [sys.executable, "-m", "model_signing", "verify", "key", "--public_key",
-         str(tmp_path / "ci.pub"), "--signature", str(bundle_file), str(target)],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "model_signing",
+            "verify",
+            "key",
+            "--public_key",
+            str(tmp_path / "ci.pub"),
+            "--signature",
+            str(bundle_file),
+            str(target),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert verify.returncode == 0, verify.stdout + verify.stderr
 
     # The other direction: model_signing signs, modelseal pushes with --signature.
@@ -221,13 +259,26 @@ def test_signed_push_interoperates_with_model_signing(
     (other / "extra.txt").write_text("more")
     signature = tmp_path / "other.sig"
     signed = subprocess.run(
-        [sys.executable, "-m", "model_signing", "sign", "key", "--private_key",
-         str(tmp_path / "ci.key"), "--signature", str(signature), str(other)],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "model_signing",
+            "sign",
+            "key",
+            "--private_key",
+            str(tmp_path / "ci.key"),
+            "--signature",
+            str(signature),
+            str(other),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert signed.returncode == 0, signed.stdout + signed.stderr
-    ok = run(live, "push", str(other), "vision/tiny@2", "--no-progress",
-             "--signature", str(signature))  # fmt: skip
+    ok = run(
+        live, "push", str(other), "vision/tiny@2", "--no-progress", "--signature", str(signature)
+    )
     assert ok.returncode == 0, ok.stderr
     oms = json.loads(
         run(live, "attestations", "vision/tiny@2", "--json", "--predicate-type", oms_type).stdout
@@ -236,12 +287,14 @@ def test_signed_push_interoperates_with_model_signing(
 
     # A signature over other files is refused before anything is uploaded.
     (other / "late.txt").write_text("added after signing")
-    refused = run(live, "push", str(other), "vision/tiny@3", "--no-progress",
-                  "--signature", str(signature))  # fmt: skip
+    refused = run(
+        live, "push", str(other), "vision/tiny@3", "--no-progress", "--signature", str(signature)
+    )
     assert refused.returncode == 1
     assert "not signed: late.txt" in refused.stderr
-    assert "3" not in [v["version"] for v in json.loads(
-        run(live, "list", "vision/tiny", "--json").stdout)]  # fmt: skip
+    assert "3" not in [
+        v["version"] for v in json.loads(run(live, "list", "vision/tiny", "--json").stdout)
+    ]
 
 
 @embedded
@@ -252,18 +305,36 @@ def test_attest_evaluation_results(live: Live, model_dir: Path, tmp_path: Path) 
     metrics = tmp_path / "result.json"
     metrics.write_text(json.dumps({"result": "PASSED", "metrics": {"accuracy": 0.93}}))
     test_result = "https://in-toto.io/attestation/test-result/v0.1"
-    attested = run(live, "attest", "vision/tiny@1", "--predicate-type", test_result,
-                   "--predicate", str(metrics),
-                   "--sign-key", str(tmp_path / "eval.key"))  # fmt: skip
+    attested = run(
+        live,
+        "attest",
+        "vision/tiny@1",
+        "--predicate-type",
+        test_result,
+        "--predicate",
+        str(metrics),
+        "--sign-key",
+        str(tmp_path / "eval.key"),
+    )
     assert attested.returncode == 0, attested.stderr
     assert attested.stdout.startswith("sha256:")
-    unsigned = run(live, "attest", "vision/tiny@1", "--predicate-type", "x", "--predicate",
-                   str(metrics))  # fmt: skip
+    unsigned = run(
+        live, "attest", "vision/tiny@1", "--predicate-type", "x", "--predicate", str(metrics)
+    )
     assert unsigned.returncode == 1
     assert "needs --sign-key FILE or --sigstore" in unsigned.stderr
     run(live, "keygen", str(tmp_path / "rogue"))
-    rogue = run(live, "attest", "vision/tiny@1", "--predicate-type", "x", "--predicate",
-                str(metrics), "--sign-key", str(tmp_path / "rogue.key"))  # fmt: skip
+    rogue = run(
+        live,
+        "attest",
+        "vision/tiny@1",
+        "--predicate-type",
+        "x",
+        "--predicate",
+        str(metrics),
+        "--sign-key",
+        str(tmp_path / "rogue.key"),
+    )
     assert rogue.returncode == 1
     assert "not a trusted key" in rogue.stderr
 
@@ -283,23 +354,51 @@ def test_verify_signature_offline(model_dir: Path, tmp_path: Path) -> None:
     """An auditor checks a local copy against an OMS bundle with only a public key."""
     signed = subprocess.run(
         [sys.executable, "-m", "registry", "keygen", str(tmp_path / "ci")],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert signed.returncode == 0
     sig = tmp_path / "model.sig"
     made = subprocess.run(
-        [sys.executable, "-m", "model_signing", "sign", "key", "--private_key",
-         str(tmp_path / "ci.key"), "--signature", str(sig), str(model_dir)],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "model_signing",
+            "sign",
+            "key",
+            "--private_key",
+            str(tmp_path / "ci.key"),
+            "--signature",
+            str(sig),
+            str(model_dir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert made.returncode == 0, made.stderr
-    ok = run(None, "verify-signature", str(model_dir), "--signature", str(sig),
-             "--key", str(tmp_path / "ci.pub"))  # fmt: skip
+    ok = run(
+        None,
+        "verify-signature",
+        str(model_dir),
+        "--signature",
+        str(sig),
+        "--key",
+        str(tmp_path / "ci.pub"),
+    )
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.startswith("sha256:")
     (model_dir / "config.json").write_text("{}")
-    bad = run(None, "verify-signature", str(model_dir), "--signature", str(sig),
-              "--key", str(tmp_path / "ci.pub"))  # fmt: skip
+    bad = run(
+        None,
+        "verify-signature",
+        str(model_dir),
+        "--signature",
+        str(sig),
+        "--key",
+        str(tmp_path / "ci.pub"),
+    )
     assert bad.returncode == 1
     assert "different: config.json" in bad.stderr
     nothing = run(None, "verify-signature", str(model_dir), "--signature", str(sig))
@@ -329,3 +428,154 @@ def test_scan_command(model_dir: Path, tmp_path: Path) -> None:
     assert single.returncode == 1
     assert json.loads(single.stdout)["files"][0]["format"] == "pickle"
     assert not sentinel.exists()
+
+
+def test_serve_refuses_plain_http_on_a_public_address(tmp_path: Path) -> None:
+    refused = run(
+        None,
+        "serve",
+        "--data-dir",
+        str(tmp_path / "d"),
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(free_port()),
+    )
+    assert refused.returncode == 1
+    assert "refusing plain HTTP on 0.0.0.0" in refused.stderr
+    assert not (tmp_path / "d").exists()  # nothing was set up
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A CA and a server certificate for 127.0.0.1, made here."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "modelseal test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(2)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = (tmp_path / "ca.pem", tmp_path / "server.pem", tmp_path / "server.key")
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return paths
+
+
+def test_tls_serve_and_a_client_that_verifies_it(tmp_path: Path, model_dir: Path) -> None:
+    ca, cert, key = _self_signed(tmp_path)
+    port = free_port()
+    data = tmp_path / "data"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "registry",
+            "serve",
+            "--data-dir",
+            str(data),
+            "--port",
+            str(port),
+            "--tls-cert",
+            str(cert),
+            "--tls-key",
+            str(key),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"https://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                context = ssl.create_default_context(cafile=str(ca))
+                if httpx.get(f"{url}/health", verify=context, timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline and proc.poll() is None, "TLS serve did not start"
+            time.sleep(0.1)
+        token = (data / "admin-token").read_text().strip()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MODELSEAL_")}
+        env.update(
+            MODELSEAL_URL=url, MODELSEAL_TOKEN=token, MODELSEAL_CONFIG_DIR=str(tmp_path / "cfg")
+        )
+        untrusted = subprocess.run(
+            [sys.executable, "-m", "registry", "list"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert untrusted.returncode == 1
+        assert "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr or "certificate" in untrusted.stderr
+        env["MODELSEAL_CA_BUNDLE"] = str(ca)
+        pushed = subprocess.run(
+            [sys.executable, "-m", "registry", "push", str(model_dir), "ns/m@1", "--no-progress"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert pushed.returncode == 0, pushed.stderr
+        pulled = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "registry",
+                "pull",
+                "ns/m@1",
+                "--to",
+                str(tmp_path / "out"),
+                "--no-progress",
+                "--unsafe-skip-verify",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert pulled.returncode == 0, pulled.stderr
+        assert (tmp_path / "out" / "config.json").read_bytes() == (
+            model_dir / "config.json"
+        ).read_bytes()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
