@@ -146,3 +146,18 @@ def test_concurrent_writers_never_fork_the_chain(pg_url: str, tmp_path: Path) ->
     engine.dispose()
     assert [e["seq"] for e in entries] == list(range(1, 81))
     verify_chain(entries, None)
+
+
+def test_unsafe_skip_verify_is_recorded(live: Live, model_dir: Path, tmp_path: Path) -> None:
+    import warnings
+
+    with live.client() as client:
+        client.push(model_dir, "ns/m@1")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            client.pull("ns/m@1", tmp_path / "out", unsafe_skip_verify=True)
+        assert any("UNSAFE" in str(w.message) for w in caught)
+        entries = client.audit_entries()
+    assert [e["target"] for e in entries if e["action"] == "unsafe_skip_verify"] == [
+        "/v1/namespaces/ns/artifacts/m/versions/1"
+    ]
