@@ -111,7 +111,14 @@ def _jsonable(facts: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, str | int | float | bool) or value is None:
             out[key] = value
         elif isinstance(value, list | tuple):
-            out[key] = [v if isinstance(v, str | int | float | bool) else str(v) for v in value]
+            out[key] = [
+                v
+                if isinstance(v, str | int | float | bool)
+                else {str(k): str(x) for k, x in v.items()}
+                if isinstance(v, dict)
+                else str(v)
+                for v in value
+            ]
         else:
             out[key] = str(value)
     return out

@@ -210,6 +210,7 @@ class ReleaseService:
             raise ReleaseRefusedError(
                 f"{record.ref} cannot be released:\n{text}",
                 reasons=[str(r) for r in reasons],
+                links=[{"link": r.link, "message": r.message} for r in reasons],
             )
         now = self._clock()
         statement = make_statement(

@@ -149,6 +149,9 @@ def test_a_complete_chain_is_released_and_signed(world: World) -> None:
 def test_missing_evaluation(world: World) -> None:
     world.model(deps=[("fraud/tx@3", world.dataset())], accuracy=None)
     assert _reasons(world.releaser, "fraud/m@1") == ["evaluation: missing"]
+    with pytest.raises(ReleaseRefusedError) as refused:
+        world.releaser.release("fraud/m@1")
+    assert refused.value.facts["links"] == [{"link": "evaluation", "message": "missing"}]
     assert "evaluation: missing" in (world.admin.show("fraud/m@1").state_reason or "")
 
 
