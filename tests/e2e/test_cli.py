@@ -41,6 +41,13 @@ def run(
 
 
 @embedded
+def model_signing(*args: str) -> subprocess.CompletedProcess[str]:
+    """The model_signing CLI, the interop oracle."""
+    return subprocess.run(
+        [sys.executable, "-m", "model_signing", *args], capture_output=True, text=True, timeout=120
+    )
+
+
 def test_push_prints_the_root_digest_last_and_pull_restores_the_files(
     live: Live, model_dir: Path, tmp_path: Path
 ) -> None:
@@ -234,22 +241,14 @@ def test_signed_push_interoperates_with_model_signing(
     )
     assert saved.returncode == 0, saved.stderr
     [bundle_file] = list(evidence.iterdir())
-    verify = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "model_signing",
-            "verify",
-            "key",
-            "--public_key",
-            str(tmp_path / "ci.pub"),
-            "--signature",
-            str(bundle_file),
-            str(target),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    verify = model_signing(
+        "verify",
+        "key",
+        "--public_key",
+        str(tmp_path / "ci.pub"),
+        "--signature",
+        str(bundle_file),
+        str(target),
     )
     assert verify.returncode == 0, verify.stdout + verify.stderr
 
@@ -258,22 +257,14 @@ def test_signed_push_interoperates_with_model_signing(
     shutil.copytree(model_dir, other)
     (other / "extra.txt").write_text("more")
     signature = tmp_path / "other.sig"
-    signed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "model_signing",
-            "sign",
-            "key",
-            "--private_key",
-            str(tmp_path / "ci.key"),
-            "--signature",
-            str(signature),
-            str(other),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    signed = model_signing(
+        "sign",
+        "key",
+        "--private_key",
+        str(tmp_path / "ci.key"),
+        "--signature",
+        str(signature),
+        str(other),
     )
     assert signed.returncode == 0, signed.stdout + signed.stderr
     ok = run(
@@ -360,22 +351,14 @@ def test_verify_signature_offline(model_dir: Path, tmp_path: Path) -> None:
     )
     assert signed.returncode == 0
     sig = tmp_path / "model.sig"
-    made = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "model_signing",
-            "sign",
-            "key",
-            "--private_key",
-            str(tmp_path / "ci.key"),
-            "--signature",
-            str(sig),
-            str(model_dir),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    made = model_signing(
+        "sign",
+        "key",
+        "--private_key",
+        str(tmp_path / "ci.key"),
+        "--signature",
+        str(sig),
+        str(model_dir),
     )
     assert made.returncode == 0, made.stderr
     ok = run(
