@@ -62,6 +62,12 @@ class Settings(BaseSettings):
         "(awskms:, gcpkms:, hsm:, …) with signing_key_pub. Default: DATA_DIR/registry.key, "
         "generated on first start. Every replica must use the same key.",
     )
+    rate_per_token: float = Field(default=200, ge=0, description="Requests/s per token (0: off).")
+    burst_per_token: float = Field(default=1000, ge=1)
+    rate_per_address: float = Field(
+        default=400, ge=0, description="Requests/s per client address, authenticated or not."
+    )
+    burst_per_address: float = Field(default=2000, ge=1)
     audit_checkpoint_seconds: float = Field(
         default=3600, ge=0, description="Sign an audit-log checkpoint this often (0: never)."
     )

@@ -20,6 +20,7 @@
     ├── VersionUnavailableError       410 version-unavailable (rejected or revoked)
     ├── PayloadTooLargeError          413 payload-too-large
     ├── UploadOffsetError             416 upload-offset-mismatch
+    ├── RateLimitedError              429 rate-limited (facts.retry_after: seconds)
     ├── StorageUnavailableError       503 storage-unavailable
     ├── PullVerificationError         (SDK only) a pulled file did not match its digest
     └── ConnectionFailedError         (SDK only) the registry could not be reached
@@ -128,6 +129,10 @@ class UploadOffsetError(RegistryError):
     """A chunk does not start where the upload session currently ends."""
 
 
+class RateLimitedError(RegistryError):
+    """Too many requests; retry after ``facts["retry_after"]`` seconds."""
+
+
 class StorageUnavailableError(RegistryError):
     """The blob store failed or could not be reached."""
 
@@ -161,6 +166,7 @@ PROBLEMS: dict[type[RegistryError], tuple[int, str]] = {
     VersionUnavailableError: (410, "version-unavailable"),
     PayloadTooLargeError: (413, "payload-too-large"),
     UploadOffsetError: (416, "upload-offset-mismatch"),
+    RateLimitedError: (429, "rate-limited"),
     StorageUnavailableError: (503, "storage-unavailable"),
     PullVerificationError: (500, "pull-verification-failed"),
     ConnectionFailedError: (503, "connection-failed"),

@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,13 +136,13 @@ class Live:
         return RegistryClient(self.url, token if token is not None else self.admin_token, **kwargs)  # type: ignore[arg-type]
 
 
-@pytest.fixture
-def live(backend: Settings) -> Iterator[Live]:
-    """The API served by uvicorn on a free loopback port, in a thread."""
-    written = bootstrap(backend)
+@contextmanager
+def serve(settings: Settings) -> Iterator[Live]:
+    """Bootstrap ``settings`` and serve the API with uvicorn on a free port, in a thread."""
+    written = bootstrap(settings)
     assert written is not None
     token = written.read_text().strip()
-    app = create_app(backend, expiry_interval=None)
+    app = create_app(settings, expiry_interval=None)
     port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
@@ -152,9 +153,18 @@ def live(backend: Settings) -> Iterator[Live]:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.02)
-    yield Live(f"http://127.0.0.1:{port}", token, backend)
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield Live(f"http://127.0.0.1:{port}", token, settings)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def live(backend: Settings) -> Iterator[Live]:
+    """The API served by uvicorn on a free loopback port, in a thread."""
+    with serve(backend) as running:
+        yield running
 
 
 # -- real model files ------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from registry.api.routes import (
 from registry.api.schemas import PROBLEM_RESPONSES
 from registry.config import Settings
 from registry.db import make_engine, make_sessionmaker
+from registry.ratelimit import TokenBuckets
 from registry.services import TokenService, UploadService, VersionService
 from registry.services.attestations import AttestationService
 from registry.services.audit import AuditService
@@ -67,6 +68,8 @@ def create_app(
         attestations=attestation_service,
         lifecycle=LifecycleService(sessions, versions_service, clock=clock),
         audit=audit_service,
+        token_limits=TokenBuckets(settings.rate_per_token, settings.burst_per_token),
+        address_limits=TokenBuckets(settings.rate_per_address, settings.burst_per_address),
         releases=ReleaseService(
             sessions, versions_service, attestation_service, signer, clock=clock
         ),

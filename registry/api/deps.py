@@ -10,6 +10,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from registry.config import Settings
+from registry.errors import RateLimitedError
+from registry.ratelimit import TokenBuckets
 from registry.services import Principal, TokenService, UploadService, VersionService
 from registry.services.attestations import AttestationService
 from registry.services.audit import AuditService
@@ -27,6 +29,8 @@ class Services:
     releases: ReleaseService
     lifecycle: LifecycleService
     audit: AuditService
+    token_limits: TokenBuckets
+    address_limits: TokenBuckets
     registry_key_pem: str
     registry_key_fingerprint: str
 
@@ -45,9 +49,19 @@ async def get_principal(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     token = credentials.credentials if credentials is not None else None
+    client = request.client.host if request.client else "unknown"
+    _limit(services.address_limits.take(client), f"address {client}")
     principal = await run_in_threadpool(services.tokens.authenticate, token)
     request.state.principal = principal  # for the audit log
+    _limit(services.token_limits.take(principal.token_id), f"token {principal.name!r}")
     return principal
+
+
+def _limit(wait: float, who: str) -> None:
+    if wait > 0:
+        raise RateLimitedError(
+            f"too many requests from {who}; retry in {wait:.1f} s", retry_after=round(wait, 3)
+        )
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -28,6 +29,7 @@ _TITLES = {
     415: "Unsupported Media Type",
     416: "Range Not Satisfiable",
     422: "Unprocessable Content",
+    429: "Too Many Requests",
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
@@ -66,8 +68,17 @@ def install(app: FastAPI) -> None:
         status, slug = problem_for(exc)
         if status >= 500:
             log.error("request %s failed: %s", request.url.path, exc.detail, exc_info=exc)
+        headers = None
+        if status == 429:
+            wait = math.ceil(float(exc.facts.get("retry_after", 1)))
+            headers = {"Retry-After": str(max(1, wait))}
         return problem_response(
-            status, slug, exc.detail, instance=request.url.path, facts=_jsonable(exc.facts)
+            status,
+            slug,
+            exc.detail,
+            instance=request.url.path,
+            facts=_jsonable(exc.facts),
+            headers=headers,
         )
 
     @app.exception_handler(RequestValidationError)

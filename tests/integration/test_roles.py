@@ -23,7 +23,7 @@ from registry.models import (
 )
 from tests.conftest import Live
 
-pytestmark = pytest.mark.parametrize("backend", ["sqlite-local"], indirect=True)
+embedded = pytest.mark.parametrize("backend", ["sqlite-local"], indirect=True)
 
 V = "/v1/namespaces/ns/artifacts/m/versions/1"
 ROLES = ("admin", "publisher", "releaser", "deployer", "auditor")
@@ -124,6 +124,7 @@ def tokens(live: Live, model_dir: Path) -> dict[str, str]:
     return made
 
 
+@embedded
 def test_role_matrix(live: Live, tokens: dict[str, str]) -> None:
     db = live.settings.resolved_database_url
     with httpx.Client(base_url=live.url, timeout=60) as http:
@@ -161,6 +162,7 @@ def test_no_token_or_a_bad_one_is_401(live: Live, header: str | None) -> None:
             assert http.request(method, path, headers=headers).status_code == 401
 
 
+@embedded
 def test_token_lifecycle_from_the_cli(live: Live) -> None:
     import subprocess
     import sys
@@ -188,3 +190,30 @@ def test_token_lifecycle_from_the_cli(live: Live) -> None:
     assert denied.returncode == 1 and "valid API token is required" in denied.stderr
     refused = run("token", "create", "--role", "auditor", token=created.stdout.strip())
     assert refused.returncode == 1
+
+
+def test_rate_limits_answer_429_with_retry_after(tmp_path: Path) -> None:
+    from registry.config import Settings
+    from tests.conftest import serve
+
+    settings = Settings(
+        data_dir=tmp_path / "limited",
+        rate_per_token=0.01,
+        burst_per_token=3,
+        rate_per_address=0.01,
+        burst_per_address=6,
+    )
+    with serve(settings) as live, httpx.Client(base_url=live.url) as http:
+        headers = {"Authorization": f"Bearer {live.admin_token}"}
+        codes = [http.get("/v1/namespaces", headers=headers).status_code for _ in range(4)]
+        assert codes == [200, 200, 200, 429]
+        answer = http.get("/v1/namespaces", headers=headers)
+        assert answer.headers["retry-after"] == "100"
+        assert answer.json()["type"].endswith("/rate-limited")
+        # guessing tokens from the same address runs into the address limit as well
+        guess = {"Authorization": "Bearer ms_0000000000000000_guess"}
+        assert [http.get("/v1/namespaces", headers=guess).status_code for _ in range(2)] == [
+            401,
+            429,
+        ]
+        assert http.get("/health").status_code == 200  # liveness is never limited
