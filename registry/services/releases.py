@@ -35,12 +35,14 @@ from registry.errors import (
 from registry.models import Attestation, NamespacePolicy, Version
 from registry.names import parse_ref
 from registry.services.attestations import AttestationService
-from registry.services.auth import Action, Principal
+from registry.services.auth import Action, Principal, Role
 from registry.services.common import Clock, aware, ensure_namespace, get_namespace, utcnow
 from registry.services.scanning import REGISTRY_SIGNER, registry_attestation
 from registry.services.versions import State, VersionRecord, VersionService, version_id
 
 MAX_POLICY_BYTES = 256 * 1024
+#: The registry's own read-only view, used by the gate to resolve dependencies.
+GATE = Principal(token_id="-", name="release-gate", role=Role.AUDITOR, namespace=None)  # noqa: S106
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,8 +178,10 @@ class ReleaseService:
 
         def resolve(ref: str) -> Subject | None:
             try:
-                target = self._versions.resolve(principal, parse_ref(ref))
-            except RegistryError:  # unknown, invalid or invisible: "not registered"
+                # The gate itself may read any namespace: a dependency in another team's
+                # namespace must be verifiable by a releaser scoped to this one.
+                target = self._versions.resolve(GATE, parse_ref(ref))
+            except RegistryError:  # unknown or invalid: "not registered"
                 return None
             return load(target)
 

@@ -404,3 +404,18 @@ def test_trust_documents_are_validated(tmp_path: Path) -> None:
         parse_trust("identities:\n  a: {key: missing.pub}\n", tmp_path)
     with pytest.raises(TrustError, match="exactly one of"):
         parse_trust("identities:\n  a: {}\n", tmp_path)
+
+
+def test_a_scoped_releaser_can_verify_dependencies_in_other_namespaces(world: World) -> None:
+    """The dataset lives in another team's namespace; the gate still verifies it."""
+    world.admin.set_policy("data", POLICY)
+    root = world.tmp / "shared-ds"
+    root.mkdir()
+    (root / "rows.csv").write_text("a,b\n")
+    from registry.names import Kind
+
+    dataset = world.admin.push(root, "data/shared@1", kind=Kind.DATASET, signer=world.data)
+    world.provenance("data/shared@1", world.data, [])
+    world.admin.release("data/shared@1")
+    world.model(deps=[("data/shared@1", dataset.root_digest)])
+    assert world.releaser.release("fraud/m@1").state == "released"
