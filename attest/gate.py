@@ -100,6 +100,27 @@ def _accepted(item: Verified, accepted: tuple[str, ...] | None) -> bool:
     return accepted is not None and (ANY_SIGNER in accepted or item.signer in accepted)
 
 
+def _accepted_evidence(
+    link: str,
+    items: list[Verified],
+    accepted: tuple[str, ...] | None,
+    reasons: list[Reason],
+) -> list[Verified]:
+    """The items signed by an accepted identity; records "missing" or "signed by … which is
+    not in [...]" when there are none. A link the policy does not require (``accepted`` None)
+    yields nothing and no reason."""
+    if accepted is None:
+        return []
+    good = [i for i in items if _accepted(i, accepted)]
+    if not items:
+        reasons.append(Reason(link, "missing"))
+    elif not good:
+        reasons.append(
+            Reason(link, f"signed by {_signers(items)} which is not in [{', '.join(accepted)}]")
+        )
+    return good
+
+
 def _signers(items: Sequence[Verified]) -> str:
     return ", ".join(sorted({f"{i.signer_id} ({i.signer})" for i in items}))
 
@@ -122,59 +143,29 @@ def evaluate(
         by_type.setdefault(item.statement.predicate_type, []).append(item)
 
     # 1. OMS signature
-    if policy.signature is not None:
-        signed = by_type.get(OMS_PREDICATE_TYPE, [])
-        good = [s for s in signed if _accepted(s, policy.signature)]
-        if not signed:
-            reasons.append(Reason("signature", "missing"))
-        elif not good:
-            reasons.append(
-                Reason(
-                    "signature",
-                    f"signed by {_signers(signed)} which is not in [{', '.join(policy.signature)}]",
-                )
-            )
+    signed = _accepted_evidence(
+        "signature", by_type.get(OMS_PREDICATE_TYPE, []), policy.signature, reasons
+    )
+    if signed:
+        problems = []
+        for item in signed:
+            try:
+                check_oms(item.statement, subject.files)
+                break
+            except AttestError as exc:
+                problems.append(str(exc))
         else:
-            problems = []
-            for item in good:
-                try:
-                    check_oms(item.statement, subject.files)
-                    break
-                except AttestError as exc:
-                    problems.append(str(exc))
-            else:
-                reasons.append(Reason("signature", problems[0]))
+            reasons.append(Reason("signature", problems[0]))
 
     # 2. provenance
-    if policy.provenance is not None:
-        provenance = by_type.get(SLSA_PROVENANCE, [])
-        if not provenance:
-            reasons.append(Reason("provenance", "missing"))
-        elif not any(_accepted(p, policy.provenance) for p in provenance):
-            reasons.append(
-                Reason(
-                    "provenance",
-                    f"signed by {_signers(provenance)} which is not "
-                    f"in [{', '.join(policy.provenance)}]",
-                )
-            )
+    _accepted_evidence("provenance", by_type.get(SLSA_PROVENANCE, []), policy.provenance, reasons)
 
     # 3. evaluation
-    if policy.evaluation_signers is not None:
-        results = by_type.get(TEST_RESULT, [])
-        accepted = [r for r in results if _accepted(r, policy.evaluation_signers)]
-        if not results:
-            reasons.append(Reason("evaluation", "missing"))
-        elif not accepted:
-            reasons.append(
-                Reason(
-                    "evaluation",
-                    f"signed by {_signers(results)} which is not in "
-                    f"[{', '.join(policy.evaluation_signers)}]",
-                )
-            )
-        else:
-            reasons.extend(_thresholds(accepted[-1].statement.predicate, policy))
+    results = _accepted_evidence(
+        "evaluation", by_type.get(TEST_RESULT, []), policy.evaluation_signers, reasons
+    )
+    if results:
+        reasons.extend(_thresholds(results[-1].statement.predicate, policy))
 
     # 4. scan (the registry's own, always required)
     scans = [s for s in by_type.get(SCAN, []) if s.signer_id == subject.registry_signer_id]

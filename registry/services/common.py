@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -24,10 +25,14 @@ def aware(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
+def insert_for(session: Session) -> Any:
+    """The dialect's INSERT construct (both support ``on_conflict_do_nothing``)."""
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
 def ensure_namespace(session: Session, name: str, now: datetime) -> Namespace:
     """Get or create a namespace, safe under concurrent creators (INSERT … ON CONFLICT)."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = insert_for(session)
     session.execute(
         insert(Namespace)
         .values(name=name, created_at=now)

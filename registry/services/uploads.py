@@ -22,7 +22,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import CursorResult, Result, delete, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from registry.config import Settings
@@ -39,7 +38,7 @@ from registry.errors import (
 from registry.hashstate import ResumableSha256
 from registry.models import Blob, Namespace, NamespaceBlob, UploadPart, UploadSession
 from registry.services.auth import Action, Principal
-from registry.services.common import Clock, aware, ensure_namespace, utcnow
+from registry.services.common import Clock, aware, ensure_namespace, insert_for, utcnow
 from registry.storage import BlobStore, Part
 from registry.storage.base import Readable
 
@@ -304,8 +303,7 @@ class UploadService:
             raise
         now = self._clock()
         with transaction(self._sessions) as session:
-            dialect = session.get_bind().dialect.name
-            insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+            insert = insert_for(session)
             session.execute(
                 insert(Blob)
                 .values(digest=row.digest, size=row.size, created_at=now)

@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -28,7 +27,14 @@ from registry.errors import (
 from registry.models import Alias, Artifact, Blob, Namespace, NamespaceBlob, Version, VersionFile
 from registry.names import Kind, Ref, RefKind
 from registry.services.auth import Action, Principal
-from registry.services.common import Clock, aware, ensure_namespace, get_namespace, utcnow
+from registry.services.common import (
+    Clock,
+    aware,
+    ensure_namespace,
+    get_namespace,
+    insert_for,
+    utcnow,
+)
 from registry.storage import BlobStore
 
 
@@ -227,8 +233,7 @@ class VersionService:
     def _ensure_artifact(
         session: Session, ns: Namespace, name: str, kind: Kind, now: datetime
     ) -> Artifact:
-        dialect = session.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        insert = insert_for(session)
         session.execute(
             insert(Artifact)
             .values(namespace_id=ns.id, name=name, kind=str(kind), created_at=now)
@@ -314,8 +319,6 @@ class VersionService:
 
     def list_artifacts(self, principal: Principal, namespace: str) -> list[ArtifactRecord]:
         principal.require(Action.READ, namespace)
-        from sqlalchemy import func
-
         with self._sessions() as session:
             ns = get_namespace(session, namespace)
             rows = session.execute(

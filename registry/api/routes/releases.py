@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
 
 from registry.api.deps import PrincipalDep, ServicesDep
 from registry.api.routes.versions import public_version, version_ref
@@ -54,8 +55,6 @@ async def set_policy(
         text = (await request.body()).decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidRequestError("a policy must be UTF-8 YAML") from None
-    from fastapi.concurrency import run_in_threadpool
-
     record = await run_in_threadpool(services.releases.set_policy, principal, namespace, text)
     return _policy(record)
 
