@@ -516,8 +516,45 @@ class RegistryClient:
             PullVerificationError: the version or its evidence did not check out.
             InvalidRequestError: ``target`` exists and is not an empty directory.
         """
+        try:
+            return self._pull(ref, Path(target), progress=progress, on_total=on_total,
+                              durable=durable, registry_key=registry_key, pending=pending,
+                              allow_downgrade=allow_downgrade,
+                              unsafe_skip_verify=unsafe_skip_verify, pins=pins,
+                              local_policy=local_policy, local_trust=local_trust)  # fmt: skip
+        except PullVerificationError as exc:
+            self.report_verification_failure(ref, exc.detail)
+            raise
+
+    def report_verification_failure(self, ref: str, reason: str) -> None:
+        """Tell the registry a verified pull failed (a security event). Best effort: a failure
+        to report never hides the verification error itself."""
+        try:
+            self._request(
+                "POST",
+                "/v1/events/verification-failure",
+                json={"reference": ref[:512], "reason": reason[:4000] or "unknown"},
+            )
+        except RegistryError:
+            pass
+
+    def _pull(
+        self,
+        ref: str,
+        target: Path,
+        *,
+        progress: Progress | None,
+        on_total: Callable[[int], None] | None,
+        durable: bool,
+        registry_key: bytes | None,
+        pending: bool,
+        allow_downgrade: bool,
+        unsafe_skip_verify: bool,
+        pins: PinStore | None,
+        local_policy: str | None,
+        local_trust: Trust | None,
+    ) -> VersionPublic:
         parsed = parse_ref(ref)
-        target = Path(target)
         if target.is_symlink() or (
             target.exists() and (not target.is_dir() or any(target.iterdir()))
         ):

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MiB = 1024 * 1024
@@ -73,6 +73,30 @@ class Settings(BaseSettings):
     )
     signing_key_pub: Path | None = Field(
         default=None, description="PEM public key of a signer-URI signing key."
+    )
+    webhooks: list[str] = Field(
+        default_factory=list,
+        description='Security-event webhook URLs (JSON list: ["https://hooks.example/ms"]).',
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="HMAC-SHA256 key that signs every webhook body (required)."
+    )
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="Allow webhooks to loopback, private and link-local addresses.",
+    )
+    webhook_ca_bundle: Path | None = Field(
+        default=None, description="Extra CA bundle for https webhooks."
+    )
+    auth_failure_burst: int = Field(
+        default=20, ge=1, description="This many 401s from one address within the window …"
+    )
+    auth_failure_window_seconds: float = Field(
+        default=60, gt=0, description="… raise one auth_failure_burst security event."
+    )
+    metrics_public: bool = Field(
+        default=False,
+        description="Serve /metrics without a token (default: an admin or auditor token).",
     )
 
     @field_validator("storage")

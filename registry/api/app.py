@@ -19,6 +19,7 @@ from registry.api.limits import BodyLimitMiddleware
 from registry.api.routes import (
     attestations,
     audit,
+    events,
     health,
     releases,
     tokens,
@@ -28,6 +29,7 @@ from registry.api.routes import (
 from registry.api.schemas import PROBLEM_RESPONSES
 from registry.config import Settings
 from registry.db import make_engine, make_sessionmaker
+from registry.events import SecurityEvents
 from registry.ratelimit import TokenBuckets
 from registry.services import TokenService, UploadService, VersionService
 from registry.services.attestations import AttestationService
@@ -60,6 +62,15 @@ def create_app(
     versions_service = VersionService(sessions, blob_store, settings, clock=clock, scanner=scans)
     attestation_service = AttestationService(sessions, versions_service, settings, clock=clock)
     audit_service = AuditService(sessions, signer, clock=clock)
+    secret = settings.webhook_secret
+    security_events = SecurityEvents(
+        webhooks=settings.webhooks,
+        secret=secret.get_secret_value().encode() if secret is not None else None,
+        allow_private=settings.webhook_allow_private,
+        burst_count=settings.auth_failure_burst,
+        burst_window=settings.auth_failure_window_seconds,
+        ca_bundle=str(settings.webhook_ca_bundle) if settings.webhook_ca_bundle else None,
+    )
     services = Services(
         settings=settings,
         tokens=TokenService(sessions, clock=clock),
@@ -75,11 +86,13 @@ def create_app(
         ),
         registry_key_pem=keys.public_pem(signer.public_key).decode(),
         registry_key_fingerprint=signer.identity,
+        events=security_events,
     )
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         tasks = []
+        security_events.start()
         if expiry_interval:
             tasks.append(asyncio.create_task(_expire_uploads(services.uploads, expiry_interval)))
         if settings.audit_checkpoint_seconds:
@@ -90,6 +103,7 @@ def create_app(
         finally:
             for task in tasks:
                 task.cancel()
+            await run_in_threadpool(security_events.stop)
             engine.dispose()
 
     app = FastAPI(
@@ -113,6 +127,7 @@ def create_app(
     app.include_router(releases.router, responses=PROBLEM_RESPONSES)
     app.include_router(tokens.router, responses=PROBLEM_RESPONSES)
     app.include_router(audit.router, responses=PROBLEM_RESPONSES)
+    app.include_router(events.router, responses=PROBLEM_RESPONSES)
     return app
 
 

@@ -34,6 +34,7 @@ class AuditMiddleware:
         headers = dict(scope.get("headers", []))
         given = headers.get(b"x-request-id", b"").decode("latin1")
         request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
         started = False
 
         async def capture(message: Message) -> None:

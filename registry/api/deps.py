@@ -10,7 +10,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from registry.config import Settings
-from registry.errors import RateLimitedError
+from registry.errors import AuthenticationError, RateLimitedError
+from registry.events import SecurityEvents
 from registry.ratelimit import TokenBuckets
 from registry.services import Principal, TokenService, UploadService, VersionService
 from registry.services.attestations import AttestationService
@@ -33,6 +34,7 @@ class Services:
     address_limits: TokenBuckets
     registry_key_pem: str
     registry_key_fingerprint: str
+    events: SecurityEvents
 
 
 def get_services(request: Request) -> Services:
@@ -40,18 +42,22 @@ def get_services(request: Request) -> Services:
     return services
 
 
-_bearer = HTTPBearer(auto_error=False, description="An API token: `ms_<id>_<secret>`.")
+bearer = HTTPBearer(auto_error=False, description="An API token: `ms_<id>_<secret>`.")
 
 
 async def get_principal(
     request: Request,
     services: Annotated[Services, Depends(get_services)],
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
     token = credentials.credentials if credentials is not None else None
     client = request.client.host if request.client else "unknown"
     _limit(services.address_limits.take(client), f"address {client}")
-    principal = await run_in_threadpool(services.tokens.authenticate, token)
+    try:
+        principal = await run_in_threadpool(services.tokens.authenticate, token)
+    except AuthenticationError:
+        services.events.auth_failure(client)
+        raise
     request.state.principal = principal  # for the audit log
     _limit(services.token_limits.take(principal.token_id), f"token {principal.name!r}")
     return principal

@@ -1,11 +1,32 @@
-"""Request-body limits enforced before a body is read (ASGI middleware)."""
+"""Request-body limits enforced before a body reaches a route (ASGI middleware)."""
 
 from __future__ import annotations
+
+import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from registry.api.problems import problem_response
 from registry.errors import PayloadTooLargeError
+
+MAX_JSON_DEPTH = 64
+_ESCAPE = re.compile(rb"\\.", re.DOTALL)
+_STRING = re.compile(rb'"[^"]*"')
+_NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
+
+
+def json_depth(body: bytes) -> int:
+    """Deepest nesting of a JSON text, without parsing it (strings and escapes removed first,
+    by C-speed regexes; only the brackets left are walked)."""
+    brackets = _STRING.sub(b"", _ESCAPE.sub(b"", body)).translate(None, _NOT_BRACKETS)
+    depth = deepest = 0
+    for byte in brackets:
+        if byte in b"[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
 
 
 class BodyTooLargeError(PayloadTooLargeError):
@@ -59,4 +80,47 @@ class BodyLimitMiddleware:
                     )
             return message
 
-        await self.app(scope, counting_receive, send)
+        if not _is_json(scope):
+            await self.app(scope, counting_receive, send)
+            return
+        # JSON bodies are small (bounded above): read them whole and check their nesting before
+        # any parser recurses into them.
+        chunks = []
+        while True:
+            message = await counting_receive()
+            if message["type"] != "http.request":
+                await self.app(scope, _replay([message]), send)
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        if json_depth(body) > MAX_JSON_DEPTH:
+            response = problem_response(
+                400,
+                "invalid-request",
+                f"JSON body nested deeper than {MAX_JSON_DEPTH} levels",
+                instance=path,
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, _replay([{"type": "http.request", "body": body}], receive), send)
+
+
+def _is_json(scope: Scope) -> bool:
+    for name, value in scope.get("headers", []):
+        if name == b"content-type":
+            media = bytes(value).split(b";", 1)[0].strip().lower()
+            return media == b"application/json" or media.endswith(b"+json")
+    return False
+
+
+def _replay(messages: list[Message], then: Receive | None = None) -> Receive:
+    async def receive() -> Message:
+        if messages:
+            return messages.pop(0)
+        if then is not None:
+            return await then()
+        return {"type": "http.disconnect"}
+
+    return receive

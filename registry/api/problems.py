@@ -11,7 +11,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from registry.errors import PROBLEM_TYPE_BASE, RegistryError, problem_for
+from registry.errors import (
+    PROBLEM_TYPE_BASE,
+    EvidenceRejectedError,
+    PermissionDeniedError,
+    RegistryError,
+    ReleaseRefusedError,
+    problem_for,
+)
+from registry.events import Event, SecurityEvents
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +74,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RegistryError)
     async def _registry_error(request: Request, exc: RegistryError) -> JSONResponse:
         status, slug = problem_for(exc)
+        _security_event(request, exc)
         if status >= 500:
             log.error("request %s failed: %s", request.url.path, exc.detail, exc_info=exc)
         headers = None
@@ -114,6 +123,23 @@ def install(app: FastAPI) -> None:
         return problem_response(
             500, "internal-error", "internal error; see the server log", instance=request.url.path
         )
+
+
+def _security_event(request: Request, exc: RegistryError) -> None:
+    events: SecurityEvents = request.app.state.services.events
+    principal = getattr(request.state, "principal", None)
+    who = {
+        "actor": principal.name if principal is not None else "anonymous",
+        "target": request.url.path,
+        "detail": exc.detail,
+        "request_id": getattr(request.state, "request_id", None),
+    }
+    if isinstance(exc, ReleaseRefusedError):
+        events.emit(Event.RELEASE_REFUSED, reasons=_jsonable(exc.facts).get("reasons"), **who)
+    elif isinstance(exc, EvidenceRejectedError):
+        events.emit(Event.VERIFICATION_FAILURE, source="attestation upload", **who)
+    elif isinstance(exc, PermissionDeniedError):
+        events.permission_denied()
 
 
 def _jsonable(facts: dict[str, Any]) -> dict[str, Any]:

@@ -239,3 +239,12 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, object]] = {
         413: "Too large",
     }.items()
 }
+
+
+class VerificationFailureIn(BaseModel):
+    """A client's report that a verified pull failed (a security event)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reference: str = Field(min_length=1, max_length=512)
+    reason: str = Field(min_length=1, max_length=4000)

@@ -121,8 +121,10 @@ class TokenService:
         namespace: str | None = None,
         expires_in: timedelta | None = None,
     ) -> IssuedToken:
-        if role is not Role.ADMIN and namespace is None:
-            raise InvalidRequestError("only admin tokens may span every namespace")
+        if role not in (Role.ADMIN, Role.AUDITOR) and namespace is None:
+            raise InvalidRequestError(
+                "only admin and auditor tokens may span every namespace; give --namespace"
+            )
         token_id = secrets.token_hex(8)
         secret = secrets.token_urlsafe(32)
         now = self._clock()

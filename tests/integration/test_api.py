@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -298,6 +299,26 @@ def test_json_body_over_the_limit_is_413(live: Live) -> None:
             headers={"Content-Type": "application/json"},
         )
     assert response.status_code == 413
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_json_nested_too_deep_is_400_before_parsing(live: Live, chunked: bool) -> None:
+    deep = b'{"kind":"model","files":' + b"[" * 64 + b"]" * 64 + b"}"  # 65 levels
+    content: bytes | Iterator[bytes] = iter([deep[:10], deep[10:]]) if chunked else deep
+    with _http(live) as http:
+        response = http.put(
+            "/v1/namespaces/ns/artifacts/m/versions/1",
+            content=content,
+            headers={"Content-Type": "application/json"},
+        )
+        assert response.status_code == 400
+        assert "nested deeper than 64 levels" in response.json()["detail"]
+        # 64 levels pass the limit and reach the schema check instead
+        shallow = b'{"kind":"model","files":' + b"[" * 63 + b"]" * 63 + b"}"
+        response = http.put("/v1/namespaces/ns/artifacts/m/versions/1", content=shallow,
+                            headers={"Content-Type": "application/json"})  # fmt: skip
+        assert response.status_code == 400
+        assert "nested deeper" not in response.json()["detail"]
 
 
 def test_resumable_upload_protocol(live: Live) -> None:

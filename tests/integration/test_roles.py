@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from registry.db import make_engine
+from registry.errors import InvalidRequestError
 from registry.models import (
     Alias,
     ApiToken,
@@ -150,6 +151,26 @@ def test_role_matrix(live: Live, tokens: dict[str, str]) -> None:
         assert failures == []
         seen = http.get("/v1/namespaces", headers={"Authorization": f"Bearer {tokens['outsider']}"})
         assert "ns" not in [n["name"] for n in seen.json()]
+
+
+@embedded
+def test_the_audit_log_and_metrics_are_for_admins_and_registry_wide_auditors(
+    live: Live, tokens: dict[str, str]
+) -> None:
+    """The log spans every namespace, so a namespace-scoped auditor may not read it."""
+    with live.client() as admin:
+        tokens["global-auditor"] = admin.create_token("ga", "auditor").token or ""
+        with pytest.raises(InvalidRequestError, match="span every namespace"):
+            admin.create_token("gd", "deployer")
+    with httpx.Client(base_url=live.url) as http:
+        for role in (*ROLES, "outsider", "global-auditor"):
+            headers = {"Authorization": f"Bearer {tokens[role]}"}
+            codes = {http.get(path, headers=headers).status_code
+                     for path in ("/v1/audit/log", "/metrics")}  # fmt: skip
+            assert codes == ({200} if role in ("admin", "global-auditor") else {403}), role
+        auditor = {"Authorization": f"Bearer {tokens['global-auditor']}"}
+        writes = http.post("/v1/audit/checkpoints", headers=auditor)
+        assert writes.status_code == 403
 
 
 @pytest.mark.parametrize(

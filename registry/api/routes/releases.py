@@ -20,6 +20,7 @@ from registry.api.schemas import (
     VersionPublic,
 )
 from registry.errors import InvalidRequestError
+from registry.events import Event
 from registry.names import validate_alias, validate_name
 from registry.services.releases import PolicyRecord
 
@@ -89,7 +90,10 @@ def reject_version(
 ) -> VersionPublic:
     """Reject a pending version for good."""
     ref = version_ref(namespace, name, selector)
-    return public_version(services.releases.reject(principal, str(ref), body.reason))
+    record = services.releases.reject(principal, str(ref), body.reason)
+    services.events.emit(Event.VERSION_REJECTED, actor=principal.name, version=record.ref,
+                         root_digest=record.root_digest, reason=body.reason)  # fmt: skip
+    return public_version(record)
 
 
 @router.post(f"{_VERSION}/revoke", operation_id="revoke_version", response_model=RevocationPublic)
@@ -104,6 +108,9 @@ def revoke_version(
     """Revoke a released version (incident response); lists the released versions built on it."""
     ref = version_ref(namespace, name, selector)
     record, dependents = services.lifecycle.revoke(principal, ref, body.reason)
+    services.events.emit(Event.VERSION_REVOKED, actor=principal.name, version=record.ref,
+                         root_digest=record.root_digest, reason=body.reason,
+                         dependents=dependents)  # fmt: skip
     return RevocationPublic(version=public_version(record), dependents=dependents)
 
 

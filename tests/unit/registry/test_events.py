@@ -1,0 +1,107 @@
+"""Webhook targets are vetted, bodies are HMAC-signed, auth-failure bursts are detected."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from registry.events import (
+    Event,
+    SecurityEvents,
+    Target,
+    WebhookTargetError,
+    parse_target,
+    resolve,
+    sign,
+    verify_signature,
+)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1/hook",
+        "http://127.8.9.1:8080/hook",
+        "http://[::1]/hook",
+        "http://localhost/hook",
+        "https://169.254.169.254/latest/meta-data",  # cloud metadata
+        "http://10.0.0.7/hook",
+        "http://172.16.3.4/hook",
+        "http://192.168.1.1/hook",
+        "http://100.64.0.1/hook",  # shared address space
+        "http://[fc00::1]/hook",
+        "http://[fe80::1]/hook",
+        "http://[::ffff:127.0.0.1]/hook",  # v4-mapped loopback
+        "http://0.0.0.0/hook",
+        "http://224.0.0.1/hook",
+    ],
+)
+def test_non_public_targets_are_refused(url: str) -> None:
+    with pytest.raises(WebhookTargetError, match=r"webhook_allow_private|unicast"):
+        parse_target(url, allow_private=False)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["ftp://hooks.example/x", "https://user:pw@hooks.example/x", "hooks.example/x", "http://"],
+)
+def test_malformed_targets_are_refused(url: str) -> None:
+    with pytest.raises(WebhookTargetError):
+        parse_target(url, allow_private=True)
+
+
+def test_public_and_explicitly_allowed_private_targets() -> None:
+    target = parse_target("https://8.8.8.8:8443/h?x=1", allow_private=False)
+    assert (target.host, target.port, target.path, target.https) == (
+        "8.8.8.8",
+        8443,
+        "/h?x=1",
+        True,
+    )
+    assert parse_target("http://127.0.0.1:9/h", allow_private=True).port == 9
+    with pytest.raises(WebhookTargetError, match="unicast"):  # never, even when allowed
+        parse_target("http://0.0.0.0/h", allow_private=True)
+
+
+def test_a_name_resolving_to_loopback_is_refused_at_delivery() -> None:
+    """The DNS-rebinding guard: names are checked when resolved, not only when configured."""
+    target = Target(url="http://localhost/h", https=False, host="localhost", port=80, path="/h")
+    with pytest.raises(WebhookTargetError, match="loopback"):
+        resolve(target, allow_private=False)
+    assert resolve(target, allow_private=True) in {"127.0.0.1", "::1"}
+
+
+def test_webhooks_need_a_secret() -> None:
+    with pytest.raises(WebhookTargetError, match="webhook_secret"):
+        SecurityEvents(webhooks=["https://8.8.8.8/h"])
+
+
+def test_signature_round_trip_and_rejections() -> None:
+    body = b'{"event":"version_revoked"}'
+    now = int(time.time())
+    header = sign(b"k", body, now)
+    assert verify_signature(b"k", body, header)
+    assert not verify_signature(b"other key", body, header)
+    assert not verify_signature(b"k", body + b" ", header)
+    assert not verify_signature(b"k", body, sign(b"k", body, now - 3600))  # stale
+    assert not verify_signature(b"k", body, "garbage")
+
+
+def test_auth_failure_bursts_raise_one_event_per_burst() -> None:
+    now = [0.0]
+    events = SecurityEvents(burst_count=3, burst_window=10, clock=lambda: now[0])
+    counter = events.metrics.events.labels(event=str(Event.AUTH_FAILURE_BURST))
+    for _ in range(2):
+        events.auth_failure("10.0.0.1")
+        events.auth_failure("10.0.0.2")
+    assert counter._value.get() == 0
+    now[0] = 11.0  # the first two from 10.0.0.1 fall out of the window
+    events.auth_failure("10.0.0.1")
+    assert counter._value.get() == 0
+    events.auth_failure("10.0.0.1")
+    events.auth_failure("10.0.0.1")
+    assert counter._value.get() == 1
+    events.auth_failure("10.0.0.1")  # the window restarts after an event
+    assert counter._value.get() == 1
+    assert events.metrics.auth_failures._value.get() == 8
