@@ -699,7 +699,9 @@ app.add_typer(token_app, name="token")
 @token_app.command("create")
 def token_create(
     role: Annotated[str, typer.Option(help="admin, publisher, releaser, deployer or auditor.")],
-    namespace: Annotated[str | None, typer.Option(help="Scope (required but for admins).")] = None,
+    namespace: Annotated[
+        str | None, typer.Option(help="Scope (required but for admins and registry-wide auditors).")
+    ] = None,
     name: Annotated[str | None, typer.Option(help="A label (default: ROLE@NAMESPACE).")] = None,
     expires: Annotated[int | None, typer.Option(help="Days until it expires.")] = None,
 ) -> None:

@@ -1,9 +1,48 @@
-"""CycloneDX 1.6 ML-BOM generation and validation for artifact versions.
+"""CycloneDX 1.6 ML-BOM generation and validation for model versions.
 
-Never imports :mod:`registry`. The generator arrives with the provenance work; this package
-currently only pins the spec version the registry will produce.
+Never imports :mod:`registry`, FastAPI, SQLAlchemy or boto3: an auditor checks a BOM with this
+package and :mod:`attest` alone.
+
+- :func:`build_model_bom` turns a :class:`ModelBomInput` into a strictly valid BOM (a JSON object);
+- :func:`bom_bytes` is its canonical encoding, the predicate signed under
+  :data:`BOM_PREDICATE_TYPE`;
+- :func:`validate_bom` checks any BOM against the strict 1.6 schema;
+- :func:`parse_environment` reads a training environment (requirements.txt or CycloneDX JSON).
+
+Every failure is a :class:`BomError` (an :class:`attest.errors.AttestError`).
 """
 
-CYCLONEDX_SPEC_VERSION = "1.6"
+from sbom.build import bom_bytes, build_model_bom
+from sbom.environment import MAX_ENVIRONMENT_BYTES, parse_environment
+from sbom.errors import BomError
+from sbom.model import (
+    BomCode,
+    BomDataset,
+    BomFile,
+    BomModelRef,
+    EnvPackage,
+    Metric,
+    ModelBomInput,
+)
+from sbom.validate import CYCLONEDX_SPEC_VERSION, validate_bom
 
-__all__ = ["CYCLONEDX_SPEC_VERSION"]
+#: The in-toto predicate type of a signed ML-BOM (the predicate is the BOM itself).
+BOM_PREDICATE_TYPE = "https://cyclonedx.org/bom"
+
+__all__ = [
+    "BOM_PREDICATE_TYPE",
+    "CYCLONEDX_SPEC_VERSION",
+    "MAX_ENVIRONMENT_BYTES",
+    "BomCode",
+    "BomDataset",
+    "BomError",
+    "BomFile",
+    "BomModelRef",
+    "EnvPackage",
+    "Metric",
+    "ModelBomInput",
+    "bom_bytes",
+    "build_model_bom",
+    "parse_environment",
+    "validate_bom",
+]
