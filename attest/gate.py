@@ -175,7 +175,16 @@ def evaluate(
         report = scans[-1].statement.predicate
         allowed = policy.allow_formats
         for entry in report.get("files", []):
-            if entry.get("verdict") != "clean":
+            if entry.get("verdict") == "not-scanned" and entry.get("format") == "external":
+                if "external" not in allowed:
+                    reasons.append(
+                        Reason(
+                            "scan",
+                            f"{entry.get('path')}: external data the registry never held, "
+                            "not scanned (accept it with scan: {allow_formats: [external]})",
+                        )
+                    )
+            elif entry.get("verdict") != "clean":
                 reasons.append(
                     Reason(
                         "scan",

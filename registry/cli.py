@@ -159,10 +159,11 @@ def push(
     kind: Annotated[Kind, typer.Option(help="What the artifact is.")] = Kind.MODEL,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     sign_key: Annotated[
-        Path | None, typer.Option(help="Sign the OMS file manifest with this PEM private key.")
+        Path | None,
+        typer.Option(help="Sign the OMS manifest and the SLSA provenance with this PEM key."),
     ] = None,
     sigstore: Annotated[
-        bool, typer.Option("--sigstore", help="Sign the OMS manifest keylessly (Sigstore).")
+        bool, typer.Option("--sigstore", help="Sign keylessly (Sigstore) instead.")
     ] = False,
     sigstore_trust_config: Annotated[
         Path | None, typer.Option(help="Sigstore client trust config (private instance).")
@@ -171,28 +172,89 @@ def push(
         Path | None,
         typer.Option(help="An OMS bundle made by `model_signing sign` over exactly DIR."),
     ] = None,
+    dataset: Annotated[
+        list[str] | None,
+        typer.Option(help="A dataset the model was trained on: NS/NAME@VERSION[#sha256:HEX]."),
+    ] = None,
+    base_model: Annotated[
+        list[str] | None, typer.Option(help="A base model it was fine-tuned from.")
+    ] = None,
+    code: Annotated[str | None, typer.Option(help="The code, as a registered version.")] = None,
+    git_repo: Annotated[
+        str | None, typer.Option(help="The code's git URL (default: the current checkout).")
+    ] = None,
+    git_commit: Annotated[str | None, typer.Option(help="The code's full commit id.")] = None,
+    allow_dirty: Annotated[
+        bool,
+        typer.Option("--allow-dirty", help="Accept uncommitted changes (recorded as dirty)."),
+    ] = False,
+    param: Annotated[
+        list[str] | None, typer.Option(help="A hyperparameter K=V; numbers stay numbers.")
+    ] = None,
+    builder_id: Annotated[
+        str | None, typer.Option(help="URI naming the job that built this.")
+    ] = None,
+    environment: Annotated[
+        Path | None,
+        typer.Option(help="The training environment: requirements.txt or a CycloneDX SBOM."),
+    ] = None,
+    source: Annotated[
+        list[str] | None, typer.Option(help="Datasets: a URI the data came from.")
+    ] = None,
+    task: Annotated[str | None, typer.Option(help="Model card: the task.")] = None,
+    architecture: Annotated[str | None, typer.Option(help="Model card: the architecture.")] = None,
+    considerations: Annotated[
+        Path | None,
+        typer.Option(help="Model card: a JSON file with CycloneDX modelCard.considerations."),
+    ] = None,
+    description: Annotated[str | None, typer.Option(help="Datasets: a description.")] = None,
+    classification: Annotated[
+        str | None, typer.Option(help="Datasets: data classification.")
+    ] = None,
+    owner: Annotated[str | None, typer.Option(help="Datasets: the governance owner.")] = None,
 ) -> None:
-    """Push a directory as an immutable version; prints its root digest last."""
+    """Push a directory as an immutable version; prints its root digest last.
+
+    With --sign-key or --sigstore, the files get an OMS signature and the version gets signed
+    SLSA provenance naming every --dataset, --base-model and the code (--code, --git-repo
+    --git-commit, or the git checkout of the current directory) by root digest, resolved through
+    the registry before anything is uploaded."""
     from registry.client import collect_files
 
     signer = _signer(sign_key, sigstore, sigstore_trust_config)
     if signer is not None and signature is not None:
         _fail("--signature and --sign-key/--sigstore exclude each other")
+    provenance_flags = {
+        "--dataset": dataset, "--base-model": base_model, "--code": code,
+        "--git-repo": git_repo, "--git-commit": git_commit, "--param": param,
+        "--builder-id": builder_id, "--environment": environment, "--source": source,
+        "--task": task, "--architecture": architecture, "--considerations": considerations,
+        "--description": description, "--classification": classification, "--owner": owner,
+    }  # fmt: skip
+    given = [flag for flag, value in provenance_flags.items() if value]
+    if given and signer is None:
+        _fail(f"{given[0]} goes into signed provenance: it needs --sign-key FILE or --sigstore")
     bundle = signature.read_bytes() if signature is not None else None
     scan = collect_files(directory)
     for ignored in scan.ignored:
         err.print(f"skipping {ignored} (not part of a model signature)")
-    with _client() as client, _transfer(f"push {ref}", progress) as (on_total, advance):
-        version = client.push(
-            directory,
-            ref,
-            kind=kind,
-            progress=advance,
-            on_total=on_total,
-            signer=signer,
-            signature=bundle,
-        )
-    if signer is not None or bundle is not None:
+    with _client() as client:
+        run = None
+        if signer is not None:
+            run = client.training_run(ref, signer=signer, builder_id=builder_id, kind=kind)
+            _describe_run(run, dataset, base_model, code, git_repo, git_commit, allow_dirty,
+                          param, environment, source, task, architecture, considerations,
+                          description, classification, owner)  # fmt: skip
+            run.resolve()  # refuse unknown or mismatched dependencies before any upload
+        with _transfer(f"push {ref}", progress) as (on_total, advance):
+            if run is not None:
+                version = run.push(directory, progress=advance, on_total=on_total)
+            else:
+                version = client.push(directory, ref, kind=kind, progress=advance,
+                                      on_total=on_total, signature=bundle)  # fmt: skip
+    if run is not None:
+        err.print("OMS signature and SLSA provenance attached")
+    elif bundle is not None:
         err.print("OMS signature attached")
     if version.state == "rejected":
         err.print(f"[red]rejected[/red]: {version.state_reason}", highlight=False)
@@ -203,6 +265,62 @@ def push(
         f"({version.file_count} files, {version.total_size} bytes, {version.state})"
     )
     sys.stdout.write(version.root_digest + "\n")
+
+
+def _describe_run(
+    run: Any,
+    datasets: list[str] | None,
+    base_models: list[str] | None,
+    code: str | None,
+    git_repo: str | None,
+    git_commit: str | None,
+    allow_dirty: bool,
+    params: list[str] | None,
+    environment: Path | None,
+    sources: list[str] | None,
+    task: str | None,
+    architecture: str | None,
+    considerations: Path | None,
+    description: str | None,
+    classification: str | None,
+    owner: str | None,
+    *,
+    detect: bool = True,
+) -> None:
+    """Record the push flags on a training run (shared by push and register)."""
+    from attest import jsonsafe
+    from attest.provenance import parse_param
+
+    for item in datasets or []:
+        run.use_dataset(item)
+    for item in base_models or []:
+        run.use_base_model(item)
+    if code and (git_repo or git_commit):
+        _fail("--code and --git-repo/--git-commit exclude each other")
+    if code:
+        run.use_code(code)
+    elif git_repo or git_commit:
+        if not (git_repo and git_commit):
+            _fail("--git-repo and --git-commit go together")
+        run.use_git(str(git_repo), str(git_commit))
+    elif detect and run.detect_git(Path.cwd(), allow_dirty=allow_dirty):
+        if run.git is not None and run.git.dirty:
+            err.print("[yellow]warning:[/yellow] the git checkout is dirty (recorded)")
+    for item in params or []:
+        key, value = parse_param(item)
+        run.log_param(key, value)
+    if environment is not None:
+        run.set_environment(environment)
+    for uri in sources or []:
+        run.add_source(uri)
+    card: dict[str, Any] = {"task": task, "architecture": architecture,
+                            "description": description, "classification": classification,
+                            "owner": owner}  # fmt: skip
+    if considerations is not None:
+        card["considerations"] = jsonsafe.loads(
+            considerations.read_bytes(), what=str(considerations)
+        )
+    run.describe(**card)
 
 
 @app.command()
@@ -343,13 +461,146 @@ def show(
     if version.state_reason:
         out.print(f"  reason       {version.state_reason}", highlight=False)
     out.print(f"  root digest  {version.root_digest}", highlight=False)
+    if version.external:
+        out.print("  external     yes: registered by manifest; the registry holds no bytes",
+                  highlight=False)  # fmt: skip
     out.print(
         f"  created      {version.created_at.isoformat()} by {version.created_by}", highlight=False
     )
-    table = Table("path", "bytes", "sha256")
+    table = Table("path", "bytes", "sha256", *(["uri"] if version.external else []))
     for f in version.files:
-        table.add_row(f.path, str(f.size), f.digest)
+        table.add_row(f.path, str(f.size), f.digest, *([f.uri or ""] if version.external else []))
     out.print(table)
+
+
+@app.command()
+def register(
+    manifest: Annotated[
+        Path, typer.Argument(help='JSON: {"files": [{"path", "size", "sha256", "uri"}, …]}')
+    ],
+    ref: Annotated[str, typer.Argument(help="NS/NAME@VERSION")],
+    kind: Annotated[Kind, typer.Option(help="What the artifact is.")] = Kind.DATASET,
+    sign_key: Annotated[
+        Path | None, typer.Option(help="Sign the OMS manifest and the provenance with this key.")
+    ] = None,
+    sigstore: Annotated[bool, typer.Option("--sigstore", help="Sign keylessly.")] = False,
+    source: Annotated[
+        list[str] | None, typer.Option(help="A URI the data came from (provenance).")
+    ] = None,
+    builder_id: Annotated[str | None, typer.Option(help="URI naming the job.")] = None,
+    param: Annotated[list[str] | None, typer.Option(help="A parameter K=V.")] = None,
+    description: Annotated[str | None, typer.Option(help="A description.")] = None,
+    classification: Annotated[str | None, typer.Option(help="Data classification.")] = None,
+    owner: Annotated[str | None, typer.Option(help="The governance owner.")] = None,
+) -> None:
+    """Register external data by manifest only: nothing is uploaded, the version is marked
+    external everywhere, and the registry never serves its bytes. Prints the root digest."""
+    from attest import jsonsafe
+
+    document = jsonsafe.loads(manifest.read_bytes(), what=str(manifest))
+    files = document.get("files") if isinstance(document, dict) else document
+    if not isinstance(files, list) or not files or not all(isinstance(f, dict) for f in files):
+        raise typer.BadParameter(f"{manifest}: expected a list of files")
+    signer = _signer(sign_key, sigstore, None)
+    with _client() as client:
+        if signer is None:
+            if source or builder_id or param or description or classification or owner:
+                _fail("provenance flags need --sign-key FILE or --sigstore")
+            version = client.register_external(ref, files, kind=kind)
+        else:
+            run = client.training_run(ref, signer=signer, builder_id=builder_id, kind=kind)
+            _describe_run(run, None, None, None, None, None, True, param, None, source, None,
+                          None, None, description, classification, owner, detect=False)  # fmt: skip
+            version = run.register_external(files)
+    err.print(
+        f"registered {version.namespace}/{version.name}@{version.version} (external, "
+        f"{version.file_count} files, {version.total_size} bytes, {version.state})"
+    )
+    sys.stdout.write(version.root_digest + "\n")
+
+
+@app.command()
+def manifest(
+    directory: Annotated[Path, typer.Argument(help="A local copy of the external data.")],
+    base_uri: Annotated[
+        str, typer.Option(help="Where the files live: URI of DIR (file URIs = BASE/PATH).")
+    ],
+) -> None:
+    """Print the manifest `modelseal register` takes, hashing a local copy of the data."""
+    from attest.files import hash_files
+    from registry.client import collect_files
+
+    digests = hash_files(collect_files(directory).files, workers=2)
+    base = base_uri.rstrip("/")
+    _print_json({"files": [
+        {"path": d.path, "size": d.size, "sha256": d.sha256, "uri": f"{base}/{d.path}"}
+        for d in digests
+    ]})  # fmt: skip
+
+
+@app.command()
+def sbom(
+    ref: Annotated[str, typer.Argument(help="NS/NAME@VERSION (a model).")],
+    registry_key: Annotated[
+        Path | None, typer.Option(help="The registry's public key (default: pinned).")
+    ] = None,
+) -> None:
+    """Print the version's CycloneDX 1.6 ML-BOM after verifying the registry's signature on it,
+    the strict schema, and that it lists exactly the version's files."""
+    from registry.lineage import verified_bom
+
+    with _client() as client:
+        key = registry_key.read_bytes() if registry_key else None
+        _print_json(verified_bom(client, ref, registry_key=key))
+
+
+@app.command()
+def provenance(
+    ref: Annotated[str, typer.Argument(help="NS/NAME@VERSION")],
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """The lineage tree: model <- datasets <- their sources, code, base models <- …"""
+    from rich.tree import Tree
+
+    from registry.lineage import lineage
+
+    with _client() as client:
+        root = lineage(client, ref)
+    if as_json:
+        _print_json(root)
+        return
+
+    def label(node: dict[str, Any]) -> str:
+        if node.get("cycle"):
+            return f"{node['role']} {node['ref']} (cycle)"
+        if node.get("truncated"):
+            return f"{node['role']} {node['ref']} (deeper than the depth bound)"
+        if node.get("error"):
+            return f"{node['role']} {node['ref']}: {node['error']}"
+        if node.get("kind") == "git":
+            dirty = " (dirty)" if node.get("dirty") else ""
+            return f"code git {node['ref']} @ {node['commit']}{dirty}"
+        if node.get("role") == "source":
+            return f"source {node['ref']}"
+        signers = "; ".join(f"{k}: {', '.join(v)}" for k, v in sorted(node["signers"].items()))
+        external = " external" if node.get("external") else ""
+        text = (
+            f"{node['role']} {node['ref']} {node['digest']} [{node['state']}]{external} "
+            f"signed by {signers or 'nobody'}"
+        )
+        for problem in node.get("problems", []):
+            text += f"\n  problem: {problem}"
+        return text
+
+    def grow(tree: Tree, node: dict[str, Any]) -> None:
+        for child in node.get("children", []):
+            grow(tree.add(label(child), highlight=False), child)
+        for uri in node.get("sources", []):
+            tree.add(f"source {uri}", highlight=False)
+
+    tree = Tree(label(root), highlight=False)
+    grow(tree, root)
+    out.print(tree)
 
 
 def _signer(sign_key: Path | None, sigstore: bool, trust_config: Path | None) -> Signer | None:

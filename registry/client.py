@@ -17,11 +17,11 @@ import shutil
 import ssl
 import uuid
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
@@ -38,6 +38,7 @@ from attest.keys import TrustedKey
 from attest.oms import OMS_PREDICATE_TYPE as OMS_PREDICATE
 from attest.oms import check_oms, oms_statement
 from attest.policy import parse_policy
+from attest.provenance import VersionDependency
 from attest.signing import Signer
 from attest.trust import Trust
 from attest.verifying import Verifier
@@ -56,6 +57,7 @@ from registry.api.schemas import (
 )
 from registry.errors import (
     ConnectionFailedError,
+    InvalidManifestError,
     InvalidPathError,
     InvalidRequestError,
     NotFoundError,
@@ -63,9 +65,12 @@ from registry.errors import (
     RegistryError,
     error_from_problem,
 )
-from registry.names import Kind, Ref, RefKind, parse_ref, validate_path
+from registry.names import Kind, Ref, RefKind, parse_ref, validate_external_uri, validate_path
 from registry.pins import PinStore
 from registry.transfer import RawTransport
+
+if TYPE_CHECKING:
+    from registry.training import TrainingRun
 
 MiB = 1024 * 1024
 SYNC_EVERY = 32 * MiB
@@ -327,6 +332,69 @@ class RegistryClient:
             self.attach(f"{parsed.namespace}/{parsed.name}@{parsed.selector}", signature)
         return version
 
+    def register_external(
+        self,
+        ref: str,
+        files: Sequence[Mapping[str, Any]],
+        *,
+        kind: Kind = Kind.DATASET,
+        signer: Signer | None = None,
+    ) -> VersionPublic:
+        """Register a version by manifest only: each file's ``path``, ``size``, ``sha256`` and
+        the ``uri`` where its bytes live. Nothing is uploaded; the version is marked external.
+        With ``signer``, an OMS signature over the declared digests is attached."""
+        parsed = parse_ref(ref)
+        if parsed.kind.value != "version":
+            raise InvalidRequestError(f"register needs NS/NAME@VERSION, not {ref!r}")
+        digests, entries = [], []
+        for item in files:
+            try:
+                path = validate_path(str(item["path"]))
+                sha = str(item["sha256"])
+                sha = sha if sha.startswith("sha256:") else f"sha256:{sha}"
+                digest = FileDigest(path, int(item["size"]), parse_sha256(sha))
+                uri = validate_external_uri(str(item["uri"]))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise InvalidManifestError(
+                    f"a manifest entry needs path, size, sha256 and uri: {exc}"
+                ) from None
+            digests.append(digest)
+            entries.append({"path": path, "size": digest.size,
+                            "digest": f"sha256:{digest.sha256}", "uri": uri})  # fmt: skip
+        body = {"kind": str(kind), "external": True, "files": entries}
+        response = self._request("PUT", self._version_path(parsed), json=body)
+        version = VersionPublic.model_validate(response.json())
+        if parse_sha256(version.root_digest) != root_digest(digests):
+            raise PullVerificationError("the registry reports another root digest")
+        if signer is not None:
+            statement = oms_statement(f"{parsed.namespace}/{parsed.name}", digests)
+            self.attach(ref, signer.sign(statement).raw)
+        return version
+
+    def resolve_dependency(self, text: str, role: str) -> VersionDependency:
+        """A dataset / base model / code reference resolved for provenance (see training)."""
+        from registry.training import resolve_dependency
+
+        return resolve_dependency(self, text, role)
+
+    def training_run(
+        self,
+        ref: str,
+        *,
+        signer: Signer | None = None,
+        sign_key: Path | str | None = None,
+        builder_id: str | None = None,
+        kind: Kind = Kind.MODEL,
+    ) -> TrainingRun:
+        """A context for a training (or data) job; see :mod:`registry.training`."""
+        from attest.signing import KeySigner
+        from registry.training import DEFAULT_BUILDER, TrainingRun
+
+        if (signer is None) == (sign_key is None):
+            raise InvalidRequestError("a training run needs exactly one of signer or sign_key")
+        chosen = signer if signer is not None else KeySigner.from_file(Path(str(sign_key)))
+        return TrainingRun(self, ref, chosen, builder_id or DEFAULT_BUILDER, kind)
+
     # -- evidence ---------------------------------------------------------------------------
 
     def attach(self, ref: str, bundle: bytes) -> AttestationPublic:
@@ -464,7 +532,7 @@ class RegistryClient:
         Returns ``(entries, head)``. Raises AuditChainError naming the first bad entry.
         """
         entries = self.audit_entries()
-        verifier = self._registry_verifier(registry_key, pins or PinStore())
+        verifier = self.registry_verifier(registry_key, pins or PinStore())
         try:
             raw = self._request("GET", "/v1/audit/checkpoints/latest").content
         except NotFoundError:
@@ -560,6 +628,11 @@ class RegistryClient:
         ):
             raise InvalidRequestError(f"{target} exists and is not an empty directory")
         version = self.show(ref, unsafe=unsafe_skip_verify)  # the registry audits the bypass
+        if version.external:
+            raise InvalidRequestError(
+                f"{ref} is external: the registry holds no bytes of it (they live at "
+                f"{', '.join(sorted({f.uri or '?' for f in version.files})[:3])} …)"
+            )
         files = self._verified_manifest(parsed, version)
         if version.state in ("rejected", "revoked"):
             raise PullVerificationError(
@@ -614,7 +687,7 @@ class RegistryClient:
         return [self.get_attestation(ref, a.id)
                 for a in self.list_attestations(ref, predicate_type)]  # fmt: skip
 
-    def _registry_verifier(self, registry_key: bytes | None, pins: PinStore) -> Verifier:
+    def registry_verifier(self, registry_key: bytes | None, pins: PinStore) -> Verifier:
         url = str(self._http.base_url)
         if registry_key is None:
             pinned = pins.registry_key(url)
@@ -642,7 +715,7 @@ class RegistryClient:
         allow_downgrade: bool,
     ) -> None:
         exact = f"{version.namespace}/{version.name}@{version.version}"
-        verifier = self._registry_verifier(registry_key, pins)
+        verifier = self.registry_verifier(registry_key, pins)
         release: dict[str, Any] | None = None
         for raw in self._bundles(exact, RELEASE_PREDICATE):
             try:

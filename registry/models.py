@@ -18,6 +18,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.sql.expression import false
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -73,10 +74,14 @@ class Version(Base):
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     created_by: Mapped[str] = mapped_column(String(64))
     state_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    external: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     artifact: Mapped[Artifact] = relationship(lazy="joined")
     files: Mapped[list[VersionFile]] = relationship(
         order_by="VersionFile.path", cascade="all, delete-orphan", lazy="selectin"
+    )
+    external_files: Mapped[list[ExternalFile]] = relationship(
+        order_by="ExternalFile.path", cascade="all, delete-orphan", lazy="selectin"
     )
 
 
@@ -89,6 +94,20 @@ class VersionFile(Base):
     path: Mapped[str] = mapped_column(String(1024))
     size: Mapped[int] = mapped_column(BigInteger)
     digest: Mapped[str] = mapped_column(ForeignKey("blobs.digest", ondelete="RESTRICT"))
+
+
+class ExternalFile(Base):
+    """A file of a version registered by manifest only: its bytes stay at ``uri``."""
+
+    __tablename__ = "external_files"
+    __table_args__ = (UniqueConstraint("version_id", "path"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id", ondelete="CASCADE"))
+    path: Mapped[str] = mapped_column(String(1024))
+    size: Mapped[int] = mapped_column(BigInteger)
+    digest: Mapped[str] = mapped_column(String(64))
+    uri: Mapped[str] = mapped_column(String(2048))
 
 
 class Blob(Base):

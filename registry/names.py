@@ -17,9 +17,15 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from enum import StrEnum
+from urllib.parse import parse_qsl, urlsplit
 
 from attest.digests import OMS_IGNORE_PATHS, is_sha256_hex
-from registry.errors import InvalidNameError, InvalidPathError, InvalidReferenceError
+from registry.errors import (
+    InvalidNameError,
+    InvalidPathError,
+    InvalidReferenceError,
+    InvalidRequestError,
+)
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 _VERSION = re.compile(r"v?[0-9][A-Za-z0-9._+-]{0,63}")
@@ -184,3 +190,34 @@ def _shown(value: str) -> str:
     """A value safe to echo back in an error: bounded and with control characters escaped."""
     text = value if len(value) <= 120 else value[:117] + "..."
     return text.encode("unicode_escape").decode("ascii")
+
+
+EXTERNAL_SCHEMES = frozenset(
+    {"s3", "gs", "gcs", "az", "abfs", "abfss", "wasbs", "hdfs", "https", "http", "file"}
+)
+_SECRET_QUERY = re.compile(r"(?i)(signature|credential|token|secret|password|(^|[_-])sig$|key)")
+MAX_URI_LENGTH = 2048
+
+
+def validate_external_uri(value: str) -> str:
+    """Where an external file's bytes live: a plain URI, never one that carries credentials."""
+    if not value or len(value) > MAX_URI_LENGTH:
+        raise InvalidRequestError(f"a file URI must be 1-{MAX_URI_LENGTH} characters")
+    if any(ord(c) < 33 or ord(c) == 127 for c in value):
+        raise InvalidRequestError(f"file URI {_shown(value)} has spaces or control characters")
+    parts = urlsplit(value)
+    if parts.scheme.lower() not in EXTERNAL_SCHEMES:
+        raise InvalidRequestError(
+            f"file URI {_shown(value)}: scheme must be one of {', '.join(sorted(EXTERNAL_SCHEMES))}"
+        )
+    if parts.scheme.lower() != "file" and not parts.netloc:
+        raise InvalidRequestError(f"file URI {_shown(value)} has no host or bucket")
+    if parts.username is not None or parts.password is not None:
+        raise InvalidRequestError(f"file URI {_shown(value)} carries credentials")
+    for key, _ in parse_qsl(parts.query, keep_blank_values=True):
+        if _SECRET_QUERY.search(key):
+            raise InvalidRequestError(
+                f"file URI {_shown(value)} carries a credential-like query parameter {key!r} "
+                "(presigned URLs expire and leak access; register the plain object URI)"
+            )
+    return value

@@ -38,6 +38,7 @@ from registry.services.common import Clock, utcnow
 from registry.services.keys import load_registry_signer
 from registry.services.lifecycle import LifecycleService
 from registry.services.releases import ReleaseService
+from registry.services.sbom import AfterCommit, BomService
 from registry.services.scanning import ScanService
 from registry.storage import BlobStore, open_blob_store
 
@@ -59,8 +60,14 @@ def create_app(
     blob_store = store if store is not None else open_blob_store(settings)
     signer = load_registry_signer(settings)
     scans = ScanService(sessions, blob_store, signer, clock=clock)
-    versions_service = VersionService(sessions, blob_store, settings, clock=clock, scanner=scans)
+    after_commit = AfterCommit(scans)
+    versions_service = VersionService(
+        sessions, blob_store, settings, clock=clock, scanner=after_commit
+    )
     attestation_service = AttestationService(sessions, versions_service, settings, clock=clock)
+    bom_service = BomService(sessions, versions_service, attestation_service, signer, clock=clock)
+    after_commit.bom = bom_service
+    attestation_service.on_evidence = bom_service.rebuild_logged
     audit_service = AuditService(sessions, signer, clock=clock)
     secret = settings.webhook_secret
     security_events = SecurityEvents(
@@ -87,6 +94,7 @@ def create_app(
         registry_key_pem=keys.public_pem(signer.public_key).decode(),
         registry_key_fingerprint=signer.identity,
         events=security_events,
+        boms=bom_service,
     )
 
     @contextlib.asynccontextmanager

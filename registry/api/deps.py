@@ -18,6 +18,7 @@ from registry.services.attestations import AttestationService
 from registry.services.audit import AuditService
 from registry.services.lifecycle import LifecycleService
 from registry.services.releases import ReleaseService
+from registry.services.sbom import BomService
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +36,7 @@ class Services:
     registry_key_pem: str
     registry_key_fingerprint: str
     events: SecurityEvents
+    boms: BomService
 
 
 def get_services(request: Request) -> Services:

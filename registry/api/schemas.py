@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from attest.digests import FileDigest, parse_sha256
-from registry.names import Kind, validate_path
+from registry.names import Kind, validate_external_uri, validate_path
 
 Digest = Field(pattern=r"^sha256:[0-9a-f]{64}$", examples=["sha256:" + "0" * 64])
 
@@ -36,23 +36,47 @@ class FileIn(BaseModel):
     def _path(cls, value: str) -> str:
         return validate_path(value)
 
+    uri: str | None = Field(
+        default=None, description="External versions only: where the file's bytes live."
+    )
+
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, value: str | None) -> str | None:
+        return None if value is None else validate_external_uri(value)
+
     def to_file_digest(self) -> FileDigest:
         return FileDigest(self.path, self.size, parse_sha256(self.digest))
 
 
 class ManifestIn(BaseModel):
-    """The complete file list of a version; every blob must already be uploaded."""
+    """The complete file list of a version; every blob must already be uploaded, unless the
+    version is ``external`` (registered by manifest only: every file names its ``uri``)."""
 
     model_config = ConfigDict(extra="forbid")
 
     kind: Kind = Kind.MODEL
     files: list[FileIn] = Field(min_length=1)
+    external: bool = False
+
+    @model_validator(mode="after")
+    def _uris(self) -> ManifestIn:
+        with_uri = [f.path for f in self.files if f.uri is not None]
+        if self.external and len(with_uri) != len(self.files):
+            raise ValueError("an external version needs a uri for every file")
+        if not self.external and with_uri:
+            raise ValueError(f"{with_uri[0]}: uri is only for external versions")
+        return self
+
+    def uris(self) -> dict[str, str] | None:
+        return {f.path: f.uri for f in self.files if f.uri is not None} if self.external else None
 
 
 class FilePublic(BaseModel):
     path: str
     size: int
     digest: str
+    uri: str | None = Field(default=None, description="External files: where the bytes live.")
 
 
 class VersionSummary(BaseModel):
@@ -68,6 +92,10 @@ class VersionSummary(BaseModel):
     created_by: str
     state_reason: str | None = Field(
         default=None, description="Why the version is in its state (e.g. the unsafe files)."
+    )
+    external: bool = Field(
+        default=False,
+        description="Registered by manifest only: the registry holds no bytes of it.",
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -12,8 +12,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from attest.bundle import Bundle
 from attest.errors import AttestError
+from attest.gate import SLSA_PROVENANCE, TEST_RESULT
 from attest.keys import TrustedKey, fingerprint, load_public, public_pem
 from attest.oms import OMS_PREDICATE_TYPE, check_oms
+from attest.provenance import ROLE_KINDS, Provenance, model_card, read_predicate
 from attest.verifying import SigstoreIdentity, Verified, Verifier
 from registry.config import Settings
 from registry.db import transaction
@@ -24,10 +26,17 @@ from registry.errors import (
     NotFoundError,
 )
 from registry.models import Attestation, Identity
-from registry.names import Ref
-from registry.services.auth import Action, Principal
+from registry.names import Ref, RefKind, parse_ref
+from registry.services.auth import Action, Principal, Role
 from registry.services.common import Clock, aware, utcnow
 from registry.services.versions import VersionRecord, VersionService, version_id
+from sbom import parse_environment
+
+#: Evidence after which a pending model's ML-BOM is rebuilt.
+REBUILDS = frozenset({SLSA_PROVENANCE, TEST_RESULT})
+
+#: The registry's own read-only view, for checks across namespaces (never a caller's).
+READER = Principal(token_id="-", name="registry", role=Role.AUDITOR, namespace=None)  # noqa: S106
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +106,8 @@ class AttestationService:
         self._versions = versions
         self._settings = settings
         self._clock = clock
+        #: Called with the version after new provenance or evaluation is stored (the ML-BOM).
+        self.on_evidence: Callable[[VersionRecord], None] | None = None
 
     # -- identities -------------------------------------------------------------------------
 
@@ -235,7 +246,10 @@ class AttestationService:
             )
             session.add(row)
             session.flush()
-            return _attestation(row, version.ref), True
+            record = _attestation(row, version.ref)
+        if self.on_evidence is not None and statement.predicate_type in REBUILDS:
+            self.on_evidence(version)
+        return record, True
 
     def verify(self, raw: bytes, version: VersionRecord) -> Verified:
         """Every check of :meth:`attach`, without storing anything."""
@@ -253,11 +267,54 @@ class AttestationService:
                 )
             if verified.statement.predicate_type == OMS_PREDICATE_TYPE:
                 check_oms(verified.statement, version.files)
+            if verified.statement.predicate_type == SLSA_PROVENANCE:
+                provenance = read_predicate(verified.statement.predicate)
+                self._check_dependencies(version, provenance)
+                _check_byproducts(provenance)
         except AttestError as exc:
             raise EvidenceRejectedError(
                 exc.diagnostics(), reason=type(exc).__name__, **_plain(exc.facts)
             ) from exc
         return verified
+
+    def _check_dependencies(self, version: VersionRecord, provenance: Provenance) -> None:
+        """Provenance may only name registered versions, with their digests and kinds."""
+        for dep in provenance.dependencies:
+            try:
+                ref = parse_ref(dep.ref)
+                if ref.kind is not RefKind.VERSION:
+                    raise InvalidRequestError("not a NS/NAME@VERSION reference")
+                target = self._versions.resolve(READER, ref)
+            except InvalidRequestError as exc:
+                raise EvidenceRejectedError(
+                    f"provenance names {dep.ref!r}: {exc.detail}", reason="UnknownDependencyError"
+                ) from None
+            except NotFoundError:
+                raise EvidenceRejectedError(
+                    f"provenance names {dep.ref}, which is not registered",
+                    reason="UnknownDependencyError",
+                    dependency=dep.ref,
+                ) from None
+            if target.root_digest != dep.root_digest:
+                raise EvidenceRejectedError(
+                    f"provenance names {dep.ref} with digest sha256:{dep.root_digest}, "
+                    f"but the registry has sha256:{target.root_digest}",
+                    reason="DependencyDigestMismatchError",
+                    dependency=dep.ref,
+                    expected=f"sha256:{target.root_digest}",
+                    got=f"sha256:{dep.root_digest}",
+                )
+            wanted = ROLE_KINDS[dep.role]
+            if target.kind != wanted:
+                raise EvidenceRejectedError(
+                    f"provenance names {dep.ref} as a {dep.role}, but it is a {target.kind}",
+                    reason="DependencyKindError",
+                    dependency=dep.ref,
+                )
+            if target.root_digest == version.root_digest:
+                raise EvidenceRejectedError(
+                    f"provenance of {version.ref} names itself", reason="DependencyCycleError"
+                )
 
     def list_attestations(
         self, principal: Principal, ref: Ref, predicate_type: str | None = None
@@ -280,6 +337,14 @@ class AttestationService:
             if row is None or row.version_id != version_id(session, version):
                 raise NotFoundError(f"{version.ref} has no attestation {attestation_id}")
             return row.bundle
+
+
+def _check_byproducts(provenance: Provenance) -> None:
+    """The environment and model card a BOM is built from must parse (else 400 now)."""
+    env = provenance.byproduct("environment")
+    if env is not None:
+        parse_environment(env.content, env.filename or "environment")
+    model_card(provenance)
 
 
 def _plain(facts: dict[str, object]) -> dict[str, object]:

@@ -27,6 +27,8 @@ from registry.storage import BlobStore
 from registry.storage.reader import BlobFile
 
 SCAN_PREDICATE_TYPE = "https://modelseal.dev/attestation/scan/v1"
+EXTERNAL_FORMAT = "external"
+NOT_SCANNED = "not-scanned"
 REGISTRY_SIGNER = "registry"
 
 
@@ -80,9 +82,21 @@ class ScanService:
         return ScanReport(tuple(verdicts))
 
     def scan_version(self, record: VersionRecord) -> VersionRecord:
-        report = self.scan(record)
         digests = {f.path: f.sha256 for f in record.files}
-        predicate = report.to_json()
+        if record.external:
+            # No bytes here to scan: say so, signed; the gate refuses unscanned files unless the
+            # policy accepts them (scan: {allow_formats: [external]}).
+            report = ScanReport(())
+            predicate = report.to_json()
+            predicate["files"] = [
+                {"path": path, "format": EXTERNAL_FORMAT, "verdict": NOT_SCANNED,
+                 "findings": [f"external: bytes at {uri}"], "pickle": False}
+                for path, uri in record.uris
+            ]  # fmt: skip
+            predicate["verdict"] = NOT_SCANNED
+        else:
+            report = self.scan(record)
+            predicate = report.to_json()
         for entry in predicate["files"]:
             entry["digest"] = f"sha256:{digests[entry['path']]}"
         statement = make_statement(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -24,7 +24,16 @@ from registry.errors import (
     VersionConflictError,
     VersionUnavailableError,
 )
-from registry.models import Alias, Artifact, Blob, Namespace, NamespaceBlob, Version, VersionFile
+from registry.models import (
+    Alias,
+    Artifact,
+    Blob,
+    ExternalFile,
+    Namespace,
+    NamespaceBlob,
+    Version,
+    VersionFile,
+)
 from registry.names import Kind, Ref, RefKind
 from registry.services.auth import Action, Principal
 from registry.services.common import (
@@ -65,6 +74,8 @@ class VersionRecord:
     created_by: str
     files: tuple[FileDigest, ...]
     state_reason: str | None = None
+    external: bool = False
+    uris: tuple[tuple[str, str], ...] = ()  # (path, uri) of external files
 
     @property
     def ref(self) -> str:
@@ -93,8 +104,13 @@ def _record(version: Version) -> VersionRecord:
         total_size=version.total_size,
         created_at=aware(version.created_at),
         created_by=version.created_by,
-        files=tuple(FileDigest(f.path, f.size, f.digest) for f in version.files),
+        files=tuple(
+            FileDigest(f.path, f.size, f.digest)
+            for f in (version.external_files if version.external else version.files)
+        ),
         state_reason=version.state_reason,
+        external=version.external,
+        uris=tuple((f.path, f.uri) for f in version.external_files),
     )
 
 
@@ -149,10 +165,13 @@ class VersionService:
         version: str,
         kind: Kind,
         files: Sequence[FileDigest],
+        uris: Mapping[str, str] | None = None,
     ) -> tuple[VersionRecord, bool]:
         """Create a version from a manifest of uploaded blobs; returns ``(version, created)``.
 
         Pushing the same manifest again is idempotent (``created`` is false, nothing is written).
+        With ``uris`` (path -> URI of every file) the version is *external*: registered by
+        manifest only, its bytes stay where they live and nothing is uploaded.
 
         Raises:
             InvalidManifestError: duplicate paths, file/directory clashes, sizes that disagree
@@ -164,7 +183,10 @@ class VersionService:
         principal.require(Action.PUSH, namespace)
         check_manifest(files, max_files=self._settings.max_manifest_files)
         digest = root_digest(files)
-        wanted = {(f.path, f.size, f.sha256) for f in files}
+        external = uris is not None
+        if external and set(uris or {}) != {f.path for f in files}:
+            raise InvalidManifestError("an external version needs a URI for every file")
+        wanted = {(f.path, f.size, f.sha256, (uris or {}).get(f.path)) for f in files}
 
         existing = self._find_existing(namespace, name, version)
         if existing is not None:
@@ -175,7 +197,9 @@ class VersionService:
             with transaction(self._sessions) as session:
                 ns = ensure_namespace(session, namespace, now)
                 artifact = self._ensure_artifact(session, ns, name, kind, now)
-                self._check_blobs(session, ns, files)
+                if not external:
+                    self._check_blobs(session, ns, files)
+                ordered = sorted(files, key=lambda f: f.path)
                 row = Version(
                     artifact_id=artifact.id,
                     version=version,
@@ -185,10 +209,16 @@ class VersionService:
                     total_size=sum(f.size for f in files),
                     created_at=now,
                     created_by=principal.name,
-                    files=[
-                        VersionFile(path=f.path, size=f.size, digest=f.sha256)
-                        for f in sorted(files, key=lambda f: f.path)
-                    ],
+                    external=external,
+                    files=[]
+                    if external
+                    else [VersionFile(path=f.path, size=f.size, digest=f.sha256) for f in ordered],
+                    external_files=[
+                        ExternalFile(path=f.path, size=f.size, digest=f.sha256, uri=uris[f.path])
+                        for f in ordered
+                    ]
+                    if uris is not None
+                    else [],
                 )
                 session.add(row)
                 session.flush()
@@ -217,9 +247,13 @@ class VersionService:
 
     @staticmethod
     def _same_or_conflict(
-        existing: VersionRecord, kind: Kind, wanted: set[tuple[str, int, str]], digest: str
+        existing: VersionRecord,
+        kind: Kind,
+        wanted: set[tuple[str, int, str, str | None]],
+        digest: str,
     ) -> VersionRecord:
-        have = {(f.path, f.size, f.sha256) for f in existing.files}
+        uris = dict(existing.uris)
+        have = {(f.path, f.size, f.sha256, uris.get(f.path)) for f in existing.files}
         if existing.kind != kind or have != wanted:
             raise VersionConflictError(
                 f"{existing.ref} already exists with other content "
@@ -374,6 +408,14 @@ class VersionService:
             )
         for item in record.files:
             if item.path == path:
+                if record.external:
+                    raise NotFoundError(
+                        f"{record.ref} is external: the registry holds no bytes of {path!r}; "
+                        f"they live at {dict(record.uris)[path]}",
+                        ref=str(ref),
+                        path=path,
+                        uri=dict(record.uris)[path],
+                    )
                 return record, item, self._store.read(item.sha256)
         raise NotFoundError(f"{ref} has no file {path!r}", ref=str(ref), path=path)
 

@@ -46,15 +46,18 @@ def _summary(record: VersionRecord) -> VersionSummary:
         created_at=record.created_at,
         created_by=record.created_by,
         state_reason=record.state_reason,
+        external=record.external,
     )
 
 
 def public_version(record: VersionRecord) -> VersionPublic:
     """The API view of a version."""
+    uris = dict(record.uris)
     return VersionPublic(
         **_summary(record).model_dump(),
         files=[
-            FilePublic(path=f.path, size=f.size, digest=f"sha256:{f.sha256}") for f in record.files
+            FilePublic(path=f.path, size=f.size, digest=f"sha256:{f.sha256}", uri=uris.get(f.path))
+            for f in record.files
         ],
     )
 
@@ -137,6 +140,7 @@ def put_version(
         version=version,
         kind=manifest.kind,
         files=[f.to_file_digest() for f in manifest.files],
+        uris=manifest.uris(),
     )
     if not created:
         response.status_code = status.HTTP_200_OK

@@ -77,7 +77,7 @@ def test_tokens_are_stored_hashed(env: tuple, tmp_path: Path) -> None:  # type: 
 
 def test_scoped_tokens(env: tuple) -> None:  # type: ignore[type-arg]
     _, _, tokens, _, _ = env
-    with pytest.raises(InvalidRequestError, match="only admin tokens"):
+    with pytest.raises(InvalidRequestError, match="only admin and auditor tokens"):
         tokens.create(name="x", role=Role.DEPLOYER)
     deployer = tokens.authenticate(tokens.create(name="d", role=Role.DEPLOYER,
                                                  namespace="ns").secret)  # fmt: skip
