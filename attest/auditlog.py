@@ -31,15 +31,24 @@ def entry_hash(prev_hash: str, entry: Mapping[str, Any]) -> str:
     return hashlib.sha256(bytes.fromhex(prev_hash) + body).hexdigest()
 
 
-def verify_chain(entries: Sequence[Mapping[str, Any]], checkpoint: Statement | None) -> str:
+def verify_chain(
+    entries: Sequence[Mapping[str, Any]],
+    checkpoint: Statement | None,
+    *,
+    first_seq: int = 1,
+) -> str:
     """Check every link and the newest checkpoint; returns the head hash.
+
+    ``entries`` is the whole log, or (``first_seq`` > 1) a suffix of it starting at that entry,
+    whose first ``prev_hash`` is then taken as given: the checkpoint still proves the suffix is
+    what the registry signed.
 
     Raises:
         AuditChainError: naming the first entry that was edited, removed or moved, or a head
             that does not match the checkpoint.
     """
-    previous = GENESIS
-    expected_seq = 1
+    previous = GENESIS if first_seq == 1 or not entries else str(entries[0].get("prev_hash"))
+    expected_seq = first_seq
     for entry in entries:
         seq = int(entry["seq"])
         if seq != expected_seq:
@@ -57,13 +66,23 @@ def verify_chain(entries: Sequence[Mapping[str, Any]], checkpoint: Statement | N
         expected_seq += 1
     if checkpoint is not None:
         count = int(checkpoint.predicate.get("count", -1))
-        if count > len(entries):
+        last = first_seq + len(entries) - 1
+        if count > last:
             raise AuditChainError(
-                f"the signed checkpoint covers {count} entries, the log has {len(entries)}: "
-                f"entries {len(entries) + 1}..{count} were removed",
-                seq=len(entries) + 1,
+                f"the signed checkpoint covers {count} entries, the log has {last}: "
+                f"entries {last + 1}..{count} were removed",
+                seq=last + 1,
             )
-        head = str(entries[count - 1]["hash"]) if count > 0 else GENESIS
+        if count < first_seq - 1:
+            raise AuditChainError(
+                f"the signed checkpoint covers {count} entries, before entry {first_seq}",
+                seq=first_seq,
+            )
+        head = (
+            str(entries[count - first_seq]["hash"])
+            if count >= first_seq
+            else (str(entries[0].get("prev_hash")) if entries else GENESIS)
+        )
         if head != checkpoint.subject.sha256:
             raise AuditChainError(
                 f"entry {count} does not match the signed checkpoint's head", seq=count

@@ -68,6 +68,11 @@ class KeySigner(Signer):
     def public_key(self) -> keys.PublicKey:
         return self._key.public_key()
 
+    @property
+    def private_key(self) -> keys.PrivateKey:
+        """For formats that sign other documents than DSSE bundles (in-toto layouts)."""
+        return self._key
+
     def sign(self, statement: Statement) -> Bundle:
         payload = statement.to_bytes()
         signature = keys.sign(self._key, pae(IN_TOTO_PAYLOAD_TYPE, payload))

@@ -1035,6 +1035,84 @@ def audit_verify(
     err.print(f"audit log intact: {count} entries, head sha256:{head}")
 
 
+@app.command()
+def export(
+    ref: Annotated[str, typer.Argument(help="NS/NAME@VERSION")],
+    to: Annotated[Path, typer.Option("--to", help="Directory to create (must not exist).")],
+    with_files: Annotated[
+        bool, typer.Option("--with-files", help="Also pull the files into DIR/files.")
+    ] = False,
+    in_toto: Annotated[
+        bool, typer.Option("--in-toto", help="Also write an in-toto layout and links.")
+    ] = False,
+    registry_key: Annotated[
+        Path | None, typer.Option(help="The registry's public key (default: pinned).")
+    ] = None,
+) -> None:
+    """Write the version's whole evidence chain for offline verification (verify-evidence)."""
+    from registry.export import export_evidence
+
+    with _client() as client:
+        key = registry_key.read_bytes() if registry_key else None
+        written = export_evidence(client, ref, to, with_files=with_files, in_toto=in_toto,
+                                  registry_key=key)  # fmt: skip
+    count = len(list((written / "evidence").glob("*.sigstore.json")))
+    err.print(f"exported {ref} to {written} ({count} bundles)")
+
+
+def _print_verdict(verdict: Any) -> None:
+    for check in verdict.checks:
+        colour = "green" if check.ok else "red"
+        word = "ok  " if check.ok else "FAIL"
+        out.print(f"[{colour}]{word}[/{colour}] {check.link}: {check.message}", highlight=False,
+                  markup=True, soft_wrap=True)  # fmt: skip
+    out.print("[green]VERIFIED[/green]" if verdict.ok else "[red]NOT VERIFIED[/red]", markup=True)
+    if not verdict.ok:
+        raise typer.Exit(1)
+
+
+def _auditor_inputs(trust: Path | None, policy: Path | None) -> tuple[Any, str | None]:
+    from attest.trust import parse_trust
+
+    parsed = parse_trust(trust.read_text(), trust.parent) if trust is not None else None
+    return parsed, policy.read_text() if policy is not None else None
+
+
+@app.command("verify-evidence")
+def verify_evidence_cmd(
+    directory: Annotated[Path, typer.Argument(help="A directory written by `modelseal export`.")],
+    trust: Annotated[
+        Path | None, typer.Option(help="Your trust.yaml (signers you accept, registry key).")
+    ] = None,
+    policy: Annotated[Path | None, typer.Option(help="Your policy.yaml (e.g. stricter).")] = None,
+) -> None:
+    """Re-run the whole release gate from DIR alone, offline; exit 0 only if every link holds."""
+    from attest.evidence import verify_evidence
+
+    trusted, policy_text = _auditor_inputs(trust, policy)
+    _print_verdict(verify_evidence(directory, trust=trusted, policy_text=policy_text))
+
+
+@app.command()
+def verify(
+    ref: Annotated[str, typer.Argument(help="NS/NAME@VERSION")],
+    trust: Annotated[Path | None, typer.Option(help="Your trust.yaml.")] = None,
+    policy: Annotated[Path | None, typer.Option(help="Your policy.yaml.")] = None,
+    registry_key: Annotated[
+        Path | None, typer.Option(help="The registry's public key (default: pinned).")
+    ] = None,
+) -> None:
+    """Fetch the version's evidence and verify it here, without trusting the server's verdict."""
+    from registry.export import verify_online
+
+    trusted, policy_text = _auditor_inputs(trust, policy)
+    with _client() as client:
+        key = registry_key.read_bytes() if registry_key else None
+        verdict = verify_online(client, ref, trust=trusted, policy_text=policy_text,
+                                registry_key=key)  # fmt: skip
+    _print_verdict(verdict)
+
+
 def main() -> None:
     """Console-script entry point: library errors become one readable line and exit 1."""
     try:

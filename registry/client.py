@@ -464,8 +464,9 @@ class RegistryClient:
         )
         return PolicyPublic.model_validate(response.json())
 
-    def get_policy(self, namespace: str) -> PolicyPublic:
-        response = self._request("GET", f"/v1/namespaces/{namespace}/policy")
+    def get_policy(self, namespace: str, revision: int | None = None) -> PolicyPublic:
+        params = {"revision": revision} if revision is not None else None
+        response = self._request("GET", f"/v1/namespaces/{namespace}/policy", params=params)
         return PolicyPublic.model_validate(response.json())
 
     def release(self, ref: str) -> VersionPublic:
@@ -524,6 +525,26 @@ class RegistryClient:
             if len(page) < 10_000:
                 return entries
 
+    def latest_checkpoint(self) -> bytes | None:
+        """The newest signed audit checkpoint bundle, or None when none was signed yet."""
+        try:
+            return self._request("GET", "/v1/audit/checkpoints/latest").content
+        except NotFoundError:
+            return None
+
+    def sign_checkpoint(self) -> dict[str, Any]:
+        """Have the registry sign a checkpoint of the audit log now (admins)."""
+        return dict(self._request("POST", "/v1/audit/checkpoints").json())
+
+    def in_toto(self, ref: str) -> dict[str, str]:
+        """The registry-signed in-toto layout and links of a released version."""
+        response = self._request("GET", self._version_path(parse_ref(ref)) + "/in-toto")
+        return {str(k): str(v) for k, v in response.json().items()}
+
+    @property
+    def base_url(self) -> str:
+        return str(self._http.base_url)
+
     def verify_audit_log(
         self, *, registry_key: bytes | None = None, pins: PinStore | None = None
     ) -> tuple[int, str]:
@@ -533,10 +554,7 @@ class RegistryClient:
         """
         entries = self.audit_entries()
         verifier = self.registry_verifier(registry_key, pins or PinStore())
-        try:
-            raw = self._request("GET", "/v1/audit/checkpoints/latest").content
-        except NotFoundError:
-            raw = None
+        raw = self.latest_checkpoint()
         checkpoint = None
         if raw is not None:
             verified = verifier.verify(Bundle.parse(raw))

@@ -35,6 +35,7 @@ from registry.services import TokenService, UploadService, VersionService
 from registry.services.attestations import AttestationService
 from registry.services.audit import AuditService
 from registry.services.common import Clock, utcnow
+from registry.services.evidence import EvidenceService
 from registry.services.keys import load_registry_signer
 from registry.services.lifecycle import LifecycleService
 from registry.services.releases import ReleaseService
@@ -95,6 +96,7 @@ def create_app(
         registry_key_fingerprint=signer.identity,
         events=security_events,
         boms=bom_service,
+        evidence=EvidenceService(versions_service, attestation_service, signer, clock=clock),
     )
 
     @contextlib.asynccontextmanager

@@ -16,6 +16,7 @@ from registry.ratelimit import TokenBuckets
 from registry.services import Principal, TokenService, UploadService, VersionService
 from registry.services.attestations import AttestationService
 from registry.services.audit import AuditService
+from registry.services.evidence import EvidenceService
 from registry.services.lifecycle import LifecycleService
 from registry.services.releases import ReleaseService
 from registry.services.sbom import BomService
@@ -37,6 +38,7 @@ class Services:
     registry_key_fingerprint: str
     events: SecurityEvents
     boms: BomService
+    evidence: EvidenceService
 
 
 def get_services(request: Request) -> Services:

@@ -103,21 +103,34 @@ class ReleaseService:
             session.add(row)
         return PolicyRecord(namespace, row.revision, text, now, principal.name)
 
-    def get_policy(self, principal: Principal, namespace: str) -> PolicyRecord:
+    def get_policy(
+        self, principal: Principal, namespace: str, revision: int | None = None
+    ) -> PolicyRecord:
+        """The policy in force, or an older ``revision`` (0: the built-in default).
+
+        Raises:
+            NotFoundError: no such revision.
+        """
         principal.require(Action.READ, namespace)
         with self._sessions() as session:
-            return self._policy_record(session, namespace)
+            return self._policy_record(session, namespace, revision)
 
-    def _policy_record(self, session: Session, namespace: str) -> PolicyRecord:
+    def _policy_record(
+        self, session: Session, namespace: str, revision: int | None = None
+    ) -> PolicyRecord:
+        if revision == 0:
+            return PolicyRecord(namespace, 0, DEFAULT_POLICY_YAML, None, None)
         namespace_id = _namespace_id(session, namespace)
         row = None
         if namespace_id is not None:
+            query = select(NamespacePolicy).where(NamespacePolicy.namespace_id == namespace_id)
+            if revision is not None:
+                query = query.where(NamespacePolicy.revision == revision)
             row = session.execute(
-                select(NamespacePolicy)
-                .where(NamespacePolicy.namespace_id == namespace_id)
-                .order_by(NamespacePolicy.revision.desc())
-                .limit(1)
+                query.order_by(NamespacePolicy.revision.desc()).limit(1)
             ).scalar_one_or_none()
+        if row is None and revision is not None:
+            raise NotFoundError(f"namespace {namespace!r} has no policy revision {revision}")
         if row is None:
             return PolicyRecord(namespace, 0, DEFAULT_POLICY_YAML, None, None)
         return PolicyRecord(

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
 from registry.api.deps import PrincipalDep, ServicesDep
@@ -63,10 +64,15 @@ async def set_policy(
 @router.get(
     "/v1/namespaces/{namespace}/policy", operation_id="get_policy", response_model=PolicyPublic
 )
-def get_policy(namespace: str, principal: PrincipalDep, services: ServicesDep) -> PolicyPublic:
-    """The policy in force (revision 0: the built-in default)."""
+def get_policy(
+    namespace: str,
+    principal: PrincipalDep,
+    services: ServicesDep,
+    revision: Annotated[int | None, Query(ge=0, description="An older revision.")] = None,
+) -> PolicyPublic:
+    """The policy in force, or an older revision (revision 0: the built-in default)."""
     validate_name(namespace, what="namespace")
-    return _policy(services.releases.get_policy(principal, namespace))
+    return _policy(services.releases.get_policy(principal, namespace, revision))
 
 
 @router.post(f"{_VERSION}/release", operation_id="release_version", response_model=VersionPublic)
@@ -112,6 +118,16 @@ def revoke_version(
                          root_digest=record.root_digest, reason=body.reason,
                          dependents=dependents)  # fmt: skip
     return RevocationPublic(version=public_version(record), dependents=dependents)
+
+
+@router.get(f"{_VERSION}/in-toto", operation_id="in_toto_export",
+            response_model=dict[str, str])  # fmt: skip
+def in_toto_export(
+    namespace: str, name: str, selector: str, principal: PrincipalDep, services: ServicesDep
+) -> dict[str, str]:
+    """An in-toto layout and links for a released version, signed by the registry key:
+    ``{"root.layout": …, "<step>.<keyid8>.link": …}`` for ``in-toto-verify``."""
+    return services.evidence.in_toto(principal, version_ref(namespace, name, selector))
 
 
 _ARTIFACT = "/v1/namespaces/{namespace}/artifacts/{name}"

@@ -1,0 +1,143 @@
+"""In-toto interop: a layout and links for a released version, signed by the registry key.
+
+The registry is the only functionary: it vouches, as links, for what the signed evidence it
+verified at release says. Steps: ``dataset-N`` (product: the dataset version, by root digest),
+``training`` (materials: datasets, code, base models; products: the model files), ``evaluation``
+(materials: the model files; product: the metrics, when evaluated), then in-toto's ``release``
+step for the final products. Each link's byproducts name the bundles it stands for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import timedelta
+
+from attest.bundle import Bundle
+from attest.errors import AttestError
+from attest.gate import RELEASE, SLSA_PROVENANCE, TEST_RESULT
+from attest.intoto import Artifact, EvidenceStep, export_layout
+from attest.oms import OMS_PREDICATE_TYPE
+from attest.provenance import Provenance, read_predicate
+from attest.signing import KeySigner, UriSigner
+from registry.errors import ConflictError, InvalidRequestError
+from registry.names import Ref, parse_ref
+from registry.services.attestations import READER, AttestationService
+from registry.services.auth import Principal
+from registry.services.common import Clock, utcnow
+from registry.services.versions import State, VersionRecord, VersionService
+
+LAYOUT_LIFETIME = timedelta(days=365)
+
+
+class EvidenceService:
+    def __init__(
+        self,
+        versions: VersionService,
+        attestations: AttestationService,
+        signer: KeySigner | UriSigner,
+        *,
+        clock: Clock = utcnow,
+    ) -> None:
+        self._versions = versions
+        self._attestations = attestations
+        self._signer = signer
+        self._clock = clock
+
+    def in_toto(self, principal: Principal, ref: Ref) -> dict[str, str]:
+        """``{filename: text}`` of ``root.layout`` and the links, for a released version.
+
+        Raises:
+            ConflictError: the version is not released.
+            InvalidRequestError: the registry key is not a local key (a KMS/HSM URI).
+        """
+        record = self._versions.resolve(principal, ref)
+        if record.state != State.RELEASED:
+            raise ConflictError(f"{record.ref} is {record.state}; in-toto exports are for releases")
+        if not isinstance(self._signer, KeySigner):
+            raise InvalidRequestError("in-toto export needs the registry key as a PEM file")
+        newest = self._newest(principal, record)
+        provenance = _provenance(newest.get(SLSA_PROVENANCE))
+        steps: list[EvidenceStep] = []
+        materials: list[Artifact] = []
+        for index, dep in enumerate(provenance.dependencies, start=1):
+            target = self._versions.resolve(READER, parse_ref(dep.ref))
+            folder = {"dataset": "datasets", "base-model": "base-models", "code": "code"}[dep.role]
+            artifact = Artifact(name=f"{folder}/{target.ref}", sha256=target.root_digest)
+            materials.append(artifact)
+            if dep.role == "dataset":
+                evidence = self._newest(READER, target)
+                steps.append(
+                    EvidenceStep(
+                        name=f"dataset-{index}",
+                        products=(artifact,),
+                        evidence=tuple(f"sha256:{b.digest}" for b in evidence.values()),
+                    )
+                )
+        if provenance.git is not None:
+            git = provenance.git
+            materials.append(
+                Artifact(
+                    name=f"code/git/{git.commit}",
+                    sha256=hashlib.sha256(f"{git.url}@{git.commit}".encode()).hexdigest(),
+                )
+            )
+        model = tuple(Artifact(name=f"model/{f.path}", sha256=f.sha256) for f in record.files)
+        training_evidence = [
+            newest[t] for t in (OMS_PREDICATE_TYPE, SLSA_PROVENANCE) if t in newest
+        ]
+        steps.append(
+            EvidenceStep(
+                name="training",
+                materials=tuple(materials),
+                products=model,
+                command=("modelseal", "push", record.ref),
+                evidence=tuple(f"sha256:{b.digest}" for b in training_evidence),
+            )
+        )
+        evaluation = newest.get(TEST_RESULT)
+        if evaluation is not None:
+            metrics = json.dumps(
+                evaluation.statement().predicate.get("metrics", {}), sort_keys=True
+            ).encode()
+            steps.append(
+                EvidenceStep(
+                    name="evaluation",
+                    materials=model,
+                    products=(
+                        Artifact(
+                            name="evaluation/metrics.json",
+                            sha256=hashlib.sha256(metrics).hexdigest(),
+                        ),
+                    ),
+                    evidence=(f"sha256:{evaluation.digest}",),
+                )
+            )
+        files = export_layout(
+            key=self._signer.private_key,
+            steps=steps,
+            expires=self._clock() + LAYOUT_LIFETIME,
+            final_products=model,
+            readme=f"modelseal release of {record.ref} (sha256:{record.root_digest})",
+        )
+        return {name: data.decode() for name, data in files.items()}
+
+    def _newest(self, principal: Principal, record: VersionRecord) -> dict[str, Bundle]:
+        """The newest verifying bundle per predicate type about ``record``."""
+        ref = parse_ref(record.ref)
+        verifier = self._attestations.verifier()
+        found: dict[str, Bundle] = {}
+        for item in self._attestations.list_attestations(principal, ref):
+            if item.predicate_type == RELEASE:
+                continue
+            try:
+                bundle = Bundle.parse(self._attestations.get(principal, ref, item.id))
+                verifier.verify(bundle)
+            except AttestError:
+                continue
+            found[item.predicate_type] = bundle
+        return found
+
+
+def _provenance(bundle: Bundle | None) -> Provenance:
+    return read_predicate(bundle.statement().predicate) if bundle is not None else Provenance()

@@ -1,0 +1,314 @@
+"""Evidence export and independent verification: offline, online, with the auditor's own rules,
+and with the peers' tools (in-toto-verify, model_signing)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from attest import keys
+from attest.evidence import Verdict, verify_evidence
+from attest.gate import TEST_RESULT
+from attest.signing import KeySigner
+from attest.statement import make_statement
+from attest.trust import parse_trust
+from registry.export import export_evidence, verify_online
+from registry.names import Kind
+from registry.services import Role, TokenService
+from tests.conftest import Live, make_model_dir
+
+embedded = pytest.mark.parametrize("backend", ["sqlite-local"], indirect=True)
+
+POLICY = """\
+model:
+  require:
+    signature: [training-ci]
+    provenance: [training-ci]
+    evaluation:
+      signers: [eval-ci]
+      metrics: {accuracy: ">= 0.90"}
+    scan: clean
+  dependencies: released
+  release:
+    separate_from_pusher: true
+dataset:
+  require:
+    signature: [data-pipeline]
+    provenance: [data-pipeline]
+    scan: clean
+"""
+
+
+class Chain:
+    """A released model trained on a released dataset, every link signed."""
+
+    def __init__(self, live: Live, tmp: Path) -> None:
+        from registry.db import make_engine, make_sessionmaker
+
+        self.tmp = tmp
+        self.training = KeySigner(keys.generate())
+        self.evaluation = KeySigner(keys.generate())
+        self.data = KeySigner(keys.generate())
+        self.admin = live.client()
+        for name, signer in (("training-ci", self.training), ("eval-ci", self.evaluation),
+                             ("data-pipeline", self.data)):  # fmt: skip
+            self.admin.add_key_identity(name, keys.public_pem(signer.public_key).decode())
+        self.admin.set_policy("fraud", POLICY)
+        engine = make_engine(live.settings.resolved_database_url)
+        secret = (
+            TokenService(make_sessionmaker(engine))
+            .create(name="release-bot", role=Role.RELEASER, namespace="fraud")
+            .secret
+        )
+        engine.dispose()
+        self.releaser = live.client(token=secret)
+        for version, rows in (("2", "1,5\n"), ("3", "1,10\n2,20\n")):
+            root = tmp / f"tx{version}"
+            root.mkdir()
+            (root / "transactions.csv").write_text("id,amount\n" + rows)
+            with self.admin.training_run(f"fraud/tx@{version}", signer=self.data,
+                                         kind=Kind.DATASET) as run:  # fmt: skip
+                run.add_source("s3://lake/raw/tx/")
+                run.push(root)
+            self.admin.release(f"fraud/tx@{version}")
+        with self.admin.training_run("fraud/m@1", signer=self.training,
+                                     builder_id="https://ci.example/train") as run:  # fmt: skip
+            run.use_dataset("fraud/tx@3")
+            run.use_git("https://github.com/acme/fraud", "c" * 40)
+            run.log_params(lr=0.01)
+            self.model = run.push(make_model_dir(tmp / "model"))
+        statement = make_statement(
+            name="fraud/m",
+            root_digest=self.model.root_digest.removeprefix("sha256:"),
+            predicate_type=TEST_RESULT,
+            predicate={"result": "PASSED", "metrics": {"accuracy": 0.93}},
+        )
+        self.admin.attach("fraud/m@1", self.evaluation.sign(statement).raw)
+        assert self.releaser.release("fraud/m@1").state == "released"
+
+
+@pytest.fixture
+def chain(live: Live, tmp_path: Path) -> Chain:
+    return Chain(live, tmp_path)
+
+
+def _failed(verdict: Verdict) -> list[str]:
+    return [str(c) for c in verdict.checks if not c.ok]
+
+
+def _cli(*args: str, cwd: Path, netns: bool = False) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "registry", *args]
+    if netns:
+        command = ["unshare", "--net", *command]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELSEAL_")}
+    env["MODELSEAL_CONFIG_DIR"] = os.environ["MODELSEAL_CONFIG_DIR"]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_export_then_verify_offline_passes_and_every_tampering_fails(
+    chain: Chain, tmp_path: Path
+) -> None:
+    exported = export_evidence(chain.admin, "fraud/m@1", tmp_path / "export", with_files=True)
+    names = {p.name for p in exported.iterdir()}
+    assert {"manifest.json", "versions.json", "model.sig", "evidence", "registry.pub"} <= names
+    assert {"policy.yaml", "trust.yaml", "release.sigstore.json", "audit", "files"} <= names
+    verdict = verify_evidence(exported)
+    assert verdict.ok, _failed(verdict)
+    links = [c.link for c in verdict.checks]
+    assert {"manifest", "release", "gate", "model.sig", "files", "audit"} <= set(links)
+
+    def tampered(change: Callable[[Path], None], **kwargs: object) -> list[str]:
+        copy = tmp_path / f"t{len(list(tmp_path.iterdir()))}"
+        shutil.copytree(exported, copy)
+        change(copy)
+        result = verify_evidence(copy, **kwargs)  # type: ignore[arg-type]
+        assert not result.ok
+        return _failed(result)
+
+    def bundle(directory: Path, ref: str, predicate: str) -> Path:
+        from attest.bundle import Bundle
+
+        for path in sorted((directory / "evidence").glob(f"{ref.replace('/', '.')}.*")):
+            if Bundle.parse(path.read_bytes()).statement().predicate_type == predicate:
+                return path
+        raise AssertionError(f"no {predicate} bundle of {ref}")
+
+    def flip_byte(path: Path) -> None:
+        data = json.loads(path.read_text())
+        signature = data["dsseEnvelope"]["signatures"][0]["sig"]
+        data["dsseEnvelope"]["signatures"][0]["sig"] = ("A" if signature[0] != "A" else "B") + (
+            signature[1:]
+        )
+        path.write_text(json.dumps(data))
+
+    from attest.gate import SLSA_PROVENANCE
+
+    # One byte of the dataset's provenance signature.
+    failures = tampered(lambda d: flip_byte(bundle(d, "fraud/tx@3", SLSA_PROVENANCE)))
+    assert any(f.startswith("FAIL evidence fraud.tx@3.") for f in failures), failures
+    assert any("dependency fraud/tx@3 -> provenance: missing" in f for f in failures), failures
+
+    # An evidence file removed: the evaluation.
+    failures = tampered(lambda d: bundle(d, "fraud/m@1", TEST_RESULT).unlink())
+    assert "FAIL evaluation: missing" in failures
+    assert any(f.startswith("FAIL release: relies on bundles missing") for f in failures)
+
+    # The dataset's provenance swapped for another version's.
+    [item] = chain.admin.list_attestations("fraud/tx@2", SLSA_PROVENANCE)
+    other_version = chain.admin.get_attestation("fraud/tx@2", item.id)
+
+    def swap(d: Path) -> None:
+        bundle(d, "fraud/tx@3", SLSA_PROVENANCE).write_bytes(other_version)
+
+    failures = tampered(swap)
+    assert any("dependency fraud/tx@3 -> provenance: missing" in f for f in failures), failures
+
+    # A stricter auditor policy.
+    strict = POLICY.replace('">= 0.90"', '">= 0.95"')
+    failures = tampered(lambda d: None, policy_text=strict)
+    assert failures == ["FAIL evaluation: accuracy 0.93 < 0.95"]
+
+    # The files, the manifest, the release, model.sig and the audit log.
+    failures = tampered(lambda d: (d / "files" / "config.json").write_text("{}"))
+    assert any(f.startswith("FAIL files: config.json has 2 bytes") for f in failures)
+
+    def edit_manifest(d: Path) -> None:
+        data = json.loads((d / "manifest.json").read_text())
+        data["files"][0]["size"] += 1
+        (d / "manifest.json").write_text(json.dumps(data))
+
+    failures = tampered(edit_manifest)
+    assert "FAIL manifest: the file list differs from versions.json" in failures
+    assert "FAIL release: names another file list than manifest.json" in failures
+    failures = tampered(lambda d: (d / "release.sigstore.json").unlink())
+    assert "FAIL release: release.sigstore.json is missing" in failures
+    from attest.oms import OMS_PREDICATE_TYPE
+
+    failures = tampered(
+        lambda d: shutil.copy(bundle(d, "fraud/tx@3", OMS_PREDICATE_TYPE), d / "model.sig")
+    )
+    assert any(f.startswith("FAIL model.sig:") for f in failures), failures
+
+    def edit_audit(d: Path) -> None:
+        entries = json.loads((d / "audit" / "entries.json").read_text())
+        entries[0]["actor"] = "someone-else"
+        (d / "audit" / "entries.json").write_text(json.dumps(entries))
+
+    failures = tampered(edit_audit)
+    assert any(f.startswith("FAIL audit: entry") and "modified" in f for f in failures)
+
+    # A registry key the auditor pins that is not the registry's: nothing verifies.
+    other = keys.generate()
+    (tmp_path / "other.pub").write_bytes(keys.public_pem(other.public_key()))
+    trust_text = (exported / "trust.yaml").read_text().replace("registry.pub", "other.pub")
+    own = parse_trust(trust_text, tmp_path)
+    failures = tampered(lambda d: None, trust=own)
+    assert any(f.startswith("FAIL release:") for f in failures), failures
+
+
+@embedded
+def test_the_auditors_own_trust_and_the_cli_offline_in_a_network_namespace(
+    chain: Chain, live: Live, tmp_path: Path
+) -> None:
+    exported = export_evidence(chain.admin, "fraud/m@1", tmp_path / "export")
+    # The auditor's own trust file: their copies of the keys, registry key pinned.
+    (tmp_path / "keys").mkdir()
+    for name, signer in (("training-ci", chain.training), ("eval-ci", chain.evaluation),
+                         ("data-pipeline", chain.data)):  # fmt: skip
+        (tmp_path / "keys" / f"{name}.pub").write_bytes(keys.public_pem(signer.public_key))
+    shutil.copy(exported / "registry.pub", tmp_path / "keys" / "registry.pub")
+    (tmp_path / "trust.yaml").write_text(
+        "identities:\n"
+        "  training-ci: {key: keys/training-ci.pub}\n"
+        "  eval-ci: {key: keys/eval-ci.pub}\n"
+        "  data-pipeline: {key: keys/data-pipeline.pub}\n"
+        "registry: {key: keys/registry.pub}\n"
+    )
+    (tmp_path / "strict.yaml").write_text(POLICY.replace('">= 0.90"', '">= 0.95"'))
+    if subprocess.run(["unshare", "--net", "true"], capture_output=True).returncode != 0:
+        pytest.skip("cannot create a network namespace here")
+    ok = _cli("verify-evidence", str(exported), "--trust", str(tmp_path / "trust.yaml"),
+              cwd=tmp_path, netns=True)  # fmt: skip
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "VERIFIED" in ok.stdout and "ok   release:" in ok.stdout
+    strict = _cli("verify-evidence", str(exported), "--trust", str(tmp_path / "trust.yaml"),
+                  "--policy", str(tmp_path / "strict.yaml"), cwd=tmp_path, netns=True)  # fmt: skip
+    assert strict.returncode == 1
+    assert "FAIL evaluation: accuracy 0.93 < 0.95" in strict.stdout
+    # An auditor who does not trust eval-ci: the evaluation does not count.
+    (tmp_path / "no-eval.yaml").write_text(
+        (tmp_path / "trust.yaml").read_text().replace("  eval-ci: {key: keys/eval-ci.pub}\n", "")
+    )
+    distrust = verify_evidence(exported, trust=parse_trust(
+        (tmp_path / "no-eval.yaml").read_text(), tmp_path))  # fmt: skip
+    assert "FAIL evaluation: missing" in _failed(distrust)
+
+
+@embedded
+def test_verify_online_and_the_export_cli(chain: Chain, live: Live, tmp_path: Path) -> None:
+    verdict = verify_online(chain.admin, "fraud/m@1")
+    assert verdict.ok, _failed(verdict)
+    strict = POLICY.replace('">= 0.90"', '">= 0.95"')
+    assert _failed(verify_online(chain.admin, "fraud/m@1", policy_text=strict)) == [
+        "FAIL evaluation: accuracy 0.93 < 0.95"
+    ]
+    # A deployer can verify too (no audit log in its export).
+    deployer = chain.admin.create_token("d", "deployer", "fraud").token
+    with live.client(token=deployer) as client:
+        verdict = verify_online(client, "fraud/m@1")
+    assert verdict.ok, _failed(verdict)
+    assert any(c.link == "audit" and "not included" in c.message for c in verdict.checks)
+    # An export into an existing non-empty directory is refused and leaves it as it was.
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "keep").write_text("x")
+    from registry.errors import InvalidRequestError
+
+    with pytest.raises(InvalidRequestError):
+        export_evidence(chain.admin, "fraud/m@1", busy)
+    assert [p.name for p in busy.iterdir()] == ["keep"]
+
+
+@embedded
+def test_in_toto_layout_passes_in_toto_verify_and_model_signing_accepts_model_sig(
+    chain: Chain, tmp_path: Path
+) -> None:
+    exported = export_evidence(chain.admin, "fraud/m@1", tmp_path / "export", in_toto=True,
+                               with_files=True)  # fmt: skip
+    command = ["in-toto-verify", "--layout", str(exported / "root.layout"),
+               "--verification-keys", str(exported / "registry.pub"),
+               "--link-dir", str(exported)]  # fmt: skip
+    passed = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    [training] = exported.glob("training.*.link")
+    link = json.loads(training.read_text())
+    [product] = [k for k in link["signed"]["products"] if k.endswith("config.json")]
+    link["signed"]["products"][product]["sha256"] = "0" * 64
+    training.write_text(json.dumps(link))
+    failed = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert failed.returncode != 0
+    # The OMS signature, checked by model_signing itself against the exported files.
+    (tmp_path / "training.pub").write_bytes(keys.public_pem(chain.training.public_key))
+    oracle = subprocess.run(
+        [sys.executable, "-m", "model_signing", "verify", "key",
+         "--signature", str(exported / "model.sig"),
+         "--public_key", str(tmp_path / "training.pub"), str(exported / "files")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert oracle.returncode == 0, oracle.stdout + oracle.stderr
+
+
+@embedded
+def test_in_toto_export_is_only_for_released_versions(chain: Chain) -> None:
+    from registry.errors import ConflictError
+
+    chain.admin.push(make_model_dir(chain.tmp / "m2", seed=9), "fraud/m@2")
+    with pytest.raises(ConflictError, match="in-toto exports are for releases"):
+        chain.admin.in_toto("fraud/m@2")
