@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -104,8 +105,8 @@ def check_parameters(params: Mapping[str, Any]) -> dict[str, Any]:
             raise ProvenanceError(f"parameter name {key!r} is not a plain name")
         if not isinstance(value, str | int | float | bool) and value is not None:
             raise ProvenanceError(f"parameter {key}: only strings, numbers, booleans and null")
-        if isinstance(value, float) and value != value:
-            raise ProvenanceError(f"parameter {key}: NaN is not a value")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ProvenanceError(f"parameter {key}: {value} is not a finite number")
         out[key] = value
     return out
 

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -469,7 +470,8 @@ def show(
     )
     table = Table("path", "bytes", "sha256", *(["uri"] if version.external else []))
     for f in version.files:
-        table.add_row(f.path, str(f.size), f.digest, *([f.uri or ""] if version.external else []))
+        uri = [escape(f.uri or "")] if version.external else []
+        table.add_row(escape(f.path), str(f.size), f.digest, *uri)
     out.print(table)
 
 
@@ -594,11 +596,11 @@ def provenance(
 
     def grow(tree: Tree, node: dict[str, Any]) -> None:
         for child in node.get("children", []):
-            grow(tree.add(label(child), highlight=False), child)
+            grow(tree.add(escape(label(child)), highlight=False), child)
         for uri in node.get("sources", []):
-            tree.add(f"source {uri}", highlight=False)
+            tree.add(escape(f"source {uri}"), highlight=False)
 
-    tree = Tree(label(root), highlight=False)
+    tree = Tree(escape(label(root)), highlight=False)
     grow(tree, root)
     out.print(tree)
 

@@ -38,7 +38,7 @@ from attest.provenance import (
 )
 from attest.statement import make_statement
 from registry.errors import InvalidRequestError, NotFoundError
-from registry.names import Kind, parse_ref
+from registry.names import Kind, parse_ref, validate_external_uri
 from sbom import parse_environment
 
 if TYPE_CHECKING:
@@ -150,8 +150,8 @@ class TrainingRun:
         return True
 
     def add_source(self, uri: str) -> None:
-        """Where a dataset's data came from."""
-        self.sources.append(uri)
+        """Where a dataset's data came from (a plain URI: credentials are refused)."""
+        self.sources.append(validate_external_uri(uri))
 
     def log_param(self, key: str, value: Any) -> None:
         self.params.update(check_parameters({key: value}))

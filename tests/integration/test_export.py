@@ -103,12 +103,16 @@ def _failed(verdict: Verdict) -> list[str]:
     return [str(c) for c in verdict.checks if not c.ok]
 
 
-def _cli(*args: str, cwd: Path, netns: bool = False) -> subprocess.CompletedProcess[str]:
+def _cli(
+    *args: str, cwd: Path, netns: bool = False, live: Live | None = None
+) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "registry", *args]
     if netns:
         command = ["unshare", "--net", *command]
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODELSEAL_")}
     env["MODELSEAL_CONFIG_DIR"] = os.environ["MODELSEAL_CONFIG_DIR"]
+    if live is not None:
+        env["MODELSEAL_URL"], env["MODELSEAL_TOKEN"] = live.url, live.admin_token
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -265,6 +269,17 @@ def test_verify_online_and_the_export_cli(chain: Chain, live: Live, tmp_path: Pa
         verdict = verify_online(client, "fraud/m@1")
     assert verdict.ok, _failed(verdict)
     assert any(c.link == "audit" and "not included" in c.message for c in verdict.checks)
+    # The same from the command line.
+    exported = _cli("export", "fraud/m@1", "--to", str(tmp_path / "cli-export"), "--in-toto",
+                    cwd=tmp_path, live=live)  # fmt: skip
+    assert exported.returncode == 0, exported.stderr
+    assert (tmp_path / "cli-export" / "root.layout").exists()
+    verified = _cli("verify", "fraud/m@1", cwd=tmp_path, live=live)
+    assert verified.returncode == 0 and "VERIFIED" in verified.stdout, verified.stdout
+    (tmp_path / "strict.yaml").write_text(strict)
+    refused = _cli("verify", "fraud/m@1", "--policy", str(tmp_path / "strict.yaml"),
+                   cwd=tmp_path, live=live)  # fmt: skip
+    assert refused.returncode == 1 and "NOT VERIFIED" in refused.stdout
     # An export into an existing non-empty directory is refused and leaves it as it was.
     busy = tmp_path / "busy"
     busy.mkdir()

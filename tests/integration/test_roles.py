@@ -52,6 +52,13 @@ def _cells(
         ("GET", f"{V}/attestations", dict, READ),
         ("GET", "/v1/namespaces/ns/policy", dict, READ),
         ("GET", "/v1/identities", dict, READ | {"outsider"}),  # global: who signs
+        ("GET", f"{V}/in-toto", dict, READ),  # 409 here: only for released versions
+        (
+            "POST",
+            "/v1/events/verification-failure",
+            lambda: {"json": {"reference": "ns/m@1", "reason": "digest mismatch"}},
+            READ | {"outsider"},  # any caller may report a failed pull
+        ),
         ("PUT", "/v1/namespaces/ns/artifacts/m/versions/2", lambda: {"json": manifest}, PUSH),
         (
             "POST",
