@@ -201,7 +201,9 @@ def read_predicate(predicate: Mapping[str, Any]) -> Provenance:
         if not isinstance(digest, dict):
             raise ProvenanceError(f"{uri}: digest is not an object")
         if uri.startswith(DEPENDENCY_SCHEME):
-            role = entry.get("name") if entry.get("name") in ROLES else "dataset"
+            role = entry.get("name", "dataset")
+            if role not in ROLES:
+                raise ProvenanceError(f"{uri}: unknown dependency role {role!r}")
             deps.append(
                 VersionDependency(
                     uri.removeprefix(DEPENDENCY_SCHEME), str(digest.get("sha256")), str(role)

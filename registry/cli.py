@@ -85,6 +85,11 @@ def _fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
+def _wide() -> Console:
+    """``out``, or when stdout is not a terminal, a console that never cuts lines (logs, pipes)."""
+    return out if out.is_terminal else Console(soft_wrap=True, width=100_000)
+
+
 def _print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
@@ -472,7 +477,7 @@ def show(
     for f in version.files:
         uri = [escape(f.uri or "")] if version.external else []
         table.add_row(escape(f.path), str(f.size), f.digest, *uri)
-    out.print(table)
+    _wide().print(table)
 
 
 @app.command()
@@ -602,7 +607,7 @@ def provenance(
 
     tree = Tree(escape(label(root)), highlight=False)
     grow(tree, root)
-    out.print(tree)
+    _wide().print(tree)
 
 
 def _signer(sign_key: Path | None, sigstore: bool, trust_config: Path | None) -> Signer | None:
@@ -1121,6 +1126,9 @@ def main() -> None:
         app()
     except (RegistryError, AttestError) as exc:
         err.print(f"error: {exc.diagnostics()}", highlight=False, markup=False)
+        sys.exit(1)
+    except OSError as exc:  # a file named on the command line cannot be read or written
+        err.print(f"error: {exc}", highlight=False, markup=False)
         sys.exit(1)
     except KeyboardInterrupt:
         err.print("interrupted")

@@ -50,7 +50,9 @@ def identities_verifier(client: RegistryClient) -> Verifier:
 def lineage(client: RegistryClient, ref: str, *, max_depth: int = MAX_DEPTH) -> dict[str, Any]:
     """The lineage tree of ``ref`` as plain data (see the module docstring)."""
     verifier = identities_verifier(client)
-    return _node(client, verifier, ref, "model", 0, max_depth, frozenset())
+    root = _node(client, verifier, ref, "model", 0, max_depth, frozenset())
+    root["role"] = root.get("kind", "model")  # the root is what it is, not a dependency role
+    return root
 
 
 def _node(

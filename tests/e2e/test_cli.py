@@ -9,6 +9,7 @@ import ssl
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import httpx
 import pytest
 
 from tests.conftest import Live, free_port
+from tests.peers import model_signing
 
 embedded = pytest.mark.parametrize("backend", ["sqlite-local"], indirect=True)
 
@@ -37,14 +39,7 @@ def run(
         capture_output=True,
         text=True,
         timeout=120,
-    )
-
-
-@embedded
-def model_signing(*args: str) -> subprocess.CompletedProcess[str]:
-    """The model_signing CLI, the interop oracle."""
-    return subprocess.run(
-        [sys.executable, "-m", "model_signing", *args], capture_output=True, text=True, timeout=120
+        cwd=tempfile.gettempdir(),  # not a git checkout: signed pushes would record this one
     )
 
 
@@ -223,7 +218,7 @@ def test_signed_push_interoperates_with_model_signing(
         str(tmp_path / "ci.key"),
     )
     assert pushed.returncode == 0, pushed.stderr
-    assert "OMS signature attached" in pushed.stderr
+    assert "OMS signature and SLSA provenance attached" in pushed.stderr
     target = tmp_path / "deploy"
     pulled = run(live, "pull", "vision/tiny@1", "--to", str(target), "--no-progress", "--pending")
     assert pulled.returncode == 0, pulled.stderr

@@ -21,6 +21,8 @@ from registry.errors import (
     PermissionDeniedError,
 )
 from registry.services import Role, TokenService
+from registry.services.scanning import SCAN_PREDICATE_TYPE
+from sbom import BOM_PREDICATE_TYPE
 from tests.conftest import Live, make_model_dir
 
 TEST_RESULT = "https://in-toto.io/attestation/test-result/v0.1"
@@ -111,8 +113,12 @@ def test_refusals_name_the_reason(
         with pytest.raises(EvidenceRejectedError, match="not valid JSON"):
             client.attach("vision/tiny@1", bytes(raw[:-10]))
 
-        # only the registry's own scan attestation is there
-        assert [a.signer for a in client.list_attestations("vision/tiny@1")] == ["registry"]
+        # only the registry's own scan attestation and ML-BOM are there
+        stored = client.list_attestations("vision/tiny@1")
+        assert [(a.signer, a.predicate_type) for a in stored] == [
+            ("registry", SCAN_PREDICATE_TYPE),
+            ("registry", BOM_PREDICATE_TYPE),
+        ]
         with pytest.raises(NotFoundError):
             client.attach("vision/tiny@9", about_other)
 

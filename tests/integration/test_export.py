@@ -23,27 +23,10 @@ from registry.export import export_evidence, verify_online
 from registry.names import Kind
 from registry.services import Role, TokenService
 from tests.conftest import Live, make_model_dir
+from tests.integration.test_release import POLICY
+from tests.peers import model_signing
 
 embedded = pytest.mark.parametrize("backend", ["sqlite-local"], indirect=True)
-
-POLICY = """\
-model:
-  require:
-    signature: [training-ci]
-    provenance: [training-ci]
-    evaluation:
-      signers: [eval-ci]
-      metrics: {accuracy: ">= 0.90"}
-    scan: clean
-  dependencies: released
-  release:
-    separate_from_pusher: true
-dataset:
-  require:
-    signature: [data-pipeline]
-    provenance: [data-pipeline]
-    scan: clean
-"""
 
 
 class Chain:
@@ -311,12 +294,9 @@ def test_in_toto_layout_passes_in_toto_verify_and_model_signing_accepts_model_si
     assert failed.returncode != 0
     # The OMS signature, checked by model_signing itself against the exported files.
     (tmp_path / "training.pub").write_bytes(keys.public_pem(chain.training.public_key))
-    oracle = subprocess.run(
-        [sys.executable, "-m", "model_signing", "verify", "key",
-         "--signature", str(exported / "model.sig"),
-         "--public_key", str(tmp_path / "training.pub"), str(exported / "files")],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    signature, public = str(exported / "model.sig"), str(tmp_path / "training.pub")
+    oracle = model_signing("verify", "key", "--signature", signature, "--public_key", public,
+                           str(exported / "files"))  # fmt: skip
     assert oracle.returncode == 0, oracle.stdout + oracle.stderr
 
 

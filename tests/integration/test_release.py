@@ -17,6 +17,7 @@ from registry.client import RegistryClient
 from registry.db import make_engine, make_sessionmaker
 from registry.errors import (
     ConflictError,
+    EvidenceRejectedError,
     InvalidRequestError,
     PermissionDeniedError,
     PullVerificationError,
@@ -177,11 +178,13 @@ def test_dependency_not_released(world: World, state: str) -> None:
 
 
 def test_dependency_digest_mismatch_and_unknown(world: World) -> None:
+    """Refused when the provenance arrives (the gate's own check is in tests/unit/attest)."""
     world.dataset()
-    world.model(deps=[("fraud/tx@3", "sha256:" + "0" * 64), ("fraud/nope@1", "0" * 64)])
-    reasons = _reasons(world.releaser, "fraud/m@1")
-    assert reasons[0].startswith("dependency fraud/tx@3: digest mismatch")
-    assert reasons[1] == "dependency fraud/nope@1: not registered"
+    with pytest.raises(EvidenceRejectedError, match="but the registry has sha256:"):
+        world.model(deps=[("fraud/tx@3", "sha256:" + "0" * 64)])
+    with pytest.raises(EvidenceRejectedError, match="fraud/nope@1, which is not registered"):
+        world.model("fraud/m@2", deps=[("fraud/nope@1", "0" * 64)])
+    assert _reasons(world.releaser, "fraud/m@2")[0] == "provenance: missing"
 
 
 def test_the_pusher_cannot_release(world: World) -> None:

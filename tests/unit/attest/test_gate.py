@@ -77,6 +77,23 @@ def test_cycles_and_depth_are_bounded() -> None:
     ]
 
 
+def test_dependencies_that_are_unknown_mismatched_or_unreleased() -> None:
+    """The registry refuses such provenance on arrival; the gate (and verify-evidence, which
+    reads an export) still checks every dependency itself."""
+    dataset = _subject("ns/d@1", OTHER)
+    pending = _subject("ns/p@1", OTHER, state="pending")
+    graph = {"ns/d@1": dataset, "ns/p@1": pending}
+    subject = _subject("ns/m@1", FILES, deps=[("ns/d@1", "0" * 64), ("ns/x@1", "1" * 64),
+                                              ("ns/p@1", pending.root_digest)])  # fmt: skip
+    reasons = [str(r) for r in evaluate(subject, lambda s: POLICY.for_kind(s.kind), graph.get)]
+    assert reasons == [
+        f"dependency ns/d@1: digest mismatch: provenance names sha256:{'0' * 64}, "
+        f"the registry has sha256:{dataset.root_digest}",
+        "dependency ns/x@1: not registered",
+        "dependency ns/p@1: pending",
+    ]
+
+
 def test_default_policy_is_strict() -> None:
     model = DEFAULT_POLICY.for_kind("model")
     assert model.signature == ("*",) and model.provenance == ("*",)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +10,7 @@ from attest.bundle import Bundle
 from attest.files import verify_directory
 from attest.keys import TrustedKey
 from attest.verifying import Verifier
+from tests.peers import model_signing
 
 GOLDEN = Path(__file__).resolve().parents[2] / "data" / "golden-0.1.0"
 ROOT = "aae57c61780821e311afde6d57d042eaaf8d729ed033ef30e87144f16ec325c9"
@@ -32,10 +31,7 @@ def test_release_0_1_0_bundles_still_verify(kind: str) -> None:
 
 
 def test_release_0_1_0_oms_bundle_passes_model_signing() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "model_signing", "verify", "key",
-         "--public_key", str(GOLDEN / "ecdsa.pub"),
-         "--signature", str(GOLDEN / "model.ecdsa.sig"), str(GOLDEN / "model")],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    public, signature = str(GOLDEN / "ecdsa.pub"), str(GOLDEN / "model.ecdsa.sig")
+    result = model_signing("verify", "key", "--public_key", public, "--signature", signature,
+                           str(GOLDEN / "model"))  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr

@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -26,6 +24,7 @@ from attest.oms import OMS_PREDICATE_TYPE, check_oms, oms_statement
 from attest.signing import KeySigner
 from attest.verifying import SigstoreIdentity, Verifier
 from tests.conftest import make_model_dir
+from tests.peers import model_signing
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 KEYLESS = DATA / "oms-sigstore-v1.1.0"
@@ -38,12 +37,6 @@ def _files(directory: Path) -> list[FileDigest]:
         digest, size = sha256_file(path)
         out.append(FileDigest(path.relative_to(directory).as_posix(), size, digest))
     return out
-
-
-def _model_signing(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "model_signing", *args], capture_output=True, text=True, timeout=120
-    )
 
 
 @pytest.fixture
@@ -59,13 +52,13 @@ def test_our_oms_bundle_passes_model_signing_verify(
     assert statement.subject.sha256 == root_digest(_files(model))
     signature = tmp_path / "model.sig"
     signature.write_bytes(KeySigner.from_file(keypair[0]).sign(statement).raw)
-    ok = _model_signing("verify", "key", "--public_key", str(keypair[1]),
+    ok = model_signing("verify", "key", "--public_key", str(keypair[1]),
                         "--signature", str(signature), str(model))  # fmt: skip
     assert ok.returncode == 0, ok.stdout + ok.stderr
 
     shard = next(model.glob("*.safetensors"))
     shard.write_bytes(shard.read_bytes()[:-1] + b"\x00")
-    tampered = _model_signing("verify", "key", "--public_key", str(keypair[1]),
+    tampered = model_signing("verify", "key", "--public_key", str(keypair[1]),
                               "--signature", str(signature), str(model))  # fmt: skip
     assert tampered.returncode != 0
 
@@ -75,7 +68,7 @@ def test_model_signing_bundle_verifies_here_and_covers_the_files(
 ) -> None:
     model = make_model_dir(tmp_path / "model")
     signature = tmp_path / "model.sig"
-    made = _model_signing("sign", "key", "--private_key", str(keypair[0]),
+    made = model_signing("sign", "key", "--private_key", str(keypair[0]),
                           "--signature", str(signature), str(model))  # fmt: skip
     assert made.returncode == 0, made.stdout + made.stderr
     verifier = Verifier(keys=[TrustedKey.from_pem("ci", keypair[1].read_bytes())])
