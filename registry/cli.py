@@ -430,7 +430,7 @@ def list_(
                     str(a.version_count),
                     a.created_at.isoformat(),
                 )
-            out.print(table)
+            _wide().print(table)
             return
         validate_name(name, what="artifact name")
         versions = client.list_versions(namespace, name)
@@ -441,13 +441,13 @@ def list_(
         for v in versions:
             table.add_row(
                 v.version,
-                v.state,
+                f"{v.state} (external)" if v.external else v.state,
                 v.root_digest,
                 str(v.file_count),
                 str(v.total_size),
                 v.created_at.isoformat(),
             )
-        out.print(table)
+        _wide().print(table)
 
 
 @app.command()

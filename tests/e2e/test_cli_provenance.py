@@ -379,6 +379,10 @@ def test_external_dataset_by_manifest_is_shown_external_and_never_pulled(
     assert shown.returncode == 0, shown.stderr
     assert "external" in shown.stdout and "registry holds no bytes" in shown.stdout
     assert "uri" in shown.stdout  # the file table has a uri column
+    for item in manifest["files"]:  # piped output is never cut
+        assert item["uri"] in shown.stdout
+    listed = cli(live, work, "list", "ns/ext")
+    assert "pending (external)" in listed.stdout and digest in listed.stdout
     document = json.loads(cli(live, work, "show", "ns/ext@1", "--json").stdout)
     assert document["external"] is True and document["root_digest"] == digest
     assert {f["uri"] for f in document["files"]} == {f["uri"] for f in manifest["files"]}
