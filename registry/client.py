@@ -303,19 +303,26 @@ class RegistryClient:
         scan = collect_files(directory)
         if on_total:
             on_total(sum(f.size for f in scan.files))
-        digests = hash_files(scan.files, workers=2)
-        if signature is not None:
-            check_oms(Bundle.parse(signature).statement(), digests)
-        by_path = {f.path: f for f in scan.files}
+        known: dict[str, FileDigest] = {}
+        if signature is not None:  # checked to cover exactly these files before any upload
+            known = {d.path: d for d in hash_files(scan.files, workers=2)}
+            check_oms(Bundle.parse(signature).statement(), list(known.values()))
+
+        # Pipelined: this thread hashes one file after another while the pool uploads the files
+        # already hashed, so the first upload starts after one file's hash, not all of them.
+        # (The server computes the digest again from the bytes it receives.)
+        digests: list[FileDigest] = []
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
-            futures = [
-                pool.submit(
-                    self.upload_blob, parsed.namespace, by_path[d.path], d.sha256, progress=progress
-                )
-                for d in digests
-            ]
-            for future in futures:
-                future.result()
+            uploads = []
+            try:
+                for item in scan.files:
+                    digest = known.get(item.path) or hash_files([item], workers=1)[0]
+                    digests.append(digest)
+                    uploads.append(pool.submit(self.upload_blob, parsed.namespace, item,
+                                               digest.sha256, progress=progress))  # fmt: skip
+            finally:
+                for upload in uploads:
+                    upload.result()
         version = self.commit_version(ref, kind, digests)
         expected = root_digest(digests)
         if parse_sha256(version.root_digest) != expected:
