@@ -18,7 +18,7 @@ from attest.keys import TrustedKey
 from attest.oms import OMS_PREDICATE_TYPE
 from attest.provenance import read_predicate
 from attest.verifying import SigstoreIdentity, Verifier
-from registry.errors import NotFoundError, PullVerificationError
+from registry.errors import NotFoundError, PermissionDeniedError, PullVerificationError
 from registry.pins import PinStore
 from sbom import BOM_PREDICATE_TYPE, validate_bom
 
@@ -68,6 +68,8 @@ def _node(
         version = client.show(ref)
     except NotFoundError:
         return {"ref": ref, "role": role, "error": "not registered"}
+    except PermissionDeniedError:
+        return {"ref": ref, "role": role, "error": "not readable with this token"}
     exact = f"{version.namespace}/{version.name}@{version.version}"
     digest = version.root_digest
     node: dict[str, Any] = {

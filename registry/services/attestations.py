@@ -24,6 +24,7 @@ from registry.errors import (
     EvidenceRejectedError,
     InvalidRequestError,
     NotFoundError,
+    PermissionDeniedError,
 )
 from registry.models import Attestation, Identity
 from registry.names import Ref, RefKind, parse_ref
@@ -220,7 +221,7 @@ class AttestationService:
         """
         principal.require(Action.ATTEST, ref.namespace)
         version = self._versions.resolve(principal, ref)
-        verified = self.verify(raw, version)
+        verified = self.verify(raw, version, principal)
         statement = verified.statement
         bundle = verified.bundle
         with transaction(self._sessions) as session:
@@ -251,7 +252,7 @@ class AttestationService:
             self.on_evidence(version)
         return record, True
 
-    def verify(self, raw: bytes, version: VersionRecord) -> Verified:
+    def verify(self, raw: bytes, version: VersionRecord, principal: Principal = READER) -> Verified:
         """Every check of :meth:`attach`, without storing anything."""
         try:
             bundle = Bundle.parse(raw, max_bytes=self._settings.max_bundle_bytes)
@@ -269,7 +270,7 @@ class AttestationService:
                 check_oms(verified.statement, version.files)
             if verified.statement.predicate_type == SLSA_PROVENANCE:
                 provenance = read_predicate(verified.statement.predicate)
-                self._check_dependencies(version, provenance)
+                self._check_dependencies(version, provenance, principal)
                 _check_byproducts(provenance)
         except AttestError as exc:
             raise EvidenceRejectedError(
@@ -277,21 +278,26 @@ class AttestationService:
             ) from exc
         return verified
 
-    def _check_dependencies(self, version: VersionRecord, provenance: Provenance) -> None:
-        """Provenance may only name registered versions, with their digests and kinds."""
+    def _check_dependencies(
+        self, version: VersionRecord, provenance: Provenance, principal: Principal
+    ) -> None:
+        """Provenance may only name registered versions, with their digests and kinds, that the
+        caller may read: otherwise attaching provenance would be an oracle for the digests of
+        other namespaces' versions (unknown and invisible answer alike)."""
         for dep in provenance.dependencies:
             try:
                 ref = parse_ref(dep.ref)
                 if ref.kind is not RefKind.VERSION:
                     raise InvalidRequestError("not a NS/NAME@VERSION reference")
-                target = self._versions.resolve(READER, ref)
+                target = self._versions.resolve(principal, ref)
             except InvalidRequestError as exc:
                 raise EvidenceRejectedError(
                     f"provenance names {dep.ref!r}: {exc.detail}", reason="UnknownDependencyError"
                 ) from None
-            except NotFoundError:
+            except (NotFoundError, PermissionDeniedError):
                 raise EvidenceRejectedError(
-                    f"provenance names {dep.ref}, which is not registered",
+                    f"provenance names {dep.ref}, which is not registered "
+                    f"(or not readable with token {principal.name!r})",
                     reason="UnknownDependencyError",
                     dependency=dep.ref,
                 ) from None

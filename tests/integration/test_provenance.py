@@ -22,6 +22,7 @@ from registry.errors import (
     EvidenceRejectedError,
     InvalidRequestError,
     NotFoundError,
+    PermissionDeniedError,
     PullVerificationError,
     ReleaseRefusedError,
 )
@@ -246,6 +247,40 @@ def test_hand_made_provenance_naming_unknown_or_other_digests_is_rejected(lab: L
     assert lab.client.list_attestations("fraud/m@1", SLSA_PROVENANCE) == []
     attach([VersionDependency("fraud/tx@3", tx, "dataset")])
     assert len(lab.client.list_attestations("fraud/m@1", SLSA_PROVENANCE)) == 1
+
+
+@embedded
+def test_provenance_cannot_probe_namespaces_the_pusher_cannot_read(lab: Lab) -> None:
+    secret = lab.dataset("vault/secret@1").removeprefix("sha256:")
+    publisher = lab.client.create_token("p", "publisher", "fraud").token
+    with lab.live.client(token=publisher) as client:
+        version = client.push(make_model_dir(lab.tmp / "m"), "fraud/m@1", signer=lab.signer)
+        for claimed in ("0" * 64, secret):
+            predicate = build_predicate(
+                builder_id="https://x",
+                dependencies=[VersionDependency("vault/secret@1", claimed, "dataset")],
+            )
+            statement = make_statement(
+                name="fraud/m",
+                root_digest=version.root_digest[7:],
+                predicate_type=SLSA_PROVENANCE,
+                predicate=predicate,
+            )
+            with pytest.raises(EvidenceRejectedError) as refused:
+                client.attach("fraud/m@1", lab.signer.sign(statement).raw)
+            assert "vault/secret@1, which is not registered (or not readable" in str(refused.value)
+            assert secret not in str(refused.value) + str(refused.value.facts)
+        # The CLI/SDK path refuses before any upload, without telling more.
+        with pytest.raises(PermissionDeniedError):
+            client.resolve_dependency("vault/secret@1", "dataset")
+        with pytest.raises(PermissionDeniedError):
+            client.resolve_dependency("vault/nothing@1", "dataset")
+    # The lineage seen by a token of one namespace marks what it cannot read.
+    lab.model("fraud/m2@1", datasets=["vault/secret@1"])
+    with lab.live.client(token=publisher) as client:
+        [child] = lineage(client, "fraud/m2@1")["children"]
+    assert child == {"ref": "vault/secret@1", "role": "dataset",
+                     "error": "not readable with this token"}  # fmt: skip
 
 
 @embedded
