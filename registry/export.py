@@ -106,8 +106,8 @@ def _write(
         seen.add(current)
         try:
             version = client.show(current)
-        except NotFoundError:
-            continue  # the gate will name it as not registered
+        except (NotFoundError, PermissionDeniedError):
+            continue  # unknown or unreadable with this token: verification names it
         name = _exact(version)
         versions.append(_version_entry(version))
         for item in client.list_attestations(name):
@@ -161,7 +161,10 @@ def _write(
     for name, found in release_of.items():
         named = found["predicate"].get("policy") or {}
         ns, revision = name.split("/", 1)[0], int(named.get("revision", 0))
-        text = client.get_policy(ns, revision).document
+        try:
+            text = client.get_policy(ns, revision).document
+        except (NotFoundError, PermissionDeniedError):
+            continue  # verify-evidence reports the missing policy of that link
         (out / "policies" / f"{ns}.r{revision}.yaml").write_text(text)
         if name == exact:
             (out / "policy.yaml").write_text(text)
