@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 
 def model_signing(*args: str) -> subprocess.CompletedProcess[str]:
@@ -11,3 +12,12 @@ def model_signing(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "model_signing", *args], capture_output=True, text=True, timeout=120
     )
+
+
+def in_toto_verify(directory: Path) -> subprocess.CompletedProcess[str]:
+    """The stock ``in-toto-verify`` CLI on an export: layout, registry key and links in one dir."""
+    return subprocess.run(
+        ["in-toto-verify", "--layout", str(directory / "root.layout"),
+         "--verification-keys", str(directory / "registry.pub"), "--link-dir", str(directory)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip

@@ -24,7 +24,7 @@ from registry.names import Kind
 from registry.services import Role, TokenService
 from tests.conftest import Live, make_model_dir
 from tests.integration.test_release import POLICY
-from tests.peers import model_signing
+from tests.peers import in_toto_verify, model_signing
 
 embedded = pytest.mark.parametrize("backend", ["sqlite-local"], indirect=True)
 
@@ -280,17 +280,14 @@ def test_in_toto_layout_passes_in_toto_verify_and_model_signing_accepts_model_si
 ) -> None:
     exported = export_evidence(chain.admin, "fraud/m@1", tmp_path / "export", in_toto=True,
                                with_files=True)  # fmt: skip
-    command = ["in-toto-verify", "--layout", str(exported / "root.layout"),
-               "--verification-keys", str(exported / "registry.pub"),
-               "--link-dir", str(exported)]  # fmt: skip
-    passed = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    passed = in_toto_verify(exported)
     assert passed.returncode == 0, passed.stdout + passed.stderr
     [training] = exported.glob("training.*.link")
     link = json.loads(training.read_text())
     [product] = [k for k in link["signed"]["products"] if k.endswith("config.json")]
     link["signed"]["products"][product]["sha256"] = "0" * 64
     training.write_text(json.dumps(link))
-    failed = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    failed = in_toto_verify(exported)
     assert failed.returncode != 0
     # The OMS signature, checked by model_signing itself against the exported files.
     (tmp_path / "training.pub").write_bytes(keys.public_pem(chain.training.public_key))

@@ -32,6 +32,7 @@ from attest.intoto import (
     link_filename,
 )
 from tests.conftest import make_model_dir
+from tests.peers import in_toto_verify
 
 CLI_TIMEOUT = 60
 COMMIT = "3f1c2a9e8b7d6c5f4e3a2b1c0d9e8f7a6b5c4d3e"
@@ -116,20 +117,8 @@ def _export(
 
 
 def _in_toto_verify(directory: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            "in-toto-verify",
-            "--layout",
-            str(directory / LAYOUT_FILENAME),
-            "--verification-keys",
-            str(directory / "registry.pub"),
-            "--link-dir",
-            str(directory),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=CLI_TIMEOUT,
-    )
+    assert LAYOUT_FILENAME == "root.layout"
+    return in_toto_verify(directory)
 
 
 def _rejected(directory: Path, error: str) -> str:
