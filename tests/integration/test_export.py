@@ -16,42 +16,23 @@ import pytest
 from attest import keys
 from attest.evidence import Verdict, verify_evidence
 from attest.gate import TEST_RESULT
-from attest.signing import KeySigner
 from attest.statement import make_statement
 from attest.trust import parse_trust
 from registry.export import export_evidence, verify_online
 from registry.names import Kind
-from registry.services import Role, TokenService
 from tests.conftest import Live, make_model_dir
-from tests.integration.test_release import POLICY
+from tests.integration.test_release import POLICY, World
 from tests.peers import in_toto_verify, model_signing
 
 embedded = pytest.mark.parametrize("backend", ["sqlite-local"], indirect=True)
 
 
-class Chain:
-    """A released model trained on a released dataset, every link signed."""
+class Chain(World):
+    """A released model trained on a released dataset, every link signed (test_release's
+    identities, policy and release bot)."""
 
     def __init__(self, live: Live, tmp: Path) -> None:
-        from registry.db import make_engine, make_sessionmaker
-
-        self.tmp = tmp
-        self.training = KeySigner(keys.generate())
-        self.evaluation = KeySigner(keys.generate())
-        self.data = KeySigner(keys.generate())
-        self.admin = live.client()
-        for name, signer in (("training-ci", self.training), ("eval-ci", self.evaluation),
-                             ("data-pipeline", self.data)):  # fmt: skip
-            self.admin.add_key_identity(name, keys.public_pem(signer.public_key).decode())
-        self.admin.set_policy("fraud", POLICY)
-        engine = make_engine(live.settings.resolved_database_url)
-        secret = (
-            TokenService(make_sessionmaker(engine))
-            .create(name="release-bot", role=Role.RELEASER, namespace="fraud")
-            .secret
-        )
-        engine.dispose()
-        self.releaser = live.client(token=secret)
+        super().__init__(live, tmp)
         for version, rows in (("2", "1,5\n"), ("3", "1,10\n2,20\n")):
             root = tmp / f"tx{version}"
             root.mkdir()
@@ -66,10 +47,10 @@ class Chain:
             run.use_dataset("fraud/tx@3")
             run.use_git("https://github.com/acme/fraud", "c" * 40)
             run.log_params(lr=0.01)
-            self.model = run.push(make_model_dir(tmp / "model"))
+            self.pushed = run.push(make_model_dir(tmp / "model"))
         statement = make_statement(
             name="fraud/m",
-            root_digest=self.model.root_digest.removeprefix("sha256:"),
+            root_digest=self.pushed.root_digest.removeprefix("sha256:"),
             predicate_type=TEST_RESULT,
             predicate={"result": "PASSED", "metrics": {"accuracy": 0.93}},
         )
@@ -111,7 +92,7 @@ def test_export_then_verify_offline_passes_and_every_tampering_fails(
     links = [c.link for c in verdict.checks]
     assert {"manifest", "release", "gate", "model.sig", "files", "audit"} <= set(links)
 
-    def tampered(change: Callable[[Path], None], **kwargs: object) -> list[str]:
+    def tampered(change: Callable[[Path], object], **kwargs: object) -> list[str]:
         copy = tmp_path / f"t{len(list(tmp_path.iterdir()))}"
         shutil.copytree(exported, copy)
         change(copy)
