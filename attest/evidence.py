@@ -179,6 +179,8 @@ def _verify(directory: Path, trust: Trust | None, policy_text: str | None, out: 
     failing = f", {bad} do not" if bad else ""
     out.add("evidence", bad == 0 and bool(bundle_files), f"{len(digests)} bundles verify{failing}")
 
+    if manifest.get("state") in ("revoked", "rejected"):
+        out.add("state", False, f"{ref} was {manifest['state']} when it was exported")
     versions = _load_versions(directory)
     if ref not in versions or versions[ref].root_digest != digest:
         raise AttestError(f"versions.json does not describe {ref} as manifest.json does")

@@ -172,6 +172,13 @@ def test_export_then_verify_offline_passes_and_every_tampering_fails(
     failures = tampered(edit_audit)
     assert any(f.startswith("FAIL audit: entry") and "modified" in f for f in failures)
 
+    # Revoked at export time: the verdict says so even though every signature still holds.
+    chain.releaser.revoke("fraud/m@1", "leaked weights")
+    revoked = export_evidence(chain.admin, "fraud/m@1", tmp_path / "revoked")
+    assert "FAIL state: fraud/m@1 was revoked when it was exported" in _failed(
+        verify_evidence(revoked)
+    )
+
     # A registry key the auditor pins that is not the registry's: nothing verifies.
     other = keys.generate()
     (tmp_path / "other.pub").write_bytes(keys.public_pem(other.public_key()))
