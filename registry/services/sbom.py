@@ -69,6 +69,9 @@ class BomService:
             return None
         bom = build_model_bom(self.bom_input(record))
         validate_bom(bom)
+        current = self.current(record)
+        if current is not None and dict(Bundle.parse(current).statement().predicate) == bom:
+            return bom  # nothing changed: no new attestation (builds are deterministic)
         statement = make_statement(
             name=f"{record.namespace}/{record.name}",
             root_digest=record.root_digest,
