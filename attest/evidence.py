@@ -187,22 +187,30 @@ def _verify(directory: Path, trust: Trust | None, policy_text: str | None, out: 
     if set(versions[ref].files) != set(files):
         out.add("manifest", False, "the file list differs from versions.json")
 
-    # Releases: only the registry's signed word makes a version released.
+    # Releases, by version: only the registry's signed word, naming that very version and its
+    # digest, makes a version released (two versions may share a digest).
     releases: dict[str, Mapping[str, Any]] = {}
     for subject_digest, items in evidence.items():
         for item in items:
             statement = item.statement
-            if statement.predicate_type == RELEASE and item.signer_id == registry_id:
-                releases[subject_digest] = statement.predicate
+            named = versions.get(str(statement.predicate.get("version")))
+            if (
+                statement.predicate_type == RELEASE
+                and item.signer_id == registry_id
+                and named is not None
+                and named.root_digest == subject_digest
+            ):
+                releases[named.ref] = statement.predicate
 
     release = _check_release(directory, verifier, registry_id, ref, digest, files, digests, out)
+    releases.pop(ref, None)
     if release is not None:
-        releases[digest] = release
+        releases[ref] = release
 
     def subject(version: _Version) -> Subject:
         state = version.state
         if state not in ("rejected", "revoked"):
-            state = "released" if version.root_digest in releases else "pending"
+            state = "released" if version.ref in releases else "pending"
         return Subject(
             ref=version.ref,
             kind=version.kind,
@@ -299,7 +307,7 @@ def _policies(
     root = parse_policy((directory / "policy.yaml").read_text())
 
     def policy_for(subject: Subject) -> KindPolicy:
-        release = releases.get(subject.root_digest)
+        release = releases.get(subject.ref)
         named = release.get("policy") if release else None
         if not isinstance(named, dict):
             return root.for_kind(subject.kind)

@@ -286,6 +286,23 @@ def test_in_toto_layout_passes_in_toto_verify_and_model_signing_accepts_model_si
 
 
 @embedded
+def test_a_release_counts_for_its_own_version_only_even_with_the_same_digest(
+    chain: Chain, tmp_path: Path
+) -> None:
+    twin = tmp_path / "twin"
+    shutil.copytree(chain.tmp / "tx3", twin)  # the same files as fraud/tx@3: the same digest
+    with chain.admin.training_run("fraud/tx@9", signer=chain.data, kind=Kind.DATASET) as run:
+        assert run.push(twin).root_digest == chain.admin.show("fraud/tx@3").root_digest
+    with chain.admin.training_run("fraud/m@3", signer=chain.training) as run:
+        run.use_dataset("fraud/tx@3")
+        run.use_dataset("fraud/tx@9")  # never released
+        run.push(make_model_dir(tmp_path / "m3", seed=3))
+    failures = _failed(verify_evidence(export_evidence(chain.admin, "fraud/m@3", tmp_path / "e")))
+    assert "FAIL dependency fraud/tx@9: pending" in failures, failures
+    assert not any("fraud/tx@3" in f for f in failures), failures
+
+
+@embedded
 def test_in_toto_export_is_only_for_released_versions(chain: Chain) -> None:
     from registry.errors import ConflictError
 
