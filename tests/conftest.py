@@ -7,7 +7,11 @@ speed, no services) and ``postgres-s3`` (the real PostgreSQL and SeaweedFS start
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -165,6 +169,48 @@ def live(backend: Settings) -> Iterator[Live]:
     """The API served by uvicorn on a free loopback port, in a thread."""
     with serve(backend) as running:
         yield running
+
+
+# -- the command line, run as a user runs it ------------------------------------------------------
+
+
+def run_cli(
+    *args: str,
+    live: Live | None = None,
+    token: str | None = None,
+    cwd: Path | None = None,
+    columns: int | None = None,
+    netns: bool = False,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
+    """``modelseal ARGS`` in a subprocess, against ``live`` (admin token unless ``token``).
+
+    It runs in ``cwd``, by default a temporary directory outside any git checkout (signed pushes
+    record the checkout they run in), without the caller's ``MODELSEAL_*``/``GIT_*`` settings, and
+    with ``COLUMNS`` only when given (rich renders 80 columns when output is not a terminal).
+    ``netns``: inside a network namespace with no interfaces."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if (not k.startswith(("MODELSEAL_", "GIT_")) and k != "COLUMNS")
+        or k == "MODELSEAL_CONFIG_DIR"
+    }
+    if live is not None:
+        env["MODELSEAL_URL"] = live.url
+        env["MODELSEAL_TOKEN"] = token if token is not None else live.admin_token
+    if columns is not None:
+        env["COLUMNS"] = str(columns)
+    command = [sys.executable, "-m", "registry", *args]
+    if netns:
+        command = ["unshare", "--net", *command]
+    return subprocess.run(
+        command,
+        cwd=cwd or tempfile.gettempdir(),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 # -- real model files ------------------------------------------------------------------------------

@@ -9,14 +9,13 @@ import ssl
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import Live, free_port
+from tests.conftest import Live, free_port, run_cli
 from tests.peers import model_signing
 
 embedded = pytest.mark.parametrize("backend", ["sqlite-local"], indirect=True)
@@ -25,22 +24,7 @@ embedded = pytest.mark.parametrize("backend", ["sqlite-local"], indirect=True)
 def run(
     live: Live | None, *args: str, token: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("MODELSEAL_") or k == "MODELSEAL_CONFIG_DIR"
-    }
-    if live is not None:
-        env["MODELSEAL_URL"] = live.url
-        env["MODELSEAL_TOKEN"] = token if token is not None else live.admin_token
-    return subprocess.run(
-        [sys.executable, "-m", "registry", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tempfile.gettempdir(),  # not a git checkout: signed pushes would record this one
-    )
+    return run_cli(*args, live=live, token=token)
 
 
 def test_push_prints_the_root_digest_last_and_pull_restores_the_files(

@@ -10,9 +10,7 @@ directory which is not inside any git checkout (the project itself is one).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,7 +18,7 @@ import pytest
 from attest import keys
 from attest.signing import KeySigner
 from registry.names import Kind
-from tests.conftest import Live, make_model_dir
+from tests.conftest import Live, make_model_dir, run_cli
 
 embedded = pytest.mark.parametrize("backend", ["sqlite-local"], indirect=True)
 
@@ -32,27 +30,8 @@ REQUIREMENTS = "torch==2.3.0\nnumpy>=1.26\nscikit_learn==1.4.2\n"
 def cli(
     live: Live | None, cwd: Path, *args: str, columns: int | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """``modelseal ARGS`` in ``cwd``, against ``live`` with the admin token (``columns``: the
-    terminal width rich renders for; unset, rich uses 80 when output is not a terminal)."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not (k.startswith("MODELSEAL_") or k.startswith("GIT_")) or k == "MODELSEAL_CONFIG_DIR"
-    }
-    if live is not None:
-        env["MODELSEAL_URL"] = live.url
-        env["MODELSEAL_TOKEN"] = live.admin_token
-    env.pop("COLUMNS", None)
-    if columns is not None:
-        env["COLUMNS"] = str(columns)
-    return subprocess.run(
-        [sys.executable, "-m", "registry", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    """``modelseal ARGS`` in ``cwd``, against ``live`` with the admin token."""
+    return run_cli(*args, live=live, cwd=cwd, columns=columns)
 
 
 def git(repo: Path, *args: str) -> str:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -16,7 +14,7 @@ from sqlalchemy import delete, update
 from attest.auditlog import AuditChainError, verify_chain
 from registry.db import make_engine, make_sessionmaker
 from registry.models import AuditEntry
-from tests.conftest import Live
+from tests.conftest import Live, run_cli
 
 
 def _db(live: Live) -> object:
@@ -35,24 +33,6 @@ def _activity(live: Live, model_dir: Path) -> None:
         assert http.post("/v1/audit/checkpoints").status_code == 201
 
 
-def _cli(live: Live, *args: str) -> subprocess.CompletedProcess[str]:
-    import os
-
-    env = {
-        "MODELSEAL_URL": live.url,
-        "MODELSEAL_TOKEN": live.admin_token,
-        "PATH": "/usr/bin:/bin",
-        "MODELSEAL_CONFIG_DIR": os.environ["MODELSEAL_CONFIG_DIR"],
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "registry", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 def test_actions_and_denials_are_logged_and_verify(live: Live, model_dir: Path) -> None:
     _activity(live, model_dir)
     with live.client() as client:
@@ -63,9 +43,9 @@ def test_actions_and_denials_are_logged_and_verify(live: Live, model_dir: Path) 
     assert ("create_token", "ok", "admin") in actions
     assert ("list_namespaces", "denied", "anonymous") in actions
     assert count == len(entries) and len(head) == 64
-    logged = _cli(live, "audit", "log", "--json")
+    logged = run_cli("audit", "log", "--json", live=live)
     assert json.loads(logged.stdout)[0]["seq"] == 1
-    assert _cli(live, "audit", "verify").returncode == 0
+    assert run_cli("audit", "verify", live=live).returncode == 0
 
 
 @pytest.mark.parametrize("tamper", ["edit", "delete", "reorder"])
@@ -82,7 +62,7 @@ def test_tampering_is_named(live: Live, model_dir: Path, tamper: str) -> None:
             conn.execute(update(AuditEntry).where(AuditEntry.seq == 3).values(seq=2))
             conn.execute(update(AuditEntry).where(AuditEntry.seq == -2).values(seq=3))
     engine.dispose()  # type: ignore[attr-defined]
-    result = _cli(live, "audit", "verify")
+    result = run_cli("audit", "verify", live=live)
     assert result.returncode == 1
     expected = {
         "edit": "entry 2 was modified",

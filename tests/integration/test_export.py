@@ -4,10 +4,8 @@ and with the peers' tools (in-toto-verify, model_signing)."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,7 +18,7 @@ from attest.statement import make_statement
 from attest.trust import parse_trust
 from registry.export import export_evidence, verify_online
 from registry.names import Kind
-from tests.conftest import Live, make_model_dir
+from tests.conftest import Live, make_model_dir, run_cli
 from tests.integration.test_release import POLICY, World
 from tests.peers import in_toto_verify, model_signing
 
@@ -65,19 +63,6 @@ def chain(live: Live, tmp_path: Path) -> Chain:
 
 def _failed(verdict: Verdict) -> list[str]:
     return [str(c) for c in verdict.checks if not c.ok]
-
-
-def _cli(
-    *args: str, cwd: Path, netns: bool = False, live: Live | None = None
-) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "registry", *args]
-    if netns:
-        command = ["unshare", "--net", *command]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELSEAL_")}
-    env["MODELSEAL_CONFIG_DIR"] = os.environ["MODELSEAL_CONFIG_DIR"]
-    if live is not None:
-        env["MODELSEAL_URL"], env["MODELSEAL_TOKEN"] = live.url, live.admin_token
-    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
 
 
 def test_export_then_verify_offline_passes_and_every_tampering_fails(
@@ -209,11 +194,11 @@ def test_the_auditors_own_trust_and_the_cli_offline_in_a_network_namespace(
     (tmp_path / "strict.yaml").write_text(POLICY.replace('">= 0.90"', '">= 0.95"'))
     if subprocess.run(["unshare", "--net", "true"], capture_output=True).returncode != 0:
         pytest.skip("cannot create a network namespace here")
-    ok = _cli("verify-evidence", str(exported), "--trust", str(tmp_path / "trust.yaml"),
+    ok = run_cli("verify-evidence", str(exported), "--trust", str(tmp_path / "trust.yaml"),
               cwd=tmp_path, netns=True)  # fmt: skip
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "VERIFIED" in ok.stdout and "ok   release:" in ok.stdout
-    strict = _cli("verify-evidence", str(exported), "--trust", str(tmp_path / "trust.yaml"),
+    strict = run_cli("verify-evidence", str(exported), "--trust", str(tmp_path / "trust.yaml"),
                   "--policy", str(tmp_path / "strict.yaml"), cwd=tmp_path, netns=True)  # fmt: skip
     assert strict.returncode == 1
     assert "FAIL evaluation: accuracy 0.93 < 0.95" in strict.stdout
@@ -241,14 +226,14 @@ def test_verify_online_and_the_export_cli(chain: Chain, live: Live, tmp_path: Pa
     assert verdict.ok, _failed(verdict)
     assert any(c.link == "audit" and "not included" in c.message for c in verdict.checks)
     # The same from the command line.
-    exported = _cli("export", "fraud/m@1", "--to", str(tmp_path / "cli-export"), "--in-toto",
+    exported = run_cli("export", "fraud/m@1", "--to", str(tmp_path / "cli-export"), "--in-toto",
                     cwd=tmp_path, live=live)  # fmt: skip
     assert exported.returncode == 0, exported.stderr
     assert (tmp_path / "cli-export" / "root.layout").exists()
-    verified = _cli("verify", "fraud/m@1", cwd=tmp_path, live=live)
+    verified = run_cli("verify", "fraud/m@1", cwd=tmp_path, live=live)
     assert verified.returncode == 0 and "VERIFIED" in verified.stdout, verified.stdout
     (tmp_path / "strict.yaml").write_text(strict)
-    refused = _cli("verify", "fraud/m@1", "--policy", str(tmp_path / "strict.yaml"),
+    refused = run_cli("verify", "fraud/m@1", "--policy", str(tmp_path / "strict.yaml"),
                    cwd=tmp_path, live=live)  # fmt: skip
     assert refused.returncode == 1 and "NOT VERIFIED" in refused.stdout
     # An export into an existing non-empty directory is refused and leaves it as it was.

@@ -3,6 +3,7 @@ passes authorization; no token or a bad one is 401."""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from registry.models import (
     UploadSession,
     Version,
 )
-from tests.conftest import Live
+from tests.conftest import Live, run_cli
 
 embedded = pytest.mark.parametrize("backend", ["sqlite-local"], indirect=True)
 
@@ -192,18 +193,8 @@ def test_no_token_or_a_bad_one_is_401(live: Live, header: str | None) -> None:
 
 @embedded
 def test_token_lifecycle_from_the_cli(live: Live) -> None:
-    import subprocess
-    import sys
-
     def run(*args: str, token: str = live.admin_token) -> subprocess.CompletedProcess[str]:
-        env = {"MODELSEAL_URL": live.url, "MODELSEAL_TOKEN": token, "PATH": "/usr/bin:/bin"}
-        return subprocess.run(
-            [sys.executable, "-m", "registry", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        return run_cli(*args, live=live, token=token)
 
     created = run("token", "create", "--role", "deployer", "--namespace", "ns", "--expires", "30")
     assert created.returncode == 0, created.stderr

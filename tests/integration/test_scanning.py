@@ -15,7 +15,7 @@ from attest.keys import TrustedKey
 from attest.verifying import Verifier
 from registry.services.scanning import SCAN_PREDICATE_TYPE
 from tests import scan_corpus as corpus
-from tests.conftest import Live
+from tests.conftest import Live, run_cli
 
 
 def _registry_verifier(live: Live) -> Verifier:
@@ -83,21 +83,11 @@ def test_onnx_external_data_must_be_in_the_version(live: Live, tmp_path: Path) -
 
 
 def test_cli_push_of_an_unsafe_model_exits_1(live: Live, model_dir: Path, tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
     (model_dir / "evil.pkl").write_bytes(
         pickle.dumps(corpus.malicious_payloads(tmp_path / "x")["builtins.exec"], protocol=0)
     )
-    env = {"MODELSEAL_URL": live.url, "MODELSEAL_TOKEN": live.admin_token, "PATH": "/usr/bin:/bin"}
-    result = subprocess.run(
-        [sys.executable, "-m", "registry", "push", str(model_dir), "ns/m@1", "--no-progress"],
-        env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    result = run_cli("push", str(model_dir), "ns/m@1", "--no-progress", live=live)
     assert result.returncode == 1
     assert "rejected" in result.stderr and "evil.pkl" in result.stderr
-    shown = subprocess.run(
-        [sys.executable, "-m", "registry", "show", "ns/m@1", "--json"],
-        env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    shown = run_cli("show", "ns/m@1", "--json", live=live)
     assert json.loads(shown.stdout)["state"] == "rejected"
