@@ -322,6 +322,35 @@ class AttestationService:
                     f"provenance of {version.ref} names itself", reason="DependencyCycleError"
                 )
 
+    def verified_evidence(
+        self,
+        record: VersionRecord,
+        *,
+        verifier: Verifier | None = None,
+        session: Session | None = None,
+    ) -> list[Verified]:
+        """Every stored bundle about ``record`` that still verifies and names its root digest,
+        oldest first. Registry-internal (no access check); pass ``session`` when inside one
+        (sessions never nest)."""
+        verifier = verifier or self.verifier()  # reads identities: before any session opens
+        if session is None:
+            with self._sessions() as own:
+                return self.verified_evidence(record, verifier=verifier, session=own)
+        rows = session.execute(
+            select(Attestation.bundle)
+            .where(Attestation.version_id == version_id(session, record))
+            .order_by(Attestation.id)
+        ).scalars()
+        evidence: list[Verified] = []
+        for raw in rows:
+            try:
+                verified = verifier.verify(Bundle.parse(raw))
+            except AttestError:
+                continue  # no longer verifiable (or not by these signers): it does not count
+            if verified.statement.subject.sha256 == record.root_digest:
+                evidence.append(verified)
+        return evidence
+
     def list_attestations(
         self, principal: Principal, ref: Ref, predicate_type: str | None = None
     ) -> list[AttestationRecord]:

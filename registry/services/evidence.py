@@ -14,8 +14,7 @@ import json
 from datetime import timedelta
 
 from attest.bundle import Bundle
-from attest.errors import AttestError
-from attest.gate import RELEASE, SLSA_PROVENANCE, TEST_RESULT
+from attest.gate import SLSA_PROVENANCE, TEST_RESULT
 from attest.intoto import Artifact, EvidenceStep, export_layout
 from attest.oms import OMS_PREDICATE_TYPE
 from attest.provenance import Provenance, read_predicate
@@ -56,7 +55,7 @@ class EvidenceService:
             raise ConflictError(f"{record.ref} is {record.state}; in-toto exports are for releases")
         if not isinstance(self._signer, KeySigner):
             raise InvalidRequestError("in-toto export needs the registry key as a PEM file")
-        newest = self._newest(principal, record)
+        newest = self._newest(record)
         provenance = _provenance(newest.get(SLSA_PROVENANCE))
         steps: list[EvidenceStep] = []
         materials: list[Artifact] = []
@@ -66,7 +65,7 @@ class EvidenceService:
             artifact = Artifact(name=f"{folder}/{target.ref}", sha256=target.root_digest)
             materials.append(artifact)
             if dep.role == "dataset":
-                evidence = self._newest(READER, target)
+                evidence = self._newest(target)
                 steps.append(
                     EvidenceStep(
                         name=f"dataset-{index}",
@@ -122,21 +121,11 @@ class EvidenceService:
         )
         return {name: data.decode() for name, data in files.items()}
 
-    def _newest(self, principal: Principal, record: VersionRecord) -> dict[str, Bundle]:
-        """The newest verifying bundle per predicate type about ``record``."""
-        ref = parse_ref(record.ref)
-        verifier = self._attestations.verifier()
-        found: dict[str, Bundle] = {}
-        for item in self._attestations.list_attestations(principal, ref):
-            if item.predicate_type == RELEASE:
-                continue
-            try:
-                bundle = Bundle.parse(self._attestations.get(principal, ref, item.id))
-                verifier.verify(bundle)
-            except AttestError:
-                continue
-            found[item.predicate_type] = bundle
-        return found
+    def _newest(self, record: VersionRecord) -> dict[str, Bundle]:
+        """The newest verifying bundle per predicate type about ``record`` (the signers' own
+        evidence: the registry's scan, BOM and release are not links of the chain)."""
+        evidence = self._attestations.verified_evidence(record)
+        return {v.statement.predicate_type: v.bundle for v in evidence}
 
 
 def _provenance(bundle: Bundle | None) -> Provenance:

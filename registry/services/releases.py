@@ -15,9 +15,7 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from attest.bundle import Bundle
 from attest.digests import manifest_digest
-from attest.errors import AttestError
 from attest.gate import RELEASE, Reason, Subject, evaluate
 from attest.keys import TrustedKey
 from attest.policy import DEFAULT_POLICY_YAML, KindPolicy, Policy, PolicyError, parse_policy
@@ -32,7 +30,7 @@ from registry.errors import (
     RegistryError,
     ReleaseRefusedError,
 )
-from registry.models import Attestation, NamespacePolicy, Version
+from registry.models import NamespacePolicy, Version
 from registry.names import parse_ref
 from registry.services.attestations import AttestationService
 from registry.services.auth import Action, Principal, Role
@@ -144,17 +142,7 @@ class ReleaseService:
         return self._evidence.verifier(extra_keys=[registry])
 
     def _subject(self, session: Session, record: VersionRecord, verifier: Verifier) -> Subject:
-        rows = session.execute(
-            select(Attestation.bundle)
-            .where(Attestation.version_id == version_id(session, record))
-            .order_by(Attestation.id)
-        ).scalars()
-        evidence: list[Verified] = []
-        for raw in rows:
-            try:
-                evidence.append(verifier.verify(Bundle.parse(raw)))
-            except AttestError:
-                continue  # no longer verifiable (identity removed…): it simply does not count
+        evidence = self._evidence.verified_evidence(record, verifier=verifier, session=session)
         return Subject(
             ref=record.ref,
             kind=record.kind,

@@ -16,7 +16,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from attest.bundle import Bundle
-from attest.errors import AttestError
 from attest.gate import SLSA_PROVENANCE, TEST_RESULT
 from attest.provenance import Provenance, model_card, read_predicate
 from attest.signing import Signer
@@ -163,26 +162,15 @@ class BomService:
 
     def _newest(self, record: VersionRecord, predicate_type: str) -> Statement | None:
         """The newest bundle of a type about ``record`` whose signature still verifies."""
-        with self._sessions() as session:
-            rows = session.execute(
-                select(Attestation.bundle)
-                .where(
-                    Attestation.version_id == version_id(session, record),
-                    Attestation.predicate_type == predicate_type,
-                )
-                .order_by(Attestation.id.desc())
-            ).scalars()
-            raws = list(rows)
-        verifier = self._attestations.verifier()
-        for raw in raws:
-            try:
-                statement = verifier.verify(Bundle.parse(raw)).statement
-            except AttestError:
-                log.warning("%s: a stored %s bundle no longer verifies", record.ref, predicate_type)
-                continue
-            if statement.subject.sha256 == record.root_digest:
-                return statement
-        return None
+        evidence = self._attestations.verified_evidence(record)
+        return next(
+            (
+                v.statement
+                for v in reversed(evidence)
+                if v.statement.predicate_type == predicate_type
+            ),
+            None,
+        )
 
     def current(self, record: VersionRecord) -> bytes | None:
         """The newest BOM bundle of a version."""
