@@ -98,7 +98,7 @@ def _write(
     queue: list[tuple[str, int]] = [(exact, 0)]
     seen: set[str] = set()
     release_of: dict[str, dict[str, Any]] = {}
-    bundles_of_root: dict[str, bytes] = {}
+    oms_of_root: dict[str, bytes] = {}  # bundle sha256 -> bytes, oldest first
     while queue:
         current, depth = queue.pop(0)
         if current in seen:
@@ -114,9 +114,10 @@ def _write(
             raw = client.get_attestation(name, item.id)
             file = f"{name.replace('/', '.')}.{item.id}.sigstore.json"
             (out / "evidence" / file).write_bytes(raw)
-            if name == exact:
-                bundles_of_root[Bundle.parse(raw).digest] = raw
-            statement = Bundle.parse(raw).statement()
+            bundle = Bundle.parse(raw)
+            statement = bundle.statement()
+            if name == exact and statement.predicate_type == OMS_PREDICATE_TYPE:
+                oms_of_root[bundle.digest] = raw
             if item.predicate_type == RELEASE:
                 release_of[name] = {"raw": raw, "predicate": statement.predicate}
             elif item.predicate_type == SLSA_PROVENANCE and depth < MAX_DEPTH:
@@ -148,11 +149,9 @@ def _write(
         for e in (release or {}).get("predicate", {}).get("evidence", [])
         if isinstance(e, dict) and e.get("predicateType") == OMS_PREDICATE_TYPE
     }
-    oms = [raw for digest, raw in bundles_of_root.items() if digest in cited] or [
-        raw
-        for raw in bundles_of_root.values()
-        if Bundle.parse(raw).statement().predicate_type == OMS_PREDICATE_TYPE
-    ][-1:]
+    oms = [raw for digest, raw in oms_of_root.items() if digest in cited] or list(
+        oms_of_root.values()
+    )[-1:]
     if oms:
         (out / "model.sig").write_bytes(oms[0])
 

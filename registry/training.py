@@ -53,14 +53,7 @@ class DirtyTreeError(InvalidRequestError):
     """The git checkout has uncommitted changes (pass allow_dirty / --allow-dirty)."""
 
 
-@dataclass(frozen=True, slots=True)
-class GitCheckout:
-    url: str
-    commit: str
-    dirty: bool
-
-
-def detect_git(directory: Path) -> GitCheckout | None:
+def detect_git(directory: Path) -> GitSource | None:
     """The git checkout ``directory`` is in (remote URL or path, HEAD, dirty), or None."""
 
     def git(*args: str) -> str | None:
@@ -82,7 +75,7 @@ def detect_git(directory: Path) -> GitCheckout | None:
         return None
     url = git("remote", "get-url", "origin") or Path(top).as_uri()
     status = git("status", "--porcelain", "--untracked-files=normal")
-    return GitCheckout(url=url, commit=commit, dirty=bool(status))
+    return GitSource(url=url, commit=commit.lower(), dirty=bool(status))
 
 
 @dataclass
@@ -101,7 +94,6 @@ class TrainingRun:
     byproducts: list[Byproduct] = field(default_factory=list)
     card: dict[str, Any] = field(default_factory=dict)
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
-    pushed: VersionPublic | None = None
 
     def __enter__(self) -> TrainingRun:
         return self
@@ -226,7 +218,6 @@ class TrainingRun:
             predicate=predicate,
         )
         self.client.attach(self.ref, self.signer.sign(statement).raw)
-        self.pushed = version
 
 
 def split_pin(text: str) -> tuple[str, str | None]:
