@@ -27,6 +27,19 @@ T = TypeVar("T")
 _NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
 
 
+class _WholePieces:
+    """Hands botocore the body's pieces whole: urllib3 asks for 16 KiB at a time and sends each
+    read with its own ``sendall``; a pipe's pieces (a request body as it arrives, ~256 KiB) go
+    out in one call each instead of being cut up and copied (measured: about half the CPU)."""
+
+    def __init__(self, body: Readable) -> None:
+        self._body = body
+        self._read1: Callable[[int], bytes] | None = getattr(body, "read1", None)
+
+    def read(self, size: int = -1, /) -> bytes:
+        return self._body.read(size) if self._read1 is None else self._read1(-1)
+
+
 class S3BlobStore:
     """A :class:`~registry.storage.base.BlobStore` on one bucket and key prefix."""
 
@@ -137,7 +150,7 @@ class S3BlobStore:
                 Key=self._key(digest),
                 UploadId=handle,
                 PartNumber=number,
-                Body=body,
+                Body=_WholePieces(body),
                 ContentLength=size,
             ),
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 from collections.abc import Iterator
@@ -41,9 +42,13 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlobStore]
 
 def _spool(tmp_path: Path, data: bytes) -> BytePipe:
     """Parts arrive as a one-pass stream, as they do from a request body."""
-    pipe = BytePipe(max_pieces=len(data) // MiB + 3)
-    for i in range(0, len(data), MiB):
-        pipe.put(data[i : i + MiB])
+    pipe = BytePipe(max_bytes=len(data) + 1)
+
+    async def fill() -> None:
+        for i in range(0, len(data), MiB):
+            await pipe.put(data[i : i + MiB])
+
+    asyncio.run(fill())
     pipe.close()
     return pipe
 
@@ -172,7 +177,7 @@ def test_a_part_whose_stream_fails_is_not_stored(store: BlobStore, tmp_path: Pat
     digest = hashlib.sha256(b"x" * 10).hexdigest()
     handle = store.start_upload(digest)
     pipe = BytePipe()
-    pipe.put(b"x" * 4)
+    asyncio.run(pipe.put(b"x" * 4))
     pipe.fail(RuntimeError("client went away"))
     with pytest.raises((RuntimeError, StorageUnavailableError)):
         store.put_part(handle, digest, 1, pipe, 10)

@@ -8,7 +8,6 @@ import re
 from collections.abc import Callable
 from typing import Annotated
 
-import anyio
 from fastapi import APIRouter, Header, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 
@@ -24,7 +23,6 @@ from registry.services.uploads import ChunkTicket, UploadService, UploadStatus
 router = APIRouter(tags=["uploads"])
 
 _RANGE = re.compile(r"^(?:bytes )?(\d{1,19})-(\d{1,19})(?:/(?:\d{1,19}|\*))?$")
-_FLUSH = 1024 * 1024
 
 
 def _public(upload: UploadStatus, services: Services) -> UploadPublic:
@@ -86,33 +84,20 @@ async def _receive_chunk(
     uploads = services.uploads
     ticket = await run_in_threadpool(uploads.begin_chunk, principal, upload_id, start, length)
     hasher = ResumableSha256.from_state(ticket.hash_state)
-    pipe = BytePipe()
+    pipe = BytePipe(tap=hasher.update)
     store = asyncio.ensure_future(
         run_in_threadpool(_store_chunk, uploads, ticket, pipe, hasher.state)
     )
-
-    def feed(data: bytes) -> None:
-        hasher.update(data)
-        pipe.put(data)
-
     received = 0
     try:
-        pending: list[bytes] = []
-        pending_size = 0
         async for piece in request.stream():
             if store.done():
                 break  # the store failed; its error is raised below
             received += len(piece)
             if received > length:
                 raise InvalidRequestError(f"chunk body is longer than its declared {length} bytes")
-            pending.append(piece)
-            pending_size += len(piece)
-            if pending_size >= _FLUSH:
-                await anyio.to_thread.run_sync(feed, b"".join(pending))
-                pending, pending_size = [], 0
+            await pipe.put(piece)
         if not store.done():
-            if pending:
-                await anyio.to_thread.run_sync(feed, b"".join(pending))
             if received != length:
                 raise InvalidRequestError(
                     f"chunk body ended after {received} of its declared {length} bytes",
