@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 
@@ -65,6 +65,7 @@ from registry.errors import (
     RegistryError,
     error_from_problem,
 )
+from registry.filesink import FileSink
 from registry.names import Kind, Ref, RefKind, parse_ref, validate_external_uri, validate_path
 from registry.pins import PinStore
 from registry.transfer import RawTransport
@@ -115,9 +116,15 @@ class RegistryClient:
         if token:
             headers["Authorization"] = f"Bearer {token}"
         limits = httpx.Limits(max_connections=max(8, workers * 2))
-        tls: bool | ssl.SSLContext = (
-            ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
-        )
+        tls: bool | ssl.SSLContext
+        if urlsplit(url).scheme == "http":
+            # Plain http never uses it; httpx would otherwise load the whole CA bundle (~0.2 s
+            # of every command's start-up). No CAs, hostname checks on: any TLS use fails closed.
+            tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        elif isinstance(verify, str):
+            tls = ssl.create_default_context(cafile=verify)
+        else:
+            tls = verify
         self._http = httpx.Client(
             base_url=url.rstrip("/"),
             headers=headers,
@@ -880,26 +887,27 @@ class RegistryClient:
         path = f"{self._version_path(ref)}/files/{quote(item.path)}"
         hasher = hashlib.sha256()
         unsynced = 0
-        with destination.open("xb", buffering=0) as out:
+        # Durable: straight to the disk where the filesystem allows it (see registry.filesink).
+        out = FileSink(destination, direct=durable)
 
-            def sink(piece: memoryview) -> None:
-                nonlocal unsynced
-                hasher.update(piece)
-                rest = piece
-                while rest:  # raw writes may be partial
-                    rest = rest[out.write(rest) or 0 :]
+        def sink(piece: memoryview) -> None:
+            nonlocal unsynced
+            hasher.update(piece)
+            out.write(piece)
+            if durable and not out.direct:
                 unsynced += len(piece)
-                if durable and unsynced >= SYNC_EVERY:
+                if unsynced >= SYNC_EVERY:
                     # Write back as we go: the disk works while the network does, and the
                     # final fsync has little left to do.
-                    os.fdatasync(out.fileno())
+                    out.sync_data()
                     unsynced = 0
-                if progress:
-                    progress(len(piece))
+            if progress:
+                progress(len(piece))
 
+        try:
             size, _ = self._raw.get(path, sink, limit=item.size)
-            if durable:
-                os.fsync(out.fileno())
+        finally:
+            out.close(durable=durable)
         if size != item.size or hasher.hexdigest() != item.sha256:
             got = "more bytes than declared" if size > item.size else f"sha256:{hasher.hexdigest()}"
             raise PullVerificationError(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import mmap
 import queue
 import ssl
 import threading
@@ -192,10 +193,11 @@ def _pump(
     response: http.client.HTTPResponse, sink: Callable[[memoryview], None], limit: int
 ) -> int:
     """Read into a ring of buffers in this thread; run ``sink`` on filled ones in another."""
-    free: queue.Queue[bytearray] = queue.Queue()
+    # Page-aligned buffers (anonymous mmaps), so that a sink may hand them to O_DIRECT writes.
+    free: queue.Queue[mmap.mmap] = queue.Queue()
     for _ in range(RING):
-        free.put(bytearray(PIECE))
-    filled: queue.Queue[tuple[bytearray, int] | None] = queue.Queue()
+        free.put(mmap.mmap(-1, PIECE))
+    filled: queue.Queue[tuple[mmap.mmap, int] | None] = queue.Queue()
     failure: list[BaseException] = []
 
     def consume() -> None:
@@ -233,7 +235,7 @@ def _pump(
     return total
 
 
-def _fill(response: http.client.HTTPResponse, buffer: bytearray) -> int:
+def _fill(response: http.client.HTTPResponse, buffer: mmap.mmap) -> int:
     view = memoryview(buffer)
     size = 0
     while size < len(buffer):
