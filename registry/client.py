@@ -315,18 +315,28 @@ class RegistryClient:
             known = {d.path: d for d in hash_files(scan.files, workers=2)}
             check_oms(Bundle.parse(signature).statement(), list(known.values()))
 
-        # Pipelined: this thread hashes one file after another while the pool uploads the files
-        # already hashed, so the first upload starts after one file's hash, not all of them.
-        # (The server computes the digest again from the bytes it receives.)
+        # Pipelined: two threads hash the files in order while the pool uploads the files
+        # already hashed, so the first upload starts after one file's hash, not all of them,
+        # and the second core is not idle meanwhile. (The server hashes the bytes it receives.)
+        def digest_of(item: LocalFile) -> FileDigest:
+            return known.get(item.path) or hash_files([item], workers=1)[0]
+
         digests: list[FileDigest] = []
-        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+        with (
+            ThreadPoolExecutor(max_workers=2) as hashers,
+            ThreadPoolExecutor(max_workers=self.workers) as pool,
+        ):
             uploads = []
             try:
-                for item in scan.files:
-                    digest = known.get(item.path) or hash_files([item], workers=1)[0]
+                for item, digest in zip(
+                    scan.files, hashers.map(digest_of, scan.files), strict=True
+                ):
                     digests.append(digest)
                     uploads.append(pool.submit(self.upload_blob, parsed.namespace, item,
                                                digest.sha256, progress=progress))  # fmt: skip
+            except BaseException:
+                hashers.shutdown(wait=False, cancel_futures=True)  # hash nothing more
+                raise
             finally:
                 for upload in uploads:
                     upload.result()
