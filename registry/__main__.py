@@ -10,6 +10,8 @@ def run() -> None:
     # support it (~0.1 s of every command's start-up, measured with -X importtime). Blocking the
     # import sends httpcore down its "no trio" branch; a process that imported trio keeps it.
     sys.modules.setdefault("trio", None)  # type: ignore[arg-type]
+    # httpx imports its own command line (click and friends, ~40 ms) unless that import fails.
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
     from registry.cli import main
 
     main()
