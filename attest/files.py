@@ -79,22 +79,27 @@ def scan_directory(directory: Path) -> FileSet:
     return FileSet(files, ignored)
 
 
+def hash_file(item: LocalFile) -> FileDigest:
+    """SHA-256 of one file.
+
+    Raises:
+        FileSetError: the file changed size while it was read.
+    """
+    digest, size = sha256_file(item.source)
+    if size != item.size:
+        raise FileSetError(f"{item.path!r} changed while it was being read", path=item.path)
+    return FileDigest(item.path, size, digest)
+
+
 def hash_files(files: Sequence[LocalFile], *, workers: int | None = None) -> list[FileDigest]:
     """SHA-256 of every file, several files at a time (hashlib releases the GIL).
 
     Raises:
         FileSetError: a file changed size while it was read.
     """
-
-    def one(item: LocalFile) -> FileDigest:
-        digest, size = sha256_file(item.source)
-        if size != item.size:
-            raise FileSetError(f"{item.path!r} changed while it was being read", path=item.path)
-        return FileDigest(item.path, size, digest)
-
     count = workers or min(8, os.cpu_count() or 2)
     with ThreadPoolExecutor(max_workers=max(1, count)) as pool:
-        return list(pool.map(one, files))
+        return list(pool.map(hash_file, files))
 
 
 def verify_directory(directory: Path, bundle: Bundle, verifier: Verifier) -> Verified:

@@ -30,7 +30,7 @@ from attest.auditlog import CHECKPOINT_PREDICATE, verify_chain
 from attest.bundle import Bundle
 from attest.digests import FileDigest, manifest_digest, parse_sha256, root_digest
 from attest.errors import AttestError, FileSetError
-from attest.files import FileSet, LocalFile, hash_files, scan_directory
+from attest.files import FileSet, LocalFile, hash_file, hash_files, scan_directory
 from attest.gate import RELEASE as RELEASE_PREDICATE
 from attest.gate import Subject as GateSubject
 from attest.gate import evaluate
@@ -319,7 +319,7 @@ class RegistryClient:
         # already hashed, so the first upload starts after one file's hash, not all of them,
         # and the second core is not idle meanwhile. (The server hashes the bytes it receives.)
         def digest_of(item: LocalFile) -> FileDigest:
-            return known.get(item.path) or hash_files([item], workers=1)[0]
+            return known.get(item.path) or hash_file(item)
 
         digests: list[FileDigest] = []
         with (

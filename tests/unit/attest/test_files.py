@@ -7,7 +7,7 @@ import pytest
 
 from attest import keys
 from attest.errors import FileSetError, ManifestMismatchError, UnknownSignerError
-from attest.files import hash_files, scan_directory, verify_directory
+from attest.files import hash_file, hash_files, scan_directory, verify_directory
 from attest.keys import TrustedKey
 from attest.oms import oms_statement
 from attest.signing import KeySigner
@@ -57,3 +57,14 @@ def test_verify_directory(tmp_path: Path) -> None:
     stranger = Verifier(keys=[TrustedKey("other", keys.generate().public_key())])
     with pytest.raises(UnknownSignerError):
         verify_directory(model, bundle, stranger)
+
+
+def test_a_file_that_changes_size_after_the_scan_is_refused(tmp_path: Path) -> None:
+    model = make_model_dir(tmp_path / "m")
+    files = scan_directory(model).files
+    assert hash_file(files[0]).size == files[0].size
+    files[0].source.write_bytes(files[0].source.read_bytes() + b"appended")
+    with pytest.raises(FileSetError, match="changed while it was being read"):
+        hash_file(files[0])
+    with pytest.raises(FileSetError, match="changed while it was being read"):
+        hash_files(files)
