@@ -22,7 +22,7 @@ from attest.signing import Signer
 from attest.statement import Statement, make_statement
 from registry import __version__
 from registry.db import transaction
-from registry.errors import NotFoundError
+from registry.errors import EvidenceRejectedError, NotFoundError
 from registry.models import Attestation
 from registry.names import parse_ref
 from registry.services.attestations import READER, AttestationService
@@ -162,7 +162,11 @@ class BomService:
 
     def _newest(self, record: VersionRecord, predicate_type: str) -> Statement | None:
         """The newest bundle of a type about ``record`` whose signature still verifies."""
-        evidence = self._attestations.verified_evidence(record)
+        try:
+            evidence = self._attestations.verified_evidence(record)
+        except EvidenceRejectedError:
+            return None  # no signer identity registered yet: nothing can verify
+
         return next(
             (
                 v.statement

@@ -195,6 +195,18 @@ def test_a_model_without_datasets_gets_a_valid_bom(lab: Lab) -> None:
         verified_bom(lab.client, "fraud/tx@3")
 
 
+def test_a_registry_with_no_signer_identities_yet_still_builds_boms(
+    live: Live, tmp_path: Path
+) -> None:
+    """No identity registered: no evidence can verify, which leaves the BOM without provenance,
+    not without a BOM (this once failed with 'no signer identity is registered')."""
+    with live.client() as client:
+        assert client.list_identities() == []
+        client.push(make_model_dir(tmp_path / "first"), "vision/first@1")
+        bom = verified_bom(client, "vision/first@1")
+    validate_bom(bom)
+
+
 @embedded
 @pytest.mark.parametrize(
     ("given", "message"),
