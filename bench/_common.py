@@ -296,6 +296,7 @@ class Stack:
     storage: str = "s3"  # "s3" or "local"
     startup_timeout: float = 60.0
     seaweed_volume_max: int = 100  # SeaweedFS volumes of 256 MB each: the S3 capacity
+    presign_downloads: bool = True  # S3: downloads go straight from SeaweedFS (307 + URL)
     seaweed: Any = None
     server: subprocess.Popen[bytes] | None = None
     url: str = ""
@@ -345,6 +346,7 @@ class Stack:
         if self.seaweed is not None:
             env.update(self.s3_env)
             env["MODELSEAL_S3_ENDPOINT_URL"] = self.seaweed.endpoint_url
+            env["MODELSEAL_S3_PRESIGN_DOWNLOADS"] = str(self.presign_downloads).lower()
         error = ""
         for _attempt in range(3):  # a free port can be taken before the server binds it
             port = free_ports(1)[0]

@@ -75,7 +75,10 @@ def main() -> int:
         print(f"wrote {size} bytes in {time.perf_counter() - started:.1f} s under {work}")
 
         volumes = 40 + 3 * size // (256 * c.MB)
-        with c.Stack(work, storage=args.storage, seaweed_volume_max=volumes) as stack:
+        # Downloads stream through the server (no presigned redirects): its memory is measured.
+        with c.Stack(
+            work, storage=args.storage, seaweed_volume_max=volumes, presign_downloads=False
+        ) as stack:
             where = (
                 f"SeaweedFS S3 at {stack.seaweed.endpoint_url}"
                 if stack.seaweed

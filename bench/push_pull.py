@@ -10,7 +10,12 @@ Starts a private SeaweedFS S3 server and a ``modelseal serve`` (SQLite metadata,
 1. boto3 ``upload_file`` of each shard       (default settings, fresh client, own process)
 2. ``modelseal push DIR bench/model@N``       (CLI subprocess)
 3. boto3 ``download_file`` of each shard     (default settings, fresh client, own process)
-4. ``modelseal pull bench/model@N --to T``    (CLI subprocess)
+4. ``modelseal pull bench/model@N --to T``    (CLI subprocess), then again with ``--no-fsync``
+   and with ``--no-fsync --via-registry``
+
+The server presigns downloads (``MODELSEAL_S3_PRESIGN_DOWNLOADS=true``): pulls read the bytes
+straight from SeaweedFS; ``--via-registry`` streams them through the registry instead (the
+path for clients that cannot reach the store, and the only one before presigning existed).
 
 Each phase is a child process timed by wall clock from spawn to exit (interpreter start-up
 included on both sides); its peak RSS comes from ``os.wait4``. The server's peak RSS
@@ -126,6 +131,14 @@ def cycle_once(
     )
     c.verify_tree(source, target, "modelseal pull --no-fsync")
     shutil.rmtree(target)
+
+    target = work / f"modelseal-pull-streamed-{cycle}"
+    c.drop_dirty_pages()
+    run["modelseal_pull_streamed"] = stack.modelseal(
+        "pull", ref, "--to", str(target), "--no-progress", "--no-fsync", "--via-registry"
+    )
+    c.verify_tree(source, target, "modelseal pull --no-fsync --via-registry")
+    shutil.rmtree(target)
     c.drop_dirty_pages()
     return run
 
@@ -136,6 +149,7 @@ PHASES = (
     ("boto3_download", "boto3 download_file", None),
     ("modelseal_pull", "modelseal pull", "boto3_download"),
     ("modelseal_pull_nofsync", "modelseal pull --no-fsync", "boto3_download"),
+    ("modelseal_pull_streamed", "  ... --via-registry", "boto3_download"),
 )
 
 

@@ -366,6 +366,14 @@ def pull(
     trust: Annotated[
         Path | None, typer.Option(help="YOUR trusted signers (trust.yaml), for --policy.")
     ] = None,
+    via_registry: Annotated[
+        bool,
+        typer.Option(
+            "--via-registry",
+            help="Stream every file through the registry even when it offers presigned storage "
+            "URLs (for hosts that cannot reach the store). Bytes are checked either way.",
+        ),
+    ] = False,
 ) -> None:
     """Download a version, verifying its evidence and every byte before anything lands."""
     if unsafe_skip_verify:
@@ -381,6 +389,7 @@ def pull(
     with _client() as client, _transfer(f"pull {ref}", progress) as (on_total, advance):
         import warnings
 
+        client.storage_redirects = not via_registry
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             version = client.pull(

@@ -39,6 +39,23 @@ class Settings(BaseSettings):
     )
     s3_sse_kms_key_id: str | None = None
     s3_max_pool_connections: int = Field(default=32, ge=1, le=1024)
+    s3_presign_downloads: bool = Field(
+        default=False,
+        description="Answer file downloads that ask for it (?redirect=true) with a 307 to a "
+        "short-lived presigned S3 URL, so the bytes go from the store to the client without "
+        "passing through the registry. Needs the store to be reachable from clients.",
+    )
+    s3_presign_seconds: int = Field(
+        default=60,
+        ge=1,
+        le=3600,
+        description="How long a presigned download URL can be used to start a download.",
+    )
+    s3_public_endpoint_url: str | None = Field(
+        default=None,
+        description="The S3 endpoint as clients reach it, for presigned URLs (default: "
+        "s3_endpoint_url).",
+    )
 
     max_blob_bytes: int = Field(default=256 * GiB, ge=1, description="Largest single file.")
     max_chunk_bytes: int = Field(default=512 * MiB, ge=1, description="Largest upload chunk.")
@@ -109,6 +126,16 @@ class Settings(BaseSettings):
             raise ValueError("storage must be s3://bucket/prefix or file:///path")
         if scheme == "s3" and not urlparse(value).netloc:
             raise ValueError("s3 storage needs a bucket: s3://bucket/prefix")
+        return value
+
+    @field_validator("s3_endpoint_url", "s3_public_endpoint_url")
+    @classmethod
+    def _check_endpoint(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parsed = urlparse(value)
+        if parsed.scheme not in {"http", "https"} or not parsed.hostname:
+            raise ValueError("an S3 endpoint must be an http:// or https:// URL with a host")
         return value
 
     @property

@@ -6,12 +6,18 @@ httpx's response iterators cost several CPU-seconds per GB on large bodies (meas
 through here. On downloads, reading the socket and hashing + writing run in two threads over a
 small ring of buffers, so the hash overlaps the transfer and memory stays fixed (``RING * PIECE``
 per download, whatever the file size).
+
+A registry that presigns downloads answers ``?redirect=true`` with a 307 to a short-lived storage
+URL; the body is then read straight from the store (one hop less), with none of the registry's
+credentials sent there. A redirect that cannot be used (refused, unreachable, https -> http)
+falls back to streaming through the registry; the caller checks the bytes the same way.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import logging
 import mmap
 import queue
 import ssl
@@ -23,10 +29,16 @@ from urllib.parse import urlsplit
 
 from registry.errors import ConnectionFailedError, error_from_problem
 
+log = logging.getLogger(__name__)
+
 PIECE = 4 * 1024 * 1024
 RING = 3
 SEND_STEP = 8 * 1024 * 1024
 MAX_ANSWER = 1024 * 1024
+
+
+class _UnusableRedirect(Exception):
+    """A storage URL that gave no body: the download can still go through the registry."""
 
 
 class RawTransport:
@@ -44,14 +56,15 @@ class RawTransport:
         self._prefix = parts.path.rstrip("/")
         self._headers = dict(headers)
         self._timeout = timeout
-        self._context: ssl.SSLContext | None = None
-        if self._https:
-            if verify is False:
-                self._context = ssl._create_unverified_context()  # noqa: S323 - caller's explicit choice
-            else:
-                cafile = verify if isinstance(verify, str) else None
-                self._context = ssl.create_default_context(cafile=cafile)
+        self._verify = verify
+        self._context: ssl.SSLContext | None = self._tls() if self._https else None
         self._local = threading.local()
+
+    def _tls(self) -> ssl.SSLContext:
+        if self._verify is False:
+            return ssl._create_unverified_context()  # noqa: S323 - caller's explicit choice
+        cafile = self._verify if isinstance(self._verify, str) else None
+        return ssl.create_default_context(cafile=cafile)
 
     def _connection(self) -> http.client.HTTPConnection:
         conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
@@ -72,24 +85,45 @@ class RawTransport:
             self._local.conn = None
 
     def get(
-        self, path: str, sink: Callable[[memoryview], None], *, limit: int
+        self,
+        path: str,
+        sink: Callable[[memoryview], None],
+        *,
+        limit: int,
+        redirect: bool = False,
     ) -> tuple[int, dict[str, str]]:
         """GET ``path``; feed the body to ``sink``; return ``(bytes read, headers)``.
 
         Reading stops once ``limit + 1`` bytes arrived (the caller treats that as a mismatch).
+        With ``redirect`` the registry may point at a presigned storage URL instead; the body
+        then comes from there (see the module docstring).
 
         Raises:
             RegistryError (or the subclass a problem document names): HTTP errors, transport
                 failures, or an exception raised by ``sink``.
         """
         conn = self._connection()
+        target = self._prefix + path + ("?redirect=true" if redirect else "")
         try:
-            conn.request("GET", self._prefix + path, headers=self._headers)
+            conn.request("GET", target, headers=self._headers)
             response = conn.getresponse()
         except (OSError, http.client.HTTPException) as exc:
             self._drop_connection()
             raise ConnectionFailedError(f"cannot reach the registry: {exc}") from exc
         headers = {k.lower(): v for k, v in response.getheaders()}
+        if redirect and response.status == 307 and "location" in headers:
+            try:
+                response.read(MAX_ANSWER)
+            except (OSError, http.client.HTTPException):
+                self._drop_connection()
+            else:
+                if response.will_close:
+                    self._drop_connection()
+            try:
+                return self._get_from_storage(headers["location"], sink, limit), headers
+            except _UnusableRedirect as exc:
+                log.warning("%s; streaming through the registry instead", exc)
+                return self.get(path, sink, limit=limit)
         if response.status >= 400:
             body = response.read(65536)
             self._drop_connection()
@@ -106,6 +140,63 @@ class RawTransport:
         if total > limit or (not response.isclosed() and response.length):
             self._drop_connection()  # body not fully consumed: the connection is unusable
         return total, headers
+
+    def _get_from_storage(
+        self, location: str, sink: Callable[[memoryview], None], limit: int
+    ) -> int:
+        """GET a presigned storage URL with no registry credentials; feed the body to ``sink``.
+
+        Raises:
+            _UnusableRedirect: no body came (bad URL, unreachable, refused): nothing reached
+                ``sink``, so the caller may fetch the file another way.
+            ConnectionFailedError: the transfer broke after bytes went to ``sink``.
+        """
+        parts = urlsplit(location)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise _UnusableRedirect(f"the registry redirected to an unusable URL ({parts.scheme}:)")
+        if self._https and parts.scheme == "http":
+            raise _UnusableRedirect(
+                f"the registry (https) redirected to plain http at {parts.hostname}; refusing to "
+                "fetch model bytes in clear text"
+            )
+        key = (parts.scheme, parts.hostname, parts.port)
+        pool: dict[tuple[str, str, int | None], http.client.HTTPConnection] = (
+            getattr(self._local, "storage", None) or {}
+        )
+        self._local.storage = pool
+        conn = pool.get(key)
+        if conn is None:
+            if parts.scheme == "https":
+                conn = http.client.HTTPSConnection(
+                    parts.hostname, parts.port, timeout=self._timeout, context=self._tls()
+                )
+            else:
+                conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=self._timeout)
+            pool[key] = conn
+        where = f"the storage URL the registry sent ({parts.hostname}:{parts.port or parts.scheme})"
+        try:
+            # Only what a plain GET needs: never the registry's Authorization header.
+            conn.request(
+                "GET",
+                (parts.path or "/") + (f"?{parts.query}" if parts.query else ""),
+                headers={"User-Agent": self._headers.get("User-Agent", "modelseal-client")},
+            )
+            response = conn.getresponse()
+        except (OSError, http.client.HTTPException) as exc:
+            pool.pop(key).close()
+            raise _UnusableRedirect(f"cannot reach {where}: {exc}") from exc
+        if response.status != 200:
+            pool.pop(key).close()
+            raise _UnusableRedirect(f"{where} answered HTTP {response.status}")
+        try:
+            total = _pump(response, sink, limit)
+        except BaseException:
+            pool.pop(key).close()
+            raise
+        if total > limit or not response.isclosed() or response.will_close:
+            conn.close()
+            pool.pop(key, None)
+        return total
 
     def send_file(
         self,
@@ -187,6 +278,9 @@ class RawTransport:
 
     def close(self) -> None:
         self._drop_connection()
+        for conn in (getattr(self._local, "storage", None) or {}).values():
+            conn.close()
+        self._local.storage = {}
 
 
 def _pump(

@@ -2,7 +2,9 @@
 
 The entry is written when the response starts and before it is sent, so a client never hears
 of a change the log does not hold. Only the status is observed, so streamed downloads pass
-through untouched. Upload chunks are not logged one by one; finishing an upload is.
+through untouched. Upload chunks are not logged one by one; finishing an upload is. A download
+answered with a presigned storage URL is logged (``redirected``): that URL reads the blob without
+asking the registry again.
 """
 
 from __future__ import annotations
@@ -64,6 +66,9 @@ class AuditMiddleware:
             outcome = "ok"
         elif action == "release_version" and code == 409:
             outcome = "refused"
+        elif action == "get_version_file" and code == 307:
+            # A presigned URL reads the blob without the registry: its issue is the access.
+            outcome = "redirected"
         elif headers.get(UNSAFE_HEADER) == b"1" and code < 400:
             action, outcome = "unsafe_skip_verify", "warned"
         if outcome is None:

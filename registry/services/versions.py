@@ -383,10 +383,29 @@ class VersionService:
             ).scalars()
             return [_record(v) for v in rows]
 
-    def open_file(
+    def file_location(
+        self, principal: Principal, ref: Ref, path: str, *, redirect: bool
+    ) -> tuple[VersionRecord, FileDigest, str | None]:
+        """A file of a version ``principal`` may download (see :meth:`servable_file`), and,
+        when ``redirect`` is asked for and presigned downloads are on, a short-lived URL its
+        bytes can be fetched from directly (else ``None``: stream :meth:`read_file`).
+
+        The checks run before any URL is made: a URL is only handed out for a file the
+        principal may download right now."""
+        record, item = self.servable_file(principal, ref, path)
+        if not (redirect and self._settings.s3_presign_downloads):
+            return record, item, None
+        url = self._store.presigned_read_url(item.sha256, expires=self._settings.s3_presign_seconds)
+        return record, item, url
+
+    def read_file(self, item: FileDigest) -> Iterator[bytes]:
+        """The bytes of a file :meth:`servable_file` allowed."""
+        return self._store.read(item.sha256)
+
+    def servable_file(
         self, principal: Principal, ref: Ref, path: str
-    ) -> tuple[VersionRecord, FileDigest, Iterator[bytes]]:
-        """A file of a version and a stream of its bytes.
+    ) -> tuple[VersionRecord, FileDigest]:
+        """A file of a version that ``principal`` may download.
 
         Rejected and revoked versions are never served; pending ones only to roles that take
         part in producing a release (publishers, releasers, admins), never to deployers.
@@ -416,7 +435,7 @@ class VersionService:
                         path=path,
                         uri=dict(record.uris)[path],
                     )
-                return record, item, self._store.read(item.sha256)
+                return record, item
         raise NotFoundError(f"{ref} has no file {path!r}", ref=str(ref), path=path)
 
 

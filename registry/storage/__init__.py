@@ -35,4 +35,5 @@ def open_blob_store(settings: Settings) -> BlobStore:
         sse=settings.s3_sse,
         sse_kms_key_id=settings.s3_sse_kms_key_id,
         max_pool_connections=settings.s3_max_pool_connections,
+        public_endpoint_url=settings.s3_public_endpoint_url,
     )

@@ -63,6 +63,15 @@ class BlobStore(Protocol):
         """
         ...
 
+    def presigned_read_url(self, digest: str, *, expires: int) -> str | None:
+        """A URL that serves a blob without further credentials for ``expires`` seconds, or
+        ``None`` when the store cannot hand one out (then the service streams the bytes).
+
+        Computed locally, without asking the store whether the blob is there: the caller has
+        the blob's record, and a client checks every byte it gets against the digest anyway.
+        """
+        ...
+
     def start_upload(self, digest: str) -> str:
         """Begin staging a blob; returns an opaque handle for the other upload calls."""
         ...

@@ -54,6 +54,9 @@ class LocalBlobStore:
             ) from None
         return _read_file(handle, start, length)
 
+    def presigned_read_url(self, digest: str, *, expires: int) -> str | None:
+        return None  # a local directory has no URL of its own: the service streams it
+
     def start_upload(self, digest: str) -> str:
         blob_key(digest)
         handle = uuid.uuid4().hex

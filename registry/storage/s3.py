@@ -52,6 +52,7 @@ class S3BlobStore:
         sse: str | None = None,
         sse_kms_key_id: str | None = None,
         max_pool_connections: int = 32,
+        public_endpoint_url: str | None = None,
         client: Any = None,
     ) -> None:
         parsed = urlparse(url)
@@ -80,6 +81,16 @@ class S3BlobStore:
                 "s3", endpoint_url=endpoint_url, region_name=region, config=config
             )
         self._s3 = client
+        self._presigner = client
+        if public_endpoint_url and public_endpoint_url != endpoint_url:
+            # Same credentials and settings; only the host the URLs name differs. Presigning
+            # is computed locally: this client never sends a request.
+            self._presigner = boto3.session.Session().client(
+                "s3",
+                endpoint_url=public_endpoint_url,
+                region_name=region,
+                config=Config(s3={"addressing_style": "path"}, signature_version="s3v4"),
+            )
 
     def _key(self, digest: str) -> str:
         key = blob_key(digest)
@@ -117,6 +128,17 @@ class S3BlobStore:
             kwargs["Range"] = f"bytes={start}-{end}"
         response = self._call(f"read blob sha256:{digest}", lambda: self._s3.get_object(**kwargs))
         return self._stream(response["Body"], digest)
+
+    def presigned_read_url(self, digest: str, *, expires: int) -> str:
+        url: str = self._call(
+            f"presign blob sha256:{digest}",
+            lambda: self._presigner.generate_presigned_url(
+                "get_object",
+                Params={"Bucket": self.bucket, "Key": self._key(digest)},
+                ExpiresIn=expires,
+            ),
+        )
+        return url
 
     def _stream(self, body: Any, digest: str) -> Iterator[bytes]:
         try:

@@ -411,6 +411,12 @@ def test_file_stream_headers(live: Live, model_dir: Path) -> None:
     with _http(live) as http:
         response = http.get("/v1/namespaces/ns/artifacts/m/versions/1/files/config.json")
         missing = http.get("/v1/namespaces/ns/artifacts/m/versions/1/files/nope.json")
+        # Asking for a redirect on a registry that does not presign: the bytes, as usual.
+        asked = http.get(
+            "/v1/namespaces/ns/artifacts/m/versions/1/files/config.json",
+            params={"redirect": "true"},
+        )
+    assert asked.status_code == 200 and asked.content == response.content
     assert response.status_code == 200
     assert response.headers["x-modelseal-digest"] == item.digest
     assert int(response.headers["content-length"]) == item.size

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response, status
+from fastapi import APIRouter, Path, Query, Response, status
 from fastapi.responses import StreamingResponse
 
 from registry.api.deps import PrincipalDep, ServicesDep
@@ -168,7 +168,14 @@ def get_version(
     "/{namespace}/artifacts/{name}/versions/{selector}/files/{path:path}",
     operation_id="get_version_file",
     response_class=StreamingResponse,
-    responses={200: {"content": {"application/octet-stream": {}}}},
+    responses={
+        200: {"content": {"application/octet-stream": {}}},
+        307: {
+            "description": "With ``redirect=true`` on a registry that presigns downloads: the "
+            "file's bytes are at the short-lived URL in ``Location`` (send no credentials "
+            "there). ``X-Modelseal-Digest`` names the sha256 they must have.",
+        },
+    },
 )
 def get_version_file(
     namespace: NamespacePath,
@@ -177,13 +184,35 @@ def get_version_file(
     path: str,
     principal: PrincipalDep,
     services: ServicesDep,
-) -> StreamingResponse:
-    """Stream one file. ``Content-Digest``-style header ``X-Modelseal-Digest`` names its sha256;
-    clients must check it while reading."""
+    redirect: Annotated[
+        bool,
+        Query(
+            description="Accept a 307 to a presigned storage URL instead of the bytes (answered "
+            "only when the registry is configured for it; else the bytes come as usual)."
+        ),
+    ] = False,
+) -> Response:
+    """Stream one file, or with ``redirect`` point at where it can be fetched directly.
+    ``Content-Digest``-style header ``X-Modelseal-Digest`` names its sha256; clients must check
+    it while reading, wherever the bytes come from."""
     ref = version_ref(namespace, name, selector)
     validate_path(path)
-    record, item, stream = services.versions.open_file(principal, ref, path)
-    body: Iterator[bytes] = stream
+    record, item, url = services.versions.file_location(principal, ref, path, redirect=redirect)
+    if url is not None:
+        return Response(
+            status_code=status.HTTP_307_TEMPORARY_REDIRECT,
+            headers={
+                "Location": url,
+                "X-Modelseal-Digest": f"sha256:{item.sha256}",
+                "X-Modelseal-Size": str(item.size),
+                "X-Modelseal-Root-Digest": f"sha256:{record.root_digest}",
+                # The URL is a bearer credential until it expires: keep it out of caches
+                # and out of Referer headers.
+                "Cache-Control": "no-store",
+                "Referrer-Policy": "no-referrer",
+            },
+        )
+    body: Iterator[bytes] = services.versions.read_file(item)
     return StreamingResponse(
         body,
         media_type="application/octet-stream",

@@ -1,0 +1,204 @@
+"""Downloads straight from the store: presigned S3 URLs on a real SeaweedFS, real PostgreSQL.
+
+With ``s3_presign_downloads`` a file GET that asks for it (``?redirect=true``) is answered with a
+307 to a short-lived presigned URL; the SDK follows it without the registry's credentials and
+checks every byte exactly as it checks streamed ones. Each acceptance sits next to a rejection:
+no URL for what may not be downloaded, an expired or unsigned URL reads nothing, a tampered blob
+fails the pull, an unreachable store falls back to streaming through the registry.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from registry.config import Settings
+from registry.errors import PullVerificationError
+from tests.conftest import Live, free_port, run_cli, serve
+from tests.integration.test_api import _overwrite_blob, _tree
+from tests.integration.test_release import World, _deployer, _released
+from tests.services import SeaweedServer
+
+pytestmark = pytest.mark.integration
+
+MiB = 1024 * 1024
+FILE = "/v1/namespaces/fraud/artifacts/m/versions/1/files/"
+
+
+def _settings(
+    tmp_path: Path, pg_url: str, s3: SeaweedServer, storage: str, **extra: object
+) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=pg_url,
+        storage=storage,
+        s3_endpoint_url=s3.endpoint_url,
+        s3_region=s3.region,
+        min_chunk_bytes=5 * MiB,
+        s3_presign_downloads=True,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+def presigning(
+    tmp_path: Path, pg_url: str, s3_env: SeaweedServer, s3_storage_url: str
+) -> Iterator[Live]:
+    with serve(_settings(tmp_path, pg_url, s3_env, s3_storage_url)) as running:
+        yield running
+
+
+@pytest.fixture
+def world(presigning: Live, tmp_path: Path) -> World:
+    return World(presigning, tmp_path)
+
+
+def _redirected(live: Live, actor: str) -> list[dict[str, object]]:
+    with live.client() as admin:
+        return [
+            e
+            for e in admin.audit_entries()
+            if e["action"] == "get_version_file"
+            and e["outcome"] == "redirected"
+            and e["actor"] == actor
+        ]
+
+
+def test_a_verified_pull_reads_the_bytes_straight_from_the_store(
+    world: World, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _released(world)
+    files = world.admin.show("fraud/m@1").files
+    with caplog.at_level(logging.WARNING, logger="registry.transfer"):
+        pulled = _deployer(world).pull("fraud/m@1", tmp_path / "deploy")
+    assert pulled.state == "released"
+    assert _tree(tmp_path / "deploy") == _tree(tmp_path / "fraud_m@1")
+    # no fallback: every file came from its presigned URL
+    assert [r for r in caplog.records if r.name == "registry.transfer"] == []
+    # each URL handed out is in the audit log, under the deployer's name and the file's path
+    entries = _redirected(world.live, "deploy")
+    assert sorted(str(e["target"]).rsplit("/files/", 1)[1] for e in entries) == sorted(
+        f.path for f in files
+    )
+
+
+def test_the_redirect_names_the_digest_and_the_url_is_the_only_credential(world: World) -> None:
+    _released(world)
+    item = next(f for f in world.admin.show("fraud/m@1").files if f.path == "config.json")
+    token = world.live.admin_token
+    with httpx.Client(base_url=world.live.url, headers={"Authorization": f"Bearer {token}"}) as h:
+        answer = h.get(FILE + "config.json", params={"redirect": "true"})
+        streamed = h.get(FILE + "config.json")  # without asking: the bytes, as for any client
+    assert answer.status_code == 307
+    assert answer.headers["x-modelseal-digest"] == item.digest
+    assert answer.headers["cache-control"] == "no-store"
+    location = answer.headers["location"]
+    s3_endpoint = world.live.settings.s3_endpoint_url
+    assert s3_endpoint is not None and location.startswith(s3_endpoint)
+    assert "X-Amz-Signature=" in location and token not in location
+    assert item.digest.removeprefix("sha256:") in urlsplit(location).path
+    assert streamed.status_code == 200
+
+    direct = httpx.get(location)  # no token: the signature in the URL is all it takes
+    assert direct.status_code == 200
+    assert direct.content == streamed.content
+    unsigned = httpx.get(location.split("?", 1)[0])
+    assert unsigned.status_code == 403  # the bucket itself is not readable
+    forged = httpx.get(location.replace(item.digest.removeprefix("sha256:"), "0" * 64))
+    assert forged.status_code == 403  # the signature covers the key: no other blob
+
+
+def test_no_url_is_handed_out_for_what_may_not_be_downloaded(world: World) -> None:
+    _released(world)
+    world.model("fraud/m@2")  # pending
+    deployer = _deployer(world)
+    pending = "/v1/namespaces/fraud/artifacts/m/versions/2/files/config.json"
+    revoked = "/v1/namespaces/fraud/artifacts/tx/versions/3/files/transactions.csv"
+    world.releaser.revoke("fraud/tx@3", "poisoned rows")
+    with deployer._http as h:
+        answers = {
+            "pending": h.get(pending, params={"redirect": "true"}),
+            "revoked": h.get(revoked, params={"redirect": "true"}),
+            "missing": h.get(FILE + "nope.bin", params={"redirect": "true"}),
+        }
+    assert {k: a.status_code for k, a in answers.items()} == {
+        "pending": 403,
+        "revoked": 410,
+        "missing": 404,
+    }
+    assert all("location" not in a.headers for a in answers.values())
+    assert _redirected(world.live, "deploy") == []
+
+
+def test_a_blob_tampered_in_the_bucket_fails_a_redirected_pull(
+    world: World, tmp_path: Path
+) -> None:
+    _released(world)
+    victim = next(f for f in world.admin.show("fraud/m@1").files if f.path.endswith(".safetensors"))
+    data = bytearray((tmp_path / "fraud_m@1" / victim.path).read_bytes())
+    data[100] ^= 1
+    _overwrite_blob(world.live, victim.digest.removeprefix("sha256:"), bytes(data))
+    with pytest.raises(PullVerificationError, match=victim.path):
+        _deployer(world).pull("fraud/m@1", tmp_path / "deploy")
+    assert not (tmp_path / "deploy").exists()
+    assert [p for p in tmp_path.iterdir() if p.name.startswith(".deploy")] == []
+
+
+def test_an_expired_url_reads_nothing(
+    tmp_path: Path, pg_url: str, s3_env: SeaweedServer, s3_storage_url: str, model_dir: Path
+) -> None:
+    settings = _settings(tmp_path, pg_url, s3_env, s3_storage_url, s3_presign_seconds=1)
+    with serve(settings) as live, live.client() as client:
+        client.push(model_dir, "ns/m@1")
+        answer = client._http.get(
+            "/v1/namespaces/ns/artifacts/m/versions/1/files/config.json",
+            params={"redirect": "true"},
+        )
+        assert answer.status_code == 307
+        time.sleep(2.5)
+        assert httpx.get(answer.headers["location"]).status_code == 403
+
+
+def test_an_unreachable_store_falls_back_to_streaming_through_the_registry(
+    tmp_path: Path,
+    pg_url: str,
+    s3_env: SeaweedServer,
+    s3_storage_url: str,
+    model_dir: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Clients that cannot reach the store (a wrong public endpoint here) still get their
+    files, verified, through the registry; the log says why."""
+    closed = f"http://127.0.0.1:{free_port()}"
+    settings = _settings(tmp_path, pg_url, s3_env, s3_storage_url, s3_public_endpoint_url=closed)
+    with serve(settings) as live, live.client() as client:
+        client.push(model_dir, "ns/m@1")
+        with caplog.at_level(logging.WARNING, logger="registry.transfer"):
+            client.pull("ns/m@1", tmp_path / "pulled", unsafe_skip_verify=True)
+    assert _tree(tmp_path / "pulled") == _tree(model_dir)
+    fallbacks = [r.getMessage() for r in caplog.records if r.name == "registry.transfer"]
+    assert len(fallbacks) == len(_tree(model_dir))  # one per file, each saying why
+    assert all(closed.split("//")[1] in m and "streaming through the registry" in m
+               for m in fallbacks)  # fmt: skip
+
+
+def test_the_cli_follows_redirects_unless_told_to_go_through_the_registry(
+    presigning: Live, model_dir: Path, tmp_path: Path
+) -> None:
+    with presigning.client() as client:
+        client.push(model_dir, "ns/m@1")
+    direct = run_cli("pull", "ns/m@1", "--to", str(tmp_path / "a"), "--no-progress",
+                     "--unsafe-skip-verify", live=presigning)  # fmt: skip
+    assert direct.returncode == 0, direct.stderr
+    assert len(_redirected(presigning, "admin")) == len(_tree(model_dir))
+    streamed = run_cli("pull", "ns/m@1", "--to", str(tmp_path / "b"), "--no-progress",
+                       "--unsafe-skip-verify", "--via-registry", live=presigning)  # fmt: skip
+    assert streamed.returncode == 0, streamed.stderr
+    assert len(_redirected(presigning, "admin")) == len(_tree(model_dir))  # none more
+    assert _tree(tmp_path / "a") == _tree(tmp_path / "b") == _tree(model_dir)
