@@ -10,7 +10,9 @@ per download, whatever the file size).
 A registry that presigns downloads answers ``?redirect=true`` with a 307 to a short-lived storage
 URL; the body is then read straight from the store (one hop less), with none of the registry's
 credentials sent there. A redirect that cannot be used (refused, unreachable, https -> http)
-falls back to streaming through the registry; the caller checks the bytes the same way.
+falls back to streaming through the registry, and the transport stops asking for redirects (a
+firewalled store costs one connect timeout, not one per file); the caller checks the bytes the
+same way.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ PIECE = 4 * 1024 * 1024
 RING = 3
 SEND_STEP = 8 * 1024 * 1024
 MAX_ANSWER = 1024 * 1024
+STORAGE_CONNECT_TIMEOUT = 10.0
 
 
 class _UnusableRedirect(Exception):
@@ -59,6 +62,7 @@ class RawTransport:
         self._verify = verify
         self._context: ssl.SSLContext | None = self._tls() if self._https else None
         self._local = threading.local()
+        self._redirects_usable = True
 
     def _tls(self) -> ssl.SSLContext:
         if self._verify is False:
@@ -102,6 +106,7 @@ class RawTransport:
             RegistryError (or the subclass a problem document names): HTTP errors, transport
                 failures, or an exception raised by ``sink``.
         """
+        redirect = redirect and self._redirects_usable
         conn = self._connection()
         target = self._prefix + path + ("?redirect=true" if redirect else "")
         try:
@@ -122,7 +127,9 @@ class RawTransport:
             try:
                 return self._get_from_storage(headers["location"], sink, limit), headers
             except _UnusableRedirect as exc:
-                log.warning("%s; streaming through the registry instead", exc)
+                if self._redirects_usable:
+                    self._redirects_usable = False
+                    log.warning("%s; streaming through the registry instead", exc)
                 return self.get(path, sink, limit=limit)
         if response.status >= 400:
             body = response.read(65536)
@@ -164,27 +171,37 @@ class RawTransport:
             getattr(self._local, "storage", None) or {}
         )
         self._local.storage = pool
-        conn = pool.get(key)
-        if conn is None:
-            if parts.scheme == "https":
-                conn = http.client.HTTPSConnection(
-                    parts.hostname, parts.port, timeout=self._timeout, context=self._tls()
-                )
-            else:
-                conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=self._timeout)
-            pool[key] = conn
         where = f"the storage URL the registry sent ({parts.hostname}:{parts.port or parts.scheme})"
-        try:
-            # Only what a plain GET needs: never the registry's Authorization header.
-            conn.request(
-                "GET",
-                (parts.path or "/") + (f"?{parts.query}" if parts.query else ""),
-                headers={"User-Agent": self._headers.get("User-Agent", "modelseal-client")},
-            )
-            response = conn.getresponse()
-        except (OSError, http.client.HTTPException) as exc:
-            pool.pop(key).close()
-            raise _UnusableRedirect(f"cannot reach {where}: {exc}") from exc
+        while True:
+            conn = pool.get(key)
+            fresh = conn is None or conn.sock is None
+            if conn is None:
+                connect = min(self._timeout, STORAGE_CONNECT_TIMEOUT)
+                if parts.scheme == "https":
+                    conn = http.client.HTTPSConnection(
+                        parts.hostname, parts.port, timeout=connect, context=self._tls()
+                    )
+                else:
+                    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=connect)
+                pool[key] = conn
+            try:
+                if conn.sock is None:
+                    conn.connect()  # within the short connect timeout, then the transfer's own
+                    assert conn.sock is not None
+                    conn.sock.settimeout(self._timeout)
+                # Only what a plain GET needs: never the registry's Authorization header.
+                conn.request(
+                    "GET",
+                    (parts.path or "/") + (f"?{parts.query}" if parts.query else ""),
+                    headers={"User-Agent": self._headers.get("User-Agent", "modelseal-client")},
+                )
+                response = conn.getresponse()
+                break
+            except (OSError, http.client.HTTPException) as exc:
+                pool.pop(key).close()
+                if fresh:
+                    raise _UnusableRedirect(f"cannot reach {where}: {exc}") from exc
+                # a kept-alive connection the store had closed meanwhile: once more, anew
         if response.status != 200:
             pool.pop(key).close()
             raise _UnusableRedirect(f"{where} answered HTTP {response.status}")

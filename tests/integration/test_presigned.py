@@ -183,7 +183,8 @@ def test_an_unreachable_store_falls_back_to_streaming_through_the_registry(
             client.pull("ns/m@1", tmp_path / "pulled", unsafe_skip_verify=True)
     assert _tree(tmp_path / "pulled") == _tree(model_dir)
     fallbacks = [r.getMessage() for r in caplog.records if r.name == "registry.transfer"]
-    assert len(fallbacks) == len(_tree(model_dir))  # one per file, each saying why
+    # said once (or by each download already under way when the first one failed)
+    assert 1 <= len(fallbacks) <= len(_tree(model_dir))
     assert all(closed.split("//")[1] in m and "streaming through the registry" in m
                for m in fallbacks)  # fmt: skip
 

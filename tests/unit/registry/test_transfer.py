@@ -31,7 +31,9 @@ class Seen:
     requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
 
 
-def _server(seen: Seen, answer: object, tls: tuple[Path, Path] | None = None) -> Iterator[str]:
+def _server(
+    seen: Seen, answer: object, tls: tuple[Path, Path] | None = None, hang_up: bool = False
+) -> Iterator[str]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -43,6 +45,8 @@ def _server(seen: Seen, answer: object, tls: tuple[Path, Path] | None = None) ->
                 self.send_header(name, value)
             self.end_headers()
             self.wfile.write(body)
+            # hang_up: close after answering without saying so (an idle keep-alive timeout)
+            self.close_connection = hang_up
 
         def log_message(self, *args: object) -> None:
             pass
@@ -67,11 +71,13 @@ class Pair:
     """A registry that redirects ``/files/x?redirect=true`` to ``location`` and streams
     ``/files/x``; a store that serves ``store_answer``."""
 
-    def __init__(self, tmp_path: Path, *, tls: bool = False, store_status: int = 200) -> None:
+    def __init__(
+        self, tmp_path: Path, *, tls: bool = False, store_status: int = 200, hang_up: bool = False
+    ) -> None:
         self.registry_seen, self.store_seen = Seen(), Seen()
         self.location = ""
         self._stack: list[Iterator[str]] = []
-        store = _server(self.store_seen, lambda path: (store_status, {}, STORED))
+        store = _server(self.store_seen, lambda path: (store_status, {}, STORED), hang_up=hang_up)
         self.store_url = next(store)
         self._stack.append(store)
         self.ca: Path | None = None
@@ -149,14 +155,35 @@ def test_an_unusable_redirect_falls_back_to_the_registry(
     made = Pair(tmp_path, store_status=403 if location == "refused" else 200)
     made.location = f"{made.store_url}/bucket/k" if location == "refused" else location
     try:
+        transport = made.transport()
         with caplog.at_level(logging.WARNING, logger="registry.transfer"):
-            assert _get(made.transport()) == STREAMED
+            assert _get(transport) == STREAMED
+            assert _get(transport) == STREAMED  # and no more asking: one detour, not one per file
     finally:
         made.close()
-    assert [p for p, _ in made.registry_seen.requests] == ["/files/x?redirect=true", "/files/x"]
+    assert [p for p, _ in made.registry_seen.requests] == [
+        "/files/x?redirect=true",
+        "/files/x",
+        "/files/x",
+    ]
     [record] = [r for r in caplog.records if r.name == "registry.transfer"]
     assert why in record.getMessage()
     assert "streaming through the registry" in record.getMessage()
+
+
+def test_a_store_connection_closed_while_idle_is_reopened_not_given_up(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    made = Pair(tmp_path, hang_up=True)
+    made.location = f"{made.store_url}/bucket/k?X-Amz-Signature=f00"
+    try:
+        transport = made.transport()
+        with caplog.at_level(logging.WARNING, logger="registry.transfer"):
+            assert [_get(transport) for _ in range(3)] == [STORED] * 3
+    finally:
+        made.close()
+    assert len(made.store_seen.requests) == 3
+    assert [r for r in caplog.records if r.name == "registry.transfer"] == []
 
 
 def test_an_https_registry_never_sends_the_client_to_plain_http(
