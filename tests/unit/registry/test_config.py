@@ -1,0 +1,67 @@
+"""Settings refuse what cannot work, at start-up; presigned URLs name the endpoint clients use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from pydantic import ValidationError
+
+from registry.config import Settings
+from registry.storage import LocalBlobStore, S3BlobStore
+
+DIGEST = "ab" * 32
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("storage", "gs://bucket/x", "storage must be s3://bucket/prefix or file:///path"),
+        ("storage", "s3:///prefix-only", "s3 storage needs a bucket"),
+        ("s3_endpoint_url", "seaweedfs:8333", "an S3 endpoint must be an http:// or https://"),
+        ("s3_public_endpoint_url", "ftp://s3.example", "an S3 endpoint must be"),
+        ("s3_presign_seconds", 0, "greater than or equal to 1"),
+        ("s3_presign_seconds", 7200, "less than or equal to 3600"),
+    ],
+)
+def test_bad_settings_are_refused(tmp_path: Path, field: str, value: object, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        Settings(data_dir=tmp_path, **{field: value})  # type: ignore[arg-type]
+
+
+def test_presigned_downloads_are_off_unless_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MODELSEAL_S3_PRESIGN_DOWNLOADS", raising=False)
+    assert Settings().s3_presign_downloads is False
+    monkeypatch.setenv("MODELSEAL_S3_PRESIGN_DOWNLOADS", "true")
+    assert Settings().s3_presign_downloads is True
+
+
+def test_a_local_store_has_no_urls_to_hand_out(tmp_path: Path) -> None:
+    assert LocalBlobStore(tmp_path).presigned_read_url(DIGEST, expires=60) is None
+
+
+def test_presigned_urls_name_the_public_endpoint_and_the_blob_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Presigning is computed locally (no request is sent), so this needs no server."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    store = S3BlobStore(
+        "s3://models/registry",
+        endpoint_url="http://seaweedfs.internal:8333",
+        public_endpoint_url="https://s3.example.com",
+        region="eu-west-1",
+    )
+    url = urlsplit(store.presigned_read_url(DIGEST, expires=45))
+    assert (url.scheme, url.netloc) == ("https", "s3.example.com")
+    assert url.path == f"/models/registry/blobs/sha256/{DIGEST}"
+    query = parse_qs(url.query)
+    assert query["X-Amz-Expires"] == ["45"]
+    assert query["X-Amz-Algorithm"] == ["AWS4-HMAC-SHA256"]
+    assert "secret" not in url.query  # the URL carries a signature, never the key
+    internal = S3BlobStore("s3://models/registry", endpoint_url="http://seaweedfs.internal:8333",
+                           region="eu-west-1")  # fmt: skip
+    assert urlsplit(internal.presigned_read_url(DIGEST, expires=45)).netloc == (
+        "seaweedfs.internal:8333"
+    )
