@@ -41,7 +41,7 @@ from registry.services.lifecycle import LifecycleService
 from registry.services.releases import ReleaseService
 from registry.services.sbom import AfterCommit, BomService
 from registry.services.scanning import ScanService
-from registry.storage import BlobStore, open_blob_store
+from registry.storage import BlobStore, S3BlobStore, open_blob_store
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,12 @@ def create_app(
     engine = make_engine(settings.resolved_database_url)
     sessions = make_sessionmaker(engine)
     blob_store = store if store is not None else open_blob_store(settings)
+    if settings.s3_presign_downloads and not isinstance(blob_store, S3BlobStore):
+        log.warning(
+            "MODELSEAL_S3_PRESIGN_DOWNLOADS is set, but %s cannot hand out URLs: downloads are "
+            "streamed through the registry",
+            blob_store.description,
+        )
     signer = load_registry_signer(settings)
     scans = ScanService(sessions, blob_store, signer, clock=clock)
     after_commit = AfterCommit(scans)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -65,3 +66,20 @@ def test_presigned_urls_name_the_public_endpoint_and_the_blob_key(
     assert urlsplit(internal.presigned_read_url(DIGEST, expires=45)).netloc == (
         "seaweedfs.internal:8333"
     )
+
+
+def test_presigning_on_a_local_store_says_it_has_no_effect(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from registry.api.app import create_app
+    from registry.db import migrate
+
+    settings = Settings(data_dir=tmp_path, s3_presign_downloads=True)
+    migrate(settings.resolved_database_url)
+    with caplog.at_level(logging.WARNING, logger="registry.api.app"):
+        create_app(settings, expiry_interval=None)
+        create_app(
+            settings.model_copy(update={"s3_presign_downloads": False}), expiry_interval=None
+        )
+    [record] = [r for r in caplog.records if r.name == "registry.api.app"]
+    assert "cannot hand out URLs: downloads are streamed" in record.getMessage()
