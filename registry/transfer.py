@@ -60,25 +60,28 @@ class RawTransport:
         self._headers = dict(headers)
         self._timeout = timeout
         self._verify = verify
-        self._context: ssl.SSLContext | None = self._tls() if self._https else None
+        self._context: ssl.SSLContext | None = None  # one for the registry and any store
         self._local = threading.local()
         self._redirects_usable = True
 
-    def _tls(self) -> ssl.SSLContext:
-        if self._verify is False:
-            return ssl._create_unverified_context()  # noqa: S323 - caller's explicit choice
-        cafile = self._verify if isinstance(self._verify, str) else None
-        return ssl.create_default_context(cafile=cafile)
+    def _open(
+        self, https: bool, host: str, port: int | None, timeout: float
+    ) -> http.client.HTTPConnection:
+        """A new (not yet connected) connection; TLS verified as the caller asked."""
+        if not https:
+            return http.client.HTTPConnection(host, port, timeout=timeout)
+        if self._context is None:
+            if self._verify is False:
+                self._context = ssl._create_unverified_context()  # noqa: S323 - caller's explicit choice
+            else:
+                cafile = self._verify if isinstance(self._verify, str) else None
+                self._context = ssl.create_default_context(cafile=cafile)
+        return http.client.HTTPSConnection(host, port, timeout=timeout, context=self._context)
 
     def _connection(self) -> http.client.HTTPConnection:
         conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
         if conn is None:
-            if self._https:
-                conn = http.client.HTTPSConnection(
-                    self._host, self._port, timeout=self._timeout, context=self._context
-                )
-            else:
-                conn = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
+            conn = self._open(self._https, self._host, self._port, self._timeout)
             self._local.conn = conn
         return conn
 
@@ -177,12 +180,7 @@ class RawTransport:
             fresh = conn is None or conn.sock is None
             if conn is None:
                 connect = min(self._timeout, STORAGE_CONNECT_TIMEOUT)
-                if parts.scheme == "https":
-                    conn = http.client.HTTPSConnection(
-                        parts.hostname, parts.port, timeout=connect, context=self._tls()
-                    )
-                else:
-                    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=connect)
+                conn = self._open(parts.scheme == "https", parts.hostname, parts.port, connect)
                 pool[key] = conn
             try:
                 if conn.sock is None:

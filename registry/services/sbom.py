@@ -93,8 +93,8 @@ class BomService:
             log.exception("%s: building the ML-BOM failed", record.ref)
 
     def bom_input(self, record: VersionRecord) -> ModelBomInput:
-        provenance = self._newest(record, SLSA_PROVENANCE)
-        evaluation = self._newest(record, TEST_RESULT)
+        newest = self._newest(record)
+        provenance, evaluation = newest.get(SLSA_PROVENANCE), newest.get(TEST_RESULT)
         read = read_predicate(provenance.predicate) if provenance else Provenance()
         card = model_card(read) if provenance else {}
         datasets: list[BomDataset] = []
@@ -137,7 +137,7 @@ class BomService:
         )
 
     def _dataset(self, target: VersionRecord) -> BomDataset:
-        provenance = self._newest(target, SLSA_PROVENANCE)
+        provenance = self._newest(target).get(SLSA_PROVENANCE)
         read = read_predicate(provenance.predicate) if provenance else Provenance()
         card = model_card(read) if provenance else {}
         uris = dict(target.uris)
@@ -160,21 +160,14 @@ class BomService:
         except (NotFoundError, ValueError):
             return None
 
-    def _newest(self, record: VersionRecord, predicate_type: str) -> Statement | None:
-        """The newest bundle of a type about ``record`` whose signature still verifies."""
+    def _newest(self, record: VersionRecord) -> dict[str, Statement]:
+        """The newest statement of each predicate type about ``record`` whose signature still
+        verifies (one verification pass over its evidence)."""
         try:
             evidence = self._attestations.verified_evidence(record)
         except EvidenceRejectedError:
-            return None  # no signer identity registered yet: nothing can verify
-
-        return next(
-            (
-                v.statement
-                for v in reversed(evidence)
-                if v.statement.predicate_type == predicate_type
-            ),
-            None,
-        )
+            return {}  # no signer identity registered yet: nothing can verify
+        return {v.statement.predicate_type: v.statement for v in evidence}  # oldest first
 
     def current(self, record: VersionRecord) -> bytes | None:
         """The newest BOM bundle of a version."""
