@@ -68,7 +68,7 @@ from registry.errors import (
 from registry.filesink import FileSink
 from registry.names import Kind, Ref, RefKind, parse_ref, validate_external_uri, validate_path
 from registry.pins import PinStore
-from registry.transfer import RawTransport
+from registry.transfer import RawTransport, redact_secrets
 
 if TYPE_CHECKING:
     from registry.training import TrainingRun
@@ -98,6 +98,40 @@ def collect_files(directory: Path) -> FileSet:
     return found
 
 
+def public_token_id(token: str) -> str:
+    """The part of an API token that may be shown: ``ms_<id>`` (never any of the secret)."""
+    head, sep, rest = token.partition("_")
+    if head + sep != "ms_":
+        return "(not an ms_… token)"
+    token_id = ""
+    for char in rest[:16]:
+        if char not in "0123456789abcdef":
+            break
+        token_id += char
+    return f"ms_{token_id}"
+
+
+def clean_token(token: str | None, *, source: str = "MODELSEAL_TOKEN") -> str | None:
+    """``token`` without surrounding whitespace (``$(cat token-file)`` keeps an editor's
+    newline); None when empty.
+
+    Raises:
+        InvalidRequestError: whitespace or control characters inside it (two tokens in one
+            file, a pasted line break); the message shows only the public id.
+    """
+    if token is None:
+        return None
+    token = token.strip()
+    if not token:
+        return None
+    if any(not ("!" <= char <= "~") for char in token):
+        raise InvalidRequestError(
+            f"the API token {public_token_id(token)}… in {source} holds whitespace or control "
+            "characters inside it; it must be exactly one token (ms_<id>_<secret>) on one line"
+        )
+    return token
+
+
 class RegistryClient:
     """A client of one registry, authenticated by one API token."""
 
@@ -114,6 +148,7 @@ class RegistryClient:
         storage_redirects: bool = True,
     ) -> None:
         headers = {"User-Agent": "modelseal-client"}
+        token = clean_token(token, source="the token given")
         if token:
             headers["Authorization"] = f"Bearer {token}"
         limits = httpx.Limits(max_connections=max(8, workers * 2))
@@ -148,7 +183,7 @@ class RegistryClient:
         ca = os.environ.get("MODELSEAL_CA_BUNDLE")
         if ca:
             kwargs.setdefault("verify", ca)
-        return cls(url, os.environ.get("MODELSEAL_TOKEN"), **kwargs)
+        return cls(url, clean_token(os.environ.get("MODELSEAL_TOKEN")), **kwargs)
 
     def close(self) -> None:
         self._http.close()
@@ -182,7 +217,7 @@ class RegistryClient:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
             raise RegistryError(
-                f"cannot reach the registry at {self._http.base_url}: {exc}"
+                f"cannot reach the registry at {self._http.base_url}: {redact_secrets(str(exc))}"
             ) from exc
         return self._check(response)
 

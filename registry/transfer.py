@@ -22,6 +22,7 @@ import json
 import logging
 import mmap
 import queue
+import re
 import ssl
 import threading
 from collections.abc import Callable
@@ -38,6 +39,15 @@ RING = 3
 SEND_STEP = 8 * 1024 * 1024
 MAX_ANSWER = 1024 * 1024
 STORAGE_CONNECT_TIMEOUT = 10.0
+
+
+_TOKEN = re.compile(r"(ms_[0-9A-Za-z]{1,32})_[A-Za-z0-9_-]+")
+
+
+def redact_secrets(text: str) -> str:
+    """``text`` with every API token cut to its public id (``ms_<id>_…``): library messages
+    (``Illegal header value b'Bearer …'``) may quote a header, and errors are printed."""
+    return _TOKEN.sub(r"\1_…", text)
 
 
 class _UnusableRedirect(Exception):
@@ -117,7 +127,9 @@ class RawTransport:
             response = conn.getresponse()
         except (OSError, http.client.HTTPException) as exc:
             self._drop_connection()
-            raise ConnectionFailedError(f"cannot reach the registry: {exc}") from exc
+            raise ConnectionFailedError(
+                f"cannot reach the registry: {redact_secrets(str(exc))}"
+            ) from exc
         headers = {k.lower(): v for k, v in response.getheaders()}
         if redirect and response.status == 307 and "location" in headers:
             try:
@@ -241,7 +253,9 @@ class RawTransport:
             conn.endheaders()
         except (OSError, http.client.HTTPException) as exc:
             self._drop_connection()
-            raise ConnectionFailedError(f"cannot reach the registry: {exc}") from exc
+            raise ConnectionFailedError(
+                f"cannot reach the registry: {redact_secrets(str(exc))}"
+            ) from exc
         try:
             self._send_range(conn, source, offset, length, progress)
         except OSError as exc:
@@ -254,7 +268,9 @@ class RawTransport:
             body = response.read(MAX_ANSWER)
         except (OSError, http.client.HTTPException) as exc:
             self._drop_connection()
-            raise ConnectionFailedError(f"upload interrupted: {send_error or exc}") from exc
+            raise ConnectionFailedError(
+                f"upload interrupted: {redact_secrets(str(send_error or exc))}"
+            ) from exc
         if response.will_close or send_error is not None:
             self._drop_connection()
         try:
@@ -266,7 +282,7 @@ class RawTransport:
         if response.status >= 400:
             raise error_from_problem(response.status, document)
         if send_error is not None:
-            raise ConnectionFailedError(f"upload interrupted: {send_error}")
+            raise ConnectionFailedError(f"upload interrupted: {redact_secrets(str(send_error))}")
         return document
 
     @staticmethod
@@ -335,7 +351,9 @@ def _pump(
             total += size
             filled.put((buffer, size))
     except (OSError, http.client.HTTPException) as exc:
-        failure.append(ConnectionFailedError(f"download interrupted: {exc}"))
+        failure.append(
+            ConnectionFailedError(f"download interrupted: {redact_secrets(str(exc))}")
+        )
     finally:
         filled.put(None)
         worker.join()

@@ -119,6 +119,43 @@ def test_push_conflict_and_bad_token(live: Live, model_dir: Path, tmp_path: Path
     assert "a valid API token is required" in denied.stderr
 
 
+
+@embedded
+def test_a_token_read_with_an_editors_newline_works_and_is_never_printed(
+    live: Live, model_dir: Path, tmp_path: Path
+) -> None:
+    """Attacker: anyone reading the output. ``MODELSEAL_TOKEN=$(cat token-file)`` keeps a
+    trailing newline when the file has two; the token must still work, and no error, log or audit
+    entry may show any part of it past its public id ``ms_<id>``."""
+    token = live.admin_token
+    _, token_id, secret = token.split("_", 2)
+    public = f"ms_{token_id}"
+
+    def shows_no_secret(result: subprocess.CompletedProcess[str]) -> None:
+        output = result.stdout + result.stderr
+        assert secret[:6] not in output and secret[-6:] not in output, output
+
+    for padded in (token + "\n", f"  {token} \r\n", f"\t{token}\n\n"):
+        listed = run(live, "list", token=padded)
+        assert listed.returncode == 0, listed.stderr
+        shows_no_secret(listed)
+    pushed = run(live, "push", str(model_dir), "ns/m@1", "--no-progress", token=token + "\n")
+    assert pushed.returncode == 0, pushed.stderr
+    # A file holding something else than one token: refused before anything is sent, naming
+    # the public id only.
+    broken = run(live, "list", token=f"{token[:-8]}\n{token[-8:]}\n")
+    assert broken.returncode == 1
+    assert f"the API token {public}… in MODELSEAL_TOKEN holds whitespace" in broken.stderr
+    shows_no_secret(broken)
+    # An unreachable registry: the network is blamed, the token is not printed.
+    env_live = Live(f"http://127.0.0.1:{free_port()}", token, live.settings)
+    unreachable = run(env_live, "list", token=token + "\n")
+    assert unreachable.returncode == 1 and "cannot reach the registry" in unreachable.stderr
+    shows_no_secret(unreachable)
+    with live.client() as client:
+        logged = json.dumps(client.audit_entries())
+    assert secret[:6] not in logged and secret[-6:] not in logged
+
 @embedded
 def test_pull_failure_leaves_the_target_untouched(live: Live, tmp_path: Path) -> None:
     target = tmp_path / "deploy"
