@@ -151,3 +151,33 @@ def test_a_loopback_webhook_is_refused_at_start_unless_allowed(tmp_path: Path) -
     settings = _settings(tmp_path, webhooks=["http://127.0.0.1:9/hook"], webhook_secret=SECRET)
     with pytest.raises(WebhookTargetError, match="loopback"), serve(settings):
         pass
+
+
+def test_verification_failures_are_accepted_only_about_the_callers_namespaces(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """Attacker: a deployer of one namespace flooding security channels with false alarms about
+    another team's models. Refused (403, audited, no event); its own namespace is accepted (the
+    acceptance is test_security_events_reach_the_webhook_signed_and_the_metrics)."""
+    settings = _settings(tmp_path, webhooks=[receiver.url], webhook_secret=SECRET,
+                         webhook_allow_private=True)  # fmt: skip
+    with serve(settings) as live, live.client() as admin:
+        token = admin.create_token("deploy-fraud", "deployer", "fraud").token
+        assert token is not None
+        report = f"{live.url}/v1/events/verification-failure"
+        headers = {"Authorization": f"Bearer {token}"}
+        own = {"reference": "fraud/m@1", "reason": "digest mismatch"}
+        assert httpx.post(report, json=own, headers=headers).status_code == 204
+        other = {"reference": "vision/resnet@prod", "reason": "forged alarm"}
+        refused = httpx.post(report, json=other, headers=headers)
+        assert refused.status_code == 403, refused.text
+        assert "may not read in namespace 'vision'" in refused.json()["detail"]
+        garbage = {"reference": "not a reference", "reason": "x"}
+        assert httpx.post(report, json=garbage, headers=headers).status_code == 400
+        events = receiver.events(1)
+        time.sleep(0.5)  # a second (wrong) event would have arrived by now
+        assert [e["reference"] for e in receiver.events(1)] == ["fraud/m@1"], events
+        assert _metric(live, 'modelseal_security_events_total{event="verification_failure"}') == 1
+        denied = [(e["actor"], e["outcome"]) for e in admin.audit_entries()
+                  if e["action"] == "report_verification_failure"]  # fmt: skip
+        assert denied == [("deploy-fraud", "ok"), ("deploy-fraud", "denied")]

@@ -11,6 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from registry.api.deps import PrincipalDep, ServicesDep, bearer, get_principal
 from registry.api.schemas import VerificationFailureIn
 from registry.events import Event
+from registry.names import parse_ref
 from registry.services.auth import Action
 
 router = APIRouter(tags=["events"])
@@ -26,9 +27,12 @@ PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 def report_verification_failure(
     body: VerificationFailureIn, principal: PrincipalDep, services: ServicesDep
 ) -> Response:
-    """The SDK reports a pull whose verification failed; any authenticated caller may report.
+    """The SDK reports a pull whose verification failed, about a reference in the caller's
+    scope (403 otherwise, audited, no event: one team cannot raise alarms about another's).
 
     The report is audit-logged, counted in ``/metrics`` and sent to the webhooks."""
+    ref = parse_ref(body.reference)
+    principal.require(Action.READ, ref.namespace)
     services.events.emit(
         Event.VERIFICATION_FAILURE,
         source="client pull",
