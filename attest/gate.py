@@ -10,11 +10,16 @@ Steps, in order, for the version and each dependency:
 1. an OMS signature by an identity the policy accepts for ``signature``, covering exactly the
    version's files;
 2. SLSA provenance by an identity accepted for ``provenance``;
-3. evaluation results by an accepted signer, meeting every metric threshold;
+3. evaluation results by an accepted signer: every one of them meets every metric threshold
+   (never "the last one uploaded": the order is the uploader's to choose);
 4. the registry's scan: present, clean, and no pickle-family file unless the policy allows it;
 5. every dependency named in the provenance resolves to a registered version with the same
    digest, released and not revoked (policy ``dependencies: released``), and passes its own gate;
 6. separation of duties: the releaser is not the pusher (``separate_from_pusher``).
+
+The registry's own key (``Subject.registry_signer_id``) vouches for scans, ML-BOMs, releases and
+revocations only: evidence it signed never satisfies steps 1-3 nor names dependencies, whatever
+name a verifier gives that key and even for ``"*"``, so a stolen registry key cannot release.
 """
 
 from __future__ import annotations
@@ -70,12 +75,15 @@ Resolver = Callable[[str], "Subject | None"]
 
 
 def dependencies(
-    evidence: Sequence[Verified], accepted: tuple[str, ...] | None
+    evidence: Sequence[Verified], accepted: tuple[str, ...] | None, registry_signer_id: str
 ) -> list[Dependency]:
-    """Dependencies named by accepted SLSA provenance (``modelseal:NS/NAME@VERSION`` URIs)."""
+    """Dependencies named by accepted SLSA provenance (``modelseal:NS/NAME@VERSION`` URIs);
+    provenance the registry key signed names none."""
     found: list[Dependency] = []
     for item in evidence:
-        if item.statement.predicate_type != SLSA_PROVENANCE or not _accepted(item, accepted):
+        if item.statement.predicate_type != SLSA_PROVENANCE or not _accepted(
+            item, accepted, registry_signer_id
+        ):
             continue
         definition = item.statement.predicate.get("buildDefinition", {})
         resolved = (
@@ -96,7 +104,11 @@ def dependencies(
     return found
 
 
-def _accepted(item: Verified, accepted: tuple[str, ...] | None) -> bool:
+def _accepted(item: Verified, accepted: tuple[str, ...] | None, registry_signer_id: str) -> bool:
+    # By key, not by name: a verifier may know the registry key under any name (an admin may
+    # even have registered it as an identity), and "*" must not admit it either.
+    if item.signer_id == registry_signer_id:
+        return False
     return accepted is not None and (ANY_SIGNER in accepted or item.signer in accepted)
 
 
@@ -104,19 +116,29 @@ def _accepted_evidence(
     link: str,
     items: list[Verified],
     accepted: tuple[str, ...] | None,
+    registry_signer_id: str,
     reasons: list[Reason],
 ) -> list[Verified]:
-    """The items signed by an accepted identity; records "missing" or "signed by … which is
-    not in [...]" when there are none. A link the policy does not require (``accepted`` None)
-    yields nothing and no reason."""
+    """The items signed by an accepted identity other than the registry key; records
+    "missing" or "signed by … which is not in [...]" when there are none. A link the policy
+    does not require (``accepted`` None) yields nothing and no reason."""
     if accepted is None:
         return []
-    good = [i for i in items if _accepted(i, accepted)]
+    good = [i for i in items if _accepted(i, accepted, registry_signer_id)]
+    others = [i for i in items if i.signer_id != registry_signer_id]
     if not items:
         reasons.append(Reason(link, "missing"))
+    elif not good and not others:
+        reasons.append(
+            Reason(
+                link,
+                f"signed only by the registry's own key ({registry_signer_id}), which never "
+                f"counts for user evidence: it needs a signature by [{', '.join(accepted)}]",
+            )
+        )
     elif not good:
         reasons.append(
-            Reason(link, f"signed by {_signers(items)} which is not in [{', '.join(accepted)}]")
+            Reason(link, f"signed by {_signers(others)} which is not in [{', '.join(accepted)}]")
         )
     return good
 
@@ -143,8 +165,9 @@ def evaluate(
         by_type.setdefault(item.statement.predicate_type, []).append(item)
 
     # 1. OMS signature
+    registry_id = subject.registry_signer_id
     signed = _accepted_evidence(
-        "signature", by_type.get(OMS_PREDICATE_TYPE, []), policy.signature, reasons
+        "signature", by_type.get(OMS_PREDICATE_TYPE, []), policy.signature, registry_id, reasons
     )
     if signed:
         problems = []
@@ -158,14 +181,19 @@ def evaluate(
             reasons.append(Reason("signature", problems[0]))
 
     # 2. provenance
-    _accepted_evidence("provenance", by_type.get(SLSA_PROVENANCE, []), policy.provenance, reasons)
-
-    # 3. evaluation
-    results = _accepted_evidence(
-        "evaluation", by_type.get(TEST_RESULT, []), policy.evaluation_signers, reasons
+    _accepted_evidence(
+        "provenance", by_type.get(SLSA_PROVENANCE, []), policy.provenance, registry_id, reasons
     )
-    if results:
-        reasons.extend(_thresholds(results[-1].statement.predicate, policy))
+
+    # 3. evaluation: every accepted result must pass. Upload order is the uploader's choice,
+    # so "the last one" would let a publisher replay an older, better run over the current one.
+    results = _accepted_evidence(
+        "evaluation", by_type.get(TEST_RESULT, []), policy.evaluation_signers, registry_id, reasons
+    )
+    failed: list[Reason] = []
+    for result in results:
+        failed.extend(r for r in _thresholds(result.statement.predicate, policy) if r not in failed)
+    reasons.extend(failed)
 
     # 4. scan (the registry's own, always required)
     scans = [s for s in by_type.get(SCAN, []) if s.signer_id == subject.registry_signer_id]
@@ -205,7 +233,7 @@ def evaluate(
     if _depth >= MAX_DEPTH:
         reasons.append(Reason("dependency", f"chain deeper than {MAX_DEPTH} at {subject.ref}"))
         return reasons
-    for dep in dependencies(mine, policy.provenance or (ANY_SIGNER,)):
+    for dep in dependencies(mine, policy.provenance or (ANY_SIGNER,), registry_id):
         target = resolve(dep.ref)
         label = f"dependency {dep.ref}"
         if target is None:

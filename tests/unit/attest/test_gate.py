@@ -119,3 +119,70 @@ def test_default_policy_is_strict() -> None:
 def test_invalid_policies_name_the_line(text: str, message: str) -> None:
     with pytest.raises(PolicyError, match=message):
         parse_policy(text)
+
+
+# -- attacks on the chain (THREATS.md) -------------------------------------------------------
+
+
+def test_registry_signed_user_evidence_never_counts_even_under_a_registered_name() -> None:
+    """A thief of the registry's signing key signs the OMS manifest, provenance and evaluation
+    itself, and an admin registered that key as "ci": none of it counts, not even for "*"."""
+    good = _subject("ns/m@1", FILES)
+    stolen = tuple(
+        _verified("ci", REGISTRY, e.statement) if e.statement.predicate_type != SCAN else e
+        for e in good.evidence
+    )
+    subject = Subject("ns/m@1", "model", good.root_digest, "pending", FILES, "pusher", stolen,
+                      REGISTRY.identity)  # fmt: skip
+    named = [str(r) for r in evaluate(subject, lambda s: POLICY.for_kind(s.kind), lambda r: None)]
+    assert [r.split(":")[0] for r in named] == ["signature", "provenance", "evaluation"]
+    assert all("the registry's own key" in r for r in named), named
+    anyone = parse_policy(
+        "model:\n  require:\n    signature: ['*']\n    provenance: ['*']\n"
+        "    evaluation: {signers: ['*'], metrics: {accuracy: '>= 0.9'}}\n"
+    )
+    reasons = [str(r) for r in evaluate(subject, lambda s: anyone.for_kind(s.kind), lambda r: None)]
+    assert [r.split(":")[0] for r in reasons] == ["signature", "provenance", "evaluation"]
+    # ...while the same statements signed by the policy's identity pass (the acceptance).
+    assert evaluate(good, lambda s: anyone.for_kind(s.kind), lambda r: None) == []
+
+
+def test_registry_signed_provenance_names_no_dependency() -> None:
+    """Provenance the registry key signed is not read for dependencies either."""
+    good = _subject("ns/m@1", FILES, deps=[("ns/x@1", "1" * 64)])
+    stolen = tuple(
+        _verified("ci", REGISTRY, e.statement)
+        if e.statement.predicate_type == SLSA_PROVENANCE
+        else e
+        for e in good.evidence
+    )
+    subject = Subject("ns/m@1", "model", good.root_digest, "pending", FILES, "pusher", stolen,
+                      REGISTRY.identity)  # fmt: skip
+    reasons = [str(r) for r in evaluate(subject, lambda s: POLICY.for_kind(s.kind), lambda r: None)]
+    assert not any(r.startswith("dependency") for r in reasons), reasons
+    assert [r.split(":")[0] for r in reasons] == ["provenance"]
+
+
+@pytest.mark.parametrize("order", ["old-first", "new-first"])
+def test_every_evaluation_must_pass_whatever_the_upload_order(order: str) -> None:
+    """A publisher replays an older, better evaluation after the current one: the verdict does
+    not depend on which arrived last, and one failing run keeps the version from release."""
+    good = _subject("ns/m@1", FILES)
+    rest = [e for e in good.evidence if e.statement.predicate_type != TEST_RESULT]
+
+    def result(accuracy: float) -> Verified:
+        return _verified("ci", CI, make_statement(
+            name="ns/m@1", root_digest=good.root_digest, predicate_type=TEST_RESULT,
+            predicate={"metrics": {"accuracy": accuracy}}))  # fmt: skip
+
+    runs = [result(0.95), result(0.80)]
+    if order == "new-first":
+        runs.reverse()
+    subject = Subject("ns/m@1", "model", good.root_digest, "pending", FILES, "pusher",
+                      (*rest, *runs), REGISTRY.identity)  # fmt: skip
+    reasons = [str(r) for r in evaluate(subject, lambda s: POLICY.for_kind(s.kind), lambda r: None)]
+    assert reasons == ["evaluation: accuracy 0.8 < 0.9"]
+    # The acceptance: every run passing releases.
+    passing = Subject("ns/m@1", "model", good.root_digest, "pending", FILES, "pusher",
+                      (*rest, result(0.95), result(0.91)), REGISTRY.identity)  # fmt: skip
+    assert evaluate(passing, lambda s: POLICY.for_kind(s.kind), lambda r: None) == []
