@@ -26,7 +26,7 @@ from registry.errors import (
     NotFoundError,
     PermissionDeniedError,
 )
-from registry.models import Attestation, Identity
+from registry.models import Attestation, Identity, Version
 from registry.names import Ref, RefKind, parse_ref
 from registry.services.auth import Action, Principal, Role
 from registry.services.common import Clock, aware, utcnow
@@ -214,7 +214,9 @@ class AttestationService:
 
         Checks, in order: the bundle parses (strict, bounded); its signer is a registered
         identity and the signature verifies; its subject is the version's root digest; an OMS
-        manifest lists exactly the version's files.
+        manifest lists exactly the version's files. A bundle carrying the same statement and
+        signature as one already stored (however its JSON is laid out) is that evidence again:
+        the stored record comes back with ``created`` False.
 
         Raises:
             EvidenceRejectedError: any check failed (``facts["reason"]`` names which).
@@ -226,12 +228,10 @@ class AttestationService:
         bundle = verified.bundle
         with transaction(self._sessions) as session:
             vid = version_id(session, version)
-            existing = session.execute(
-                select(Attestation).where(
-                    Attestation.version_id == vid,
-                    Attestation.bundle_digest == bundle.digest,
-                )
-            ).scalar_one_or_none()
+            # Serialise attachments to one version (PostgreSQL; SQLite's write lock already
+            # does) so that two copies of one statement cannot both pass the check below.
+            session.execute(select(Version.id).where(Version.id == vid).with_for_update())
+            existing = _same_evidence(session, vid, verified)
             if existing is not None:
                 return _attestation(existing, version.ref), False
             row = Attestation(
@@ -372,6 +372,35 @@ class AttestationService:
             if row is None or row.version_id != version_id(session, version):
                 raise NotFoundError(f"{version.ref} has no attestation {attestation_id}")
             return row.bundle
+
+
+def _same_evidence(session: Session, vid: int, verified: Verified) -> Attestation | None:
+    """The stored attestation of version ``vid`` with ``verified``'s payload and signature.
+
+    Evidence is the signed statement, not its JSON bytes: re-serialising a bundle (other
+    whitespace, key order) must not make it count, or be listed, twice."""
+    bundle = verified.bundle
+    rows = session.execute(
+        select(Attestation).where(
+            Attestation.version_id == vid,
+            Attestation.predicate_type == verified.statement.predicate_type,
+            Attestation.signer_id == verified.signer_id,
+        )
+    ).scalars()
+    for row in rows:
+        if row.bundle_digest == bundle.digest:
+            return row
+        try:
+            stored = Bundle.parse(row.bundle)
+        except AttestError:
+            continue  # it parsed when it was stored; a row edited since is not this evidence
+        if (stored.payload_type, stored.payload, stored.signature) == (
+            bundle.payload_type,
+            bundle.payload,
+            bundle.signature,
+        ):
+            return row
+    return None
 
 
 def _check_byproducts(provenance: Provenance) -> None:

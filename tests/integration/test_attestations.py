@@ -79,6 +79,27 @@ def test_attach_is_byte_exact_and_idempotent(
         assert client.list_attestations("vision/tiny@1", "https://example.com/other") == []
 
 
+def test_a_re_serialised_bundle_is_the_same_evidence(
+    live: Live, model_dir: Path, trusted: KeySigner
+) -> None:
+    """Attacker: a publisher re-attaching a bundle it has seen with new JSON bytes (key order,
+    whitespace) to make it count twice or land "last". Same statement and signature: the same
+    attestation, stored once (the byte-exact acceptance is the test above)."""
+    with live.client() as client:
+        version = client.push(model_dir, "vision/tiny@1")
+        bundle = trusted.sign(_evaluation(version.root_digest))  # type: ignore[arg-type]
+        first = client.attach("vision/tiny@1", bundle.raw)
+        for indent, keys_sorted in ((1, True), (None, True), (4, False)):
+            relaid = json.dumps(json.loads(bundle.raw), indent=indent, sort_keys=keys_sorted)
+            assert relaid.encode() != bundle.raw
+            assert client.attach("vision/tiny@1", relaid.encode()).id == first.id
+        assert [a.id for a in client.list_attestations("vision/tiny@1", TEST_RESULT)] == [first.id]
+        assert client.get_attestation("vision/tiny@1", first.id) == bundle.raw
+        # Another signature over the same statement is another attestation.
+        again = trusted.sign(_evaluation(version.root_digest))  # type: ignore[arg-type]
+        assert client.attach("vision/tiny@1", again.raw).id != first.id
+
+
 def test_refusals_name_the_reason(
     live: Live, model_dir: Path, tmp_path: Path, trusted: KeySigner
 ) -> None:

@@ -422,3 +422,67 @@ def test_a_scoped_releaser_can_verify_dependencies_in_other_namespaces(world: Wo
     world.admin.release("data/shared@1")
     world.model(deps=[("data/shared@1", dataset.root_digest)])
     assert world.releaser.release("fraud/m@1").state == "released"
+
+
+# -- attacks on the chain (THREATS.md) -------------------------------------------------------
+
+
+def test_a_stolen_registry_key_cannot_release(world: World) -> None:
+    """Attacker: a thief of the registry's signing key, helped by an admin who registered that
+    key as an identity. Its OMS signature, provenance and evaluation never count, not even for
+    "*"; the same chain signed by the policy's identities is released (the acceptance is
+    test_a_complete_chain_is_released_and_signed)."""
+    from registry.services.keys import load_registry_signer
+
+    thief = load_registry_signer(world.live.settings)
+    world.admin.add_key_identity("thief-ci", keys.public_pem(thief.public_key).decode())
+    world.admin.set_policy("fraud", POLICY.replace("[training-ci]", '["*"]').replace(
+        "[eval-ci]", "[thief-ci]"))  # fmt: skip
+    dataset = world.dataset()
+    root = make_model_dir(world.tmp / "stolen")
+    world.admin.push(root, "fraud/m@1", signer=thief)
+    world.provenance("fraud/m@1", thief, [("fraud/tx@3", dataset)])
+    world.attest("fraud/m@1", TEST_RESULT, {"result": "PASSED", "metrics": {"accuracy": 0.99}},
+                 thief)  # fmt: skip
+    reasons = _reasons(world.releaser, "fraud/m@1")
+    assert [r.split(":")[0] for r in reasons] == ["signature", "provenance", "evaluation"], reasons
+    assert all("the registry's own key" in r for r in reasons), reasons
+
+
+def test_a_replayed_older_evaluation_does_not_override_the_current_one(world: World) -> None:
+    """Attacker: a publisher replaying an older, better evaluation it has seen, re-serialised
+    so that its bytes are new. The attachment is recognised as the same evidence, and every
+    evaluation must pass whatever the upload order."""
+    import json
+
+    digest = world.model(deps=[("fraud/tx@3", world.dataset())], accuracy=None)
+    version = world.admin.show("fraud/m@1")
+
+    def evaluation(accuracy: float) -> bytes:
+        statement = make_statement(
+            name="fraud/m", root_digest=digest.removeprefix("sha256:"),
+            predicate_type=TEST_RESULT,
+            predicate={"result": "PASSED", "metrics": {"accuracy": accuracy}},
+        )  # fmt: skip
+        return world.evaluation.sign(statement).raw
+
+    older, current = evaluation(0.95), evaluation(0.80)
+    first = world.admin.attach("fraud/m@1", older)
+    world.admin.attach("fraud/m@1", current)
+    assert _reasons(world.releaser, "fraud/m@1") == ["evaluation: accuracy 0.8 < 0.9"]
+    replayed = json.dumps(json.loads(older), indent=3, sort_keys=True).encode()
+    assert replayed != older
+    again = world.admin.attach("fraud/m@1", replayed)
+    assert again.id == first.id  # the same statement and signature: the same evidence
+    assert len(world.admin.list_attestations("fraud/m@1", TEST_RESULT)) == 2
+    assert _reasons(world.releaser, "fraud/m@1") == ["evaluation: accuracy 0.8 < 0.9"]
+    assert version.state == "pending"
+
+
+def test_evaluations_uploaded_out_of_order_are_judged_alike(world: World) -> None:
+    """The failing run arriving first and a passing one after: still refused (the acceptance,
+    every run passing, is test_a_complete_chain_is_released_and_signed)."""
+    world.model(deps=[("fraud/tx@3", world.dataset())], accuracy=0.80)
+    world.attest("fraud/m@1", TEST_RESULT, {"result": "PASSED", "metrics": {"accuracy": 0.97}},
+                 world.evaluation)  # fmt: skip
+    assert _reasons(world.releaser, "fraud/m@1") == ["evaluation: accuracy 0.8 < 0.9"]
