@@ -224,6 +224,9 @@ class ReleaseService:
             predicate_type=RELEASE,
             predicate={
                 "version": record.ref,
+                # Facts an offline verifier would otherwise read from unsigned export files.
+                "kind": record.kind,
+                "pushedBy": record.created_by,
                 "manifestSha256": manifest_digest(record.files),
                 "releasedAt": now.isoformat(),
                 "releasedBy": principal.name,
@@ -236,6 +239,9 @@ class ReleaseService:
                         "predicateType": e.statement.predicate_type,
                         "bundleSha256": e.bundle.digest,
                         "signer": e.signer_id,
+                        # The identity name the policy matched: an export's trust.yaml is
+                        # checked against these, since no one signs that file.
+                        "signerName": e.signer,
                     }
                     for e in evidence
                 ],
