@@ -247,10 +247,14 @@ def push(
     with _client() as client:
         run = None
         if signer is not None:
+            public = "PUBLIC_KEY.pem"
+            if sign_key is not None and sign_key.with_suffix(".pub").is_file():
+                public = str(sign_key.with_suffix(".pub"))
             run = client.training_run(ref, signer=signer, builder_id=builder_id, kind=kind)
             _describe_run(run, dataset, base_model, code, git_repo, git_commit, allow_dirty,
                           param, environment, source, task, architecture, considerations,
                           description, classification, owner)  # fmt: skip
+            client.check_signer(signer, public_key_file=public)  # before anything is uploaded
             run.resolve()  # refuse unknown or mismatched dependencies before any upload
         with _transfer(f"push {ref}", progress) as (on_total, advance):
             if run is not None:

@@ -57,6 +57,7 @@ from registry.api.schemas import (
 )
 from registry.errors import (
     ConnectionFailedError,
+    EvidenceRejectedError,
     InvalidManifestError,
     InvalidPathError,
     InvalidRequestError,
@@ -346,6 +347,8 @@ class RegistryClient:
         parsed = parse_ref(ref)
         if parsed.kind.value != "version":
             raise InvalidRequestError(f"push needs NS/NAME@VERSION, not {ref!r}")
+        if signer is not None:
+            self.check_signer(signer)  # before a byte is uploaded
         scan = collect_files(directory)
         if on_total:
             on_total(sum(f.size for f in scan.files))
@@ -395,6 +398,35 @@ class RegistryClient:
             self.attach(f"{parsed.namespace}/{parsed.name}@{parsed.selector}", signature)
         return version
 
+    def check_signer(self, signer: Signer, *, public_key_file: str = "PUBLIC_KEY.pem") -> None:
+        """Refuse a signer whose evidence the registry would refuse, before anything is sent:
+        a key that is no registered identity, or keyless signing when no Sigstore identity is
+        registered (which certificate identity a Sigstore signer gets is known only once
+        Fulcio issued it; the registry checks that one).
+
+        Raises:
+            EvidenceRejectedError: naming the key and the ``modelseal identity add`` that
+                registers it.
+            SigningError: a keyless signer without an OIDC identity token.
+        """
+        identity = signer.identity
+        registered = self.list_identities()
+        if identity.startswith("sigstore:"):
+            if not any(i.kind == "sigstore" for i in registered):
+                raise EvidenceRejectedError(
+                    f"{identity} signs keylessly, but no Sigstore identity is registered in this "
+                    "registry: nothing was uploaded. An admin registers it with `modelseal "
+                    "identity add NAME --sigstore-issuer URL --sigstore-identity ID`"
+                )
+            return
+        if not any(i.fingerprint == identity for i in registered):
+            raise EvidenceRejectedError(
+                f"signing key {identity} is not a registered identity of this registry: "
+                "nothing was uploaded. An admin registers it with `modelseal identity add NAME "
+                f"--key {public_key_file}`, then push again",
+                signer=identity,
+            )
+
     def register_external(
         self,
         ref: str,
@@ -409,6 +441,8 @@ class RegistryClient:
         parsed = parse_ref(ref)
         if parsed.kind.value != "version":
             raise InvalidRequestError(f"register needs NS/NAME@VERSION, not {ref!r}")
+        if signer is not None:
+            self.check_signer(signer)
         digests, entries = [], []
         for item in files:
             try:

@@ -526,3 +526,40 @@ def test_tls_serve_and_a_client_that_verifies_it(tmp_path: Path, model_dir: Path
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_a_push_signed_by_an_unregistered_key_stores_nothing(
+    live: Live, model_dir: Path, tmp_path: Path
+) -> None:
+    """Attacker: none; a publisher signing with a key the registry does not know. The signer is
+    checked before a byte is uploaded (the acceptance, a registered key, is
+    test_signed_push_interoperates_with_model_signing)."""
+    from sqlalchemy import func, select
+
+    from attest.files import hash_files, scan_directory
+    from registry.db import make_engine
+    from registry.models import Blob, UploadSession, Version
+    from registry.storage import open_blob_store
+
+    assert run_cli("keygen", str(tmp_path / "stranger"), cwd=tmp_path).returncode == 0
+    pushed = run_cli("push", str(model_dir), "ns/m@1", "--no-progress", "--sign-key",
+                     str(tmp_path / "stranger.key"), live=live, cwd=tmp_path)  # fmt: skip
+    assert pushed.returncode == 1
+    assert "is not a registered identity of this registry" in pushed.stderr, pushed.stderr
+    assert f"`modelseal identity add NAME --key {tmp_path / 'stranger.pub'}`" in pushed.stderr
+    engine = make_engine(live.settings.resolved_database_url)
+    with engine.connect() as conn:
+        counts = [conn.execute(select(func.count()).select_from(t)).scalar_one()
+                  for t in (Version, Blob, UploadSession)]  # fmt: skip
+    engine.dispose()
+    assert counts == [0, 0, 0]
+    store = open_blob_store(live.settings)
+    digests = [d.sha256 for d in hash_files(scan_directory(model_dir).files)]
+    assert not any(store.exists(d) for d in digests)
+    # Registered, the same push goes through.
+    added = run_cli("identity", "add", "training-ci", "--key", str(tmp_path / "stranger.pub"),
+                    live=live)  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    pushed = run_cli("push", str(model_dir), "ns/m@1", "--no-progress", "--sign-key",
+                     str(tmp_path / "stranger.key"), live=live, cwd=tmp_path)  # fmt: skip
+    assert pushed.returncode == 0, pushed.stderr
