@@ -25,9 +25,18 @@ What the layout makes the verifier check, step by step:
 4. the final ``release`` step, added here from ``final_products``, took each final product from
    the step that produced it and released it unchanged.
 
-in-toto 3.1 verification never reads the files it is about (there are no inspections here: the
-CLI would execute them). The ``release`` link records the digests the caller compared against the
-actual files; whoever verifies must compare the files against those digests themselves.
+5. the files handed over with the evidence (``files/`` beside the layout, as ``modelseal export
+   --with-files`` writes them) are exactly the released ones: an inspection named ``files``
+   makes ``in-toto-verify`` record every file under its working directory, and its rules
+   ``REQUIRE`` each released file, ``MATCH`` it with the ``release`` step's product of the same
+   path, and ``DISALLOW`` anything else under ``files/`` (an altered, added or missing file
+   fails). Run the verifier inside the export directory::
+
+       cd DIR && in-toto-verify --layout root.layout --verification-keys registry.pub
+
+   The inspection's command is ``true``, a no-op present on every POSIX system: in-toto runs a
+   command for each inspection, and this one exists only to have the files recorded. A layout
+   without files (``files_dir=None``) leaves the comparison to whoever verifies.
 """
 
 from __future__ import annotations
@@ -39,7 +48,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from in_toto.models.layout import Layout, Step  # type: ignore[import-untyped]
+from in_toto.models.layout import Inspection, Layout, Step  # type: ignore[import-untyped]
 from in_toto.models.link import FILENAME_FORMAT, Link  # type: ignore[import-untyped]
 from in_toto.models.metadata import Metablock  # type: ignore[import-untyped]
 from securesystemslib.signer import CryptoSigner, SSlibKey  # type: ignore[attr-defined]
@@ -63,6 +72,10 @@ __all__ = [
 LAYOUT_FILENAME = "root.layout"
 #: Name of the step :func:`export_layout` adds for the final products.
 RELEASE_STEP = "release"
+#: The folder beside the layout that holds the released files, and the inspection checking it.
+FILES_DIR = "files"
+#: The no-op the ``files`` inspection runs (in-toto records the working directory around it).
+INSPECTION_COMMAND = ("true",)
 
 _HASH = "sha256"
 # Step names become file names (``<step>.<keyid8>.link``): keep them plain.
@@ -159,6 +172,7 @@ def export_layout(
     expires: datetime,
     final_products: Sequence[Artifact],
     readme: str = "",
+    files_dir: str | None = FILES_DIR,
 ) -> dict[str, bytes]:
     """Sign a root layout and one link per step, plus a ``release`` link for ``final_products``.
 
@@ -180,6 +194,10 @@ def export_layout(
             second). A time in the past gives a layout every verifier rejects.
         final_products: the artifacts the caller checked against the actual files.
         readme: human-readable description stored in the layout.
+        files_dir: where the verifier finds the released files, relative to the directory it
+            runs in: each final product ``<folder>/<path>`` is expected at
+            ``<files_dir>/<path>`` with the same digest, and nothing else there (the ``files``
+            inspection). None: no inspection; the files are not checked.
 
     Returns:
         ``{"root.layout": ..., "<step>.<keyid8>.link": ..., ...}``, layout first, then the links
@@ -209,6 +227,10 @@ def export_layout(
     for step in chain:
         if link_filename(step.name, key_id) in links:
             raise IntotoExportError(f"duplicate step name {step.name!r}", step=step.name)
+        if step.name == FILES_DIR and files_dir is not None:
+            raise IntotoExportError(
+                f"step name {FILES_DIR!r} is reserved for the files inspection", step=step.name
+            )
         if step is not chain[-1] and step.name == RELEASE_STEP:
             raise IntotoExportError(
                 f"step name {RELEASE_STEP!r} is reserved for the final products", step=step.name
@@ -236,12 +258,38 @@ def export_layout(
 
     layout = Layout(
         steps=layout_steps,
-        inspect=[],
+        inspect=[] if files_dir is None else [_files_inspection(final_products, files_dir)],
         keys={key_id: {**signing_key.to_dict(), "keyid": key_id}},
         expires=expires.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         readme=readme,
     )
     return {LAYOUT_FILENAME: _signed(layout, signer), **links}
+
+
+def _files_inspection(final_products: Sequence[Artifact], files_dir: str) -> Any:
+    """Bind ``files_dir/<path>`` to the ``release`` step's ``<folder>/<path>`` products."""
+    if _STEP_NAME.fullmatch(files_dir) is None:
+        raise IntotoExportError(f"invalid files directory {files_dir!r}: expected a plain name")
+    folders = {artifact.name.split("/", 1)[0] for artifact in final_products}
+    if len(folders) != 1 or any("/" not in artifact.name for artifact in final_products):
+        raise IntotoExportError(
+            "the final products must share one folder (e.g. model/<path>) to be found under "
+            f"{files_dir}/: got {', '.join(sorted(folders))}"
+        )
+    [folder] = folders
+    paths = [artifact.name.split("/", 1)[1] for artifact in final_products]
+    required = [["REQUIRE", f"{files_dir}/{path}"] for path in paths]
+    matched = [
+        ["MATCH", _literal(path), "IN", files_dir, "WITH", "PRODUCTS", "IN", folder, "FROM",
+         RELEASE_STEP]
+        for path in paths
+    ]  # fmt: skip
+    return Inspection(
+        name=FILES_DIR,
+        run=list(INSPECTION_COMMAND),
+        expected_materials=[*required, *matched, ["DISALLOW", f"{files_dir}/*"], ["ALLOW", "*"]],
+        expected_products=[["ALLOW", "*"]],
+    )
 
 
 def _release_step(

@@ -15,9 +15,10 @@ def model_signing(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def in_toto_verify(directory: Path) -> subprocess.CompletedProcess[str]:
-    """The stock ``in-toto-verify`` CLI on an export: layout, registry key and links in one dir."""
+    """The stock ``in-toto-verify`` CLI on an export: layout, registry key and links in one dir,
+    run inside it (the layout's inspection records the files under ``files/`` from there)."""
     return subprocess.run(
         ["in-toto-verify", "--layout", str(directory / "root.layout"),
          "--verification-keys", str(directory / "registry.pub"), "--link-dir", str(directory)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=120, cwd=directory,
     )  # fmt: skip

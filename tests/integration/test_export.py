@@ -271,6 +271,24 @@ def test_in_toto_layout_passes_in_toto_verify_and_model_signing_accepts_model_si
 
 
 @embedded
+def test_in_toto_verify_refuses_files_that_are_not_the_released_ones(
+    chain: Chain, tmp_path: Path
+) -> None:
+    """Attacker: a malicious export (THREATS.md): the layout and links are the registry's, the
+    files beside them are not. The acceptance is the test above."""
+    exported = export_evidence(chain.admin, "fraud/m@1", tmp_path / "export", in_toto=True,
+                               with_files=True)  # fmt: skip
+    assert in_toto_verify(exported).returncode == 0
+    config = exported / "files" / "config.json"
+    config.write_text(config.read_text().replace("Tiny", "Tinz"))
+    failed = in_toto_verify(exported)
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "'DISALLOW files/*' matched the following artifacts: ['files/config.json']" in (
+        failed.stderr
+    )
+
+
+@embedded
 def test_a_release_counts_for_its_own_version_only_even_with_the_same_digest(
     chain: Chain, tmp_path: Path
 ) -> None:

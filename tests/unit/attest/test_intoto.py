@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ def _sha(text: str) -> str:
 class Chain:
     steps: list[EvidenceStep]
     final_products: list[Artifact]
+    model: Path | None = None  # the released files, copied to files/ in an export
 
 
 def _chain(model: Path) -> Chain:
@@ -82,7 +84,7 @@ def _chain(model: Path) -> Chain:
         ),
         EvidenceStep(name="evaluation", materials=weights, products=(metrics,)),
     ]
-    return Chain(steps=steps, final_products=list(weights))
+    return Chain(steps=steps, final_products=list(weights), model=model)
 
 
 @pytest.fixture
@@ -113,6 +115,8 @@ def _export(
     for name, data in files.items():
         (directory / name).write_bytes(data)
     (directory / "registry.pub").write_bytes(keys.public_pem(key.public_key()))
+    if chain.model is not None:  # as `modelseal export --with-files` lays them out
+        shutil.copytree(chain.model, directory / "files")
     return files
 
 
@@ -172,7 +176,13 @@ def test_layout_pins_the_registry_key_and_the_chain(
     kid = keyid(key.public_key())
     layout = json.loads(files["root.layout"])["signed"]
     assert list(layout["keys"]) == [kid]
-    assert layout["inspect"] == []
+    [inspection] = layout["inspect"]
+    assert inspection["name"] == "files"
+    rules = inspection["expected_materials"]
+    assert ["REQUIRE", "files/config.json"] in rules
+    assert ["MATCH", "config.json", "IN", "files", "WITH", "PRODUCTS", "IN", "model", "FROM",
+            "release"] in rules  # fmt: skip
+    assert rules[-2:] == [["DISALLOW", "files/*"], ["ALLOW", "*"]]
     assert layout["readme"] == "fraud/detector@7"
     steps = {step["name"]: step for step in layout["steps"]}
     assert list(steps) == ["dataset-0", "dataset-1", "training", "evaluation", "release"]
@@ -192,14 +202,19 @@ def test_layout_pins_the_registry_key_and_the_chain(
 
 def test_artifact_names_are_matched_literally(tmp_path: Path, key: keys.PrivateKey) -> None:
     # "[" "*" "?" would be glob syntax in artifact rules; names must still match only themselves.
-    shard = Artifact(name="model/shard[0]*?.bin", sha256=_sha("shard"))
-    other = Artifact(name="model/shard0x.bin", sha256=_sha("other"))
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "shard[0]*?.bin").write_bytes(b"shard")
+    (model / "shard0x.bin").write_bytes(b"other")
+    shard = Artifact(name="model/shard[0]*?.bin", sha256=hashlib.sha256(b"shard").hexdigest())
+    other = Artifact(name="model/shard0x.bin", sha256=hashlib.sha256(b"other").hexdigest())
     chain = Chain(
         steps=[
             EvidenceStep(name="training", products=(shard, other)),
             EvidenceStep(name="evaluation", materials=(shard, other)),
         ],
         final_products=[shard, other],
+        model=model,
     )
     _export(tmp_path / "export", key, chain)
     result = _in_toto_verify(tmp_path / "export")
@@ -207,6 +222,36 @@ def test_artifact_names_are_matched_literally(tmp_path: Path, key: keys.PrivateK
 
 
 # -- rejections by the CLI -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("tamper", "error"),
+    [
+        ("alter", "'DISALLOW files/*' matched the following artifacts: ['files/config.json']"),
+        ("add", "'DISALLOW files/*' matched the following artifacts: ['files/evil.pkl']"),
+        ("remove", "'REQUIRE files/config.json' did not find files/config.json"),
+    ],
+)
+def test_a_file_changed_under_files_is_rejected(
+    tmp_path: Path, chain: Chain, key: keys.PrivateKey, tamper: str, error: str
+) -> None:
+    """Attacker: a malicious export (THREATS.md). Every link and the layout are intact, but the
+    files handed over with them are not the released ones; the acceptance is
+    test_exported_chain_passes_in_toto_verify."""
+    directory = tmp_path / "export"
+    _export(directory, key, chain)
+    target = directory / "files" / "config.json"
+    if tamper == "alter":
+        target.write_text(target.read_text().replace("Tiny", "Tinz"))
+    elif tamper == "add":
+        (directory / "files" / "evil.pkl").write_bytes(b"cos\nsystem\n.")
+    else:
+        target.unlink()
+
+    stderr = _rejected(directory, "RuleVerificationError")
+    assert error in stderr, stderr
+    assert "Full trace for 'expected_materials' of item 'files'" in stderr
+
 
 
 def test_changed_byte_in_a_link_is_rejected(
