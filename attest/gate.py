@@ -12,7 +12,8 @@ Steps, in order, for the version and each dependency:
 2. SLSA provenance by an identity accepted for ``provenance``;
 3. evaluation results by an accepted signer: every one of them meets every metric threshold
    (never "the last one uploaded": the order is the uploader's to choose);
-4. the registry's scan: present, clean, and no pickle-family file unless the policy allows it;
+4. the registry's scan: present, made under the current ruleset, every file clean (or
+   ``unknown`` / a pickle format / external data where the policy names it);
 5. every dependency named in the provenance resolves to a registered version with the same
    digest, released and not revoked (policy ``dependencies: released``), and passes its own gate;
 6. separation of duties: the releaser is not the pusher (``separate_from_pusher``).
@@ -32,6 +33,7 @@ from attest.digests import FileDigest
 from attest.errors import AttestError
 from attest.oms import OMS_PREDICATE_TYPE, check_oms
 from attest.policy import ANY_SIGNER, KindPolicy
+from attest.scan.rules import scan_problems
 from attest.verifying import Verified
 
 SLSA_PROVENANCE = "https://slsa.dev/provenance/v1"
@@ -201,33 +203,7 @@ def evaluate(
         reasons.append(Reason("scan", "missing (no scan attestation signed by the registry)"))
     else:
         report = scans[-1].statement.predicate
-        allowed = policy.allow_formats
-        for entry in report.get("files", []):
-            if entry.get("verdict") == "not-scanned" and entry.get("format") == "external":
-                if "external" not in allowed:
-                    reasons.append(
-                        Reason(
-                            "scan",
-                            f"{entry.get('path')}: external data the registry never held, "
-                            "not scanned (accept it with scan: {allow_formats: [external]})",
-                        )
-                    )
-            elif entry.get("verdict") != "clean":
-                reasons.append(
-                    Reason(
-                        "scan",
-                        f"{entry.get('path')}: unsafe ({'; '.join(entry.get('findings', [])[:2])})",
-                    )
-                )
-            elif entry.get("pickle") and not {"pickle", entry.get("format")} & allowed:
-                reasons.append(
-                    Reason(
-                        "scan",
-                        f"{entry.get('path')}: {entry.get('format')} is a "
-                        "pickle format, quarantined by policy (allow it "
-                        "with scan: {allow_formats: [pickle]})",
-                    )
-                )
+        reasons.extend(Reason("scan", p) for p in scan_problems(report, policy.allow_formats))
 
     # 5. dependencies
     if _depth >= MAX_DEPTH:

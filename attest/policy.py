@@ -14,9 +14,18 @@ A policy is YAML, one section per artifact kind::
       release:
         separate_from_pusher: true
 
-Names refer to registered identities; ``"*"`` admits any registered identity. A kind without a
-section gets :data:`DEFAULT_POLICY`'s (strict) section. Parsing refuses unknown keys, wrong types
-and malformed thresholds, naming the line.
+Names refer to registered identities; ``"*"`` admits any registered identity. The registry's
+own key is never one: it signs scans, ML-BOMs, releases and revocations, and evidence it signed
+satisfies no signer list, ``"*"`` included (a stolen registry key cannot release a model).
+
+Evaluation is judged over *every* result about the version signed by an accepted signer: each
+must meet every threshold. No result counts more for having been uploaded last (upload order is
+the uploader's to choose, so "the latest" would let a publisher replay an older, better run), and
+attaching the same signed statement again, however re-serialised, adds nothing. A version with a
+failing run is not released; evaluate a new version instead.
+
+A kind without a section gets :data:`DEFAULT_POLICY`'s (strict) section. Parsing refuses unknown
+keys, wrong types and malformed thresholds, naming the line.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ from typing import Any
 import yaml
 
 from attest.errors import AttestError
+from attest.scan.rules import ALLOWABLE
 
 ANY_SIGNER = "*"
 KINDS = ("model", "dataset", "code")
@@ -205,9 +215,14 @@ def _kind(node: yaml.Node, kind: str) -> KindPolicy:
                 allow = _mapping(scan, f"{kind}.require.scan", {"allow_formats"})
                 rules["scan"] = True
                 if "allow_formats" in allow:
-                    rules["allow_formats"] = frozenset(
-                        _names(allow["allow_formats"], "allow_formats")
-                    )
+                    names = _names(allow["allow_formats"], "allow_formats")
+                    unknown = sorted(set(names) - ALLOWABLE)
+                    if unknown:
+                        raise PolicyError(
+                            f"{_where(allow['allow_formats'])}: allow_formats names "
+                            f"{', '.join(unknown)}; known: {', '.join(sorted(ALLOWABLE))}"
+                        )
+                    rules["allow_formats"] = frozenset(names)
     dependencies_released = True
     if "dependencies" in parts:
         value = _scalar(parts["dependencies"], f"{kind}.dependencies")

@@ -7,6 +7,7 @@ the tests prove the file never appears.
 from __future__ import annotations
 
 import code
+import functools
 import gzip
 import io
 import operator
@@ -250,3 +251,322 @@ def npy_bytes(array: Any) -> bytes:
 
 def gzip_bytes(data: bytes) -> bytes:
     return gzip.compress(data)
+
+
+# -- bypass classes: files built to slip past magic-byte detection ------------------------------
+
+
+def _sbu(text: str | bytes) -> bytes:
+    """SHORT_BINUNICODE opcode with its argument."""
+    raw = text.encode() if isinstance(text, str) else text
+    return b"\x8c" + bytes([len(raw)]) + raw
+
+
+def npy_raw(descr: str, payload: bytes, *, shape: str = "(1,)", version: int = 1) -> bytes:
+    """A .npy written by hand, so the header can spell its dtype any way NumPy reads it."""
+    header = f"{{'descr': {descr}, 'fortran_order': False, 'shape': {shape}, }}"
+    prefix = 10 if version == 1 else 12
+    header += " " * (-(prefix + len(header) + 1) % 64) + "\n"
+    length = struct.pack("<H", len(header)) if version == 1 else struct.pack("<I", len(header))
+    return b"\x93NUMPY" + bytes([version, 0]) + length + header.encode("latin-1") + payload
+
+
+def v7_tar(members: dict[str, bytes], *, member_type: bytes = tarfile.REGTYPE) -> bytes:
+    """A tar without the ``ustar`` magic (version 7 headers), as GNU tar still reads them."""
+    out = io.BytesIO()
+    for name, data in members.items():
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        info.type = member_type
+        block = bytearray(info.tobuf(format=tarfile.USTAR_FORMAT)[:512])
+        block[257:265] = b"\0" * 8  # no magic, no version
+        block[148:156] = b" " * 8
+        block[148:155] = f"{sum(block):06o}\0".encode()
+        out.write(bytes(block) + data + b"\0" * (-len(data) % 512))
+    out.write(b"\0" * 1024)
+    return out.getvalue()
+
+
+def onnx_reordered(location: str, *, doc: int = 10_000) -> bytes:
+    """A big ModelProto whose graph comes before ir_version, with a long doc string first: the
+    external-data entry sits far past any fixed window."""
+    tensor = _field(8, b"weight") + _varint(2 << 3) + _varint(1)
+    entry = _field(1, b"location") + _field(2, location.encode())
+    tensor += _field(13, entry) + _varint(14 << 3) + _varint(1)
+    graph = _field(2, b"g") + _field(5, tensor)
+    return _field(6, b"d" * doc) + _field(7, graph) + _varint(1 << 3) + _varint(8)
+
+
+def bypass_corpus(sentinel: Path) -> dict[str, bytes]:
+    """One file per way of hiding code from a scanner that guesses formats by their first bytes."""
+    import bz2
+    import lzma
+
+    import lz4.frame
+    import zstandard
+
+    touch = f"touch {sentinel}"
+    p0 = f"cos\nsystem\n(S'{touch}'\ntR.".encode()
+    headerless = _sbu("os") + _sbu("system") + b"\x93" + _sbu(touch) + b"\x85R."
+    rce = pickle.dumps(malicious_payloads(sentinel)["os.system"], protocol=2)
+    evil_object = pickle.dumps([malicious_payloads(sentinel)["builtins.eval"]], protocol=3)
+    files = {
+        "headerless.pkl": headerless,
+        "frame first.pkl": b"\x95" + struct.pack("<Q", len(headerless)) + headerless,
+        "X first.pkl": b"X" + struct.pack("<I", 5) + b"hello0" + headerless,
+        "tuple first.pkl": b")0" + headerless,
+        "run then crash.pkl": p0[:-1] + b"\xff\xfe not a pickle any more",
+        "protocol 0 text.txt": p0,
+        "INST.pkl": f"(S'{touch}'\nios\nsystem\n.".encode(),
+        "memo operands.pkl": _sbu("os")
+        + b"\x94"
+        + _sbu("system")
+        + b"\x94h\x00h\x01\x93"
+        + _sbu(touch)
+        + b"\x85R.",
+        "extension code.pkl": b"\x80\x02\x82\x01)R.",
+        "gguf polyglot.gguf": b"GGUF" + struct.pack("<I", 3) + b"\x00" + p0,
+        "hdf5 polyglot.h5": p0 + b"\0" * (512 - len(p0)) + b"\x89HDF\r\n\x1a\n" + b"\0" * 256,
+        "pickle then zip.zip": headerless + zip_bytes({"a.txt": b"hello"}),
+        "lzma-alone.joblib": lzma.compress(rce, format=lzma.FORMAT_ALONE),
+        "lz4.joblib": lz4.frame.compress(rce),
+        "zstd.joblib": zstandard.ZstdCompressor().compress(rce),
+        "bz2.pkl.bz2": bz2.compress(rce),
+        "xz.pkl.xz": lzma.compress(rce),
+        "object dtype O.npy": npy_raw("'O'", evil_object),
+        "object dtype |O.npy": npy_raw("'|O'", evil_object, version=2),
+        "object dtype object.npy": npy_raw("'object'", evil_object),
+        "structured object field.npy": npy_raw("[('a', '<f4'), ('b', '|O')]", evil_object),
+        "object field in npz.npz": zip_bytes({"w.npy": npy_raw("'O'", evil_object)}),
+        "keras extra member.keras": _keras_with({"assets/helper.bin": rce}),
+        "torch extra member.pt": _torch_with({"archive/extra/blob": rce}),
+        "torch pickle in storage slot.pt": _torch_with({"archive/data/1": rce}),
+        "duplicate zip names.pt": _duplicate_zip(benign_torch_pickle(), rce),
+        "prefixed zip.pt": b"JUNK" * 100 + torch_zip(rce),
+        "torchscript.pt": _torch_with(
+            {"archive/code/__torch__/m.py": b"def forward(self): pass\n"}
+        ),
+        "v7 tar.tar": v7_tar({"model.pkl": rce}),
+        "unknown tar member type.tar": v7_tar({"model.bin": rce}, member_type=b"Z"),
+        "ustar unknown type.tar": _tar_typed("model.bin", rce, b"Z"),
+        "onnx reordered traversal.onnx": onnx_reordered("../../secrets/weights.bin"),
+        "onnx reordered absolute.onnx": onnx_reordered("/etc/passwd"),
+        "onnx long location.onnx": onnx_reordered("w" * 5000 + "/../../../../etc/passwd"),
+        "hdf5 spaced lambda.h5": hdf5_with(
+            b'{"class_name" :\n  "Sequential", "config": {"layers": [{ "class_name"  :  '
+            b'"Lambda", "config": {}}]}}'
+        ),
+        "hdf5 escaped lambda.h5": hdf5_with(
+            b'{"class_name": "Sequential", "config": {"layers": '
+            b'[{"\\u0063lass_name": "\\u004cambda", "config": {}}]}}'
+        ),
+        "hdf5 foreign module escaped.h5": hdf5_with(
+            b'{"class_name": "Dense", "\\u006dodule": "o\\u0073", "config": {}}'
+        ),
+        "hdf5 embedded pickle.h5": hdf5_with(b'{"class_name": "Dense"}') + rce,
+    }
+    return files
+
+
+@functools.cache
+def bz2_bomb() -> bytes:
+    """A small bz2 stream that inflates to 1 GiB."""
+    import bz2
+
+    compressor = bz2.BZ2Compressor(9)
+    chunk = b"\0" * (16 * 1024 * 1024)
+    out = b"".join(compressor.compress(chunk) for _ in range(64))
+    return out + compressor.flush()
+
+
+def _keras_with(extra: dict[str, bytes]) -> bytes:
+    import json
+
+    config = {
+        "module": "keras",
+        "class_name": "Sequential",
+        "config": {"name": "m", "layers": [DENSE]},
+    }
+    return zip_bytes(
+        {
+            "metadata.json": b'{"keras_version": "3.6.0"}',
+            "config.json": json.dumps(config).encode(),
+            "model.weights.h5": b"\x89HDF\r\n\x1a\n" + b"\x00" * 64,
+            **extra,
+        }
+    )
+
+
+def _torch_with(extra: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("archive/data.pkl", benign_torch_pickle())
+        archive.writestr("archive/byteorder", "little")
+        archive.writestr("archive/data/0", b"\x00" * 64)
+        archive.writestr("archive/version", "3\n")
+        for name, data in extra.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def _duplicate_zip(first: bytes, second: bytes) -> bytes:
+    import warnings
+
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+            archive.writestr("archive/data.pkl", first)
+            archive.writestr("archive/data.pkl", second)
+    return buffer.getvalue()
+
+
+def _tar_typed(name: str, data: bytes, member_type: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as archive:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        info.type = member_type
+        archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+# -- real-world files that must stay clean ------------------------------------------------------
+
+
+def hf_repo() -> dict[str, bytes]:
+    """The files of a Hugging Face style model repository."""
+    import json
+
+    rng = np.random.default_rng(1)
+    shard = lambda i: st_save({f"layer{i}.w": rng.standard_normal((8, 8), dtype=np.float32)})  # noqa: E731
+    vocab = {"[PAD]": 0, "[UNK]": 1, "hello": 2, "world": 3}
+    return {
+        "model-00001-of-00002.safetensors": shard(1),
+        "model-00002-of-00002.safetensors": shard(2),
+        "model.safetensors.index.json": json.dumps(
+            {
+                "metadata": {"total_size": 512},
+                "weight_map": {"layer1.w": "model-00001-of-00002.safetensors"},
+            }
+        ).encode(),
+        "config.json": json.dumps(
+            {
+                "architectures": ["TinyModel"],
+                "hidden_size": 8,
+                "model_type": "bert",
+                "torch_dtype": "float32",
+            }
+        ).encode(),
+        "generation_config.json": b'{"do_sample": false, "max_length": 32}\n',
+        "tokenizer.json": json.dumps(
+            {"version": "1.0", "model": {"type": "WordPiece", "vocab": vocab}}, ensure_ascii=False
+        ).encode(),
+        "tokenizer_config.json": b'{"model_max_length": 512, "do_lower_case": true}',
+        "special_tokens_map.json": b'{"unk_token": "[UNK]", "pad_token": "[PAD]"}',
+        "vocab.txt": "\n".join(vocab).encode() + "\nn\u00e4her\n".encode(),
+        "merges.txt": "#version: 0.2\n\u0120 t\n\u0120 a\nh e\n".encode(),
+        "README.md": (
+            "---\nlicense: apache-2.0\n---\n# Tiny model \u2713\n\nN. Smith, 2026.\n".encode()
+        ),
+        ".gitattributes": b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n",
+    }
+
+
+def sentencepiece_model() -> bytes:
+    """A real SentencePiece model trained here on a few lines of text."""
+    import sentencepiece as spm
+
+    text = ["the quick brown fox jumps over the lazy dog", "hello world", "modelseal scans"] * 50
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(text),
+        model_writer=model,
+        vocab_size=30,
+        model_type="unigram",
+        minloglevel=2,
+    )
+    return model.getvalue()
+
+
+def onnx_real(*, doc: int = 20_000, external: bool = False, directory: Path | None = None) -> bytes:
+    """A real ONNX model made with the onnx package (long doc string; optionally external data
+    saved beside it in ``directory`` as ``weights.bin``)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.ones((64, 64), dtype=np.float32), name="w")
+    node = helper.make_node("MatMul", ["x", "w"], ["y"])
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64])],
+        [weight],
+    )
+    model = helper.make_model(graph, doc_string="d" * doc, producer_name="modelseal-tests")
+    if not external:
+        return model.SerializeToString()  # type: ignore[no-any-return]
+    assert directory is not None
+    onnx.save_model(
+        model,
+        str(directory / "model.onnx"),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="weights.bin",
+        size_threshold=0,
+    )
+    return (directory / "model.onnx").read_bytes()
+
+
+def keras_h5(config: dict[str, Any] | str) -> bytes:
+    """A Keras 2 style HDF5 model written with h5py: the JSON config as the ``model_config``
+    attribute, weights as datasets."""
+    import json
+    import tempfile
+
+    import h5py
+
+    text = config if isinstance(config, str) else json.dumps(config)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.h5"
+        with h5py.File(path, "w") as f:
+            f.attrs["keras_version"] = "2.15.0"
+            f.attrs["backend"] = "tensorflow"
+            f.attrs["model_config"] = text.encode()
+            group = f.create_group("model_weights/dense")
+            group.create_dataset("kernel:0", data=np.ones((4, 4), dtype=np.float32))
+        return path.read_bytes()
+
+
+SEQUENTIAL = {
+    "class_name": "Sequential",
+    "config": {
+        "name": "m",
+        "layers": [
+            {"class_name": "InputLayer", "config": {"batch_input_shape": [None, 4]}},
+            {"class_name": "Dense", "config": {"units": 4, "activation": "relu"}},
+        ],
+    },
+}
+
+
+def gguf_real() -> bytes:
+    """A real GGUF file written with the gguf package."""
+    import tempfile
+
+    import gguf
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.gguf"
+        writer = gguf.GGUFWriter(str(path), "llama")
+        writer.add_block_count(1)
+        writer.add_string("general.name", "tiny")
+        writer.add_array("tokenizer.ggml.tokens", ["a", "b", "c"])
+        writer.add_tensor("w", np.ones((4, 32), dtype=np.float32))
+        writer.add_tensor("b", np.ones((32,), dtype=np.float16))
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        return path.read_bytes()

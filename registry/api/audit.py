@@ -1,4 +1,5 @@
-"""Records every state change and every denied request in the audit log (ASGI middleware).
+"""Records every state change, every denied request and every server error in the audit log
+(ASGI middleware).
 
 The entry is written when the response starts and before it is sent, so a client never hears
 of a change the log does not hold. Only the status is observed, so streamed downloads pass
@@ -71,6 +72,8 @@ class AuditMiddleware:
             outcome = "redirected"
         elif headers.get(UNSAFE_HEADER) == b"1" and code < 400:
             action, outcome = "unsafe_skip_verify", "warned"
+        elif code >= 500:  # whatever failed, the attempt is on record
+            outcome = "error"
         if outcome is None:
             return
         state: Any = scope.get("state", {})

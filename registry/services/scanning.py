@@ -1,25 +1,28 @@
 """Scan every file of a new version and record a registry-signed scan attestation.
 
-An unsafe file makes the version ``rejected`` (evidence cannot mend it); a clean scan leaves it
-``pending``. The service reads blobs through ranged reads and never deserializes them.
+An unsafe file makes the version ``rejected`` (evidence cannot mend it); any other verdict leaves
+it ``pending``, and the release gate reads the signed report (``unknown`` and ``unscannable``
+files keep it there unless the policy accepts ``unknown``). A file the scanner cannot finish is
+a verdict, never an error: the version stays committed and audited. The service reads blobs
+through ranged reads and never deserializes them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import io
-import posixpath
-from collections.abc import Callable
 from datetime import datetime
+from typing import IO
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from attest.bundle import Bundle
-from attest.scan import ScanReport, scan_stream
+from attest.scan import ScanReport, scan_files
 from attest.signing import Signer
 from attest.statement import make_statement
 from registry.db import transaction
+from registry.errors import RegistryError
 from registry.models import Attestation, Version
 from registry.services.common import Clock, utcnow
 from registry.services.versions import State, VersionRecord, version_id
@@ -64,22 +67,14 @@ class ScanService:
         self._clock = clock
 
     def scan(self, record: VersionRecord) -> ScanReport:
-        paths = {f.path for f in record.files}
+        stored = {f.path: f for f in record.files}
 
-        def sibling_of(path: str) -> Callable[[str], bool]:
-            def exists(relative: str) -> bool:
-                target = posixpath.normpath(posixpath.join(posixpath.dirname(path), relative))
-                return target in paths
+        def open_file(path: str) -> IO[bytes]:
+            item = stored[path]
+            return io.BufferedReader(BlobFile(self._store, item.sha256, item.size))
 
-            return exists
-
-        verdicts = []
-        for item in record.files:
-            handle = io.BufferedReader(BlobFile(self._store, item.sha256, item.size))
-            verdicts.append(
-                scan_stream(item.path, handle, item.size, sibling=sibling_of(item.path))
-            )
-        return ScanReport(tuple(verdicts))
+        return scan_files(((f.path, f.size) for f in record.files), open_file,
+                          propagate=(RegistryError,))  # fmt: skip
 
     def scan_version(self, record: VersionRecord) -> VersionRecord:
         digests = {f.path: f.sha256 for f in record.files}
@@ -107,7 +102,7 @@ class ScanService:
         )
         bundle = self._signer.sign(statement)
         state, reason = State.PENDING, None
-        if not report.clean:
+        if report.unsafe:
             state = State.REJECTED
             reason = "scan: unsafe files: " + "; ".join(
                 f"{f.path} ({', '.join(f.findings[:2])})" for f in report.unsafe[:10]

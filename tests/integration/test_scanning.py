@@ -4,18 +4,30 @@ attestation that verifies against the registry's published key."""
 from __future__ import annotations
 
 import json
+import os
 import pickle
 from pathlib import Path
 
 import httpx
 import numpy as np
+import pytest
 
 from attest.bundle import Bundle
 from attest.keys import TrustedKey
 from attest.verifying import Verifier
+from registry.client import RegistryClient
+from registry.db import make_engine, make_sessionmaker
+from registry.errors import (
+    ConflictError,
+    PermissionDeniedError,
+    PullVerificationError,
+    ReleaseRefusedError,
+)
+from registry.services import Role, TokenService
 from registry.services.scanning import SCAN_PREDICATE_TYPE
 from tests import scan_corpus as corpus
 from tests.conftest import Live, run_cli
+from tests.integration.test_release import World
 
 
 def _registry_verifier(live: Live) -> Verifier:
@@ -91,3 +103,71 @@ def test_cli_push_of_an_unsafe_model_exits_1(live: Live, model_dir: Path, tmp_pa
     assert "rejected" in result.stderr and "evil.pkl" in result.stderr
     shown = run_cli("show", "ns/m@1", "--json", live=live)
     assert json.loads(shown.stdout)["state"] == "rejected"
+
+
+# -- fail closed on the real service, under the default policy ----------------------------------
+
+
+@pytest.fixture
+def world(live: Live, tmp_path: Path) -> World:
+    return World(live, tmp_path)
+
+
+DEFAULT_LIKE = "model:\n  require:\n    signature: ['*']\n    provenance: ['*']\n"
+
+
+def _deployer(world: World, namespace: str) -> RegistryClient:
+    engine = make_engine(world.live.settings.resolved_database_url)
+    secret = TokenService(make_sessionmaker(engine)).create(
+        name=f"deploy-{namespace}", role=Role.DEPLOYER, namespace=namespace
+    ).secret
+    engine.dispose()
+    return world.live.client(token=secret)
+
+
+def test_a_headerless_pickle_with_valid_evidence_is_never_released_or_pulled(
+    world: World, tmp_path: Path
+) -> None:
+    """THREATS.md, malicious uploader: a pickle without a PROTO header, pushed as model.pkl with
+    a valid OMS signature and provenance under the default policy."""
+    sentinel = tmp_path / "PWNED"
+    payload = corpus.bypass_corpus(sentinel)["headerless.pkl"]
+    world.model("vision/m@1", accuracy=None, extra={"model.pkl": payload})
+    shown = world.admin.show("vision/m@1")
+    assert shown.state == "rejected"
+    assert "model.pkl (pickle imports os.system (not allowlisted)" in (shown.state_reason or "")
+    with pytest.raises(ConflictError, match="is rejected"):
+        world.admin.release("vision/m@1")
+    deployer = _deployer(world, "vision")
+    for pending in (False, True):
+        with pytest.raises((PullVerificationError, PermissionDeniedError)):
+            deployer.pull("vision/m@1", tmp_path / "deploy", pending=pending)
+    assert not (tmp_path / "deploy").exists()
+    assert not sentinel.exists()
+
+
+def test_unknown_files_wait_for_a_policy_that_names_them(world: World, tmp_path: Path) -> None:
+    world.model("vision/m@1", accuracy=None, extra={"weights.bin": os.urandom(4096)})
+    assert world.admin.show("vision/m@1").state == "pending"
+    with pytest.raises(ReleaseRefusedError) as refused:
+        world.admin.release("vision/m@1")
+    [reason] = refused.value.facts["reasons"]
+    assert reason.startswith("scan: weights.bin: unknown format, not positively identified")
+    world.admin.set_policy("vision", DEFAULT_LIKE + "    scan: {allow_formats: [unknown]}\n")
+    assert world.admin.release("vision/m@1").state == "released"
+    deployer = _deployer(world, "vision")
+    deployer.pull("vision/m@1", tmp_path / "deploy")
+    assert (tmp_path / "deploy" / "weights.bin").stat().st_size == 4096
+
+
+def test_unscannable_files_are_never_accepted(world: World) -> None:
+    world.model("vision/m@1", accuracy=None, extra={"state.pkl.bz2": corpus.bz2_bomb()})
+    shown = world.admin.show("vision/m@1")
+    assert shown.state == "pending"  # not unsafe, and no evidence can mend it either
+    everything = "unknown, pickle"
+    world.admin.set_policy("vision", f"{DEFAULT_LIKE}    scan: {{allow_formats: [{everything}]}}\n")
+    with pytest.raises(ReleaseRefusedError) as refused:
+        world.admin.release("vision/m@1")
+    [reason] = refused.value.facts["reasons"]
+    assert reason == ("scan: state.pkl.bz2: unscannable (bz2 stream inflates past 4194304 "
+                      "bytes (decompression bomb))")  # fmt: skip

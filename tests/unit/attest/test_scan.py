@@ -14,7 +14,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from attest.scan import Format, Verdict, scan_directory, scan_stream
+from attest.scan import (
+    RULESET,
+    Format,
+    ScanLimits,
+    ScanReport,
+    Verdict,
+    scan_directory,
+    scan_stream,
+)
 from tests import scan_corpus as corpus
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -63,6 +71,7 @@ def malicious_corpus(sentinel: Path) -> dict[str, bytes]:
     files["hdf5 lambda.h5"] = corpus.hdf5_with(b'{"class_name": "Lambda", "config": {}}')
     files["gguf implausible.gguf"] = corpus.gguf_bytes(kv_count=10**9)
     files["gguf string past end.gguf"] = corpus.gguf_bytes(bad_string=True)
+    files["bz2 bomb.pkl.bz2"] = corpus.bz2_bomb()
     return files
 
 
@@ -91,37 +100,101 @@ def benign_corpus() -> dict[str, bytes]:
     files["model.gguf"] = corpus.gguf_bytes()
     files["config.json"] = b'{"architectures": ["Tiny"], "hidden_size": 32}\n'
     files["README.md"] = "# Tiny model ✓\n".encode()
-    files["tokenizer.model"] = bytes(range(256)) * 4
     files["docs.tar"] = corpus.tar_bytes({"a.txt": b"hello", "b.json": b"{}"})
     files["data.zip"] = corpus.zip_bytes({"a.txt": b"hello", "nested/b.csv": b"1,2\n"})
     files["config.json.gz"] = corpus.gzip_bytes(b'{"a": 1}')
     return files
 
 
-def test_every_malicious_file_is_flagged_and_nothing_runs(tmp_path: Path, sentinel: Path) -> None:
-    files = malicious_corpus(sentinel)
-    model = tmp_path / "malicious"
-    model.mkdir()
+def all_malicious(sentinel: Path) -> dict[str, bytes]:
+    return {**malicious_corpus(sentinel), **corpus.bypass_corpus(sentinel)}
+
+
+def real_world_benign(tmp_path: Path) -> dict[str, bytes]:
+    """Files real projects publish, made with the real writers (onnx, h5py, gguf,
+    sentencepiece, numpy, safetensors)."""
+    files = {f"hf/{name}": data for name, data in corpus.hf_repo().items()}
+    files["hf/tokenizer.model"] = corpus.sentencepiece_model()
+    files["model.onnx"] = corpus.onnx_real(doc=50_000)
+    external = tmp_path / "onnx-external"
+    external.mkdir()
+    files["external/model.onnx"] = corpus.onnx_real(external=True, directory=external)
+    files["external/weights.bin"] = (external / "weights.bin").read_bytes()
+    files["keras2.h5"] = corpus.keras_h5(corpus.SEQUENTIAL)
+    files["llama.gguf"] = corpus.gguf_real()
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, w=np.zeros((256, 256), dtype=np.float32), b=np.ones(4))
+    files["compressed.npz"] = buffer.getvalue()
+    files["structured.npy"] = corpus.npy_bytes(np.zeros(3, dtype=[("a", "<f4"), ("b", "<i8")]))
+    files["text starting like a pickle.txt"] = b"N. Smith wrote this.\nS" + b"x" * 100_000 + b"\n"
+    return files
+
+
+def _write(root: Path, files: dict[str, bytes]) -> Path:
     for name, data in files.items():
-        (model / name).write_bytes(data)
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    return root
+
+
+def test_every_malicious_file_is_flagged_and_nothing_runs(tmp_path: Path, sentinel: Path) -> None:
+    files = all_malicious(sentinel)
+    model = _write(tmp_path / "malicious", files)
     report = scan_directory(model)
-    flagged = {f.path for f in report.unsafe}
-    missed = sorted(set(files) - flagged)
+    verdicts = {f.path: f for f in report.files}
+    missed = sorted(name for name in files if verdicts[name].clean)
     assert missed == [], missed
     assert not sentinel.exists(), "a payload executed during scanning"
     assert not any(m in sys.modules for m in ("torch", "keras", "tensorflow", "joblib"))
-    print(f"\n{len(files)} malicious files tried, {len(flagged)} flagged, 0 executed")
+    unsafe = sum(v.verdict is Verdict.UNSAFE for v in verdicts.values())
+    print(f"\n{len(files)} malicious files tried, {len(files) - len(missed)} flagged "
+          f"({unsafe} unsafe), 0 executed")  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(corpus.bypass_corpus(Path("/nonexistent/PWNED"))))
+def test_each_bypass_class_is_refused_with_its_reason(name: str, sentinel: Path) -> None:
+    data = corpus.bypass_corpus(sentinel)[name]
+    verdict = scan(name, data)
+    assert verdict.verdict in (Verdict.UNSAFE, Verdict.UNSCANNABLE)  # type: ignore[attr-defined]
+    reasons = " ".join(verdict.findings)  # type: ignore[attr-defined]
+    expected = {
+        "torchscript": "TorchScript",
+        "duplicate": "appears twice",
+        "onnx reordered traversal": "'..'",
+        "onnx reordered absolute": "absolute path",
+        "onnx long location": "location of more than 4096 bytes",
+        "lambda": "Lambda",
+        "module": "module 'os'",
+        "extension": "extension registry",
+    }
+    needle = next((v for k, v in expected.items() if k in name), "not allowlisted")
+    assert needle in reasons, reasons
 
 
 def test_no_benign_file_is_flagged(tmp_path: Path) -> None:
-    files = benign_corpus()
-    model = tmp_path / "benign"
-    model.mkdir()
-    for name, data in files.items():
-        (model / name).write_bytes(data)
+    files = {**benign_corpus(), **real_world_benign(tmp_path)}
+    model = _write(tmp_path / "benign", files)
     report = scan_directory(model)
-    assert [(f.path, f.findings) for f in report.unsafe] == []
+    assert [(f.path, f.verdict, f.findings) for f in report.not_clean] == []
+    pickles = sorted(f.path for f in report.files if f.pickle)
+    assert all(p.endswith((".pkl", ".pt")) for p in pickles), pickles
     print(f"\n{len(files)} benign files, 0 false alarms")
+
+
+def test_real_world_formats_are_identified(tmp_path: Path) -> None:
+    files = real_world_benign(tmp_path)
+    report = scan_directory(_write(tmp_path / "real", files))
+    formats = {f.path: f.format for f in report.files}
+    assert formats["hf/tokenizer.model"] is Format.SENTENCEPIECE
+    assert formats["hf/model-00001-of-00002.safetensors"] is Format.SAFETENSORS
+    assert formats["hf/README.md"] is Format.TEXT and formats["hf/config.json"] is Format.JSON
+    assert formats["model.onnx"] is Format.ONNX and formats["keras2.h5"] is Format.HDF5
+    assert formats["llama.gguf"] is Format.GGUF and formats["compressed.npz"] is Format.NUMPY_ZIP
+    # external data is raw tensor bytes, judged with the model that names it
+    assert formats["external/weights.bin"] is Format.TENSOR_DATA
+    alone = _write(tmp_path / "alone", {"weights.bin": files["external/weights.bin"]})
+    [orphan] = scan_directory(alone).files
+    assert orphan.verdict is Verdict.UNKNOWN
 
 
 @pytest.mark.parametrize(
@@ -140,6 +213,7 @@ def test_no_benign_file_is_flagged(tmp_path: Path) -> None:
         ("x", corpus.hdf5_with(b"{}"), Format.HDF5),
         ("x", corpus.gguf_bytes(), Format.GGUF),
         ("x", corpus.tar_bytes({"a": b"a"}), Format.TAR),
+        ("x", corpus.v7_tar({"a": b"a"}), Format.TAR),
         ("x", corpus.zip_bytes({"a.txt": b"a"}), Format.ZIP),
         ("x", b'{"a": [1, 2]}', Format.JSON),
         ("x", b"plain text\n", Format.TEXT),
@@ -151,12 +225,39 @@ def test_classified_by_content_not_extension(name: str, data: bytes, fmt: Format
     assert verdict.format is fmt  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize(
+    ("label", "data", "expected"),
+    [
+        ("random bytes", os.urandom(4096), Verdict.UNKNOWN),
+        ("proprietary header", b"MYFMT\x01\x00" + bytes(range(256)) * 8, Verdict.UNKNOWN),
+        ("former 'tokenizer.model' stand-in", bytes(range(256)) * 4, Verdict.UNKNOWN),
+        ("truncated zip", corpus.torch_zip(pickle.dumps({}))[:200], Verdict.UNSCANNABLE),
+        ("broken GGUF", corpus.gguf_bytes(kv_count=10**9), Verdict.UNSCANNABLE),
+        ("GGUF string past end", corpus.gguf_bytes(bad_string=True), Verdict.UNSCANNABLE),
+        ("text then binary", b"hello " * 1000 + b"\xff\xfe\x00", Verdict.UNSCANNABLE),
+        ("truncated gzip", corpus.gzip_bytes(b"x" * 10_000)[:-12], Verdict.UNSCANNABLE),
+        ("object array payload not a pickle", corpus.npy_raw("'O'", b"\xff" * 8),
+         Verdict.UNSCANNABLE),
+        ("npy with an unknown descr", corpus.npy_raw("'float32'", b"\0" * 4), Verdict.UNSCANNABLE),
+        ("pickle opcodes past the scan's opcode limit", b"N" * 2_000_000 + b".",
+         Verdict.UNSCANNABLE),
+    ],
+)  # fmt: skip
+def test_what_is_not_positively_known_is_not_clean(
+    label: str, data: bytes, expected: Verdict
+) -> None:
+    verdict = scan_stream(label, io.BytesIO(data), len(data),
+                          limits=ScanLimits(max_pickle_ops=1_000_000))  # fmt: skip
+    assert verdict.verdict is expected, (label, verdict.findings)
+
+
 def test_findings_name_the_problem(sentinel: Path) -> None:
     rce = pickle.dumps(corpus.malicious_payloads(sentinel)["os.system"], protocol=4)
     verdict = scan("evil.pkl", rce)
     assert verdict.verdict is Verdict.UNSAFE  # type: ignore[attr-defined]
     assert any("posix.system" in f and "not allowlisted" in f for f in verdict.findings)  # type: ignore[attr-defined]
     bomb = scan("bomb.zip", corpus.zip_bytes({"z": b"\x00" * (64 * 1024 * 1024)}))
+    assert bomb.verdict is Verdict.UNSCANNABLE  # type: ignore[attr-defined]
     assert any("decompression bomb" in f for f in bomb.findings)  # type: ignore[attr-defined]
     overlap = scan("o.safetensors", corpus.malformed_safetensors()["overlapping offsets"])
     assert any("overlaps the previous tensor" in f for f in overlap.findings)  # type: ignore[attr-defined]
@@ -164,10 +265,52 @@ def test_findings_name_the_problem(sentinel: Path) -> None:
     assert any("'..'" in f for f in slip.findings)  # type: ignore[attr-defined]
 
 
+def test_a_small_bz2_that_inflates_to_a_gib_stops_early(tmp_path: Path) -> None:
+    bomb = corpus.bz2_bomb()
+    assert len(bomb) < 1024
+    verdict = scan("bomb.pkl.bz2", bomb)
+    assert verdict.verdict is Verdict.UNSCANNABLE  # type: ignore[attr-defined]
+    [finding] = verdict.findings  # type: ignore[attr-defined]
+    assert finding == "bz2 stream inflates past 4194304 bytes (decompression bomb)"
+
+
 def test_pickle_family_is_marked_even_when_clean() -> None:
     assert scan("a.pkl", pickle.dumps({"a": 1})).pickle  # type: ignore[attr-defined]
-    assert scan("b.pt", corpus.torch_zip(corpus.benign_torch_pickle())).pickle  # type: ignore[attr-defined]
+    torch = scan("b.pt", corpus.torch_zip(corpus.benign_torch_pickle()))
+    assert torch.pickle and torch.verdict is Verdict.CLEAN  # type: ignore[attr-defined]
     assert not scan("c.safetensors", corpus.safetensors_bytes()).pickle  # type: ignore[attr-defined]
+
+
+def test_a_scanner_failure_is_a_verdict_not_an_exception() -> None:
+    class Exploding(io.BytesIO):
+        def read(self, size: int | None = -1, /) -> bytes:
+            if self.tell() > 0:
+                raise ZeroDivisionError("scanner bug")
+            return super().read(size)
+
+    data = corpus.safetensors_bytes()
+    verdict = scan_stream("x.safetensors", Exploding(data), len(data))
+    assert verdict.verdict is Verdict.UNSCANNABLE
+    assert verdict.findings == ("scanner error: ZeroDivisionError: scanner bug",)
+
+    class StoreDown(Exception):
+        pass
+
+    class Failing(io.BytesIO):
+        def read(self, size: int | None = -1, /) -> bytes:
+            raise StoreDown("the store is unreachable")
+
+    with pytest.raises(StoreDown):  # the caller's storage failures say nothing about the file
+        scan_stream("x", Failing(data), len(data), propagate=(StoreDown,))
+
+
+def test_report_verdict_is_the_worst_file() -> None:
+    clean = scan("a.json", b"{}")
+    unknown = scan("b.bin", os.urandom(64))
+    report = ScanReport((clean, unknown))  # type: ignore[arg-type]
+    assert not report.clean and report.verdict is Verdict.UNKNOWN
+    assert report.to_json()["scanner"]["ruleset"] == RULESET
+    assert report.to_json()["verdict"] == "unknown"
 
 
 def test_no_code_path_can_deserialize_a_model() -> None:

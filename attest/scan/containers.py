@@ -1,0 +1,421 @@
+"""Containers: every member of every zip and tar, every codec a model loader opens.
+
+Zips are found by their end-of-central-directory record (bytes prepended do not hide one:
+Python's ``zipfile`` opens it), duplicate member names are refused, and each member is scanned by
+its ``ZipInfo`` through the full dispatch, whatever its name. Tars: every member of every format
+``tarfile`` reads (v7, GNU, PAX); members of unknown type are scanned as regular files (GNU tar
+extracts them). Compressed streams (gzip, bz2, xz, lzma-alone, zlib, lz4 frame, zstd) are
+inflated under a ratio limit and an absolute limit, stopping as soon as either is passed.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import lzma
+import os
+import re
+import stat
+import struct
+import tarfile
+import zipfile
+import zlib
+from pathlib import PurePosixPath
+from typing import IO, Any
+
+from attest.errors import AttestError
+from attest.jsonsafe import loads as json_loads
+from attest.scan.core import (
+    READ,
+    Context,
+    Format,
+    LimitReached,
+    Malformed,
+    Result,
+    Unsafe,
+    Verdict,
+    inflate_limit,
+    scan_any,
+    spool,
+)
+
+
+def member_name_problem(name: str) -> str | None:
+    if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
+        return "absolute path"
+    if "\\" in name:
+        return "backslash in path"
+    if ".." in PurePosixPath(name).parts:
+        return "'..' escapes its root (path traversal, zip slip)"
+    if "\x00" in name:
+        return "NUL in name"
+    return None
+
+
+class Window(io.RawIOBase):
+    """A seekable, read-only window [start, start+length) of another seekable stream."""
+
+    def __init__(self, inner: IO[bytes], start: int, length: int) -> None:
+        self._inner, self._start, self._length, self._pos = inner, start, length, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self._pos, 2: self._length}[whence]
+        self._pos = max(0, min(self._length, base + offset))
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer)[: max(0, self._length - self._pos)]
+        if not len(view):
+            return 0
+        self._inner.seek(self._start + self._pos)
+        data = self._inner.read(len(view))
+        view[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+
+# -- zip ------------------------------------------------------------------------------------------
+
+_EOCD = b"PK\x05\x06"
+_STORAGE = re.compile(
+    r"(?:^|/)(?:data/[^/]+|\.data/[^/]+|byteorder|version|\.format_version|"
+    r"\.storage_alignment)$"
+)
+
+
+def is_zip(head: bytes, handle: IO[bytes], size: int) -> bool:
+    if head[:4] == b"PK\x03\x04":
+        return True
+    tail = min(size, 65535 + 22)
+    handle.seek(size - tail)
+    if _EOCD not in handle.read(tail):
+        return False
+    try:
+        zipfile.ZipFile(handle).close()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
+        return False  # an end record by chance: no zip reader opens it either
+    return True
+
+
+def scan_zip(handle: IO[bytes], size: int, context: Context, result: Result) -> None:
+    try:
+        with zipfile.ZipFile(handle) as archive:
+            _scan_archive(archive, handle, context, result)
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        NotImplementedError,
+        RuntimeError,
+        EOFError,
+        struct.error,
+    ) as exc:
+        raise Malformed(f"zip: {exc}") from None
+
+
+def _scan_archive(
+    archive: zipfile.ZipFile, handle: IO[bytes], context: Context, result: Result
+) -> None:
+    limits = context.limits
+    infos = archive.infolist()
+    if len(infos) > limits.max_archive_members:
+        raise LimitReached(f"zip has {len(infos)} members (limit {limits.max_archive_members})")
+    seen: set[str] = set()
+    declared = 0
+    for info in infos:
+        name = info.filename
+        if name in seen:
+            result.flag(
+                Verdict.UNSAFE,
+                f"zip member {name[:120]!r} appears twice (readers disagree on which one counts)",
+            )
+        seen.add(name)
+        problem = member_name_problem(name)
+        if problem:
+            result.flag(Verdict.UNSAFE, f"zip member {name[:120]!r}: {problem}")
+        if stat.S_ISLNK(info.external_attr >> 16):
+            result.flag(Verdict.UNSAFE, f"zip member {name[:120]!r} is a symbolic link")
+        if info.flag_bits & 0x1:
+            result.flag(
+                Verdict.UNSCANNABLE, f"zip member {name[:120]!r} is encrypted (cannot be inspected)"
+            )
+        ratio = info.file_size / max(info.compress_size, 1)
+        if info.file_size > inflate_limit(limits, info.compress_size):
+            result.flag(
+                Verdict.UNSCANNABLE,
+                f"zip member {name[:120]!r} inflates {ratio:.0f}x "
+                f"(limit {limits.max_compression_ratio}x): decompression bomb",
+            )
+        declared += info.file_size
+    if declared > limits.max_inflated_bytes:
+        result.flag(
+            Verdict.UNSCANNABLE,
+            f"zip inflates to {declared} bytes (limit {limits.max_inflated_bytes})",
+        )
+    if result.verdict is not Verdict.CLEAN:
+        return
+    files = [i for i in infos if not i.is_dir()]
+    names = {i.filename for i in files}
+    pytorch = any(PurePosixPath(n).name == "data.pkl" for n in names)
+    if pytorch:
+        result.format = Format.PYTORCH_ZIP
+        if any("/code/" in f"/{n}" for n in names):
+            result.flag(Verdict.UNSAFE, "TorchScript archive: its code/ members run when loaded")
+    elif "config.json" in names and names & {"model.weights.h5", "metadata.json"}:
+        result.format = Format.KERAS_ZIP
+    elif names and all(n.endswith(".npy") for n in names):
+        result.format = Format.NUMPY_ZIP
+    for info in files:
+        member = _open_member(archive, handle, info, context)
+        try:
+            if pytorch and _STORAGE.search(info.filename):
+                inner = _scan_storage(member, info.file_size, context)
+            else:
+                inner = scan_any(member, info.file_size, context.inner(info.filename))
+                if result.format is Format.KERAS_ZIP and info.filename == "config.json":
+                    _check_keras_member(member, info.file_size, context, inner)
+        finally:
+            member.close()
+        result.merge(inner, f"{info.filename}: ")
+
+
+def _open_member(
+    archive: zipfile.ZipFile, handle: IO[bytes], info: zipfile.ZipInfo, context: Context
+) -> IO[bytes]:
+    """A seekable stream of one member's bytes: a window on the archive for stored members
+    (nothing copied), an inflated copy under the bomb limits otherwise."""
+    with archive.open(info) as opened:  # checks the local header against the directory
+        if info.compress_type == zipfile.ZIP_STORED:
+            handle.seek(info.header_offset + 26)
+            name_len, extra_len = struct.unpack("<HH", handle.read(4))
+            start = info.header_offset + 30 + name_len + extra_len
+            return io.BufferedReader(Window(handle, start, info.file_size), READ)
+        limit = min(inflate_limit(context.limits, info.compress_size), info.file_size)
+        return spool(opened, limit, f"zip member {info.filename[:120]!r}")
+
+
+def _scan_storage(member: IO[bytes], size: int, context: Context) -> Result:
+    """Raw tensor storage of a PyTorch archive: torch reads it as bytes, never unpickles it;
+    it is still refused if it holds a pickle that imports or calls something outside the
+    allowlist."""
+    from attest.scan.readings import pickle_reading
+
+    inner = pickle_reading(member, 0, size, context)
+    if inner is not None and inner.verdict is not Verdict.CLEAN:
+        return inner
+    return Result(format=Format.TENSOR_DATA)
+
+
+def _check_keras_member(member: IO[bytes], size: int, context: Context, inner: Result) -> None:
+    from attest.scan.formats import check_keras_config
+
+    member.seek(0)
+    try:
+        config = json_loads(
+            member.read(context.limits.max_json_bytes + 1),
+            what="keras config.json",
+            max_bytes=context.limits.max_json_bytes,
+        )
+    except AttestError as exc:
+        inner.flag(Verdict.UNSCANNABLE, f"keras config.json: {exc}")
+        return
+    try:
+        check_keras_config(config, inner, "Keras config.json")
+    except Unsafe as exc:
+        inner.flag(Verdict.UNSAFE, str(exc))
+
+
+# -- tar ------------------------------------------------------------------------------------------
+
+
+def _tar_checksum_ok(block: bytes) -> bool:
+    field = block[148:156]
+    try:
+        stored = int(field.split(b"\0", 1)[0].strip() or b"0", 8)
+    except ValueError:
+        return False
+    unsigned = 256 + sum(block[:148]) + sum(block[156:512])
+    signed = (
+        256 + sum(struct.unpack("148b", block[:148])) + sum(struct.unpack("356b", block[156:512]))
+    )
+    return stored in (unsigned, signed) and bool(block[:100].strip(b"\0"))
+
+
+def is_tar(head: bytes, handle: IO[bytes], size: int) -> bool:
+    if len(head) < 512:
+        return False
+    return head[257:262] == b"ustar" or _tar_checksum_ok(head[:512])
+
+
+def scan_tar(handle: IO[bytes], size: int, context: Context, result: Result) -> None:
+    limits = context.limits
+    count = 0
+    try:
+        with tarfile.open(fileobj=handle, mode="r:") as archive:
+            for member in archive:
+                count += 1
+                if count > limits.max_archive_members:
+                    raise LimitReached(f"tar has more than {limits.max_archive_members} members")
+                name = member.name
+                problem = member_name_problem(name)
+                if problem:
+                    result.flag(Verdict.UNSAFE, f"tar member {name[:120]!r}: {problem}")
+                if member.issym() or member.islnk():
+                    result.flag(Verdict.UNSAFE, f"tar member {name[:120]!r} is a link")
+                    continue
+                if member.isdev() or member.isfifo():
+                    result.flag(Verdict.UNSAFE, f"tar member {name[:120]!r} is a device or FIFO")
+                    continue
+                if member.isdir():
+                    continue
+                # regular files and members of unknown type (GNU tar extracts those as files)
+                extracted = archive.extractfile(member)
+                if extracted is None:  # pragma: no cover - only links and specials
+                    continue
+                with extracted:
+                    inner = scan_any(extracted, member.size, context.inner(name))
+                result.merge(inner, f"{name}: ")
+    except tarfile.TarError as exc:
+        raise Malformed(f"tar: {exc}") from None
+
+
+# -- compressed streams ---------------------------------------------------------------------------
+
+
+def _lzma_alone(head: bytes) -> bool:
+    if len(head) < 13 or head[0] >= 225:
+        return False
+    (dictionary,) = struct.unpack("<I", head[1:5])
+    def power_of_two(n: int) -> bool:
+        return n > 0 and n & (n - 1) == 0
+
+    # the encoders write 2^n or 2^n + 2^(n-1)
+    return dictionary >= 4096 and (
+        power_of_two(dictionary) or (dictionary % 3 == 0 and power_of_two(dictionary // 3))
+    )
+
+
+def compression_kind(head: bytes) -> str | None:
+    if head[:2] == b"\x1f\x8b":
+        return "gzip"
+    if head[:3] == b"BZh" and head[3:4] in b"123456789" and head[3:4]:
+        return "bz2"
+    if head[:6] == b"\xfd7zXZ\x00":
+        return "xz"
+    if head[:4] == b"\x28\xb5\x2f\xfd":
+        return "zstd"
+    if head[:4] == b"\x04\x22\x4d\x18":
+        return "lz4"
+    if len(head) >= 2 and head[0] & 0x0F == 8 and (head[0] << 8 | head[1]) % 31 == 0:
+        return "zlib"
+    if _lzma_alone(head):
+        return "lzma-alone"
+    return None
+
+
+def _decompressor(kind: str, handle: IO[bytes]) -> IO[bytes]:
+    stream: Any
+    if kind == "gzip":
+        stream = gzip.GzipFile(fileobj=handle, mode="rb")
+    elif kind == "bz2":
+        stream = bz2.BZ2File(handle)
+    elif kind == "xz":
+        stream = lzma.LZMAFile(handle, format=lzma.FORMAT_XZ)
+    elif kind == "lzma-alone":
+        stream = lzma.LZMAFile(handle, format=lzma.FORMAT_ALONE)
+    elif kind == "zlib":
+        stream = io.BufferedReader(_ZlibReader(handle), READ)
+    elif kind == "lz4":
+        try:
+            import lz4.frame
+        except ImportError:  # pragma: no cover - a declared dependency
+            raise LimitReached("lz4 stream and no lz4 decoder installed") from None
+        stream = lz4.frame.LZ4FrameFile(handle, mode="rb")
+    elif kind == "zstd":
+        try:
+            import zstandard
+        except ImportError:  # pragma: no cover - a declared dependency
+            raise LimitReached("zstd stream and no zstd decoder installed") from None
+        stream = zstandard.ZstdDecompressor().stream_reader(
+            handle, read_across_frames=True, closefd=False
+        )
+    else:  # pragma: no cover - compression_kind names no other
+        raise Malformed(f"unknown compression {kind}")
+    return stream  # type: ignore[no-any-return]
+
+
+def is_compressed(head: bytes, handle: IO[bytes], size: int) -> bool:
+    kind = compression_kind(head)
+    if kind is None:
+        return False
+    if kind not in ("zlib", "lzma-alone"):
+        return True
+    # no magic number: a reading exists only if a decoder accepts the first bytes
+    try:
+        if kind == "zlib":
+            zlib.decompressobj().decompress(head, 1)
+        else:
+            lzma.LZMADecompressor(format=lzma.FORMAT_ALONE).decompress(head, 1)
+    except (zlib.error, lzma.LZMAError, ValueError):
+        return False
+    return True
+
+
+def scan_compressed(handle: IO[bytes], size: int, context: Context, result: Result) -> None:
+    handle.seek(0)
+    kind = compression_kind(handle.read(64)) or ""
+    handle.seek(0)
+    limit = inflate_limit(context.limits, size)
+    try:
+        with _decompressor(kind, handle) as stream:
+            inflated = spool(stream, limit, f"{kind} stream")
+    except LimitReached:
+        raise
+    except (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError, RuntimeError) as exc:
+        raise Malformed(f"{kind} stream: {exc}") from None
+    except Exception as exc:  # lz4 / zstandard raise their own error types
+        raise Malformed(f"{kind} stream: {type(exc).__name__}: {exc}") from None
+    with inflated:
+        inflated.seek(0, os.SEEK_END)
+        inner_size = inflated.tell()
+        inner = scan_any(inflated, inner_size, context.inner(kind))
+    result.format = Format.JOBLIB if inner.format is Format.PICKLE else Format.COMPRESSED
+    result.note(f"{kind}-compressed {inner.format}")
+    result.merge(inner, "")
+
+
+class _ZlibReader(io.RawIOBase):
+    def __init__(self, inner: IO[bytes]) -> None:
+        self._inner = inner
+        self._z = zlib.decompressobj()
+        self._pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending:
+            if self._z.eof:
+                return 0
+            piece = self._z.unconsumed_tail or self._inner.read(READ)
+            if not piece:
+                self._pending = self._z.flush()
+                if not self._pending:
+                    if not self._z.eof:
+                        raise Malformed("zlib stream is truncated")
+                    return 0
+                break
+            self._pending = self._z.decompress(piece, READ)
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n

@@ -1,0 +1,522 @@
+"""Formats parsed in full from their own headers: safetensors, NumPy, HDF5 (Keras), GGUF, text.
+
+Each ``is_*`` says whether the bytes claim the format; each ``scan_*`` parses it and raises
+:class:`Unsafe` (code-capable content), :class:`Malformed` or :class:`LimitReached`
+(unscannable), or returns with the result clean.
+"""
+
+from __future__ import annotations
+
+import ast
+import codecs
+import json
+import re
+import struct
+from typing import IO, Any
+
+from attest.errors import AttestError
+from attest.jsonsafe import loads as json_loads
+from attest.scan.core import READ, Context, Format, LimitReached, Malformed, Result, Unsafe
+
+# -- safetensors ----------------------------------------------------------------------------------
+
+_ST_DTYPES = {
+    "BOOL": 1,
+    "U8": 1,
+    "I8": 1,
+    "F8_E5M2": 1,
+    "F8_E4M3": 1,
+    "F8_E8M0": 1,
+    "F4": 1,
+    "I16": 2,
+    "U16": 2,
+    "F16": 2,
+    "BF16": 2,
+    "I32": 4,
+    "U32": 4,
+    "F32": 4,
+    "I64": 8,
+    "U64": 8,
+    "F64": 8,
+    "C64": 8,
+}
+
+
+def is_safetensors(head: bytes, handle: IO[bytes], size: int) -> bool:
+    if size < 10 or len(head) < 10:
+        return False
+    (length,) = struct.unpack("<Q", head[:8])
+    return length >= 2 and head[8:9] == b"{"
+
+
+def scan_safetensors(handle: IO[bytes], size: int, context: Context, result: Result) -> None:
+    """Header only: bounded JSON, known dtypes, shapes x dtype = byte ranges, ranges contiguous
+    from 0, and the file exactly as long as header + data. Tensors are never loaded."""
+    limits = context.limits
+    (length,) = struct.unpack("<Q", handle.read(8))
+    if length > limits.max_safetensors_header:
+        raise Malformed(
+            f"safetensors header length {length} exceeds the cap {limits.max_safetensors_header}"
+        )
+    if 8 + length > size:
+        raise Malformed(f"safetensors header length {length} is longer than the file ({size})")
+    raw = handle.read(length)
+    try:
+        header = json_loads(raw.rstrip(b" "), what="safetensors header", max_bytes=length)
+    except AttestError as exc:
+        raise Malformed(str(exc)) from None
+    if not isinstance(header, dict):
+        raise Malformed("safetensors header is not a JSON object")
+    ranges: list[tuple[int, int, str]] = []
+    for name, info in header.items():
+        if name == "__metadata__":
+            if not isinstance(info, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in info.items()
+            ):
+                raise Malformed("safetensors __metadata__ must map strings to strings")
+            continue
+        if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
+            raise Malformed(f"tensor {name[:80]!r}: expected dtype, shape and data_offsets")
+        dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
+        if dtype not in _ST_DTYPES:
+            raise Malformed(f"tensor {name[:80]!r}: unknown dtype {str(dtype)[:20]!r}")
+        if not isinstance(shape, list) or not all(
+            isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**63 for d in shape
+        ):
+            raise Malformed(f"tensor {name[:80]!r}: shape must be non-negative integers")
+        if (
+            not isinstance(offsets, list)
+            or len(offsets) != 2
+            or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
+        ):
+            raise Malformed(f"tensor {name[:80]!r}: data_offsets must be two integers")
+        begin, end = offsets
+        count = 1
+        for d in shape:
+            count *= d
+            if count * _ST_DTYPES[dtype] >= 2**63:
+                raise Malformed(f"tensor {name[:80]!r}: shape overflows 64 bits")
+        expected = (count + 1) // 2 if dtype == "F4" else count * _ST_DTYPES[dtype]
+        if not 0 <= begin <= end or end - begin != expected:
+            raise Malformed(
+                f"tensor {name[:80]!r}: data_offsets {begin}..{end} do not hold "
+                f"{expected} bytes of {dtype}{shape}"
+            )
+        ranges.append((begin, end, name))
+    ranges.sort()
+    position = 0
+    for begin, end, name in ranges:
+        if begin != position:
+            kind = "overlaps the previous tensor" if begin < position else "leaves a gap"
+            raise Malformed(f"tensor {name[:80]!r} {kind} (starts at {begin}, expected {position})")
+        position = end
+    data_size = size - 8 - length
+    if position != data_size:
+        what = "trailing bytes after" if data_size > position else "file ends before"
+        raise Malformed(f"safetensors: {what} the tensor data ({data_size} vs {position} bytes)")
+
+
+# -- NumPy ----------------------------------------------------------------------------------------
+
+#: descr strings NumPy's writer produces for dtypes without objects, and their item sizes
+_PLAIN_DESCR = re.compile(r"[<>|=]?(?:(?P<kind>[biufcSUV])(?P<size>\d+)|(?P<dt>[Mm]8)(?:\[\w+\])?)")
+_OBJECT_DESCR = re.compile(r"O|object")
+
+
+def is_npy(head: bytes, handle: IO[bytes], size: int) -> bool:
+    return head[:6] == b"\x93NUMPY"
+
+
+def _descr_objects(descr: Any, depth: int = 0) -> bool:
+    """Whether a header ``descr`` holds an object field (its data is then a pickle), with
+    NumPy's own spellings (``'O'``, ``'|O'``, ``'object'``, ``'f4,O'``, structured lists,
+    nested fields); a descr that is neither provably plain nor an object is malformed."""
+    if depth > 16:
+        raise Malformed(".npy dtype nests too deeply")
+    if isinstance(descr, str):
+        if _PLAIN_DESCR.fullmatch(descr):
+            return False
+        if _OBJECT_DESCR.search(descr):
+            return True
+        raise Malformed(f".npy descr {descr[:40]!r} is not a dtype NumPy writes")
+    if isinstance(descr, list) and descr:
+        found = False
+        for item in descr:
+            if not isinstance(item, tuple) or len(item) not in (2, 3):
+                raise Malformed(".npy structured descr entries must be (name, dtype[, shape])")
+            found = _descr_objects(item[1], depth + 1) or found
+        return found
+    raise Malformed(".npy descr is neither a dtype string nor a list of fields")
+
+
+def _itemsize(descr: str) -> int | None:
+    match = _PLAIN_DESCR.fullmatch(descr)
+    if match is None:
+        return None
+    if match.group("dt"):
+        return 8
+    size = int(match.group("size"))
+    return size * 4 if match.group("kind") == "U" else size
+
+
+def npy_header(handle: IO[bytes]) -> tuple[dict[str, Any], int]:
+    """The header dict of a .npy stream positioned at its start, and where its data begins."""
+    magic = handle.read(8)
+    major = magic[6]
+    if major == 1:
+        (header_len,) = struct.unpack("<H", handle.read(2))
+    elif major in (2, 3):
+        (header_len,) = struct.unpack("<I", handle.read(4))
+    else:
+        raise Malformed(f"unknown .npy format version {major}")
+    if header_len > 1024 * 1024:
+        raise Malformed(f".npy header of {header_len} bytes is implausible")
+    raw = handle.read(header_len)
+    if len(raw) != header_len:
+        raise Malformed(".npy header is truncated")
+    text = raw.decode("utf-8" if major == 3 else "latin-1")
+    try:
+        header = ast.literal_eval(text)  # literals only: never evaluates code
+    except (ValueError, SyntaxError, MemoryError, RecursionError) as exc:
+        raise Malformed(f".npy header is not a literal dict: {exc}") from None
+    if not isinstance(header, dict) or set(header) != {"descr", "shape", "fortran_order"}:
+        raise Malformed(".npy header must hold exactly descr, fortran_order and shape")
+    return header, handle.tell()
+
+
+def scan_npy(handle: IO[bytes], size: int, context: Context, result: Result) -> None:
+    from attest.scan.readings import pickle_reading
+
+    header, start = npy_header(handle)
+    descr, shape = header["descr"], header["shape"]
+    if not isinstance(shape, tuple) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
+        raise Malformed(".npy shape must be a tuple of non-negative integers")
+    if _descr_objects(descr):
+        result.pickle = True
+        result.note("object array: its data is a pickle")
+        payload = pickle_reading(handle, start, size, context)
+        if payload is None:
+            raise Malformed("object array whose data is not a pickle")
+        result.merge(payload, "object data: ")
+        return
+    itemsize = _itemsize(descr) if isinstance(descr, str) else None
+    if itemsize is not None:
+        count = 1
+        for d in shape:
+            count *= d
+        expected, data = count * itemsize, size - start
+        if data != expected:
+            raise Malformed(f".npy holds {data} data bytes, its header describes {expected}")
+
+
+# -- HDF5 / Keras ---------------------------------------------------------------------------------
+
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+_KERAS_MODULES = re.compile(r"^(keras|keras_hub|keras_nlp|keras_cv|tf_keras)(\.|$)")
+_KERAS_CODE_CLASSES = {"Lambda", "__lambda__", "TFOpLambda"}
+_JSON_START = re.compile(rb"\{[ \t\r\n]*\"")
+_EMBEDDED_PICKLE = re.compile(rb"\x80[\x02-\x05]")
+_MAX_JSON_CANDIDATES = 200_000
+_MAX_PICKLE_CANDIDATES = 50_000
+
+
+def hdf5_offsets(size: int) -> list[int]:
+    """Where an HDF5 superblock may start: 0, then 512 and every power of two after it."""
+    offsets, offset = [0], 512
+    while offset + 8 <= size:
+        offsets.append(offset)
+        offset *= 2
+    return offsets
+
+
+def is_hdf5(head: bytes, handle: IO[bytes], size: int) -> bool:
+    for offset in hdf5_offsets(size):
+        handle.seek(offset)
+        if handle.read(8) == _HDF5_SIGNATURE:
+            return True
+    return False
+
+
+def check_keras_config(config: Any, result: Result, where: str) -> None:
+    """Lambda layers carry code; modules outside Keras are arbitrary imports at load time."""
+    stack = [config]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if node.get("class_name") in _KERAS_CODE_CLASSES:
+                raise Unsafe(
+                    f"Keras {node.get('class_name')} layer in {where}: "
+                    "arbitrary Python code runs at load time"
+                )
+            module, registered = node.get("module"), node.get("registered_name")
+            if isinstance(module, str) and module and not _KERAS_MODULES.match(module):
+                raise Unsafe(f"{where} references module {module[:120]!r}")
+            if isinstance(registered, str) and ">" in registered:
+                package = registered.split(">", 1)[0]
+                if not _KERAS_MODULES.match(package):
+                    raise Unsafe(f"{where} references custom object {registered[:120]!r}")
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
+def _json_at(handle: IO[bytes], offset: int, size: int, limit: int) -> Any:
+    """The JSON document starting at ``offset``, or None. Reads 4 KiB first and more only while
+    the document is still open at the end of what was read."""
+    decoder = json.JSONDecoder()
+    span = 4096
+    while True:
+        handle.seek(offset)
+        raw = handle.read(min(span, size - offset))
+        text = raw.decode("utf-8", "replace")
+        try:
+            value, _end = decoder.raw_decode(text)
+            return value
+        except json.JSONDecodeError as exc:
+            at_end = exc.pos >= len(text) - 1
+            if not at_end or len(raw) < span or span >= limit:
+                return None
+            span = min(limit, span * 8)
+        except RecursionError:
+            raise LimitReached("a JSON document in the HDF5 file nests too deeply") from None
+
+
+def scan_hdf5(handle: IO[bytes], size: int, context: Context, result: Result) -> None:
+    """HDF5 without an HDF5 library (nothing is interpreted): every JSON object stored in the
+    file (Keras keeps ``model_config`` there) is decoded and walked, so spacing and ``\\u``
+    escapes hide nothing; embedded protocol-2+ pickles (PyTables attributes) are read too."""
+    from attest.scan.readings import pickle_reading
+
+    limits = context.limits
+    if size > limits.max_inspect_bytes:
+        raise LimitReached(f"HDF5 file of {size} bytes is larger than the inspection limit")
+    json_starts: list[int] = []
+    pickle_starts: list[int] = []
+    saw_model_config = False
+    position, tail = 0, b""
+    handle.seek(0)
+    while True:
+        piece = handle.read(READ)
+        if not piece:
+            break
+        window = tail + piece
+        base = position - len(tail)
+        saw_model_config = saw_model_config or b"model_config" in window
+        json_starts.extend(
+            base + m.start()
+            for m in _JSON_START.finditer(window)
+            if m.start() >= len(tail) or not tail
+        )
+        pickle_starts.extend(
+            base + m.start()
+            for m in _EMBEDDED_PICKLE.finditer(window)
+            if m.start() >= len(tail) or not tail
+        )
+        if len(json_starts) > _MAX_JSON_CANDIDATES or len(pickle_starts) > _MAX_PICKLE_CANDIDATES:
+            raise LimitReached("too many embedded JSON or pickle candidates to check")
+        position += len(piece)
+        tail = piece[-64:]
+    keras_config = False
+    for offset in json_starts:
+        value = _json_at(handle, offset, size, limits.max_json_bytes)
+        if isinstance(value, dict):
+            keras_config = keras_config or _mentions_class_name(value)
+            check_keras_config(value, result, "HDF5 model config")
+    if saw_model_config and not keras_config:
+        raise Malformed("the file names a model_config but no readable JSON config was found")
+    for offset in pickle_starts:
+        embedded = pickle_reading(handle, offset, size, context)
+        if embedded is not None and (embedded.code or embedded.verdict.severity):
+            result.merge(embedded, f"embedded pickle at byte {offset}: ")
+            result.pickle = True
+    if keras_config:
+        result.note("Keras model config checked")
+
+
+def _mentions_class_name(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if "class_name" in node:
+                return True
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
+
+
+# -- GGUF -----------------------------------------------------------------------------------------
+
+_GGUF_SCALARS = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+#: ggml tensor types: (elements per block, bytes per block)
+_GGML_TYPES = {
+    0: (1, 4),
+    1: (1, 2),
+    2: (32, 18),
+    3: (32, 20),
+    6: (32, 22),
+    7: (32, 24),
+    8: (32, 34),
+    9: (32, 40),
+    10: (256, 84),
+    11: (256, 110),
+    12: (256, 144),
+    13: (256, 176),
+    14: (256, 210),
+    15: (256, 292),
+    16: (256, 66),
+    17: (256, 74),
+    18: (256, 98),
+    19: (256, 50),
+    20: (32, 18),
+    21: (256, 110),
+    22: (256, 82),
+    23: (256, 136),
+    24: (1, 1),
+    25: (1, 2),
+    26: (1, 4),
+    27: (1, 8),
+    28: (1, 8),
+    29: (256, 56),
+    30: (1, 2),
+    34: (256, 54),
+    35: (256, 66),
+    39: (32, 17),
+    40: (64, 36),
+    41: (128, 18),
+}
+
+
+def is_gguf(head: bytes, handle: IO[bytes], size: int) -> bool:
+    return head[:4] == b"GGUF"
+
+
+class _Reader:
+    def __init__(self, handle: IO[bytes], size: int) -> None:
+        self.handle, self.size = handle, size
+
+    def read(self, n: int) -> bytes:
+        if self.handle.tell() + n > self.size:
+            raise Malformed("GGUF header runs past the end of the file")
+        return self.handle.read(n)
+
+    def unpack(self, fmt: str) -> Any:
+        return struct.unpack(fmt, self.read(struct.calcsize(fmt)))
+
+    def string(self, limit: int = 16 * 1024 * 1024) -> str:
+        (length,) = self.unpack("<Q")
+        if length > limit:
+            raise Malformed(f"GGUF string of {length} bytes is implausible")
+        try:
+            return self.read(length).decode("utf-8")
+        except UnicodeDecodeError:
+            raise Malformed("GGUF string is not UTF-8") from None
+
+
+def scan_gguf(handle: IO[bytes], size: int, context: Context, result: Result) -> None:
+    """The whole header: every metadata key/value and every tensor info, each tensor's data
+    inside the file at an aligned offset. Nothing in GGUF is code."""
+    reader = _Reader(handle, size)
+    handle.seek(4)
+    (version,) = reader.unpack("<I")
+    if version not in (2, 3):
+        raise Malformed(f"unsupported GGUF version {version}")
+    tensors, kvs = reader.unpack("<QQ")
+    if tensors > size // 8 or kvs > size // 8:
+        raise Malformed(f"implausible GGUF counts ({tensors} tensors, {kvs} metadata entries)")
+    alignment = 32
+
+    def value(kind: int, depth: int = 0) -> Any:
+        if kind in _GGUF_SCALARS:
+            raw = reader.read(_GGUF_SCALARS[kind])
+            return int.from_bytes(raw, "little") if kind in (4,) else None
+        if kind == 8:
+            return reader.string()
+        if kind == 9 and depth < 2:
+            item_kind, count = reader.unpack("<IQ")
+            if item_kind in _GGUF_SCALARS:
+                if count * _GGUF_SCALARS[item_kind] > size:
+                    raise Malformed(f"GGUF array of {count} items runs past the file")
+                reader.read(_GGUF_SCALARS[item_kind] * count)
+            else:
+                if count > size:
+                    raise Malformed(f"GGUF array of {count} items runs past the file")
+                for _ in range(count):
+                    value(item_kind, depth + 1)
+            return None
+        raise Malformed(f"unknown GGUF value type {kind}")
+
+    for _ in range(kvs):
+        key = reader.string(65535)
+        (kind,) = reader.unpack("<I")
+        parsed = value(kind)
+        if key == "general.alignment":
+            if kind != 4 or not parsed or parsed & (parsed - 1):
+                raise Malformed("general.alignment must be a power of two (uint32)")
+            alignment = parsed
+    infos = []
+    for _ in range(tensors):
+        name = reader.string(65535)
+        (n_dims,) = reader.unpack("<I")
+        if not 1 <= n_dims <= 4:
+            raise Malformed(f"GGUF tensor {name[:80]!r} has {n_dims} dimensions")
+        dims = reader.unpack(f"<{n_dims}Q")
+        kind, offset = reader.unpack("<IQ")
+        infos.append((name, dims, kind, offset))
+    data_start = -(-handle.tell() // alignment) * alignment
+    for name, dims, kind, offset in infos:
+        if kind not in _GGML_TYPES:
+            raise Malformed(f"GGUF tensor {name[:80]!r} has unknown type {kind}")
+        if offset % alignment:
+            raise Malformed(f"GGUF tensor {name[:80]!r} is not aligned to {alignment}")
+        block, block_bytes = _GGML_TYPES[kind]
+        count = 1
+        for d in dims:
+            count *= d
+        if count % block:
+            raise Malformed(f"GGUF tensor {name[:80]!r}: {count} elements in blocks of {block}")
+        if data_start + offset + count // block * block_bytes > size:
+            raise Malformed(f"GGUF tensor {name[:80]!r} runs past the end of the file")
+
+
+# -- text -----------------------------------------------------------------------------------------
+
+
+def is_text(head: bytes, handle: IO[bytes], size: int) -> bool:
+    if b"\x00" in head:
+        return False
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.start >= len(head) - 3  # a multibyte character cut at the sample's end
+    return True
+
+
+def scan_text(handle: IO[bytes], size: int, context: Context, result: Result) -> None:
+    """Clean only if the whole file decodes as UTF-8 without NUL bytes; JSON is parsed when it
+    looks like JSON and is small enough."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    handle.seek(0)
+    first = b""
+    while True:
+        piece = handle.read(READ)
+        if not first:
+            first = piece[:64]
+        if b"\x00" in piece:
+            raise Malformed("NUL byte in what starts as text")
+        try:
+            decoder.decode(piece, final=not piece)
+        except UnicodeDecodeError as exc:
+            raise Malformed(f"not UTF-8 text: {exc.reason}") from None
+        if not piece:
+            break
+    if first.lstrip()[:1] in (b"{", b"[") and size <= context.limits.max_json_bytes:
+        handle.seek(0)
+        try:
+            json_loads(handle.read(size), what="JSON file", max_bytes=context.limits.max_json_bytes)
+            result.format = Format.JSON
+        except AttestError:
+            pass

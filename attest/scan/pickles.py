@@ -1,0 +1,410 @@
+"""Pickle readings: does a byte stream, read by a real unpickler, reach code?
+
+A file has a *pickle reading* when the opcodes from its first byte, executed by CPython's
+unpickler, would reach a code-capable opcode (``GLOBAL``, ``STACK_GLOBAL``, ``INST``, ``OBJ``,
+``REDUCE``, ``BUILD``, ``NEWOBJ``, ``NEWOBJ_EX``, ``EXT1/2/4``), or a complete pickle (``STOP``).
+The first byte does not matter: there is no PROTO header in protocols 0 and 1, and a stream may
+start with ``FRAME``. The walk keeps the unpickler's stack shape (marks, underflow, memo keys), so
+a random binary that merely contains opcode bytes has no reading, while a stream that runs its
+``REDUCE`` and crashes afterwards ("run, then crash") still does.
+
+Nothing is ever unpickled: opcodes are decoded one at a time with their argument lengths, large
+arguments are skipped with ``seek``, and memory stays bounded whatever the file's size.
+
+Globals are checked against :data:`SAFE_GLOBALS`, an allowlist of what ML checkpoints reference;
+anything else, an extension-registry code, or a ``STACK_GLOBAL`` whose operands are not constant
+strings makes the reading unsafe.
+"""
+
+from __future__ import annotations
+
+import _compat_pickle
+import codecs
+import os
+import pickletools
+import re
+import struct
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+#: Opcodes through which an unpickler imports or calls something.
+CODE_OPCODES = frozenset(
+    {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "REDUCE", "BUILD", "NEWOBJ", "NEWOBJ_EX",
+     "EXT1", "EXT2", "EXT4"}
+)  # fmt: skip
+
+_TORCH_STORAGES = {
+    f"{kind}Storage"
+    for kind in (
+        "Float", "Double", "Half", "BFloat16", "Long", "Int", "Short", "Char", "Byte", "Bool",
+        "ComplexFloat", "ComplexDouble", "QUInt8", "QInt8", "QInt32", "QUInt4x2", "QUInt2x4",
+    )
+}  # fmt: skip
+_TORCH_DTYPES = {
+    "float32", "float64", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint8",
+    "bool", "complex64", "complex128", "float8_e4m3fn", "float8_e5m2",
+}  # fmt: skip
+_NUMPY_DTYPES = {
+    f"{n}DType"
+    for n in (
+        "Float16", "Float32", "Float64", "Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16",
+        "UInt32", "UInt64", "Bool", "Complex64", "Complex128", "Str", "Bytes",
+    )
+}  # fmt: skip
+
+#: Globals a pickle in an ML checkpoint may reference. Everything else makes the file unsafe.
+SAFE_GLOBALS: dict[str, frozenset[str]] = {
+    "collections": frozenset({"OrderedDict"}),
+    "torch": frozenset(_TORCH_STORAGES | _TORCH_DTYPES | {"Size", "device"}),
+    "torch._utils": frozenset(
+        {"_rebuild_tensor", "_rebuild_tensor_v2", "_rebuild_parameter", "_rebuild_qtensor"}
+    ),
+    "torch._tensor": frozenset({"_rebuild_from_type_v2"}),
+    "numpy": frozenset({"ndarray", "dtype"}),
+    "numpy.core.multiarray": frozenset({"_reconstruct", "scalar"}),
+    "numpy._core.multiarray": frozenset({"_reconstruct", "scalar"}),
+    "numpy.dtypes": frozenset(_NUMPY_DTYPES),
+    "numpy.core.numeric": frozenset({"_frombuffer"}),
+    "numpy._core.numeric": frozenset({"_frombuffer"}),
+    "builtins": frozenset({"set", "frozenset", "slice", "complex", "bytearray", "range"}),
+    "_codecs": frozenset({"encode"}),
+}
+
+_LINE_LIMIT = 64 * 1024  # protocol-0 arguments longer than this: stop, unscannable
+_VALUE_LIMIT = 1024  # longer strings are not kept as possible STACK_GLOBAL operands
+_MAX_PICKLES = 64  # pickles back to back (legacy torch.save writes five)
+#: what CPython's int()/float() parsing of a protocol-0 number accepts, roughly
+_NUMBER = re.compile(
+    r"[+-]?(?:0[xXoObB])?[0-9a-fA-F_]+(?:\.[0-9_]*)?(?:[eE][+-]?[0-9_]+)?|"
+    r"[+-]?(?:inf|nan|infinity)",
+    re.IGNORECASE,
+)
+
+
+_CODE2OP = {op.code: op for op in pickletools.opcodes}
+
+
+class _Invalid(Exception):
+    """The unpickler would raise here (before or after code ran)."""
+
+
+class _Exhausted(Exception):
+    """A scan limit was reached while the stream was still a valid pickle."""
+
+
+@dataclass
+class PickleReading:
+    """What a pickle walk from one offset found."""
+
+    #: a complete pickle or a code-capable opcode was reached
+    found: bool = False
+    #: a code-capable opcode was reached
+    code: bool = False
+    #: findings that make the reading unsafe
+    unsafe: list[str] = field(default_factory=list)
+    #: a limit stopped the walk while the stream still parsed (cannot prove it safe)
+    exhausted: str | None = None
+    #: globals referenced, as ``module.name``
+    globals: list[str] = field(default_factory=list)
+    pickles: int = 0
+    #: where the last complete pickle ended
+    end: int = 0
+
+
+class _Value:
+    """A stack item; ``text`` is set for constant strings (possible STACK_GLOBAL operands)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str | None = None) -> None:
+        self.text = text
+
+
+_ANY = _Value()
+_MARK = object()
+
+
+def _global_name(module: str, name: str, protocol: int) -> tuple[str, str]:
+    """The name CPython's unpickler resolves (``fix_imports`` maps Python 2 names below 3)."""
+    if protocol < 3:
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        elif module in _compat_pickle.IMPORT_MAPPING:
+            module = _compat_pickle.IMPORT_MAPPING[module]
+    return module, name
+
+
+def is_allowed(module: str, name: str) -> bool:
+    return name in SAFE_GLOBALS.get(module, frozenset())
+
+
+class _Walker:
+    def __init__(self, handle: IO[bytes], end: int, max_ops: int) -> None:
+        self.handle = handle
+        self.end = end
+        self.ops_left = max_ops
+
+    def read(self, n: int) -> bytes:
+        data = self.handle.read(n)
+        if len(data) != n:
+            raise _Invalid("pickle data truncated")
+        return data
+
+    def line(self, *, limit: int | None = _LINE_LIMIT) -> bytes:
+        """One protocol-0 argument line (without the newline).
+
+        With ``limit``, a longer line is refused (the unpickler would fail on it too: numbers
+        past CPython's digit limit, module names no importer has); without it, the line is read
+        in pieces and only its first :data:`_LINE_LIMIT` bytes are kept."""
+        data = self.handle.readline(_LINE_LIMIT + 1)
+        if data.endswith(b"\n"):
+            return data[:-1]
+        if len(data) <= _LINE_LIMIT:
+            raise _Invalid("pickle line truncated")
+        if limit is not None:
+            raise _Invalid(f"a protocol-0 argument line is longer than {limit} bytes")
+        kept = data
+        while True:
+            piece = self.handle.readline(1024 * 1024)
+            if not piece:
+                raise _Invalid("pickle line truncated")
+            if piece.endswith(b"\n"):
+                return kept + b"\n"  # the caller only looks at the start (and the quote)
+            if self.handle.tell() >= self.end:
+                raise _Invalid("pickle line truncated")
+
+    def skip(self, n: int) -> None:
+        if n < 0 or self.handle.tell() + n > self.end:
+            raise _Invalid("pickle argument runs past the end of the data")
+        self.handle.seek(n, os.SEEK_CUR)
+
+    def sized(self, n: int, keep: bool) -> bytes | None:
+        if keep and n <= _VALUE_LIMIT:
+            return self.read(n)
+        self.skip(n)
+        return None
+
+    def one(self, reading: PickleReading) -> bool:
+        """Walk one pickle from the current position; True when it ended with STOP."""
+        stack: list[object] = []
+        memo: dict[int, object] = {}
+        protocol = 0
+
+        def pop(count: int) -> list[object]:
+            if count == 0:
+                return []
+            if len(stack) < count or any(item is _MARK for item in stack[-count:]):
+                raise _Invalid("unpickling stack underflow")
+            items = stack[-count:]
+            del stack[-count:]
+            return items
+
+        def pop_mark() -> list[object]:
+            for index in range(len(stack) - 1, -1, -1):
+                if stack[index] is _MARK:
+                    items = stack[index + 1 :]
+                    del stack[index:]
+                    return items
+            raise _Invalid("no MARK on the stack")
+
+        def found_global(module: str, name: str) -> None:
+            module, name = _global_name(module, name, protocol)
+            reading.globals.append(f"{module}.{name}")
+            if not is_allowed(module, name):
+                reading.unsafe.append(f"pickle imports {module}.{name} (not allowlisted)")
+
+        while True:
+            self.ops_left -= 1
+            if self.ops_left < 0:
+                raise _Exhausted("the pickle has more opcodes than the scan limit")
+            code = self.handle.read(1)
+            if not code:
+                raise _Invalid("pickle ends before STOP")
+            try:
+                op = _CODE2OP[code.decode("latin-1")]
+            except KeyError:
+                raise _Invalid(f"not a pickle opcode: {code!r}") from None
+            name = op.name
+            value = self._argument(op, name)
+            # -- stack effects (as CPython's _pickle checks them) -----------------------------
+            if name == "MARK":
+                stack.append(_MARK)
+            elif name == "STOP":
+                pop(1)
+                return True
+            elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
+                if not stack or stack[-1] is _MARK:
+                    raise _Invalid("memo PUT on an empty stack")
+                memo[int(value)] = stack[-1]
+            elif name == "MEMOIZE":
+                if not stack or stack[-1] is _MARK:
+                    raise _Invalid("MEMOIZE on an empty stack")
+                memo[len(memo)] = stack[-1]
+            elif name in ("GET", "BINGET", "LONG_BINGET"):
+                key = int(value)
+                if key not in memo:
+                    raise _Invalid(f"memo key {key} is not defined")
+                stack.append(memo[key])
+            elif name == "POP":
+                if not stack:
+                    raise _Invalid("POP on an empty stack")
+                stack.pop()
+            elif name == "PROTO":
+                protocol = int(value)
+                if protocol > 5:
+                    raise _Invalid(f"unsupported pickle protocol {protocol}")
+            elif name == "GLOBAL":
+                module, attribute = value
+                found_global(module, attribute)
+                stack.append(_ANY)
+            elif name == "INST":
+                module, attribute = value
+                pop_mark()
+                found_global(module, attribute)
+                stack.append(_ANY)
+            elif name == "STACK_GLOBAL":
+                module_item, name_item = pop(2)
+                texts = [getattr(i, "text", None) for i in (module_item, name_item)]
+                if texts[0] is None or texts[1] is None:
+                    reading.unsafe.append(
+                        "pickle STACK_GLOBAL with operands that are not constant strings"
+                    )
+                else:
+                    found_global(texts[0], texts[1])
+                stack.append(_ANY)
+            elif name in ("EXT1", "EXT2", "EXT4"):
+                reading.unsafe.append(f"pickle uses extension registry code {value}")
+                stack.append(_ANY)
+            else:
+                before, after = op.stack_before, op.stack_after
+                if pickletools.markobject in before:
+                    below = before.index(pickletools.markobject)
+                    above = [s for s in before[below + 1 :] if s is not pickletools.stackslice]
+                    if len(pop_mark()) < len(above):
+                        raise _Invalid(f"{name}: too few items above the MARK")
+                    pop(below)
+                else:
+                    pop(len(before))
+                for _ in after:
+                    stack.append(value if isinstance(value, _Value) else _ANY)
+            if name in CODE_OPCODES:  # reached with a stack the unpickler accepts
+                reading.code = reading.found = True
+
+    def _argument(self, op: pickletools.OpcodeInfo, name: str) -> Any:
+        """Decode (or skip) an opcode's argument; string constants come back as _Value."""
+        arg = op.arg
+        if arg is None:
+            return None
+        n = arg.n
+        if name in ("GLOBAL", "INST"):
+            try:
+                module = self.line(limit=4096).decode("utf-8")
+                attribute = self.line(limit=4096).decode("utf-8")
+            except UnicodeDecodeError:
+                raise _Invalid(f"{name} argument is not UTF-8") from None
+            return module, attribute
+        if n == pickletools.UP_TO_NEWLINE:
+            if name in ("PUT", "GET", "INT", "LONG", "FLOAT"):
+                text = self.line().decode("latin-1").strip()
+                if name == "LONG":
+                    text = text.removesuffix("L")
+                if not _NUMBER.fullmatch(text):
+                    raise _Invalid(f"{name} argument is not a number")
+                return int(text) if name in ("PUT", "GET") else None
+            raw = self.line(limit=None)
+            if name == "STRING":
+                if raw[-1:] == b"\n":  # a long literal: only its quotes are checked
+                    if raw[:1] not in (b"'", b'"'):
+                        raise _Invalid("STRING argument is not quoted")
+                    return _ANY
+                return _Value(_string_nl(raw))
+            if name == "UNICODE" and raw[-1:] != b"\n":
+                return _Value(raw.decode("raw-unicode-escape", "replace"))
+            if name == "PERSID" and not raw.isascii():
+                raise _Invalid("protocol-0 persistent IDs must be ASCII")
+            return None
+        if name == "NEXT_BUFFER":
+            raise _Invalid("out-of-band buffers are not given to a loader")
+        if n > 0:
+            data = self.read(n)
+            if name in ("BINGET", "BINPUT", "PROTO", "EXT1"):
+                return data[0]
+            if name in ("LONG_BINGET", "LONG_BINPUT", "EXT4"):
+                return struct.unpack("<I", data)[0]
+            if name == "EXT2":
+                return struct.unpack("<H", data)[0]
+            if name == "FRAME":
+                (length,) = struct.unpack("<Q", data)
+                if self.handle.tell() + length > self.end:
+                    raise _Invalid("pickle FRAME runs past the end of the data")
+            return None
+        if n == pickletools.TAKEN_FROM_ARGUMENT1:
+            length = self.read(1)[0]
+        elif n == pickletools.TAKEN_FROM_ARGUMENT4:
+            (length,) = struct.unpack("<i", self.read(4))
+            if length < 0:
+                raise _Invalid("negative pickle argument length")
+        elif n == pickletools.TAKEN_FROM_ARGUMENT4U:
+            (length,) = struct.unpack("<I", self.read(4))
+        elif n == pickletools.TAKEN_FROM_ARGUMENT8U:
+            (length,) = struct.unpack("<Q", self.read(8))
+        else:  # pragma: no cover - pickletools has no other argument kinds
+            raise _Invalid(f"unknown argument kind for {name}")
+        text_op = name in (
+            "SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8",
+            "SHORT_BINSTRING", "BINSTRING",
+        )  # fmt: skip
+        kept = self.sized(length, keep=text_op)
+        if kept is None:
+            return None
+        data = kept
+        if name.endswith("BINUNICODE") or name == "BINUNICODE8":
+            try:
+                return _Value(data.decode("utf-8", "surrogatepass"))
+            except UnicodeDecodeError:
+                raise _Invalid("BINUNICODE argument is not UTF-8") from None
+        return _Value(data.decode("latin-1"))
+
+
+def _string_nl(raw: bytes) -> str | None:
+    """A protocol-0 STRING argument: a quoted, escaped literal."""
+    if len(raw) >= 2 and raw[:1] == raw[-1:] and raw[:1] in (b"'", b'"'):
+        try:
+            return codecs.escape_decode(raw[1:-1])[0].decode("latin-1")
+        except ValueError:
+            return None
+    raise _Invalid("STRING argument is not quoted")
+
+
+def read_pickles(
+    handle: IO[bytes], start: int, end: int, *, max_ops: int = 20_000_000
+) -> PickleReading:
+    """Walk the pickles that start at ``start`` (back to back, as legacy ``torch.save`` writes
+    them) until one fails to parse, the data ends, or :data:`_MAX_PICKLES` were read."""
+    reading = PickleReading()
+    walker = _Walker(handle, end, max_ops)
+    handle.seek(start)
+    for _ in range(_MAX_PICKLES):
+        if handle.tell() >= end:
+            break
+        position = handle.tell()
+        try:
+            complete = walker.one(reading)
+        except _Invalid:
+            break
+        except _Exhausted as exc:
+            reading.exhausted = str(exc)
+            break
+        except (ValueError, OverflowError, UnicodeDecodeError, struct.error):
+            break
+        if not complete:  # pragma: no cover - one() returns only on STOP
+            break
+        reading.found = True
+        reading.pickles += 1
+        reading.end = handle.tell()
+        if handle.tell() == position:  # pragma: no cover - STOP always consumes a byte
+            break
+    else:
+        if handle.tell() < end:
+            reading.exhausted = f"more than {_MAX_PICKLES} pickles back to back"
+    return reading
