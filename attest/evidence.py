@@ -16,12 +16,25 @@ Layout of an export (written by ``modelseal export``)::
     files/                   the files themselves (optional)
     root.layout, *.link      in-toto layout and links (optional)
 
-Nothing here touches the network or :mod:`registry`. What the export claims is only *input*:
-signatures are checked against the caller's trust (else the export's own), a dependency counts as
-released only with a release attestation that verifies with the registry key, the policy is the
-caller's (else the revision the release names, whose hash the release attestation pins), and
-every digest is recomputed. Revocation after export cannot be known offline; the state the export
-records can only make verification fail, never pass.
+Nothing here touches the network or :mod:`registry`. What the export claims is only *input*;
+trust starts from keys the caller brings (THREATS.md: a malicious export):
+
+* The registry key is the caller's: ``registry_key`` (``--registry-key`` or the key the client
+  pinned), else the ``registry:`` of the caller's trust. Without one the verdict fails and says
+  how to anchor; ``trust_export_keys`` takes the export's own ``registry.pub`` and
+  ``trust.yaml`` on purpose, and the verdict is then *unanchored* (:attr:`Verdict.ok` False).
+* Signers are the caller's trust; without one, the export's ``trust.yaml`` supplies only key
+  material: each identity counts under the name a registry-signed release attestation records
+  for that key (``evidence[].signerName``), and a name mapped to another key is a failure.
+* The registry key never counts as a signer of user evidence (:mod:`attest.gate`).
+* A version counts as released only through a release attestation, verified with the registry
+  key, naming that very version and its digest. Its kind, pusher (separation of duties) and file
+  list are the ones that release signs; ``versions.json`` disagreeing is a failure.
+* The policy is the caller's, else the revision the release names, whose hash it pins.
+* Every digest is recomputed. The audit log (``audit/``) must be there unless the caller says
+  otherwise (``require_audit``); a revocation it records fails the verdict. States the export
+  records (rejected, revoked) can only make verification fail, never pass; revocations after the
+  export cannot be known offline.
 """
 
 from __future__ import annotations
@@ -43,10 +56,19 @@ from attest.keys import TrustedKey
 from attest.oms import check_oms
 from attest.policy import KindPolicy, Policy, parse_policy
 from attest.trust import Trust, parse_trust
-from attest.verifying import Verified, Verifier
+from attest.verifying import SigstoreIdentity, Verified, Verifier
 
 FORMAT = "modelseal-evidence/v1"
 MAX_JSON = 256 * 1024 * 1024
+
+#: How a caller anchors the registry key, for the message when none is given.
+HOW_TO_ANCHOR = (
+    "no registry key of yours anchors this export, and its own registry.pub proves nothing: "
+    "pass --registry-key FILE (the registry's public key, from its operator), name "
+    "`registry: {key: FILE}` in your --trust file, or pin the registry's key on this machine "
+    "(a `modelseal pull` or `export` against it pins it on first contact); "
+    "--trust-export-keys checks the export against its own keys, reported UNANCHORED"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,11 +85,19 @@ class Check:
 
 @dataclass
 class Verdict:
+    """Every check made. ``ok`` needs every check to hold *and* a registry key the caller
+    brought (``anchored``); ``holds`` is the former alone (for an UNANCHORED report)."""
+
     checks: list[Check] = field(default_factory=list)
+    anchored: bool = True
+
+    @property
+    def holds(self) -> bool:
+        return bool(self.checks) and all(c.ok for c in self.checks)
 
     @property
     def ok(self) -> bool:
-        return bool(self.checks) and all(c.ok for c in self.checks)
+        return self.anchored and self.holds
 
     def add(self, link: str, ok: bool, message: str) -> None:
         self.checks.append(Check(link, ok, message))
@@ -123,18 +153,176 @@ def verify_evidence(
     *,
     trust: Trust | None = None,
     policy_text: str | None = None,
+    registry_key: TrustedKey | None = None,
+    registry_key_source: str = "your --registry-key",
+    trust_export_keys: bool = False,
+    require_audit: bool = True,
 ) -> Verdict:
-    """Re-run the release gate from ``directory``; every link gets a line in the verdict."""
+    """Re-run the release gate from ``directory``; every link gets a line in the verdict.
+
+    Args:
+        trust: the caller's signers (and possibly ``registry:``); None: the export's
+            ``trust.yaml``, checked against the signer names its release attestations record.
+        policy_text: the caller's policy; None: the revisions the releases name and hash.
+        registry_key: the caller's registry key; ``registry_key_source`` says where it came
+            from (for the verdict line).
+        trust_export_keys: without any registry key of the caller's, take the export's own
+            keys; the verdict is then unanchored and never ``ok``.
+        require_audit: an export without ``audit/`` fails (False: only noted, for a caller
+            that exported it itself without the right to read the log).
+
+    Never raises for a bad export: every problem is a failing line of the verdict.
+    """
     verdict = Verdict()
     try:
-        _verify(directory, trust, policy_text, verdict)
+        _verify(
+            directory,
+            trust,
+            policy_text,
+            _Anchor(registry_key, registry_key_source, trust_export_keys),
+            require_audit,
+            verdict,
+        )
     except (AttestError, OSError, ValueError, KeyError, TypeError) as exc:
         message = exc.diagnostics() if isinstance(exc, AttestError) else str(exc)
         verdict.add("export", False, f"unreadable: {message}")
     return verdict
 
 
-def _verify(directory: Path, trust: Trust | None, policy_text: str | None, out: Verdict) -> None:
+@dataclass(frozen=True, slots=True)
+class _Anchor:
+    key: TrustedKey | None
+    source: str
+    export_keys: bool
+
+
+def _registry_key(directory: Path, trust: Trust | None, anchor: _Anchor, out: Verdict) -> (
+    TrustedKey | None
+):  # fmt: skip
+    """The caller's registry key (None, with a failing line, when there is none)."""
+    exported = TrustedKey.from_pem("registry", (directory / "registry.pub").read_bytes())
+    key, source = anchor.key, anchor.source
+    own = trust.registry_key if trust is not None else None
+    if key is not None and own is not None and key.fingerprint != own.fingerprint:
+        out.add(
+            "trust",
+            False,
+            f"{source} (sha256:{key.fingerprint}) and your trust file's registry key "
+            f"(sha256:{own.fingerprint}) differ: bring one registry key",
+        )
+        return None
+    if key is None and own is not None:
+        key, source = own, "your trust file's registry key"
+    if key is None and anchor.export_keys:
+        out.anchored = False
+        out.add(
+            "trust",
+            True,
+            f"UNANCHORED: the export's own registry.pub (sha256:{exported.fingerprint}) and "
+            "trust.yaml, taken as given (--trust-export-keys): whoever wrote the export chose them",
+        )
+        return exported
+    if key is None:
+        out.add("trust", False, HOW_TO_ANCHOR)
+        return None
+    if exported.fingerprint != key.fingerprint:
+        out.add(
+            "registry.pub",
+            False,
+            f"the export's registry.pub is sha256:{exported.fingerprint}, not your registry key "
+            f"sha256:{key.fingerprint}; ignored (give tools such as in-toto-verify your own key)",
+        )
+    out.add("registry key", True, f"sha256:{key.fingerprint}, from {source}")
+    return TrustedKey("registry", key.key)
+
+
+def _vouched(directory: Path, registry: Verifier, registry_id: str) -> dict[str, set[str]]:
+    """``{signer id: {identity names}}`` that registry-signed release attestations record for
+    the evidence they relied on (the registry's own key excluded)."""
+    paths = [*sorted((directory / "evidence").glob("*.sigstore.json"))]
+    if (directory / "release.sigstore.json").exists():
+        paths.append(directory / "release.sigstore.json")
+    names: dict[str, set[str]] = {}
+    for path in paths:
+        try:
+            verified = registry.verify(Bundle.parse(path.read_bytes()))
+        except AttestError:
+            continue  # not the registry's (or broken): the main pass reports it
+        statement = verified.statement
+        if statement.predicate_type != RELEASE or verified.signer_id != registry_id:
+            continue
+        cited = statement.predicate.get("evidence")
+        for item in cited if isinstance(cited, list) else []:
+            if not isinstance(item, dict):
+                continue
+            signer, name = item.get("signer"), item.get("signerName")
+            if isinstance(signer, str) and isinstance(name, str) and signer != registry_id:
+                names.setdefault(signer, set()).add(name)
+    return names
+
+
+def _export_signers(
+    directory: Path, registry: Verifier, registry_id: str, out: Verdict
+) -> tuple[list[TrustedKey], list[SigstoreIdentity]]:
+    """The export's trust.yaml, each identity under the name the releases record for it."""
+    given = parse_trust((directory / "trust.yaml").read_text(), directory)
+    vouched = _vouched(directory, registry, registry_id)
+    keys: list[TrustedKey] = []
+    identities: list[SigstoreIdentity] = []
+    problems: list[str] = []
+    unvouched: list[str] = []
+    recorded_names = {name: sid for sid, names in vouched.items() for name in names}
+    entries: list[tuple[str, str, TrustedKey | SigstoreIdentity]] = [
+        (k.name, f"sha256:{k.fingerprint}", k) for k in given.keys
+    ] + [(i.name, i.signer_id, i) for i in given.identities]
+    for name, sid, entry in entries:
+        names = vouched.get(sid, set())
+        if name in recorded_names and recorded_names[name] != sid and name not in names:
+            problems.append(
+                f"trust.yaml maps {name} to {sid}, but the release attestations record {name} "
+                f"as {recorded_names[name]}"
+            )
+        if not names:
+            unvouched.append(name)
+        for recorded in sorted(names):
+            if isinstance(entry, TrustedKey):
+                keys.append(TrustedKey(recorded, entry.key))
+            else:
+                identities.append(
+                    SigstoreIdentity(recorded, entry.issuer, entry.identity, entry.regex)
+                )
+    known = {sid for _, sid, _ in entries}
+    problems += [
+        f"trust.yaml lacks the key of {', '.join(sorted(names))} ({sid}) that a release records"
+        for sid, names in sorted(vouched.items())
+        if sid not in known
+    ]
+    if problems:
+        out.add("trust", False, "; ".join(problems) + " (bring your own --trust)")
+    note = (
+        f"; not vouched for by any release, not counted: {', '.join(sorted(unvouched))}"
+        if unvouched
+        else ""
+    )
+    counted = len(keys) + len(identities)
+    out.add(
+        "trust",
+        counted > 0 or not given,
+        f"the export's trust.yaml: {counted} identities under the names the registry-signed "
+        f"releases record for their keys{note}"
+        + ("" if counted else " (bring your own --trust)"),
+    )
+    return keys, identities
+
+
+def _verify(
+    directory: Path,
+    trust: Trust | None,
+    policy_text: str | None,
+    anchor: _Anchor,
+    require_audit: bool,
+    out: Verdict,
+) -> None:
     manifest = _json(directory / "manifest.json")
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise AttestError(f"manifest.json is not a {FORMAT} manifest")
@@ -147,17 +335,27 @@ def _verify(directory: Path, trust: Trust | None, policy_text: str | None, out: 
         "manifest", not differs, f"root digest sha256:{computed} of {len(files)} files{differs}"
     )
 
-    # Trust: the caller's, else the export's own; the registry key pinned by the caller wins.
-    own_trust = trust is None
-    if trust is None:
-        trust = parse_trust((directory / "trust.yaml").read_text(), directory)
-    registry_key = trust.registry_key or TrustedKey.from_pem(
-        "registry", (directory / "registry.pub").read_bytes()
-    )
-    whose = "the export's trust.yaml (pass --trust for your own)" if own_trust else "your trust"
-    out.add("trust", True, f"{whose}; registry key sha256:{registry_key.fingerprint}")
-    verifier = Verifier(keys=[*trust.keys, registry_key], identities=trust.identities)
+    # Trust: the registry key is always the caller's (unless they take the export's on
+    # purpose); signers are the caller's, else the export's checked against the releases.
+    registry_key = _registry_key(directory, trust, anchor, out)
+    if registry_key is None:
+        return
     registry_id = f"sha256:{registry_key.fingerprint}"
+    signer_keys: list[TrustedKey]
+    signer_identities: list[SigstoreIdentity]
+    if trust is not None:
+        signer_keys, signer_identities = list(trust.keys), list(trust.identities)
+        out.add("trust", True, "your trust file's identities")
+    elif anchor.export_keys and not out.anchored:
+        given = parse_trust((directory / "trust.yaml").read_text(), directory)
+        signer_keys, signer_identities = list(given.keys), list(given.identities)
+    else:
+        signer_keys, signer_identities = _export_signers(
+            directory, Verifier(keys=[registry_key]), registry_id, out
+        )
+    # The registry key last: whatever name a trust gives that key, it verifies as "registry"
+    # (and the gate never counts it for user evidence in any case).
+    verifier = Verifier(keys=[*signer_keys, registry_key], identities=signer_identities)
 
     # Every bundle: verified, or reported (a signer the trust does not know is only noted).
     evidence: dict[str, list[Verified]] = {}
@@ -179,13 +377,18 @@ def _verify(directory: Path, trust: Trust | None, policy_text: str | None, out: 
     failing = f", {bad} do not" if bad else ""
     out.add("evidence", bad == 0 and bool(bundle_files), f"{len(digests)} bundles verify{failing}")
 
-    if manifest.get("state") in ("revoked", "rejected"):
-        out.add("state", False, f"{ref} was {manifest['state']} when it was exported")
     versions = _load_versions(directory)
     if ref not in versions or versions[ref].root_digest != digest:
         raise AttestError(f"versions.json does not describe {ref} as manifest.json does")
     if set(versions[ref].files) != set(files):
         out.add("manifest", False, "the file list differs from versions.json")
+    recorded = {str(manifest.get("state")), versions[ref].state}
+    if len(recorded) > 1:
+        out.add(
+            "state", False, f"manifest.json and versions.json record {ref} as {sorted(recorded)}"
+        )
+    for state in sorted(recorded & {"revoked", "rejected"}):
+        out.add("state", False, f"{ref} was {state} when it was exported")
 
     # Releases, by version: only the registry's signed word, naming that very version and its
     # digest, makes a version released (two versions may share a digest).
@@ -206,6 +409,7 @@ def _verify(directory: Path, trust: Trust | None, policy_text: str | None, out: 
     releases.pop(ref, None)
     if release is not None:
         releases[ref] = release
+    versions = {r: _signed_facts(v, releases.get(r), out) for r, v in versions.items()}
 
     def subject(version: _Version) -> Subject:
         state = version.state
@@ -239,9 +443,50 @@ def _verify(directory: Path, trust: Trust | None, policy_text: str | None, out: 
     if (directory / "files").exists():
         _check_files(directory / "files", files, out)
     if (directory / "audit").exists():
-        _check_audit(directory / "audit", verifier, registry_id, ref, out)
+        _check_audit(directory / "audit", verifier, registry_id, ref, versions, out)
+    elif require_audit:
+        out.add(
+            "audit",
+            False,
+            "missing: the export holds no audit/ log, so neither the release nor a later "
+            "revocation can be checked against a registry-signed checkpoint (export with an "
+            "auditor or admin token, or verify online with `modelseal verify REF`)",
+        )
     else:
         out.add("audit", True, "not included in the export (needs an auditor token)")
+
+
+def _signed_facts(
+    version: _Version, release: Mapping[str, Any] | None, out: Verdict
+) -> _Version:
+    """``version`` with the facts its release attestation signs (kind, pusher) in place of
+    what versions.json says, each disagreement named; its files must hash to its digest."""
+    ref = version.ref
+    if root_digest(version.files) != version.root_digest:
+        out.add("versions.json", False, f"the files of {ref} do not hash to its root digest")
+    if release is None:
+        return version
+    if release.get("manifestSha256") != manifest_digest(version.files):
+        out.add("versions.json", False, f"{ref}: not the file list its release attestation names")
+    facts = {"kind": version.kind, "pushed_by": version.pushed_by}
+    for name, key in (("kind", "kind"), ("pushed_by", "pushedBy")):
+        signed = release.get(key)
+        if not isinstance(signed, str):
+            out.add(
+                "release",
+                False,
+                f"the release of {ref} records no {key}: the unsigned versions.json value "
+                f"{facts[name]!r} cannot be checked (re-export from a registry that records it)",
+            )
+        elif signed != facts[name]:
+            out.add(
+                "versions.json",
+                False,
+                f"{ref}: {name} {facts[name]!r}, but its release attestation signs {signed!r}",
+            )
+            facts[name] = signed
+    return _Version(ref, facts["kind"], version.root_digest, version.files,
+                    facts["pushed_by"], version.state)  # fmt: skip
 
 
 def _check_release(
@@ -365,7 +610,28 @@ def _check_files(root: Path, files: tuple[FileDigest, ...], out: Verdict) -> Non
         out.add("files", True, f"all {len(files)} files match their digests")
 
 
-def _check_audit(audit: Path, verifier: Verifier, registry_id: str, ref: str, out: Verdict) -> None:
+def _version_path(ref: str) -> str:
+    namespace, rest = ref.split("/", 1)
+    name, version = rest.split("@", 1)
+    return f"/v1/namespaces/{namespace}/artifacts/{name}/versions/{version}"
+
+
+def _is_about(entry: Mapping[str, Any], path: str) -> bool:
+    target = str(entry.get("target", ""))
+    # "…/versions/1" must not take in "…/versions/10".
+    return target == path or target.startswith((f"{path}/", f"{path}?"))
+
+
+def _check_audit(
+    audit: Path,
+    verifier: Verifier,
+    registry_id: str,
+    ref: str,
+    versions: Mapping[str, _Version],
+    out: Verdict,
+) -> None:
+    """The log suffix chains to the registry-signed checkpoint, records the release of ``ref``,
+    and records no revocation of any version of the chain."""
     try:
         entries = _json(audit / "entries.json")
         verified = verifier.verify(Bundle.parse((audit / "checkpoint.sigstore.json").read_bytes()))
@@ -381,10 +647,23 @@ def _check_audit(audit: Path, verifier: Verifier, registry_id: str, ref: str, ou
     except (AttestError, KeyError, ValueError, TypeError) as exc:
         out.add("audit", False, exc.diagnostics() if isinstance(exc, AttestError) else str(exc))
         return
-    namespace, rest = ref.split("/", 1)
-    name, version = rest.split("@", 1)
-    path = f"/v1/namespaces/{namespace}/artifacts/{name}/versions/{version}"
-    about = [e for e in entries if str(e.get("target", "")).startswith(path)]
+    # A revocation the log records, of the version or anything it was built on, fails the
+    # verdict whatever states versions.json and manifest.json claim (they are unsigned).
+    for other in versions:
+        path = _version_path(other)
+        for entry in entries:
+            if _is_about(entry, path) and (entry.get("action"), entry.get("outcome")) == (
+                "revoke_version",
+                "ok",
+            ):
+                out.add(
+                    "audit",
+                    False,
+                    f"{other} was revoked (audit entry {entry.get('seq')}, by "
+                    f"{entry.get('actor')} at {entry.get('at')})",
+                )
+    path = _version_path(ref)
+    about = [e for e in entries if _is_about(e, path)]
     uncovered = [e for e in about if int(e["seq"]) > count]
     released = [
         e for e in about if (e.get("action"), e.get("outcome")) == ("release_version", "ok")

@@ -7,7 +7,9 @@
                                identity: "https://github.com/acme/.*", regex: true}}
     registry: {key: registry.pub}                     # optional: the registry's scan/release key
 
-Names are what a policy's signer lists refer to.
+Names are what a policy's signer lists refer to. ``registry:`` anchors offline verification on
+the registry's key (as ``--registry-key`` does); an export's own ``registry.pub`` never does. The
+registry key never counts as a signer of user evidence, whatever name it is given here.
 """
 
 from __future__ import annotations

@@ -1081,14 +1081,26 @@ def export(
 
 
 def _print_verdict(verdict: Any) -> None:
+    """One line per check, then the verdict. Exit 0 only for VERIFIED (every link holds against
+    keys the caller brought); 3 for UNANCHORED (holds only against the export's own keys)."""
     for check in verdict.checks:
         colour = "green" if check.ok else "red"
         word = "ok  " if check.ok else "FAIL"
-        out.print(f"[{colour}]{word}[/{colour}] {check.link}: {check.message}", highlight=False,
-                  markup=True, soft_wrap=True)  # fmt: skip
-    out.print("[green]VERIFIED[/green]" if verdict.ok else "[red]NOT VERIFIED[/red]", markup=True)
-    if not verdict.ok:
-        raise typer.Exit(1)
+        out.print(f"[{colour}]{word}[/{colour}] {escape(check.link)}: {escape(check.message)}",
+                  highlight=False, markup=True, soft_wrap=True)  # fmt: skip
+    if verdict.ok:
+        out.print("[green]VERIFIED[/green]", markup=True)
+        return
+    if verdict.holds and not verdict.anchored:
+        out.print(
+            "[yellow]UNANCHORED[/yellow]: every link holds, but only against keys the export "
+            "itself carries (--trust-export-keys); bring your registry key to anchor it",
+            markup=True, soft_wrap=True,
+        )  # fmt: skip
+        raise typer.Exit(3)
+    unanchored = "" if verdict.anchored else " (UNANCHORED)"
+    out.print(f"[red]NOT VERIFIED[/red]{unanchored}", markup=True)
+    raise typer.Exit(1)
 
 
 def _auditor_inputs(trust: Path | None, policy: Path | None) -> tuple[Any, str | None]:
@@ -1098,6 +1110,37 @@ def _auditor_inputs(trust: Path | None, policy: Path | None) -> tuple[Any, str |
     return parsed, policy.read_text() if policy is not None else None
 
 
+def _registry_anchor(
+    registry_key: Path | None, trusted: Any, directory: Path
+) -> tuple[Any, str]:
+    """The registry key the auditor brings: ``--registry-key``, else (when the trust file names
+    no ``registry:``) the key this machine pinned for the registry the export names. The
+    export's URL only selects among the auditor's own pins; it never supplies a key."""
+    from attest.keys import TrustedKey
+    from registry.pins import PinStore
+
+    if registry_key is not None:
+        try:
+            key = TrustedKey.from_pem("registry", registry_key.read_bytes())
+        except ValueError as exc:
+            _fail(f"--registry-key {registry_key}: not a PEM public key ({exc})")
+        return key, f"--registry-key {registry_key}"
+    if trusted is not None and trusted.registry_key is not None:
+        return None, ""
+    try:
+        url = json.loads((directory / "manifest.json").read_text()).get("registry")
+    except (OSError, ValueError, AttributeError):
+        return None, ""  # verify-evidence names the unreadable manifest
+    pins = PinStore()
+    try:
+        pem = pins.registry_key(str(url)) if isinstance(url, str) else None
+    except ValueError as exc:
+        _fail(f"{pins.path}: {exc}")
+    if not pem:
+        return None, ""
+    return TrustedKey.from_pem("registry", pem.encode()), f"the key pinned for {url} ({pins.path})"
+
+
 @app.command("verify-evidence")
 def verify_evidence_cmd(
     directory: Annotated[Path, typer.Argument(help="A directory written by `modelseal export`.")],
@@ -1105,12 +1148,40 @@ def verify_evidence_cmd(
         Path | None, typer.Option(help="Your trust.yaml (signers you accept, registry key).")
     ] = None,
     policy: Annotated[Path | None, typer.Option(help="Your policy.yaml (e.g. stricter).")] = None,
+    registry_key: Annotated[
+        Path | None,
+        typer.Option(
+            help="The registry's public key (PEM) to anchor on; default: your trust file's "
+            "registry:, else the key pinned for the export's registry. Never the export's own."
+        ),
+    ] = None,
+    trust_export_keys: Annotated[
+        bool,
+        typer.Option(
+            "--trust-export-keys",
+            help="No key of yours: check against the export's own registry.pub and trust.yaml. "
+            "Reported UNANCHORED (exit 3), never VERIFIED.",
+        ),
+    ] = False,
+    without_audit: Annotated[
+        bool,
+        typer.Option(
+            "--without-audit",
+            help="Accept an export without audit/ (a deployer's): revocations go unchecked.",
+        ),
+    ] = False,
 ) -> None:
-    """Re-run the whole release gate from DIR alone, offline; exit 0 only if every link holds."""
+    """Re-run the whole release gate from DIR alone, offline, against keys you bring; exit 0
+    only if every link holds (1: a link broke or no registry key anchors it; 3: UNANCHORED)."""
     from attest.evidence import verify_evidence
 
     trusted, policy_text = _auditor_inputs(trust, policy)
-    _print_verdict(verify_evidence(directory, trust=trusted, policy_text=policy_text))
+    key, source = _registry_anchor(registry_key, trusted, directory)
+    verdict = verify_evidence(directory, trust=trusted, policy_text=policy_text,
+                              registry_key=key, registry_key_source=source,
+                              trust_export_keys=trust_export_keys,
+                              require_audit=not without_audit)  # fmt: skip
+    _print_verdict(verdict)
 
 
 @app.command()

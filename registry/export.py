@@ -23,6 +23,7 @@ from attest.bundle import Bundle
 from attest.errors import AttestError
 from attest.evidence import FORMAT, Verdict, verify_evidence
 from attest.gate import MAX_DEPTH, RELEASE, SLSA_PROVENANCE
+from attest.keys import TrustedKey
 from attest.oms import OMS_PREDICATE_TYPE
 from attest.provenance import read_predicate
 from attest.trust import Trust
@@ -37,6 +38,10 @@ from registry.pins import PinStore
 if TYPE_CHECKING:
     from registry.api.schemas import VersionPublic
     from registry.client import RegistryClient
+
+#: ``manifest.json`` ``audit`` when ``audit/`` holds the log; otherwise it says why not.
+AUDIT_INCLUDED = "included"
+AUDIT_FORBIDDEN = "not readable with the exporting token (auditor or admin only)"
 
 
 def export_evidence(
@@ -136,6 +141,7 @@ def _write(
         "files": [{"path": f.path, "size": f.size, "sha256": f.digest} for f in root.files],
         "registry": str(client.base_url),
         "exported_at": datetime.now(UTC).isoformat(),
+        "audit": AUDIT_INCLUDED,
     }
     _dump(out / "manifest.json", manifest)
     _dump(out / "versions.json", versions)
@@ -171,7 +177,9 @@ def _write(
         (out / "policy.yaml").write_text(client.get_policy(namespace).document)
 
     _write_trust(client, out)
-    _write_audit(client, exact, out, registry_key, pins)
+    audit = _write_audit(client, exact, out)
+    if audit != AUDIT_INCLUDED:  # recorded for the reader; verify-evidence still fails closed
+        _dump(out / "manifest.json", {**manifest, "audit": audit})
     if in_toto:
         for filename, text in client.in_toto(exact).items():
             if "/" in filename or filename.startswith("."):
@@ -219,22 +227,19 @@ def _write_trust(client: RegistryClient, out: Path) -> None:
     (out / "trust.yaml").write_text(yaml.safe_dump(document, sort_keys=True))
 
 
-def _write_audit(
-    client: RegistryClient, exact: str, out: Path, registry_key: bytes | None, pins: PinStore
-) -> None:
+def _write_audit(client: RegistryClient, exact: str, out: Path) -> str:
     """The log suffix from the version's first entry to the newest checkpoint (auditors and
     admins only; others get an export without ``audit/``). Admins sign a fresh checkpoint when
-    the newest does not cover the version's entries yet."""
-    namespace, rest = exact.split("/", 1)
-    name, version = rest.split("@", 1)
-    path = f"/v1/namespaces/{namespace}/artifacts/{name}/versions/{version}"
+    the newest does not cover the version's entries yet. Returns :data:`AUDIT_INCLUDED`, or
+    why ``audit/`` is not there."""
+    path = _version_path(exact)
     try:
         entries = client.audit_entries()
     except PermissionDeniedError:
-        return
-    about = [e for e in entries if str(e.get("target", "")).startswith(path)]
+        return AUDIT_FORBIDDEN
+    about = [e for e in entries if _is_about(e, path)]
     if not about:
-        return
+        return f"no audit entries about {exact}"
     checkpoint = client.latest_checkpoint()
     count = _checkpoint_count(checkpoint)
     if count < int(about[-1]["seq"]):
@@ -247,7 +252,7 @@ def _write_audit(
             checkpoint = client.latest_checkpoint()
             count = _checkpoint_count(checkpoint)
     if checkpoint is None:
-        return
+        return "no signed audit checkpoint yet (an admin signs one with the export)"
     first = int(about[0]["seq"])
     # Up to the checkpoint; when it is older than the version's entries, everything after them
     # (verify-evidence then reports them as not covered).
@@ -255,6 +260,7 @@ def _write_audit(
     (out / "audit").mkdir()
     _dump(out / "audit" / "entries.json", [e for e in entries if first <= int(e["seq"]) <= last])
     (out / "audit" / "checkpoint.sigstore.json").write_bytes(checkpoint)
+    return AUDIT_INCLUDED
 
 
 def _checkpoint_count(raw: bytes | None) -> int:
@@ -276,8 +282,36 @@ def verify_online(
     registry_key: bytes | None = None,
     pins: PinStore | None = None,
 ) -> Verdict:
-    """Fetch the evidence of ``ref`` and verify it here (the server's verdict is not used)."""
+    """Fetch the evidence of ``ref`` and verify it here (the server's verdict is not used),
+    anchored on ``registry_key`` or the key pinned for this registry, never the one served."""
+    pins = pins or PinStore()
     with tempfile.TemporaryDirectory(prefix="modelseal-verify-") as tmp:
         directory = export_evidence(client, ref, Path(tmp) / "evidence",
                                     registry_key=registry_key, pins=pins)  # fmt: skip
-        return verify_evidence(directory, trust=trust, policy_text=policy_text)
+        # export_evidence pinned the key on first contact or refused one that changed.
+        pem = registry_key or (pins.registry_key(str(client.base_url)) or "").encode()
+        if not pem:
+            raise PullVerificationError("no registry key pinned: pass --registry-key")
+        # This process wrote the export just now: its own record of why audit/ is absent
+        # (a token that may not read the log) is not an attacker's claim.
+        written = json.loads((directory / "manifest.json").read_text())
+        return verify_evidence(
+            directory,
+            trust=trust,
+            policy_text=policy_text,
+            registry_key=TrustedKey.from_pem("registry", pem),
+            registry_key_source="--registry-key" if registry_key else "the key pinned for "
+            f"{client.base_url}",
+            require_audit=written.get("audit") != AUDIT_FORBIDDEN,
+        )
+
+
+def _version_path(exact: str) -> str:
+    namespace, rest = exact.split("/", 1)
+    name, version = rest.split("@", 1)
+    return f"/v1/namespaces/{namespace}/artifacts/{name}/versions/{version}"
+
+
+def _is_about(entry: dict[str, Any], path: str) -> bool:
+    target = str(entry.get("target", ""))
+    return target == path or target.startswith((f"{path}/", f"{path}?"))

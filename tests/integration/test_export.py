@@ -4,17 +4,23 @@ and with the peers' tools (in-toto-verify, model_signing)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from attest import keys
+from attest.bundle import Bundle
 from attest.evidence import Verdict, verify_evidence
-from attest.gate import TEST_RESULT
-from attest.statement import make_statement
+from attest.gate import RELEASE, TEST_RESULT
+from attest.keys import TrustedKey
+from attest.signing import KeySigner
+from attest.statement import Statement, make_statement
 from attest.trust import parse_trust
 from registry.export import export_evidence, verify_online
 from registry.names import Kind
@@ -65,6 +71,14 @@ def _failed(verdict: Verdict) -> list[str]:
     return [str(c) for c in verdict.checks if not c.ok]
 
 
+def _registry_key(live: Live) -> TrustedKey:
+    """The registry key as an auditor gets it from the registry's operator (never the export)."""
+    import httpx
+
+    pem = httpx.get(f"{live.url}/v1/registry/key").json()["public_key_pem"]
+    return TrustedKey.from_pem("registry", pem.encode())
+
+
 def test_export_then_verify_offline_passes_and_every_tampering_fails(
     chain: Chain, tmp_path: Path
 ) -> None:
@@ -72,7 +86,8 @@ def test_export_then_verify_offline_passes_and_every_tampering_fails(
     names = {p.name for p in exported.iterdir()}
     assert {"manifest.json", "versions.json", "model.sig", "evidence", "registry.pub"} <= names
     assert {"policy.yaml", "trust.yaml", "release.sigstore.json", "audit", "files"} <= names
-    verdict = verify_evidence(exported)
+    anchor = _registry_key(chain.live)
+    verdict = verify_evidence(exported, registry_key=anchor)
     assert verdict.ok, _failed(verdict)
     links = [c.link for c in verdict.checks]
     assert {"manifest", "release", "gate", "model.sig", "files", "audit"} <= set(links)
@@ -81,6 +96,8 @@ def test_export_then_verify_offline_passes_and_every_tampering_fails(
         copy = tmp_path / f"t{len(list(tmp_path.iterdir()))}"
         shutil.copytree(exported, copy)
         change(copy)
+        if "trust" not in kwargs:
+            kwargs["registry_key"] = anchor
         result = verify_evidence(copy, **kwargs)  # type: ignore[arg-type]
         assert not result.ok
         return _failed(result)
@@ -161,7 +178,7 @@ def test_export_then_verify_offline_passes_and_every_tampering_fails(
     chain.releaser.revoke("fraud/m@1", "leaked weights")
     revoked = export_evidence(chain.admin, "fraud/m@1", tmp_path / "revoked")
     assert "FAIL state: fraud/m@1 was revoked when it was exported" in _failed(
-        verify_evidence(revoked)
+        verify_evidence(revoked, registry_key=anchor)
     )
 
     # A registry key the auditor pins that is not the registry's: nothing verifies.
@@ -300,7 +317,16 @@ def test_a_release_counts_for_its_own_version_only_even_with_the_same_digest(
         run.use_dataset("fraud/tx@3")
         run.use_dataset("fraud/tx@9")  # never released
         run.push(make_model_dir(tmp_path / "m3", seed=3))
-    failures = _failed(verify_evidence(export_evidence(chain.admin, "fraud/m@3", tmp_path / "e")))
+    exported = export_evidence(chain.admin, "fraud/m@3", tmp_path / "e")
+    # m@3 was never released, so no release vouches for its signers' names in the export's
+    # trust.yaml: the auditor brings their own.
+    (tmp_path / "keys").mkdir()
+    lines = []
+    for name, signer in (("training-ci", chain.training), ("data-pipeline", chain.data)):
+        (tmp_path / "keys" / f"{name}.pub").write_bytes(keys.public_pem(signer.public_key))
+        lines.append(f"  {name}: {{key: keys/{name}.pub}}\n")
+    own = parse_trust("identities:\n" + "".join(lines), tmp_path)
+    failures = _failed(verify_evidence(exported, trust=own, registry_key=_registry_key(chain.live)))
     assert "FAIL dependency fraud/tx@9: pending" in failures, failures
     assert not any("fraud/tx@3" in f for f in failures), failures
 
@@ -312,3 +338,184 @@ def test_in_toto_export_is_only_for_released_versions(chain: Chain) -> None:
     chain.admin.push(make_model_dir(chain.tmp / "m2", seed=9), "fraud/m@2")
     with pytest.raises(ConflictError, match="in-toto exports are for releases"):
         chain.admin.in_toto("fraud/m@2")
+
+
+# -- attacks on the export (THREATS.md: "a malicious export") -----------------------------------
+
+
+def _statement_of(path: Path) -> Statement:
+    return Bundle.parse(path.read_bytes()).statement()
+
+
+def _forge(exported: Path, copy: Path, attacker: KeySigner) -> None:
+    """The attacker's export: ``registry.pub`` swapped for its key, and every bundle (scans,
+    OMS, provenance, evaluation at 0.99, releases, the audit checkpoint) re-signed with it."""
+    shutil.copytree(exported, copy)
+    (copy / "registry.pub").write_bytes(keys.public_pem(attacker.public_key))
+    renamed: dict[str, str] = {}
+    paths = sorted((copy / "evidence").glob("*.sigstore.json"))
+    releases = [p for p in paths if _statement_of(p).predicate_type == RELEASE]
+    model_sig = Bundle.parse((copy / "model.sig").read_bytes()).digest
+    for path in [p for p in paths if p not in releases]:
+        statement = _statement_of(path)
+        if statement.predicate_type == TEST_RESULT:
+            statement = Statement(statement.subjects, TEST_RESULT, {"metrics": {"accuracy": 0.99}})
+        old = Bundle.parse(path.read_bytes()).digest
+        forged = attacker.sign(statement)
+        renamed[old] = forged.digest
+        path.write_bytes(forged.raw)
+        if old == model_sig:
+            (copy / "model.sig").write_bytes(forged.raw)
+    for path in [*releases, copy / "release.sigstore.json"]:
+        statement = _statement_of(path)
+        predicate = dict(statement.predicate)
+        predicate["evidence"] = [
+            {**e, "bundleSha256": renamed.get(e["bundleSha256"], e["bundleSha256"]),
+             "signer": attacker.identity}
+            for e in predicate["evidence"]
+        ]  # fmt: skip
+        path.write_bytes(attacker.sign(Statement(statement.subjects, RELEASE, predicate)).raw)
+    checkpoint = copy / "audit" / "checkpoint.sigstore.json"
+    checkpoint.write_bytes(attacker.sign(_statement_of(checkpoint)).raw)
+
+
+ANYONE = """\
+model:
+  require:
+    signature: ["*"]
+    provenance: ["*"]
+    evaluation: {signers: ["*"], metrics: {accuracy: ">= 0.95"}}
+    scan: clean
+  release: {separate_from_pusher: true}
+dataset:
+  require: {signature: ["*"], provenance: ["*"], scan: clean}
+"""
+
+
+def test_an_export_with_a_swapped_registry_key_is_never_verified(
+    chain: Chain, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attacker: a malicious export whose registry.pub is the attacker's, with every statement
+    re-signed by that key. The auditor brings only their training key and a strict policy; the
+    genuine export verifies against the registry key they pinned (the acceptance)."""
+    exported = export_evidence(chain.admin, "fraud/m@1", tmp_path / "export")
+    forged = tmp_path / "forged"
+    _forge(exported, forged, KeySigner(keys.generate()))
+    (tmp_path / "training-ci.pub").write_bytes(keys.public_pem(chain.training.public_key))
+    (tmp_path / "auditor.yaml").write_text("identities:\n  training-ci: {key: training-ci.pub}\n")
+    (tmp_path / "strict.yaml").write_text(ANYONE)
+    auditor = parse_trust((tmp_path / "auditor.yaml").read_text(), tmp_path)
+
+    unanchored = verify_evidence(forged, trust=auditor, policy_text=ANYONE)
+    assert not unanchored.ok
+    [trust] = [c for c in unanchored.checks if c.link == "trust"]
+    assert not trust.ok and "--registry-key" in trust.message, trust
+    real = _registry_key(chain.live)
+    pinned = verify_evidence(forged, trust=auditor, policy_text=ANYONE, registry_key=real)
+    assert any(f.startswith("FAIL release: does not verify") for f in _failed(pinned))
+    # Taking the export's own keys on purpose: UNANCHORED, and the registry key (here the
+    # attacker's) still signs no user evidence.
+    own = verify_evidence(forged, trust=auditor, policy_text=ANYONE, trust_export_keys=True)
+    assert not own.ok and not own.anchored
+    assert any("registry's own key" in f for f in _failed(own)), _failed(own)
+
+    # The command line on a machine that pinned nothing: no anchor is refused and says how to
+    # give one...
+    pinned_config = os.environ["MODELSEAL_CONFIG_DIR"]
+    monkeypatch.setenv("MODELSEAL_CONFIG_DIR", str(tmp_path / "fresh-config"))
+    bare = run_cli("verify-evidence", str(forged), "--trust", str(tmp_path / "auditor.yaml"),
+                   "--policy", str(tmp_path / "strict.yaml"), cwd=tmp_path)  # fmt: skip
+    assert bare.returncode == 1 and "VERIFIED" not in bare.stdout.replace("NOT VERIFIED", "")
+    assert "--registry-key" in bare.stdout, bare.stdout
+    for directory in (forged, exported):
+        flagged = run_cli("verify-evidence", str(directory), "--trust-export-keys", cwd=tmp_path)
+        assert flagged.returncode in (1, 3) and "UNANCHORED" in flagged.stdout
+        assert "VERIFIED" not in flagged.stdout.replace("NOT VERIFIED", ""), flagged.stdout
+    assert flagged.returncode == 3  # the genuine export holds, but only on its own keys
+    monkeypatch.setenv("MODELSEAL_CONFIG_DIR", pinned_config)
+    # ...and the genuine export verifies against the key the auditor brings or pinned.
+    (tmp_path / "registry.pub").write_bytes((exported / "registry.pub").read_bytes())
+    for anchor in (["--registry-key", str(tmp_path / "registry.pub")], []):  # [] = the pin
+        genuine = run_cli("verify-evidence", str(exported), *anchor, cwd=tmp_path)
+        assert genuine.returncode == 0, genuine.stdout + genuine.stderr
+        assert genuine.stdout.rstrip().endswith("VERIFIED")
+        wrong = run_cli("verify-evidence", str(forged), *anchor, cwd=tmp_path)
+        assert wrong.returncode == 1 and "FAIL release: does not verify" in wrong.stdout
+
+
+def test_unsigned_fields_of_an_export_cannot_change_the_verdict(
+    chain: Chain, tmp_path: Path
+) -> None:
+    """Attacker: a malicious export editing what no signature covers: pushed_by (separation of
+    duties), kinds, states, the export's trust.yaml, the audit/ directory. Each edit either
+    keeps the verdict or is named; the unedited export verifies (the acceptance)."""
+    real = _registry_key(chain.live)
+
+    def verify(directory: Path, **kwargs: object) -> list[str]:
+        verdict = verify_evidence(directory, registry_key=real, **kwargs)  # type: ignore[arg-type]
+        return _failed(verdict)
+
+    def edit(directory: Path, name: str, change: Callable[[Any], object]) -> Path:
+        copy = tmp_path / f"{directory.name}-{len(list(tmp_path.iterdir()))}"
+        shutil.copytree(directory, copy)
+        document = json.loads((copy / name).read_text())
+        change(document)
+        (copy / name).write_text(json.dumps(document))
+        return copy
+
+    def entry(ref: str) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
+        return lambda versions: next(v for v in versions if v["ref"] == ref)
+
+    # A version its pusher released under a lax policy; the auditor's policy separates duties.
+    chain.admin.set_policy("fraud", POLICY.replace("separate_from_pusher: true",
+                                                   "separate_from_pusher: false"))  # fmt: skip
+    chain.model("fraud/m@2", deps=[("fraud/tx@3", chain.admin.show("fraud/tx@3").root_digest)])
+    chain.admin.release("fraud/m@2")
+    own = export_evidence(chain.admin, "fraud/m@2", tmp_path / "own")
+    assert verify(own) == []
+    sod = "FAIL release: admin pushed this version and may not release it (separate_from_pusher)"
+    assert sod in verify(own, policy_text=POLICY)
+    hidden = edit(own, "versions.json", lambda v: entry("fraud/m@2")(v).update(pushed_by="bob"))
+    failures = verify(hidden, policy_text=POLICY)
+    assert sod in failures, failures
+    assert any("pushed_by" in f and "bob" in f for f in failures), failures
+
+    # The kind, which picks the policy section.
+    kind = edit(own, "versions.json", lambda v: entry("fraud/m@2")(v).update(kind="dataset"))
+    assert any("kind" in f and "dataset" in f for f in verify(kind)), verify(kind)
+
+    # The export's own trust.yaml, remapping eval-ci to the attacker (the real key kept under
+    # another name so that the bundles the release cites still verify).
+    exported = export_evidence(chain.admin, "fraud/m@1", tmp_path / "export")
+    assert verify(exported) == []
+    attacker = KeySigner(keys.generate())
+    swapped = tmp_path / "swapped"
+    shutil.copytree(exported, swapped)
+    trust = yaml.safe_load((swapped / "trust.yaml").read_text())
+    trust["identities"]["old-eval"] = trust["identities"]["eval-ci"]
+    trust["identities"]["eval-ci"] = {"key_pem": keys.public_pem(attacker.public_key).decode()}
+    (swapped / "trust.yaml").write_text(yaml.safe_dump(trust))
+    subject = _statement_of(next(swapped.glob("evidence/fraud.m@1.*"))).subjects
+    better = attacker.sign(Statement(subject, TEST_RESULT, {"metrics": {"accuracy": 0.99}}))
+    (swapped / "evidence" / "fraud.m@1.999.sigstore.json").write_bytes(better.raw)
+    strict = POLICY.replace('">= 0.90"', '">= 0.95"')
+    assert "FAIL evaluation: accuracy 0.93 < 0.95" in verify(exported, policy_text=strict)
+    failures = verify(swapped, policy_text=strict)
+    assert "FAIL evaluation: accuracy 0.93 < 0.95" in failures, failures
+    assert any(f.startswith("FAIL trust:") and "eval-ci" in f for f in failures), failures
+
+    # audit/ removed from an export that held one.
+    shutil.rmtree(edit(exported, "manifest.json", lambda m: None) / "audit")
+    stripped = tmp_path / f"export-{len(list(tmp_path.iterdir())) - 1}"
+    assert any(f.startswith("FAIL audit: missing") for f in verify(stripped)), verify(stripped)
+
+    # A revoked version whose recorded states are edited back to released.
+    chain.releaser.revoke("fraud/m@1", "leaked weights")
+    revoked = export_evidence(chain.admin, "fraud/m@1", tmp_path / "revoked")
+    assert "FAIL state: fraud/m@1 was revoked when it was exported" in verify(revoked)
+    unrevoked = edit(revoked, "versions.json", lambda v: entry("fraud/m@1")(v).update(
+        state="released"))  # fmt: skip
+    document = json.loads((unrevoked / "manifest.json").read_text())
+    (unrevoked / "manifest.json").write_text(json.dumps({**document, "state": "released"}))
+    failures = verify(unrevoked)
+    assert any("fraud/m@1" in f and "revoked" in f for f in failures), failures
