@@ -55,7 +55,8 @@ class EvidenceService:
             raise ConflictError(f"{record.ref} is {record.state}; in-toto exports are for releases")
         if not isinstance(self._signer, KeySigner):
             raise InvalidRequestError("in-toto export needs the registry key as a PEM file")
-        newest = self._newest(record)
+        verified = self._attestations.verified_evidence(record)
+        newest = {v.statement.predicate_type: v.bundle for v in verified}
         provenance = _provenance(newest.get(SLSA_PROVENANCE))
         steps: list[EvidenceStep] = []
         materials: list[Artifact] = []
@@ -94,11 +95,16 @@ class EvidenceService:
                 evidence=tuple(f"sha256:{b.digest}" for b in training_evidence),
             )
         )
-        evaluation = newest.get(TEST_RESULT)
-        if evaluation is not None:
-            metrics = json.dumps(
-                evaluation.statement().predicate.get("metrics", {}), sort_keys=True
-            ).encode()
+        # Every evaluation, not the newest: the gate requires each one to pass, and upload
+        # order is the uploader's to choose.
+        evaluations = sorted(
+            (v.bundle for v in verified if v.statement.predicate_type == TEST_RESULT),
+            key=lambda b: b.digest,
+        )
+        if evaluations:
+            results = [b.statement().predicate.get("metrics", {}) for b in evaluations]
+            metrics = json.dumps(results[0] if len(results) == 1 else results,
+                                 sort_keys=True).encode()  # fmt: skip
             steps.append(
                 EvidenceStep(
                     name="evaluation",
@@ -109,7 +115,7 @@ class EvidenceService:
                             sha256=hashlib.sha256(metrics).hexdigest(),
                         ),
                     ),
-                    evidence=(f"sha256:{evaluation.digest}",),
+                    evidence=tuple(f"sha256:{b.digest}" for b in evaluations),
                 )
             )
         files = export_layout(
