@@ -519,3 +519,33 @@ def test_unsigned_fields_of_an_export_cannot_change_the_verdict(
     (unrevoked / "manifest.json").write_text(json.dumps({**document, "state": "released"}))
     failures = verify(unrevoked)
     assert any("fraud/m@1" in f and "revoked" in f for f in failures), failures
+
+
+def test_a_stolen_registry_key_cannot_forge_a_verified_export(
+    chain: Chain, tmp_path: Path
+) -> None:
+    """Attacker: a thief of the registry's signing key writing an export whose every statement
+    (OMS, provenance, evaluation, scans, releases, checkpoint) it signed itself. The releases
+    verify against the auditor's registry key, but the registry key is no signer of user
+    evidence offline either (as online: test_release's test_a_stolen_registry_key_cannot_release);
+    the genuine export verifies under the same trust and policy (the acceptance)."""
+    from registry.services.keys import load_registry_signer
+
+    exported = export_evidence(chain.admin, "fraud/m@1", tmp_path / "export")
+    forged = tmp_path / "forged"
+    _forge(exported, forged, load_registry_signer(chain.live.settings))  # type: ignore[arg-type]
+    lines = ["identities:\n"]
+    for name, signer in (("training-ci", chain.training), ("eval-ci", chain.evaluation),
+                         ("data-pipeline", chain.data)):  # fmt: skip
+        (tmp_path / f"{name}.pub").write_bytes(keys.public_pem(signer.public_key))
+        lines.append(f"  {name}: {{key: {name}.pub}}\n")
+    auditor = parse_trust("".join(lines), tmp_path)
+    lax = ANYONE.replace('">= 0.95"', '">= 0.90"').replace("true", "false")
+    real = _registry_key(chain.live)
+    failures = _failed(verify_evidence(forged, trust=auditor, policy_text=lax, registry_key=real))
+    for link in ("signature", "provenance", "evaluation"):
+        assert any(f.startswith(f"FAIL {link}: signed only by the registry's own key")
+                   for f in failures), failures  # fmt: skip
+    assert not any(f.startswith("FAIL release") for f in failures), failures
+    genuine = verify_evidence(exported, trust=auditor, policy_text=lax, registry_key=real)
+    assert genuine.ok, _failed(genuine)
