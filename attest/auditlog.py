@@ -26,6 +26,53 @@ class AuditChainError(VerificationError):
     """The chain is broken; ``facts["seq"]`` is the first bad entry."""
 
 
+class AuditRollbackError(AuditChainError):
+    """The log no longer extends a signed checkpoint the verifier saw before."""
+
+
+def check_extends(
+    seen_count: int,
+    seen_head: str,
+    *,
+    count: int,
+    head: str,
+    hash_at_seen: str | None,
+    seen: str = "before",
+    now: str = "now",
+) -> None:
+    """Refuse a log that does not extend the checkpoint ``(seen_count, seen_head)`` a verifier
+    remembered: shorter than it, or whose entry ``seen_count`` (``hash_at_seen``; None when the
+    log has no such entry) no longer hashes to ``seen_head``. ``seen`` and ``now`` say where
+    each checkpoint comes from, for the message.
+
+    Raises:
+        AuditRollbackError: naming both checkpoints.
+    """
+    if seen_count <= 0:
+        return
+    theirs = f"checkpoint {seen_count} (head sha256:{seen_head}, seen {seen})"
+    ours = f"the log served {now} holds {count} entries (head sha256:{head})"
+    if count >= seen_count and hash_at_seen is None:
+        raise AuditRollbackError(
+            f"{ours}, but it does not vouch for its entry {seen_count}, {theirs}. Refusing",
+            seq=seen_count,
+        )
+    if count < seen_count or hash_at_seen is None:
+        raise AuditRollbackError(
+            f"the audit log was rolled back: {ours}, fewer than {theirs}; entries "
+            f"{count + 1}..{seen_count} were removed. Refusing; report it to the registry's "
+            "operators",
+            seq=min(count, seen_count) + 1,
+        )
+    if hash_at_seen != seen_head:
+        raise AuditRollbackError(
+            f"the audit log was rewritten: {ours}, but its entry {seen_count} hashes to "
+            f"sha256:{hash_at_seen}, not to {theirs}. Refusing; report it to the registry's "
+            "operators",
+            seq=seen_count,
+        )
+
+
 def entry_hash(prev_hash: str, entry: Mapping[str, Any]) -> str:
     body = dumps_canonical({k: entry[k] for k in FIELDS})
     return hashlib.sha256(bytes.fromhex(prev_hash) + body).hexdigest()

@@ -378,8 +378,17 @@ def pull(
             "URLs (for hosts that cannot reach the store). Bytes are checked either way.",
         ),
     ] = False,
+    max_status_age: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds the registry's signed status of the version may be old (default 300, "
+            "or MODELSEAL_STATUS_MAX_AGE); an older, possibly replayed one is refused.",
+            min=1,
+        ),
+    ] = None,
 ) -> None:
-    """Download a version, verifying its evidence and every byte before anything lands."""
+    """Download a version, verifying its evidence, its current signed status (not revoked,
+    nor built on a revoked version) and every byte before anything lands."""
     if unsafe_skip_verify:
         err.print("[red]WARNING[/red]: --unsafe-skip-verify: the release evidence is NOT checked")
     key = registry_key.read_bytes() if registry_key is not None else None
@@ -394,6 +403,8 @@ def pull(
         import warnings
 
         client.storage_redirects = not via_registry
+        if max_status_age is not None:
+            client.status_max_age = max_status_age
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             version = client.pull(
@@ -900,12 +911,21 @@ def revoke(
     ref: Annotated[str, typer.Argument(help="NS/NAME@VERSION")],
     reason: Annotated[str, typer.Option(help="Why (shown to every later pull).")],
 ) -> None:
-    """Revoke a released version; list the released versions built on it."""
+    """Revoke a released version and every release built on it (transitively, through
+    provenance); print each one revoked with it and every alias now pointing at a revoked one."""
     with _client() as client:
-        version, dependents = client.revoke(ref, reason)
+        result = client.revocation(ref, reason)
+    version = result.version
     err.print(f"revoked {version.namespace}/{version.name}@{version.version}")
-    for dependent in dependents:
-        sys.stdout.write(f"depends on it: {dependent}\n")
+    newly = {item.version for item in result.revoked}
+    for item in result.revoked:
+        if item.built_on is not None:
+            sys.stdout.write(f"revoked with it: {item.version} (built on {item.built_on})\n")
+    for dependent in result.dependents:
+        if dependent not in newly:
+            sys.stdout.write(f"built on it, revoked already: {dependent}\n")
+    for alias in result.aliases:
+        sys.stdout.write(f"alias {alias.alias} points at revoked {alias.version}\n")
 
 
 alias_app = typer.Typer(help="Aliases (prod, staging…) of released versions.", no_args_is_help=True)

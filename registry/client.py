@@ -12,6 +12,7 @@ digest; on any failure the target is left exactly as it was.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import shutil
 import ssl
@@ -19,6 +20,7 @@ import uuid
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -26,7 +28,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from attest.auditlog import CHECKPOINT_PREDICATE, verify_chain
+from attest.auditlog import CHECKPOINT_PREDICATE, AuditChainError, check_extends, verify_chain
 from attest.bundle import Bundle
 from attest.digests import FileDigest, manifest_digest, parse_sha256, root_digest
 from attest.errors import AttestError, FileSetError
@@ -77,6 +79,13 @@ if TYPE_CHECKING:
 MiB = 1024 * 1024
 SYNC_EVERY = 32 * MiB
 DEFAULT_CHUNK_SIZE = 64 * MiB
+#: The registry-signed statement of a version's current state (registry.services.releases).
+STATUS_PREDICATE = "https://modelseal.dev/attestation/status/v1"
+#: How old a signed status may be when a pull checks it (``MODELSEAL_STATUS_MAX_AGE``): a
+#: replayed "released" status is refused once this long has passed since the registry signed it.
+DEFAULT_STATUS_MAX_AGE = 300.0
+#: How far in the future a status may claim to be issued (clock skew between the machines).
+STATUS_CLOCK_SKEW = 60.0
 
 Progress = Callable[[int], None]
 
@@ -147,6 +156,7 @@ class RegistryClient:
         workers: int = 4,
         transport: httpx.BaseTransport | None = None,
         storage_redirects: bool = True,
+        status_max_age: float = DEFAULT_STATUS_MAX_AGE,
     ) -> None:
         headers = {"User-Agent": "modelseal-client"}
         token = clean_token(token, source="the token given")
@@ -176,6 +186,13 @@ class RegistryClient:
         #: Let a registry that presigns downloads send file bytes straight from its store
         #: (checked here exactly as streamed ones are).
         self.storage_redirects = storage_redirects
+        if not (math.isfinite(status_max_age) and status_max_age > 0):
+            raise InvalidRequestError(
+                f"the status freshness window must be a positive number of seconds, not "
+                f"{status_max_age!r}"
+            )
+        #: Seconds a registry-signed status may be old when a pull checks it.
+        self.status_max_age = status_max_age
 
     @classmethod
     def from_env(cls, **kwargs: Any) -> RegistryClient:
@@ -184,6 +201,14 @@ class RegistryClient:
         ca = os.environ.get("MODELSEAL_CA_BUNDLE")
         if ca:
             kwargs.setdefault("verify", ca)
+        max_age = os.environ.get("MODELSEAL_STATUS_MAX_AGE")
+        if max_age:
+            try:
+                kwargs.setdefault("status_max_age", float(max_age))
+            except ValueError:
+                raise InvalidRequestError(
+                    f"MODELSEAL_STATUS_MAX_AGE must be a number of seconds, not {max_age!r}"
+                ) from None
         return cls(url, clean_token(os.environ.get("MODELSEAL_TOKEN")), **kwargs)
 
     def close(self) -> None:
@@ -578,11 +603,124 @@ class RegistryClient:
         return VersionPublic.model_validate(response.json())
 
     def revoke(self, ref: str, reason: str) -> tuple[VersionPublic, list[str]]:
+        """Revoke a released version; returns it and every version built on it (revoked with
+        it). :meth:`revocation` has the whole answer."""
+        body = self.revocation(ref, reason)
+        return body.version, body.dependents
+
+    def revocation(self, ref: str, reason: str) -> RevocationPublic:
+        """Revoke a released version and, transitively, every release built on it: the versions
+        revoked now (with the dependency each was revoked for) and the aliases now flagged."""
         response = self._request(
             "POST", self._version_path(parse_ref(ref)) + "/revoke", json={"reason": reason}
         )
-        body = RevocationPublic.model_validate(response.json())
-        return body.version, body.dependents
+        return RevocationPublic.model_validate(response.json())
+
+    def version_status(
+        self,
+        version: VersionPublic,
+        *,
+        registry_key: bytes | None = None,
+        pins: PinStore | None = None,
+    ) -> dict[str, Any]:
+        """The version's current state and its dependencies', as the registry signs it now.
+
+        Checked against the registry key (``registry_key``, else the pinned one), the version
+        and its root digest, and the freshness window (:attr:`status_max_age`: a replayed older
+        status is refused once that old). The audit-log head it carries must extend the newest
+        checkpoint this client saw (remembered in ``pins``), which then moves forward.
+
+        Raises:
+            PullVerificationError: naming what did not check out.
+        """
+        pins = pins or PinStore()
+        exact = f"{version.namespace}/{version.name}@{version.version}"
+        url = self.base_url
+        try:
+            seen = pins.newest_checkpoint(url)
+        except ValueError as exc:
+            raise PullVerificationError(f"{exc}; remove it to start over") from None
+        params = {"audit_since": seen["count"]} if seen else None
+        pinned = Ref(version.namespace, version.name, version.version, RefKind.VERSION)
+        raw = self._request("GET", self._version_path(pinned) + "/status", params=params).content
+        verifier = self.registry_verifier(registry_key, pins)
+        try:
+            statement = verifier.verify(Bundle.parse(raw)).statement
+        except AttestError as exc:
+            raise PullVerificationError(
+                f"{exact}: the registry's status statement does not verify with the registry "
+                f"key ({exc.diagnostics()}); refusing"
+            ) from None
+        predicate = statement.predicate
+        if (
+            statement.predicate_type != STATUS_PREDICATE
+            or statement.subject.sha256 != parse_sha256(version.root_digest)
+            or predicate.get("version") != exact
+        ):
+            raise PullVerificationError(
+                f"{exact}: the registry's signed status is about {predicate.get('version')!r} "
+                f"({statement.predicate_type}), not this version; refusing"
+            )
+        issued_text = str(predicate.get("issuedAt", ""))
+        try:
+            issued = datetime.fromisoformat(issued_text)
+            if issued.tzinfo is None:
+                raise ValueError("no time zone")
+        except ValueError:
+            raise PullVerificationError(
+                f"{exact}: the registry's signed status has no usable issue time "
+                f"({issued_text!r}); refusing"
+            ) from None
+        age = (datetime.now(UTC) - issued).total_seconds()
+        if age > self.status_max_age:
+            raise PullVerificationError(
+                f"{exact}: the registry's signed status was issued {issued_text}, {age:.0f} s "
+                f"ago, beyond the freshness window of {self.status_max_age:g} s; refusing a "
+                "status that may be replayed (check this machine's clock and what stands "
+                "between it and the registry; MODELSEAL_STATUS_MAX_AGE sets the window)",
+                issued_at=issued_text,
+                max_age=self.status_max_age,
+            )
+        if age < -STATUS_CLOCK_SKEW:
+            raise PullVerificationError(
+                f"{exact}: the registry's signed status claims to be issued {issued_text}, "
+                f"{-age:.0f} s in the future; refusing (check the clocks)",
+                issued_at=issued_text,
+            )
+        log = predicate.get("auditLog")
+        try:
+            self._check_audit_head(log, seen, pins, f"in the signed status of {exact}")
+        except AuditChainError as exc:
+            raise PullVerificationError(str(exc)) from exc
+        return dict(predicate)
+
+    def _check_audit_head(
+        self, log: Any, seen: dict[str, Any] | None, pins: PinStore, where: str
+    ) -> None:
+        """The signed audit-log head ``log`` must extend the checkpoint ``seen`` before; it is
+        remembered as the newest seen."""
+        if not isinstance(log, dict):
+            if seen:
+                raise PullVerificationError(
+                    f"no audit-log head {where}: cannot tell whether the log was rolled back "
+                    f"behind checkpoint {seen['count']} seen {seen.get('seen_at', 'before')}"
+                )
+            return
+        try:
+            count, head = int(log["count"]), str(log["head"])
+            entry = log.get("entry") or {}
+            at = entry.get("hash") if isinstance(entry, dict) else None
+        except (KeyError, TypeError, ValueError):
+            raise PullVerificationError(f"a malformed audit-log head {where}") from None
+        if seen:
+            if not isinstance(entry, dict) or entry.get("count") != seen["count"]:
+                at = head if count == seen["count"] else None  # the head is that entry
+            check_extends(seen["count"], seen["head"], count=count, head=head,
+                          hash_at_seen=None if at is None else str(at),
+                          seen=f"{seen.get('seen_at', 'before')} {seen.get('source', '')}".strip(),
+                          now=where)  # fmt: skip
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        pins.remember_checkpoint(self.base_url, count, head, now, where)
 
     def set_alias(self, namespace: str, name: str, alias: str, version: str) -> AliasMovePublic:
         path = f"/v1/namespaces/{namespace}/artifacts/{name}/aliases/{alias}"
@@ -771,6 +909,8 @@ class RegistryClient:
                 "(evaluation jobs: --pending)",
                 state=version.state,
             )
+        if not unsafe_skip_verify:  # the current signed status, before a byte is written
+            self._check_status(version, registry_key, pins or PinStore())
         if local_policy is not None and local_trust is not None:
             self._verify_locally(version, local_policy, local_trust, pins or PinStore())
         if on_total:
@@ -797,6 +937,33 @@ class RegistryClient:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         return version
+
+    def _check_status(
+        self, version: VersionPublic, registry_key: bytes | None, pins: PinStore
+    ) -> None:
+        """Refuse a version whose fresh signed status is not the state it was served with,
+        or that is built on a revoked or rejected version."""
+        exact = f"{version.namespace}/{version.name}@{version.version}"
+        status = self.version_status(version, registry_key=registry_key, pins=pins)
+        issued, state = status.get("issuedAt"), status.get("state")
+        if state != version.state:
+            raise PullVerificationError(
+                f"{exact} is {state} (the registry's signed status, issued {issued}): "
+                f"{status.get('reason') or 'no reason recorded'}",
+                state=state,
+                issued_at=issued,
+            )
+        dependencies = status.get("dependencies")
+        for dep in dependencies if isinstance(dependencies, list) else []:
+            if isinstance(dep, dict) and dep.get("state") in ("revoked", "rejected"):
+                raise PullVerificationError(
+                    f"{exact} is built on {dep.get('version')}, which is {dep.get('state')} "
+                    f"(the registry's signed status, issued {issued}): "
+                    f"{dep.get('reason') or 'no reason recorded'}",
+                    state=state,
+                    dependency=dep.get("version"),
+                    issued_at=issued,
+                )
 
     def _bundles(self, ref: str, predicate_type: str) -> list[bytes]:
         return [self.get_attestation(ref, a.id)

@@ -1,5 +1,7 @@
-"""What a client remembers between runs: the registry key it pinned on first contact, and the
-newest release it has seen behind each alias (so a rollback to an older one is noticed).
+"""What a client remembers between runs: the registry key it pinned on first contact, the newest
+signed audit-log checkpoint it has seen from that registry (count and head, beside the key: a log
+rolled back behind it is refused), and the newest release it has seen behind each alias (so a
+rollback to an older one is noticed).
 
 Stored as JSON in ``$MODELSEAL_CONFIG_DIR/pins.json`` (default ``~/.config/modelseal``), written
 atomically with mode 0600.
@@ -50,7 +52,35 @@ class PinStore:
 
     def pin_registry_key(self, url: str, fingerprint: str, pem: str) -> None:
         data = self._load()
-        data["registries"][url] = {"fingerprint": fingerprint, "public_key_pem": pem}
+        entry = data["registries"].get(url)
+        entry = entry if isinstance(entry, dict) else {}
+        entry.update({"fingerprint": fingerprint, "public_key_pem": pem})
+        data["registries"][url] = entry
+        self._save(data)
+
+    def newest_checkpoint(self, url: str) -> dict[str, Any] | None:
+        """``{"count", "head", "seen_at", "source"}`` of the newest signed audit-log head seen
+        from ``url``, or None."""
+        entry = self._load()["registries"].get(url)
+        seen = entry.get("audit_checkpoint") if isinstance(entry, dict) else None
+        if not isinstance(seen, dict):
+            return None
+        if not isinstance(seen.get("count"), int) or not isinstance(seen.get("head"), str):
+            raise ValueError(f"{self.path}: the audit checkpoint of {url} is damaged")
+        return seen
+
+    def remember_checkpoint(self, url: str, count: int, head: str, seen_at: str,
+                            source: str) -> None:  # fmt: skip
+        """Remember a signed audit-log head; never goes back to a shorter one."""
+        data = self._load()
+        entry = data["registries"].get(url)
+        entry = entry if isinstance(entry, dict) else {}
+        current = entry.get("audit_checkpoint")
+        if isinstance(current, dict) and int(current.get("count", 0)) >= count:
+            return
+        entry["audit_checkpoint"] = {"count": count, "head": head, "seen_at": seen_at,
+                                     "source": source}  # fmt: skip
+        data["registries"][url] = entry
         self._save(data)
 
     def newest_release(self, url: str, ref: str) -> dict[str, str] | None:

@@ -216,9 +216,32 @@ class RevokeIn(BaseModel):
     reason: str = Field(min_length=1, max_length=2000)
 
 
+class RevokedPublic(BaseModel):
+    version: str = Field(description="NS/NAME@VERSION revoked by this request.")
+    built_on: str | None = Field(
+        description="The dependency it was revoked for; null for the version asked for."
+    )
+    reason: str
+
+
+class FlaggedAliasPublic(BaseModel):
+    alias: str = Field(description="NS/NAME@ALIAS")
+    version: str = Field(description="The revoked NS/NAME@VERSION it points at.")
+
+
 class RevocationPublic(BaseModel):
     version: VersionPublic
-    dependents: list[str] = Field(description="Released versions whose provenance names it.")
+    dependents: list[str] = Field(
+        description="Versions built on it, transitively through provenance (all now revoked)."
+    )
+    revoked: list[RevokedPublic] = Field(
+        default_factory=list,
+        description="Versions this request revoked, each with a registry-signed revocation "
+        "(empty when it was revoked already).",
+    )
+    aliases: list[FlaggedAliasPublic] = Field(
+        default_factory=list, description="Aliases that point at a revoked version of the chain."
+    )
 
 
 class TokenIn(BaseModel):

@@ -99,6 +99,21 @@ class AuditService:
             session.add(AuditCheckpoint(seq=count, head_hash=head, at=now, bundle=bundle.raw))
         return {"count": count, "head": head, "bundle": bundle.raw.decode()}
 
+    def head(self, since: int | None = None) -> tuple[int, str, str | None]:
+        """``(count, head hash, hash of entry since)``; the last is None when the log has no
+        entry ``since`` (or ``since`` is None or 0: nothing to compare)."""
+        with self._sessions() as session:
+            last = session.execute(
+                select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)
+            ).one_or_none()
+            at = None
+            if since:
+                at = session.execute(
+                    select(AuditEntry.hash).where(AuditEntry.seq == since)
+                ).scalar_one_or_none()
+        count, head = (int(last[0]), str(last[1])) if last else (0, GENESIS)
+        return count, head, at
+
     def latest_checkpoint(self, principal: Principal) -> bytes | None:
         principal.require(Action.AUDIT, None)
         with self._sessions() as session:

@@ -9,14 +9,25 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from attest.bundle import Bundle
 from attest.digests import manifest_digest
-from attest.gate import RELEASE, Reason, Subject, evaluate
+from attest.errors import AttestError
+from attest.gate import (
+    DEPENDENCY_SCHEME,
+    MAX_DEPTH,
+    RELEASE,
+    SLSA_PROVENANCE,
+    Reason,
+    Subject,
+    evaluate,
+)
 from attest.keys import TrustedKey
 from attest.policy import DEFAULT_POLICY_YAML, KindPolicy, Policy, PolicyError, parse_policy
 from attest.signing import KeySigner, UriSigner
@@ -30,8 +41,8 @@ from registry.errors import (
     RegistryError,
     ReleaseRefusedError,
 )
-from registry.models import NamespacePolicy, Version
-from registry.names import parse_ref
+from registry.models import Alias, Artifact, Attestation, Namespace, NamespacePolicy, Version
+from registry.names import Ref, parse_ref
 from registry.services.attestations import AttestationService
 from registry.services.auth import Action, Principal, Role
 from registry.services.common import Clock, aware, ensure_namespace, get_namespace, utcnow
@@ -39,6 +50,11 @@ from registry.services.scanning import REGISTRY_SIGNER, registry_attestation
 from registry.services.versions import State, VersionRecord, VersionService, version_id
 
 MAX_POLICY_BYTES = 256 * 1024
+#: A registry-signed revocation of one version (its own, or cascaded from a dependency's).
+REVOCATION = "https://modelseal.dev/attestation/revocation/v1"
+#: A registry-signed statement of a version's current state and its dependencies' (pulls ask
+#: for one before writing a byte; clients accept it only within their freshness window).
+STATUS = "https://modelseal.dev/attestation/status/v1"
 #: The registry's own read-only view, used by the gate to resolve dependencies.
 GATE = Principal(token_id="-", name="release-gate", role=Role.AUDITOR, namespace=None)  # noqa: S106
 
@@ -50,6 +66,43 @@ class PolicyRecord:
     document: str
     created_at: datetime | None
     created_by: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Revoked:
+    """One version a revocation moved from released to revoked."""
+
+    record: VersionRecord
+    built_on: str | None  # the dependency it was revoked for (None: the root cause itself)
+    reason: str  # its state_reason
+
+
+@dataclass(frozen=True, slots=True)
+class Revocation:
+    """The outcome of revoking ``record``: every version revoked now (root first, then the
+    cascade), every released-or-revoked dependent, and the aliases that point at any of them."""
+
+    record: VersionRecord
+    revoked: list[Revoked] = field(default_factory=list)
+    dependents: list[str] = field(default_factory=list)
+    aliases: list[tuple[str, str]] = field(default_factory=list)  # (NS/NAME@ALIAS, version)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditHead:
+    """The audit log's current length and head, and the hash of entry ``since`` (None: the log
+    has no such entry), as signed into status statements."""
+
+    count: int
+    head: str
+    since: int | None = None
+    since_hash: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"count": self.count, "head": self.head}
+        if self.since is not None:
+            out["entry"] = {"count": self.since, "hash": self.since_hash}
+        return out
 
 
 class ReleaseService:
@@ -277,6 +330,214 @@ class ReleaseService:
         self._set_state(record, State.REJECTED, text)
         return dataclasses.replace(record, state=State.REJECTED, state_reason=text)
 
+    # -- revocation ---------------------------------------------------------------------------
+
+    def revoke(self, principal: Principal, ref: Ref, reason: str) -> Revocation:
+        """Revoke a released version and, transitively through provenance, every released
+        version built on it; each gets a registry-signed revocation naming the root cause.
+        Everything happens in one transaction (a failure leaves every state as it was).
+        Revoking a revoked version changes nothing and signs nothing.
+
+        Raises:
+            InvalidRequestError: no reason given.
+            ConflictError: the version is pending or rejected.
+        """
+        principal.require(Action.RELEASE, ref.namespace)
+        reason = reason.strip()[:2000]
+        if not reason:
+            raise InvalidRequestError("a revocation needs a reason")
+        record = self._versions.resolve(principal, ref)
+        if record.state not in (State.RELEASED, State.REVOKED):
+            raise ConflictError(
+                f"{record.ref} is {record.state}; only released versions are revoked",
+                state=record.state,
+            )
+        cascade = self._dependents(record)
+        dependents = sorted(r.ref for r, _ in cascade)
+        if record.state == State.REVOKED:
+            return Revocation(record, [], dependents, self._aliases(record, cascade))
+        now = self._clock()
+        root_text = f"revoked by {principal.name}: {reason}"
+        chains: dict[str, list[str]] = {record.ref: []}  # the dependencies down to the root
+        planned = [Revoked(record, None, root_text)]
+        for dependent, via in cascade:
+            chain = chains[dependent.ref] = [via.ref, *chains.get(via.ref, [])]
+            if dependent.state != State.RELEASED:
+                continue
+            below = f" (built on {', built on '.join(chain[1:])})" if len(chain) > 1 else ""
+            text = f"revoked because it is built on {chain[0]}{below}, {root_text}"
+            planned.append(Revoked(dependent, via.ref, text))
+        bundles = [self._signer.sign(self._revocation_statement(item, record, principal.name,
+                                                                 reason, now))
+                   for item in planned]  # fmt: skip
+        done: list[Revoked] = []
+        with transaction(self._sessions) as session:
+            for item, bundle in zip(planned, bundles, strict=True):
+                vid = version_id(session, item.record)
+                moved = session.execute(
+                    update(Version)
+                    .where(Version.id == vid, Version.state == State.RELEASED)
+                    .values(state=State.REVOKED, state_reason=item.reason)
+                ).rowcount  # type: ignore[attr-defined]
+                if moved != 1:
+                    if item.record is record:  # revoked concurrently: that one counts
+                        raise ConflictError(f"{record.ref} changed state during the revocation")
+                    continue
+                session.add(registry_attestation(vid, item.record, bundle, self._signer, now,
+                                                 actor=principal.name))  # fmt: skip
+                done.append(dataclasses.replace(
+                    item, record=dataclasses.replace(item.record, state=State.REVOKED,
+                                                     state_reason=item.reason)))  # fmt: skip
+        return Revocation(done[0].record, done, dependents, self._aliases(record, cascade))
+
+    def _revocation_statement(
+        self, item: Revoked, root: VersionRecord, actor: str, reason: str, now: datetime
+    ) -> Any:
+        return make_statement(
+            name=f"{item.record.namespace}/{item.record.name}",
+            root_digest=item.record.root_digest,
+            predicate_type=REVOCATION,
+            predicate={
+                "version": item.record.ref,
+                "revokedAt": now.astimezone(UTC).isoformat(),
+                "reason": item.reason,
+                "builtOn": item.built_on,
+                "rootCause": {
+                    "version": root.ref,
+                    "rootDigest": f"sha256:{root.root_digest}",
+                    "reason": reason,
+                    "revokedBy": actor,
+                },
+            },
+        )
+
+    def _aliases(
+        self, record: VersionRecord, cascade: list[tuple[VersionRecord, VersionRecord]]
+    ) -> list[tuple[str, str]]:
+        """Aliases that point at ``record`` or any version of the cascade (now flagged)."""
+        wanted = {(r.namespace, r.name, r.version) for r in [record, *(d for d, _ in cascade)]}
+        with self._sessions() as session:
+            rows = session.execute(
+                select(Namespace.name, Artifact.name, Alias.name, Version.version)
+                .join(Artifact, Alias.artifact_id == Artifact.id)
+                .join(Namespace, Artifact.namespace_id == Namespace.id)
+                .join(Version, Alias.version_id == Version.id)
+            ).all()
+        return sorted(
+            (f"{ns}/{name}@{alias}", f"{ns}/{name}@{version}")
+            for ns, name, alias, version in rows
+            if (ns, name, version) in wanted
+        )
+
+    # -- current status -------------------------------------------------------------------------
+
+    def status(self, principal: Principal, ref: Ref, audit: AuditHead | None) -> bytes:
+        """A registry-signed statement of the version's current state, every dependency's
+        (transitively through provenance), the audit log's head, and when it was issued.
+
+        A version with a registry-signed revocation is reported revoked whatever its state
+        column says (a row flipped back to released by hand does not make it servable).
+        """
+        record = self._versions.resolve(principal, ref)
+        state, reason = self._current_state(record)
+        dependencies = []
+        for dep in self._dependencies(record):
+            dep_state, dep_reason = self._current_state(dep)
+            dependencies.append({"version": dep.ref, "rootDigest": f"sha256:{dep.root_digest}",
+                                 "state": dep_state, "reason": dep_reason})  # fmt: skip
+        predicate: dict[str, Any] = {
+            "version": record.ref,
+            "state": state,
+            "reason": reason,
+            "dependencies": dependencies,
+            "issuedAt": self._clock().astimezone(UTC).isoformat(),
+        }
+        if audit is not None:
+            predicate["auditLog"] = audit.to_json()
+        statement = make_statement(
+            name=f"{record.namespace}/{record.name}",
+            root_digest=record.root_digest,
+            predicate_type=STATUS,
+            predicate=predicate,
+        )
+        return self._signer.sign(statement).raw
+
+    def _version(self, ref_text: str) -> VersionRecord | None:
+        try:
+            return self._versions.resolve(GATE, parse_ref(ref_text))
+        except RegistryError:
+            return None
+
+    def _dependents(self, root: VersionRecord) -> list[tuple[VersionRecord, VersionRecord]]:
+        """Every released or revoked version built on ``root``, transitively: ``(dependent,
+        the dependency its provenance names)``, nearest first, each once, depth-bounded."""
+        with self._sessions() as session:
+            rows = session.execute(
+                select(Attestation.bundle, Namespace.name, Artifact.name, Version.version)
+                .join(Version, Attestation.version_id == Version.id)
+                .join(Artifact, Version.artifact_id == Artifact.id)
+                .join(Namespace, Artifact.namespace_id == Namespace.id)
+                .where(Attestation.predicate_type == SLSA_PROVENANCE)
+                .where(Version.state.in_([State.RELEASED, State.REVOKED]))
+            ).all()
+        named_by: dict[tuple[str, str], set[str]] = {}  # (dependency, digest) -> dependents
+        for raw, ns, name, version in rows:
+            for dep in _provenance_dependencies(raw):
+                named_by.setdefault(dep, set()).add(f"{ns}/{name}@{version}")
+        found: list[tuple[VersionRecord, VersionRecord]] = []
+        seen = {root.ref}
+        frontier = [root]
+        for _depth in range(MAX_DEPTH):
+            following = []
+            for current in frontier:
+                for ref_text in sorted(named_by.get((current.ref, current.root_digest), ())):
+                    dependent = self._version(ref_text)
+                    if dependent is not None and dependent.ref not in seen:
+                        seen.add(dependent.ref)
+                        found.append((dependent, current))
+                        following.append(dependent)
+            frontier = following
+        return found
+
+    def _dependencies(self, record: VersionRecord) -> list[VersionRecord]:
+        """Every version ``record`` is built on, transitively through provenance, each once."""
+        found: list[VersionRecord] = []
+        seen = {record.ref}
+        frontier = [record]
+        for _depth in range(MAX_DEPTH):
+            following = []
+            for current in frontier:
+                with self._sessions() as session:
+                    raws = list(session.execute(
+                        select(Attestation.bundle).where(
+                            Attestation.version_id == version_id(session, current),
+                            Attestation.predicate_type == SLSA_PROVENANCE,
+                        )
+                    ).scalars())  # fmt: skip
+                for raw in raws:
+                    for ref_text, _digest in _provenance_dependencies(raw):
+                        dep = self._version(ref_text)
+                        if dep is not None and dep.ref not in seen:
+                            seen.add(dep.ref)
+                            found.append(dep)
+                            following.append(dep)
+            frontier = following
+        return found
+
+    def _current_state(self, record: VersionRecord) -> tuple[str, str | None]:
+        """The version's state; revoked whenever the registry signed a revocation of it."""
+        with self._sessions() as session:
+            revoked = session.execute(
+                select(Attestation.id).where(
+                    Attestation.version_id == version_id(session, record),
+                    Attestation.predicate_type == REVOCATION,
+                    Attestation.signer == REGISTRY_SIGNER,
+                ).limit(1)
+            ).scalar_one_or_none()
+        if revoked is not None and record.state != State.REVOKED:
+            return State.REVOKED, "revoked (a registry-signed revocation exists)"
+        return record.state, record.state_reason
+
     def _set_state(self, record: VersionRecord, state: str, reason: str | None) -> None:
         with transaction(self._sessions) as session:
             session.execute(
@@ -291,3 +552,22 @@ def _namespace_id(session: Session, namespace: str) -> int | None:
         return get_namespace(session, namespace).id
     except NotFoundError:
         return None
+
+
+def _provenance_dependencies(raw: bytes) -> list[tuple[str, str]]:
+    """``(NS/NAME@VERSION, sha256 hex)`` of every registered dependency a provenance names."""
+    try:
+        predicate = Bundle.parse(raw).statement().predicate
+    except AttestError:
+        return []
+    build = predicate.get("buildDefinition")
+    deps = build.get("resolvedDependencies") if isinstance(build, dict) else None
+    found = []
+    for dep in deps if isinstance(deps, list) else []:
+        if not isinstance(dep, dict):
+            continue
+        uri, digest = dep.get("uri"), dep.get("digest")
+        if isinstance(uri, str) and uri.startswith(DEPENDENCY_SCHEME) and isinstance(digest, dict):
+            found.append((uri.removeprefix(DEPENDENCY_SCHEME), str(digest.get("sha256", ""))))
+    return found
+

@@ -120,12 +120,14 @@ def test_no_url_is_handed_out_for_what_may_not_be_downloaded(world: World) -> No
     deployer = _deployer(world)
     pending = "/v1/namespaces/fraud/artifacts/m/versions/2/files/config.json"
     revoked = "/v1/namespaces/fraud/artifacts/tx/versions/3/files/transactions.csv"
-    world.releaser.revoke("fraud/tx@3", "poisoned rows")
     with deployer._http as h:
+        # Asked before the revocation, which cascades to fraud/m@1 (built on fraud/tx@3).
+        missing = h.get(FILE + "nope.bin", params={"redirect": "true"})
+        world.releaser.revoke("fraud/tx@3", "poisoned rows")
         answers = {
             "pending": h.get(pending, params={"redirect": "true"}),
             "revoked": h.get(revoked, params={"redirect": "true"}),
-            "missing": h.get(FILE + "nope.bin", params={"redirect": "true"}),
+            "missing": missing,
         }
     assert {k: a.status_code for k, a in answers.items()} == {
         "pending": 403,

@@ -54,11 +54,12 @@ def _cells(
         ("GET", "/v1/namespaces/ns/policy", dict, READ),
         ("GET", "/v1/identities", dict, READ | {"outsider"}),  # global: who signs
         ("GET", f"{V}/in-toto", dict, READ),  # 409 here: only for released versions
+        ("GET", f"{V}/status", dict, READ),  # the signed current state a pull checks
         (
             "POST",
             "/v1/events/verification-failure",
             lambda: {"json": {"reference": "ns/m@1", "reason": "digest mismatch"}},
-            READ | {"outsider"},  # any caller may report a failed pull
+            READ,  # a failed pull of a version the caller may read; others: 403
         ),
         ("PUT", "/v1/namespaces/ns/artifacts/m/versions/2", lambda: {"json": manifest}, PUSH),
         (

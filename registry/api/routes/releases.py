@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from registry.api.deps import PrincipalDep, ServicesDep
@@ -14,16 +14,18 @@ from registry.api.schemas import (
     AliasIn,
     AliasMovePublic,
     AliasPublic,
+    FlaggedAliasPublic,
     PolicyPublic,
     RejectIn,
     RevocationPublic,
+    RevokedPublic,
     RevokeIn,
     VersionPublic,
 )
 from registry.errors import InvalidRequestError
 from registry.events import Event
 from registry.names import validate_alias, validate_name
-from registry.services.releases import PolicyRecord
+from registry.services.releases import AuditHead, PolicyRecord
 
 router = APIRouter(tags=["releases"])
 
@@ -108,16 +110,75 @@ def revoke_version(
     name: str,
     selector: str,
     body: RevokeIn,
+    request: Request,
     principal: PrincipalDep,
     services: ServicesDep,
 ) -> RevocationPublic:
-    """Revoke a released version (incident response); lists the released versions built on it."""
+    """Revoke a released version (incident response) and, transitively through provenance,
+    every released version built on it: each gets a registry-signed revocation naming the root
+    cause, an audit entry and a security event. Aliases pointing at them are listed (flagged)."""
     ref = version_ref(namespace, name, selector)
-    record, dependents = services.lifecycle.revoke(principal, ref, body.reason)
-    services.events.emit(Event.VERSION_REVOKED, actor=principal.name, version=record.ref,
-                         root_digest=record.root_digest, reason=body.reason,
-                         dependents=dependents)  # fmt: skip
-    return RevocationPublic(version=public_version(record), dependents=dependents)
+    result = services.releases.revoke(principal, ref, body.reason)
+    root = result.record
+    request_id = str(getattr(request.state, "request_id", "") or "")
+    for item in result.revoked:
+        if item.built_on is None:
+            services.events.emit(Event.VERSION_REVOKED, actor=principal.name, version=root.ref,
+                                 root_digest=root.root_digest, reason=body.reason.strip(),
+                                 dependents=result.dependents)  # fmt: skip
+            continue
+        target = item.record
+        services.audit.append(
+            actor=principal.name,
+            action="revoke_dependent",
+            target=f"/v1/namespaces/{target.namespace}/artifacts/{target.name}/versions/"
+            f"{target.version}",
+            outcome="ok",
+            request_id=request_id,
+            details={"root_cause": root.ref, "built_on": item.built_on, "reason": item.reason},
+        )
+        services.events.emit(Event.VERSION_REVOKED, actor=principal.name, version=target.ref,
+                             root_digest=target.root_digest, reason=body.reason.strip(),
+                             root_cause=root.ref, built_on=item.built_on)  # fmt: skip
+    return RevocationPublic(
+        version=public_version(root),
+        dependents=result.dependents,
+        revoked=[
+            RevokedPublic(version=i.record.ref, built_on=i.built_on, reason=i.reason)
+            for i in result.revoked
+        ],
+        aliases=[FlaggedAliasPublic(alias=a, version=v) for a, v in result.aliases],
+    )
+
+
+@router.get(
+    f"{_VERSION}/status",
+    operation_id="version_status",
+    response_class=Response,
+    responses={200: {"content": {"application/json": {}},
+                     "description": "A registry-signed bundle (Sigstore bundle v0.3)."}},
+)  # fmt: skip
+def version_status(
+    namespace: str,
+    name: str,
+    selector: str,
+    principal: PrincipalDep,
+    services: ServicesDep,
+    audit_since: Annotated[
+        int | None,
+        Query(ge=0, description="Also sign the hash of this audit entry (the count of the "
+              "newest checkpoint the client saw), so it can tell a rolled-back log."),
+    ] = None,
+) -> Response:
+    """The version's current state, every dependency's (transitively through provenance) and
+    the audit log's head, as a statement signed by the registry key now (``issuedAt``). A
+    verified pull asks for it before writing a byte and accepts it only within its freshness
+    window, so a revocation reaches deploy jobs that hold an older release attestation."""
+    ref = version_ref(namespace, name, selector)
+    count, head, at = services.audit.head(audit_since)
+    audit = AuditHead(count, head, audit_since, at) if audit_since else AuditHead(count, head)
+    raw = services.releases.status(principal, ref, audit)
+    return Response(raw, media_type="application/json", headers={"Cache-Control": "no-store"})
 
 
 @router.get(f"{_VERSION}/in-toto", operation_id="in_toto_export",
