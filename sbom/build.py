@@ -338,10 +338,21 @@ def _file_entries(files: Iterable[BomFile], *, ref_prefix: str) -> list[dict[str
             "bom-ref": ref_prefix + item.path,
             "name": item.path,
             "hashes": [{"alg": "SHA-256", "content": item.sha256}],
-            "properties": [{"name": "modelseal:size", "value": str(item.size)}],
+            "properties": _file_properties(item),
         }
         for item in sorted(files, key=lambda item: item.path)
     ]
+
+
+def _file_properties(item: BomFile) -> list[dict[str, str]]:
+    """Size, and the registry scan's format and verdict (``unknown`` files are named here when
+    a policy accepts them)."""
+    properties = [{"name": "modelseal:size", "value": str(item.size)}]
+    if item.scan_format is not None:
+        properties.append({"name": "modelseal:scan:format", "value": item.scan_format})
+    if item.scan_verdict is not None:
+        properties.append({"name": "modelseal:scan:verdict", "value": item.scan_verdict})
+    return properties
 
 
 def _data_entry(dataset: BomDataset) -> dict[str, Any]:

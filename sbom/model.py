@@ -15,6 +15,9 @@ class BomFile:
     path: str
     size: int
     sha256: str
+    #: the registry's scan of the file (format and verdict), when one was made
+    scan_format: str | None = None
+    scan_verdict: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -17,17 +17,23 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from attest.bundle import Bundle
 from attest.gate import SLSA_PROVENANCE, TEST_RESULT
+from attest.keys import TrustedKey
 from attest.provenance import Provenance, model_card, read_predicate
-from attest.signing import Signer
+from attest.signing import KeySigner, UriSigner
 from attest.statement import Statement, make_statement
 from registry import __version__
 from registry.db import transaction
-from registry.errors import EvidenceRejectedError, NotFoundError
+from registry.errors import NotFoundError
 from registry.models import Attestation
 from registry.names import parse_ref
 from registry.services.attestations import READER, AttestationService
 from registry.services.common import Clock, utcnow
-from registry.services.scanning import REGISTRY_SIGNER, ScanService, registry_attestation
+from registry.services.scanning import (
+    REGISTRY_SIGNER,
+    SCAN_PREDICATE_TYPE,
+    ScanService,
+    registry_attestation,
+)
 from registry.services.versions import State, VersionRecord, VersionService, version_id
 from sbom import (
     BOM_PREDICATE_TYPE,
@@ -52,7 +58,7 @@ class BomService:
         sessions: sessionmaker[Session],
         versions: VersionService,
         attestations: AttestationService,
-        signer: Signer,
+        signer: KeySigner | UriSigner,
         *,
         clock: Clock = utcnow,
     ) -> None:
@@ -120,7 +126,7 @@ class BomService:
         return ModelBomInput(
             ref=record.ref,
             root_digest=f"sha256:{record.root_digest}",
-            files=tuple(BomFile(path=f.path, size=f.size, sha256=f.sha256) for f in record.files),
+            files=_scanned_files(record, newest.get(SCAN_PREDICATE_TYPE)),
             datasets=tuple(datasets),
             base_models=tuple(base_models),
             code=code,
@@ -163,11 +169,16 @@ class BomService:
     def _newest(self, record: VersionRecord) -> dict[str, Statement]:
         """The newest statement of each predicate type about ``record`` whose signature still
         verifies (one verification pass over its evidence)."""
-        try:
-            evidence = self._attestations.verified_evidence(record)
-        except EvidenceRejectedError:
-            return {}  # no signer identity registered yet: nothing can verify
-        return {v.statement.predicate_type: v.statement for v in evidence}  # oldest first
+        registry = TrustedKey(REGISTRY_SIGNER, self._signer.public_key)
+        verifier = self._attestations.verifier(extra_keys=[registry])  # never empty
+        evidence = self._attestations.verified_evidence(record, verifier=verifier)
+        # The registry's key vouches for its scan only; user evidence comes from identities.
+        registry_id = f"sha256:{registry.fingerprint}"
+        return {
+            v.statement.predicate_type: v.statement
+            for v in evidence  # oldest first
+            if (v.signer_id == registry_id) == (v.statement.predicate_type == SCAN_PREDICATE_TYPE)
+        }
 
     def current(self, record: VersionRecord) -> bytes | None:
         """The newest BOM bundle of a version."""
@@ -181,6 +192,29 @@ class BomService:
                 .order_by(Attestation.id.desc())
                 .limit(1)
             ).scalar_one_or_none()
+
+
+def _scanned_files(record: VersionRecord, scan: Statement | None) -> tuple[BomFile, ...]:
+    """The version's files with the registry scan's format and verdict for each."""
+    verdicts: dict[str, Mapping[str, Any]] = {}
+    if scan is not None:
+        for entry in scan.predicate.get("files", []):
+            if isinstance(entry, Mapping) and isinstance(entry.get("path"), str):
+                verdicts[entry["path"]] = entry
+    files = []
+    for f in record.files:
+        entry = verdicts.get(f.path, {})
+        fmt, verdict = entry.get("format"), entry.get("verdict")
+        files.append(
+            BomFile(
+                path=f.path,
+                size=f.size,
+                sha256=f.sha256,
+                scan_format=fmt if isinstance(fmt, str) else None,
+                scan_verdict=verdict if isinstance(verdict, str) else None,
+            )
+        )
+    return tuple(files)
 
 
 def _text(value: object) -> str | None:

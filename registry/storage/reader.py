@@ -1,7 +1,9 @@
 """A seekable, read-only file object over a stored blob (for the scanner).
 
 Reads are served from one window fetched by ranged reads, so a scanner that looks at a header and
-skips the rest (safetensors, ONNX) fetches kilobytes, not the whole blob.
+skips the rest (safetensors, ONNX) fetches kilobytes, not the whole blob. A read that continues
+where the window ended fetches a large window (sequential scans); a read elsewhere (a probe for
+a signature at some offset) fetches a small one.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 from registry.storage.base import BlobStore
 
 WINDOW = 1024 * 1024
+PROBE = 64 * 1024
 
 
 class BlobFile(io.RawIOBase):
@@ -43,7 +46,9 @@ class BlobFile(io.RawIOBase):
             return 0
         inside = self._window_start <= self._pos < self._window_start + len(self._window)
         if not inside:
-            length = min(max(WINDOW, len(view)), self._size - self._pos)
+            sequential = self._window and self._pos == self._window_start + len(self._window)
+            wanted = WINDOW if sequential or self._pos == 0 else PROBE
+            length = min(max(wanted, len(view)), self._size - self._pos)
             self._window = b"".join(self._store.read(self._digest, start=self._pos, length=length))
             self._window_start = self._pos
         offset = self._pos - self._window_start

@@ -23,8 +23,10 @@ from registry.errors import (
     PullVerificationError,
     ReleaseRefusedError,
 )
+from registry.lineage import verified_bom
 from registry.services import Role, TokenService
 from registry.services.scanning import SCAN_PREDICATE_TYPE
+from sbom import validate_bom
 from tests import scan_corpus as corpus
 from tests.conftest import Live, run_cli
 from tests.integration.test_release import World
@@ -155,6 +157,19 @@ def test_unknown_files_wait_for_a_policy_that_names_them(world: World, tmp_path:
     assert reason.startswith("scan: weights.bin: unknown format, not positively identified")
     world.admin.set_policy("vision", DEFAULT_LIKE + "    scan: {allow_formats: [unknown]}\n")
     assert world.admin.release("vision/m@1").state == "released"
+    bom = verified_bom(world.admin, "vision/m@1")
+    validate_bom(bom)
+    files = {}
+    stack = [bom["metadata"]["component"], *bom.get("components", [])]
+    while stack:
+        component = stack.pop()
+        stack.extend(component.get("components", []))
+        if component["type"] == "file":
+            files[component["name"]] = {p["name"]: p["value"] for p in component["properties"]}
+    assert files["weights.bin"]["modelseal:scan:verdict"] == "unknown"
+    assert files["weights.bin"]["modelseal:scan:format"] == "unknown"
+    shard = next(name for name in files if name.endswith(".safetensors"))
+    assert files[shard]["modelseal:scan:verdict"] == "clean"
     deployer = _deployer(world, "vision")
     deployer.pull("vision/m@1", tmp_path / "deploy")
     assert (tmp_path / "deploy" / "weights.bin").stat().st_size == 4096
