@@ -1213,12 +1213,15 @@ def verify(
         Path | None, typer.Option(help="The registry's public key (default: pinned).")
     ] = None,
 ) -> None:
-    """Fetch the version's evidence and verify it here, without trusting the server's verdict."""
+    """Fetch the version's evidence and verify it here, without trusting the server's verdict.
+    First the version's current signed status: its audit-log head must extend the newest
+    checkpoint this client saw (a rolled-back log is refused, naming both)."""
     from registry.export import verify_online
 
     trusted, policy_text = _auditor_inputs(trust, policy)
     with _client() as client:
         key = registry_key.read_bytes() if registry_key else None
+        client.version_status(client.show(ref), registry_key=key)
         verdict = verify_online(client, ref, trust=trusted, policy_text=policy_text,
                                 registry_key=key)  # fmt: skip
     _print_verdict(verdict)

@@ -28,7 +28,13 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from attest.auditlog import CHECKPOINT_PREDICATE, AuditChainError, check_extends, verify_chain
+from attest.auditlog import (
+    CHECKPOINT_PREDICATE,
+    GENESIS,
+    AuditChainError,
+    check_extends,
+    verify_chain,
+)
 from attest.bundle import Bundle
 from attest.digests import FileDigest, manifest_digest, parse_sha256, root_digest
 from attest.errors import AttestError, FileSetError
@@ -768,7 +774,8 @@ class RegistryClient:
             return None
 
     def sign_checkpoint(self) -> dict[str, Any]:
-        """Have the registry sign a checkpoint of the audit log now (admins)."""
+        """Have the registry sign a checkpoint of the audit log now (registry-wide admins and
+        auditors)."""
         return dict(self._request("POST", "/v1/audit/checkpoints").json())
 
     def in_toto(self, ref: str) -> dict[str, str]:
@@ -783,12 +790,25 @@ class RegistryClient:
     def verify_audit_log(
         self, *, registry_key: bytes | None = None, pins: PinStore | None = None
     ) -> tuple[int, str]:
-        """Verify the whole chain and the newest checkpoint's signature locally.
+        """Verify the whole chain and the newest checkpoint's signature locally, and that the
+        log extends the newest signed checkpoint this client saw before (remembered in ``pins``
+        beside the registry key); the newest one served is remembered from now on.
 
-        Returns ``(entries, head)``. Raises AuditChainError naming the first bad entry.
+        Returns ``(entries, head)``.
+
+        Raises:
+            AuditRollbackError: the log is shorter than the remembered checkpoint, or its entry
+                at that count no longer hashes to the remembered head (naming both checkpoints).
+            AuditChainError: naming the first edited, removed or reordered entry.
         """
+        pins = pins or PinStore()
+        url = self.base_url
+        try:
+            seen = pins.newest_checkpoint(url)
+        except ValueError as exc:
+            raise PullVerificationError(f"{exc}; remove it to start over") from None
         entries = self.audit_entries()
-        verifier = self.registry_verifier(registry_key, pins or PinStore())
+        verifier = self.registry_verifier(registry_key, pins)
         raw = self.latest_checkpoint()
         checkpoint = None
         if raw is not None:
@@ -796,7 +816,26 @@ class RegistryClient:
             if verified.statement.predicate_type != CHECKPOINT_PREDICATE:
                 raise PullVerificationError("the newest checkpoint is not an audit checkpoint")
             checkpoint = verified.statement
-        return len(entries), verify_chain(entries, checkpoint)
+        if seen:
+            served = (
+                f"its newest signed checkpoint: {checkpoint.predicate.get('count')} entries, "
+                f"head sha256:{checkpoint.subject.sha256}"
+                if checkpoint is not None
+                else "no signed checkpoint"
+            )
+            count = len(entries)
+            last = str(entries[-1]["hash"]) if entries else GENESIS
+            at = str(entries[seen["count"] - 1].get("hash")) if count >= seen["count"] else None
+            check_extends(seen["count"], seen["head"], count=count, head=last, hash_at_seen=at,
+                          seen=f"{seen.get('seen_at', 'before')} {seen.get('source', '')}".strip(),
+                          now=f"now ({served})")  # fmt: skip
+        head = verify_chain(entries, checkpoint)
+        if checkpoint is not None:
+            now = datetime.now(UTC).isoformat(timespec="seconds")
+            count = int(checkpoint.predicate.get("count", 0))
+            pins.remember_checkpoint(url, count, checkpoint.subject.sha256, now,
+                                     "in the newest signed checkpoint")  # fmt: skip
+        return len(entries), head
 
     # -- pulling ----------------------------------------------------------------------------
 
