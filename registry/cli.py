@@ -735,23 +735,57 @@ def identity_list(
 @app.command()
 def attest(
     ref: Annotated[str, typer.Argument(help="NS/NAME@VERSION")],
-    predicate_type: Annotated[str, typer.Option(help="The statement's predicateType URI.")],
-    predicate: Annotated[Path, typer.Option(help="JSON file: the predicate object.")],
+    evaluation: Annotated[
+        Path | None,
+        typer.Option(
+            help="JSON file: a flat object of metric name to number, e.g. "
+            '{"accuracy": 0.93}; signed as the test-result statement the release gate reads.'
+        ),
+    ] = None,
+    predicate_type: Annotated[
+        str | None, typer.Option(help="Any other statement: its predicateType URI.")
+    ] = None,
+    predicate: Annotated[
+        Path | None, typer.Option(help="With --predicate-type: JSON file holding the predicate.")
+    ] = None,
     sign_key: Annotated[Path | None, typer.Option(help="PEM private key.")] = None,
     sigstore: Annotated[bool, typer.Option("--sigstore", help="Sign keylessly.")] = False,
     sigstore_trust_config: Annotated[Path | None, typer.Option(help="Trust config.")] = None,
 ) -> None:
-    """Sign a statement about a version and attach it (evaluation results, provenance…)."""
+    """Sign a statement about a version and attach it: evaluation metrics (--evaluation), or any
+    predicate (--predicate-type with --predicate)."""
+    from attest.errors import AttestError
+    from attest.evaluation import TEST_RESULT, check_evaluation_predicate, evaluation_predicate
     from attest.jsonsafe import loads
     from attest.statement import make_statement
 
+    if (evaluation is None) == (predicate_type is None and predicate is None):
+        _fail("attest needs either --evaluation METRICS.json or --predicate-type URI "
+              "--predicate FILE")  # fmt: skip
+    if evaluation is None and (predicate_type is None or predicate is None):
+        _fail("--predicate-type and --predicate go together")
     signer = _signer(sign_key, sigstore, sigstore_trust_config)
     if signer is None:
         _fail("attest needs --sign-key FILE or --sigstore")
         return
-    body = loads(predicate.read_bytes(), what=str(predicate))
-    if not isinstance(body, dict):
-        _fail(f"{predicate} must hold a JSON object")
+    source = evaluation or predicate
+    assert source is not None
+    try:
+        body = loads(source.read_bytes(), what=str(source))
+        if evaluation is not None:
+            body = evaluation_predicate(body)
+            predicate_type = TEST_RESULT
+        elif not isinstance(body, dict):
+            _fail(f"{source} must hold a JSON object")
+        elif predicate_type == TEST_RESULT:
+            check_evaluation_predicate(body)
+    except OSError as exc:
+        _fail(f"cannot read {source}: {exc.strerror or exc}")
+        return
+    except AttestError as exc:
+        _fail(f"{source}: {exc}")
+        return
+    assert predicate_type is not None
     with _client() as client:
         version = client.show(ref)
         statement = make_statement(
@@ -828,28 +862,38 @@ def scan(
     path: Annotated[Path, typer.Argument(help="A model directory or a single file.")],
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Scan model files locally, as the registry does on push. Exit 1 when anything is unsafe."""
+    """Scan model files locally, as the registry does on push. Exit 1 unless every file is clean
+    (unsafe, unscannable and unknown files all count)."""
+    from attest.errors import AttestError
     from attest.scan import ScanReport, Verdict, scan_directory, scan_stream
 
-    if path.is_dir() and not path.is_symlink():
-        report = scan_directory(path)
-    elif path.is_file() and not path.is_symlink():
-        with path.open("rb") as handle:
-            report = ScanReport((scan_stream(path.name, handle, path.stat().st_size),))
-    else:
-        _fail(f"{path} is not a regular file or directory")
+    try:
+        if path.is_dir() and not path.is_symlink():
+            report = scan_directory(path)
+        elif path.is_file() and not path.is_symlink():
+            with path.open("rb") as handle:
+                report = ScanReport((scan_stream(path.name, handle, path.stat().st_size),))
+        else:
+            _fail(f"{path} is not a regular file or directory")
+            return
+    except (AttestError, OSError) as exc:
+        _fail(f"cannot scan {path}: {exc}")
         return
     if as_json:
         _print_json(report.to_json())
     else:
+        colours = {Verdict.CLEAN: "green", Verdict.UNKNOWN: "yellow",
+                   Verdict.UNSCANNABLE: "magenta", Verdict.UNSAFE: "red"}  # fmt: skip
         table = Table("path", "format", "verdict", "findings")
         for f in report.files:
-            style = "red" if f.verdict is Verdict.UNSAFE else ("yellow" if f.pickle else "green")
+            style = "yellow" if f.clean and f.pickle else colours[f.verdict]
             verdict = f"[{style}]{f.verdict}{' (pickle)' if f.pickle else ''}[/{style}]"
-            table.add_row(f.path, str(f.format), verdict, "\n".join(f.findings))
+            table.add_row(escape(f.path), str(f.format), verdict, escape("\n".join(f.findings)))
         out.print(table)
     if not report.clean:
-        err.print(f"{len(report.unsafe)} unsafe file(s)")
+        counts = {v: sum(f.verdict is v for f in report.files) for v in Verdict if v.severity}
+        detail = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
+        err.print(f"{len(report.not_clean)} file(s) not clean ({detail})")
         raise typer.Exit(1)
 
 
