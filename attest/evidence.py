@@ -34,7 +34,8 @@ trust starts from keys the caller brings (THREATS.md: a malicious export):
 * Every digest is recomputed. The audit log (``audit/``) must be there unless the caller says
   otherwise (``require_audit``); a revocation it records fails the verdict. States the export
   records (rejected, revoked) can only make verification fail, never pass; revocations after the
-  export cannot be known offline.
+  export cannot be known offline. A registry-signed revocation in the export marks its version
+  revoked whatever the export's state fields say.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ from attest.bundle import Bundle
 from attest.digests import FileDigest, manifest_digest, parse_sha256, root_digest
 from attest.errors import AttestError, UnknownSignerError
 from attest.files import hash_files, scan_directory
-from attest.gate import RELEASE, Subject, evaluate
+from attest.gate import RELEASE, REVOCATION, Subject, evaluate
 from attest.keys import TrustedKey
 from attest.oms import check_oms
 from attest.policy import KindPolicy, Policy, parse_policy
@@ -410,10 +411,15 @@ def _verify(
     if release is not None:
         releases[ref] = release
     versions = {r: _signed_facts(v, releases.get(r), out) for r, v in versions.items()}
+    revoked = _revocations(evidence, versions, registry_id)
+    if ref in revoked:
+        out.add("state", False, revoked[ref])
 
     def subject(version: _Version) -> Subject:
         state = version.state
-        if state not in ("rejected", "revoked"):
+        if version.ref in revoked:
+            state = "revoked"  # the registry's signed word, whatever versions.json says
+        elif state not in ("rejected", "revoked"):
             state = "released" if version.ref in releases else "pending"
         return Subject(
             ref=version.ref,
@@ -454,6 +460,30 @@ def _verify(
         )
     else:
         out.add("audit", True, "not included in the export (needs an auditor token)")
+
+
+def _revocations(
+    evidence: Mapping[str, list[Verified]], versions: Mapping[str, _Version], registry_id: str
+) -> dict[str, str]:
+    """``{ref: description}`` of the versions a registry-signed revocation in the export names
+    (that very version and its digest)."""
+    found: dict[str, str] = {}
+    for subject_digest, items in evidence.items():
+        for item in items:
+            statement = item.statement
+            named = versions.get(str(statement.predicate.get("version")))
+            if (
+                statement.predicate_type == REVOCATION
+                and item.signer_id == registry_id
+                and named is not None
+                and named.root_digest == subject_digest
+            ):
+                predicate = statement.predicate
+                found[named.ref] = (
+                    f"{named.ref} was revoked at {predicate.get('revokedAt')} "
+                    f"(registry-signed revocation: {predicate.get('reason')})"
+                )
+    return found
 
 
 def _signed_facts(

@@ -40,6 +40,8 @@ SLSA_PROVENANCE = "https://slsa.dev/provenance/v1"
 TEST_RESULT = "https://in-toto.io/attestation/test-result/v0.1"
 SCAN = "https://modelseal.dev/attestation/scan/v1"
 RELEASE = "https://in-toto.io/attestation/release/v0.1"
+#: The registry-signed revocation of a version (registry/services/releases.py signs it).
+REVOCATION = "https://modelseal.dev/attestation/revocation/v1"
 MAX_DEPTH = 8
 DEPENDENCY_SCHEME = "modelseal:"
 
