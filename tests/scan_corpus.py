@@ -219,7 +219,7 @@ def keras_zip(layers: list[dict[str, Any]]) -> bytes:
     return zip_bytes({
         "metadata.json": b'{"keras_version": "3.6.0"}',
         "config.json": json.dumps(config).encode(),
-        "model.weights.h5": b"\x89HDF\r\n\x1a\n" + b"\x00" * 64,
+        "model.weights.h5": HDF5_HEAD + b"\x00" * 48,
     })  # fmt: skip
 
 
@@ -231,8 +231,12 @@ LAMBDA = {
 }
 
 
+#: an HDF5 signature and a version-0 superblock start (8-byte offsets and lengths)
+HDF5_HEAD = b"\x89HDF\r\n\x1a\n" + b"\x00" * 5 + b"\x08\x08" + b"\x00"
+
+
 def hdf5_with(config_json: bytes) -> bytes:
-    return b"\x89HDF\r\n\x1a\n" + b"\x00" * 120 + config_json + b"\x00" * 200
+    return HDF5_HEAD + b"\x00" * 104 + config_json + b"\x00" * 200
 
 
 def gguf_bytes(*, kv_count: int = 1, tensors: int = 0, bad_string: bool = False) -> bytes:
@@ -326,7 +330,7 @@ def bypass_corpus(sentinel: Path) -> dict[str, bytes]:
         + b"\x85R.",
         "extension code.pkl": b"\x80\x02\x82\x01)R.",
         "gguf polyglot.gguf": b"GGUF" + struct.pack("<I", 3) + b"\x00" + p0,
-        "hdf5 polyglot.h5": p0 + b"\0" * (512 - len(p0)) + b"\x89HDF\r\n\x1a\n" + b"\0" * 256,
+        "hdf5 polyglot.h5": p0 + b"\0" * (512 - len(p0)) + HDF5_HEAD + b"\0" * 240,
         "pickle then zip.zip": headerless + zip_bytes({"a.txt": b"hello"}),
         "lzma-alone.joblib": lzma.compress(rce, format=lzma.FORMAT_ALONE),
         "lz4.joblib": lz4.frame.compress(rce),
@@ -391,7 +395,7 @@ def _keras_with(extra: dict[str, bytes]) -> bytes:
         {
             "metadata.json": b'{"keras_version": "3.6.0"}',
             "config.json": json.dumps(config).encode(),
-            "model.weights.h5": b"\x89HDF\r\n\x1a\n" + b"\x00" * 64,
+            "model.weights.h5": HDF5_HEAD + b"\x00" * 48,
             **extra,
         }
     )
@@ -570,3 +574,176 @@ def gguf_real() -> bytes:
         writer.write_tensors_to_file()
         writer.close()
         return path.read_bytes()
+
+
+# -- holes an independent attacker found in the first fail-closed scanner -----------------------
+
+
+def _zf_utf8(payload: bytes) -> bytes:
+    """joblib's old ZF format whose every byte is UTF-8 (a stored zlib block of 0xC27F bytes,
+    padding varied until the adler32 is ASCII): it once scanned as clean text."""
+    import zlib
+
+    size = 0xC27F
+    for attempt in range(100_000):
+        body = payload + str(attempt).rjust(20).encode() + b" " * (size - len(payload) - 20)
+        check = struct.pack(">I", zlib.adler32(body))
+        if all(0 < b < 0x80 for b in check):
+            stream = b"\x78\x01\x01" + struct.pack("<HH", size, size ^ 0xFFFF) + body + check
+            return b"ZF" + f"{size:#x}".encode().ljust(19) + stream
+    raise AssertionError("no ASCII adler32 found")  # pragma: no cover
+
+
+def _ascii_pax_tar(name: bytes, data: bytes, member_type: bytes = b"0",
+                   link: bytes | None = None) -> bytes:  # fmt: skip
+    """An all-ASCII tar whose checksum field starts with \\x1c, which tarfile strips (a copy of
+    its checksum rule did not)."""
+
+    def header(name100: bytes, size: int, typ: bytes) -> bytes:
+        block = name100.ljust(100, b"_") + b"0000644 " + b"0000000 " * 2
+        block += (b"%011o" % size).ljust(12) + b"00000000000 " + b" " * 8 + typ + b" " * 100
+        block = block.ljust(512, b" ")
+        check = 256 + sum(block[:148]) + sum(block[156:])
+        return block[:148] + b"\x1c" + b"%06o" % check + b" " + block[156:]
+
+    def pad(raw: bytes) -> bytes:
+        return raw + b" " * (-len(raw) % 512)
+
+    records = [(b"path", name)] + ([(b"linkpath", link)] if link else [])
+    body = b""
+    for key, value in records:
+        record = b" %s=%s\n" % (key, value)
+        n = len(record)
+        n += len(str(n + len(str(n))))
+        body += b"%d%s" % (n, record)
+    return (
+        header(b"paxhdr", len(body), b"x")
+        + pad(body)
+        + header(b"m", len(data), member_type)
+        + pad(data)
+    )
+
+
+def _two_directories(evil: bytes, benign: bytes) -> bytes:
+    """A benign zip appended to an evil one, its end record pointing back at the evil one's
+    central directory: Python's zipfile reads the benign directory, miniz the evil one."""
+    offset = zipfile._EndRecData(io.BytesIO(evil))[zipfile._ECD_OFFSET]  # type: ignore[attr-defined]
+    end = benign.rindex(b"PK\x05\x06")
+    patched = benign[: end + 16] + struct.pack("<I", offset) + benign[end + 20 :]
+    return evil + patched
+
+
+def _onnx_with_hdf5_signature() -> bytes:
+    """An ONNX model with external data escaping the version and an HDF5 signature at byte 512
+    of its doc string: a scanner that trusted the signature skipped the ONNX checks."""
+    from onnx import TensorProto, helper
+
+    tensor = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[4])
+    tensor.data_location = TensorProto.EXTERNAL
+    entry = tensor.external_data.add()
+    entry.key, entry.value = "location", "../../../../etc/passwd"
+    graph = helper.make_graph([helper.make_node("Identity", ["w"], ["y"])], "g", [],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])],
+                              initializer=[tensor])  # fmt: skip
+    model = helper.make_model(graph)
+    for pad in range(400, 520):
+        model.doc_string = "A" * pad + "\x89HDF\r\n\x1a\n"
+        raw: bytes = model.SerializeToString()
+        if raw.find(b"\x89HDF\r\n\x1a\n") == 512:
+            return raw
+    raise AssertionError("could not place the signature")  # pragma: no cover
+
+
+def attacker_corpus(sentinel: Path) -> dict[str, bytes]:
+    import gzip
+    import json
+
+    p0 = f"cos\nsystem\n(S'touch {sentinel}'\ntR.".encode()
+    evil_object = npy_raw("'|O'", p0)
+    keras_config = json.dumps(
+        {
+            "module": "keras",
+            "class_name": "Sequential",
+            "config": {
+                "name": "s",
+                "layers": [
+                    {"module": "keras.layers", "class_name": "Lambda", "config": {}},
+                    {"module": "os", "class_name": "function", "config": "system"},
+                ],
+            },
+        }
+    )
+    lambda_after_long_string = {
+        "class_name": "Sequential",
+        "config": {
+            "name": "s",
+            "layers": [
+                {"class_name": "InputLayer", "config": {"batch_input_shape": [None, 4]}},
+                {"class_name": "Lambda", "config": {"function": ["A" * 6000, None, None]}},
+                {"class_name": "Dense", "config": {"units": 2}},
+            ],
+        },
+    }
+    import zlib
+
+    return {
+        "float line before code.pkl": b"F.5\n0" + p0,
+        "float exponent line.pkl": b"F+.5e1\n0" + p0,
+        "int after 70k spaces.pkl": b"I" + b" " * 70_000 + b"1\n0" + p0,
+        "long after 70k spaces.pkl": b"L" + b" " * 70_000 + b"1L\n0" + p0,
+        "memo key after 70k spaces.pkl": b"Np" + b" " * 70_000 + b"1\n0" + p0,
+        "float line in torch zip.pt": zip_bytes(
+            {"archive/data.pkl": b"F.5\n0" + p0, "archive/version": b"3\n"}, compress=False
+        ),
+        "float line gzipped.joblib": gzip.compress(b"F.5\n0" + p0),
+        "joblib ZF.joblib": b"ZF" + b"0x49".ljust(19) + zlib.compress(p0),
+        "joblib ZF in UTF-8.joblib": _zf_utf8(p0),
+        "ascii tar, \\x1c checksum.pt": _ascii_pax_tar(b"storages", p0),
+        "ascii tar link escape.tar": _ascii_pax_tar(
+            b"evil", b"", b"2", b"../../../../home/user/.bashrc"
+        ),
+        "keras zip with decoy data.pkl.keras": zip_bytes(
+            {
+                "metadata.json": b'{"keras_version": "3.5.0"}',
+                "config.json": keras_config.encode(),
+                "model.weights.h5": b"",
+                "data.pkl": b"hello\n",
+            }
+        ),
+        "keras zip without metadata.keras": zip_bytes(
+            {"config.json": keras_config.encode(), "model.weights.npz": b""}
+        ),
+        "object npy as torch storage.pt": zip_bytes(
+            {"archive/data.pkl": b"hello\n", "archive/data/0": evil_object}
+        ),
+        "h5py lambda after a 6 KB string.h5": keras_h5(lambda_after_long_string),
+        "onnx with an hdf5 signature.onnx": _onnx_with_hdf5_signature(),
+        "zip with two central directories.pt": _two_directories(
+            torch_zip(p0),
+            zip_bytes({"archive/data.pkl": pickle.dumps({}, protocol=2)}, compress=False),
+        ),
+        "lzma-alone odd dictionary.joblib": _lzma_odd_dictionary(p0),
+        "keras get_file gadget.keras": zip_bytes(
+            {
+                "metadata.json": b"{}",
+                "model.weights.h5": b"",
+                "config.json": b'{"module": "keras.utils", "class_name": "get_file", "config": {}}',
+            }
+        ),
+    }
+
+
+def _lzma_odd_dictionary(payload: bytes) -> bytes:
+    """An .lzma stream whose dictionary size is no power of two (liblzma accepts any)."""
+    import lzma
+
+    raw = bytearray(lzma.compress(payload, format=lzma.FORMAT_ALONE))
+    raw[1:5] = struct.pack("<I", 0x00010100)
+    return bytes(raw)
+
+
+def hdf5_json_stall(depth: int = 900, mib: int = 4) -> bytes:
+    """An HDF5 file whose JSON candidates nest deeply around an array that never closes: each
+    one used to be decoded again and again, in larger windows (about 2 minutes for 4 MiB)."""
+    body = b'{"a":' * depth + b"[" + b"1," * (mib * 1024 * 1024 // 2)
+    return HDF5_HEAD + b" " * 8 + body

@@ -11,6 +11,7 @@ inflated under a ratio limit and an absolute limit, stopping as soon as either i
 from __future__ import annotations
 
 import bz2
+import dataclasses
 import gzip
 import io
 import lzma
@@ -109,6 +110,7 @@ def is_zip(head: bytes, handle: IO[bytes], size: int) -> bool:
 
 def scan_zip(handle: IO[bytes], size: int, context: Context, result: Result) -> None:
     try:
+        _one_directory(handle)
         with zipfile.ZipFile(handle) as archive:
             _scan_archive(archive, handle, context, result)
     except (
@@ -120,6 +122,24 @@ def scan_zip(handle: IO[bytes], size: int, context: Context, result: Result) -> 
         struct.error,
     ) as exc:
         raise Malformed(f"zip: {exc}") from None
+
+
+def _one_directory(handle: IO[bytes]) -> None:
+    """Python's zipfile finds the central directory relative to the end record (so bytes
+    prepended to an archive shift nothing); readers that take the recorded offset as absolute
+    (miniz, in torch) may find another directory there. Two directories: refuse to judge."""
+    record = zipfile._EndRecData(handle)  # type: ignore[attr-defined]
+    if record is None:
+        return
+    directory_size, directory_offset = record[zipfile._ECD_SIZE], record[zipfile._ECD_OFFSET]  # type: ignore[attr-defined]
+    shift = record[zipfile._ECD_LOCATION] - directory_size - directory_offset  # type: ignore[attr-defined]
+    if shift > 0:
+        handle.seek(directory_offset)
+        if handle.read(4) == b"PK\x01\x02":
+            raise LimitReached(
+                "zip: a central directory at the recorded offset and another one "
+                f"{shift} bytes later; zip readers disagree on which holds the members"
+            )
 
 
 def _scan_archive(
@@ -165,6 +185,7 @@ def _scan_archive(
         return
     files = [i for i in infos if not i.is_dir()]
     names = {i.filename for i in files}
+    # Labels only: every member gets the full dispatch whatever the others are called.
     pytorch = any(PurePosixPath(n).name == "data.pkl" for n in names)
     if pytorch:
         result.format = Format.PYTORCH_ZIP
@@ -177,12 +198,13 @@ def _scan_archive(
     for info in files:
         member = _open_member(archive, handle, info, context)
         try:
+            inner_context = context.inner(info.filename)
             if pytorch and _STORAGE.search(info.filename):
-                inner = _scan_storage(member, info.file_size, context)
-            else:
-                inner = scan_any(member, info.file_size, context.inner(info.filename))
-                if result.format is Format.KERAS_ZIP and info.filename == "config.json":
-                    _check_keras_member(member, info.file_size, context, inner)
+                # raw tensor bytes for torch, unless another reading identifies them
+                inner_context = dataclasses.replace(inner_context, tensor_data=True)
+            inner = scan_any(member, info.file_size, inner_context)
+            if info.filename == "config.json":  # Keras reads a root config.json, always
+                _check_keras_member(member, info.file_size, context, inner)
         finally:
             member.close()
         result.merge(inner, f"{info.filename}: ")
@@ -201,18 +223,6 @@ def _open_member(
             return io.BufferedReader(Window(handle, start, info.file_size), READ)
         limit = min(inflate_limit(context.limits, info.compress_size), info.file_size)
         return spool(opened, limit, f"zip member {info.filename[:120]!r}")
-
-
-def _scan_storage(member: IO[bytes], size: int, context: Context) -> Result:
-    """Raw tensor storage of a PyTorch archive: torch reads it as bytes, never unpickles it;
-    it is still refused if it holds a pickle that imports or calls something outside the
-    allowlist."""
-    from attest.scan.readings import pickle_reading
-
-    inner = pickle_reading(member, 0, size, context)
-    if inner is not None and inner.verdict is not Verdict.CLEAN:
-        return inner
-    return Result(format=Format.TENSOR_DATA)
 
 
 def _check_keras_member(member: IO[bytes], size: int, context: Context, inner: Result) -> None:
@@ -237,23 +247,16 @@ def _check_keras_member(member: IO[bytes], size: int, context: Context, inner: R
 # -- tar ------------------------------------------------------------------------------------------
 
 
-def _tar_checksum_ok(block: bytes) -> bool:
-    field = block[148:156]
-    try:
-        stored = int(field.split(b"\0", 1)[0].strip() or b"0", 8)
-    except ValueError:
-        return False
-    unsigned = 256 + sum(block[:148]) + sum(block[156:512])
-    signed = (
-        256 + sum(struct.unpack("148b", block[:148])) + sum(struct.unpack("356b", block[156:512]))
-    )
-    return stored in (unsigned, signed) and bool(block[:100].strip(b"\0"))
-
-
 def is_tar(head: bytes, handle: IO[bytes], size: int) -> bool:
+    """Whatever ``tarfile`` reads a first member from (its own header parsing, not a copy of
+    it: v7 headers have no magic, and its number parsing strips more than whitespace)."""
     if len(head) < 512:
         return False
-    return head[257:262] == b"ustar" or _tar_checksum_ok(head[:512])
+    try:
+        with tarfile.open(fileobj=handle, mode="r:") as archive:
+            return archive.next() is not None
+    except (tarfile.TarError, OSError, ValueError, EOFError, UnicodeError):
+        return False
 
 
 def scan_tar(handle: IO[bytes], size: int, context: Context, result: Result) -> None:
@@ -292,16 +295,19 @@ def scan_tar(handle: IO[bytes], size: int, context: Context, result: Result) -> 
 
 
 def _lzma_alone(head: bytes) -> bool:
-    if len(head) < 13 or head[0] >= 225:
+    """liblzma's .lzma decoder accepts any dictionary size: try it on the first bytes."""
+    if len(head) < 14 or head[0] >= 225:
         return False
-    (dictionary,) = struct.unpack("<I", head[1:5])
-    def power_of_two(n: int) -> bool:
-        return n > 0 and n & (n - 1) == 0
+    decoder = lzma.LZMADecompressor(format=lzma.FORMAT_ALONE)
+    try:  # the whole sample: garbage decodes a few bytes before the decoder notices
+        out = decoder.decompress(head)
+    except (lzma.LZMAError, ValueError, EOFError):
+        return False
+    return bool(out)  # an empty stream (zeros decode to one) holds nothing to load
 
-    # the encoders write 2^n or 2^n + 2^(n-1)
-    return dictionary >= 4096 and (
-        power_of_two(dictionary) or (dictionary % 3 == 0 and power_of_two(dictionary // 3))
-    )
+
+#: joblib's pre-0.9.3 format: b"ZF", the inflated length in hex padded to 19 bytes, a zlib stream
+_ZF_HEADER = 2 + 19
 
 
 def compression_kind(head: bytes) -> str | None:
@@ -315,6 +321,8 @@ def compression_kind(head: bytes) -> str | None:
         return "zstd"
     if head[:4] == b"\x04\x22\x4d\x18":
         return "lz4"
+    if head[:2] == b"ZF":
+        return "joblib-zf"
     if len(head) >= 2 and head[0] & 0x0F == 8 and (head[0] << 8 | head[1]) % 31 == 0:
         return "zlib"
     if _lzma_alone(head):
@@ -334,6 +342,11 @@ def _decompressor(kind: str, handle: IO[bytes]) -> IO[bytes]:
         stream = lzma.LZMAFile(handle, format=lzma.FORMAT_ALONE)
     elif kind == "zlib":
         stream = io.BufferedReader(_ZlibReader(handle), READ)
+    elif kind == "joblib-zf":
+        handle.seek(0, os.SEEK_END)
+        size = handle.tell()
+        body = io.BufferedReader(Window(handle, _ZF_HEADER, max(0, size - _ZF_HEADER)), READ)
+        stream = io.BufferedReader(_ZlibReader(body), READ)
     elif kind == "lz4":
         try:
             import lz4.frame
@@ -357,16 +370,11 @@ def is_compressed(head: bytes, handle: IO[bytes], size: int) -> bool:
     kind = compression_kind(head)
     if kind is None:
         return False
-    if kind not in ("zlib", "lzma-alone"):
-        return True
-    # no magic number: a reading exists only if a decoder accepts the first bytes
-    try:
-        if kind == "zlib":
+    if kind == "zlib":  # no magic number: a reading exists only if the decoder accepts it
+        try:
             zlib.decompressobj().decompress(head, 1)
-        else:
-            lzma.LZMADecompressor(format=lzma.FORMAT_ALONE).decompress(head, 1)
-    except (zlib.error, lzma.LZMAError, ValueError):
-        return False
+        except (zlib.error, ValueError):
+            return False
     return True
 
 

@@ -46,7 +46,8 @@ def is_safetensors(head: bytes, handle: IO[bytes], size: int) -> bool:
     if size < 10 or len(head) < 10:
         return False
     (length,) = struct.unpack("<Q", head[:8])
-    return length >= 2 and head[8:9] == b"{"
+    # a header that cannot fit the file is no claim to the format (no loader reads it either)
+    return 2 <= length <= size - 8 and head[8:9] == b"{"
 
 
 def scan_safetensors(handle: IO[bytes], size: int, context: Context, result: Result) -> None:
@@ -216,6 +217,8 @@ def scan_npy(handle: IO[bytes], size: int, context: Context, result: Result) -> 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _KERAS_MODULES = re.compile(r"^(keras|keras_hub|keras_nlp|keras_cv|tf_keras)(\.|$)")
 _KERAS_CODE_CLASSES = {"Lambda", "__lambda__", "TFOpLambda"}
+#: modules inside Keras that a config must not name (file and network access, e.g. get_file)
+_KERAS_GADGETS = re.compile(r"^(keras|tf_keras)(\.src)?\.(utils|saving)(\.|$)")
 _JSON_START = re.compile(rb"\{[ \t\r\n]*\"")
 _EMBEDDED_PICKLE = re.compile(rb"\x80[\x02-\x05]")
 _MAX_JSON_CANDIDATES = 200_000
@@ -253,6 +256,9 @@ def check_keras_config(config: Any, result: Result, where: str) -> None:
             module, registered = node.get("module"), node.get("registered_name")
             if isinstance(module, str) and module and not _KERAS_MODULES.match(module):
                 raise Unsafe(f"{where} references module {module[:120]!r}")
+            if isinstance(module, str) and _KERAS_GADGETS.match(module):
+                raise Unsafe(f"{where} references {module[:120]!r}, which reaches files and "
+                             "the network at load time")  # fmt: skip
             if isinstance(registered, str) and ">" in registered:
                 package = registered.split(">", 1)[0]
                 if not _KERAS_MODULES.match(package):
@@ -262,36 +268,77 @@ def check_keras_config(config: Any, result: Result, where: str) -> None:
             stack.extend(node)
 
 
-def _json_at(handle: IO[bytes], offset: int, size: int, limit: int) -> Any:
-    """The JSON document starting at ``offset``, or None. Reads 4 KiB first and more only while
-    the document is still open at the end of what was read."""
+class _Budget:
+    """Bytes of JSON decoding one file may cost before it counts as a stall (unscannable)."""
+
+    def __init__(self, total: int) -> None:
+        self.left = total
+
+    def spend(self, amount: int) -> None:
+        self.left -= amount
+        if self.left < 0:
+            raise LimitReached("the JSON documents in the HDF5 file cost more to decode than the "
+                               "scan allows")  # fmt: skip
+
+
+def _json_at(
+    handle: IO[bytes], offset: int, size: int, limit: int, budget: _Budget
+) -> tuple[Any, int] | None:
+    """The JSON document starting at ``offset`` and where it ends, or None. Reads 4 KiB first and
+    more only while the document is merely cut off (an unterminated string, or an error at the
+    end of what was read); any other error ends the attempt."""
     decoder = json.JSONDecoder()
     span = 4096
     while True:
+        length = min(span, size - offset, limit)
+        budget.spend(length)
         handle.seek(offset)
-        raw = handle.read(min(span, size - offset))
-        text = raw.decode("utf-8", "replace")
+        raw = handle.read(length)
+        text = raw.decode("utf-8", "surrogateescape")  # one character per undecodable byte
         try:
-            value, _end = decoder.raw_decode(text)
-            return value
+            value, end = decoder.raw_decode(text)
         except json.JSONDecodeError as exc:
-            at_end = exc.pos >= len(text) - 1
-            if not at_end or len(raw) < span or span >= limit:
+            cut = exc.msg.startswith("Unterminated string") or exc.pos >= len(text) - 1
+            if not cut or length < span or length >= limit:
                 return None
-            span = min(limit, span * 8)
+            span *= 8
+            continue
         except RecursionError:
             raise LimitReached("a JSON document in the HDF5 file nests too deeply") from None
+        return value, offset + len(text[:end].encode("utf-8", "surrogateescape"))
+
+
+def _superblock(handle: IO[bytes], size: int) -> None:
+    """The superblock after the signature must be one libhdf5 reads (version 0-3, with sizes of
+    offsets and lengths it supports): a signature in arbitrary bytes is not an HDF5 file."""
+    for offset in hdf5_offsets(size):
+        handle.seek(offset)
+        block = handle.read(16)
+        if block[:8] != _HDF5_SIGNATURE:
+            continue
+        version = block[8] if len(block) > 8 else -1
+        if version in (0, 1):
+            sizes = block[13:15]
+        elif version in (2, 3):
+            sizes = block[9:11]
+        else:
+            raise Malformed(f"HDF5 superblock version {version} at byte {offset}")
+        if len(sizes) != 2 or any(b not in (2, 4, 8, 16, 32) for b in sizes):
+            raise Malformed(f"HDF5 superblock at byte {offset} has unusable field sizes")
+        return
 
 
 def scan_hdf5(handle: IO[bytes], size: int, context: Context, result: Result) -> None:
-    """HDF5 without an HDF5 library (nothing is interpreted): every JSON object stored in the
-    file (Keras keeps ``model_config`` there) is decoded and walked, so spacing and ``\\u``
-    escapes hide nothing; embedded protocol-2+ pickles (PyTables attributes) are read too."""
+    """HDF5 without an HDF5 library (nothing is interpreted): the superblock is checked, every
+    JSON object stored in the file (Keras keeps ``model_config`` there) is decoded in full and
+    walked, so spacing, ``\\u`` escapes and long strings hide nothing; embedded protocol-2+
+    pickles (PyTables attributes) are read too. Decoding has a budget (a stall is unscannable)."""
     from attest.scan.readings import pickle_reading
 
     limits = context.limits
     if size > limits.max_inspect_bytes:
         raise LimitReached(f"HDF5 file of {size} bytes is larger than the inspection limit")
+    _superblock(handle, size)
     json_starts: list[int] = []
     pickle_starts: list[int] = []
     saw_model_config = False
@@ -304,26 +351,29 @@ def scan_hdf5(handle: IO[bytes], size: int, context: Context, result: Result) ->
         window = tail + piece
         base = position - len(tail)
         saw_model_config = saw_model_config or b"model_config" in window
+        # a match that ends inside the carried-over tail was found in the previous window
         json_starts.extend(
-            base + m.start()
-            for m in _JSON_START.finditer(window)
-            if m.start() >= len(tail) or not tail
+            base + m.start() for m in _JSON_START.finditer(window) if m.end() > len(tail)
         )
         pickle_starts.extend(
-            base + m.start()
-            for m in _EMBEDDED_PICKLE.finditer(window)
-            if m.start() >= len(tail) or not tail
+            base + m.start() for m in _EMBEDDED_PICKLE.finditer(window) if m.end() > len(tail)
         )
         if len(json_starts) > _MAX_JSON_CANDIDATES or len(pickle_starts) > _MAX_PICKLE_CANDIDATES:
             raise LimitReached("too many embedded JSON or pickle candidates to check")
         position += len(piece)
         tail = piece[-64:]
     keras_config = False
-    for offset in json_starts:
-        value = _json_at(handle, offset, size, limits.max_json_bytes)
-        if isinstance(value, dict):
-            keras_config = keras_config or _mentions_class_name(value)
-            check_keras_config(value, result, "HDF5 model config")
+    budget = _Budget(max(4 * size, 4 * limits.max_json_bytes))
+    covered = -1  # candidates inside a document already decoded are part of it
+    for offset in sorted(set(json_starts)):
+        if offset < covered:
+            continue
+        decoded = _json_at(handle, offset, size, limits.max_json_bytes, budget)
+        if decoded is None or not isinstance(decoded[0], dict):
+            continue
+        value, covered = decoded
+        keras_config = keras_config or _mentions_class_name(value)
+        check_keras_config(value, result, "HDF5 model config")
     if saw_model_config and not keras_config:
         raise Malformed("the file names a model_config but no readable JSON config was found")
     for offset in pickle_starts:

@@ -70,15 +70,11 @@ SAFE_GLOBALS: dict[str, frozenset[str]] = {
     "_codecs": frozenset({"encode"}),
 }
 
-_LINE_LIMIT = 64 * 1024  # protocol-0 arguments longer than this: stop, unscannable
+_LINE_LIMIT = 64 * 1024  # protocol-0 argument lines: kept up to this, longer ones skipped
 _VALUE_LIMIT = 1024  # longer strings are not kept as possible STACK_GLOBAL operands
 _MAX_PICKLES = 64  # pickles back to back (legacy torch.save writes five)
-#: what CPython's int()/float() parsing of a protocol-0 number accepts, roughly
-_NUMBER = re.compile(
-    r"[+-]?(?:0[xXoObB])?[0-9a-fA-F_]+(?:\.[0-9_]*)?(?:[eE][+-]?[0-9_]+)?|"
-    r"[+-]?(?:inf|nan|infinity)",
-    re.IGNORECASE,
-)
+#: strtol's octal, which ``int(text, 0)`` refuses (a leading zero)
+_OCTAL = re.compile(r"\s*[+-]?0[0-7]*\s*")
 
 
 _CODE2OP = {op.code: op for op in pickletools.opcodes}
@@ -102,6 +98,8 @@ class PickleReading:
     code: bool = False
     #: findings that make the reading unsafe
     unsafe: list[str] = field(default_factory=list)
+    #: findings that cannot be judged from the file alone (unscannable)
+    undecidable: list[str] = field(default_factory=list)
     #: a limit stopped the walk while the stream still parsed (cannot prove it safe)
     exhausted: str | None = None
     #: globals referenced, as ``module.name``
@@ -120,7 +118,8 @@ class _Value:
         self.text = text
 
 
-_ANY = _Value()
+_ANY = _Value()  # of unknown type (a call's result, a persistent object, a long string)
+_DATA = _Value()  # known not to be a string (numbers, containers, bytes, None, booleans)
 _MARK = object()
 
 
@@ -188,6 +187,7 @@ class _Walker:
         """Walk one pickle from the current position; True when it ended with STOP."""
         stack: list[object] = []
         memo: dict[int, object] = {}
+        extensions: list[str] = []
         protocol = 0
 
         def pop(count: int) -> list[object]:
@@ -231,24 +231,33 @@ class _Walker:
                 stack.append(_MARK)
             elif name == "STOP":
                 pop(1)
+                reading.undecidable.extend(extensions)
+                reading.code = reading.code or bool(extensions)
                 return True
             elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
                 if not stack or stack[-1] is _MARK:
                     raise _Invalid("memo PUT on an empty stack")
-                memo[int(value)] = stack[-1]
+                if value is not None:
+                    memo[value] = stack[-1]
             elif name == "MEMOIZE":
                 if not stack or stack[-1] is _MARK:
                     raise _Invalid("MEMOIZE on an empty stack")
                 memo[len(memo)] = stack[-1]
             elif name in ("GET", "BINGET", "LONG_BINGET"):
-                key = int(value)
-                if key not in memo:
-                    raise _Invalid(f"memo key {key} is not defined")
-                stack.append(memo[key])
+                if value is None:  # a protocol-0 key too long to read: assume it is defined
+                    stack.append(_ANY)
+                elif value not in memo:
+                    raise _Invalid(f"memo key {value} is not defined")
+                else:
+                    stack.append(memo[value])
             elif name == "POP":
                 if not stack:
                     raise _Invalid("POP on an empty stack")
                 stack.pop()
+            elif name == "DUP":
+                if not stack or stack[-1] is _MARK:
+                    raise _Invalid("DUP on an empty stack")
+                stack.append(stack[-1])
             elif name == "PROTO":
                 protocol = int(value)
                 if protocol > 5:
@@ -263,8 +272,10 @@ class _Walker:
                 found_global(module, attribute)
                 stack.append(_ANY)
             elif name == "STACK_GLOBAL":
-                module_item, name_item = pop(2)
-                texts = [getattr(i, "text", None) for i in (module_item, name_item)]
+                operands = pop(2)
+                if any(item is _DATA for item in operands):
+                    raise _Invalid("STACK_GLOBAL needs two strings")
+                texts = [getattr(item, "text", None) for item in operands]
                 if texts[0] is None or texts[1] is None:
                     reading.unsafe.append(
                         "pickle STACK_GLOBAL with operands that are not constant strings"
@@ -273,7 +284,14 @@ class _Walker:
                     found_global(texts[0], texts[1])
                 stack.append(_ANY)
             elif name in ("EXT1", "EXT2", "EXT4"):
-                reading.unsafe.append(f"pickle uses extension registry code {value}")
+                if value <= 0:
+                    raise _Invalid("EXT specifies code <= 0")
+                # Resolved through the loading process's copyreg table, which the file does not
+                # show: never provably safe. Counted once the stream goes on to a call or a STOP
+                # (a lone code followed by garbage fails in every stock interpreter, which
+                # registers no codes; random binaries start with one about 1% of the time).
+                extensions.append(f"pickle uses extension registry code {value} "
+                                  "(resolved by the loader's copyreg table)")  # fmt: skip
                 stack.append(_ANY)
             else:
                 before, after = op.stack_before, op.stack_after
@@ -285,10 +303,17 @@ class _Walker:
                     pop(below)
                 else:
                     pop(len(before))
+                unknown = name in CODE_OPCODES or name in ("PERSID", "BINPERSID")
                 for _ in after:
-                    stack.append(value if isinstance(value, _Value) else _ANY)
-            if name in CODE_OPCODES:  # reached with a stack the unpickler accepts
+                    if isinstance(value, _Value):
+                        stack.append(value)
+                    else:
+                        stack.append(_ANY if unknown else _DATA)
+            if name in CODE_OPCODES and not name.startswith("EXT"):
+                # reached with a stack the unpickler accepts
                 reading.code = reading.found = True
+                reading.undecidable.extend(extensions)
+                extensions.clear()
 
     def _argument(self, op: pickletools.OpcodeInfo, name: str) -> Any:
         """Decode (or skip) an opcode's argument; string constants come back as _Value."""
@@ -305,12 +330,10 @@ class _Walker:
             return module, attribute
         if n == pickletools.UP_TO_NEWLINE:
             if name in ("PUT", "GET", "INT", "LONG", "FLOAT"):
-                text = self.line().decode("latin-1").strip()
-                if name == "LONG":
-                    text = text.removesuffix("L")
-                if not _NUMBER.fullmatch(text):
-                    raise _Invalid(f"{name} argument is not a number")
-                return int(text) if name in ("PUT", "GET") else None
+                raw = self.line(limit=None)
+                if raw[-1:] == b"\n":
+                    return None  # longer than we keep: CPython skips whitespace, so accept it
+                return _number(name, raw.decode("latin-1"))
             raw = self.line(limit=None)
             if name == "STRING":
                 if raw[-1:] == b"\n":  # a long literal: only its quotes are checked
@@ -318,7 +341,9 @@ class _Walker:
                         raise _Invalid("STRING argument is not quoted")
                     return _ANY
                 return _Value(_string_nl(raw))
-            if name == "UNICODE" and raw[-1:] != b"\n":
+            if name == "UNICODE":
+                if raw[-1:] == b"\n":
+                    return _ANY  # a long string: unknown as an operand
                 return _Value(raw.decode("raw-unicode-escape", "replace"))
             if name == "PERSID" and not raw.isascii():
                 raise _Invalid("protocol-0 persistent IDs must be ASCII")
@@ -329,8 +354,10 @@ class _Walker:
             data = self.read(n)
             if name in ("BINGET", "BINPUT", "PROTO", "EXT1"):
                 return data[0]
-            if name in ("LONG_BINGET", "LONG_BINPUT", "EXT4"):
+            if name in ("LONG_BINGET", "LONG_BINPUT"):
                 return struct.unpack("<I", data)[0]
+            if name == "EXT4":
+                return struct.unpack("<i", data)[0]
             if name == "EXT2":
                 return struct.unpack("<H", data)[0]
             if name == "FRAME":
@@ -340,6 +367,8 @@ class _Walker:
             return None
         if n == pickletools.TAKEN_FROM_ARGUMENT1:
             length = self.read(1)[0]
+        elif name == "BINSTRING":  # CPython reads its count unsigned (pickletools: signed)
+            (length,) = struct.unpack("<I", self.read(4))
         elif n == pickletools.TAKEN_FROM_ARGUMENT4:
             (length,) = struct.unpack("<i", self.read(4))
             if length < 0:
@@ -356,7 +385,7 @@ class _Walker:
         )  # fmt: skip
         kept = self.sized(length, keep=text_op)
         if kept is None:
-            return None
+            return _ANY if text_op else None
         data = kept
         if name.endswith("BINUNICODE") or name == "BINUNICODE8":
             try:
@@ -364,6 +393,24 @@ class _Walker:
             except UnicodeDecodeError:
                 raise _Invalid("BINUNICODE argument is not UTF-8") from None
         return _Value(data.decode("latin-1"))
+
+
+def _number(name: str, text: str) -> int | None:
+    """A protocol-0 number argument as CPython's unpickler parses it (``strtol`` then
+    ``int(text, 0)`` for INT, ``int(text, 0)`` for LONG, ``float`` for FLOAT, base 10 for
+    memo keys); :class:`_Invalid` where it would refuse. Returns memo keys."""
+    try:
+        if name in ("PUT", "GET"):
+            return int(text, 10)
+        if name == "FLOAT":
+            float(text)
+        elif name == "LONG":
+            int(text[:-1] if text.endswith("L") else text, 0)
+        elif text.strip() not in ("00", "01") and not _OCTAL.fullmatch(text):
+            int(text, 0)
+    except ValueError:
+        raise _Invalid(f"{name} argument is not a number CPython reads") from None
+    return None
 
 
 def _string_nl(raw: bytes) -> str | None:

@@ -1,7 +1,7 @@
 """Which readings a stream has, and the verdict of the most dangerous one.
 
-Order: the pickle reading (every file), then each signature the bytes carry, then the
-signature-less formats (protobufs, text) only when nothing else matched. A pickle reading that
+Order: the pickle reading (every file), each signature the bytes carry, the protobuf formats
+(every file: they have no signature), and text only when nothing else matched. A pickle reading that
 reaches no code-capable opcode is harmless data and is ignored when another format explains the
 file; one that reaches code always counts (a polyglot is judged by its worst reading).
 """
@@ -50,6 +50,8 @@ def pickle_reading(handle: IO[bytes], start: int, end: int, context: Context) ->
     result = Result(format=Format.PICKLE, pickle=True)
     for finding in dict.fromkeys(reading.unsafe):
         result.flag(Verdict.UNSAFE, finding)
+    for finding in dict.fromkeys(reading.undecidable):
+        result.flag(Verdict.UNSCANNABLE, finding)
     if reading.exhausted:
         result.flag(Verdict.UNSCANNABLE, f"pickle scan stopped: {reading.exhausted}")
     if not reading.code and reading.found:
@@ -69,18 +71,19 @@ def combine(handle: IO[bytes], size: int, context: Context) -> Result:
         handle.seek(0)
         if detect(head, handle, size):
             found.append(_run(check, fmt, handle, size, context))
-    if not found:
-        for fmt, detect, check in _SIGNATURELESS:
-            handle.seek(0)
-            if detect(head, handle, size):
-                found.append(_run(check, fmt, handle, size, context))
-                break
+    for fmt, detect, check in _PROTOBUFS:  # no signature, so tried on every file
+        handle.seek(0)
+        if detect(head, handle, size):
+            found.append(_run(check, fmt, handle, size, context))
+    handle.seek(0)
+    if not found and formats.is_text(head, handle, size):
+        found.append(_run(formats.scan_text, Format.TEXT, handle, size, context))
 
     # A data-only pickle reading counts when it is the whole file (a pickle, whatever else it
-    # also parses as); a data-only prefix of another format is harmless and ignored.
+    # also parses as); a data-only prefix of anything else is harmless and identifies nothing.
     whole = pickled is not None and pickled.pickle_end == size
     if pickled is not None and (
-        pickled.code or whole or not found or pickled.verdict is not Verdict.CLEAN
+        pickled.code or whole or pickled.verdict is not Verdict.CLEAN
     ):
         found.insert(0, pickled)
     if not found and context.tensor_data:
@@ -111,8 +114,7 @@ _SIGNATURES: list[tuple[Format, Callable[[bytes, IO[bytes], int], bool], Check]]
     (Format.SAFETENSORS, formats.is_safetensors, formats.scan_safetensors),
 ]
 
-_SIGNATURELESS: list[tuple[Format, Callable[[bytes, IO[bytes], int], bool], Check]] = [
+_PROTOBUFS: list[tuple[Format, Callable[[bytes, IO[bytes], int], bool], Check]] = [
     (Format.ONNX, protobuf.is_onnx, protobuf.scan_onnx),
     (Format.SENTENCEPIECE, protobuf.is_sentencepiece, protobuf.scan_sentencepiece),
-    (Format.TEXT, formats.is_text, formats.scan_text),
 ]

@@ -7,6 +7,7 @@ import ast
 import io
 import os
 import pickle
+import random
 import sys
 from collections import OrderedDict
 from pathlib import Path
@@ -107,7 +108,11 @@ def benign_corpus() -> dict[str, bytes]:
 
 
 def all_malicious(sentinel: Path) -> dict[str, bytes]:
-    return {**malicious_corpus(sentinel), **corpus.bypass_corpus(sentinel)}
+    return {
+        **malicious_corpus(sentinel),
+        **corpus.bypass_corpus(sentinel),
+        **corpus.attacker_corpus(sentinel),
+    }
 
 
 def real_world_benign(tmp_path: Path) -> dict[str, bytes]:
@@ -171,6 +176,24 @@ def test_each_bypass_class_is_refused_with_its_reason(name: str, sentinel: Path)
     assert needle in reasons, reasons
 
 
+@pytest.mark.parametrize("name", sorted(corpus.attacker_corpus(Path("/nonexistent/PWNED"))))
+def test_what_an_independent_attacker_found_is_refused(name: str, sentinel: Path) -> None:
+    """Each of these came out clean (or hung the scanner) before it was fixed."""
+    data = corpus.attacker_corpus(sentinel)[name]
+    verdict = scan(name, data)
+    assert verdict.verdict in (Verdict.UNSAFE, Verdict.UNSCANNABLE), verdict.findings  # type: ignore[attr-defined]
+    assert not sentinel.exists()
+
+
+def test_json_that_never_closes_cannot_stall_the_scanner() -> None:
+    data = corpus.hdf5_json_stall()
+    verdict = scan("stall.h5", data)
+    assert verdict.verdict is Verdict.UNSCANNABLE  # type: ignore[attr-defined]
+    assert verdict.findings == (  # type: ignore[attr-defined]
+        "the JSON documents in the HDF5 file cost more to decode than the scan allows",
+    )
+
+
 def test_no_benign_file_is_flagged(tmp_path: Path) -> None:
     files = {**benign_corpus(), **real_world_benign(tmp_path)}
     model = _write(tmp_path / "benign", files)
@@ -228,7 +251,7 @@ def test_classified_by_content_not_extension(name: str, data: bytes, fmt: Format
 @pytest.mark.parametrize(
     ("label", "data", "expected"),
     [
-        ("random bytes", os.urandom(4096), Verdict.UNKNOWN),
+        ("random bytes", random.Random(7).randbytes(4096), Verdict.UNKNOWN),
         ("proprietary header", b"MYFMT\x01\x00" + bytes(range(256)) * 8, Verdict.UNKNOWN),
         ("former 'tokenizer.model' stand-in", bytes(range(256)) * 4, Verdict.UNKNOWN),
         ("truncated zip", corpus.torch_zip(pickle.dumps({}))[:200], Verdict.UNSCANNABLE),
@@ -306,7 +329,7 @@ def test_a_scanner_failure_is_a_verdict_not_an_exception() -> None:
 
 def test_report_verdict_is_the_worst_file() -> None:
     clean = scan("a.json", b"{}")
-    unknown = scan("b.bin", os.urandom(64))
+    unknown = scan("b.bin", random.Random(7).randbytes(64))
     report = ScanReport((clean, unknown))  # type: ignore[arg-type]
     assert not report.clean and report.verdict is Verdict.UNKNOWN
     assert report.to_json()["scanner"]["ruleset"] == RULESET
