@@ -96,7 +96,7 @@ def create_app(
         token_limits=TokenBuckets(settings.rate_per_token, settings.burst_per_token),
         address_limits=TokenBuckets(settings.rate_per_address, settings.burst_per_address),
         releases=ReleaseService(
-            sessions, versions_service, attestation_service, signer, clock=clock
+            sessions, versions_service, attestation_service, signer, clock=clock, scans=scans
         ),
         registry_key_pem=keys.public_pem(signer.public_key).decode(),
         registry_key_fingerprint=signer.identity,

@@ -46,7 +46,7 @@ from registry.names import Ref, parse_ref
 from registry.services.attestations import AttestationService
 from registry.services.auth import Action, Principal, Role
 from registry.services.common import Clock, aware, ensure_namespace, get_namespace, utcnow
-from registry.services.scanning import REGISTRY_SIGNER, registry_attestation
+from registry.services.scanning import REGISTRY_SIGNER, ScanService, registry_attestation
 from registry.services.versions import State, VersionRecord, VersionService, version_id
 
 MAX_POLICY_BYTES = 256 * 1024
@@ -114,12 +114,19 @@ class ReleaseService:
         signer: KeySigner | UriSigner,
         *,
         clock: Clock = utcnow,
+        scans: ScanService | None = None,
     ) -> None:
         self._sessions = sessions
         self._versions = versions
         self._evidence = evidence
         self._signer = signer
         self._clock = clock
+        self._scans = scans
+
+    def _rescanned(self, record: VersionRecord) -> VersionRecord:
+        """``record`` scanned again when its scan predates the current ruleset (the gate does
+        not accept such scans, and a registry upgraded past a ruleset bump holds many)."""
+        return record if self._scans is None else self._scans.rescan_if_stale(record)
 
     # -- policies ---------------------------------------------------------------------------
 
@@ -221,6 +228,7 @@ class ReleaseService:
                 return self._policy_record(session, namespace)
 
         def load(target: VersionRecord) -> Subject:
+            target = self._rescanned(target)
             with self._sessions() as session:
                 return self._subject(session, target, verifier)
 
@@ -252,7 +260,7 @@ class ReleaseService:
         """
         ref = parse_ref(ref_text)
         principal.require(Action.RELEASE, ref.namespace)
-        record = self._versions.resolve(principal, ref)
+        record = self._rescanned(self._versions.resolve(principal, ref))
         if record.state == State.RELEASED:
             return record
         if record.state != State.PENDING:

@@ -14,11 +14,11 @@ import io
 from datetime import datetime
 from typing import IO
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from attest.bundle import Bundle
-from attest.scan import ScanReport, scan_files
+from attest.scan import MIN_RULESET, ScanReport, scan_files
 from attest.signing import Signer
 from attest.statement import make_statement
 from registry.db import transaction
@@ -118,3 +118,30 @@ class ScanService:
                     .values(state=state, state_reason=reason)
                 )
         return dataclasses.replace(record, state=state, state_reason=reason)
+
+    def rescan_if_stale(self, record: VersionRecord) -> VersionRecord:
+        """Scan a pending or released version again when its newest registry scan was made
+        under a ruleset older than :data:`~attest.scan.MIN_RULESET` (older rules called
+        unidentified files clean); otherwise return it unchanged. Scanning again is always
+        safe: the new signed report becomes the newest, and only a pending version changes
+        state (unsafe: rejected). A released dependency that now fails keeps its state, and
+        the gate refuses what depends on it."""
+        if record.state not in (State.PENDING, State.RELEASED) or record.external:
+            return record
+        with self._sessions() as session:
+            raw = session.execute(
+                select(Attestation.bundle)
+                .where(
+                    Attestation.version_id == version_id(session, record),
+                    Attestation.predicate_type == SCAN_PREDICATE_TYPE,
+                    Attestation.signer == REGISTRY_SIGNER,
+                )
+                .order_by(Attestation.id.desc())
+                .limit(1)
+            ).scalar_one_or_none()
+        if raw is not None:
+            scanner = Bundle.parse(raw).statement().predicate.get("scanner")
+            ruleset = scanner.get("ruleset") if isinstance(scanner, dict) else None
+            if isinstance(ruleset, str) and ruleset >= MIN_RULESET:
+                return record
+        return self.scan_version(record)

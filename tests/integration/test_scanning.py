@@ -187,3 +187,67 @@ def test_unscannable_files_are_never_accepted(world: World) -> None:
     [reason] = refused.value.facts["reasons"]
     assert reason == ("scan: state.pkl.bz2: unscannable (bz2 stream inflates past 4194304 "
                       "bytes (decompression bomb))")  # fmt: skip
+
+
+# -- a registry upgraded past a ruleset bump ---------------------------------------------------
+
+
+def _stale_scan(world: World, ref: str, *, state: str | None = None) -> None:
+    """What an older registry left behind: a registry-signed scan under an older ruleset that
+    called every file clean, as the newest scan of ``ref`` (and, with ``state``, the state the
+    older registry gave the version)."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import select, update
+
+    from attest.statement import make_statement
+    from registry.models import Artifact, Attestation, Namespace, Version
+    from registry.services.keys import load_registry_signer
+
+    settings = world.live.settings
+    signer = load_registry_signer(settings)
+    record = world.admin.show(ref)
+    digest = record.root_digest.removeprefix("sha256:")
+    files = [{"path": f.path, "format": "unknown", "verdict": "clean", "findings": [],
+              "pickle": False} for f in record.files]  # fmt: skip
+    predicate = {"scanner": {"name": "modelseal-scan", "version": "1.0", "ruleset": "2026-11-26.1"},
+                 "verdict": "clean", "files": files}  # fmt: skip
+    bundle = signer.sign(make_statement(name=f"{record.namespace}/{record.name}",
+                                        root_digest=digest, predicate_type=SCAN_PREDICATE_TYPE,
+                                        predicate=predicate))  # fmt: skip
+    engine = make_engine(settings.resolved_database_url)
+    with make_sessionmaker(engine)() as session, session.begin():
+        vid = session.execute(
+            select(Version.id).join(Artifact).join(Namespace)
+            .where(Namespace.name == record.namespace, Artifact.name == record.name,
+                   Version.version == record.version)
+        ).scalar_one()  # fmt: skip
+        session.add(Attestation(version_id=vid, predicate_type=SCAN_PREDICATE_TYPE,
+                                subject_digest=digest, bundle=bundle.raw,
+                                bundle_digest=bundle.digest, signer="registry",
+                                signer_id=signer.identity, created_at=datetime.now(UTC),
+                                created_by="registry"))  # fmt: skip
+        if state is not None:
+            session.execute(update(Version).where(Version.id == vid)
+                            .values(state=state, state_reason=None))  # fmt: skip
+    engine.dispose()
+
+
+def test_a_stale_clean_scan_is_redone_before_release(world: World, tmp_path: Path) -> None:
+    """The older ruleset called a headerless pickle clean: releasing it now scans it again."""
+    payload = corpus.bypass_corpus(tmp_path / "PWNED")["headerless.pkl"]
+    world.model("vision/m@1", accuracy=None, extra={"model.pkl": payload})
+    _stale_scan(world, "vision/m@1", state="pending")
+    with pytest.raises(ConflictError, match="is rejected"):
+        world.admin.release("vision/m@1")
+    shown = world.admin.show("vision/m@1")
+    assert shown.state == "rejected" and "os.system" in (shown.state_reason or "")
+
+
+def test_a_stale_scan_of_a_benign_version_is_redone_and_it_releases(world: World) -> None:
+    world.model("vision/m@1", accuracy=None)
+    _stale_scan(world, "vision/m@1")
+    assert world.admin.release("vision/m@1").state == "released"
+    with world.live.client() as client:
+        scans = client.list_attestations("vision/m@1", SCAN_PREDICATE_TYPE)
+    assert len(scans) == 3  # the push's, the stale one, the new one
