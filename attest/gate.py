@@ -31,13 +31,13 @@ from typing import Any
 
 from attest.digests import FileDigest
 from attest.errors import AttestError
+from attest.evaluation import TEST_RESULT as TEST_RESULT  # re-exported: the gate reads it
 from attest.oms import OMS_PREDICATE_TYPE, check_oms
 from attest.policy import ANY_SIGNER, KindPolicy
 from attest.scan.rules import scan_problems
 from attest.verifying import Verified
 
 SLSA_PROVENANCE = "https://slsa.dev/provenance/v1"
-TEST_RESULT = "https://in-toto.io/attestation/test-result/v0.1"
 SCAN = "https://modelseal.dev/attestation/scan/v1"
 RELEASE = "https://in-toto.io/attestation/release/v0.1"
 #: The registry-signed revocation of a version (registry/services/releases.py signs it).

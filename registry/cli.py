@@ -7,7 +7,7 @@ import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -23,10 +23,12 @@ from rich.table import Table
 
 from attest.errors import AttestError
 from attest.keys import KeyType
-from attest.signing import Signer
-from registry.client import RegistryClient
 from registry.errors import RegistryError
 from registry.names import Kind, validate_name
+
+if TYPE_CHECKING:  # imported where a command needs them: `--help` and typos stay fast
+    from attest.signing import Signer
+    from registry.client import RegistryClient
 
 app = typer.Typer(
     name="modelseal",
@@ -77,6 +79,8 @@ def _is_loopback(host: str) -> bool:
 
 
 def _client() -> RegistryClient:
+    from registry.client import RegistryClient
+
     return RegistryClient.from_env()
 
 

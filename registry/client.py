@@ -39,17 +39,10 @@ from attest.bundle import Bundle
 from attest.digests import FileDigest, manifest_digest, parse_sha256, root_digest
 from attest.errors import AttestError, FileSetError
 from attest.files import FileSet, LocalFile, hash_file, hash_files, scan_directory
-from attest.gate import RELEASE as RELEASE_PREDICATE
-from attest.gate import Subject as GateSubject
-from attest.gate import evaluate
 from attest.keys import TrustedKey
 from attest.oms import OMS_PREDICATE_TYPE as OMS_PREDICATE
 from attest.oms import check_oms, oms_statement
-from attest.policy import parse_policy
-from attest.provenance import VersionDependency
 from attest.signing import Signer
-from attest.trust import Trust
-from attest.verifying import Verifier
 from registry.api.schemas import (
     AliasMovePublic,
     AliasPublic,
@@ -80,6 +73,10 @@ from registry.pins import PinStore
 from registry.transfer import RawTransport, redact_secrets
 
 if TYPE_CHECKING:
+    from attest.gate import Subject as GateSubject
+    from attest.provenance import VersionDependency
+    from attest.trust import Trust
+    from attest.verifying import Verifier
     from registry.training import TrainingRun
 
 MiB = 1024 * 1024
@@ -94,6 +91,11 @@ DEFAULT_STATUS_MAX_AGE = 300.0
 STATUS_CLOCK_SKEW = 60.0
 
 Progress = Callable[[int], None]
+
+
+#: the release attestation's predicate type (attest.gate's RELEASE; that module and the YAML
+#: policy parser it needs are imported only by the commands that run the gate locally)
+RELEASE_PREDICATE_TYPE = "https://in-toto.io/attestation/release/v0.1"
 
 
 def collect_files(directory: Path) -> FileSet:
@@ -1009,6 +1011,7 @@ class RegistryClient:
                 for a in self.list_attestations(ref, predicate_type)]  # fmt: skip
 
     def registry_verifier(self, registry_key: bytes | None, pins: PinStore) -> Verifier:
+        from attest.verifying import Verifier
         url = str(self._http.base_url)
         if registry_key is None:
             pinned = pins.registry_key(url)
@@ -1038,14 +1041,14 @@ class RegistryClient:
         exact = f"{version.namespace}/{version.name}@{version.version}"
         verifier = self.registry_verifier(registry_key, pins)
         release: dict[str, Any] | None = None
-        for raw in self._bundles(exact, RELEASE_PREDICATE):
+        for raw in self._bundles(exact, RELEASE_PREDICATE_TYPE):
             try:
                 verified = verifier.verify(Bundle.parse(raw))
             except AttestError:
                 continue
             statement = verified.statement
             if (
-                statement.predicate_type == RELEASE_PREDICATE
+                statement.predicate_type == RELEASE_PREDICATE_TYPE
                 and statement.subject.sha256 == parse_sha256(version.root_digest)
                 and statement.predicate.get("version") == exact
             ):
@@ -1075,6 +1078,11 @@ class RegistryClient:
         self, version: VersionPublic, policy_text: str, trust: Trust, pins: PinStore
     ) -> None:
         """Re-run the release gate here with the caller's policy and signers."""
+        from attest.gate import Subject as GateSubject
+        from attest.gate import evaluate
+        from attest.policy import parse_policy
+        from attest.verifying import Verifier
+
         policy = parse_policy(policy_text)
         registry_key = trust.registry_key or TrustedKey.from_pem(
             "registry", self._registry_pem(pins).encode()
@@ -1124,6 +1132,9 @@ class RegistryClient:
         return pinned
 
     def _verify_pending(self, ref: Ref, version: VersionPublic, files: list[FileDigest]) -> None:
+        from attest.policy import parse_policy
+        from attest.verifying import Verifier
+
         exact = f"{version.namespace}/{version.name}@{version.version}"
         policy = parse_policy(self.get_policy(version.namespace).document).for_kind(version.kind)
         accepted = policy.signature or ()

@@ -12,20 +12,27 @@ from registry.names import Kind, validate_external_uri, validate_path
 Digest = Field(pattern=r"^sha256:[0-9a-f]{64}$", examples=["sha256:" + "0" * 64])
 
 
-class RegistryKeyPublic(BaseModel):
+
+class _Model(BaseModel):
+    """Schemas are built when first used, not at import: a CLI command that reads one kind of
+    response does not pay for building all of them."""
+
+    model_config = ConfigDict(defer_build=True)
+
+class RegistryKeyPublic(_Model):
     """The key the registry signs with; clients pin it."""
 
     fingerprint: str
     public_key_pem: str
 
 
-class Health(BaseModel):
+class Health(_Model):
     status: str = "ok"
     version: str
 
 
-class FileIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class FileIn(_Model):
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     path: str = Field(min_length=1, max_length=1024)
     size: int = Field(ge=0)
@@ -49,11 +56,11 @@ class FileIn(BaseModel):
         return FileDigest(self.path, self.size, parse_sha256(self.digest))
 
 
-class ManifestIn(BaseModel):
+class ManifestIn(_Model):
     """The complete file list of a version; every blob must already be uploaded, unless the
     version is ``external`` (registered by manifest only: every file names its ``uri``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     kind: Kind = Kind.MODEL
     files: list[FileIn] = Field(min_length=1)
@@ -72,14 +79,14 @@ class ManifestIn(BaseModel):
         return {f.path: f.uri for f in self.files if f.uri is not None} if self.external else None
 
 
-class FilePublic(BaseModel):
+class FilePublic(_Model):
     path: str
     size: int
     digest: str
     uri: str | None = Field(default=None, description="External files: where the bytes live.")
 
 
-class VersionSummary(BaseModel):
+class VersionSummary(_Model):
     namespace: str
     name: str
     version: str
@@ -103,7 +110,7 @@ class VersionPublic(VersionSummary):
     files: list[FilePublic]
 
 
-class ArtifactPublic(BaseModel):
+class ArtifactPublic(_Model):
     namespace: str
     name: str
     kind: Kind
@@ -111,18 +118,18 @@ class ArtifactPublic(BaseModel):
     version_count: int
 
 
-class NamespacePublic(BaseModel):
+class NamespacePublic(_Model):
     name: str
 
 
-class UploadIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class UploadIn(_Model):
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     digest: str = Digest
     size: int = Field(ge=0)
 
 
-class UploadPublic(BaseModel):
+class UploadPublic(_Model):
     id: str | None = Field(description="Session id; null when the blob is already held.")
     digest: str
     size: int
@@ -133,15 +140,15 @@ class UploadPublic(BaseModel):
     max_chunk_bytes: int
 
 
-class BlobPublic(BaseModel):
+class BlobPublic(_Model):
     digest: str
     size: int
 
 
-class IdentityIn(BaseModel):
+class IdentityIn(_Model):
     """A key identity (``public_key_pem``) or a Sigstore identity (issuer + identity)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     name: str = Field(min_length=1, max_length=64)
     public_key_pem: str | None = Field(default=None, max_length=16384)
@@ -150,7 +157,7 @@ class IdentityIn(BaseModel):
     regex: bool = False
 
 
-class IdentityPublic(BaseModel):
+class IdentityPublic(_Model):
     name: str
     kind: str
     fingerprint: str | None = Field(description="sha256:<hex> of the SPKI PEM (key identities).")
@@ -162,7 +169,7 @@ class IdentityPublic(BaseModel):
     public_key_pem: str | None = None
 
 
-class AttestationPublic(BaseModel):
+class AttestationPublic(_Model):
     id: int
     ref: str
     predicate_type: str
@@ -174,7 +181,7 @@ class AttestationPublic(BaseModel):
     created_by: str
 
 
-class PolicyPublic(BaseModel):
+class PolicyPublic(_Model):
     namespace: str
     revision: int = Field(description="0 means the built-in default policy is in force.")
     document: str
@@ -182,19 +189,19 @@ class PolicyPublic(BaseModel):
     created_by: str | None
 
 
-class RejectIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class RejectIn(_Model):
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     reason: str = Field(min_length=1, max_length=2000)
 
 
-class AliasIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class AliasIn(_Model):
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     version: str = Field(min_length=1, max_length=72)
 
 
-class AliasMovePublic(BaseModel):
+class AliasMovePublic(_Model):
     alias: str
     from_version: str | None
     to_version: str
@@ -202,7 +209,7 @@ class AliasMovePublic(BaseModel):
     at: datetime
 
 
-class AliasPublic(BaseModel):
+class AliasPublic(_Model):
     alias: str
     version: str
     state: str = Field(description="State of the target; 'revoked' flags a dangerous alias.")
@@ -210,13 +217,13 @@ class AliasPublic(BaseModel):
     updated_by: str
 
 
-class RevokeIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class RevokeIn(_Model):
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     reason: str = Field(min_length=1, max_length=2000)
 
 
-class RevokedPublic(BaseModel):
+class RevokedPublic(_Model):
     version: str = Field(description="NS/NAME@VERSION revoked by this request.")
     built_on: str | None = Field(
         description="The dependency it was revoked for; null for the version asked for."
@@ -224,12 +231,12 @@ class RevokedPublic(BaseModel):
     reason: str
 
 
-class FlaggedAliasPublic(BaseModel):
+class FlaggedAliasPublic(_Model):
     alias: str = Field(description="NS/NAME@ALIAS")
     version: str = Field(description="The revoked NS/NAME@VERSION it points at.")
 
 
-class RevocationPublic(BaseModel):
+class RevocationPublic(_Model):
     version: VersionPublic
     dependents: list[str] = Field(
         description="Versions built on it, transitively through provenance (all now revoked)."
@@ -244,8 +251,8 @@ class RevocationPublic(BaseModel):
     )
 
 
-class TokenIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class TokenIn(_Model):
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     name: str = Field(min_length=1, max_length=128)
     role: str = Field(pattern="^(admin|publisher|releaser|deployer|auditor)$")
@@ -253,7 +260,7 @@ class TokenIn(BaseModel):
     expires_days: int | None = Field(default=None, ge=1, le=3650)
 
 
-class TokenPublic(BaseModel):
+class TokenPublic(_Model):
     id: str
     name: str
     role: str
@@ -264,7 +271,7 @@ class TokenPublic(BaseModel):
     token: str | None = Field(default=None, description="The secret: returned once, at creation.")
 
 
-class Problem(BaseModel):
+class Problem(_Model):
     """RFC 9457 problem details; ``facts`` carries machine-readable specifics."""
 
     type: str
@@ -292,10 +299,10 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, object]] = {
 }
 
 
-class VerificationFailureIn(BaseModel):
+class VerificationFailureIn(_Model):
     """A client's report that a verified pull failed (a security event)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     reference: str = Field(min_length=1, max_length=512)
     reason: str = Field(min_length=1, max_length=4000)

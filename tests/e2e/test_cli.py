@@ -422,7 +422,7 @@ def test_scan_command(model_dir: Path, tmp_path: Path) -> None:
     dirty = run(None, "scan", str(model_dir))
     assert dirty.returncode == 1
     assert "posix.system" in dirty.stdout
-    assert "1 unsafe file(s)" in dirty.stderr
+    assert "1 file(s) not clean (1 unsafe)" in dirty.stderr
     single = run(None, "scan", str(model_dir / "pytorch_model.bin"), "--json")
     assert single.returncode == 1
     assert json.loads(single.stdout)["files"][0]["format"] == "pickle"

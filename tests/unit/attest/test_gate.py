@@ -11,6 +11,7 @@ from attest.digests import FileDigest
 from attest.gate import SCAN, SLSA_PROVENANCE, TEST_RESULT, Subject, evaluate
 from attest.oms import oms_statement
 from attest.policy import DEFAULT_POLICY, PolicyError, parse_policy
+from attest.scan import RULESET
 from attest.signing import KeySigner
 from attest.statement import make_statement
 from attest.verifying import Verified
@@ -35,7 +36,8 @@ def _subject(ref: str, files: tuple[FileDigest, ...], *, deps: list[tuple[str, s
 
     provenance = {"buildDefinition": {"resolvedDependencies": [
         {"uri": f"modelseal:{r}", "digest": {"sha256": d}} for r, d in deps]}}  # fmt: skip
-    scan = {"verdict": "clean", "files": [{"path": f.path, "verdict": "clean", "pickle": False,
+    scan = {"scanner": {"ruleset": RULESET}, "verdict": "clean",
+            "files": [{"path": f.path, "verdict": "clean", "pickle": False,
                                            "format": "safetensors"} for f in files]}  # fmt: skip
     evidence = [
         _verified("ci", CI, oms),
