@@ -102,6 +102,47 @@ code:
 """
 
 
+POLICY_TEMPLATE = """\
+# A modelseal release policy: what a version of each kind (model, dataset, code) needs before
+# it can be released. Set it with `modelseal policy set NAMESPACE policy.yaml` (admins); every
+# revision is kept and audited. A kind left out gets the built-in default (signature and
+# provenance by any registered identity, a clean scan, released dependencies).
+#
+# Signer lists name registered identities (`modelseal identity list`); "*" admits any of them.
+# The registry's own key never counts as a signer of user evidence.
+model:
+  require:
+    # The OMS signature of the files (push --sign-key / --sigstore / --signature).
+    signature: [training-ci]
+    # SLSA provenance naming the datasets, code and base models by digest (push --sign-key).
+    provenance: [training-ci]
+    # Evaluation results (`modelseal attest REF --evaluation metrics.json --sign-key KEY`).
+    # Every result signed by these identities must meet every threshold: a failing run is
+    # not outvoted by a better one. Operators: >=, >, <=, <, ==.
+    evaluation:
+      signers: [eval-ci]
+      metrics:
+        accuracy: ">= 0.90"
+    # The registry's scan of every file: "clean", or a mapping naming what else may pass:
+    #   scan: {allow_formats: [pickle]}    clean pickles (or one format, e.g. pytorch-zip)
+    #   scan: {allow_formats: [unknown]}   files the scanner could not identify
+    #   scan: {allow_formats: [external]}  external data the registry never held
+    # unsafe and unscannable files never pass.
+    scan: clean
+  # Versions the provenance names: "released" (not revoked, same digest) or "any".
+  dependencies: released
+  release:
+    # Separation of duties: whoever pushed the version cannot release it.
+    separate_from_pusher: true
+dataset:
+  require:
+    signature: ["*"]
+    provenance: ["*"]
+    scan: clean
+  dependencies: released
+"""
+
+
 def _where(node: yaml.Node) -> str:
     return f"line {node.start_mark.line + 1}"
 

@@ -916,6 +916,14 @@ def policy_set(
     err.print(f"policy of {namespace} is now revision {record.revision}")
 
 
+@policy_app.command("template")
+def policy_template() -> None:
+    """Print a commented starter policy (every rule the gate knows), to edit and `policy set`."""
+    from attest.policy import POLICY_TEMPLATE
+
+    sys.stdout.write(POLICY_TEMPLATE)
+
+
 @policy_app.command("show")
 def policy_show(namespace: Annotated[str, typer.Argument(help="Namespace.")]) -> None:
     """Print the policy in force (revision 0 is the built-in default)."""
