@@ -37,6 +37,24 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+def _version(value: bool) -> None:
+    if value:
+        from registry import __version__
+
+        sys.stdout.write(f"modelseal {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """A model registry that only releases what it can prove."""
+
+
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
@@ -80,8 +98,19 @@ def _is_loopback(host: str) -> bool:
 
 def _client() -> RegistryClient:
     from registry.client import RegistryClient
+    from registry.errors import InvalidRequestError
 
-    return RegistryClient.from_env()
+    if not os.environ.get("MODELSEAL_TOKEN", "").strip():
+        _fail("MODELSEAL_TOKEN is not set: export MODELSEAL_TOKEN=<API token> (an admin's is "
+              "in DATA_DIR/admin-token; `modelseal token create` makes others)")  # fmt: skip
+    url = os.environ.get("MODELSEAL_URL", "http://127.0.0.1:8700")
+    try:
+        return RegistryClient.from_env()
+    except InvalidRequestError as exc:
+        if exc.facts.get("url") == url:
+            _fail(f"MODELSEAL_URL={url!r} is not a registry URL: it needs http:// or https:// "
+                  "and a host, e.g. http://127.0.0.1:8700 (the default)")  # fmt: skip
+        raise
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -1050,7 +1079,9 @@ def token_create(
         str | None, typer.Option(help="Scope (required but for admins and registry-wide auditors).")
     ] = None,
     name: Annotated[str | None, typer.Option(help="A label (default: ROLE@NAMESPACE).")] = None,
-    expires: Annotated[int | None, typer.Option(help="Days until it expires.")] = None,
+    expires: Annotated[
+        int | None, typer.Option(min=1, max=3650, help="Days until it expires (1-3650).")
+    ] = None,
 ) -> None:
     """Create a token; prints the token alone on stdout (it is shown only once)."""
     label = name or f"{role}@{namespace or '*'}"
@@ -1285,8 +1316,14 @@ def verify(
 
 def main() -> None:
     """Console-script entry point: library errors become one readable line and exit 1."""
+    from registry.errors import AuthenticationError
+
     try:
         app()
+    except AuthenticationError as exc:
+        err.print(f"error: {exc.diagnostics()} (the token in MODELSEAL_TOKEN was not accepted: "
+                  "expired, revoked or mistyped?)", highlight=False, markup=False)  # fmt: skip
+        sys.exit(1)
     except (RegistryError, AttestError) as exc:
         err.print(f"error: {exc.diagnostics()}", highlight=False, markup=False)
         sys.exit(1)

@@ -166,6 +166,13 @@ class RegistryClient:
         storage_redirects: bool = True,
         status_max_age: float = DEFAULT_STATUS_MAX_AGE,
     ) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise InvalidRequestError(
+                f"url {url!r} is not a registry URL: it needs http:// or https:// and a host, "
+                "e.g. http://127.0.0.1:8700",
+                url=url,
+            )
         headers = {"User-Agent": "modelseal-client"}
         token = clean_token(token, source="the token given")
         if token:

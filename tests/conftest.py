@@ -182,6 +182,7 @@ def run_cli(
     columns: int | None = None,
     netns: bool = False,
     timeout: float = 120,
+    extra_env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """``modelseal ARGS`` in a subprocess, against ``live`` (admin token unless ``token``).
 
@@ -200,6 +201,7 @@ def run_cli(
         env["MODELSEAL_TOKEN"] = token if token is not None else live.admin_token
     if columns is not None:
         env["COLUMNS"] = str(columns)
+    env.update(extra_env or {})
     command = [sys.executable, "-m", "registry", *args]
     if netns:
         command = ["unshare", "--net", *command]

@@ -1,0 +1,46 @@
+"""What a newcomer meets first: one clear line for each set-up mistake, naming the setting or
+flag to fix (never an API field name, a traceback or a secret)."""
+
+from __future__ import annotations
+
+import pytest
+
+from registry import __version__
+from registry.client import RegistryClient
+from registry.errors import InvalidRequestError
+from tests.conftest import Live, run_cli
+
+
+def test_version() -> None:
+    shown = run_cli("--version")
+    assert shown.returncode == 0 and shown.stdout == f"modelseal {__version__}\n"
+
+
+def test_a_url_without_a_scheme_is_one_clear_error(live: Live) -> None:
+    done = run_cli("list", live=live, token=live.admin_token, extra_env={
+        "MODELSEAL_URL": live.url.removeprefix("http://")})  # fmt: skip
+    assert done.returncode == 1
+    bare = live.url.removeprefix("http://")
+    assert done.stderr.startswith(
+        f"error: MODELSEAL_URL={bare!r} is not a registry URL: it needs http:// or https://"
+    )
+    assert "Traceback" not in done.stderr
+    with pytest.raises(InvalidRequestError, match=r"url '127\.0\.0\.1:8700' is not a registry URL"):
+        RegistryClient("127.0.0.1:8700")
+
+
+def test_a_missing_or_wrong_token_names_modelseal_token(live: Live) -> None:
+    missing = run_cli("list", live=live, token="")
+    assert missing.returncode == 1
+    assert missing.stderr.startswith("error: MODELSEAL_TOKEN is not set")
+    wrong = run_cli("list", live=live, token="ms_0000000000000000_" + "x" * 43)
+    assert wrong.returncode == 1
+    assert "the token in MODELSEAL_TOKEN was not accepted" in wrong.stderr
+    assert "x" * 43 not in wrong.stderr + wrong.stdout
+
+
+def test_cli_errors_name_flags_not_api_fields(live: Live) -> None:
+    done = run_cli("token", "create", "--role", "deployer", "--namespace", "vision",
+                   "--expires", "0", live=live)  # fmt: skip
+    assert done.returncode == 2
+    assert "--expires" in done.stderr and "expires_days" not in done.stderr
