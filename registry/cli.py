@@ -105,17 +105,30 @@ def _client() -> RegistryClient:
               "in DATA_DIR/admin-token; `modelseal token create` makes others)")  # fmt: skip
     url = os.environ.get("MODELSEAL_URL", "http://127.0.0.1:8700")
     try:
-        return RegistryClient.from_env()
+        client = RegistryClient.from_env()
     except InvalidRequestError as exc:
         if exc.facts.get("url") == url:
             _fail(f"MODELSEAL_URL={url!r} is not a registry URL: it needs http:// or https:// "
                   "and a host, e.g. http://127.0.0.1:8700 (the default)")  # fmt: skip
         raise
+    client.on_pinned = lambda url, fingerprint, path: err.print(
+        f"pinned the registry key {fingerprint} for {url} in {path} (first contact; a "
+        "different key will be refused)", highlight=False, markup=False)  # fmt: skip
+    return client
 
 
 def _fail(message: str, code: int = 1) -> None:
     err.print(f"[red]error:[/red] {message}", highlight=False, markup=True)
     raise typer.Exit(code)
+
+
+def _table(*headers: str) -> Table:
+    """A table whose cells wrap instead of being cut: an identifier is copied whole or not at all
+    (a digest cut with an ellipsis at 80 columns was then "not found")."""
+    table = Table(*headers)
+    for column in table.columns:
+        column.overflow = "fold"
+    return table
 
 
 def _wide() -> Console:
@@ -349,6 +362,10 @@ def _describe_run(
     elif detect and run.detect_git(Path.cwd(), allow_dirty=allow_dirty):
         if run.git is not None and run.git.dirty:
             err.print("[yellow]warning:[/yellow] the git checkout is dirty (recorded)")
+    elif detect:
+        err.print("note: no code recorded in the provenance (not in a git checkout; name it "
+                  "with --code NS/NAME@VERSION or --git-repo URL --git-commit SHA)",
+                  highlight=False, markup=False)  # fmt: skip
     for item in params or []:
         key, value = parse_param(item)
         run.log_param(key, value)
@@ -479,7 +496,7 @@ def list_(
             if as_json:
                 _print_json([a.model_dump(mode="json") for a in artifacts])
                 return
-            table = Table("artifact", "kind", "versions", "created")
+            table = _table("artifact", "kind", "versions", "created")
             for a in artifacts:
                 table.add_row(
                     f"{a.namespace}/{a.name}",
@@ -494,7 +511,7 @@ def list_(
         if as_json:
             _print_json([v.model_dump(mode="json") for v in versions])
             return
-        table = Table("version", "state", "root digest", "files", "bytes", "created")
+        table = _table("version", "state", "root digest", "files", "bytes", "created")
         for v in versions:
             table.add_row(
                 v.version,
@@ -530,7 +547,7 @@ def show(
     out.print(
         f"  created      {version.created_at.isoformat()} by {version.created_by}", highlight=False
     )
-    table = Table("path", "bytes", "sha256", *(["uri"] if version.external else []))
+    table = _table("path", "bytes", "sha256", *(["uri"] if version.external else []))
     for f in version.files:
         uri = [escape(f.uri or "")] if version.external else []
         table.add_row(escape(f.path), str(f.size), f.digest, *uri)
@@ -758,7 +775,7 @@ def identity_list(
     if as_json:
         _print_json([r.model_dump(mode="json") for r in records])
         return
-    table = Table("name", "kind", "key / identity", "issuer", "added")
+    table = _table("name", "kind", "key / identity", "issuer", "added")
     for r in records:
         who = r.fingerprint or (f"/{r.sigstore_identity}/" if r.regex else r.sigstore_identity)
         table.add_row(r.name, r.kind, who or "", r.sigstore_issuer or "", r.created_at.isoformat())
@@ -853,7 +870,7 @@ def attestations(
     if as_json:
         _print_json([r.model_dump(mode="json") for r in records])
         return
-    table = Table("id", "predicate type", "signer", "bundle digest", "attached")
+    table = _table("id", "predicate type", "signer", "bundle digest", "attached")
     for r in records:
         table.add_row(str(r.id), r.predicate_type, r.signer, r.bundle_digest,
                       r.created_at.isoformat())  # fmt: skip
@@ -917,7 +934,7 @@ def scan(
     else:
         colours = {Verdict.CLEAN: "green", Verdict.UNKNOWN: "yellow",
                    Verdict.UNSCANNABLE: "magenta", Verdict.UNSAFE: "red"}  # fmt: skip
-        table = Table("path", "format", "verdict", "findings")
+        table = _table("path", "format", "verdict", "findings")
         for f in report.files:
             style = "yellow" if f.clean and f.pickle else colours[f.verdict]
             verdict = f"[{style}]{f.verdict}{' (pickle)' if f.pickle else ''}[/{style}]"
@@ -1042,7 +1059,7 @@ def alias_list(
     if as_json:
         _print_json([a.model_dump(mode="json") for a in aliases])
         return
-    table = Table("alias", "version", "state", "moved", "by")
+    table = _table("alias", "version", "state", "moved", "by")
     for a in aliases:
         state = f"[red]{a.state} (!)[/red]" if a.state != "released" else a.state
         table.add_row(a.alias, a.version, state, a.updated_at.isoformat(), a.updated_by)
@@ -1062,7 +1079,7 @@ def alias_history(
     if as_json:
         _print_json([m.model_dump(mode="json") for m in moves])
         return
-    table = Table("when", "who", "from", "to")
+    table = _table("when", "who", "from", "to")
     for m in moves:
         table.add_row(m.at.isoformat(), m.actor, m.from_version or "", m.to_version)
     out.print(table)
@@ -1101,7 +1118,7 @@ def token_list(
     if as_json:
         _print_json([t.model_dump(mode="json", exclude={"token"}) for t in tokens])
         return
-    table = Table("id", "name", "role", "namespace", "expires", "revoked")
+    table = _table("id", "name", "role", "namespace", "expires", "revoked")
     for t in tokens:
         table.add_row(t.id, t.name, t.role, t.namespace or "*",
                       t.expires_at.isoformat() if t.expires_at else "", str(t.revoked))  # fmt: skip
@@ -1142,7 +1159,7 @@ def audit_log(
     if as_json:
         _print_json(entries)
         return
-    table = Table("seq", "at", "actor", "action", "target", "outcome")
+    table = _table("seq", "at", "actor", "action", "target", "outcome")
     for e in entries:
         table.add_row(str(e["seq"]), e["at"], e["actor"], e["action"], e["target"], e["outcome"])
     out.print(table)

@@ -153,6 +153,9 @@ def clean_token(token: str | None, *, source: str = "MODELSEAL_TOKEN") -> str | 
 class RegistryClient:
     """A client of one registry, authenticated by one API token."""
 
+    #: called with (url, fingerprint, pin file) when a registry key is pinned on first contact
+    on_pinned: Callable[[str, str, Path], None] | None = None
+
     def __init__(
         self,
         url: str,
@@ -1019,6 +1022,7 @@ class RegistryClient:
 
     def registry_verifier(self, registry_key: bytes | None, pins: PinStore) -> Verifier:
         from attest.verifying import Verifier
+
         url = str(self._http.base_url)
         if registry_key is None:
             pinned = pins.registry_key(url)
@@ -1026,6 +1030,8 @@ class RegistryClient:
             if pinned is None:  # first contact: trust on first use, then never again silently
                 pins.pin_registry_key(url, served["fingerprint"], served["public_key_pem"])
                 pinned = served["public_key_pem"]
+                if self.on_pinned is not None:
+                    self.on_pinned(url, served["fingerprint"], pins.path)
             elif TrustedKey.from_pem("pinned", pinned.encode()).fingerprint != served[
                 "fingerprint"
             ].removeprefix("sha256:"):

@@ -44,3 +44,18 @@ def test_cli_errors_name_flags_not_api_fields(live: Live) -> None:
                    "--expires", "0", live=live)  # fmt: skip
     assert done.returncode == 2
     assert "--expires" in done.stderr and "expires_days" not in done.stderr
+
+
+def test_tables_wrap_identifiers_instead_of_cutting_them() -> None:
+    from rich.console import Console
+
+    from registry.cli import _table
+
+    digest = "sha256:" + "0123456789abcdef" * 4
+    table = _table("version", "root digest")
+    table.add_row("1", digest)
+    console = Console(width=40, record=True, force_terminal=True)
+    console.print(table)
+    cells = "".join(line.split("│")[2].strip() for line in console.export_text().splitlines()
+                    if line.count("│") == 3)  # fmt: skip
+    assert cells == digest

@@ -52,3 +52,6 @@ def test_the_readme_walk_works_as_written(tmp_path: Path) -> None:
     assert sorted(p.name for p in (walk / "deployed").iterdir()) == [
         "config.json", "model.safetensors"]  # fmt: skip
     assert "released" in done.stdout
+    assert "pinned the registry key sha256:" in done.stderr  # said once, on first contact
+    assert done.stderr.count("pinned the registry key") == 1
+    assert "note: no code recorded in the provenance (not in a git checkout" in done.stderr
