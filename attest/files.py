@@ -35,16 +35,20 @@ class FileSet:
     ignored: list[str]  # top-level paths skipped as OMS signing skips them
 
 
-def scan_directory(directory: Path) -> FileSet:
+def scan_directory(directory: Path, *, follow_symlinks_within: Path | None = None) -> FileSet:
     """The regular files under ``directory``, sorted by path.
 
     Top-level ``.git``, ``.gitattributes``, ``.github`` and ``.gitignore`` are skipped and
     reported. Symlinks and special files are refused: a file set is exactly the bytes of
-    regular files.
+    regular files. With ``follow_symlinks_within``, a symlink to a regular file that resolves
+    inside that directory (a Hugging Face cache snapshot links into the cache's ``blobs/``)
+    stands for the target's bytes under the link's path; links to directories, links that
+    leave it, and dangling links are still refused.
 
     Raises:
         FileSetError: not a directory, empty, or holding a symlink or special file.
     """
+    within = Path(follow_symlinks_within).resolve() if follow_symlinks_within else None
     root = Path(directory)
     if root.is_symlink() or not root.is_dir():
         raise FileSetError(f"{directory} is not a directory")
@@ -63,9 +67,16 @@ def scan_directory(directory: Path) -> FileSet:
             info = full.lstat()
             mode = info.st_mode
             if stat.S_ISLNK(mode):
-                raise FileSetError(
-                    f"{rel!r} is a symbolic link; versions hold regular files only", path=rel
-                )
+                if within is None:
+                    raise FileSetError(
+                        f"{rel!r} is a symbolic link; versions hold regular files only "
+                        "(a Hugging Face cache snapshot? push it with --follow-symlinks)",
+                        path=rel,
+                    )
+                files.append(_followed(full, rel, within))
+                if name in dirnames:
+                    dirnames.remove(name)  # os.walk would not descend anyway; never list it
+                continue
             if stat.S_ISDIR(mode):
                 continue
             if not stat.S_ISREG(mode):
@@ -77,6 +88,38 @@ def scan_directory(directory: Path) -> FileSet:
         raise FileSetError(f"{directory} holds no file")
     files.sort(key=lambda f: f.path)
     return FileSet(files, ignored)
+
+
+def _followed(link: Path, rel: str, within: Path) -> LocalFile:
+    """The regular file a symlink names, if it lies inside ``within``."""
+    target = link.resolve()  # every hop, relative or absolute
+    try:
+        target.relative_to(within)
+    except ValueError:
+        raise FileSetError(
+            f"{rel!r} links to {target}, outside {within} (links are followed only inside it)",
+            path=rel,
+        ) from None
+    try:
+        info = target.stat()
+    except OSError:
+        raise FileSetError(f"{rel!r} is a dangling symbolic link", path=rel) from None
+    if not stat.S_ISREG(info.st_mode):
+        raise FileSetError(f"{rel!r} links to something that is not a regular file", path=rel)
+    return LocalFile(rel, target, info.st_size)
+
+
+def hf_cache_root(directory: Path) -> Path:
+    """Where a pushed directory's symlinks may point: a Hugging Face cache repository
+    (``…/models--org--name``, holding ``snapshots/`` and ``blobs/``) when the directory is one of
+    its snapshots, otherwise the directory itself."""
+    resolved = Path(directory).resolve()
+    for parent in resolved.parents:
+        if parent.name == "snapshots" and parent.parent.name.startswith(
+            ("models--", "datasets--", "spaces--")
+        ):
+            return parent.parent
+    return resolved
 
 
 def hash_file(item: LocalFile) -> FileDigest:

@@ -210,6 +210,18 @@ def push(
     ref: Annotated[str, typer.Argument(help="NS/NAME@VERSION")],
     kind: Annotated[Kind, typer.Option(help="What the artifact is.")] = Kind.MODEL,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    follow_symlinks: Annotated[
+        bool,
+        typer.Option(
+            "--follow-symlinks",
+            help="Push a symlink to a regular file as the bytes it points at, if the target lies "
+            "inside DIR or the Hugging Face cache repository DIR is a snapshot of.",
+        ),
+    ] = False,
+    symlink_root: Annotated[
+        Path | None,
+        typer.Option(help="With links: follow them only to files inside this directory."),
+    ] = None,
     sign_key: Annotated[
         Path | None,
         typer.Option(help="Sign the OMS manifest and the SLSA provenance with this PEM key."),
@@ -287,7 +299,14 @@ def push(
     if given and signer is None:
         _fail(f"{given[0]} goes into signed provenance: it needs --sign-key FILE or --sigstore")
     bundle = signature.read_bytes() if signature is not None else None
-    scan = collect_files(directory)
+    within = None
+    if follow_symlinks or symlink_root is not None:
+        from attest.files import hf_cache_root
+
+        within = symlink_root or hf_cache_root(directory)
+        err.print(f"following symbolic links to regular files inside {within}",
+                  highlight=False, markup=False)  # fmt: skip
+    scan = collect_files(directory, follow_symlinks_within=within)
     for ignored in scan.ignored:
         err.print(f"skipping {ignored} (not part of a model signature)")
     with _client() as client:
@@ -304,10 +323,12 @@ def push(
             run.resolve()  # refuse unknown or mismatched dependencies before any upload
         with _transfer(f"push {ref}", progress) as (on_total, advance):
             if run is not None:
-                version = run.push(directory, progress=advance, on_total=on_total)
+                version = run.push(directory, progress=advance, on_total=on_total,
+                                   follow_symlinks_within=within)  # fmt: skip
             else:
                 version = client.push(directory, ref, kind=kind, progress=advance,
-                                      on_total=on_total, signature=bundle)  # fmt: skip
+                                      on_total=on_total, signature=bundle,
+                                      follow_symlinks_within=within)  # fmt: skip
     if run is not None:
         err.print("OMS signature and SLSA provenance attached")
     elif bundle is not None:

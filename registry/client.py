@@ -98,15 +98,17 @@ Progress = Callable[[int], None]
 RELEASE_PREDICATE_TYPE = "https://in-toto.io/attestation/release/v0.1"
 
 
-def collect_files(directory: Path) -> FileSet:
-    """The regular files under ``directory``, validated as version paths.
+def collect_files(directory: Path, *, follow_symlinks_within: Path | None = None) -> FileSet:
+    """The regular files under ``directory``, validated as version paths (symlinks followed
+    only to regular files inside ``follow_symlinks_within``; see
+    :func:`attest.files.scan_directory`).
 
     Raises:
         InvalidPathError: a symlink, special file or invalid name was found.
         InvalidRequestError: ``directory`` is not a directory, or holds no file.
     """
     try:
-        found = scan_directory(directory)
+        found = scan_directory(directory, follow_symlinks_within=follow_symlinks_within)
     except FileSetError as exc:
         if "path" in exc.facts:
             raise InvalidPathError(str(exc), path=exc.facts["path"]) from None
@@ -373,8 +375,13 @@ class RegistryClient:
         on_total: Callable[[int], None] | None = None,
         signer: Signer | None = None,
         signature: bytes | None = None,
+        follow_symlinks_within: Path | None = None,
     ) -> VersionPublic:
         """Push every regular file under ``directory`` as version ``ref``.
+
+        With ``follow_symlinks_within``, symlinks to regular files inside that directory are
+        pushed as the bytes they point at, under the link's path (the signature covers those
+        bytes); other symlinks are refused.
 
         With ``signer``, an OMS signature of the files is made from the digests already computed
         for the upload (nothing is read again) and attached. With ``signature`` (a bundle made by
@@ -392,7 +399,7 @@ class RegistryClient:
             raise InvalidRequestError(f"push needs NS/NAME@VERSION, not {ref!r}")
         if signer is not None:
             self.check_signer(signer)  # before a byte is uploaded
-        scan = collect_files(directory)
+        scan = collect_files(directory, follow_symlinks_within=follow_symlinks_within)
         if on_total:
             on_total(sum(f.size for f in scan.files))
         known: dict[str, FileDigest] = {}

@@ -3,6 +3,10 @@ flag to fix (never an API field name, a traceback or a secret)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+from pathlib import Path
+
 import pytest
 
 from registry import __version__
@@ -59,3 +63,20 @@ def test_tables_wrap_identifiers_instead_of_cutting_them() -> None:
     cells = "".join(line.split("│")[2].strip() for line in console.export_text().splitlines()
                     if line.count("│") == 3)  # fmt: skip
     assert cells == digest
+
+
+def test_a_hugging_face_snapshot_is_pushed_with_follow_symlinks(live: Live, tmp_path: Path) -> None:
+    from tests.unit.attest.test_files_symlinks import hf_cache
+
+    snapshot = hf_cache(tmp_path)
+    refused = run_cli("push", str(snapshot), "hf/tiny@1", "--no-progress", live=live)
+    assert refused.returncode == 1
+    assert "is a symbolic link" in refused.stderr and "--follow-symlinks" in refused.stderr
+    pushed = run_cli("push", str(snapshot), "hf/tiny@1", "--no-progress", "--follow-symlinks",
+                     live=live)  # fmt: skip
+    assert pushed.returncode == 0, pushed.stderr
+    assert "following symbolic links to regular files inside" in pushed.stderr
+    shown = json.loads(run_cli("show", "hf/tiny@1", "--json", live=live).stdout)
+    files = {f["path"]: f["digest"] for f in shown["files"]}
+    assert sorted(files) == ["config.json", "model.safetensors", "sub/tok.txt"]
+    assert files["model.safetensors"] == "sha256:" + hashlib.sha256(b"weights").hexdigest()
