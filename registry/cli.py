@@ -457,6 +457,14 @@ def pull(
             min=1,
         ),
     ] = None,
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace",
+            help="Replace what --to holds: the new copy is verified beside it, then swapped in "
+            "one step.",
+        ),
+    ] = False,
 ) -> None:
     """Download a version, verifying its evidence, its current signed status (not revoked,
     nor built on a revoked version) and every byte before anything lands."""
@@ -490,6 +498,7 @@ def pull(
                 unsafe_skip_verify=unsafe_skip_verify,
                 local_policy=policy.read_text() if policy is not None else None,
                 local_trust=local_trust,
+                replace=replace,
             )
     err.print(f"pulled {version.namespace}/{version.name}@{version.version} into {to}")
     sys.stdout.write(version.root_digest + "\n")

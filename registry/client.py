@@ -873,6 +873,7 @@ class RegistryClient:
         pins: PinStore | None = None,
         local_policy: str | None = None,
         local_trust: Trust | None = None,
+        replace: bool = False,
     ) -> VersionPublic:
         """Download a version into ``target`` only after verifying it, atomically.
 
@@ -887,9 +888,11 @@ class RegistryClient:
         re-run here, against the caller's own rules and signers, without trusting the server's
         verdict. ``unsafe_skip_verify`` skips the evidence (never the digests).
 
-        ``target`` must not exist or be an empty directory. Every file is hashed while it
-        streams; only when all match is the temporary directory renamed to ``target``. With
-        ``durable`` (the default) everything is fsynced before the rename (crash-safe).
+        ``target`` must not exist or be an empty directory, unless ``replace``: then a directory
+        there is swapped for the new, verified copy in one atomic exchange (the old copy stays
+        in place until the new one is complete, and is removed after). Every file is hashed
+        while it streams; only when all match is the temporary directory renamed to ``target``.
+        With ``durable`` (the default) everything is fsynced before the rename (crash-safe).
 
         Raises:
             PullVerificationError: the version or its evidence did not check out.
@@ -900,7 +903,8 @@ class RegistryClient:
                               durable=durable, registry_key=registry_key, pending=pending,
                               allow_downgrade=allow_downgrade,
                               unsafe_skip_verify=unsafe_skip_verify, pins=pins,
-                              local_policy=local_policy, local_trust=local_trust)  # fmt: skip
+                              local_policy=local_policy, local_trust=local_trust,
+                              replace=replace)  # fmt: skip
         except PullVerificationError as exc:
             self.report_verification_failure(ref, exc.detail)
             raise
@@ -932,12 +936,18 @@ class RegistryClient:
         pins: PinStore | None,
         local_policy: str | None,
         local_trust: Trust | None,
+        replace: bool = False,
     ) -> VersionPublic:
         parsed = parse_ref(ref)
-        if target.is_symlink() or (
-            target.exists() and (not target.is_dir() or any(target.iterdir()))
-        ):
-            raise InvalidRequestError(f"{target} exists and is not an empty directory")
+        if target.is_symlink() or (target.exists() and not target.is_dir()):
+            raise InvalidRequestError(f"{target} exists and is not a directory")
+        occupied = target.exists() and any(target.iterdir())
+        if occupied and not replace:
+            raise InvalidRequestError(
+                f"{target} exists and is not an empty directory (pass --replace to swap it "
+                "for the verified new copy in one step)",
+                target=str(target),
+            )
         version = self.show(ref, unsafe=unsafe_skip_verify)  # the registry audits the bypass
         if version.external:
             raise InvalidRequestError(
@@ -990,10 +1000,15 @@ class RegistryClient:
             if durable:
                 _fsync_tree(staging)
             staging.chmod(0o755)
-            os.rename(staging, target)
+            if occupied:
+                _exchange(staging, target)  # staging now holds the old copy
+            else:
+                os.rename(staging, target)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
+        if occupied:
+            shutil.rmtree(staging, ignore_errors=True)
         return version
 
     def _check_status(
@@ -1237,6 +1252,29 @@ class RegistryClient:
                 expected=f"sha256:{item.sha256}",
                 got=got,
             )
+
+
+def _exchange(new: Path, old: Path) -> None:
+    """Swap two directories in one step (Linux ``renameat2(RENAME_EXCHANGE)``): a reader of
+    ``old`` sees the old copy or the new one, never neither. Where the kernel or file system
+    cannot exchange, the old copy is moved aside first (a moment with no directory there)."""
+    import ctypes
+    import ctypes.util
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2 is not None and renameat2(at_fdcwd, os.fsencode(new), at_fdcwd,
+                                           os.fsencode(old), rename_exchange) == 0:  # fmt: skip
+        return
+    aside = old.with_name(f".{old.name}.modelseal-old-{uuid.uuid4().hex[:12]}")
+    os.rename(old, aside)
+    try:
+        os.rename(new, old)
+    except BaseException:
+        os.rename(aside, old)
+        raise
+    os.rename(aside, new)
 
 
 def _fsync_tree(root: Path) -> None:
