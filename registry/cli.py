@@ -68,18 +68,25 @@ def _transfer(label: str, enabled: bool) -> Any:
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),
-        DownloadColumn(),
+        DownloadColumn(binary_units=True),
         TransferSpeedColumn(),
         TimeRemainingColumn(),
         console=err,
         transient=True,
     ) as progress:
-        task = progress.add_task(label, total=None)
+        task = progress.add_task(f"{label}: preparing", total=None)
+        started = False
 
         def on_total(total: int) -> None:
-            progress.update(task, total=total)
+            # Known size, nothing moved yet: the first file is being hashed (pushes) or the
+            # evidence checked (pulls).
+            progress.update(task, total=total, description=f"{label}: hashing / verifying")
 
         def advance(n: int) -> None:
+            nonlocal started
+            if not started:
+                started = True
+                progress.update(task, description=label)
             progress.advance(task, n)
 
         yield (on_total, advance)
