@@ -1,11 +1,16 @@
-"""Records every state change, every denied request and every server error in the audit log
-(ASGI middleware).
+"""Records denied requests, refused releases, presigned downloads and server errors in the
+audit log (ASGI middleware).
 
-The entry is written when the response starts and before it is sent, so a client never hears
-of a change the log does not hold. Only the status is observed, so streamed downloads pass
-through untouched. Upload chunks are not logged one by one; finishing an upload is. A download
-answered with a presigned storage URL is logged (``redirected``): that URL reads the blob without
-asking the registry again.
+State changes are not recorded here: each service writes the entry of its change in the same
+database transaction (:mod:`registry.services.journal`), so no change persists without it. This
+middleware binds the request (id, client address) those entries carry, and records what changed
+nothing: a successful mutating request no service recorded (an idempotent repeat, a report) is
+logged with ``"unchanged": true``; a request a service recorded is never logged twice.
+
+The entry is written when the response starts and before it is sent. Only the status is
+observed, so streamed downloads pass through untouched. Upload chunks are not logged one by
+one; finishing an upload is. A download answered with a presigned storage URL is logged
+(``redirected``): that URL reads the blob without asking the registry again.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from registry.services.audit import AuditService
+from registry.services.journal import RequestContext, bind_request, unbind_request
 
 _MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 _QUIET = {"upload_chunk"}
@@ -38,6 +44,8 @@ class AuditMiddleware:
         given = headers.get(b"x-request-id", b"").decode("latin1")
         request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
+        client = scope.get("client")
+        context = RequestContext(request_id, client[0] if client else None)
         started = False
 
         async def capture(message: Message) -> None:
@@ -45,26 +53,31 @@ class AuditMiddleware:
             if message["type"] == "http.response.start":
                 started = True
                 message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
-                await self._record(scope, headers, request_id, int(message["status"]))
+                await self._record(scope, headers, context, int(message["status"]))
             await send(message)
 
+        token = bind_request(context)
         try:
             await self.app(scope, receive, capture)
         finally:
+            unbind_request(token)
             if not started:  # the app died before answering
-                await self._record(scope, headers, request_id, 500)
+                await self._record(scope, headers, context, 500)
 
     async def _record(
-        self, scope: Scope, headers: dict[bytes, bytes], request_id: str, code: int
+        self, scope: Scope, headers: dict[bytes, bytes], context: RequestContext, code: int
     ) -> None:
         route = scope.get("route")
         action = getattr(route, "operation_id", None) or str(scope.get("method", ""))
         method = str(scope.get("method", ""))
         outcome = None
+        unchanged = False
         if code in (401, 403):
             outcome = "denied"
         elif method in _MUTATING and action not in _QUIET and code < 400:
-            outcome = "ok"
+            if context.written:
+                return  # the service wrote its entry with the change
+            outcome, unchanged = "ok", True
         elif action == "release_version" and code == 409:
             outcome = "refused"
         elif action == "get_version_file" and code == 307:
@@ -78,17 +91,19 @@ class AuditMiddleware:
             return
         state: Any = scope.get("state", {})
         principal = state.get("principal") if isinstance(state, dict) else None
-        client = scope.get("client")
+        details: dict[str, Any] = {
+            "status": code,
+            "client": context.client,
+            "role": str(principal.role) if principal is not None else None,
+        }
+        if unchanged:
+            details["unchanged"] = True
         await run_in_threadpool(
             self.audit.append,
             actor=principal.name if principal is not None else "anonymous",
             action=action,
             target=str(scope.get("path", ""))[:1024],
             outcome=outcome,
-            request_id=request_id,
-            details={
-                "status": code,
-                "client": client[0] if client else None,
-                "role": str(principal.role) if principal is not None else None,
-            },
+            request_id=context.request_id,
+            details=details,
         )

@@ -30,6 +30,8 @@ from registry.models import Attestation, Identity, Version
 from registry.names import Ref, RefKind, parse_ref
 from registry.services.auth import Action, Principal, Role
 from registry.services.common import Clock, aware, utcnow
+from registry.services.journal import record as audit_record
+from registry.services.journal import version_target
 from registry.services.versions import VersionRecord, VersionService, version_id
 from sbom import parse_environment
 
@@ -133,7 +135,7 @@ class AttestationService:
             created_at=self._clock(),
             created_by=principal.name,
         )
-        return self._add(row)
+        return self._add(row, principal)
 
     def add_sigstore_identity(
         self, principal: Principal, name: str, *, issuer: str, identity: str, regex: bool
@@ -158,13 +160,16 @@ class AttestationService:
             created_at=self._clock(),
             created_by=principal.name,
         )
-        return self._add(row)
+        return self._add(row, principal)
 
-    def _add(self, row: Identity) -> IdentityRecord:
+    def _add(self, row: Identity, principal: Principal) -> IdentityRecord:
         try:
             with transaction(self._sessions) as session:
                 session.add(row)
                 session.flush()
+                details = {"name": row.name, "kind": row.kind, "fingerprint": row.fingerprint}
+                audit_record(session, principal, "add_identity", "/v1/identities",
+                             at=row.created_at, details=details)  # fmt: skip
                 return _identity(row)
         except IntegrityError:
             raise ConflictError(
@@ -248,6 +253,12 @@ class AttestationService:
             session.add(row)
             session.flush()
             record = _attestation(row, version.ref)
+            audit_record(session, principal, "attach_attestation",
+                         version_target(version.namespace, version.name, version.version,
+                                        "attestations"),
+                         at=row.created_at, details={"attestation_id": row.id,
+                                                     "predicate_type": statement.predicate_type,
+                                                     "signer": verified.signer})  # fmt: skip
         if self.on_evidence is not None and statement.predicate_type in REBUILDS:
             self.on_evidence(version)
         return record, True

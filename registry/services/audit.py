@@ -1,23 +1,26 @@
-"""The append-only, hash-chained audit log and its registry-signed checkpoints."""
+"""The append-only, hash-chained audit log and its registry-signed checkpoints.
+
+Entries about state changes are written by the services inside the transaction of the change
+(:mod:`registry.services.journal`); :meth:`AuditService.append` is for denied and failed
+requests, which change nothing else.
+"""
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from attest.auditlog import CHECKPOINT_PREDICATE, GENESIS, entry_hash
+from attest.auditlog import CHECKPOINT_PREDICATE, GENESIS
 from attest.signing import Signer
 from attest.statement import make_statement
 from registry.db import transaction
 from registry.models import AuditCheckpoint, AuditEntry
 from registry.services.auth import Action, Principal
 from registry.services.common import Clock, aware, utcnow
-
-_APPEND_LOCK = 0x617564697421  # pg_advisory_xact_lock key: one appender at a time
+from registry.services.journal import append, record
 
 
 class AuditService:
@@ -38,34 +41,12 @@ class AuditService:
         request_id: str,
         details: dict[str, Any] | None = None,
     ) -> int:
-        """Append one entry; concurrent writers are serialized so the chain never forks."""
+        """Append one entry in a transaction of its own (denied and failed requests, events
+        that change nothing else); concurrent writers are serialized so the chain never forks."""
         with transaction(self._sessions) as session:
-            if session.get_bind().dialect.name == "postgresql":
-                session.execute(select(_advisory_lock()))
-            last = session.execute(
-                select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)
-            ).one_or_none()
-            seq, previous = (last[0] + 1, last[1]) if last else (1, GENESIS)
-            at = self._clock().astimezone(UTC).isoformat(timespec="microseconds")
-            fields = {
-                "seq": seq,
-                "at": at,
-                "actor": actor[:128],
-                "action": action[:64],
-                "target": target[:1024],
-                "outcome": outcome[:32],
-                "request_id": request_id[:64],
-                "details": json.dumps(details or {}, sort_keys=True)[:8192],
-            }
-            session.add(
-                AuditEntry(
-                    at=datetime.fromisoformat(at),
-                    prev_hash=previous,
-                    hash=entry_hash(previous, fields),
-                    **{k: v for k, v in fields.items() if k != "at"},
-                )
-            )
-        return seq
+            return append(session, actor=actor, action=action, target=target, outcome=outcome,
+                           request_id=request_id, details=details or {},
+                           at=self._clock())  # fmt: skip
 
     def entries(
         self, principal: Principal, *, after: int = 0, limit: int = 1000
@@ -80,8 +61,9 @@ class AuditService:
             ).scalars()
             return [as_dict(r) for r in rows]
 
-    def checkpoint(self) -> dict[str, Any]:
-        """Sign the current head (periodically and on demand)."""
+    def checkpoint(self, principal: Principal | None = None) -> dict[str, Any]:
+        """Sign the current head (periodically, and on demand by ``principal``: then the
+        request is an entry after the signed head, in the checkpoint's transaction)."""
         with self._sessions() as session:
             last = session.execute(
                 select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)
@@ -97,6 +79,9 @@ class AuditService:
         bundle = self._signer.sign(statement)
         with transaction(self._sessions) as session:
             session.add(AuditCheckpoint(seq=count, head_hash=head, at=now, bundle=bundle.raw))
+            if principal is not None:
+                record(session, principal, "sign_audit_checkpoint", "/v1/audit/checkpoints",
+                       at=now, details={"count": count})  # fmt: skip
         return {"count": count, "head": head, "bundle": bundle.raw.decode()}
 
     def head(self, since: int | None = None) -> tuple[int, str, str | None]:
@@ -136,9 +121,3 @@ def as_dict(row: AuditEntry) -> dict[str, Any]:
         "prev_hash": row.prev_hash,
         "hash": row.hash,
     }
-
-
-def _advisory_lock() -> Any:
-    from sqlalchemy import func
-
-    return func.pg_advisory_xact_lock(_APPEND_LOCK)

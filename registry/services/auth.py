@@ -25,6 +25,8 @@ from registry.errors import (
 )
 from registry.models import ApiToken
 from registry.services.common import Clock, aware, utcnow
+from registry.services.journal import Actor
+from registry.services.journal import record as audit_record
 
 TOKEN_PREFIX = "ms_"  # noqa: S105 - a public prefix, not a secret
 
@@ -120,7 +122,10 @@ class TokenService:
         role: Role,
         namespace: str | None = None,
         expires_in: timedelta | None = None,
+        by: Actor | str | None = None,
     ) -> IssuedToken:
+        """Store a new token; with ``by`` (who asked) the creation is audited in the same
+        transaction."""
         if role not in (Role.ADMIN, Role.AUDITOR) and namespace is None:
             raise InvalidRequestError(
                 "only admin and auditor tokens may span every namespace; give --namespace"
@@ -140,6 +145,10 @@ class TokenService:
                     expires_at=now + expires_in if expires_in else None,
                 )
             )
+            if by is not None:
+                audit_record(session, by, "create_token", "/v1/tokens", at=now,
+                             details={"token_id": token_id, "name": name, "role": str(role),
+                                      "namespace": namespace})  # fmt: skip
         return IssuedToken(id=token_id, secret=f"{TOKEN_PREFIX}{token_id}_{secret}")
 
     def authenticate(self, token: str | None) -> Principal:
@@ -167,11 +176,17 @@ class TokenService:
             token_id=row.id, name=row.name, role=Role(row.role), namespace=row.namespace
         )
 
-    def revoke(self, token_id: str) -> None:
+    def revoke(self, token_id: str, *, by: Actor | str | None = None) -> None:
+        """Revoke a token; with ``by`` (who asked) the revocation is audited in the same
+        transaction."""
         with transaction(self._sessions) as session:
             row = session.get(ApiToken, token_id)
             if row is not None and row.revoked_at is None:
-                row.revoked_at = self._clock()
+                now = self._clock()
+                row.revoked_at = now
+                if by is not None:
+                    audit_record(session, by, "revoke_token", f"/v1/tokens/{token_id}",
+                                 at=now, details={"token_id": token_id})  # fmt: skip
 
     # -- administration over the API (admins only) ---------------------------------------------
 
@@ -186,7 +201,9 @@ class TokenService:
     ) -> IssuedToken:
         """Create a token (admins; a namespace admin only inside its namespace)."""
         principal.require(Action.ADMINISTER, namespace)
-        return self.create(name=name, role=role, namespace=namespace, expires_in=expires_in)
+        return self.create(
+            name=name, role=role, namespace=namespace, expires_in=expires_in, by=principal
+        )
 
     def list_tokens(self, principal: Principal) -> list[TokenRecord]:
         """Every token, without secrets (admins see their scope)."""
@@ -213,4 +230,4 @@ class TokenService:
         if row is None:
             raise NotFoundError(f"token {token_id} does not exist")
         principal.require(Action.ADMINISTER, row.namespace)
-        self.revoke(token_id)
+        self.revoke(token_id, by=principal)

@@ -16,8 +16,10 @@ from registry.db import transaction
 from registry.errors import ConflictError, InvalidRequestError, NotFoundError
 from registry.models import Alias, AliasEvent, Artifact, Attestation, Namespace, Version
 from registry.names import Ref, RefKind, validate_alias
+from registry.services import journal
 from registry.services.auth import Action, Principal
 from registry.services.common import Clock, aware, utcnow
+from registry.services.journal import version_target
 from registry.services.versions import State, VersionRecord, VersionService, version_id
 
 
@@ -81,6 +83,9 @@ class LifecycleService:
             move = AliasEvent(artifact_id=artifact_id, alias=alias, from_version=previous,
                               to_version=version, actor=principal.name, at=now)  # fmt: skip
             session.add(move)
+            journal.record(session, principal, "set_alias",
+                           f"/v1/namespaces/{namespace}/artifacts/{name}/aliases/{alias}",
+                           at=now, details={"from": previous, "to": version})  # fmt: skip
         return AliasMove(alias, previous, version, principal.name, now)
 
     def history(
@@ -139,6 +144,9 @@ class LifecycleService:
                 .where(Version.id == version_id(session, record), Version.state == State.RELEASED)
                 .values(state=State.REVOKED, state_reason=text)
             )
+            journal.record(session, principal, "revoke_version",
+                           version_target(record.namespace, record.name, record.version, "revoke"),
+                           at=self._clock(), details={"reason": reason.strip()[:2000]})  # fmt: skip
         return dataclasses.replace(
             record, state=State.REVOKED, state_reason=text
         ), self._dependents(record)

@@ -43,9 +43,11 @@ from registry.errors import (
 )
 from registry.models import Alias, Artifact, Attestation, Namespace, NamespacePolicy, Version
 from registry.names import Ref, parse_ref
+from registry.services import journal
 from registry.services.attestations import AttestationService
 from registry.services.auth import Action, Principal, Role
 from registry.services.common import Clock, aware, ensure_namespace, get_namespace, utcnow
+from registry.services.journal import version_target
 from registry.services.scanning import REGISTRY_SIGNER, ScanService, registry_attestation
 from registry.services.versions import State, VersionRecord, VersionService, version_id
 
@@ -159,6 +161,8 @@ class ReleaseService:
                 created_by=principal.name,
             )
             session.add(row)
+            journal.record(session, principal, "set_policy", f"/v1/namespaces/{namespace}/policy",
+                           at=now, details={"revision": row.revision})  # fmt: skip
         return PolicyRecord(namespace, row.revision, text, now, principal.name)
 
     def get_policy(
@@ -321,6 +325,10 @@ class ReleaseService:
             ).rowcount  # type: ignore[attr-defined]
             if moved != 1:
                 raise ConflictError(f"{record.ref} changed state during the release")
+            journal.record(session, principal, "release_version",
+                           version_target(record.namespace, record.name, record.version, "release"),
+                           at=now, details={"root_digest": record.root_digest,
+                                            "policy_revision": policy.revision})  # fmt: skip
         return dataclasses.replace(record, state=State.RELEASED, state_reason=None)
 
     def reject(self, principal: Principal, ref_text: str, reason: str) -> VersionRecord:
@@ -335,7 +343,17 @@ class ReleaseService:
                 f"{record.ref} is {record.state}; only pending versions can be rejected"
             )
         text = f"rejected by {principal.name}: {reason.strip()[:2000]}"
-        self._set_state(record, State.REJECTED, text)
+        with transaction(self._sessions) as session:
+            moved = session.execute(
+                update(Version)
+                .where(Version.id == version_id(session, record), Version.state == State.PENDING)
+                .values(state=State.REJECTED, state_reason=text)
+            ).rowcount  # type: ignore[attr-defined]
+            if moved != 1:
+                raise ConflictError(f"{record.ref} changed state during the rejection")
+            journal.record(session, principal, "reject_version",
+                           version_target(record.namespace, record.name, record.version, "reject"),
+                           at=self._clock(), details={"reason": reason.strip()[:2000]})  # fmt: skip
         return dataclasses.replace(record, state=State.REJECTED, state_reason=text)
 
     # -- revocation ---------------------------------------------------------------------------
@@ -393,6 +411,18 @@ class ReleaseService:
                     continue
                 session.add(registry_attestation(vid, item.record, bundle, self._signer, now,
                                                  actor=principal.name))  # fmt: skip
+                target = item.record
+                if item.built_on is None:
+                    journal.record(session, principal, "revoke_version",
+                                   version_target(target.namespace, target.name, target.version,
+                                                  "revoke"),
+                                   at=now, details={"reason": reason})  # fmt: skip
+                else:
+                    journal.record(session, principal, "revoke_dependent",
+                                   version_target(target.namespace, target.name, target.version),
+                                   at=now, details={"root_cause": record.ref,
+                                                    "built_on": item.built_on,
+                                                    "reason": item.reason})  # fmt: skip
                 done.append(dataclasses.replace(
                     item, record=dataclasses.replace(item.record, state=State.REVOKED,
                                                      state_reason=item.reason)))  # fmt: skip

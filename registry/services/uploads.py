@@ -14,6 +14,7 @@ their bytes, and the loser gets 416.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from collections.abc import Callable
@@ -39,6 +40,8 @@ from registry.hashstate import ResumableSha256
 from registry.models import Blob, Namespace, NamespaceBlob, UploadPart, UploadSession
 from registry.services.auth import Action, Principal
 from registry.services.common import Clock, aware, ensure_namespace, insert_for, utcnow
+from registry.services.journal import Actor
+from registry.services.journal import record as audit_record
 from registry.storage import BlobStore, Part
 from registry.storage.base import Readable
 
@@ -125,23 +128,26 @@ class UploadService:
         handle = self._store.start_upload(digest)
         upload_id = str(uuid.uuid4())
         expires = now + timedelta(seconds=self._settings.upload_ttl_seconds)
-        with transaction(self._sessions) as session:
-            session.add(
-                UploadSession(
-                    id=upload_id,
-                    namespace_id=ns.id,
-                    digest=digest,
-                    size=size,
-                    offset=0,
-                    hash_state=ResumableSha256().state(),
-                    backend_handle=handle,
-                    next_part=1,
-                    created_at=now,
-                    expires_at=expires,
-                    created_by=principal.name,
-                )
-            )
+        row = UploadSession(
+            id=upload_id, namespace_id=ns.id, digest=digest, size=size, offset=0,
+            hash_state=ResumableSha256().state(), backend_handle=handle, next_part=1,
+            created_at=now, expires_at=expires, created_by=principal.name,
+        )  # fmt: skip
+        try:
+            self._open(row, principal, namespace)
+        except BaseException:
+            # No session row holds the staged upload: abort it now, or it stays in the store.
+            with contextlib.suppress(Exception):
+                self._store.abort_upload(handle, digest)
+            raise
         return UploadStatus(upload_id, namespace, digest, size, 0, expires)
+
+    def _open(self, row: UploadSession, principal: Principal, namespace: str) -> None:
+        with transaction(self._sessions) as session:
+            session.add(row)
+            audit_record(session, principal, "start_upload", f"/v1/namespaces/{namespace}/uploads",
+                         at=row.created_at, details={"upload_id": row.id, "size": row.size,
+                                                     "digest": f"sha256:{row.digest}"})  # fmt: skip
 
     def _load(self, session: Session, principal: Principal, upload_id: str) -> UploadSession:
         row = session.get(UploadSession, upload_id)
@@ -316,12 +322,14 @@ class UploadService:
             )
             session.execute(delete(UploadPart).where(UploadPart.session_id == upload_id))
             session.execute(delete(UploadSession).where(UploadSession.id == upload_id))
+            audit_record(session, principal, "finish_upload", f"/v1/uploads/{upload_id}", at=now,
+                         details={"digest": f"sha256:{row.digest}", "size": row.size})  # fmt: skip
         return row.digest, row.size
 
     def cancel(self, principal: Principal, upload_id: str) -> None:
         with self._sessions() as session:
             row = self._load(session, principal, upload_id)
-        self._discard(row)
+        self._discard(row, by=principal)
 
     def expire(self) -> int:
         """Abort and forget every expired session; returns how many."""
@@ -336,11 +344,17 @@ class UploadService:
             self._discard(row)
         return len(rows)
 
-    def _discard(self, row: UploadSession) -> None:
+    def _discard(self, row: UploadSession, *, by: Actor | None = None) -> None:
         try:
             self._store.abort_upload(row.backend_handle, row.digest)
         except Exception:  # the session row still goes; expiry retries nothing, S3 lifecycle does
             log.exception("could not abort staged parts of upload %s", row.id)
         with transaction(self._sessions) as session:
             session.execute(delete(UploadPart).where(UploadPart.session_id == row.id))
-            session.execute(delete(UploadSession).where(UploadSession.id == row.id))
+            gone = _rowcount(
+                session.execute(delete(UploadSession).where(UploadSession.id == row.id))
+            )
+            if by is not None and gone:
+                audit_record(session, by, "cancel_upload", f"/v1/uploads/{row.id}",
+                             at=self._clock(),
+                             details={"digest": f"sha256:{row.digest}"})  # fmt: skip

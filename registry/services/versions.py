@@ -44,6 +44,8 @@ from registry.services.common import (
     insert_for,
     utcnow,
 )
+from registry.services.journal import record as audit_record
+from registry.services.journal import version_target
 from registry.storage import BlobStore
 
 
@@ -224,6 +226,10 @@ class VersionService:
                 session.flush()
                 session.refresh(row)
                 record = _record(row)
+                audit_record(session, principal, "put_version",
+                             version_target(namespace, name, version), at=now,
+                             details={"root_digest": digest, "kind": str(kind),
+                                      "external": external})  # fmt: skip
         except IntegrityError:
             # A concurrent push of the same version won the unique constraint.
             existing = self._find_existing(namespace, name, version)

@@ -42,5 +42,5 @@ def sign_checkpoint(principal: PrincipalDep, services: ServicesDep) -> dict[str,
     """Sign a checkpoint of the current head now (registry-wide admins and auditors: it adds a
     row to the checkpoint table and changes nothing else)."""
     principal.require(Action.AUDIT, None)
-    result = services.audit.checkpoint()
+    result = services.audit.checkpoint(principal)
     return {"count": result["count"], "head": result["head"]}

@@ -110,7 +110,6 @@ def revoke_version(
     name: str,
     selector: str,
     body: RevokeIn,
-    request: Request,
     principal: PrincipalDep,
     services: ServicesDep,
 ) -> RevocationPublic:
@@ -120,7 +119,6 @@ def revoke_version(
     ref = version_ref(namespace, name, selector)
     result = services.releases.revoke(principal, ref, body.reason)
     root = result.record
-    request_id = str(getattr(request.state, "request_id", "") or "")
     for item in result.revoked:
         if item.built_on is None:
             services.events.emit(Event.VERSION_REVOKED, actor=principal.name, version=root.ref,
@@ -128,15 +126,6 @@ def revoke_version(
                                  dependents=result.dependents)  # fmt: skip
             continue
         target = item.record
-        services.audit.append(
-            actor=principal.name,
-            action="revoke_dependent",
-            target=f"/v1/namespaces/{target.namespace}/artifacts/{target.name}/versions/"
-            f"{target.version}",
-            outcome="ok",
-            request_id=request_id,
-            details={"root_cause": root.ref, "built_on": item.built_on, "reason": item.reason},
-        )
         services.events.emit(Event.VERSION_REVOKED, actor=principal.name, version=target.ref,
                              root_digest=target.root_digest, reason=body.reason.strip(),
                              root_cause=root.ref, built_on=item.built_on)  # fmt: skip
