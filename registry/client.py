@@ -906,17 +906,28 @@ class RegistryClient:
                               local_policy=local_policy, local_trust=local_trust,
                               replace=replace)  # fmt: skip
         except PullVerificationError as exc:
-            self.report_verification_failure(ref, exc.detail)
+            # Asking a deployer's question of a pending version is a mistake, not an attack.
+            mistake = exc.facts.get("state") == "pending" and not pending
+            self.report_verification_failure(
+                ref, exc.detail, kind="not-released" if mistake else "verification"
+            )
             raise
 
-    def report_verification_failure(self, ref: str, reason: str) -> None:
-        """Tell the registry a verified pull failed (a security event). Best effort: a failure
-        to report never hides the verification error itself."""
+    def report_verification_failure(
+        self, ref: str, reason: str, *, kind: str = "verification"
+    ) -> None:
+        """Tell the registry a verified pull failed (a security event), or with ``kind``
+        ``not-released`` that it was refused for a version not released yet (counted apart).
+        Best effort: a failure to report never hides the verification error itself."""
         try:
             self._request(
                 "POST",
                 "/v1/events/verification-failure",
-                json={"reference": ref[:512], "reason": reason[:4000] or "unknown"},
+                json={
+                    "reference": ref[:512],
+                    "reason": reason[:4000] or "unknown",
+                    "kind": kind,
+                },
             )
         except RegistryError:
             pass

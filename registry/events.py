@@ -193,6 +193,13 @@ class Metrics:
             "modelseal_webhook_deliveries", "Webhook deliveries by outcome.", ["outcome"],
             registry=self.registry,
         )  # fmt: skip
+        self.pull_refusals = Counter(
+            "modelseal_pull_refusals",
+            "Pulls a client refused for a user's mistake (a version not released yet), not "
+            "for failed verification: no security event.",
+            ["reason"],
+            registry=self.registry,
+        )
         for event in Event:
             self.events.labels(event=str(event))
         for outcome in ("delivered", "failed", "dropped", "refused"):

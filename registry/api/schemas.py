@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -306,3 +307,6 @@ class VerificationFailureIn(_Model):
 
     reference: str = Field(min_length=1, max_length=512)
     reason: str = Field(min_length=1, max_length=4000)
+    #: ``not-released``: the caller asked for a version that is not released (pending) without
+    #: asking for pending versions; a user's mistake, counted apart, no security event
+    kind: Literal["verification", "not-released"] = "verification"

@@ -33,6 +33,9 @@ def report_verification_failure(
     The report is audit-logged, counted in ``/metrics`` and sent to the webhooks."""
     ref = parse_ref(body.reference)
     principal.require(Action.READ, ref.namespace)
+    if body.kind == "not-released":
+        services.events.metrics.pull_refusals.labels(reason="not-released").inc()
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
     services.events.emit(
         Event.VERIFICATION_FAILURE,
         source="client pull",
