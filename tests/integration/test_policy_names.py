@@ -42,3 +42,12 @@ def test_policy_template_prints_a_valid_commented_policy() -> None:
     for rule in ("signature:", "provenance:", "evaluation:", "scan:", "allow_formats",
                  "dependencies:", "separate_from_pusher"):  # fmt: skip
         assert rule in printed.stdout
+
+
+def test_the_readme_documents_the_template_verbatim() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("### Policies and trust files\n", 1)[1]
+    documented = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    assert documented == POLICY_TEMPLATE
