@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from attest.bundle import Bundle
 from attest.errors import AttestError
-from attest.gate import SLSA_PROVENANCE, TEST_RESULT
+from attest.evaluation import TEST_RESULT, check_evaluation_predicate
+from attest.gate import SLSA_PROVENANCE
 from attest.keys import TrustedKey, fingerprint, load_public, public_pem
 from attest.oms import OMS_PREDICATE_TYPE, check_oms
 from attest.provenance import ROLE_KINDS, Provenance, model_card, read_predicate
@@ -279,6 +280,8 @@ class AttestationService:
                 )
             if verified.statement.predicate_type == OMS_PREDICATE_TYPE:
                 check_oms(verified.statement, version.files)
+            if verified.statement.predicate_type == TEST_RESULT:
+                check_evaluation_predicate(verified.statement.predicate)  # or it never counts
             if verified.statement.predicate_type == SLSA_PROVENANCE:
                 provenance = read_predicate(verified.statement.predicate)
                 self._check_dependencies(version, provenance, principal)

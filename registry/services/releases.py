@@ -29,7 +29,14 @@ from attest.gate import (
     evaluate,
 )
 from attest.keys import TrustedKey
-from attest.policy import DEFAULT_POLICY_YAML, KindPolicy, Policy, PolicyError, parse_policy
+from attest.policy import (
+    ANY_SIGNER,
+    DEFAULT_POLICY_YAML,
+    KindPolicy,
+    Policy,
+    PolicyError,
+    parse_policy,
+)
 from attest.signing import KeySigner, UriSigner
 from attest.statement import make_statement
 from attest.verifying import Verified, Verifier
@@ -41,7 +48,15 @@ from registry.errors import (
     RegistryError,
     ReleaseRefusedError,
 )
-from registry.models import Alias, Artifact, Attestation, Namespace, NamespacePolicy, Version
+from registry.models import (
+    Alias,
+    Artifact,
+    Attestation,
+    Identity,
+    Namespace,
+    NamespacePolicy,
+    Version,
+)
 from registry.names import Ref, parse_ref
 from registry.services import journal
 from registry.services.attestations import AttestationService
@@ -132,6 +147,27 @@ class ReleaseService:
 
     # -- policies ---------------------------------------------------------------------------
 
+    def _check_identities(self, policy: Policy) -> None:
+        """A policy may name only registered identities (a typo would otherwise make a rule no
+        signer can ever satisfy, and only show at release time)."""
+        named: set[str] = set()
+        for rules in policy.kinds.values():
+            for names in (rules.signature, rules.provenance, rules.evaluation_signers):
+                named.update(n for n in names or () if n != ANY_SIGNER)
+        if not named:
+            return
+        with self._sessions() as session:
+            known = set(session.execute(select(Identity.name)).scalars())
+        unknown = sorted(named - known)
+        if unknown:
+            raise InvalidRequestError(
+                f"invalid policy: it names identities that are not registered: "
+                f"{', '.join(unknown)}; registered: {', '.join(sorted(known)) or 'none'} "
+                "(register one with `modelseal identity add NAME --key FILE.pub`)",
+                unknown=unknown,
+                registered=sorted(known),
+            )
+
     def set_policy(self, principal: Principal, namespace: str, text: str) -> PolicyRecord:
         """Validate and store a new policy revision (admins only).
 
@@ -142,9 +178,10 @@ class ReleaseService:
         if len(text.encode()) > MAX_POLICY_BYTES:
             raise InvalidRequestError(f"a policy may be at most {MAX_POLICY_BYTES} bytes")
         try:
-            parse_policy(text)
+            policy = parse_policy(text)
         except PolicyError as exc:
             raise InvalidRequestError(f"invalid policy: {exc}") from None
+        self._check_identities(policy)
         now = self._clock()
         with transaction(self._sessions) as session:
             ns = ensure_namespace(session, namespace, now)
