@@ -1368,6 +1368,71 @@ def verify(
     _print_verdict(verdict)
 
 
+# -- operator commands: run on the server, against the database and store, not the API ----------
+
+admin_app = typer.Typer(
+    help="Operator commands run on the server (they need the database, not an API token).",
+    no_args_is_help=True,
+)
+app.add_typer(admin_app, name="admin")
+admin_token_app = typer.Typer(help="Recover administrator access.", no_args_is_help=True)
+admin_app.add_typer(admin_token_app, name="token")
+
+_DataDir = Annotated[
+    Path, typer.Option(help="The registry's data directory (as given to `serve`).")
+]
+_DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(help="SQLAlchemy URL (default: MODELSEAL_DATABASE_URL, else SQLite in the data "
+                 "dir)."),
+]  # fmt: skip
+
+
+def _operator_settings(data_dir: Path, database_url: str | None, storage: str | None = None) -> Any:
+    from registry.config import Settings
+
+    overrides: dict[str, Any] = {"data_dir": data_dir}
+    if database_url:
+        overrides["database_url"] = database_url
+    if storage:
+        overrides["storage"] = storage
+    settings = Settings(**overrides)
+    if settings.resolved_database_url.startswith("sqlite") and not (
+        data_dir / "registry.db"
+    ).is_file():
+        _fail(f"{data_dir} holds no registry database (registry.db); give the data dir `serve` "
+              "uses, or --database-url")  # fmt: skip
+    return settings
+
+
+@admin_token_app.command("create")
+def admin_token_create(
+    data_dir: _DataDir,
+    database_url: _DatabaseUrl = None,
+    name: Annotated[str, typer.Option(help="A label for the token.")] = "operator-admin",
+    expires: Annotated[
+        int | None, typer.Option(min=1, max=3650, help="Days until it expires (1-3650).")
+    ] = None,
+) -> None:
+    """Issue a registry-wide admin token directly in the database, for when no admin token
+    works (all revoked or expired). Audited as operator:USER@HOST. Prints the token alone on
+    stdout (it is shown only once)."""
+    from datetime import timedelta
+
+    from registry.services.bootstrap import operator_actor, operator_admin_token
+
+    settings = _operator_settings(data_dir, database_url)
+    try:
+        issued = operator_admin_token(
+            settings, name=name, expires_in=timedelta(days=expires) if expires else None
+        )
+    except RuntimeError as exc:
+        _fail(str(exc))
+        return
+    err.print(f"admin token {issued.id} created by {operator_actor()} (audited)")
+    sys.stdout.write(f"{issued.secret}\n")
+
+
 def main() -> None:
     """Console-script entry point: library errors become one readable line and exit 1."""
     from registry.errors import AuthenticationError

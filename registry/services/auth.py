@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from registry.db import transaction
 from registry.errors import (
     AuthenticationError,
+    ConflictError,
     InvalidRequestError,
     NotFoundError,
     PermissionDeniedError,
@@ -183,10 +184,38 @@ class TokenService:
             row = session.get(ApiToken, token_id)
             if row is not None and row.revoked_at is None:
                 now = self._clock()
+                if row.role == str(Role.ADMIN) and row.namespace is None:
+                    self._keep_one_admin(session, row)
                 row.revoked_at = now
                 if by is not None:
                     audit_record(session, by, "revoke_token", f"/v1/tokens/{token_id}",
                                  at=now, details={"token_id": token_id})  # fmt: skip
+
+    def _keep_one_admin(self, session: Session, row: ApiToken) -> None:
+        """Refuse to revoke a registry-wide admin token unless another one remains that does
+        not expire: otherwise every administrator is locked out, now or when the others expire,
+        and nothing over the API could issue one again (bootstrap only does on an empty table).
+
+        The other admin rows are locked (PostgreSQL; SQLite's write lock already serializes),
+        so two admins revoking each other at once cannot both succeed."""
+        others = session.execute(
+            select(ApiToken)
+            .where(
+                ApiToken.role == str(Role.ADMIN),
+                ApiToken.namespace.is_(None),
+                ApiToken.revoked_at.is_(None),
+                ApiToken.id != row.id,
+            )
+            .with_for_update()
+        ).scalars()
+        if not any(other.expires_at is None for other in others):
+            raise ConflictError(
+                f"refusing to revoke token {row.id}: no other registry-wide admin token that "
+                "does not expire would remain, and every administrator would be locked out for "
+                "good. Create one first (`modelseal token create --role admin`), or, with "
+                "access to the server, `modelseal admin token create --data-dir DIR`",
+                token_id=row.id,
+            )
 
     # -- administration over the API (admins only) ---------------------------------------------
 
@@ -231,3 +260,4 @@ class TokenService:
             raise NotFoundError(f"token {token_id} does not exist")
         principal.require(Action.ADMINISTER, row.namespace)
         self.revoke(token_id, by=principal)
+

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 from registry.config import Settings
 from registry.db import make_engine, make_sessionmaker, migrate, startup_lock
-from registry.services.auth import Role, TokenService
+from registry.services.auth import IssuedToken, Role, TokenService
 from registry.services.keys import load_registry_signer, register_registry_key
 
 ADMIN_TOKEN_FILE = "admin-token"  # noqa: S105 - a file name
@@ -53,3 +54,38 @@ def write_secret_file(target: Path, text: str) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def operator_actor() -> str:
+    """Who an operator command acts as in the audit log: ``operator@HOST`` (and the OS user)."""
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = f"uid-{os.getuid()}"
+    return f"operator:{user}@{socket.gethostname()}"[:128]
+
+
+def operator_admin_token(
+    settings: Settings, *, name: str = "operator-admin", expires_in: timedelta | None = None
+) -> IssuedToken:
+    """Issue a registry-wide admin token straight into the database (audited, as
+    :func:`operator_actor`): the way back for an operator with access to the server when no
+    admin token works. Needs the database to be migrated already (a running registry's is)."""
+    from sqlalchemy import inspect
+
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        if not inspect(engine).has_table("api_tokens"):
+            raise RuntimeError(
+                f"{settings.resolved_database_url.split('@')[-1]} holds no modelseal schema: "
+                "is this the registry's database (--data-dir / --database-url)?"
+            )
+        tokens = TokenService(make_sessionmaker(engine))
+        return tokens.create(
+            name=name, role=Role.ADMIN, expires_in=expires_in, by=operator_actor()
+        )
+    finally:
+        engine.dispose()
