@@ -23,9 +23,11 @@ trust starts from keys the caller brings (THREATS.md: a malicious export):
   pinned), else the ``registry:`` of the caller's trust. Without one the verdict fails and says
   how to anchor; ``trust_export_keys`` takes the export's own ``registry.pub`` and
   ``trust.yaml`` on purpose, and the verdict is then *unanchored* (:attr:`Verdict.ok` False).
-* Signers are the caller's trust; without one, the export's ``trust.yaml`` supplies only key
-  material: each identity counts under the name a registry-signed release attestation records
-  for that key (``evidence[].signerName``), and a name mapped to another key is a failure.
+* Signers are the caller's trust. Identity-to-key bindings never come from the export, nor from
+  registry-signed statements (a thief of the registry key could name its own keys): without the
+  caller's trust, the export's ``trust.yaml`` is taken as given and the verdict is *unanchored*
+  (at most UNANCHORED, never :attr:`Verdict.ok`); a name the releases record for another key
+  than ``trust.yaml`` gives it still fails (a check that can only fail, never vouch).
 * The registry key never counts as a signer of user evidence (:mod:`attest.gate`).
 * A version counts as released only through a release attestation, verified with the registry
   key, naming that very version and its digest. Its kind, pusher (separation of duties) and file
@@ -84,13 +86,30 @@ class Check:
         return f"{'ok  ' if self.ok else 'FAIL'} {self.link}: {self.message}"
 
 
+#: Why a verdict is unanchored: the registry key, or the signers, are the export's own.
+REGISTRY_FROM_EXPORT = (
+    "the registry key is the export's own registry.pub (--trust-export-keys); bring your "
+    "registry key to anchor it"
+)
+SIGNERS_FROM_EXPORT = "signer identities taken from the export; bring --trust FILE to verify them"
+
+
 @dataclass
 class Verdict:
-    """Every check made. ``ok`` needs every check to hold *and* a registry key the caller
-    brought (``anchored``); ``holds`` is the former alone (for an UNANCHORED report)."""
+    """Every check made. ``ok`` needs every check to hold *and* everything it rests on to be
+    the caller's (``anchored``: their registry key and their signer identities); ``holds`` is
+    the former alone (for an UNANCHORED report, ``unanchored`` saying why)."""
 
     checks: list[Check] = field(default_factory=list)
-    anchored: bool = True
+    unanchored: list[str] = field(default_factory=list)
+
+    @property
+    def anchored(self) -> bool:
+        return not self.unanchored
+
+    def unanchor(self, why: str) -> None:
+        if why not in self.unanchored:
+            self.unanchored.append(why)
 
     @property
     def holds(self) -> bool:
@@ -158,12 +177,14 @@ def verify_evidence(
     registry_key_source: str = "your --registry-key",
     trust_export_keys: bool = False,
     require_audit: bool = True,
+    trust_source: str = "your trust file's identities",
 ) -> Verdict:
     """Re-run the release gate from ``directory``; every link gets a line in the verdict.
 
     Args:
         trust: the caller's signers (and possibly ``registry:``); None: the export's
-            ``trust.yaml``, checked against the signer names its release attestations record.
+            ``trust.yaml`` as given, and the verdict is unanchored (never ``ok``).
+        trust_source: where ``trust`` came from, for the verdict line.
         policy_text: the caller's policy; None: the revisions the releases name and hash.
         registry_key: the caller's registry key; ``registry_key_source`` says where it came
             from (for the verdict line).
@@ -183,6 +204,7 @@ def verify_evidence(
             _Anchor(registry_key, registry_key_source, trust_export_keys),
             require_audit,
             verdict,
+            trust_source,
         )
     except (AttestError, OSError, ValueError, KeyError, TypeError) as exc:
         message = exc.diagnostics() if isinstance(exc, AttestError) else str(exc)
@@ -215,7 +237,7 @@ def _registry_key(directory: Path, trust: Trust | None, anchor: _Anchor, out: Ve
     if key is None and own is not None:
         key, source = own, "your trust file's registry key"
     if key is None and anchor.export_keys:
-        out.anchored = False
+        out.unanchor(REGISTRY_FROM_EXPORT)
         out.add(
             "trust",
             True,
@@ -237,9 +259,10 @@ def _registry_key(directory: Path, trust: Trust | None, anchor: _Anchor, out: Ve
     return TrustedKey("registry", key.key)
 
 
-def _vouched(directory: Path, registry: Verifier, registry_id: str) -> dict[str, set[str]]:
-    """``{signer id: {identity names}}`` that registry-signed release attestations record for
-    the evidence they relied on (the registry's own key excluded)."""
+def _recorded_names(directory: Path, registry: Verifier, registry_id: str) -> dict[str, set[str]]:
+    """``{identity name: {signer ids}}`` that registry-signed release attestations record for
+    the evidence they relied on (the registry's own key excluded). Only ever a reason to fail:
+    a registry-signed statement never binds a name to a key."""
     paths = [*sorted((directory / "evidence").glob("*.sigstore.json"))]
     if (directory / "release.sigstore.json").exists():
         paths.append(directory / "release.sigstore.json")
@@ -258,62 +281,37 @@ def _vouched(directory: Path, registry: Verifier, registry_id: str) -> dict[str,
                 continue
             signer, name = item.get("signer"), item.get("signerName")
             if isinstance(signer, str) and isinstance(name, str) and signer != registry_id:
-                names.setdefault(signer, set()).add(name)
+                names.setdefault(name, set()).add(signer)
     return names
 
 
 def _export_signers(
-    directory: Path, registry: Verifier, registry_id: str, out: Verdict
+    directory: Path, registry: Verifier | None, registry_id: str, out: Verdict
 ) -> tuple[list[TrustedKey], list[SigstoreIdentity]]:
-    """The export's trust.yaml, each identity under the name the releases record for it."""
+    """The export's trust.yaml, taken as given: the verdict becomes unanchored. Names the
+    releases record for other keys than trust.yaml's fail (when the registry key is the
+    caller's; the export's own key would vouch for nothing)."""
     given = parse_trust((directory / "trust.yaml").read_text(), directory)
-    vouched = _vouched(directory, registry, registry_id)
-    keys: list[TrustedKey] = []
-    identities: list[SigstoreIdentity] = []
-    problems: list[str] = []
-    unvouched: list[str] = []
-    recorded_names = {name: sid for sid, names in vouched.items() for name in names}
-    entries: list[tuple[str, str, TrustedKey | SigstoreIdentity]] = [
-        (k.name, f"sha256:{k.fingerprint}", k) for k in given.keys
-    ] + [(i.name, i.signer_id, i) for i in given.identities]
-    for name, sid, entry in entries:
-        names = vouched.get(sid, set())
-        if name in recorded_names and recorded_names[name] != sid and name not in names:
-            problems.append(
-                f"trust.yaml maps {name} to {sid}, but the release attestations record {name} "
-                f"as {recorded_names[name]}"
-            )
-        if not names:
-            unvouched.append(name)
-        for recorded in sorted(names):
-            if isinstance(entry, TrustedKey):
-                keys.append(TrustedKey(recorded, entry.key))
-            else:
-                identities.append(
-                    SigstoreIdentity(recorded, entry.issuer, entry.identity, entry.regex)
-                )
-    known = {sid for _, sid, _ in entries}
-    problems += [
-        f"trust.yaml lacks the key of {', '.join(sorted(names))} ({sid}) that a release records"
-        for sid, names in sorted(vouched.items())
-        if sid not in known
-    ]
-    if problems:
-        out.add("trust", False, "; ".join(problems) + " (bring your own --trust)")
-    note = (
-        f"; not vouched for by any release, not counted: {', '.join(sorted(unvouched))}"
-        if unvouched
-        else ""
-    )
-    counted = len(keys) + len(identities)
+    out.unanchor(SIGNERS_FROM_EXPORT)
     out.add(
         "trust",
-        counted > 0 or not given,
-        f"the export's trust.yaml: {counted} identities under the names the registry-signed "
-        f"releases record for their keys{note}"
-        + ("" if counted else " (bring your own --trust)"),
+        True,
+        f"UNANCHORED: {SIGNERS_FROM_EXPORT} "
+        f"({len(given.keys) + len(given.identities)} identities of its trust.yaml, as given)",
     )
-    return keys, identities
+    if registry is not None:
+        recorded = _recorded_names(directory, registry, registry_id)
+        entries: list[tuple[str, str]] = [(k.name, f"sha256:{k.fingerprint}") for k in given.keys]
+        entries += [(i.name, i.signer_id) for i in given.identities]
+        problems = [
+            f"trust.yaml maps {name} to {sid}, but the release attestations record {name} as "
+            f"{', '.join(sorted(recorded[name]))}"
+            for name, sid in entries
+            if name in recorded and sid not in recorded[name]
+        ]
+        if problems:
+            out.add("trust", False, "; ".join(problems) + " (bring your own --trust)")
+    return list(given.keys), list(given.identities)
 
 
 def _verify(
@@ -323,6 +321,7 @@ def _verify(
     anchor: _Anchor,
     require_audit: bool,
     out: Verdict,
+    trust_source: str,
 ) -> None:
     manifest = _json(directory / "manifest.json")
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
@@ -337,7 +336,7 @@ def _verify(
     )
 
     # Trust: the registry key is always the caller's (unless they take the export's on
-    # purpose); signers are the caller's, else the export's checked against the releases.
+    # purpose); signers are the caller's, else the export's as given (unanchored).
     registry_key = _registry_key(directory, trust, anchor, out)
     if registry_key is None:
         return
@@ -346,13 +345,11 @@ def _verify(
     signer_identities: list[SigstoreIdentity]
     if trust is not None:
         signer_keys, signer_identities = list(trust.keys), list(trust.identities)
-        out.add("trust", True, "your trust file's identities")
-    elif anchor.export_keys and not out.anchored:
-        given = parse_trust((directory / "trust.yaml").read_text(), directory)
-        signer_keys, signer_identities = list(given.keys), list(given.identities)
+        out.add("trust", True, trust_source)
     else:
+        own_registry = REGISTRY_FROM_EXPORT not in out.unanchored
         signer_keys, signer_identities = _export_signers(
-            directory, Verifier(keys=[registry_key]), registry_id, out
+            directory, Verifier(keys=[registry_key]) if own_registry else None, registry_id, out
         )
     # The registry key last: whatever name a trust gives that key, it verifies as "registry"
     # (and the gate never counts it for user evidence in any case).

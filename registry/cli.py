@@ -1254,8 +1254,8 @@ def _print_verdict(verdict: Any) -> None:
         return
     if verdict.holds and not verdict.anchored:
         out.print(
-            "[yellow]UNANCHORED[/yellow]: every link holds, but only against keys the export "
-            "itself carries (--trust-export-keys); bring your registry key to anchor it",
+            "[yellow]UNANCHORED[/yellow]: every link holds, but only against what the export "
+            f"itself carries: {escape('; '.join(verdict.unanchored))}",
             markup=True, soft_wrap=True,
         )  # fmt: skip
         raise typer.Exit(3)
@@ -1306,7 +1306,9 @@ def _registry_anchor(
 def verify_evidence_cmd(
     directory: Annotated[Path, typer.Argument(help="A directory written by `modelseal export`.")],
     trust: Annotated[
-        Path | None, typer.Option(help="Your trust.yaml (signers you accept, registry key).")
+        Path | None,
+        typer.Option(help="Your trust.yaml (signers you accept, registry key). Without it the "
+                     "export's signer identities are taken as given: at most UNANCHORED."),
     ] = None,
     policy: Annotated[Path | None, typer.Option(help="Your policy.yaml (e.g. stricter).")] = None,
     registry_key: Annotated[

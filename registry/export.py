@@ -26,7 +26,7 @@ from attest.gate import MAX_DEPTH, RELEASE, SLSA_PROVENANCE
 from attest.keys import TrustedKey
 from attest.oms import OMS_PREDICATE_TYPE
 from attest.provenance import read_predicate
-from attest.trust import Trust
+from attest.trust import Trust, parse_trust
 from registry.errors import (
     InvalidRequestError,
     NotFoundError,
@@ -295,9 +295,19 @@ def verify_online(
         # This process wrote the export just now: its own record of why audit/ is absent
         # (a token that may not read the log) is not an attacker's claim.
         written = json.loads((directory / "manifest.json").read_text())
+        # Without the caller's trust, the identities this registry serves, as `pull` trusts
+        # them (this process fetched them just now); an offline export's are never trusted.
+        source = "your trust file's identities"
+        if trust is None:
+            try:
+                trust = parse_trust((directory / "trust.yaml").read_text(), directory)
+            except AttestError:
+                trust = None  # none registered: verify_evidence says so, unanchored
+            source = f"the identities {client.base_url} serves (bring --trust FILE for your own)"
         return verify_evidence(
             directory,
             trust=trust,
+            trust_source=source,
             policy_text=policy_text,
             registry_key=TrustedKey.from_pem("registry", pem),
             registry_key_source="--registry-key" if registry_key else "the key pinned for "

@@ -16,12 +16,12 @@ import yaml
 
 from attest import keys
 from attest.bundle import Bundle
-from attest.evidence import Verdict, verify_evidence
+from attest.evidence import SIGNERS_FROM_EXPORT, Verdict, verify_evidence
 from attest.gate import RELEASE, TEST_RESULT
 from attest.keys import TrustedKey
 from attest.signing import KeySigner
 from attest.statement import Statement, make_statement
-from attest.trust import parse_trust
+from attest.trust import Trust, parse_trust
 from registry.export import export_evidence, verify_online
 from registry.names import Kind
 from tests.conftest import Live, make_model_dir, run_cli
@@ -71,6 +71,13 @@ def _failed(verdict: Verdict) -> list[str]:
     return [str(c) for c in verdict.checks if not c.ok]
 
 
+def _auditor(chain: Chain) -> Trust:
+    """The auditor's own signers (their copies of the identities' keys, never the export's)."""
+    return Trust(tuple(TrustedKey(name, signer.public_key) for name, signer in (
+        ("training-ci", chain.training), ("eval-ci", chain.evaluation),
+        ("data-pipeline", chain.data))), (), None)  # fmt: skip
+
+
 def _registry_key(live: Live) -> TrustedKey:
     """The registry key as an auditor gets it from the registry's operator (never the export)."""
     import httpx
@@ -87,8 +94,13 @@ def test_export_then_verify_offline_passes_and_every_tampering_fails(
     assert {"manifest.json", "versions.json", "model.sig", "evidence", "registry.pub"} <= names
     assert {"policy.yaml", "trust.yaml", "release.sigstore.json", "audit", "files"} <= names
     anchor = _registry_key(chain.live)
-    verdict = verify_evidence(exported, registry_key=anchor)
+    auditor = _auditor(chain)
+    verdict = verify_evidence(exported, registry_key=anchor, trust=auditor)
     assert verdict.ok, _failed(verdict)
+    # Without the auditor's signers, the export's trust.yaml names them: never more than
+    # UNANCHORED.
+    bare = verify_evidence(exported, registry_key=anchor)
+    assert bare.holds and not bare.ok and bare.unanchored == [SIGNERS_FROM_EXPORT]
     links = [c.link for c in verdict.checks]
     assert {"manifest", "release", "gate", "model.sig", "files", "audit"} <= set(links)
 
@@ -98,6 +110,7 @@ def test_export_then_verify_offline_passes_and_every_tampering_fails(
         change(copy)
         if "trust" not in kwargs:
             kwargs["registry_key"] = anchor
+            kwargs["trust"] = auditor
         result = verify_evidence(copy, **kwargs)  # type: ignore[arg-type]
         assert not result.ok
         return _failed(result)
@@ -178,7 +191,7 @@ def test_export_then_verify_offline_passes_and_every_tampering_fails(
     chain.releaser.revoke("fraud/m@1", "leaked weights")
     revoked = export_evidence(chain.admin, "fraud/m@1", tmp_path / "revoked")
     assert "FAIL state: fraud/m@1 was revoked when it was exported" in _failed(
-        verify_evidence(revoked, registry_key=anchor)
+        verify_evidence(revoked, registry_key=anchor, trust=auditor)
     )
 
     # A registry key the auditor pins that is not the registry's: nothing verifies.
@@ -433,13 +446,21 @@ def test_an_export_with_a_swapped_registry_key_is_never_verified(
         assert "VERIFIED" not in flagged.stdout.replace("NOT VERIFIED", ""), flagged.stdout
     assert flagged.returncode == 3  # the genuine export holds, but only on its own keys
     monkeypatch.setenv("MODELSEAL_CONFIG_DIR", pinned_config)
-    # ...and the genuine export verifies against the key the auditor brings or pinned.
+    # ...and the genuine export verifies against the key the auditor brings or pinned (and
+    # their own signers: without them it is at most UNANCHORED).
     (tmp_path / "registry.pub").write_bytes((exported / "registry.pub").read_bytes())
+    for name, signer in (("eval-ci", chain.evaluation), ("data-pipeline", chain.data)):
+        (tmp_path / f"{name}.pub").write_bytes(keys.public_pem(signer.public_key))
+    (tmp_path / "full.yaml").write_text((tmp_path / "auditor.yaml").read_text() + (
+        "  eval-ci: {key: eval-ci.pub}\n  data-pipeline: {key: data-pipeline.pub}\n"))
+    full = ["--trust", str(tmp_path / "full.yaml")]
     for anchor in (["--registry-key", str(tmp_path / "registry.pub")], []):  # [] = the pin
-        genuine = run_cli("verify-evidence", str(exported), *anchor, cwd=tmp_path)
+        genuine = run_cli("verify-evidence", str(exported), *anchor, *full, cwd=tmp_path)
         assert genuine.returncode == 0, genuine.stdout + genuine.stderr
         assert genuine.stdout.rstrip().endswith("VERIFIED")
-        wrong = run_cli("verify-evidence", str(forged), *anchor, cwd=tmp_path)
+        unanchored = run_cli("verify-evidence", str(exported), *anchor, cwd=tmp_path)
+        assert unanchored.returncode == 3, unanchored.stdout + unanchored.stderr
+        wrong = run_cli("verify-evidence", str(forged), *anchor, *full, cwd=tmp_path)
         assert wrong.returncode == 1 and "FAIL release: does not verify" in wrong.stdout
 
 
@@ -500,9 +521,12 @@ def test_unsigned_fields_of_an_export_cannot_change_the_verdict(
     (swapped / "evidence" / "fraud.m@1.999.sigstore.json").write_bytes(better.raw)
     strict = POLICY.replace('">= 0.90"', '">= 0.95"')
     assert "FAIL evaluation: accuracy 0.93 < 0.95" in verify(exported, policy_text=strict)
+    # The export's trust.yaml is never more than UNANCHORED, and the remapping is named; under
+    # the auditor's own trust the attacker's evaluation counts for nothing.
     failures = verify(swapped, policy_text=strict)
-    assert "FAIL evaluation: accuracy 0.93 < 0.95" in failures, failures
     assert any(f.startswith("FAIL trust:") and "eval-ci" in f for f in failures), failures
+    failures = verify(swapped, policy_text=strict, trust=_auditor(chain))
+    assert failures == ["FAIL evaluation: accuracy 0.93 < 0.95"], failures
 
     # audit/ removed from an export that held one.
     shutil.rmtree(edit(exported, "manifest.json", lambda m: None) / "audit")

@@ -1,0 +1,256 @@
+"""Attacks on ``verify-evidence`` by a malicious export (THREATS.md), each with its acceptance:
+the honest case beside it still verifies.
+
+The exports here are written from scratch with the attest library, as an attacker writes them:
+no registry code is involved, and the registry key is one the test generated and then "stole".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from attest import keys
+from attest.auditlog import CHECKPOINT_PREDICATE, GENESIS, entry_hash
+from attest.bundle import Bundle
+from attest.digests import FileDigest, manifest_digest, root_digest
+from attest.evidence import FORMAT, verify_evidence
+from attest.gate import DEPENDENCY_SCHEME, RELEASE, SCAN, SLSA_PROVENANCE, TEST_RESULT
+from attest.keys import TrustedKey
+from attest.oms import oms_statement
+from attest.scan.core import MIN_RULESET
+from attest.signing import KeySigner
+from attest.statement import make_statement
+from tests.conftest import run_cli
+
+POLICY = """\
+model:
+  require:
+    signature: [training-ci]
+    provenance: [training-ci]
+    evaluation:
+      signers: [eval-ci]
+      metrics: {accuracy: ">= 0.90"}
+    scan: clean
+  dependencies: released
+  release:
+    separate_from_pusher: true
+dataset:
+  require:
+    signature: [data-pipeline]
+    provenance: [data-pipeline]
+    scan: clean
+"""
+
+UNANCHORED_SIGNERS = "signer identities taken from the export; bring --trust FILE to verify them"
+
+
+def _verified_anywhere(stdout: str) -> bool:
+    return "VERIFIED" in stdout.replace("NOT VERIFIED", "")
+
+
+class Forger:
+    """Writes an export whose every statement the given keys signed: user evidence by
+    ``signers`` (name -> signer), registry statements (scans, releases, checkpoint) by
+    ``registry``. Versions are added with :meth:`version`; :meth:`write` lays the export out."""
+
+    def __init__(self, registry: KeySigner, signers: dict[str, KeySigner], policy: str) -> None:
+        self.registry = registry
+        self.signers = signers
+        self.policy = policy
+        self.bundles: list[tuple[str, Bundle]] = []
+        self.versions: list[dict[str, Any]] = []
+        self.releases: dict[str, Bundle] = {}
+        self.oms: dict[str, Bundle] = {}
+        self.contents: dict[str, dict[str, bytes]] = {}
+        self.now = datetime.now(UTC).isoformat()
+
+    def version(
+        self,
+        ref: str,
+        kind: str,
+        contents: dict[str, bytes],
+        *,
+        signer: str,
+        evaluator: str | None = None,
+        deps: tuple[tuple[str, str, str], ...] = (),  # (ref, hex digest, role)
+        release: bool = True,
+        pushed_by: str = "training-bot",
+    ) -> str:
+        """Add a version; returns its root digest (hex)."""
+        name = ref.split("@", 1)[0]
+        files = tuple(
+            FileDigest(path, len(data), hashlib.sha256(data).hexdigest())
+            for path, data in sorted(contents.items())
+        )
+        digest = root_digest(files)
+        self.contents[ref] = contents
+
+        def statement(predicate_type: str, predicate: dict[str, Any]) -> Any:
+            return make_statement(name=name, root_digest=digest, predicate_type=predicate_type,
+                                  predicate=predicate)  # fmt: skip
+
+        user = self.signers[signer]
+        oms = user.sign(oms_statement(name, files))
+        provenance = user.sign(statement(SLSA_PROVENANCE, {
+            "buildDefinition": {
+                "buildType": "https://modelseal.dev/training/v1", "externalParameters": {},
+                "resolvedDependencies": [
+                    {"uri": f"{DEPENDENCY_SCHEME}{d}", "digest": {"sha256": h}, "name": role}
+                    for d, h, role in deps
+                ],
+            },
+            "runDetails": {"builder": {"id": "https://modelseal.dev/builders/cli"}},
+        }))  # fmt: skip
+        scan = self.registry.sign(statement(SCAN, {
+            "files": [{"digest": f"sha256:{f.sha256}", "findings": [], "format": "safetensors",
+                       "path": f.path, "pickle": False, "verdict": "clean"} for f in files],
+            "scanner": {"name": "modelseal-scan", "ruleset": MIN_RULESET, "version": "2.0"},
+            "verdict": "clean",
+        }))  # fmt: skip
+        cited = [(scan, "registry", self.registry), (oms, signer, user),
+                 (provenance, signer, user)]  # fmt: skip
+        if evaluator is not None:
+            evaluation = self.signers[evaluator].sign(statement(TEST_RESULT, {
+                "result": "PASSED", "passedTests": [], "failedTests": [], "warnedTests": [],
+                "metrics": {"accuracy": 0.99}}))  # fmt: skip
+            cited.append((evaluation, evaluator, self.signers[evaluator]))
+        for bundle, _, _ in cited:
+            self.bundles.append((ref, bundle))
+        self.oms[ref] = oms
+        if release:
+            self.releases[ref] = self.registry.sign(statement(RELEASE, {
+                "version": ref, "kind": kind, "pushedBy": pushed_by,
+                "manifestSha256": manifest_digest(files), "releasedAt": self.now,
+                "releasedBy": "release-bot",
+                "policy": {"revision": 1,
+                           "sha256": hashlib.sha256(self.policy.encode()).hexdigest()},
+                "evidence": [{"predicateType": b.statement().predicate_type,
+                              "bundleSha256": b.digest, "signer": s.identity, "signerName": n}
+                             for b, n, s in cited],
+            }))  # fmt: skip
+            self.bundles.append((ref, self.releases[ref]))
+        self.versions.append({
+            "ref": ref, "kind": kind, "root_digest": f"sha256:{digest}",
+            "state": "released" if release else "pending", "external": False,
+            "pushed_by": pushed_by,
+            "files": [{"path": f.path, "size": f.size, "sha256": f"sha256:{f.sha256}"}
+                      for f in files],
+        })  # fmt: skip
+        return digest
+
+    def write(self, out: Path, root: str, *, registry_url: str = "http://127.0.0.1:8799") -> Path:
+        (out / "evidence").mkdir(parents=True)
+        (out / "policies").mkdir()
+        (out / "audit").mkdir()
+        (out / "files").mkdir()
+        for path, data in self.contents[root].items():
+            (out / "files" / path).write_bytes(data)
+        for i, (ref, bundle) in enumerate(self.bundles):
+            (out / "evidence" / f"{ref.replace('/', '.')}.{i}.sigstore.json").write_bytes(
+                bundle.raw
+            )
+        (out / "release.sigstore.json").write_bytes(self.releases[root].raw)
+        (out / "model.sig").write_bytes(self.oms[root].raw)
+        (out / "registry.pub").write_bytes(keys.public_pem(self.registry.public_key))
+        for namespace in {v["ref"].split("/", 1)[0] for v in self.versions}:
+            (out / "policies" / f"{namespace}.r1.yaml").write_text(self.policy)
+        (out / "policy.yaml").write_text(self.policy)
+        [entry] = [v for v in self.versions if v["ref"] == root]
+        manifest = {"format": FORMAT, "ref": root, "kind": entry["kind"],
+                    "root_digest": entry["root_digest"], "state": entry["state"],
+                    "files": entry["files"], "registry": registry_url,
+                    "exported_at": self.now, "audit": "included"}  # fmt: skip
+        (out / "manifest.json").write_text(json.dumps(manifest))
+        (out / "versions.json").write_text(json.dumps(self.versions))
+        (out / "trust.yaml").write_text(yaml.safe_dump({
+            "identities": {n: {"key_pem": keys.public_pem(s.public_key).decode()}
+                           for n, s in self.signers.items()},
+            "registry": {"key": "registry.pub"},
+        }))  # fmt: skip
+        # A fabricated audit log, chained and under a checkpoint the registry key signed.
+        namespace, rest = root.split("/", 1)
+        name, version = rest.split("@", 1)
+        path = f"/v1/namespaces/{namespace}/artifacts/{name}/versions/{version}"
+        prev, entries = GENESIS, []
+        for seq, action, target in ((1, "put_version", path),
+                                    (2, "release_version", f"{path}/release")):  # fmt: skip
+            entry = {"seq": seq, "at": self.now, "actor": "release-bot", "action": action,
+                     "target": target, "outcome": "ok", "request_id": "x",
+                     "details": {}}  # fmt: skip
+            entry["prev_hash"] = prev
+            entry["hash"] = prev = entry_hash(prev, entry)
+            entries.append(entry)
+        (out / "audit" / "entries.json").write_text(json.dumps(entries))
+        checkpoint = self.registry.sign(make_statement(
+            name="modelseal/audit-log", root_digest=prev, predicate_type=CHECKPOINT_PREDICATE,
+            predicate={"count": len(entries), "at": self.now}))  # fmt: skip
+        (out / "audit" / "checkpoint.sigstore.json").write_bytes(checkpoint.raw)
+        return out
+
+
+def _pub(path: Path, signer: KeySigner) -> Path:
+    path.write_bytes(keys.public_pem(signer.public_key))
+    return path
+
+
+def _failed(verdict: Any) -> list[str]:
+    return [str(c) for c in verdict.checks if not c.ok]
+
+
+# -- hole: a stolen registry key named its own signers -------------------------------------------
+
+
+def test_a_stolen_registry_key_alone_never_yields_verified(tmp_path: Path) -> None:
+    """Attacker: a thief of the registry's signing key writing a malicious export: a pickle that
+    runs code, fresh keys signing OMS, provenance and evaluation, a scan and a release signed with
+    the stolen key naming the fresh keys as training-ci and eval-ci, and a fabricated audit log
+    under a checkpoint signed with it. The auditor brings the registry key (it is the real one)
+    and a policy, but no signers of their own: the identities are the export's word, so the
+    verdict is at most UNANCHORED, never VERIFIED. With the auditor's own trust the forgery
+    fails; the honest export under the same trust verifies (the acceptance)."""
+    registry = KeySigner(keys.generate())  # the registry's key, stolen
+    forger = Forger(registry, {"training-ci": KeySigner(keys.generate()),
+                               "eval-ci": KeySigner(keys.generate())}, POLICY)  # fmt: skip
+    forger.version("fraud/evil@1", "model", {"model.pkl": b"cos\nsystem\n(S'echo pwned'\ntR."},
+                   signer="training-ci", evaluator="eval-ci")  # fmt: skip
+    forged = forger.write(tmp_path / "forged", "fraud/evil@1")
+    registry_pub = _pub(tmp_path / "registry.pub", registry)
+    (tmp_path / "policy.yaml").write_text(POLICY)
+    anchor = TrustedKey.from_pem("registry", registry_pub.read_bytes())
+
+    verdict = verify_evidence(forged, registry_key=anchor, policy_text=POLICY)
+    assert not verdict.ok and not verdict.anchored, [str(c) for c in verdict.checks]
+    cli = run_cli("verify-evidence", str(forged), "--registry-key", str(registry_pub),
+                  "--policy", str(tmp_path / "policy.yaml"), cwd=tmp_path)  # fmt: skip
+    assert not _verified_anywhere(cli.stdout), cli.stdout
+    assert cli.returncode == 3, cli.stdout + cli.stderr
+    assert "UNANCHORED" in cli.stdout and UNANCHORED_SIGNERS in cli.stdout, cli.stdout
+
+    # The auditor's own signers: the thief's keys are nobody's.
+    training, evaluation = KeySigner(keys.generate()), KeySigner(keys.generate())
+    _pub(tmp_path / "training-ci.pub", training)
+    _pub(tmp_path / "eval-ci.pub", evaluation)
+    (tmp_path / "trust.yaml").write_text(
+        "identities:\n  training-ci: {key: training-ci.pub}\n  eval-ci: {key: eval-ci.pub}\n"
+    )
+    refused = run_cli("verify-evidence", str(forged), "--registry-key", str(registry_pub),
+                      "--trust", str(tmp_path / "trust.yaml"), cwd=tmp_path)  # fmt: skip
+    assert refused.returncode == 1 and "FAIL signature: missing" in refused.stdout, refused.stdout
+
+    honest = Forger(registry, {"training-ci": training, "eval-ci": evaluation}, POLICY)
+    honest.version("fraud/good@1", "model", {"model.safetensors": b"\x08\x00\x00\x00"},
+                   signer="training-ci", evaluator="eval-ci")  # fmt: skip
+    exported = honest.write(tmp_path / "honest", "fraud/good@1")
+    genuine = run_cli("verify-evidence", str(exported), "--registry-key", str(registry_pub),
+                      "--trust", str(tmp_path / "trust.yaml"), cwd=tmp_path)  # fmt: skip
+    assert genuine.returncode == 0, genuine.stdout + genuine.stderr
+    assert genuine.stdout.rstrip().endswith("VERIFIED")
+    bare = run_cli("verify-evidence", str(exported), "--registry-key", str(registry_pub),
+                   cwd=tmp_path)  # fmt: skip
+    assert bare.returncode == 3 and UNANCHORED_SIGNERS in bare.stdout, bare.stdout
