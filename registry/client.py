@@ -16,6 +16,7 @@ import math
 import os
 import shutil
 import ssl
+import time
 import uuid
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -70,7 +71,7 @@ from registry.errors import (
 from registry.filesink import FileSink
 from registry.names import Kind, Ref, RefKind, parse_ref, validate_external_uri, validate_path
 from registry.pins import PinStore
-from registry.transfer import RawTransport, redact_secrets
+from registry.transfer import RawTransport, Retry, redact_secrets
 
 if TYPE_CHECKING:
     from attest.gate import Subject as GateSubject
@@ -258,14 +259,39 @@ class RegistryClient:
             body = {"detail": f"HTTP {response.status_code}: {response.text[:200]}"}
         raise error_from_problem(response.status_code, body if isinstance(body, dict) else {})
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise RegistryError(
-                f"cannot reach the registry at {self._http.base_url}: {redact_secrets(str(exc))}"
-            ) from exc
-        return self._check(response)
+    def _request(
+        self, method: str, path: str, *, idempotent: bool = False, **kwargs: Any
+    ) -> httpx.Response:
+        """One request; GET and HEAD (and requests the caller marks ``idempotent``) are retried
+        on 503 and on transport errors with bounded backoff (:class:`Retry`)."""
+        retried = idempotent or method in ("GET", "HEAD")
+        attempts = Retry.attempts if retried else 1
+        started = time.monotonic()
+        for attempt in range(1, attempts + 1):
+            try:
+                response = self._http.request(method, path, **kwargs)
+            except httpx.TransportError as exc:
+                if attempt < attempts:
+                    time.sleep(Retry.delay(attempt))
+                    continue
+                gave_up = f" {Retry.gave_up(attempt, started)}" if retried else ""
+                raise RegistryError(
+                    f"cannot reach the registry at {self._http.base_url}: "
+                    f"{redact_secrets(str(exc))}{gave_up}"
+                ) from exc
+            if response.status_code == 503 and attempt < attempts:
+                response.close()
+                time.sleep(Retry.delay(attempt, response.headers.get("Retry-After")))
+                continue
+            if response.status_code == 503 and retried:
+                try:
+                    self._check(response)
+                except RegistryError as exc:
+                    exc.detail = f"{exc.detail} {Retry.gave_up(attempt, started)}"
+                    exc.args = (exc.detail,)
+                    raise
+            return self._check(response)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     @staticmethod
     def _version_path(ref: Ref) -> str:
@@ -362,7 +388,7 @@ class RegistryClient:
                 {"path": f.path, "size": f.size, "digest": f"sha256:{f.sha256}"} for f in files
             ],
         }
-        response = self._request("PUT", self._version_path(parsed), json=body)
+        response = self._request("PUT", self._version_path(parsed), json=body, idempotent=True)
         return VersionPublic.model_validate(response.json())
 
     def push(
@@ -509,7 +535,7 @@ class RegistryClient:
             entries.append({"path": path, "size": digest.size,
                             "digest": f"sha256:{digest.sha256}", "uri": uri})  # fmt: skip
         body = {"kind": str(kind), "external": True, "files": entries}
-        response = self._request("PUT", self._version_path(parsed), json=body)
+        response = self._request("PUT", self._version_path(parsed), json=body, idempotent=True)
         version = VersionPublic.model_validate(response.json())
         if parse_sha256(version.root_digest) != root_digest(digests):
             raise PullVerificationError("the registry reports another root digest")

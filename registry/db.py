@@ -37,6 +37,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
+    if url.startswith("postgresql"):
+        # An unreachable host fails the request (503) in seconds instead of hanging it.
+        kwargs.setdefault("connect_args", {"connect_timeout": 10})
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kwargs)
 
 

@@ -17,14 +17,17 @@ same way.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import logging
 import mmap
 import queue
+import random
 import re
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,6 +42,29 @@ RING = 3
 SEND_STEP = 8 * 1024 * 1024
 MAX_ANSWER = 1024 * 1024
 STORAGE_CONNECT_TIMEOUT = 10.0
+
+
+class Retry:
+    """Bounded exponential backoff for idempotent requests answered 503 or lost in transport:
+    at most ``attempts`` tries, waits of ``base``, twice that, … capped at ``cap`` seconds (a
+    longer ``Retry-After`` is honoured up to the cap), each shortened by up to a quarter at
+    random so that many clients do not retry in step."""
+
+    attempts = 5
+    base = 0.5
+    cap = 8.0
+
+    @classmethod
+    def delay(cls, attempt: int, retry_after: str | None = None) -> float:
+        wait = min(cls.cap, cls.base * 2 ** (attempt - 1))
+        if retry_after:
+            with contextlib.suppress(ValueError):
+                wait = min(cls.cap, max(wait, float(retry_after)))
+        return float(wait * random.uniform(0.75, 1.0))  # noqa: S311 - jitter, not a secret
+
+    @classmethod
+    def gave_up(cls, attempt: int, started: float) -> str:
+        return f"(gave up after {attempt} attempts over {time.monotonic() - started:.1f} s)"
 
 
 _TOKEN = re.compile(r"(ms_[0-9A-Za-z]{1,32})_[A-Za-z0-9_-]+")
@@ -120,16 +146,29 @@ class RawTransport:
                 failures, or an exception raised by ``sink``.
         """
         redirect = redirect and self._redirects_usable
-        conn = self._connection()
         target = self._prefix + path + ("?redirect=true" if redirect else "")
-        try:
-            conn.request("GET", target, headers=self._headers)
-            response = conn.getresponse()
-        except (OSError, http.client.HTTPException) as exc:
-            self._drop_connection()
-            raise ConnectionFailedError(
-                f"cannot reach the registry: {redact_secrets(str(exc))}"
-            ) from exc
+        started = time.monotonic()
+        for attempt in range(1, Retry.attempts + 1):
+            # Retried (no byte has reached ``sink`` yet) on a transport failure or a 503.
+            conn = self._connection()
+            try:
+                conn.request("GET", target, headers=self._headers)
+                response = conn.getresponse()
+            except (OSError, http.client.HTTPException) as exc:
+                self._drop_connection()
+                if attempt < Retry.attempts:
+                    time.sleep(Retry.delay(attempt))
+                    continue
+                raise ConnectionFailedError(
+                    f"cannot reach the registry: {redact_secrets(str(exc))} "
+                    f"{Retry.gave_up(attempt, started)}"
+                ) from exc
+            if response.status == 503 and attempt < Retry.attempts:
+                response.read(65536)
+                self._drop_connection()
+                time.sleep(Retry.delay(attempt, response.getheader("Retry-After")))
+                continue
+            break
         headers = {k.lower(): v for k, v in response.getheaders()}
         if redirect and response.status == 307 and "location" in headers:
             try:
@@ -153,7 +192,13 @@ class RawTransport:
                 problem = json.loads(body)
             except ValueError:
                 problem = {"detail": f"HTTP {response.status}"}
-            raise error_from_problem(response.status, problem if isinstance(problem, dict) else {})
+            if not isinstance(problem, dict):
+                problem = {}
+            if response.status == 503:
+                problem["detail"] = (
+                    f"{problem.get('detail') or 'HTTP 503'} {Retry.gave_up(attempt, started)}"
+                )
+            raise error_from_problem(response.status, problem)
         try:
             total = _pump(response, sink, limit)
         except BaseException:

@@ -159,10 +159,20 @@ class PostgresServer:
                 raise
         return self
 
-    def _start_postmaster(self) -> None:
+    def pause(self) -> None:
+        """Stop the postmaster (an outage), keeping the cluster; :meth:`resume` restarts it."""
+        with self._lock:
+            self._run("pg_ctl", "-D", str(self.datadir), "-m", "fast", "-w", "-t", "60", "stop")
+
+    def resume(self) -> None:
+        """Start the paused cluster again, on the same port (clients reconnect)."""
+        with self._lock:
+            self._start_postmaster(port=self.port)
+
+    def _start_postmaster(self, port: int | None = None) -> None:
         error = ""
         for _ in range(_START_ATTEMPTS):
-            self.port = free_ports(1)[0]
+            self.port = port or free_ports(1)[0]
             with contextlib.suppress(OSError):
                 self.logfile.unlink()  # so that the log tail below is from this attempt
             opts = (
@@ -355,6 +365,17 @@ class SeaweedServer:
                 raise
         return self
 
+    def pause(self) -> None:
+        """Stop every SeaweedFS process (an outage), keeping its data; :meth:`resume`."""
+        with self._lock:
+            self._kill()
+
+    def resume(self) -> None:
+        """Start it again on the same ports, data and SSE key (clients reconnect)."""
+        with self._lock:
+            self._spawn(_find_weed(), keep_ports=True)
+            self._wait_ready(time.monotonic() + self.startup_timeout)
+
     def _write_config(self) -> None:
         assert self.tmpdir is not None
         identity = {
@@ -370,10 +391,13 @@ class SeaweedServer:
         (self.tmpdir / "data").mkdir()
         (self.tmpdir / "conf").mkdir()  # empty: keeps any stray security.toml out
 
-    def _spawn(self, weed: str) -> None:
+    def _spawn(self, weed: str, *, keep_ports: bool = False) -> None:
         assert self.tmpdir is not None
         t = self.tmpdir
-        self.ports = dict(zip(self._PORT_NAMES, free_ports(len(self._PORT_NAMES)), strict=True))
+        if not keep_ports:
+            self.ports = dict(
+                zip(self._PORT_NAMES, free_ports(len(self._PORT_NAMES)), strict=True)
+            )
         p = self.ports
         self.endpoint_url = f"http://{HOST}:{p['s3']}"
         cmd = [
@@ -406,8 +430,10 @@ class SeaweedServer:
             f"-filer.localSocket={t / 'filer.sock'}",
         ]
         env = {k: v for k, v in os.environ.items() if not k.startswith("WEED_")}
-        env["WEED_S3_SSE_KEK"] = secrets.token_hex(32)  # enables SSE-S3
-        env["WEED_S3_SSE_KEK_PASSPHRASE"] = secrets.token_hex(16)
+        if not keep_ports or not hasattr(self, "_kek"):
+            self._kek = (secrets.token_hex(32), secrets.token_hex(16))
+        env["WEED_S3_SSE_KEK"] = self._kek[0]  # enables SSE-S3 (kept across resume())
+        env["WEED_S3_SSE_KEK_PASSPHRASE"] = self._kek[1]
         # Every bucket is its own collection, and by default the master grows 7 volumes
         # for each new one: with -volume.max=100 the 15th bucket's first write would fail
         # with InternalError.  Grow a single volume per collection instead.

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import Engine
 
 from attest import keys
 from registry import __version__
@@ -103,6 +104,7 @@ def create_app(
         events=security_events,
         boms=bom_service,
         evidence=EvidenceService(versions_service, attestation_service, signer, clock=clock),
+        readiness=lambda: _readiness(engine, blob_store),
     )
 
     @contextlib.asynccontextmanager
@@ -145,6 +147,27 @@ def create_app(
     app.include_router(audit.router, responses=PROBLEM_RESPONSES)
     app.include_router(events.router, responses=PROBLEM_RESPONSES)
     return app
+
+
+def _readiness(engine: Engine, store: BlobStore) -> dict[str, str]:
+    """Can this replica serve: the database answers a query, the store a lookup."""
+    from registry.api.problems import unavailable
+
+    found: dict[str, str] = {}
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+        found["database"] = "ok"
+    except Exception as exc:  # the answer is unauthenticated: no addresses, no messages
+        log.warning("not ready: database: %s", exc)
+        found["database"] = "unavailable" if unavailable(exc) else "failed"
+    try:
+        store.size("0" * 64)  # no such blob: a cheap round trip to the store
+        found["store"] = "ok"
+    except Exception as exc:
+        log.warning("not ready: blob store: %s", exc)
+        found["store"] = "unavailable" if unavailable(exc) else "failed"
+    return found
 
 
 async def _checkpoints(audit: AuditService, interval: float) -> None:

@@ -15,6 +15,7 @@ one; finishing an upload is. A download answered with a presigned storage URL is
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from typing import Any
@@ -22,8 +23,11 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from registry.api.problems import unavailable, unavailable_response
 from registry.services.audit import AuditService
 from registry.services.journal import RequestContext, bind_request, unbind_request
+
+log = logging.getLogger(__name__)
 
 _MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 _QUIET = {"upload_chunk"}
@@ -46,14 +50,31 @@ class AuditMiddleware:
         scope.setdefault("state", {})["request_id"] = request_id
         client = scope.get("client")
         context = RequestContext(request_id, client[0] if client else None)
-        started = False
+        started = replaced = False
 
         async def capture(message: Message) -> None:
-            nonlocal started
+            nonlocal started, replaced
+            if replaced:
+                return  # the app's answer was replaced by a 503 (below)
             if message["type"] == "http.response.start":
                 started = True
                 message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
-                await self._record(scope, headers, context, int(message["status"]))
+                status = int(message["status"])
+                try:
+                    await self._record(scope, headers, context, status)
+                except Exception as exc:
+                    outage = unavailable(exc)
+                    if outage is None:
+                        raise
+                    log.warning("audit entry of %s not written: %s", scope.get("path"), outage[1])
+                    if status < 500:
+                        # An answer whose entry is missing (a denial, a presigned URL) is not
+                        # sent: the client gets a 503 to retry instead.
+                        replaced = True
+                        response = unavailable_response(*outage, str(scope.get("path", "")))
+                        response.headers["x-request-id"] = request_id
+                        await response(scope, receive, send)
+                        return
             await send(message)
 
         token = bind_request(context)
@@ -62,7 +83,12 @@ class AuditMiddleware:
         finally:
             unbind_request(token)
             if not started:  # the app died before answering
-                await self._record(scope, headers, context, 500)
+                try:
+                    await self._record(scope, headers, context, 500)
+                except Exception as exc:
+                    if unavailable(exc) is None:
+                        raise
+                    log.warning("audit entry of failed %s not written", scope.get("path"))
 
     async def _record(
         self, scope: Scope, headers: dict[bytes, bytes], context: RequestContext, code: int

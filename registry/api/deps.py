@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -39,6 +40,8 @@ class Services:
     events: SecurityEvents
     boms: BomService
     evidence: EvidenceService
+    #: Readiness probe: component -> "ok" or why it is not (``/ready``).
+    readiness: Callable[[], dict[str, str]] = field(default=lambda: {})
 
 
 def get_services(request: Request) -> Services:

@@ -17,6 +17,7 @@ from registry.errors import (
     PermissionDeniedError,
     RegistryError,
     ReleaseRefusedError,
+    StorageUnavailableError,
     problem_for,
 )
 from registry.events import Event, SecurityEvents
@@ -24,6 +25,34 @@ from registry.events import Event, SecurityEvents
 log = logging.getLogger(__name__)
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+#: What a 503 asks clients to wait before trying again (outages are usually short restarts).
+RETRY_AFTER_SECONDS = 2
+
+
+def unavailable(exc: BaseException) -> tuple[str, str] | None:
+    """``(slug, detail)`` when ``exc`` means the database or the blob store cannot be reached
+    (a 503 the client may retry), else None. Details name the component, never the URL."""
+    from sqlalchemy import exc as sa
+
+    if isinstance(exc, StorageUnavailableError):
+        return "storage-unavailable", exc.detail
+    if isinstance(exc, sa.DBAPIError) and exc.connection_invalidated:
+        return "database-unavailable", "the database connection was lost; retry shortly"
+    if isinstance(exc, sa.OperationalError | sa.InterfaceError | sa.TimeoutError):
+        return "database-unavailable", "the database is unavailable; retry shortly"
+    try:
+        from botocore.exceptions import BotoCoreError
+    except ImportError:  # pragma: no cover - boto3 is a dependency
+        return None
+    if isinstance(exc, BotoCoreError):
+        return "storage-unavailable", "the blob store is unreachable; retry shortly"
+    return None
+
+
+def unavailable_response(slug: str, detail: str, path: str | None) -> JSONResponse:
+    return problem_response(
+        503, slug, detail, instance=path, headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
+    )
 _TITLES = {
     400: "Bad Request",
     401: "Unauthorized",
@@ -74,6 +103,9 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RegistryError)
     async def _registry_error(request: Request, exc: RegistryError) -> JSONResponse:
         status, slug = problem_for(exc)
+        if isinstance(exc, StorageUnavailableError):
+            log.warning("request %s: %s", request.url.path, exc.detail)
+            return unavailable_response(slug, exc.detail, request.url.path)
         _security_event(request, exc)
         if status >= 500:
             log.error("request %s failed: %s", request.url.path, exc.detail, exc_info=exc)
@@ -117,8 +149,28 @@ def install(app: FastAPI) -> None:
             headers=dict(exc.headers or {}),
         )
 
+    async def _outage(request: Request, exc: Exception) -> JSONResponse:
+        outage = unavailable(exc)
+        if outage is None:
+            return await _unexpected(request, exc)
+        log.warning("request %s: %s (%s)", request.url.path, outage[1], type(exc).__name__)
+        return unavailable_response(*outage, request.url.path)
+
+    # Registered by class (not as the catch-all) so they answer inside the audit middleware,
+    # which then sees the 503 and the client gets an answer, not a dropped connection.
+    from botocore.exceptions import BotoCoreError
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, TimeoutError
+
+    for outage_class in (DBAPIError, OperationalError, InterfaceError, TimeoutError,
+                         BotoCoreError):  # fmt: skip
+        app.add_exception_handler(outage_class, _outage)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        outage = unavailable(exc)
+        if outage is not None:
+            log.warning("request %s: %s (%s)", request.url.path, outage[1], type(exc).__name__)
+            return unavailable_response(*outage, request.url.path)
         log.exception("unhandled error on %s", request.url.path)
         return problem_response(
             500, "internal-error", "internal error; see the server log", instance=request.url.path
