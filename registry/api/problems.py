@@ -141,12 +141,17 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route on the path only; one path is
+            # served by one route per method here.
+            headers["Allow"] = ", ".join(_allowed_methods(request))
         return problem_response(
             exc.status_code,
             slug,
             str(exc.detail),
             instance=request.url.path,
-            headers=dict(exc.headers or {}),
+            headers=headers,
         )
 
     async def _outage(request: Request, exc: Exception) -> JSONResponse:
@@ -175,6 +180,20 @@ def install(app: FastAPI) -> None:
         return problem_response(
             500, "internal-error", "internal error; see the server log", instance=request.url.path
         )
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this request's path."""
+    from starlette.routing import Match
+
+    return [
+        method
+        for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL
+            for route in request.app.router.routes
+        )
+    ]
 
 
 def _security_event(request: Request, exc: RegistryError) -> None:

@@ -36,7 +36,7 @@ class FileIn(_Model):
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
     path: str = Field(min_length=1, max_length=1024)
-    size: int = Field(ge=0)
+    size: int = Field(ge=0, strict=True)  # a JSON integer: not true, not "12"
     digest: str = Digest
 
     @field_validator("path")
@@ -127,7 +127,7 @@ class UploadIn(_Model):
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
     digest: str = Digest
-    size: int = Field(ge=0)
+    size: int = Field(ge=0, strict=True)  # a JSON integer: not false, not "12"
 
 
 class UploadPublic(_Model):

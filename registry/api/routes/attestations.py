@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 
 from registry.api.deps import PrincipalDep, ServicesDep
-from registry.api.routes.versions import version_ref
+from registry.api.routes.versions import (
+    INT32_MAX,
+    NamePath,
+    NamespacePath,
+    SelectorPath,
+    version_ref,
+)
 from registry.api.schemas import AttestationPublic, IdentityIn, IdentityPublic
 from registry.errors import InvalidRequestError
 from registry.names import validate_name
@@ -104,9 +110,9 @@ def list_identities(
     },
 )
 async def attach_attestation(
-    namespace: str,
-    name: str,
-    selector: str,
+    namespace: NamespacePath,
+    name: NamePath,
+    selector: SelectorPath,
     request: Request,
     principal: PrincipalDep,
     services: ServicesDep,
@@ -128,9 +134,9 @@ async def attach_attestation(
     response_model=list[AttestationPublic],
 )
 def list_attestations(
-    namespace: str,
-    name: str,
-    selector: str,
+    namespace: NamespacePath,
+    name: NamePath,
+    selector: SelectorPath,
     principal: PrincipalDep,
     services: ServicesDep,
     predicate_type: Annotated[str | None, Query(max_length=256)] = None,
@@ -147,10 +153,10 @@ def list_attestations(
     responses={200: {"content": {"application/json": {}}, "description": "The exact bundle."}},
 )
 def get_attestation(
-    namespace: str,
-    name: str,
-    selector: str,
-    attestation_id: int,
+    namespace: NamespacePath,
+    name: NamePath,
+    selector: SelectorPath,
+    attestation_id: Annotated[int, Path(ge=1, le=INT32_MAX, description="Attestation id.")],
     principal: PrincipalDep,
     services: ServicesDep,
 ) -> Response:

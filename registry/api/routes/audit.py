@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 
 from registry.api.deps import PrincipalDep, ServicesDep
+from registry.api.routes.versions import INT64_MAX
 from registry.errors import NotFoundError
 from registry.services.auth import Action
 
@@ -17,7 +18,9 @@ router = APIRouter(prefix="/v1/audit", tags=["audit"])
 def audit_log(
     principal: PrincipalDep,
     services: ServicesDep,
-    after: Annotated[int, Query(ge=0, description="Entries after this sequence number.")] = 0,
+    after: Annotated[
+        int, Query(ge=0, le=INT64_MAX, description="Entries after this sequence number.")
+    ] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> list[dict[str, Any]]:
     return services.audit.entries(principal, after=after, limit=limit)

@@ -9,7 +9,16 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from registry.api.deps import PrincipalDep, ServicesDep
-from registry.api.routes.versions import public_version, version_ref
+from registry.api.routes.versions import (
+    INT32_MAX,
+    INT64_MAX,
+    AliasPath,
+    NamePath,
+    NamespacePath,
+    SelectorPath,
+    public_version,
+    version_ref,
+)
 from registry.api.schemas import (
     AliasIn,
     AliasMovePublic,
@@ -51,7 +60,7 @@ def _policy(record: PolicyRecord) -> PolicyPublic:
     },
 )
 async def set_policy(
-    namespace: str, request: Request, principal: PrincipalDep, services: ServicesDep
+    namespace: NamespacePath, request: Request, principal: PrincipalDep, services: ServicesDep
 ) -> PolicyPublic:
     """Store a new policy revision (admins). An invalid policy is refused with its line."""
     validate_name(namespace, what="namespace")
@@ -67,10 +76,12 @@ async def set_policy(
     "/v1/namespaces/{namespace}/policy", operation_id="get_policy", response_model=PolicyPublic
 )
 def get_policy(
-    namespace: str,
+    namespace: NamespacePath,
     principal: PrincipalDep,
     services: ServicesDep,
-    revision: Annotated[int | None, Query(ge=0, description="An older revision.")] = None,
+    revision: Annotated[
+        int | None, Query(ge=0, le=INT32_MAX, description="An older revision.")
+    ] = None,
 ) -> PolicyPublic:
     """The policy in force, or an older revision (revision 0: the built-in default)."""
     validate_name(namespace, what="namespace")
@@ -79,7 +90,11 @@ def get_policy(
 
 @router.post(f"{_VERSION}/release", operation_id="release_version", response_model=VersionPublic)
 def release_version(
-    namespace: str, name: str, selector: str, principal: PrincipalDep, services: ServicesDep
+    namespace: NamespacePath,
+    name: NamePath,
+    selector: SelectorPath,
+    principal: PrincipalDep,
+    services: ServicesDep,
 ) -> VersionPublic:
     """Run the release gate. 409 ``release-refused`` lists every broken link in
     ``facts.reasons``; the version stays pending with the verdict recorded."""
@@ -89,9 +104,9 @@ def release_version(
 
 @router.post(f"{_VERSION}/reject", operation_id="reject_version", response_model=VersionPublic)
 def reject_version(
-    namespace: str,
-    name: str,
-    selector: str,
+    namespace: NamespacePath,
+    name: NamePath,
+    selector: SelectorPath,
     body: RejectIn,
     principal: PrincipalDep,
     services: ServicesDep,
@@ -106,9 +121,9 @@ def reject_version(
 
 @router.post(f"{_VERSION}/revoke", operation_id="revoke_version", response_model=RevocationPublic)
 def revoke_version(
-    namespace: str,
-    name: str,
-    selector: str,
+    namespace: NamespacePath,
+    name: NamePath,
+    selector: SelectorPath,
     body: RevokeIn,
     principal: PrincipalDep,
     services: ServicesDep,
@@ -148,15 +163,19 @@ def revoke_version(
                      "description": "A registry-signed bundle (Sigstore bundle v0.3)."}},
 )  # fmt: skip
 def version_status(
-    namespace: str,
-    name: str,
-    selector: str,
+    namespace: NamespacePath,
+    name: NamePath,
+    selector: SelectorPath,
     principal: PrincipalDep,
     services: ServicesDep,
     audit_since: Annotated[
         int | None,
-        Query(ge=0, description="Also sign the hash of this audit entry (the count of the "
-              "newest checkpoint the client saw), so it can tell a rolled-back log."),
+        Query(
+            ge=0,
+            le=INT64_MAX,
+            description="Also sign the hash of this audit entry (the count of the "
+            "newest checkpoint the client saw), so it can tell a rolled-back log.",
+        ),
     ] = None,
 ) -> Response:
     """The version's current state, every dependency's (transitively through provenance) and
@@ -173,7 +192,11 @@ def version_status(
 @router.get(f"{_VERSION}/in-toto", operation_id="in_toto_export",
             response_model=dict[str, str])  # fmt: skip
 def in_toto_export(
-    namespace: str, name: str, selector: str, principal: PrincipalDep, services: ServicesDep
+    namespace: NamespacePath,
+    name: NamePath,
+    selector: SelectorPath,
+    principal: PrincipalDep,
+    services: ServicesDep,
 ) -> dict[str, str]:
     """An in-toto layout and links for a released version, signed by the registry key:
     ``{"root.layout": …, "<step>.<keyid8>.link": …}`` for ``in-toto-verify``."""
@@ -187,9 +210,9 @@ _ARTIFACT = "/v1/namespaces/{namespace}/artifacts/{name}"
     f"{_ARTIFACT}/aliases/{{alias}}", operation_id="set_alias", response_model=AliasMovePublic
 )
 def set_alias(
-    namespace: str,
-    name: str,
-    alias: str,
+    namespace: NamespacePath,
+    name: NamePath,
+    alias: AliasPath,
     body: AliasIn,
     principal: PrincipalDep,
     services: ServicesDep,
@@ -204,7 +227,7 @@ def set_alias(
 
 @router.get(f"{_ARTIFACT}/aliases", operation_id="list_aliases", response_model=list[AliasPublic])
 def list_aliases(
-    namespace: str, name: str, principal: PrincipalDep, services: ServicesDep
+    namespace: NamespacePath, name: NamePath, principal: PrincipalDep, services: ServicesDep
 ) -> list[AliasPublic]:
     validate_name(namespace, what="namespace")
     validate_name(name, what="artifact name")
@@ -218,7 +241,11 @@ def list_aliases(
     response_model=list[AliasMovePublic],
 )
 def alias_history(
-    namespace: str, name: str, alias: str, principal: PrincipalDep, services: ServicesDep
+    namespace: NamespacePath,
+    name: NamePath,
+    alias: AliasPath,
+    principal: PrincipalDep,
+    services: ServicesDep,
 ) -> list[AliasMovePublic]:
     """Every move of an alias: who, when, from, to."""
     validate_name(namespace, what="namespace")

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Header, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 
 from registry.api.deps import PrincipalDep, Services, ServicesDep
+from registry.api.routes.versions import NamespacePath
 from registry.api.schemas import BlobPublic, UploadIn, UploadPublic
 from registry.errors import InvalidRequestError
 from registry.hashstate import ResumableSha256
@@ -46,7 +47,7 @@ def _public(upload: UploadStatus, services: Services) -> UploadPublic:
     responses={200: {"model": UploadPublic, "description": "The namespace holds this blob."}},
 )
 def start_upload(
-    namespace: str,
+    namespace: NamespacePath,
     body: UploadIn,
     principal: PrincipalDep,
     services: ServicesDep,

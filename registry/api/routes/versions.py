@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response, status
 from fastapi.responses import StreamingResponse
@@ -29,8 +29,30 @@ from registry.services.versions import VersionRecord
 
 router = APIRouter(prefix="/v1/namespaces", tags=["versions"])
 
-NamespacePath = Annotated[str, Path(description="Namespace name.")]
-NamePath = Annotated[str, Path(description="Artifact name.")]
+#: Integers a path or query may carry: the database's INTEGER and BIGINT (beyond them a
+#: request is a 400, not a database error).
+INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
+
+# The naming rules of registry.names, in the schema (so schema-valid means valid); the handlers
+# still check them (a mismatch is a 400 ``invalid-name`` naming the rule).
+NAME_PATTERN = r"^(?!.*\.\.)[a-z0-9][a-z0-9._-]{0,63}$"
+VERSION_PATTERN = r"^v?[0-9][A-Za-z0-9._+-]{0,63}$"
+ALIAS_PATTERN = r"^(?!v?[0-9])(?!sha256$)[a-z][a-z0-9._-]{0,63}$"
+SELECTOR_PATTERN = (
+    r"^(v?[0-9][A-Za-z0-9._+-]{0,63}|(?!sha256$)[a-z][a-z0-9._-]{0,63}|sha256:[0-9a-f]{64})$"
+)
+
+
+def _named(description: str, pattern: str) -> Any:
+    return Path(description=description, json_schema_extra={"pattern": pattern})
+
+
+NamespacePath = Annotated[str, _named("Namespace name.", NAME_PATTERN)]
+NamePath = Annotated[str, _named("Artifact name.", NAME_PATTERN)]
+VersionPath = Annotated[str, _named("Version; starts with a digit.", VERSION_PATTERN)]
+SelectorPath = Annotated[str, _named("VERSION, ALIAS or sha256:<root digest>.", SELECTOR_PATTERN)]
+AliasPath = Annotated[str, _named("Alias name (prod, staging, …).", ALIAS_PATTERN)]
 
 
 def _summary(record: VersionRecord) -> VersionSummary:
@@ -118,7 +140,7 @@ def list_versions(
 def put_version(
     namespace: NamespacePath,
     name: NamePath,
-    version: Annotated[str, Path(description="Version; starts with a digit.")],
+    version: VersionPath,
     manifest: ManifestIn,
     principal: PrincipalDep,
     services: ServicesDep,
@@ -155,7 +177,7 @@ def put_version(
 def get_version(
     namespace: NamespacePath,
     name: NamePath,
-    selector: Annotated[str, Path(description="VERSION, ALIAS or sha256:<root digest>.")],
+    selector: SelectorPath,
     principal: PrincipalDep,
     services: ServicesDep,
 ) -> VersionPublic:
@@ -180,7 +202,7 @@ def get_version(
 def get_version_file(
     namespace: NamespacePath,
     name: NamePath,
-    selector: str,
+    selector: SelectorPath,
     path: str,
     principal: PrincipalDep,
     services: ServicesDep,
