@@ -32,7 +32,11 @@ trust starts from keys the caller brings (THREATS.md: a malicious export):
 * A version counts as released only through a release attestation, verified with the registry
   key, naming that very version and its digest. Its kind, pusher (separation of duties) and file
   list are the ones that release signs; ``versions.json`` disagreeing is a failure.
-* The policy is the caller's, else the revision the release names, whose hash it pins.
+* The policy is the caller's, else the revision the release names, whose hash it pins; the
+  export's ``policy.yaml`` is hashed by nothing and judges nothing, so an unreleased dependency
+  without the caller's policy is refused, named. A version's kind (which picks the policy
+  section) is the one its release signs, else the role the signed provenance naming it gives it
+  (``attest.provenance.ROLE_KINDS``); with neither it is refused, named.
 * Every digest is recomputed. The audit log (``audit/``) must be there unless the caller says
   otherwise (``require_audit``); a revocation it records fails the verdict. States the export
   records (rejected, revoked) can only make verification fail, never pass; revocations after the
@@ -54,10 +58,18 @@ from attest.bundle import Bundle
 from attest.digests import FileDigest, manifest_digest, parse_sha256, root_digest
 from attest.errors import AttestError, UnknownSignerError
 from attest.files import hash_files, scan_directory
-from attest.gate import RELEASE, REVOCATION, Subject, evaluate
+from attest.gate import (
+    DEPENDENCY_SCHEME,
+    RELEASE,
+    REVOCATION,
+    SLSA_PROVENANCE,
+    Subject,
+    evaluate,
+)
 from attest.keys import TrustedKey
 from attest.oms import check_oms
 from attest.policy import KindPolicy, Policy, parse_policy
+from attest.provenance import ROLE_KINDS
 from attest.trust import Trust, parse_trust
 from attest.verifying import SigstoreIdentity, Verified, Verifier
 
@@ -408,6 +420,7 @@ def _verify(
     if release is not None:
         releases[ref] = release
     versions = {r: _signed_facts(v, releases.get(r), out) for r, v in versions.items()}
+    kinds = _signed_kinds(evidence, versions, releases, registry_id, out)
     revoked = _revocations(evidence, versions, registry_id)
     if ref in revoked:
         out.add("state", False, revoked[ref])
@@ -429,18 +442,22 @@ def _verify(
             registry_signer_id=registry_id,
         )
 
-    policy_for = _policies(directory, policy_text, versions, releases, out)
+    policy_for = _policies(directory, policy_text, ref, kinds, releases, out)
 
     def resolve(dep_ref: str) -> Subject | None:
         found = versions.get(dep_ref)
         return subject(found) if found is not None else None
 
     releaser = str(release.get("releasedBy")) if release else None
-    reasons = evaluate(subject(versions[ref]), policy_for, resolve, releaser=releaser)
-    for reason in reasons:
-        out.add(reason.link, False, reason.message)
-    if not reasons:
-        out.add("gate", True, "every link of the chain verifies under the policy")
+    try:
+        reasons = evaluate(subject(versions[ref]), policy_for, resolve, releaser=releaser)
+    except _Unjudged as exc:
+        out.add(exc.link, False, f"{exc} (the gate stops here: nothing judged passes)")
+    else:
+        for reason in reasons:
+            out.add(reason.link, False, reason.message)
+        if not reasons:
+            out.add("gate", True, "every link of the chain verifies under the policy")
 
     _check_model_sig(directory, verifier, files, out)
     if (directory / "files").exists():
@@ -564,25 +581,107 @@ def _check_release(
     return predicate
 
 
+class _Unjudged(AttestError):
+    """No signed fact says how to judge a version of the chain (its kind, or its policy)."""
+
+    def __init__(self, link: str, message: str) -> None:
+        super().__init__(message)
+        self.link = link
+
+
+def _signed_kinds(
+    evidence: Mapping[str, list[Verified]],
+    versions: Mapping[str, _Version],
+    releases: Mapping[str, Mapping[str, Any]],
+    registry_id: str,
+    out: Verdict,
+) -> dict[str, str]:
+    """``{ref: kind}`` as signed: by the version's release attestation, else by the role the
+    provenance naming it gives it (:data:`attest.provenance.ROLE_KINDS`). A version with neither
+    (or with conflicting signed kinds) is left out: it is not judged. versions.json's kind is
+    unsigned; disagreeing with a signed kind is named."""
+    roles: dict[str, set[str]] = {}
+    for items in evidence.values():
+        for item in items:
+            statement = item.statement
+            if statement.predicate_type != SLSA_PROVENANCE or item.signer_id == registry_id:
+                continue  # the registry key names no dependencies (attest.gate)
+            definition = statement.predicate.get("buildDefinition")
+            resolved = (
+                definition.get("resolvedDependencies") if isinstance(definition, dict) else []
+            )
+            for entry in resolved if isinstance(resolved, list) else []:
+                uri = entry.get("uri") if isinstance(entry, dict) else None
+                if isinstance(uri, str) and uri.startswith(DEPENDENCY_SCHEME):
+                    role = entry.get("name", "dataset")  # as attest.provenance reads it
+                    dep = uri.removeprefix(DEPENDENCY_SCHEME)
+                    roles.setdefault(dep, set()).add(
+                        ROLE_KINDS[role] if isinstance(role, str) and role in ROLE_KINDS else ""
+                    )
+    kinds: dict[str, str] = {}
+    for ref, version in versions.items():
+        release = releases.get(ref)
+        released = release.get("kind") if release is not None else None
+        by_role = roles.get(ref, set())
+        if isinstance(released, str):
+            kinds[ref] = released  # _signed_facts named a versions.json that disagrees
+            if by_role - {released}:
+                named = ", ".join(sorted(k or "(no known role)" for k in by_role))
+                message = f"{ref} is released as a {released}, but provenance names it as {named}"
+                out.add("provenance", False, message)
+            continue
+        if len(by_role) == 1 and "" not in by_role:
+            [kind] = by_role
+            kinds[ref] = kind
+            if version.kind != kind:
+                message = (f"{ref}: kind {version.kind!r}, but the signed provenance naming it "
+                           f"gives it the role of a {kind}")  # fmt: skip
+                out.add("versions.json", False, message)
+    return kinds
+
+
 def _policies(
     directory: Path,
     policy_text: str | None,
-    versions: Mapping[str, _Version],
+    root_ref: str,
+    kinds: Mapping[str, str],
     releases: Mapping[str, Mapping[str, Any]],
     out: Verdict,
 ) -> Callable[[Subject], KindPolicy]:
-    if policy_text is not None:
-        policy = parse_policy(policy_text)
-        out.add("policy", True, "your policy file, for every version of the chain")
-        return lambda s: policy.for_kind(s.kind)
+    """The policy section for each version of the chain: the caller's policy, else the revision
+    its release names and hashes, for the kind that is signed. The export's policy.yaml is hashed
+    by nothing: it judges nothing."""
+    own = parse_policy(policy_text) if policy_text is not None else None
     cache: dict[str, Policy] = {}
-    root = parse_policy((directory / "policy.yaml").read_text())
+    # The root without a verified release has failed the verdict already ("release"): its
+    # unsigned kind and the export's policy.yaml only add the gate's diagnostics, never a pass.
+    unreleased_root = root_ref not in releases
 
     def policy_for(subject: Subject) -> KindPolicy:
+        link = "policy" if subject.ref == root_ref else f"dependency {subject.ref}"
+        kind = kinds.get(subject.ref)
+        if subject.ref == root_ref and unreleased_root:
+            if own is not None:
+                return own.for_kind(subject.kind)
+            return parse_policy((directory / "policy.yaml").read_text()).for_kind(subject.kind)
+        if kind is None:
+            raise _Unjudged(
+                link,
+                f"its kind is signed nowhere: no release attestation of {subject.ref} and no "
+                "provenance naming it with a known role (dataset, base-model, code); the "
+                f"unsigned versions.json kind {subject.kind!r} picks no policy section, so it is "
+                "not judged",
+            )
+        if own is not None:
+            return own.for_kind(kind)
         release = releases.get(subject.ref)
         named = release.get("policy") if release else None
         if not isinstance(named, dict):
-            return root.for_kind(subject.kind)
+            raise _Unjudged(
+                link,
+                f"no release attestation of {subject.ref} names (and hashes) its policy, and "
+                "the export's policy.yaml is signed by nothing: bring --policy FILE to judge it",
+            )
         namespace = subject.ref.split("/", 1)[0]
         name = f"{namespace}.r{named.get('revision')}.yaml"
         if name not in cache:
@@ -594,9 +693,12 @@ def _policies(
                     f"{subject.ref} names (sha256 {named.get('sha256')})"
                 )
             cache[name] = parse_policy(text)
-        return cache[name].for_kind(subject.kind)
+        return cache[name].for_kind(kind)
 
-    out.add("policy", True, "the revisions named (and hashed) by each release attestation")
+    if own is not None:
+        out.add("policy", True, "your policy file, for every version of the chain")
+    else:
+        out.add("policy", True, "the revisions named (and hashed) by each release attestation")
     return policy_for
 
 

@@ -254,3 +254,107 @@ def test_a_stolen_registry_key_alone_never_yields_verified(tmp_path: Path) -> No
     bare = run_cli("verify-evidence", str(exported), "--registry-key", str(registry_pub),
                    cwd=tmp_path)  # fmt: skip
     assert bare.returncode == 3 and UNANCHORED_SIGNERS in bare.stdout, bare.stdout
+
+
+# -- hole: unsigned fields chose the policy of an unreleased dependency ---------------------------
+
+#: The auditor's policy: the model may build on unreleased versions, each judged by its kind.
+ANY_DEPENDENCY = """\
+model:
+  require: {signature: [training-ci], provenance: [training-ci], scan: clean}
+  dependencies: any
+dataset:
+  require: {signature: [data-pipeline], provenance: [data-pipeline], scan: clean}
+code:
+  require: {signature: ["*"], provenance: ["*"], scan: clean}
+"""
+
+
+def _with_unreleased_dataset(
+    tmp_path: Path, name: str, role: str = "dataset"
+) -> tuple[Path, TrustedKey, Any]:
+    """A released model built on an unreleased dataset that training-ci (not data-pipeline)
+    signed; returns the export, the registry key and the auditor's trust."""
+    from attest.trust import parse_trust
+
+    registry = KeySigner(keys.generate())
+    signers = {n: KeySigner(keys.generate()) for n in ("training-ci", "data-pipeline")}
+    forger = Forger(registry, signers, ANY_DEPENDENCY)
+    data = forger.version("fraud/tx@9", "dataset", {"tx.csv": b"id,amount\n1,5\n"},
+                          signer="training-ci", release=False)  # fmt: skip
+    forger.version("fraud/m@1", "model", {"model.safetensors": b"\x08\x00\x00\x00"},
+                   signer="training-ci", deps=(("fraud/tx@9", data, role),))  # fmt: skip
+    exported = forger.write(tmp_path / name, "fraud/m@1")
+    for n, signer in signers.items():
+        _pub(tmp_path / f"{n}.pub", signer)
+    trust = parse_trust("identities:\n  training-ci: {key: training-ci.pub}\n"
+                        "  data-pipeline: {key: data-pipeline.pub}\n", tmp_path)  # fmt: skip
+    return exported, TrustedKey.from_pem("registry", keys.public_pem(registry.public_key)), trust
+
+
+def _edit_json(path: Path, change: Any) -> None:
+    document = json.loads(path.read_text())
+    change(document)
+    path.write_text(json.dumps(document))
+
+
+def test_an_unsigned_kind_does_not_pick_the_policy_of_an_unreleased_dependency(
+    tmp_path: Path,
+) -> None:
+    """Attacker: a malicious export editing versions.json so that an unreleased dataset (the
+    policy accepts unreleased dependencies) is judged as code, whose section is lax. Its kind is
+    the one the model's signed provenance gives it (role dataset); versions.json disagreeing is
+    named. The unedited export fails the same way (the acceptance: it is the dataset section
+    that judges)."""
+    exported, registry, trust = _with_unreleased_dataset(tmp_path, "export")
+    honest = _failed(verify_evidence(exported, trust=trust, registry_key=registry,
+                                     policy_text=ANY_DEPENDENCY))  # fmt: skip
+    assert any(f.startswith("FAIL dependency fraud/tx@9 -> signature: signed by")
+               and "[data-pipeline]" in f for f in honest), honest  # fmt: skip
+
+    def as_code(versions: list[dict[str, Any]]) -> None:
+        next(v for v in versions if v["ref"] == "fraud/tx@9")["kind"] = "code"
+
+    _edit_json(exported / "versions.json", as_code)
+    failures = _failed(verify_evidence(exported, trust=trust, registry_key=registry,
+                                       policy_text=ANY_DEPENDENCY))  # fmt: skip
+    assert any(f.startswith("FAIL dependency fraud/tx@9 -> signature: signed by")
+               and "[data-pipeline]" in f for f in failures), failures  # fmt: skip
+    assert any(f.startswith("FAIL versions.json: fraud/tx@9: kind 'code'") for f in failures), (
+        failures
+    )
+
+
+def test_a_dependency_whose_kind_nothing_signs_is_not_judged(tmp_path: Path) -> None:
+    """Attacker: a malicious export whose unreleased dependency has no known role in the signed
+    provenance (a role the registry would refuse) and no release: versions.json's kind is all
+    there is, so the dependency is refused, named, rather than judged by the section that kind
+    picks."""
+    exported, registry, trust = _with_unreleased_dataset(tmp_path, "export", role="weights")
+
+    def as_code(versions: list[dict[str, Any]]) -> None:
+        next(v for v in versions if v["ref"] == "fraud/tx@9")["kind"] = "code"
+
+    _edit_json(exported / "versions.json", as_code)
+    verdict = verify_evidence(exported, trust=trust, registry_key=registry,
+                              policy_text=ANY_DEPENDENCY)  # fmt: skip
+    failures = _failed(verdict)
+    assert not verdict.ok
+    assert any(f.startswith("FAIL dependency fraud/tx@9: its kind is signed nowhere")
+               for f in failures), failures  # fmt: skip
+
+
+def test_an_unreleased_dependency_is_judged_by_the_auditors_policy_only(tmp_path: Path) -> None:
+    """Attacker: a malicious export whose policy.yaml (hashed by no release) is lax for the
+    unreleased dataset. Without the auditor's --policy no signed policy covers the dependency:
+    it is refused, named; with --policy it is judged by the auditor's (the acceptance: the
+    dataset section fails it)."""
+    exported, registry, trust = _with_unreleased_dataset(tmp_path, "export")
+    (exported / "policy.yaml").write_text(ANY_DEPENDENCY.replace("[data-pipeline]", '["*"]'))
+    failures = _failed(verify_evidence(exported, trust=trust, registry_key=registry))
+    assert any(f.startswith("FAIL dependency fraud/tx@9:") and "--policy" in f
+               for f in failures), failures  # fmt: skip
+    judged = _failed(verify_evidence(exported, trust=trust, registry_key=registry,
+                                     policy_text=ANY_DEPENDENCY))  # fmt: skip
+    assert any(f.startswith("FAIL dependency fraud/tx@9 -> signature: signed by")
+               for f in judged), judged  # fmt: skip
