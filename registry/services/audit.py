@@ -13,10 +13,15 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from attest.auditlog import CHECKPOINT_PREDICATE, GENESIS
-from attest.signing import Signer
+from attest.auditlog import CHECKPOINT_PREDICATE, GENESIS, entry_hash
+from attest.bundle import Bundle
+from attest.errors import AttestError
+from attest.keys import TrustedKey
+from attest.signing import KeySigner, UriSigner
 from attest.statement import make_statement
+from attest.verifying import Verifier
 from registry.db import transaction
+from registry.errors import ConflictError
 from registry.models import AuditCheckpoint, AuditEntry
 from registry.services.auth import Action, Principal
 from registry.services.common import Clock, aware, utcnow
@@ -25,7 +30,11 @@ from registry.services.journal import append, record
 
 class AuditService:
     def __init__(
-        self, sessions: sessionmaker[Session], signer: Signer, *, clock: Clock = utcnow
+        self,
+        sessions: sessionmaker[Session],
+        signer: KeySigner | UriSigner,
+        *,
+        clock: Clock = utcnow,
     ) -> None:
         self._sessions = sessions
         self._signer = signer
@@ -86,18 +95,61 @@ class AuditService:
 
     def head(self, since: int | None = None) -> tuple[int, str, str | None]:
         """``(count, head hash, hash of entry since)``; the last is None when the log has no
-        entry ``since`` (or ``since`` is None or 0: nothing to compare)."""
+        entry ``since`` (or ``since`` is None or 0: nothing to compare).
+
+        Nothing is taken from the hash columns: the chain is recomputed from the newest
+        checkpoint at or before ``since`` whose signature verifies with the registry's key
+        (the genesis when there is none) through the newest entry, so rows deleted, edited or
+        reordered by someone with database access make this fail instead of reporting a head
+        a client would accept.
+
+        Raises:
+            ConflictError: the stored log does not hash from its signed checkpoint.
+        """
+        anchor_seq, anchor_head = self._anchor(since)
         with self._sessions() as session:
-            last = session.execute(
-                select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)
-            ).one_or_none()
-            at = None
-            if since:
-                at = session.execute(
-                    select(AuditEntry.hash).where(AuditEntry.seq == since)
-                ).scalar_one_or_none()
-        count, head = (int(last[0]), str(last[1])) if last else (0, GENESIS)
-        return count, head, at
+            rows = session.execute(
+                select(AuditEntry).where(AuditEntry.seq > anchor_seq).order_by(AuditEntry.seq)
+            ).scalars()
+            running, count, at = anchor_head, anchor_seq, None
+            if since is not None and since == anchor_seq and since > 0:
+                at = anchor_head
+            for row in rows:
+                fields = as_dict(row)
+                if row.seq != count + 1 or row.prev_hash != running:
+                    raise ConflictError(
+                        f"the audit log is broken after entry {count}: entry {row.seq} does not "
+                        "follow it (rows removed or reordered)",
+                        seq=count + 1,
+                    )
+                running = entry_hash(running, fields)
+                if running != row.hash:
+                    raise ConflictError(
+                        f"the audit log's entry {row.seq} was modified (it no longer hashes)",
+                        seq=row.seq,
+                    )
+                count = row.seq
+                if since is not None and row.seq == since:
+                    at = running
+        return count, running, at
+
+    def _anchor(self, since: int | None) -> tuple[int, str]:
+        """The newest checkpoint at or before ``since`` (any, without it) whose registry
+        signature and statement verify: ``(count, head)``; ``(0, GENESIS)`` without one."""
+        verifier = Verifier(keys=[TrustedKey("registry", self._signer.public_key)])
+        with self._sessions() as session:
+            query = select(AuditCheckpoint).order_by(AuditCheckpoint.seq.desc())
+            if since is not None:
+                query = query.where(AuditCheckpoint.seq <= since)
+            for row in session.execute(query.limit(50)).scalars():
+                try:
+                    statement = verifier.verify(Bundle.parse(row.bundle)).statement
+                except AttestError:
+                    continue  # not the registry's: a forged row anchors nothing
+                count = statement.predicate.get("count")
+                if statement.predicate_type == CHECKPOINT_PREDICATE and isinstance(count, int):
+                    return count, statement.subject.sha256
+        return 0, GENESIS
 
     def latest_checkpoint(self, principal: Principal) -> bytes | None:
         principal.require(Action.AUDIT, None)
