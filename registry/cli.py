@@ -1282,11 +1282,12 @@ def _auditor_inputs(trust: Path | None, policy: Path | None) -> tuple[Any, str |
 
 
 def _registry_anchor(
-    registry_key: Path | None, trusted: Any, directory: Path
+    registry_key: Path | None, registry_url: str | None, trusted: Any
 ) -> tuple[Any, str]:
-    """The registry key the auditor brings: ``--registry-key``, else (when the trust file names
-    no ``registry:``) the key this machine pinned for the registry the export names. The
-    export's URL only selects among the auditor's own pins; it never supplies a key."""
+    """The registry key the auditor brings: ``--registry-key``, else the key pinned for
+    ``--registry URL``, else (when the trust file names no ``registry:``) the one registry key
+    this machine pinned. The export's own ``registry`` URL is unsigned: it never chooses among
+    several pins, nor supplies a key."""
     from attest.keys import TrustedKey
     from registry.pins import PinStore
 
@@ -1296,20 +1297,31 @@ def _registry_anchor(
         except ValueError as exc:
             _fail(f"--registry-key {registry_key}: not a PEM public key ({exc})")
         return key, f"--registry-key {registry_key}"
-    if trusted is not None and trusted.registry_key is not None:
-        return None, ""
-    try:
-        url = json.loads((directory / "manifest.json").read_text()).get("registry")
-    except (OSError, ValueError, AttributeError):
-        return None, ""  # verify-evidence names the unreadable manifest
     pins = PinStore()
     try:
-        pem = pins.registry_key(str(url)) if isinstance(url, str) else None
+        pinned = pins.registry_keys()
     except ValueError as exc:
         _fail(f"{pins.path}: {exc}")
-    if not pem:
+    if registry_url is not None:
+        if registry_url not in pinned:
+            known = ", ".join(sorted(pinned)) or "none"
+            _fail(f"no registry key is pinned for {registry_url} in {pins.path} (pinned: "
+                  f"{known}); pass --registry-key FILE")  # fmt: skip
+        return (TrustedKey.from_pem("registry", pinned[registry_url].encode()),
+                f"the key pinned for {registry_url} ({pins.path})")  # fmt: skip
+    if trusted is not None and trusted.registry_key is not None:
         return None, ""
-    return TrustedKey.from_pem("registry", pem.encode()), f"the key pinned for {url} ({pins.path})"
+    keys = {TrustedKey.from_pem("registry", pem.encode()).fingerprint: (url, pem)
+            for url, pem in sorted(pinned.items())}  # fmt: skip
+    if len(keys) > 1:
+        _fail(f"{len(keys)} registry keys are pinned on this machine ({', '.join(sorted(pinned))}) "
+              "and the export's manifest.json, which names its registry, is signed by nothing: "
+              "say which one anchors it with --registry-key FILE or --registry URL")  # fmt: skip
+    if not keys:
+        return None, ""
+    [(url, pem)] = keys.values()
+    source = f"the key pinned for {url} ({pins.path}), the only registry key pinned here"
+    return TrustedKey.from_pem("registry", pem.encode()), source
 
 
 @app.command("verify-evidence")
@@ -1325,7 +1337,15 @@ def verify_evidence_cmd(
         Path | None,
         typer.Option(
             help="The registry's public key (PEM) to anchor on; default: your trust file's "
-            "registry:, else the key pinned for the export's registry. Never the export's own."
+            "registry:, else the one registry key pinned here. Never the export's own."
+        ),
+    ] = None,
+    registry_url: Annotated[
+        str | None,
+        typer.Option(
+            "--registry",
+            help="The registry URL whose pinned key anchors (needed when several are pinned; "
+            "the export's own manifest.json never chooses).",
         ),
     ] = None,
     trust_export_keys: Annotated[
@@ -1349,7 +1369,7 @@ def verify_evidence_cmd(
     from attest.evidence import verify_evidence
 
     trusted, policy_text = _auditor_inputs(trust, policy)
-    key, source = _registry_anchor(registry_key, trusted, directory)
+    key, source = _registry_anchor(registry_key, registry_url, trusted)
     verdict = verify_evidence(directory, trust=trusted, policy_text=policy_text,
                               registry_key=key, registry_key_source=source,
                               trust_export_keys=trust_export_keys,

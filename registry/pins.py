@@ -50,6 +50,14 @@ class PinStore:
         entry = self._load()["registries"].get(url)
         return entry.get("public_key_pem") if isinstance(entry, dict) else None
 
+    def registry_keys(self) -> dict[str, str]:
+        """``{url: PEM}`` of every registry key pinned."""
+        return {
+            url: entry["public_key_pem"]
+            for url, entry in self._load()["registries"].items()
+            if isinstance(entry, dict) and isinstance(entry.get("public_key_pem"), str)
+        }
+
     def pin_registry_key(self, url: str, fingerprint: str, pem: str) -> None:
         data = self._load()
         entry = data["registries"].get(url)

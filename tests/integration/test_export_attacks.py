@@ -358,3 +358,58 @@ def test_an_unreleased_dependency_is_judged_by_the_auditors_policy_only(tmp_path
                                      policy_text=ANY_DEPENDENCY))  # fmt: skip
     assert any(f.startswith("FAIL dependency fraud/tx@9 -> signature: signed by")
                for f in judged), judged  # fmt: skip
+
+
+# -- hole: the export's unsigned registry URL chose which pinned key anchors -------------------
+
+
+def test_the_exports_registry_url_does_not_pick_among_pinned_keys(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Attacker: a malicious export from another registry this auditor once pinned (a staging
+    registry whose key the attacker holds), naming that registry in its unsigned manifest.json.
+    With two registry keys pinned, the export does not choose: the auditor says which with
+    --registry-key or --registry URL; the export anchored on the registry it really came from
+    verifies (the acceptance)."""
+    from registry.pins import PinStore
+
+    production, staging = KeySigner(keys.generate()), KeySigner(keys.generate())
+    training = KeySigner(keys.generate())
+    _pub(tmp_path / "training-ci.pub", training)
+    (tmp_path / "trust.yaml").write_text("identities:\n  training-ci: {key: training-ci.pub}\n")
+    (tmp_path / "policy.yaml").write_text(ANY_DEPENDENCY)
+    forger = Forger(staging, {"training-ci": training}, ANY_DEPENDENCY)
+    forger.version("fraud/m@1", "model", {"model.safetensors": b"\x08\x00\x00\x00"},
+                   signer="training-ci")  # fmt: skip
+    exported = forger.write(tmp_path / "export", "fraud/m@1",
+                            registry_url="https://staging.example")  # fmt: skip
+    config = tmp_path / "auditor-config"
+    monkeypatch.setenv("MODELSEAL_CONFIG_DIR", str(config))
+    pins = PinStore()
+    for url, signer in (("https://registry.example", production),
+                        ("https://staging.example", staging)):  # fmt: skip
+        key = TrustedKey("registry", signer.public_key)
+        pins.pin_registry_key(url, key.fingerprint, keys.public_pem(signer.public_key).decode())
+    mine = ["--trust", str(tmp_path / "trust.yaml"), "--policy", str(tmp_path / "policy.yaml")]
+
+    chosen = run_cli("verify-evidence", str(exported), *mine, cwd=tmp_path)
+    assert chosen.returncode == 1 and not _verified_anywhere(chosen.stdout), chosen.stdout
+    assert "--registry-key" in chosen.stderr and "--registry URL" in chosen.stderr, chosen.stderr
+    assert "https://registry.example" in chosen.stderr, chosen.stderr
+
+    production_anchor = run_cli("verify-evidence", str(exported), *mine,
+                                "--registry", "https://registry.example", cwd=tmp_path)  # fmt: skip
+    assert production_anchor.returncode == 1, production_anchor.stdout
+    assert "FAIL release: does not verify" in production_anchor.stdout
+    unknown = run_cli("verify-evidence", str(exported), *mine,
+                      "--registry", "https://elsewhere.example", cwd=tmp_path)  # fmt: skip
+    assert unknown.returncode == 1 and "https://elsewhere.example" in unknown.stderr
+
+    staging_anchor = run_cli("verify-evidence", str(exported), *mine,
+                             "--registry", "https://staging.example", cwd=tmp_path)  # fmt: skip
+    assert staging_anchor.returncode == 0, staging_anchor.stdout + staging_anchor.stderr
+    assert "the key pinned for https://staging.example" in staging_anchor.stdout
+    _pub(tmp_path / "staging.pub", staging)
+    by_key = run_cli("verify-evidence", str(exported), *mine,
+                     "--registry-key", str(tmp_path / "staging.pub"), cwd=tmp_path)  # fmt: skip
+    assert by_key.returncode == 0, by_key.stdout + by_key.stderr
