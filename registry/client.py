@@ -1051,8 +1051,9 @@ class RegistryClient:
     def _check_status(
         self, version: VersionPublic, registry_key: bytes | None, pins: PinStore
     ) -> None:
-        """Refuse a version whose fresh signed status is not the state it was served with,
-        or that is built on a revoked or rejected version."""
+        """Refuse a version whose fresh signed status is not the state it was served with, or
+        that is built on a version that is not released or pending (revoked, rejected, missing
+        from the registry, or registered with another digest than its provenance names)."""
         exact = f"{version.namespace}/{version.name}@{version.version}"
         status = self.version_status(version, registry_key=registry_key, pins=pins)
         issued, state = status.get("issuedAt"), status.get("state")
@@ -1064,8 +1065,14 @@ class RegistryClient:
                 issued_at=issued,
             )
         dependencies = status.get("dependencies")
-        for dep in dependencies if isinstance(dependencies, list) else []:
-            if isinstance(dep, dict) and dep.get("state") in ("revoked", "rejected"):
+        if not isinstance(dependencies, list):
+            raise PullVerificationError(f"the signed status of {exact} lists no dependencies")
+        for dep in dependencies:
+            # Fail closed: only a dependency positively released (or pending, which a policy
+            # with `dependencies: any` releases on) passes; revoked, rejected, missing from the
+            # registry, another digest, or anything unrecognised refuses the pull.
+            if not isinstance(dep, dict) or dep.get("state") not in ("released", "pending"):
+                dep = dep if isinstance(dep, dict) else {}
                 raise PullVerificationError(
                     f"{exact} is built on {dep.get('version')}, which is {dep.get('state')} "
                     f"(the registry's signed status, issued {issued}): "

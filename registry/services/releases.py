@@ -516,9 +516,17 @@ class ReleaseService:
         record = self._versions.resolve(principal, ref)
         state, reason = self._current_state(record)
         dependencies = []
-        for dep in self._dependencies(record):
-            dep_state, dep_reason = self._current_state(dep)
-            dependencies.append({"version": dep.ref, "rootDigest": f"sha256:{dep.root_digest}",
+        for ref_text, digest, dep in self._dependencies(record):
+            dep_reason: str | None
+            if dep is None:
+                dep_state, dep_reason = "missing", "named by the provenance, not in the registry"
+            elif dep.root_digest != digest:
+                dep_state = "mismatch"
+                dep_reason = (f"the provenance names sha256:{digest}, the registry holds "
+                              f"sha256:{dep.root_digest}")  # fmt: skip
+            else:
+                dep_state, dep_reason = self._current_state(dep)
+            dependencies.append({"version": ref_text, "rootDigest": f"sha256:{digest}",
                                  "state": dep_state, "reason": dep_reason})  # fmt: skip
         predicate: dict[str, Any] = {
             "version": record.ref,
@@ -574,9 +582,12 @@ class ReleaseService:
             frontier = following
         return found
 
-    def _dependencies(self, record: VersionRecord) -> list[VersionRecord]:
-        """Every version ``record`` is built on, transitively through provenance, each once."""
-        found: list[VersionRecord] = []
+    def _dependencies(
+        self, record: VersionRecord
+    ) -> list[tuple[str, str, VersionRecord | None]]:
+        """Every version ``record`` is built on, transitively through provenance, each once:
+        ``(reference, digest the provenance names, the registered version or None)``."""
+        found: list[tuple[str, str, VersionRecord | None]] = []
         seen = {record.ref}
         frontier = [record]
         for _depth in range(MAX_DEPTH):
@@ -590,11 +601,13 @@ class ReleaseService:
                         )
                     ).scalars())  # fmt: skip
                 for raw in raws:
-                    for ref_text, _digest in _provenance_dependencies(raw):
+                    for ref_text, digest in _provenance_dependencies(raw):
+                        if ref_text in seen:
+                            continue
+                        seen.add(ref_text)
                         dep = self._version(ref_text)
-                        if dep is not None and dep.ref not in seen:
-                            seen.add(dep.ref)
-                            found.append(dep)
+                        found.append((ref_text, digest, dep))
+                        if dep is not None:
                             following.append(dep)
             frontier = following
         return found
@@ -606,7 +619,8 @@ class ReleaseService:
                 select(Attestation.id).where(
                     Attestation.version_id == version_id(session, record),
                     Attestation.predicate_type == REVOCATION,
-                    Attestation.signer == REGISTRY_SIGNER,
+                    # by the key, not the name column a database edit can change
+                    Attestation.signer_id == self._signer.identity,
                 ).limit(1)
             ).scalar_one_or_none()
         if revoked is not None and record.state != State.REVOKED:
