@@ -34,9 +34,13 @@ What the layout makes the verifier check, step by step:
 
        cd DIR && in-toto-verify --layout root.layout --verification-keys registry.pub
 
-   The inspection's command is ``true``, a no-op present on every POSIX system: in-toto runs a
-   command for each inspection, and this one exists only to have the files recorded. A layout
-   without files (``files_dir=None``) leaves the comparison to whoever verifies.
+   in-toto records nothing whose name matches its ``ARTIFACT_EXCLUDE_PATTERNS`` (``*.link*``,
+   ``.git``, ``*.pyc``, ``*~``), so no rule can see such a file. The inspection's command
+   therefore checks ``files/`` itself: a POSIX ``sh`` script (:data:`FILES_CHECK`; no modelseal
+   code) that lists every non-directory entry under ``files/`` with ``find`` and exits non-zero
+   unless they are exactly the released paths, passed to it as arguments in the signed layout;
+   ``in-toto-verify`` fails on that exit status (``BadReturnValueError``). A layout without files
+   (``files_dir=None``) leaves the comparison to whoever verifies.
 """
 
 from __future__ import annotations
@@ -74,8 +78,32 @@ LAYOUT_FILENAME = "root.layout"
 RELEASE_STEP = "release"
 #: The folder beside the layout that holds the released files, and the inspection checking it.
 FILES_DIR = "files"
-#: The no-op the ``files`` inspection runs (in-toto records the working directory around it).
-INSPECTION_COMMAND = ("true",)
+#: What the ``files`` inspection runs, as ``sh -c FILES_CHECK files-check DIR PATH...``: the
+#: non-directory entries under DIR (found by ``find``, whatever in-toto excludes from recording)
+#: must be exactly ``DIR/PATH`` for the PATHs given, compared as sorted lines; a name holding a
+#: newline fails (released paths never do: :class:`Artifact`). No braces: in-toto formats the
+#: command into its error message with ``str.format``.
+FILES_CHECK = r"""set -u
+dir=$1; shift
+if [ ! -d "$dir" ] || [ -h "$dir" ]; then
+  echo "$dir/ is missing or not a directory" >&2; exit 1
+fi
+expected=$(for path in "$@"; do printf '%s\n' "$dir/$path"; done | LC_ALL=C sort)
+found=$(find "$dir" ! -type d -print | LC_ALL=C sort)
+newline=$(find "$dir" -name '*
+*' -print)
+if [ -n "$newline" ]; then echo "$dir/ holds a name with a newline" >&2; exit 1; fi
+if [ "$found" = "$expected" ]; then exit 0; fi
+echo "$dir/ holds other files than the released ones:" >&2
+printf '%s\n' "$found" | while IFS= read -r entry; do
+  case "
+$expected
+" in *"
+$entry
+"*) ;; *) printf '  not released: %s\n' "$entry" >&2 ;; esac
+done
+exit 1
+"""
 
 _HASH = "sha256"
 # Step names become file names (``<step>.<keyid8>.link``): keep them plain.
@@ -286,7 +314,7 @@ def _files_inspection(final_products: Sequence[Artifact], files_dir: str) -> Any
     ]  # fmt: skip
     return Inspection(
         name=FILES_DIR,
-        run=list(INSPECTION_COMMAND),
+        run=["sh", "-c", FILES_CHECK, "files-check", files_dir, *paths],
         expected_materials=[*required, *matched, ["DISALLOW", f"{files_dir}/*"], ["ALLOW", "*"]],
         expected_products=[["ALLOW", "*"]],
     )

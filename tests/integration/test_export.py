@@ -316,6 +316,17 @@ def test_in_toto_verify_refuses_files_that_are_not_the_released_ones(
     assert "'DISALLOW files/*' matched the following artifacts: ['files/config.json']" in (
         failed.stderr
     )
+    # Files whose names in-toto leaves out of what it records (ARTIFACT_EXCLUDE_PATTERNS): the
+    # inspection's own check of files/ refuses them.
+    config.write_text(config.read_text().replace("Tinz", "Tiny"))
+    assert in_toto_verify(exported).returncode == 0
+    for added in ("evil.pyc", "x.link", ".git/config", "data.json~"):
+        target = exported / "files" / added
+        target.parent.mkdir(exist_ok=True)
+        target.write_bytes(b"cos\nsystem\n(S'echo pwned'\ntR.")
+        failed = in_toto_verify(exported)
+        assert failed.returncode == 1 and "BadReturnValueError" in failed.stderr, added
+        target.unlink()
 
 
 @embedded

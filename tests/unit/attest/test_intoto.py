@@ -183,6 +183,11 @@ def test_layout_pins_the_registry_key_and_the_chain(
     assert ["MATCH", "config.json", "IN", "files", "WITH", "PRODUCTS", "IN", "model", "FROM",
             "release"] in rules  # fmt: skip
     assert rules[-2:] == [["DISALLOW", "files/*"], ["ALLOW", "*"]]
+    # Its command checks files/ itself, against the released paths (what in-toto records
+    # leaves out names matching its exclude patterns).
+    released = sorted(a.name.removeprefix("model/") for a in chain.final_products)
+    assert inspection["run"][:2] == ["sh", "-c"]
+    assert inspection["run"][3:] == ["files-check", "files", *released]
     assert layout["readme"] == "fraud/detector@7"
     steps = {step["name"]: step for step in layout["steps"]}
     assert list(steps) == ["dataset-0", "dataset-1", "training", "evaluation", "release"]
@@ -228,8 +233,9 @@ def test_artifact_names_are_matched_literally(tmp_path: Path, key: keys.PrivateK
     ("tamper", "error"),
     [
         ("alter", "'DISALLOW files/*' matched the following artifacts: ['files/config.json']"),
-        ("add", "'DISALLOW files/*' matched the following artifacts: ['files/evil.pkl']"),
-        ("remove", "'REQUIRE files/config.json' did not find files/config.json"),
+        # Added or removed: the inspection's own check refuses first.
+        ("add", "BadReturnValueError"),
+        ("remove", "BadReturnValueError"),
     ],
 )
 def test_a_file_changed_under_files_is_rejected(
@@ -248,9 +254,33 @@ def test_a_file_changed_under_files_is_rejected(
     else:
         target.unlink()
 
-    stderr = _rejected(directory, "RuleVerificationError")
+    if tamper == "alter":
+        stderr = _rejected(directory, "RuleVerificationError")
+        assert "Full trace for 'expected_materials' of item 'files'" in stderr
+    else:
+        stderr = _rejected(directory, "BadReturnValueError")
+        assert "'files-check', 'files', 'config.json'" in stderr, stderr
     assert error in stderr, stderr
-    assert "Full trace for 'expected_materials' of item 'files'" in stderr
+
+
+@pytest.mark.parametrize(
+    "added", ["evil.pyc", "x.link", ".git/config", "data.json~", "sub/y.link.bak", "a\nb"]
+)
+def test_a_file_added_under_files_is_rejected_even_where_in_toto_records_nothing(
+    tmp_path: Path, chain: Chain, key: keys.PrivateKey, added: str
+) -> None:
+    """Attacker: a malicious export adding a file whose name in-toto's default
+    ARTIFACT_EXCLUDE_PATTERNS (``*.link*``, ``.git``, ``*.pyc``, ``*~``) keep out of what it
+    records, so no artifact rule can see it (a file name with a newline for good measure). The
+    ``files`` inspection's own command compares files/ with the released paths; the acceptance
+    is test_exported_chain_passes_in_toto_verify."""
+    directory = tmp_path / "export"
+    _export(directory, key, chain)
+    target = directory / "files" / added
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(b"cos\nsystem\n(S'echo pwned'\ntR.")
+    stderr = _rejected(directory, "BadReturnValueError")
+    assert "'files-check', 'files', 'config.json'" in stderr, stderr
 
 
 
