@@ -245,7 +245,7 @@ class RevocationPublic(_Model):
     revoked: list[RevokedPublic] = Field(
         default_factory=list,
         description="Versions this request revoked, each with a registry-signed revocation "
-        "(empty when it was revoked already).",
+        "(when it was revoked already: only dependents that escaped the earlier cascade).",
     )
     aliases: list[FlaggedAliasPublic] = Field(
         default_factory=list, description="Aliases that point at a revoked version of the chain."

@@ -350,8 +350,22 @@ class ReleaseService:
             },
         )
         bundle = self._signer.sign(statement)
+        dependencies = [dep for _ref, _digest, dep in self._dependencies(record) if dep is not None]
         with transaction(self._sessions) as session:
             vid = version_id(session, record)
+            # Lock every dependency and look again: a revocation that committed after the gate
+            # ran must refuse this release (one that comes later waits for it and cascades).
+            ids = [version_id(session, dep) for dep in dependencies]
+            states = dict(session.execute(
+                select(Version.id, Version.state).where(Version.id.in_(ids)).with_for_update()
+            ).tuples().all()) if ids else {}  # fmt: skip
+            for dep, dep_id in zip(dependencies, ids, strict=True):
+                if states.get(dep_id) in (State.REVOKED, State.REJECTED):
+                    raise ConflictError(
+                        f"{record.ref} cannot be released: {dep.ref}, which it is built on, "
+                        f"was {states[dep_id]} while the release was checked",
+                        dependency=dep.ref,
+                    )
             session.add(
                 registry_attestation(vid, record, bundle, self._signer, now, actor=principal.name)
             )
@@ -398,8 +412,9 @@ class ReleaseService:
     def revoke(self, principal: Principal, ref: Ref, reason: str) -> Revocation:
         """Revoke a released version and, transitively through provenance, every released
         version built on it; each gets a registry-signed revocation naming the root cause.
-        Everything happens in one transaction (a failure leaves every state as it was).
-        Revoking a revoked version changes nothing and signs nothing.
+        Each round happens in one transaction (a failure leaves every state of that round as it
+        was). Revoking a revoked version signs nothing for it, but revokes any released version
+        built on it that escaped the cascade (a release that raced the revocation).
 
         Raises:
             InvalidRequestError: no reason given.
@@ -415,14 +430,37 @@ class ReleaseService:
                 f"{record.ref} is {record.state}; only released versions are revoked",
                 state=record.state,
             )
-        cascade = self._dependents(record)
-        dependents = sorted(r.ref for r, _ in cascade)
-        if record.state == State.REVOKED:
-            return Revocation(record, [], dependents, self._aliases(record, cascade))
         now = self._clock()
         root_text = f"revoked by {principal.name}: {reason}"
+        done: list[Revoked] = []
+        # The cascade is planned, signed and written, then planned again: a release of a
+        # dependent that raced this revocation (committed after the first plan) is caught by
+        # the next round; a release after this one locks the revoked row and refuses.
+        for _round in range(MAX_DEPTH):
+            cascade = self._dependents(record)
+            planned = self._plan_revocation(record, cascade, root_text, first=not done)
+            if not planned:
+                break
+            done.extend(self._revoke_planned(principal, record, planned, reason, now))
+            record = dataclasses.replace(record, state=State.REVOKED)
+        dependents = sorted(r.ref for r, _ in cascade)
+        head = done[0].record if done and done[0].built_on is None else record
+        return Revocation(head, done, dependents, self._aliases(record, cascade))
+
+    def _plan_revocation(
+        self,
+        record: VersionRecord,
+        cascade: list[tuple[VersionRecord, VersionRecord]],
+        root_text: str,
+        *,
+        first: bool,
+    ) -> list[Revoked]:
+        """What still has to be revoked: the root (while released) and every released version
+        built on it, each with the chain of dependencies that makes it revoked."""
         chains: dict[str, list[str]] = {record.ref: []}  # the dependencies down to the root
-        planned = [Revoked(record, None, root_text)]
+        planned = []
+        if first and record.state == State.RELEASED:
+            planned.append(Revoked(record, None, root_text))
         for dependent, via in cascade:
             chain = chains[dependent.ref] = [via.ref, *chains.get(via.ref, [])]
             if dependent.state != State.RELEASED:
@@ -430,6 +468,17 @@ class ReleaseService:
             below = f" (built on {', built on '.join(chain[1:])})" if len(chain) > 1 else ""
             text = f"revoked because it is built on {chain[0]}{below}, {root_text}"
             planned.append(Revoked(dependent, via.ref, text))
+        return planned
+
+    def _revoke_planned(
+        self,
+        principal: Principal,
+        record: VersionRecord,
+        planned: list[Revoked],
+        reason: str,
+        now: datetime,
+    ) -> list[Revoked]:
+        """Sign and write one round of revocations, in one transaction."""
         bundles = [self._signer.sign(self._revocation_statement(item, record, principal.name,
                                                                  reason, now))
                    for item in planned]  # fmt: skip
@@ -463,7 +512,7 @@ class ReleaseService:
                 done.append(dataclasses.replace(
                     item, record=dataclasses.replace(item.record, state=State.REVOKED,
                                                      state_reason=item.reason)))  # fmt: skip
-        return Revocation(done[0].record, done, dependents, self._aliases(record, cascade))
+        return done
 
     def _revocation_statement(
         self, item: Revoked, root: VersionRecord, actor: str, reason: str, now: datetime
