@@ -10,10 +10,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from attest.auditlog import CHECKPOINT_PREDICATE
 from attest.bundle import Bundle
 from attest.errors import AttestError
 from attest.evaluation import TEST_RESULT, check_evaluation_predicate
-from attest.gate import SLSA_PROVENANCE
+from attest.gate import RELEASE, REVOCATION, SCAN, SLSA_PROVENANCE
 from attest.keys import TrustedKey, fingerprint, load_public, public_pem
 from attest.oms import OMS_PREDICATE_TYPE, check_oms
 from attest.provenance import ROLE_KINDS, Provenance, model_card, read_predicate
@@ -34,10 +35,14 @@ from registry.services.common import Clock, aware, utcnow
 from registry.services.journal import record as audit_record
 from registry.services.journal import version_target
 from registry.services.versions import VersionRecord, VersionService, version_id
-from sbom import parse_environment
+from sbom import BOM_PREDICATE_TYPE, parse_environment
 
 #: Evidence after which a pending model's ML-BOM is rebuilt.
 REBUILDS = frozenset({SLSA_PROVENANCE, TEST_RESULT})
+#: What only the registry signs: a bundle of these types from anyone else is refused (even one
+#: signed by a key someone registered as an identity: the gate reads the newest scan).
+REGISTRY_ONLY = frozenset({SCAN, RELEASE, REVOCATION, BOM_PREDICATE_TYPE, CHECKPOINT_PREDICATE,
+                           "https://modelseal.dev/attestation/status/v1"})  # fmt: skip
 
 #: The registry's own read-only view, for checks across namespaces (never a caller's).
 READER = Principal(token_id="-", name="registry", role=Role.AUDITOR, namespace=None)  # noqa: S106
@@ -220,9 +225,10 @@ class AttestationService:
 
         Checks, in order: the bundle parses (strict, bounded); its signer is a registered
         identity and the signature verifies; its subject is the version's root digest; an OMS
-        manifest lists exactly the version's files. A bundle carrying the same statement and
-        signature as one already stored (however its JSON is laid out) is that evidence again:
-        the stored record comes back with ``created`` False.
+        manifest lists exactly the version's files; its predicate type is not one only the
+        registry signs. A bundle carrying the same statement by the same signer as one already
+        stored (however its JSON or signature is encoded) is that evidence again: the stored
+        record comes back with ``created`` False.
 
         Raises:
             EvidenceRejectedError: any check failed (``facts["reason"]`` names which).
@@ -269,6 +275,12 @@ class AttestationService:
         try:
             bundle = Bundle.parse(raw, max_bytes=self._settings.max_bundle_bytes)
             verified = self.verifier().verify(bundle)
+            if verified.statement.predicate_type in REGISTRY_ONLY:
+                raise EvidenceRejectedError(
+                    f"{verified.statement.predicate_type} statements are made by the registry "
+                    "itself and cannot be attached",
+                    reason="ReservedPredicateType",
+                )
             subject = verified.statement.subject
             if subject.sha256 != version.root_digest:
                 raise EvidenceRejectedError(
@@ -389,10 +401,11 @@ class AttestationService:
 
 
 def _same_evidence(session: Session, vid: int, verified: Verified) -> Attestation | None:
-    """The stored attestation of version ``vid`` with ``verified``'s payload and signature.
+    """The stored attestation of version ``vid`` with ``verified``'s statement by its signer.
 
-    Evidence is the signed statement, not its JSON bytes: re-serialising a bundle (other
-    whitespace, key order) must not make it count, or be listed, twice."""
+    Evidence is the signed statement, not its JSON bytes nor its signature's encoding:
+    re-serialising a bundle (other whitespace, key order) or re-encoding its signature must not
+    make it count, or be listed, twice."""
     bundle = verified.bundle
     rows = session.execute(
         select(Attestation).where(
@@ -408,11 +421,9 @@ def _same_evidence(session: Session, vid: int, verified: Verified) -> Attestatio
             stored = Bundle.parse(row.bundle)
         except AttestError:
             continue  # it parsed when it was stored; a row edited since is not this evidence
-        if (stored.payload_type, stored.payload, stored.signature) == (
-            bundle.payload_type,
-            bundle.payload,
-            bundle.signature,
-        ):
+        # Same signer (the query), same statement: the same evidence, whatever the signature's
+        # encoding (ECDSA signatures are malleable: (r, n - s) verifies as well as (r, s)).
+        if (stored.payload_type, stored.payload) == (bundle.payload_type, bundle.payload):
             return row
     return None
 
