@@ -1173,11 +1173,18 @@ def token_list(
 
 
 @token_app.command("revoke")
-def token_revoke(token_id: Annotated[str, typer.Argument(help="Token id.")]) -> None:
+def token_revoke(
+    token_id: Annotated[
+        str, typer.Argument(help="Token id (or ms_<id>; a whole token is reduced to its id).")
+    ],
+) -> None:
     """Revoke a token; it stops working at once."""
+    from registry.client import token_id_of
+
+    bare = token_id_of(token_id)  # never send or show a secret pasted with the id
     with _client() as client:
-        client.revoke_token(token_id)
-    err.print(f"token {token_id} revoked")
+        client.revoke_token(bare)
+    err.print(f"token ms_{bare} revoked")
 
 
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)

@@ -132,6 +132,24 @@ def public_token_id(token: str) -> str:
     return f"ms_{token_id}"
 
 
+def token_id_of(text: str) -> str:
+    """The id to name a token by (``token revoke``), from its id, ``ms_<id>`` or the whole
+    token pasted by mistake: the secret is dropped here, so it is never sent nor shown.
+
+    Raises:
+        InvalidRequestError: not a token id; the message shows at most ``ms_<id>``.
+    """
+    text = text.strip()
+    if text.startswith("ms_"):
+        text = public_token_id(text).removeprefix("ms_")
+    if not text or len(text) > 64 or any(c not in "0123456789abcdef" for c in text):
+        raise InvalidRequestError(
+            "not a token id: give the id `modelseal token list` shows (or ms_<id>); "
+            "the value given is not repeated here in case it holds a secret"
+        )
+    return text
+
+
 def clean_token(token: str | None, *, source: str = "MODELSEAL_TOKEN") -> str | None:
     """``token`` without surrounding whitespace (``$(cat token-file)`` keeps an editor's
     newline); None when empty.
@@ -796,7 +814,9 @@ class RegistryClient:
         return [TokenPublic.model_validate(t) for t in self._request("GET", "/v1/tokens").json()]
 
     def revoke_token(self, token_id: str) -> None:
-        self._request("DELETE", f"/v1/tokens/{quote(token_id, safe='')}")
+        """Revoke a token named by its id, ``ms_<id>``, or the whole token (reduced to its id
+        before anything is sent: see :func:`token_id_of`)."""
+        self._request("DELETE", f"/v1/tokens/{quote(token_id_of(token_id), safe='')}")
 
     # -- audit ------------------------------------------------------------------------------
 
