@@ -68,7 +68,11 @@ class SigstoreIdentity:
 
     @property
     def signer_id(self) -> str:
-        return f"sigstore:{self.issuer}|{self.identity}"
+        """``sigstore:<issuer>|<identity>``, or ``sigstore-regex:<issuer>|<pattern>`` for a
+        pattern: the flag is part of the id, so a trust file cannot widen an exact identity
+        into a pattern under the id recorded for it."""
+        kind = "sigstore-regex" if self.regex else "sigstore"
+        return f"{kind}:{self.issuer}|{self.identity}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +81,7 @@ class Verified:
 
     statement: Statement
     signer: str  # the trusted name
-    signer_id: str  # sha256:<fingerprint> or sigstore:<issuer>|<identity>
+    signer_id: str  # sha256:<fingerprint>, sigstore:<issuer>|<identity> or sigstore-regex:…
     bundle: Bundle
 
 
