@@ -12,8 +12,8 @@ package and :mod:`attest` alone.
 Every failure is a :class:`BomError` (an :class:`attest.errors.AttestError`).
 """
 
-from sbom.build import bom_bytes, build_model_bom
-from sbom.environment import MAX_ENVIRONMENT_BYTES, parse_environment
+from typing import TYPE_CHECKING, Any
+
 from sbom.errors import BomError
 from sbom.model import (
     BomCode,
@@ -24,7 +24,35 @@ from sbom.model import (
     Metric,
     ModelBomInput,
 )
-from sbom.validate import CYCLONEDX_SPEC_VERSION, validate_bom
+
+if TYPE_CHECKING:
+    from sbom.build import bom_bytes, build_model_bom
+    from sbom.environment import MAX_ENVIRONMENT_BYTES, parse_environment
+    from sbom.validate import CYCLONEDX_SPEC_VERSION, validate_bom
+
+#: Where the rest of the public surface lives, imported on first use: the builder and the
+#: strict validator pull in cyclonedx-python-lib and jsonschema (a second of start-up), which a
+#: client that only reads an environment file or checks a signed BOM's digests never needs.
+_LAZY = {
+    "bom_bytes": "sbom.build",
+    "build_model_bom": "sbom.build",
+    "MAX_ENVIRONMENT_BYTES": "sbom.environment",
+    "parse_environment": "sbom.environment",
+    "CYCLONEDX_SPEC_VERSION": "sbom.validate",
+    "validate_bom": "sbom.validate",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sbom' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 #: The in-toto predicate type of a signed ML-BOM (the predicate is the BOM itself).
 BOM_PREDICATE_TYPE = "https://cyclonedx.org/bom"
