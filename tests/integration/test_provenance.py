@@ -177,9 +177,10 @@ def test_a_training_run_records_signed_provenance_and_a_valid_ml_bom(lab: Lab) -
     ]["performanceMetrics"]
     assert {"type": "accuracy", "value": "0.93"} in metrics
     assert len(lab.client.list_attestations("fraud/m@1", BOM_PREDICATE_TYPE)) == 3
-    # The same results again (a new signature, same content): the BOM is unchanged, not re-signed.
+    # The same results again (a new signature over the same statement by the same signer): the
+    # same evidence, stored once, and the BOM is neither changed nor re-signed.
     lab.evaluate("fraud/m@1", 0.93)
-    assert len(lab.client.list_attestations("fraud/m@1", TEST_RESULT)) == 2
+    assert len(lab.client.list_attestations("fraud/m@1", TEST_RESULT)) == 1
     assert len(lab.client.list_attestations("fraud/m@1", BOM_PREDICATE_TYPE)) == 3
 
 
