@@ -1,4 +1,5 @@
-"""The release gate, as a pure function over verified evidence (DESIGN §4).
+"""The release gate, as a pure function over verified evidence (README: "Scanning, the release
+gate, verified pulls").
 
 :func:`evaluate` checks one version; the caller supplies the evidence (already signature-verified
 bundles), the policy for the version's kind, and a resolver for the versions its provenance names.
@@ -40,7 +41,7 @@ from attest.verifying import Verified
 SLSA_PROVENANCE = "https://slsa.dev/provenance/v1"
 SCAN = "https://modelseal.dev/attestation/scan/v1"
 RELEASE = "https://in-toto.io/attestation/release/v0.1"
-#: The registry-signed revocation of a version (registry/services/releases.py signs it).
+#: The registry-signed revocation of a version (the registry signs it on revocation).
 REVOCATION = "https://modelseal.dev/attestation/revocation/v1"
 MAX_DEPTH = 8
 DEPENDENCY_SCHEME = "modelseal:"

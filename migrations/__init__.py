@@ -1,1 +1,1 @@
-"""Alembic migrations of the registry schema (``registry.models``)."""
+"""Alembic migrations of the registry schema (``registry.server.models``)."""

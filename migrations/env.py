@@ -7,9 +7,9 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import Connection
 
-from registry.config import Settings
-from registry.db import make_engine
-from registry.models import Base
+from registry.server.config import Settings
+from registry.server.db import make_engine
+from registry.server.models import Base
 
 config = context.config
 if config.config_file_name is not None:
@@ -42,7 +42,7 @@ def _run(connection: Connection) -> None:
 
 def run_migrations_online() -> None:
     given = config.attributes.get("connection")
-    if given is not None:  # registry.db.migrate holds a lock on this connection
+    if given is not None:  # registry.server.db.migrate holds a lock on this connection
         _run(given)
         return
     engine = make_engine(_url())

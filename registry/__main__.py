@@ -12,7 +12,7 @@ def run() -> None:
     sys.modules.setdefault("trio", None)  # type: ignore[arg-type]
     # httpx imports its own command line (click and friends, ~40 ms) unless that import fails.
     sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
-    from registry.cli import main
+    from registry.cli.app import main
 
     main()
 

@@ -1,4 +1,5 @@
-"""Names, references and in-version paths: validated once, at the edge (DESIGN §2).
+"""Names, references and in-version paths: validated once, at the edge (README: "How it works",
+Names).
 
 Grammar::
 

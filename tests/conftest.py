@@ -25,11 +25,11 @@ import pytest
 import uvicorn
 from safetensors.numpy import save_file
 
-from registry.api.app import create_app
-from registry.client import RegistryClient
-from registry.config import Settings
-from registry.db import migrate
-from registry.services.bootstrap import bootstrap
+from registry.sdk.client import RegistryClient
+from registry.server.app import create_app
+from registry.server.config import Settings
+from registry.server.db import migrate
+from registry.server.services.bootstrap import bootstrap
 from tests.services import PostgresServer, SeaweedServer
 
 MiB = 1024 * 1024

@@ -537,9 +537,9 @@ def test_a_push_signed_by_an_unregistered_key_stores_nothing(
     from sqlalchemy import func, select
 
     from attest.files import hash_files, scan_directory
-    from registry.db import make_engine
-    from registry.models import Blob, UploadSession, Version
-    from registry.storage import open_blob_store
+    from registry.server.db import make_engine
+    from registry.server.models import Blob, UploadSession, Version
+    from registry.server.storage import open_blob_store
 
     assert run_cli("keygen", str(tmp_path / "stranger"), cwd=tmp_path).returncode == 0
     pushed = run_cli("push", str(model_dir), "ns/m@1", "--no-progress", "--sign-key",

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from registry import __version__
-from registry.client import RegistryClient
 from registry.errors import InvalidRequestError
+from registry.sdk.client import RegistryClient
 from tests.conftest import Live, run_cli
 
 
@@ -53,7 +53,7 @@ def test_cli_errors_name_flags_not_api_fields(live: Live) -> None:
 def test_tables_wrap_identifiers_instead_of_cutting_them() -> None:
     from rich.console import Console
 
-    from registry.cli import _table
+    from registry.cli.app import _table
 
     digest = "sha256:" + "0123456789abcdef" * 4
     table = _table("version", "root digest")

@@ -18,6 +18,7 @@ import pytest
 from attest import keys
 from attest.signing import KeySigner
 from registry.names import Kind
+from registry.sdk.training import TrainingRun
 from tests.conftest import Live, make_model_dir, run_cli
 
 embedded = pytest.mark.parametrize("backend", ["sqlite-local"], indirect=True)
@@ -384,7 +385,7 @@ def sdk_dataset(live: Live, key: Path, root: Path, ref: str, source: str) -> str
     (data / "rows.csv").write_text("id\n1\n")
     client = live.client()
     signer = KeySigner.from_file(key)
-    with client.training_run(ref, signer=signer, kind=Kind.DATASET) as run:
+    with TrainingRun.start(client, ref, signer=signer, kind=Kind.DATASET) as run:
         run.add_source(source)
         return run.push(data).root_digest
 

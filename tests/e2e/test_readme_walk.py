@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from registry.config import Settings
+from registry.server.config import Settings
 from tests.conftest import serve
 
 ROOT = Path(__file__).resolve().parents[2]

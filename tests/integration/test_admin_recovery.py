@@ -12,10 +12,10 @@ import httpx
 import pytest
 from sqlalchemy import select, update
 
-from registry.db import make_engine, make_sessionmaker
 from registry.errors import AuthenticationError, ConflictError
-from registry.models import ApiToken, AuditEntry
-from registry.services.auth import Role, TokenService
+from registry.server.db import make_engine, make_sessionmaker
+from registry.server.models import ApiToken, AuditEntry
+from registry.server.services.auth import Role, TokenService
 from tests.conftest import Live, run_cli
 
 

@@ -12,7 +12,6 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from registry.db import make_engine
 from registry.errors import (
     AuthenticationError,
     ConflictError,
@@ -23,8 +22,9 @@ from registry.errors import (
     PullVerificationError,
     VersionConflictError,
 )
-from registry.models import Blob, UploadSession, Version, VersionFile
-from registry.storage import open_blob_store
+from registry.server.db import make_engine
+from registry.server.models import Blob, UploadSession, Version, VersionFile
+from registry.server.storage import open_blob_store
 from tests.conftest import Live, make_model_dir
 
 MiB = 1024 * 1024
@@ -253,7 +253,7 @@ def test_digest_mismatch_discards_the_upload(live: Live) -> None:
     assert _count(live, Blob) == 0
     assert _count(live, UploadSession) == 0
     with live.client() as client, pytest.raises(DigestMismatchError):
-        from registry.client import LocalFile
+        from registry.sdk.client import LocalFile
 
         path = live.settings.data_dir / "evil"
         path.write_bytes(b"evil bytes!!!!")
@@ -461,7 +461,7 @@ def test_pull_into_a_non_empty_directory_is_refused(
 def _overwrite_blob(live: Live, digest: str, data: bytes) -> None:
     """Simulate an attacker with write access to the bucket or the disk."""
     store = open_blob_store(live.settings)
-    from registry.storage import LocalBlobStore, S3BlobStore
+    from registry.server.storage import LocalBlobStore, S3BlobStore
 
     if isinstance(store, LocalBlobStore):
         path = store.root / "blobs" / "sha256" / digest

@@ -20,8 +20,8 @@ from registry.errors import (
     NotFoundError,
     PermissionDeniedError,
 )
-from registry.services import Role, TokenService
-from registry.services.scanning import SCAN_PREDICATE_TYPE
+from registry.server.services import Role, TokenService
+from registry.server.services.scanning import SCAN_PREDICATE_TYPE
 from sbom import BOM_PREDICATE_TYPE
 from tests.conftest import Live, make_model_dir
 
@@ -180,7 +180,7 @@ def test_identities(live: Live, signer: KeySigner) -> None:
 
 
 def test_only_admins_manage_identities(live: Live, signer: KeySigner) -> None:
-    from registry.db import make_engine, make_sessionmaker
+    from registry.server.db import make_engine, make_sessionmaker
 
     engine = make_engine(live.settings.resolved_database_url)
     tokens = TokenService(make_sessionmaker(engine))

@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import delete, update
 
 from attest.auditlog import AuditChainError, verify_chain
-from registry.db import make_engine, make_sessionmaker
-from registry.models import AuditEntry
+from registry.server.db import make_engine, make_sessionmaker
+from registry.server.models import AuditEntry
 from tests.conftest import Live, run_cli
 
 
@@ -87,7 +87,7 @@ def test_truncation_after_a_checkpoint_is_caught(live: Live, model_dir: Path) ->
 
 def _append_many(url: str, key_path: str, worker: int) -> None:
     from attest.signing import KeySigner
-    from registry.services.audit import AuditService
+    from registry.server.services.audit import AuditService
 
     engine = make_engine(url)
     audit = AuditService(make_sessionmaker(engine), KeySigner.from_file(Path(key_path)))
@@ -105,7 +105,7 @@ def _append_many(url: str, key_path: str, worker: int) -> None:
 @pytest.mark.integration
 def test_concurrent_writers_never_fork_the_chain(pg_url: str, tmp_path: Path) -> None:
     from attest import keys
-    from registry.services.audit import as_dict
+    from registry.server.services.audit import as_dict
 
     key, _ = keys.write_keypair(tmp_path / "k", keys.generate())
     context = multiprocessing.get_context("spawn")
@@ -163,8 +163,8 @@ def test_a_log_rolled_back_behind_a_checkpoint_the_client_saw_is_refused(
     from attest.auditlog import GENESIS, entry_hash
     from attest.signing import KeySigner
     from registry.errors import PullVerificationError
-    from registry.models import AuditCheckpoint
-    from registry.services.audit import as_dict
+    from registry.server.models import AuditCheckpoint
+    from registry.server.services.audit import as_dict
 
     signer = KeySigner(keys.generate())
     with live.client() as client:
@@ -226,7 +226,7 @@ def test_an_auditor_can_sign_a_fresh_checkpoint(live: Live, model_dir: Path) -> 
     ask for one (their verify and export then cover the newest entries); others may not."""
     from sqlalchemy import func, select
 
-    from registry.models import AuditCheckpoint
+    from registry.server.models import AuditCheckpoint
 
     with live.client() as admin:
         admin.push(model_dir, "ns/m@1")

@@ -15,10 +15,17 @@ import pytest
 from sqlalchemy import select
 
 from attest.gate import RELEASE
-from registry.db import make_engine, make_sessionmaker
 from registry.errors import RegistryError
-from registry.models import AliasEvent, ApiToken, AuditEntry, Identity, NamespacePolicy, Version
-from registry.services import journal
+from registry.server.db import make_engine, make_sessionmaker
+from registry.server.models import (
+    AliasEvent,
+    ApiToken,
+    AuditEntry,
+    Identity,
+    NamespacePolicy,
+    Version,
+)
+from registry.server.services import journal
 from tests.conftest import Live, run_cli
 from tests.integration.test_release import POLICY, World
 

@@ -11,7 +11,7 @@ from sqlalchemy import delete, update
 from attest import keys
 from attest.signing import KeySigner
 from registry.errors import RegistryError
-from registry.models import AuditEntry
+from registry.server.models import AuditEntry
 from tests.conftest import Live
 from tests.integration.test_audit import _checkpoint, _db
 

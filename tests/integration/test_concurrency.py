@@ -15,10 +15,10 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from registry.client import RegistryClient
-from registry.db import make_engine
 from registry.errors import VersionConflictError
-from registry.models import UploadPart, UploadSession, Version, VersionFile
+from registry.sdk.client import RegistryClient
+from registry.server.db import make_engine
+from registry.server.models import UploadPart, UploadSession, Version, VersionFile
 from tests.conftest import Live, free_port, make_model_dir
 from tests.services import PostgresServer, SeaweedServer
 

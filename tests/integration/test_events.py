@@ -15,10 +15,10 @@ import pytest
 
 from attest import keys
 from attest.signing import KeySigner
-from registry.config import Settings
-from registry.db import migrate
 from registry.errors import PullVerificationError, ReleaseRefusedError
-from registry.events import SIGNATURE_HEADER, WebhookTargetError, verify_signature
+from registry.server.config import Settings
+from registry.server.db import migrate
+from registry.server.events import SIGNATURE_HEADER, WebhookTargetError, verify_signature
 from tests.conftest import Live, make_model_dir, serve
 
 SECRET = "s3cret-webhook-key"

@@ -22,8 +22,9 @@ from attest.keys import TrustedKey
 from attest.signing import KeySigner
 from attest.statement import Statement, make_statement
 from attest.trust import Trust, parse_trust
-from registry.export import export_evidence, verify_online
 from registry.names import Kind
+from registry.sdk.export import export_evidence, verify_online
+from registry.sdk.training import TrainingRun
 from tests.conftest import Live, make_model_dir, run_cli
 from tests.integration.test_release import POLICY, World
 from tests.peers import in_toto_verify, model_signing
@@ -41,12 +42,12 @@ class Chain(World):
             root = tmp / f"tx{version}"
             root.mkdir()
             (root / "transactions.csv").write_text("id,amount\n" + rows)
-            with self.admin.training_run(f"fraud/tx@{version}", signer=self.data,
+            with TrainingRun.start(self.admin, f"fraud/tx@{version}", signer=self.data,
                                          kind=Kind.DATASET) as run:  # fmt: skip
                 run.add_source("s3://lake/raw/tx/")
                 run.push(root)
             self.admin.release(f"fraud/tx@{version}")
-        with self.admin.training_run("fraud/m@1", signer=self.training,
+        with TrainingRun.start(self.admin, "fraud/m@1", signer=self.training,
                                      builder_id="https://ci.example/train") as run:  # fmt: skip
             run.use_dataset("fraud/tx@3")
             run.use_git("https://github.com/acme/fraud", "c" * 40)
@@ -335,9 +336,9 @@ def test_a_release_counts_for_its_own_version_only_even_with_the_same_digest(
 ) -> None:
     twin = tmp_path / "twin"
     shutil.copytree(chain.tmp / "tx3", twin)  # the same files as fraud/tx@3: the same digest
-    with chain.admin.training_run("fraud/tx@9", signer=chain.data, kind=Kind.DATASET) as run:
+    with TrainingRun.start(chain.admin, "fraud/tx@9", signer=chain.data, kind=Kind.DATASET) as run:
         assert run.push(twin).root_digest == chain.admin.show("fraud/tx@3").root_digest
-    with chain.admin.training_run("fraud/m@3", signer=chain.training) as run:
+    with TrainingRun.start(chain.admin, "fraud/m@3", signer=chain.training) as run:
         run.use_dataset("fraud/tx@3")
         run.use_dataset("fraud/tx@9")  # never released
         run.push(make_model_dir(tmp_path / "m3", seed=3))
@@ -568,7 +569,7 @@ def test_a_stolen_registry_key_cannot_forge_a_verified_export(
     verify against the auditor's registry key, but the registry key is no signer of user
     evidence offline either (as online: test_release's test_a_stolen_registry_key_cannot_release);
     the genuine export verifies under the same trust and policy (the acceptance)."""
-    from registry.services.keys import load_registry_signer
+    from registry.server.services.keys import load_registry_signer
 
     exported = export_evidence(chain.admin, "fraud/m@1", tmp_path / "export")
     forged = tmp_path / "forged"

@@ -371,7 +371,7 @@ def test_the_exports_registry_url_does_not_pick_among_pinned_keys(
     With two registry keys pinned, the export does not choose: the auditor says which with
     --registry-key or --registry URL; the export anchored on the registry it really came from
     verifies (the acceptance)."""
-    from registry.pins import PinStore
+    from registry.sdk.pins import PinStore
 
     production, staging = KeySigner(keys.generate()), KeySigner(keys.generate())
     training = KeySigner(keys.generate())

@@ -13,11 +13,11 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from registry.api.openapi import render
-from registry.db import make_engine, make_sessionmaker
 from registry.errors import InvalidNameError
-from registry.models import UploadSession
 from registry.names import validate_alias, validate_name, validate_version
+from registry.server.api.openapi import render
+from registry.server.db import make_engine, make_sessionmaker
+from registry.server.models import UploadSession
 from tests.conftest import Live
 
 INT32 = 2**31

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from alembic import command
 
-from registry.db import alembic_config, migrate
+from registry.server.db import alembic_config, migrate
 
 
 def test_sqlite_migrations_match_models(tmp_path: Path) -> None:

@@ -16,10 +16,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from registry.config import Settings
-from registry.db import migrate
 from registry.errors import RegistryError
-from registry.transfer import Retry
+from registry.sdk.transfer import Retry
+from registry.server.config import Settings
+from registry.server.db import migrate
 from tests.conftest import Live, serve
 from tests.services import PostgresServer, SeaweedServer
 

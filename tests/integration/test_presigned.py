@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from registry.config import Settings
 from registry.errors import PullVerificationError
+from registry.server.config import Settings
 from tests.conftest import Live, free_port, run_cli, serve
 from tests.integration.test_api import _overwrite_blob, _tree
 from tests.integration.test_release import World, _deployer, _released
@@ -75,12 +75,12 @@ def test_a_verified_pull_reads_the_bytes_straight_from_the_store(
 ) -> None:
     _released(world)
     files = world.admin.show("fraud/m@1").files
-    with caplog.at_level(logging.WARNING, logger="registry.transfer"):
+    with caplog.at_level(logging.WARNING, logger="registry.sdk.transfer"):
         pulled = _deployer(world).pull("fraud/m@1", tmp_path / "deploy")
     assert pulled.state == "released"
     assert _tree(tmp_path / "deploy") == _tree(tmp_path / "fraud_m@1")
     # no fallback: every file came from its presigned URL
-    assert [r for r in caplog.records if r.name == "registry.transfer"] == []
+    assert [r for r in caplog.records if r.name == "registry.sdk.transfer"] == []
     # each URL handed out is in the audit log, under the deployer's name and the file's path
     entries = _redirected(world.live, "deploy")
     assert sorted(str(e["target"]).rsplit("/files/", 1)[1] for e in entries) == sorted(
@@ -181,10 +181,10 @@ def test_an_unreachable_store_falls_back_to_streaming_through_the_registry(
     settings = _settings(tmp_path, pg_url, s3_env, s3_storage_url, s3_public_endpoint_url=closed)
     with serve(settings) as live, live.client() as client:
         client.push(model_dir, "ns/m@1")
-        with caplog.at_level(logging.WARNING, logger="registry.transfer"):
+        with caplog.at_level(logging.WARNING, logger="registry.sdk.transfer"):
             client.pull("ns/m@1", tmp_path / "pulled", unsafe_skip_verify=True)
     assert _tree(tmp_path / "pulled") == _tree(model_dir)
-    fallbacks = [r.getMessage() for r in caplog.records if r.name == "registry.transfer"]
+    fallbacks = [r.getMessage() for r in caplog.records if r.name == "registry.sdk.transfer"]
     # said once (or by each download already under way when the first one failed)
     assert 1 <= len(fallbacks) <= len(_tree(model_dir))
     assert all(closed.split("//")[1] in m and "streaming through the registry" in m

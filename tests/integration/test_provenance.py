@@ -16,8 +16,6 @@ from attest.gate import SLSA_PROVENANCE, TEST_RESULT
 from attest.provenance import VersionDependency, build_predicate
 from attest.signing import KeySigner
 from attest.statement import make_statement
-from registry.client import RegistryClient
-from registry.db import make_engine
 from registry.errors import (
     EvidenceRejectedError,
     InvalidRequestError,
@@ -26,10 +24,12 @@ from registry.errors import (
     PullVerificationError,
     ReleaseRefusedError,
 )
-from registry.lineage import lineage, verified_bom
-from registry.models import Blob, Version
 from registry.names import Kind
-from registry.training import DirtyTreeError
+from registry.sdk.client import RegistryClient
+from registry.sdk.lineage import lineage, verified_bom
+from registry.sdk.training import DirtyTreeError, TrainingRun, resolve_dependency
+from registry.server.db import make_engine
+from registry.server.models import Blob, Version
 from sbom import BOM_PREDICATE_TYPE, validate_bom
 from tests.conftest import Live, make_model_dir
 
@@ -50,7 +50,7 @@ class Lab:
         root = self.tmp / ref.replace("/", "_")
         root.mkdir()
         (root / "transactions.csv").write_text(content)
-        with self.client.training_run(ref, signer=self.signer, kind=Kind.DATASET) as run:
+        with TrainingRun.start(self.client, ref, signer=self.signer, kind=Kind.DATASET) as run:
             run.add_source("s3://lake/raw/transactions/2024/")
             run.describe(classification="confidential", owner="risk-team",
                          description="Card transactions, labelled")  # fmt: skip
@@ -66,7 +66,7 @@ class Lab:
         return self.client.register_external(ref, files, signer=self.signer).root_digest
 
     def model(self, ref: str = "fraud/m@1", **uses: list[str]) -> Any:
-        with self.client.training_run(ref, signer=self.signer,
+        with TrainingRun.start(self.client, ref, signer=self.signer,
                                       builder_id="https://ci.example/train") as run:  # fmt: skip
             for item in uses.get("datasets", []):
                 run.use_dataset(item)
@@ -289,9 +289,9 @@ def test_provenance_cannot_probe_namespaces_the_pusher_cannot_read(lab: Lab) -> 
             assert secret not in str(refused.value) + str(refused.value.facts)
         # The CLI/SDK path refuses before any upload, without telling more.
         with pytest.raises(PermissionDeniedError):
-            client.resolve_dependency("vault/secret@1", "dataset")
+            resolve_dependency(client, "vault/secret@1", "dataset")
         with pytest.raises(PermissionDeniedError):
-            client.resolve_dependency("vault/nothing@1", "dataset")
+            resolve_dependency(client, "vault/nothing@1", "dataset")
     # The lineage seen by a token of one namespace marks what it cannot read.
     lab.model("fraud/m2@1", datasets=["vault/secret@1"])
     with lab.live.client(token=publisher) as client:
@@ -376,7 +376,7 @@ def test_external_uris_that_carry_credentials_or_nothing_are_refused(lab: Lab, u
 @embedded
 def test_lineage_walks_datasets_sources_code_and_base_models(lab: Lab) -> None:
     lab.dataset("base/corpus@1", "text\nhello\n")
-    with lab.client.training_run("base/encoder@1", signer=lab.signer) as run:
+    with TrainingRun.start(lab.client, "base/encoder@1", signer=lab.signer) as run:
         run.use_dataset("base/corpus@1")
         run.use_git("https://github.com/acme/pretrain", "b" * 40, dirty=True)
         run.push(make_model_dir(lab.tmp / "enc", seed=77))
@@ -408,12 +408,13 @@ def test_dirty_git_checkouts_are_refused_unless_allowed(lab: Lab, tmp_path: Path
     subprocess.run([*git, "commit", "-qm", "init"], check=True)
     commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True,
                             check=True).stdout.strip()  # fmt: skip
-    run = lab.client.training_run("fraud/m@1", signer=lab.signer)
+    run = TrainingRun.start(lab.client, "fraud/m@1", signer=lab.signer)
     assert run.detect_git(repo)
     assert run.git is not None and (run.git.commit, run.git.dirty) == (commit, False)
     (repo / "train.py").write_text("print('changed')\n")
-    run = lab.client.training_run("fraud/m@1", signer=lab.signer)
+    run = TrainingRun.start(lab.client, "fraud/m@1", signer=lab.signer)
     with pytest.raises(DirtyTreeError, match="uncommitted changes"):
         run.detect_git(repo)
     assert run.detect_git(repo, allow_dirty=True) and run.git is not None and run.git.dirty
-    assert not lab.client.training_run("x/y@1", signer=lab.signer).detect_git(tmp_path / "none")
+    elsewhere = TrainingRun.start(lab.client, "x/y@1", signer=lab.signer)
+    assert not elsewhere.detect_git(tmp_path / "none")

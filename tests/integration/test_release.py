@@ -13,8 +13,6 @@ from attest import keys
 from attest.gate import RELEASE, SLSA_PROVENANCE, TEST_RESULT
 from attest.signing import KeySigner
 from attest.statement import make_statement
-from registry.client import RegistryClient
-from registry.db import make_engine, make_sessionmaker
 from registry.errors import (
     ConflictError,
     EvidenceRejectedError,
@@ -23,7 +21,9 @@ from registry.errors import (
     PullVerificationError,
     ReleaseRefusedError,
 )
-from registry.services import Role, TokenService
+from registry.sdk.client import RegistryClient
+from registry.server.db import make_engine, make_sessionmaker
+from registry.server.services import Role, TokenService
 from tests.conftest import Live, make_model_dir
 
 POLICY = """\
@@ -344,7 +344,7 @@ def test_a_file_list_changed_after_release_fails_the_pull(world: World, tmp_path
     """Paths are bound by the release: renaming a file in the metadata is caught."""
     from sqlalchemy import update
 
-    from registry.models import VersionFile
+    from registry.server.models import VersionFile
 
     _released(world)
     engine = make_engine(world.live.settings.resolved_database_url)
@@ -432,7 +432,7 @@ def test_a_stolen_registry_key_cannot_release(world: World) -> None:
     key as an identity. Its OMS signature, provenance and evaluation never count, not even for
     "*"; the same chain signed by the policy's identities is released (the acceptance is
     test_a_complete_chain_is_released_and_signed)."""
-    from registry.services.keys import load_registry_signer
+    from registry.server.services.keys import load_registry_signer
 
     thief = load_registry_signer(world.live.settings)
     world.admin.add_key_identity("thief-ci", keys.public_pem(thief.public_key).decode())

@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import delete, select, update
 
 from attest.gate import REVOCATION
-from registry.api.app import create_app
 from registry.errors import ConflictError
-from registry.models import Artifact, Attestation, Version
-from registry.services import Role
+from registry.server.app import create_app
+from registry.server.models import Artifact, Attestation, Version
+from registry.server.services import Role
 from tests.conftest import Live
 from tests.integration.test_audit import _db
 from tests.integration.test_release import World

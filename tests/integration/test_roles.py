@@ -12,9 +12,9 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from registry.db import make_engine
 from registry.errors import InvalidRequestError
-from registry.models import (
+from registry.server.db import make_engine
+from registry.server.models import (
     Alias,
     ApiToken,
     Attestation,
@@ -215,7 +215,7 @@ def test_token_lifecycle_from_the_cli(live: Live) -> None:
 
 
 def test_rate_limits_answer_429_with_retry_after(tmp_path: Path) -> None:
-    from registry.config import Settings
+    from registry.server.config import Settings
     from tests.conftest import serve
 
     settings = Settings(

@@ -15,17 +15,17 @@ import pytest
 from attest.bundle import Bundle
 from attest.keys import TrustedKey
 from attest.verifying import Verifier
-from registry.client import RegistryClient
-from registry.db import make_engine, make_sessionmaker
 from registry.errors import (
     ConflictError,
     PermissionDeniedError,
     PullVerificationError,
     ReleaseRefusedError,
 )
-from registry.lineage import verified_bom
-from registry.services import Role, TokenService
-from registry.services.scanning import SCAN_PREDICATE_TYPE
+from registry.sdk.client import RegistryClient
+from registry.sdk.lineage import verified_bom
+from registry.server.db import make_engine, make_sessionmaker
+from registry.server.services import Role, TokenService
+from registry.server.services.scanning import SCAN_PREDICATE_TYPE
 from sbom import validate_bom
 from tests import scan_corpus as corpus
 from tests.conftest import Live, run_cli
@@ -201,8 +201,8 @@ def _stale_scan(world: World, ref: str, *, state: str | None = None) -> None:
     from sqlalchemy import select, update
 
     from attest.statement import make_statement
-    from registry.models import Artifact, Attestation, Namespace, Version
-    from registry.services.keys import load_registry_signer
+    from registry.server.models import Artifact, Attestation, Namespace, Version
+    from registry.server.services.keys import load_registry_signer
 
     settings = world.live.settings
     signer = load_registry_signer(settings)

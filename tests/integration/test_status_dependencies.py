@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select, update
 
 from registry.errors import PullVerificationError
-from registry.models import Artifact, Version
+from registry.server.models import Artifact, Version
 from tests.conftest import Live
 from tests.integration.test_audit import _db
 from tests.integration.test_release import World, _deployer, _released

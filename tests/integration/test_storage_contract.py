@@ -12,8 +12,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from registry.errors import NotFoundError, StorageUnavailableError
-from registry.pipe import BytePipe
-from registry.storage import BlobStore, LocalBlobStore, Part, S3BlobStore
+from registry.server.pipe import BytePipe
+from registry.server.storage import BlobStore, LocalBlobStore, Part, S3BlobStore
 from tests.services import SeaweedServer
 
 MiB = 1024 * 1024

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from registry.client import public_token_id
 from registry.errors import RegistryError
+from registry.sdk.client import public_token_id
 from tests.conftest import Live, run_cli
 
 

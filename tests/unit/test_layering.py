@@ -1,26 +1,108 @@
-"""Dependency direction: registry -> attest, sbom; never the reverse (an auditor's verifier must
-not need the server's code paths)."""
+"""Dependency direction, read from the source (imports anywhere in a module, lazy ones included).
+
+    attest, sbom                      import nothing from registry (an auditor's verifier must not
+                                      need the server's code paths); attest never imports sbom
+    registry.errors, names, wire      shared by every room: import none of them
+    registry.sdk                      never imports registry.server or registry.cli
+    registry.cli                      never imports registry.server, except registry.server.entry,
+                                      and that only inside a command (``serve``, ``admin``)
+    registry.server                   never imports registry.sdk or registry.cli
+    registry.sdk.client               never imports what is built on it (training, export, lineage)
+
+``registry/__init__.py`` is the public surface: its ``__all__`` is locked below, and it loads the
+SDK on first use only, so importing one room never loads another (checked in a fresh process).
+"""
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 FORBIDDEN = {"registry", "fastapi", "starlette", "sqlalchemy", "boto3", "botocore", "alembic"}
+SERVER_ENTRY = "registry.server.entry"
+
+
+@dataclass(frozen=True)
+class Import:
+    module: str  # the full dotted name imported (``from a import b`` gives a.b and a)
+    lazy: bool  # inside a function (or a TYPE_CHECKING block): not run when the module loads
+    line: int
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _resolve(path: Path, node: ast.ImportFrom) -> str:
+    if node.level == 0:
+        return node.module or ""
+    package = _module_name(path).split(".")
+    if path.name != "__init__.py":
+        package.pop()
+    base = package[: len(package) - (node.level - 1)]
+    return ".".join([*base, node.module] if node.module else base)
+
+
+def _all_imports(path: Path, source: str | None = None) -> list[Import]:
+    tree = ast.parse(path.read_text() if source is None else source, filename=str(path))
+    found: list[Import] = []
+
+    def visit(node: ast.AST, lazy: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            nested = lazy or isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef) or (
+                isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test)
+            )
+            if isinstance(child, ast.Import):
+                found.extend(Import(a.name, lazy, child.lineno) for a in child.names)
+            elif isinstance(child, ast.ImportFrom):
+                module = _resolve(path, child)
+                found.append(Import(module, lazy, child.lineno))
+                found.extend(Import(f"{module}.{a.name}", lazy, child.lineno) for a in child.names)
+            visit(child, nested)
+
+    visit(tree, False)
+    return found
 
 
 def _imports(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text(), filename=str(path))
-    found: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module.split(".")[0])
-    return found
+    """Top-level package names a file imports."""
+    return {found.module.split(".")[0] for found in _all_imports(path) if found.module}
+
+
+def _sources(package: str) -> list[Path]:
+    return sorted((ROOT / package.replace(".", "/")).rglob("*.py"))
+
+
+def _within(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
+def _offenders(
+    package: str, forbidden: tuple[str, ...], allowed_lazily: tuple[str, ...] = ()
+) -> dict[str, list[str]]:
+    offenders: dict[str, list[str]] = {}
+    for path in _sources(package):
+        imports = _all_imports(path)
+        allowed_lines = {i.line for i in imports if i.lazy and i.module in allowed_lazily}
+        for found in imports:
+            if not any(_within(found.module, f) for f in forbidden):
+                continue
+            if found.lazy and found.module in allowed_lazily:
+                continue
+            if found.line in allowed_lines and found.module in forbidden:
+                continue  # the package half of ``from registry.server import entry``
+            key = str(path.relative_to(ROOT))
+            offenders.setdefault(key, []).append(f"{found.line}: {found.module}")
+    return offenders
 
 
 @pytest.mark.parametrize("package", ["attest", "sbom"])
@@ -36,3 +118,130 @@ def test_package_imports_nothing_from_the_service(package: str) -> None:
 def test_sbom_does_not_import_attest_backwards() -> None:
     for path in (ROOT / "attest").rglob("*.py"):
         assert "sbom" not in _imports(path), path
+
+
+def test_the_registry_has_three_rooms_and_shared_modules() -> None:
+    top = {p.name for p in (ROOT / "registry").iterdir() if not p.name.startswith((".", "__pyc"))}
+    assert top == {
+        "__init__.py", "__main__.py", "errors.py", "names.py", "wire.py", "sdk", "cli", "server"
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("module", ["registry/errors.py", "registry/names.py", "registry/wire.py"])
+def test_shared_modules_import_no_room(module: str) -> None:
+    rooms = ("registry.sdk", "registry.cli", "registry.server")
+    imports = _all_imports(ROOT / module)
+    found = [i.module for i in imports if any(_within(i.module, r) for r in rooms)]
+    assert found == []
+
+
+def test_the_sdk_never_imports_the_server_or_the_cli() -> None:
+    assert _offenders("registry.sdk", ("registry.server", "registry.cli")) == {}
+
+
+def test_the_cli_reaches_the_server_only_through_its_entry_point_inside_a_command() -> None:
+    assert _offenders("registry.cli", ("registry.server",), allowed_lazily=(SERVER_ENTRY,)) == {}
+
+
+def test_the_server_never_imports_the_sdk_or_the_cli() -> None:
+    assert _offenders("registry.server", ("registry.sdk", "registry.cli")) == {}
+
+
+def test_the_client_does_not_import_what_is_built_on_it() -> None:
+    built_on = ("registry.sdk.training", "registry.sdk.export", "registry.sdk.lineage")
+    found = [
+        i.module
+        for i in _all_imports(ROOT / "registry/sdk/client.py")
+        if any(_within(i.module, b) for b in built_on)
+    ]
+    assert found == []
+
+
+def test_the_checker_sees_lazy_and_hidden_imports() -> None:
+    """The rules above are only as good as the import reader: it must not miss a hidden import."""
+    source = (
+        "import os\n"
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    from registry.server import db\n"
+        "def f():\n    from registry.server import entry\n    import registry.sdk.client\n"
+    )
+    path = ROOT / "registry" / "_layering_probe.py"
+    found = {(i.module, i.lazy) for i in _all_imports(path, source)}
+    assert ("os", False) in found
+    assert ("registry.server.db", True) in found
+    assert ("registry.server.entry", True) in found
+    assert ("registry.sdk.client", True) in found
+
+
+PUBLIC = {
+    "__version__",
+    "RegistryClient",
+    "TrainingRun",
+    "RegistryError",
+    "InvalidRequestError",
+    "InvalidNameError",
+    "InvalidPathError",
+    "InvalidReferenceError",
+    "InvalidManifestError",
+    "MissingBlobsError",
+    "DigestMismatchError",
+    "UploadIncompleteError",
+    "EvidenceRejectedError",
+    "AuthenticationError",
+    "PermissionDeniedError",
+    "NotFoundError",
+    "ConflictError",
+    "VersionConflictError",
+    "ReleaseRefusedError",
+    "UploadExpiredError",
+    "VersionUnavailableError",
+    "PayloadTooLargeError",
+    "UploadOffsetError",
+    "RateLimitedError",
+    "StorageUnavailableError",
+    "PullVerificationError",
+    "ConnectionFailedError",
+}
+
+
+def test_the_public_surface_is_locked() -> None:
+    import registry
+    from registry import errors
+    from registry.sdk.client import RegistryClient
+    from registry.sdk.training import TrainingRun
+
+    assert set(registry.__all__) == PUBLIC
+    assert registry.RegistryClient is RegistryClient
+    assert registry.TrainingRun is TrainingRun
+    for name in PUBLIC - {"__version__", "RegistryClient", "TrainingRun"}:
+        assert getattr(registry, name) is getattr(errors, name), name
+    # every class of the error tree is public
+    tree = {
+        name
+        for name, value in vars(errors).items()
+        if isinstance(value, type) and issubclass(value, errors.RegistryError)
+    }
+    assert tree <= PUBLIC
+
+
+@pytest.mark.parametrize(
+    ("imported", "absent"),
+    [
+        ("registry.server.app", ("registry.sdk", "registry.cli")),
+        ("registry.server.entry", ("registry.sdk", "registry.cli")),
+        ("registry.sdk.client", ("registry.server", "registry.cli", "fastapi", "sqlalchemy")),
+        ("registry.cli.app", ("registry.server", "fastapi", "sqlalchemy")),
+        ("registry", ("registry.sdk", "registry.server", "registry.cli")),
+    ],
+)
+def test_importing_one_room_loads_no_other(imported: str, absent: tuple[str, ...]) -> None:
+    probe = (
+        f"import sys, {imported}\n"
+        f"absent = {absent!r}\n"
+        "print(sorted(m for m in sys.modules if any(m == a or m.startswith(a + '.') "
+        "for a in absent)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert done.stdout.strip() == "[]"

@@ -5,11 +5,11 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from registry.api.app import create_app
-from registry.config import Settings
-from registry.db import make_engine, make_sessionmaker
-from registry.models import AuditEntry
-from registry.services.bootstrap import bootstrap
+from registry.server.app import create_app
+from registry.server.config import Settings
+from registry.server.db import make_engine, make_sessionmaker
+from registry.server.models import AuditEntry
+from registry.server.services.bootstrap import bootstrap
 
 
 def test_a_500_from_any_route_is_an_audit_entry(local_settings: Settings) -> None:

@@ -9,8 +9,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from pydantic import ValidationError
 
-from registry.config import Settings
-from registry.storage import LocalBlobStore, S3BlobStore
+from registry.server.config import Settings
+from registry.server.storage import LocalBlobStore, S3BlobStore
 
 DIGEST = "ab" * 32
 
@@ -71,15 +71,15 @@ def test_presigned_urls_name_the_public_endpoint_and_the_blob_key(
 def test_presigning_on_a_local_store_says_it_has_no_effect(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from registry.api.app import create_app
-    from registry.db import migrate
+    from registry.server.app import create_app
+    from registry.server.db import migrate
 
     settings = Settings(data_dir=tmp_path, s3_presign_downloads=True)
     migrate(settings.resolved_database_url)
-    with caplog.at_level(logging.WARNING, logger="registry.api.app"):
+    with caplog.at_level(logging.WARNING, logger="registry.server.app"):
         create_app(settings, expiry_interval=None)
         create_app(
             settings.model_copy(update={"s3_presign_downloads": False}), expiry_interval=None
         )
-    [record] = [r for r in caplog.records if r.name == "registry.api.app"]
+    [record] = [r for r in caplog.records if r.name == "registry.server.app"]
     assert "cannot hand out URLs: downloads are streamed" in record.getMessage()

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from registry.events import (
+from registry.server.events import (
     Event,
     SecurityEvents,
     Target,

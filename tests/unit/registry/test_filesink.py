@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from registry.filesink import ALIGN, FileSink
+from registry.sdk.filesink import ALIGN, FileSink
 
 MiB = 1024 * 1024
 

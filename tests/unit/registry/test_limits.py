@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from registry.api.limits import json_depth
+from registry.server.api.middleware.limits import json_depth
 
 
 @pytest.mark.parametrize(

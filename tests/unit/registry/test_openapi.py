@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from registry.api.openapi import render
+from registry.server.api.openapi import render
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -10,7 +10,8 @@ ROOT = Path(__file__).resolve().parents[3]
 def test_openapi_yaml_matches_the_app() -> None:
     committed = (ROOT / "openapi.yaml").read_text()
     assert committed == render(), (
-        "openapi.yaml drifted from the app: run `python -m registry.api.openapi > openapi.yaml`"
+        "openapi.yaml drifted from the app: "
+        "run `python -m registry.server.api.openapi > openapi.yaml`"
     )
 
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from registry.ratelimit import TokenBuckets
+from registry.server.ratelimit import TokenBuckets
 
 
 def test_buckets_allow_a_burst_then_refill_at_the_rate() -> None:

@@ -9,8 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from registry.config import Settings
-from registry.db import make_engine, make_sessionmaker, migrate
 from registry.errors import (
     AuthenticationError,
     InvalidRequestError,
@@ -18,9 +16,11 @@ from registry.errors import (
     PermissionDeniedError,
     UploadExpiredError,
 )
-from registry.hashstate import ResumableSha256
-from registry.services import Action, Role, TokenService, UploadService
-from registry.storage import LocalBlobStore
+from registry.server.config import Settings
+from registry.server.db import make_engine, make_sessionmaker, migrate
+from registry.server.hashstate import ResumableSha256
+from registry.server.services import Action, Role, TokenService, UploadService
+from registry.server.storage import LocalBlobStore
 
 
 class Clock:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from registry.errors import NotFoundError
-from registry.transfer import RawTransport
+from registry.sdk.transfer import RawTransport
 from tests.conftest import free_port, self_signed
 
 STORED = b"bytes from the store " * 5000
@@ -156,7 +156,7 @@ def test_an_unusable_redirect_falls_back_to_the_registry(
     made.location = f"{made.store_url}/bucket/k" if location == "refused" else location
     try:
         transport = made.transport()
-        with caplog.at_level(logging.WARNING, logger="registry.transfer"):
+        with caplog.at_level(logging.WARNING, logger="registry.sdk.transfer"):
             assert _get(transport) == STREAMED
             assert _get(transport) == STREAMED  # and no more asking: one detour, not one per file
     finally:
@@ -166,7 +166,7 @@ def test_an_unusable_redirect_falls_back_to_the_registry(
         "/files/x",
         "/files/x",
     ]
-    [record] = [r for r in caplog.records if r.name == "registry.transfer"]
+    [record] = [r for r in caplog.records if r.name == "registry.sdk.transfer"]
     assert why in record.getMessage()
     assert "streaming through the registry" in record.getMessage()
 
@@ -178,12 +178,12 @@ def test_a_store_connection_closed_while_idle_is_reopened_not_given_up(
     made.location = f"{made.store_url}/bucket/k?X-Amz-Signature=f00"
     try:
         transport = made.transport()
-        with caplog.at_level(logging.WARNING, logger="registry.transfer"):
+        with caplog.at_level(logging.WARNING, logger="registry.sdk.transfer"):
             assert [_get(transport) for _ in range(3)] == [STORED] * 3
     finally:
         made.close()
     assert len(made.store_seen.requests) == 3
-    assert [r for r in caplog.records if r.name == "registry.transfer"] == []
+    assert [r for r in caplog.records if r.name == "registry.sdk.transfer"] == []
 
 
 def test_an_https_registry_never_sends_the_client_to_plain_http(
@@ -192,7 +192,7 @@ def test_an_https_registry_never_sends_the_client_to_plain_http(
     made = Pair(tmp_path, tls=True)
     made.location = f"{made.store_url}/bucket/k?X-Amz-Signature=f00"  # http
     try:
-        with caplog.at_level(logging.WARNING, logger="registry.transfer"):
+        with caplog.at_level(logging.WARNING, logger="registry.sdk.transfer"):
             assert _get(made.transport()) == STREAMED
     finally:
         made.close()

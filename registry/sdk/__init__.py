@@ -1,0 +1,12 @@
+"""The Python SDK: talks to a registry over HTTP and verifies what it pulls.
+
+    client.py     :class:`RegistryClient`: the JSON endpoints, chunked push, verified pull
+    training.py   :class:`TrainingRun`: record a training job's inputs, push with provenance
+    export.py     export a version's evidence for offline audit; online verification
+    lineage.py    a version's verified dependency tree and ML-BOM
+    pins.py       trust-on-first-use pins of registry keys
+    transfer.py   the HTTP transport (retries, presigned URLs); filesink.py: atomic downloads
+
+Nothing here imports :mod:`registry.server`; the request and response models it shares with the
+server are :mod:`registry.wire`.
+"""

@@ -1,0 +1,1324 @@
+"""Python SDK over the HTTP API (httpx). The CLI and deploy jobs use it.
+
+    client = RegistryClient.from_env()            # MODELSEAL_URL, MODELSEAL_TOKEN
+    version = client.push(Path("out/"), "vision/resnet@1.0.0")
+    client.pull("vision/resnet@1.0.0", Path("/srv/model"))
+
+A pull streams every file into a temporary directory beside the target while hashing it, and moves
+the directory into place only when every file matched its digest and the file set matches the root
+digest; on any failure the target is left exactly as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import shutil
+import ssl
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit
+
+import httpx
+
+from attest.auditlog import (
+    CHECKPOINT_PREDICATE,
+    GENESIS,
+    AuditChainError,
+    check_extends,
+    verify_chain,
+)
+from attest.bundle import Bundle
+from attest.digests import FileDigest, manifest_digest, parse_sha256, root_digest
+from attest.errors import AttestError, FileSetError
+from attest.files import FileSet, LocalFile, hash_file, hash_files, scan_directory
+from attest.keys import TrustedKey
+from attest.oms import OMS_PREDICATE_TYPE as OMS_PREDICATE
+from attest.oms import check_oms, oms_statement
+from attest.signing import Signer
+from registry.errors import (
+    ConnectionFailedError,
+    EvidenceRejectedError,
+    InvalidManifestError,
+    InvalidPathError,
+    InvalidRequestError,
+    NotFoundError,
+    PullVerificationError,
+    RegistryError,
+    error_from_problem,
+)
+from registry.names import Kind, Ref, RefKind, parse_ref, validate_external_uri, validate_path
+from registry.sdk.filesink import FileSink
+from registry.sdk.pins import PinStore
+from registry.sdk.transfer import RawTransport, Retry, redact_secrets
+from registry.wire import (
+    AliasMovePublic,
+    AliasPublic,
+    ArtifactPublic,
+    AttestationPublic,
+    IdentityPublic,
+    PolicyPublic,
+    RevocationPublic,
+    TokenPublic,
+    UploadPublic,
+    VersionPublic,
+    VersionSummary,
+)
+
+if TYPE_CHECKING:
+    from attest.gate import Subject as GateSubject
+    from attest.trust import Trust
+    from attest.verifying import Verifier
+
+MiB = 1024 * 1024
+SYNC_EVERY = 32 * MiB
+DEFAULT_CHUNK_SIZE = 64 * MiB
+#: The registry-signed statement of a version's current state (registry.server.services.releases).
+STATUS_PREDICATE = "https://modelseal.dev/attestation/status/v1"
+#: How old a signed status may be when a pull checks it (``MODELSEAL_STATUS_MAX_AGE``): a
+#: replayed "released" status is refused once this long has passed since the registry signed it.
+DEFAULT_STATUS_MAX_AGE = 300.0
+#: How far in the future a status may claim to be issued (clock skew between the machines).
+STATUS_CLOCK_SKEW = 60.0
+
+Progress = Callable[[int], None]
+
+
+#: the release attestation's predicate type (attest.gate's RELEASE; that module and the YAML
+#: policy parser it needs are imported only by the commands that run the gate locally)
+RELEASE_PREDICATE_TYPE = "https://in-toto.io/attestation/release/v0.1"
+
+
+def collect_files(directory: Path, *, follow_symlinks_within: Path | None = None) -> FileSet:
+    """The regular files under ``directory``, validated as version paths (symlinks followed
+    only to regular files inside ``follow_symlinks_within``; see
+    :func:`attest.files.scan_directory`).
+
+    Raises:
+        InvalidPathError: a symlink, special file or invalid name was found.
+        InvalidRequestError: ``directory`` is not a directory, or holds no file.
+    """
+    try:
+        found = scan_directory(directory, follow_symlinks_within=follow_symlinks_within)
+    except FileSetError as exc:
+        if "path" in exc.facts:
+            raise InvalidPathError(str(exc), path=exc.facts["path"]) from None
+        raise InvalidRequestError(str(exc)) from None
+    for item in found.files:
+        validate_path(item.path)
+    return found
+
+
+def public_token_id(token: str) -> str:
+    """The part of an API token that may be shown: ``ms_<id>`` (never any of the secret)."""
+    head, sep, rest = token.partition("_")
+    if head + sep != "ms_":
+        return "(not an ms_… token)"
+    token_id = ""
+    for char in rest[:16]:
+        if char not in "0123456789abcdef":
+            break
+        token_id += char
+    return f"ms_{token_id}"
+
+
+def token_id_of(text: str) -> str:
+    """The id to name a token by (``token revoke``), from its id, ``ms_<id>`` or the whole
+    token pasted by mistake: the secret is dropped here, so it is never sent nor shown.
+
+    Raises:
+        InvalidRequestError: not a token id; the message shows at most ``ms_<id>``.
+    """
+    text = text.strip()
+    if text.startswith("ms_"):
+        text = public_token_id(text).removeprefix("ms_")
+    if not text or len(text) > 64 or any(c not in "0123456789abcdef" for c in text):
+        raise InvalidRequestError(
+            "not a token id: give the id `modelseal token list` shows (or ms_<id>); "
+            "the value given is not repeated here in case it holds a secret"
+        )
+    return text
+
+
+def clean_token(token: str | None, *, source: str = "MODELSEAL_TOKEN") -> str | None:
+    """``token`` without surrounding whitespace (``$(cat token-file)`` keeps an editor's
+    newline); None when empty.
+
+    Raises:
+        InvalidRequestError: whitespace or control characters inside it (two tokens in one
+            file, a pasted line break); the message shows only the public id.
+    """
+    if token is None:
+        return None
+    token = token.strip()
+    if not token:
+        return None
+    if any(not ("!" <= char <= "~") for char in token):
+        raise InvalidRequestError(
+            f"the API token {public_token_id(token)}… in {source} holds whitespace or control "
+            "characters inside it; it must be exactly one token (ms_<id>_<secret>) on one line"
+        )
+    return token
+
+
+class RegistryClient:
+    """A client of one registry, authenticated by one API token."""
+
+    #: called with (url, fingerprint, pin file) when a registry key is pinned on first contact
+    on_pinned: Callable[[str, str, Path], None] | None = None
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        *,
+        verify: bool | str = True,
+        timeout: float = 300.0,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        workers: int = 4,
+        transport: httpx.BaseTransport | None = None,
+        storage_redirects: bool = True,
+        status_max_age: float = DEFAULT_STATUS_MAX_AGE,
+    ) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise InvalidRequestError(
+                f"url {url!r} is not a registry URL: it needs http:// or https:// and a host, "
+                "e.g. http://127.0.0.1:8700",
+                url=url,
+            )
+        headers = {"User-Agent": "modelseal-client"}
+        token = clean_token(token, source="the token given")
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        limits = httpx.Limits(max_connections=max(8, workers * 2))
+        tls: bool | ssl.SSLContext
+        if urlsplit(url).scheme == "http":
+            # Plain http never uses it; httpx would otherwise load the whole CA bundle (~0.2 s
+            # of every command's start-up). No CAs, hostname checks on: any TLS use fails closed.
+            tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        elif isinstance(verify, str):
+            tls = ssl.create_default_context(cafile=verify)
+        else:
+            tls = verify
+        self._http = httpx.Client(
+            base_url=url.rstrip("/"),
+            headers=headers,
+            verify=tls,
+            timeout=httpx.Timeout(timeout, connect=30.0),
+            transport=transport,
+            limits=limits,
+        )
+        self._raw = RawTransport(url, headers, verify=verify, timeout=timeout)
+        self.chunk_size = chunk_size
+        self.workers = workers
+        #: Let a registry that presigns downloads send file bytes straight from its store
+        #: (checked here exactly as streamed ones are).
+        self.storage_redirects = storage_redirects
+        if not (math.isfinite(status_max_age) and status_max_age > 0):
+            raise InvalidRequestError(
+                f"the status freshness window must be a positive number of seconds, not "
+                f"{status_max_age!r}"
+            )
+        #: Seconds a registry-signed status may be old when a pull checks it.
+        self.status_max_age = status_max_age
+
+    @classmethod
+    def from_env(cls, **kwargs: Any) -> RegistryClient:
+        """Build from ``MODELSEAL_URL``, ``MODELSEAL_TOKEN`` and ``MODELSEAL_CA_BUNDLE``."""
+        url = os.environ.get("MODELSEAL_URL", "http://127.0.0.1:8700")
+        ca = os.environ.get("MODELSEAL_CA_BUNDLE")
+        if ca:
+            kwargs.setdefault("verify", ca)
+        max_age = os.environ.get("MODELSEAL_STATUS_MAX_AGE")
+        if max_age:
+            try:
+                kwargs.setdefault("status_max_age", float(max_age))
+            except ValueError:
+                raise InvalidRequestError(
+                    f"MODELSEAL_STATUS_MAX_AGE must be a number of seconds, not {max_age!r}"
+                ) from None
+        return cls(url, clean_token(os.environ.get("MODELSEAL_TOKEN")), **kwargs)
+
+    def close(self) -> None:
+        self._http.close()
+        self._raw.close()
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- transport --------------------------------------------------------------------------
+
+    def _check(self, response: httpx.Response) -> httpx.Response:
+        if response.status_code < 400:
+            return response
+        response.read()
+        try:
+            body = response.json()
+        except ValueError:
+            body = {"detail": f"HTTP {response.status_code}: {response.text[:200]}"}
+        raise error_from_problem(response.status_code, body if isinstance(body, dict) else {})
+
+    def _request(
+        self, method: str, path: str, *, idempotent: bool = False, **kwargs: Any
+    ) -> httpx.Response:
+        """One request; GET and HEAD (and requests the caller marks ``idempotent``) are retried
+        on 503 and on transport errors with bounded backoff (:class:`Retry`)."""
+        retried = idempotent or method in ("GET", "HEAD")
+        attempts = Retry.attempts if retried else 1
+        started = time.monotonic()
+        for attempt in range(1, attempts + 1):
+            try:
+                response = self._http.request(method, path, **kwargs)
+            except httpx.TransportError as exc:
+                if attempt < attempts:
+                    time.sleep(Retry.delay(attempt))
+                    continue
+                gave_up = f" {Retry.gave_up(attempt, started)}" if retried else ""
+                raise RegistryError(
+                    f"cannot reach the registry at {self._http.base_url}: "
+                    f"{redact_secrets(str(exc))}{gave_up}"
+                ) from exc
+            if response.status_code == 503 and attempt < attempts:
+                response.close()
+                time.sleep(Retry.delay(attempt, response.headers.get("Retry-After")))
+                continue
+            if response.status_code == 503 and retried:
+                try:
+                    self._check(response)
+                except RegistryError as exc:
+                    exc.detail = f"{exc.detail} {Retry.gave_up(attempt, started)}"
+                    exc.args = (exc.detail,)
+                    raise
+            return self._check(response)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def _version_path(ref: Ref) -> str:
+        return (
+            f"/v1/namespaces/{ref.namespace}/artifacts/{ref.name}/versions/"
+            f"{quote(ref.selector, safe=':')}"
+        )
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._request("GET", "/health").json()
+        return result
+
+    def show(self, ref: str, *, unsafe: bool = False) -> VersionPublic:
+        parsed = parse_ref(ref)
+        headers = {"X-Modelseal-Unsafe-Skip-Verify": "1"} if unsafe else None
+        response = self._request("GET", self._version_path(parsed), headers=headers)
+        return VersionPublic.model_validate(response.json())
+
+    def list_namespaces(self) -> list[str]:
+        return [n["name"] for n in self._request("GET", "/v1/namespaces").json()]
+
+    def list_artifacts(self, namespace: str) -> list[ArtifactPublic]:
+        data = self._request("GET", f"/v1/namespaces/{namespace}/artifacts").json()
+        return [ArtifactPublic.model_validate(a) for a in data]
+
+    def list_versions(self, namespace: str, name: str) -> list[VersionSummary]:
+        data = self._request("GET", f"/v1/namespaces/{namespace}/artifacts/{name}/versions").json()
+        return [VersionSummary.model_validate(v) for v in data]
+
+    # -- pushing ----------------------------------------------------------------------------
+
+    def upload_blob(
+        self, namespace: str, item: LocalFile, digest: str, *, progress: Progress | None = None
+    ) -> None:
+        """Upload one file as a blob in chunks; resumes from the server's offset after a
+        transport error (up to three times)."""
+        started = UploadPublic.model_validate(
+            self._request(
+                "POST",
+                f"/v1/namespaces/{namespace}/uploads",
+                json={"digest": f"sha256:{digest}", "size": item.size},
+            ).json()
+        )
+        if started.exists:
+            if progress:
+                progress(item.size)
+            return
+        assert started.id is not None
+        chunk = max(started.min_chunk_bytes, min(self.chunk_size, started.max_chunk_bytes))
+        offset = started.offset
+        attempts = 0
+        while True:
+            try:
+                offset = self._send_chunks(started.id, item, offset, chunk, progress)
+                return
+            except ConnectionFailedError:
+                attempts += 1
+                if attempts > 3:
+                    raise
+                status = UploadPublic.model_validate(
+                    self._request("GET", f"/v1/uploads/{started.id}").json()
+                )
+                offset = status.offset
+
+    def _send_chunks(
+        self, upload_id: str, item: LocalFile, offset: int, chunk: int, progress: Progress | None
+    ) -> int:
+        while True:
+            length = min(chunk, item.size - offset)
+            last = offset + length >= item.size
+            headers = {"Content-Type": "application/octet-stream"}
+            if length > 0:
+                headers["Content-Range"] = f"bytes {offset}-{offset + length - 1}"
+            self._raw.send_file(
+                "PUT" if last else "PATCH",
+                f"/v1/uploads/{upload_id}",
+                item.source,
+                offset=offset,
+                length=length,
+                headers=headers,
+                progress=progress,
+            )
+            offset += length
+            if last:
+                return offset
+
+    def commit_version(self, ref: str, kind: Kind, files: Sequence[FileDigest]) -> VersionPublic:
+        parsed = parse_ref(ref)
+        body = {
+            "kind": str(kind),
+            "files": [
+                {"path": f.path, "size": f.size, "digest": f"sha256:{f.sha256}"} for f in files
+            ],
+        }
+        response = self._request("PUT", self._version_path(parsed), json=body, idempotent=True)
+        return VersionPublic.model_validate(response.json())
+
+    def push(
+        self,
+        directory: Path,
+        ref: str,
+        *,
+        kind: Kind = Kind.MODEL,
+        progress: Progress | None = None,
+        on_total: Callable[[int], None] | None = None,
+        signer: Signer | None = None,
+        signature: bytes | None = None,
+        follow_symlinks_within: Path | None = None,
+    ) -> VersionPublic:
+        """Push every regular file under ``directory`` as version ``ref``.
+
+        With ``follow_symlinks_within``, symlinks to regular files inside that directory are
+        pushed as the bytes they point at, under the link's path (the signature covers those
+        bytes); other symlinks are refused.
+
+        With ``signer``, an OMS signature of the files is made from the digests already computed
+        for the upload (nothing is read again) and attached. With ``signature`` (a bundle made by
+        ``model_signing sign``), it is checked to cover exactly these files before anything is
+        uploaded, then attached.
+
+        Raises:
+            InvalidReferenceError, InvalidNameError, InvalidPathError: bad input; nothing sent.
+            ManifestMismatchError, SubjectMismatchError: ``signature`` covers other files.
+            VersionConflictError: the version exists with other content.
+            EvidenceRejectedError: the registry refused the signature (untrusted signer…).
+        """
+        parsed = parse_ref(ref)
+        if parsed.kind.value != "version":
+            raise InvalidRequestError(f"push needs NS/NAME@VERSION, not {ref!r}")
+        if signer is not None:
+            self.check_signer(signer)  # before a byte is uploaded
+        scan = collect_files(directory, follow_symlinks_within=follow_symlinks_within)
+        if on_total:
+            on_total(sum(f.size for f in scan.files))
+        known: dict[str, FileDigest] = {}
+        if signature is not None:  # checked to cover exactly these files before any upload
+            known = {d.path: d for d in hash_files(scan.files, workers=2)}
+            check_oms(Bundle.parse(signature).statement(), list(known.values()))
+
+        # Pipelined: two threads hash the files in order while the pool uploads the files
+        # already hashed, so the first upload starts after one file's hash, not all of them,
+        # and the second core is not idle meanwhile. (The server hashes the bytes it receives.)
+        def digest_of(item: LocalFile) -> FileDigest:
+            return known.get(item.path) or hash_file(item)
+
+        digests: list[FileDigest] = []
+        with (
+            ThreadPoolExecutor(max_workers=2) as hashers,
+            ThreadPoolExecutor(max_workers=self.workers) as pool,
+        ):
+            uploads = []
+            try:
+                for item, digest in zip(
+                    scan.files, hashers.map(digest_of, scan.files), strict=True
+                ):
+                    digests.append(digest)
+                    uploads.append(pool.submit(self.upload_blob, parsed.namespace, item,
+                                               digest.sha256, progress=progress))  # fmt: skip
+            except BaseException:
+                hashers.shutdown(wait=False, cancel_futures=True)  # hash nothing more
+                raise
+            finally:
+                for upload in uploads:
+                    upload.result()
+        version = self.commit_version(ref, kind, digests)
+        expected = root_digest(digests)
+        if parse_sha256(version.root_digest) != expected:
+            raise PullVerificationError(
+                f"the registry reports root digest {version.root_digest} but the pushed files "
+                f"have sha256:{expected}",
+                expected=f"sha256:{expected}",
+                got=version.root_digest,
+            )
+        if signer is not None:
+            statement = oms_statement(f"{parsed.namespace}/{parsed.name}", digests)
+            signature = signer.sign(statement).raw
+        if signature is not None:
+            self.attach(f"{parsed.namespace}/{parsed.name}@{parsed.selector}", signature)
+        return version
+
+    def check_signer(self, signer: Signer, *, public_key_file: str = "PUBLIC_KEY.pem") -> None:
+        """Refuse a signer whose evidence the registry would refuse, before anything is sent:
+        a key that is no registered identity, or keyless signing when no Sigstore identity is
+        registered (which certificate identity a Sigstore signer gets is known only once
+        Fulcio issued it; the registry checks that one).
+
+        Raises:
+            EvidenceRejectedError: naming the key and the ``modelseal identity add`` that
+                registers it.
+            SigningError: a keyless signer without an OIDC identity token.
+        """
+        identity = signer.identity
+        registered = self.list_identities()
+        if identity.startswith("sigstore:"):
+            if not any(i.kind == "sigstore" for i in registered):
+                raise EvidenceRejectedError(
+                    f"{identity} signs keylessly, but no Sigstore identity is registered in this "
+                    "registry: nothing was uploaded. An admin registers it with `modelseal "
+                    "identity add NAME --sigstore-issuer URL --sigstore-identity ID`"
+                )
+            return
+        if not any(i.fingerprint == identity for i in registered):
+            raise EvidenceRejectedError(
+                f"signing key {identity} is not a registered identity of this registry: "
+                "nothing was uploaded. An admin registers it with `modelseal identity add NAME "
+                f"--key {public_key_file}`, then push again",
+                signer=identity,
+            )
+
+    def register_external(
+        self,
+        ref: str,
+        files: Sequence[Mapping[str, Any]],
+        *,
+        kind: Kind = Kind.DATASET,
+        signer: Signer | None = None,
+    ) -> VersionPublic:
+        """Register a version by manifest only: each file's ``path``, ``size``, ``sha256`` and
+        the ``uri`` where its bytes live. Nothing is uploaded; the version is marked external.
+        With ``signer``, an OMS signature over the declared digests is attached."""
+        parsed = parse_ref(ref)
+        if parsed.kind.value != "version":
+            raise InvalidRequestError(f"register needs NS/NAME@VERSION, not {ref!r}")
+        if signer is not None:
+            self.check_signer(signer)
+        digests, entries = [], []
+        for item in files:
+            try:
+                path = validate_path(str(item["path"]))
+                sha = str(item["sha256"])
+                sha = sha if sha.startswith("sha256:") else f"sha256:{sha}"
+                digest = FileDigest(path, int(item["size"]), parse_sha256(sha))
+                uri = validate_external_uri(str(item["uri"]))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise InvalidManifestError(
+                    f"a manifest entry needs path, size, sha256 and uri: {exc}"
+                ) from None
+            digests.append(digest)
+            entries.append({"path": path, "size": digest.size,
+                            "digest": f"sha256:{digest.sha256}", "uri": uri})  # fmt: skip
+        body = {"kind": str(kind), "external": True, "files": entries}
+        response = self._request("PUT", self._version_path(parsed), json=body, idempotent=True)
+        version = VersionPublic.model_validate(response.json())
+        if parse_sha256(version.root_digest) != root_digest(digests):
+            raise PullVerificationError("the registry reports another root digest")
+        if signer is not None:
+            statement = oms_statement(f"{parsed.namespace}/{parsed.name}", digests)
+            self.attach(ref, signer.sign(statement).raw)
+        return version
+
+    # -- evidence ---------------------------------------------------------------------------
+
+    def attach(self, ref: str, bundle: bytes) -> AttestationPublic:
+        """Attach a signed bundle to a version (verified by the registry)."""
+        response = self._request(
+            "POST",
+            self._version_path(parse_ref(ref)) + "/attestations",
+            content=bundle,
+            headers={"Content-Type": "application/json"},
+        )
+        return AttestationPublic.model_validate(response.json())
+
+    def list_attestations(
+        self, ref: str, predicate_type: str | None = None
+    ) -> list[AttestationPublic]:
+        params = {"predicate_type": predicate_type} if predicate_type else None
+        data = self._request(
+            "GET", self._version_path(parse_ref(ref)) + "/attestations", params=params
+        ).json()
+        return [AttestationPublic.model_validate(a) for a in data]
+
+    def get_attestation(self, ref: str, attestation_id: int) -> bytes:
+        """The exact bytes of an attached bundle."""
+        path = f"{self._version_path(parse_ref(ref))}/attestations/{attestation_id}"
+        return self._request("GET", path).content
+
+    def add_key_identity(self, name: str, public_key_pem: str) -> IdentityPublic:
+        body = {"name": name, "public_key_pem": public_key_pem}
+        return IdentityPublic.model_validate(
+            self._request("POST", "/v1/identities", json=body).json()
+        )
+
+    def add_sigstore_identity(
+        self, name: str, *, issuer: str, identity: str, regex: bool = False
+    ) -> IdentityPublic:
+        body = {
+            "name": name,
+            "sigstore_issuer": issuer,
+            "sigstore_identity": identity,
+            "regex": regex,
+        }
+        return IdentityPublic.model_validate(
+            self._request("POST", "/v1/identities", json=body).json()
+        )
+
+    def _add_identity(self, body: dict[str, Any]) -> IdentityPublic:
+        response = self._request("POST", "/v1/identities", json=body)
+        return IdentityPublic.model_validate(response.json())
+
+    def list_identities_with_keys(self) -> list[IdentityPublic]:
+        """Identities including their public keys (for client-side verification)."""
+        data = self._request("GET", "/v1/identities", params={"with_keys": "true"}).json()
+        return [IdentityPublic.model_validate(i) for i in data]
+
+    def list_identities(self) -> list[IdentityPublic]:
+        data = self._request("GET", "/v1/identities").json()
+        return [IdentityPublic.model_validate(i) for i in data]
+
+    # -- policy and release -------------------------------------------------------------------
+
+    def set_policy(self, namespace: str, document: str) -> PolicyPublic:
+        response = self._request(
+            "PUT",
+            f"/v1/namespaces/{namespace}/policy",
+            content=document.encode(),
+            headers={"Content-Type": "application/yaml"},
+        )
+        return PolicyPublic.model_validate(response.json())
+
+    def get_policy(self, namespace: str, revision: int | None = None) -> PolicyPublic:
+        params = {"revision": revision} if revision is not None else None
+        response = self._request("GET", f"/v1/namespaces/{namespace}/policy", params=params)
+        return PolicyPublic.model_validate(response.json())
+
+    def release(self, ref: str) -> VersionPublic:
+        """Run the release gate (ReleaseRefusedError lists every reason in ``facts``)."""
+        response = self._request("POST", self._version_path(parse_ref(ref)) + "/release")
+        return VersionPublic.model_validate(response.json())
+
+    def reject(self, ref: str, reason: str) -> VersionPublic:
+        response = self._request(
+            "POST", self._version_path(parse_ref(ref)) + "/reject", json={"reason": reason}
+        )
+        return VersionPublic.model_validate(response.json())
+
+    def revoke(self, ref: str, reason: str) -> tuple[VersionPublic, list[str]]:
+        """Revoke a released version; returns it and every version built on it (revoked with
+        it). :meth:`revocation` has the whole answer."""
+        body = self.revocation(ref, reason)
+        return body.version, body.dependents
+
+    def revocation(self, ref: str, reason: str) -> RevocationPublic:
+        """Revoke a released version and, transitively, every release built on it: the versions
+        revoked now (with the dependency each was revoked for) and the aliases now flagged."""
+        response = self._request(
+            "POST", self._version_path(parse_ref(ref)) + "/revoke", json={"reason": reason}
+        )
+        return RevocationPublic.model_validate(response.json())
+
+    def version_status(
+        self,
+        version: VersionPublic,
+        *,
+        registry_key: bytes | None = None,
+        pins: PinStore | None = None,
+    ) -> dict[str, Any]:
+        """The version's current state and its dependencies', as the registry signs it now.
+
+        Checked against the registry key (``registry_key``, else the pinned one), the version
+        and its root digest, and the freshness window (:attr:`status_max_age`: a replayed older
+        status is refused once that old). The audit-log head it carries must extend the newest
+        checkpoint this client saw (remembered in ``pins``), which then moves forward.
+
+        Raises:
+            PullVerificationError: naming what did not check out.
+        """
+        pins = pins or PinStore()
+        exact = f"{version.namespace}/{version.name}@{version.version}"
+        url = self.base_url
+        try:
+            seen = pins.newest_checkpoint(url)
+        except ValueError as exc:
+            raise PullVerificationError(f"{exc}; remove it to start over") from None
+        params = {"audit_since": seen["count"]} if seen else None
+        pinned = Ref(version.namespace, version.name, version.version, RefKind.VERSION)
+        raw = self._request("GET", self._version_path(pinned) + "/status", params=params).content
+        verifier = self.registry_verifier(registry_key, pins)
+        try:
+            statement = verifier.verify(Bundle.parse(raw)).statement
+        except AttestError as exc:
+            raise PullVerificationError(
+                f"{exact}: the registry's status statement does not verify with the registry "
+                f"key ({exc.diagnostics()}); refusing"
+            ) from None
+        predicate = statement.predicate
+        if (
+            statement.predicate_type != STATUS_PREDICATE
+            or statement.subject.sha256 != parse_sha256(version.root_digest)
+            or predicate.get("version") != exact
+        ):
+            raise PullVerificationError(
+                f"{exact}: the registry's signed status is about {predicate.get('version')!r} "
+                f"({statement.predicate_type}), not this version; refusing"
+            )
+        issued_text = str(predicate.get("issuedAt", ""))
+        try:
+            issued = datetime.fromisoformat(issued_text)
+            if issued.tzinfo is None:
+                raise ValueError("no time zone")
+        except ValueError:
+            raise PullVerificationError(
+                f"{exact}: the registry's signed status has no usable issue time "
+                f"({issued_text!r}); refusing"
+            ) from None
+        age = (datetime.now(UTC) - issued).total_seconds()
+        if age > self.status_max_age:
+            raise PullVerificationError(
+                f"{exact}: the registry's signed status was issued {issued_text}, {age:.0f} s "
+                f"ago, beyond the freshness window of {self.status_max_age:g} s; refusing a "
+                "status that may be replayed (check this machine's clock and what stands "
+                "between it and the registry; MODELSEAL_STATUS_MAX_AGE sets the window)",
+                issued_at=issued_text,
+                max_age=self.status_max_age,
+            )
+        if age < -STATUS_CLOCK_SKEW:
+            raise PullVerificationError(
+                f"{exact}: the registry's signed status claims to be issued {issued_text}, "
+                f"{-age:.0f} s in the future; refusing (check the clocks)",
+                issued_at=issued_text,
+            )
+        log = predicate.get("auditLog")
+        try:
+            self._check_audit_head(log, seen, pins, f"in the signed status of {exact}")
+        except AuditChainError as exc:
+            raise PullVerificationError(str(exc)) from exc
+        return dict(predicate)
+
+    def _check_audit_head(
+        self, log: Any, seen: dict[str, Any] | None, pins: PinStore, where: str
+    ) -> None:
+        """The signed audit-log head ``log`` must extend the checkpoint ``seen`` before; it is
+        remembered as the newest seen."""
+        if not isinstance(log, dict):
+            if seen:
+                raise PullVerificationError(
+                    f"no audit-log head {where}: cannot tell whether the log was rolled back "
+                    f"behind checkpoint {seen['count']} seen {seen.get('seen_at', 'before')}"
+                )
+            return
+        try:
+            count, head = int(log["count"]), str(log["head"])
+            entry = log.get("entry") or {}
+            at = entry.get("hash") if isinstance(entry, dict) else None
+        except (KeyError, TypeError, ValueError):
+            raise PullVerificationError(f"a malformed audit-log head {where}") from None
+        if seen:
+            if not isinstance(entry, dict) or entry.get("count") != seen["count"]:
+                at = head if count == seen["count"] else None  # the head is that entry
+            check_extends(seen["count"], seen["head"], count=count, head=head,
+                          hash_at_seen=None if at is None else str(at),
+                          seen=f"{seen.get('seen_at', 'before')} {seen.get('source', '')}".strip(),
+                          now=where)  # fmt: skip
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        pins.remember_checkpoint(self.base_url, count, head, now, where)
+
+    def set_alias(self, namespace: str, name: str, alias: str, version: str) -> AliasMovePublic:
+        path = f"/v1/namespaces/{namespace}/artifacts/{name}/aliases/{alias}"
+        response = self._request("PUT", path, json={"version": version})
+        return AliasMovePublic.model_validate(response.json())
+
+    def alias_history(self, namespace: str, name: str, alias: str) -> list[AliasMovePublic]:
+        path = f"/v1/namespaces/{namespace}/artifacts/{name}/aliases/{alias}/history"
+        return [AliasMovePublic.model_validate(m) for m in self._request("GET", path).json()]
+
+    def list_aliases(self, namespace: str, name: str) -> list[AliasPublic]:
+        path = f"/v1/namespaces/{namespace}/artifacts/{name}/aliases"
+        return [AliasPublic.model_validate(a) for a in self._request("GET", path).json()]
+
+    def create_token(
+        self, name: str, role: str, namespace: str | None = None, expires_days: int | None = None
+    ) -> TokenPublic:
+        body = {"name": name, "role": role, "namespace": namespace, "expires_days": expires_days}
+        return TokenPublic.model_validate(self._request("POST", "/v1/tokens", json=body).json())
+
+    def list_tokens(self) -> list[TokenPublic]:
+        return [TokenPublic.model_validate(t) for t in self._request("GET", "/v1/tokens").json()]
+
+    def revoke_token(self, token_id: str) -> None:
+        """Revoke a token named by its id, ``ms_<id>``, or the whole token (reduced to its id
+        before anything is sent: see :func:`token_id_of`)."""
+        self._request("DELETE", f"/v1/tokens/{quote(token_id_of(token_id), safe='')}")
+
+    # -- audit ------------------------------------------------------------------------------
+
+    def audit_entries(self) -> list[dict[str, Any]]:
+        """Every audit-log entry, in order."""
+        entries: list[dict[str, Any]] = []
+        while True:
+            page = self._request(
+                "GET", "/v1/audit/log", params={"after": len(entries), "limit": 10_000}
+            ).json()
+            entries.extend(page)
+            if len(page) < 10_000:
+                return entries
+
+    def latest_checkpoint(self) -> bytes | None:
+        """The newest signed audit checkpoint bundle, or None when none was signed yet."""
+        try:
+            return self._request("GET", "/v1/audit/checkpoints/latest").content
+        except NotFoundError:
+            return None
+
+    def sign_checkpoint(self) -> dict[str, Any]:
+        """Have the registry sign a checkpoint of the audit log now (registry-wide admins and
+        auditors)."""
+        return dict(self._request("POST", "/v1/audit/checkpoints").json())
+
+    def in_toto(self, ref: str) -> dict[str, str]:
+        """The registry-signed in-toto layout and links of a released version."""
+        response = self._request("GET", self._version_path(parse_ref(ref)) + "/in-toto")
+        return {str(k): str(v) for k, v in response.json().items()}
+
+    @property
+    def base_url(self) -> str:
+        return str(self._http.base_url)
+
+    def verify_audit_log(
+        self, *, registry_key: bytes | None = None, pins: PinStore | None = None
+    ) -> tuple[int, str]:
+        """Verify the whole chain and the newest checkpoint's signature locally, and that the
+        log extends the newest signed checkpoint this client saw before (remembered in ``pins``
+        beside the registry key); the newest one served is remembered from now on.
+
+        Returns ``(entries, head)``.
+
+        Raises:
+            AuditRollbackError: the log is shorter than the remembered checkpoint, or its entry
+                at that count no longer hashes to the remembered head (naming both checkpoints).
+            AuditChainError: naming the first edited, removed or reordered entry.
+        """
+        pins = pins or PinStore()
+        url = self.base_url
+        try:
+            seen = pins.newest_checkpoint(url)
+        except ValueError as exc:
+            raise PullVerificationError(f"{exc}; remove it to start over") from None
+        entries = self.audit_entries()
+        verifier = self.registry_verifier(registry_key, pins)
+        raw = self.latest_checkpoint()
+        checkpoint = None
+        if raw is not None:
+            verified = verifier.verify(Bundle.parse(raw))
+            if verified.statement.predicate_type != CHECKPOINT_PREDICATE:
+                raise PullVerificationError("the newest checkpoint is not an audit checkpoint")
+            checkpoint = verified.statement
+        if seen:
+            served = (
+                f"its newest signed checkpoint: {checkpoint.predicate.get('count')} entries, "
+                f"head sha256:{checkpoint.subject.sha256}"
+                if checkpoint is not None
+                else "no signed checkpoint"
+            )
+            count = len(entries)
+            last = str(entries[-1]["hash"]) if entries else GENESIS
+            at = str(entries[seen["count"] - 1].get("hash")) if count >= seen["count"] else None
+            check_extends(seen["count"], seen["head"], count=count, head=last, hash_at_seen=at,
+                          seen=f"{seen.get('seen_at', 'before')} {seen.get('source', '')}".strip(),
+                          now=f"now ({served})")  # fmt: skip
+        head = verify_chain(entries, checkpoint)
+        if checkpoint is not None:
+            now = datetime.now(UTC).isoformat(timespec="seconds")
+            count = int(checkpoint.predicate.get("count", 0))
+            pins.remember_checkpoint(url, count, checkpoint.subject.sha256, now,
+                                     "in the newest signed checkpoint")  # fmt: skip
+        return len(entries), head
+
+    # -- pulling ----------------------------------------------------------------------------
+
+    def pull(
+        self,
+        ref: str,
+        target: Path,
+        *,
+        progress: Progress | None = None,
+        on_total: Callable[[int], None] | None = None,
+        durable: bool = True,
+        registry_key: bytes | None = None,
+        pending: bool = False,
+        allow_downgrade: bool = False,
+        unsafe_skip_verify: bool = False,
+        pins: PinStore | None = None,
+        local_policy: str | None = None,
+        local_trust: Trust | None = None,
+        replace: bool = False,
+    ) -> VersionPublic:
+        """Download a version into ``target`` only after verifying it, atomically.
+
+        A released version needs a release attestation that verifies with the registry's key
+        (``registry_key`` PEM, else the key pinned for this registry on first contact; a
+        different key later is an error), names this version, and relied on an OMS manifest
+        that lists exactly the files about to be fetched. With ``pending``, a pending version is
+        served after its OMS signature verifies against the identities the namespace policy
+        accepts for ``signature``. Rejected and revoked versions are never pulled. Behind an
+        alias, a release older than the newest one seen before is refused unless
+        ``allow_downgrade``. With ``local_policy`` and ``local_trust`` the whole release gate is
+        re-run here, against the caller's own rules and signers, without trusting the server's
+        verdict. ``unsafe_skip_verify`` skips the evidence (never the digests).
+
+        ``target`` must not exist or be an empty directory, unless ``replace``: then a directory
+        there is swapped for the new, verified copy in one atomic exchange (the old copy stays
+        in place until the new one is complete, and is removed after). Every file is hashed
+        while it streams; only when all match is the temporary directory renamed to ``target``.
+        With ``durable`` (the default) everything is fsynced before the rename (crash-safe).
+
+        Raises:
+            PullVerificationError: the version or its evidence did not check out.
+            InvalidRequestError: ``target`` exists and is not an empty directory.
+        """
+        try:
+            return self._pull(ref, Path(target), progress=progress, on_total=on_total,
+                              durable=durable, registry_key=registry_key, pending=pending,
+                              allow_downgrade=allow_downgrade,
+                              unsafe_skip_verify=unsafe_skip_verify, pins=pins,
+                              local_policy=local_policy, local_trust=local_trust,
+                              replace=replace)  # fmt: skip
+        except PullVerificationError as exc:
+            # Asking a deployer's question of a pending version is a mistake, not an attack.
+            mistake = exc.facts.get("state") == "pending" and not pending
+            self.report_verification_failure(
+                ref, exc.detail, kind="not-released" if mistake else "verification"
+            )
+            raise
+
+    def report_verification_failure(
+        self, ref: str, reason: str, *, kind: str = "verification"
+    ) -> None:
+        """Tell the registry a verified pull failed (a security event), or with ``kind``
+        ``not-released`` that it was refused for a version not released yet (counted apart).
+        Best effort: a failure to report never hides the verification error itself."""
+        try:
+            self._request(
+                "POST",
+                "/v1/events/verification-failure",
+                json={
+                    "reference": ref[:512],
+                    "reason": reason[:4000] or "unknown",
+                    "kind": kind,
+                },
+            )
+        except RegistryError:
+            pass
+
+    def _pull(
+        self,
+        ref: str,
+        target: Path,
+        *,
+        progress: Progress | None,
+        on_total: Callable[[int], None] | None,
+        durable: bool,
+        registry_key: bytes | None,
+        pending: bool,
+        allow_downgrade: bool,
+        unsafe_skip_verify: bool,
+        pins: PinStore | None,
+        local_policy: str | None,
+        local_trust: Trust | None,
+        replace: bool = False,
+    ) -> VersionPublic:
+        parsed = parse_ref(ref)
+        if target.is_symlink() or (target.exists() and not target.is_dir()):
+            raise InvalidRequestError(f"{target} exists and is not a directory")
+        occupied = target.exists() and any(target.iterdir())
+        if occupied and not replace:
+            raise InvalidRequestError(
+                f"{target} exists and is not an empty directory (pass --replace to swap it "
+                "for the verified new copy in one step)",
+                target=str(target),
+            )
+        version = self.show(ref, unsafe=unsafe_skip_verify)  # the registry audits the bypass
+        if version.external:
+            raise InvalidRequestError(
+                f"{ref} is external: the registry holds no bytes of it (they live at "
+                f"{', '.join(sorted({f.uri or '?' for f in version.files})[:3])} …)"
+            )
+        files = self._verified_manifest(parsed, version)
+        if version.state in ("rejected", "revoked"):
+            raise PullVerificationError(
+                f"{ref} is {version.state}: {version.state_reason or 'no reason recorded'}",
+                state=version.state,
+            )
+        if unsafe_skip_verify:
+            warnings.warn(
+                f"UNSAFE: pulling {ref} without verifying its release evidence "
+                "(file digests are still checked)",
+                stacklevel=2,
+            )
+        elif version.state == "released":
+            self._verify_release(parsed, version, files, registry_key, pins or PinStore(),
+                                 allow_downgrade)  # fmt: skip
+        elif version.state == "pending" and pending:
+            self._verify_pending(parsed, version, files)
+        else:
+            raise PullVerificationError(
+                f"{ref} is {version.state}; only released versions are pulled "
+                "(evaluation jobs: --pending)",
+                state=version.state,
+            )
+        if not unsafe_skip_verify:  # the current signed status, before a byte is written
+            self._check_status(version, registry_key, pins or PinStore())
+        if local_policy is not None and local_trust is not None:
+            self._verify_locally(version, local_policy, local_trust, pins or PinStore())
+        if on_total:
+            on_total(sum(f.size for f in files))
+        parent = target.absolute().parent
+        parent.mkdir(parents=True, exist_ok=True)
+        staging = parent / f".{target.name}.modelseal-{uuid.uuid4().hex[:12]}"
+        staging.mkdir(mode=0o700)
+        # Versions are immutable: fetch by version name so a moving alias cannot switch content.
+        pinned = Ref(parsed.namespace, parsed.name, version.version, RefKind.VERSION)
+        try:
+            with ThreadPoolExecutor(max_workers=self.workers) as pool:
+                futures = [
+                    pool.submit(self._download, pinned, item, staging, progress, durable)
+                    for item in files
+                ]
+                for future in futures:
+                    future.result()
+            if durable:
+                _fsync_tree(staging)
+            staging.chmod(0o755)
+            if occupied:
+                _exchange(staging, target)  # staging now holds the old copy
+            else:
+                os.rename(staging, target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        if occupied:
+            shutil.rmtree(staging, ignore_errors=True)
+        return version
+
+    def _check_status(
+        self, version: VersionPublic, registry_key: bytes | None, pins: PinStore
+    ) -> None:
+        """Refuse a version whose fresh signed status is not the state it was served with, or
+        that is built on a version that is not released or pending (revoked, rejected, missing
+        from the registry, or registered with another digest than its provenance names)."""
+        exact = f"{version.namespace}/{version.name}@{version.version}"
+        status = self.version_status(version, registry_key=registry_key, pins=pins)
+        issued, state = status.get("issuedAt"), status.get("state")
+        if state != version.state:
+            raise PullVerificationError(
+                f"{exact} is {state} (the registry's signed status, issued {issued}): "
+                f"{status.get('reason') or 'no reason recorded'}",
+                state=state,
+                issued_at=issued,
+            )
+        dependencies = status.get("dependencies")
+        if not isinstance(dependencies, list):
+            raise PullVerificationError(f"the signed status of {exact} lists no dependencies")
+        for dep in dependencies:
+            # Fail closed: only a dependency positively released (or pending, which a policy
+            # with `dependencies: any` releases on) passes; revoked, rejected, missing from the
+            # registry, another digest, or anything unrecognised refuses the pull.
+            if not isinstance(dep, dict) or dep.get("state") not in ("released", "pending"):
+                dep = dep if isinstance(dep, dict) else {}
+                raise PullVerificationError(
+                    f"{exact} is built on {dep.get('version')}, which is {dep.get('state')} "
+                    f"(the registry's signed status, issued {issued}): "
+                    f"{dep.get('reason') or 'no reason recorded'}",
+                    state=state,
+                    dependency=dep.get("version"),
+                    issued_at=issued,
+                )
+
+    def _bundles(self, ref: str, predicate_type: str) -> list[bytes]:
+        return [self.get_attestation(ref, a.id)
+                for a in self.list_attestations(ref, predicate_type)]  # fmt: skip
+
+    def registry_verifier(self, registry_key: bytes | None, pins: PinStore) -> Verifier:
+        from attest.verifying import Verifier
+
+        url = str(self._http.base_url)
+        if registry_key is None:
+            pinned = pins.registry_key(url)
+            served = self._request("GET", "/v1/registry/key").json()
+            if pinned is None:  # first contact: trust on first use, then never again silently
+                pins.pin_registry_key(url, served["fingerprint"], served["public_key_pem"])
+                pinned = served["public_key_pem"]
+                if self.on_pinned is not None:
+                    self.on_pinned(url, served["fingerprint"], pins.path)
+            elif TrustedKey.from_pem("pinned", pinned.encode()).fingerprint != served[
+                "fingerprint"
+            ].removeprefix("sha256:"):
+                raise PullVerificationError(
+                    f"the registry at {url} now presents key {served['fingerprint']}, not the "
+                    f"key pinned on first contact ({pins.path}); refusing",
+                )
+            registry_key = pinned.encode()
+        return Verifier(keys=[TrustedKey.from_pem("registry", registry_key)])
+
+    def _verify_release(
+        self,
+        ref: Ref,
+        version: VersionPublic,
+        files: list[FileDigest],
+        registry_key: bytes | None,
+        pins: PinStore,
+        allow_downgrade: bool,
+    ) -> None:
+        exact = f"{version.namespace}/{version.name}@{version.version}"
+        verifier = self.registry_verifier(registry_key, pins)
+        release: dict[str, Any] | None = None
+        for raw in self._bundles(exact, RELEASE_PREDICATE_TYPE):
+            try:
+                verified = verifier.verify(Bundle.parse(raw))
+            except AttestError:
+                continue
+            statement = verified.statement
+            if (
+                statement.predicate_type == RELEASE_PREDICATE_TYPE
+                and statement.subject.sha256 == parse_sha256(version.root_digest)
+                and statement.predicate.get("version") == exact
+            ):
+                release = dict(statement.predicate)
+        if release is None:
+            raise PullVerificationError(
+                f"{exact}: no release attestation verifies with the registry key"
+            )
+        if release.get("manifestSha256") != manifest_digest(files):
+            raise PullVerificationError(
+                f"{exact}: the file list served now is not the one that was released"
+            )
+        if ref.kind is RefKind.ALIAS:
+            url, key = str(self._http.base_url), str(ref)
+            seen = pins.newest_release(url, key)
+            released_at = str(release.get("releasedAt", ""))
+            if seen and released_at < seen["releasedAt"] and not allow_downgrade:
+                raise PullVerificationError(
+                    f"{ref} now points at {exact}, released {released_at}, older than "
+                    f"{seen['version']} ({seen['releasedAt']}) seen before; refusing a "
+                    "downgrade (--allow-downgrade to accept it)"
+                )
+            if not seen or released_at >= seen["releasedAt"]:
+                pins.remember_release(url, key, version.version, released_at)
+
+    def _verify_locally(
+        self, version: VersionPublic, policy_text: str, trust: Trust, pins: PinStore
+    ) -> None:
+        """Re-run the release gate here with the caller's policy and signers."""
+        from attest.gate import Subject as GateSubject
+        from attest.gate import evaluate
+        from attest.policy import parse_policy
+        from attest.verifying import Verifier
+
+        policy = parse_policy(policy_text)
+        registry_key = trust.registry_key or TrustedKey.from_pem(
+            "registry", self._registry_pem(pins).encode()
+        )
+        verifier = Verifier(keys=[*trust.keys, registry_key], identities=trust.identities)
+
+        def subject(exact: str) -> GateSubject | None:
+            try:
+                shown = self.show(exact)
+            except RegistryError:
+                return None
+            evidence = []
+            for a in self.list_attestations(exact):
+                try:
+                    evidence.append(
+                        verifier.verify(Bundle.parse(self.get_attestation(exact, a.id)))
+                    )
+                except AttestError:
+                    continue  # not by a signer the caller trusts: it does not count
+            return GateSubject(
+                ref=f"{shown.namespace}/{shown.name}@{shown.version}",
+                kind=str(shown.kind),
+                root_digest=parse_sha256(shown.root_digest),
+                state=shown.state,
+                files=tuple(
+                    FileDigest(f.path, f.size, parse_sha256(f.digest)) for f in shown.files
+                ),
+                pushed_by=shown.created_by,
+                evidence=tuple(evidence),
+                registry_signer_id=f"sha256:{registry_key.fingerprint}",
+            )
+
+        exact = f"{version.namespace}/{version.name}@{version.version}"
+        root = subject(exact)
+        assert root is not None
+        reasons = evaluate(root, lambda s: policy.for_kind(s.kind), subject)
+        if reasons:
+            raise PullVerificationError(
+                f"{exact} fails your policy:\n" + "\n".join(str(r) for r in reasons),
+                reasons=[str(r) for r in reasons],
+            )
+
+    def _registry_pem(self, pins: PinStore) -> str:
+        pinned = pins.registry_key(str(self._http.base_url))
+        if pinned is None:
+            raise PullVerificationError("no registry key pinned yet: pass --registry-key")
+        return pinned
+
+    def _verify_pending(self, ref: Ref, version: VersionPublic, files: list[FileDigest]) -> None:
+        from attest.policy import parse_policy
+        from attest.verifying import Verifier
+
+        exact = f"{version.namespace}/{version.name}@{version.version}"
+        policy = parse_policy(self.get_policy(version.namespace).document).for_kind(version.kind)
+        accepted = policy.signature or ()
+        trusted = [
+            TrustedKey.from_pem(i.name, i.public_key_pem.encode())
+            for i in self.list_identities_with_keys()
+            if i.public_key_pem and ("*" in accepted or i.name in accepted)
+        ]
+        if not trusted:
+            raise PullVerificationError(f"{exact}: no identity the policy accepts for signature")
+        verifier = Verifier(keys=trusted)
+        for raw in self._bundles(exact, OMS_PREDICATE):
+            try:
+                check_oms(verifier.verify(Bundle.parse(raw)).statement, files)
+                return
+            except AttestError:
+                continue
+        raise PullVerificationError(
+            f"{exact}: no OMS signature by [{', '.join(accepted)}] covers these files"
+        )
+
+    @staticmethod
+    def _verified_manifest(ref: Ref, version: VersionPublic) -> list[FileDigest]:
+        files = []
+        for f in version.files:
+            try:
+                validate_path(f.path)
+            except InvalidPathError as exc:
+                raise PullVerificationError(f"the registry sent an unsafe path: {exc}") from exc
+            files.append(FileDigest(f.path, f.size, parse_sha256(f.digest)))
+        computed = f"sha256:{root_digest(files)}"
+        if computed != version.root_digest:
+            raise PullVerificationError(
+                f"{ref}: the file list hashes to {computed}, not the advertised "
+                f"{version.root_digest}",
+                expected=version.root_digest,
+                got=computed,
+            )
+        if ref.kind.value == "digest" and ref.selector != computed:
+            raise PullVerificationError(
+                f"{ref}: the registry answered with {computed}", expected=ref.selector, got=computed
+            )
+        return files
+
+    def _download(
+        self, ref: Ref, item: FileDigest, staging: Path, progress: Progress | None, durable: bool
+    ) -> None:
+        destination = staging / item.path
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        path = f"{self._version_path(ref)}/files/{quote(item.path)}"
+        hasher = hashlib.sha256()
+        unsynced = 0
+        # Durable: straight to the disk where the filesystem allows it (see registry.sdk.filesink).
+        out = FileSink(destination, direct=durable)
+
+        def sink(piece: memoryview) -> None:
+            nonlocal unsynced
+            hasher.update(piece)
+            out.write(piece)
+            if durable and not out.direct:
+                unsynced += len(piece)
+                if unsynced >= SYNC_EVERY:
+                    # Write back as we go: the disk works while the network does, and the
+                    # final fsync has little left to do.
+                    out.sync_data()
+                    unsynced = 0
+            if progress:
+                progress(len(piece))
+
+        try:
+            size, _ = self._raw.get(path, sink, limit=item.size, redirect=self.storage_redirects)
+        finally:
+            out.close(durable=durable)
+        if size != item.size or hasher.hexdigest() != item.sha256:
+            got = "more bytes than declared" if size > item.size else f"sha256:{hasher.hexdigest()}"
+            raise PullVerificationError(
+                f"{item.path}: downloaded bytes do not match sha256:{item.sha256} "
+                f"({size} bytes, got {got}); nothing was written to the target",
+                path=item.path,
+                expected=f"sha256:{item.sha256}",
+                got=got,
+            )
+
+
+def _exchange(new: Path, old: Path) -> None:
+    """Swap two directories in one step (Linux ``renameat2(RENAME_EXCHANGE)``): a reader of
+    ``old`` sees the old copy or the new one, never neither. Where the kernel or file system
+    cannot exchange, the old copy is moved aside first (a moment with no directory there)."""
+    import ctypes
+    import ctypes.util
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2 is not None and renameat2(at_fdcwd, os.fsencode(new), at_fdcwd,
+                                           os.fsencode(old), rename_exchange) == 0:  # fmt: skip
+        return
+    aside = old.with_name(f".{old.name}.modelseal-old-{uuid.uuid4().hex[:12]}")
+    os.rename(old, aside)
+    try:
+        os.rename(new, old)
+    except BaseException:
+        os.rename(aside, old)
+        raise
+    os.rename(aside, new)
+
+
+def _fsync_tree(root: Path) -> None:
+    for current, _dirs, _files in os.walk(root):
+        fd = os.open(current, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

@@ -1,0 +1,81 @@
+"""FastAPI dependencies: the services container and the authenticated principal."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from registry.errors import AuthenticationError, RateLimitedError
+from registry.server.config import Settings
+from registry.server.events import SecurityEvents
+from registry.server.ratelimit import TokenBuckets
+from registry.server.services import Principal, TokenService, UploadService, VersionService
+from registry.server.services.attestations import AttestationService
+from registry.server.services.audit import AuditService
+from registry.server.services.evidence import EvidenceService
+from registry.server.services.lifecycle import LifecycleService
+from registry.server.services.releases import ReleaseService
+from registry.server.services.sbom import BomService
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    settings: Settings
+    tokens: TokenService
+    uploads: UploadService
+    versions: VersionService
+    attestations: AttestationService
+    releases: ReleaseService
+    lifecycle: LifecycleService
+    audit: AuditService
+    token_limits: TokenBuckets
+    address_limits: TokenBuckets
+    registry_key_pem: str
+    registry_key_fingerprint: str
+    events: SecurityEvents
+    boms: BomService
+    evidence: EvidenceService
+    #: Readiness probe: component -> "ok" or why it is not (``/ready``).
+    readiness: Callable[[], dict[str, str]] = field(default=lambda: {})
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+bearer = HTTPBearer(auto_error=False, description="An API token: `ms_<id>_<secret>`.")
+
+
+async def get_principal(
+    request: Request,
+    services: Annotated[Services, Depends(get_services)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal:
+    token = credentials.credentials if credentials is not None else None
+    client = request.client.host if request.client else "unknown"
+    _limit(services.address_limits.take(client), f"address {client}")
+    try:
+        principal = await run_in_threadpool(services.tokens.authenticate, token)
+    except AuthenticationError:
+        services.events.auth_failure(client)
+        raise
+    request.state.principal = principal  # for the audit log
+    _limit(services.token_limits.take(principal.token_id), f"token {principal.name!r}")
+    return principal
+
+
+def _limit(wait: float, who: str) -> None:
+    if wait > 0:
+        raise RateLimitedError(
+            f"too many requests from {who}; retry in {wait:.1f} s", retry_after=round(wait, 3)
+        )
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+PrincipalDep = Annotated[Principal, Depends(get_principal)]

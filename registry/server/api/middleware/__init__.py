@@ -1,0 +1,1 @@
+"""ASGI middleware: the audit trail of every request and the request-body limit."""

@@ -1,0 +1,50 @@
+"""API tokens (admins): create (the secret is shown once), list without secrets, revoke."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from fastapi import APIRouter, Response, status
+
+from registry.names import validate_name
+from registry.server.api.deps import PrincipalDep, ServicesDep
+from registry.server.services.auth import Role
+from registry.wire import TokenIn, TokenPublic
+
+router = APIRouter(prefix="/v1/tokens", tags=["tokens"])
+
+
+@router.post("", operation_id="create_token", response_model=TokenPublic, status_code=201)
+def create_token(body: TokenIn, principal: PrincipalDep, services: ServicesDep) -> TokenPublic:
+    if body.namespace is not None:
+        validate_name(body.namespace, what="namespace")
+    expires = timedelta(days=body.expires_days) if body.expires_days else None
+    issued = services.tokens.issue(
+        principal, name=body.name, role=Role(body.role), namespace=body.namespace,
+        expires_in=expires,
+    )  # fmt: skip
+    return TokenPublic(
+        id=issued.id, name=body.name, role=body.role, namespace=body.namespace, token=issued.secret
+    )
+
+
+@router.get("", operation_id="list_tokens", response_model=list[TokenPublic])
+def list_tokens(principal: PrincipalDep, services: ServicesDep) -> list[TokenPublic]:
+    return [
+        TokenPublic(
+            id=r.id,
+            name=r.name,
+            role=str(r.role),
+            namespace=r.namespace,
+            created_at=r.created_at,
+            expires_at=r.expires_at,
+            revoked=r.revoked,
+        )
+        for r in services.tokens.list_tokens(principal)
+    ]
+
+
+@router.delete("/{token_id}", operation_id="revoke_token", status_code=204)
+def revoke_token(token_id: str, principal: PrincipalDep, services: ServicesDep) -> Response:
+    services.tokens.revoke_as(principal, token_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

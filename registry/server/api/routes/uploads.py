@@ -1,0 +1,211 @@
+"""Chunked, resumable blob uploads (OCI-distribution style)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
+
+from registry.errors import InvalidRequestError
+from registry.names import validate_name
+from registry.server.api.deps import PrincipalDep, Services, ServicesDep
+from registry.server.api.routes.versions import NamespacePath
+from registry.server.hashstate import ResumableSha256
+from registry.server.pipe import BytePipe, PipeClosedError
+from registry.server.services import Principal
+from registry.server.services.uploads import ChunkTicket, UploadService, UploadStatus
+from registry.wire import BlobPublic, UploadIn, UploadPublic
+
+router = APIRouter(tags=["uploads"])
+
+_RANGE = re.compile(r"^(?:bytes )?(\d{1,19})-(\d{1,19})(?:/(?:\d{1,19}|\*))?$")
+
+
+def _public(upload: UploadStatus, services: Services) -> UploadPublic:
+    return UploadPublic(
+        id=upload.id,
+        digest=f"sha256:{upload.digest}",
+        size=upload.size,
+        offset=upload.offset,
+        exists=upload.exists,
+        expires_at=upload.expires_at,
+        min_chunk_bytes=services.settings.min_chunk_bytes,
+        max_chunk_bytes=services.settings.max_chunk_bytes,
+    )
+
+
+@router.post(
+    "/v1/namespaces/{namespace}/uploads",
+    operation_id="start_upload",
+    response_model=UploadPublic,
+    status_code=status.HTTP_201_CREATED,
+    responses={200: {"model": UploadPublic, "description": "The namespace holds this blob."}},
+)
+def start_upload(
+    namespace: NamespacePath,
+    body: UploadIn,
+    principal: PrincipalDep,
+    services: ServicesDep,
+    response: Response,
+) -> UploadPublic:
+    """Open an upload session for one blob of declared digest and size."""
+    validate_name(namespace, what="namespace")
+    upload = services.uploads.start(
+        principal, namespace, body.digest.removeprefix("sha256:"), body.size
+    )
+    if upload.exists:
+        response.status_code = status.HTTP_200_OK
+    return _public(upload, services)
+
+
+@router.get("/v1/uploads/{upload_id}", operation_id="get_upload", response_model=UploadPublic)
+def get_upload(upload_id: str, principal: PrincipalDep, services: ServicesDep) -> UploadPublic:
+    """Where an upload stands: resume by sending the chunk that starts at ``offset``."""
+    return _public(services.uploads.status(principal, upload_id), services)
+
+
+async def _receive_chunk(
+    request: Request,
+    services: Services,
+    principal: Principal,
+    upload_id: str,
+    start: int,
+    length: int,
+) -> int:
+    """Stream a chunk body into the store while hashing it; return the new offset.
+
+    The body flows through a bounded pipe to the store in a worker thread, so the store (S3)
+    receives the chunk while it is still arriving; memory is fixed whatever the chunk size.
+    """
+    uploads = services.uploads
+    ticket = await run_in_threadpool(uploads.begin_chunk, principal, upload_id, start, length)
+    hasher = ResumableSha256.from_state(ticket.hash_state)
+    pipe = BytePipe(tap=hasher.update)
+    store = asyncio.ensure_future(
+        run_in_threadpool(_store_chunk, uploads, ticket, pipe, hasher.state)
+    )
+    received = 0
+    try:
+        async for piece in request.stream():
+            if store.done():
+                break  # the store failed; its error is raised below
+            received += len(piece)
+            if received > length:
+                raise InvalidRequestError(f"chunk body is longer than its declared {length} bytes")
+            await pipe.put(piece)
+        if not store.done():
+            if received != length:
+                raise InvalidRequestError(
+                    f"chunk body ended after {received} of its declared {length} bytes",
+                    expected=length,
+                    got=received,
+                )
+            pipe.close()
+    except BaseException as exc:
+        pipe.fail(exc if isinstance(exc, Exception) else InvalidRequestError("upload aborted"))
+        with contextlib.suppress(BaseException):
+            await store
+        if isinstance(exc, PipeClosedError):
+            return await store
+        raise
+    return await store
+
+
+def _store_chunk(
+    uploads: UploadService, ticket: ChunkTicket, pipe: BytePipe, state: Callable[[], bytes]
+) -> int:
+    try:
+        return uploads.commit_chunk(ticket, pipe, state)
+    finally:
+        pipe.abandon()
+
+
+def _chunk_bounds(
+    content_length: int, content_range: str | None, offset_hint: int | None
+) -> tuple[int, int]:
+    """``(start, length)`` of a chunk; without Content-Range it starts at ``offset_hint``."""
+    if content_range is None:
+        if offset_hint is None:
+            raise InvalidRequestError("chunks must carry 'Content-Range: bytes START-END'")
+        return offset_hint, content_length
+    match = _RANGE.match(content_range.strip())
+    if match is None:
+        raise InvalidRequestError(
+            f"invalid Content-Range {content_range[:60]!r}: expected 'bytes START-END'"
+        )
+    start, end = int(match.group(1)), int(match.group(2))
+    if end < start or end - start + 1 != content_length:
+        raise InvalidRequestError(
+            f"Content-Range {start}-{end} does not match Content-Length {content_length}"
+        )
+    return start, content_length
+
+
+def _require_length(content_length: int | None) -> int:
+    if content_length is None:
+        raise InvalidRequestError("chunks must be sent with a Content-Length header")
+    return content_length
+
+
+@router.patch(
+    "/v1/uploads/{upload_id}",
+    operation_id="upload_chunk",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=UploadPublic,
+    openapi_extra={"requestBody": {"content": {"application/octet-stream": {}}, "required": True}},
+)
+async def upload_chunk(
+    upload_id: str,
+    request: Request,
+    principal: PrincipalDep,
+    services: ServicesDep,
+    content_length: Annotated[int | None, Header()] = None,
+    content_range: Annotated[str | None, Header()] = None,
+) -> UploadPublic:
+    """Append one chunk. ``Content-Range: bytes START-END`` must start at the current offset;
+    every chunk but the last must be at least ``min_chunk_bytes``."""
+    length = _require_length(content_length)
+    start, length = _chunk_bounds(length, content_range, None)
+    await _receive_chunk(request, services, principal, upload_id, start, length)
+    upload = await run_in_threadpool(services.uploads.status, principal, upload_id)
+    return _public(upload, services)
+
+
+@router.put(
+    "/v1/uploads/{upload_id}",
+    operation_id="finish_upload",
+    status_code=status.HTTP_201_CREATED,
+    response_model=BlobPublic,
+    openapi_extra={"requestBody": {"content": {"application/octet-stream": {}}, "required": False}},
+)
+async def finish_upload(
+    upload_id: str,
+    request: Request,
+    principal: PrincipalDep,
+    services: ServicesDep,
+    content_length: Annotated[int | None, Header()] = None,
+    content_range: Annotated[str | None, Header()] = None,
+) -> BlobPublic:
+    """Finish an upload, optionally with its last chunk in the body. The blob becomes visible
+    only if every declared byte arrived and they hash to the declared digest; otherwise 400
+    ``digest-mismatch`` and the upload is discarded."""
+    if content_length:
+        status_now = await run_in_threadpool(services.uploads.status, principal, upload_id)
+        start, length = _chunk_bounds(content_length, content_range, status_now.offset)
+        await _receive_chunk(request, services, principal, upload_id, start, length)
+    digest, size = await run_in_threadpool(services.uploads.finish, principal, upload_id)
+    return BlobPublic(digest=f"sha256:{digest}", size=size)
+
+
+@router.delete(
+    "/v1/uploads/{upload_id}", operation_id="cancel_upload", status_code=status.HTTP_204_NO_CONTENT
+)
+def cancel_upload(upload_id: str, principal: PrincipalDep, services: ServicesDep) -> Response:
+    """Abandon an upload; its staged parts are dropped."""
+    services.uploads.cancel(principal, upload_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

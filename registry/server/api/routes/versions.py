@@ -1,0 +1,247 @@
+"""Namespaces, artifacts and versions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Response, status
+from fastapi.responses import StreamingResponse
+
+from registry.names import (
+    Kind,
+    Ref,
+    parse_selector,
+    validate_name,
+    validate_path,
+    validate_version,
+)
+from registry.server.api.deps import PrincipalDep, ServicesDep
+from registry.server.services.versions import VersionRecord
+from registry.wire import (
+    ArtifactPublic,
+    FilePublic,
+    ManifestIn,
+    NamespacePublic,
+    VersionPublic,
+    VersionSummary,
+)
+
+router = APIRouter(prefix="/v1/namespaces", tags=["versions"])
+
+#: Integers a path or query may carry: the database's INTEGER and BIGINT (beyond them a
+#: request is a 400, not a database error).
+INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
+
+# The naming rules of registry.names, in the schema (so schema-valid means valid); the handlers
+# still check them (a mismatch is a 400 ``invalid-name`` naming the rule).
+NAME_PATTERN = r"^(?!.*\.\.)[a-z0-9][a-z0-9._-]{0,63}$"
+VERSION_PATTERN = r"^v?[0-9][A-Za-z0-9._+-]{0,63}$"
+ALIAS_PATTERN = r"^(?!v?[0-9])(?!sha256$)[a-z][a-z0-9._-]{0,63}$"
+SELECTOR_PATTERN = (
+    r"^(v?[0-9][A-Za-z0-9._+-]{0,63}|(?!sha256$)[a-z][a-z0-9._-]{0,63}|sha256:[0-9a-f]{64})$"
+)
+
+
+def _named(description: str, pattern: str) -> Any:
+    return Path(description=description, json_schema_extra={"pattern": pattern})
+
+
+NamespacePath = Annotated[str, _named("Namespace name.", NAME_PATTERN)]
+NamePath = Annotated[str, _named("Artifact name.", NAME_PATTERN)]
+VersionPath = Annotated[str, _named("Version; starts with a digit.", VERSION_PATTERN)]
+SelectorPath = Annotated[str, _named("VERSION, ALIAS or sha256:<root digest>.", SELECTOR_PATTERN)]
+AliasPath = Annotated[str, _named("Alias name (prod, staging, …).", ALIAS_PATTERN)]
+
+
+def _summary(record: VersionRecord) -> VersionSummary:
+    return VersionSummary(
+        namespace=record.namespace,
+        name=record.name,
+        version=record.version,
+        kind=Kind(record.kind),
+        state=record.state,
+        root_digest=f"sha256:{record.root_digest}",
+        file_count=record.file_count,
+        total_size=record.total_size,
+        created_at=record.created_at,
+        created_by=record.created_by,
+        state_reason=record.state_reason,
+        external=record.external,
+    )
+
+
+def public_version(record: VersionRecord) -> VersionPublic:
+    """The API view of a version."""
+    uris = dict(record.uris)
+    return VersionPublic(
+        **_summary(record).model_dump(),
+        files=[
+            FilePublic(path=f.path, size=f.size, digest=f"sha256:{f.sha256}", uri=uris.get(f.path))
+            for f in record.files
+        ],
+    )
+
+
+def version_ref(namespace: str, name: str, selector: str) -> Ref:
+    """A validated reference from path parameters."""
+    validate_name(namespace, what="namespace")
+    validate_name(name, what="artifact name")
+    sel, kind = parse_selector(selector)
+    return Ref(namespace, name, sel, kind)
+
+
+@router.get("", operation_id="list_namespaces", response_model=list[NamespacePublic])
+def list_namespaces(principal: PrincipalDep, services: ServicesDep) -> list[NamespacePublic]:
+    """Namespaces the caller can see."""
+    return [NamespacePublic(name=n) for n in services.versions.list_namespaces(principal)]
+
+
+@router.get(
+    "/{namespace}/artifacts", operation_id="list_artifacts", response_model=list[ArtifactPublic]
+)
+def list_artifacts(
+    namespace: NamespacePath, principal: PrincipalDep, services: ServicesDep
+) -> list[ArtifactPublic]:
+    validate_name(namespace, what="namespace")
+    return [
+        ArtifactPublic(
+            namespace=a.namespace,
+            name=a.name,
+            kind=Kind(a.kind),
+            created_at=a.created_at,
+            version_count=a.version_count,
+        )
+        for a in services.versions.list_artifacts(principal, namespace)
+    ]
+
+
+@router.get(
+    "/{namespace}/artifacts/{name}/versions",
+    operation_id="list_versions",
+    response_model=list[VersionSummary],
+)
+def list_versions(
+    namespace: NamespacePath, name: NamePath, principal: PrincipalDep, services: ServicesDep
+) -> list[VersionSummary]:
+    validate_name(namespace, what="namespace")
+    validate_name(name, what="artifact name")
+    return [_summary(v) for v in services.versions.list_versions(principal, namespace, name)]
+
+
+@router.put(
+    "/{namespace}/artifacts/{name}/versions/{version}",
+    operation_id="put_version",
+    response_model=VersionPublic,
+    status_code=status.HTTP_201_CREATED,
+    responses={200: {"model": VersionPublic, "description": "Identical version already exists."}},
+)
+def put_version(
+    namespace: NamespacePath,
+    name: NamePath,
+    version: VersionPath,
+    manifest: ManifestIn,
+    principal: PrincipalDep,
+    services: ServicesDep,
+    response: Response,
+) -> VersionPublic:
+    """Create a version from its manifest. Every blob must already be uploaded to the namespace.
+
+    Versions are immutable: the same manifest again answers 200 and writes nothing; another
+    manifest for an existing version answers 409. The version's identity (``root_digest``) is
+    computed here from the verified blob digests.
+    """
+    validate_name(namespace, what="namespace")
+    validate_name(name, what="artifact name")
+    validate_version(version)
+    record, created = services.versions.commit(
+        principal,
+        namespace=namespace,
+        name=name,
+        version=version,
+        kind=manifest.kind,
+        files=[f.to_file_digest() for f in manifest.files],
+        uris=manifest.uris(),
+    )
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return public_version(record)
+
+
+@router.get(
+    "/{namespace}/artifacts/{name}/versions/{selector}",
+    operation_id="get_version",
+    response_model=VersionPublic,
+)
+def get_version(
+    namespace: NamespacePath,
+    name: NamePath,
+    selector: SelectorPath,
+    principal: PrincipalDep,
+    services: ServicesDep,
+) -> VersionPublic:
+    return public_version(
+        services.versions.resolve(principal, version_ref(namespace, name, selector))
+    )
+
+
+@router.get(
+    "/{namespace}/artifacts/{name}/versions/{selector}/files/{path:path}",
+    operation_id="get_version_file",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"application/octet-stream": {}}},
+        307: {
+            "description": "With ``redirect=true`` on a registry that presigns downloads: the "
+            "file's bytes are at the short-lived URL in ``Location`` (send no credentials "
+            "there). ``X-Modelseal-Digest`` names the sha256 they must have.",
+        },
+    },
+)
+def get_version_file(
+    namespace: NamespacePath,
+    name: NamePath,
+    selector: SelectorPath,
+    path: str,
+    principal: PrincipalDep,
+    services: ServicesDep,
+    redirect: Annotated[
+        bool,
+        Query(
+            description="Accept a 307 to a presigned storage URL instead of the bytes (answered "
+            "only when the registry is configured for it; else the bytes come as usual)."
+        ),
+    ] = False,
+) -> Response:
+    """Stream one file, or with ``redirect`` point at where it can be fetched directly.
+    ``Content-Digest``-style header ``X-Modelseal-Digest`` names its sha256; clients must check
+    it while reading, wherever the bytes come from."""
+    ref = version_ref(namespace, name, selector)
+    validate_path(path)
+    record, item, url = services.versions.file_location(principal, ref, path, redirect=redirect)
+    if url is not None:
+        return Response(
+            status_code=status.HTTP_307_TEMPORARY_REDIRECT,
+            headers={
+                "Location": url,
+                "X-Modelseal-Digest": f"sha256:{item.sha256}",
+                "X-Modelseal-Size": str(item.size),
+                "X-Modelseal-Root-Digest": f"sha256:{record.root_digest}",
+                # The URL is a bearer credential until it expires: keep it out of caches
+                # and out of Referer headers.
+                "Cache-Control": "no-store",
+                "Referrer-Policy": "no-referrer",
+            },
+        )
+    body: Iterator[bytes] = services.versions.read_file(item)
+    return StreamingResponse(
+        body,
+        media_type="application/octet-stream",
+        headers={
+            "Content-Length": str(item.size),
+            "X-Modelseal-Digest": f"sha256:{item.sha256}",
+            "ETag": f'"sha256:{item.sha256}"',
+            "X-Modelseal-Root-Digest": f"sha256:{record.root_digest}",
+        },
+    )

@@ -1,0 +1,190 @@
+"""The composition root: ``create_app(settings)`` wires settings, database, store and services."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import Engine
+
+from attest import keys
+from registry import __version__
+from registry.server.api import problems
+from registry.server.api.deps import Services
+from registry.server.api.middleware.audit import AuditMiddleware
+from registry.server.api.middleware.limits import BodyLimitMiddleware
+from registry.server.api.routes import (
+    attestations,
+    audit,
+    events,
+    health,
+    releases,
+    tokens,
+    uploads,
+    versions,
+)
+from registry.server.config import Settings
+from registry.server.db import make_engine, make_sessionmaker
+from registry.server.events import SecurityEvents
+from registry.server.ratelimit import TokenBuckets
+from registry.server.services import TokenService, UploadService, VersionService
+from registry.server.services.attestations import AttestationService
+from registry.server.services.audit import AuditService
+from registry.server.services.common import Clock, utcnow
+from registry.server.services.evidence import EvidenceService
+from registry.server.services.keys import load_registry_signer
+from registry.server.services.lifecycle import LifecycleService
+from registry.server.services.releases import ReleaseService
+from registry.server.services.sbom import AfterCommit, BomService
+from registry.server.services.scanning import ScanService
+from registry.server.storage import BlobStore, S3BlobStore, open_blob_store
+from registry.wire import PROBLEM_RESPONSES
+
+log = logging.getLogger(__name__)
+
+EXPIRY_INTERVAL_SECONDS = 300.0
+
+
+def create_app(
+    settings: Settings,
+    *,
+    store: BlobStore | None = None,
+    clock: Clock = utcnow,
+    expiry_interval: float | None = EXPIRY_INTERVAL_SECONDS,
+) -> FastAPI:
+    """Build the API. The database must already be migrated (``modelseal serve`` does it)."""
+    engine = make_engine(settings.resolved_database_url)
+    sessions = make_sessionmaker(engine)
+    blob_store = store if store is not None else open_blob_store(settings)
+    if settings.s3_presign_downloads and not isinstance(blob_store, S3BlobStore):
+        log.warning(
+            "MODELSEAL_S3_PRESIGN_DOWNLOADS is set, but %s cannot hand out URLs: downloads are "
+            "streamed through the registry",
+            blob_store.description,
+        )
+    signer = load_registry_signer(settings)
+    scans = ScanService(sessions, blob_store, signer, clock=clock)
+    after_commit = AfterCommit(scans)
+    versions_service = VersionService(
+        sessions, blob_store, settings, clock=clock, scanner=after_commit
+    )
+    attestation_service = AttestationService(sessions, versions_service, settings, clock=clock)
+    bom_service = BomService(sessions, versions_service, attestation_service, signer, clock=clock)
+    after_commit.bom = bom_service
+    attestation_service.on_evidence = bom_service.rebuild_logged
+    audit_service = AuditService(sessions, signer, clock=clock)
+    secret = settings.webhook_secret
+    security_events = SecurityEvents(
+        webhooks=settings.webhooks,
+        secret=secret.get_secret_value().encode() if secret is not None else None,
+        allow_private=settings.webhook_allow_private,
+        burst_count=settings.auth_failure_burst,
+        burst_window=settings.auth_failure_window_seconds,
+        ca_bundle=str(settings.webhook_ca_bundle) if settings.webhook_ca_bundle else None,
+    )
+    services = Services(
+        settings=settings,
+        tokens=TokenService(sessions, clock=clock),
+        uploads=UploadService(sessions, blob_store, settings, clock=clock),
+        versions=versions_service,
+        attestations=attestation_service,
+        lifecycle=LifecycleService(sessions, versions_service, clock=clock),
+        audit=audit_service,
+        token_limits=TokenBuckets(settings.rate_per_token, settings.burst_per_token),
+        address_limits=TokenBuckets(settings.rate_per_address, settings.burst_per_address),
+        releases=ReleaseService(
+            sessions, versions_service, attestation_service, signer, clock=clock, scans=scans
+        ),
+        registry_key_pem=keys.public_pem(signer.public_key).decode(),
+        registry_key_fingerprint=signer.identity,
+        events=security_events,
+        boms=bom_service,
+        evidence=EvidenceService(versions_service, attestation_service, signer, clock=clock),
+        readiness=lambda: _readiness(engine, blob_store),
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        tasks = []
+        security_events.start()
+        if expiry_interval:
+            tasks.append(asyncio.create_task(_expire_uploads(services.uploads, expiry_interval)))
+        if settings.audit_checkpoint_seconds:
+            tasks.append(asyncio.create_task(
+                _checkpoints(audit_service, settings.audit_checkpoint_seconds)))  # fmt: skip
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await run_in_threadpool(security_events.stop)
+            engine.dispose()
+
+    app = FastAPI(
+        title="modelseal",
+        version=__version__,
+        summary="A model registry that only releases what it can prove.",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    app.add_middleware(AuditMiddleware, audit=audit_service)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        default_limit=settings.max_json_bytes,
+        upload_limit=settings.max_chunk_bytes,
+    )
+    problems.install(app)
+    app.include_router(health.router)
+    app.include_router(versions.router, responses=PROBLEM_RESPONSES)
+    app.include_router(uploads.router, responses=PROBLEM_RESPONSES)
+    app.include_router(attestations.router, responses=PROBLEM_RESPONSES)
+    app.include_router(releases.router, responses=PROBLEM_RESPONSES)
+    app.include_router(tokens.router, responses=PROBLEM_RESPONSES)
+    app.include_router(audit.router, responses=PROBLEM_RESPONSES)
+    app.include_router(events.router, responses=PROBLEM_RESPONSES)
+    return app
+
+
+def _readiness(engine: Engine, store: BlobStore) -> dict[str, str]:
+    """Can this replica serve: the database answers a query, the store a lookup."""
+    from registry.server.api.problems import unavailable
+
+    found: dict[str, str] = {}
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+        found["database"] = "ok"
+    except Exception as exc:  # the answer is unauthenticated: no addresses, no messages
+        log.warning("not ready: database: %s", exc)
+        found["database"] = "unavailable" if unavailable(exc) else "failed"
+    try:
+        store.size("0" * 64)  # no such blob: a cheap round trip to the store
+        found["store"] = "ok"
+    except Exception as exc:
+        log.warning("not ready: blob store: %s", exc)
+        found["store"] = "unavailable" if unavailable(exc) else "failed"
+    return found
+
+
+async def _checkpoints(audit: AuditService, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await run_in_threadpool(audit.checkpoint)
+        except Exception:
+            log.exception("audit checkpoint failed")
+
+
+async def _expire_uploads(uploads: UploadService, interval: float) -> None:
+    while True:
+        try:
+            expired = await run_in_threadpool(uploads.expire)
+            if expired:
+                log.info("expired %d upload session(s)", expired)
+        except Exception:
+            log.exception("upload expiry failed")
+        await asyncio.sleep(interval)

@@ -1,0 +1,145 @@
+"""Service settings: one pydantic-settings object (env prefix ``MODELSEAL_``), passed down.
+
+Nothing here is read at import time; :func:`registry.server.app.create_app` receives a ``Settings``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlparse
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+
+
+class Settings(BaseSettings):
+    """Configuration of one registry process. Every replica of a deployment uses the same values."""
+
+    model_config = SettingsConfigDict(env_prefix="MODELSEAL_", extra="ignore")
+
+    data_dir: Path = Field(
+        default=Path("modelseal-data"),
+        description="Where the embedded defaults live: registry.db, blobs/, tmp/, admin-token.",
+    )
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default sqlite:///DATA_DIR/registry.db."
+    )
+    storage: str | None = Field(
+        default=None,
+        description="Blob store: s3://bucket/prefix, or file:///path; default DATA_DIR/blobs.",
+    )
+    s3_endpoint_url: str | None = Field(default=None, description="S3-compatible endpoint URL.")
+    s3_region: str | None = None
+    s3_sse: Literal["AES256", "aws:kms"] | None = Field(
+        default=None, description="Server-side encryption for stored blobs."
+    )
+    s3_sse_kms_key_id: str | None = None
+    s3_max_pool_connections: int = Field(default=32, ge=1, le=1024)
+    s3_presign_downloads: bool = Field(
+        default=False,
+        description="Answer file downloads that ask for it (?redirect=true) with a 307 to a "
+        "short-lived presigned S3 URL, so the bytes go from the store to the client without "
+        "passing through the registry. Needs the store to be reachable from clients.",
+    )
+    s3_presign_seconds: int = Field(
+        default=60,
+        ge=1,
+        le=3600,
+        description="How long a presigned download URL can be used to start a download.",
+    )
+    s3_public_endpoint_url: str | None = Field(
+        default=None,
+        description="The S3 endpoint as clients reach it, for presigned URLs (default: "
+        "s3_endpoint_url).",
+    )
+
+    max_blob_bytes: int = Field(default=256 * GiB, ge=1, description="Largest single file.")
+    max_chunk_bytes: int = Field(default=512 * MiB, ge=1, description="Largest upload chunk.")
+    min_chunk_bytes: int = Field(
+        default=5 * MiB,
+        ge=1,
+        description="Smallest chunk except the last (the S3 multipart minimum part size).",
+    )
+    max_manifest_files: int = Field(default=100_000, ge=1)
+    max_json_bytes: int = Field(default=32 * MiB, ge=1024, description="Largest JSON body.")
+    upload_ttl_seconds: int = Field(default=24 * 3600, ge=60)
+    sigstore_trusted_root: Path | None = Field(
+        default=None,
+        description="Sigstore trusted_root.json for keyless bundles; default: the public-good "
+        "root shipped with modelseal (never the per-user sigstore cache).",
+    )
+    max_bundle_bytes: int = Field(default=16 * MiB, ge=1024, description="Largest bundle.")
+    signing_key: str | None = Field(
+        default=None,
+        description="The registry's signing key: a PEM file, or a securesystemslib signer URI "
+        "(awskms:, gcpkms:, hsm:, …) with signing_key_pub. Default: DATA_DIR/registry.key, "
+        "generated on first start. Every replica must use the same key.",
+    )
+    rate_per_token: float = Field(default=200, ge=0, description="Requests/s per token (0: off).")
+    burst_per_token: float = Field(default=1000, ge=1)
+    rate_per_address: float = Field(
+        default=400, ge=0, description="Requests/s per client address, authenticated or not."
+    )
+    burst_per_address: float = Field(default=2000, ge=1)
+    audit_checkpoint_seconds: float = Field(
+        default=3600, ge=0, description="Sign an audit-log checkpoint this often (0: never)."
+    )
+    signing_key_pub: Path | None = Field(
+        default=None, description="PEM public key of a signer-URI signing key."
+    )
+    webhooks: list[str] = Field(
+        default_factory=list,
+        description='Security-event webhook URLs (JSON list: ["https://hooks.example/ms"]).',
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="HMAC-SHA256 key that signs every webhook body (required)."
+    )
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="Allow webhooks to loopback, private and link-local addresses.",
+    )
+    webhook_ca_bundle: Path | None = Field(
+        default=None, description="Extra CA bundle for https webhooks."
+    )
+    auth_failure_burst: int = Field(
+        default=20, ge=1, description="This many 401s from one address within the window …"
+    )
+    auth_failure_window_seconds: float = Field(
+        default=60, gt=0, description="… raise one auth_failure_burst security event."
+    )
+    metrics_public: bool = Field(
+        default=False,
+        description="Serve /metrics without a token (default: an admin or auditor token).",
+    )
+
+    @field_validator("storage")
+    @classmethod
+    def _check_storage(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        scheme = urlparse(value).scheme
+        if scheme not in {"s3", "file"}:
+            raise ValueError("storage must be s3://bucket/prefix or file:///path")
+        if scheme == "s3" and not urlparse(value).netloc:
+            raise ValueError("s3 storage needs a bucket: s3://bucket/prefix")
+        return value
+
+    @field_validator("s3_endpoint_url", "s3_public_endpoint_url")
+    @classmethod
+    def _check_endpoint(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parsed = urlparse(value)
+        if parsed.scheme not in {"http", "https"} or not parsed.hostname:
+            raise ValueError("an S3 endpoint must be an http:// or https:// URL with a host")
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'registry.db').resolve()}"

@@ -1,0 +1,109 @@
+"""Engines, sessions and migrations. Nothing connects at import time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """Create an engine; SQLite gets WAL, foreign keys and write-serializing transactions."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 60}, **kwargs)
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            # Let SQLAlchemy, not pysqlite, emit BEGIN, so it can be BEGIN IMMEDIATE below.
+            dbapi_conn.isolation_level = None
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=60000")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Any) -> None:
+            # IMMEDIATE takes the write lock up front: concurrent read-then-write transactions
+            # wait for each other instead of failing with SQLITE_BUSY when they upgrade.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    if url.startswith("postgresql"):
+        # An unreachable host fails the request (503) in seconds instead of hanging it.
+        kwargs.setdefault("connect_args", {"connect_timeout": 10})
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kwargs)
+
+
+def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """One unit of work: commit on success, roll back on any error."""
+    with factory() as session, session.begin():
+        yield session
+
+
+def alembic_config(url: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+#: Any constant; replicas starting together on one PostgreSQL take turns on it.
+_STARTUP_LOCK = 0x6D6F64656C7365
+
+
+@contextmanager
+def startup_lock(url: str) -> Iterator[Connection | None]:
+    """Serialize start-up work (migrations, the first admin token) across replicas.
+
+    On PostgreSQL: a session advisory lock, held on the yielded connection. On SQLite there is one
+    host; write transactions are serialized by ``BEGIN IMMEDIATE`` already, and None is yielded.
+    """
+    if not url.startswith("postgresql"):
+        yield None
+        return
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f"SELECT pg_advisory_lock({_STARTUP_LOCK})")
+            conn.commit()
+            try:
+                yield conn
+            finally:
+                conn.rollback()
+                conn.exec_driver_sql(f"SELECT pg_advisory_unlock({_STARTUP_LOCK})")
+                conn.commit()
+    finally:
+        engine.dispose()
+
+
+def migrate(url: str, *, locked: Connection | None = None) -> None:
+    """Bring the database schema to the newest migration.
+
+    Replicas starting at the same moment on one PostgreSQL migrate one at a time; pass the
+    connection of an already held :func:`startup_lock` as ``locked``.
+    """
+    if locked is None and url.startswith("postgresql"):
+        with startup_lock(url) as conn:
+            migrate(url, locked=conn)
+        return
+    cfg = alembic_config(url)
+    if locked is not None:
+        cfg.attributes["connection"] = locked
+        command.upgrade(cfg, "head")
+        locked.commit()
+    else:
+        command.upgrade(cfg, "head")

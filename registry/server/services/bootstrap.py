@@ -1,0 +1,91 @@
+"""First start: migrate the database and issue the first admin token."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+from registry.server.config import Settings
+from registry.server.db import make_engine, make_sessionmaker, migrate, startup_lock
+from registry.server.services.auth import IssuedToken, Role, TokenService
+from registry.server.services.keys import load_registry_signer, register_registry_key
+
+ADMIN_TOKEN_FILE = "admin-token"  # noqa: S105 - a file name
+
+
+def bootstrap(settings: Settings) -> Path | None:
+    """Prepare a data dir and database; returns the admin-token path when one was written.
+
+    The schema is migrated to the newest revision on every start (idempotent). When the database
+    holds no token at all, an admin token is created and written to ``DATA_DIR/admin-token`` with
+    mode 0600 — the only place its secret ever exists.
+    """
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    url = settings.resolved_database_url
+    # One lock around both steps: replicas starting together issue exactly one admin token.
+    with startup_lock(url) as locked:
+        migrate(url, locked=locked)
+        engine = make_engine(url)
+        try:
+            sessions = make_sessionmaker(engine)
+            register_registry_key(sessions, load_registry_signer(settings))
+            tokens = TokenService(sessions)
+            if tokens.count():
+                return None
+            issued = tokens.create(name="admin", role=Role.ADMIN)
+        finally:
+            engine.dispose()
+    target = settings.data_dir / ADMIN_TOKEN_FILE
+    write_secret_file(target, issued.secret + "\n")
+    return target
+
+
+def write_secret_file(target: Path, text: str) -> None:
+    """Write a file readable only by its owner, atomically (never world-readable, even briefly)."""
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def operator_actor() -> str:
+    """Who an operator command acts as in the audit log: ``operator@HOST`` (and the OS user)."""
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = f"uid-{os.getuid()}"
+    return f"operator:{user}@{socket.gethostname()}"[:128]
+
+
+def operator_admin_token(
+    settings: Settings, *, name: str = "operator-admin", expires_in: timedelta | None = None
+) -> IssuedToken:
+    """Issue a registry-wide admin token straight into the database (audited, as
+    :func:`operator_actor`): the way back for an operator with access to the server when no
+    admin token works. Needs the database to be migrated already (a running registry's is)."""
+    from sqlalchemy import inspect
+
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        if not inspect(engine).has_table("api_tokens"):
+            raise RuntimeError(
+                f"{settings.resolved_database_url.split('@')[-1]} holds no modelseal schema: "
+                "is this the registry's database (--data-dir / --database-url)?"
+            )
+        tokens = TokenService(make_sessionmaker(engine))
+        return tokens.create(
+            name=name, role=Role.ADMIN, expires_in=expires_in, by=operator_actor()
+        )
+    finally:
+        engine.dispose()

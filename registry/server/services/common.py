@@ -1,0 +1,48 @@
+"""Small pieces the services share."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from registry.errors import NotFoundError
+from registry.server.models import Namespace
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def aware(value: datetime) -> datetime:
+    """SQLite returns naive datetimes for timezone-aware columns; they are UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def insert_for(session: Session) -> Any:
+    """The dialect's INSERT construct (both support ``on_conflict_do_nothing``)."""
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
+def ensure_namespace(session: Session, name: str, now: datetime) -> Namespace:
+    """Get or create a namespace, safe under concurrent creators (INSERT … ON CONFLICT)."""
+    insert = insert_for(session)
+    session.execute(
+        insert(Namespace)
+        .values(name=name, created_at=now)
+        .on_conflict_do_nothing(index_elements=["name"])
+    )
+    return session.execute(select(Namespace).where(Namespace.name == name)).scalar_one()
+
+
+def get_namespace(session: Session, name: str) -> Namespace:
+    found = session.execute(select(Namespace).where(Namespace.name == name)).scalar_one_or_none()
+    if found is None:
+        raise NotFoundError(f"namespace {name!r} does not exist", namespace=name)
+    return found

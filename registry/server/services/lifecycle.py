@@ -1,0 +1,182 @@
+"""After release: aliases (with their history) and revocation."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from attest.bundle import Bundle
+from attest.errors import AttestError
+from attest.gate import DEPENDENCY_SCHEME, SLSA_PROVENANCE
+from registry.errors import ConflictError, InvalidRequestError, NotFoundError
+from registry.names import Ref, RefKind, validate_alias
+from registry.server.db import transaction
+from registry.server.models import Alias, AliasEvent, Artifact, Attestation, Namespace, Version
+from registry.server.services import journal
+from registry.server.services.auth import Action, Principal
+from registry.server.services.common import Clock, aware, utcnow
+from registry.server.services.journal import version_target
+from registry.server.services.versions import State, VersionRecord, VersionService, version_id
+
+
+@dataclass(frozen=True, slots=True)
+class AliasMove:
+    alias: str
+    from_version: str | None
+    to_version: str
+    actor: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AliasRecord:
+    alias: str
+    version: str
+    state: str
+    updated_at: datetime
+    updated_by: str
+
+
+class LifecycleService:
+    def __init__(
+        self, sessions: sessionmaker[Session], versions: VersionService, *, clock: Clock = utcnow
+    ) -> None:
+        self._sessions = sessions
+        self._versions = versions
+        self._clock = clock
+
+    def set_alias(
+        self, principal: Principal, namespace: str, name: str, alias: str, version: str
+    ) -> AliasMove:
+        """Point ``alias`` at a released version; every move is recorded.
+
+        Raises:
+            ConflictError: the version is not released (pending, rejected, revoked).
+        """
+        principal.require(Action.RELEASE, namespace)
+        validate_alias(alias)
+        record = self._versions.resolve(principal, Ref(namespace, name, version, RefKind.VERSION))
+        if record.state != State.RELEASED:
+            raise ConflictError(
+                f"{record.ref} is {record.state}; aliases point only at released versions",
+                state=record.state,
+            )
+        now = self._clock()
+        with transaction(self._sessions) as session:
+            vid = version_id(session, record)
+            artifact_id = session.get(Version, vid).artifact_id  # type: ignore[union-attr]
+            current = session.execute(
+                select(Alias).where(Alias.artifact_id == artifact_id, Alias.name == alias)
+            ).scalar_one_or_none()
+            previous = None
+            if current is None:
+                session.add(Alias(artifact_id=artifact_id, name=alias, version_id=vid,
+                                  updated_at=now, updated_by=principal.name))  # fmt: skip
+            else:
+                previous = session.get(Version, current.version_id).version  # type: ignore[union-attr]
+                current.version_id, current.updated_at = vid, now
+                current.updated_by = principal.name
+            move = AliasEvent(artifact_id=artifact_id, alias=alias, from_version=previous,
+                              to_version=version, actor=principal.name, at=now)  # fmt: skip
+            session.add(move)
+            journal.record(session, principal, "set_alias",
+                           f"/v1/namespaces/{namespace}/artifacts/{name}/aliases/{alias}",
+                           at=now, details={"from": previous, "to": version})  # fmt: skip
+        return AliasMove(alias, previous, version, principal.name, now)
+
+    def history(
+        self, principal: Principal, namespace: str, name: str, alias: str
+    ) -> list[AliasMove]:
+        principal.require(Action.READ, namespace)
+        with self._sessions() as session:
+            rows = session.execute(
+                select(AliasEvent)
+                .join(Artifact, AliasEvent.artifact_id == Artifact.id)
+                .join(Namespace, Artifact.namespace_id == Namespace.id)
+                .where(
+                    Namespace.name == namespace, Artifact.name == name, AliasEvent.alias == alias
+                )
+                .order_by(AliasEvent.id)
+            ).scalars()
+            moves = [AliasMove(r.alias, r.from_version, r.to_version, r.actor, aware(r.at))
+                     for r in rows]  # fmt: skip
+        if not moves:
+            raise NotFoundError(f"{namespace}/{name} has no alias {alias!r}")
+        return moves
+
+    def list_aliases(self, principal: Principal, namespace: str, name: str) -> list[AliasRecord]:
+        principal.require(Action.READ, namespace)
+        with self._sessions() as session:
+            rows = session.execute(
+                select(Alias, Version)
+                .join(Version, Alias.version_id == Version.id)
+                .join(Artifact, Alias.artifact_id == Artifact.id)
+                .join(Namespace, Artifact.namespace_id == Namespace.id)
+                .where(Namespace.name == namespace, Artifact.name == name)
+                .order_by(Alias.name)
+            ).all()
+            return [AliasRecord(a.name, v.version, v.state, aware(a.updated_at), a.updated_by)
+                    for a, v in rows]  # fmt: skip
+
+    def revoke(
+        self, principal: Principal, ref: Ref, reason: str
+    ) -> tuple[VersionRecord, list[str]]:
+        """Revoke a released version; returns it and the released versions whose provenance
+        names it (they fail re-verification from now on)."""
+        principal.require(Action.RELEASE, ref.namespace)
+        if not reason.strip():
+            raise InvalidRequestError("a revocation needs a reason")
+        record = self._versions.resolve(principal, ref)
+        if record.state == State.REVOKED:
+            return record, self._dependents(record)
+        if record.state != State.RELEASED:
+            raise ConflictError(
+                f"{record.ref} is {record.state}; only released versions are revoked"
+            )
+        text = f"revoked by {principal.name}: {reason.strip()[:2000]}"
+        with transaction(self._sessions) as session:
+            session.execute(
+                update(Version)
+                .where(Version.id == version_id(session, record), Version.state == State.RELEASED)
+                .values(state=State.REVOKED, state_reason=text)
+            )
+            journal.record(session, principal, "revoke_version",
+                           version_target(record.namespace, record.name, record.version, "revoke"),
+                           at=self._clock(), details={"reason": reason.strip()[:2000]})  # fmt: skip
+        return dataclasses.replace(
+            record, state=State.REVOKED, state_reason=text
+        ), self._dependents(record)
+
+    def _dependents(self, record: VersionRecord) -> list[str]:
+        """Released versions whose stored provenance names ``record`` (by digest)."""
+        found: set[str] = set()
+        with self._sessions() as session:
+            rows = session.execute(
+                select(Attestation.bundle, Namespace.name, Artifact.name, Version.version)
+                .join(Version, Attestation.version_id == Version.id)
+                .join(Artifact, Version.artifact_id == Artifact.id)
+                .join(Namespace, Artifact.namespace_id == Namespace.id)
+                .where(Attestation.predicate_type == SLSA_PROVENANCE)
+                .where(Version.state == State.RELEASED)
+            ).all()
+        for raw, ns, name, version in rows:
+            try:
+                predicate = Bundle.parse(raw).statement().predicate
+            except AttestError:
+                continue
+            deps = predicate.get("buildDefinition", {}).get("resolvedDependencies", [])
+            for dep in deps if isinstance(deps, list) else []:
+                if not isinstance(dep, dict):
+                    continue
+                uri, digest = str(dep.get("uri", "")), dep.get("digest", {})
+                if (
+                    uri.startswith(DEPENDENCY_SCHEME)
+                    and isinstance(digest, dict)
+                    and (digest.get("sha256") == record.root_digest)
+                ):
+                    found.add(f"{ns}/{name}@{version}")
+        return sorted(found)

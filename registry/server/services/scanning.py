@@ -1,0 +1,147 @@
+"""Scan every file of a new version and record a registry-signed scan attestation.
+
+An unsafe file makes the version ``rejected`` (evidence cannot mend it); any other verdict leaves
+it ``pending``, and the release gate reads the signed report (``unknown`` and ``unscannable``
+files keep it there unless the policy accepts ``unknown``). A file the scanner cannot finish is
+a verdict, never an error: the version stays committed and audited. The service reads blobs
+through ranged reads and never deserializes them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+from datetime import datetime
+from typing import IO
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from attest.bundle import Bundle
+from attest.scan import MIN_RULESET, ScanReport, scan_files
+from attest.signing import Signer
+from attest.statement import make_statement
+from registry.errors import RegistryError
+from registry.server.db import transaction
+from registry.server.models import Attestation, Version
+from registry.server.services.common import Clock, utcnow
+from registry.server.services.versions import State, VersionRecord, version_id
+from registry.server.storage import BlobStore
+from registry.server.storage.reader import BlobFile
+
+SCAN_PREDICATE_TYPE = "https://modelseal.dev/attestation/scan/v1"
+EXTERNAL_FORMAT = "external"
+NOT_SCANNED = "not-scanned"
+REGISTRY_SIGNER = "registry"
+
+
+def registry_attestation(
+    vid: int, record: VersionRecord, bundle: Bundle, signer: Signer, now: datetime, *, actor: str
+) -> Attestation:
+    """The row of a statement the registry itself signed about ``record``."""
+    return Attestation(
+        version_id=vid,
+        predicate_type=bundle.statement().predicate_type,
+        subject_digest=record.root_digest,
+        bundle=bundle.raw,
+        bundle_digest=bundle.digest,
+        signer=REGISTRY_SIGNER,
+        signer_id=signer.identity,
+        created_at=now,
+        created_by=actor,
+    )
+
+
+class ScanService:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        store: BlobStore,
+        signer: Signer,
+        *,
+        clock: Clock = utcnow,
+    ) -> None:
+        self._sessions = sessions
+        self._store = store
+        self._signer = signer
+        self._clock = clock
+
+    def scan(self, record: VersionRecord) -> ScanReport:
+        stored = {f.path: f for f in record.files}
+
+        def open_file(path: str) -> IO[bytes]:
+            item = stored[path]
+            return io.BufferedReader(BlobFile(self._store, item.sha256, item.size))
+
+        return scan_files(((f.path, f.size) for f in record.files), open_file,
+                          propagate=(RegistryError,))  # fmt: skip
+
+    def scan_version(self, record: VersionRecord) -> VersionRecord:
+        digests = {f.path: f.sha256 for f in record.files}
+        if record.external:
+            # No bytes here to scan: say so, signed; the gate refuses unscanned files unless the
+            # policy accepts them (scan: {allow_formats: [external]}).
+            report = ScanReport(())
+            predicate = report.to_json()
+            predicate["files"] = [
+                {"path": path, "format": EXTERNAL_FORMAT, "verdict": NOT_SCANNED,
+                 "findings": [f"external: bytes at {uri}"], "pickle": False}
+                for path, uri in record.uris
+            ]  # fmt: skip
+            predicate["verdict"] = NOT_SCANNED
+        else:
+            report = self.scan(record)
+            predicate = report.to_json()
+        for entry in predicate["files"]:
+            entry["digest"] = f"sha256:{digests[entry['path']]}"
+        statement = make_statement(
+            name=f"{record.namespace}/{record.name}",
+            root_digest=record.root_digest,
+            predicate_type=SCAN_PREDICATE_TYPE,
+            predicate=predicate,
+        )
+        bundle = self._signer.sign(statement)
+        state, reason = State.PENDING, None
+        if report.unsafe:
+            state = State.REJECTED
+            reason = "scan: unsafe files: " + "; ".join(
+                f"{f.path} ({', '.join(f.findings[:2])})" for f in report.unsafe[:10]
+            )
+        with transaction(self._sessions) as session:
+            vid = version_id(session, record)
+            session.add(registry_attestation(vid, record, bundle, self._signer, self._clock(),
+                                             actor=REGISTRY_SIGNER))  # fmt: skip
+            if state != record.state:
+                session.execute(
+                    update(Version)
+                    .where(Version.id == vid, Version.state == State.PENDING)
+                    .values(state=state, state_reason=reason)
+                )
+        return dataclasses.replace(record, state=state, state_reason=reason)
+
+    def rescan_if_stale(self, record: VersionRecord) -> VersionRecord:
+        """Scan a pending or released version again when its newest registry scan was made
+        under a ruleset older than :data:`~attest.scan.MIN_RULESET` (older rules called
+        unidentified files clean); otherwise return it unchanged. Scanning again is always
+        safe: the new signed report becomes the newest, and only a pending version changes
+        state (unsafe: rejected). A released dependency that now fails keeps its state, and
+        the gate refuses what depends on it."""
+        if record.state not in (State.PENDING, State.RELEASED) or record.external:
+            return record
+        with self._sessions() as session:
+            raw = session.execute(
+                select(Attestation.bundle)
+                .where(
+                    Attestation.version_id == version_id(session, record),
+                    Attestation.predicate_type == SCAN_PREDICATE_TYPE,
+                    Attestation.signer == REGISTRY_SIGNER,
+                )
+                .order_by(Attestation.id.desc())
+                .limit(1)
+            ).scalar_one_or_none()
+        if raw is not None:
+            scanner = Bundle.parse(raw).statement().predicate.get("scanner")
+            ruleset = scanner.get("ruleset") if isinstance(scanner, dict) else None
+            if isinstance(ruleset, str) and ruleset >= MIN_RULESET:
+                return record
+        return self.scan_version(record)

@@ -1,0 +1,360 @@
+"""Chunked, resumable blob uploads with a final digest check (OCI-distribution style).
+
+Protocol: ``start`` declares the digest and size (and answers "already have it" when the
+namespace already holds the blob); chunks arrive in order, each starting exactly at the current
+offset; ``finish`` checks that every declared byte arrived and that they hash to the declared
+digest, and only then makes the blob visible in the store. A mismatch aborts the upload: nothing
+reaches the final key.
+
+State lives in the database (offset, running SHA-256 state, parts), so any replica can take the
+next chunk. Each chunk claims a fresh part number before its bytes are stored, and the offset
+advances only if it still equals the chunk's start: two writers racing on one offset cannot mix
+their bytes, and the loser gets 416.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import CursorResult, Result, delete, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from registry.errors import (
+    DigestMismatchError,
+    InvalidRequestError,
+    NotFoundError,
+    PayloadTooLargeError,
+    UploadExpiredError,
+    UploadIncompleteError,
+    UploadOffsetError,
+)
+from registry.server.config import Settings
+from registry.server.db import transaction
+from registry.server.hashstate import ResumableSha256
+from registry.server.models import Blob, Namespace, NamespaceBlob, UploadPart, UploadSession
+from registry.server.services.auth import Action, Principal
+from registry.server.services.common import Clock, aware, ensure_namespace, insert_for, utcnow
+from registry.server.services.journal import Actor
+from registry.server.services.journal import record as audit_record
+from registry.server.storage import BlobStore, Part
+from registry.server.storage.base import Readable
+
+log = logging.getLogger(__name__)
+
+_FINISHING = -1  # offset value while one request assembles the blob
+
+
+@dataclass(frozen=True, slots=True)
+class UploadStatus:
+    """What a client needs to continue an upload."""
+
+    id: str | None
+    namespace: str
+    digest: str
+    size: int
+    offset: int
+    expires_at: datetime | None
+    exists: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkTicket:
+    """Permission to send one chunk: where it starts, how long it is, the hash state before it."""
+
+    upload_id: str
+    start: int
+    length: int
+    hash_state: bytes
+
+
+def _rowcount(result: Result[Any]) -> int:
+    """Rows an UPDATE matched (the result of an UPDATE is always a CursorResult)."""
+    assert isinstance(result, CursorResult)
+    return int(result.rowcount)
+
+
+class UploadService:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        store: BlobStore,
+        settings: Settings,
+        *,
+        clock: Clock = utcnow,
+    ) -> None:
+        self._sessions = sessions
+        self._store = store
+        self._settings = settings
+        self._clock = clock
+
+    # -- sessions ---------------------------------------------------------------------------
+
+    def start(self, principal: Principal, namespace: str, digest: str, size: int) -> UploadStatus:
+        """Open an upload session, or report that the namespace already holds this blob.
+
+        A blob held only by *other* namespaces must still be uploaded: knowing a digest is not
+        proof of having the bytes. The bytes are verified and then dropped (stored once).
+        """
+        principal.require(Action.PUSH, namespace)
+        if size < 0:
+            raise InvalidRequestError("size must be >= 0", size=size)
+        if size > self._settings.max_blob_bytes:
+            raise PayloadTooLargeError(
+                f"a file of {size} bytes exceeds the limit of {self._settings.max_blob_bytes}",
+                size=size,
+                limit=self._settings.max_blob_bytes,
+            )
+        now = self._clock()
+        with transaction(self._sessions) as session:
+            ns = ensure_namespace(session, namespace, now)
+            held = session.execute(
+                select(Blob.size)
+                .join(NamespaceBlob, NamespaceBlob.digest == Blob.digest)
+                .where(NamespaceBlob.namespace_id == ns.id, Blob.digest == digest)
+            ).scalar_one_or_none()
+        if held is not None:
+            if held != size:
+                raise InvalidRequestError(
+                    f"blob sha256:{digest} is {held} bytes, not {size}", expected=held, got=size
+                )
+            return UploadStatus(None, namespace, digest, size, size, None, exists=True)
+
+        handle = self._store.start_upload(digest)
+        upload_id = str(uuid.uuid4())
+        expires = now + timedelta(seconds=self._settings.upload_ttl_seconds)
+        row = UploadSession(
+            id=upload_id, namespace_id=ns.id, digest=digest, size=size, offset=0,
+            hash_state=ResumableSha256().state(), backend_handle=handle, next_part=1,
+            created_at=now, expires_at=expires, created_by=principal.name,
+        )  # fmt: skip
+        try:
+            self._open(row, principal, namespace)
+        except BaseException:
+            # No session row holds the staged upload: abort it now, or it stays in the store.
+            with contextlib.suppress(Exception):
+                self._store.abort_upload(handle, digest)
+            raise
+        return UploadStatus(upload_id, namespace, digest, size, 0, expires)
+
+    def _open(self, row: UploadSession, principal: Principal, namespace: str) -> None:
+        with transaction(self._sessions) as session:
+            session.add(row)
+            audit_record(session, principal, "start_upload", f"/v1/namespaces/{namespace}/uploads",
+                         at=row.created_at, details={"upload_id": row.id, "size": row.size,
+                                                     "digest": f"sha256:{row.digest}"})  # fmt: skip
+
+    def _load(self, session: Session, principal: Principal, upload_id: str) -> UploadSession:
+        row = session.get(UploadSession, upload_id)
+        namespace = None if row is None else session.get(Namespace, row.namespace_id)
+        if row is None or namespace is None or not principal.can_see(namespace.name):
+            raise NotFoundError(f"upload {upload_id} does not exist", upload_id=upload_id)
+        principal.require(Action.PUSH, namespace.name)
+        if aware(row.expires_at) <= self._clock():
+            raise UploadExpiredError(
+                f"upload {upload_id} expired at {aware(row.expires_at).isoformat()}; start again",
+                upload_id=upload_id,
+            )
+        return row
+
+    def status(self, principal: Principal, upload_id: str) -> UploadStatus:
+        with self._sessions() as session:
+            row = self._load(session, principal, upload_id)
+            ns = session.get(Namespace, row.namespace_id)
+            assert ns is not None
+            return UploadStatus(
+                row.id, ns.name, row.digest, row.size, max(row.offset, 0), aware(row.expires_at)
+            )
+
+    # -- chunks -----------------------------------------------------------------------------
+
+    def begin_chunk(
+        self, principal: Principal, upload_id: str, start: int, length: int
+    ) -> ChunkTicket:
+        """Check a chunk's placement and size before reading its body."""
+        with self._sessions() as session:
+            row = self._load(session, principal, upload_id)
+        if start != row.offset:
+            raise UploadOffsetError(
+                f"chunk starts at byte {start} but upload {upload_id} ends at byte "
+                f"{max(row.offset, 0)}",
+                offset=max(row.offset, 0),
+                got=start,
+            )
+        if length <= 0:
+            raise InvalidRequestError("a chunk must carry at least one byte")
+        if length > self._settings.max_chunk_bytes:
+            raise PayloadTooLargeError(
+                f"chunk of {length} bytes exceeds the limit of {self._settings.max_chunk_bytes}",
+                limit=self._settings.max_chunk_bytes,
+            )
+        if start + length > row.size:
+            raise PayloadTooLargeError(
+                f"chunk ends at byte {start + length}, past the declared size {row.size}",
+                size=row.size,
+            )
+        is_last = start + length == row.size
+        if not is_last and length < self._settings.min_chunk_bytes:
+            raise InvalidRequestError(
+                f"every chunk but the last must be at least {self._settings.min_chunk_bytes} "
+                f"bytes (got {length})",
+                min_chunk_bytes=self._settings.min_chunk_bytes,
+            )
+        return ChunkTicket(upload_id, start, length, row.hash_state)
+
+    def commit_chunk(
+        self, ticket: ChunkTicket, body: Readable, state_after: Callable[[], bytes]
+    ) -> int:
+        """Store a chunk streamed from ``body`` and advance the session; returns the new offset.
+
+        ``state_after`` gives the running hash state once ``body`` has been read to its end (the
+        receiver hashes the bytes as it hands them over).
+        """
+        with transaction(self._sessions) as session:
+            claimed = session.execute(
+                update(UploadSession)
+                .where(UploadSession.id == ticket.upload_id)
+                .where(UploadSession.offset == ticket.start)
+                .values(next_part=UploadSession.next_part + 1)
+                .returning(
+                    UploadSession.next_part, UploadSession.backend_handle, UploadSession.digest
+                )
+            ).one_or_none()
+        if claimed is None:
+            raise UploadOffsetError(
+                f"upload {ticket.upload_id} moved on while this chunk was in flight",
+                got=ticket.start,
+            )
+        number, handle, digest = claimed[0] - 1, claimed[1], claimed[2]
+        part = self._store.put_part(handle, digest, number, body, ticket.length)
+        new_state = state_after()
+        with transaction(self._sessions) as session:
+            advanced = _rowcount(
+                session.execute(
+                    update(UploadSession)
+                    .where(UploadSession.id == ticket.upload_id)
+                    .where(UploadSession.offset == ticket.start)
+                    .values(offset=ticket.start + ticket.length, hash_state=new_state)
+                )
+            )
+            if advanced != 1:
+                raise UploadOffsetError(
+                    f"upload {ticket.upload_id} moved on while this chunk was in flight",
+                    got=ticket.start,
+                )
+            session.add(
+                UploadPart(
+                    session_id=ticket.upload_id,
+                    part_number=part.number,
+                    offset=ticket.start,
+                    size=ticket.length,
+                    etag=part.etag,
+                )
+            )
+        return ticket.start + ticket.length
+
+    # -- completion -------------------------------------------------------------------------
+
+    def finish(self, principal: Principal, upload_id: str) -> tuple[str, int]:
+        """Verify the whole blob and make it visible; returns its digest (hex) and size.
+
+        Raises:
+            UploadIncompleteError: not every declared byte has arrived (the session stays open).
+            DigestMismatchError: the bytes hash to another digest (the upload is discarded).
+        """
+        with self._sessions() as session:
+            row = self._load(session, principal, upload_id)
+        if row.offset != row.size:
+            raise UploadIncompleteError(
+                f"upload {upload_id} has {max(row.offset, 0)} of {row.size} bytes",
+                offset=max(row.offset, 0),
+                size=row.size,
+            )
+        with transaction(self._sessions) as session:
+            claimed = _rowcount(
+                session.execute(
+                    update(UploadSession)
+                    .where(UploadSession.id == upload_id, UploadSession.offset == row.size)
+                    .values(offset=_FINISHING)
+                )
+            )
+        if claimed != 1:
+            raise UploadOffsetError(f"upload {upload_id} is already being completed")
+        try:
+            actual = ResumableSha256.from_state(row.hash_state).hexdigest()
+            if actual != row.digest:
+                raise DigestMismatchError(
+                    f"uploaded bytes hash to sha256:{actual}, not the declared "
+                    f"sha256:{row.digest}; the upload was discarded",
+                    expected=f"sha256:{row.digest}",
+                    got=f"sha256:{actual}",
+                )
+            with self._sessions() as session:
+                parts = [
+                    Part(p.part_number, p.etag)
+                    for p in session.execute(
+                        select(UploadPart)
+                        .where(UploadPart.session_id == upload_id)
+                        .order_by(UploadPart.offset)
+                    ).scalars()
+                ]
+            self._store.complete_upload(row.backend_handle, row.digest, parts)
+        except BaseException:
+            self._discard(row)
+            raise
+        now = self._clock()
+        with transaction(self._sessions) as session:
+            insert = insert_for(session)
+            session.execute(
+                insert(Blob)
+                .values(digest=row.digest, size=row.size, created_at=now)
+                .on_conflict_do_nothing(index_elements=["digest"])
+            )
+            session.execute(
+                insert(NamespaceBlob)
+                .values(namespace_id=row.namespace_id, digest=row.digest, created_at=now)
+                .on_conflict_do_nothing(index_elements=["namespace_id", "digest"])
+            )
+            session.execute(delete(UploadPart).where(UploadPart.session_id == upload_id))
+            session.execute(delete(UploadSession).where(UploadSession.id == upload_id))
+            audit_record(session, principal, "finish_upload", f"/v1/uploads/{upload_id}", at=now,
+                         details={"digest": f"sha256:{row.digest}", "size": row.size})  # fmt: skip
+        return row.digest, row.size
+
+    def cancel(self, principal: Principal, upload_id: str) -> None:
+        with self._sessions() as session:
+            row = self._load(session, principal, upload_id)
+        self._discard(row, by=principal)
+
+    def expire(self) -> int:
+        """Abort and forget every expired session; returns how many."""
+        now = self._clock()
+        with self._sessions() as session:
+            rows = list(
+                session.execute(
+                    select(UploadSession).where(UploadSession.expires_at <= now)
+                ).scalars()
+            )
+        for row in rows:
+            self._discard(row)
+        return len(rows)
+
+    def _discard(self, row: UploadSession, *, by: Actor | None = None) -> None:
+        try:
+            self._store.abort_upload(row.backend_handle, row.digest)
+        except Exception:  # the session row still goes; expiry retries nothing, S3 lifecycle does
+            log.exception("could not abort staged parts of upload %s", row.id)
+        with transaction(self._sessions) as session:
+            session.execute(delete(UploadPart).where(UploadPart.session_id == row.id))
+            gone = _rowcount(
+                session.execute(delete(UploadSession).where(UploadSession.id == row.id))
+            )
+            if by is not None and gone:
+                audit_record(session, by, "cancel_upload", f"/v1/uploads/{row.id}",
+                             at=self._clock(),
+                             details={"digest": f"sha256:{row.digest}"})  # fmt: skip

@@ -1,0 +1,461 @@
+"""Artifact versions: immutable file sets identified by their OMS root digest."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from attest.digests import FileDigest, root_digest
+from registry.errors import (
+    ConflictError,
+    InvalidManifestError,
+    MissingBlobsError,
+    NotFoundError,
+    PermissionDeniedError,
+    VersionConflictError,
+    VersionUnavailableError,
+)
+from registry.names import Kind, Ref, RefKind
+from registry.server.config import Settings
+from registry.server.db import transaction
+from registry.server.models import (
+    Alias,
+    Artifact,
+    Blob,
+    ExternalFile,
+    Namespace,
+    NamespaceBlob,
+    Version,
+    VersionFile,
+)
+from registry.server.services.auth import Action, Principal
+from registry.server.services.common import (
+    Clock,
+    aware,
+    ensure_namespace,
+    get_namespace,
+    insert_for,
+    utcnow,
+)
+from registry.server.services.journal import record as audit_record
+from registry.server.services.journal import version_target
+from registry.server.storage import BlobStore
+
+
+class Scanner(Protocol):
+    """Scans a freshly committed version; returns it with its new state."""
+
+    def scan_version(self, record: VersionRecord) -> VersionRecord: ...
+
+
+class State:
+    PENDING = "pending"
+    RELEASED = "released"
+    REJECTED = "rejected"
+    REVOKED = "revoked"
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRecord:
+    namespace: str
+    name: str
+    version: str
+    kind: str
+    state: str
+    root_digest: str
+    file_count: int
+    total_size: int
+    created_at: datetime
+    created_by: str
+    files: tuple[FileDigest, ...]
+    state_reason: str | None = None
+    external: bool = False
+    uris: tuple[tuple[str, str], ...] = ()  # (path, uri) of external files
+
+    @property
+    def ref(self) -> str:
+        return f"{self.namespace}/{self.name}@{self.version}"
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactRecord:
+    namespace: str
+    name: str
+    kind: str
+    created_at: datetime
+    version_count: int
+
+
+def _record(version: Version) -> VersionRecord:
+    artifact = version.artifact
+    return VersionRecord(
+        namespace=artifact.namespace.name,
+        name=artifact.name,
+        version=version.version,
+        kind=artifact.kind,
+        state=version.state,
+        root_digest=version.root_digest,
+        file_count=version.file_count,
+        total_size=version.total_size,
+        created_at=aware(version.created_at),
+        created_by=version.created_by,
+        files=tuple(
+            FileDigest(f.path, f.size, f.digest)
+            for f in (version.external_files if version.external else version.files)
+        ),
+        state_reason=version.state_reason,
+        external=version.external,
+        uris=tuple((f.path, f.uri) for f in version.external_files),
+    )
+
+
+def check_manifest(files: Sequence[FileDigest], *, max_files: int) -> None:
+    """Structural checks of a manifest whose paths and digests are already validated."""
+    if not files:
+        raise InvalidManifestError("a version needs at least one file")
+    if len(files) > max_files:
+        raise InvalidManifestError(
+            f"a version may hold at most {max_files} files (got {len(files)})", limit=max_files
+        )
+    paths = sorted(f.path for f in files)
+    for previous, current in itertools.pairwise(paths):
+        if previous == current:
+            raise InvalidManifestError(f"path {current!r} appears twice", path=current)
+    as_set = set(paths)
+    for path in paths:
+        parts = path.split("/")
+        for i in range(1, len(parts)):
+            prefix = "/".join(parts[:i])
+            if prefix in as_set:
+                raise InvalidManifestError(
+                    f"{prefix!r} is both a file and a directory (of {path!r})", path=prefix
+                )
+    for f in files:
+        if f.size < 0:
+            raise InvalidManifestError(f"{f.path!r} has a negative size", path=f.path)
+
+
+class VersionService:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        store: BlobStore,
+        settings: Settings,
+        *,
+        clock: Clock = utcnow,
+        scanner: Scanner | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._store = store
+        self._settings = settings
+        self._clock = clock
+        self._scanner = scanner
+
+    def commit(
+        self,
+        principal: Principal,
+        *,
+        namespace: str,
+        name: str,
+        version: str,
+        kind: Kind,
+        files: Sequence[FileDigest],
+        uris: Mapping[str, str] | None = None,
+    ) -> tuple[VersionRecord, bool]:
+        """Create a version from a manifest of uploaded blobs; returns ``(version, created)``.
+
+        Pushing the same manifest again is idempotent (``created`` is false, nothing is written).
+        With ``uris`` (path -> URI of every file) the version is *external*: registered by
+        manifest only, its bytes stay where they live and nothing is uploaded.
+
+        Raises:
+            InvalidManifestError: duplicate paths, file/directory clashes, sizes that disagree
+                with the uploaded blobs.
+            MissingBlobsError: some blobs were never uploaded to this namespace.
+            VersionConflictError: the version exists with other content.
+            ConflictError: the artifact exists with another kind.
+        """
+        principal.require(Action.PUSH, namespace)
+        check_manifest(files, max_files=self._settings.max_manifest_files)
+        digest = root_digest(files)
+        external = uris is not None
+        if external and set(uris or {}) != {f.path for f in files}:
+            raise InvalidManifestError("an external version needs a URI for every file")
+        wanted = {(f.path, f.size, f.sha256, (uris or {}).get(f.path)) for f in files}
+
+        existing = self._find_existing(namespace, name, version)
+        if existing is not None:
+            return self._same_or_conflict(existing, kind, wanted, digest), False
+
+        now = self._clock()
+        try:
+            with transaction(self._sessions) as session:
+                ns = ensure_namespace(session, namespace, now)
+                artifact = self._ensure_artifact(session, ns, name, kind, now)
+                if not external:
+                    self._check_blobs(session, ns, files)
+                ordered = sorted(files, key=lambda f: f.path)
+                row = Version(
+                    artifact_id=artifact.id,
+                    version=version,
+                    root_digest=digest,
+                    state=State.PENDING,
+                    file_count=len(files),
+                    total_size=sum(f.size for f in files),
+                    created_at=now,
+                    created_by=principal.name,
+                    external=external,
+                    files=[]
+                    if external
+                    else [VersionFile(path=f.path, size=f.size, digest=f.sha256) for f in ordered],
+                    external_files=[
+                        ExternalFile(path=f.path, size=f.size, digest=f.sha256, uri=uris[f.path])
+                        for f in ordered
+                    ]
+                    if uris is not None
+                    else [],
+                )
+                session.add(row)
+                session.flush()
+                session.refresh(row)
+                record = _record(row)
+                audit_record(session, principal, "put_version",
+                             version_target(namespace, name, version), at=now,
+                             details={"root_digest": digest, "kind": str(kind),
+                                      "external": external})  # fmt: skip
+        except IntegrityError:
+            # A concurrent push of the same version won the unique constraint.
+            existing = self._find_existing(namespace, name, version)
+            if existing is None:
+                raise
+            return self._same_or_conflict(existing, kind, wanted, digest), False
+        if self._scanner is not None:
+            record = self._scanner.scan_version(record)
+        return record, True
+
+    def _find_existing(self, namespace: str, name: str, version: str) -> VersionRecord | None:
+        with self._sessions() as session:
+            row = session.execute(
+                select(Version)
+                .join(Artifact, Version.artifact_id == Artifact.id)
+                .join(Namespace, Artifact.namespace_id == Namespace.id)
+                .where(Namespace.name == namespace, Artifact.name == name)
+                .where(Version.version == version)
+            ).scalar_one_or_none()
+            return None if row is None else _record(row)
+
+    @staticmethod
+    def _same_or_conflict(
+        existing: VersionRecord,
+        kind: Kind,
+        wanted: set[tuple[str, int, str, str | None]],
+        digest: str,
+    ) -> VersionRecord:
+        uris = dict(existing.uris)
+        have = {(f.path, f.size, f.sha256, uris.get(f.path)) for f in existing.files}
+        if existing.kind != kind or have != wanted:
+            raise VersionConflictError(
+                f"{existing.ref} already exists with other content "
+                f"(sha256:{existing.root_digest}); versions are immutable, push a new version",
+                existing=f"sha256:{existing.root_digest}",
+                got=f"sha256:{digest}",
+            )
+        return existing
+
+    @staticmethod
+    def _ensure_artifact(
+        session: Session, ns: Namespace, name: str, kind: Kind, now: datetime
+    ) -> Artifact:
+        insert = insert_for(session)
+        session.execute(
+            insert(Artifact)
+            .values(namespace_id=ns.id, name=name, kind=str(kind), created_at=now)
+            .on_conflict_do_nothing(index_elements=["namespace_id", "name"])
+        )
+        artifact = session.execute(
+            select(Artifact).where(Artifact.namespace_id == ns.id, Artifact.name == name)
+        ).scalar_one()
+        if artifact.kind != kind:
+            raise ConflictError(
+                f"{ns.name}/{name} is a {artifact.kind}, not a {kind}",
+                expected=artifact.kind,
+                got=str(kind),
+            )
+        return artifact
+
+    @staticmethod
+    def _check_blobs(session: Session, ns: Namespace, files: Sequence[FileDigest]) -> None:
+        digests = {f.sha256 for f in files}
+        held: dict[str, int] = {}
+        digest_list = sorted(digests)
+        for i in range(0, len(digest_list), 500):
+            batch = digest_list[i : i + 500]
+            for digest, size in session.execute(
+                select(Blob.digest, Blob.size)
+                .join(NamespaceBlob, NamespaceBlob.digest == Blob.digest)
+                .where(NamespaceBlob.namespace_id == ns.id, Blob.digest.in_(batch))
+            ):
+                held[digest] = size
+        missing = sorted(digests - held.keys())
+        if missing:
+            shown = ", ".join(f"sha256:{d}" for d in missing[:5])
+            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            raise MissingBlobsError(
+                f"{len(missing)} blob(s) were never uploaded to namespace {ns.name!r}: "
+                f"{shown}{more}",
+                missing=[f"sha256:{d}" for d in missing],
+            )
+        for f in files:
+            if held[f.sha256] != f.size:
+                raise InvalidManifestError(
+                    f"{f.path!r} is declared as {f.size} bytes but its blob has {held[f.sha256]}",
+                    path=f.path,
+                    expected=held[f.sha256],
+                    got=f.size,
+                )
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def resolve(self, principal: Principal, ref: Ref) -> VersionRecord:
+        """The version a reference selects.
+
+        Raises:
+            NotFoundError: no such namespace, artifact, version, alias or digest.
+        """
+        principal.require(Action.READ, ref.namespace)
+        with self._sessions() as session:
+            query = (
+                select(Version)
+                .join(Artifact, Version.artifact_id == Artifact.id)
+                .join(Namespace, Artifact.namespace_id == Namespace.id)
+                .where(Namespace.name == ref.namespace, Artifact.name == ref.name)
+            )
+            if ref.kind is RefKind.VERSION:
+                query = query.where(Version.version == ref.selector)
+            elif ref.kind is RefKind.DIGEST:
+                query = query.where(
+                    Version.root_digest == ref.selector.removeprefix("sha256:")
+                ).order_by(Version.created_at, Version.id)
+            else:
+                query = query.join(Alias, Alias.version_id == Version.id).where(
+                    Alias.name == ref.selector, Alias.artifact_id == Artifact.id
+                )
+            row = session.execute(query.limit(1)).scalar_one_or_none()
+            if row is None:
+                raise NotFoundError(f"{ref} does not exist", ref=str(ref))
+            return _record(row)
+
+    def list_namespaces(self, principal: Principal) -> list[str]:
+        with self._sessions() as session:
+            names = session.execute(select(Namespace.name).order_by(Namespace.name)).scalars()
+            return [n for n in names if principal.can_see(n)]
+
+    def list_artifacts(self, principal: Principal, namespace: str) -> list[ArtifactRecord]:
+        principal.require(Action.READ, namespace)
+        with self._sessions() as session:
+            ns = get_namespace(session, namespace)
+            rows = session.execute(
+                select(Artifact, func.count(Version.id))
+                .outerjoin(Version, Version.artifact_id == Artifact.id)
+                .where(Artifact.namespace_id == ns.id)
+                .group_by(Artifact.id)
+                .order_by(Artifact.name)
+            ).all()
+            return [
+                ArtifactRecord(ns.name, a.name, a.kind, aware(a.created_at), int(count))
+                for a, count in rows
+            ]
+
+    def list_versions(self, principal: Principal, namespace: str, name: str) -> list[VersionRecord]:
+        principal.require(Action.READ, namespace)
+        with self._sessions() as session:
+            ns = get_namespace(session, namespace)
+            artifact = session.execute(
+                select(Artifact).where(Artifact.namespace_id == ns.id, Artifact.name == name)
+            ).scalar_one_or_none()
+            if artifact is None:
+                raise NotFoundError(f"{namespace}/{name} does not exist")
+            rows = session.execute(
+                select(Version)
+                .where(Version.artifact_id == artifact.id)
+                .order_by(Version.created_at, Version.id)
+            ).scalars()
+            return [_record(v) for v in rows]
+
+    def file_location(
+        self, principal: Principal, ref: Ref, path: str, *, redirect: bool
+    ) -> tuple[VersionRecord, FileDigest, str | None]:
+        """A file of a version ``principal`` may download (see :meth:`servable_file`), and,
+        when ``redirect`` is asked for and presigned downloads are on, a short-lived URL its
+        bytes can be fetched from directly (else ``None``: stream :meth:`read_file`).
+
+        The checks run before any URL is made: a URL is only handed out for a file the
+        principal may download right now."""
+        record, item = self.servable_file(principal, ref, path)
+        if not (redirect and self._settings.s3_presign_downloads):
+            return record, item, None
+        url = self._store.presigned_read_url(item.sha256, expires=self._settings.s3_presign_seconds)
+        return record, item, url
+
+    def read_file(self, item: FileDigest) -> Iterator[bytes]:
+        """The bytes of a file :meth:`servable_file` allowed."""
+        return self._store.read(item.sha256)
+
+    def servable_file(
+        self, principal: Principal, ref: Ref, path: str
+    ) -> tuple[VersionRecord, FileDigest]:
+        """A file of a version that ``principal`` may download.
+
+        Rejected and revoked versions are never served; pending ones only to roles that take
+        part in producing a release (publishers, releasers, admins), never to deployers.
+        """
+        record = self.resolve(principal, ref)
+        if record.state in (State.REJECTED, State.REVOKED):
+            raise VersionUnavailableError(
+                f"{record.ref} is {record.state}: {record.state_reason or 'no reason recorded'}",
+                state=record.state,
+            )
+        if record.state != State.RELEASED and not (
+            principal.allowed(Action.PUSH, ref.namespace)
+            or principal.allowed(Action.RELEASE, ref.namespace)
+        ):
+            raise PermissionDeniedError(
+                f"{record.ref} is {record.state}; only released versions are served to "
+                f"{principal.role} tokens",
+                state=record.state,
+            )
+        for item in record.files:
+            if item.path == path:
+                if record.external:
+                    raise NotFoundError(
+                        f"{record.ref} is external: the registry holds no bytes of {path!r}; "
+                        f"they live at {dict(record.uris)[path]}",
+                        ref=str(ref),
+                        path=path,
+                        uri=dict(record.uris)[path],
+                    )
+                return record, item
+        raise NotFoundError(f"{ref} has no file {path!r}", ref=str(ref), path=path)
+
+
+def version_id(session: Session, version: VersionRecord) -> int:
+    """The database id of a version record."""
+    return int(
+        session.execute(
+            select(Version.id)
+            .join(Artifact, Version.artifact_id == Artifact.id)
+            .join(Namespace, Artifact.namespace_id == Namespace.id)
+            .where(
+                Namespace.name == version.namespace,
+                Artifact.name == version.name,
+                Version.version == version.version,
+            )
+        ).scalar_one()
+    )

@@ -1,0 +1,147 @@
+"""Blob store on a local directory: the embedded default.
+
+Layout under ``root``: ``blobs/sha256/<hex>`` (visible blobs, read-only files) and
+``uploads/<handle>/<part>`` (staged parts). A blob appears at its final key by an atomic rename of
+a fully written, fsynced file, so a reader never sees a partial blob.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from registry.errors import NotFoundError, StorageUnavailableError
+from registry.server.storage.base import READ_SIZE, Part, Readable, blob_key
+
+_HANDLE_CHARS = frozenset("0123456789abcdef")
+
+
+class LocalBlobStore:
+    """A :class:`~registry.server.storage.base.BlobStore` on a directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self.description = f"local:{self.root}"
+        for sub in ("blobs/sha256", "uploads", "tmp"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+
+    def _path(self, digest: str) -> Path:
+        return self.root / blob_key(digest)
+
+    def _upload_dir(self, handle: str) -> Path:
+        if len(handle) != 32 or not set(handle) <= _HANDLE_CHARS:
+            raise ValueError(f"not a local upload handle: {handle!r}")
+        return self.root / "uploads" / handle
+
+    def exists(self, digest: str) -> bool:
+        return self._path(digest).is_file()
+
+    def size(self, digest: str) -> int | None:
+        try:
+            return self._path(digest).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def read(self, digest: str, *, start: int = 0, length: int | None = None) -> Iterator[bytes]:
+        try:
+            handle = self._path(digest).open("rb")
+        except FileNotFoundError:
+            raise NotFoundError(
+                f"blob sha256:{digest} is not in the store", digest=digest
+            ) from None
+        return _read_file(handle, start, length)
+
+    def presigned_read_url(self, digest: str, *, expires: int) -> str | None:
+        return None  # a local directory has no URL of its own: the service streams it
+
+    def start_upload(self, digest: str) -> str:
+        blob_key(digest)
+        handle = uuid.uuid4().hex
+        self._upload_dir(handle).mkdir(parents=True)
+        return handle
+
+    def put_part(self, handle: str, digest: str, number: int, body: Readable, size: int) -> Part:
+        target = self._upload_dir(handle) / f"{number:05d}"
+        written = 0
+        with target.open("xb") as out:
+            while written < size:
+                piece = body.read(min(READ_SIZE, size - written))
+                if not piece:
+                    break
+                out.write(piece)
+                written += len(piece)
+        if written != size:
+            target.unlink(missing_ok=True)
+            raise StorageUnavailableError(f"part {number} ended after {written} of {size} bytes")
+        return Part(number=number, etag=f"{size}")
+
+    def complete_upload(self, handle: str, digest: str, parts: Sequence[Part]) -> None:
+        final = self._path(digest)
+        upload_dir = self._upload_dir(handle)
+        if final.exists():
+            self.abort_upload(handle, digest)
+            return
+        tmp = self.root / "tmp" / f"{handle}.assemble"
+        with tmp.open("wb") as out:
+            for part in parts:
+                part_path = upload_dir / f"{part.number:05d}"
+                if str(part_path.stat().st_size) != part.etag:
+                    raise RuntimeError(f"staged part {part.number} of upload {handle} changed size")
+                with part_path.open("rb") as src:
+                    _copy_all(src, out)
+            out.flush()
+            os.fsync(out.fileno())
+        tmp.chmod(0o444)
+        os.replace(tmp, final)
+        _fsync_dir(final.parent)
+        shutil.rmtree(upload_dir, ignore_errors=True)
+
+    def abort_upload(self, handle: str, digest: str) -> None:
+        shutil.rmtree(self._upload_dir(handle), ignore_errors=True)
+
+    def delete(self, digest: str) -> None:
+        self._path(digest).unlink(missing_ok=True)
+
+
+def _read_file(handle: object, start: int, length: int | None) -> Iterator[bytes]:
+    import io
+
+    assert isinstance(handle, io.BufferedReader)
+    with handle:
+        handle.seek(start)
+        remaining = length
+        while remaining is None or remaining > 0:
+            want = READ_SIZE if remaining is None else min(READ_SIZE, remaining)
+            piece = handle.read(want)
+            if not piece:
+                break
+            if remaining is not None:
+                remaining -= len(piece)
+            yield piece
+
+
+def _copy_all(src: object, dst: object) -> None:
+    """Kernel-side copy where possible (copy_file_range), plain reads otherwise."""
+    import io
+
+    assert isinstance(src, io.BufferedReader) and isinstance(dst, io.BufferedWriter)
+    dst.flush()
+    in_fd, out_fd = src.fileno(), dst.fileno()
+    try:
+        while True:
+            copied = os.copy_file_range(in_fd, out_fd, 1 << 30)
+            if copied == 0:
+                return
+    except OSError:
+        shutil.copyfileobj(src, dst, READ_SIZE)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,222 @@
+"""Blob store on S3-compatible object storage (AWS S3, SeaweedFS, MinIO) through boto3.
+
+Every blob is written as a multipart upload targeting its final key ``PREFIX/blobs/sha256/<hex>``:
+S3 makes a multipart object visible only on ``CompleteMultipartUpload``, which the service calls
+after it has verified the digest of every byte, and ``AbortMultipartUpload`` drops the parts of a
+failed upload, so no partial object is ever readable. Completion lists each part's ETag, so the
+object is assembled from exactly the parts whose bytes were hashed.
+
+Our own SHA-256 checks every byte end to end, so botocore's per-request payload SHA-256 and CRC32
+are switched off (they cost about one CPU-second per GB on plain http).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
+from urllib.parse import urlparse
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from registry.errors import NotFoundError, StorageUnavailableError
+from registry.server.storage.base import READ_SIZE, Part, Readable, blob_key
+
+T = TypeVar("T")
+_NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
+
+
+class _WholePieces:
+    """Hands botocore the body's pieces whole: urllib3 asks for 16 KiB at a time and sends each
+    read with its own ``sendall``; a pipe's pieces (a request body as it arrives, ~256 KiB) go
+    out in one call each instead of being cut up and copied (measured: about half the CPU)."""
+
+    def __init__(self, body: Readable) -> None:
+        self._body = body
+        self._read1: Callable[[int], bytes] | None = getattr(body, "read1", None)
+
+    def read(self, size: int = -1, /) -> bytes:
+        return self._body.read(size) if self._read1 is None else self._read1(-1)
+
+
+class S3BlobStore:
+    """A :class:`~registry.server.storage.base.BlobStore` on one bucket and key prefix."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        sse: str | None = None,
+        sse_kms_key_id: str | None = None,
+        max_pool_connections: int = 32,
+        public_endpoint_url: str | None = None,
+        client: Any = None,
+    ) -> None:
+        parsed = urlparse(url)
+        if parsed.scheme != "s3" or not parsed.netloc:
+            raise ValueError("S3 storage URL must look like s3://bucket/prefix")
+        self.bucket = parsed.netloc
+        self.prefix = parsed.path.strip("/")
+        self.description = f"s3://{self.bucket}/{self.prefix}" + (
+            f" at {endpoint_url}" if endpoint_url else ""
+        )
+        self._sse: dict[str, str] = {}
+        if sse:
+            self._sse["ServerSideEncryption"] = sse
+            if sse == "aws:kms" and sse_kms_key_id:
+                self._sse["SSEKMSKeyId"] = sse_kms_key_id
+        if client is None:
+            config = Config(
+                s3={"payload_signing_enabled": False, "addressing_style": "path"},
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+                max_pool_connections=max_pool_connections,
+                retries={"mode": "standard", "max_attempts": 5},
+                signature_version="s3v4",
+            )
+            client = boto3.session.Session().client(
+                "s3", endpoint_url=endpoint_url, region_name=region, config=config
+            )
+        self._s3 = client
+        self._presigner = client
+        if public_endpoint_url and public_endpoint_url != endpoint_url:
+            # Same credentials and settings; only the host the URLs name differs. Presigning
+            # is computed locally: this client never sends a request.
+            self._presigner = boto3.session.Session().client(
+                "s3",
+                endpoint_url=public_endpoint_url,
+                region_name=region,
+                config=Config(s3={"addressing_style": "path"}, signature_version="s3v4"),
+            )
+
+    def _key(self, digest: str) -> str:
+        key = blob_key(digest)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in _NOT_FOUND:
+                raise NotFoundError(f"{what}: not found in the blob store") from exc
+            raise StorageUnavailableError(
+                f"{what}: the blob store refused the request ({code or 'error'})", code=code
+            ) from exc
+        except BotoCoreError as exc:
+            raise StorageUnavailableError(f"{what}: the blob store is unreachable: {exc}") from exc
+
+    def exists(self, digest: str) -> bool:
+        return self.size(digest) is not None
+
+    def size(self, digest: str) -> int | None:
+        try:
+            head = self._call(
+                "head blob", lambda: self._s3.head_object(Bucket=self.bucket, Key=self._key(digest))
+            )
+        except NotFoundError:
+            return None
+        return int(head["ContentLength"])
+
+    def read(self, digest: str, *, start: int = 0, length: int | None = None) -> Iterator[bytes]:
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": self._key(digest)}
+        if start or length is not None:
+            end = "" if length is None else str(start + length - 1)
+            kwargs["Range"] = f"bytes={start}-{end}"
+        response = self._call(f"read blob sha256:{digest}", lambda: self._s3.get_object(**kwargs))
+        return self._stream(response["Body"], digest)
+
+    def presigned_read_url(self, digest: str, *, expires: int) -> str:
+        url: str = self._call(
+            f"presign blob sha256:{digest}",
+            lambda: self._presigner.generate_presigned_url(
+                "get_object",
+                Params={"Bucket": self.bucket, "Key": self._key(digest)},
+                ExpiresIn=expires,
+            ),
+        )
+        return url
+
+    def _stream(self, body: Any, digest: str) -> Iterator[bytes]:
+        try:
+            while True:
+                piece = self._call(f"read blob sha256:{digest}", lambda: body.read(READ_SIZE))
+                if not piece:
+                    return
+                yield piece
+        finally:
+            body.close()
+
+    def start_upload(self, digest: str) -> str:
+        response = self._call(
+            "start upload",
+            lambda: self._s3.create_multipart_upload(
+                Bucket=self.bucket,
+                Key=self._key(digest),
+                ContentType="application/octet-stream",
+                **self._sse,
+            ),
+        )
+        return str(response["UploadId"])
+
+    def put_part(self, handle: str, digest: str, number: int, body: Readable, size: int) -> Part:
+        # The body is a one-pass stream (the request still arriving): botocore cannot rewind it
+        # to retry, so a failed part fails the chunk and the client resends it.
+        response = self._call(
+            f"store part {number}",
+            lambda: self._s3.upload_part(
+                Bucket=self.bucket,
+                Key=self._key(digest),
+                UploadId=handle,
+                PartNumber=number,
+                Body=_WholePieces(body),
+                ContentLength=size,
+            ),
+        )
+        return Part(number=number, etag=str(response["ETag"]))
+
+    def complete_upload(self, handle: str, digest: str, parts: Sequence[Part]) -> None:
+        if self.exists(digest):
+            # Identical content is stored once; the verified duplicate is simply dropped.
+            self.abort_upload(handle, digest)
+            return
+        if not parts:
+            self.abort_upload(handle, digest)
+            self._call(
+                "store empty blob",
+                lambda: self._s3.put_object(
+                    Bucket=self.bucket, Key=self._key(digest), Body=b"", **self._sse
+                ),
+            )
+            return
+        self._call(
+            "complete upload",
+            lambda: self._s3.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=self._key(digest),
+                UploadId=handle,
+                MultipartUpload={
+                    "Parts": [{"PartNumber": p.number, "ETag": p.etag} for p in parts]
+                },
+            ),
+        )
+
+    def abort_upload(self, handle: str, digest: str) -> None:
+        try:
+            self._call(
+                "abort upload",
+                lambda: self._s3.abort_multipart_upload(
+                    Bucket=self.bucket, Key=self._key(digest), UploadId=handle
+                ),
+            )
+        except NotFoundError:
+            pass  # NoSuchUpload: already completed or aborted
+
+    def delete(self, digest: str) -> None:
+        self._call(
+            "delete blob",
+            lambda: self._s3.delete_object(Bucket=self.bucket, Key=self._key(digest)),
+        )
