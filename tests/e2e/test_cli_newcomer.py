@@ -53,10 +53,10 @@ def test_cli_errors_name_flags_not_api_fields(live: Live) -> None:
 def test_tables_wrap_identifiers_instead_of_cutting_them() -> None:
     from rich.console import Console
 
-    from registry.cli.app import _table
+    from registry.cli.common import make_table
 
     digest = "sha256:" + "0123456789abcdef" * 4
-    table = _table("version", "root digest")
+    table = make_table("version", "root digest")
     table.add_row("1", digest)
     console = Console(width=40, record=True, force_terminal=True)
     console.print(table)

@@ -1,0 +1,168 @@
+"""Administration: API tokens and the audit log over the API; ``admin …`` are operator commands
+run on the server, against the database and store, not the API (through
+:mod:`registry.server.entry`, imported inside the command)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from registry.cli.common import connect, err, fatal, make_table, out, print_json
+
+token_app = typer.Typer(help="API tokens (admins).", no_args_is_help=True)
+
+
+@token_app.command("create")
+def token_create(
+    role: Annotated[str, typer.Option(help="admin, publisher, releaser, deployer or auditor.")],
+    namespace: Annotated[
+        str | None, typer.Option(help="Scope (required but for admins and registry-wide auditors).")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="A label (default: ROLE@NAMESPACE).")] = None,
+    expires: Annotated[
+        int | None, typer.Option(min=1, max=3650, help="Days until it expires (1-3650).")
+    ] = None,
+) -> None:
+    """Create a token; prints the token alone on stdout (it is shown only once)."""
+    label = name or f"{role}@{namespace or '*'}"
+    with connect() as client:
+        token = client.create_token(label, role, namespace, expires)
+    err.print(f"token {token.id} ({role}, {namespace or 'every namespace'})")
+    sys.stdout.write(f"{token.token}\n")
+
+
+@token_app.command("list")
+def token_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """List tokens (never their secrets)."""
+    with connect() as client:
+        tokens = client.list_tokens()
+    if as_json:
+        print_json([t.model_dump(mode="json", exclude={"token"}) for t in tokens])
+        return
+    table = make_table("id", "name", "role", "namespace", "expires", "revoked")
+    for t in tokens:
+        table.add_row(t.id, t.name, t.role, t.namespace or "*",
+                      t.expires_at.isoformat() if t.expires_at else "", str(t.revoked))  # fmt: skip
+    out.print(table)
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token_id: Annotated[
+        str, typer.Argument(help="Token id (or ms_<id>; a whole token is reduced to its id).")
+    ],
+) -> None:
+    """Revoke a token; it stops working at once."""
+    from registry.sdk.client import token_id_of
+
+    bare = token_id_of(token_id)  # never send or show a secret pasted with the id
+    with connect() as client:
+        client.revoke_token(bare)
+    err.print(f"token ms_{bare} revoked")
+
+
+audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+
+
+@audit_app.command("log")
+def audit_log(
+    since: Annotated[
+        str | None, typer.Option(help="Only entries at or after this ISO time.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Print the audit log (auditors, admins)."""
+    with connect() as client:
+        entries = client.audit_entries()
+    if since:
+        from datetime import datetime
+
+        cutoff = datetime.fromisoformat(since)
+        if cutoff.tzinfo is None:
+            from datetime import UTC
+
+            cutoff = cutoff.replace(tzinfo=UTC)
+        entries = [e for e in entries if datetime.fromisoformat(e["at"]) >= cutoff]
+    if as_json:
+        print_json(entries)
+        return
+    table = make_table("seq", "at", "actor", "action", "target", "outcome")
+    for e in entries:
+        table.add_row(str(e["seq"]), e["at"], e["actor"], e["action"], e["target"], e["outcome"])
+    out.print(table)
+
+
+@audit_app.command("verify")
+def audit_verify(
+    registry_key: Annotated[
+        Path | None, typer.Option(help="The registry's public key (default: the pinned one).")
+    ] = None,
+) -> None:
+    """Check every link of the chain and the newest signed checkpoint; exit 1 at the first
+    edited, removed or reordered entry."""
+    key = registry_key.read_bytes() if registry_key is not None else None
+    with connect() as client:
+        count, head = client.verify_audit_log(registry_key=key)
+    err.print(f"audit log intact: {count} entries, head sha256:{head}")
+
+
+admin_app = typer.Typer(
+    help="Operator commands run on the server (they need the database, not an API token).",
+    no_args_is_help=True,
+)
+
+
+admin_token_app = typer.Typer(help="Recover administrator access.", no_args_is_help=True)
+admin_app.add_typer(admin_token_app, name="token")
+
+
+_DataDir = Annotated[
+    Path, typer.Option(help="The registry's data directory (as given to `serve`).")
+]
+
+
+_DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(help="SQLAlchemy URL (default: MODELSEAL_DATABASE_URL, else SQLite in the data "
+                 "dir)."),
+]  # fmt: skip
+
+
+def _operator_settings(data_dir: Path, database_url: str | None, storage: str | None = None) -> Any:
+    from registry.server import entry
+
+    settings = entry.settings(data_dir, database_url, storage)
+    if settings.resolved_database_url.startswith("sqlite") and not (
+        data_dir / "registry.db"
+    ).is_file():
+        fatal(f"{data_dir} holds no registry database (registry.db); give the data dir `serve` "
+              "uses, or --database-url")  # fmt: skip
+    return settings
+
+
+@admin_token_app.command("create")
+def admin_token_create(
+    data_dir: _DataDir,
+    database_url: _DatabaseUrl = None,
+    name: Annotated[str, typer.Option(help="A label for the token.")] = "operator-admin",
+    expires: Annotated[
+        int | None, typer.Option(min=1, max=3650, help="Days until it expires (1-3650).")
+    ] = None,
+) -> None:
+    """Issue a registry-wide admin token directly in the database, for when no admin token
+    works (all revoked or expired). Audited as operator:USER@HOST. Prints the token alone on
+    stdout (it is shown only once)."""
+    from registry.server import entry
+
+    settings = _operator_settings(data_dir, database_url)
+    try:
+        issued = entry.issue_admin_token(settings, name=name, expires_days=expires)
+    except RuntimeError as exc:
+        fatal(str(exc))
+    err.print(f"admin token {issued.id} created by {entry.operator_actor()} (audited)")
+    sys.stdout.write(f"{issued.secret}\n")
