@@ -9,7 +9,7 @@ The package has three rooms and a few shared modules:
     registry.wire     the request and response models the SDK and the server share
 
 This module is the public surface: the names in ``__all__`` are stable, the rest may move. They
-load on first use, so ``import registry.server…`` does not import the SDK (nor the reverse).
+load on first use, so importing one room (``registry.server…``, say) never loads another.
 """
 
 from __future__ import annotations
