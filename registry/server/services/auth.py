@@ -186,6 +186,8 @@ class TokenService:
                 now = self._clock()
                 if row.role == str(Role.ADMIN) and row.namespace is None:
                     self._keep_one_admin(session, row)
+                    if row.revoked_at is not None:  # revoked meanwhile by someone else
+                        return
                 row.revoked_at = now
                 if by is not None:
                     audit_record(session, by, "revoke_token", f"/v1/tokens/{token_id}",
@@ -196,18 +198,25 @@ class TokenService:
         not expire: otherwise every administrator is locked out, now or when the others expire,
         and nothing over the API could issue one again (bootstrap only does on an empty table).
 
-        The other admin rows are locked (PostgreSQL; SQLite's write lock already serializes),
-        so two admins revoking each other at once cannot both succeed."""
-        others = session.execute(
+        Every active registry-wide admin row, this one included, is locked in id order
+        (PostgreSQL; SQLite's write lock already serializes) and read again: two admins revoking
+        each other at once queue on the same first row instead of deadlocking, and the second
+        sees the first's revocation."""
+        admins = session.execute(
             select(ApiToken)
             .where(
                 ApiToken.role == str(Role.ADMIN),
                 ApiToken.namespace.is_(None),
                 ApiToken.revoked_at.is_(None),
-                ApiToken.id != row.id,
             )
+            .order_by(ApiToken.id)
             .with_for_update()
-        ).scalars()
+            .execution_options(populate_existing=True)
+        ).scalars().all()
+        session.refresh(row)
+        if row.revoked_at is not None:
+            return
+        others = [admin for admin in admins if admin.id != row.id]
         if not any(other.expires_at is None for other in others):
             raise ConflictError(
                 f"refusing to revoke token {row.id}: no other registry-wide admin token that "
