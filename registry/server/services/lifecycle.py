@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from attest.bundle import Bundle
-from attest.errors import AttestError
-from attest.gate import DEPENDENCY_SCHEME, SLSA_PROVENANCE
-from registry.errors import ConflictError, InvalidRequestError, NotFoundError
+from registry.errors import ConflictError, NotFoundError
 from registry.names import Ref, RefKind, validate_alias
 from registry.server.db import transaction
-from registry.server.models import Alias, AliasEvent, Artifact, Attestation, Namespace, Version
+from registry.server.models import Alias, AliasEvent, Artifact, Namespace, Version
 from registry.server.services import journal
 from registry.server.services.auth import Action, Principal
 from registry.server.services.common import Clock, aware, utcnow
-from registry.server.services.journal import version_target
-from registry.server.services.versions import State, VersionRecord, VersionService, version_id
+from registry.server.services.versions import State, VersionService, version_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,62 +116,3 @@ class LifecycleService:
             ).all()
             return [AliasRecord(a.name, v.version, v.state, aware(a.updated_at), a.updated_by)
                     for a, v in rows]  # fmt: skip
-
-    def revoke(
-        self, principal: Principal, ref: Ref, reason: str
-    ) -> tuple[VersionRecord, list[str]]:
-        """Revoke a released version; returns it and the released versions whose provenance
-        names it (they fail re-verification from now on)."""
-        principal.require(Action.RELEASE, ref.namespace)
-        if not reason.strip():
-            raise InvalidRequestError("a revocation needs a reason")
-        record = self._versions.resolve(principal, ref)
-        if record.state == State.REVOKED:
-            return record, self._dependents(record)
-        if record.state != State.RELEASED:
-            raise ConflictError(
-                f"{record.ref} is {record.state}; only released versions are revoked"
-            )
-        text = f"revoked by {principal.name}: {reason.strip()[:2000]}"
-        with transaction(self._sessions) as session:
-            session.execute(
-                update(Version)
-                .where(Version.id == version_id(session, record), Version.state == State.RELEASED)
-                .values(state=State.REVOKED, state_reason=text)
-            )
-            journal.record(session, principal, "revoke_version",
-                           version_target(record.namespace, record.name, record.version, "revoke"),
-                           at=self._clock(), details={"reason": reason.strip()[:2000]})  # fmt: skip
-        return dataclasses.replace(
-            record, state=State.REVOKED, state_reason=text
-        ), self._dependents(record)
-
-    def _dependents(self, record: VersionRecord) -> list[str]:
-        """Released versions whose stored provenance names ``record`` (by digest)."""
-        found: set[str] = set()
-        with self._sessions() as session:
-            rows = session.execute(
-                select(Attestation.bundle, Namespace.name, Artifact.name, Version.version)
-                .join(Version, Attestation.version_id == Version.id)
-                .join(Artifact, Version.artifact_id == Artifact.id)
-                .join(Namespace, Artifact.namespace_id == Namespace.id)
-                .where(Attestation.predicate_type == SLSA_PROVENANCE)
-                .where(Version.state == State.RELEASED)
-            ).all()
-        for raw, ns, name, version in rows:
-            try:
-                predicate = Bundle.parse(raw).statement().predicate
-            except AttestError:
-                continue
-            deps = predicate.get("buildDefinition", {}).get("resolvedDependencies", [])
-            for dep in deps if isinstance(deps, list) else []:
-                if not isinstance(dep, dict):
-                    continue
-                uri, digest = str(dep.get("uri", "")), dep.get("digest", {})
-                if (
-                    uri.startswith(DEPENDENCY_SCHEME)
-                    and isinstance(digest, dict)
-                    and (digest.get("sha256") == record.root_digest)
-                ):
-                    found.add(f"{ns}/{name}@{version}")
-        return sorted(found)
