@@ -1,4 +1,4 @@
-"""After release: aliases (with their history) and revocation."""
+"""After release: aliases and their history (revocation is ReleaseService's, with its cascade)."""
 
 from __future__ import annotations
 
