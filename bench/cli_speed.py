@@ -67,12 +67,18 @@ def main() -> None:
                                    str(port)], env=env, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL)  # fmt: skip
         try:
-            deadline = time.monotonic() + 30
-            while not (root / "data" / "admin-token").exists():
+            deadline = time.monotonic() + 60
+            while True:  # up when it answers /health
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                        sock.sendall(b"GET /health HTTP/1.0\r\n\r\n")
+                        if b" 200 " in sock.recv(64):
+                            break
+                except OSError:
+                    pass
                 if time.monotonic() > deadline:
                     raise SystemExit("the registry did not start")
-                time.sleep(0.1)
-            time.sleep(1.0)
+                time.sleep(0.2)
             env["MODELSEAL_TOKEN"] = (root / "data" / "admin-token").read_text().strip()
             run = lambda *a: timed([*cli, *a], env, root)  # noqa: E731
             run("keygen", str(root / "ci"))
