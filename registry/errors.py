@@ -21,7 +21,9 @@
     ├── PayloadTooLargeError          413 payload-too-large
     ├── UploadOffsetError             416 upload-offset-mismatch
     ├── RateLimitedError              429 rate-limited (facts.retry_after: seconds)
-    ├── StorageUnavailableError       503 storage-unavailable
+    ├── ServiceUnavailableError       503 service-unavailable (facts.retry_after: seconds)
+    │   ├── StorageUnavailableError   503 storage-unavailable
+    │   └── DatabaseUnavailableError  503 database-unavailable
     ├── PullVerificationError         (SDK only) a pulled file did not match its digest
     └── ConnectionFailedError         (SDK only) the registry could not be reached
 
@@ -133,8 +135,16 @@ class RateLimitedError(RegistryError):
     """Too many requests; retry after ``facts["retry_after"]`` seconds."""
 
 
-class StorageUnavailableError(RegistryError):
+class ServiceUnavailableError(RegistryError):
+    """A component the registry depends on is down; retry (the SDK already did, with backoff)."""
+
+
+class StorageUnavailableError(ServiceUnavailableError):
     """The blob store failed or could not be reached."""
+
+
+class DatabaseUnavailableError(ServiceUnavailableError):
+    """The metadata database failed or could not be reached."""
 
 
 class PullVerificationError(RegistryError):
@@ -168,6 +178,8 @@ PROBLEMS: dict[type[RegistryError], tuple[int, str]] = {
     UploadOffsetError: (416, "upload-offset-mismatch"),
     RateLimitedError: (429, "rate-limited"),
     StorageUnavailableError: (503, "storage-unavailable"),
+    DatabaseUnavailableError: (503, "database-unavailable"),
+    ServiceUnavailableError: (503, "service-unavailable"),
     PullVerificationError: (500, "pull-verification-failed"),
     ConnectionFailedError: (503, "connection-failed"),
     RegistryError: (500, "internal-error"),

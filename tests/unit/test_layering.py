@@ -175,6 +175,8 @@ def test_the_checker_sees_lazy_and_hidden_imports() -> None:
 
 PUBLIC = {
     "__version__",
+    "ServiceUnavailableError",
+    "DatabaseUnavailableError",
     "RegistryClient",
     "TrainingRun",
     "RegistryError",

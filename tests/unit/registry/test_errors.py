@@ -35,3 +35,20 @@ def test_unknown_problem_type_falls_back_on_status() -> None:
     error = error_from_problem(404, {"type": "about:blank", "title": "Not Found"})
     assert isinstance(error, errors.NotFoundError)
     assert error.detail == "Not Found"
+
+
+def test_a_database_outage_reaches_the_sdk_as_its_own_error() -> None:
+    """The server answers 503 database-unavailable for a lost database (the store has its own
+    slug); the SDK rebuilds the matching class, both under ServiceUnavailableError."""
+    from registry.errors import (
+        PROBLEM_TYPE_BASE,
+        DatabaseUnavailableError,
+        ServiceUnavailableError,
+        StorageUnavailableError,
+        error_from_problem,
+    )
+
+    body = {"type": PROBLEM_TYPE_BASE + "database-unavailable", "detail": "retry shortly"}
+    error = error_from_problem(503, body)
+    assert type(error) is DatabaseUnavailableError and isinstance(error, ServiceUnavailableError)
+    assert issubclass(StorageUnavailableError, ServiceUnavailableError)
