@@ -43,6 +43,9 @@ SCAN = "https://modelseal.dev/attestation/scan/v1"
 RELEASE = "https://in-toto.io/attestation/release/v0.1"
 #: The registry-signed revocation of a version (the registry signs it on revocation).
 REVOCATION = "https://modelseal.dev/attestation/revocation/v1"
+#: The registry-signed current state of a version and its dependencies (a pull asks for one
+#: before writing a byte and accepts it only within its freshness window).
+STATUS = "https://modelseal.dev/attestation/status/v1"
 MAX_DEPTH = 8
 DEPENDENCY_SCHEME = "modelseal:"
 

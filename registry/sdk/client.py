@@ -82,7 +82,6 @@ MiB = 1024 * 1024
 SYNC_EVERY = 32 * MiB
 DEFAULT_CHUNK_SIZE = 64 * MiB
 #: The registry-signed statement of a version's current state (registry.server.services.releases).
-STATUS_PREDICATE = "https://modelseal.dev/attestation/status/v1"
 #: How old a signed status may be when a pull checks it (``MODELSEAL_STATUS_MAX_AGE``): a
 #: replayed "released" status is refused once this long has passed since the registry signed it.
 DEFAULT_STATUS_MAX_AGE = 300.0
@@ -92,6 +91,8 @@ STATUS_CLOCK_SKEW = 60.0
 Progress = Callable[[int], None]
 
 
+#: attest.gate.STATUS, written out for the same reason as the release type below
+STATUS_PREDICATE = "https://modelseal.dev/attestation/status/v1"
 #: the release attestation's predicate type (attest.gate's RELEASE; that module and the YAML
 #: policy parser it needs are imported only by the commands that run the gate locally)
 RELEASE_PREDICATE_TYPE = "https://in-toto.io/attestation/release/v0.1"

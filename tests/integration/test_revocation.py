@@ -15,12 +15,11 @@ import httpx
 import pytest
 
 from attest.bundle import Bundle
-from attest.gate import SLSA_PROVENANCE
+from attest.gate import REVOCATION, SLSA_PROVENANCE
 from attest.keys import TrustedKey
 from attest.verifying import Verifier
 from registry.errors import PullVerificationError
 from registry.sdk.client import STATUS_PREDICATE, RegistryClient
-from registry.server.services.releases import REVOCATION
 from tests.conftest import Live, run_cli, serve
 from tests.integration.test_events import SECRET, Receiver, _settings
 from tests.integration.test_release import World, _deployer

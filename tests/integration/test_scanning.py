@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from attest.bundle import Bundle
+from attest.gate import RELEASE
 from attest.keys import TrustedKey
 from attest.verifying import Verifier
 from registry.errors import (
@@ -158,6 +159,10 @@ def test_unknown_files_wait_for_a_policy_that_names_them(world: World, tmp_path:
     assert reason.startswith("scan: weights.bin: unknown format, not positively identified")
     world.admin.set_policy("vision", DEFAULT_LIKE + "    scan: {allow_formats: [unknown]}\n")
     assert world.admin.release("vision/m@1").state == "released"
+    [release] = world.admin.list_attestations("vision/m@1", RELEASE)
+    raw = world.admin.get_attestation("vision/m@1", release.id)
+    predicate = _registry_verifier(world.live).verify(Bundle.parse(raw)).statement.predicate
+    assert predicate["acceptedUnknown"] == ["weights.bin"]  # named where auditors read
     bom = verified_bom(world.admin, "vision/m@1")
     validate_bom(bom)
     files = {}

@@ -247,3 +247,12 @@ def test_importing_one_room_loads_no_other(imported: str, absent: tuple[str, ...
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT
     )
     assert done.stdout.strip() == "[]"
+
+
+def test_the_sdks_copies_of_predicate_types_match_the_gates() -> None:
+    """The SDK spells two predicate types out to keep the gate (and YAML) out of its start-up."""
+    from attest import gate
+    from registry.sdk import client
+
+    assert client.RELEASE_PREDICATE_TYPE == gate.RELEASE
+    assert client.STATUS_PREDICATE == gate.STATUS

@@ -14,7 +14,7 @@ from attest.auditlog import CHECKPOINT_PREDICATE
 from attest.bundle import Bundle
 from attest.errors import AttestError
 from attest.evaluation import TEST_RESULT, check_evaluation_predicate
-from attest.gate import RELEASE, REVOCATION, SCAN, SLSA_PROVENANCE
+from attest.gate import RELEASE, REVOCATION, SCAN, SLSA_PROVENANCE, STATUS
 from attest.keys import TrustedKey, fingerprint, load_public, public_pem
 from attest.oms import OMS_PREDICATE_TYPE, check_oms
 from attest.provenance import ROLE_KINDS, Provenance, model_card, read_predicate
@@ -41,8 +41,8 @@ from sbom import BOM_PREDICATE_TYPE, parse_environment
 REBUILDS = frozenset({SLSA_PROVENANCE, TEST_RESULT})
 #: What only the registry signs: a bundle of these types from anyone else is refused (even one
 #: signed by a key someone registered as an identity: the gate reads the newest scan).
-REGISTRY_ONLY = frozenset({SCAN, RELEASE, REVOCATION, BOM_PREDICATE_TYPE, CHECKPOINT_PREDICATE,
-                           "https://modelseal.dev/attestation/status/v1"})  # fmt: skip
+REGISTRY_ONLY = frozenset({SCAN, RELEASE, REVOCATION, STATUS, BOM_PREDICATE_TYPE,
+                           CHECKPOINT_PREDICATE})  # fmt: skip
 
 #: The registry's own read-only view, for checks across namespaces (never a caller's).
 READER = Principal(token_id="-", name="registry", role=Role.AUDITOR, namespace=None)  # noqa: S106

@@ -23,7 +23,10 @@ from attest.gate import (
     DEPENDENCY_SCHEME,
     MAX_DEPTH,
     RELEASE,
+    REVOCATION,
+    SCAN,
     SLSA_PROVENANCE,
+    STATUS,
     Reason,
     Subject,
     evaluate,
@@ -37,6 +40,7 @@ from attest.policy import (
     PolicyError,
     parse_policy,
 )
+from attest.scan.rules import accepted_unknown
 from attest.signing import KeySigner, UriSigner
 from attest.statement import make_statement
 from attest.verifying import Verified, Verifier
@@ -67,11 +71,6 @@ from registry.server.services.scanning import REGISTRY_SIGNER, ScanService, regi
 from registry.server.services.versions import State, VersionRecord, VersionService, version_id
 
 MAX_POLICY_BYTES = 256 * 1024
-#: A registry-signed revocation of one version (its own, or cascaded from a dependency's).
-REVOCATION = "https://modelseal.dev/attestation/revocation/v1"
-#: A registry-signed statement of a version's current state and its dependencies' (pulls ask
-#: for one before writing a byte; clients accept it only within their freshness window).
-STATUS = "https://modelseal.dev/attestation/status/v1"
 #: The registry's own read-only view, used by the gate to resolve dependencies.
 GATE = Principal(token_id="-", name="release-gate", role=Role.AUDITOR, namespace=None)  # noqa: S106
 
@@ -336,6 +335,9 @@ class ReleaseService:
                     "revision": policy.revision,
                     "sha256": hashlib.sha256(policy.document.encode()).hexdigest(),
                 },
+                # Files released only because the policy accepts what the scanner could not
+                # identify (scan: {allow_formats: [unknown]}), named where auditors read.
+                "acceptedUnknown": self._accepted_unknown(record, evidence, policy),
                 "evidence": [
                     {
                         "predicateType": e.statement.predicate_type,
@@ -381,6 +383,16 @@ class ReleaseService:
                            at=now, details={"root_digest": record.root_digest,
                                             "policy_revision": policy.revision})  # fmt: skip
         return dataclasses.replace(record, state=State.RELEASED, state_reason=None)
+
+    def _accepted_unknown(
+        self, record: VersionRecord, evidence: list[Verified], policy: PolicyRecord
+    ) -> list[str]:
+        scans = [e for e in evidence if e.statement.predicate_type == SCAN
+                 and e.signer_id == self._signer.identity]  # fmt: skip
+        if not scans:
+            return []
+        allowed = parse_policy(policy.document).for_kind(record.kind).allow_formats
+        return accepted_unknown(scans[-1].statement.predicate, allowed)
 
     def reject(self, principal: Principal, ref_text: str, reason: str) -> VersionRecord:
         """Explicitly reject a pending version (it can never be released)."""
