@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 
@@ -12,6 +13,11 @@ def run() -> None:
     sys.modules.setdefault("trio", None)  # type: ignore[arg-type]
     # httpx imports its own command line (click and friends, ~40 ms) unless that import fails.
     sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+    # pydantic looks for plugins (observability hooks for services) by scanning every installed
+    # distribution's entry points, ~15 ms; a client command has no use for them. `serve` keeps
+    # them, and a value the user set is kept.
+    if sys.argv[1:2] != ["serve"]:
+        os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     from registry.cli.app import main
 
     main()

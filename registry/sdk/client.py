@@ -20,7 +20,6 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -29,21 +28,8 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from attest.auditlog import (
-    CHECKPOINT_PREDICATE,
-    GENESIS,
-    AuditChainError,
-    check_extends,
-    verify_chain,
-)
-from attest.bundle import Bundle
 from attest.digests import FileDigest, manifest_digest, parse_sha256, root_digest
 from attest.errors import AttestError, FileSetError
-from attest.files import FileSet, LocalFile, hash_file, hash_files, scan_directory
-from attest.keys import TrustedKey
-from attest.oms import OMS_PREDICATE_TYPE as OMS_PREDICATE
-from attest.oms import check_oms, oms_statement
-from attest.signing import Signer
 from registry.errors import (
     ConnectionFailedError,
     EvidenceRejectedError,
@@ -56,7 +42,6 @@ from registry.errors import (
     error_from_problem,
 )
 from registry.names import Kind, Ref, RefKind, parse_ref, validate_external_uri, validate_path
-from registry.sdk.filesink import FileSink
 from registry.sdk.pins import PinStore
 from registry.sdk.transfer import RawTransport, Retry, redact_secrets
 from registry.wire import (
@@ -74,7 +59,11 @@ from registry.wire import (
 )
 
 if TYPE_CHECKING:
+    # Imported where they are used: `show` and `list` (start-up is most of their time) need none
+    # of the hashing, signing and verifying machinery.
+    from attest.files import FileSet, LocalFile
     from attest.gate import Subject as GateSubject
+    from attest.signing import Signer
     from attest.trust import Trust
     from attest.verifying import Verifier
 
@@ -107,6 +96,8 @@ def collect_files(directory: Path, *, follow_symlinks_within: Path | None = None
         InvalidPathError: a symlink, special file or invalid name was found.
         InvalidRequestError: ``directory`` is not a directory, or holds no file.
     """
+    from attest.files import scan_directory
+
     try:
         found = scan_directory(directory, follow_symlinks_within=follow_symlinks_within)
     except FileSetError as exc:
@@ -437,6 +428,12 @@ class RegistryClient:
             VersionConflictError: the version exists with other content.
             EvidenceRejectedError: the registry refused the signature (untrusted signer…).
         """
+        from concurrent.futures import ThreadPoolExecutor
+
+        from attest.bundle import Bundle
+        from attest.files import hash_file, hash_files
+        from attest.oms import check_oms, oms_statement
+
         parsed = parse_ref(ref)
         if parsed.kind.value != "version":
             raise InvalidRequestError(f"push needs NS/NAME@VERSION, not {ref!r}")
@@ -531,6 +528,8 @@ class RegistryClient:
         """Register a version by manifest only: each file's ``path``, ``size``, ``sha256`` and
         the ``uri`` where its bytes live. Nothing is uploaded; the version is marked external.
         With ``signer``, an OMS signature over the declared digests is attached."""
+        from attest.oms import oms_statement
+
         parsed = parse_ref(ref)
         if parsed.kind.value != "version":
             raise InvalidRequestError(f"register needs NS/NAME@VERSION, not {ref!r}")
@@ -677,6 +676,9 @@ class RegistryClient:
         Raises:
             PullVerificationError: naming what did not check out.
         """
+        from attest.auditlog import AuditChainError
+        from attest.bundle import Bundle
+
         pins = pins or PinStore()
         exact = f"{version.namespace}/{version.name}@{version.version}"
         url = self.base_url
@@ -743,6 +745,8 @@ class RegistryClient:
     ) -> None:
         """The signed audit-log head ``log`` must extend the checkpoint ``seen`` before; it is
         remembered as the newest seen."""
+        from attest.auditlog import check_extends
+
         if not isinstance(log, dict):
             if seen:
                 raise PullVerificationError(
@@ -841,6 +845,9 @@ class RegistryClient:
                 at that count no longer hashes to the remembered head (naming both checkpoints).
             AuditChainError: naming the first edited, removed or reordered entry.
         """
+        from attest.auditlog import CHECKPOINT_PREDICATE, GENESIS, check_extends, verify_chain
+        from attest.bundle import Bundle
+
         pins = pins or PinStore()
         url = self.base_url
         try:
@@ -970,6 +977,8 @@ class RegistryClient:
         local_trust: Trust | None,
         replace: bool = False,
     ) -> VersionPublic:
+        from concurrent.futures import ThreadPoolExecutor
+
         parsed = parse_ref(ref)
         if target.is_symlink() or (target.exists() and not target.is_dir()):
             raise InvalidRequestError(f"{target} exists and is not a directory")
@@ -1082,6 +1091,7 @@ class RegistryClient:
                 for a in self.list_attestations(ref, predicate_type)]  # fmt: skip
 
     def registry_verifier(self, registry_key: bytes | None, pins: PinStore) -> Verifier:
+        from attest.keys import TrustedKey
         from attest.verifying import Verifier
 
         url = str(self._http.base_url)
@@ -1112,6 +1122,8 @@ class RegistryClient:
         pins: PinStore,
         allow_downgrade: bool,
     ) -> None:
+        from attest.bundle import Bundle
+
         exact = f"{version.namespace}/{version.name}@{version.version}"
         verifier = self.registry_verifier(registry_key, pins)
         release: dict[str, Any] | None = None
@@ -1152,8 +1164,10 @@ class RegistryClient:
         self, version: VersionPublic, policy_text: str, trust: Trust, pins: PinStore
     ) -> None:
         """Re-run the release gate here with the caller's policy and signers."""
+        from attest.bundle import Bundle
         from attest.gate import Subject as GateSubject
         from attest.gate import evaluate
+        from attest.keys import TrustedKey
         from attest.policy import parse_policy
         from attest.verifying import Verifier
 
@@ -1206,6 +1220,10 @@ class RegistryClient:
         return pinned
 
     def _verify_pending(self, ref: Ref, version: VersionPublic, files: list[FileDigest]) -> None:
+        from attest.bundle import Bundle
+        from attest.keys import TrustedKey
+        from attest.oms import OMS_PREDICATE_TYPE as OMS_PREDICATE
+        from attest.oms import check_oms
         from attest.policy import parse_policy
         from attest.verifying import Verifier
 
@@ -1256,6 +1274,8 @@ class RegistryClient:
     def _download(
         self, ref: Ref, item: FileDigest, staging: Path, progress: Progress | None, durable: bool
     ) -> None:
+        from registry.sdk.filesink import FileSink
+
         destination = staging / item.path
         destination.parent.mkdir(parents=True, exist_ok=True)
         path = f"{self._version_path(ref)}/files/{quote(item.path)}"

@@ -58,8 +58,10 @@ def _all_imports(path: Path, source: str | None = None) -> list[Import]:
 
     def visit(node: ast.AST, lazy: bool) -> None:
         for child in ast.iter_child_nodes(node):
-            nested = lazy or isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef) or (
-                isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test)
+            nested = (
+                lazy
+                or isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef)
+                or (isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test))
             )
             if isinstance(child, ast.Import):
                 found.extend(Import(a.name, lazy, child.lineno) for a in child.names)
@@ -256,3 +258,40 @@ def test_the_sdks_copies_of_predicate_types_match_the_gates() -> None:
 
     assert client.RELEASE_PREDICATE_TYPE == gate.RELEASE
     assert client.STATUS_PREDICATE == gate.STATUS
+
+
+def test_a_read_command_starts_without_the_signing_and_verifying_machinery() -> None:
+    """`show` and `list` are mostly start-up: building their command and the SDK client must not
+    load cryptography, hashing, the scanner, rich's progress bars or its markdown help."""
+    heavy = ("cryptography", "attest.files", "attest.keys", "attest.scan", "attest.verifying",
+             "rich.progress", "rich.markdown", "typer.rich_utils", "registry.server")  # fmt: skip
+    probe = (
+        "import sys\n"
+        # what `python -m registry` and the console script block first (see registry/__main__)
+        "sys.modules['trio'] = sys.modules['httpx._main'] = None\n"
+        "from registry.cli.app import build\n"
+        "build('show'); build('list')\n"
+        "import registry.sdk.client\n"
+        f"heavy = {heavy!r}\n"
+        "print(sorted(m for m in sys.modules if any(m == h or m.startswith(h + '.') "
+        "for h in heavy)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert done.stdout.strip() == "[]"
+
+
+def test_the_command_table_builds_each_command_alone_and_all_together() -> None:
+    from registry.cli.app import COMMANDS, build
+
+    whole = build()
+    names = [entry[0] for entry in COMMANDS]
+    listed = [c.name for c in whole.registered_commands] + [g.name for g in whole.registered_groups]
+    assert sorted(listed) == sorted(names)
+    assert len(set(names)) == len(names)
+    for name in names:
+        alone = build(name)
+        assert [c.name for c in alone.registered_commands] + [
+            g.name for g in alone.registered_groups
+        ] == [name]
