@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from registry.cli.common import connect, err, fatal, make_table, out, print_json
+from registry.cli.common import Table, connect, err, fatal, print_json, print_table
 
 token_app = typer.Typer(help="API tokens (admins).", no_args_is_help=True)
 
@@ -44,11 +44,11 @@ def token_list(
     if as_json:
         print_json([t.model_dump(mode="json", exclude={"token"}) for t in tokens])
         return
-    table = make_table("id", "name", "role", "namespace", "expires", "revoked")
+    table = Table("id", "name", "role", "namespace", "expires", "revoked")
     for t in tokens:
         table.add_row(t.id, t.name, t.role, t.namespace or "*",
                       t.expires_at.isoformat() if t.expires_at else "", str(t.revoked))  # fmt: skip
-    out.print(table)
+    print_table(table)
 
 
 @token_app.command("revoke")
@@ -91,10 +91,10 @@ def audit_log(
     if as_json:
         print_json(entries)
         return
-    table = make_table("seq", "at", "actor", "action", "target", "outcome")
+    table = Table("seq", "at", "actor", "action", "target", "outcome")
     for e in entries:
         table.add_row(str(e["seq"]), e["at"], e["actor"], e["action"], e["target"], e["outcome"])
-    out.print(table)
+    print_table(table)
 
 
 @audit_app.command("verify")
@@ -137,9 +137,10 @@ def _operator_settings(data_dir: Path, database_url: str | None, storage: str | 
     from registry.server import entry
 
     settings = entry.settings(data_dir, database_url, storage)
-    if settings.resolved_database_url.startswith("sqlite") and not (
-        data_dir / "registry.db"
-    ).is_file():
+    if (
+        settings.resolved_database_url.startswith("sqlite")
+        and not (data_dir / "registry.db").is_file()
+    ):
         fatal(f"{data_dir} holds no registry database (registry.db); give the data dir `serve` "
               "uses, or --database-url")  # fmt: skip
     return settings

@@ -7,16 +7,16 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 
 from registry.cli.common import (
+    Table,
     chosen_signer,
     connect,
+    echo,
     err,
     fatal,
-    make_table,
-    out,
     print_json,
+    print_table,
     transfer_progress,
     wide,
 )
@@ -335,7 +335,7 @@ def list_(
                 print_json(names)
             else:
                 for name in names:
-                    out.print(name, highlight=False)
+                    echo(name)
             return
         namespace, _, name = target.partition("/")
         validate_name(namespace, what="namespace")
@@ -344,7 +344,7 @@ def list_(
             if as_json:
                 print_json([a.model_dump(mode="json") for a in artifacts])
                 return
-            table = make_table("artifact", "kind", "versions", "created")
+            table = Table("artifact", "kind", "versions", "created")
             for a in artifacts:
                 table.add_row(
                     f"{a.namespace}/{a.name}",
@@ -352,14 +352,14 @@ def list_(
                     str(a.version_count),
                     a.created_at.isoformat(),
                 )
-            wide().print(table)
+            print_table(table)
             return
         validate_name(name, what="artifact name")
         versions = client.list_versions(namespace, name)
         if as_json:
             print_json([v.model_dump(mode="json") for v in versions])
             return
-        table = make_table("version", "state", "root digest", "files", "bytes", "created")
+        table = Table("version", "state", "root digest", "files", "bytes", "created")
         for v in versions:
             table.add_row(
                 v.version,
@@ -369,7 +369,7 @@ def list_(
                 str(v.total_size),
                 v.created_at.isoformat(),
             )
-        wide().print(table)
+        print_table(table)
 
 
 def show(
@@ -382,23 +382,20 @@ def show(
     if as_json:
         print_json(version.model_dump(mode="json"))
         return
-    out.print(f"{version.namespace}/{version.name}@{version.version}", highlight=False)
-    out.print(f"  kind         {version.kind}", highlight=False)
-    out.print(f"  state        {version.state}", highlight=False)
+    echo(f"{version.namespace}/{version.name}@{version.version}")
+    echo(f"  kind         {version.kind}")
+    echo(f"  state        {version.state}")
     if version.state_reason:
-        out.print(f"  reason       {version.state_reason}", highlight=False)
-    out.print(f"  root digest  {version.root_digest}", highlight=False)
+        echo(f"  reason       {version.state_reason}")
+    echo(f"  root digest  {version.root_digest}")
     if version.external:
-        out.print("  external     yes: registered by manifest; the registry holds no bytes",
-                  highlight=False)  # fmt: skip
-    out.print(
-        f"  created      {version.created_at.isoformat()} by {version.created_by}", highlight=False
-    )
-    table = make_table("path", "bytes", "sha256", *(["uri"] if version.external else []))
+        echo("  external     yes: registered by manifest; the registry holds no bytes")
+    echo(f"  created      {version.created_at.isoformat()} by {version.created_by}")
+    table = Table("path", "bytes", "sha256", *(["uri"] if version.external else []))
     for f in version.files:
-        uri = [escape(f.uri or "")] if version.external else []
-        table.add_row(escape(f.path), str(f.size), f.digest, *uri)
-    wide().print(table)
+        uri = [f.uri or ""] if version.external else []
+        table.add_row(f.path, str(f.size), f.digest, *uri)
+    print_table(table)
 
 
 def register(
@@ -494,6 +491,7 @@ def provenance(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """The lineage tree: model <- datasets <- their sources, code, base models <- …"""
+    from rich.markup import escape
     from rich.tree import Tree
 
     from registry.sdk.lineage import lineage

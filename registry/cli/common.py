@@ -1,33 +1,115 @@
 """What every command shares: the consoles, the one exit for errors (:func:`fatal`), the API
-client from the environment, tables, JSON output, progress bars and the signer the flags name."""
+client from the environment, tables, JSON output, progress bars and the signer the flags name.
+
+Plain lines (:func:`echo`) and tables (:class:`Table`) are written without rich: `show` and `list`
+are mostly start-up, and rich's console costs ~25 ms of it. The rich consoles ``out`` and ``err``
+are made on first use, for progress bars, trees and coloured messages.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import sys
+import unicodedata
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, cast
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
-from rich.table import Table
 
 if TYPE_CHECKING:  # imported where a command needs them: `--help` and typos stay fast
+    from rich.console import Console
+
     from attest.signing import Signer
     from registry.sdk.client import RegistryClient
 
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+class _LazyConsole:
+    """A rich ``Console`` made (and rich imported) when first used."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._console: Console | None = None
+
+    def made(self) -> Console:
+        """The console itself, for rich objects that take one (progress bars)."""
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.made(), name)
+
+
+out = cast("Console", _LazyConsole(soft_wrap=True))
+err = cast("Console", _LazyConsole(stderr=True, soft_wrap=True))
+
+
+def printable(text: str) -> str:
+    """TEXT with control characters (terminal escape sequences among them) shown as U+FFFD:
+    names, reasons and findings come from the registry and from files, not from us."""
+    return "".join("\ufffd" if unicodedata.category(c) == "Cc" else c for c in text)
+
+
+def echo(text: str) -> None:
+    """Write one plain line to stdout (no markup, no highlighting)."""
+    sys.stdout.write(printable(text) + "\n")
+
+
+class Styled(NamedTuple):
+    """A table cell shown in COLOUR (red, green, yellow, magenta) when stdout is a terminal."""
+
+    text: str
+    colour: str
+
+
+_ANSI = {"red": "31", "green": "32", "yellow": "33", "magenta": "35"}
+
+
+class Table:
+    """Aligned columns under a header line. Cells are never cut or folded: an identifier is copied
+    whole (a digest cut with an ellipsis at 80 columns was then "not found", and one folded over
+    two lines does not paste back). A cell's own line breaks start new lines within its row."""
+
+    def __init__(self, *headers: str) -> None:
+        self.headers = headers
+        self.rows: list[tuple[str | Styled, ...]] = []
+
+    def add_row(self, *cells: str | Styled) -> None:
+        if len(cells) != len(self.headers):
+            raise ValueError(f"a row of {len(self.headers)} cells, not {len(cells)}")
+        self.rows.append(cells)
+
+    def render(self, *, colour: bool = False) -> str:
+        def lines(cell: str | Styled) -> list[str]:
+            text = cell.text if isinstance(cell, Styled) else cell
+            return [printable(line) for line in text.split("\n")] or [""]
+
+        grid = [[lines(c) for c in row] for row in [self.headers, *self.rows]]
+        widths = [
+            max(len(line) for row in grid for line in row[i]) for i in range(len(self.headers))
+        ]
+        out_lines = []
+        for cells, row in zip(grid, [self.headers, *self.rows], strict=True):
+            for k in range(max(len(c) for c in cells)):
+                parts = []
+                for i, cell in enumerate(cells):
+                    text = cell[k] if k < len(cell) else ""
+                    pad = " " * (widths[i] - len(text))
+                    source = row[i]
+                    if colour and isinstance(source, Styled) and source.colour in _ANSI and text:
+                        text = f"\x1b[{_ANSI[source.colour]}m{text}\x1b[0m"
+                    parts.append(text + pad)
+                out_lines.append("  ".join(parts).rstrip())
+        return "\n".join(out_lines) + "\n"
+
+
+def print_table(table: Table) -> None:
+    colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    sys.stdout.write(table.render(colour=colour))
 
 
 @contextmanager
@@ -36,13 +118,21 @@ def transfer_progress(label: str, enabled: bool) -> Any:
     if not enabled:
         yield (None, None)
         return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),
         DownloadColumn(binary_units=True),
         TransferSpeedColumn(),
         TimeRemainingColumn(),
-        console=err,
+        console=cast(_LazyConsole, err).made(),
         transient=True,
     ) as progress:
         task = progress.add_task(f"{label}: preparing", total=None)
@@ -90,18 +180,15 @@ def fatal(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-def make_table(*headers: str) -> Table:
-    """A table whose cells wrap instead of being cut: an identifier is copied whole or not at all
-    (a digest cut with an ellipsis at 80 columns was then "not found")."""
-    table = Table(*headers)
-    for column in table.columns:
-        column.overflow = "fold"
-    return table
-
-
 def wide() -> Console:
     """``out``, or when stdout is not a terminal, a console that never cuts lines (logs, pipes)."""
-    return out if out.is_terminal else Console(soft_wrap=True, width=100_000)
+    from rich.console import Console
+
+    return (
+        cast(_LazyConsole, out).made()
+        if out.is_terminal
+        else Console(soft_wrap=True, width=100_000)
+    )
 
 
 def print_json(data: Any) -> None:

@@ -12,7 +12,17 @@ import typer
 from rich.markup import escape
 
 from attest.keys import KeyType
-from registry.cli.common import chosen_signer, connect, err, fatal, make_table, out, print_json
+from registry.cli.common import (
+    Styled,
+    Table,
+    chosen_signer,
+    connect,
+    err,
+    fatal,
+    out,
+    print_json,
+    print_table,
+)
 
 
 def keygen(
@@ -117,11 +127,11 @@ def attestations(
     if as_json:
         print_json([r.model_dump(mode="json") for r in records])
         return
-    table = make_table("id", "predicate type", "signer", "bundle digest", "attached")
+    table = Table("id", "predicate type", "signer", "bundle digest", "attached")
     for r in records:
         table.add_row(str(r.id), r.predicate_type, r.signer, r.bundle_digest,
                       r.created_at.isoformat())  # fmt: skip
-    out.print(table)
+    print_table(table)
 
 
 def verify_signature(
@@ -177,12 +187,12 @@ def scan(
     else:
         colours = {Verdict.CLEAN: "green", Verdict.UNKNOWN: "yellow",
                    Verdict.UNSCANNABLE: "magenta", Verdict.UNSAFE: "red"}  # fmt: skip
-        table = make_table("path", "format", "verdict", "findings")
+        table = Table("path", "format", "verdict", "findings")
         for f in report.files:
             style = "yellow" if f.clean and f.pickle else colours[f.verdict]
-            verdict = f"[{style}]{f.verdict}{' (pickle)' if f.pickle else ''}[/{style}]"
-            table.add_row(escape(f.path), str(f.format), verdict, escape("\n".join(f.findings)))
-        out.print(table)
+            verdict = Styled(f"{f.verdict}{' (pickle)' if f.pickle else ''}", style)
+            table.add_row(f.path, str(f.format), verdict, "\n".join(f.findings))
+        print_table(table)
     if not report.clean:
         counts = {v: sum(f.verdict is v for f in report.files) for v in Verdict if v.severity}
         detail = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
@@ -291,8 +301,10 @@ def verify_evidence_cmd(
     directory: Annotated[Path, typer.Argument(help="A directory written by `modelseal export`.")],
     trust: Annotated[
         Path | None,
-        typer.Option(help="Your trust.yaml (signers you accept, registry key). Without it the "
-                     "export's signer identities are taken as given: at most UNANCHORED."),
+        typer.Option(
+            help="Your trust.yaml (signers you accept, registry key). Without it the "
+            "export's signer identities are taken as given: at most UNANCHORED."
+        ),
     ] = None,
     policy: Annotated[Path | None, typer.Option(help="Your policy.yaml (e.g. stricter).")] = None,
     registry_key: Annotated[

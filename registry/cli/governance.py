@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from registry.cli.common import connect, err, fatal, make_table, out, print_json
+from registry.cli.common import Styled, Table, connect, err, fatal, print_json, print_table
 
 identity_app = typer.Typer(help="Signers the registry trusts (admins).", no_args_is_help=True)
 
@@ -51,11 +51,11 @@ def identity_list(
     if as_json:
         print_json([r.model_dump(mode="json") for r in records])
         return
-    table = make_table("name", "kind", "key / identity", "issuer", "added")
+    table = Table("name", "kind", "key / identity", "issuer", "added")
     for r in records:
         who = r.fingerprint or (f"/{r.sigstore_identity}/" if r.regex else r.sigstore_identity)
         table.add_row(r.name, r.kind, who or "", r.sigstore_issuer or "", r.created_at.isoformat())
-    out.print(table)
+    print_table(table)
 
 
 policy_app = typer.Typer(help="Release policies per namespace (admins).", no_args_is_help=True)
@@ -165,11 +165,11 @@ def alias_list(
     if as_json:
         print_json([a.model_dump(mode="json") for a in aliases])
         return
-    table = make_table("alias", "version", "state", "moved", "by")
+    table = Table("alias", "version", "state", "moved", "by")
     for a in aliases:
-        state = f"[red]{a.state} (!)[/red]" if a.state != "released" else a.state
+        state = Styled(f"{a.state} (!)", "red") if a.state != "released" else a.state
         table.add_row(a.alias, a.version, state, a.updated_at.isoformat(), a.updated_by)
-    out.print(table)
+    print_table(table)
 
 
 @alias_app.command("history")
@@ -185,7 +185,7 @@ def alias_history(
     if as_json:
         print_json([m.model_dump(mode="json") for m in moves])
         return
-    table = make_table("when", "who", "from", "to")
+    table = Table("when", "who", "from", "to")
     for m in moves:
         table.add_row(m.at.isoformat(), m.actor, m.from_version or "", m.to_version)
-    out.print(table)
+    print_table(table)

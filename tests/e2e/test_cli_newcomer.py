@@ -50,19 +50,35 @@ def test_cli_errors_name_flags_not_api_fields(live: Live) -> None:
     assert "--expires" in done.stderr and "expires_days" not in done.stderr
 
 
-def test_tables_wrap_identifiers_instead_of_cutting_them() -> None:
-    from rich.console import Console
-
-    from registry.cli.common import make_table
+def test_tables_never_cut_or_fold_identifiers() -> None:
+    from registry.cli.common import Styled, Table
 
     digest = "sha256:" + "0123456789abcdef" * 4
-    table = make_table("version", "root digest")
-    table.add_row("1", digest)
-    console = Console(width=40, record=True, force_terminal=True)
-    console.print(table)
-    cells = "".join(line.split("│")[2].strip() for line in console.export_text().splitlines()
-                    if line.count("│") == 3)  # fmt: skip
-    assert cells == digest
+    table = Table("version", "root digest", "state")
+    table.add_row("1", digest, Styled("revoked (!)", "red"))
+    table.add_row("10", "x", "released")
+    plain = table.render()
+    assert plain.splitlines() == [
+        "version  root digest" + " " * (len(digest) - len("root digest")) + "  state",
+        f"1        {digest}  revoked (!)",
+        "10       x" + " " * (len(digest) - 1) + "  released",
+    ]
+    coloured = table.render(colour=True)
+    assert "\x1b[31mrevoked (!)\x1b[0m" in coloured and "\x1b[" not in plain
+
+
+def test_text_from_the_registry_cannot_drive_the_terminal() -> None:
+    from registry.cli.common import Table, printable
+
+    table = Table("path", "findings")
+    table.add_row("a\x1b]8;;http://evil\x07b", "one\ntwo\x9b")
+    rendered = table.render(colour=True)
+    assert "\x1b" not in rendered and "\x07" not in rendered and "\x9b" not in rendered
+    shown = "a\ufffd]8;;http://evil\ufffdb"
+    assert rendered.splitlines()[1:] == [f"{shown}  one", " " * len(shown) + "  two\ufffd"]
+    assert printable("ok\tcol") == "ok\ufffdcol"
+    with pytest.raises(ValueError):
+        table.add_row("only one cell")
 
 
 def test_a_hugging_face_snapshot_is_pushed_with_follow_symlinks(live: Live, tmp_path: Path) -> None:
