@@ -1,12 +1,18 @@
 """How long does each everyday `modelseal` command take, against Python's own start-up?
 
-    python3 bench/cli_speed.py [--repeat 10]
+    python3 bench/cli_speed.py [--repeat 10] [--compare-rev GIT_REV]
 
 Starts a registry on the embedded default (SQLite + local directory) on a free port, registers a
 signing key, pushes a released 1 MB model once, then times each command as a fresh process
 (median and spread of ``--repeat`` runs): ``--help``, ``show``, ``list``, a signed push of a
 1 MB model (a new version each run), ``sbom``, ``provenance``; the baseline is
 ``python -c pass`` in the same run. Targets from the issue tracker are printed beside each.
+
+The packages are byte-compiled first, as installing a wheel does (with PYTHONDONTWRITEBYTECODE
+set, an editable checkout would otherwise compile every module of every command from source).
+With ``--compare-rev``, the CLI of that git revision (a temporary worktree, same interpreter and
+dependencies, same registry) is timed too, each of its runs right after the matching current
+one, and the ratio current/old is printed.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("registry", "attest", "sbom")
 TARGETS = {"--help": 0.25, "show": 0.25, "list": 0.25, "push (signed, 1 MB)": 0.8,
            "sbom": 0.5, "provenance": 0.5}  # fmt: skip
 
@@ -31,6 +39,11 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def compile_tree(root: Path) -> None:
+    subprocess.run([sys.executable, "-m", "compileall", "-q", *(str(root / p) for p in PACKAGES)],
+                   check=True, capture_output=True)  # fmt: skip
 
 
 def timed(command: list[str], env: dict[str, str], cwd: Path) -> float:
@@ -55,10 +68,18 @@ def model(directory: Path, seed: int) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=10)
+    parser.add_argument("--compare-rev", help="also time the CLI of this git revision")
     args = parser.parse_args()
     cli = [sys.executable, "-m", "registry"]
+    compile_tree(ROOT)
     with tempfile.TemporaryDirectory(prefix="modelseal-cli-bench-") as tmp:
         root = Path(tmp)
+        old_tree = None
+        if args.compare_rev:
+            old_tree = root / "old"
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(old_tree),
+                            args.compare_rev], check=True, capture_output=True)  # fmt: skip
+            compile_tree(old_tree)
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MODELSEAL_", "GIT_"))}
         env.update(MODELSEAL_URL=f"http://127.0.0.1:{port}",
@@ -92,24 +113,43 @@ def main() -> None:
                 "show": [[*cli, "show", "bench/m@0"]] * args.repeat,
                 "list": [[*cli, "list"]] * args.repeat,
                 "push (signed, 1 MB)": [
-                    [*cli, "push", str(model(root / f"m{i}", i)), f"bench/m@{i}", "--sign-key",
-                     str(root / "ci.key"), "--no-progress"]
+                    [
+                        *cli,
+                        "push",
+                        str(model(root / f"m{i}", i)),
+                        f"bench/m@{i}",
+                        "--sign-key",
+                        str(root / "ci.key"),
+                        "--no-progress",
+                    ]
                     for i in range(1, args.repeat + 1)
                 ],
                 "sbom": [[*cli, "sbom", "bench/m@0"]] * args.repeat,
                 "provenance": [[*cli, "provenance", "bench/m@0"]] * args.repeat,
             }
+            old_env = None if old_tree is None else {**env, "PYTHONPATH": str(old_tree)}
             baseline = None
-            print(f"{'command':22} {'median s':>9} {'min':>6} {'max':>6} {'x python':>9} target")
+            print(f"{'command':22} {'median s':>9} {'min':>6} {'max':>6} {'x python':>9} "
+                  f"{'target':14}" + ("  old median  new/old" if old_env else ""))  # fmt: skip
             for name, runs in commands.items():
-                times = [timed(command, env, root) for command in runs]
+                times, old_times = [], []
+                for i, command in enumerate(runs):
+                    times.append(timed(command, env, root))
+                    if old_env is not None and name != "python -c pass":
+                        if name.startswith("push"):  # the old CLI pushes its own versions
+                            command = [*command[:-4], f"bench/old@{i}", *command[-3:]]
+                        old_times.append(timed(command, old_env, root))
                 median = statistics.median(times)
                 baseline = baseline or median
                 target = TARGETS.get(name)
                 mark = "" if target is None else (f"<= {target}" + (" ok" if median <= target
                                                                     else " MISSED"))  # fmt: skip
-                print(f"{name:22} {median:9.3f} {min(times):6.3f} {max(times):6.3f} "
-                      f"{median / baseline:9.1f} {mark}")
+                line = (f"{name:22} {median:9.3f} {min(times):6.3f} {max(times):6.3f} "
+                        f"{median / baseline:9.1f} {mark:14}")  # fmt: skip
+                if old_times:
+                    old = statistics.median(old_times)
+                    line += f"  {old:10.3f} {median / old:8.2f}"
+                print(line, flush=True)
         finally:
             server.terminate()
             try:
@@ -117,6 +157,9 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 server.kill()
             shutil.rmtree(root / "data", ignore_errors=True)
+            if old_tree is not None:
+                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
+                                str(old_tree)], capture_output=True)  # fmt: skip
 
 
 if __name__ == "__main__":
