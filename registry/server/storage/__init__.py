@@ -6,7 +6,14 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from registry.server.config import Settings
-from registry.server.storage.base import READ_SIZE, BlobStore, Part, blob_key
+from registry.server.storage.base import (
+    READ_SIZE,
+    BlobStore,
+    Part,
+    StagedUpload,
+    StoredBlob,
+    blob_key,
+)
 from registry.server.storage.local import LocalBlobStore
 from registry.server.storage.s3 import S3BlobStore
 
@@ -16,6 +23,8 @@ __all__ = [
     "LocalBlobStore",
     "Part",
     "S3BlobStore",
+    "StagedUpload",
+    "StoredBlob",
     "blob_key",
     "open_blob_store",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from attest.digests import is_sha256_hex
@@ -37,6 +38,26 @@ class Part:
 
     number: int
     etag: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBlob:
+    """A blob visible in the store, as a listing shows it."""
+
+    digest: str
+    size: int
+    modified: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StagedUpload:
+    """An upload started and neither completed nor aborted. ``digest`` is the blob it was staged
+    for where the store records it (S3: the key), else ``None`` (local: a directory per handle);
+    ``started`` is when it began (S3) or last received a part (local)."""
+
+    handle: str
+    digest: str | None
+    started: datetime
 
 
 @runtime_checkable
@@ -97,4 +118,16 @@ class BlobStore(Protocol):
 
     def delete(self, digest: str) -> None:
         """Remove a blob (garbage collection). Idempotent."""
+        ...
+
+    def list_blobs(self) -> Iterator[StoredBlob]:
+        """Every visible blob (for fsck and gc); names that are not blob keys are skipped."""
+        ...
+
+    def list_uploads(self) -> Iterator[StagedUpload]:
+        """Every staged upload still holding parts (for fsck and gc)."""
+        ...
+
+    def abort_staged(self, upload: StagedUpload) -> None:
+        """Drop a staged upload found by :meth:`list_uploads`. Idempotent."""
         ...

@@ -11,10 +11,19 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
+from attest.digests import is_sha256_hex
 from registry.errors import NotFoundError, StorageUnavailableError
-from registry.server.storage.base import READ_SIZE, Part, Readable, blob_key
+from registry.server.storage.base import (
+    READ_SIZE,
+    Part,
+    Readable,
+    StagedUpload,
+    StoredBlob,
+    blob_key,
+)
 
 _HANDLE_CHARS = frozenset("0123456789abcdef")
 
@@ -32,7 +41,7 @@ class LocalBlobStore:
         return self.root / blob_key(digest)
 
     def _upload_dir(self, handle: str) -> Path:
-        if len(handle) != 32 or not set(handle) <= _HANDLE_CHARS:
+        if not _is_handle(handle):
             raise ValueError(f"not a local upload handle: {handle!r}")
         return self.root / "uploads" / handle
 
@@ -104,6 +113,39 @@ class LocalBlobStore:
 
     def delete(self, digest: str) -> None:
         self._path(digest).unlink(missing_ok=True)
+
+    def list_blobs(self) -> Iterator[StoredBlob]:
+        with os.scandir(self.root / "blobs" / "sha256") as entries:
+            for entry in entries:
+                if not is_sha256_hex(entry.name):
+                    continue
+                try:
+                    stat = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue  # deleted while listing
+                yield StoredBlob(entry.name, stat.st_size, _mtime(stat.st_mtime))
+
+    def list_uploads(self) -> Iterator[StagedUpload]:
+        with os.scandir(self.root / "uploads") as entries:
+            for entry in entries:
+                if not _is_handle(entry.name):
+                    continue
+                try:
+                    stat = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue  # completed or aborted while listing
+                yield StagedUpload(entry.name, None, _mtime(stat.st_mtime))
+
+    def abort_staged(self, upload: StagedUpload) -> None:
+        shutil.rmtree(self._upload_dir(upload.handle), ignore_errors=True)
+
+
+def _is_handle(name: str) -> bool:
+    return len(name) == 32 and set(name) <= _HANDLE_CHARS
+
+
+def _mtime(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
 
 
 def _read_file(handle: object, start: int, length: int | None) -> Iterator[bytes]:

@@ -12,17 +12,33 @@ are switched off (they cost about one CPU-second per GB on plain http).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    HTTPClientError,
+    UnseekableStreamError,
+)
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from attest.digests import is_sha256_hex
 from registry.errors import NotFoundError, StorageUnavailableError
-from registry.server.storage.base import READ_SIZE, Part, Readable, blob_key
+from registry.server.storage.base import (
+    READ_SIZE,
+    Part,
+    Readable,
+    StagedUpload,
+    StoredBlob,
+    blob_key,
+)
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 _NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
 
@@ -60,6 +76,7 @@ class S3BlobStore:
             raise ValueError("S3 storage URL must look like s3://bucket/prefix")
         self.bucket = parsed.netloc
         self.prefix = parsed.path.strip("/")
+        self._blobs = f"{self.prefix}/blobs/sha256/" if self.prefix else "blobs/sha256/"
         self.description = f"s3://{self.bucket}/{self.prefix}" + (
             f" at {endpoint_url}" if endpoint_url else ""
         )
@@ -107,7 +124,13 @@ class S3BlobStore:
                 f"{what}: the blob store refused the request ({code or 'error'})", code=code
             ) from exc
         except BotoCoreError as exc:
-            raise StorageUnavailableError(f"{what}: the blob store is unreachable: {exc}") from exc
+            # botocore's text names internals (the endpoint URL, or the repr of the body being
+            # sent: "Need to rewind the stream <…_WholePieces object at 0x…>"): it goes to the
+            # log, and the error, which clients see, says what failed in words.
+            log.warning("%s: %s", what, exc)
+            raise StorageUnavailableError(
+                f"{what}: {_explain(exc)}", code=type(exc).__name__
+            ) from exc
 
     def exists(self, digest: str) -> bool:
         return self.size(digest) is not None
@@ -220,3 +243,44 @@ class S3BlobStore:
             "delete blob",
             lambda: self._s3.delete_object(Bucket=self.bucket, Key=self._key(digest)),
         )
+
+    def _digest_of(self, key: str) -> str | None:
+        """The digest a key under ``PREFIX/blobs/sha256/`` names, else ``None`` (not ours)."""
+        name = key.removeprefix(self._blobs)
+        return name if key.startswith(self._blobs) and is_sha256_hex(name) else None
+
+    def _pages(self, operation: str, what: str) -> Iterator[dict[str, Any]]:
+        paginator = self._s3.get_paginator(operation)
+        pages = iter(paginator.paginate(Bucket=self.bucket, Prefix=self._blobs))
+        while True:
+            page = self._call(what, lambda: next(pages, None))
+            if page is None:
+                return
+            yield page
+
+    def list_blobs(self) -> Iterator[StoredBlob]:
+        for page in self._pages("list_objects_v2", "list blobs"):
+            for item in page.get("Contents", ()):
+                digest = self._digest_of(item["Key"])
+                if digest is not None:
+                    yield StoredBlob(digest, int(item["Size"]), item["LastModified"])
+
+    def list_uploads(self) -> Iterator[StagedUpload]:
+        for page in self._pages("list_multipart_uploads", "list staged uploads"):
+            for item in page.get("Uploads", ()):
+                digest = self._digest_of(item["Key"])
+                if digest is not None:
+                    yield StagedUpload(str(item["UploadId"]), digest, item["Initiated"])
+
+    def abort_staged(self, upload: StagedUpload) -> None:
+        if upload.digest is None:
+            raise ValueError("an S3 staged upload names its blob")
+        self.abort_upload(upload.handle, upload.digest)
+
+
+def _explain(exc: BotoCoreError) -> str:
+    if isinstance(exc, UnseekableStreamError):
+        return "the blob store failed while the body was being sent, and it cannot be resent"
+    if isinstance(exc, BotoConnectionError | HTTPClientError):
+        return f"the blob store is unreachable ({type(exc).__name__})"
+    return f"the request to the blob store failed ({type(exc).__name__})"
