@@ -141,14 +141,20 @@ def push(
                           description, classification, owner)  # fmt: skip
             client.check_signer(signer, public_key_file=public)  # before anything is uploaded
             run.resolve()  # refuse unknown or mismatched dependencies before any upload
-        with transfer_progress(f"push {ref}", progress) as (on_total, advance):
-            if run is not None:
-                version = run.push(directory, progress=advance, on_total=on_total,
-                                   follow_symlinks_within=within)  # fmt: skip
-            else:
-                version = client.push(directory, ref, kind=kind, progress=advance,
-                                      on_total=on_total, signature=bundle,
-                                      follow_symlinks_within=within)  # fmt: skip
+        from registry.errors import ConnectionFailedError, ServiceUnavailableError
+
+        try:
+            with transfer_progress(f"push {ref}", progress) as (on_total, advance):
+                if run is not None:
+                    version = run.push(directory, progress=advance, on_total=on_total,
+                                       follow_symlinks_within=within)  # fmt: skip
+                else:
+                    version = client.push(directory, ref, kind=kind, progress=advance,
+                                          on_total=on_total, signature=bundle,
+                                          follow_symlinks_within=within)  # fmt: skip
+        except (ConnectionFailedError, ServiceUnavailableError) as exc:
+            fatal(f"{exc.diagnostics()}; the bytes already sent are kept for a while: run the "
+                  "same push again to resume where it stopped")  # fmt: skip
     if run is not None:
         err.print("OMS signature and SLSA provenance attached")
     elif bundle is not None:

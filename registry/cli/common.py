@@ -49,9 +49,12 @@ err = cast("Console", _LazyConsole(stderr=True, soft_wrap=True))
 
 
 def printable(text: str) -> str:
-    """TEXT with control characters (terminal escape sequences among them) shown as U+FFFD:
-    names, reasons and findings come from the registry and from files, not from us."""
-    return "".join("\ufffd" if unicodedata.category(c) == "Cc" else c for c in text)
+    """TEXT with every control character but line breaks and tabs shown as U+FFFD (so no escape
+    sequence reaches the terminal): names, reasons and findings come from the registry and from
+    files, not from us."""
+    return "".join(
+        "\ufffd" if unicodedata.category(c) == "Cc" and c not in "\n\t" else c for c in text
+    )
 
 
 def echo(text: str) -> None:
@@ -175,8 +178,11 @@ def connect() -> RegistryClient:
 
 
 def fatal(message: str, code: int = 1) -> NoReturn:
-    """Print MESSAGE as the command's error and exit with CODE."""
-    err.print(f"[red]error:[/red] {message}", highlight=False, markup=True)
+    """Print MESSAGE (plain text: brackets in names or server messages are not markup) as the
+    command's error and exit with CODE."""
+    from rich.markup import escape
+
+    err.print(f"[red]error:[/red] {escape(printable(message))}", highlight=False, markup=True)
     raise typer.Exit(code)
 
 

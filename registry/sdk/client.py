@@ -11,6 +11,7 @@ digest; on any failure the target is left exactly as it was.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
@@ -39,10 +40,13 @@ from registry.errors import (
     NotFoundError,
     PullVerificationError,
     RegistryError,
+    ServiceUnavailableError,
+    UploadOffsetError,
     error_from_problem,
 )
 from registry.names import Kind, Ref, RefKind, parse_ref, validate_external_uri, validate_path
 from registry.sdk.pins import PinStore
+from registry.sdk.resume import UploadJournal
 from registry.sdk.transfer import RawTransport, Retry, redact_secrets
 from registry.wire import (
     AliasMovePublic,
@@ -210,6 +214,8 @@ class RegistryClient:
             limits=limits,
         )
         self._raw = RawTransport(url, headers, verify=verify, timeout=timeout)
+        #: The upload sessions this client has open (the next push of the same bytes resumes them).
+        self.uploads = UploadJournal()
         self.chunk_size = chunk_size
         self.workers = workers
         #: Let a registry that presigns downloads send file bytes straight from its store
@@ -283,7 +289,7 @@ class RegistryClient:
                     time.sleep(Retry.delay(attempt))
                     continue
                 gave_up = f" {Retry.gave_up(attempt, started)}" if retried else ""
-                raise RegistryError(
+                raise ConnectionFailedError(
                     f"cannot reach the registry at {self._http.base_url}: "
                     f"{redact_secrets(str(exc))}{gave_up}"
                 ) from exc
@@ -336,35 +342,72 @@ class RegistryClient:
     def upload_blob(
         self, namespace: str, item: LocalFile, digest: str, *, progress: Progress | None = None
     ) -> None:
-        """Upload one file as a blob in chunks; resumes from the server's offset after a
-        transport error (up to three times)."""
-        started = UploadPublic.model_validate(
-            self._request(
-                "POST",
-                f"/v1/namespaces/{namespace}/uploads",
-                json={"digest": f"sha256:{digest}", "size": item.size},
-            ).json()
-        )
-        if started.exists:
-            if progress:
-                progress(item.size)
-            return
-        assert started.id is not None
-        chunk = max(started.min_chunk_bytes, min(self.chunk_size, started.max_chunk_bytes))
-        offset = started.offset
+        """Upload one file as a blob in chunks.
+
+        The session is recorded in the client's upload journal (:mod:`registry.sdk.resume`)
+        until the blob is stored: a push run again after an interruption (a killed process, a
+        lost replica, a store outage) continues that session from the registry's offset, through
+        any replica. Within one run, a broken connection, a 503 or a chunk that lost a race
+        resumes from the registry's offset (three times in a row at most); failing for want of
+        the registry leaves the session recorded for the next run. A registry that refuses the
+        upload (bad bytes, no permission…) gets the session cancelled and forgotten.
+        """
+        journal = self.uploads
+        upload_id = journal.recall(namespace, digest, item.size)
+        status = self._resumable(upload_id, digest, item.size) if upload_id else None
+        if status is None:
+            journal.forget(namespace, digest)
+            status = UploadPublic.model_validate(
+                self._request(
+                    "POST",
+                    f"/v1/namespaces/{namespace}/uploads",
+                    json={"digest": f"sha256:{digest}", "size": item.size},
+                ).json()
+            )
+            if status.exists or status.id is None:
+                if progress:
+                    progress(item.size)
+                return
+            journal.remember(namespace, digest, item.size, status.id)
+        elif progress and status.offset:
+            progress(status.offset)
+        upload_id = status.id
+        assert upload_id is not None
+        chunk = max(status.min_chunk_bytes, min(self.chunk_size, status.max_chunk_bytes))
+        offset = status.offset
         attempts = 0
         while True:
             try:
-                offset = self._send_chunks(started.id, item, offset, chunk, progress)
-                return
-            except ConnectionFailedError:
+                self._send_chunks(upload_id, item, offset, chunk, progress)
+                break
+            except (ConnectionFailedError, ServiceUnavailableError, UploadOffsetError):
                 attempts += 1
                 if attempts > 3:
-                    raise
-                status = UploadPublic.model_validate(
-                    self._request("GET", f"/v1/uploads/{started.id}").json()
-                )
-                offset = status.offset
+                    raise  # the session stays recorded: the next push resumes it
+                offset = UploadPublic.model_validate(
+                    self._request("GET", f"/v1/uploads/{upload_id}").json()
+                ).offset
+            except RegistryError:
+                with contextlib.suppress(RegistryError):
+                    self._request("DELETE", f"/v1/uploads/{upload_id}")
+                journal.forget(namespace, digest)
+                raise
+        journal.forget(namespace, digest)
+
+    def _resumable(self, upload_id: str, digest: str, size: int) -> UploadPublic | None:
+        """The registry's state of a recorded session, or None when it cannot be resumed
+        (finished, expired, cancelled, or not this blob). Outages propagate: the record stays."""
+        try:
+            status = UploadPublic.model_validate(
+                self._request("GET", f"/v1/uploads/{quote(upload_id, safe='')}").json()
+            )
+        except (ConnectionFailedError, ServiceUnavailableError):
+            raise
+        except RegistryError:
+            return None
+        if status.id != upload_id or status.digest != f"sha256:{digest}" or status.size != size:
+            return None
+        return status
 
     def _send_chunks(
         self, upload_id: str, item: LocalFile, offset: int, chunk: int, progress: Progress | None

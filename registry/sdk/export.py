@@ -310,8 +310,9 @@ def verify_online(
             trust_source=source,
             policy_text=policy_text,
             registry_key=TrustedKey.from_pem("registry", pem),
-            registry_key_source="--registry-key" if registry_key else "the key pinned for "
-            f"{client.base_url}",
+            registry_key_source="--registry-key"
+            if registry_key
+            else f"the key pinned for {client.base_url}",
             require_audit=written.get("audit") != AUDIT_FORBIDDEN,
         )
 

@@ -306,6 +306,9 @@ class RawTransport:
         except OSError as exc:
             # The server may have answered early (413, 401…) and closed: read that answer.
             send_error: OSError | None = exc
+        except BaseException:  # interrupted mid-body (Ctrl-C, a progress callback): unusable
+            self._drop_connection()
+            raise
         else:
             send_error = None
         try:
@@ -396,9 +399,7 @@ def _pump(
             total += size
             filled.put((buffer, size))
     except (OSError, http.client.HTTPException) as exc:
-        failure.append(
-            ConnectionFailedError(f"download interrupted: {redact_secrets(str(exc))}")
-        )
+        failure.append(ConnectionFailedError(f"download interrupted: {redact_secrets(str(exc))}"))
     finally:
         filled.put(None)
         worker.join()

@@ -76,7 +76,7 @@ def test_text_from_the_registry_cannot_drive_the_terminal() -> None:
     assert "\x1b" not in rendered and "\x07" not in rendered and "\x9b" not in rendered
     shown = "a\ufffd]8;;http://evil\ufffdb"
     assert rendered.splitlines()[1:] == [f"{shown}  one", " " * len(shown) + "  two\ufffd"]
-    assert printable("ok\tcol") == "ok\ufffdcol"
+    assert printable("a\tb\nc\rd\x1b") == "a\tb\nc\ufffdd\ufffd"
     with pytest.raises(ValueError):
         table.add_row("only one cell")
 

@@ -10,6 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from registry.errors import InvalidRequestError
 from registry.names import validate_name
@@ -106,6 +107,15 @@ async def _receive_chunk(
                     got=received,
                 )
             pipe.close()
+    except ClientDisconnect:
+        # The client went away mid-chunk (killed, network cut): the chunk is dropped and the
+        # session stays where it was, for the client to resume. Nobody reads this answer.
+        pipe.fail(InvalidRequestError("the client disconnected mid-chunk"))
+        with contextlib.suppress(BaseException):
+            await store
+        raise InvalidRequestError(
+            f"the client disconnected after {received} of {length} bytes; the chunk was dropped"
+        ) from None
     except BaseException as exc:
         pipe.fail(exc if isinstance(exc, Exception) else InvalidRequestError("upload aborted"))
         with contextlib.suppress(BaseException):
