@@ -47,6 +47,7 @@ from registry.wire import PROBLEM_RESPONSES
 log = logging.getLogger(__name__)
 
 EXPIRY_INTERVAL_SECONDS = 300.0
+LIMIT_PRUNE_SECONDS = 60.0
 
 
 def create_app(
@@ -86,6 +87,10 @@ def create_app(
         burst_window=settings.auth_failure_window_seconds,
         ca_bundle=str(settings.webhook_ca_bundle) if settings.webhook_ca_bundle else None,
     )
+    token_limits = TokenBuckets(engine, "token", settings.rate_per_token,
+                                settings.burst_per_token)  # fmt: skip
+    address_limits = TokenBuckets(engine, "address", settings.rate_per_address,
+                                  settings.burst_per_address)  # fmt: skip
     services = Services(
         settings=settings,
         tokens=TokenService(sessions, clock=clock),
@@ -94,8 +99,8 @@ def create_app(
         attestations=attestation_service,
         lifecycle=LifecycleService(sessions, versions_service, clock=clock),
         audit=audit_service,
-        token_limits=TokenBuckets(settings.rate_per_token, settings.burst_per_token),
-        address_limits=TokenBuckets(settings.rate_per_address, settings.burst_per_address),
+        token_limits=token_limits,
+        address_limits=address_limits,
         releases=ReleaseService(
             sessions, versions_service, attestation_service, signer, clock=clock, scans=scans
         ),
@@ -113,6 +118,7 @@ def create_app(
         security_events.start()
         if expiry_interval:
             tasks.append(asyncio.create_task(_expire_uploads(services.uploads, expiry_interval)))
+        tasks.append(asyncio.create_task(_prune_limits((token_limits, address_limits))))
         if settings.audit_checkpoint_seconds:
             tasks.append(asyncio.create_task(
                 _checkpoints(audit_service, settings.audit_checkpoint_seconds)))  # fmt: skip
@@ -177,6 +183,17 @@ async def _checkpoints(audit: AuditService, interval: float) -> None:
             await run_in_threadpool(audit.checkpoint)
         except Exception:
             log.exception("audit checkpoint failed")
+
+
+async def _prune_limits(limits: tuple[TokenBuckets, ...]) -> None:
+    """Delete rate-limit buckets idle long enough to be full again (any replica may)."""
+    while True:
+        await asyncio.sleep(LIMIT_PRUNE_SECONDS)
+        for limit in limits:
+            try:
+                await run_in_threadpool(limit.prune)
+            except Exception as exc:
+                log.warning("pruning %s rate-limit buckets failed: %s", limit.bucket, exc)
 
 
 async def _expire_uploads(uploads: UploadService, interval: float) -> None:

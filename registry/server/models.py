@@ -8,6 +8,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Double,
     ForeignKey,
     Index,
     Integer,
@@ -299,3 +300,43 @@ class AuditCheckpoint(Base):
     head_hash: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(Timestamp)
     bundle: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class RateLimitBucket(Base):
+    """One token bucket of a rate limit (``registry/server/ratelimit.py``), shared by every
+    replica: ``tokens`` left when last counted at ``counted_at`` (unix seconds), and whether that
+    request was allowed. Rows idle long enough to be full again are deleted."""
+
+    __tablename__ = "rate_limit_buckets"
+
+    bucket: Mapped[str] = mapped_column(String(16), primary_key=True)
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    tokens: Mapped[float] = mapped_column(Double)
+    counted_at: Mapped[float] = mapped_column(Double)
+    allowed: Mapped[bool] = mapped_column(Boolean)
+
+
+class EventOutbox(Base):
+    """A security event for one webhook target, written in the transaction of the change that
+    caused it and delivered by any replica's worker (``registry/server/events.py``).
+
+    ``status``: ``pending`` (due at ``next_attempt_at``), ``delivered`` or ``dead`` (gave up;
+    kept). ``body`` is the exact JSON that is signed and sent on every attempt."""
+
+    __tablename__ = "event_outbox"
+    __table_args__ = (
+        UniqueConstraint("event_id", "target"),
+        Index("ix_event_outbox_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(36))
+    event: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(2048))
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime] = mapped_column(Timestamp)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp)
+    last_error: Mapped[str | None] = mapped_column(String(512), nullable=True)

@@ -59,15 +59,22 @@ async def get_principal(
 ) -> Principal:
     token = credentials.credentials if credentials is not None else None
     client = request.client.host if request.client else "unknown"
+    principal, wait = await run_in_threadpool(_admit, services, client, token)
+    request.state.principal = principal  # for the audit log
+    _limit(wait, f"token {principal.name!r}")
+    return principal
+
+
+def _admit(services: Services, client: str, token: str | None) -> tuple[Principal, float]:
+    """The address limit, then the token, then the token's limit (the buckets live in the
+    database: one thread hop for all three)."""
     _limit(services.address_limits.take(client), f"address {client}")
     try:
-        principal = await run_in_threadpool(services.tokens.authenticate, token)
+        principal = services.tokens.authenticate(token)
     except AuthenticationError:
         services.events.auth_failure(client)
         raise
-    request.state.principal = principal  # for the audit log
-    _limit(services.token_limits.take(principal.token_id), f"token {principal.name!r}")
-    return principal
+    return principal, services.token_limits.take(principal.token_id)
 
 
 def _limit(wait: float, who: str) -> None:
