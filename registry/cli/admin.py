@@ -167,3 +167,90 @@ def admin_token_create(
         fatal(str(exc))
     err.print(f"admin token {issued.id} created by {entry.operator_actor()} (audited)")
     sys.stdout.write(f"{issued.secret}\n")
+
+
+_Storage = Annotated[
+    str | None,
+    typer.Option(help="s3://bucket/prefix or file:///path (default: MODELSEAL_STORAGE, else the "
+                 "data dir)."),
+]  # fmt: skip
+
+_Json = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def _report(report: Any, as_json: bool) -> None:
+    if as_json:
+        print_json(report.to_json())
+        return
+    table = Table("kind", "subject", "detail")
+    for f in report.findings:
+        table.add_row(f.kind, f.subject, f.detail)
+    if report.findings:
+        print_table(table)
+
+
+@admin_app.command("fsck")
+def admin_fsck(
+    data_dir: _DataDir,
+    database_url: _DatabaseUrl = None,
+    storage: _Storage = None,
+    rehash: Annotated[
+        bool, typer.Option("--rehash", help="Also read every blob and check its SHA-256.")
+    ] = False,
+    as_json: _Json = False,
+) -> None:
+    """Check the database against the blob store: every blob row's object present with its size
+    (and digest, with --rehash), every object a row, every blob a version, no expired upload
+    sessions, no staged uploads without a session. Exit 1 with a report when anything is found.
+    Audited as operator:USER@HOST."""
+    from registry.server import entry
+
+    settings = _operator_settings(data_dir, database_url, storage)
+    try:
+        report = entry.fsck(settings, rehash=rehash)
+    except RuntimeError as exc:
+        fatal(str(exc))
+    _report(report, as_json)
+    counts = ", ".join(f"{n} {what.replace('_', ' ')}" for what, n in report.counts.items())
+    if report.clean:
+        err.print(f"fsck: clean ({counts})")
+        return
+    found = ", ".join(f"{n} {kind}" for kind, n in report.tally().items())
+    err.print(
+        f"fsck: {found} (checked {counts}); `modelseal admin gc` collects garbage, not damage"
+    )
+    raise typer.Exit(1)
+
+
+@admin_app.command("gc")
+def admin_gc(
+    data_dir: _DataDir,
+    database_url: _DatabaseUrl = None,
+    storage: _Storage = None,
+    grace_hours: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Only collect what is older than this many hours (a push "
+            "uploads its blobs before it names them in a version).",
+        ),
+    ] = 24,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Report what would be collected; change nothing.")
+    ] = False,
+    as_json: _Json = False,
+) -> None:
+    """Delete blobs no version references, objects with no blob row, expired upload sessions and
+    staged uploads with no session, once older than the grace period. A blob a version names is
+    never deleted. Audited as operator:USER@HOST."""
+    from registry.server import entry
+
+    settings = _operator_settings(data_dir, database_url, storage)
+    try:
+        report = entry.collect_garbage(settings, grace_hours=grace_hours, dry_run=dry_run)
+    except (RuntimeError, ValueError) as exc:
+        fatal(str(exc))
+    _report(report, as_json)
+    done = ", ".join(f"{n} {kind}" for kind, n in report.tally().items()) or "nothing"
+    err.print(f"gc{' --dry-run' if dry_run else ''}: {'would collect' if dry_run else 'collected'} "
+              f"{done} (grace {grace_hours:g} h)")  # fmt: skip

@@ -7,6 +7,8 @@ other command starts without FastAPI or SQLAlchemy); nothing else in :mod:`regis
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -14,8 +16,19 @@ from typing import Any
 from registry.server.config import Settings
 from registry.server.services.auth import IssuedToken
 from registry.server.services.bootstrap import bootstrap, operator_actor, operator_admin_token
+from registry.server.services.maintenance import MaintenanceService, Report
 
-__all__ = ["Settings", "bootstrap", "issue_admin_token", "operator_actor", "run", "settings"]
+__all__ = [
+    "Report",
+    "Settings",
+    "bootstrap",
+    "collect_garbage",
+    "fsck",
+    "issue_admin_token",
+    "operator_actor",
+    "run",
+    "settings",
+]
 
 
 def settings(
@@ -62,3 +75,35 @@ def issue_admin_token(settings: Settings, *, name: str, expires_days: int | None
     return operator_admin_token(
         settings, name=name, expires_in=timedelta(days=expires_days) if expires_days else None
     )
+
+
+def fsck(settings: Settings, *, rehash: bool) -> Report:
+    """Check the database against the blob store (audited as the operator)."""
+    with _maintenance(settings) as service:
+        return service.fsck(operator_actor(), rehash=rehash)
+
+
+def collect_garbage(settings: Settings, *, grace_hours: float, dry_run: bool) -> Report:
+    """Delete what no version references, older than the grace period (audited as the
+    operator)."""
+    with _maintenance(settings) as service:
+        return service.gc(operator_actor(), grace=timedelta(hours=grace_hours), dry_run=dry_run)
+
+
+@contextmanager
+def _maintenance(settings: Settings) -> Iterator[MaintenanceService]:
+    from sqlalchemy import inspect
+
+    from registry.server.db import make_engine, make_sessionmaker
+    from registry.server.storage import open_blob_store
+
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        if not inspect(engine).has_table("blobs"):
+            raise RuntimeError(
+                f"{settings.resolved_database_url.split('@')[-1]} holds no modelseal schema: "
+                "is this the registry's database (--data-dir / --database-url)?"
+            )
+        yield MaintenanceService(make_sessionmaker(engine), open_blob_store(settings))
+    finally:
+        engine.dispose()
