@@ -13,21 +13,13 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from attest.errors import VerificationError
+from attest.errors import AuditChainError, AuditRollbackError
 from attest.jsonsafe import dumps_canonical
 from attest.statement import Statement
 
 GENESIS = "0" * 64
 CHECKPOINT_PREDICATE = "https://modelseal.dev/attestation/audit-checkpoint/v1"
 FIELDS = ("seq", "at", "actor", "action", "target", "outcome", "request_id", "details")
-
-
-class AuditChainError(VerificationError):
-    """The chain is broken; ``facts["seq"]`` is the first bad entry."""
-
-
-class AuditRollbackError(AuditChainError):
-    """The log no longer extends a signed checkpoint the verifier saw before."""
 
 
 def check_extends(

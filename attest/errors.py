@@ -14,8 +14,19 @@ AttestError
 │   ├── UnknownSignerError        signed by a key or identity that is not trusted
 │   ├── SignatureError            the signature does not verify
 │   ├── SubjectMismatchError      the statement is about another digest
-│   └── ManifestMismatchError     an OMS manifest does not list exactly the version's files
-└── SigningError                  a signer could not sign (no key, no identity token…)
+│   ├── ManifestMismatchError     an OMS manifest does not list exactly the version's files
+│   └── AuditChainError           an audit log's hash chain is broken (facts["seq"]: where)
+│       └── AuditRollbackError    a log no longer extends a signed checkpoint seen before
+├── SigningError                  a signer could not sign (no key, no identity token…)
+├── FileSetError                  a directory is no file set (symlinks, special files, empty)
+├── PolicyError                   a release policy document is invalid (the message names the line)
+├── TrustError                    an auditor's trust document is invalid
+├── ProvenanceError               provenance input or a provenance predicate is malformed
+├── IntotoExportError             the chain cannot be exported as in-toto metadata that verifies
+└── BomError (in sbom.errors)     a BOM cannot be built or is not valid CycloneDX 1.6
+
+Each class is defined here (``BomError`` in :mod:`sbom.errors`, under this tree) and is also
+importable from the module that raises it.
 """
 
 from __future__ import annotations
@@ -103,3 +114,27 @@ class SigningError(AttestError):
 
 class FileSetError(AttestError):
     """A directory cannot be treated as a file set: symlinks, special files, nothing in it."""
+
+
+class AuditChainError(VerificationError):
+    """The chain is broken; ``facts["seq"]`` is the first bad entry."""
+
+
+class AuditRollbackError(AuditChainError):
+    """The log no longer extends a signed checkpoint the verifier saw before."""
+
+
+class PolicyError(AttestError):
+    """A policy document is invalid; the message names the line."""
+
+
+class TrustError(AttestError):
+    """A trust document is invalid."""
+
+
+class ProvenanceError(AttestError):
+    """Provenance input or a provenance predicate is malformed."""
+
+
+class IntotoExportError(AttestError, ValueError):
+    """The chain cannot be exported as in-toto metadata that would verify."""

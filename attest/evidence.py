@@ -500,9 +500,7 @@ def _revocations(
     return found
 
 
-def _signed_facts(
-    version: _Version, release: Mapping[str, Any] | None, out: Verdict
-) -> _Version:
+def _signed_facts(version: _Version, release: Mapping[str, Any] | None, out: Verdict) -> _Version:
     """``version`` with the facts its release attestation signs (kind, pusher) in place of
     what versions.json says, each disagreement named; its files must hash to its digest."""
     ref = version.ref

@@ -59,7 +59,7 @@ from securesystemslib.signer import CryptoSigner, SSlibKey  # type: ignore[attr-
 
 from attest import keys
 from attest.digests import is_sha256_hex, parse_sha256
-from attest.errors import AttestError, InvalidDigestError
+from attest.errors import IntotoExportError, InvalidDigestError
 
 __all__ = [
     "LAYOUT_FILENAME",
@@ -109,10 +109,6 @@ _HASH = "sha256"
 # Step names become file names (``<step>.<keyid8>.link``): keep them plain.
 _STEP_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 _GLOB_SPECIALS = re.compile(r"([*?\[])")
-
-
-class IntotoExportError(AttestError, ValueError):
-    """The chain cannot be exported as in-toto metadata that would verify."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -38,7 +38,7 @@ from typing import Any
 
 import yaml
 
-from attest.errors import AttestError
+from attest.errors import PolicyError
 from attest.scan.rules import ALLOWABLE
 
 ANY_SIGNER = "*"
@@ -47,10 +47,6 @@ _THRESHOLD = re.compile(r"^\s*(>=|<=|==|>|<)\s*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?
 _OPS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge, "<=": operator.le, "==": operator.eq, ">": operator.gt, "<": operator.lt,
 }  # fmt: skip
-
-
-class PolicyError(AttestError):
-    """A policy document is invalid; the message names the line."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ from datetime import datetime
 from typing import Any
 
 from attest import jsonsafe
-from attest.errors import AttestError
+from attest.errors import ProvenanceError
 from attest.gate import DEPENDENCY_SCHEME
 
 BUILD_TYPE = "https://modelseal.dev/training/v1"
@@ -37,10 +37,6 @@ MAX_PARAM_VALUE = 4096
 MAX_BYPRODUCT = 1024 * 1024
 _PARAM_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
 _COMMIT = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
-
-
-class ProvenanceError(AttestError):
-    """Provenance input or a provenance predicate is malformed."""
 
 
 @dataclass(frozen=True, slots=True)

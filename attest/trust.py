@@ -20,13 +20,9 @@ from typing import Any
 
 import yaml
 
-from attest.errors import AttestError
+from attest.errors import TrustError
 from attest.keys import TrustedKey
 from attest.verifying import SigstoreIdentity
-
-
-class TrustError(AttestError):
-    """A trust document is invalid."""
 
 
 @dataclass(frozen=True, slots=True)

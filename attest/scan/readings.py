@@ -82,9 +82,7 @@ def combine(handle: IO[bytes], size: int, context: Context) -> Result:
     # A data-only pickle reading counts when it is the whole file (a pickle, whatever else it
     # also parses as); a data-only prefix of anything else is harmless and identifies nothing.
     whole = pickled is not None and pickled.pickle_end == size
-    if pickled is not None and (
-        pickled.code or whole or pickled.verdict is not Verdict.CLEAN
-    ):
+    if pickled is not None and (pickled.code or whole or pickled.verdict is not Verdict.CLEAN):
         found.insert(0, pickled)
     if not found and context.tensor_data:
         return Result(format=Format.TENSOR_DATA, findings=["external tensor data of an ONNX model"])

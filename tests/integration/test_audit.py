@@ -11,7 +11,8 @@ import httpx
 import pytest
 from sqlalchemy import delete, update
 
-from attest.auditlog import AuditChainError, verify_chain
+from attest.auditlog import verify_chain
+from attest.errors import AuditChainError
 from registry.server.db import make_engine, make_sessionmaker
 from registry.server.models import AuditEntry
 from tests.conftest import Live, run_cli

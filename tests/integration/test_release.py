@@ -399,7 +399,8 @@ def test_pull_re_runs_the_gate_with_the_callers_policy(world: World, tmp_path: P
 
 
 def test_trust_documents_are_validated(tmp_path: Path) -> None:
-    from attest.trust import TrustError, parse_trust
+    from attest.errors import TrustError
+    from attest.trust import parse_trust
 
     with pytest.raises(TrustError, match="trusts nobody"):
         parse_trust("identities: {}\n", tmp_path)

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from attest.policy import DEFAULT_POLICY, PolicyError, parse_policy
+from attest.errors import PolicyError
+from attest.policy import DEFAULT_POLICY, parse_policy
 from attest.scan import RULESET
 from attest.scan.rules import ALLOWABLE, accepted_unknown, scan_problems
 
