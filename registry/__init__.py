@@ -21,10 +21,12 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from registry.errors import (
         AuthenticationError,
+        ConfigurationError,
         ConflictError,
         ConnectionFailedError,
         DatabaseUnavailableError,
         DigestMismatchError,
+        DirtyTreeError,
         EvidenceRejectedError,
         InvalidManifestError,
         InvalidNameError,
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
         RateLimitedError,
         RegistryError,
         ReleaseRefusedError,
+        ResponseVerificationError,
         ServiceUnavailableError,
         StorageUnavailableError,
         UploadExpiredError,
@@ -52,10 +55,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AuthenticationError",
+    "ConfigurationError",
     "ConflictError",
     "ConnectionFailedError",
     "DatabaseUnavailableError",
     "DigestMismatchError",
+    "DirtyTreeError",
     "EvidenceRejectedError",
     "InvalidManifestError",
     "InvalidNameError",
@@ -71,6 +76,7 @@ __all__ = [
     "RegistryClient",
     "RegistryError",
     "ReleaseRefusedError",
+    "ResponseVerificationError",
     "ServiceUnavailableError",
     "StorageUnavailableError",
     "TrainingRun",

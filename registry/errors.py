@@ -9,7 +9,8 @@
     │   ├── MissingBlobsError         400 missing-blobs
     │   ├── DigestMismatchError       400 digest-mismatch
     │   ├── UploadIncompleteError     400 upload-incomplete
-    │   └── EvidenceRejectedError     400 evidence-rejected (bad bundle, untrusted signer…)
+    │   ├── EvidenceRejectedError     400 evidence-rejected (bad bundle, untrusted signer…)
+    │   └── DirtyTreeError            (SDK only) the git checkout has uncommitted changes
     ├── AuthenticationError           401 unauthenticated
     ├── PermissionDeniedError         403 forbidden
     ├── NotFoundError                 404 not-found
@@ -24,8 +25,11 @@
     ├── ServiceUnavailableError       503 service-unavailable (facts.retry_after: seconds)
     │   ├── StorageUnavailableError   503 storage-unavailable
     │   └── DatabaseUnavailableError  503 database-unavailable
-    ├── PullVerificationError         (SDK only) a pulled file did not match its digest
-    └── ConnectionFailedError         (SDK only) the registry could not be reached
+    ├── ResponseVerificationError     (SDK only) an answer of the registry failed verification
+    │   └── PullVerificationError     (SDK only) a pull did not verify; nothing was written
+    ├── ConnectionFailedError         (SDK only) the registry could not be reached
+    └── ConfigurationError            (service only) misconfigured or missing a dependency:
+                                      the service does not start
 
 Every error carries a human ``detail`` and machine-readable ``facts`` (expected, got, which file…).
 :data:`PROBLEMS` is the one table that maps error classes to HTTP status and RFC 9457 problem type;
@@ -82,6 +86,10 @@ class DigestMismatchError(InvalidRequestError):
 
 class UploadIncompleteError(InvalidRequestError):
     """An upload was finalized before all its declared bytes arrived."""
+
+
+class DirtyTreeError(InvalidRequestError):
+    """SDK-side: the git checkout has uncommitted changes (pass allow_dirty / --allow-dirty)."""
 
 
 class EvidenceRejectedError(InvalidRequestError):
@@ -147,12 +155,22 @@ class DatabaseUnavailableError(ServiceUnavailableError):
     """The metadata database failed or could not be reached."""
 
 
-class PullVerificationError(RegistryError):
-    """SDK-side: downloaded bytes failed verification; nothing was written to the target."""
+class ResponseVerificationError(RegistryError):
+    """SDK-side: something the registry answered failed verification (a reported root digest,
+    a signed status, the audit log's chain or checkpoint)."""
+
+
+class PullVerificationError(ResponseVerificationError):
+    """SDK-side: a pull did not verify (its files, evidence or status); nothing was written."""
 
 
 class ConnectionFailedError(RegistryError):
     """SDK-side: the registry could not be reached or the connection broke."""
+
+
+class ConfigurationError(RegistryError):
+    """Service-side: the settings or the environment make the service unable to run (a missing
+    key, a signer URI without its public key, no libcrypto); it refuses to start."""
 
 
 #: error class -> (HTTP status, problem type slug). Subclasses listed before their bases.
@@ -162,6 +180,7 @@ PROBLEMS: dict[type[RegistryError], tuple[int, str]] = {
     InvalidReferenceError: (400, "invalid-reference"),
     InvalidManifestError: (400, "invalid-manifest"),
     MissingBlobsError: (400, "missing-blobs"),
+    DirtyTreeError: (400, "dirty-tree"),
     DigestMismatchError: (400, "digest-mismatch"),
     UploadIncompleteError: (400, "upload-incomplete"),
     EvidenceRejectedError: (400, "evidence-rejected"),
@@ -181,7 +200,9 @@ PROBLEMS: dict[type[RegistryError], tuple[int, str]] = {
     DatabaseUnavailableError: (503, "database-unavailable"),
     ServiceUnavailableError: (503, "service-unavailable"),
     PullVerificationError: (500, "pull-verification-failed"),
+    ResponseVerificationError: (500, "response-verification-failed"),
     ConnectionFailedError: (503, "connection-failed"),
+    ConfigurationError: (500, "configuration-error"),
     RegistryError: (500, "internal-error"),
 }
 

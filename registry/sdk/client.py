@@ -40,6 +40,7 @@ from registry.errors import (
     NotFoundError,
     PullVerificationError,
     RegistryError,
+    ResponseVerificationError,
     ServiceUnavailableError,
     UploadOffsetError,
     error_from_problem,
@@ -518,7 +519,7 @@ class RegistryClient:
         version = self.commit_version(ref, kind, digests)
         expected = root_digest(digests)
         if parse_sha256(version.root_digest) != expected:
-            raise PullVerificationError(
+            raise ResponseVerificationError(
                 f"the registry reports root digest {version.root_digest} but the pushed files "
                 f"have sha256:{expected}",
                 expected=f"sha256:{expected}",
@@ -597,7 +598,7 @@ class RegistryClient:
         response = self._request("PUT", self._version_path(parsed), json=body, idempotent=True)
         version = VersionPublic.model_validate(response.json())
         if parse_sha256(version.root_digest) != root_digest(digests):
-            raise PullVerificationError("the registry reports another root digest")
+            raise ResponseVerificationError("the registry reports another root digest")
         if signer is not None:
             statement = oms_statement(f"{parsed.namespace}/{parsed.name}", digests)
             self.attach(ref, signer.sign(statement).raw)
@@ -717,10 +718,10 @@ class RegistryClient:
         checkpoint this client saw (remembered in ``pins``), which then moves forward.
 
         Raises:
-            PullVerificationError: naming what did not check out.
+            ResponseVerificationError: naming what did not check out.
         """
-        from attest.auditlog import AuditChainError
         from attest.bundle import Bundle
+        from attest.errors import AuditChainError
 
         pins = pins or PinStore()
         exact = f"{version.namespace}/{version.name}@{version.version}"
@@ -728,7 +729,7 @@ class RegistryClient:
         try:
             seen = pins.newest_checkpoint(url)
         except ValueError as exc:
-            raise PullVerificationError(f"{exc}; remove it to start over") from None
+            raise ResponseVerificationError(f"{exc}; remove it to start over") from None
         params = {"audit_since": seen["count"]} if seen else None
         pinned = Ref(version.namespace, version.name, version.version, RefKind.VERSION)
         raw = self._request("GET", self._version_path(pinned) + "/status", params=params).content
@@ -736,7 +737,7 @@ class RegistryClient:
         try:
             statement = verifier.verify(Bundle.parse(raw)).statement
         except AttestError as exc:
-            raise PullVerificationError(
+            raise ResponseVerificationError(
                 f"{exact}: the registry's status statement does not verify with the registry "
                 f"key ({exc.diagnostics()}); refusing"
             ) from None
@@ -746,7 +747,7 @@ class RegistryClient:
             or statement.subject.sha256 != parse_sha256(version.root_digest)
             or predicate.get("version") != exact
         ):
-            raise PullVerificationError(
+            raise ResponseVerificationError(
                 f"{exact}: the registry's signed status is about {predicate.get('version')!r} "
                 f"({statement.predicate_type}), not this version; refusing"
             )
@@ -756,13 +757,13 @@ class RegistryClient:
             if issued.tzinfo is None:
                 raise ValueError("no time zone")
         except ValueError:
-            raise PullVerificationError(
+            raise ResponseVerificationError(
                 f"{exact}: the registry's signed status has no usable issue time "
                 f"({issued_text!r}); refusing"
             ) from None
         age = (datetime.now(UTC) - issued).total_seconds()
         if age > self.status_max_age:
-            raise PullVerificationError(
+            raise ResponseVerificationError(
                 f"{exact}: the registry's signed status was issued {issued_text}, {age:.0f} s "
                 f"ago, beyond the freshness window of {self.status_max_age:g} s; refusing a "
                 "status that may be replayed (check this machine's clock and what stands "
@@ -771,7 +772,7 @@ class RegistryClient:
                 max_age=self.status_max_age,
             )
         if age < -STATUS_CLOCK_SKEW:
-            raise PullVerificationError(
+            raise ResponseVerificationError(
                 f"{exact}: the registry's signed status claims to be issued {issued_text}, "
                 f"{-age:.0f} s in the future; refusing (check the clocks)",
                 issued_at=issued_text,
@@ -780,7 +781,7 @@ class RegistryClient:
         try:
             self._check_audit_head(log, seen, pins, f"in the signed status of {exact}")
         except AuditChainError as exc:
-            raise PullVerificationError(str(exc)) from exc
+            raise ResponseVerificationError(str(exc)) from exc
         return dict(predicate)
 
     def _check_audit_head(
@@ -792,7 +793,7 @@ class RegistryClient:
 
         if not isinstance(log, dict):
             if seen:
-                raise PullVerificationError(
+                raise ResponseVerificationError(
                     f"no audit-log head {where}: cannot tell whether the log was rolled back "
                     f"behind checkpoint {seen['count']} seen {seen.get('seen_at', 'before')}"
                 )
@@ -802,7 +803,7 @@ class RegistryClient:
             entry = log.get("entry") or {}
             at = entry.get("hash") if isinstance(entry, dict) else None
         except (KeyError, TypeError, ValueError):
-            raise PullVerificationError(f"a malformed audit-log head {where}") from None
+            raise ResponseVerificationError(f"a malformed audit-log head {where}") from None
         if seen:
             if not isinstance(entry, dict) or entry.get("count") != seen["count"]:
                 at = head if count == seen["count"] else None  # the head is that entry
@@ -896,7 +897,7 @@ class RegistryClient:
         try:
             seen = pins.newest_checkpoint(url)
         except ValueError as exc:
-            raise PullVerificationError(f"{exc}; remove it to start over") from None
+            raise ResponseVerificationError(f"{exc}; remove it to start over") from None
         entries = self.audit_entries()
         verifier = self.registry_verifier(registry_key, pins)
         raw = self.latest_checkpoint()
@@ -904,7 +905,7 @@ class RegistryClient:
         if raw is not None:
             verified = verifier.verify(Bundle.parse(raw))
             if verified.statement.predicate_type != CHECKPOINT_PREDICATE:
-                raise PullVerificationError("the newest checkpoint is not an audit checkpoint")
+                raise ResponseVerificationError("the newest checkpoint is not an audit checkpoint")
             checkpoint = verified.statement
         if seen:
             served = (
@@ -1102,7 +1103,12 @@ class RegistryClient:
         that is built on a version that is not released or pending (revoked, rejected, missing
         from the registry, or registered with another digest than its provenance names)."""
         exact = f"{version.namespace}/{version.name}@{version.version}"
-        status = self.version_status(version, registry_key=registry_key, pins=pins)
+        try:
+            status = self.version_status(version, registry_key=registry_key, pins=pins)
+        except ResponseVerificationError as exc:
+            if isinstance(exc, PullVerificationError):
+                raise
+            raise PullVerificationError(exc.detail, **exc.facts) from exc
         issued, state = status.get("issuedAt"), status.get("state")
         if state != version.state:
             raise PullVerificationError(

@@ -26,18 +26,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from attest.errors import ProvenanceError
 from attest.gate import SLSA_PROVENANCE
 from attest.provenance import (
     ROLE_KINDS,
     Byproduct,
     GitSource,
-    ProvenanceError,
     VersionDependency,
     build_predicate,
     check_parameters,
 )
 from attest.statement import make_statement
-from registry.errors import InvalidRequestError, NotFoundError
+from registry.errors import DirtyTreeError, InvalidRequestError, NotFoundError
 from registry.names import Kind, parse_ref, validate_external_uri
 from sbom import parse_environment
 
@@ -47,10 +47,6 @@ if TYPE_CHECKING:
     from registry.wire import VersionPublic
 
 DEFAULT_BUILDER = "https://modelseal.dev/builders/cli"
-
-
-class DirtyTreeError(InvalidRequestError):
-    """The git checkout has uncommitted changes (pass allow_dirty / --allow-dirty)."""
 
 
 def detect_git(directory: Path) -> GitSource | None:

@@ -14,6 +14,8 @@ import ctypes.util
 import hashlib
 from functools import cache
 
+from registry.errors import ConfigurationError
+
 _CTX_SIZE = 112  # sizeof(SHA256_CTX): h[8], Nl, Nh, data[16], num, md_len (all 32-bit)
 
 
@@ -21,7 +23,9 @@ _CTX_SIZE = 112  # sizeof(SHA256_CTX): h[8], Nl, Nh, data[16], num, md_len (all 
 def _libcrypto() -> ctypes.CDLL:
     name = ctypes.util.find_library("crypto")
     if name is None:  # pragma: no cover - every supported platform ships libcrypto
-        raise RuntimeError("libcrypto (OpenSSL) not found; it is needed for resumable uploads")
+        raise ConfigurationError(
+            "libcrypto (OpenSSL) not found; it is needed for resumable uploads"
+        )
     lib = ctypes.CDLL(name)
     lib.SHA256_Init.argtypes = [ctypes.c_void_p]
     lib.SHA256_Update.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
@@ -37,7 +41,7 @@ def _self_test(lib: ctypes.CDLL) -> None:
     out = ctypes.create_string_buffer(32)
     lib.SHA256_Final(out, ctx)
     if out.raw != hashlib.sha256(b"abc").digest():  # pragma: no cover
-        raise RuntimeError("libcrypto SHA256 self-test failed")
+        raise ConfigurationError("libcrypto SHA256 self-test failed")
 
 
 class ResumableSha256:

@@ -177,6 +177,9 @@ def test_the_checker_sees_lazy_and_hidden_imports() -> None:
 
 PUBLIC = {
     "__version__",
+    "ConfigurationError",
+    "DirtyTreeError",
+    "ResponseVerificationError",
     "ServiceUnavailableError",
     "DatabaseUnavailableError",
     "RegistryClient",

@@ -6,6 +6,7 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
+from registry.errors import ConfigurationError
 from registry.server.config import Settings
 from registry.server.db import make_engine, make_sessionmaker, migrate, startup_lock
 from registry.server.services.auth import IssuedToken, Role, TokenService
@@ -79,13 +80,11 @@ def operator_admin_token(
     engine = make_engine(settings.resolved_database_url)
     try:
         if not inspect(engine).has_table("api_tokens"):
-            raise RuntimeError(
+            raise ConfigurationError(
                 f"{settings.resolved_database_url.split('@')[-1]} holds no modelseal schema: "
                 "is this the registry's database (--data-dir / --database-url)?"
             )
         tokens = TokenService(make_sessionmaker(engine))
-        return tokens.create(
-            name=name, role=Role.ADMIN, expires_in=expires_in, by=operator_actor()
-        )
+        return tokens.create(name=name, role=Role.ADMIN, expires_in=expires_in, by=operator_actor())
     finally:
         engine.dispose()

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from attest import keys
 from attest.signing import KeySigner, UriSigner
+from registry.errors import ConfigurationError
 from registry.server.config import Settings
 from registry.server.db import transaction
 from registry.server.models import RegistryKey
@@ -28,7 +29,7 @@ def load_registry_signer(settings: Settings) -> KeySigner | UriSigner:
         return KeySigner.from_file(private)
     if ":" in configured.split("/", 1)[0]:
         if settings.signing_key_pub is None:
-            raise RuntimeError("a signer-URI signing key needs MODELSEAL_SIGNING_KEY_PUB")
+            raise ConfigurationError("a signer-URI signing key needs MODELSEAL_SIGNING_KEY_PUB")
         return UriSigner(configured, keys.load_public(settings.signing_key_pub.read_bytes()))
     return KeySigner.from_file(Path(configured))
 
@@ -49,7 +50,7 @@ def register_registry_key(sessions: sessionmaker[Session], signer: KeySigner | U
             )
             return
     if fingerprint not in known:
-        raise RuntimeError(
+        raise ConfigurationError(
             f"this replica's signing key sha256:{fingerprint} is not the registry's key; every "
             "replica must use the same MODELSEAL_SIGNING_KEY"
         )

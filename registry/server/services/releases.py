@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from attest.bundle import Bundle
 from attest.digests import manifest_digest
-from attest.errors import AttestError
+from attest.errors import AttestError, PolicyError
 from attest.gate import (
     DEPENDENCY_SCHEME,
     MAX_DEPTH,
@@ -37,7 +37,6 @@ from attest.policy import (
     DEFAULT_POLICY_YAML,
     KindPolicy,
     Policy,
-    PolicyError,
     parse_policy,
 )
 from attest.scan.rules import accepted_unknown
@@ -53,6 +52,7 @@ from registry.errors import (
 )
 from registry.names import Ref, parse_ref
 from registry.server.db import transaction
+from registry.server.events import Event, stage
 from registry.server.models import (
     Alias,
     Artifact,
@@ -414,6 +414,8 @@ class ReleaseService:
             ).rowcount  # type: ignore[attr-defined]
             if moved != 1:
                 raise ConflictError(f"{record.ref} changed state during the rejection")
+            stage(session, Event.VERSION_REJECTED, actor=principal.name, version=record.ref,
+                  root_digest=record.root_digest, reason=reason)  # fmt: skip
             journal.record(session, principal, "reject_version",
                            version_target(record.namespace, record.name, record.version, "reject"),
                            at=self._clock(), details={"reason": reason.strip()[:2000]})  # fmt: skip
@@ -453,7 +455,8 @@ class ReleaseService:
             planned = self._plan_revocation(record, cascade, root_text, first=not done)
             if not planned:
                 break
-            done.extend(self._revoke_planned(principal, record, planned, reason, now))
+            dependents = sorted(r.ref for r, _ in cascade)
+            done.extend(self._revoke_planned(principal, record, planned, reason, now, dependents))
             record = dataclasses.replace(record, state=State.REVOKED)
         dependents = sorted(r.ref for r, _ in cascade)
         head = done[0].record if done and done[0].built_on is None else record
@@ -489,8 +492,10 @@ class ReleaseService:
         planned: list[Revoked],
         reason: str,
         now: datetime,
+        dependents: list[str],
     ) -> list[Revoked]:
-        """Sign and write one round of revocations, in one transaction."""
+        """Sign and write one round of revocations, in one transaction (each with its
+        ``version_revoked`` event)."""
         bundles = [self._signer.sign(self._revocation_statement(item, record, principal.name,
                                                                  reason, now))
                    for item in planned]  # fmt: skip
@@ -511,11 +516,17 @@ class ReleaseService:
                                                  actor=principal.name))  # fmt: skip
                 target = item.record
                 if item.built_on is None:
+                    stage(session, Event.VERSION_REVOKED, actor=principal.name,
+                          version=target.ref, root_digest=target.root_digest, reason=reason,
+                          dependents=dependents)  # fmt: skip
                     journal.record(session, principal, "revoke_version",
                                    version_target(target.namespace, target.name, target.version,
                                                   "revoke"),
                                    at=now, details={"reason": reason})  # fmt: skip
                 else:
+                    stage(session, Event.VERSION_REVOKED, actor=principal.name,
+                          version=target.ref, root_digest=target.root_digest, reason=reason,
+                          root_cause=record.ref, built_on=item.built_on)  # fmt: skip
                     journal.record(session, principal, "revoke_dependent",
                                    version_target(target.namespace, target.name, target.version),
                                    at=now, details={"root_cause": record.ref,
@@ -643,9 +654,7 @@ class ReleaseService:
             frontier = following
         return found
 
-    def _dependencies(
-        self, record: VersionRecord
-    ) -> list[tuple[str, str, VersionRecord | None]]:
+    def _dependencies(self, record: VersionRecord) -> list[tuple[str, str, VersionRecord | None]]:
         """Every version ``record`` is built on, transitively through provenance, each once:
         ``(reference, digest the provenance names, the registered version or None)``."""
         found: list[tuple[str, str, VersionRecord | None]] = []
@@ -677,12 +686,14 @@ class ReleaseService:
         """The version's state; revoked whenever the registry signed a revocation of it."""
         with self._sessions() as session:
             revoked = session.execute(
-                select(Attestation.id).where(
+                select(Attestation.id)
+                .where(
                     Attestation.version_id == version_id(session, record),
                     Attestation.predicate_type == REVOCATION,
                     # by the key, not the name column a database edit can change
                     Attestation.signer_id == self._signer.identity,
-                ).limit(1)
+                )
+                .limit(1)
             ).scalar_one_or_none()
         if revoked is not None and record.state != State.REVOKED:
             return State.REVOKED, "revoked (a registry-signed revocation exists)"
@@ -720,4 +731,3 @@ def _provenance_dependencies(raw: bytes) -> list[tuple[str, str]]:
         if isinstance(uri, str) and uri.startswith(DEPENDENCY_SCHEME) and isinstance(digest, dict):
             found.append((uri.removeprefix(DEPENDENCY_SCHEME), str(digest.get("sha256", ""))))
     return found
-
