@@ -86,6 +86,11 @@ def create_app(
         burst_count=settings.auth_failure_burst,
         burst_window=settings.auth_failure_window_seconds,
         ca_bundle=str(settings.webhook_ca_bundle) if settings.webhook_ca_bundle else None,
+        sessions=sessions,
+        max_attempts=settings.webhook_max_attempts,
+        retry_seconds=settings.webhook_retry_seconds,
+        retry_max_seconds=settings.webhook_retry_max_seconds,
+        poll_seconds=settings.webhook_poll_seconds,
     )
     token_limits = TokenBuckets(engine, "token", settings.rate_per_token,
                                 settings.burst_per_token)  # fmt: skip

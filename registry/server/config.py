@@ -105,6 +105,24 @@ class Settings(BaseSettings):
     webhook_ca_bundle: Path | None = Field(
         default=None, description="Extra CA bundle for https webhooks."
     )
+    webhook_max_attempts: int = Field(
+        default=12,
+        ge=1,
+        le=100,
+        description="Attempts per event and webhook before its outbox row is marked dead.",
+    )
+    webhook_retry_seconds: float = Field(
+        default=2.0, gt=0, description="Wait before the second attempt; doubles each time …"
+    )
+    webhook_retry_max_seconds: float = Field(
+        default=900.0, gt=0, description="… up to this long between attempts."
+    )
+    webhook_poll_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often each replica looks for due webhook deliveries (events committed "
+        "on the replica itself wake it at once).",
+    )
     auth_failure_burst: int = Field(
         default=20, ge=1, description="This many 401s from one address within the window …"
     )

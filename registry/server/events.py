@@ -15,9 +15,24 @@ a name that re-resolves to a private address later (DNS rebinding) cannot redire
 Loopback, private, link-local (cloud metadata), shared, multicast and reserved addresses are refused
 unless ``webhook_allow_private`` is set. Redirects are never followed.
 
-Delivery runs in one background thread with a bounded queue: a slow receiver never slows requests
-down; when the queue is full the event is dropped and counted. Metrics are per replica, as
-Prometheus expects (each replica is scraped).
+Events go through an outbox in the database (``event_outbox``), one row per webhook target: an
+event caused by a change is written by :func:`stage` in the transaction of that change (next to
+its audit entry), so it exists if and only if the change committed; an event about a refusal (no
+change) is written in a transaction of its own before the refusal is answered. Each replica runs
+a worker thread that claims due rows and delivers them: on PostgreSQL with ``SELECT … FOR UPDATE
+SKIP LOCKED``, holding the row lock through the attempt, so concurrent workers never take the same
+row and a replica that dies mid-delivery releases it with its connection; on SQLite (one process)
+a row is claimed by moving its due time past the attempt, and the write lock is not held while
+the receiver is called. A failed attempt is retried with exponential backoff
+(``webhook_retry_seconds`` doubling, at most ``webhook_retry_max_seconds``) up to
+``webhook_max_attempts``; then, or at once for a permanent refusal (a 4xx other than 429, a
+target address that is not allowed), the row is marked ``dead`` and kept, logged and counted.
+
+Delivery is at least once: a receiver may see an event again (a replica that died after the
+receiver answered but before it recorded the delivery). Every body carries ``event_id`` (also in
+the ``X-Modelseal-Event-Id`` header), the same on every attempt, so receivers can drop repeats.
+A slow receiver never slows requests down. Counters are per replica, as Prometheus expects (each
+replica is scraped); ``modelseal_webhook_outbox`` shows the rows of every replica by status.
 """
 
 from __future__ import annotations
@@ -28,28 +43,39 @@ import http.client
 import ipaddress
 import json
 import logging
-import queue
 import socket
 import ssl
 import threading
 import time
+import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from sqlalchemy import delete, event, func, insert, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from registry.server.db import transaction
+from registry.server.models import EventOutbox
 
 log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Modelseal-Signature"
 EVENT_HEADER = "X-Modelseal-Event"
-QUEUE_SIZE = 1000
-ATTEMPTS = 3
+EVENT_ID_HEADER = "X-Modelseal-Event-Id"
 TIMEOUT_SECONDS = 5.0
+#: Delivered rows are deleted after this long; dead rows are kept.
+DELIVERED_RETENTION = timedelta(days=7)
+#: How often a worker prunes delivered rows and counts the outbox for the gauge.
+MAINTENANCE_SECONDS = 30.0
+#: SQLite: how long a claimed row is left alone while its attempt runs (longer than one attempt).
+SQLITE_LEASE = timedelta(seconds=10 * TIMEOUT_SECONDS)
+MAX_URL_LENGTH = 2048  # event_outbox.target
 
 
 class Event(StrEnum):
@@ -64,6 +90,10 @@ class WebhookTargetError(ValueError):
     """A webhook URL that may not be called (bad shape, or a non-public address)."""
 
 
+class UnresolvableTargetError(WebhookTargetError):
+    """A webhook host name that did not resolve (this time): the attempt is retried."""
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     url: str
@@ -75,6 +105,8 @@ class Target:
 
 def parse_target(url: str, *, allow_private: bool) -> Target:
     """Check a webhook URL's shape (and a literal address); names are checked at delivery."""
+    if len(url) > MAX_URL_LENGTH:
+        raise WebhookTargetError(f"webhook {url[:64]!r}…: longer than {MAX_URL_LENGTH} characters")
     parts = urlsplit(url)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         raise WebhookTargetError(f"webhook {url!r}: needs an http(s)://host/... URL")
@@ -126,10 +158,10 @@ def resolve(target: Target, *, allow_private: bool) -> str:
     try:
         infos = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
     except OSError as exc:
-        raise WebhookTargetError(f"webhook {target.url!r}: cannot resolve: {exc}") from None
+        raise UnresolvableTargetError(f"webhook {target.url!r}: cannot resolve: {exc}") from None
     addresses = [str(info[4][0]) for info in infos]
     if not addresses:
-        raise WebhookTargetError(f"webhook {target.url!r}: no address")
+        raise UnresolvableTargetError(f"webhook {target.url!r}: no address")
     for address in addresses:
         check_address(ipaddress.ip_address(address), target.url, allow_private=allow_private)
     return addresses[0]
@@ -190,9 +222,20 @@ class Metrics:
             registry=self.registry,
         )  # fmt: skip
         self.deliveries = Counter(
-            "modelseal_webhook_deliveries", "Webhook deliveries by outcome.", ["outcome"],
+            "modelseal_webhook_deliveries",
+            "Webhook deliveries by outcome: delivered; retried (an attempt failed, another is "
+            "due); failed and refused (given up, the row is dead: after the last attempt or a "
+            "permanent error; refused: the target's address is not allowed); dropped (the "
+            "event could not be written to the outbox).",
+            ["outcome"],
             registry=self.registry,
-        )  # fmt: skip
+        )
+        self.outbox = Gauge(
+            "modelseal_webhook_outbox",
+            "Rows of the webhook outbox (every replica's) by status, as last counted.",
+            ["status"],
+            registry=self.registry,
+        )
         self.pull_refusals = Counter(
             "modelseal_pull_refusals",
             "Pulls a client refused for a user's mistake (a version not released yet), not "
@@ -200,17 +243,48 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
-        for event in Event:
-            self.events.labels(event=str(event))
-        for outcome in ("delivered", "failed", "dropped", "refused"):
+        for kind in Event:
+            self.events.labels(event=str(kind))
+        for outcome in ("delivered", "retried", "failed", "dropped", "refused"):
             self.deliveries.labels(outcome=outcome)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
 
+#: ``Session.info`` keys: the SecurityEvents a session factory belongs to, and the events a
+#: session's current transaction staged (counted and logged once it commits).
+_HUB = "modelseal.security_events"
+_STAGED = "modelseal.staged_events"
+
+
+def stage(session: Session, kind: Event, **fields: Any) -> None:
+    """Record a security event in ``session``'s transaction: its outbox rows are written now
+    and it is counted and logged when the transaction commits; if it rolls back, the event never
+    happened. Call it inside the unit of work of the change that causes the event.
+
+    A session whose factory has no :class:`SecurityEvents` (services built without an app, as
+    some tests do) records nothing."""
+    hub = session.info.get(_HUB)
+    if isinstance(hub, SecurityEvents):
+        hub.stage(session, kind, fields)
+
+
+@dataclass(frozen=True, slots=True)
+class _Claimed:
+    id: int
+    event_id: str
+    event: str
+    target: str
+    body: bytes
+    attempts: int
+
+
 class SecurityEvents:
-    """Counts events, detects auth-failure bursts, and hands events to the webhook thread."""
+    """Counts events, detects auth-failure bursts, writes events to the outbox and delivers it.
+
+    ``sessions`` is the app's session factory: events staged in its sessions are counted when
+    they commit, and the outbox is read and written through it. Webhooks need it."""
 
     def __init__(
         self,
@@ -222,11 +296,20 @@ class SecurityEvents:
         burst_window: float = 60.0,
         ca_bundle: str | None = None,
         clock: Callable[[], float] = time.monotonic,
+        sessions: sessionmaker[Session] | None = None,
+        max_attempts: int = 12,
+        retry_seconds: float = 2.0,
+        retry_max_seconds: float = 900.0,
+        poll_seconds: float = 1.0,
     ) -> None:
         self.metrics = Metrics()
-        self._targets = [parse_target(url, allow_private=allow_private) for url in webhooks]
+        self._targets = {url: parse_target(url, allow_private=allow_private) for url in webhooks}
         if self._targets and not secret:
             raise WebhookTargetError("webhooks need a webhook_secret to sign their bodies")
+        if self._targets and sessions is None:
+            raise WebhookTargetError("webhooks need the database (their outbox)")
+        if max_attempts < 1 or retry_seconds <= 0 or retry_max_seconds <= 0 or poll_seconds <= 0:
+            raise ValueError("webhook attempts and intervals must be positive")
         self._secret = secret or b""
         self._allow_private = allow_private
         self._burst_count = burst_count
@@ -234,36 +317,76 @@ class SecurityEvents:
         self._clock = clock
         self._failures: OrderedDict[str, deque[float]] = OrderedDict()
         self._lock = threading.Lock()
-        self._queue: queue.Queue[tuple[str, bytes] | None] = queue.Queue(QUEUE_SIZE)
         self._context = ssl.create_default_context(cafile=ca_bundle)
+        self._sessions = sessions
+        self._max_attempts = max_attempts
+        self._retry = retry_seconds
+        self._retry_max = retry_max_seconds
+        self._poll = poll_seconds
         self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._wake = threading.Event()
+        if sessions is not None:
+            sessions.configure(info={_HUB: self})
+            event.listen(sessions, "after_commit", self._committed)
+            event.listen(sessions, "after_rollback", self._rolled_back)
 
-    def start(self) -> None:
-        if self._targets and self._thread is None:
-            self._thread = threading.Thread(target=self._deliver_loop, daemon=True,
-                                            name="modelseal-webhooks")  # fmt: skip
-            self._thread.start()
+    # -- recording ---------------------------------------------------------------------------
 
-    def stop(self, timeout: float = 5.0) -> None:
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join(timeout)
-            self._thread = None
+    def stage(self, session: Session, kind: Event, fields: dict[str, Any]) -> None:
+        """See :func:`stage`."""
+        if self._targets:
+            now = datetime.now(UTC)
+            event_id = str(uuid.uuid4())
+            body = json.dumps(
+                {"event": str(kind), "at": now.isoformat(), **fields, "event_id": event_id},
+                sort_keys=True,
+                default=str,
+            ).encode()
+            session.execute(
+                insert(EventOutbox),
+                [
+                    {"event_id": event_id, "event": str(kind), "target": url, "body": body,
+                     "status": "pending", "attempts": 0, "next_attempt_at": now,
+                     "created_at": now, "updated_at": now, "last_error": None}
+                    for url in self._targets
+                ],
+            )  # fmt: skip
+        session.info.setdefault(_STAGED, []).append((kind, fields))
 
-    def emit(self, event: Event, **fields: Any) -> None:
-        self.metrics.events.labels(event=str(event)).inc()
-        log.warning("security event %s: %s", event, fields)
-        if not self._targets:
+    def emit(self, kind: Event, **fields: Any) -> None:
+        """An event about something that changed nothing (a refusal, a report, an auth-failure
+        burst): written in a transaction of its own. Raises the database's error when the outbox
+        cannot be written (the caller answers 503, or see :meth:`emit_or_drop`)."""
+        if self._sessions is None or not self._targets:
+            self._count(kind, fields)
             return
-        body = json.dumps(
-            {"event": str(event), "at": datetime.now(UTC).isoformat(), **fields},
-            sort_keys=True,
-            default=str,
-        ).encode()
+        with transaction(self._sessions) as session:
+            self.stage(session, kind, fields)
+
+    def emit_or_drop(self, kind: Event, **fields: Any) -> None:
+        """:meth:`emit` for callers already answering an error: a failure is logged and counted
+        (``dropped``), not raised."""
         try:
-            self._queue.put_nowait((str(event), body))
-        except queue.Full:
+            self.emit(kind, **fields)
+        except Exception as exc:
+            self._count(kind, fields)
             self.metrics.deliveries.labels(outcome="dropped").inc()
+            log.error("security event %s not written to the outbox (%s): %s", kind, exc, fields)
+
+    def _committed(self, session: Session) -> None:
+        staged = session.info.pop(_STAGED, None)
+        if staged:
+            for kind, fields in staged:
+                self._count(kind, fields)
+            self._wake.set()
+
+    def _rolled_back(self, session: Session) -> None:
+        session.info.pop(_STAGED, None)
+
+    def _count(self, kind: Event, fields: dict[str, Any]) -> None:
+        self.metrics.events.labels(event=str(kind)).inc()
+        log.warning("security event %s: %s", kind, fields)
 
     def auth_failure(self, client: str) -> None:
         """Count a 401; one ``auth_failure_burst`` event per window of ``burst_count`` failures."""
@@ -287,51 +410,154 @@ class SecurityEvents:
     def permission_denied(self) -> None:
         self.metrics.denied.inc()
 
-    def _deliver_loop(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            event, body = item
-            for target in self._targets:
-                outcome = self._deliver(target, event, body)
-                self.metrics.deliveries.labels(outcome=outcome).inc()
+    # -- delivery ------------------------------------------------------------------------------
 
-    def _deliver(self, target: Target, event: str, body: bytes) -> str:
-        for attempt in range(ATTEMPTS):
-            if attempt:
-                time.sleep(0.5 * 2**attempt)
+    def start(self) -> None:
+        if self._targets and self._thread is None:
+            self._stopping.clear()
+            self._thread = threading.Thread(target=self._deliver_loop, daemon=True,
+                                            name="modelseal-webhooks")  # fmt: skip
+            self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the worker after its current attempt; undelivered rows stay in the outbox."""
+        if self._thread is not None:
+            self._stopping.set()
+            self._wake.set()
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _deliver_loop(self) -> None:
+        maintained = 0.0
+        while not self._stopping.is_set():
+            self._wake.clear()
             try:
-                address = resolve(target, allow_private=self._allow_private)
-            except WebhookTargetError as exc:
-                log.error("%s", exc)
-                return "refused"
-            conn: http.client.HTTPConnection = (
-                _PinnedHTTPSConnection(address, target, self._context)
-                if target.https
-                else _PinnedHTTPConnection(address, target)
-            )
-            try:
-                conn.request(
-                    "POST",
-                    target.path,
-                    body=body,
-                    headers={
-                        "Content-Type": "application/json",
-                        SIGNATURE_HEADER: sign(self._secret, body, int(time.time())),
-                        EVENT_HEADER: event,
-                        "User-Agent": "modelseal-webhook",
-                    },
+                busy = self.deliver_next()
+            except Exception as exc:
+                log.warning("webhook outbox: %s", exc)
+                busy = False
+            if time.monotonic() - maintained >= MAINTENANCE_SECONDS:
+                maintained = time.monotonic()
+                try:
+                    self.maintain()
+                except Exception as exc:
+                    log.warning("webhook outbox maintenance: %s", exc)
+            if not busy:
+                self._wake.wait(self._poll)
+
+    def deliver_next(self) -> bool:
+        """Claim one due row for a target of this replica and attempt it; False when none is
+        due. (The worker's step; tests call it directly.)"""
+        if not self._targets or self._sessions is None:
+            return False
+        with transaction(self._sessions) as session:
+            postgres = session.get_bind().dialect.name == "postgresql"
+            query = (
+                select(EventOutbox)
+                .where(
+                    EventOutbox.status == "pending",
+                    EventOutbox.next_attempt_at <= datetime.now(UTC),
+                    EventOutbox.target.in_(list(self._targets)),
                 )
-                status = conn.getresponse().status
-            except (OSError, http.client.HTTPException) as exc:
-                log.warning("webhook %s: %s (attempt %d)", target.url, exc, attempt + 1)
-                continue
-            finally:
-                conn.close()
-            if 200 <= status < 300:
-                return "delivered"
-            log.warning("webhook %s answered %d (attempt %d)", target.url, status, attempt + 1)
-            if 400 <= status < 500 and status != 429:
-                return "failed"
-        return "failed"
+                .order_by(EventOutbox.id)
+                .limit(1)
+            )
+            if postgres:
+                query = query.with_for_update(skip_locked=True)
+            row = session.execute(query).scalar_one_or_none()
+            if row is None:
+                return False
+            claimed = _Claimed(row.id, row.event_id, row.event, row.target, bytes(row.body),
+                               row.attempts)  # fmt: skip
+            if postgres:  # the row lock is held through the attempt; released with the connection
+                outcome = self._record(session, claimed, self._attempt(claimed))
+            else:
+                row.next_attempt_at = datetime.now(UTC) + SQLITE_LEASE
+        if not postgres:  # SQLite: never hold the write lock while a receiver is called
+            result = self._attempt(claimed)
+            with transaction(self._sessions) as session:
+                outcome = self._record(session, claimed, result)
+        self.metrics.deliveries.labels(outcome=outcome).inc()  # once recorded
+        return True
+
+    def _attempt(self, row: _Claimed) -> tuple[str, str | None]:
+        """One POST: ``(delivered | retry | failed | refused, error)``."""
+        target = self._targets[row.target]
+        try:
+            address = resolve(target, allow_private=self._allow_private)
+        except UnresolvableTargetError as exc:
+            return "retry", str(exc)
+        except WebhookTargetError as exc:
+            return "refused", str(exc)
+        conn: http.client.HTTPConnection = (
+            _PinnedHTTPSConnection(address, target, self._context)
+            if target.https
+            else _PinnedHTTPConnection(address, target)
+        )
+        try:
+            conn.request(
+                "POST",
+                target.path,
+                body=row.body,
+                headers={
+                    "Content-Type": "application/json",
+                    SIGNATURE_HEADER: sign(self._secret, row.body, int(time.time())),
+                    EVENT_HEADER: row.event,
+                    EVENT_ID_HEADER: row.event_id,
+                    "User-Agent": "modelseal-webhook",
+                },
+            )
+            status = conn.getresponse().status
+        except (OSError, http.client.HTTPException) as exc:
+            return "retry", f"{type(exc).__name__}: {exc}"
+        finally:
+            conn.close()
+        if 200 <= status < 300:
+            return "delivered", None
+        if 400 <= status < 500 and status != 429:
+            return "failed", f"answered {status}"
+        return "retry", f"answered {status}"
+
+    def _record(self, session: Session, row: _Claimed, result: tuple[str, str | None]) -> str:
+        """Write an attempt's result to the row; returns the ``deliveries`` outcome."""
+        outcome, error = result
+        attempts = row.attempts + 1
+        now = datetime.now(UTC)
+        values: dict[str, Any] = {"attempts": attempts, "updated_at": now,
+                                  "last_error": error[:512] if error else None}  # fmt: skip
+        where = f"webhook {row.target} event {row.event} {row.event_id}"
+        if outcome == "delivered":
+            values["status"] = "delivered"
+        elif outcome == "retry" and attempts < self._max_attempts:
+            delay = min(self._retry_max, self._retry * 2 ** (attempts - 1))
+            values["next_attempt_at"] = now + timedelta(seconds=delay)
+            outcome = "retried"
+            log.warning("%s: attempt %d failed (%s); next in %.1f s", where, attempts, error,
+                        delay)  # fmt: skip
+        else:
+            values["status"] = "dead"
+            outcome = "failed" if outcome == "retry" else outcome
+            log.error("%s is dead after %d attempt(s): %s", where, attempts, error)
+        session.execute(update(EventOutbox).where(EventOutbox.id == row.id).values(**values))
+        return outcome
+
+    def maintain(self) -> dict[str, int]:
+        """Delete delivered rows past their retention and count the outbox by status (the
+        ``modelseal_webhook_outbox`` gauge)."""
+        if self._sessions is None:
+            return {}
+        with transaction(self._sessions) as session:
+            session.execute(
+                delete(EventOutbox).where(
+                    EventOutbox.status == "delivered",
+                    EventOutbox.updated_at < datetime.now(UTC) - DELIVERED_RETENTION,
+                )
+            )
+            counts = {"pending": 0, "delivered": 0, "dead": 0}
+            for status, count in session.execute(
+                select(EventOutbox.status, func.count()).group_by(EventOutbox.status)
+            ):
+                counts[status] = count
+        for status, count in counts.items():
+            self.metrics.outbox.labels(status=status).set(count)
+        return counts

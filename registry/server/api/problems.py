@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -53,6 +54,8 @@ def unavailable_response(slug: str, detail: str, path: str | None) -> JSONRespon
     return problem_response(
         503, slug, detail, instance=path, headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
     )
+
+
 _TITLES = {
     400: "Bad Request",
     401: "Unauthorized",
@@ -106,7 +109,7 @@ def install(app: FastAPI) -> None:
         if isinstance(exc, StorageUnavailableError):
             log.warning("request %s: %s", request.url.path, exc.detail)
             return unavailable_response(slug, exc.detail, request.url.path)
-        _security_event(request, exc)
+        await _security_event(request, exc)
         if status >= 500:
             log.error("request %s failed: %s", request.url.path, exc.detail, exc_info=exc)
         headers = None
@@ -196,7 +199,9 @@ def _allowed_methods(request: Request) -> list[str]:
     ]
 
 
-def _security_event(request: Request, exc: RegistryError) -> None:
+async def _security_event(request: Request, exc: RegistryError) -> None:
+    """A refusal changed nothing: its event is written in a transaction of its own before the
+    refusal is answered (a failure to write it is logged and counted, the answer stands)."""
     events: SecurityEvents = request.app.state.services.events
     principal = getattr(request.state, "principal", None)
     who = {
@@ -206,9 +211,11 @@ def _security_event(request: Request, exc: RegistryError) -> None:
         "request_id": getattr(request.state, "request_id", None),
     }
     if isinstance(exc, ReleaseRefusedError):
-        events.emit(Event.RELEASE_REFUSED, reasons=_jsonable(exc.facts).get("reasons"), **who)
+        reasons = _jsonable(exc.facts).get("reasons")
+        await run_in_threadpool(events.emit_or_drop, Event.RELEASE_REFUSED, reasons=reasons, **who)
     elif isinstance(exc, EvidenceRejectedError):
-        events.emit(Event.VERIFICATION_FAILURE, source="attestation upload", **who)
+        await run_in_threadpool(events.emit_or_drop, Event.VERIFICATION_FAILURE,
+                                source="attestation upload", **who)  # fmt: skip
     elif isinstance(exc, PermissionDeniedError):
         events.permission_denied()
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import socket
 import time
+from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
+from registry.server.db import make_engine, make_sessionmaker, migrate, transaction
 from registry.server.events import (
     Event,
     SecurityEvents,
@@ -14,8 +19,10 @@ from registry.server.events import (
     parse_target,
     resolve,
     sign,
+    stage,
     verify_signature,
 )
+from registry.server.models import EventOutbox
 
 
 @pytest.mark.parametrize(
@@ -105,3 +112,44 @@ def test_auth_failure_bursts_raise_one_event_per_burst() -> None:
     events.auth_failure("10.0.0.1")  # the window restarts after an event
     assert counter._value.get() == 1
     assert events.metrics.auth_failures._value.get() == 8
+
+
+def test_sqlite_outbox_rows_exist_only_for_committed_changes_and_failures_are_retried(
+    tmp_path: Path,
+) -> None:
+    """SQLite: a staged event whose transaction rolls back leaves no row; a committed one is
+    claimed outside the write lock and, when the receiver cannot be reached, retried later."""
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    migrate(url)
+    engine = make_engine(url)
+    sessions = make_sessionmaker(engine)
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}/hook"
+    events = SecurityEvents(webhooks=[closed], secret=b"k", allow_private=True,
+                            sessions=sessions, retry_seconds=60)  # fmt: skip
+    counter = events.metrics.events.labels(event=str(Event.VERSION_REVOKED))
+    with pytest.raises(RuntimeError), transaction(sessions) as session:
+        stage(session, Event.VERSION_REVOKED, version="ns/m@1")
+        raise RuntimeError("the change fails")
+    with sessions() as session:
+        assert session.execute(select(EventOutbox)).all() == []
+    assert counter._value.get() == 0 and not events.deliver_next()
+
+    with transaction(sessions) as session:
+        stage(session, Event.VERSION_REVOKED, version="ns/m@1")
+    assert counter._value.get() == 1
+    assert events.deliver_next()  # connection refused: one failed attempt
+    assert not events.deliver_next()  # not due again for a minute
+    with sessions() as session:
+        row = session.execute(select(EventOutbox)).scalar_one()
+    assert (row.status, row.attempts, row.target) == ("pending", 1, closed)
+    assert "ConnectionRefusedError" in (row.last_error or "")
+    assert json.loads(row.body)["event_id"] == row.event_id
+    assert events.metrics.deliveries.labels(outcome="retried")._value.get() == 1
+    engine.dispose()
+
+
+def test_webhooks_need_the_database_outbox() -> None:
+    with pytest.raises(WebhookTargetError, match="database"):
+        SecurityEvents(webhooks=["https://8.8.8.8/h"], secret=b"k")

@@ -21,7 +21,6 @@ from registry.server.api.routes.versions import (
     public_version,
     version_ref,
 )
-from registry.server.events import Event
 from registry.server.services.releases import AuditHead, PolicyRecord
 from registry.wire import (
     AliasIn,
@@ -113,10 +112,7 @@ def reject_version(
 ) -> VersionPublic:
     """Reject a pending version for good."""
     ref = version_ref(namespace, name, selector)
-    record = services.releases.reject(principal, str(ref), body.reason)
-    services.events.emit(Event.VERSION_REJECTED, actor=principal.name, version=record.ref,
-                         root_digest=record.root_digest, reason=body.reason)  # fmt: skip
-    return public_version(record)
+    return public_version(services.releases.reject(principal, str(ref), body.reason))
 
 
 @router.post(f"{_VERSION}/revoke", operation_id="revoke_version", response_model=RevocationPublic)
@@ -132,18 +128,8 @@ def revoke_version(
     every released version built on it: each gets a registry-signed revocation naming the root
     cause, an audit entry and a security event. Aliases pointing at them are listed (flagged)."""
     ref = version_ref(namespace, name, selector)
-    result = services.releases.revoke(principal, ref, body.reason)
+    result = services.releases.revoke(principal, ref, body.reason)  # events: in its transactions
     root = result.record
-    for item in result.revoked:
-        if item.built_on is None:
-            services.events.emit(Event.VERSION_REVOKED, actor=principal.name, version=root.ref,
-                                 root_digest=root.root_digest, reason=body.reason.strip(),
-                                 dependents=result.dependents)  # fmt: skip
-            continue
-        target = item.record
-        services.events.emit(Event.VERSION_REVOKED, actor=principal.name, version=target.ref,
-                             root_digest=target.root_digest, reason=body.reason.strip(),
-                             root_cause=root.ref, built_on=item.built_on)  # fmt: skip
     return RevocationPublic(
         version=public_version(root),
         dependents=result.dependents,
