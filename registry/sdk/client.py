@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 
@@ -169,6 +169,8 @@ def clean_token(token: str | None, *, source: str = "MODELSEAL_TOKEN") -> str | 
 class RegistryClient:
     """A client of one registry, authenticated by one API token."""
 
+    #: items asked for per page of a list endpoint (the registry's maximum is 1000)
+    page_size = 1000
     #: called with (url, fingerprint, pin file) when a registry key is pinned on first contact
     on_pinned: Callable[[str, str, Path], None] | None = None
 
@@ -317,6 +319,24 @@ class RegistryClient:
 
     # -- reading ----------------------------------------------------------------------------
 
+    def _all(self, path: str, params: Mapping[str, str] | None = None) -> list[Any]:
+        """Every item of a list endpoint, following its ``Link: rel="next"`` pages."""
+        items: list[Any] = []
+        query: dict[str, str] = {**(params or {}), "limit": str(self.page_size)}
+        while True:
+            response = self._request("GET", path, params=query)
+            page = response.json()
+            if not isinstance(page, list):
+                raise InvalidRequestError(f"{path} did not answer a list")
+            items.extend(page)
+            following = response.links.get("next", {}).get("url")
+            if not following:
+                return items
+            cursor = parse_qs(urlsplit(following).query).get("cursor")
+            if not cursor or not page or cursor[0] == query.get("cursor"):
+                raise InvalidRequestError(f"{path} answered a next page that does not move on")
+            query["cursor"] = cursor[0]
+
     def health(self) -> dict[str, Any]:
         result: dict[str, Any] = self._request("GET", "/health").json()
         return result
@@ -328,14 +348,14 @@ class RegistryClient:
         return VersionPublic.model_validate(response.json())
 
     def list_namespaces(self) -> list[str]:
-        return [n["name"] for n in self._request("GET", "/v1/namespaces").json()]
+        return [n["name"] for n in self._all("/v1/namespaces")]
 
     def list_artifacts(self, namespace: str) -> list[ArtifactPublic]:
-        data = self._request("GET", f"/v1/namespaces/{namespace}/artifacts").json()
+        data = self._all(f"/v1/namespaces/{namespace}/artifacts")
         return [ArtifactPublic.model_validate(a) for a in data]
 
     def list_versions(self, namespace: str, name: str) -> list[VersionSummary]:
-        data = self._request("GET", f"/v1/namespaces/{namespace}/artifacts/{name}/versions").json()
+        data = self._all(f"/v1/namespaces/{namespace}/artifacts/{name}/versions")
         return [VersionSummary.model_validate(v) for v in data]
 
     # -- pushing ----------------------------------------------------------------------------
@@ -620,9 +640,7 @@ class RegistryClient:
         self, ref: str, predicate_type: str | None = None
     ) -> list[AttestationPublic]:
         params = {"predicate_type": predicate_type} if predicate_type else None
-        data = self._request(
-            "GET", self._version_path(parse_ref(ref)) + "/attestations", params=params
-        ).json()
+        data = self._all(self._version_path(parse_ref(ref)) + "/attestations", params)
         return [AttestationPublic.model_validate(a) for a in data]
 
     def get_attestation(self, ref: str, attestation_id: int) -> bytes:
@@ -655,11 +673,11 @@ class RegistryClient:
 
     def list_identities_with_keys(self) -> list[IdentityPublic]:
         """Identities including their public keys (for client-side verification)."""
-        data = self._request("GET", "/v1/identities", params={"with_keys": "true"}).json()
+        data = self._all("/v1/identities", {"with_keys": "true"})
         return [IdentityPublic.model_validate(i) for i in data]
 
     def list_identities(self) -> list[IdentityPublic]:
-        data = self._request("GET", "/v1/identities").json()
+        data = self._all("/v1/identities")
         return [IdentityPublic.model_validate(i) for i in data]
 
     # -- policy and release -------------------------------------------------------------------
@@ -825,7 +843,7 @@ class RegistryClient:
 
     def list_aliases(self, namespace: str, name: str) -> list[AliasPublic]:
         path = f"/v1/namespaces/{namespace}/artifacts/{name}/aliases"
-        return [AliasPublic.model_validate(a) for a in self._request("GET", path).json()]
+        return [AliasPublic.model_validate(a) for a in self._all(path)]
 
     def create_token(
         self, name: str, role: str, namespace: str | None = None, expires_days: int | None = None
@@ -834,7 +852,7 @@ class RegistryClient:
         return TokenPublic.model_validate(self._request("POST", "/v1/tokens", json=body).json())
 
     def list_tokens(self) -> list[TokenPublic]:
-        return [TokenPublic.model_validate(t) for t in self._request("GET", "/v1/tokens").json()]
+        return [TokenPublic.model_validate(t) for t in self._all("/v1/tokens")]
 
     def revoke_token(self, token_id: str) -> None:
         """Revoke a token named by its id, ``ms_<id>``, or the whole token (reduced to its id

@@ -253,7 +253,7 @@ def test_digest_mismatch_discards_the_upload(live: Live) -> None:
     assert _count(live, Blob) == 0
     assert _count(live, UploadSession) == 0
     with live.client() as client, pytest.raises(DigestMismatchError):
-        from registry.sdk.client import LocalFile
+        from attest.files import LocalFile
 
         path = live.settings.data_dir / "evil"
         path.write_bytes(b"evil bytes!!!!")

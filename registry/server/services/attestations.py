@@ -31,7 +31,7 @@ from registry.server.config import Settings
 from registry.server.db import transaction
 from registry.server.models import Attestation, Identity, Version
 from registry.server.services.auth import Action, Principal, Role
-from registry.server.services.common import Clock, aware, utcnow
+from registry.server.services.common import Clock, Page, PageRequest, aware, paged, utcnow
 from registry.server.services.journal import record as audit_record
 from registry.server.services.journal import version_target
 from registry.server.services.versions import VersionRecord, VersionService, version_id
@@ -182,11 +182,14 @@ class AttestationService:
                 f"identity {row.name!r} (or its key) is already registered", name=row.name
             ) from None
 
-    def list_identities(self, principal: Principal) -> list[IdentityRecord]:
+    def list_identities(self, principal: Principal, page: PageRequest) -> Page[IdentityRecord]:
         principal.require(Action.READ, principal.namespace)
         with self._sessions() as session:
-            rows = session.execute(select(Identity).order_by(Identity.name)).scalars()
-            return [_identity(r) for r in rows]
+            query = select(Identity).order_by(Identity.name).limit(page.limit + 1)
+            if page.after is not None:
+                query = query.where(Identity.name > page.after)
+            records = [_identity(r) for r in session.execute(query).scalars()]
+            return paged(records, page, lambda r: r.name)
 
     def verifier(self, *, extra_keys: Sequence[TrustedKey] = ()) -> Verifier:
         """A verifier trusting exactly the registered identities (and ``extra_keys``).
@@ -378,17 +381,22 @@ class AttestationService:
         return evidence
 
     def list_attestations(
-        self, principal: Principal, ref: Ref, predicate_type: str | None = None
-    ) -> list[AttestationRecord]:
+        self, principal: Principal, ref: Ref, page: PageRequest, predicate_type: str | None = None
+    ) -> Page[AttestationRecord]:
+        """In the order attached; a page's cursor is the id of its last item."""
         version = self._versions.resolve(principal, ref)
+        after = _int_cursor(page.after)
         with self._sessions() as session:
             query = select(Attestation).where(
                 Attestation.version_id == version_id(session, version)
             )
             if predicate_type:
                 query = query.where(Attestation.predicate_type == predicate_type)
-            rows = session.execute(query.order_by(Attestation.id)).scalars()
-            return [_attestation(r, version.ref) for r in rows]
+            if after is not None:
+                query = query.where(Attestation.id > after)
+            rows = session.execute(query.order_by(Attestation.id).limit(page.limit + 1)).scalars()
+            records = [_attestation(r, version.ref) for r in rows]
+            return paged(records, page, lambda r: str(r.id))
 
     def get(self, principal: Principal, ref: Ref, attestation_id: int) -> bytes:
         """The exact bytes of one bundle of a version."""
@@ -438,3 +446,11 @@ def _check_byproducts(provenance: Provenance) -> None:
 
 def _plain(facts: dict[str, object]) -> dict[str, object]:
     return {k: v for k, v in facts.items() if k != "reason"}
+
+
+def _int_cursor(after: str | None) -> int | None:
+    if after is None:
+        return None
+    if not after.isascii() or not after.isdigit() or len(after) > 18:
+        raise InvalidRequestError("the cursor names no attestation", cursor=after)
+    return int(after)

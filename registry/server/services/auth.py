@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 
 from registry.errors import (
@@ -25,7 +25,7 @@ from registry.errors import (
 )
 from registry.server.db import transaction
 from registry.server.models import ApiToken
-from registry.server.services.common import Clock, aware, utcnow
+from registry.server.services.common import Clock, Page, PageRequest, aware, paged, utcnow
 from registry.server.services.journal import Actor
 from registry.server.services.journal import record as audit_record
 
@@ -202,17 +202,21 @@ class TokenService:
         (PostgreSQL; SQLite's write lock already serializes) and read again: two admins revoking
         each other at once queue on the same first row instead of deadlocking, and the second
         sees the first's revocation."""
-        admins = session.execute(
-            select(ApiToken)
-            .where(
-                ApiToken.role == str(Role.ADMIN),
-                ApiToken.namespace.is_(None),
-                ApiToken.revoked_at.is_(None),
+        admins = (
+            session.execute(
+                select(ApiToken)
+                .where(
+                    ApiToken.role == str(Role.ADMIN),
+                    ApiToken.namespace.is_(None),
+                    ApiToken.revoked_at.is_(None),
+                )
+                .order_by(ApiToken.id)
+                .with_for_update()
+                .execution_options(populate_existing=True)
             )
-            .order_by(ApiToken.id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        ).scalars().all()
+            .scalars()
+            .all()
+        )
         session.refresh(row)
         if row.revoked_at is not None:
             return
@@ -243,12 +247,25 @@ class TokenService:
             name=name, role=role, namespace=namespace, expires_in=expires_in, by=principal
         )
 
-    def list_tokens(self, principal: Principal) -> list[TokenRecord]:
-        """Every token, without secrets (admins see their scope)."""
+    def list_tokens(self, principal: Principal, page: PageRequest) -> Page[TokenRecord]:
+        """Every token, without secrets (admins see their scope), oldest first; a page's cursor
+        is the id of its last item."""
         principal.require(Action.ADMINISTER, principal.namespace)
         with self._sessions() as session:
-            rows = session.execute(select(ApiToken).order_by(ApiToken.created_at)).scalars()
-            return [
+            scoped = principal.namespace is not None
+            scope = [ApiToken.namespace == principal.namespace] if scoped else []
+            query = select(ApiToken).where(*scope).order_by(ApiToken.created_at, ApiToken.id)
+            if page.after is not None:
+                last = session.execute(
+                    select(ApiToken.created_at, ApiToken.id).where(
+                        ApiToken.id == page.after, *scope
+                    )
+                ).one_or_none()
+                if last is None:
+                    raise InvalidRequestError("the cursor names no token", cursor=page.after)
+                query = query.where(tuple_(ApiToken.created_at, ApiToken.id) > tuple_(*last))
+            rows = session.execute(query.limit(page.limit + 1)).scalars()
+            records = [
                 TokenRecord(
                     id=r.id,
                     name=r.name,
@@ -259,8 +276,8 @@ class TokenService:
                     revoked=r.revoked_at is not None,
                 )
                 for r in rows
-                if principal.namespace is None or r.namespace == principal.namespace
             ]
+            return paged(records, page, lambda r: r.id)
 
     def revoke_as(self, principal: Principal, token_id: str) -> None:
         with self._sessions() as session:
@@ -269,4 +286,3 @@ class TokenService:
             raise NotFoundError(f"token {token_id} does not exist")
         principal.require(Action.ADMINISTER, row.namespace)
         self.revoke(token_id, by=principal)
-

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -14,6 +15,31 @@ from registry.errors import NotFoundError
 from registry.server.models import Namespace
 
 Clock = Callable[[], datetime]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class PageRequest:
+    """At most ``limit`` items of a list, those after the one whose key is ``after``."""
+
+    limit: int
+    after: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of a list; ``next_after`` is the key to ask for the next one (None: the end)."""
+
+    items: list[T]
+    next_after: str | None
+
+
+def paged(rows: Sequence[T], page: PageRequest, key: Callable[[T], str]) -> Page[T]:
+    """The page made of ROWS, fetched as up to ``page.limit + 1`` items after the cursor: the
+    extra one only tells that more follow."""
+    items = list(rows[: page.limit])
+    more = len(rows) > page.limit
+    return Page(items, key(items[-1]) if more and items else None)
 
 
 def utcnow() -> datetime:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -16,6 +16,7 @@ from attest.digests import FileDigest, root_digest
 from registry.errors import (
     ConflictError,
     InvalidManifestError,
+    InvalidRequestError,
     MissingBlobsError,
     NotFoundError,
     PermissionDeniedError,
@@ -38,10 +39,13 @@ from registry.server.models import (
 from registry.server.services.auth import Action, Principal
 from registry.server.services.common import (
     Clock,
+    Page,
+    PageRequest,
     aware,
     ensure_namespace,
     get_namespace,
     insert_for,
+    paged,
     utcnow,
 )
 from registry.server.services.journal import record as audit_record
@@ -352,28 +356,46 @@ class VersionService:
                 raise NotFoundError(f"{ref} does not exist", ref=str(ref))
             return _record(row)
 
-    def list_namespaces(self, principal: Principal) -> list[str]:
+    def list_namespaces(self, principal: Principal, page: PageRequest) -> Page[str]:
         with self._sessions() as session:
-            names = session.execute(select(Namespace.name).order_by(Namespace.name)).scalars()
-            return [n for n in names if principal.can_see(n)]
+            query = select(Namespace.name).order_by(Namespace.name)
+            if page.after is not None:
+                query = query.where(Namespace.name > page.after)
+            visible: list[str] = []
+            for name in session.execute(query).scalars():
+                if principal.can_see(name):
+                    visible.append(name)
+                    if len(visible) > page.limit:
+                        break
+            return paged(visible, page, str)
 
-    def list_artifacts(self, principal: Principal, namespace: str) -> list[ArtifactRecord]:
+    def list_artifacts(
+        self, principal: Principal, namespace: str, page: PageRequest
+    ) -> Page[ArtifactRecord]:
         principal.require(Action.READ, namespace)
         with self._sessions() as session:
             ns = get_namespace(session, namespace)
-            rows = session.execute(
+            query = (
                 select(Artifact, func.count(Version.id))
                 .outerjoin(Version, Version.artifact_id == Artifact.id)
                 .where(Artifact.namespace_id == ns.id)
                 .group_by(Artifact.id)
                 .order_by(Artifact.name)
-            ).all()
-            return [
+                .limit(page.limit + 1)
+            )
+            if page.after is not None:
+                query = query.where(Artifact.name > page.after)
+            rows = session.execute(query).all()
+            records = [
                 ArtifactRecord(ns.name, a.name, a.kind, aware(a.created_at), int(count))
                 for a, count in rows
             ]
+            return paged(records, page, lambda r: r.name)
 
-    def list_versions(self, principal: Principal, namespace: str, name: str) -> list[VersionRecord]:
+    def list_versions(
+        self, principal: Principal, namespace: str, name: str, page: PageRequest
+    ) -> Page[VersionRecord]:
+        """Oldest first; a page's cursor is the version string of its last item."""
         principal.require(Action.READ, namespace)
         with self._sessions() as session:
             ns = get_namespace(session, namespace)
@@ -382,12 +404,25 @@ class VersionService:
             ).scalar_one_or_none()
             if artifact is None:
                 raise NotFoundError(f"{namespace}/{name} does not exist")
-            rows = session.execute(
+            query = (
                 select(Version)
                 .where(Version.artifact_id == artifact.id)
                 .order_by(Version.created_at, Version.id)
-            ).scalars()
-            return [_record(v) for v in rows]
+                .limit(page.limit + 1)
+            )
+            if page.after is not None:
+                last = session.execute(
+                    select(Version.created_at, Version.id).where(
+                        Version.artifact_id == artifact.id, Version.version == page.after
+                    )
+                ).one_or_none()
+                if last is None:
+                    raise InvalidRequestError(
+                        f"the cursor names no version of {namespace}/{name}", cursor=page.after
+                    )
+                query = query.where(tuple_(Version.created_at, Version.id) > tuple_(*last))
+            records = [_record(v) for v in session.execute(query).scalars()]
+            return paged(records, page, lambda r: r.version)
 
     def file_location(
         self, principal: Principal, ref: Ref, path: str, *, redirect: bool

@@ -10,6 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from registry.errors import InvalidRequestError
 from registry.names import validate_name
 from registry.server.api.deps import PrincipalDep, ServicesDep
+from registry.server.api.paging import PageDep, link_next
 from registry.server.api.routes.versions import (
     INT32_MAX,
     NamePath,
@@ -86,12 +87,17 @@ def add_identity(
 
 @router.get("/v1/identities", operation_id="list_identities", response_model=list[IdentityPublic])
 def list_identities(
+    request: Request,
+    response: Response,
     principal: PrincipalDep,
     services: ServicesDep,
+    page: PageDep,
     with_keys: Annotated[bool, Query(description="Include public keys (PEM).")] = False,
 ) -> list[IdentityPublic]:
-    records = services.attestations.list_identities(principal)
-    return [_identity(r, with_key=with_keys) for r in records]
+    """Registered identities, by name (paged: see the Link header)."""
+    found = services.attestations.list_identities(principal, page)
+    link_next(request, response, found, page.limit)
+    return [_identity(r, with_key=with_keys) for r in found.items]
 
 
 @router.post(
@@ -134,16 +140,21 @@ async def attach_attestation(
     response_model=list[AttestationPublic],
 )
 def list_attestations(
+    request: Request,
+    response: Response,
     namespace: NamespacePath,
     name: NamePath,
     selector: SelectorPath,
     principal: PrincipalDep,
     services: ServicesDep,
+    page: PageDep,
     predicate_type: Annotated[str | None, Query(max_length=256)] = None,
 ) -> list[AttestationPublic]:
+    """A version's evidence in the order attached (paged: see the Link header)."""
     ref = version_ref(namespace, name, selector)
-    records = services.attestations.list_attestations(principal, ref, predicate_type)
-    return [_attestation(r) for r in records]
+    found = services.attestations.list_attestations(principal, ref, page, predicate_type)
+    link_next(request, response, found, page.limit)
+    return [_attestation(r) for r in found.items]
 
 
 @router.get(

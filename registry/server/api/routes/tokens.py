@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Request, Response, status
 
 from registry.names import validate_name
 from registry.server.api.deps import PrincipalDep, ServicesDep
+from registry.server.api.paging import PageDep, link_next
 from registry.server.services.auth import Role
 from registry.wire import TokenIn, TokenPublic
 
@@ -29,7 +30,13 @@ def create_token(body: TokenIn, principal: PrincipalDep, services: ServicesDep) 
 
 
 @router.get("", operation_id="list_tokens", response_model=list[TokenPublic])
-def list_tokens(principal: PrincipalDep, services: ServicesDep) -> list[TokenPublic]:
+def list_tokens(
+    request: Request, response: Response, principal: PrincipalDep, services: ServicesDep,
+    page: PageDep,
+) -> list[TokenPublic]:  # fmt: skip
+    """API tokens without their secrets, oldest first (paged: see the Link header)."""
+    found = services.tokens.list_tokens(principal, page)
+    link_next(request, response, found, page.limit)
     return [
         TokenPublic(
             id=r.id,
@@ -40,7 +47,7 @@ def list_tokens(principal: PrincipalDep, services: ServicesDep) -> list[TokenPub
             expires_at=r.expires_at,
             revoked=r.revoked,
         )
-        for r in services.tokens.list_tokens(principal)
+        for r in found.items
     ]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
 from registry.names import (
@@ -17,6 +17,7 @@ from registry.names import (
     validate_version,
 )
 from registry.server.api.deps import PrincipalDep, ServicesDep
+from registry.server.api.paging import PageDep, link_next
 from registry.server.services.versions import VersionRecord
 from registry.wire import (
     ArtifactPublic,
@@ -93,18 +94,27 @@ def version_ref(namespace: str, name: str, selector: str) -> Ref:
 
 
 @router.get("", operation_id="list_namespaces", response_model=list[NamespacePublic])
-def list_namespaces(principal: PrincipalDep, services: ServicesDep) -> list[NamespacePublic]:
-    """Namespaces the caller can see."""
-    return [NamespacePublic(name=n) for n in services.versions.list_namespaces(principal)]
+def list_namespaces(
+    request: Request, response: Response, principal: PrincipalDep, services: ServicesDep,
+    page: PageDep,
+) -> list[NamespacePublic]:  # fmt: skip
+    """Namespaces the caller can see, by name (paged: see the Link header)."""
+    found = services.versions.list_namespaces(principal, page)
+    link_next(request, response, found, page.limit)
+    return [NamespacePublic(name=n) for n in found.items]
 
 
 @router.get(
     "/{namespace}/artifacts", operation_id="list_artifacts", response_model=list[ArtifactPublic]
 )
 def list_artifacts(
-    namespace: NamespacePath, principal: PrincipalDep, services: ServicesDep
-) -> list[ArtifactPublic]:
+    request: Request, response: Response, namespace: NamespacePath, principal: PrincipalDep,
+    services: ServicesDep, page: PageDep,
+) -> list[ArtifactPublic]:  # fmt: skip
+    """The artifacts of a namespace, by name (paged: see the Link header)."""
     validate_name(namespace, what="namespace")
+    found = services.versions.list_artifacts(principal, namespace, page)
+    link_next(request, response, found, page.limit)
     return [
         ArtifactPublic(
             namespace=a.namespace,
@@ -113,7 +123,7 @@ def list_artifacts(
             created_at=a.created_at,
             version_count=a.version_count,
         )
-        for a in services.versions.list_artifacts(principal, namespace)
+        for a in found.items
     ]
 
 
@@ -123,11 +133,15 @@ def list_artifacts(
     response_model=list[VersionSummary],
 )
 def list_versions(
-    namespace: NamespacePath, name: NamePath, principal: PrincipalDep, services: ServicesDep
-) -> list[VersionSummary]:
+    request: Request, response: Response, namespace: NamespacePath, name: NamePath,
+    principal: PrincipalDep, services: ServicesDep, page: PageDep,
+) -> list[VersionSummary]:  # fmt: skip
+    """The versions of an artifact, oldest first (paged: see the Link header)."""
     validate_name(namespace, what="namespace")
     validate_name(name, what="artifact name")
-    return [_summary(v) for v in services.versions.list_versions(principal, namespace, name)]
+    found = services.versions.list_versions(principal, namespace, name, page)
+    link_next(request, response, found, page.limit)
+    return [_summary(v) for v in found.items]
 
 
 @router.put(
