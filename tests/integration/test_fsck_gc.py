@@ -340,6 +340,48 @@ def test_a_commit_holding_its_reference_uncommitted_keeps_the_blob(
     assert fsck(live)[0] == 0
 
 
+@pytest.mark.parametrize("backend", ["postgres-s3"], indirect=True)
+def test_a_commit_that_loses_its_blob_to_gc_is_told_which_and_nothing_is_half_written(
+    live: Live, tmp_path: Path, store: BlobStore, db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other order: gc collects the blob after the commit checked it, before the commit
+    inserts its rows. The commit fails as MissingBlobsError naming the blob (not a 500), no
+    version exists, and pushing again works."""
+    from attest.digests import FileDigest
+    from registry.errors import MissingBlobsError
+    from registry.server.services.versions import VersionService
+
+    data = b"collected between the check and the insert"
+    digest = _upload_only(live, tmp_path, data)
+    _age(db, digest)
+    checked = VersionService._check_blobs
+
+    def check_then_collect(session: Any, ns: Any, files: Any) -> None:
+        checked(session, ns, files)
+        monkeypatch.setattr(VersionService, "_check_blobs", staticmethod(checked))
+        collector = threading.Thread(target=lambda: MaintenanceService(db, store).gc(
+            operator_actor(), grace=timedelta(hours=24)))  # fmt: skip
+        collector.start()
+        collector.join(30)
+
+    monkeypatch.setattr(VersionService, "_check_blobs", staticmethod(check_then_collect))
+    file = FileDigest("w.bin", len(data), digest)
+    with live.client() as client:
+        with pytest.raises(MissingBlobsError) as refused:
+            client.commit_version("ns/lost@1", "model", [file])  # type: ignore[arg-type]
+        assert f"sha256:{digest}" in str(refused.value)
+        assert client.list_artifacts("ns") == [] or all(
+            a.name != "lost" or a.version_count == 0 for a in client.list_artifacts("ns")
+        )
+    assert not store.exists(digest)
+    (tmp_path / "again").mkdir()
+    again = _upload_only(live, tmp_path / "again", data)
+    assert again == digest
+    with live.client() as client:
+        assert client.commit_version("ns/lost@1", "model", [file]).state == "pending"  # type: ignore[arg-type]
+    assert fsck(live)[0] == 0
+
+
 def test_bad_flags_are_refused(live: Live, tmp_path: Path) -> None:
     negative = run_cli("admin", "gc", *_where(live), "--grace-hours", "-1", extra_env=_env(live))
     assert negative.returncode == 2 and "--grace-hours" in negative.stderr

@@ -237,9 +237,14 @@ class VersionService:
         except IntegrityError:
             # A concurrent push of the same version won the unique constraint.
             existing = self._find_existing(namespace, name, version)
-            if existing is None:
-                raise
-            return self._same_or_conflict(existing, kind, wanted, digest), False
+            if existing is not None:
+                return self._same_or_conflict(existing, kind, wanted, digest), False
+            if not external:
+                # Or a blob went away between the check and the insert (`admin gc` collected
+                # it as unreferenced): the check, run again, says which.
+                with self._sessions() as session:
+                    self._check_blobs(session, get_namespace(session, namespace), files)
+            raise
         if self._scanner is not None:
             record = self._scanner.scan_version(record)
         return record, True
