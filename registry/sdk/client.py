@@ -839,7 +839,7 @@ class RegistryClient:
 
     def alias_history(self, namespace: str, name: str, alias: str) -> list[AliasMovePublic]:
         path = f"/v1/namespaces/{namespace}/artifacts/{name}/aliases/{alias}/history"
-        return [AliasMovePublic.model_validate(m) for m in self._request("GET", path).json()]
+        return [AliasMovePublic.model_validate(m) for m in self._all(path)]
 
     def list_aliases(self, namespace: str, name: str) -> list[AliasPublic]:
         path = f"/v1/namespaces/{namespace}/artifacts/{name}/aliases"

@@ -86,6 +86,31 @@ def test_the_sdk_follows_the_pages(filled: RegistryClient) -> None:
     assert len(filled.list_tokens()) == 4
 
 
+def test_aliases_and_their_history_page_too(live: Live, tmp_path: Path) -> None:
+    from tests.integration.test_release import World
+
+    world = World(live, tmp_path)
+    data = world.dataset()
+    for v in "123":
+        world.model(f"fraud/m@{v}", deps=[("fraud/tx@3", data)])
+        world.releaser.release(f"fraud/m@{v}")
+        world.releaser.set_alias("fraud", "m", "prod", v)
+    for i in range(3):
+        world.releaser.set_alias("fraud", "m", f"a{i}", "1")
+    client = live.client()
+    auth = {"Authorization": f"Bearer {live.admin_token}"}
+    with httpx.Client(base_url=live.url, headers=auth) as http:
+        aliases = _walk(http, "/v1/namespaces/fraud/artifacts/m/aliases", 2)
+        assert [a["alias"] for page in aliases for a in page] == ["a0", "a1", "a2", "prod"]  # type: ignore[index]
+        history = _walk(http, "/v1/namespaces/fraud/artifacts/m/aliases/prod/history", 2)
+        assert [m["to_version"] for page in history for m in page] == ["1", "2", "3"]  # type: ignore[index]
+        assert http.get("/v1/namespaces/fraud/artifacts/m/aliases/prod/history",
+                        params={"cursor": encode_cursor("x")}).status_code == 400  # fmt: skip
+    client.page_size = 1
+    assert [m.to_version for m in client.alias_history("fraud", "m", "prod")] == ["1", "2", "3"]
+    assert len(client.list_aliases("fraud", "m")) == 4
+
+
 def test_bad_cursors_and_limits_are_refused(live: Live, filled: RegistryClient) -> None:
     auth = {"Authorization": f"Bearer {live.admin_token}"}
     versions = "/v1/namespaces/team/artifacts/model/versions"

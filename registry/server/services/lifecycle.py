@@ -8,13 +8,13 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from registry.errors import ConflictError, NotFoundError
+from registry.errors import ConflictError, InvalidRequestError, NotFoundError
 from registry.names import Ref, RefKind, validate_alias
 from registry.server.db import transaction
 from registry.server.models import Alias, AliasEvent, Artifact, Namespace, Version
 from registry.server.services import journal
 from registry.server.services.auth import Action, Principal
-from registry.server.services.common import Clock, aware, utcnow
+from registry.server.services.common import Clock, Page, PageRequest, aware, paged, utcnow
 from registry.server.services.versions import State, VersionService, version_id
 
 
@@ -84,11 +84,17 @@ class LifecycleService:
         return AliasMove(alias, previous, version, principal.name, now)
 
     def history(
-        self, principal: Principal, namespace: str, name: str, alias: str
-    ) -> list[AliasMove]:
+        self, principal: Principal, namespace: str, name: str, alias: str, page: PageRequest
+    ) -> Page[AliasMove]:
+        """The moves of an alias, oldest first; a page's cursor is its last move's number."""
         principal.require(Action.READ, namespace)
+        after = None
+        if page.after is not None:
+            if not page.after.isascii() or not page.after.isdigit() or len(page.after) > 18:
+                raise InvalidRequestError("the cursor names no alias move", cursor=page.after)
+            after = int(page.after)
         with self._sessions() as session:
-            rows = session.execute(
+            query = (
                 select(AliasEvent)
                 .join(Artifact, AliasEvent.artifact_id == Artifact.id)
                 .join(Namespace, Artifact.namespace_id == Namespace.id)
@@ -96,23 +102,34 @@ class LifecycleService:
                     Namespace.name == namespace, Artifact.name == name, AliasEvent.alias == alias
                 )
                 .order_by(AliasEvent.id)
-            ).scalars()
-            moves = [AliasMove(r.alias, r.from_version, r.to_version, r.actor, aware(r.at))
-                     for r in rows]  # fmt: skip
-        if not moves:
+                .limit(page.limit + 1)
+            )
+            if after is not None:
+                query = query.where(AliasEvent.id > after)
+            rows = [(r.id, AliasMove(r.alias, r.from_version, r.to_version, r.actor, aware(r.at)))
+                    for r in session.execute(query).scalars()]  # fmt: skip
+        if not rows and after is None:
             raise NotFoundError(f"{namespace}/{name} has no alias {alias!r}")
-        return moves
+        numbered = paged(rows, page, lambda r: str(r[0]))
+        return Page([move for _, move in numbered.items], numbered.next_after)
 
-    def list_aliases(self, principal: Principal, namespace: str, name: str) -> list[AliasRecord]:
+    def list_aliases(
+        self, principal: Principal, namespace: str, name: str, page: PageRequest
+    ) -> Page[AliasRecord]:
+        """The aliases of an artifact, by name; a page's cursor is its last alias."""
         principal.require(Action.READ, namespace)
         with self._sessions() as session:
-            rows = session.execute(
+            query = (
                 select(Alias, Version)
                 .join(Version, Alias.version_id == Version.id)
                 .join(Artifact, Alias.artifact_id == Artifact.id)
                 .join(Namespace, Artifact.namespace_id == Namespace.id)
                 .where(Namespace.name == namespace, Artifact.name == name)
                 .order_by(Alias.name)
-            ).all()
-            return [AliasRecord(a.name, v.version, v.state, aware(a.updated_at), a.updated_by)
-                    for a, v in rows]  # fmt: skip
+                .limit(page.limit + 1)
+            )
+            if page.after is not None:
+                query = query.where(Alias.name > page.after)
+            records = [AliasRecord(a.name, v.version, v.state, aware(a.updated_at), a.updated_by)
+                       for a, v in session.execute(query).all()]  # fmt: skip
+            return paged(records, page, lambda r: r.alias)

@@ -11,6 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from registry.errors import InvalidRequestError
 from registry.names import validate_alias, validate_name
 from registry.server.api.deps import PrincipalDep, ServicesDep
+from registry.server.api.paging import PageDep, link_next
 from registry.server.api.routes.versions import (
     INT32_MAX,
     INT64_MAX,
@@ -213,12 +214,15 @@ def set_alias(
 
 @router.get(f"{_ARTIFACT}/aliases", operation_id="list_aliases", response_model=list[AliasPublic])
 def list_aliases(
-    namespace: NamespacePath, name: NamePath, principal: PrincipalDep, services: ServicesDep
-) -> list[AliasPublic]:
+    request: Request, response: Response, namespace: NamespacePath, name: NamePath,
+    principal: PrincipalDep, services: ServicesDep, page: PageDep,
+) -> list[AliasPublic]:  # fmt: skip
+    """The aliases of an artifact, by name (paged: see the Link header)."""
     validate_name(namespace, what="namespace")
     validate_name(name, what="artifact name")
-    records = services.lifecycle.list_aliases(principal, namespace, name)
-    return [AliasPublic(**dataclasses.asdict(r)) for r in records]
+    found = services.lifecycle.list_aliases(principal, namespace, name, page)
+    link_next(request, response, found, page.limit)
+    return [AliasPublic(**dataclasses.asdict(r)) for r in found.items]
 
 
 @router.get(
@@ -227,15 +231,19 @@ def list_aliases(
     response_model=list[AliasMovePublic],
 )
 def alias_history(
+    request: Request,
+    response: Response,
     namespace: NamespacePath,
     name: NamePath,
     alias: AliasPath,
     principal: PrincipalDep,
     services: ServicesDep,
+    page: PageDep,
 ) -> list[AliasMovePublic]:
-    """Every move of an alias: who, when, from, to."""
+    """Every move of an alias, oldest first: who, when, from, to (paged: see the Link header)."""
     validate_name(namespace, what="namespace")
     validate_name(name, what="artifact name")
     validate_alias(alias)
-    moves = services.lifecycle.history(principal, namespace, name, alias)
-    return [AliasMovePublic(**dataclasses.asdict(m)) for m in moves]
+    found = services.lifecycle.history(principal, namespace, name, alias, page)
+    link_next(request, response, found, page.limit)
+    return [AliasMovePublic(**dataclasses.asdict(m)) for m in found.items]
