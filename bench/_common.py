@@ -1,10 +1,15 @@
 """Shared helpers of the benchmarks in bench/: the server stack, timed child processes, RSS.
 
-Not a test module and not part of the package: the scripts beside it import it as ``_common``.
+Not a test module and not part of the package: the scripts beside it run as modules from the
+repository root (``python3 -m bench.push_pull``) and import it as ``bench._common``, and the
+services come from ``tests.services`` (importable because the repository root is the current
+directory, which ``python -m`` puts on ``sys.path``).
 
-* :class:`Stack` starts a private SeaweedFS (``tests.services.SeaweedServer``, optional) and one
-  ``modelseal serve`` process on a free loopback port with SQLite metadata, waits for
-  ``GET /health`` and reads the admin token; ``stop()`` ends both, also after Ctrl-C.
+* :class:`Stack` starts the services of ``tests.services``: a private SeaweedFS
+  (``SeaweedServer``, optional), PostgreSQL (``PostgresServer``, optional; SQLite otherwise) and
+  one or more ``modelseal serve`` processes (``ModelsealServer``) on free loopback ports, sharing
+  one database, bucket and signing key; it waits for ``GET /health`` and reads the admin token;
+  ``stop()`` ends everything, also after Ctrl-C.
 * :func:`run_timed` runs a command, times it with ``time.perf_counter`` and takes its own peak
   RSS from ``os.wait4`` (``ru_maxrss`` of that one process, not of all children so far), through
   a tiny launcher so that this script's own RSS cannot leak into the number.
@@ -17,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import platform
 import shutil
@@ -26,18 +30,15 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from tests.services import ModelsealServer, PostgresServer, SeaweedServer
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))  # for tests.services
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -49,6 +50,11 @@ STORAGE_PREFIX = "bench"  # modelseal's blobs: s3://BUCKET/bench/blobs/sha256/..
 BASELINE_PREFIX = "boto3-baseline"  # the raw boto3 baseline's keys, never under STORAGE_PREFIX
 HASH_PIECE = 8 * MiB
 BENCH_POLICY = "model:\n  require: {scan: clean}\n  dependencies: any\n"
+# The same for files the scanner cannot identify (large_file_rss.py's raw blocks), which the
+# fail-closed scanner reports as ``unknown``.
+UNKNOWN_FORMAT_POLICY = (
+    "model:\n  require: {scan: {allow_formats: [unknown]}}\n  dependencies: any\n"
+)
 
 
 # -- machine -----------------------------------------------------------------------------------
@@ -290,18 +296,33 @@ def verify_tree(expected: dict[str, str], root: Path, what: str) -> None:
 
 @dataclass
 class Stack:
-    """SeaweedFS (when ``storage == "s3"``) + one ``modelseal serve`` process, in ``workdir``."""
+    """The services of ``tests.services`` + ``replicas`` ``modelseal serve`` processes, in
+    ``workdir``.
+
+    ``storage``: ``"s3"`` (a private SeaweedFS, bucket :data:`BUCKET`) or ``"local"`` (the first
+    replica's data directory; one replica only). ``database``: ``"sqlite"`` (in the first
+    replica's data directory; one replica only) or ``"postgres"`` (a private PostgreSQL). Every
+    replica gets the same database, storage and ``MODELSEAL_SIGNING_KEY``, plus ``server_env``;
+    :meth:`add_replica` starts one more. ``url``, ``token``, ``server`` and ``data_dir`` are the
+    first replica's.
+    """
 
     workdir: Path
     storage: str = "s3"  # "s3" or "local"
     startup_timeout: float = 60.0
     seaweed_volume_max: int = 100  # SeaweedFS volumes of 256 MB each: the S3 capacity
     presign_downloads: bool = True  # S3: downloads go straight from SeaweedFS (307 + URL)
-    seaweed: Any = None
-    server: subprocess.Popen[bytes] | None = None
+    database: str = "sqlite"  # "sqlite" or "postgres"
+    replicas: int = 1
+    server_env: dict[str, str] = field(default_factory=dict)  # extra MODELSEAL_* settings
+    seaweed: SeaweedServer | None = None
+    postgres: PostgresServer | None = None
+    servers: list[ModelsealServer] = field(default_factory=list)
     url: str = ""
     token: str = ""
     s3_env: dict[str, str] = field(default_factory=dict)
+    database_url: str = ""
+    release_policy: str = BENCH_POLICY  # the namespace policy release() sets
 
     @property
     def data_dir(self) -> Path:
@@ -312,25 +333,49 @@ class Stack:
         return self.workdir / "server.log"
 
     @property
+    def server(self) -> subprocess.Popen[bytes] | None:
+        return self.servers[0].process if self.servers else None
+
+    @property
     def server_pid(self) -> int:
-        assert self.server is not None
-        return self.server.pid
+        return self.servers[0].pid
+
+    @property
+    def urls(self) -> list[str]:
+        return [server.url for server in self.servers]
+
+    @property
+    def server_pids(self) -> list[int]:
+        return [server.pid for server in self.servers]
+
+    @property
+    def postgres_pid(self) -> int | None:
+        """The postmaster's pid (its backends are its children)."""
+        if self.postgres is None or self.postgres.tmpdir is None:
+            return None
+        pidfile = self.postgres.datadir / "postmaster.pid"
+        return int(pidfile.read_text().split()[0])
 
     def start(self) -> Self:
         if self.storage not in ("s3", "local"):
             raise ValueError(f"storage must be s3 or local, not {self.storage!r}")
+        if self.database not in ("sqlite", "postgres"):
+            raise ValueError(f"database must be sqlite or postgres, not {self.database!r}")
+        if self.replicas > 1 and (self.storage, self.database) != ("s3", "postgres"):
+            raise ValueError("replicas share a store and a database: storage s3, database postgres")
         try:
             if self.storage == "s3":
                 self._start_seaweed()
-            self._start_server()
+            if self.database == "postgres":
+                self._start_postgres()
+            for _ in range(self.replicas):
+                self.add_replica()
         except BaseException:
             self.stop()
             raise
         return self
 
     def _start_seaweed(self) -> None:
-        from tests.services import SeaweedServer
-
         self.seaweed = SeaweedServer(volume_max=self.seaweed_volume_max).start()
         self.seaweed.create_bucket(BUCKET)
         self.s3_env = {
@@ -339,70 +384,46 @@ class Stack:
             "AWS_DEFAULT_REGION": self.seaweed.region,
         }
 
-    def _start_server(self) -> None:
-        from tests.services import free_ports
+    def _start_postgres(self) -> None:
+        self.postgres = PostgresServer().start()
+        self.database_url = self.postgres.create_database("modelseal_bench")
 
-        env = clean_env()
+    def _server_env(self) -> dict[str, str]:
+        env = clean_env(**self.server_env)
         if self.seaweed is not None:
             env.update(self.s3_env)
             env["MODELSEAL_S3_ENDPOINT_URL"] = self.seaweed.endpoint_url
             env["MODELSEAL_S3_PRESIGN_DOWNLOADS"] = str(self.presign_downloads).lower()
-        error = ""
-        for _attempt in range(3):  # a free port can be taken before the server binds it
-            port = free_ports(1)[0]
-            cmd = [
-                *modelseal_cmd(), "serve",
-                "--data-dir", str(self.data_dir),
-                "--host", "127.0.0.1",
-                "--port", str(port),
-            ]  # fmt: skip
-            if self.storage == "s3":
-                cmd += ["--storage", f"s3://{BUCKET}/{STORAGE_PREFIX}"]
-            with self.server_log.open("ab") as log:
-                log.write(f"$ {' '.join(cmd)}\n".encode())
-                log.flush()
-                self.server = subprocess.Popen(
-                    cmd,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env=env,
-                    cwd=self.workdir,
-                    start_new_session=True,  # Ctrl-C reaches us; we stop it ourselves
-                )
-            self.url = f"http://127.0.0.1:{port}"
-            if self._wait_healthy():
-                token_file = self.data_dir / "admin-token"
-                self.token = token_file.read_text().strip()
-                return
-            error = self.tail_log()
-            self._stop_server()
-            if "address already in use" not in error.lower():
-                break
-        raise RuntimeError(f"modelseal serve did not start; log tail:\n{error}")
+            env["MODELSEAL_STORAGE"] = f"s3://{BUCKET}/{STORAGE_PREFIX}"
+        if self.database_url:
+            env["MODELSEAL_DATABASE_URL"] = self.database_url
+        if self.servers:  # the key the first replica generated; every replica must share it
+            env.setdefault("MODELSEAL_SIGNING_KEY", str(self.data_dir / "registry.key"))
+        return env
 
-    def _wait_healthy(self) -> bool:
-        assert self.server is not None
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            if self.server.poll() is not None:
-                return False
-            try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
-                    if response.status == 200:
-                        json.loads(response.read())
-                        return True
-            except (urllib.error.URLError, OSError, ValueError):
-                pass
-            time.sleep(0.1)
-        return False
+    def add_replica(self) -> ModelsealServer:
+        """Start one more ``modelseal serve`` on the same database, storage and signing key
+        (the first one migrates the database and writes the admin token)."""
+        index = len(self.servers)
+        data_dir = self.data_dir if index == 0 else self.workdir / f"server-data-{index}"
+        log = self.server_log if index == 0 else self.workdir / f"server-{index}.log"
+        server = ModelsealServer(
+            data_dir,
+            env=self._server_env(),
+            command=modelseal_cmd(),
+            logfile=log,
+            cwd=self.workdir,
+            startup_timeout=self.startup_timeout,
+        )
+        self.servers.append(server)
+        server.start()
+        if index == 0:
+            self.url = server.url
+            self.token = server.token or ""
+        return server
 
     def tail_log(self, lines: int = 40) -> str:
-        try:
-            text = self.server_log.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+        return self.servers[0].tail_log(lines) if self.servers else ""
 
     def client_env(self) -> dict[str, str]:
         """Environment of a ``modelseal push/pull`` child (its own pinned-key store)."""
@@ -416,7 +437,7 @@ class Stack:
         """Release ``ref`` (not timed) under a policy that needs only the registry's clean scan,
         so the measured pull is a real verified pull of a released version."""
         policy = self.workdir / "bench-policy.yaml"
-        policy.write_text(BENCH_POLICY)
+        policy.write_text(self.release_policy)
         env = self.client_env()
         for args in (("policy", "set", ref.split("/")[0], str(policy)), ("release", ref)):
             subprocess.run([*modelseal_cmd(), *args], env=env, check=True, capture_output=True)
@@ -455,29 +476,20 @@ class Stack:
         """``modelseal ARGS`` as a client of this server, measured by :meth:`run_phase`."""
         return self.run_phase([*modelseal_cmd(), *args], self.client_env())
 
-    def _stop_server(self) -> None:
-        proc, self.server = self.server, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=5)
-
     def stop(self) -> None:
+        servers, self.servers = self.servers, []
+        seaweed, self.seaweed = self.seaweed, None
+        postgres, self.postgres = self.postgres, None
         try:
-            self._stop_server()
+            for server in reversed(servers):
+                server.stop()
         finally:
-            seaweed, self.seaweed = self.seaweed, None
-            if seaweed is not None:
-                seaweed.stop()
+            try:
+                if seaweed is not None:
+                    seaweed.stop()
+            finally:
+                if postgres is not None:
+                    postgres.stop()
 
     def __enter__(self) -> Self:
         return self.start()

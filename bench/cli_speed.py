@@ -1,6 +1,6 @@
 """How long does each everyday `modelseal` command take, against Python's own start-up?
 
-    python3 bench/cli_speed.py [--repeat 10] [--compare-rev GIT_REV]
+    python3 -m bench.cli_speed [--repeat 10] [--compare-rev GIT_REV]
 
 Starts a registry on the embedded default (SQLite + local directory) on a free port, registers a
 signing key, pushes a released 1 MB model once, then times each command as a fresh process

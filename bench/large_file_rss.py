@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Peak memory of modelseal while pushing and pulling ONE large file: it should stay flat.
 
-    python3 bench/large_file_rss.py [--size-gib 4] [--storage s3|local] [--json out.json]
+    python3 -m bench.large_file_rss [--size-gib 4] [--storage s3|local] [--json out.json]
 
 Writes one file of ``--size-gib`` GiB (64 MiB random blocks, each stamped with its block
 number every MiB, so that no two blocks are alike), starts ``modelseal serve`` (SQLite
@@ -25,7 +25,12 @@ import sys
 import time
 from pathlib import Path
 
-import _common as c
+try:
+    from bench import _common as c
+except ModuleNotFoundError as missing:  # run as a file: the repository root is not importable
+    if missing.name != "bench":
+        raise
+    sys.exit("run it from the repository root as a module: python3 -m bench.large_file_rss")
 
 BLOCK = 64 * c.MiB
 FILE_NAME = "weights.raw"
@@ -77,7 +82,11 @@ def main() -> int:
         volumes = 40 + 3 * size // (256 * c.MB)
         # Downloads stream through the server (no presigned redirects): its memory is measured.
         with c.Stack(
-            work, storage=args.storage, seaweed_volume_max=volumes, presign_downloads=False
+            work,
+            storage=args.storage,
+            seaweed_volume_max=volumes,
+            presign_downloads=False,
+            release_policy=c.UNKNOWN_FORMAT_POLICY,
         ) as stack:
             where = (
                 f"SeaweedFS S3 at {stack.seaweed.endpoint_url}"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Push/pull throughput of modelseal over S3 against raw boto3 on the same S3, in one run.
 
-    python3 bench/push_pull.py [--size-mib 2048] [--shards 4] [--repeat 1] [--json out.json]
+    python3 -m bench.push_pull [--size-mib 2048] [--shards 4] [--repeat 1] [--json out.json]
 
 Starts a private SeaweedFS S3 server and a ``modelseal serve`` (SQLite metadata, blobs in
 ``s3://modelseal-bench/bench``), writes a model of ``--shards`` safetensors files totalling
@@ -35,9 +35,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-import _common as c
 import numpy as np
 from safetensors.numpy import save_file
+
+try:
+    from bench import _common as c
+except ModuleNotFoundError as missing:  # run as a file: the repository root is not importable
+    if missing.name != "bench":
+        raise
+    sys.exit("run it from the repository root as a module: python3 -m bench.push_pull")
 
 TENSOR_FLOATS = 4096 * 1024  # 16 MiB float32 tensors, 4096 x 1024
 HERE = Path(__file__).resolve().parent

@@ -1,6 +1,6 @@
 """How long does scanning take on large models, against reading them once, in the same run?
 
-    python3 bench/scan.py [--safetensors-mib 2048] [--torch-mib 1024] [--repeat 3]
+    python3 -m bench.scan [--safetensors-mib 2048] [--torch-mib 1024] [--repeat 3]
                           [--compare-rev GIT_REV]
 
 Two models are written once: a safetensors model (four shards) and a PyTorch-style zip
@@ -28,7 +28,6 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 MiB = 1024 * 1024
 
 

@@ -1,6 +1,6 @@
 """Verify a local model directory against its OMS bundle: modelseal vs the model_signing CLI.
 
-    python3 bench/verify_oms.py [--size-mib 2048] [--files 8] [--repeat 3]
+    python3 -m bench.verify_oms [--size-mib 2048] [--files 8] [--repeat 3]
 
 Both tools run as child processes on the same directory, same bundle, same key, in one run, in
 alternating order (the files stay in the page cache, so this measures hashing + verification, not
@@ -17,8 +17,6 @@ import sys
 import time
 from pathlib import Path
 
-import _common as c
-
 from attest import keys
 from attest.bundle import Bundle
 from attest.files import hash_files, scan_directory
@@ -26,6 +24,13 @@ from attest.keys import TrustedKey
 from attest.oms import oms_statement
 from attest.signing import KeySigner
 from attest.verifying import Verifier
+
+try:
+    from bench import _common as c
+except ModuleNotFoundError as missing:  # run as a file: the repository root is not importable
+    if missing.name != "bench":
+        raise
+    sys.exit("run it from the repository root as a module: python3 -m bench.verify_oms")
 
 
 def make_files(root: Path, total_mib: int, count: int) -> None:

@@ -1,4 +1,4 @@
-"""Real, throwaway PostgreSQL and SeaweedFS (S3) servers for the test suite.
+"""Real, throwaway PostgreSQL and SeaweedFS (S3) servers for the test suite and the benchmarks.
 
 Both classes pick free ports on 127.0.0.1, keep every file they create inside a
 private temporary directory, and are registered with :mod:`atexit` so that an
@@ -7,6 +7,10 @@ aborted test run does not leave servers behind.  They are context managers::
     with PostgresServer() as pg, SeaweedServer() as s3:
         url = pg.create_database("t1")
         s3.create_bucket("models")
+
+:class:`ModelsealServer` runs one ``modelseal serve`` process the same way (a free port, ready
+when ``GET /health`` answers, stopped with its whole process group); several of them on one
+database and bucket are replicas.
 
 Only the standard library, boto3 and psycopg are imported here.
 """
@@ -29,6 +33,9 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -39,7 +46,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from psycopg import sql
 
-__all__ = ["PostgresServer", "SeaweedServer", "free_ports"]
+__all__ = ["ModelsealServer", "PostgresServer", "SeaweedServer", "free_ports"]
 
 HOST = "127.0.0.1"
 DEFAULT_PG_BIN = "/usr/lib/postgresql/15/bin"
@@ -395,9 +402,7 @@ class SeaweedServer:
         assert self.tmpdir is not None
         t = self.tmpdir
         if not keep_ports:
-            self.ports = dict(
-                zip(self._PORT_NAMES, free_ports(len(self._PORT_NAMES)), strict=True)
-            )
+            self.ports = dict(zip(self._PORT_NAMES, free_ports(len(self._PORT_NAMES)), strict=True))
         p = self.ports
         self.endpoint_url = f"http://{HOST}:{p['s3']}"
         cmd = [
@@ -563,3 +568,160 @@ class SeaweedServer:
 
 class _EarlyExit(Exception):
     """The weed process exited while we were waiting for it."""
+
+
+class ModelsealServer:
+    """One ``modelseal serve --data-dir DATA_DIR`` process on a free port of 127.0.0.1.
+
+    ``env`` is the process's whole environment (default: this process's); settings such as
+    ``MODELSEAL_DATABASE_URL``, ``MODELSEAL_STORAGE`` or ``MODELSEAL_SIGNING_KEY`` go there, or
+    into ``args`` (extra ``serve`` options). ``command`` runs the CLI (default
+    ``python -m registry`` with this interpreter). Output goes to ``logfile`` (default
+    ``DATA_DIR/../serve-PORT.log``). :meth:`start` returns once ``GET /health`` answers 200;
+    :meth:`stop` sends SIGTERM to the process group, then SIGKILL after ``stop_grace`` seconds.
+    ``token`` is the admin token this server wrote on first start, if it wrote one (of replicas
+    on one database, only the first to bootstrap does).
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        env: Mapping[str, str] | None = None,
+        args: Sequence[str] = (),
+        command: Sequence[str] | None = None,
+        logfile: Path | None = None,
+        cwd: Path | None = None,
+        startup_timeout: float = 60.0,
+        stop_grace: float = 10.0,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.env = dict(os.environ if env is None else env)
+        self.args = list(args)
+        self.command = list(command) if command else [sys.executable, "-m", "registry"]
+        self._logfile = logfile
+        self.cwd = cwd
+        self.startup_timeout = startup_timeout
+        self.stop_grace = stop_grace
+        self.port = 0
+        self.process: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+        self._owner_pid = os.getpid()
+
+    def _atexit(self) -> None:
+        if os.getpid() == self._owner_pid:  # not in a forked child
+            self.stop()
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None, "not started"
+        return self.process.pid
+
+    @property
+    def logfile(self) -> Path:
+        return self._logfile or self.data_dir.parent / f"serve-{self.data_dir.name}.log"
+
+    @property
+    def token(self) -> str | None:
+        path = self.data_dir / "admin-token"
+        return path.read_text().strip() if path.exists() else None
+
+    def tail_log(self, lines: int = 40) -> str:
+        return _tail(self.logfile, lines)
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def start(self) -> Self:
+        with self._lock:
+            if self.process is not None:
+                return self
+            atexit.register(self._atexit)
+            try:
+                self._start_locked()
+            except BaseException:
+                self._kill()
+                atexit.unregister(self._atexit)
+                raise
+        return self
+
+    def _start_locked(self) -> None:
+        error = ""
+        for _ in range(_START_ATTEMPTS):
+            self.port = free_ports(1)[0]
+            cmd = [
+                *self.command, "serve",
+                "--data-dir", str(self.data_dir),
+                "--host", HOST,
+                "--port", str(self.port),
+                *self.args,
+            ]  # fmt: skip
+            self.logfile.parent.mkdir(parents=True, exist_ok=True)
+            with self.logfile.open("ab") as log:
+                log.write(f"$ {shlex.join(cmd)}\n".encode())
+                log.flush()
+                self.process = subprocess.Popen(
+                    cmd,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=self.env,
+                    cwd=self.cwd,
+                    start_new_session=True,  # own process group: stop() ends all of it
+                )
+            if self._wait_healthy():
+                return
+            error = self.tail_log()
+            self._kill()
+            if "address already in use" not in error.lower():
+                break
+        raise RuntimeError(f"modelseal serve did not start; log tail:\n{error}")
+
+    def _wait_healthy(self) -> bool:
+        assert self.process is not None
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                return False
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        return True
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.1)
+        return False
+
+    def _kill(self) -> None:
+        proc, self.process = self.process, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=self.stop_grace)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)  # uvicorn workers may outlive the leader
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5)
+
+    def stop(self) -> None:
+        with self._lock:
+            if self.process is None:
+                return
+            atexit.unregister(self._atexit)
+            self._kill()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
