@@ -18,7 +18,6 @@ from attest.jsonsafe import dumps_canonical
 from attest.statement import Statement
 
 GENESIS = "0" * 64
-CHECKPOINT_PREDICATE = "https://modelseal.dev/attestation/audit-checkpoint/v1"
 FIELDS = ("seq", "at", "actor", "action", "target", "outcome", "request_id", "details")
 
 

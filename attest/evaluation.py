@@ -17,7 +17,6 @@ from typing import Any
 
 from attest.errors import InvalidStatementError
 
-TEST_RESULT = "https://in-toto.io/attestation/test-result/v0.1"
 RESULTS = ("PASSED", "WARNED", "FAILED")
 _MAX_METRICS = 1000
 

@@ -53,22 +53,16 @@ from pathlib import Path
 from typing import Any
 
 from attest import jsonsafe
-from attest.auditlog import CHECKPOINT_PREDICATE, verify_chain
+from attest.auditlog import verify_chain
 from attest.bundle import Bundle
 from attest.digests import FileDigest, manifest_digest, parse_sha256, root_digest
 from attest.errors import AttestError, UnknownSignerError
-from attest.files import hash_files, scan_directory
-from attest.gate import (
-    DEPENDENCY_SCHEME,
-    RELEASE,
-    REVOCATION,
-    SLSA_PROVENANCE,
-    Subject,
-    evaluate,
-)
+from attest.files import file_set, hash_files
+from attest.gate import DEPENDENCY_SCHEME, Subject, evaluate
 from attest.keys import TrustedKey
 from attest.oms import check_oms
 from attest.policy import KindPolicy, Policy, parse_policy
+from attest.predicates import AUDIT_CHECKPOINT, RELEASE, REVOCATION, SLSA_PROVENANCE
 from attest.provenance import ROLE_KINDS
 from attest.trust import Trust, parse_trust
 from attest.verifying import SigstoreIdentity, Verified, Verifier
@@ -718,7 +712,7 @@ def _check_model_sig(
 
 def _check_files(root: Path, files: tuple[FileDigest, ...], out: Verdict) -> None:
     try:
-        found = {f.path: f for f in hash_files(scan_directory(root).files, workers=2)}
+        found = {f.path: f for f in hash_files(file_set(root).files, workers=2)}
     except AttestError as exc:
         out.add("files", False, exc.diagnostics())
         return
@@ -764,7 +758,7 @@ def _check_audit(
         verified = verifier.verify(Bundle.parse((audit / "checkpoint.sigstore.json").read_bytes()))
         if verified.signer_id != registry_id:
             raise AttestError("the checkpoint is not signed by the registry key")
-        if verified.statement.predicate_type != CHECKPOINT_PREDICATE:
+        if verified.statement.predicate_type != AUDIT_CHECKPOINT:
             raise AttestError("checkpoint.sigstore.json is not an audit checkpoint")
         if not isinstance(entries, list) or not entries:
             raise AttestError("entries.json holds no entries")

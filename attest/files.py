@@ -35,7 +35,7 @@ class FileSet:
     ignored: list[str]  # top-level paths skipped as OMS signing skips them
 
 
-def scan_directory(directory: Path, *, follow_symlinks_within: Path | None = None) -> FileSet:
+def file_set(directory: Path, *, follow_symlinks_within: Path | None = None) -> FileSet:
     """The regular files under ``directory``, sorted by path.
 
     Top-level ``.git``, ``.gitattributes``, ``.github`` and ``.gitignore`` are skipped and
@@ -155,5 +155,5 @@ def verify_directory(directory: Path, bundle: Bundle, verifier: Verifier) -> Ver
         FileSetError: the directory holds symlinks or special files.
     """
     verified = verifier.verify(bundle)
-    check_oms(verified.statement, hash_files(scan_directory(directory).files))
+    check_oms(verified.statement, hash_files(file_set(directory).files))
     return verified

@@ -32,20 +32,17 @@ from typing import Any
 
 from attest.digests import FileDigest
 from attest.errors import AttestError
-from attest.evaluation import TEST_RESULT as TEST_RESULT  # re-exported: the gate reads it
-from attest.oms import OMS_PREDICATE_TYPE, check_oms
+from attest.oms import check_oms
 from attest.policy import ANY_SIGNER, KindPolicy
+from attest.predicates import (
+    OMS_SIGNATURE,
+    SCAN,
+    SLSA_PROVENANCE,
+    TEST_RESULT,
+)
 from attest.scan.rules import scan_problems
 from attest.verifying import Verified
 
-SLSA_PROVENANCE = "https://slsa.dev/provenance/v1"
-SCAN = "https://modelseal.dev/attestation/scan/v1"
-RELEASE = "https://in-toto.io/attestation/release/v0.1"
-#: The registry-signed revocation of a version (the registry signs it on revocation).
-REVOCATION = "https://modelseal.dev/attestation/revocation/v1"
-#: The registry-signed current state of a version and its dependencies (a pull asks for one
-#: before writing a byte and accepts it only within its freshness window).
-STATUS = "https://modelseal.dev/attestation/status/v1"
 MAX_DEPTH = 8
 DEPENDENCY_SCHEME = "modelseal:"
 
@@ -175,7 +172,7 @@ def evaluate(
     # 1. OMS signature
     registry_id = subject.registry_signer_id
     signed = _accepted_evidence(
-        "signature", by_type.get(OMS_PREDICATE_TYPE, []), policy.signature, registry_id, reasons
+        "signature", by_type.get(OMS_SIGNATURE, []), policy.signature, registry_id, reasons
     )
     if signed:
         problems = []

@@ -12,9 +12,8 @@ from collections.abc import Sequence
 
 from attest.digests import OMS_IGNORE_PATHS, FileDigest, oms_order, root_digest
 from attest.errors import InvalidStatementError, ManifestMismatchError, SubjectMismatchError
+from attest.predicates import OMS_SIGNATURE
 from attest.statement import Statement, make_statement
-
-OMS_PREDICATE_TYPE = "https://model_signing/signature/v1.0"
 
 
 def oms_statement(name: str, files: Sequence[FileDigest]) -> Statement:
@@ -34,7 +33,7 @@ def oms_statement(name: str, files: Sequence[FileDigest]) -> Statement:
     return make_statement(
         name=name,
         root_digest=root_digest(files),
-        predicate_type=OMS_PREDICATE_TYPE,
+        predicate_type=OMS_SIGNATURE,
         predicate=predicate,
     )
 
@@ -45,9 +44,9 @@ def oms_resources(statement: Statement) -> dict[str, str]:
     Raises:
         InvalidStatementError: not an OMS statement over sha256 ``files`` serialization.
     """
-    if statement.predicate_type != OMS_PREDICATE_TYPE:
+    if statement.predicate_type != OMS_SIGNATURE:
         raise InvalidStatementError(
-            f"predicateType is {statement.predicate_type!r}, not {OMS_PREDICATE_TYPE!r}"
+            f"predicateType is {statement.predicate_type!r}, not {OMS_SIGNATURE!r}"
         )
     serialization = statement.predicate.get("serialization")
     if not isinstance(serialization, dict) or serialization.get("method") != "files":

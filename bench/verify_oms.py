@@ -19,7 +19,7 @@ from pathlib import Path
 
 from attest import keys
 from attest.bundle import Bundle
-from attest.files import hash_files, scan_directory
+from attest.files import file_set, hash_files
 from attest.keys import TrustedKey
 from attest.oms import oms_statement
 from attest.signing import KeySigner
@@ -63,7 +63,7 @@ def main() -> int:
         signer = KeySigner.from_file(private)
 
         started = time.perf_counter()
-        digests = hash_files(scan_directory(model).files)
+        digests = hash_files(file_set(model).files)
         first_hash = time.perf_counter() - started
         signature = work / "model.sig"
         signature.write_bytes(signer.sign(oms_statement("bench/model", digests)).raw)

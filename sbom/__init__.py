@@ -5,7 +5,7 @@ package and :mod:`attest` alone.
 
 - :func:`build_model_bom` turns a :class:`ModelBomInput` into a strictly valid BOM (a JSON object);
 - :func:`bom_bytes` is its canonical encoding, the predicate signed under
-  :data:`BOM_PREDICATE_TYPE`;
+  :data:`attest.predicates.CYCLONEDX_BOM`;
 - :func:`validate_bom` checks any BOM against the strict 1.6 schema;
 - :func:`parse_environment` reads a training environment (requirements.txt or CycloneDX JSON).
 
@@ -54,11 +54,7 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-#: The in-toto predicate type of a signed ML-BOM (the predicate is the BOM itself).
-BOM_PREDICATE_TYPE = "https://cyclonedx.org/bom"
-
 __all__ = [
-    "BOM_PREDICATE_TYPE",
     "CYCLONEDX_SPEC_VERSION",
     "MAX_ENVIRONMENT_BYTES",
     "BomCode",

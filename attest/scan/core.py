@@ -19,7 +19,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any
 
-from attest.files import scan_directory as list_directory
+from attest.files import file_set
 
 SCANNER_NAME = "modelseal-scan"
 SCANNER_VERSION = "2.0"
@@ -254,7 +254,7 @@ def _join(path: str, relative: str) -> str:
 
 def scan_directory(directory: Path, *, limits: ScanLimits | None = None) -> ScanReport:
     """Scan every file of a directory (as a push would see it)."""
-    found = {item.path: item for item in list_directory(directory).files}
+    found = {item.path: item for item in file_set(directory).files}
     return scan_files(
         ((p, i.size) for p, i in found.items()),
         lambda path: found[path].source.open("rb"),

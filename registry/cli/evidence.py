@@ -66,8 +66,9 @@ def attest(
     """Sign a statement about a version and attach it: evaluation metrics (--evaluation), or any
     predicate (--predicate-type with --predicate)."""
     from attest.errors import AttestError
-    from attest.evaluation import TEST_RESULT, check_evaluation_predicate, evaluation_predicate
+    from attest.evaluation import check_evaluation_predicate, evaluation_predicate
     from attest.jsonsafe import loads
+    from attest.predicates import TEST_RESULT
     from attest.statement import make_statement
 
     if (evaluation is None) == (predicate_type is None and predicate is None):

@@ -31,6 +31,7 @@ import httpx
 
 from attest.digests import FileDigest, manifest_digest, parse_sha256, root_digest
 from attest.errors import AttestError, FileSetError
+from attest.predicates import RELEASE, STATUS
 from registry.errors import (
     ConnectionFailedError,
     EvidenceRejectedError,
@@ -85,26 +86,19 @@ STATUS_CLOCK_SKEW = 60.0
 Progress = Callable[[int], None]
 
 
-#: attest.gate.STATUS, written out for the same reason as the release type below
-STATUS_PREDICATE = "https://modelseal.dev/attestation/status/v1"
-#: the release attestation's predicate type (attest.gate's RELEASE; that module and the YAML
-#: policy parser it needs are imported only by the commands that run the gate locally)
-RELEASE_PREDICATE_TYPE = "https://in-toto.io/attestation/release/v0.1"
-
-
 def collect_files(directory: Path, *, follow_symlinks_within: Path | None = None) -> FileSet:
     """The regular files under ``directory``, validated as version paths (symlinks followed
     only to regular files inside ``follow_symlinks_within``; see
-    :func:`attest.files.scan_directory`).
+    :func:`attest.files.file_set`).
 
     Raises:
         InvalidPathError: a symlink, special file or invalid name was found.
         InvalidRequestError: ``directory`` is not a directory, or holds no file.
     """
-    from attest.files import scan_directory
+    from attest.files import file_set
 
     try:
-        found = scan_directory(directory, follow_symlinks_within=follow_symlinks_within)
+        found = file_set(directory, follow_symlinks_within=follow_symlinks_within)
     except FileSetError as exc:
         if "path" in exc.facts:
             raise InvalidPathError(str(exc), path=exc.facts["path"]) from None
@@ -761,7 +755,7 @@ class RegistryClient:
             ) from None
         predicate = statement.predicate
         if (
-            statement.predicate_type != STATUS_PREDICATE
+            statement.predicate_type != STATUS
             or statement.subject.sha256 != parse_sha256(version.root_digest)
             or predicate.get("version") != exact
         ):
@@ -907,8 +901,9 @@ class RegistryClient:
                 at that count no longer hashes to the remembered head (naming both checkpoints).
             AuditChainError: naming the first edited, removed or reordered entry.
         """
-        from attest.auditlog import CHECKPOINT_PREDICATE, GENESIS, check_extends, verify_chain
+        from attest.auditlog import GENESIS, check_extends, verify_chain
         from attest.bundle import Bundle
+        from attest.predicates import AUDIT_CHECKPOINT
 
         pins = pins or PinStore()
         url = self.base_url
@@ -922,7 +917,7 @@ class RegistryClient:
         checkpoint = None
         if raw is not None:
             verified = verifier.verify(Bundle.parse(raw))
-            if verified.statement.predicate_type != CHECKPOINT_PREDICATE:
+            if verified.statement.predicate_type != AUDIT_CHECKPOINT:
                 raise ResponseVerificationError("the newest checkpoint is not an audit checkpoint")
             checkpoint = verified.statement
         if seen:
@@ -1194,14 +1189,14 @@ class RegistryClient:
         exact = f"{version.namespace}/{version.name}@{version.version}"
         verifier = self.registry_verifier(registry_key, pins)
         release: dict[str, Any] | None = None
-        for raw in self._bundles(exact, RELEASE_PREDICATE_TYPE):
+        for raw in self._bundles(exact, RELEASE):
             try:
                 verified = verifier.verify(Bundle.parse(raw))
             except AttestError:
                 continue
             statement = verified.statement
             if (
-                statement.predicate_type == RELEASE_PREDICATE_TYPE
+                statement.predicate_type == RELEASE
                 and statement.subject.sha256 == parse_sha256(version.root_digest)
                 and statement.predicate.get("version") == exact
             ):
@@ -1289,9 +1284,9 @@ class RegistryClient:
     def _verify_pending(self, ref: Ref, version: VersionPublic, files: list[FileDigest]) -> None:
         from attest.bundle import Bundle
         from attest.keys import TrustedKey
-        from attest.oms import OMS_PREDICATE_TYPE as OMS_PREDICATE
         from attest.oms import check_oms
         from attest.policy import parse_policy
+        from attest.predicates import OMS_SIGNATURE
         from attest.verifying import Verifier
 
         exact = f"{version.namespace}/{version.name}@{version.version}"
@@ -1305,7 +1300,7 @@ class RegistryClient:
         if not trusted:
             raise PullVerificationError(f"{exact}: no identity the policy accepts for signature")
         verifier = Verifier(keys=trusted)
-        for raw in self._bundles(exact, OMS_PREDICATE):
+        for raw in self._bundles(exact, OMS_SIGNATURE):
             try:
                 check_oms(verifier.verify(Bundle.parse(raw)).statement, files)
                 return

@@ -22,9 +22,9 @@ import yaml
 from attest.bundle import Bundle
 from attest.errors import AttestError
 from attest.evidence import FORMAT, Verdict, verify_evidence
-from attest.gate import MAX_DEPTH, RELEASE, SLSA_PROVENANCE
+from attest.gate import MAX_DEPTH
 from attest.keys import TrustedKey
-from attest.oms import OMS_PREDICATE_TYPE
+from attest.predicates import OMS_SIGNATURE, RELEASE, SLSA_PROVENANCE
 from attest.provenance import read_predicate
 from attest.trust import Trust, parse_trust
 from registry.errors import (
@@ -121,7 +121,7 @@ def _write(
             (out / "evidence" / file).write_bytes(raw)
             bundle = Bundle.parse(raw)
             statement = bundle.statement()
-            if name == exact and statement.predicate_type == OMS_PREDICATE_TYPE:
+            if name == exact and statement.predicate_type == OMS_SIGNATURE:
                 oms_of_root[bundle.digest] = raw
             if item.predicate_type == RELEASE:
                 release_of[name] = {"raw": raw, "predicate": statement.predicate}
@@ -153,7 +153,7 @@ def _write(
     cited = {
         e.get("bundleSha256")
         for e in (release or {}).get("predicate", {}).get("evidence", [])
-        if isinstance(e, dict) and e.get("predicateType") == OMS_PREDICATE_TYPE
+        if isinstance(e, dict) and e.get("predicateType") == OMS_SIGNATURE
     }
     oms = [raw for digest, raw in oms_of_root.items() if digest in cited] or list(
         oms_of_root.values()

@@ -13,20 +13,18 @@ from typing import TYPE_CHECKING, Any
 
 from attest.bundle import Bundle
 from attest.errors import AttestError
-from attest.gate import SLSA_PROVENANCE, TEST_RESULT
 from attest.keys import TrustedKey
-from attest.oms import OMS_PREDICATE_TYPE
+from attest.predicates import CYCLONEDX_BOM, OMS_SIGNATURE, SLSA_PROVENANCE, TEST_RESULT
 from attest.provenance import read_predicate
 from attest.verifying import SigstoreIdentity, Verifier
 from registry.errors import NotFoundError, PermissionDeniedError, PullVerificationError
 from registry.sdk.pins import PinStore
-from sbom import BOM_PREDICATE_TYPE
 
 if TYPE_CHECKING:
     from registry.sdk.client import RegistryClient
 
 MAX_DEPTH = 8
-_LINKS = {OMS_PREDICATE_TYPE: "signature", SLSA_PROVENANCE: "provenance", TEST_RESULT: "evaluation"}
+_LINKS = {OMS_SIGNATURE: "signature", SLSA_PROVENANCE: "provenance", TEST_RESULT: "evaluation"}
 
 
 def identities_verifier(client: RegistryClient) -> Verifier:
@@ -154,7 +152,7 @@ def verified_bom(
     exact = f"{version.namespace}/{version.name}@{version.version}"
     verifier = client.registry_verifier(registry_key, pins or PinStore())
     raws = [client.get_attestation(exact, a.id)
-            for a in client.list_attestations(exact, BOM_PREDICATE_TYPE)]  # fmt: skip
+            for a in client.list_attestations(exact, CYCLONEDX_BOM)]  # fmt: skip
     if not raws:
         raise PullVerificationError(f"{exact} has no ML-BOM (BOMs are built for models)")
     digest = version.root_digest.removeprefix("sha256:")

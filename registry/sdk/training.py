@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from attest.errors import ProvenanceError
-from attest.gate import SLSA_PROVENANCE
+from attest.predicates import SLSA_PROVENANCE
 from attest.provenance import (
     ROLE_KINDS,
     Byproduct,

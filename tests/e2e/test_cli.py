@@ -119,7 +119,6 @@ def test_push_conflict_and_bad_token(live: Live, model_dir: Path, tmp_path: Path
     assert "a valid API token is required" in denied.stderr
 
 
-
 @embedded
 def test_a_token_read_with_an_editors_newline_works_and_is_never_printed(
     live: Live, model_dir: Path, tmp_path: Path
@@ -155,6 +154,7 @@ def test_a_token_read_with_an_editors_newline_works_and_is_never_printed(
     with live.client() as client:
         logged = json.dumps(client.audit_entries())
     assert secret[:6] not in logged and secret[-6:] not in logged
+
 
 @embedded
 def test_pull_failure_leaves_the_target_untouched(live: Live, tmp_path: Path) -> None:
@@ -536,7 +536,7 @@ def test_a_push_signed_by_an_unregistered_key_stores_nothing(
     test_signed_push_interoperates_with_model_signing)."""
     from sqlalchemy import func, select
 
-    from attest.files import hash_files, scan_directory
+    from attest.files import file_set, hash_files
     from registry.server.db import make_engine
     from registry.server.models import Blob, UploadSession, Version
     from registry.server.storage import open_blob_store
@@ -554,7 +554,7 @@ def test_a_push_signed_by_an_unregistered_key_stores_nothing(
     engine.dispose()
     assert counts == [0, 0, 0]
     store = open_blob_store(live.settings)
-    digests = [d.sha256 for d in hash_files(scan_directory(model_dir).files)]
+    digests = [d.sha256 for d in hash_files(file_set(model_dir).files)]
     assert not any(store.exists(d) for d in digests)
     # Registered, the same push goes through.
     added = run_cli("identity", "add", "training-ci", "--key", str(tmp_path / "stranger.pub"),

@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
-from attest.evaluation import TEST_RESULT, evaluation_predicate
-from attest.gate import SCAN
+from attest.evaluation import evaluation_predicate
+from attest.predicates import SCAN, TEST_RESULT
 from attest.statement import make_statement
 from registry.errors import EvidenceRejectedError
 from tests.conftest import Live

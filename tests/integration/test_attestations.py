@@ -10,7 +10,8 @@ import pytest
 
 from attest import keys
 from attest.keys import KeyType
-from attest.oms import OMS_PREDICATE_TYPE, oms_statement
+from attest.oms import oms_statement
+from attest.predicates import CYCLONEDX_BOM, OMS_SIGNATURE, SCAN
 from attest.signing import KeySigner
 from attest.statement import make_statement
 from registry.errors import (
@@ -21,8 +22,6 @@ from registry.errors import (
     PermissionDeniedError,
 )
 from registry.server.services import Role, TokenService
-from registry.server.services.scanning import SCAN_PREDICATE_TYPE
-from sbom import BOM_PREDICATE_TYPE
 from tests.conftest import Live, make_model_dir
 
 TEST_RESULT = "https://in-toto.io/attestation/test-result/v0.1"
@@ -54,10 +53,8 @@ def test_push_with_sign_key_attaches_a_verified_oms_signature(
 ) -> None:
     with live.client() as client:
         version = client.push(model_dir, "vision/tiny@1", signer=trusted)
-        listed = client.list_attestations("vision/tiny@1", OMS_PREDICATE_TYPE)
-        assert [(a.predicate_type, a.signer) for a in listed] == [
-            (OMS_PREDICATE_TYPE, "training-ci")
-        ]
+        listed = client.list_attestations("vision/tiny@1", OMS_SIGNATURE)
+        assert [(a.predicate_type, a.signer) for a in listed] == [(OMS_SIGNATURE, "training-ci")]
         assert listed[0].subject_digest == version.root_digest
         raw = client.get_attestation("vision/tiny@1", listed[0].id)
     assert f"sha256:{__import__('hashlib').sha256(raw).hexdigest()}" == listed[0].bundle_digest
@@ -139,8 +136,8 @@ def test_refusals_name_the_reason(
         # only the registry's own scan attestation and ML-BOM are there
         stored = client.list_attestations("vision/tiny@1")
         assert [(a.signer, a.predicate_type) for a in stored] == [
-            ("registry", SCAN_PREDICATE_TYPE),
-            ("registry", BOM_PREDICATE_TYPE),
+            ("registry", SCAN),
+            ("registry", CYCLONEDX_BOM),
         ]
         with pytest.raises(NotFoundError):
             client.attach("vision/tiny@9", about_other)

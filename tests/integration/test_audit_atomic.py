@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from attest.gate import RELEASE
+from attest.predicates import RELEASE
 from registry.errors import RegistryError
 from registry.server.db import make_engine, make_sessionmaker
 from registry.server.models import (
@@ -131,8 +131,12 @@ def test_a_crash_in_a_revocation_cascade_revokes_nothing(
     world.releaser.release("fraud/m@1")
     for action in ("revoke_dependent", "revoke_version"):
         crash_at(action)
-        _crashes(world.live, action, lambda: world.releaser.revoke("fraud/tx@3", "poisoned"),
-                 route="revoke_version")
+        _crashes(
+            world.live,
+            action,
+            lambda: world.releaser.revoke("fraud/tx@3", "poisoned"),
+            route="revoke_version",
+        )
         assert world.admin.show("fraud/tx@3").state == "released"
         assert world.admin.show("fraud/m@1").state == "released"
     crash_at(None)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from attest.evaluation import TEST_RESULT, evaluation_predicate
+from attest.evaluation import evaluation_predicate
+from attest.predicates import TEST_RESULT
 from registry.errors import EvidenceRejectedError
 from tests.conftest import Live
 from tests.integration.test_release import World

@@ -17,8 +17,8 @@ import yaml
 from attest import keys
 from attest.bundle import Bundle
 from attest.evidence import SIGNERS_FROM_EXPORT, Verdict, verify_evidence
-from attest.gate import RELEASE, TEST_RESULT
 from attest.keys import TrustedKey
+from attest.predicates import RELEASE, TEST_RESULT
 from attest.signing import KeySigner
 from attest.statement import Statement, make_statement
 from attest.trust import Trust, parse_trust
@@ -132,7 +132,7 @@ def test_export_then_verify_offline_passes_and_every_tampering_fails(
         )
         path.write_text(json.dumps(data))
 
-    from attest.gate import SLSA_PROVENANCE
+    from attest.predicates import SLSA_PROVENANCE
 
     # One byte of the dataset's provenance signature.
     failures = tampered(lambda d: flip_byte(bundle(d, "fraud/tx@3", SLSA_PROVENANCE)))
@@ -173,10 +173,10 @@ def test_export_then_verify_offline_passes_and_every_tampering_fails(
     assert "FAIL release: names another file list than manifest.json" in failures
     failures = tampered(lambda d: (d / "release.sigstore.json").unlink())
     assert "FAIL release: release.sigstore.json is missing" in failures
-    from attest.oms import OMS_PREDICATE_TYPE
+    from attest.predicates import OMS_SIGNATURE
 
     failures = tampered(
-        lambda d: shutil.copy(bundle(d, "fraud/tx@3", OMS_PREDICATE_TYPE), d / "model.sig")
+        lambda d: shutil.copy(bundle(d, "fraud/tx@3", OMS_SIGNATURE), d / "model.sig")
     )
     assert any(f.startswith("FAIL model.sig:") for f in failures), failures
 
@@ -463,8 +463,10 @@ def test_an_export_with_a_swapped_registry_key_is_never_verified(
     (tmp_path / "registry.pub").write_bytes((exported / "registry.pub").read_bytes())
     for name, signer in (("eval-ci", chain.evaluation), ("data-pipeline", chain.data)):
         (tmp_path / f"{name}.pub").write_bytes(keys.public_pem(signer.public_key))
-    (tmp_path / "full.yaml").write_text((tmp_path / "auditor.yaml").read_text() + (
-        "  eval-ci: {key: eval-ci.pub}\n  data-pipeline: {key: data-pipeline.pub}\n"))
+    (tmp_path / "full.yaml").write_text(
+        (tmp_path / "auditor.yaml").read_text()
+        + ("  eval-ci: {key: eval-ci.pub}\n  data-pipeline: {key: data-pipeline.pub}\n")
+    )
     full = ["--trust", str(tmp_path / "full.yaml")]
     for anchor in (["--registry-key", str(tmp_path / "registry.pub")], []):  # [] = the pin
         genuine = run_cli("verify-evidence", str(exported), *anchor, *full, cwd=tmp_path)
@@ -561,9 +563,7 @@ def test_unsigned_fields_of_an_export_cannot_change_the_verdict(
     assert any(f.startswith("FAIL state: fraud/m@1 was revoked at") for f in failures), failures
 
 
-def test_a_stolen_registry_key_cannot_forge_a_verified_export(
-    chain: Chain, tmp_path: Path
-) -> None:
+def test_a_stolen_registry_key_cannot_forge_a_verified_export(chain: Chain, tmp_path: Path) -> None:
     """Attacker: a thief of the registry's signing key writing an export whose every statement
     (OMS, provenance, evaluation, scans, releases, checkpoint) it signed itself. The releases
     verify against the auditor's registry key, but the registry key is no signer of user

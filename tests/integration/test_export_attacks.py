@@ -16,13 +16,14 @@ from typing import Any
 import yaml
 
 from attest import keys
-from attest.auditlog import CHECKPOINT_PREDICATE, GENESIS, entry_hash
+from attest.auditlog import GENESIS, entry_hash
 from attest.bundle import Bundle
 from attest.digests import FileDigest, manifest_digest, root_digest
 from attest.evidence import FORMAT, verify_evidence
-from attest.gate import DEPENDENCY_SCHEME, RELEASE, SCAN, SLSA_PROVENANCE, TEST_RESULT
+from attest.gate import DEPENDENCY_SCHEME
 from attest.keys import TrustedKey
 from attest.oms import oms_statement
+from attest.predicates import AUDIT_CHECKPOINT, RELEASE, SCAN, SLSA_PROVENANCE, TEST_RESULT
 from attest.scan.core import MIN_RULESET
 from attest.signing import KeySigner
 from attest.statement import make_statement
@@ -188,7 +189,7 @@ class Forger:
             entries.append(entry)
         (out / "audit" / "entries.json").write_text(json.dumps(entries))
         checkpoint = self.registry.sign(make_statement(
-            name="modelseal/audit-log", root_digest=prev, predicate_type=CHECKPOINT_PREDICATE,
+            name="modelseal/audit-log", root_digest=prev, predicate_type=AUDIT_CHECKPOINT,
             predicate={"count": len(entries), "at": self.now}))  # fmt: skip
         (out / "audit" / "checkpoint.sigstore.json").write_bytes(checkpoint.raw)
         return out

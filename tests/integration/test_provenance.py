@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from attest import keys
 from attest.errors import AttestError
-from attest.gate import SLSA_PROVENANCE, TEST_RESULT
+from attest.predicates import CYCLONEDX_BOM, SLSA_PROVENANCE, TEST_RESULT
 from attest.provenance import VersionDependency, build_predicate
 from attest.signing import KeySigner
 from attest.statement import make_statement
@@ -30,7 +30,7 @@ from registry.sdk.lineage import lineage, verified_bom
 from registry.sdk.training import DirtyTreeError, TrainingRun, resolve_dependency
 from registry.server.db import make_engine
 from registry.server.models import Blob, Version
-from sbom import BOM_PREDICATE_TYPE, validate_bom
+from sbom import validate_bom
 from tests.conftest import Live, make_model_dir
 
 embedded = pytest.mark.parametrize("backend", ["sqlite-local"], indirect=True)
@@ -176,12 +176,12 @@ def test_a_training_run_records_signed_provenance_and_a_valid_ml_bom(lab: Lab) -
         "quantitativeAnalysis"
     ]["performanceMetrics"]
     assert {"type": "accuracy", "value": "0.93"} in metrics
-    assert len(lab.client.list_attestations("fraud/m@1", BOM_PREDICATE_TYPE)) == 3
+    assert len(lab.client.list_attestations("fraud/m@1", CYCLONEDX_BOM)) == 3
     # The same results again (a new signature over the same statement by the same signer): the
     # same evidence, stored once, and the BOM is neither changed nor re-signed.
     lab.evaluate("fraud/m@1", 0.93)
     assert len(lab.client.list_attestations("fraud/m@1", TEST_RESULT)) == 1
-    assert len(lab.client.list_attestations("fraud/m@1", BOM_PREDICATE_TYPE)) == 3
+    assert len(lab.client.list_attestations("fraud/m@1", CYCLONEDX_BOM)) == 3
 
 
 @embedded

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from attest import keys
-from attest.gate import RELEASE, SLSA_PROVENANCE, TEST_RESULT
+from attest.predicates import RELEASE, SLSA_PROVENANCE, TEST_RESULT
 from attest.signing import KeySigner
 from attest.statement import make_statement
 from registry.errors import (

@@ -16,7 +16,7 @@ import pytest
 import uvicorn
 
 from attest import keys
-from attest.oms import OMS_PREDICATE_TYPE
+from attest.predicates import OMS_SIGNATURE
 from attest.signing import KeySigner
 from registry.errors import ConnectionFailedError, DigestMismatchError
 from registry.sdk.client import RegistryClient
@@ -173,7 +173,7 @@ def test_identical_signed_pushes_leave_one_signature(live: Live, tmp_path: Path)
     model = one_file_model(tmp_path / "m", 1024)
     for _ in range(3):
         client.push(model, "team/signed@1", signer=signer)
-    assert len(client.list_attestations("team/signed@1", OMS_PREDICATE_TYPE)) == 1
+    assert len(client.list_attestations("team/signed@1", OMS_SIGNATURE)) == 1
 
 
 def test_an_outage_in_the_middle_is_resumed_within_the_same_push(

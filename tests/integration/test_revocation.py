@@ -15,11 +15,11 @@ import httpx
 import pytest
 
 from attest.bundle import Bundle
-from attest.gate import REVOCATION, SLSA_PROVENANCE
 from attest.keys import TrustedKey
+from attest.predicates import REVOCATION, SLSA_PROVENANCE, STATUS
 from attest.verifying import Verifier
 from registry.errors import PullVerificationError
-from registry.sdk.client import STATUS_PREDICATE, RegistryClient
+from registry.sdk.client import RegistryClient
 from tests.conftest import Live, run_cli, serve
 from tests.integration.test_events import SECRET, Receiver, _settings
 from tests.integration.test_release import World, _deployer
@@ -84,9 +84,11 @@ def test_revocation_cascades_to_every_release_built_on_it(world: World, tmp_path
         )
         [attestation] = world.admin.list_attestations(ref, REVOCATION)
         assert attestation.signer == "registry"
-        statement = _registry_verifier(world.live).verify(
-            Bundle.parse(world.admin.get_attestation(ref, attestation.id))
-        ).statement
+        statement = (
+            _registry_verifier(world.live)
+            .verify(Bundle.parse(world.admin.get_attestation(ref, attestation.id)))
+            .statement
+        )
         assert statement.subject.sha256 == shown.root_digest.removeprefix("sha256:")
         assert statement.predicate["version"] == ref
         assert statement.predicate["rootCause"] == {
@@ -266,7 +268,7 @@ def test_status_lists_the_dependencies_and_is_signed(world: World) -> None:
     path = "/v1/namespaces/fraud/artifacts/ft/versions/1/status"
     raw = httpx.get(world.live.url + path, headers=admin).content
     statement = _registry_verifier(world.live).verify(Bundle.parse(raw)).statement
-    assert statement.predicate_type == STATUS_PREDICATE
+    assert statement.predicate_type == STATUS
     predicate = statement.predicate
     assert predicate["version"] == "fraud/ft@1" and predicate["state"] == "released"
     assert [(d["version"], d["state"]) for d in predicate["dependencies"]] == [

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import delete, select, update
 
-from attest.gate import REVOCATION
+from attest.predicates import REVOCATION
 from registry.errors import ConflictError
 from registry.server.app import create_app
 from registry.server.models import Artifact, Attestation, Version

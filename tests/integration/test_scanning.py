@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from attest.bundle import Bundle
-from attest.gate import RELEASE
 from attest.keys import TrustedKey
+from attest.predicates import RELEASE, SCAN
 from attest.verifying import Verifier
 from registry.errors import (
     ConflictError,
@@ -26,7 +26,6 @@ from registry.sdk.client import RegistryClient
 from registry.sdk.lineage import verified_bom
 from registry.server.db import make_engine, make_sessionmaker
 from registry.server.services import Role, TokenService
-from registry.server.services.scanning import SCAN_PREDICATE_TYPE
 from sbom import validate_bom
 from tests import scan_corpus as corpus
 from tests.conftest import Live, run_cli
@@ -42,10 +41,10 @@ def _registry_verifier(live: Live) -> Verifier:
 
 def _scan_statement(live: Live, ref: str) -> dict[str, object]:
     with live.client() as client:
-        [scan] = client.list_attestations(ref, SCAN_PREDICATE_TYPE)
+        [scan] = client.list_attestations(ref, SCAN)
         raw = client.get_attestation(ref, scan.id)
     verified = _registry_verifier(live).verify(Bundle.parse(raw))
-    assert verified.statement.predicate_type == SCAN_PREDICATE_TYPE
+    assert verified.statement.predicate_type == SCAN
     return {"subject": verified.statement.subject.sha256, **verified.statement.predicate}
 
 
@@ -121,9 +120,11 @@ DEFAULT_LIKE = "model:\n  require:\n    signature: ['*']\n    provenance: ['*']\
 
 def _deployer(world: World, namespace: str) -> RegistryClient:
     engine = make_engine(world.live.settings.resolved_database_url)
-    secret = TokenService(make_sessionmaker(engine)).create(
-        name=f"deploy-{namespace}", role=Role.DEPLOYER, namespace=namespace
-    ).secret
+    secret = (
+        TokenService(make_sessionmaker(engine))
+        .create(name=f"deploy-{namespace}", role=Role.DEPLOYER, namespace=namespace)
+        .secret
+    )
     engine.dispose()
     return world.live.client(token=secret)
 
@@ -218,7 +219,7 @@ def _stale_scan(world: World, ref: str, *, state: str | None = None) -> None:
     predicate = {"scanner": {"name": "modelseal-scan", "version": "1.0", "ruleset": "2026-11-26.1"},
                  "verdict": "clean", "files": files}  # fmt: skip
     bundle = signer.sign(make_statement(name=f"{record.namespace}/{record.name}",
-                                        root_digest=digest, predicate_type=SCAN_PREDICATE_TYPE,
+                                        root_digest=digest, predicate_type=SCAN,
                                         predicate=predicate))  # fmt: skip
     engine = make_engine(settings.resolved_database_url)
     with make_sessionmaker(engine)() as session, session.begin():
@@ -227,7 +228,7 @@ def _stale_scan(world: World, ref: str, *, state: str | None = None) -> None:
             .where(Namespace.name == record.namespace, Artifact.name == record.name,
                    Version.version == record.version)
         ).scalar_one()  # fmt: skip
-        session.add(Attestation(version_id=vid, predicate_type=SCAN_PREDICATE_TYPE,
+        session.add(Attestation(version_id=vid, predicate_type=SCAN,
                                 subject_digest=digest, bundle=bundle.raw,
                                 bundle_digest=bundle.digest, signer="registry",
                                 signer_id=signer.identity, created_at=datetime.now(UTC),
@@ -254,5 +255,5 @@ def test_a_stale_scan_of_a_benign_version_is_redone_and_it_releases(world: World
     _stale_scan(world, "vision/m@1")
     assert world.admin.release("vision/m@1").state == "released"
     with world.live.client() as client:
-        scans = client.list_attestations("vision/m@1", SCAN_PREDICATE_TYPE)
+        scans = client.list_attestations("vision/m@1", SCAN)
     assert len(scans) == 3  # the push's, the stale one, the new one

@@ -254,13 +254,20 @@ def test_importing_one_room_loads_no_other(imported: str, absent: tuple[str, ...
     assert done.stdout.strip() == "[]"
 
 
-def test_the_sdks_copies_of_predicate_types_match_the_gates() -> None:
-    """The SDK spells two predicate types out to keep the gate (and YAML) out of its start-up."""
-    from attest import gate
-    from registry.sdk import client
+def test_predicate_types_are_defined_once() -> None:
+    """Every predicate-type URI is written in attest/predicates.py and nowhere else."""
+    from attest import predicates
 
-    assert client.RELEASE_PREDICATE_TYPE == gate.RELEASE
-    assert client.STATUS_PREDICATE == gate.STATUS
+    uris = {v for k, v in vars(predicates).items() if k.isupper() and isinstance(v, str)}
+    assert len(uris) == 9
+    sources = [
+        p for package in ("registry", "attest", "sbom") for p in (ROOT / package).rglob("*.py")
+    ]
+    for path in sorted(sources):
+        if path.name == "predicates.py":
+            continue
+        text = path.read_text()
+        assert not [u for u in uris if f'"{u}"' in text], path
 
 
 def test_a_read_command_starts_without_the_signing_and_verifying_machinery() -> None:

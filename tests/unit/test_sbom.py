@@ -788,8 +788,10 @@ def test_bad_environment_files_are_rejected(case: str) -> None:
 
 def test_public_surface() -> None:
     assert set(sbom.__all__) == {
-        "BOM_PREDICATE_TYPE", "CYCLONEDX_SPEC_VERSION", "MAX_ENVIRONMENT_BYTES",
+        "CYCLONEDX_SPEC_VERSION", "MAX_ENVIRONMENT_BYTES",
         "BomCode", "BomDataset", "BomError", "BomFile", "BomModelRef", "EnvPackage", "Metric",
         "ModelBomInput", "bom_bytes", "build_model_bom", "parse_environment", "validate_bom",
     }  # fmt: skip
-    assert sbom.BOM_PREDICATE_TYPE == "https://cyclonedx.org/bom"
+    from attest.predicates import CYCLONEDX_BOM
+
+    assert CYCLONEDX_BOM == "https://cyclonedx.org/bom"

@@ -10,13 +10,22 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from attest.auditlog import CHECKPOINT_PREDICATE
 from attest.bundle import Bundle
 from attest.errors import AttestError
-from attest.evaluation import TEST_RESULT, check_evaluation_predicate
-from attest.gate import RELEASE, REVOCATION, SCAN, SLSA_PROVENANCE, STATUS
+from attest.evaluation import check_evaluation_predicate
 from attest.keys import TrustedKey, fingerprint, load_public, public_pem
-from attest.oms import OMS_PREDICATE_TYPE, check_oms
+from attest.oms import check_oms
+from attest.predicates import (
+    AUDIT_CHECKPOINT,
+    CYCLONEDX_BOM,
+    OMS_SIGNATURE,
+    RELEASE,
+    REVOCATION,
+    SCAN,
+    SLSA_PROVENANCE,
+    STATUS,
+    TEST_RESULT,
+)
 from attest.provenance import ROLE_KINDS, Provenance, model_card, read_predicate
 from attest.verifying import SigstoreIdentity, Verified, Verifier
 from registry.errors import (
@@ -35,14 +44,14 @@ from registry.server.services.common import Clock, Page, PageRequest, aware, pag
 from registry.server.services.journal import record as audit_record
 from registry.server.services.journal import version_target
 from registry.server.services.versions import VersionRecord, VersionService, version_id
-from sbom import BOM_PREDICATE_TYPE, parse_environment
+from sbom import parse_environment
 
 #: Evidence after which a pending model's ML-BOM is rebuilt.
 REBUILDS = frozenset({SLSA_PROVENANCE, TEST_RESULT})
 #: What only the registry signs: a bundle of these types from anyone else is refused (even one
 #: signed by a key someone registered as an identity: the gate reads the newest scan).
-REGISTRY_ONLY = frozenset({SCAN, RELEASE, REVOCATION, STATUS, BOM_PREDICATE_TYPE,
-                           CHECKPOINT_PREDICATE})  # fmt: skip
+REGISTRY_ONLY = frozenset({SCAN, RELEASE, REVOCATION, STATUS, CYCLONEDX_BOM,
+                           AUDIT_CHECKPOINT})  # fmt: skip
 
 #: The registry's own read-only view, for checks across namespaces (never a caller's).
 READER = Principal(token_id="-", name="registry", role=Role.AUDITOR, namespace=None)  # noqa: S106
@@ -293,7 +302,7 @@ class AttestationService:
                     expected=f"sha256:{version.root_digest}",
                     got=f"sha256:{subject.sha256}",
                 )
-            if verified.statement.predicate_type == OMS_PREDICATE_TYPE:
+            if verified.statement.predicate_type == OMS_SIGNATURE:
                 check_oms(verified.statement, version.files)
             if verified.statement.predicate_type == TEST_RESULT:
                 check_evaluation_predicate(verified.statement.predicate)  # or it never counts

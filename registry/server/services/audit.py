@@ -13,10 +13,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from attest.auditlog import CHECKPOINT_PREDICATE, GENESIS, entry_hash
+from attest.auditlog import GENESIS, entry_hash
 from attest.bundle import Bundle
 from attest.errors import AttestError
 from attest.keys import TrustedKey
+from attest.predicates import AUDIT_CHECKPOINT
 from attest.signing import KeySigner, UriSigner
 from attest.statement import make_statement
 from attest.verifying import Verifier
@@ -82,7 +83,7 @@ class AuditService:
         statement = make_statement(
             name="modelseal/audit-log",
             root_digest=head,
-            predicate_type=CHECKPOINT_PREDICATE,
+            predicate_type=AUDIT_CHECKPOINT,
             predicate={"count": count, "at": now.isoformat()},
         )
         bundle = self._signer.sign(statement)
@@ -147,7 +148,7 @@ class AuditService:
                 except AttestError:
                     continue  # not the registry's: a forged row anchors nothing
                 count = statement.predicate.get("count")
-                if statement.predicate_type == CHECKPOINT_PREDICATE and isinstance(count, int):
+                if statement.predicate_type == AUDIT_CHECKPOINT and isinstance(count, int):
                     return count, statement.subject.sha256
         return 0, GENESIS
 

@@ -14,9 +14,8 @@ import json
 from datetime import timedelta
 
 from attest.bundle import Bundle
-from attest.gate import SLSA_PROVENANCE, TEST_RESULT
 from attest.intoto import Artifact, EvidenceStep, export_layout
-from attest.oms import OMS_PREDICATE_TYPE
+from attest.predicates import OMS_SIGNATURE, SLSA_PROVENANCE, TEST_RESULT
 from attest.provenance import Provenance, read_predicate
 from attest.signing import KeySigner, UriSigner
 from registry.errors import ConflictError, InvalidRequestError
@@ -83,9 +82,7 @@ class EvidenceService:
                 )
             )
         model = tuple(Artifact(name=f"model/{f.path}", sha256=f.sha256) for f in record.files)
-        training_evidence = [
-            newest[t] for t in (OMS_PREDICATE_TYPE, SLSA_PROVENANCE) if t in newest
-        ]
+        training_evidence = [newest[t] for t in (OMS_SIGNATURE, SLSA_PROVENANCE) if t in newest]
         steps.append(
             EvidenceStep(
                 name="training",

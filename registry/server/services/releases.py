@@ -19,18 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from attest.bundle import Bundle
 from attest.digests import manifest_digest
 from attest.errors import AttestError, PolicyError
-from attest.gate import (
-    DEPENDENCY_SCHEME,
-    MAX_DEPTH,
-    RELEASE,
-    REVOCATION,
-    SCAN,
-    SLSA_PROVENANCE,
-    STATUS,
-    Reason,
-    Subject,
-    evaluate,
-)
+from attest.gate import DEPENDENCY_SCHEME, MAX_DEPTH, Reason, Subject, evaluate
 from attest.keys import TrustedKey
 from attest.policy import (
     ANY_SIGNER,
@@ -39,6 +28,7 @@ from attest.policy import (
     Policy,
     parse_policy,
 )
+from attest.predicates import RELEASE, REVOCATION, SCAN, SLSA_PROVENANCE, STATUS
 from attest.scan.rules import accepted_unknown
 from attest.signing import KeySigner, UriSigner
 from attest.statement import make_statement

@@ -16,8 +16,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from attest.bundle import Bundle
-from attest.gate import SLSA_PROVENANCE, TEST_RESULT
 from attest.keys import TrustedKey
+from attest.predicates import CYCLONEDX_BOM, SCAN, SLSA_PROVENANCE, TEST_RESULT
 from attest.provenance import Provenance, model_card, read_predicate
 from attest.signing import KeySigner, UriSigner
 from attest.statement import Statement, make_statement
@@ -28,15 +28,9 @@ from registry.server.db import transaction
 from registry.server.models import Attestation
 from registry.server.services.attestations import READER, AttestationService
 from registry.server.services.common import Clock, utcnow
-from registry.server.services.scanning import (
-    REGISTRY_SIGNER,
-    SCAN_PREDICATE_TYPE,
-    ScanService,
-    registry_attestation,
-)
+from registry.server.services.scanning import REGISTRY_SIGNER, ScanService, registry_attestation
 from registry.server.services.versions import State, VersionRecord, VersionService, version_id
 from sbom import (
-    BOM_PREDICATE_TYPE,
     BomCode,
     BomDataset,
     BomFile,
@@ -80,7 +74,7 @@ class BomService:
         statement = make_statement(
             name=f"{record.namespace}/{record.name}",
             root_digest=record.root_digest,
-            predicate_type=BOM_PREDICATE_TYPE,
+            predicate_type=CYCLONEDX_BOM,
             predicate=bom,
         )
         bundle = self._signer.sign(statement)
@@ -126,7 +120,7 @@ class BomService:
         return ModelBomInput(
             ref=record.ref,
             root_digest=f"sha256:{record.root_digest}",
-            files=_scanned_files(record, newest.get(SCAN_PREDICATE_TYPE)),
+            files=_scanned_files(record, newest.get(SCAN)),
             datasets=tuple(datasets),
             base_models=tuple(base_models),
             code=code,
@@ -177,7 +171,7 @@ class BomService:
         return {
             v.statement.predicate_type: v.statement
             for v in evidence  # oldest first
-            if (v.signer_id == registry_id) == (v.statement.predicate_type == SCAN_PREDICATE_TYPE)
+            if (v.signer_id == registry_id) == (v.statement.predicate_type == SCAN)
         }
 
     def current(self, record: VersionRecord) -> bytes | None:
@@ -187,7 +181,7 @@ class BomService:
                 select(Attestation.bundle)
                 .where(
                     Attestation.version_id == version_id(session, record),
-                    Attestation.predicate_type == BOM_PREDICATE_TYPE,
+                    Attestation.predicate_type == CYCLONEDX_BOM,
                 )
                 .order_by(Attestation.id.desc())
                 .limit(1)

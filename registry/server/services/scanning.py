@@ -18,6 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from attest.bundle import Bundle
+from attest.predicates import SCAN
 from attest.scan import MIN_RULESET, ScanReport, scan_files
 from attest.signing import Signer
 from attest.statement import make_statement
@@ -29,7 +30,6 @@ from registry.server.services.versions import State, VersionRecord, version_id
 from registry.server.storage import BlobStore
 from registry.server.storage.reader import BlobFile
 
-SCAN_PREDICATE_TYPE = "https://modelseal.dev/attestation/scan/v1"
 EXTERNAL_FORMAT = "external"
 NOT_SCANNED = "not-scanned"
 REGISTRY_SIGNER = "registry"
@@ -97,7 +97,7 @@ class ScanService:
         statement = make_statement(
             name=f"{record.namespace}/{record.name}",
             root_digest=record.root_digest,
-            predicate_type=SCAN_PREDICATE_TYPE,
+            predicate_type=SCAN,
             predicate=predicate,
         )
         bundle = self._signer.sign(statement)
@@ -133,7 +133,7 @@ class ScanService:
                 select(Attestation.bundle)
                 .where(
                     Attestation.version_id == version_id(session, record),
-                    Attestation.predicate_type == SCAN_PREDICATE_TYPE,
+                    Attestation.predicate_type == SCAN,
                     Attestation.signer == REGISTRY_SIGNER,
                 )
                 .order_by(Attestation.id.desc())

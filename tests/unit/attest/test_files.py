@@ -7,7 +7,7 @@ import pytest
 
 from attest import keys
 from attest.errors import FileSetError, ManifestMismatchError, UnknownSignerError
-from attest.files import hash_file, hash_files, scan_directory, verify_directory
+from attest.files import file_set, hash_file, hash_files, verify_directory
 from attest.keys import TrustedKey
 from attest.oms import oms_statement
 from attest.signing import KeySigner
@@ -20,32 +20,32 @@ def test_scan_skips_git_and_refuses_links_and_fifos(tmp_path: Path) -> None:
     (model / ".git").mkdir()
     (model / ".git" / "HEAD").write_text("x")
     (model / ".gitignore").write_text("*.pyc")
-    found = scan_directory(model)
+    found = file_set(model)
     assert found.ignored == [".git", ".gitignore"]
     assert [f.path for f in found.files] == sorted(f.path for f in found.files)
     assert "tokenizer/vocab.txt" in [f.path for f in found.files]
 
     (model / "tokenizer" / "link").symlink_to(model / "config.json")
     with pytest.raises(FileSetError, match="'tokenizer/link' is a symbolic link"):
-        scan_directory(model)
+        file_set(model)
     (model / "tokenizer" / "link").unlink()
     os.mkfifo(model / "pipe")
     with pytest.raises(FileSetError, match="'pipe' is not a regular file"):
-        scan_directory(model)
+        file_set(model)
 
 
 def test_scan_refuses_non_directories(tmp_path: Path) -> None:
     with pytest.raises(FileSetError, match="is not a directory"):
-        scan_directory(tmp_path / "missing")
+        file_set(tmp_path / "missing")
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileSetError, match="holds no file"):
-        scan_directory(tmp_path / "empty")
+        file_set(tmp_path / "empty")
 
 
 def test_verify_directory(tmp_path: Path) -> None:
     model = make_model_dir(tmp_path / "m")
     signer = KeySigner(keys.generate())
-    digests = hash_files(scan_directory(model).files)
+    digests = hash_files(file_set(model).files)
     bundle = signer.sign(oms_statement("ns/m", digests))
     verifier = Verifier(keys=[TrustedKey("ci", signer.public_key)])
     assert verify_directory(model, bundle, verifier).signer == "ci"
@@ -61,7 +61,7 @@ def test_verify_directory(tmp_path: Path) -> None:
 
 def test_a_file_that_changes_size_after_the_scan_is_refused(tmp_path: Path) -> None:
     model = make_model_dir(tmp_path / "m")
-    files = scan_directory(model).files
+    files = file_set(model).files
     assert hash_file(files[0]).size == files[0].size
     files[0].source.write_bytes(files[0].source.read_bytes() + b"appended")
     with pytest.raises(FileSetError, match="changed while it was being read"):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from attest.errors import FileSetError
-from attest.files import hash_files, hf_cache_root, scan_directory
+from attest.files import file_set, hash_files, hf_cache_root
 
 
 def hf_cache(tmp_path: Path) -> Path:
@@ -31,10 +31,10 @@ def hf_cache(tmp_path: Path) -> Path:
 def test_a_snapshot_is_refused_without_following_and_pushed_with_it(tmp_path: Path) -> None:
     snapshot = hf_cache(tmp_path)
     with pytest.raises(FileSetError, match="push it with --follow-symlinks"):
-        scan_directory(snapshot)
+        file_set(snapshot)
     root = hf_cache_root(snapshot)
     assert root == (tmp_path / "hub" / "models--acme--tiny").resolve()
-    found = scan_directory(snapshot, follow_symlinks_within=root)
+    found = file_set(snapshot, follow_symlinks_within=root)
     assert [f.path for f in found.files] == ["config.json", "model.safetensors", "sub/tok.txt"]
     digests = {d.path: d.sha256 for d in hash_files(found.files)}
     assert digests["model.safetensors"] == hashlib.sha256(b"weights").hexdigest()
@@ -64,7 +64,7 @@ def test_links_that_leave_the_root_or_name_no_regular_file_are_refused(
         os.symlink(hop, link)
         message = "outside"
     with pytest.raises(FileSetError, match=message):
-        scan_directory(snapshot, follow_symlinks_within=root)
+        file_set(snapshot, follow_symlinks_within=root)
 
 
 def test_a_plain_directory_follows_links_only_within_itself(tmp_path: Path) -> None:
@@ -73,5 +73,5 @@ def test_a_plain_directory_follows_links_only_within_itself(tmp_path: Path) -> N
     (model / "weights.bin").write_bytes(b"w")
     os.symlink("weights.bin", model / "alias.bin")
     assert hf_cache_root(model) == model.resolve()
-    found = scan_directory(model, follow_symlinks_within=hf_cache_root(model))
+    found = file_set(model, follow_symlinks_within=hf_cache_root(model))
     assert [(f.path, f.size) for f in found.files] == [("alias.bin", 1), ("weights.bin", 1)]

@@ -9,9 +9,10 @@ import pytest
 from attest import keys
 from attest.digests import FileDigest
 from attest.errors import PolicyError
-from attest.gate import SCAN, SLSA_PROVENANCE, TEST_RESULT, Subject, evaluate
+from attest.gate import Subject, evaluate
 from attest.oms import oms_statement
 from attest.policy import DEFAULT_POLICY, parse_policy
+from attest.predicates import SCAN, SLSA_PROVENANCE, TEST_RESULT
 from attest.scan import RULESET
 from attest.signing import KeySigner
 from attest.statement import make_statement

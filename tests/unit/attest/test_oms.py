@@ -20,7 +20,8 @@ from attest.errors import (
     UnknownSignerError,
 )
 from attest.keys import TrustedKey
-from attest.oms import OMS_PREDICATE_TYPE, check_oms, oms_statement
+from attest.oms import check_oms, oms_statement
+from attest.predicates import OMS_SIGNATURE
 from attest.signing import KeySigner
 from attest.verifying import SigstoreIdentity, Verifier
 from tests.conftest import make_model_dir
@@ -73,7 +74,7 @@ def test_model_signing_bundle_verifies_here_and_covers_the_files(
     assert made.returncode == 0, made.stdout + made.stderr
     verifier = Verifier(keys=[TrustedKey.from_pem("ci", keypair[1].read_bytes())])
     verified = verifier.verify(Bundle.parse(signature.read_bytes()))
-    assert verified.statement.predicate_type == OMS_PREDICATE_TYPE
+    assert verified.statement.predicate_type == OMS_SIGNATURE
     check_oms(verified.statement, _files(model))
 
     (model / "extra.bin").write_bytes(b"smuggled")
