@@ -13,9 +13,11 @@ Starts a private SeaweedFS S3 server and a ``modelseal serve`` (SQLite metadata,
 4. ``modelseal pull bench/model@N --to T``    (CLI subprocess), then again with ``--no-fsync``
    and with ``--no-fsync --via-registry``
 
-The server presigns downloads (``MODELSEAL_S3_PRESIGN_DOWNLOADS=true``): pulls read the bytes
-straight from SeaweedFS; ``--via-registry`` streams them through the registry instead (the
-path for clients that cannot reach the store, and the only one before presigning existed).
+The server runs in its default configuration (``--presign`` sets
+``MODELSEAL_S3_PRESIGN_DOWNLOADS=true`` instead); ``--via-registry`` makes the client stream
+the bytes through the registry whatever the server offers (the path for clients that cannot
+reach the store). The push is signed (``--sign-key``, OMS signature + SLSA provenance, with a
+key registered as an identity outside the timed region) unless ``--unsigned``.
 
 Each phase is a child process timed by wall clock from spawn to exit (interpreter start-up
 included on both sides); its peak RSS comes from ``os.wait4``. The server's peak RSS
@@ -103,7 +105,13 @@ def baseline(stack: c.Stack, action: str, directory: Path, names: list[str], cyc
 
 
 def cycle_once(
-    stack: c.Stack, model: Path, shards: list[Path], work: Path, cycle: int, seed: int
+    stack: c.Stack,
+    model: Path,
+    shards: list[Path],
+    work: Path,
+    cycle: int,
+    seed: int,
+    push_args: list[str],
 ) -> dict[str, Any]:
     freshen(shards, seed, cycle)
     source = c.tree_digests(model)
@@ -115,7 +123,7 @@ def cycle_once(
     run["boto3_upload"] = baseline(stack, "upload", model, [], cycle)
 
     c.drop_dirty_pages()
-    run["modelseal_push"] = stack.modelseal("push", str(model), ref, "--no-progress")
+    run["modelseal_push"] = stack.modelseal("push", str(model), ref, "--no-progress", *push_args)
     stack.release(ref)  # untimed: the pulls below verify a real release
 
     target = work / f"boto3-download-{cycle}"
@@ -194,6 +202,10 @@ def print_results(
         f"{total_bytes / c.MiB:.0f} MiB ({total_bytes} bytes) in {extra['shards']} safetensors "
         f"shards; median of {repeat} cycle(s); RSS = highest over the cycles"
     )
+    print(
+        f"push {'signed (--sign-key)' if extra['signed_push'] else 'unsigned'}; server "
+        f"MODELSEAL_S3_PRESIGN_DOWNLOADS={str(extra['presign_downloads']).lower()}"
+    )
     headers = ["phase", "seconds", "MB/s", "vs baseline", "client peak RSS MiB",
                "server peak RSS MiB"]  # fmt: skip
     rows = []
@@ -247,6 +259,31 @@ def print_results(
     )
 
 
+def presign_default() -> bool:
+    """The server's own default for presigned downloads (the Stack always sets the variable,
+    so the bench passes the value a user who sets nothing gets)."""
+    from registry.server.config import Settings
+
+    return bool(Settings.model_fields["s3_presign_downloads"].default)
+
+
+def signing_args(stack: c.Stack, work: Path) -> list[str]:
+    """A key registered as an identity (untimed) and the push options that sign with it. The
+    code is named explicitly, so the provenance does not depend on the bench's own checkout."""
+    key = work / "bench-signer"
+    env = stack.client_env()
+    for args in (
+        ("keygen", str(key)),
+        ("identity", "add", "bench-ci", "--key", f"{key}.pub"),
+    ):
+        c.run_timed([*c.modelseal_cmd(), *args], env).check()
+    return [
+        "--sign-key", f"{key}.key",
+        "--git-repo", "https://example.com/bench/model.git",
+        "--git-commit", "0" * 40,
+    ]  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size-mib", type=int, default=2048, help="model size (default 2048)")
@@ -256,6 +293,15 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0, help="random seed of the tensor data")
     parser.add_argument("--tmp-dir", help="where the scratch directory goes (default: $TMPDIR)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    parser.add_argument(
+        "--presign",
+        action="store_true",
+        help="server presigns downloads (MODELSEAL_S3_PRESIGN_DOWNLOADS=true); "
+        "default: the server's default configuration",
+    )
+    parser.add_argument(
+        "--unsigned", action="store_true", help="push without --sign-key (default: signed)"
+    )
     args = parser.parse_args()
     if args.size_mib < 1 or args.shards < 1 or args.repeat < 1:
         parser.error("--size-mib, --shards and --repeat must be >= 1")
@@ -279,13 +325,18 @@ def main() -> int:
 
         # each cycle stores the model twice (baseline + modelseal) in 256 MB volumes
         volumes = 40 + 3 * (2 * total_bytes * args.repeat) // (256 * c.MB)
-        stack = c.Stack(work, storage="s3", seaweed_volume_max=volumes)
+        stack = c.Stack(
+            work, storage="s3", seaweed_volume_max=volumes, presign_downloads=presign_default()
+        )
+        if args.presign:
+            stack.presign_downloads = True
         with stack:
             print(f"SeaweedFS S3 at {stack.seaweed.endpoint_url}, modelseal at {stack.url}")
+            push_args = [] if args.unsigned else signing_args(stack, work)
             idle = stack.server_hwm()
             runs = []
             for cycle in range(1, args.repeat + 1):
-                run = cycle_once(stack, model, shards, work, cycle, args.seed)
+                run = cycle_once(stack, model, shards, work, cycle, args.seed, push_args)
                 runs.append(run)
                 print(
                     f"cycle {cycle}: "
@@ -300,6 +351,8 @@ def main() -> int:
     summary = summarize(runs, total_bytes)
     extra = {
         "shards": len(shards),
+        "presign_downloads": stack.presign_downloads,
+        "signed_push": not args.unsigned,
         "cli_startup_seconds": cli.seconds,
         "server_idle": idle,
         "server_peak_overall": peak_overall,
