@@ -103,20 +103,22 @@ def __getattr__(name: str) -> typer.Typer:
 def main() -> None:
     """Console-script entry point: library errors become one readable line and exit 1."""
     from attest.errors import AttestError
-    from registry.cli.common import err
+    from registry.cli.common import err, printable
     from registry.errors import AuthenticationError, RegistryError
 
     try:
         build(_named_command(sys.argv[1:]))()
     except AuthenticationError as exc:
-        err.print(f"error: {exc.diagnostics()} (the token in MODELSEAL_TOKEN was not accepted: "
-                  "expired, revoked or mistyped?)", highlight=False, markup=False)  # fmt: skip
+        detail = printable(exc.diagnostics(), lines=False)
+        err.print(f"error: {detail} (the token in MODELSEAL_TOKEN was not accepted: expired, "
+                  "revoked or mistyped?)", highlight=False, markup=False)  # fmt: skip
         sys.exit(1)
     except (RegistryError, AttestError) as exc:
-        err.print(f"error: {exc.diagnostics()}", highlight=False, markup=False)
+        err.print(f"error: {printable(exc.diagnostics(), lines=False)}", highlight=False,
+                  markup=False)  # fmt: skip
         sys.exit(1)
     except OSError as exc:  # a file named on the command line cannot be read or written
-        err.print(f"error: {exc}", highlight=False, markup=False)
+        err.print(f"error: {printable(str(exc), lines=False)}", highlight=False, markup=False)
         sys.exit(1)
     except KeyboardInterrupt:
         err.print("interrupted")

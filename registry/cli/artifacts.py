@@ -17,6 +17,7 @@ from registry.cli.common import (
     fatal,
     print_json,
     print_table,
+    printable,
     transfer_progress,
     wide,
 )
@@ -160,14 +161,17 @@ def push(
     elif bundle is not None:
         err.print("OMS signature attached")
     if version.state == "rejected":
-        err.print(f"[red]rejected[/red]: {version.state_reason}", highlight=False)
-        sys.stdout.write(version.root_digest + "\n")
+        from rich.markup import escape
+
+        reason = escape(printable(version.state_reason or "", lines=False))
+        err.print(f"[red]rejected[/red]: {reason}", highlight=False, markup=True)
+        sys.stdout.write(printable(version.root_digest) + "\n")
         raise typer.Exit(1)
     err.print(
         f"pushed {version.namespace}/{version.name}@{version.version} "
         f"({version.file_count} files, {version.total_size} bytes, {version.state})"
     )
-    sys.stdout.write(version.root_digest + "\n")
+    sys.stdout.write(printable(version.root_digest) + "\n")
 
 
 def _describe_run(
@@ -208,7 +212,7 @@ def _describe_run(
         run.use_git(str(git_repo), str(git_commit))
     elif detect and run.detect_git(Path.cwd(), allow_dirty=allow_dirty):
         if run.git is not None and run.git.dirty:
-            err.print("[yellow]warning:[/yellow] the git checkout is dirty (recorded)")
+            err.print("[yellow]warning:[/yellow] the git checkout is dirty (recorded)", markup=True)
     elif detect:
         err.print("note: no code recorded in the provenance (not in a git checkout; name it "
                   "with --code NS/NAME@VERSION or --git-repo URL --git-commit SHA)",
@@ -294,7 +298,8 @@ def pull(
     """Download a version, verifying its evidence, its current signed status (not revoked,
     nor built on a revoked version) and every byte before anything lands."""
     if unsafe_skip_verify:
-        err.print("[red]WARNING[/red]: --unsafe-skip-verify: the release evidence is NOT checked")
+        err.print("[red]WARNING[/red]: --unsafe-skip-verify: the release evidence is NOT checked",
+                  markup=True)  # fmt: skip
     key = registry_key.read_bytes() if registry_key is not None else None
     if bool(policy) != bool(trust):
         fatal("--policy and --trust go together")
@@ -326,7 +331,7 @@ def pull(
                 replace=replace,
             )
     err.print(f"pulled {version.namespace}/{version.name}@{version.version} into {to}")
-    sys.stdout.write(version.root_digest + "\n")
+    sys.stdout.write(printable(version.root_digest) + "\n")
 
 
 def list_(
@@ -448,7 +453,7 @@ def register(
         f"registered {version.namespace}/{version.name}@{version.version} (external, "
         f"{version.file_count} files, {version.total_size} bytes, {version.state})"
     )
-    sys.stdout.write(version.root_digest + "\n")
+    sys.stdout.write(printable(version.root_digest) + "\n")
 
 
 def manifest(
@@ -497,7 +502,6 @@ def provenance(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """The lineage tree: model <- datasets <- their sources, code, base models <- …"""
-    from rich.markup import escape
     from rich.tree import Tree
 
     from registry.sdk.lineage import lineage
@@ -532,10 +536,10 @@ def provenance(
 
     def grow(tree: Tree, node: dict[str, Any]) -> None:
         for child in node.get("children", []):
-            grow(tree.add(escape(label(child)), highlight=False), child)
+            grow(tree.add(printable(label(child)), highlight=False), child)
         for uri in node.get("sources", []):
-            tree.add(escape(f"source {uri}"), highlight=False)
+            tree.add(printable(f"source {uri}"), highlight=False)
 
-    tree = Tree(escape(label(root)), highlight=False)
+    tree = Tree(printable(label(root)), highlight=False)
     grow(tree, root)
     wide().print(tree)

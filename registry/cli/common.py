@@ -26,11 +26,16 @@ if TYPE_CHECKING:  # imported where a command needs them: `--help` and typos sta
 
 
 class _LazyConsole:
-    """A rich ``Console`` made (and rich imported) when first used."""
+    """A rich ``Console`` made (and rich imported) when first used. Markup is off unless a call
+    asks for it (``markup=True``, its registry-derived parts passed through ``escape``), and
+    every string printed goes through :func:`printable` first."""
 
     def __init__(self, **options: Any) -> None:
-        self._options = options
+        self._options = {"markup": False, **options}
         self._console: Console | None = None
+
+    def print(self, *objects: Any, **options: Any) -> None:
+        self.made().print(*(printable(o) if isinstance(o, str) else o for o in objects), **options)
 
     def made(self) -> Console:
         """The console itself, for rich objects that take one (progress bars)."""
@@ -48,12 +53,19 @@ out = cast("Console", _LazyConsole(soft_wrap=True))
 err = cast("Console", _LazyConsole(stderr=True, soft_wrap=True))
 
 
-def printable(text: str) -> str:
-    """TEXT with every control character but line breaks and tabs shown as U+FFFD (so no escape
-    sequence reaches the terminal): names, reasons and findings come from the registry and from
-    files, not from us."""
+_BIDI_AND_FORMAT = "Cf"  # bidi overrides (U+202E…), zero-width and other invisible format marks
+
+
+def printable(text: str, *, lines: bool = True) -> str:
+    """TEXT with every control character (C0, C1: terminal escape sequences) and every invisible
+    format character (bidi overrides that make ``weights\u202elkp.nib`` read as
+    ``weightsnib.pkl``) shown as U+FFFD: names, reasons and findings come from the registry and
+    from files, not from us. Line breaks and tabs are kept unless LINES is false (a one-line
+    message must not be able to forge a second line)."""
+    kept = "\n\t" if lines else ""
     return "".join(
-        "\ufffd" if unicodedata.category(c) == "Cc" and c not in "\n\t" else c for c in text
+        "\ufffd" if unicodedata.category(c) in ("Cc", _BIDI_AND_FORMAT) and c not in kept else c
+        for c in text
     )
 
 
@@ -182,7 +194,8 @@ def fatal(message: str, code: int = 1) -> NoReturn:
     command's error and exit with CODE."""
     from rich.markup import escape
 
-    err.print(f"[red]error:[/red] {escape(printable(message))}", highlight=False, markup=True)
+    err.print(f"[red]error:[/red] {escape(printable(message, lines=False))}", highlight=False,
+              markup=True)  # fmt: skip
     raise typer.Exit(code)
 
 
@@ -193,7 +206,7 @@ def wide() -> Console:
     return (
         cast(_LazyConsole, out).made()
         if out.is_terminal
-        else Console(soft_wrap=True, width=100_000)
+        else Console(soft_wrap=True, width=100_000, markup=False)
     )
 
 

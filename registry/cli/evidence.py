@@ -22,6 +22,7 @@ from registry.cli.common import (
     out,
     print_json,
     print_table,
+    printable,
 )
 
 
@@ -107,7 +108,7 @@ def attest(
             f"{version.namespace}/{version.name}@{version.version}", signer.sign(statement).raw
         )
     err.print(f"attached {record.predicate_type} signed by {record.signer}")
-    sys.stdout.write(record.bundle_digest + "\n")
+    sys.stdout.write(printable(record.bundle_digest) + "\n")
 
 
 def attestations(
@@ -231,7 +232,8 @@ def _print_verdict(verdict: Any) -> None:
     for check in verdict.checks:
         colour = "green" if check.ok else "red"
         word = "ok  " if check.ok else "FAIL"
-        out.print(f"[{colour}]{word}[/{colour}] {escape(check.link)}: {escape(check.message)}",
+        link, message = (escape(printable(t, lines=False)) for t in (check.link, check.message))
+        out.print(f"[{colour}]{word}[/{colour}] {link}: {message}",
                   highlight=False, markup=True, soft_wrap=True)  # fmt: skip
     if verdict.ok:
         out.print("[green]VERIFIED[/green]", markup=True)
@@ -239,7 +241,7 @@ def _print_verdict(verdict: Any) -> None:
     if verdict.holds and not verdict.anchored:
         out.print(
             "[yellow]UNANCHORED[/yellow]: every link holds, but only against what the export "
-            f"itself carries: {escape('; '.join(verdict.unanchored))}",
+            f"itself carries: {escape(printable('; '.join(verdict.unanchored), lines=False))}",
             markup=True, soft_wrap=True,
         )  # fmt: skip
         raise typer.Exit(3)

@@ -9,7 +9,16 @@ from typing import Annotated
 
 import typer
 
-from registry.cli.common import Styled, Table, connect, err, fatal, print_json, print_table
+from registry.cli.common import (
+    Styled,
+    Table,
+    connect,
+    err,
+    fatal,
+    print_json,
+    print_table,
+    printable,
+)
 
 identity_app = typer.Typer(help="Signers the registry trusts (admins).", no_args_is_help=True)
 
@@ -87,7 +96,7 @@ def policy_show(namespace: Annotated[str, typer.Argument(help="Namespace.")]) ->
         record = client.get_policy(namespace)
     who = f", set by {record.created_by}" if record.created_by else " (default)"
     err.print(f"# {namespace}: revision {record.revision}{who}")
-    sys.stdout.write(record.document if record.document.endswith("\n") else record.document + "\n")
+    sys.stdout.write(printable(record.document.rstrip("\n")) + "\n")
 
 
 def release(ref: Annotated[str, typer.Argument(help="NS/NAME@VERSION")]) -> None:
@@ -100,10 +109,10 @@ def release(ref: Annotated[str, typer.Argument(help="NS/NAME@VERSION")]) -> None
         except ReleaseRefusedError as exc:
             err.print(f"{ref}: release refused", highlight=False)
             for reason in exc.facts.get("reasons", []):
-                sys.stdout.write(f"{reason}\n")
+                sys.stdout.write(f"{printable(str(reason), lines=False)}\n")
             raise typer.Exit(1) from None
     err.print(f"released {version.namespace}/{version.name}@{version.version}")
-    sys.stdout.write(version.root_digest + "\n")
+    sys.stdout.write(printable(version.root_digest) + "\n")
 
 
 def reject(
@@ -129,12 +138,14 @@ def revoke(
     newly = {item.version for item in result.revoked}
     for item in result.revoked:
         if item.built_on is not None:
-            sys.stdout.write(f"revoked with it: {item.version} (built on {item.built_on})\n")
+            sys.stdout.write(
+                printable(f"revoked with it: {item.version} (built on {item.built_on})\n")
+            )
     for dependent in result.dependents:
         if dependent not in newly:
-            sys.stdout.write(f"built on it, revoked already: {dependent}\n")
+            sys.stdout.write(printable(f"built on it, revoked already: {dependent}\n"))
     for alias in result.aliases:
-        sys.stdout.write(f"alias {alias.alias} points at revoked {alias.version}\n")
+        sys.stdout.write(printable(f"alias {alias.alias} points at revoked {alias.version}\n"))
 
 
 alias_app = typer.Typer(help="Aliases (prod, staging…) of released versions.", no_args_is_help=True)

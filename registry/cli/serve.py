@@ -34,7 +34,6 @@ def serve(
     ] = None,
     tls_cert: Annotated[Path | None, typer.Option(help="TLS certificate (PEM).")] = None,
     tls_key: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
-    workers: Annotated[int, typer.Option(help="uvicorn worker processes.")] = 1,
     drain_seconds: Annotated[
         int,
         typer.Option(
@@ -53,6 +52,7 @@ def serve(
     ] = False,
 ) -> None:
     """Run the registry. On first start it migrates the database and writes an admin token."""
+    from registry.errors import ConfigurationError
     from registry.server import entry
 
     if bool(tls_cert) != bool(tls_key):
@@ -63,12 +63,15 @@ def serve(
                 f"refusing plain HTTP on {host}: give --tls-cert/--tls-key, or "
                 "--insecure-plain-http behind a TLS-terminating proxy"
             )
-        err.print(f"[red]WARNING[/red]: serving plain HTTP on {host}; API tokens are not encrypted")
+        from rich.markup import escape
+
+        err.print(f"[red]WARNING[/red]: serving plain HTTP on {escape(host)}; API tokens are not "
+                  "encrypted", markup=True)  # fmt: skip
     settings = entry.settings(data_dir, database_url, storage)
     try:
         written = entry.bootstrap(settings)
-    except RuntimeError as exc:  # misconfiguration found at start-up: say it plainly
-        fatal(str(exc))
+    except ConfigurationError as exc:  # misconfiguration found at start-up: say it plainly
+        fatal(exc.diagnostics())
     if written is not None:
         err.print(f"admin token written to {written} (mode 0600)")
     entry.run(

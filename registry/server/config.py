@@ -85,6 +85,14 @@ class Settings(BaseSettings):
         default=400, ge=0, description="Requests/s per client address, authenticated or not."
     )
     burst_per_address: float = Field(default=2000, ge=1)
+    forwarded_allow_ips: str | None = Field(
+        default=None,
+        max_length=1024,
+        description="Proxies (comma-separated addresses or networks, as uvicorn takes them) "
+        "whose X-Forwarded-For / X-Forwarded-Proto are believed. Unset: no proxy header is "
+        "believed, the client address is the TCP peer's (rate limits and auth-failure bursts "
+        "count per peer).",
+    )
     audit_checkpoint_seconds: float = Field(
         default=3600, ge=0, description="Sign an audit-log checkpoint this often (0: never)."
     )

@@ -67,6 +67,10 @@ def run(
         access_log=False,
         timeout_keep_alive=30,
         timeout_graceful_shutdown=drain_seconds,
+        # uvicorn believes X-Forwarded-For from 127.0.0.1 by default: a client on the host (or
+        # behind a TCP-level proxy) could then pick its own address for the per-address limits.
+        proxy_headers=settings.forwarded_allow_ips is not None,
+        forwarded_allow_ips=settings.forwarded_allow_ips or "",
     )
 
 

@@ -1,0 +1,116 @@
+"""Holes an independent attacker found in pagination, proxy headers and CLI output; each test
+failed before its fix."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import httpx
+import pytest
+
+from registry.errors import InvalidRequestError
+from tests.conftest import Live, free_port, run_cli
+from tests.integration.test_concurrency import _wait_healthy
+
+ESC = "\x1b"
+
+
+def test_the_sdk_refuses_a_link_cycle_of_two_cursors(live: Live) -> None:
+    client = live.client()
+    pages = 0
+
+    def cycling(*args: object, **kwargs: object) -> httpx.Response:
+        nonlocal pages
+        pages += 1
+        cursor = "c1.YQ" if pages % 2 else "c1.Yg"
+        link = f'</v1/namespaces?cursor={cursor}>; rel="next"'
+        return httpx.Response(200, json=[{"name": str(pages)}], headers={"Link": link})
+
+    client._request = cycling  # type: ignore[method-assign,assignment]
+    with pytest.raises(InvalidRequestError, match="does not move on"):
+        client.list_namespaces()
+    assert pages == 3  # the third page named a cursor already followed
+
+
+def test_a_scoped_token_lists_its_namespace_from_one_bounded_query(
+    live: Live, tmp_path: Path
+) -> None:
+    admin = live.client()
+    for ns in ("aa", "bb", "cc"):
+        model = tmp_path / ns
+        model.mkdir()
+        (model / "w.bin").write_bytes(ns.encode() * 8)
+        admin.push(model, f"{ns}/m@1")
+    token = admin.create_token("bb-reader", role="deployer", namespace="bb").token
+    assert token is not None
+    with httpx.Client(base_url=live.url, headers={"Authorization": f"Bearer {token}"}) as http:
+        first = http.get("/v1/namespaces", params={"limit": 1})
+        assert first.json() == [{"name": "bb"}] and "link" not in first.headers
+    with httpx.Client(base_url=live.url,
+                      headers={"Authorization": f"Bearer {live.admin_token}"}) as http:  # fmt: skip
+        page = http.get("/v1/namespaces", params={"limit": 1})
+        assert page.json() == [{"name": "aa"}] and 'rel="next"' in page.headers["link"]
+
+
+def test_forwarded_for_is_not_believed_unless_a_proxy_is_configured(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "MODELSEAL_RATE_PER_ADDRESS": "0.5", "MODELSEAL_BURST_PER_ADDRESS": "3"}
+    env = {k: v for k, v in env.items() if k != "MODELSEAL_FORWARDED_ALLOW_IPS"}
+    log = tmp_path / "serve.log"
+    proc = subprocess.Popen([sys.executable, "-m", "registry", "serve", "--data-dir",
+                             str(tmp_path / "data"), "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=log.open("wb"))  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait_healthy(url, proc, log)
+        spoofed = [{"X-Forwarded-For": f"203.0.113.{i}"} for i in range(12)]
+        codes = [httpx.get(f"{url}/v1/namespaces", headers=h).status_code for h in spoofed]
+        assert codes.count(429) >= 6, codes  # one peer, one bucket, whatever the header says
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def test_a_pickle_named_with_escape_sequences_cannot_drive_the_terminal(
+    live: Live, tmp_path: Path
+) -> None:
+    model = tmp_path / "m"
+    model.mkdir()
+    forged = f"os{ESC}]0;TITLE\x07{ESC}[2J{ESC}[32mVERIFIED{ESC}[0m{ESC}[8m"
+    (model / "model.pkl").write_bytes(b"\x80\x02c" + forged.encode() + b"\nsystem\n(S'true'\ntR.")
+    pushed = run_cli("push", str(model), "team/evil@1", "--no-progress", live=live)
+    released = run_cli("release", "team/evil@1", live=live)
+    shown = run_cli("show", "team/evil@1", live=live)
+    for done in (pushed, released, shown):
+        text = done.stdout + done.stderr
+        assert ESC not in text and "\x07" not in text, text
+    assert "\ufffd" in pushed.stderr + released.stderr + shown.stdout  # shown, defanged
+
+
+def test_verify_evidence_output_strips_controls_from_the_exports_own_text(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from registry.cli.evidence import _print_verdict
+
+    check = SimpleNamespace(ok=False, link=f"export{ESC}[2J", message=f"bad {ESC}[32mVERIFIED\nok")
+    verdict = SimpleNamespace(checks=[check], ok=False, holds=False, anchored=True, unanchored=[])
+    with pytest.raises(Exception):  # typer.Exit(1)
+        _print_verdict(verdict)
+    out = capsys.readouterr().out
+    assert ESC not in out and "NOT VERIFIED" in out
+    assert len([line for line in out.splitlines() if "VERIFIED" in line]) == 2  # no forged line
+
+
+def test_bidi_overrides_in_names_are_shown_not_obeyed() -> None:
+    from registry.cli.common import Table, printable
+
+    assert printable("weights\u202elkp.nib") == "weights\ufffdlkp.nib"
+    assert printable("a\u2066b\u200fc") == "a\ufffdb\ufffdc"
+    table = Table("path")
+    table.add_row("weights\u202elkp.nib")
+    assert "\u202e" not in table.render(colour=True)
+    assert printable("one\ntwo", lines=False) == "one\ufffdtwo"
