@@ -71,6 +71,11 @@ EVENT_ID_HEADER = "X-Modelseal-Event-Id"
 TIMEOUT_SECONDS = 5.0
 #: Delivered rows are deleted after this long; dead rows are kept.
 DELIVERED_RETENTION = timedelta(days=7)
+#: Dead rows (given up on) are kept this long for operators to look at, then deleted.
+DEAD_RETENTION = timedelta(days=30)
+#: A client's report repeated (same reporter, same reference) within this many seconds is
+#: counted but sends no second webhook: a token cannot fill the outbox or flood the receivers.
+REPORT_REPEAT_SECONDS = 60.0
 #: How often a worker prunes delivered rows and counts the outbox for the gauge.
 MAINTENANCE_SECONDS = 30.0
 #: SQLite: how long a claimed row is left alone while its attempt runs (longer than one attempt).
@@ -316,6 +321,7 @@ class SecurityEvents:
         self._burst_window = burst_window
         self._clock = clock
         self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+        self._reports: OrderedDict[tuple[str, str], float] = OrderedDict()
         self._lock = threading.Lock()
         self._context = ssl.create_default_context(cafile=ca_bundle)
         self._sessions = sessions
@@ -358,11 +364,25 @@ class SecurityEvents:
         """An event about something that changed nothing (a refusal, a report, an auth-failure
         burst): written in a transaction of its own. Raises the database's error when the outbox
         cannot be written (the caller answers 503, or see :meth:`emit_or_drop`)."""
-        if self._sessions is None or not self._targets:
+        if self._sessions is None or not self._targets or self._repeated(kind, fields):
             self._count(kind, fields)
             return
         with transaction(self._sessions) as session:
             self.stage(session, kind, fields)
+
+    def _repeated(self, kind: Event, fields: dict[str, Any]) -> bool:
+        """Whether this is a client's report it already made within REPORT_REPEAT_SECONDS."""
+        if kind is not Event.VERIFICATION_FAILURE or fields.get("source") != "client pull":
+            return False
+        key = (str(fields.get("actor")), str(fields.get("reference")))
+        now = self._clock()
+        with self._lock:
+            last = self._reports.pop(key, None)
+            repeated = last is not None and now - last < REPORT_REPEAT_SECONDS
+            self._reports[key] = last if repeated and last is not None else now
+            while len(self._reports) > 10_000:
+                self._reports.popitem(last=False)
+        return repeated
 
     def emit_or_drop(self, kind: Event, **fields: Any) -> None:
         """:meth:`emit` for callers already answering an error: a failure is logged and counted
@@ -542,17 +562,18 @@ class SecurityEvents:
         return outcome
 
     def maintain(self) -> dict[str, int]:
-        """Delete delivered rows past their retention and count the outbox by status (the
+        """Delete delivered and dead rows past their retention and count the outbox by status (the
         ``modelseal_webhook_outbox`` gauge)."""
         if self._sessions is None:
             return {}
         with transaction(self._sessions) as session:
-            session.execute(
-                delete(EventOutbox).where(
-                    EventOutbox.status == "delivered",
-                    EventOutbox.updated_at < datetime.now(UTC) - DELIVERED_RETENTION,
+            now = datetime.now(UTC)
+            for status, kept in (("delivered", DELIVERED_RETENTION), ("dead", DEAD_RETENTION)):
+                session.execute(
+                    delete(EventOutbox).where(
+                        EventOutbox.status == status, EventOutbox.updated_at < now - kept
+                    )
                 )
-            )
             counts = {"pending": 0, "delivered": 0, "dead": 0}
             for status, count in session.execute(
                 select(EventOutbox.status, func.count()).group_by(EventOutbox.status)

@@ -153,3 +153,56 @@ def test_sqlite_outbox_rows_exist_only_for_committed_changes_and_failures_are_re
 def test_webhooks_need_the_database_outbox() -> None:
     with pytest.raises(WebhookTargetError, match="database"):
         SecurityEvents(webhooks=["https://8.8.8.8/h"], secret=b"k")
+
+
+def test_a_repeated_client_report_sends_one_webhook_and_dead_rows_expire(tmp_path: Path) -> None:
+    """A token reporting the same failure again and again fills neither the outbox nor the
+    receivers (attack round 3: 1,000 reports were 1,000 rows); dead rows do not stay for ever."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    migrate(url)
+    engine = make_engine(url)
+    sessions = make_sessionmaker(engine)
+    now = [1000.0]
+    events = SecurityEvents(webhooks=["http://127.0.0.1:9/hook"], secret=b"k", allow_private=True,
+                            sessions=sessions, clock=lambda: now[0])  # fmt: skip
+
+    def report(reference: str, actor: str = "ci") -> None:
+        events.emit(Event.VERIFICATION_FAILURE, source="client pull", actor=actor,
+                    reference=reference, detail="x" * 4000)  # fmt: skip
+
+    def rows() -> int:
+        with sessions() as session:
+            return len(session.execute(select(EventOutbox)).all())
+
+    for _ in range(50):
+        report("ns/m@1")
+    assert rows() == 1
+    report("ns/m@2")
+    report("ns/m@1", actor="other")
+    assert rows() == 3
+    now[0] += 61
+    report("ns/m@1")
+    assert rows() == 4
+    counter = events.metrics.events.labels(event=str(Event.VERIFICATION_FAILURE))
+    assert counter._value.get() == 53  # every report is counted
+    events.emit(Event.VERIFICATION_FAILURE, source="registry", actor="ci", reference="ns/m@1",
+                detail="refused at upload")  # fmt: skip
+    events.emit(Event.VERIFICATION_FAILURE, source="registry", actor="ci", reference="ns/m@1",
+                detail="refused at upload")  # fmt: skip
+    assert rows() == 6  # the registry's own events are never folded
+
+    old = datetime.now(UTC) - timedelta(days=31)
+    recent = datetime.now(UTC) - timedelta(days=29)
+    with transaction(sessions) as session:
+        ids = list(session.execute(select(EventOutbox.id)).scalars())
+        session.execute(update(EventOutbox).where(EventOutbox.id == ids[0])
+                        .values(status="dead", updated_at=old))  # fmt: skip
+        session.execute(update(EventOutbox).where(EventOutbox.id == ids[1])
+                        .values(status="dead", updated_at=recent))  # fmt: skip
+    assert events.maintain()["dead"] == 1
+    assert rows() == 5
+    engine.dispose()
