@@ -35,6 +35,24 @@ _ALIAS = re.compile(r"[a-z][a-z0-9._-]{0,63}")
 MAX_PATH_LENGTH = 1024
 MAX_SEGMENT_LENGTH = 255
 
+# The same rules as JSON Schema patterns (ECMA-262), for the OpenAPI document: schema-valid means
+# valid. The checks below stay the authority (a mismatch is a 400 ``invalid-name`` naming the
+# rule); a test holds the two in agreement. A path's byte lengths and NFC form are beyond a
+# pattern: for paths the pattern is necessary, not sufficient.
+_NAME_RE = r"(?![a-z0-9._-]*\.\.)[a-z0-9][a-z0-9._-]{0,63}"
+_VERSION_RE = r"v?[0-9][A-Za-z0-9._+-]{0,63}"
+_SELECTOR_RE = rf"(?:{_VERSION_RE}|(?!sha256$)[a-z][a-z0-9._-]{{0,63}}|sha256:[0-9a-f]{{64}})"
+_SEGMENT_RE = rf"[^/\x00-\x1f\x7f\\]{{1,{MAX_SEGMENT_LENGTH}}}"
+NAME_PATTERN = rf"^{_NAME_RE}$"
+VERSION_PATTERN = rf"^{_VERSION_RE}$"
+ALIAS_PATTERN = r"^(?!v?[0-9])(?!sha256$)[a-z][a-z0-9._-]{0,63}$"
+SELECTOR_PATTERN = rf"^{_SELECTOR_RE}$"
+REF_PATTERN = rf"^{_NAME_RE}/{_NAME_RE}@{_SELECTOR_RE}$"
+_IGNORED_RE = "|".join(re.escape(p) for p in OMS_IGNORE_PATHS)
+PATH_PATTERN = (
+    rf"^(?!(?:{_IGNORED_RE})(?:/|$))(?!(?:.*/)?\.\.?(?:/|$)){_SEGMENT_RE}(?:/{_SEGMENT_RE})*$"
+)
+
 
 class Kind(StrEnum):
     """What an artifact is."""

@@ -6,12 +6,26 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.config import JsonDict
 
 from attest.digests import FileDigest, parse_sha256
-from registry.names import Kind, validate_external_uri, validate_path
+from registry.names import (
+    NAME_PATTERN,
+    PATH_PATTERN,
+    REF_PATTERN,
+    VERSION_PATTERN,
+    Kind,
+    validate_external_uri,
+    validate_path,
+)
 
 Digest = Field(pattern=r"^sha256:[0-9a-f]{64}$", examples=["sha256:" + "0" * 64])
 
+
+def _rule(pattern: str) -> JsonDict:
+    """A naming rule of registry.names stated in the schema only: the field's own check (which
+    a pydantic pattern could not express: lookaheads) keeps answering with the rule it broke."""
+    return {"pattern": pattern}
 
 
 class _Model(BaseModel):
@@ -19,6 +33,7 @@ class _Model(BaseModel):
     response does not pay for building all of them."""
 
     model_config = ConfigDict(defer_build=True)
+
 
 class RegistryKeyPublic(_Model):
     """The key the registry signs with; clients pin it."""
@@ -35,7 +50,7 @@ class Health(_Model):
 class FileIn(_Model):
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
-    path: str = Field(min_length=1, max_length=1024)
+    path: str = Field(min_length=1, max_length=1024, json_schema_extra=_rule(PATH_PATTERN))
     size: int = Field(ge=0, strict=True)  # a JSON integer: not true, not "12"
     digest: str = Digest
 
@@ -151,7 +166,7 @@ class IdentityIn(_Model):
 
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
-    name: str = Field(min_length=1, max_length=64)
+    name: str = Field(min_length=1, max_length=64, json_schema_extra=_rule(NAME_PATTERN))
     public_key_pem: str | None = Field(default=None, max_length=16384)
     sigstore_issuer: str | None = Field(default=None, max_length=512)
     sigstore_identity: str | None = Field(default=None, max_length=512)
@@ -199,7 +214,7 @@ class RejectIn(_Model):
 class AliasIn(_Model):
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
-    version: str = Field(min_length=1, max_length=72)
+    version: str = Field(min_length=1, max_length=72, json_schema_extra=_rule(VERSION_PATTERN))
 
 
 class AliasMovePublic(_Model):
@@ -257,7 +272,9 @@ class TokenIn(_Model):
 
     name: str = Field(min_length=1, max_length=128)
     role: str = Field(pattern="^(admin|publisher|releaser|deployer|auditor)$")
-    namespace: str | None = Field(default=None, max_length=64)
+    namespace: str | None = Field(
+        default=None, max_length=64, json_schema_extra=_rule(NAME_PATTERN)
+    )
     expires_days: int | None = Field(default=None, ge=1, le=3650)
 
 
@@ -296,6 +313,8 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, object]] = {
         404: "Not found",
         409: "Conflict",
         413: "Too large",
+        429: "Rate limited (``Retry-After``)",
+        503: "The database or the blob store is unavailable (``Retry-After``)",
     }.items()
 }
 
@@ -305,7 +324,7 @@ class VerificationFailureIn(_Model):
 
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
-    reference: str = Field(min_length=1, max_length=512)
+    reference: str = Field(min_length=1, max_length=512, json_schema_extra=_rule(REF_PATTERN))
     reason: str = Field(min_length=1, max_length=4000)
     #: ``not-released``: the caller asked for a version that is not released (pending) without
     #: asking for pending versions; a user's mistake, counted apart, no security event

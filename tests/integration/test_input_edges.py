@@ -7,13 +7,14 @@ from __future__ import annotations
 import re
 import socket
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 from sqlalchemy import func, select
 
-from registry.errors import InvalidNameError
+from registry.errors import InvalidNameError, InvalidPathError, InvalidReferenceError
 from registry.names import validate_alias, validate_name, validate_version
 from registry.server.api.openapi import render
 from registry.server.db import make_engine, make_sessionmaker
@@ -140,3 +141,122 @@ def test_naming_rules_are_in_the_schema_and_agree_with_the_checks() -> None:
             assert (re.fullmatch(pattern.strip("^$"), sample) is not None) == valid, (
                 name, sample
             )  # fmt: skip
+
+
+def test_unknown_query_parameters_are_refused(live: Live) -> None:
+    """A misspelt parameter was ignored: ``?revison=0`` answered the policy in force."""
+    with _http(live) as http:
+        answer = http.get("/v1/namespaces/ns/policy", params={"revison": 0})
+        _refused(answer)
+        assert "revison" in answer.json()["detail"]
+        assert answer.json()["facts"]["parameters"] == ["revison"]
+        _refused(http.get("/v1/tokens", params={"limit": 5, "\x7f": ""}))
+        # The acceptance: declared parameters, of the route and of its dependencies (paging).
+        assert http.get("/v1/namespaces/ns/policy", params={"revision": 0}).status_code == 200
+        assert http.get("/v1/tokens", params={"limit": 5}).status_code == 200
+
+
+def _document() -> dict[str, Any]:
+    import yaml
+
+    document: dict[str, Any] = yaml.safe_load(render())
+    return document
+
+
+def test_content_length_is_framing_and_a_chunk_needs_its_range(live: Live) -> None:
+    """The spec offered Content-Length as a parameter (a fuzzer sent ``content-length: null``
+    and got uvicorn's plain-text 400) and let PATCH leave out Content-Range."""
+    operations = _document()["paths"]["/v1/uploads/{upload_id}"]
+    for method in ("patch", "put"):
+        names = {p["name"].lower(): p for p in operations[method]["parameters"]}
+        assert "content-length" not in names
+        assert names["content-range"]["schema"].get("pattern") or any(
+            s.get("pattern") for s in names["content-range"]["schema"].get("anyOf", [])
+        )
+    assert {p["name"]: p["required"] for p in operations["patch"]["parameters"]}[
+        "content-range"
+    ] is True
+    digest = "sha256:" + "ab" * 32
+    with _http(live) as http:
+        upload = http.post("/v1/namespaces/ns/uploads", json={"digest": digest, "size": 4})
+        path = f"/v1/uploads/{upload.json()['id']}"
+        _refused(http.patch(path, content=b"1234"))
+        _refused(http.patch(path, content=b"1234", headers={"Content-Range": "bytes 0-x"}))
+        # The acceptance: a chunk with its range (the digest is wrong: the finish says so).
+        accepted = http.patch(path, content=b"1234", headers={"Content-Range": "bytes 0-3"})
+        assert accepted.status_code == 202, accepted.text
+
+
+def test_errors_are_documented_as_problems_and_nothing_promises_a_422(live: Live) -> None:
+    """Errors were documented as ``application/json`` (never sent) and ``problem+json`` without
+    a schema (so no body was checked), next to a 422 no request ever gets."""
+    document = _document()
+    assert "HTTPValidationError" not in document["components"]["schemas"]
+    for path, methods in document["paths"].items():
+        for method, operation in methods.items():
+            assert "422" not in operation["responses"], (method, path)
+            for code, answer in operation["responses"].items():
+                if code.startswith(("4", "5")):
+                    assert answer["content"] == {
+                        PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}
+                    }, (method, path, code)
+    # The acceptance: what an invalid request gets is such a problem.
+    import jsonschema
+
+    problem = document["components"]["schemas"]["Problem"]
+    with _http(live) as http:
+        answer = http.get("/v1/tokens", params={"limit": 0})
+    _refused(answer)
+    jsonschema.validate(answer.json(), problem)
+
+
+RULE_SAMPLES = [
+    "a", "ns", "m.v2", "a..b", "..", ".", "-x", "A", "1.0", "v2", "v2.1-rc1", "prod", "sha256",
+    "x" * 64, "x" * 65, "a/b", "a b", "é", "1" * 66, "stable_1", "ns/m@1", "ns/m@prod",
+    "ns/m@sha256:" + "a" * 64, "ns/m@sha256:" + "A" * 64, "ns/m@sha256", "ns/m", "ns/m@",
+    "n..s/m@1", "ns/m@1..2", "ns/m@v1x", "a/b/c@1", "model.safetensors", "dir/f.bin",
+    "/abs", "a//b", "a/./b", "a/../b", "a/", ".git/config", ".gitignore", "x/.git",
+    ".github2/x", "a\\b", "a\x00b", "a\tb", "a\x7fb", "s" * 255, "s" * 256, "dir/" + "s" * 256,
+]  # fmt: skip
+
+
+def test_body_naming_rules_are_in_the_schema_and_agree_with_the_checks() -> None:
+    """Body fields and the file path parameter carried no pattern: schema-valid names were
+    refused (``{"name": "F"}`` for an identity, ``fuzz/x`` as a reference)."""
+    from registry.names import parse_ref, validate_path
+
+    document = _document()
+    schemas = document["components"]["schemas"]
+
+    def pattern(schema: dict[str, Any]) -> str:
+        found = schema.get("pattern")
+        assert found, schema
+        return str(found)
+
+    file_param = next(
+        p
+        for p in document["paths"][
+            "/v1/namespaces/{namespace}/artifacts/{name}/versions/{selector}/files/{path}"
+        ]["get"]["parameters"]
+        if p["name"] == "path"
+    )
+    rules = {
+        "IdentityIn.name": (pattern(schemas["IdentityIn"]["properties"]["name"]),
+                            lambda v: validate_name(v, what="identity name")),
+        "TokenIn.namespace": (pattern(schemas["TokenIn"]["properties"]["namespace"]),
+                              validate_name),
+        "AliasIn.version": (pattern(schemas["AliasIn"]["properties"]["version"]),
+                            validate_version),
+        "VerificationFailureIn.reference": (
+            pattern(schemas["VerificationFailureIn"]["properties"]["reference"]), parse_ref),
+        "FileIn.path": (pattern(schemas["FileIn"]["properties"]["path"]), validate_path),
+        "files/{path}": (pattern(file_param["schema"]), validate_path),
+    }  # fmt: skip
+    for field, (rule, check) in rules.items():
+        for sample in RULE_SAMPLES:
+            try:
+                check(sample)
+                valid = True
+            except (InvalidNameError, InvalidReferenceError, InvalidPathError):
+                valid = False
+            assert (re.search(rule, sample) is not None) == valid, (field, sample)

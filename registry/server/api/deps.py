@@ -8,9 +8,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from registry.errors import AuthenticationError, RateLimitedError
+from registry.errors import AuthenticationError, InvalidRequestError, RateLimitedError
 from registry.server.config import Settings
 from registry.server.events import SecurityEvents
 from registry.server.ratelimit import TokenBuckets
@@ -84,5 +86,37 @@ def _limit(wait: float, who: str) -> None:
         )
 
 
+def known_query(request: Request) -> None:
+    """Refuse query parameters the operation does not declare (400), as unknown body fields are
+    refused: a misspelt ``?revison=2`` must not silently answer the policy in force."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    unknown = sorted(set(request.query_params.keys()) - _query_names(route))
+    if unknown:
+        shown = [name[:64].encode("unicode_escape").decode("ascii") for name in unknown[:10]]
+        allowed = ", ".join(sorted(_query_names(route))) or "none"
+        raise InvalidRequestError(
+            f"unknown query parameter {shown[0]!r} (this operation takes: {allowed})",
+            parameters=shown,
+        )
+
+
+def _query_names(route: APIRoute) -> frozenset[str]:
+    """The query parameters of a route and of every dependency it has (kept on the route)."""
+    known: frozenset[str] | None = getattr(route, "_known_query", None)
+    if known is None:
+        names: set[str] = set()
+        pending: list[Dependant] = [route.dependant]
+        while pending:
+            dependant = pending.pop()
+            names.update(p.alias for p in dependant.query_params)
+            pending.extend(dependant.dependencies)
+        known = frozenset(names)
+        route._known_query = known  # type: ignore[attr-defined]
+    return known
+
+
+KnownQuery = Depends(known_query)
 ServicesDep = Annotated[Services, Depends(get_services)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

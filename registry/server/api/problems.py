@@ -101,7 +101,8 @@ def problem_response(
 
 
 def install(app: FastAPI) -> None:
-    """Map every error to problem+json."""
+    """Map every error to problem+json, and say so in the app's OpenAPI document."""
+    _document_problems(app)
 
     @app.exception_handler(RegistryError)
     async def _registry_error(request: Request, exc: RegistryError) -> JSONResponse:
@@ -183,6 +184,35 @@ def install(app: FastAPI) -> None:
         return problem_response(
             500, "internal-error", "internal error; see the server log", instance=request.url.path
         )
+
+
+_PROBLEM_SCHEMA = {"$ref": "#/components/schemas/Problem"}
+
+
+def _document_problems(app: FastAPI) -> None:
+    """Errors are ``application/problem+json`` bodies of the ``Problem`` schema, and invalid
+    requests are 400 problems: the document says exactly that (FastAPI would offer each error
+    as ``application/json`` too, and a 422 ``HTTPValidationError`` no request ever gets)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = build()
+            for methods in document.get("paths", {}).values():
+                for operation in methods.values():
+                    responses = operation.get("responses", {})
+                    responses.pop("422", None)
+                    for answer in responses.values():
+                        content = answer.get("content", {})
+                        if PROBLEM_MEDIA_TYPE in content:
+                            answer["content"] = {PROBLEM_MEDIA_TYPE: {"schema": _PROBLEM_SCHEMA}}
+            schemas = document.get("components", {}).get("schemas", {})
+            for unused in ("HTTPValidationError", "ValidationError"):
+                schemas.pop(unused, None)
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _allowed_methods(request: Request) -> list[str]:

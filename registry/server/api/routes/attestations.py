@@ -9,7 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from registry.errors import InvalidRequestError
 from registry.names import validate_name
-from registry.server.api.deps import PrincipalDep, ServicesDep
+from registry.server.api.deps import KnownQuery, PrincipalDep, ServicesDep
 from registry.server.api.paging import PageDep, link_next
 from registry.server.api.routes.versions import (
     INT32_MAX,
@@ -21,7 +21,7 @@ from registry.server.api.routes.versions import (
 from registry.server.services.attestations import AttestationRecord, IdentityRecord
 from registry.wire import AttestationPublic, IdentityIn, IdentityPublic
 
-router = APIRouter(tags=["evidence"])
+router = APIRouter(tags=["evidence"], dependencies=[KnownQuery])
 
 _VERSION = "/v1/namespaces/{namespace}/artifacts/{name}/versions/{selector}"
 

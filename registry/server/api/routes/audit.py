@@ -7,11 +7,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 
 from registry.errors import NotFoundError
-from registry.server.api.deps import PrincipalDep, ServicesDep
+from registry.server.api.deps import KnownQuery, PrincipalDep, ServicesDep
 from registry.server.api.routes.versions import INT64_MAX
 from registry.server.services.auth import Action
 
-router = APIRouter(prefix="/v1/audit", tags=["audit"])
+router = APIRouter(prefix="/v1/audit", tags=["audit"], dependencies=[KnownQuery])
 
 
 @router.get("/log", operation_id="audit_log", response_model=list[dict[str, Any]])

@@ -9,12 +9,12 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials
 
 from registry.names import parse_ref
-from registry.server.api.deps import PrincipalDep, ServicesDep, bearer, get_principal
+from registry.server.api.deps import KnownQuery, PrincipalDep, ServicesDep, bearer, get_principal
 from registry.server.events import Event
 from registry.server.services.auth import Action
 from registry.wire import VerificationFailureIn
 
-router = APIRouter(tags=["events"])
+router = APIRouter(tags=["events"], dependencies=[KnownQuery])
 
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 

@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from registry.errors import InvalidRequestError
 from registry.names import validate_alias, validate_name
-from registry.server.api.deps import PrincipalDep, ServicesDep
+from registry.server.api.deps import KnownQuery, PrincipalDep, ServicesDep
 from registry.server.api.paging import PageDep, link_next
 from registry.server.api.routes.versions import (
     INT32_MAX,
@@ -36,7 +36,7 @@ from registry.wire import (
     VersionPublic,
 )
 
-router = APIRouter(tags=["releases"])
+router = APIRouter(tags=["releases"], dependencies=[KnownQuery])
 
 _VERSION = "/v1/namespaces/{namespace}/artifacts/{name}/versions/{selector}"
 

@@ -7,12 +7,12 @@ from datetime import timedelta
 from fastapi import APIRouter, Request, Response, status
 
 from registry.names import validate_name
-from registry.server.api.deps import PrincipalDep, ServicesDep
+from registry.server.api.deps import KnownQuery, PrincipalDep, ServicesDep
 from registry.server.api.paging import PageDep, link_next
 from registry.server.services.auth import Role
 from registry.wire import TokenIn, TokenPublic
 
-router = APIRouter(prefix="/v1/tokens", tags=["tokens"])
+router = APIRouter(prefix="/v1/tokens", tags=["tokens"], dependencies=[KnownQuery])
 
 
 @router.post("", operation_id="create_token", response_model=TokenPublic, status_code=201)

@@ -14,7 +14,7 @@ from starlette.requests import ClientDisconnect
 
 from registry.errors import InvalidRequestError
 from registry.names import validate_name
-from registry.server.api.deps import PrincipalDep, Services, ServicesDep
+from registry.server.api.deps import KnownQuery, PrincipalDep, Services, ServicesDep
 from registry.server.api.routes.versions import NamespacePath
 from registry.server.hashstate import ResumableSha256
 from registry.server.pipe import BytePipe, PipeClosedError
@@ -22,9 +22,18 @@ from registry.server.services import Principal
 from registry.server.services.uploads import ChunkTicket, UploadService, UploadStatus
 from registry.wire import BlobPublic, UploadIn, UploadPublic
 
-router = APIRouter(tags=["uploads"])
+router = APIRouter(tags=["uploads"], dependencies=[KnownQuery])
 
-_RANGE = re.compile(r"^(?:bytes )?(\d{1,19})-(\d{1,19})(?:/(?:\d{1,19}|\*))?$")
+_RANGE_PATTERN = r"^(?:bytes )?(\d{1,19})-(\d{1,19})(?:/(?:\d{1,19}|\*))?$"
+_RANGE = re.compile(_RANGE_PATTERN)
+
+#: Framing, not an API parameter: the HTTP client sets it from the body (a value a client picked
+#: would not frame the request it sends), so the spec does not offer it as one.
+ContentLength = Annotated[int | None, Header(include_in_schema=False)]
+#: Where a chunk goes; PATCH requires it, a finishing PUT may leave it out.
+_RANGE_DOC = "bytes START-END[/TOTAL] of this chunk."
+ContentRange = Annotated[str | None, Header(pattern=_RANGE_PATTERN, description=_RANGE_DOC)]
+ChunkRange = Annotated[str, Header(pattern=_RANGE_PATTERN, description=_RANGE_DOC)]
 
 
 def _public(upload: UploadStatus, services: Services) -> UploadPublic:
@@ -174,8 +183,8 @@ async def upload_chunk(
     request: Request,
     principal: PrincipalDep,
     services: ServicesDep,
-    content_length: Annotated[int | None, Header()] = None,
-    content_range: Annotated[str | None, Header()] = None,
+    content_range: ChunkRange,
+    content_length: ContentLength = None,
 ) -> UploadPublic:
     """Append one chunk. ``Content-Range: bytes START-END`` must start at the current offset;
     every chunk but the last must be at least ``min_chunk_bytes``."""
@@ -198,8 +207,8 @@ async def finish_upload(
     request: Request,
     principal: PrincipalDep,
     services: ServicesDep,
-    content_length: Annotated[int | None, Header()] = None,
-    content_range: Annotated[str | None, Header()] = None,
+    content_length: ContentLength = None,
+    content_range: ContentRange = None,
 ) -> BlobPublic:
     """Finish an upload, optionally with its last chunk in the body. The blob becomes visible
     only if every declared byte arrived and they hash to the declared digest; otherwise 400

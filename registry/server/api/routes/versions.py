@@ -9,6 +9,11 @@ from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
 from registry.names import (
+    ALIAS_PATTERN,
+    NAME_PATTERN,
+    PATH_PATTERN,
+    SELECTOR_PATTERN,
+    VERSION_PATTERN,
     Kind,
     Ref,
     parse_selector,
@@ -16,7 +21,7 @@ from registry.names import (
     validate_path,
     validate_version,
 )
-from registry.server.api.deps import PrincipalDep, ServicesDep
+from registry.server.api.deps import KnownQuery, PrincipalDep, ServicesDep
 from registry.server.api.paging import PageDep, link_next
 from registry.server.services.versions import VersionRecord
 from registry.wire import (
@@ -28,21 +33,15 @@ from registry.wire import (
     VersionSummary,
 )
 
-router = APIRouter(prefix="/v1/namespaces", tags=["versions"])
+router = APIRouter(prefix="/v1/namespaces", tags=["versions"], dependencies=[KnownQuery])
 
 #: Integers a path or query may carry: the database's INTEGER and BIGINT (beyond them a
 #: request is a 400, not a database error).
 INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1
 
-# The naming rules of registry.names, in the schema (so schema-valid means valid); the handlers
+# The naming rules of registry.names are in the schema (so schema-valid means valid); the handlers
 # still check them (a mismatch is a 400 ``invalid-name`` naming the rule).
-NAME_PATTERN = r"^(?!.*\.\.)[a-z0-9][a-z0-9._-]{0,63}$"
-VERSION_PATTERN = r"^v?[0-9][A-Za-z0-9._+-]{0,63}$"
-ALIAS_PATTERN = r"^(?!v?[0-9])(?!sha256$)[a-z][a-z0-9._-]{0,63}$"
-SELECTOR_PATTERN = (
-    r"^(v?[0-9][A-Za-z0-9._+-]{0,63}|(?!sha256$)[a-z][a-z0-9._-]{0,63}|sha256:[0-9a-f]{64})$"
-)
 
 
 def _named(description: str, pattern: str) -> Any:
@@ -54,6 +53,7 @@ NamePath = Annotated[str, _named("Artifact name.", NAME_PATTERN)]
 VersionPath = Annotated[str, _named("Version; starts with a digit.", VERSION_PATTERN)]
 SelectorPath = Annotated[str, _named("VERSION, ALIAS or sha256:<root digest>.", SELECTOR_PATTERN)]
 AliasPath = Annotated[str, _named("Alias name (prod, staging, …).", ALIAS_PATTERN)]
+FilePath = Annotated[str, _named("The file's path inside the version.", PATH_PATTERN)]
 
 
 def _summary(record: VersionRecord) -> VersionSummary:
@@ -217,7 +217,7 @@ def get_version_file(
     namespace: NamespacePath,
     name: NamePath,
     selector: SelectorPath,
-    path: str,
+    path: FilePath,
     principal: PrincipalDep,
     services: ServicesDep,
     redirect: Annotated[
