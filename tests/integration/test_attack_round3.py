@@ -114,3 +114,21 @@ def test_bidi_overrides_in_names_are_shown_not_obeyed() -> None:
     table.add_row("weights\u202elkp.nib")
     assert "\u202e" not in table.render(colour=True)
     assert printable("one\ntwo", lines=False) == "one\ufffdtwo"
+
+
+def test_a_version_the_scanner_rejects_is_audited_and_raises_a_security_event(
+    live: Live, tmp_path: Path
+) -> None:
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "model.pkl").write_bytes(b"\x80\x02cos\nsystem\n(S'true'\ntR.")
+    client = live.client()
+    version = client.push(model, "team/bad@1")
+    assert version.state == "rejected"
+    entries = [e for e in client.audit_entries() if e["action"] == "scan_reject"]
+    assert [e["target"] for e in entries] == ["/v1/namespaces/team/artifacts/bad/versions/1"]
+    assert entries[0]["actor"] == "registry" and "os.system" in entries[0]["details"]
+    metrics = httpx.get(f"{live.url}/metrics",
+                        headers={"Authorization": f"Bearer {live.admin_token}"}).text  # fmt: skip
+    assert 'modelseal_security_events_total{event="version_rejected"} 1.0' in metrics
+    assert run_cli("audit", "verify", live=live).returncode == 0

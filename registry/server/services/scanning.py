@@ -24,8 +24,11 @@ from attest.signing import Signer
 from attest.statement import make_statement
 from registry.errors import RegistryError
 from registry.server.db import transaction
+from registry.server.events import Event, stage
 from registry.server.models import Attestation, Version
+from registry.server.services import journal
 from registry.server.services.common import Clock, utcnow
+from registry.server.services.journal import version_target
 from registry.server.services.versions import State, VersionRecord, version_id
 from registry.server.storage import BlobStore
 from registry.server.storage.reader import BlobFile
@@ -112,11 +115,21 @@ class ScanService:
             session.add(registry_attestation(vid, record, bundle, self._signer, self._clock(),
                                              actor=REGISTRY_SIGNER))  # fmt: skip
             if state != record.state:
-                session.execute(
+                moved = session.execute(
                     update(Version)
                     .where(Version.id == vid, Version.state == State.PENDING)
                     .values(state=state, state_reason=reason)
-                )
+                ).rowcount  # type: ignore[attr-defined]
+                if moved == 1 and state == State.REJECTED:
+                    # A malicious file is an alarm, not only a state: audited and sent out in
+                    # the transaction of the rejection.
+                    stage(session, Event.VERSION_REJECTED, actor=REGISTRY_SIGNER,
+                          version=record.ref, root_digest=record.root_digest, reason=reason,
+                          pushed_by=record.created_by)  # fmt: skip
+                    journal.record(session, REGISTRY_SIGNER, "scan_reject",
+                                   version_target(record.namespace, record.name, record.version),
+                                   at=self._clock(),
+                                   details={"reason": (reason or "")[:2000]})  # fmt: skip
         return dataclasses.replace(record, state=state, state_reason=reason)
 
     def rescan_if_stale(self, record: VersionRecord) -> VersionRecord:
