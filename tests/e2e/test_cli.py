@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Live, free_port, run_cli, self_signed
 from tests.peers import model_signing
+from tests.support import Live, free_port, run_cli, self_signed
 
 embedded = pytest.mark.parametrize("backend", ["sqlite-local"], indirect=True)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Live, run_cli
+from tests.support import Live, run_cli
 
 POLICY = """\
 model:

@@ -12,7 +12,7 @@ import pytest
 from registry import __version__
 from registry.errors import InvalidRequestError
 from registry.sdk.client import RegistryClient
-from tests.conftest import Live, run_cli
+from tests.support import Live, run_cli
 
 
 def test_version() -> None:

@@ -19,7 +19,7 @@ from attest import keys
 from attest.signing import KeySigner
 from registry.names import Kind
 from registry.sdk.training import TrainingRun
-from tests.conftest import Live, make_model_dir, run_cli
+from tests.support import Live, make_model_dir, run_cli
 
 embedded = pytest.mark.parametrize("backend", ["sqlite-local"], indirect=True)
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from tests import scan_corpus as corpus
-from tests.conftest import run_cli
+from tests.support import run_cli
 from tests.unit.attest.test_scan import all_malicious, benign_corpus, real_world_benign
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from registry.server.config import Settings
-from tests.conftest import serve
+from tests.support import serve
 
 ROOT = Path(__file__).resolve().parents[2]
 

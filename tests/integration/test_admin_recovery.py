@@ -16,7 +16,7 @@ from registry.errors import AuthenticationError, ConflictError
 from registry.server.db import make_engine, make_sessionmaker
 from registry.server.models import ApiToken, AuditEntry
 from registry.server.services.auth import Role, TokenService
-from tests.conftest import Live, run_cli
+from tests.support import Live, run_cli
 
 
 def _admin_id(live: Live) -> str:

@@ -25,7 +25,7 @@ from registry.errors import (
 from registry.server.db import make_engine
 from registry.server.models import Blob, UploadSession, Version, VersionFile
 from registry.server.storage import open_blob_store
-from tests.conftest import Live, make_model_dir
+from tests.support import Live, make_model_dir
 
 MiB = 1024 * 1024
 

@@ -31,7 +31,7 @@ from schemathesis.specs.openapi import checks as openapi_checks
 
 from registry.server.config import Settings
 from registry.server.db import migrate
-from tests.conftest import Live, serve
+from tests.support import Live, serve
 
 SPEC = Path(__file__).resolve().parents[2] / "openapi.yaml"
 #: Examples per operation and generation mode.

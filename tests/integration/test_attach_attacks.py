@@ -17,8 +17,8 @@ from attest.evaluation import evaluation_predicate
 from attest.predicates import SCAN, TEST_RESULT
 from attest.statement import make_statement
 from registry.errors import EvidenceRejectedError
-from tests.conftest import Live
 from tests.integration.test_release import World
+from tests.support import Live
 
 P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 

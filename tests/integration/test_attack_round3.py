@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from registry.errors import InvalidRequestError
-from tests.conftest import Live, free_port, run_cli
 from tests.integration.test_concurrency import _wait_healthy
+from tests.support import Live, free_port, run_cli
 
 ESC = "\x1b"
 

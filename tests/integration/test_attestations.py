@@ -22,7 +22,7 @@ from registry.errors import (
     PermissionDeniedError,
 )
 from registry.server.services import Role, TokenService
-from tests.conftest import Live, make_model_dir
+from tests.support import Live, make_model_dir
 
 TEST_RESULT = "https://in-toto.io/attestation/test-result/v0.1"
 

@@ -15,7 +15,7 @@ from attest.auditlog import verify_chain
 from attest.errors import AuditChainError
 from registry.server.db import make_engine, make_sessionmaker
 from registry.server.models import AuditEntry
-from tests.conftest import Live, run_cli
+from tests.support import Live, run_cli
 
 
 def _db(live: Live) -> object:

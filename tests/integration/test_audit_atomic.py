@@ -26,8 +26,8 @@ from registry.server.models import (
     Version,
 )
 from registry.server.services import journal
-from tests.conftest import Live, run_cli
 from tests.integration.test_release import POLICY, World
+from tests.support import Live, run_cli
 
 pytestmark = [
     pytest.mark.integration,

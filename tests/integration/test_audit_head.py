@@ -12,8 +12,8 @@ from attest import keys
 from attest.signing import KeySigner
 from registry.errors import RegistryError
 from registry.server.models import AuditEntry
-from tests.conftest import Live
 from tests.integration.test_audit import _checkpoint, _db
+from tests.support import Live
 
 
 @pytest.mark.parametrize("attack", ["delete", "edit"])

@@ -22,9 +22,9 @@ import pytest
 from registry.server.config import Settings
 from registry.server.db import make_engine, make_sessionmaker
 from registry.server.services import Role, TokenService
-from tests.conftest import Live, free_port, run_cli, serve
 from tests.integration.test_release import World
 from tests.services import PostgresServer, SeaweedServer
+from tests.support import Live, free_port, run_cli, serve
 
 pytestmark = pytest.mark.integration
 

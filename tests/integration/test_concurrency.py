@@ -19,8 +19,8 @@ from registry.errors import VersionConflictError
 from registry.sdk.client import RegistryClient
 from registry.server.db import make_engine
 from registry.server.models import UploadPart, UploadSession, Version, VersionFile
-from tests.conftest import Live, free_port, make_model_dir
 from tests.services import PostgresServer, SeaweedServer
+from tests.support import Live, free_port, make_model_dir
 
 MiB = 1024 * 1024
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import free_port
+from tests.support import free_port
 
 
 @contextmanager

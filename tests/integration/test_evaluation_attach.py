@@ -9,8 +9,8 @@ import pytest
 from attest.evaluation import evaluation_predicate
 from attest.predicates import TEST_RESULT
 from registry.errors import EvidenceRejectedError
-from tests.conftest import Live
 from tests.integration.test_release import World
+from tests.support import Live
 
 
 @pytest.fixture

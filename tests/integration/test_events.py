@@ -19,7 +19,7 @@ from registry.errors import PullVerificationError, ReleaseRefusedError
 from registry.server.config import Settings
 from registry.server.db import migrate
 from registry.server.events import SIGNATURE_HEADER, WebhookTargetError, verify_signature
-from tests.conftest import Live, make_model_dir, serve
+from tests.support import Live, make_model_dir, serve
 
 SECRET = "s3cret-webhook-key"
 POLICY = "model:\n  require:\n    signature: [training-ci]\n    scan: clean\n"

@@ -25,9 +25,9 @@ from attest.trust import Trust, parse_trust
 from registry.names import Kind
 from registry.sdk.export import export_evidence, verify_online
 from registry.sdk.training import TrainingRun
-from tests.conftest import Live, make_model_dir, run_cli
 from tests.integration.test_release import POLICY, World
 from tests.peers import in_toto_verify, model_signing
+from tests.support import Live, make_model_dir, run_cli
 
 embedded = pytest.mark.parametrize("backend", ["sqlite-local"], indirect=True)
 

@@ -27,7 +27,7 @@ from attest.predicates import AUDIT_CHECKPOINT, RELEASE, SCAN, SLSA_PROVENANCE, 
 from attest.scan.core import MIN_RULESET
 from attest.signing import KeySigner
 from attest.statement import make_statement
-from tests.conftest import run_cli
+from tests.support import run_cli
 
 POLICY = """\
 model:

@@ -23,7 +23,7 @@ from registry.server.services import journal, maintenance
 from registry.server.services.bootstrap import operator_actor
 from registry.server.services.maintenance import MaintenanceService
 from registry.server.storage import BlobStore, LocalBlobStore, S3BlobStore, open_blob_store
-from tests.conftest import Live, make_model_dir, run_cli
+from tests.support import Live, make_model_dir, run_cli
 
 
 def _where(live: Live) -> list[str]:

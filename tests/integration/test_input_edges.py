@@ -19,7 +19,7 @@ from registry.names import validate_alias, validate_name, validate_version
 from registry.server.api.openapi import render
 from registry.server.db import make_engine, make_sessionmaker
 from registry.server.models import UploadSession
-from tests.conftest import Live
+from tests.support import Live
 
 INT32 = 2**31
 INT64 = 2**63

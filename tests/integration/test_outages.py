@@ -20,8 +20,8 @@ from registry.errors import RegistryError
 from registry.sdk.transfer import Retry
 from registry.server.config import Settings
 from registry.server.db import migrate
-from tests.conftest import Live, serve
 from tests.services import PostgresServer, SeaweedServer
+from tests.support import Live, serve
 
 pytestmark = pytest.mark.integration
 

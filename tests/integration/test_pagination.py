@@ -12,7 +12,7 @@ from attest import keys
 from registry.errors import InvalidRequestError
 from registry.sdk.client import RegistryClient
 from registry.server.api.paging import encode_cursor
-from tests.conftest import Live
+from tests.support import Live
 
 
 def _walk(http: httpx.Client, path: str, limit: int, **params: str) -> list[list[object]]:

@@ -8,7 +8,7 @@ from attest import keys
 from attest.policy import POLICY_TEMPLATE, parse_policy
 from attest.signing import KeySigner
 from registry.errors import InvalidRequestError
-from tests.conftest import Live, run_cli
+from tests.support import Live, run_cli
 
 
 def test_a_policy_naming_an_unregistered_identity_is_refused_with_the_known_names(

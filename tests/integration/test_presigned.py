@@ -20,10 +20,10 @@ import pytest
 
 from registry.errors import PullVerificationError
 from registry.server.config import Settings
-from tests.conftest import Live, free_port, run_cli, serve
 from tests.integration.test_api import _overwrite_blob, _tree
 from tests.integration.test_release import World, _deployer, _released
 from tests.services import SeaweedServer
+from tests.support import Live, free_port, run_cli, serve
 
 pytestmark = pytest.mark.integration
 

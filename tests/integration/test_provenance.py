@@ -31,7 +31,7 @@ from registry.sdk.training import DirtyTreeError, TrainingRun, resolve_dependenc
 from registry.server.db import make_engine
 from registry.server.models import Blob, Version
 from sbom import validate_bom
-from tests.conftest import Live, make_model_dir
+from tests.support import Live, make_model_dir
 
 embedded = pytest.mark.parametrize("backend", ["sqlite-local"], indirect=True)
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from registry.errors import PullVerificationError
-from tests.conftest import Live, make_model_dir
 from tests.integration.test_events import _metric
+from tests.support import Live, make_model_dir
 
 
 def test_pulling_a_pending_version_is_counted_apart_from_verification_failures(

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from registry.errors import InvalidRequestError, PullVerificationError
-from tests.conftest import Live
 from tests.integration.test_release import World, _deployer, _released
+from tests.support import Live
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from registry.errors import (
 from registry.sdk.client import RegistryClient
 from registry.server.db import make_engine, make_sessionmaker
 from registry.server.services import Role, TokenService
-from tests.conftest import Live, make_model_dir
+from tests.support import Live, make_model_dir
 
 POLICY = """\
 model:

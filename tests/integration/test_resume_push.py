@@ -23,7 +23,7 @@ from registry.sdk.client import RegistryClient
 from registry.sdk.resume import UploadJournal
 from registry.server.app import create_app
 from registry.server.config import Settings
-from tests.conftest import Live, free_port, run_cli
+from tests.support import Live, free_port, run_cli
 
 MiB = 1024 * 1024
 

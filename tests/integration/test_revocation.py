@@ -20,9 +20,9 @@ from attest.predicates import REVOCATION, SLSA_PROVENANCE, STATUS
 from attest.verifying import Verifier
 from registry.errors import PullVerificationError
 from registry.sdk.client import RegistryClient
-from tests.conftest import Live, run_cli, serve
 from tests.integration.test_events import SECRET, Receiver, _settings
 from tests.integration.test_release import World, _deployer
+from tests.support import Live, run_cli, serve
 
 
 @pytest.fixture

@@ -14,9 +14,9 @@ from registry.errors import ConflictError
 from registry.server.app import create_app
 from registry.server.models import Artifact, Attestation, Version
 from registry.server.services import Role
-from tests.conftest import Live
 from tests.integration.test_audit import _db
 from tests.integration.test_release import World
+from tests.support import Live
 
 
 @pytest.fixture

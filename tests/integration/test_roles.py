@@ -23,7 +23,7 @@ from registry.server.models import (
     UploadSession,
     Version,
 )
-from tests.conftest import Live, run_cli
+from tests.support import Live, run_cli
 
 embedded = pytest.mark.parametrize("backend", ["sqlite-local"], indirect=True)
 
@@ -216,7 +216,7 @@ def test_token_lifecycle_from_the_cli(live: Live) -> None:
 
 def test_rate_limits_answer_429_with_retry_after(tmp_path: Path) -> None:
     from registry.server.config import Settings
-    from tests.conftest import serve
+    from tests.support import serve
 
     settings = Settings(
         data_dir=tmp_path / "limited",

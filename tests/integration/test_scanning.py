@@ -28,8 +28,8 @@ from registry.server.db import make_engine, make_sessionmaker
 from registry.server.services import Role, TokenService
 from sbom import validate_bom
 from tests import scan_corpus as corpus
-from tests.conftest import Live, run_cli
 from tests.integration.test_release import World
+from tests.support import Live, run_cli
 
 
 def _registry_verifier(live: Live) -> Verifier:

@@ -35,7 +35,7 @@ from registry.server.events import (
 from registry.server.models import EventOutbox
 from registry.server.ratelimit import TokenBuckets
 from registry.server.services import journal
-from tests.conftest import Live, free_port, make_model_dir, serve
+from tests.support import Live, free_port, make_model_dir, serve
 
 pytestmark = pytest.mark.integration
 

@@ -11,9 +11,9 @@ from sqlalchemy import select, update
 
 from registry.errors import PullVerificationError
 from registry.server.models import Artifact, Version
-from tests.conftest import Live
 from tests.integration.test_audit import _db
 from tests.integration.test_release import World, _deployer, _released
+from tests.support import Live
 
 
 @pytest.fixture

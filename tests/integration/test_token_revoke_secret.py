@@ -7,7 +7,7 @@ import pytest
 
 from registry.errors import RegistryError
 from registry.sdk.client import public_token_id
-from tests.conftest import Live, run_cli
+from tests.support import Live, run_cli
 
 
 def test_revoking_with_a_pasted_whole_token_never_echoes_its_secret(live: Live) -> None:

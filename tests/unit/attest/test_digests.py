@@ -8,7 +8,7 @@ from model_signing import hashing
 
 from attest.digests import FileDigest, parse_sha256, root_digest, sha256_file
 from attest.errors import InvalidDigestError
-from tests.conftest import make_model_dir
+from tests.support import make_model_dir
 
 
 def _oms_root(directory: Path) -> str:

@@ -12,7 +12,7 @@ from attest.keys import TrustedKey
 from attest.oms import oms_statement
 from attest.signing import KeySigner
 from attest.verifying import Verifier
-from tests.conftest import make_model_dir
+from tests.support import make_model_dir
 
 
 def test_scan_skips_git_and_refuses_links_and_fifos(tmp_path: Path) -> None:

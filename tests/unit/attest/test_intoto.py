@@ -32,8 +32,8 @@ from attest.intoto import (
     keyid,
     link_filename,
 )
-from tests.conftest import make_model_dir
 from tests.peers import in_toto_verify
+from tests.support import make_model_dir
 
 CLI_TIMEOUT = 60
 COMMIT = "3f1c2a9e8b7d6c5f4e3a2b1c0d9e8f7a6b5c4d3e"
@@ -281,7 +281,6 @@ def test_a_file_added_under_files_is_rejected_even_where_in_toto_records_nothing
     target.write_bytes(b"cos\nsystem\n(S'echo pwned'\ntR.")
     stderr = _rejected(directory, "BadReturnValueError")
     assert "'files-check', 'files', 'config.json'" in stderr, stderr
-
 
 
 def test_changed_byte_in_a_link_is_rejected(

@@ -24,8 +24,8 @@ from attest.oms import check_oms, oms_statement
 from attest.predicates import OMS_SIGNATURE
 from attest.signing import KeySigner
 from attest.verifying import SigstoreIdentity, Verifier
-from tests.conftest import make_model_dir
 from tests.peers import model_signing
+from tests.support import make_model_dir
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 KEYLESS = DATA / "oms-sigstore-v1.1.0"

@@ -19,7 +19,7 @@ import pytest
 
 from registry.errors import NotFoundError
 from registry.sdk.transfer import RawTransport
-from tests.conftest import free_port, self_signed
+from tests.support import free_port, self_signed
 
 STORED = b"bytes from the store " * 5000
 STREAMED = b"bytes through the registry " * 5000
