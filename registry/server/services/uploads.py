@@ -6,6 +6,10 @@ offset; ``finish`` checks that every declared byte arrived and that they hash to
 digest, and only then makes the blob visible in the store. A mismatch aborts the upload: nothing
 reaches the final key.
 
+A blob whose every byte comes in one request (the finishing chunk starting at 0) goes to a store
+that can take it whole (:meth:`UploadService.finish_whole`, S3) in a single write instead of a
+part plus an assembly; the digest is checked before the store lets the blob appear.
+
 State lives in the database (offset, running SHA-256 state, parts), so any replica can take the
 next chunk. Each chunk claims a fresh part number before its bytes are stored, and the offset
 advances only if it still equals the chunk's start: two writers racing on one offset cannot mix
@@ -43,7 +47,7 @@ from registry.server.services.common import Clock, aware, ensure_namespace, inse
 from registry.server.services.journal import Actor
 from registry.server.services.journal import record as audit_record
 from registry.server.storage import BlobStore, Part
-from registry.server.storage.base import Readable
+from registry.server.storage.base import WHOLE_BLOB, Readable
 
 log = logging.getLogger(__name__)
 
@@ -258,6 +262,75 @@ class UploadService:
             )
         return ticket.start + ticket.length
 
+    def takes_whole(self, start: int, length: int, size: int) -> bool:
+        """Whether a finishing chunk carries the whole blob and the store can write it whole."""
+        return start == 0 and 0 < length == size and hasattr(self._store, WHOLE_BLOB)
+
+    def finish_whole(
+        self,
+        principal: Principal,
+        ticket: ChunkTicket,
+        body: Readable,
+        hexdigest: Callable[[], str],
+    ) -> tuple[str, int]:
+        """Store a blob that arrives whole in one chunk (``ticket`` from :meth:`begin_chunk`,
+        starting at 0 and ending at the declared size) and make it visible; returns its digest
+        (hex) and size.
+
+        ``hexdigest`` gives the digest of the bytes read from ``body`` so far (the receiver
+        hashes them as it hands them over). The store calls the check once the whole body was
+        read, before the blob can appear: a mismatch stores nothing and discards the upload.
+        The session is claimed only after the bytes are stored (two racing requests would both
+        have written the same verified bytes); any other failure leaves it at offset 0, to be
+        sent again.
+
+        Raises:
+            DigestMismatchError: the bytes hash to another digest (the upload is discarded).
+            UploadOffsetError: another request finished or advanced the upload meanwhile.
+        """
+        with self._sessions() as session:
+            row = self._load(session, principal, ticket.upload_id)
+        mismatch: list[DigestMismatchError] = []
+
+        def check() -> None:
+            actual = hexdigest()
+            if actual != row.digest:
+                mismatch.append(
+                    DigestMismatchError(
+                        f"uploaded bytes hash to sha256:{actual}, not the declared "
+                        f"sha256:{row.digest}; the upload was discarded",
+                        expected=f"sha256:{row.digest}",
+                        got=f"sha256:{actual}",
+                    )
+                )
+                raise mismatch[0]
+
+        try:
+            getattr(self._store, WHOLE_BLOB)(row.digest, body, row.size, check)
+        except BaseException:
+            if mismatch:
+                self._discard(row)
+                raise mismatch[0] from None
+            raise
+        if not mismatch and hexdigest() != row.digest:  # pragma: no cover - the store must check
+            raise RuntimeError("the blob store did not check the digest of a whole blob")
+        with transaction(self._sessions) as session:
+            claimed = _rowcount(
+                session.execute(
+                    update(UploadSession)
+                    .where(UploadSession.id == row.id, UploadSession.offset == 0)
+                    .values(offset=_FINISHING)
+                )
+            )
+        if claimed != 1:
+            raise UploadOffsetError(
+                f"upload {row.id} moved on while this chunk was in flight", got=ticket.start
+            )
+        with contextlib.suppress(Exception):  # nothing staged there; S3 lifecycle as a backstop
+            self._store.abort_upload(row.backend_handle, row.digest)
+        self._publish(principal, row)
+        return row.digest, row.size
+
     # -- completion -------------------------------------------------------------------------
 
     def finish(self, principal: Principal, upload_id: str) -> tuple[str, int]:
@@ -307,7 +380,13 @@ class UploadService:
         except BaseException:
             self._discard(row)
             raise
+        self._publish(principal, row)
+        return row.digest, row.size
+
+    def _publish(self, principal: Principal, row: UploadSession) -> None:
+        """Record a stored, verified blob in the namespace and close its session."""
         now = self._clock()
+        upload_id = row.id
         with transaction(self._sessions) as session:
             insert = insert_for(session)
             session.execute(
@@ -324,7 +403,6 @@ class UploadService:
             session.execute(delete(UploadSession).where(UploadSession.id == upload_id))
             audit_record(session, principal, "finish_upload", f"/v1/uploads/{upload_id}", at=now,
                          details={"digest": f"sha256:{row.digest}", "size": row.size})  # fmt: skip
-        return row.digest, row.size
 
     def cancel(self, principal: Principal, upload_id: str) -> None:
         with self._sessions() as session:

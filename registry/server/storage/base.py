@@ -4,6 +4,11 @@ Blobs are immutable and content-addressed: the key of a blob is ``blobs/sha256/<
 from a digest the service has already checked, never from anything a client supplied. Uploads are
 staged in parts that are invisible to readers; :meth:`BlobStore.complete_upload` makes a blob
 visible at its final key only after the service has verified the digest of every byte.
+
+A store may also offer ``put_blob(digest, body, size, check)`` (S3 does): a blob whose bytes
+arrive in one request is then written in one piece, and ``check`` (the service's digest check)
+runs after the last byte was read from ``body`` and before the blob can become visible. The
+service uses it when present (:data:`WHOLE_BLOB`), the staged parts otherwise.
 """
 
 from __future__ import annotations
@@ -17,6 +22,10 @@ from attest.digests import is_sha256_hex
 
 #: Read size for streaming blobs out of a store.
 READ_SIZE = 2 * 1024 * 1024
+
+
+#: The name of the optional whole-blob method (see the module docstring).
+WHOLE_BLOB = "put_blob"
 
 
 def blob_key(digest: str) -> str:

@@ -6,12 +6,20 @@ after it has verified the digest of every byte, and ``AbortMultipartUpload`` dro
 failed upload, so no partial object is ever readable. Completion lists each part's ETag, so the
 object is assembled from exactly the parts whose bytes were hashed.
 
+A blob that arrives whole (one request carrying every byte) skips the parts: :meth:`put_blob`
+streams it in one ``PutObject`` to the final key. The object must not appear before the bytes are
+verified, so the last piece of the body is held back until the service's check of the digest
+of everything before it (and of itself) has passed: a mismatch breaks the request before
+its declared length is reached, and S3 stores nothing. The request also declares the blob's
+SHA-256 (``x-amz-checksum-sha256``): the store itself refuses a body that hashes otherwise.
+
 Our own SHA-256 checks every byte end to end, so botocore's per-request payload SHA-256 and CRC32
 are switched off (they cost about one CPU-second per GB on plain http).
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
@@ -54,6 +62,26 @@ class _WholePieces:
 
     def read(self, size: int = -1, /) -> bytes:
         return self._body.read(size) if self._read1 is None else self._read1(-1)
+
+
+class _CheckedBeforeLast:
+    """A body whose last piece is handed over only after ``check`` passed (see the module
+    docstring): one piece is read ahead, and at the end of the body ``check`` runs before the
+    piece that completes it is returned. ``check`` raising ends the request short."""
+
+    def __init__(self, body: Readable, check: Callable[[], None]) -> None:
+        self._pieces = _WholePieces(body)
+        self._check = check
+        self._next: bytes | None = None
+
+    def read(self, size: int = -1, /) -> bytes:
+        piece = self._pieces.read(size) if self._next is None else self._next
+        if not piece:
+            return b""
+        self._next = self._pieces.read(size)
+        if not self._next:
+            self._check()  # every byte has been read (and hashed): verify, then let go
+        return piece
 
 
 class S3BlobStore:
@@ -200,6 +228,31 @@ class S3BlobStore:
             ),
         )
         return Part(number=number, etag=str(response["ETag"]))
+
+    def put_blob(self, digest: str, body: Readable, size: int, check: Callable[[], None]) -> None:
+        """Store a whole blob of ``size`` bytes from ``body`` in one request, at its final key.
+
+        ``check`` is called once every byte has been read from ``body``, before the last of
+        them is sent; when it raises, the request is cut short and no object is written (its
+        exception propagates). An existing blob is not rewritten: the body is read and checked.
+        """
+        if self.exists(digest):
+            while body.read(READ_SIZE):
+                pass
+            check()
+            return
+        self._call(
+            "store blob",
+            lambda: self._s3.put_object(
+                Bucket=self.bucket,
+                Key=self._key(digest),
+                Body=_CheckedBeforeLast(body, check),
+                ContentLength=size,
+                ContentType="application/octet-stream",
+                ChecksumSHA256=base64.b64encode(bytes.fromhex(digest)).decode(),
+                **self._sse,
+            ),
+        )
 
     def complete_upload(self, handle: str, digest: str, parts: Sequence[Part]) -> None:
         if self.exists(digest):

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import re
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Header, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
@@ -22,6 +22,7 @@ from registry.server.services import Principal
 from registry.server.services.uploads import ChunkTicket, UploadService, UploadStatus
 from registry.wire import BlobPublic, UploadIn, UploadPublic
 
+T = TypeVar("T")
 router = APIRouter(tags=["uploads"], dependencies=[KnownQuery])
 
 _RANGE_PATTERN = r"^(?:bytes )?(\d{1,19})-(\d{1,19})(?:/(?:\d{1,19}|\*))?$"
@@ -86,19 +87,21 @@ async def _receive_chunk(
     upload_id: str,
     start: int,
     length: int,
-) -> int:
-    """Stream a chunk body into the store while hashing it; return the new offset.
+    store_with: Callable[[ChunkTicket, BytePipe, ResumableSha256], T],
+) -> T:
+    """Stream a chunk body into the store while hashing it; return what ``store_with`` (run in
+    a worker thread with the chunk's ticket, the body and the hasher that sees every byte it
+    reads) returns.
 
     The body flows through a bounded pipe to the store in a worker thread, so the store (S3)
     receives the chunk while it is still arriving; memory is fixed whatever the chunk size.
     """
-    uploads = services.uploads
-    ticket = await run_in_threadpool(uploads.begin_chunk, principal, upload_id, start, length)
+    ticket = await run_in_threadpool(
+        services.uploads.begin_chunk, principal, upload_id, start, length
+    )
     hasher = ResumableSha256.from_state(ticket.hash_state)
     pipe = BytePipe(tap=hasher.update)
-    store = asyncio.ensure_future(
-        run_in_threadpool(_store_chunk, uploads, ticket, pipe, hasher.state)
-    )
+    store = asyncio.ensure_future(run_in_threadpool(_store, store_with, ticket, pipe, hasher))
     received = 0
     try:
         async for piece in request.stream():
@@ -135,13 +138,30 @@ async def _receive_chunk(
     return await store
 
 
-def _store_chunk(
-    uploads: UploadService, ticket: ChunkTicket, pipe: BytePipe, state: Callable[[], bytes]
-) -> int:
+def _store(
+    store_with: Callable[[ChunkTicket, BytePipe, ResumableSha256], T],
+    ticket: ChunkTicket,
+    pipe: BytePipe,
+    hasher: ResumableSha256,
+) -> T:
     try:
-        return uploads.commit_chunk(ticket, pipe, state)
+        return store_with(ticket, pipe, hasher)
     finally:
         pipe.abandon()
+
+
+def _append(uploads: UploadService) -> Callable[[ChunkTicket, BytePipe, ResumableSha256], int]:
+    """Store a chunk as the next part; the new offset."""
+    return lambda ticket, pipe, hasher: uploads.commit_chunk(ticket, pipe, hasher.state)
+
+
+def _whole(
+    uploads: UploadService, principal: Principal
+) -> Callable[[ChunkTicket, BytePipe, ResumableSha256], tuple[str, int]]:
+    """Store a chunk that is the whole blob in one write; its digest and size."""
+    return lambda ticket, pipe, hasher: uploads.finish_whole(
+        principal, ticket, pipe, hasher.hexdigest
+    )
 
 
 def _chunk_bounds(
@@ -190,7 +210,9 @@ async def upload_chunk(
     every chunk but the last must be at least ``min_chunk_bytes``."""
     length = _require_length(content_length)
     start, length = _chunk_bounds(length, content_range, None)
-    await _receive_chunk(request, services, principal, upload_id, start, length)
+    await _receive_chunk(
+        request, services, principal, upload_id, start, length, _append(services.uploads)
+    )
     upload = await run_in_threadpool(services.uploads.status, principal, upload_id)
     return _public(upload, services)
 
@@ -212,11 +234,20 @@ async def finish_upload(
 ) -> BlobPublic:
     """Finish an upload, optionally with its last chunk in the body. The blob becomes visible
     only if every declared byte arrived and they hash to the declared digest; otherwise 400
-    ``digest-mismatch`` and the upload is discarded."""
+    ``digest-mismatch`` and the upload is discarded. A body that is the whole blob goes to the
+    store in one write where the store allows it (no parts to assemble)."""
     if content_length:
         status_now = await run_in_threadpool(services.uploads.status, principal, upload_id)
         start, length = _chunk_bounds(content_length, content_range, status_now.offset)
-        await _receive_chunk(request, services, principal, upload_id, start, length)
+        if services.uploads.takes_whole(start, length, status_now.size):
+            digest, size = await _receive_chunk(
+                request, services, principal, upload_id, start, length,
+                _whole(services.uploads, principal),
+            )  # fmt: skip
+            return BlobPublic(digest=f"sha256:{digest}", size=size)
+        await _receive_chunk(
+            request, services, principal, upload_id, start, length, _append(services.uploads)
+        )
     digest, size = await run_in_threadpool(services.uploads.finish, principal, upload_id)
     return BlobPublic(digest=f"sha256:{digest}", size=size)
 
