@@ -84,6 +84,9 @@ DEFAULT_STATUS_MAX_AGE = 300.0
 STATUS_CLOCK_SKEW = 60.0
 
 Progress = Callable[[int], None]
+#: The most pages one list may take (a million items at the registry's page size): a registry
+#: that keeps answering new cursors cannot keep a client busy for ever.
+MAX_PAGES = 1000
 
 
 def collect_files(directory: Path, *, follow_symlinks_within: Path | None = None) -> FileSet:
@@ -317,6 +320,7 @@ class RegistryClient:
         """Every item of a list endpoint, following its ``Link: rel="next"`` pages."""
         items: list[Any] = []
         query: dict[str, str] = {**(params or {}), "limit": str(self.page_size)}
+        seen: set[str] = set()
         while True:
             response = self._request("GET", path, params=query)
             page = response.json()
@@ -327,8 +331,12 @@ class RegistryClient:
             if not following:
                 return items
             cursor = parse_qs(urlsplit(following).query).get("cursor")
-            if not cursor or not page or cursor[0] == query.get("cursor"):
-                raise InvalidRequestError(f"{path} answered a next page that does not move on")
+            if not cursor or not page or cursor[0] in seen or len(seen) >= MAX_PAGES:
+                raise InvalidRequestError(
+                    f"{path} answered a next page that does not move on (a cursor seen before, "
+                    f"or more than {MAX_PAGES} pages)"
+                )
+            seen.add(cursor[0])
             query["cursor"] = cursor[0]
 
     def health(self) -> dict[str, Any]:
