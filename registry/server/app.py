@@ -22,6 +22,7 @@ from registry.server.api.routes import (
     audit,
     events,
     health,
+    oci,
     releases,
     tokens,
     uploads,
@@ -38,6 +39,7 @@ from registry.server.services.common import Clock, utcnow
 from registry.server.services.evidence import EvidenceService
 from registry.server.services.keys import load_registry_signer
 from registry.server.services.lifecycle import LifecycleService
+from registry.server.services.oci import OciService
 from registry.server.services.releases import ReleaseService
 from registry.server.services.sbom import AfterCommit, BomService
 from registry.server.services.scanning import ScanService
@@ -142,6 +144,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.services = services
+    app.state.oci = OciService(sessions, versions_service, services.lifecycle, blob_store)
     app.add_middleware(AuditMiddleware, audit=audit_service)
     app.add_middleware(
         BodyLimitMiddleware,
@@ -157,6 +160,7 @@ def create_app(
     app.include_router(tokens.router, responses=PROBLEM_RESPONSES)
     app.include_router(audit.router, responses=PROBLEM_RESPONSES)
     app.include_router(events.router, responses=PROBLEM_RESPONSES)
+    app.include_router(oci.router)  # the OCI Distribution read API (not in openapi.yaml)
     return app
 
 

@@ -1,0 +1,359 @@
+"""The OCI Distribution read API (/v2/): a released version pulled by plain HTTP following the
+OCI protocol (challenge, token, manifest, blobs) as a CNCF ModelPack artifact, on both backends.
+
+Each acceptance sits next to its rejection: pending versions are invisible to deployers, revoked
+ones refused, another namespace's token denied, another namespace's blob unknown even by its
+digest (knowing a digest grants nothing), bad tokens unauthorized. ``skopeo`` (an independent
+client) pulls the artifact when it is installed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from attest.digests import FileDigest, root_digest
+from registry.server.app import create_app
+from registry.server.db import make_engine, make_sessionmaker
+from registry.server.services import Role, TokenService
+from registry.server.services.oci import (
+    CONFIG_MEDIA_TYPE,
+    MANIFEST_MEDIA_TYPE,
+    MODEL_ARTIFACT_TYPE,
+    WEIGHT,
+    WEIGHT_CONFIG,
+)
+from tests.integration.test_release import World, _released
+from tests.support import Live, make_model_dir
+
+ACCEPT = {"Accept": f"{MANIFEST_MEDIA_TYPE}, application/vnd.oci.image.index.v1+json"}
+
+
+@pytest.fixture
+def world(live: Live, tmp_path: Path) -> World:
+    return World(live, tmp_path)
+
+
+def _token(live: Live, role: Role, namespace: str | None, name: str = "oci") -> str:
+    engine = make_engine(live.settings.resolved_database_url)
+    try:
+        return (
+            TokenService(make_sessionmaker(engine))
+            .create(name=name, role=role, namespace=namespace)
+            .secret
+        )
+    finally:
+        engine.dispose()
+
+
+class Oci:
+    """An OCI client as the distribution-spec describes one: probe, follow the challenge."""
+
+    def __init__(self, url: str, api_token: str) -> None:
+        self.url = url
+        probe = httpx.get(f"{url}/v2/")
+        assert probe.status_code == 401
+        assert probe.headers["Docker-Distribution-API-Version"] == "registry/2.0"
+        challenge = probe.headers["WWW-Authenticate"]
+        params = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
+        assert challenge.startswith("Bearer ") and params["service"] == "modelseal"
+        assert params["realm"] == f"{url}/v2/token"
+        answer = httpx.get(
+            params["realm"],
+            params={"service": params["service"], "scope": "repository:fraud/m:pull"},
+            auth=("anything", api_token),
+        )
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["token"] == body["access_token"]
+        self.headers = {"Authorization": f"Bearer {body['token']}"}
+        assert httpx.get(f"{url}/v2/", headers=self.headers).status_code == 200
+
+    def get(self, path: str, **headers: str) -> httpx.Response:
+        return httpx.get(f"{self.url}/v2/{path}", headers={**self.headers, **headers})
+
+    def head(self, path: str, **headers: str) -> httpx.Response:
+        return httpx.head(f"{self.url}/v2/{path}", headers={**self.headers, **headers})
+
+
+def _error(response: httpx.Response, status: int, code: str) -> str:
+    assert response.status_code == status, response.text
+    [error] = response.json()["errors"]
+    assert error["code"] == code
+    return str(error["message"])
+
+
+def _deployer_oci(world: World) -> Oci:
+    return Oci(world.live.url, _token(world.live, Role.DEPLOYER, "fraud", "oci-deploy"))
+
+
+def test_a_released_version_is_pulled_over_oci_as_a_modelpack_artifact(world: World) -> None:
+    _released(world)
+    version = world.admin.show("fraud/m@1")
+    oci = _deployer_oci(world)
+
+    got = oci.get("fraud/m/manifests/1", **ACCEPT)
+    assert got.status_code == 200, got.text
+    assert got.headers["Content-Type"] == MANIFEST_MEDIA_TYPE
+    digest = "sha256:" + hashlib.sha256(got.content).hexdigest()
+    assert got.headers["Docker-Content-Digest"] == digest
+    assert int(got.headers["Content-Length"]) == len(got.content)
+    manifest = got.json()
+    assert got.content == json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
+    assert manifest["schemaVersion"] == 2
+    assert manifest["mediaType"] == MANIFEST_MEDIA_TYPE
+    assert manifest["artifactType"] == MODEL_ARTIFACT_TYPE
+    assert manifest["annotations"]["dev.modelseal.root-digest"] == version.root_digest
+
+    config = oci.get(f"fraud/m/blobs/{manifest['config']['digest']}")
+    assert config.status_code == 200
+    assert manifest["config"]["mediaType"] == CONFIG_MEDIA_TYPE
+    assert "sha256:" + hashlib.sha256(config.content).hexdigest() == manifest["config"]["digest"]
+    assert len(config.content) == manifest["config"]["size"]
+    facts = config.json()
+    assert facts["modelfs"]["type"] == "layers"
+    assert facts["modelfs"]["diff_ids"] == [layer["digest"] for layer in manifest["layers"]]
+    assert facts["descriptor"]["name"] == "fraud/m" and facts["descriptor"]["version"] == "1"
+    assert facts["config"]["format"] == "safetensors"
+
+    pulled: list[FileDigest] = []
+    for layer in manifest["layers"]:
+        path = layer["annotations"]["org.cncf.model.filepath"]
+        assert layer["annotations"]["org.opencontainers.image.title"] == path
+        expected = WEIGHT if path.endswith(".safetensors") else WEIGHT_CONFIG
+        assert layer["mediaType"] == expected, path
+        blob = oci.get(f"fraud/m/blobs/{layer['digest']}")
+        assert blob.status_code == 200
+        assert blob.headers["Docker-Content-Digest"] == layer["digest"]
+        assert int(blob.headers["Content-Length"]) == layer["size"] == len(blob.content)
+        sha = hashlib.sha256(blob.content).hexdigest()
+        assert f"sha256:{sha}" == layer["digest"]
+        pulled.append(FileDigest(path, len(blob.content), sha))
+    assert {f.path: f"sha256:{f.sha256}" for f in pulled} == {
+        f.path: f.digest for f in version.files
+    }
+    assert f"sha256:{root_digest(pulled)}" == version.root_digest
+
+
+def test_head_and_get_agree_and_ranges_are_served(world: World) -> None:
+    _released(world)
+    oci = _deployer_oci(world)
+    got = oci.get("fraud/m/manifests/1")
+    head = oci.head("fraud/m/manifests/1")
+    assert head.status_code == 200 and head.content == b""
+    for name in ("Docker-Content-Digest", "Content-Length", "Content-Type"):
+        assert head.headers[name] == got.headers[name], name
+
+    layer = max(got.json()["layers"], key=lambda item: item["size"])
+    whole = oci.get(f"fraud/m/blobs/{layer['digest']}")
+    head = oci.head(f"fraud/m/blobs/{layer['digest']}")
+    assert head.status_code == 200 and head.content == b""
+    for name in ("Docker-Content-Digest", "Content-Length", "Content-Type"):
+        assert head.headers[name] == whole.headers[name], name
+
+    part = oci.get(f"fraud/m/blobs/{layer['digest']}", Range="bytes=10-109")
+    assert part.status_code == 206
+    assert part.content == whole.content[10:110]
+    assert part.headers["Content-Range"] == f"bytes 10-109/{layer['size']}"
+    assert part.headers["Content-Length"] == "100"
+    tail = oci.get(f"fraud/m/blobs/{layer['digest']}", Range="bytes=-7")
+    assert tail.status_code == 206 and tail.content == whole.content[-7:]
+    rest = oci.get(f"fraud/m/blobs/{layer['digest']}", Range=f"bytes={layer['size'] - 5}-")
+    assert rest.status_code == 206 and rest.content == whole.content[-5:]
+    beyond = oci.get(f"fraud/m/blobs/{layer['digest']}", Range=f"bytes={layer['size']}-")
+    _error(beyond, 416, "SIZE_INVALID")
+    assert beyond.headers["Content-Range"] == f"bytes */{layer['size']}"
+
+
+def test_manifests_by_version_alias_and_digest_are_identical_on_every_replica(
+    world: World,
+) -> None:
+    _released(world)
+    world.admin.set_alias("fraud", "m", "prod", "1")
+    oci = _deployer_oci(world)
+    by_version = oci.get("fraud/m/manifests/1")
+    by_alias = oci.get("fraud/m/manifests/prod")
+    digest = by_version.headers["Docker-Content-Digest"]
+    by_digest = oci.get(f"fraud/m/manifests/{digest}")
+    assert by_version.content == by_alias.content == by_digest.content
+    assert by_digest.headers["Docker-Content-Digest"] == digest
+    config = by_version.json()["config"]["digest"]
+
+    # Another replica (a second app on the same database and store): the same bytes.
+    replica = create_app(world.live.settings, expiry_interval=None)
+    with TestClient(replica) as other:
+        again = other.get(f"/v2/fraud/m/manifests/{digest}", headers=oci.headers)
+        assert again.status_code == 200
+        assert again.content == by_version.content
+        assert other.get(f"/v2/fraud/m/blobs/{config}", headers=oci.headers).status_code == 200
+
+
+def test_tags_list_versions_and_aliases_the_caller_may_pull(world: World) -> None:
+    _released(world)
+    world.admin.set_alias("fraud", "m", "prod", "1")
+    world.model("fraud/m@2")  # pending (aliases point only at released versions)
+    deployer = _deployer_oci(world)
+    admin = Oci(world.live.url, world.live.admin_token)
+
+    listed = deployer.get("fraud/m/tags/list")
+    assert listed.status_code == 200
+    assert listed.json() == {"name": "fraud/m", "tags": ["1", "prod"]}
+    assert admin.get("fraud/m/tags/list").json()["tags"] == ["1", "2", "prod"]
+
+    first = admin.get("fraud/m/tags/list?n=2")
+    assert first.json()["tags"] == ["1", "2"]
+    assert first.headers["Link"] == '</v2/fraud/m/tags/list?n=2&last=2>; rel="next"'
+    second = admin.get("fraud/m/tags/list?n=2&last=2")
+    assert second.json()["tags"] == ["prod"]
+    assert "Link" not in second.headers
+    _error(admin.get("fraud/nope/tags/list"), 404, "NAME_UNKNOWN")
+
+
+def test_pending_is_invisible_to_deployers_and_revoked_refused(world: World) -> None:
+    _released(world)
+    world.model("fraud/m@2", extra={"NOTES.md": b"only in version 2\n"})  # pending
+    deployer = _deployer_oci(world)
+    admin = Oci(world.live.url, world.live.admin_token)
+
+    pending = admin.get("fraud/m/manifests/2")
+    assert pending.status_code == 200  # producers see what they are producing
+    digest = pending.headers["Docker-Content-Digest"]
+    _error(deployer.get("fraud/m/manifests/2"), 404, "MANIFEST_UNKNOWN")
+    _error(deployer.get(f"fraud/m/manifests/{digest}"), 404, "MANIFEST_UNKNOWN")
+    released = {layer["digest"] for layer in deployer.get("fraud/m/manifests/1").json()["layers"]}
+    only_pending = [
+        layer["digest"] for layer in pending.json()["layers"] if layer["digest"] not in released
+    ]
+    assert only_pending
+    _error(deployer.get(f"fraud/m/blobs/{only_pending[0]}"), 404, "BLOB_UNKNOWN")
+    _error(deployer.get(f"fraud/m/blobs/{pending.json()['config']['digest']}"), 404,
+           "BLOB_UNKNOWN")  # fmt: skip
+    assert admin.get(f"fraud/m/blobs/{only_pending[0]}").status_code == 200
+
+    manifest = deployer.get("fraud/m/manifests/1")
+    assert manifest.status_code == 200
+    layer = manifest.json()["layers"][0]["digest"]
+    world.admin.revoke("fraud/m@1", "leaked training data")
+    for client in (deployer, admin):
+        message = _error(client.get("fraud/m/manifests/1"), 403, "DENIED")
+        assert "revoked" in message
+    _error(deployer.get(f"fraud/m/blobs/{layer}"), 404, "BLOB_UNKNOWN")
+    # The admin still gets it: the same bytes are a file of pending fraud/m@2, which it may pull.
+    assert admin.get(f"fraud/m/blobs/{layer}").status_code == 200
+    assert deployer.head("fraud/m/manifests/1").status_code == 403
+    assert deployer.get("fraud/m/tags/list").json()["tags"] == []
+
+    entries = world.admin.audit_entries()
+    denied = [e for e in entries if e["action"] == "oci_get_manifest" and e["outcome"] == "denied"]
+    details = [json.loads(e["details"]) for e in denied]
+    assert any(d.get("hidden") for d in details)  # the pending version, hidden from a deployer
+    assert any(d.get("status") == 403 for d in details)  # the revoked one
+
+
+def test_another_namespace_is_denied_and_its_blobs_unknown(world: World, tmp_path: Path) -> None:
+    _released(world)
+    other = make_model_dir(tmp_path / "other", seed=7)
+    (other / "secret.bin").write_bytes(b"weights of another team")
+    pushed = world.admin.push(other, "vision/x@1")
+    secret = next(f.digest for f in pushed.files if f.path == "secret.bin")
+    admin = Oci(world.live.url, world.live.admin_token)
+    assert admin.get(f"vision/x/blobs/{secret}").status_code == 200
+
+    # The blob exists, the caller may read fraud/m: asked for in fraud/m, it is unknown there.
+    _error(admin.get(f"fraud/m/blobs/{secret}"), 404, "BLOB_UNKNOWN")
+    deployer = _deployer_oci(world)
+    _error(deployer.get(f"fraud/m/blobs/{secret}"), 404, "BLOB_UNKNOWN")
+    # A fraud token asking vision directly is denied, whatever it asks for.
+    _error(deployer.get(f"vision/x/blobs/{secret}"), 403, "DENIED")
+    _error(deployer.get("vision/x/manifests/1"), 403, "DENIED")
+    _error(deployer.get("vision/x/tags/list"), 403, "DENIED")
+    vision = Oci(world.live.url, _token(world.live, Role.DEPLOYER, "vision", "vision-deploy"))
+    _error(vision.get("fraud/m/manifests/1"), 403, "DENIED")
+    entries = world.admin.audit_entries()
+    assert any(e["action"] == "oci_get_blob" and e["outcome"] == "denied" for e in entries)
+
+
+def test_bad_tokens_are_unauthorized_and_unknowns_are_named(world: World) -> None:
+    _released(world)
+    url = world.live.url
+    for headers in ({}, {"Authorization": "Bearer ms_0000000000000000_nope"},
+                    {"Authorization": "Basic !!!"}, {"Authorization": "Digest x"}):  # fmt: skip
+        for path in ("", "fraud/m/manifests/1", "fraud/m/tags/list", "nope/nope/manifests/1"):
+            answer = httpx.get(f"{url}/v2/{path}", headers=headers)
+            _error(answer, 401, "UNAUTHORIZED")
+            assert answer.headers["WWW-Authenticate"].startswith('Bearer realm="')
+    refused = httpx.get(f"{url}/v2/token", auth=("user", "ms_0000000000000000_wrong"))
+    _error(refused, 401, "UNAUTHORIZED")
+    _error(httpx.get(f"{url}/v2/token"), 401, "UNAUTHORIZED")
+    revoked = world.admin.create_token("short-lived", "deployer", "fraud")
+    assert revoked.token is not None
+    oci = Oci(url, revoked.token)
+    world.admin.revoke_token(revoked.id)
+    _error(oci.get("fraud/m/manifests/1"), 401, "UNAUTHORIZED")  # the Bearer is the API token
+
+    oci = _deployer_oci(world)
+    _error(oci.get("fraud/nope/manifests/1"), 404, "NAME_UNKNOWN")
+    _error(oci.get("fraud/m/manifests/9"), 404, "MANIFEST_UNKNOWN")
+    _error(oci.get("fraud/m/manifests/nosuchalias"), 404, "MANIFEST_UNKNOWN")
+    _error(oci.get(f"fraud/m/manifests/sha256:{'0' * 64}"), 404, "MANIFEST_UNKNOWN")
+    _error(oci.get(f"fraud/m/blobs/sha256:{'0' * 64}"), 404, "BLOB_UNKNOWN")
+    _error(oci.get("fraud/m/blobs/sha256:xyz"), 400, "DIGEST_INVALID")
+    _error(oci.get("fraud/m/extra/manifests/1"), 404, "NAME_UNKNOWN")
+    root = world.admin.show("fraud/m@1").root_digest  # an OMS root digest is no manifest digest
+    _error(oci.get(f"fraud/m/manifests/{root}"), 404, "MANIFEST_UNKNOWN")
+    pushed = httpx.post(f"{url}/v2/fraud/m/blobs/uploads/", headers=oci.headers)
+    _error(pushed, 405, "UNSUPPORTED")
+    assert httpx.head(f"{url}/v2/fraud/m/manifests/9", headers=oci.headers).status_code == 404
+
+
+def test_oci_routes_are_not_in_the_openapi_document(live: Live) -> None:
+    document: dict[str, Any] = httpx.get(f"{live.url}/openapi.json").json()
+    assert not [p for p in document["paths"] if p.startswith("/v2")]
+
+
+@pytest.mark.skipif(shutil.which("skopeo") is None, reason="skopeo is not installed")
+def test_skopeo_pulls_the_released_version(world: World, tmp_path: Path) -> None:
+    _released(world)
+    version = world.admin.show("fraud/m@1")
+    secret = _token(world.live, Role.DEPLOYER, "fraud", "skopeo")
+    host = world.live.url.removeprefix("http://")
+    common = ["--src-tls-verify=false", "--src-creds", f"deploy:{secret}"]
+    raw = subprocess.run(
+        ["skopeo", "inspect", "--raw", "--tls-verify=false", "--creds", f"deploy:{secret}",
+         f"docker://{host}/fraud/m:1"],
+        capture_output=True, check=True, timeout=120,
+    )  # fmt: skip
+    assert json.loads(raw.stdout)["artifactType"] == MODEL_ARTIFACT_TYPE
+    target = tmp_path / "oci-layout"
+    subprocess.run(
+        ["skopeo", "copy", *common, f"docker://{host}/fraud/m:1", f"oci:{target}:1"],
+        capture_output=True, check=True, timeout=300,
+    )  # fmt: skip
+    index = json.loads((target / "index.json").read_text())
+    [entry] = index["manifests"]
+    blobs = target / "blobs" / "sha256"
+    manifest_bytes = (blobs / entry["digest"].removeprefix("sha256:")).read_bytes()
+    manifest = json.loads(manifest_bytes)
+    files = []
+    for layer in manifest["layers"]:
+        data = (blobs / layer["digest"].removeprefix("sha256:")).read_bytes()
+        path = layer["annotations"]["org.cncf.model.filepath"]
+        files.append(FileDigest(path, len(data), hashlib.sha256(data).hexdigest()))
+    assert f"sha256:{root_digest(files)}" == version.root_digest
+    # And a deploy token of another namespace gets nothing.
+    other = _token(world.live, Role.DEPLOYER, "vision", "skopeo-vision")
+    denied = subprocess.run(
+        ["skopeo", "inspect", "--raw", "--tls-verify=false", "--creds", f"deploy:{other}",
+         f"docker://{host}/fraud/m:1"],
+        capture_output=True, timeout=120,
+    )  # fmt: skip
+    assert denied.returncode != 0
