@@ -23,6 +23,7 @@ from fastapi.testclient import TestClient
 
 from attest.digests import FileDigest, root_digest
 from registry.server.app import create_app
+from registry.server.config import Settings
 from registry.server.db import make_engine, make_sessionmaker
 from registry.server.services import Role, TokenService
 from registry.server.services.oci import (
@@ -33,7 +34,7 @@ from registry.server.services.oci import (
     WEIGHT_CONFIG,
 )
 from tests.integration.test_release import World, _released
-from tests.support import Live, make_model_dir
+from tests.support import Live, make_model_dir, serve
 
 ACCEPT = {"Accept": f"{MANIFEST_MEDIA_TYPE}, application/vnd.oci.image.index.v1+json"}
 
@@ -357,3 +358,50 @@ def test_skopeo_pulls_the_released_version(world: World, tmp_path: Path) -> None
         capture_output=True, timeout=120,
     )  # fmt: skip
     assert denied.returncode != 0
+
+
+@pytest.mark.integration
+def test_blobs_redirect_to_presigned_urls_when_presigning_is_on(
+    tmp_path: Path, pg_url: str, s3_env: Any, s3_storage_url: str
+) -> None:
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        database_url=pg_url,
+        storage=s3_storage_url,
+        s3_endpoint_url=s3_env.endpoint_url,
+        s3_region=s3_env.region,
+        min_chunk_bytes=5 * 1024 * 1024,
+        s3_presign_downloads=True,
+    )
+    with serve(settings) as running:
+        world = World(running, tmp_path)
+        _released(world)
+        oci = _deployer_oci(world)
+        manifest = oci.get("fraud/m/manifests/1").json()
+        for layer in manifest["layers"]:
+            moved = oci.get(f"fraud/m/blobs/{layer['digest']}")
+            assert moved.status_code == 307
+            assert moved.headers["Docker-Content-Digest"] == layer["digest"]
+            assert moved.headers["Cache-Control"] == "no-store"
+            fetched = httpx.get(moved.headers["Location"])  # no registry credentials there
+            assert fetched.status_code == 200
+            assert f"sha256:{hashlib.sha256(fetched.content).hexdigest()}" == layer["digest"]
+            part = httpx.get(moved.headers["Location"], headers={"Range": "bytes=0-3"})
+            assert part.status_code == 206 and part.content == fetched.content[:4]
+            head = oci.head(f"fraud/m/blobs/{layer['digest']}")  # HEAD answers, no URL
+            assert head.status_code == 200 and "Location" not in head.headers
+        config = oci.get(f"fraud/m/blobs/{manifest['config']['digest']}")
+        assert config.status_code == 200  # generated, never in the store: served directly
+        # No URL for what may not be pulled; every URL handed out is on record.
+        world.model("fraud/m@2", extra={"NOTES.md": b"only in version 2\n"})
+        pending = Oci(running.url, running.admin_token).get("fraud/m/manifests/2").json()
+        notes = next(item for item in pending["layers"] if item["annotations"][
+            "org.cncf.model.filepath"] == "NOTES.md")  # fmt: skip
+        _error(oci.get(f"fraud/m/blobs/{notes['digest']}"), 404, "BLOB_UNKNOWN")
+        redirected = [
+            e
+            for e in world.admin.audit_entries()
+            if e["action"] == "oci_get_blob" and e["outcome"] == "redirected"
+        ]
+        assert len(redirected) == len(manifest["layers"])
+        assert {e["actor"] for e in redirected} == {"oci-deploy"}
