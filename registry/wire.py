@@ -147,6 +147,7 @@ class UploadIn(_Model):
 
 class UploadPublic(_Model):
     id: str | None = Field(description="Session id; null when the blob is already held.")
+    namespace: str = Field(description="The namespace the blob goes into.")
     digest: str
     size: int
     offset: int

@@ -377,7 +377,7 @@ class RegistryClient:
         """
         journal = self.uploads
         upload_id = journal.recall(namespace, digest, item.size)
-        status = self._resumable(upload_id, digest, item.size) if upload_id else None
+        status = self._resumable(upload_id, namespace, digest, item.size) if upload_id else None
         if status is None:
             journal.forget(namespace, digest)
             status = UploadPublic.model_validate(
@@ -417,7 +417,9 @@ class RegistryClient:
                 raise
         journal.forget(namespace, digest)
 
-    def _resumable(self, upload_id: str, digest: str, size: int) -> UploadPublic | None:
+    def _resumable(
+        self, upload_id: str, namespace: str, digest: str, size: int
+    ) -> UploadPublic | None:
         """The registry's state of a recorded session, or None when it cannot be resumed
         (finished, expired, cancelled, or not this blob). Outages propagate: the record stays."""
         try:
@@ -428,8 +430,13 @@ class RegistryClient:
             raise
         except RegistryError:
             return None
-        if status.id != upload_id or status.digest != f"sha256:{digest}" or status.size != size:
-            return None
+        if (status.id, status.namespace, status.digest, status.size) != (
+            upload_id,
+            namespace,
+            f"sha256:{digest}",
+            size,
+        ):
+            return None  # another blob's, or another namespace's (a planted record): start anew
         return status
 
     def _send_chunks(

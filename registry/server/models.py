@@ -168,6 +168,9 @@ class UploadSession(Base):
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     expires_at: Mapped[datetime] = mapped_column(Timestamp, index=True)
     created_by: Mapped[str] = mapped_column(String(64))
+    #: The token that opened it: only that token (or an admin) may see, continue or cancel it
+    #: (null on sessions opened before this was recorded: their opener's name decides).
+    token_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class UploadPart(Base):

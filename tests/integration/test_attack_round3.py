@@ -132,3 +132,58 @@ def test_a_version_the_scanner_rejects_is_audited_and_raises_a_security_event(
                         headers={"Authorization": f"Bearer {live.admin_token}"}).text  # fmt: skip
     assert 'modelseal_security_events_total{event="version_rejected"} 1.0' in metrics
     assert run_cli("audit", "verify", live=live).returncode == 0
+
+
+def _session(http: httpx.Client, namespace: str, data: bytes) -> str:
+    import hashlib
+
+    started = http.post(f"/v1/namespaces/{namespace}/uploads",
+                        json={"digest": f"sha256:{hashlib.sha256(data).hexdigest()}",
+                              "size": len(data)})  # fmt: skip
+    assert started.status_code in (200, 201), started.text
+    return str(started.json()["id"])
+
+
+def test_a_planted_journal_record_cannot_send_a_push_into_another_namespace(
+    live: Live, tmp_path: Path
+) -> None:
+    import hashlib
+
+    admin = live.client()
+    evil = admin.create_token("evil-pub", role="publisher", namespace="evil").token
+    secret = os.urandom(4096)
+    digest = hashlib.sha256(secret).hexdigest()
+    with httpx.Client(base_url=live.url, headers={"Authorization": f"Bearer {evil}"}) as http:
+        planted = _session(http, "evil", secret)  # knowing digest and size, not the bytes
+    admin.uploads.remember("victim", digest, len(secret), planted)
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "secret.bin").write_bytes(secret)
+    admin.push(model, "victim/m@1")
+    assert admin.show("victim/m@1").files[0].digest == f"sha256:{digest}"
+    with httpx.Client(base_url=live.url, headers={"Authorization": f"Bearer {evil}"}) as http:
+        assert http.get(f"/v1/uploads/{planted}").json()["offset"] == 0  # not one byte went there
+        stolen = http.put("/v1/namespaces/evil/artifacts/m/versions/1", json={
+            "kind": "model", "files": [{"path": "secret.bin", "size": len(secret),
+                                        "digest": f"sha256:{digest}"}]})  # fmt: skip
+        assert stolen.status_code == 400 and "missing-blobs" in stolen.json()["type"]
+
+
+def test_another_pusher_of_the_namespace_cannot_touch_a_session(live: Live) -> None:
+    admin = live.client()
+    alice = admin.create_token("alice", role="publisher", namespace="team").token
+    bob = admin.create_token("bob", role="publisher", namespace="team").token
+    data = os.urandom(2048)
+    as_alice = {"Authorization": f"Bearer {alice}"}
+    as_bob = {"Authorization": f"Bearer {bob}"}
+    with httpx.Client(base_url=live.url, headers=as_alice) as a, \
+            httpx.Client(base_url=live.url, headers=as_bob) as b:  # fmt: skip
+        session = _session(a, "team", data)
+        assert b.get(f"/v1/uploads/{session}").status_code == 404
+        assert b.patch(f"/v1/uploads/{session}", content=data[:1024],
+                       headers={"Content-Range": "bytes 0-1023"}).status_code == 404  # fmt: skip
+        assert b.delete(f"/v1/uploads/{session}").status_code == 404
+        assert a.get(f"/v1/uploads/{session}").json()["offset"] == 0
+    with httpx.Client(base_url=live.url,
+                      headers={"Authorization": f"Bearer {live.admin_token}"}) as root:  # fmt: skip
+        assert root.get(f"/v1/uploads/{session}").status_code == 200  # admins may clean up

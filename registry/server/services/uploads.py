@@ -42,7 +42,7 @@ from registry.server.config import Settings
 from registry.server.db import transaction
 from registry.server.hashstate import ResumableSha256
 from registry.server.models import Blob, Namespace, NamespaceBlob, UploadPart, UploadSession
-from registry.server.services.auth import Action, Principal
+from registry.server.services.auth import Action, Principal, Role
 from registry.server.services.common import Clock, aware, ensure_namespace, insert_for, utcnow
 from registry.server.services.journal import Actor
 from registry.server.services.journal import record as audit_record
@@ -136,6 +136,7 @@ class UploadService:
             id=upload_id, namespace_id=ns.id, digest=digest, size=size, offset=0,
             hash_state=ResumableSha256().state(), backend_handle=handle, next_part=1,
             created_at=now, expires_at=expires, created_by=principal.name,
+            token_id=principal.token_id,
         )  # fmt: skip
         try:
             self._open(row, principal, namespace)
@@ -159,6 +160,12 @@ class UploadService:
         if row is None or namespace is None or not principal.can_see(namespace.name):
             raise NotFoundError(f"upload {upload_id} does not exist", upload_id=upload_id)
         principal.require(Action.PUSH, namespace.name)
+        opener = (
+            row.token_id == principal.token_id if row.token_id else row.created_by == principal.name
+        )
+        if not opener and principal.role is not Role.ADMIN:
+            # Another pusher of the namespace may not read, feed or cancel it (as if unknown).
+            raise NotFoundError(f"upload {upload_id} does not exist", upload_id=upload_id)
         if aware(row.expires_at) <= self._clock():
             raise UploadExpiredError(
                 f"upload {upload_id} expired at {aware(row.expires_at).isoformat()}; start again",

@@ -40,6 +40,7 @@ ChunkRange = Annotated[str, Header(pattern=_RANGE_PATTERN, description=_RANGE_DO
 def _public(upload: UploadStatus, services: Services) -> UploadPublic:
     return UploadPublic(
         id=upload.id,
+        namespace=upload.namespace,
         digest=f"sha256:{upload.digest}",
         size=upload.size,
         offset=upload.offset,
