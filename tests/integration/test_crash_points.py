@@ -629,20 +629,7 @@ def _consistent(registry: Registry, point_id: str) -> None:
     _audited(registry)
 
 
-#: Points where a crash leaves the registry unable to take the client's retry (issue #18 found).
-STUCK_FINISHING = pytest.mark.xfail(
-    strict=True,
-    reason="a crash after finish() claimed the session (offset -1, FINISHING) leaves it claimed "
-    "until it expires (24 h): GET reports offset 0, every chunk from 0 gets 416 and finish "
-    "'incomplete', so the SDK's resumed push fails until then (registry/server/services/"
-    "uploads.py finish())",
-)
-KNOWN = {"finish_upload-assembling": STUCK_FINISHING, "finish_upload-in-tx": STUCK_FINISHING}
-
-
-@pytest.mark.parametrize(
-    "point_id", [pytest.param(p, marks=KNOWN.get(p, ()), id=p) for p in POINTS]
-)
+@pytest.mark.parametrize("point_id", [pytest.param(p, id=p) for p in POINTS])
 def test_a_crash_at_the_point_leaves_a_consistent_registry_and_the_retry_succeeds(
     registry: Registry, point_id: str, tmp_path: Path, s3_env: SeaweedServer
 ) -> None:

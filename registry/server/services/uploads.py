@@ -178,8 +178,11 @@ class UploadService:
             row = self._load(session, principal, upload_id)
             ns = session.get(Namespace, row.namespace_id)
             assert ns is not None
+            # A session being completed has every byte: a client that asks sends the final
+            # (empty) request, which completes it if its finisher died.
+            offset = row.size if row.offset == _FINISHING else row.offset
             return UploadStatus(
-                row.id, ns.name, row.digest, row.size, max(row.offset, 0), aware(row.expires_at)
+                row.id, ns.name, row.digest, row.size, offset, aware(row.expires_at)
             )
 
     # -- chunks -----------------------------------------------------------------------------
@@ -349,22 +352,34 @@ class UploadService:
         """
         with self._sessions() as session:
             row = self._load(session, principal, upload_id)
-        if row.offset != row.size:
+        if row.offset not in (row.size, _FINISHING):
             raise UploadIncompleteError(
                 f"upload {upload_id} has {max(row.offset, 0)} of {row.size} bytes",
                 offset=max(row.offset, 0),
                 size=row.size,
             )
+        # A session already claimed is claimed again: its finisher may have died between the
+        # claim and the publication (a killed replica), and nothing else would ever release it.
+        # Completing twice is harmless: the store keeps one object (an existing one ends the
+        # upload), publication inserts only what is missing and audits once.
         with transaction(self._sessions) as session:
             claimed = _rowcount(
                 session.execute(
                     update(UploadSession)
-                    .where(UploadSession.id == upload_id, UploadSession.offset == row.size)
+                    .where(
+                        UploadSession.id == upload_id,
+                        UploadSession.offset.in_((row.size, _FINISHING)),
+                    )
                     .values(offset=_FINISHING)
                 )
             )
         if claimed != 1:
             raise UploadOffsetError(f"upload {upload_id} is already being completed")
+        if row.offset == _FINISHING and self._store.size(row.digest) == row.size:
+            # Its bytes reached their content key, which only verified bytes ever do (a blob
+            # sent whole is claimed only once stored): what is left is publishing them.
+            self._publish(principal, row)
+            return row.digest, row.size
         try:
             actual = ResumableSha256.from_state(row.hash_state).hexdigest()
             if actual != row.digest:
@@ -407,9 +422,13 @@ class UploadService:
                 .on_conflict_do_nothing(index_elements=["namespace_id", "digest"])
             )
             session.execute(delete(UploadPart).where(UploadPart.session_id == upload_id))
-            session.execute(delete(UploadSession).where(UploadSession.id == upload_id))
-            audit_record(session, principal, "finish_upload", f"/v1/uploads/{upload_id}", at=now,
-                         details={"digest": f"sha256:{row.digest}", "size": row.size})  # fmt: skip
+            closed = _rowcount(
+                session.execute(delete(UploadSession).where(UploadSession.id == upload_id))
+            )
+            if closed:  # a second finisher of the same session publishes nothing new
+                audit_record(session, principal, "finish_upload", f"/v1/uploads/{upload_id}",
+                             at=now, details={"digest": f"sha256:{row.digest}",
+                                              "size": row.size})  # fmt: skip
 
     def cancel(self, principal: Principal, upload_id: str) -> None:
         with self._sessions() as session:

@@ -93,7 +93,9 @@ class LocalBlobStore:
         if final.exists():
             self.abort_upload(handle, digest)
             return
-        tmp = self.root / "tmp" / f"{handle}.assemble"
+        # Its own file per call: two finishers of one session (one of them a retry after a
+        # crash) must never write into the same file.
+        tmp = self.root / "tmp" / f"{handle}.{uuid.uuid4().hex}.assemble"
         with tmp.open("wb") as out:
             for part in parts:
                 part_path = upload_dir / f"{part.number:05d}"
