@@ -21,6 +21,7 @@ import uvicorn
 from safetensors.numpy import save_file
 
 from registry.sdk.client import RegistryClient
+from registry.server import httpproto
 from registry.server.app import create_app
 from registry.server.config import Settings
 from registry.server.services.bootstrap import bootstrap
@@ -50,7 +51,8 @@ def serve(settings: Settings) -> Iterator[Live]:
     token = written.read_text().strip()
     app = create_app(settings, expiry_interval=None)
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
+                            http=httpproto.protocol())  # as `modelseal serve` runs it  # fmt: skip
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

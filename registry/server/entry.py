@@ -55,6 +55,7 @@ def run(
     """Serve the API with uvicorn until SIGTERM/SIGINT (after :func:`bootstrap`)."""
     import uvicorn
 
+    from registry.server import httpproto
     from registry.server.app import create_app
 
     uvicorn.run(
@@ -69,6 +70,7 @@ def run(
         timeout_graceful_shutdown=drain_seconds,
         # uvicorn believes X-Forwarded-For from 127.0.0.1 by default: a client on the host (or
         # behind a TCP-level proxy) could then pick its own address for the per-address limits.
+        http=httpproto.protocol(),
         proxy_headers=settings.forwarded_allow_ips is not None,
         forwarded_allow_ips=settings.forwarded_allow_ips or "",
     )

@@ -8,7 +8,6 @@ import re
 import socket
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -99,18 +98,51 @@ def test_405_lists_every_allowed_method(
             assert http.request(other, path).status_code != 405  # the acceptance
 
 
-def test_a_malformed_content_length_is_a_400(live: Live) -> None:
-    """uvicorn refuses it before the application sees the request (a plain-text 400, not
-    problem+json): the request never reaches a handler."""
-    parts = urlsplit(live.url)
-    for length in ("12abc", "-1", "1, 2"):
-        with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
-            sock.sendall(
-                f"POST /v1/tokens HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n"
-                "Content-Type: application/json\r\n\r\n{}".encode()
-            )
-            head = sock.recv(65536).decode("latin1")
-        assert head.startswith("HTTP/1.1 400"), head
+@pytest.mark.parametrize("protocol", ["httptools", "h11"])
+def test_a_malformed_content_length_is_a_problem_400(local_settings: Any, protocol: str) -> None:
+    """uvicorn refuses it before the application sees the request; the registry's protocol
+    classes (registry/server/httpproto.py) answer it as problem+json like every other error,
+    whichever HTTP parser runs (they override a uvicorn method that is not public API: this
+    test is what notices an upgrade that stops calling it)."""
+    import json
+    import threading
+    import time
+
+    import uvicorn
+
+    from registry.server import httpproto
+    from registry.server.app import create_app
+    from tests.support import free_port
+
+    cls = httpproto.protocol() if protocol == "httptools" else httpproto.ProblemH11Protocol
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(local_settings, expiry_interval=None),
+                                           host="127.0.0.1", port=port, log_level="warning",
+                                           http=cls))  # fmt: skip
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive()
+        time.sleep(0.02)
+    try:
+        for length in ("12abc", "-1", "1, 2"):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                sock.sendall(
+                    f"POST /v1/tokens HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n"
+                    "Content-Type: application/json\r\n\r\n{}".encode()
+                )
+                answer = b""
+                while chunk := sock.recv(65536):
+                    answer += chunk
+            head, _, body = answer.decode("latin1").partition("\r\n\r\n")
+            assert head.startswith("HTTP/1.1 400"), head
+            assert "content-type: application/problem+json" in head.lower(), head
+            problem = json.loads(body)
+            assert problem["status"] == 400 and problem["type"].endswith("/invalid-request")
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 def test_naming_rules_are_in_the_schema_and_agree_with_the_checks() -> None:
