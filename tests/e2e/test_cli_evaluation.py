@@ -81,9 +81,12 @@ def test_bad_metrics_are_refused_before_anything_is_sent(
         assert message in result.stderr, (content, result.stderr)
         assert "Traceback" not in result.stderr
     with live.client() as client:
-        assert client.list_attestations(
-            "vision/m@1", "https://in-toto.io/attestation/test-result/v0.1"
-        ) == []
+        assert (
+            client.list_attestations(
+                "vision/m@1", "https://in-toto.io/attestation/test-result/v0.1"
+            )
+            == []
+        )
 
 
 def test_evaluation_and_predicate_options_exclude_each_other(live: Live, pushed: Path) -> None:

@@ -136,8 +136,6 @@ def append(
     return seq
 
 
-
-
 def _advisory_lock() -> Any:
     return func.pg_advisory_xact_lock(_APPEND_LOCK)
 
