@@ -43,6 +43,7 @@ from registry.errors import (
     RegistryError,
     ResponseVerificationError,
     ServiceUnavailableError,
+    UploadExpiredError,
     UploadOffsetError,
     error_from_problem,
 )
@@ -371,10 +372,23 @@ class RegistryClient:
         until the blob is stored: a push run again after an interruption (a killed process, a
         lost replica, a store outage) continues that session from the registry's offset, through
         any replica. Within one run, a broken connection, a 503 or a chunk that lost a race
-        resumes from the registry's offset (three times in a row at most); failing for want of
-        the registry leaves the session recorded for the next run. A registry that refuses the
-        upload (bad bytes, no permission…) gets the session cancelled and forgotten.
+        resumes from the registry's offset (three times in a row without progress at most);
+        failing for want of the registry leaves the session recorded for the next run. A session
+        that vanished meanwhile (completed by a concurrent push of the same bytes, or expired)
+        is started anew. A registry that refuses the upload (bad bytes, no permission…) gets the
+        session cancelled and forgotten.
         """
+        for _ in range(3):
+            try:
+                self._upload_once(namespace, item, digest, progress)
+                return
+            except (NotFoundError, UploadExpiredError):
+                self.uploads.forget(namespace, digest)
+        self._upload_once(namespace, item, digest, progress)
+
+    def _upload_once(
+        self, namespace: str, item: LocalFile, digest: str, progress: Progress | None
+    ) -> None:
         journal = self.uploads
         upload_id = journal.recall(namespace, digest, item.size)
         status = self._resumable(upload_id, namespace, digest, item.size) if upload_id else None
@@ -407,9 +421,14 @@ class RegistryClient:
                 attempts += 1
                 if attempts > 3:
                     raise  # the session stays recorded: the next push resumes it
-                offset = UploadPublic.model_validate(
+                moved_on = UploadPublic.model_validate(
                     self._request("GET", f"/v1/uploads/{upload_id}").json()
                 ).offset
+                if moved_on > offset:  # progress (ours or a concurrent push's): not stuck
+                    attempts = 0
+                offset = moved_on
+            except (NotFoundError, UploadExpiredError):
+                raise  # gone: the caller starts anew
             except RegistryError:
                 with contextlib.suppress(RegistryError):
                     self._request("DELETE", f"/v1/uploads/{upload_id}")
