@@ -44,15 +44,14 @@ class Live:
 
 
 @contextmanager
-def serve(settings: Settings) -> Iterator[Live]:
-    """Bootstrap ``settings`` and serve the API with uvicorn on a free port, in a thread."""
-    written = bootstrap(settings)
-    assert written is not None
-    token = written.read_text().strip()
+def replica(settings: Settings, *, http: type | None = None) -> Iterator[str]:
+    """Serve the API of ``settings`` (already bootstrapped) with uvicorn on a free port, in a
+    thread, with the HTTP protocol ``modelseal serve`` uses unless ``http`` names another;
+    yields its URL. Two of them over one database and store are two replicas."""
     app = create_app(settings, expiry_interval=None)
     port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
-                            http=httpproto.protocol())  # as `modelseal serve` runs it  # fmt: skip
+                            http=http or httpproto.protocol())  # fmt: skip
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -62,10 +61,19 @@ def serve(settings: Settings) -> Iterator[Live]:
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.02)
     try:
-        yield Live(f"http://127.0.0.1:{port}", token, settings)
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@contextmanager
+def serve(settings: Settings) -> Iterator[Live]:
+    """Bootstrap ``settings`` and serve it (:func:`replica`); the admin token comes with it."""
+    written = bootstrap(settings)
+    assert written is not None
+    with replica(settings) as url:
+        yield Live(url, written.read_text().strip(), settings)
 
 
 def run_cli(

@@ -8,6 +8,7 @@ import re
 import socket
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -105,27 +106,14 @@ def test_a_malformed_content_length_is_a_problem_400(local_settings: Any, protoc
     whichever HTTP parser runs (they override a uvicorn method that is not public API: this
     test is what notices an upgrade that stops calling it)."""
     import json
-    import threading
-    import time
-
-    import uvicorn
 
     from registry.server import httpproto
-    from registry.server.app import create_app
-    from tests.support import free_port
+    from tests.support import replica
 
     cls = httpproto.protocol() if protocol == "httptools" else httpproto.ProblemH11Protocol
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(local_settings, expiry_interval=None),
-                                           host="127.0.0.1", port=port, log_level="warning",
-                                           http=cls))  # fmt: skip
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive()
-        time.sleep(0.02)
-    try:
+    with replica(local_settings, http=cls) as url:
+        port = urlsplit(url).port
+        assert port is not None
         for length in ("12abc", "-1", "1, 2"):
             with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
                 sock.sendall(
@@ -140,9 +128,6 @@ def test_a_malformed_content_length_is_a_problem_400(local_settings: Any, protoc
             assert "content-type: application/problem+json" in head.lower(), head
             problem = json.loads(body)
             assert problem["status"] == 400 and problem["type"].endswith("/invalid-request")
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def test_naming_rules_are_in_the_schema_and_agree_with_the_checks() -> None:

@@ -5,15 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from attest import keys
 from attest.predicates import OMS_SIGNATURE
@@ -21,34 +16,13 @@ from attest.signing import KeySigner
 from registry.errors import ConnectionFailedError, DigestMismatchError
 from registry.sdk.client import RegistryClient
 from registry.sdk.resume import UploadJournal
-from registry.server.app import create_app
-from registry.server.config import Settings
-from tests.support import Live, free_port, run_cli
+from tests.support import Live, free_port, replica, run_cli
 
 MiB = 1024 * 1024
 
 
 class Interrupted(Exception):
     """Stands for the process dying mid-push."""
-
-
-@contextmanager
-def replica(settings: Settings) -> Iterator[str]:
-    """A second API process over the same database and store (already bootstrapped)."""
-    port = free_port()
-    app = create_app(settings, expiry_interval=None)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "replica did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def one_file_model(root: Path, chunk: int) -> Path:

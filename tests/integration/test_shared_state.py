@@ -15,13 +15,11 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from registry.server.api.problems import unavailable
-from registry.server.app import create_app
 from registry.server.config import Settings
 from registry.server.db import make_engine, make_sessionmaker, transaction
 from registry.server.events import (
@@ -35,31 +33,9 @@ from registry.server.events import (
 from registry.server.models import EventOutbox
 from registry.server.ratelimit import TokenBuckets
 from registry.server.services import journal
-from tests.support import Live, free_port, make_model_dir, serve
+from tests.support import Live, free_port, make_model_dir, replica, serve
 
 pytestmark = pytest.mark.integration
-
-
-@contextmanager
-def replica(settings: Settings) -> Iterator[str]:
-    """One more registry process over the same database (no bootstrap: the first one did)."""
-    app = create_app(settings, expiry_interval=None)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @contextmanager
