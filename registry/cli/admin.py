@@ -158,13 +158,14 @@ def admin_token_create(
     """Issue a registry-wide admin token directly in the database, for when no admin token
     works (all revoked or expired). Audited as operator:USER@HOST. Prints the token alone on
     stdout (it is shown only once)."""
+    from registry.errors import ConfigurationError
     from registry.server import entry
 
     settings = _operator_settings(data_dir, database_url)
     try:
         issued = entry.issue_admin_token(settings, name=name, expires_days=expires)
-    except RuntimeError as exc:
-        fatal(str(exc))
+    except ConfigurationError as exc:
+        fatal(exc.diagnostics())
     err.print(f"admin token {issued.id} created by {entry.operator_actor()} (audited)")
     sys.stdout.write(f"{issued.secret}\n")
 
@@ -203,13 +204,14 @@ def admin_fsck(
     (and digest, with --rehash), every object a row, every blob a version, no expired upload
     sessions, no staged uploads without a session. Exit 1 with a report when anything is found.
     Audited as operator:USER@HOST."""
+    from registry.errors import ConfigurationError
     from registry.server import entry
 
     settings = _operator_settings(data_dir, database_url, storage)
     try:
         report = entry.fsck(settings, rehash=rehash)
-    except RuntimeError as exc:
-        fatal(str(exc))
+    except ConfigurationError as exc:
+        fatal(exc.diagnostics())
     _report(report, as_json)
     counts = ", ".join(f"{n} {what.replace('_', ' ')}" for what, n in report.counts.items())
     if report.clean:
@@ -243,12 +245,15 @@ def admin_gc(
     """Delete blobs no version references, objects with no blob row, expired upload sessions and
     staged uploads with no session, once older than the grace period. A blob a version names is
     never deleted. Audited as operator:USER@HOST."""
+    from registry.errors import ConfigurationError
     from registry.server import entry
 
     settings = _operator_settings(data_dir, database_url, storage)
     try:
         report = entry.collect_garbage(settings, grace_hours=grace_hours, dry_run=dry_run)
-    except (RuntimeError, ValueError) as exc:
+    except ConfigurationError as exc:
+        fatal(exc.diagnostics())
+    except ValueError as exc:
         fatal(str(exc))
     _report(report, as_json)
     done = ", ".join(f"{n} {kind}" for kind, n in report.tally().items()) or "nothing"

@@ -98,18 +98,12 @@ def collect_garbage(settings: Settings, *, grace_hours: float, dry_run: bool) ->
 
 @contextmanager
 def _maintenance(settings: Settings) -> Iterator[MaintenanceService]:
-    from sqlalchemy import inspect
-
-    from registry.server.db import make_engine, make_sessionmaker
+    from registry.server.db import make_sessionmaker
+    from registry.server.services.bootstrap import operator_engine
     from registry.server.storage import open_blob_store
 
-    engine = make_engine(settings.resolved_database_url)
+    engine = operator_engine(settings)
     try:
-        if not inspect(engine).has_table("blobs"):
-            raise RuntimeError(
-                f"{settings.resolved_database_url.split('@')[-1]} holds no modelseal schema: "
-                "is this the registry's database (--data-dir / --database-url)?"
-            )
         yield MaintenanceService(make_sessionmaker(engine), open_blob_store(settings))
     finally:
         engine.dispose()

@@ -387,3 +387,24 @@ def test_bad_flags_are_refused(live: Live, tmp_path: Path) -> None:
     assert negative.returncode == 2 and "--grace-hours" in negative.stderr
     nowhere = run_cli("admin", "fsck", "--data-dir", str(tmp_path / "elsewhere"))
     assert nowhere.returncode == 1 and "holds no registry database" in nowhere.stderr
+
+
+@pytest.mark.parametrize(
+    "command", [["admin", "fsck"], ["admin", "gc"], ["admin", "token", "create"]]
+)
+def test_operator_commands_refuse_a_database_that_is_not_a_registrys(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """A wrong --data-dir / --database-url is one line naming the flags, not a traceback, and
+    nothing is created in that database."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "registry.db").write_bytes(b"")  # an SQLite file with no schema
+    done = run_cli(*command, "--data-dir", str(data))
+    assert done.returncode == 1, done.stderr
+    assert "holds no modelseal schema" in done.stderr and "--database-url" in done.stderr
+    assert "Traceback" not in done.stderr
+    import sqlite3
+
+    with sqlite3.connect(data / "registry.db") as db:
+        assert db.execute("SELECT name FROM sqlite_master").fetchall() == []

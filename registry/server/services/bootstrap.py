@@ -6,6 +6,8 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
+from sqlalchemy import Engine
+
 from registry.errors import ConfigurationError
 from registry.server.config import Settings
 from registry.server.db import make_engine, make_sessionmaker, migrate, startup_lock
@@ -69,21 +71,32 @@ def operator_actor() -> str:
     return f"operator:{user}@{socket.gethostname()}"[:128]
 
 
+def operator_engine(settings: Settings) -> Engine:
+    """An engine on the registry's database for an operator command (which never migrates it).
+
+    Raises:
+        ConfigurationError: the database holds no modelseal schema (a wrong URL or data dir).
+    """
+    from sqlalchemy import inspect
+
+    engine = make_engine(settings.resolved_database_url)
+    if not inspect(engine).has_table("api_tokens"):
+        engine.dispose()
+        raise ConfigurationError(
+            f"{settings.resolved_database_url.split('@')[-1]} holds no modelseal schema: "
+            "is this the registry's database (--data-dir / --database-url)?"
+        )
+    return engine
+
+
 def operator_admin_token(
     settings: Settings, *, name: str = "operator-admin", expires_in: timedelta | None = None
 ) -> IssuedToken:
     """Issue a registry-wide admin token straight into the database (audited, as
     :func:`operator_actor`): the way back for an operator with access to the server when no
     admin token works. Needs the database to be migrated already (a running registry's is)."""
-    from sqlalchemy import inspect
-
-    engine = make_engine(settings.resolved_database_url)
+    engine = operator_engine(settings)
     try:
-        if not inspect(engine).has_table("api_tokens"):
-            raise ConfigurationError(
-                f"{settings.resolved_database_url.split('@')[-1]} holds no modelseal schema: "
-                "is this the registry's database (--data-dir / --database-url)?"
-            )
         tokens = TokenService(make_sessionmaker(engine))
         return tokens.create(name=name, role=Role.ADMIN, expires_in=expires_in, by=operator_actor())
     finally:
