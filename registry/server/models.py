@@ -343,3 +343,41 @@ class EventOutbox(Base):
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     updated_at: Mapped[datetime] = mapped_column(Timestamp)
     last_error: Mapped[str | None] = mapped_column(String(512), nullable=True)
+
+
+class OciArtifact(Base):
+    """A version's OCI form, stored the first time it is served so its digest never changes:
+    the ModelPack manifest and config blob (``registry/server/services/oci.py``) and, once the
+    version is released, the registry-signed statement whose subject is the manifest digest."""
+
+    __tablename__ = "oci_artifacts"
+
+    version_id: Mapped[int] = mapped_column(
+        ForeignKey("versions.id", ondelete="CASCADE"), primary_key=True
+    )
+    manifest_digest: Mapped[str] = mapped_column(String(64), index=True)
+    manifest: Mapped[bytes] = mapped_column(LargeBinary)
+    config_digest: Mapped[str] = mapped_column(String(64), index=True)
+    config: Mapped[bytes] = mapped_column(LargeBinary)
+    release_digest: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    release_bundle: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class OciReferrer(Base):
+    """A referrer manifest: one evidence bundle of a version as an OCI artifact whose subject is
+    the version's manifest. ``attestation_id`` is empty for the registry's manifest-digest
+    release statement (kept in :class:`OciArtifact`)."""
+
+    __tablename__ = "oci_referrers"
+    __table_args__ = (UniqueConstraint("version_id", "digest"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id", ondelete="CASCADE"))
+    attestation_id: Mapped[int | None] = mapped_column(
+        ForeignKey("attestations.id", ondelete="CASCADE"), nullable=True
+    )
+    digest: Mapped[str] = mapped_column(String(64), index=True)
+    predicate_type: Mapped[str] = mapped_column(String(256))
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
