@@ -12,6 +12,7 @@ TEST_RESULT                       https://in-toto.io/attestation/test-result/v0.
 CYCLONEDX_BOM                     https://cyclonedx.org/bom                            registry
 SCAN                              https://modelseal.dev/attestation/scan/v1            registry
 RELEASE                           https://in-toto.io/attestation/release/v0.1          registry
+OCI_RELEASE                       https://modelseal.dev/attestation/oci-release/v1     registry
 REVOCATION                        https://modelseal.dev/attestation/revocation/v1      registry
 STATUS                            https://modelseal.dev/attestation/status/v1          registry
 AUDIT_CHECKPOINT                  https://modelseal.dev/attestation/audit-checkpoint/v1 registry
@@ -32,6 +33,9 @@ CYCLONEDX_BOM = "https://cyclonedx.org/bom"
 SCAN = "https://modelseal.dev/attestation/scan/v1"
 #: The registry's release of a version (what the gate judged, under which policy).
 RELEASE = "https://in-toto.io/attestation/release/v0.1"
+#: The registry's release of a version's OCI artifact: the same release, with the OCI manifest
+#: digest as the subject (what OCI tools such as cosign check against the artifact they pull).
+OCI_RELEASE = "https://modelseal.dev/attestation/oci-release/v1"
 #: The registry-signed revocation of a version (the registry signs it on revocation).
 REVOCATION = "https://modelseal.dev/attestation/revocation/v1"
 #: The registry-signed current state of a version and its dependencies (a pull asks for one

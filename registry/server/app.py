@@ -144,7 +144,10 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.services = services
-    app.state.oci = OciService(sessions, versions_service, services.lifecycle, blob_store)
+    app.state.oci = OciService(
+        sessions, versions_service, services.lifecycle, blob_store, signer, clock=clock
+    )
+    services.releases.on_release = app.state.oci.published
     app.add_middleware(AuditMiddleware, audit=audit_service)
     app.add_middleware(
         BodyLimitMiddleware,

@@ -259,7 +259,7 @@ def test_predicate_types_are_defined_once() -> None:
     from attest import predicates
 
     uris = {v for k, v in vars(predicates).items() if k.isupper() and isinstance(v, str)}
-    assert len(uris) == 9
+    assert len(uris) == 10
     sources = [
         p for package in ("registry", "attest", "sbom") for p in (ROOT / package).rglob("*.py")
     ]
