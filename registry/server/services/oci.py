@@ -17,24 +17,42 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from attest.bundle import BUNDLE_MEDIA_TYPE
 from attest.digests import FileDigest, is_sha256_hex
+from attest.predicates import OCI_RELEASE, RELEASE
+from attest.signing import Signer
+from attest.statement import make_statement
 from registry.errors import InvalidRequestError, NotFoundError
 from registry.names import Kind, Ref, RefKind, parse_selector
-from registry.server.models import Artifact, Namespace, Version, VersionFile
+from registry.server.db import transaction
+from registry.server.models import (
+    Artifact,
+    Attestation,
+    Namespace,
+    OciArtifact,
+    OciReferrer,
+    Version,
+    VersionFile,
+)
 from registry.server.services.auth import Action, Principal
-from registry.server.services.common import PageRequest
+from registry.server.services.common import Clock, PageRequest, utcnow
 from registry.server.services.lifecycle import LifecycleService
 from registry.server.services.versions import State, VersionRecord, VersionService
 from registry.server.storage import BlobStore
+
+log = logging.getLogger(__name__)
 
 MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
 MODEL_ARTIFACT_TYPE = "application/vnd.cncf.model.manifest.v1+json"
@@ -47,6 +65,15 @@ DATASET = "application/vnd.cncf.model.dataset.v1.raw"
 FILEPATH = "org.cncf.model.filepath"
 TITLE = "org.opencontainers.image.title"
 ROOT_DIGEST = "dev.modelseal.root-digest"
+CREATED = "org.opencontainers.image.created"
+INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
+#: The empty config of an artifact whose content is all in its layers (image-spec 1.1).
+EMPTY_MEDIA_TYPE = "application/vnd.oci.empty.v1+json"
+EMPTY_CONFIG = b"{}"
+EMPTY_DIGEST = "sha256:" + hashlib.sha256(EMPTY_CONFIG).hexdigest()
+#: Annotations cosign writes on a Sigstore-bundle referrer.
+BUNDLE_CONTENT = "dev.sigstore.bundle.content"
+BUNDLE_PREDICATE_TYPE = "dev.sigstore.bundle.predicateType"
 
 #: OCI tags (distribution-spec): versions that are not valid tags are not listed as tags.
 TAG = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
@@ -248,9 +275,9 @@ class ServedManifest:
 @dataclass(frozen=True, slots=True)
 class ServedBlob:
     """A blob a caller may read: a file of a version (``item``; ``url`` when presigned), or a
-    generated config blob (``document``)."""
+    stored document (a config blob, an evidence bundle: ``document``)."""
 
-    record: VersionRecord
+    record: VersionRecord | None
     item: FileDigest | None = None
     url: str | None = None
     document: Document | None = None
@@ -261,6 +288,29 @@ class ServedBlob:
             return len(self.document.body)
         assert self.item is not None
         return self.item.size
+
+
+@dataclass(frozen=True, slots=True)
+class Referrer:
+    """A descriptor of the referrers index: one evidence bundle as an artifact."""
+
+    digest: str
+    size: int
+    predicate_type: str
+    created: str
+
+    def descriptor(self) -> dict[str, Any]:
+        return {
+            "mediaType": MANIFEST_MEDIA_TYPE,
+            "digest": self.digest,
+            "size": self.size,
+            "artifactType": BUNDLE_MEDIA_TYPE,
+            "annotations": {
+                BUNDLE_CONTENT: "dsse-envelope",
+                BUNDLE_PREDICATE_TYPE: self.predicate_type,
+                CREATED: self.created,
+            },
+        }
 
 
 def _created(record: VersionRecord) -> str:
@@ -328,6 +378,39 @@ def manifest_document(record: VersionRecord) -> Document:
     return Document(data, sha256_digest(data), MANIFEST_MEDIA_TYPE)
 
 
+def _timestamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def referrer_document(
+    subject: Document, bundle: bytes, predicate_type: str, created: datetime
+) -> Document:
+    """One evidence bundle as an OCI artifact about ``subject`` (a model manifest), in the form
+    cosign writes Sigstore bundles: an empty config, the bundle as the only layer, and the
+    bundle's content and predicate type as annotations."""
+    body = {
+        "schemaVersion": 2,
+        "mediaType": MANIFEST_MEDIA_TYPE,
+        "artifactType": BUNDLE_MEDIA_TYPE,
+        "config": {"mediaType": EMPTY_MEDIA_TYPE, "digest": EMPTY_DIGEST, "size": 2},
+        "layers": [
+            {"mediaType": BUNDLE_MEDIA_TYPE, "digest": sha256_digest(bundle), "size": len(bundle)}
+        ],
+        "subject": {
+            "mediaType": subject.media_type,
+            "digest": subject.digest,
+            "size": len(subject.body),
+        },
+        "annotations": {
+            BUNDLE_CONTENT: "dsse-envelope",
+            BUNDLE_PREDICATE_TYPE: predicate_type,
+            CREATED: _timestamp(created),
+        },
+    }
+    data = canonical(body)
+    return Document(data, sha256_digest(data), MANIFEST_MEDIA_TYPE)
+
+
 def parse_digest(value: str) -> str:
     """The hex of a ``sha256:<hex>`` digest, or DIGEST_INVALID."""
     algorithm, _, hexpart = value.partition(":")
@@ -343,11 +426,16 @@ class OciService:
         versions: VersionService,
         lifecycle: LifecycleService,
         store: BlobStore,
+        signer: Signer,
+        *,
+        clock: Clock = utcnow,
     ) -> None:
         self._sessions = sessions
         self._versions = versions
         self._lifecycle = lifecycle
         self._store = store
+        self._signer = signer
+        self._clock = clock
 
     # -- who sees what --------------------------------------------------------------------------
 
@@ -398,7 +486,205 @@ class OciService:
         return [r for r in self._all_versions(principal, namespace, name)
                 if self._visible(principal, r)]  # fmt: skip
 
-    # -- manifests, blobs, tags -------------------------------------------------------------
+    # -- the stored artifact ----------------------------------------------------------------
+
+    def _version_id(self, session: Session, record: VersionRecord) -> int | None:
+        return session.execute(
+            select(Version.id)
+            .join(Artifact, Version.artifact_id == Artifact.id)
+            .join(Namespace, Artifact.namespace_id == Namespace.id)
+            .where(Namespace.name == record.namespace, Artifact.name == record.name)
+            .where(Version.version == record.version)
+        ).scalar_one_or_none()
+
+    def _stored(self, record: VersionRecord) -> tuple[int, OciArtifact]:
+        """The version's stored OCI artifact, storing it the first time (whoever stores first
+        wins; everyone then serves those bytes, so the digest never changes)."""
+        with self._sessions() as session:
+            vid = self._version_id(session, record)
+            if vid is None:
+                raise OciError(OciCode.MANIFEST_UNKNOWN, f"{record.ref} is not known")
+            row = session.get(OciArtifact, vid)
+            if row is not None:
+                session.expunge(row)
+                return vid, row
+        manifest, config = manifest_document(record), config_document(record)
+        try:
+            with transaction(self._sessions) as session:
+                session.add(OciArtifact(
+                    version_id=vid, manifest_digest=manifest.digest.removeprefix("sha256:"),
+                    manifest=manifest.body, config_digest=config.digest.removeprefix("sha256:"),
+                    config=config.body, created_at=self._clock(),
+                ))  # fmt: skip
+        except IntegrityError:
+            pass  # stored by another request or replica a moment ago: serve theirs
+        with self._sessions() as session:
+            row = session.get(OciArtifact, vid)
+            if row is None:  # the version was deleted under us
+                raise OciError(OciCode.MANIFEST_UNKNOWN, f"{record.ref} is not known")
+            session.expunge(row)
+            return vid, row
+
+    @staticmethod
+    def _manifest(row: OciArtifact) -> Document:
+        return Document(row.manifest, f"sha256:{row.manifest_digest}", MANIFEST_MEDIA_TYPE)
+
+    def _store_missing(self, principal: Principal, namespace: str, name: str) -> None:
+        """Store the artifacts of this repository's pullable versions not served before (a
+        digest can only name a manifest someone was shown, but a database restored from before
+        the artifacts were stored, or one written by an older release, holds none)."""
+        with self._sessions() as session:
+            stored = set(session.scalars(
+                select(Version.version)
+                .join(OciArtifact, OciArtifact.version_id == Version.id)
+                .join(Artifact, Version.artifact_id == Artifact.id)
+                .join(Namespace, Artifact.namespace_id == Namespace.id)
+                .where(Namespace.name == namespace, Artifact.name == name)
+            ))  # fmt: skip
+        for record in self.pullable(principal, namespace, name):
+            if record.version not in stored:
+                self._stored(record)
+
+    def published(self, record: VersionRecord) -> None:
+        """After a release: store the artifact and sign the manifest-digest release statement.
+        Never raises (the release has committed); what fails here is done at the next request
+        for the version's referrers."""
+        try:
+            vid, row = self._stored(record)
+            self._release_statement(vid, row, record)
+        except Exception:  # retried lazily; the release itself stands
+            log.exception("storing the OCI artifact of %s failed; retried when it is asked for",
+                          record.ref)  # fmt: skip
+
+    def _release_statement(self, vid: int, row: OciArtifact, record: VersionRecord) -> bytes | None:
+        """The registry-signed statement that this manifest digest is a released version
+        (signed once, the first time it is needed after the release; None before one)."""
+        if row.release_bundle is not None:
+            return row.release_bundle
+        if record.state != State.RELEASED:
+            return None
+        with self._sessions() as session:
+            release = session.execute(
+                select(Attestation.bundle_digest, Attestation.created_at)
+                .where(Attestation.version_id == vid, Attestation.predicate_type == RELEASE)
+                .order_by(Attestation.created_at.desc(), Attestation.id.desc())
+                .limit(1)
+            ).first()
+        if release is None:
+            return None
+        statement = make_statement(
+            name=f"{record.namespace}/{record.name}",
+            root_digest=row.manifest_digest,
+            predicate_type=OCI_RELEASE,
+            predicate={
+                "version": record.ref,
+                "rootDigest": f"sha256:{record.root_digest}",
+                "manifestDigest": f"sha256:{row.manifest_digest}",
+                "releasedAt": _timestamp(release.created_at),
+                # The release attestation (subject: the OMS root digest) this one restates.
+                "releaseBundleSha256": release.bundle_digest,
+            },
+        )
+        bundle = self._signer.sign(statement)
+        with transaction(self._sessions) as session:
+            session.execute(
+                update(OciArtifact)
+                .where(OciArtifact.version_id == vid, OciArtifact.release_bundle.is_(None))
+                .values(release_bundle=bundle.raw, release_digest=bundle.digest)
+            )
+            stored = session.get(OciArtifact, vid)
+            return stored.release_bundle if stored is not None else None
+
+    def _referrers(self, vid: int, row: OciArtifact, record: VersionRecord) -> list[Referrer]:
+        """Every evidence bundle of the version as a referrer of its manifest, stored so that
+        each can be fetched by its digest."""
+        subject = self._manifest(row)
+        release = self._release_statement(vid, row, record)
+        with self._sessions() as session:
+            attestations = session.execute(
+                select(Attestation.id, Attestation.bundle, Attestation.predicate_type,
+                       Attestation.created_at)
+                .where(Attestation.version_id == vid)
+                .order_by(Attestation.created_at, Attestation.id)
+            ).all()  # fmt: skip
+            known = {
+                (r.attestation_id, r.digest)
+                for r in session.execute(
+                    select(OciReferrer.attestation_id, OciReferrer.digest)
+                    .where(OciReferrer.version_id == vid)
+                )
+            }  # fmt: skip
+        wanted: list[tuple[int | None, Document, str, datetime]] = [
+            (a.id, referrer_document(subject, a.bundle, a.predicate_type, a.created_at),
+             a.predicate_type, a.created_at)
+            for a in attestations
+        ]  # fmt: skip
+        if release is not None:
+            created = row.created_at if record.state == State.RELEASED else self._clock()
+            wanted.append((None, referrer_document(subject, release, OCI_RELEASE, created),
+                           OCI_RELEASE, created))  # fmt: skip
+        missing = [w for w in wanted if (w[0], w[1].digest.removeprefix("sha256:")) not in known]
+        if missing:
+            try:
+                with transaction(self._sessions) as session:
+                    for attestation_id, document, predicate_type, created in missing:
+                        session.add(OciReferrer(
+                            version_id=vid, attestation_id=attestation_id,
+                            digest=document.digest.removeprefix("sha256:"),
+                            predicate_type=predicate_type, body=document.body,
+                            created_at=created,
+                        ))  # fmt: skip
+            except IntegrityError:
+                pass  # another request stored them
+        return [
+            Referrer(document.digest, len(document.body), predicate_type, _timestamp(created))
+            for _id, document, predicate_type, created in wanted
+        ]
+
+    # -- manifests, blobs, tags, referrers ----------------------------------------------------
+
+    def _find_manifest(
+        self, principal: Principal, namespace: str, name: str, digest: str
+    ) -> ServedManifest | None:
+        """The model or referrer manifest of this repository stored under ``digest`` that the
+        caller may pull; None when there is none (or none it may see)."""
+        hexpart = parse_digest(digest)
+
+        def lookup() -> tuple[str, bytes | None] | None:
+            with self._sessions() as session:
+                repo = (
+                    select(Version.version)
+                    .join(Artifact, Version.artifact_id == Artifact.id)
+                    .join(Namespace, Artifact.namespace_id == Namespace.id)
+                    .where(Namespace.name == namespace, Artifact.name == name)
+                )
+                version = session.scalars(
+                    repo.join(OciArtifact, OciArtifact.version_id == Version.id)
+                    .where(OciArtifact.manifest_digest == hexpart).limit(1)
+                ).first()  # fmt: skip
+                if version is not None:
+                    return version, None
+                hit = session.execute(
+                    repo.add_columns(OciReferrer.body)
+                    .join(OciReferrer, OciReferrer.version_id == Version.id)
+                    .where(OciReferrer.digest == hexpart).limit(1)
+                ).first()  # fmt: skip
+                return (hit[0], hit[1]) if hit is not None else None
+
+        found = lookup()
+        if found is None:
+            self._store_missing(principal, namespace, name)
+            found = lookup()
+        if found is None:
+            return None
+        version, referrer = found
+        record = self._versions.resolve(principal, Ref(namespace, name, version, RefKind.VERSION))
+        if not self._visible(principal, record):
+            return None
+        if referrer is not None:
+            return ServedManifest(record, Document(referrer, digest, MANIFEST_MEDIA_TYPE))
+        _vid, row = self._stored(record)
+        return ServedManifest(record, self._manifest(row))
 
     def manifest(
         self, principal: Principal, namespace: str, name: str, reference: str
@@ -406,12 +692,10 @@ class OciService:
         """The manifest ``reference`` (a version, an alias or a manifest digest) names."""
         principal.require(Action.READ, namespace)
         if ":" in reference:
-            parse_digest(reference)
-            for record in self.pullable(principal, namespace, name):
-                document = manifest_document(record)
-                if document.digest == reference:
-                    return ServedManifest(record, document)
-            raise OciError(OciCode.MANIFEST_UNKNOWN, f"manifest {reference} unknown")
+            served = self._find_manifest(principal, namespace, name, reference)
+            if served is None:
+                raise OciError(OciCode.MANIFEST_UNKNOWN, f"manifest {reference} unknown")
+            return served
         try:
             selector, kind = parse_selector(reference)
         except InvalidRequestError:
@@ -424,27 +708,45 @@ class OciService:
             next(iter(self._all_versions(principal, namespace, name)), None)  # NAME_UNKNOWN?
             raise OciError(OciCode.MANIFEST_UNKNOWN, f"manifest {reference!r} unknown") from None
         self._check(principal, record, reference)
-        return ServedManifest(record, manifest_document(record))
+        _vid, row = self._stored(record)
+        return ServedManifest(record, self._manifest(row))
+
+    def referrers(
+        self, principal: Principal, namespace: str, name: str, digest: str
+    ) -> list[Referrer]:
+        """The evidence of the version whose model manifest is ``digest``, as referrers; none
+        for a digest this caller cannot pull (the referrers API never answers 404)."""
+        principal.require(Action.READ, namespace)
+        served = self._find_manifest(principal, namespace, name, digest)
+        if served is None or served.manifest.digest != digest:
+            return []
+        vid, row = self._stored(served.record)
+        if row.manifest_digest != parse_digest(digest):
+            return []  # a referrer manifest has no referrers of its own here
+        return self._referrers(vid, row, served.record)
 
     def blob(
         self, principal: Principal, namespace: str, name: str, digest: str, *, redirect: bool
     ) -> ServedBlob:
         """A blob of this repository the caller may read: a file of a version it may pull (via
-        :meth:`VersionService.file_location`, so the file-download rules decide), or such a
-        version's config blob."""
+        :meth:`VersionService.file_location`, so the file-download rules decide), such a
+        version's config blob or one of its evidence bundles, or the empty config."""
         principal.require(Action.READ, namespace)
         hexpart = parse_digest(digest)
         with self._sessions() as session:
-            rows = session.execute(
-                select(Version.version, VersionFile.path)
-                .join(VersionFile, VersionFile.version_id == Version.id)
+            repo = (
+                select(Version.version)
                 .join(Artifact, Version.artifact_id == Artifact.id)
                 .join(Namespace, Artifact.namespace_id == Namespace.id)
                 .where(Namespace.name == namespace, Artifact.name == name)
-                .where(VersionFile.digest == hexpart)
                 .where(Version.state.in_((State.RELEASED, State.PENDING)))
                 .order_by(Version.created_at, Version.id)
                 .limit(50)
+            )
+            rows = session.execute(
+                repo.add_columns(VersionFile.path)
+                .join(VersionFile, VersionFile.version_id == Version.id)
+                .where(VersionFile.digest == hexpart)
             ).all()
         for version, path in rows:
             ref = Ref(namespace, name, version, RefKind.VERSION)
@@ -454,11 +756,59 @@ class OciService:
             record, item, url = self._versions.file_location(principal, ref, path,
                                                              redirect=redirect)  # fmt: skip
             return ServedBlob(record, item=item, url=url)
-        for record in self.pullable(principal, namespace, name):
-            config = config_document(record)
-            if config.digest == digest:
-                return ServedBlob(record, document=config)
+        document = self._document(principal, namespace, name, hexpart)
+        if document is None:
+            self._store_missing(principal, namespace, name)
+            document = self._document(principal, namespace, name, hexpart)
+        if document is not None:
+            return document
+        if digest == EMPTY_DIGEST:
+            next(iter(self._all_versions(principal, namespace, name)), None)  # NAME_UNKNOWN?
+            return ServedBlob(None, document=Document(EMPTY_CONFIG, digest, EMPTY_MEDIA_TYPE))
         raise OciError(OciCode.BLOB_UNKNOWN, f"blob {digest} unknown to {namespace}/{name}")
+
+    def _document(
+        self, principal: Principal, namespace: str, name: str, hexpart: str
+    ) -> ServedBlob | None:
+        """A stored blob under ``hexpart`` of a version of this repository the caller may
+        pull: a config blob, an evidence bundle, or the manifest-digest release statement."""
+        with self._sessions() as session:
+            repo = (
+                select(Version.version)
+                .join(Artifact, Version.artifact_id == Artifact.id)
+                .join(Namespace, Artifact.namespace_id == Namespace.id)
+                .where(Namespace.name == namespace, Artifact.name == name)
+                .where(Version.state.in_((State.RELEASED, State.PENDING)))
+                .order_by(Version.created_at, Version.id)
+                .limit(50)
+            )
+            candidates: list[tuple[str, bytes, str]] = []
+            for version, body in session.execute(
+                repo.add_columns(OciArtifact.config)
+                .join(OciArtifact, OciArtifact.version_id == Version.id)
+                .where(OciArtifact.config_digest == hexpart)
+            ):  # fmt: skip
+                candidates.append((version, body, CONFIG_MEDIA_TYPE))
+            for version, body in session.execute(
+                repo.add_columns(OciArtifact.release_bundle)
+                .join(OciArtifact, OciArtifact.version_id == Version.id)
+                .where(OciArtifact.release_digest == hexpart)
+            ):  # fmt: skip
+                candidates.append((version, body, BUNDLE_MEDIA_TYPE))
+            for version, body in session.execute(
+                repo.add_columns(Attestation.bundle)
+                .join(Attestation, Attestation.version_id == Version.id)
+                .where(Attestation.bundle_digest == hexpart)
+            ):  # fmt: skip
+                candidates.append((version, body, BUNDLE_MEDIA_TYPE))
+        for version, body, media_type in candidates:
+            if body is None or hashlib.sha256(body).hexdigest() != hexpart:
+                continue
+            ref = Ref(namespace, name, version, RefKind.VERSION)
+            record = self._versions.resolve(principal, ref)
+            if self._visible(principal, record):
+                return ServedBlob(record, document=Document(body, f"sha256:{hexpart}", media_type))
+        return None
 
     def read(
         self, served: ServedBlob, *, start: int = 0, length: int | None = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -128,6 +129,9 @@ class ReleaseService:
         self._signer = signer
         self._clock = clock
         self._scans = scans
+        #: Called with each version this service releases, after the release commits (the
+        #: OCI service stores the artifact and signs its manifest-digest statement).
+        self.on_release: Callable[[VersionRecord], None] | None = None
 
     def _rescanned(self, record: VersionRecord) -> VersionRecord:
         """``record`` scanned again when its scan predates the current ruleset (the gate does
@@ -372,7 +376,10 @@ class ReleaseService:
                            version_target(record.namespace, record.name, record.version, "release"),
                            at=now, details={"root_digest": record.root_digest,
                                             "policy_revision": policy.revision})  # fmt: skip
-        return dataclasses.replace(record, state=State.RELEASED, state_reason=None)
+        released = dataclasses.replace(record, state=State.RELEASED, state_reason=None)
+        if self.on_release is not None:
+            self.on_release(released)
+        return released
 
     def _accepted_unknown(
         self, record: VersionRecord, evidence: list[Verified], policy: PolicyRecord

@@ -37,7 +37,14 @@ from registry.errors import (
 from registry.names import validate_name
 from registry.server.api.deps import Services, get_services
 from registry.server.services.auth import Principal
-from registry.server.services.oci import OciCode, OciError, OciService, ServedBlob
+from registry.server.services.oci import (
+    INDEX_MEDIA_TYPE,
+    OciCode,
+    OciError,
+    OciService,
+    ServedBlob,
+    canonical,
+)
 
 API_VERSION = {"Docker-Distribution-API-Version": "registry/2.0"}
 SERVICE = "modelseal"
@@ -312,6 +319,33 @@ async def tags_list(
             f'</v2/{namespace}/{name}/tags/list?n={limit}&last={page[-1]}>; rel="next"'
         )
     return JSONResponse({"name": f"{namespace}/{name}", "tags": page}, headers=headers)
+
+
+# -- referrers ----------------------------------------------------------------------------------
+
+
+@router.get("/{namespace}/{name}/referrers/{digest}", operation_id="oci_referrers")
+async def referrers(
+    request: Request,
+    namespace: str,
+    name: str,
+    digest: str,
+    artifact_type: Annotated[str | None, Query(alias="artifactType", max_length=256)] = None,
+) -> Response:
+    """The evidence bundles of the version whose manifest is ``digest``, as an image index of
+    Sigstore-bundle artifacts (an empty index for a digest the caller cannot pull: the
+    referrers API never answers 404). ``artifactType`` filters, and says so in
+    ``OCI-Filters-Applied``."""
+    principal = await authenticate(request)
+    _repository(namespace, name)
+    found = await run_in_threadpool(_oci(request).referrers, principal, namespace, name, digest)
+    descriptors = [r.descriptor() for r in found]
+    headers = {}
+    if artifact_type is not None:
+        descriptors = [d for d in descriptors if d["artifactType"] == artifact_type]
+        headers["OCI-Filters-Applied"] = "artifactType"
+    body = {"schemaVersion": 2, "mediaType": INDEX_MEDIA_TYPE, "manifests": descriptors}
+    return Response(canonical(body), media_type=INDEX_MEDIA_TYPE, headers=headers)
 
 
 # -- everything else under /v2/ -----------------------------------------------------------------
