@@ -9,6 +9,7 @@ client) pulls the artifact when it is installed.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
@@ -21,7 +22,17 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from attest import keys
 from attest.digests import FileDigest, root_digest
+from attest.predicates import (
+    CYCLONEDX_BOM,
+    OCI_RELEASE,
+    OMS_SIGNATURE,
+    RELEASE,
+    SCAN,
+    SLSA_PROVENANCE,
+    TEST_RESULT,
+)
 from registry.server.app import create_app
 from registry.server.config import Settings
 from registry.server.db import make_engine, make_sessionmaker
@@ -34,6 +45,7 @@ from registry.server.services.oci import (
     WEIGHT_CONFIG,
 )
 from tests.integration.test_release import World, _released
+from tests.peers import model_signing
 from tests.support import Live, make_model_dir, serve
 
 ACCEPT = {"Accept": f"{MANIFEST_MEDIA_TYPE}, application/vnd.oci.image.index.v1+json"}
@@ -405,3 +417,236 @@ def test_blobs_redirect_to_presigned_urls_when_presigning_is_on(
         ]
         assert len(redirected) == len(manifest["layers"])
         assert {e["actor"] for e in redirected} == {"oci-deploy"}
+
+
+# -- referrers: the evidence, where OCI tools look for it ----------------------------------------
+
+BUNDLE_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
+INDEX = "application/vnd.oci.image.index.v1+json"
+
+
+def _dsse_verify(bundle: bytes, public_pem: bytes) -> dict[str, Any]:
+    """Check a bundle's DSSE signature with nothing but ``cryptography`` (not our verifier):
+    PAE(payloadType, payload) signed by ``public_pem``. Returns the statement."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    envelope = json.loads(bundle)["dsseEnvelope"]
+    payload = base64.b64decode(envelope["payload"])
+    kind = envelope["payloadType"].encode()
+    pae = b"DSSEv1 %d %b %d %b" % (len(kind), kind, len(payload), payload)
+    key = load_pem_public_key(public_pem)
+    signature = base64.b64decode(envelope["signatures"][0]["sig"])
+    try:
+        if isinstance(key, ed25519.Ed25519PublicKey):
+            key.verify(signature, pae)
+        else:
+            assert isinstance(key, ec.EllipticCurvePublicKey)
+            key.verify(signature, pae, ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        raise AssertionError("bad DSSE signature") from None
+    assert envelope["payloadType"] == "application/vnd.in-toto+json"
+    statement: dict[str, Any] = json.loads(payload)
+    return statement
+
+
+def _referrers(oci: Oci, digest: str, **params: str) -> httpx.Response:
+    return httpx.get(f"{oci.url}/v2/fraud/m/referrers/{digest}", params=params,
+                     headers=oci.headers)  # fmt: skip
+
+
+def test_referrers_list_each_bundle_and_a_release_of_the_manifest_digest(
+    world: World, tmp_path: Path
+) -> None:
+    _released(world)
+    oci = _deployer_oci(world)
+    model = oci.get("fraud/m/manifests/1")
+    digest = model.headers["Docker-Content-Digest"]
+
+    listed = _referrers(oci, digest)
+    assert listed.status_code == 200, listed.text
+    assert listed.headers["Content-Type"] == INDEX
+    assert "OCI-Filters-Applied" not in listed.headers
+    index = listed.json()
+    assert index["schemaVersion"] == 2 and index["mediaType"] == INDEX
+    bundles: dict[str, bytes] = {}
+    for descriptor in index["manifests"]:
+        assert descriptor["artifactType"] == BUNDLE_TYPE
+        assert descriptor["mediaType"] == MANIFEST_MEDIA_TYPE
+        annotations = descriptor["annotations"]
+        assert annotations["dev.sigstore.bundle.content"] == "dsse-envelope"
+        referrer = oci.get(f"fraud/m/manifests/{descriptor['digest']}")
+        assert referrer.status_code == 200, referrer.text
+        assert referrer.headers["Docker-Content-Digest"] == descriptor["digest"]
+        assert "sha256:" + hashlib.sha256(referrer.content).hexdigest() == descriptor["digest"]
+        assert len(referrer.content) == descriptor["size"]
+        body = referrer.json()
+        assert body["artifactType"] == BUNDLE_TYPE
+        assert body["subject"] == {"mediaType": MANIFEST_MEDIA_TYPE, "digest": digest,
+                                   "size": len(model.content)}  # fmt: skip
+        assert body["annotations"] == annotations
+        empty = oci.get(f"fraud/m/blobs/{body['config']['digest']}")
+        assert empty.status_code == 200 and empty.content == b"{}"
+        [layer] = body["layers"]
+        assert layer["mediaType"] == BUNDLE_TYPE
+        blob = oci.get(f"fraud/m/blobs/{layer['digest']}")
+        assert blob.status_code == 200
+        assert "sha256:" + hashlib.sha256(blob.content).hexdigest() == layer["digest"]
+        predicate_type = annotations["dev.sigstore.bundle.predicateType"]
+        assert json.loads(base64.b64decode(json.loads(blob.content)["dsseEnvelope"]["payload"]))[
+            "predicateType"] == predicate_type  # fmt: skip
+        bundles[predicate_type] = blob.content
+    assert set(bundles) == {OMS_SIGNATURE, SLSA_PROVENANCE, TEST_RESULT, SCAN, CYCLONEDX_BOM,
+                            RELEASE, OCI_RELEASE}  # fmt: skip
+
+    # The manifest-digest release verifies with the registry key alone, checked independently.
+    key = httpx.get(f"{world.live.url}/v1/registry/key").json()["public_key_pem"].encode()
+    statement = _dsse_verify(bundles[OCI_RELEASE], key)
+    assert statement["subject"] == [{"name": "fraud/m", "digest": {"sha256": digest[7:]}}]
+    assert statement["predicateType"] == OCI_RELEASE
+    version = world.admin.show("fraud/m@1")
+    assert statement["predicate"]["rootDigest"] == version.root_digest
+    assert statement["predicate"]["version"] == "fraud/m@1"
+    release = _dsse_verify(bundles[RELEASE], key)
+    assert statement["predicate"]["releaseBundleSha256"] == hashlib.sha256(
+        bundles[RELEASE]).hexdigest()  # fmt: skip
+    assert release["subject"][0]["digest"]["sha256"] == version.root_digest[7:]
+    # ... and fails for a changed byte or another key.
+    document = json.loads(bundles[OCI_RELEASE])
+    payload = json.loads(base64.b64decode(document["dsseEnvelope"]["payload"]))
+    payload["subject"][0]["digest"]["sha256"] = "0" * 64
+    document["dsseEnvelope"]["payload"] = base64.b64encode(json.dumps(payload).encode()).decode()
+    with pytest.raises(AssertionError, match="bad DSSE signature"):
+        _dsse_verify(json.dumps(document).encode(), key)
+    with pytest.raises(AssertionError, match="bad DSSE signature"):
+        _dsse_verify(bundles[OCI_RELEASE], keys.public_pem(keys.generate().public_key()))
+
+    # The OMS signature from the referrers verifies with model_signing over the OCI-pulled files.
+    files = tmp_path / "pulled"
+    for layer in model.json()["layers"]:
+        target = files / layer["annotations"]["org.cncf.model.filepath"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(oci.get(f"fraud/m/blobs/{layer['digest']}").content)
+    (tmp_path / "model.sig").write_bytes(bundles[OMS_SIGNATURE])
+    (tmp_path / "training.pub").write_bytes(keys.public_pem(world.training.public_key))
+    oracle = model_signing("verify", "key", "--signature", str(tmp_path / "model.sig"),
+                           "--public_key", str(tmp_path / "training.pub"), str(files))  # fmt: skip
+    assert oracle.returncode == 0, oracle.stdout + oracle.stderr
+    (files / "config.json").write_bytes(b"{}")
+    tampered = model_signing("verify", "key", "--signature", str(tmp_path / "model.sig"),
+                             "--public_key", str(tmp_path / "training.pub"),
+                             str(files))  # fmt: skip
+    assert tampered.returncode != 0
+
+    # artifactType filtering, and saying so.
+    kept = _referrers(oci, digest, artifactType=BUNDLE_TYPE)
+    assert kept.headers["OCI-Filters-Applied"] == "artifactType"
+    assert kept.json()["manifests"] == index["manifests"]
+    none = _referrers(oci, digest, artifactType="application/vnd.example.other")
+    assert none.headers["OCI-Filters-Applied"] == "artifactType"
+    assert none.json()["manifests"] == []
+    # Unknown digests have no referrers (never a 404); malformed ones are a 400.
+    assert _referrers(oci, "sha256:" + "0" * 64).json()["manifests"] == []
+    _error(_referrers(oci, "sha256:xyz"), 400, "DIGEST_INVALID")
+    _error(_referrers(oci, "md5:" + "0" * 32), 400, "DIGEST_INVALID")
+    # A referrer manifest has no referrers of its own.
+    assert _referrers(oci, index["manifests"][0]["digest"]).json()["manifests"] == []
+
+
+def test_the_manifest_digest_release_is_signed_at_release_and_the_manifest_never_changes(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from registry.server.models import OciArtifact
+    from registry.server.services import oci as oci_module
+
+    _released(world)
+    engine = make_engine(world.live.settings.resolved_database_url)
+    try:
+        with make_sessionmaker(engine)() as session:
+            # Stored and signed by the release itself (of the model and of its dataset).
+            rows = session.query(OciArtifact).all()
+            [row] = [r for r in rows if b'"org.opencontainers.image.version":"1"' in r.manifest]
+            assert row.release_bundle is not None
+            stored = (row.manifest_digest, row.manifest)
+    finally:
+        engine.dispose()
+    oci = _deployer_oci(world)
+    served = oci.get("fraud/m/manifests/1")
+    assert (served.headers["Docker-Content-Digest"], served.content) == (
+        f"sha256:{stored[0]}", stored[1])  # fmt: skip
+
+    # Whatever a later release of the code would generate, the digest signed stays the one served.
+    real = oci_module.manifest_document
+
+    def changed(record: Any) -> oci_module.Document:
+        body = real(record).body.replace(b'"schemaVersion":2', b'"schemaVersion":2 ')
+        return oci_module.Document(body, oci_module.sha256_digest(body), MANIFEST_MEDIA_TYPE)
+
+    monkeypatch.setattr(oci_module, "manifest_document", changed)
+    assert oci.get("fraud/m/manifests/1").content == stored[1]
+    # A version not served before gets the (new) bytes, once, and keeps them.
+    world.model("fraud/m@2", extra={"NOTES.md": b"v2\n"})
+    world.releaser.release("fraud/m@2")
+    first = oci.get("fraud/m/manifests/2")
+    assert b'"schemaVersion":2 ' in first.content
+    monkeypatch.setattr(oci_module, "manifest_document", real)
+    assert oci.get("fraud/m/manifests/2").content == first.content
+
+
+def test_a_version_released_before_oci_artifacts_were_stored_gets_them_on_first_ask(
+    world: World,
+) -> None:
+    from sqlalchemy import delete
+
+    from registry.server.models import OciArtifact, OciReferrer
+
+    _released(world)
+    engine = make_engine(world.live.settings.resolved_database_url)
+    try:
+        with make_sessionmaker(engine)() as session, session.begin():
+            session.execute(delete(OciReferrer))
+            session.execute(delete(OciArtifact))
+    finally:
+        engine.dispose()
+    oci = _deployer_oci(world)
+    digest = oci.get("fraud/m/manifests/1").headers["Docker-Content-Digest"]
+    # (by digest too, before anything else asked for it: stored on the first miss)
+    predicate_types = [d["annotations"]["dev.sigstore.bundle.predicateType"]
+                       for d in _referrers(oci, digest).json()["manifests"]]  # fmt: skip
+    assert OCI_RELEASE in predicate_types and RELEASE in predicate_types
+
+
+def test_referrers_follow_the_pull_rules(world: World) -> None:
+    _released(world)
+    world.model("fraud/m@2", extra={"NOTES.md": b"only in version 2\n"})  # pending
+    deployer = _deployer_oci(world)
+    admin = Oci(world.live.url, world.live.admin_token)
+
+    pending = admin.get("fraud/m/manifests/2").headers["Docker-Content-Digest"]
+    producer_view = _referrers(admin, pending).json()["manifests"]
+    kinds = {d["annotations"]["dev.sigstore.bundle.predicateType"] for d in producer_view}
+    assert OMS_SIGNATURE in kinds and OCI_RELEASE not in kinds  # not released: no release
+    hidden = producer_view[0]["digest"]
+    bundle = admin.get(f"fraud/m/manifests/{hidden}").json()["layers"][0]["digest"]
+    assert admin.get(f"fraud/m/blobs/{bundle}").status_code == 200
+    # A deployer learns nothing of the pending version, even knowing every digest.
+    assert _referrers(deployer, pending).json()["manifests"] == []
+    _error(deployer.get(f"fraud/m/manifests/{hidden}"), 404, "MANIFEST_UNKNOWN")
+    _error(deployer.get(f"fraud/m/blobs/{bundle}"), 404, "BLOB_UNKNOWN")
+
+    released = deployer.get("fraud/m/manifests/1").headers["Docker-Content-Digest"]
+    index = _referrers(deployer, released).json()["manifests"]
+    assert index
+    some = index[0]["digest"]
+    layer = deployer.get(f"fraud/m/manifests/{some}").json()["layers"][0]["digest"]
+    # Another namespace's token is denied outright.
+    vision = Oci(world.live.url, _token(world.live, Role.DEPLOYER, "vision", "vision-deploy"))
+    _error(_referrers(vision, released), 403, "DENIED")
+    # Revoked: no referrers, no referrer manifests, no bundles.
+    world.admin.revoke("fraud/m@1", "leaked training data")
+    for client in (deployer, admin):
+        assert _referrers(client, released).json()["manifests"] == []
+        _error(client.get(f"fraud/m/manifests/{some}"), 404, "MANIFEST_UNKNOWN")
+    _error(deployer.get(f"fraud/m/blobs/{layer}"), 404, "BLOB_UNKNOWN")
