@@ -154,8 +154,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="modelseal-gate-") as tmp:
         work = Path(tmp)
         with _settings(work, args.postgres) as settings, serve(settings) as live:
-            from registry.server.services import TokenService
             from registry.server.db import make_engine, make_sessionmaker
+            from registry.server.services import TokenService
 
             engine = make_engine(settings.resolved_database_url)
             tokens = TokenService(make_sessionmaker(engine))
@@ -186,7 +186,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for ref in ("bench/m@1", "bench/tx@1", "bench/raw@1"):
                 for item in admin.list_attestations(ref):
                     bundles.append(Bundle.parse(admin.get_attestation(ref, item.id)))
-            verifier: Verifier = services.releases._verifier()  # noqa: SLF001 - the gate's own
+            verifier: Verifier = services.releases._verifier()
 
             gate: list[float] = []
             base: list[float] = []
