@@ -1,4 +1,4 @@
-"""Attacks on ``verify-evidence`` by a malicious export (THREATS.md), each with its acceptance:
+"""Attacks on ``verify-evidence`` by a malicious export (docs/threat-model.md), each with its acceptance:
 the honest case beside it still verifies.
 
 The exports here are written from scratch with the attest library, as an attacker writes them:
