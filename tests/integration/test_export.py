@@ -305,8 +305,8 @@ def test_in_toto_layout_passes_in_toto_verify_and_model_signing_accepts_model_si
 def test_in_toto_verify_refuses_files_that_are_not_the_released_ones(
     chain: Chain, tmp_path: Path
 ) -> None:
-    """Attacker: a malicious export (docs/threat-model.md): the layout and links are the registry's, the
-    files beside them are not. The acceptance is the test above."""
+    """Attacker: a malicious export (docs/threat-model.md): the layout and links are the
+    registry's, the files beside them are not. The acceptance is the test above."""
     exported = export_evidence(chain.admin, "fraud/m@1", tmp_path / "export", in_toto=True,
                                with_files=True)  # fmt: skip
     assert in_toto_verify(exported).returncode == 0
@@ -365,7 +365,7 @@ def test_in_toto_export_is_only_for_released_versions(chain: Chain) -> None:
         chain.admin.in_toto("fraud/m@2")
 
 
-# -- attacks on the export (docs/threat-model.md: "a malicious export") -----------------------------------
+# -- attacks on the export (docs/threat-model.md: "a malicious export") -------------------------
 
 
 def _statement_of(path: Path) -> Statement:

@@ -1,5 +1,5 @@
-"""Attacks on ``verify-evidence`` by a malicious export (docs/threat-model.md), each with its acceptance:
-the honest case beside it still verifies.
+"""Attacks on ``verify-evidence`` by a malicious export (docs/threat-model.md), each with its
+acceptance: the honest case beside it still verifies.
 
 The exports here are written from scratch with the attest library, as an attacker writes them:
 no registry code is involved, and the registry key is one the test generated and then "stole".

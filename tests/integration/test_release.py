@@ -425,7 +425,7 @@ def test_a_scoped_releaser_can_verify_dependencies_in_other_namespaces(world: Wo
     assert world.releaser.release("fraud/m@1").state == "released"
 
 
-# -- attacks on the chain (docs/threat-model.md) -------------------------------------------------------
+# -- attacks on the chain (docs/threat-model.md) ---------------------------------------------
 
 
 def test_a_stolen_registry_key_cannot_release(world: World) -> None:

@@ -132,8 +132,8 @@ def _deployer(world: World, namespace: str) -> RegistryClient:
 def test_a_headerless_pickle_with_valid_evidence_is_never_released_or_pulled(
     world: World, tmp_path: Path
 ) -> None:
-    """docs/threat-model.md, malicious uploader: a pickle without a PROTO header, pushed as model.pkl with
-    a valid OMS signature and provenance under the default policy."""
+    """Attacker: a malicious uploader (docs/threat-model.md). A pickle without a PROTO header,
+    pushed as model.pkl with a valid OMS signature and provenance under the default policy."""
     sentinel = tmp_path / "PWNED"
     payload = corpus.bypass_corpus(sentinel)["headerless.pkl"]
     world.model("vision/m@1", accuracy=None, extra={"model.pkl": payload})

@@ -125,7 +125,7 @@ def test_invalid_policies_name_the_line(text: str, message: str) -> None:
         parse_policy(text)
 
 
-# -- attacks on the chain (docs/threat-model.md) -------------------------------------------------------
+# -- attacks on the chain (docs/threat-model.md) ---------------------------------------------
 
 
 def test_registry_signed_user_evidence_never_counts_even_under_a_registered_name() -> None:

@@ -241,8 +241,8 @@ def test_artifact_names_are_matched_literally(tmp_path: Path, key: keys.PrivateK
 def test_a_file_changed_under_files_is_rejected(
     tmp_path: Path, chain: Chain, key: keys.PrivateKey, tamper: str, error: str
 ) -> None:
-    """Attacker: a malicious export (docs/threat-model.md). Every link and the layout are intact, but the
-    files handed over with them are not the released ones; the acceptance is
+    """Attacker: a malicious export (docs/threat-model.md). Every link and the layout are
+    intact, but the files handed over with them are not the released ones; the acceptance is
     test_exported_chain_passes_in_toto_verify."""
     directory = tmp_path / "export"
     _export(directory, key, chain)
