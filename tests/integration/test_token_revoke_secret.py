@@ -12,8 +12,8 @@ from tests.support import Live, run_cli
 
 def test_revoking_with_a_pasted_whole_token_never_echoes_its_secret(live: Live) -> None:
     """Attacker: anyone who reads the terminal or logs (docs/threat-model.md: leak a token or
-    secret in any output). A user pastes the whole token instead of its id; the acceptance is that the
-    token is revoked all the same."""
+    secret in any output). A user pastes the whole token instead of its id; the acceptance is
+    that the token is revoked all the same."""
     with live.client() as admin:
         created = admin.create_token("ci", "deployer", "fraud")
     token = created.token
