@@ -48,31 +48,33 @@ from registry.errors import (
     error_from_problem,
 )
 from registry.names import Kind, Ref, RefKind, parse_ref, validate_external_uri, validate_path
+from registry.sdk import records
 from registry.sdk.pins import PinStore
 from registry.sdk.resume import UploadJournal
 from registry.sdk.transfer import RawTransport, Retry, redact_secrets
-from registry.wire import (
-    AliasMovePublic,
-    AliasPublic,
-    ArtifactPublic,
-    AttestationPublic,
-    IdentityPublic,
-    PolicyPublic,
-    RevocationPublic,
-    TokenPublic,
-    UploadPublic,
-    VersionPublic,
-    VersionSummary,
-)
 
 if TYPE_CHECKING:
     # Imported where they are used: `show` and `list` (start-up is most of their time) need none
-    # of the hashing, signing and verifying machinery.
+    # of the hashing, signing and verifying machinery, nor pydantic (the CLI's read commands
+    # read registry.sdk.records instead of the wire models).
     from attest.files import FileSet, LocalFile
     from attest.gate import Subject as GateSubject
     from attest.signing import Signer
     from attest.trust import Trust
     from attest.verifying import Verifier
+    from registry.wire import (
+        AliasMovePublic,
+        AliasPublic,
+        ArtifactPublic,
+        AttestationPublic,
+        IdentityPublic,
+        PolicyPublic,
+        RevocationPublic,
+        TokenPublic,
+        UploadPublic,
+        VersionPublic,
+        VersionSummary,
+    )
 
 MiB = 1024 * 1024
 SYNC_EVERY = 32 * MiB
@@ -324,7 +326,7 @@ class RegistryClient:
         seen: set[str] = set()
         while True:
             response = self._request("GET", path, params=query)
-            page = response.json()
+            page = _decoded(response, path)
             if not isinstance(page, list):
                 raise InvalidRequestError(f"{path} did not answer a list")
             items.extend(page)
@@ -345,21 +347,90 @@ class RegistryClient:
         return result
 
     def show(self, ref: str, *, unsafe: bool = False) -> VersionPublic:
+        from registry.wire import VersionPublic
+
         parsed = parse_ref(ref)
         headers = {"X-Modelseal-Unsafe-Skip-Verify": "1"} if unsafe else None
         response = self._request("GET", self._version_path(parsed), headers=headers)
         return VersionPublic.model_validate(response.json())
 
     def list_namespaces(self) -> list[str]:
-        return [n["name"] for n in self._all("/v1/namespaces")]
+        path = "/v1/namespaces"
+        return [n.name for n in records.parse_list(records.Namespace, self._all(path),
+                                                   f"GET {path}")]  # fmt: skip
 
     def list_artifacts(self, namespace: str) -> list[ArtifactPublic]:
+        from registry.wire import ArtifactPublic
+
         data = self._all(f"/v1/namespaces/{namespace}/artifacts")
         return [ArtifactPublic.model_validate(a) for a in data]
 
     def list_versions(self, namespace: str, name: str) -> list[VersionSummary]:
+        from registry.wire import VersionSummary
+
         data = self._all(f"/v1/namespaces/{namespace}/artifacts/{name}/versions")
         return [VersionSummary.model_validate(v) for v in data]
+
+    # -- reading without pydantic -------------------------------------------------------------
+    # The requests of show(), list_versions()… answered with registry.sdk.records' dataclasses,
+    # checked by hand: what the CLI's read commands print (they are mostly start-up, and load
+    # neither pydantic nor the wire models). A malformed answer is a ResponseVerificationError.
+
+    def _records(
+        self, cls: type[records.R], path: str, params: Mapping[str, str] | None = None
+    ) -> list[records.R]:
+        return records.parse_list(cls, self._all(path, params), f"GET {path}")
+
+    def _record(
+        self, cls: type[records.R], path: str, params: Mapping[str, str] | None = None
+    ) -> records.R:
+        return records.parse(cls, _decoded(self._request("GET", path, params=params), path),
+                             f"GET {path}")  # fmt: skip
+
+    def show_record(self, ref: str) -> records.Version:
+        """:meth:`show` as a :class:`records.Version`."""
+        return self._record(records.Version, self._version_path(parse_ref(ref)))
+
+    def list_artifact_records(self, namespace: str) -> list[records.Artifact]:
+        """:meth:`list_artifacts` as :class:`records.Artifact`."""
+        return self._records(records.Artifact, f"/v1/namespaces/{namespace}/artifacts")
+
+    def list_version_records(self, namespace: str, name: str) -> list[records.VersionSummary]:
+        """:meth:`list_versions` as :class:`records.VersionSummary`."""
+        path = f"/v1/namespaces/{namespace}/artifacts/{name}/versions"
+        return self._records(records.VersionSummary, path)
+
+    def list_attestation_records(
+        self, ref: str, predicate_type: str | None = None
+    ) -> list[records.Attestation]:
+        """:meth:`list_attestations` as :class:`records.Attestation`."""
+        params = {"predicate_type": predicate_type} if predicate_type else None
+        path = self._version_path(parse_ref(ref)) + "/attestations"
+        return self._records(records.Attestation, path, params)
+
+    def list_identity_records(self) -> list[records.Identity]:
+        """:meth:`list_identities` as :class:`records.Identity`."""
+        return self._records(records.Identity, "/v1/identities")
+
+    def policy_record(self, namespace: str) -> records.Policy:
+        """:meth:`get_policy` (the policy in force) as a :class:`records.Policy`."""
+        return self._record(records.Policy, f"/v1/namespaces/{namespace}/policy")
+
+    def list_alias_records(self, namespace: str, name: str) -> list[records.Alias]:
+        """:meth:`list_aliases` as :class:`records.Alias`."""
+        path = f"/v1/namespaces/{namespace}/artifacts/{name}/aliases"
+        return self._records(records.Alias, path)
+
+    def alias_history_records(
+        self, namespace: str, name: str, alias: str
+    ) -> list[records.AliasMove]:
+        """:meth:`alias_history` as :class:`records.AliasMove`."""
+        path = f"/v1/namespaces/{namespace}/artifacts/{name}/aliases/{alias}/history"
+        return self._records(records.AliasMove, path)
+
+    def list_token_records(self) -> list[records.Token]:
+        """:meth:`list_tokens` as :class:`records.Token`."""
+        return self._records(records.Token, "/v1/tokens")
 
     # -- pushing ----------------------------------------------------------------------------
 
@@ -389,6 +460,8 @@ class RegistryClient:
     def _upload_once(
         self, namespace: str, item: LocalFile, digest: str, progress: Progress | None
     ) -> None:
+        from registry.wire import UploadPublic
+
         journal = self.uploads
         upload_id = journal.recall(namespace, digest, item.size)
         status = self._resumable(upload_id, namespace, digest, item.size) if upload_id else None
@@ -441,6 +514,8 @@ class RegistryClient:
     ) -> UploadPublic | None:
         """The registry's state of a recorded session, or None when it cannot be resumed
         (finished, expired, cancelled, or not this blob). Outages propagate: the record stays."""
+        from registry.wire import UploadPublic
+
         try:
             status = UploadPublic.model_validate(
                 self._request("GET", f"/v1/uploads/{quote(upload_id, safe='')}").json()
@@ -481,6 +556,8 @@ class RegistryClient:
                 return offset
 
     def commit_version(self, ref: str, kind: Kind, files: Sequence[FileDigest]) -> VersionPublic:
+        from registry.wire import VersionPublic
+
         parsed = parse_ref(ref)
         body = {
             "kind": str(kind),
@@ -621,6 +698,7 @@ class RegistryClient:
         the ``uri`` where its bytes live. Nothing is uploaded; the version is marked external.
         With ``signer``, an OMS signature over the declared digests is attached."""
         from attest.oms import oms_statement
+        from registry.wire import VersionPublic
 
         parsed = parse_ref(ref)
         if parsed.kind.value != "version":
@@ -656,6 +734,8 @@ class RegistryClient:
 
     def attach(self, ref: str, bundle: bytes) -> AttestationPublic:
         """Attach a signed bundle to a version (verified by the registry)."""
+        from registry.wire import AttestationPublic
+
         response = self._request(
             "POST",
             self._version_path(parse_ref(ref)) + "/attestations",
@@ -667,6 +747,8 @@ class RegistryClient:
     def list_attestations(
         self, ref: str, predicate_type: str | None = None
     ) -> list[AttestationPublic]:
+        from registry.wire import AttestationPublic
+
         params = {"predicate_type": predicate_type} if predicate_type else None
         data = self._all(self._version_path(parse_ref(ref)) + "/attestations", params)
         return [AttestationPublic.model_validate(a) for a in data]
@@ -677,6 +759,8 @@ class RegistryClient:
         return self._request("GET", path).content
 
     def add_key_identity(self, name: str, public_key_pem: str) -> IdentityPublic:
+        from registry.wire import IdentityPublic
+
         body = {"name": name, "public_key_pem": public_key_pem}
         return IdentityPublic.model_validate(
             self._request("POST", "/v1/identities", json=body).json()
@@ -685,6 +769,8 @@ class RegistryClient:
     def add_sigstore_identity(
         self, name: str, *, issuer: str, identity: str, regex: bool = False
     ) -> IdentityPublic:
+        from registry.wire import IdentityPublic
+
         body = {
             "name": name,
             "sigstore_issuer": issuer,
@@ -696,21 +782,29 @@ class RegistryClient:
         )
 
     def _add_identity(self, body: dict[str, Any]) -> IdentityPublic:
+        from registry.wire import IdentityPublic
+
         response = self._request("POST", "/v1/identities", json=body)
         return IdentityPublic.model_validate(response.json())
 
     def list_identities_with_keys(self) -> list[IdentityPublic]:
         """Identities including their public keys (for client-side verification)."""
+        from registry.wire import IdentityPublic
+
         data = self._all("/v1/identities", {"with_keys": "true"})
         return [IdentityPublic.model_validate(i) for i in data]
 
     def list_identities(self) -> list[IdentityPublic]:
+        from registry.wire import IdentityPublic
+
         data = self._all("/v1/identities")
         return [IdentityPublic.model_validate(i) for i in data]
 
     # -- policy and release -------------------------------------------------------------------
 
     def set_policy(self, namespace: str, document: str) -> PolicyPublic:
+        from registry.wire import PolicyPublic
+
         response = self._request(
             "PUT",
             f"/v1/namespaces/{namespace}/policy",
@@ -720,16 +814,22 @@ class RegistryClient:
         return PolicyPublic.model_validate(response.json())
 
     def get_policy(self, namespace: str, revision: int | None = None) -> PolicyPublic:
+        from registry.wire import PolicyPublic
+
         params = {"revision": revision} if revision is not None else None
         response = self._request("GET", f"/v1/namespaces/{namespace}/policy", params=params)
         return PolicyPublic.model_validate(response.json())
 
     def release(self, ref: str) -> VersionPublic:
         """Run the release gate (ReleaseRefusedError lists every reason in ``facts``)."""
+        from registry.wire import VersionPublic
+
         response = self._request("POST", self._version_path(parse_ref(ref)) + "/release")
         return VersionPublic.model_validate(response.json())
 
     def reject(self, ref: str, reason: str) -> VersionPublic:
+        from registry.wire import VersionPublic
+
         response = self._request(
             "POST", self._version_path(parse_ref(ref)) + "/reject", json={"reason": reason}
         )
@@ -744,6 +844,8 @@ class RegistryClient:
     def revocation(self, ref: str, reason: str) -> RevocationPublic:
         """Revoke a released version and, transitively, every release built on it: the versions
         revoked now (with the dependency each was revoked for) and the aliases now flagged."""
+        from registry.wire import RevocationPublic
+
         response = self._request(
             "POST", self._version_path(parse_ref(ref)) + "/revoke", json={"reason": reason}
         )
@@ -861,25 +963,35 @@ class RegistryClient:
         pins.remember_checkpoint(self.base_url, count, head, now, where)
 
     def set_alias(self, namespace: str, name: str, alias: str, version: str) -> AliasMovePublic:
+        from registry.wire import AliasMovePublic
+
         path = f"/v1/namespaces/{namespace}/artifacts/{name}/aliases/{alias}"
         response = self._request("PUT", path, json={"version": version})
         return AliasMovePublic.model_validate(response.json())
 
     def alias_history(self, namespace: str, name: str, alias: str) -> list[AliasMovePublic]:
+        from registry.wire import AliasMovePublic
+
         path = f"/v1/namespaces/{namespace}/artifacts/{name}/aliases/{alias}/history"
         return [AliasMovePublic.model_validate(m) for m in self._all(path)]
 
     def list_aliases(self, namespace: str, name: str) -> list[AliasPublic]:
+        from registry.wire import AliasPublic
+
         path = f"/v1/namespaces/{namespace}/artifacts/{name}/aliases"
         return [AliasPublic.model_validate(a) for a in self._all(path)]
 
     def create_token(
         self, name: str, role: str, namespace: str | None = None, expires_days: int | None = None
     ) -> TokenPublic:
+        from registry.wire import TokenPublic
+
         body = {"name": name, "role": role, "namespace": namespace, "expires_days": expires_days}
         return TokenPublic.model_validate(self._request("POST", "/v1/tokens", json=body).json())
 
     def list_tokens(self) -> list[TokenPublic]:
+        from registry.wire import TokenPublic
+
         return [TokenPublic.model_validate(t) for t in self._all("/v1/tokens")]
 
     def revoke_token(self, token_id: str) -> None:
@@ -892,10 +1004,12 @@ class RegistryClient:
     def audit_entries(self) -> list[dict[str, Any]]:
         """Every audit-log entry, in order."""
         entries: list[dict[str, Any]] = []
+        path = "/v1/audit/log"
         while True:
-            page = self._request(
-                "GET", "/v1/audit/log", params={"after": len(entries), "limit": 10_000}
-            ).json()
+            response = self._request("GET", path, params={"after": len(entries), "limit": 10_000})
+            page = _decoded(response, path)
+            if not isinstance(page, list) or not all(isinstance(e, dict) for e in page):
+                raise InvalidRequestError(f"{path} did not answer a list of entries")
             entries.extend(page)
             if len(page) < 10_000:
                 return entries
@@ -1407,6 +1521,22 @@ class RegistryClient:
                 expected=f"sha256:{item.sha256}",
                 got=got,
             )
+
+
+def _decoded(response: httpx.Response, path: str) -> Any:
+    """The JSON body of RESPONSE (to a GET of PATH).
+
+    Raises:
+        ResponseVerificationError: it is not JSON.
+    """
+    try:
+        return response.json()
+    except ValueError:
+        raise records.malformed(
+            f"GET {path}",
+            f"not JSON ({response.headers.get('content-type', 'no content type')}, "
+            f"{len(response.content)} bytes)",
+        ) from None
 
 
 def _exchange(new: Path, old: Path) -> None:
