@@ -149,6 +149,14 @@ def test_the_server_never_imports_the_sdk_or_the_cli() -> None:
     assert _offenders("registry.server", ("registry.sdk", "registry.cli")) == {}
 
 
+def test_the_console_is_covered_and_imports_neither_the_sdk_nor_the_cli() -> None:
+    """The web console (registry/server/ui) is server code: it renders what the services
+    return and never reaches for the client side (the SDK's export is client code)."""
+    sources = {str(p.relative_to(ROOT)) for p in _sources("registry.server.ui")}
+    assert "registry/server/ui/routes.py" in sources and "registry/server/ui/views.py" in sources
+    assert _offenders("registry.server.ui", ("registry.sdk", "registry.cli")) == {}
+
+
 def test_the_client_does_not_import_what_is_built_on_it() -> None:
     built_on = ("registry.sdk.training", "registry.sdk.export", "registry.sdk.lineage")
     found = [
