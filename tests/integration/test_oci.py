@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonschema
 import pytest
 from fastapi.testclient import TestClient
+from modelpack_client.schema import CONFIG_SCHEMA
 
 from attest import keys
 from attest.digests import FileDigest, root_digest
@@ -134,7 +136,9 @@ def test_a_released_version_is_pulled_over_oci_as_a_modelpack_artifact(world: Wo
     assert len(config.content) == manifest["config"]["size"]
     facts = config.json()
     assert facts["modelfs"]["type"] == "layers"
-    assert facts["modelfs"]["diff_ids"] == [layer["digest"] for layer in manifest["layers"]]
+    assert facts["modelfs"]["diffIds"] == [layer["digest"] for layer in manifest["layers"]]
+    # model-spec's own config schema (as modelpack-client ships it) accepts it.
+    jsonschema.validate(facts, CONFIG_SCHEMA, format_checker=jsonschema.FormatChecker())
     assert facts["descriptor"]["name"] == "fraud/m" and facts["descriptor"]["version"] == "1"
     assert facts["config"]["format"] == "safetensors"
 

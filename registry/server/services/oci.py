@@ -340,7 +340,7 @@ def config_document(record: VersionRecord) -> Document:
             "version": record.version,
         },
         "config": config,
-        "modelfs": {"type": "layers", "diff_ids": [f"sha256:{f.sha256}" for f in files]},
+        "modelfs": {"type": "layers", "diffIds": [f"sha256:{f.sha256}" for f in files]},
     }
     data = canonical(body)
     return Document(data, sha256_digest(data), CONFIG_MEDIA_TYPE)
