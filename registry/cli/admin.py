@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from registry.cli import reads
 from registry.cli.common import Table, connect, err, fatal, print_json, print_table
 
 token_app = typer.Typer(help="API tokens (admins).", no_args_is_help=True)
@@ -39,16 +40,7 @@ def token_list(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """List tokens (never their secrets)."""
-    with connect() as client:
-        tokens = client.list_tokens()
-    if as_json:
-        print_json([t.model_dump(mode="json", exclude={"token"}) for t in tokens])
-        return
-    table = Table("id", "name", "role", "namespace", "expires", "revoked")
-    for t in tokens:
-        table.add_row(t.id, t.name, t.role, t.namespace or "*",
-                      t.expires_at.isoformat() if t.expires_at else "", str(t.revoked))  # fmt: skip
-    print_table(table)
+    reads.token_list(as_json)
 
 
 @token_app.command("revoke")
@@ -77,24 +69,7 @@ def audit_log(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Print the audit log (auditors, admins)."""
-    with connect() as client:
-        entries = client.audit_entries()
-    if since:
-        from datetime import datetime
-
-        cutoff = datetime.fromisoformat(since)
-        if cutoff.tzinfo is None:
-            from datetime import UTC
-
-            cutoff = cutoff.replace(tzinfo=UTC)
-        entries = [e for e in entries if datetime.fromisoformat(e["at"]) >= cutoff]
-    if as_json:
-        print_json(entries)
-        return
-    table = Table("seq", "at", "actor", "action", "target", "outcome")
-    for e in entries:
-        table.add_row(str(e["seq"]), e["at"], e["actor"], e["action"], e["target"], e["outcome"])
-    print_table(table)
+    reads.audit_log(since, as_json)
 
 
 @audit_app.command("verify")

@@ -3,16 +3,19 @@
 
 Start-up is most of what a command like ``show`` costs, so a command line that names one command
 builds (and imports the module of) that command only; ``--help``, no arguments and anything not
-in the table build the whole app, so help and "no such command" read as they always did.
+in the table build the whole app, so help and "no such command" read as they always did. A
+plainly written read command (``show REF``, ``list``…) does not even build that: Typer is not
+imported, :mod:`registry.cli.quick` runs the command's body.
 """
 
 from __future__ import annotations
 
 import sys
 from importlib import import_module
-from typing import Annotated
+from typing import TYPE_CHECKING
 
-import typer
+if TYPE_CHECKING:
+    import typer
 
 # (name, module under registry.cli, attribute, is a sub-app) in the order `modelseal --help`
 # lists them.
@@ -46,25 +49,12 @@ COMMANDS: tuple[tuple[str, str, str, bool], ...] = (
 )
 
 
-def _version(value: bool) -> None:
-    if value:
-        from registry import __version__
-
-        sys.stdout.write(f"modelseal {__version__}\n")
-        raise typer.Exit()
-
-
-def _root(
-    version: Annotated[
-        bool,
-        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
-    ] = False,
-) -> None:
-    """A model registry that only releases what it can prove."""
-
-
 def build(only: str | None = None) -> typer.Typer:
     """The app with every command, or with the command named ONLY (which must be in the table)."""
+    import typer
+
+    from registry.cli.root import root
+
     app = typer.Typer(
         name="modelseal",
         help="A model registry that only releases what it can prove.",
@@ -75,7 +65,7 @@ def build(only: str | None = None) -> typer.Typer:
         # of every `--help` and of every mistyped option.
         rich_markup_mode=None,
     )
-    app.callback()(_root)
+    app.callback()(root)
     for name, module, attribute, is_group in COMMANDS:
         if only is not None and name != only:
             continue
@@ -103,11 +93,17 @@ def __getattr__(name: str) -> typer.Typer:
 def main() -> None:
     """Console-script entry point: library errors become one readable line and exit 1."""
     from attest.errors import AttestError
+    from registry.cli import quick
     from registry.cli.common import err, printable
     from registry.errors import AuthenticationError, RegistryError
 
+    argv = sys.argv[1:]
     try:
-        build(_named_command(sys.argv[1:]))()
+        plain = quick.parse(argv)
+        if plain is not None:
+            quick.run(*plain)
+        else:
+            build(_named_command(argv))()
     except AuthenticationError as exc:
         detail = printable(exc.diagnostics(), lines=False)
         err.print(f"error: {detail} (the token in MODELSEAL_TOKEN was not accepted: expired, "

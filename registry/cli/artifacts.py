@@ -8,20 +8,18 @@ from typing import Annotated, Any
 
 import typer
 
+from registry.cli import reads
 from registry.cli.common import (
-    Table,
     chosen_signer,
     connect,
-    echo,
     err,
     fatal,
     print_json,
-    print_table,
     printable,
     transfer_progress,
     wide,
 )
-from registry.names import Kind, validate_name
+from registry.names import Kind
 
 
 def push(
@@ -339,48 +337,7 @@ def list_(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """List namespaces, the artifacts of a namespace, or the versions of an artifact."""
-    with connect() as client:
-        if target is None:
-            names = client.list_namespaces()
-            if as_json:
-                print_json(names)
-            else:
-                for name in names:
-                    echo(name)
-            return
-        namespace, _, name = target.partition("/")
-        validate_name(namespace, what="namespace")
-        if not name:
-            artifacts = client.list_artifacts(namespace)
-            if as_json:
-                print_json([a.model_dump(mode="json") for a in artifacts])
-                return
-            table = Table("artifact", "kind", "versions", "created")
-            for a in artifacts:
-                table.add_row(
-                    f"{a.namespace}/{a.name}",
-                    a.kind,
-                    str(a.version_count),
-                    a.created_at.isoformat(),
-                )
-            print_table(table)
-            return
-        validate_name(name, what="artifact name")
-        versions = client.list_versions(namespace, name)
-        if as_json:
-            print_json([v.model_dump(mode="json") for v in versions])
-            return
-        table = Table("version", "state", "root digest", "files", "bytes", "created")
-        for v in versions:
-            table.add_row(
-                v.version,
-                f"{v.state} (external)" if v.external else v.state,
-                v.root_digest,
-                str(v.file_count),
-                str(v.total_size),
-                v.created_at.isoformat(),
-            )
-        print_table(table)
+    reads.list_(target, as_json)
 
 
 def show(
@@ -388,25 +345,7 @@ def show(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Show one version and its files."""
-    with connect() as client:
-        version = client.show(ref)
-    if as_json:
-        print_json(version.model_dump(mode="json"))
-        return
-    echo(f"{version.namespace}/{version.name}@{version.version}")
-    echo(f"  kind         {version.kind}")
-    echo(f"  state        {version.state}")
-    if version.state_reason:
-        echo(f"  reason       {version.state_reason}")
-    echo(f"  root digest  {version.root_digest}")
-    if version.external:
-        echo("  external     yes: registered by manifest; the registry holds no bytes")
-    echo(f"  created      {version.created_at.isoformat()} by {version.created_by}")
-    table = Table("path", "bytes", "sha256", *(["uri"] if version.external else []))
-    for f in version.files:
-        uri = [f.uri or ""] if version.external else []
-        table.add_row(f.path, str(f.size), f.digest, *uri)
-    print_table(table)
+    reads.show(ref, as_json)
 
 
 def register(

@@ -16,8 +16,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, cast
 
-import typer
-
 if TYPE_CHECKING:  # imported where a command needs them: `--help` and typos stay fast
     from rich.console import Console
 
@@ -191,12 +189,15 @@ def connect() -> RegistryClient:
 
 def fatal(message: str, code: int = 1) -> NoReturn:
     """Print MESSAGE (plain text: brackets in names or server messages are not markup) as the
-    command's error and exit with CODE."""
+    command's error and exit with CODE.
+
+    SystemExit, not ``typer.Exit``: the same to Typer (it lets it through, and turns its own
+    Exit into one), and this module stays importable without Typer (see registry.cli.quick)."""
     from rich.markup import escape
 
     err.print(f"[red]error:[/red] {escape(printable(message, lines=False))}", highlight=False,
               markup=True)  # fmt: skip
-    raise typer.Exit(code)
+    raise SystemExit(code)
 
 
 def wide() -> Console:

@@ -12,6 +12,7 @@ import typer
 from rich.markup import escape
 
 from attest.keys import KeyType
+from registry.cli import reads
 from registry.cli.common import (
     Styled,
     Table,
@@ -120,20 +121,7 @@ def attestations(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """List the evidence attached to a version (optionally saving the exact bundles)."""
-    with connect() as client:
-        records = client.list_attestations(ref, predicate_type)
-        if save is not None:
-            save.mkdir(parents=True, exist_ok=True)
-            for r in records:
-                (save / f"{r.id}.sigstore.json").write_bytes(client.get_attestation(ref, r.id))
-    if as_json:
-        print_json([r.model_dump(mode="json") for r in records])
-        return
-    table = Table("id", "predicate type", "signer", "bundle digest", "attached")
-    for r in records:
-        table.add_row(str(r.id), r.predicate_type, r.signer, r.bundle_digest,
-                      r.created_at.isoformat())  # fmt: skip
-    print_table(table)
+    reads.attestations(ref, predicate_type, save, as_json)
 
 
 def verify_signature(

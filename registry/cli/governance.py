@@ -9,14 +9,11 @@ from typing import Annotated
 
 import typer
 
+from registry.cli import reads
 from registry.cli.common import (
-    Styled,
-    Table,
     connect,
     err,
     fatal,
-    print_json,
-    print_table,
     printable,
 )
 
@@ -55,16 +52,7 @@ def identity_list(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """List trusted identities."""
-    with connect() as client:
-        records = client.list_identities()
-    if as_json:
-        print_json([r.model_dump(mode="json") for r in records])
-        return
-    table = Table("name", "kind", "key / identity", "issuer", "added")
-    for r in records:
-        who = r.fingerprint or (f"/{r.sigstore_identity}/" if r.regex else r.sigstore_identity)
-        table.add_row(r.name, r.kind, who or "", r.sigstore_issuer or "", r.created_at.isoformat())
-    print_table(table)
+    reads.identity_list(as_json)
 
 
 policy_app = typer.Typer(help="Release policies per namespace (admins).", no_args_is_help=True)
@@ -92,11 +80,7 @@ def policy_template() -> None:
 @policy_app.command("show")
 def policy_show(namespace: Annotated[str, typer.Argument(help="Namespace.")]) -> None:
     """Print the policy in force (revision 0 is the built-in default)."""
-    with connect() as client:
-        record = client.get_policy(namespace)
-    who = f", set by {record.created_by}" if record.created_by else " (default)"
-    err.print(f"# {namespace}: revision {record.revision}{who}")
-    sys.stdout.write(printable(record.document.rstrip("\n")) + "\n")
+    reads.policy_show(namespace)
 
 
 def release(ref: Annotated[str, typer.Argument(help="NS/NAME@VERSION")]) -> None:
@@ -170,17 +154,7 @@ def alias_list(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Aliases of an artifact; one that points at a revoked version is flagged."""
-    namespace, _, name = artifact.partition("/")
-    with connect() as client:
-        aliases = client.list_aliases(namespace, name)
-    if as_json:
-        print_json([a.model_dump(mode="json") for a in aliases])
-        return
-    table = Table("alias", "version", "state", "moved", "by")
-    for a in aliases:
-        state = Styled(f"{a.state} (!)", "red") if a.state != "released" else a.state
-        table.add_row(a.alias, a.version, state, a.updated_at.isoformat(), a.updated_by)
-    print_table(table)
+    reads.alias_list(artifact, as_json)
 
 
 @alias_app.command("history")
@@ -190,13 +164,4 @@ def alias_history(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Every move of an alias: who, when, from, to."""
-    namespace, _, name = artifact.partition("/")
-    with connect() as client:
-        moves = client.alias_history(namespace, name, alias)
-    if as_json:
-        print_json([m.model_dump(mode="json") for m in moves])
-        return
-    table = Table("when", "who", "from", "to")
-    for m in moves:
-        table.add_row(m.at.isoformat(), m.actor, m.from_version or "", m.to_version)
-    print_table(table)
+    reads.alias_history(artifact, alias, as_json)
