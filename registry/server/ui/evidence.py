@@ -132,9 +132,22 @@ class EvidenceCache:
                     self._results.popitem(last=False)
         return result
 
-    def items(self, record: VersionRecord, predicate_type: str | None = None) -> list[EvidenceItem]:
+    def trust(self) -> str:
+        """The current trust (identities) digest: compute once per page, pass to the others."""
+        return self._reads.trust_fingerprint()
+
+    def verified(self, raw: bytes, trust: str, root_digest: str) -> Verified | None:
+        """``raw`` verified and about ``root_digest``, or None (cached like :meth:`items`)."""
+        found = self._result(raw, trust).verified
+        if found is None or found.statement.subject.sha256 != root_digest:
+            return None
+        return found
+
+    def items(
+        self, record: VersionRecord, predicate_type: str | None = None, *, trust: str | None = None
+    ) -> list[EvidenceItem]:
         """Every stored bundle of ``record`` (the caller may read it), oldest first."""
-        trust = self._reads.trust_fingerprint()
+        trust = trust or self._reads.trust_fingerprint()
         out = []
         for stored in self._reads.bundles(record, predicate_type):
             result = self._result(stored.raw, trust)

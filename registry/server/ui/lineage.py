@@ -13,15 +13,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-from attest.gate import MAX_DEPTH, dependencies
+from attest.errors import AttestError
+from attest.gate import MAX_DEPTH, Dependency, dependencies
 from attest.policy import ANY_SIGNER
-from attest.predicates import SLSA_PROVENANCE
 from attest.provenance import read_predicate
 from registry.errors import RegistryError
 from registry.names import parse_ref
-from registry.server.services.auth import Principal
-from registry.server.services.versions import VersionRecord, VersionService
+from registry.server.services.auth import Action, Principal
+from registry.server.services.versions import VersionRecord
 from registry.server.ui.evidence import EvidenceCache
+from registry.server.ui.queries import LineageReads, VersionFacts
 
 MAX_NODES = 200
 NODE_W, NODE_H, GAP_X, GAP_Y, PAD = 230, 40, 70, 14, 10
@@ -38,7 +39,6 @@ class Node:
     depth: int = 0
     note: str = ""
     row: int = 0
-    record: VersionRecord | None = None  # walked further when set
 
 
 @dataclass
@@ -57,12 +57,15 @@ def version_href(ref: str) -> str:
 def walk(
     root: VersionRecord,
     principal: Principal,
-    versions: VersionService,
+    reads: LineageReads,
     evidence: EvidenceCache,
-    visible: Callable[[VersionRecord], bool],
+    visible: Callable[[str, str], bool],
 ) -> Graph:
+    """The graph of ``root`` for ``principal``; ``visible(namespace, state)`` says whether a
+    version's page may be linked. Two queries per level (versions named, their provenance)."""
     graph = Graph()
     by_key: dict[str, Node] = {}
+    trust = evidence.trust()
 
     def add(node: Node) -> Node:
         if node.key in by_key:
@@ -74,78 +77,88 @@ def walk(
         graph.nodes.append(node)
         return node
 
+    def edge(dependent: str, dependency: str) -> None:
+        if dependency in by_key and (dependent, dependency) not in graph.edges:
+            graph.edges.append((dependent, dependency))
+
+    def readable(ref: str) -> bool:
+        try:
+            namespace = parse_ref(ref).namespace
+        except (RegistryError, ValueError):
+            return False
+        return principal.can_see(namespace) and principal.allowed(Action.READ, namespace)
+
     add(Node(root.ref, root.ref, root.kind, root.state, version_href(root.ref)))
-    frontier = [root]
+    frontier = [VersionFacts(root.ref, root.kind, root.state, root.root_digest)]
     for depth in range(1, MAX_DEPTH + 2):
-        following: list[VersionRecord] = []
-        for current in frontier:
-            if depth > MAX_DEPTH:  # the gate stops here too
-                by_key[current.ref].note = f"depth limit ({MAX_DEPTH}) reached"
-                continue
-            items = [i for i in evidence.items(current, SLSA_PROVENANCE) if i.ok]
-            verified = [i.verified for i in items if i.verified is not None]
-            for dep in dependencies(verified, (ANY_SIGNER,), evidence.registry_id):
-                node = _dependency(dep.ref, dep.sha256, principal, versions, visible, depth)
-                known = node.key in by_key
-                node = add(node)
-                if (current.ref, node.key) not in graph.edges:
-                    graph.edges.append((current.ref, node.key))
-                if not known and node.record is not None:
-                    following.append(node.record)
-            for item in items:
-                if item.statement is None:
-                    continue
-                try:
-                    read = read_predicate(item.statement.predicate)
-                except Exception:  # noqa: S112 - unreadable provenance names nothing here
-                    continue
-                leaves = (
-                    [
-                        (
-                            f"git:{read.git.url}@{read.git.commit}",
-                            f"{read.git.url}@{read.git.commit[:12]}",
-                            "git",
-                        )
-                    ]
-                    if read.git
-                    else []
-                )
-                leaves += [(f"source:{s}", s, "source") for s in read.sources]  # fmt: skip
-                for key, label, kind in leaves:
-                    add(Node(key, label, kind, "external", None, depth))
-                    if (current.ref, key) not in graph.edges:
-                        graph.edges.append((current.ref, key))
-        frontier = following
         if not frontier:
             break
+        if depth > MAX_DEPTH:  # the gate stops here too
+            for current in frontier:
+                by_key[current.ref].note = f"depth limit ({MAX_DEPTH}) reached"
+            break
+        bundles = reads.provenance([f.ref for f in frontier])
+        named: dict[str, tuple[list[Dependency], list[tuple[str, str, str]]]] = {}
+        for current in frontier:
+            verified = [
+                v
+                for v in (evidence.verified(raw, trust, current.root_digest)
+                          for raw in bundles.get(current.ref, []))
+                if v is not None and v.signer_id != evidence.registry_id
+            ]  # fmt: skip
+            leaves: list[tuple[str, str, str]] = []
+            for item in verified:
+                try:
+                    read = read_predicate(item.statement.predicate)
+                except AttestError:
+                    continue
+                if read.git is not None:
+                    git = read.git
+                    leaves.append((f"git:{git.url}@{git.commit}", f"{git.url}@{git.commit[:12]}",
+                                   "git"))  # fmt: skip
+                leaves += [(f"source:{s}", s, "source") for s in read.sources]
+            named[current.ref] = (dependencies(verified, (ANY_SIGNER,), evidence.registry_id),
+                                  leaves)  # fmt: skip
+        wanted = {d.ref for deps, _ in named.values() for d in deps if readable(d.ref)}
+        facts = reads.versions(sorted(wanted))
+        following: list[VersionFacts] = []
+        for current in frontier:
+            deps, leaves = named[current.ref]
+            for dep in deps:
+                known = dep.ref in by_key
+                node = add(_dependency(dep, facts, readable(dep.ref), visible, depth))
+                edge(current.ref, node.key)
+                found = facts.get(dep.ref)
+                if not known and node.kind not in ("hidden", "missing") and found is not None:
+                    if found.root_digest == dep.sha256:
+                        following.append(found)
+            for key, label, kind in leaves:
+                add(Node(key, label, kind, "external", None, depth))
+                edge(current.ref, key)
+        frontier = following
     _layout(graph)
     return graph
 
 
 def _dependency(
-    ref: str,
-    digest: str,
-    principal: Principal,
-    versions: VersionService,
-    visible: Callable[[VersionRecord], bool],
+    dep: Dependency,
+    facts: dict[str, VersionFacts],
+    readable: bool,
+    visible: Callable[[str, str], bool],
     depth: int,
 ) -> Node:
-    try:
-        parsed = parse_ref(ref)
-    except (RegistryError, ValueError):
-        return Node(ref, ref, "missing", "invalid reference", None, depth)
-    if not principal.can_see(parsed.namespace):
+    ref = dep.ref
+    if not readable:
         return Node(ref, ref, "hidden", "outside your namespaces", None, depth)
-    try:
-        record = versions.resolve(principal, parsed)
-    except RegistryError:
+    found = facts.get(ref)
+    if found is None:
         return Node(ref, ref, "missing", "not registered", None, depth)
-    if record.root_digest != digest:
-        return Node(ref, ref, record.kind, "digest mismatch", None, depth,
-                    note=f"provenance names sha256:{digest}")  # fmt: skip
-    shown = visible(record)
-    href = version_href(ref) if shown else None
-    return Node(ref, ref, record.kind, record.state, href, depth, record=record)
+    if found.root_digest != dep.sha256:
+        return Node(ref, ref, found.kind, "digest mismatch", None, depth,
+                    note=f"provenance names sha256:{dep.sha256}")  # fmt: skip
+    namespace = ref.split("/", 1)[0]
+    href = version_href(ref) if visible(namespace, found.state) else None
+    return Node(ref, ref, found.kind, found.state, href, depth)
 
 
 def _layout(graph: Graph) -> None:

@@ -11,9 +11,10 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 
+from attest.predicates import SLSA_PROVENANCE
 from registry.server.models import (
     Artifact,
     Attestation,
@@ -108,3 +109,63 @@ class Reads:
                 .order_by(NamespacePolicy.revision.desc())
             ).all()
         return [PolicyRevision(r[0], aware(r[1]), r[2]) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class VersionFacts:
+    ref: str
+    kind: str
+    state: str
+    root_digest: str
+
+
+def _split(ref: str) -> tuple[str, str, str] | None:
+    namespace, slash, rest = ref.partition("/")
+    name, at, version = rest.partition("@")
+    return (namespace, name, version) if slash and at else None
+
+
+class LineageReads:
+    """Batched reads for the lineage walk: one query per level for the versions it names and
+    one for their provenance bundles (the caller checks ``read`` on each namespace first, as
+    ``VersionService.resolve`` does)."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    def versions(self, refs: list[str]) -> dict[str, VersionFacts]:
+        wanted = [t for t in (_split(r) for r in refs) if t is not None]
+        if not wanted:
+            return {}
+        query = (
+            select(Namespace.name, Artifact.name, Version.version, Artifact.kind, Version.state,
+                   Version.root_digest)
+            .join(Artifact, Version.artifact_id == Artifact.id)
+            .join(Namespace, Artifact.namespace_id == Namespace.id)
+            .where(tuple_(Namespace.name, Artifact.name, Version.version).in_(wanted))
+        )  # fmt: skip
+        with self._sessions() as session:
+            rows = session.execute(query).all()
+        return {
+            f"{ns}/{name}@{version}": VersionFacts(f"{ns}/{name}@{version}", kind, state, digest)
+            for ns, name, version, kind, state, digest in rows
+        }
+
+    def provenance(self, refs: list[str]) -> dict[str, list[bytes]]:
+        wanted = [t for t in (_split(r) for r in refs) if t is not None]
+        if not wanted:
+            return {}
+        query = (
+            select(Namespace.name, Artifact.name, Version.version, Attestation.bundle)
+            .join(Version, Attestation.version_id == Version.id)
+            .join(Artifact, Version.artifact_id == Artifact.id)
+            .join(Namespace, Artifact.namespace_id == Namespace.id)
+            .where(tuple_(Namespace.name, Artifact.name, Version.version).in_(wanted))
+            .where(Attestation.predicate_type == SLSA_PROVENANCE)
+            .order_by(Attestation.id)
+        )
+        found: dict[str, list[bytes]] = {}
+        with self._sessions() as session:
+            for ns, name, version, raw in session.execute(query).all():
+                found.setdefault(f"{ns}/{name}@{version}", []).append(bytes(raw))
+        return found

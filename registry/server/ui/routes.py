@@ -18,6 +18,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.orm import Session, sessionmaker
 
 from attest.keys import TrustedKey
 from attest.signing import KeySigner, UriSigner
@@ -37,7 +38,7 @@ from registry.server.services.scanning import REGISTRY_SIGNER
 from registry.server.services.versions import State, VersionRecord
 from registry.server.ui import views
 from registry.server.ui.evidence import EvidenceCache
-from registry.server.ui.queries import Reads
+from registry.server.ui.queries import LineageReads, Reads
 from registry.server.ui.session import Sealer, session_key
 from registry.server.ui.web import (
     HERE,
@@ -61,7 +62,7 @@ def install(
     services: Services,
     *,
     signer: KeySigner | UriSigner,
-    sessions: Any,
+    sessions: sessionmaker[Session],
     session_seconds: int | None = None,
 ) -> None:
     """Mount the console at ``/ui/`` (its router, its static files, its security headers)."""
@@ -75,7 +76,7 @@ def install(
     app.state.ui_cache = cache
     app.add_middleware(SecurityHeaders)
     app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="ui-static")
-    app.include_router(_router(console, cache, reads, registry_key))
+    app.include_router(_router(console, cache, reads, LineageReads(sessions), registry_key))
 
 
 def _guarded_async(
@@ -111,7 +112,11 @@ def _version(namespace: str, name: str, version: str) -> Ref:
 
 
 def _router(
-    console: Console, cache: EvidenceCache, reads: Reads, registry_key: TrustedKey
+    console: Console,
+    cache: EvidenceCache,
+    reads: Reads,
+    lineage_reads: LineageReads,
+    registry_key: TrustedKey,
 ) -> APIRouter:
     router = APIRouter(prefix=PREFIX, include_in_schema=False)
     page = guarded(console)
@@ -270,7 +275,7 @@ def _router(
         ctx = console.signed_in(request)
         ref = _version(namespace, name, version)
         record = views.resolve_visible(services, ctx.principal, ref)
-        data = views.version_page(services, cache, ctx.principal, record,
+        data = views.version_page(services, cache, ctx.principal, record, lineage_reads,
                                   gate_now=gate == "now")  # fmt: skip
         p = ctx.principal
         return console.render(

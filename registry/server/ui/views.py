@@ -37,7 +37,7 @@ from registry.server.services.releases import PolicyRecord
 from registry.server.services.versions import State, VersionRecord
 from registry.server.ui import lineage
 from registry.server.ui.evidence import EvidenceCache, EvidenceItem
-from registry.server.ui.queries import PolicyRevision, Reads
+from registry.server.ui.queries import LineageReads, PolicyRevision, Reads
 
 LIST_LIMIT = 1000
 
@@ -168,13 +168,14 @@ def version_page(
     cache: EvidenceCache,
     principal: Principal,
     record: VersionRecord,
+    lineage_reads: LineageReads,
     *,
     gate_now: bool = False,
 ) -> VersionPage:
-    items = cache.items(record)
+    trust = cache.trust()
+    items = cache.items(record, trust=trust)
     ok = [i for i in items if i.ok]
     policy = services.releases.get_policy(principal, record.namespace)
-    kind_policy = _kind_policy(policy.document, record.kind)
 
     def newest(predicate_type: str, *, registry: bool) -> EvidenceItem | None:
         found = [i for i in ok if i.predicate_type == predicate_type and i.by_registry == registry]
@@ -195,6 +196,8 @@ def version_page(
                 policy = services.releases.get_policy(principal, record.namespace, revision)
             except RegistryError:
                 pass
+    # a release is shown with the policy it was judged under, not the one in force now
+    kind_policy = _kind_policy(policy.document, record.kind)
     recorded: list[str] = []
     if record.state == State.PENDING and record.state_reason:
         recorded = [line for line in record.state_reason.splitlines()[1:] if line.strip()]
@@ -221,7 +224,11 @@ def version_page(
         )
 
     graph = lineage.walk(
-        record, principal, services.versions, cache, lambda r: visible(principal, r)
+        record,
+        principal,
+        lineage_reads,
+        cache,
+        lambda namespace, state: state != State.PENDING or sees_pending(principal, namespace),
     )
 
     thresholds = kind_policy.thresholds if kind_policy else ()

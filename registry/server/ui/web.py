@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from registry.errors import AuthenticationError, RateLimitedError, RegistryError, problem_for
 from registry.server.api.deps import Services, _admit
 from registry.server.services.auth import Action, Principal
+from registry.server.ui.evidence import words
 from registry.server.ui.session import COOKIE, PRE_COOKIE, PRE_SESSION_SECONDS, Sealer, Session
 
 HERE = Path(__file__).parent
@@ -81,6 +82,7 @@ def environment() -> Environment:
     env.filters["size"] = human_size
     env.filters["when"] = when
     env.filters["q"] = lambda value: quote(str(value), safe="")
+    env.filters["words"] = words
     return env
 
 
