@@ -1,4 +1,4 @@
-"""The registry's read answers as plain dataclasses, checked by hand: what the CLI's read commands
+"""The registry's read answers as plain records, checked by hand: what the CLI's read commands
 (``show``, ``list``, ``attestations``, ``alias list``…) print, without pydantic.
 
 Those commands are mostly start-up, and importing pydantic, then building a schema per response
@@ -19,15 +19,13 @@ there: never a traceback, never a table of whatever came.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import types
 import typing
 from collections.abc import Collection
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 from registry.errors import ResponseVerificationError
 from registry.names import Kind
@@ -75,17 +73,68 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-@dataclass(frozen=True, kw_only=True)
+class _Required:
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+#: the default of a record's field that has none
+REQUIRED: Any = _Required()
+
+
 class Record:
-    """A JSON object of a registry answer, checked (:func:`parse`) field by field."""
+    """A JSON object of a registry answer, checked (:func:`parse`) field by field.
+
+    A subclass declares its fields as annotated class attributes, in the wire model's order; a
+    value assigned in the class body is the field's default, a field without one is required.
+    Records are immutable and compare by value. (Not dataclasses: generating their methods
+    cost more of a read command's start-up than everything else here.)
+    """
+
+    #: the fields, in order, base classes' first: (name, default or REQUIRED)
+    _fields: ClassVar[tuple[tuple[str, Any], ...]] = ()
+
+    def __init_subclass__(cls) -> None:
+        own = tuple(
+            (name, vars(cls).get(name, REQUIRED))
+            for name, kind in vars(cls).get("__annotations__", {}).items()
+            if not str(kind).startswith("ClassVar")
+        )
+        cls._fields = (*cls._fields, *own)
+
+    def __init__(self, **values: Any) -> None:
+        for name, default in self._fields:
+            value = values.pop(name, default)
+            if value is REQUIRED:
+                raise TypeError(f"{type(self).__name__}: {name} is required")
+            object.__setattr__(self, name, value)
+        if values:
+            raise TypeError(f"{type(self).__name__}: no field {', '.join(values)}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is read-only")
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and all(
+            getattr(self, name) == getattr(other, name) for name, _ in self._fields
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # equal by value, and holds lists
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name, _ in self._fields)
+        return f"{type(self).__name__}({fields})"
 
     def as_json(self, *, exclude: Collection[str] = ()) -> dict[str, Any]:
         """Every field, as ``model_dump(mode="json")`` of the matching wire model gives it."""
         return {
-            f.name: _dumped(getattr(self, f.name))
-            for f in dataclasses.fields(self)
-            if f.name not in exclude
+            name: _dumped(getattr(self, name)) for name, _ in self._fields if name not in exclude
         }
+
+
+def fields(cls: type[Record]) -> tuple[tuple[str, Any], ...]:
+    """CLS's fields, in order: (name, default, or :data:`REQUIRED`)."""
+    return cls._fields
 
 
 def _dumped(value: Any) -> Any:
@@ -157,8 +206,7 @@ def _fields(cls: type[Record]) -> tuple[tuple[str, Any, bool], ...]:
     plan = _PLANS.get(cls)
     if plan is None:
         hints = typing.get_type_hints(cls)
-        plan = tuple((f.name, hints[f.name], f.default is dataclasses.MISSING)
-                     for f in dataclasses.fields(cls))  # fmt: skip
+        plan = tuple((name, hints[name], default is REQUIRED) for name, default in cls._fields)
         _PLANS[cls] = plan
     return plan
 
@@ -200,12 +248,10 @@ def parse_list(cls: type[R], data: Any, where: str, field: str = "the answer") -
 # required, as in the models: present, and null or of their type.
 
 
-@dataclass(frozen=True, kw_only=True)
 class Namespace(Record):
     name: str
 
 
-@dataclass(frozen=True, kw_only=True)
 class File(Record):
     path: str
     size: int
@@ -213,7 +259,6 @@ class File(Record):
     uri: str | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
 class VersionSummary(Record):
     namespace: str
     name: str
@@ -229,12 +274,10 @@ class VersionSummary(Record):
     external: bool = False
 
 
-@dataclass(frozen=True, kw_only=True)
 class Version(VersionSummary):
     files: list[File]
 
 
-@dataclass(frozen=True, kw_only=True)
 class Artifact(Record):
     namespace: str
     name: str
@@ -243,7 +286,6 @@ class Artifact(Record):
     version_count: int
 
 
-@dataclass(frozen=True, kw_only=True)
 class Attestation(Record):
     id: int
     ref: str
@@ -256,7 +298,6 @@ class Attestation(Record):
     created_by: str
 
 
-@dataclass(frozen=True, kw_only=True)
 class Identity(Record):
     name: str
     kind: str
@@ -269,7 +310,6 @@ class Identity(Record):
     public_key_pem: str | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
 class Policy(Record):
     namespace: str
     revision: int
@@ -278,7 +318,6 @@ class Policy(Record):
     created_by: str | None
 
 
-@dataclass(frozen=True, kw_only=True)
 class AliasMove(Record):
     alias: str
     from_version: str | None
@@ -287,7 +326,6 @@ class AliasMove(Record):
     at: datetime
 
 
-@dataclass(frozen=True, kw_only=True)
 class Alias(Record):
     alias: str
     version: str
@@ -296,7 +334,6 @@ class Alias(Record):
     updated_by: str
 
 
-@dataclass(frozen=True, kw_only=True)
 class Token(Record):
     id: str
     name: str
@@ -308,7 +345,6 @@ class Token(Record):
     token: str | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
 class AuditEntry(Record):
     """The fields of an audit-log entry that ``audit log`` shows (entries carry more: hashes,
     details; :meth:`RegistryClient.audit_entries` keeps them whole). ``at`` is shown as sent."""

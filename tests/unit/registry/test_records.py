@@ -8,7 +8,6 @@ has its rejection here.
 
 from __future__ import annotations
 
-import dataclasses
 import types
 import typing
 from datetime import UTC, datetime, timedelta, timezone
@@ -80,7 +79,7 @@ def test_each_record_has_its_models_fields_types_and_defaults(
     model = _model(record)
     mirrored = {m: getattr(wire, w) for m, w in records.MIRRORS.items()}
     hints = typing.get_type_hints(record, vars(records))
-    fields = {f.name: f for f in dataclasses.fields(record)}
+    fields = dict(records.fields(record))
     assert list(fields) == list(model.model_fields)
     for name, info in model.model_fields.items():
         expected, got = info.annotation, hints[name]
@@ -91,9 +90,9 @@ def test_each_record_has_its_models_fields_types_and_defaults(
         else:
             assert got == expected, name
         if info.is_required():
-            assert fields[name].default is dataclasses.MISSING, name
+            assert fields[name] is records.REQUIRED, name
         else:
-            assert fields[name].default == info.default, name
+            assert fields[name] == info.default, name
         if isinstance(got, types.UnionType):
             assert type(None) in typing.get_args(got)
 
@@ -119,7 +118,7 @@ def test_a_record_dumps_what_its_model_dumps(record: type[records.Record]) -> No
 
 
 def _required(record: type[records.Record]) -> set[str]:
-    return {f.name for f in dataclasses.fields(record) if f.default is dataclasses.MISSING}
+    return {name for name, default in records.fields(record) if default is records.REQUIRED}
 
 
 def test_token_list_leaves_the_secret_out_as_the_model_does() -> None:
@@ -269,8 +268,21 @@ def test_what_a_registry_sends_is_accepted_whole() -> None:
     assert version.created_at == datetime(2026, 12, 2, 11, 50, 17, 979941, tzinfo=UTC)
     assert [f.path for f in version.files] == ["p", "q/r"]
     assert version.files[1].uri is None
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(AttributeError, match="read-only"):
         version.state = "revoked"  # type: ignore[misc]
+    assert version == parse(records.Version, _version(), WHERE)
+    assert version != parse(records.Version, _version(state="revoked"), WHERE)
+    assert "root_digest='sha256:" in repr(version)
+    with pytest.raises(TypeError, match="unhashable"):
+        hash(version)
+
+
+def test_a_record_is_made_of_its_fields_only() -> None:
+    with pytest.raises(TypeError, match="Namespace: name is required"):
+        records.Namespace()
+    with pytest.raises(TypeError, match="Namespace: no field size"):
+        records.Namespace(name="a", size=1)
+    assert records.File(path="p", size=1, digest="d").uri is None
 
 
 # -- the client: every read a CLI command makes ------------------------------------------------
