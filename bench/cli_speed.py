@@ -1,12 +1,17 @@
 """How long does each everyday `modelseal` command take, against Python's own start-up?
 
-    python3 -m bench.cli_speed [--repeat 10] [--compare-rev GIT_REV]
+    python3 -m bench.cli_speed [--repeat 10] [--compare-rev GIT_REV] [--only show,list]
+                               [--server-rev GIT_REV]
 
 Starts a registry on the embedded default (SQLite + local directory) on a free port, registers a
 signing key, pushes a released 1 MB model once, then times each command as a fresh process
-(median and spread of ``--repeat`` runs): ``--help``, ``show``, ``list``, a signed push of a
+(median and spread of ``--repeat`` runs): ``--help``, ``show``, ``list``, the other read
+commands (``list NS/NAME``, ``attestations``, ``alias list``, ``audit log``), a signed push of a
 1 MB model (a new version each run), ``sbom``, ``provenance``; the baseline is
 ``python -c pass`` in the same run. Targets from the issue tracker are printed beside each.
+``--only`` times the commands named (comma-separated names of the table's first column) and the
+baseline. The registry runs from the checkout, or with ``--server-rev`` from that git revision
+(a temporary worktree: a server being edited meanwhile does not stop the measurement).
 
 The packages are byte-compiled first, as installing a wheel does (with PYTHONDONTWRITEBYTECODE
 set, an editable checkout would otherwise compile every module of every command from source).
@@ -69,23 +74,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=10)
     parser.add_argument("--compare-rev", help="also time the CLI of this git revision")
+    parser.add_argument("--only", help="time only these commands (comma-separated)")
+    parser.add_argument("--server-rev", help="run the registry from this git revision")
     args = parser.parse_args()
     cli = [sys.executable, "-m", "registry"]
     compile_tree(ROOT)
     with tempfile.TemporaryDirectory(prefix="modelseal-cli-bench-") as tmp:
         root = Path(tmp)
-        old_tree = None
-        if args.compare_rev:
-            old_tree = root / "old"
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(old_tree),
-                            args.compare_rev], check=True, capture_output=True)  # fmt: skip
-            compile_tree(old_tree)
+        trees: list[Path] = []
+
+        def worktree(name: str, rev: str) -> Path:
+            tree = root / name
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree),
+                            rev], check=True, capture_output=True)  # fmt: skip
+            trees.append(tree)
+            compile_tree(tree)
+            return tree
+
+        old_tree = worktree("old", args.compare_rev) if args.compare_rev else None
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MODELSEAL_", "GIT_"))}
         env.update(MODELSEAL_URL=f"http://127.0.0.1:{port}",
                    MODELSEAL_CONFIG_DIR=str(root / "config"))  # fmt: skip
+        server_env = dict(env)
+        if args.server_rev:
+            server_env["PYTHONPATH"] = str(worktree("server", args.server_rev))
         server = subprocess.Popen([*cli, "serve", "--data-dir", str(root / "data"), "--port",
-                                   str(port)], env=env, stdout=subprocess.DEVNULL,
+                                   str(port)], env=server_env, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL)  # fmt: skip
         try:
             deadline = time.monotonic() + 60
@@ -107,11 +122,16 @@ def main() -> None:
             run("push", str(model(root / "m0", 0)), "bench/m@0", "--sign-key",
                 str(root / "ci.key"), "--no-progress")  # fmt: skip
             run("release", "bench/m@0")
+            run("alias", "set", "bench/m", "prod", "0")
             commands: dict[str, list[list[str]]] = {
                 "python -c pass": [[sys.executable, "-c", "pass"]] * args.repeat,
                 "--help": [[*cli, "--help"]] * args.repeat,
                 "show": [[*cli, "show", "bench/m@0"]] * args.repeat,
                 "list": [[*cli, "list"]] * args.repeat,
+                "list NS/NAME": [[*cli, "list", "bench/m"]] * args.repeat,
+                "attestations": [[*cli, "attestations", "bench/m@0"]] * args.repeat,
+                "alias list": [[*cli, "alias", "list", "bench/m"]] * args.repeat,
+                "audit log": [[*cli, "audit", "log"]] * args.repeat,
                 "push (signed, 1 MB)": [
                     [
                         *cli,
@@ -127,6 +147,13 @@ def main() -> None:
                 "sbom": [[*cli, "sbom", "bench/m@0"]] * args.repeat,
                 "provenance": [[*cli, "provenance", "bench/m@0"]] * args.repeat,
             }
+            if args.only:
+                wanted = {"python -c pass", *(n.strip() for n in args.only.split(","))}
+                unknown = wanted - set(commands)
+                if unknown:
+                    raise SystemExit(f"--only: no command {', '.join(sorted(unknown))}; "
+                                     f"the commands: {', '.join(commands)}")  # fmt: skip
+                commands = {k: v for k, v in commands.items() if k in wanted}
             old_env = None if old_tree is None else {**env, "PYTHONPATH": str(old_tree)}
             baseline = None
             print(f"{'command':22} {'median s':>9} {'min':>6} {'max':>6} {'x python':>9} "
@@ -157,9 +184,9 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 server.kill()
             shutil.rmtree(root / "data", ignore_errors=True)
-            if old_tree is not None:
+            for tree in trees:
                 subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
-                                str(old_tree)], capture_output=True)  # fmt: skip
+                                str(tree)], capture_output=True)  # fmt: skip
 
 
 if __name__ == "__main__":
