@@ -22,7 +22,6 @@ from pathlib import Path
 import oras.client
 import pytest
 from modelpack_client import ModelPackClient
-from modelpack_client.errors import InvalidModelPackError
 from modelpack_client.schema import CONFIG_SCHEMA
 
 from attest.digests import FileDigest, root_digest
@@ -116,12 +115,6 @@ def test_the_oras_sdk_gets_nothing_it_may_not_pull(world: World, tmp_path: Path)
     assert not revoked.exists() or not any(revoked.iterdir())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=InvalidModelPackError,
-    reason="the registry's config blob says modelfs.diff_ids; model-spec's schema (since "
-    "v0.0.7) requires modelfs.diffIds and allows no other property",
-)
 def test_a_modelpack_client_reads_the_manifest_and_config_and_pulls(
     world: World, tmp_path: Path
 ) -> None:
@@ -140,8 +133,8 @@ def test_a_modelpack_client_reads_the_manifest_and_config_and_pulls(
 
 
 def test_the_config_schema_the_modelpack_client_ships_is_model_specs() -> None:
-    """What the xfail above relies on: the schema modelpack-client validates with is the
-    model-spec config schema, and it names ``diffIds`` (so the failure is the registry's)."""
+    """What the test above relies on: the schema modelpack-client validates with is the
+    model-spec config schema (``modelfs.diffIds``, no other property)."""
     assert CONFIG_SCHEMA["$id"] == "https://github.com/modelpack/model-spec/config"
     modelfs = CONFIG_SCHEMA["$defs"]["ModelFS"]
     assert modelfs["required"] == ["type", "diffIds"]
