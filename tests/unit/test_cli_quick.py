@@ -338,10 +338,13 @@ main()
 """
 
 
-def _cli(registry: dict[str, Any], way: str, *argv: str, tmp: Path) -> tuple[int, str, str, str]:
+def _cli(
+    registry: dict[str, Any], way: str, *argv: str, tmp: Path, extra: dict[str, str] | None = None
+) -> tuple[int, str, str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MODELSEAL_", "_"))}
     env.update(MODELSEAL_URL=registry["url"], MODELSEAL_TOKEN="ms_ab12_secret",
                MODELSEAL_CONFIG_DIR=str(tmp), COLUMNS="80")  # fmt: skip
+    env.update(extra or {})
     done = subprocess.run([sys.executable, "-c", PROBE, way, *argv], capture_output=True,
                           text=True, env=env, cwd=ROOT, timeout=60)  # fmt: skip
     err, _, loaded = done.stderr.rpartition("LOADED ")
@@ -419,3 +422,19 @@ def test_a_malformed_answer_is_one_clear_error_both_ways(
             assert message in err, (way, err)
     finally:
         registry[path] = saved
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [({"MODELSEAL_TOKEN": " "}, "error: MODELSEAL_TOKEN is not set"),
+     ({"MODELSEAL_URL": "127.0.0.1:8700"}, "is not a registry URL"),
+     ({"MODELSEAL_TOKEN": "ms_ab12_x\nms_cd34_y"}, "holds whitespace or control characters"),
+     ({"MODELSEAL_STATUS_MAX_AGE": "soon"}, "MODELSEAL_STATUS_MAX_AGE must be a number")],
+)  # fmt: skip
+def test_a_setup_error_reads_the_same_both_ways(
+    registry: dict[str, Any], env: dict[str, str], message: str, tmp_path: Path
+) -> None:
+    answers = [_cli(registry, way, "show", "a/b@1", tmp=tmp_path, extra=env)[:3]
+               for way in ("quick", "typer")]  # fmt: skip
+    assert answers[0] == answers[1]
+    assert answers[0][0] == 1 and message in answers[0][2] and "Traceback" not in answers[0][2]
