@@ -29,6 +29,7 @@ from registry.server.services.common import Clock, Page, PageRequest, aware, pag
 from registry.server.services.journal import Actor
 from registry.server.services.journal import record as audit_record
 
+_TOKEN_ID_CHARS = frozenset("0123456789abcdef")  # secrets.token_hex
 TOKEN_PREFIX = "ms_"  # noqa: S105 - a public prefix, not a secret
 
 
@@ -164,6 +165,8 @@ class TokenService:
             raise denied
         token_id, sep, secret = token.removeprefix(TOKEN_PREFIX).partition("_")
         if not sep or len(token_id) != 16 or not secret or len(secret) > 128:
+            raise denied
+        if not set(token_id) <= _TOKEN_ID_CHARS:  # e.g. a NUL smuggled in by basic auth
             raise denied
         with self._sessions() as session:
             row = session.get(ApiToken, token_id)

@@ -15,6 +15,7 @@ could download a file of, and a blob's bytes only come through
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -25,19 +26,20 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from attest.bundle import BUNDLE_MEDIA_TYPE
 from attest.digests import FileDigest, is_sha256_hex
-from attest.predicates import OCI_RELEASE, RELEASE
+from attest.predicates import OCI_RELEASE, RELEASE, REVOCATION
 from attest.signing import Signer
 from attest.statement import make_statement
 from registry.errors import InvalidRequestError, NotFoundError
 from registry.names import Kind, Ref, RefKind, parse_selector
 from registry.server.db import transaction
 from registry.server.models import (
+    Alias,
     Artifact,
     Attestation,
     Namespace,
@@ -47,7 +49,7 @@ from registry.server.models import (
     VersionFile,
 )
 from registry.server.services.auth import Action, Principal
-from registry.server.services.common import Clock, PageRequest, utcnow
+from registry.server.services.common import Clock, utcnow
 from registry.server.services.lifecycle import LifecycleService
 from registry.server.services.versions import State, VersionRecord, VersionService
 from registry.server.storage import BlobStore
@@ -77,7 +79,7 @@ BUNDLE_PREDICATE_TYPE = "dev.sigstore.bundle.predicateType"
 
 #: OCI tags (distribution-spec): versions that are not valid tags are not listed as tags.
 TAG = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
-_LIST_PAGE = 1000
+_FILL_BATCH = 100  # artifacts stored per digest miss (a restored database fills over misses)
 
 _WEIGHT_EXT = {
     ".safetensors",
@@ -212,15 +214,18 @@ class OciError(Exception):
     is not shown to this caller (pending, for a deployer): the answer is "unknown", and the
     route records the refusal in the audit log as a denial."""
 
-    def __init__(self, code: OciCode, message: str, *, hidden: bool = False) -> None:
+    def __init__(
+        self, code: OciCode, message: str, *, hidden: bool = False, status: int | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.hidden = hidden
+        self._status = status
 
     @property
     def status(self) -> int:
-        return _STATUS[self.code]
+        return self._status if self._status is not None else _STATUS[self.code]
 
     def body(self) -> dict[str, Any]:
         return {"errors": [{"code": str(self.code), "message": self.message, "detail": None}]}
@@ -440,16 +445,75 @@ class OciService:
     # -- who sees what --------------------------------------------------------------------------
 
     @staticmethod
-    def _visible(principal: Principal, record: VersionRecord) -> bool:
-        """Whether ``principal`` may pull this version (the rules of file downloads)."""
-        if record.external or record.state in (State.REJECTED, State.REVOKED):
-            return False
-        return record.state == State.RELEASED or (
-            principal.allowed(Action.PUSH, record.namespace)
-            or principal.allowed(Action.RELEASE, record.namespace)
+    def _producer(principal: Principal, namespace: str) -> bool:
+        """Whether ``principal`` takes part in producing this namespace's releases (and so may
+        pull pending versions, as file downloads allow)."""
+        return principal.allowed(Action.PUSH, namespace) or principal.allowed(
+            Action.RELEASE, namespace
+        )
+
+    def _states(self, principal: Principal, namespace: str) -> tuple[str, ...]:
+        if self._producer(principal, namespace):
+            return (State.RELEASED, State.PENDING)
+        return (State.RELEASED,)
+
+    def _signed_revocation(self) -> Any:
+        """An EXISTS clause: the registry (by its key, not a name column a database edit can
+        change) signed a revocation of the version."""
+        revocation = aliased(Attestation)
+        return (
+            select(revocation.id)
+            .where(
+                revocation.version_id == Version.id,
+                revocation.predicate_type == REVOCATION,
+                revocation.signer_id == self._signer.identity,
+            )
+            .correlate(Version)
+            .exists()
+        )
+
+    @staticmethod
+    def _repository(namespace: str, name: str) -> Any:
+        """The versions of repository ``namespace/name`` (a select to add columns to)."""
+        return (
+            select(Version.version)
+            .join(Artifact, Version.artifact_id == Artifact.id)
+            .join(Namespace, Artifact.namespace_id == Namespace.id)
+            .where(Namespace.name == namespace, Artifact.name == name)
+        )
+
+    def _pullable(self, principal: Principal, namespace: str, name: str) -> Any:
+        """The versions of the repository ``principal`` may pull, as a select: its states,
+        never external, never one the registry signed a revocation of (whatever the state
+        column says: a row flipped back to released by hand is not served)."""
+        return (
+            self._repository(namespace, name)
+            .where(Version.state.in_(self._states(principal, namespace)))
+            .where(Version.external.is_(False), ~self._signed_revocation())
+        )
+
+    def _effective(self, record: VersionRecord) -> VersionRecord:
+        """``record`` as revoked when the registry signed a revocation of it."""
+        if record.state == State.REVOKED:
+            return record
+        with self._sessions() as session:
+            revoked = session.execute(
+                self._repository(record.namespace, record.name)
+                .where(Version.version == record.version, self._signed_revocation())
+                .limit(1)
+            ).first()
+        if revoked is None:
+            return record
+        return dataclasses.replace(
+            record,
+            state=State.REVOKED,
+            state_reason="revoked (a registry-signed revocation exists)",
         )
 
     def _check(self, principal: Principal, record: VersionRecord, reference: str) -> None:
+        """Raises unless ``principal`` may pull ``record``: DENIED naming the state of a revoked
+        or rejected version, MANIFEST_UNKNOWN for an external one, and a *hidden*
+        MANIFEST_UNKNOWN (audited as the denial it is) for a pending one shown to a deployer."""
         if record.state in (State.REJECTED, State.REVOKED):
             raise OciError(
                 OciCode.DENIED,
@@ -460,31 +524,25 @@ class OciService:
                 OciCode.MANIFEST_UNKNOWN,
                 f"{record.ref} is external: the registry holds none of its bytes",
             )
-        if not self._visible(principal, record):
+        if record.state != State.RELEASED and not self._producer(principal, record.namespace):
             raise OciError(OciCode.MANIFEST_UNKNOWN, f"manifest {reference!r} unknown", hidden=True)
 
-    def _all_versions(
-        self, principal: Principal, namespace: str, name: str
-    ) -> Iterator[VersionRecord]:
-        """Every version of a repository (NAME_UNKNOWN when there is none)."""
-        after: str | None = None
-        while True:
-            try:
-                page = self._versions.list_versions(
-                    principal, namespace, name, PageRequest(_LIST_PAGE, after)
-                )
-            except NotFoundError:
-                raise OciError(
-                    OciCode.NAME_UNKNOWN, f"repository {namespace}/{name} is not known"
-                ) from None
-            yield from page.items
-            if page.next_after is None:
-                return
-            after = page.next_after
+    def _require_repository(self, namespace: str, name: str) -> None:
+        """NAME_UNKNOWN unless the repository exists."""
+        with self._sessions() as session:
+            found = session.execute(
+                select(Artifact.id)
+                .join(Namespace, Artifact.namespace_id == Namespace.id)
+                .where(Namespace.name == namespace, Artifact.name == name)
+            ).first()
+        if found is None:
+            raise OciError(OciCode.NAME_UNKNOWN, f"repository {namespace}/{name} is not known")
 
-    def pullable(self, principal: Principal, namespace: str, name: str) -> list[VersionRecord]:
-        return [r for r in self._all_versions(principal, namespace, name)
-                if self._visible(principal, r)]  # fmt: skip
+    def _record(
+        self, principal: Principal, namespace: str, name: str, version: str
+    ) -> VersionRecord:
+        ref = Ref(namespace, name, version, RefKind.VERSION)
+        return self._effective(self._versions.resolve(principal, ref))
 
     # -- the stored artifact ----------------------------------------------------------------
 
@@ -526,24 +584,33 @@ class OciService:
             return vid, row
 
     @staticmethod
-    def _manifest(row: OciArtifact) -> Document:
+    def _manifest(row: OciArtifact, record: VersionRecord) -> Document:
+        """The stored manifest, only if its bytes still hash to its digest (the digest the
+        registry signs at release): an edited row is refused, never served under it."""
+        if hashlib.sha256(row.manifest).hexdigest() != row.manifest_digest:
+            log.error("the stored OCI manifest of %s does not hash to its digest", record.ref)
+            raise OciError(
+                OciCode.DENIED,
+                f"the stored manifest of {record.ref} does not match its digest and is not "
+                "served (an operator must restore it; see `modelseal admin fsck`)",
+            )
         return Document(row.manifest, f"sha256:{row.manifest_digest}", MANIFEST_MEDIA_TYPE)
 
     def _store_missing(self, principal: Principal, namespace: str, name: str) -> None:
         """Store the artifacts of this repository's pullable versions not served before (a
         digest can only name a manifest someone was shown, but a database restored from before
-        the artifacts were stored, or one written by an older release, holds none)."""
+        the artifacts were stored, or one written by an older release, holds none). Once they
+        are stored, this is one indexed query that finds nothing."""
         with self._sessions() as session:
-            stored = set(session.scalars(
-                select(Version.version)
-                .join(OciArtifact, OciArtifact.version_id == Version.id)
-                .join(Artifact, Version.artifact_id == Artifact.id)
-                .join(Namespace, Artifact.namespace_id == Namespace.id)
-                .where(Namespace.name == namespace, Artifact.name == name)
+            missing = list(session.scalars(
+                self._pullable(principal, namespace, name)
+                .outerjoin(OciArtifact, OciArtifact.version_id == Version.id)
+                .where(OciArtifact.version_id.is_(None))
+                .order_by(Version.created_at, Version.id)
+                .limit(_FILL_BATCH)
             ))  # fmt: skip
-        for record in self.pullable(principal, namespace, name):
-            if record.version not in stored:
-                self._stored(record)
+        for version in missing:
+            self._stored(self._record(principal, namespace, name, version))
 
     def published(self, record: VersionRecord) -> None:
         """After a release: store the artifact and sign the manifest-digest release statement.
@@ -567,6 +634,7 @@ class OciService:
             release = session.execute(
                 select(Attestation.bundle_digest, Attestation.created_at)
                 .where(Attestation.version_id == vid, Attestation.predicate_type == RELEASE)
+                .where(Attestation.signer_id == self._signer.identity)
                 .order_by(Attestation.created_at.desc(), Attestation.id.desc())
                 .limit(1)
             ).first()
@@ -596,38 +664,35 @@ class OciService:
             return stored.release_bundle if stored is not None else None
 
     def _referrers(self, vid: int, row: OciArtifact, record: VersionRecord) -> list[Referrer]:
-        """Every evidence bundle of the version as a referrer of its manifest, stored so that
-        each can be fetched by its digest."""
-        subject = self._manifest(row)
+        """Every evidence bundle of the version as a referrer of its manifest. Each is built
+        once and stored (so that it can be fetched by its digest); a listing reads the stored
+        descriptors."""
         release = self._release_statement(vid, row, record)
         with self._sessions() as session:
-            attestations = session.execute(
+            built = select(OciReferrer.attestation_id).where(
+                OciReferrer.version_id == vid, OciReferrer.attestation_id.is_not(None)
+            )
+            unbuilt = session.execute(
                 select(Attestation.id, Attestation.bundle, Attestation.predicate_type,
                        Attestation.created_at)
-                .where(Attestation.version_id == vid)
-                .order_by(Attestation.created_at, Attestation.id)
+                .where(Attestation.version_id == vid, Attestation.id.not_in(built))
             ).all()  # fmt: skip
-            known = {
-                (r.attestation_id, r.digest)
-                for r in session.execute(
-                    select(OciReferrer.attestation_id, OciReferrer.digest)
-                    .where(OciReferrer.version_id == vid)
-                )
-            }  # fmt: skip
-        wanted: list[tuple[int | None, Document, str, datetime]] = [
-            (a.id, referrer_document(subject, a.bundle, a.predicate_type, a.created_at),
-             a.predicate_type, a.created_at)
-            for a in attestations
-        ]  # fmt: skip
-        if release is not None:
-            created = row.created_at if record.state == State.RELEASED else self._clock()
-            wanted.append((None, referrer_document(subject, release, OCI_RELEASE, created),
-                           OCI_RELEASE, created))  # fmt: skip
-        missing = [w for w in wanted if (w[0], w[1].digest.removeprefix("sha256:")) not in known]
+            release_built = session.execute(
+                select(OciReferrer.id).where(
+                    OciReferrer.version_id == vid, OciReferrer.attestation_id.is_(None)
+                ).limit(1)
+            ).first()  # fmt: skip
+        missing: list[tuple[int | None, bytes, str, datetime]] = [
+            (a.id, a.bundle, a.predicate_type, a.created_at) for a in unbuilt
+        ]
+        if release is not None and release_built is None:
+            missing.append((None, release, OCI_RELEASE, row.created_at))
         if missing:
+            subject = self._manifest(row, record)
             try:
                 with transaction(self._sessions) as session:
-                    for attestation_id, document, predicate_type, created in missing:
+                    for attestation_id, bundle, predicate_type, created in missing:
+                        document = referrer_document(subject, bundle, predicate_type, created)
                         session.add(OciReferrer(
                             version_id=vid, attestation_id=attestation_id,
                             digest=document.digest.removeprefix("sha256:"),
@@ -636,34 +701,37 @@ class OciService:
                         ))  # fmt: skip
             except IntegrityError:
                 pass  # another request stored them
+        with self._sessions() as session:
+            rows = session.execute(
+                select(OciReferrer.digest, func.length(OciReferrer.body),
+                       OciReferrer.predicate_type, OciReferrer.created_at)
+                .where(OciReferrer.version_id == vid)
+                .order_by(OciReferrer.created_at, OciReferrer.id)
+            ).all()  # fmt: skip
         return [
-            Referrer(document.digest, len(document.body), predicate_type, _timestamp(created))
-            for _id, document, predicate_type, created in wanted
+            Referrer(f"sha256:{digest}", int(size), predicate_type, _timestamp(created))
+            for digest, size, predicate_type, created in rows
         ]
 
     # -- manifests, blobs, tags, referrers ----------------------------------------------------
 
     def _find_manifest(
         self, principal: Principal, namespace: str, name: str, digest: str
-    ) -> ServedManifest | None:
-        """The model or referrer manifest of this repository stored under ``digest`` that the
-        caller may pull; None when there is none (or none it may see)."""
+    ) -> ServedManifest:
+        """The model or referrer manifest of this repository stored under ``digest``, checked
+        as a version is (:meth:`_check`: a revoked one is DENIED, a pending one hidden from a
+        deployer); MANIFEST_UNKNOWN when the repository holds none."""
         hexpart = parse_digest(digest)
 
         def lookup() -> tuple[str, bytes | None] | None:
             with self._sessions() as session:
-                repo = (
-                    select(Version.version)
-                    .join(Artifact, Version.artifact_id == Artifact.id)
-                    .join(Namespace, Artifact.namespace_id == Namespace.id)
-                    .where(Namespace.name == namespace, Artifact.name == name)
-                )
+                repo = self._repository(namespace, name)
                 version = session.scalars(
                     repo.join(OciArtifact, OciArtifact.version_id == Version.id)
                     .where(OciArtifact.manifest_digest == hexpart).limit(1)
                 ).first()  # fmt: skip
                 if version is not None:
-                    return version, None
+                    return str(version), None
                 hit = session.execute(
                     repo.add_columns(OciReferrer.body)
                     .join(OciReferrer, OciReferrer.version_id == Version.id)
@@ -676,15 +744,18 @@ class OciService:
             self._store_missing(principal, namespace, name)
             found = lookup()
         if found is None:
-            return None
+            self._require_repository(namespace, name)
+            raise OciError(OciCode.MANIFEST_UNKNOWN, f"manifest {digest} unknown")
         version, referrer = found
-        record = self._versions.resolve(principal, Ref(namespace, name, version, RefKind.VERSION))
-        if not self._visible(principal, record):
-            return None
+        record = self._record(principal, namespace, name, version)
+        self._check(principal, record, digest)
         if referrer is not None:
+            if hashlib.sha256(referrer).hexdigest() != hexpart:
+                log.error("a stored OCI referrer of %s does not hash to its digest", record.ref)
+                raise OciError(OciCode.MANIFEST_UNKNOWN, f"manifest {digest} unknown")
             return ServedManifest(record, Document(referrer, digest, MANIFEST_MEDIA_TYPE))
         _vid, row = self._stored(record)
-        return ServedManifest(record, self._manifest(row))
+        return ServedManifest(record, self._manifest(row, record))
 
     def manifest(
         self, principal: Principal, namespace: str, name: str, reference: str
@@ -692,10 +763,7 @@ class OciService:
         """The manifest ``reference`` (a version, an alias or a manifest digest) names."""
         principal.require(Action.READ, namespace)
         if ":" in reference:
-            served = self._find_manifest(principal, namespace, name, reference)
-            if served is None:
-                raise OciError(OciCode.MANIFEST_UNKNOWN, f"manifest {reference} unknown")
-            return served
+            return self._find_manifest(principal, namespace, name, reference)
         try:
             selector, kind = parse_selector(reference)
         except InvalidRequestError:
@@ -705,54 +773,56 @@ class OciService:
         try:
             record = self._versions.resolve(principal, Ref(namespace, name, selector, kind))
         except NotFoundError:
-            next(iter(self._all_versions(principal, namespace, name)), None)  # NAME_UNKNOWN?
+            self._require_repository(namespace, name)
             raise OciError(OciCode.MANIFEST_UNKNOWN, f"manifest {reference!r} unknown") from None
+        record = self._effective(record)
         self._check(principal, record, reference)
         _vid, row = self._stored(record)
-        return ServedManifest(record, self._manifest(row))
+        return ServedManifest(record, self._manifest(row, record))
 
     def referrers(
         self, principal: Principal, namespace: str, name: str, digest: str
-    ) -> list[Referrer]:
-        """The evidence of the version whose model manifest is ``digest``, as referrers; none
-        for a digest this caller cannot pull (the referrers API never answers 404)."""
+    ) -> tuple[list[Referrer], OciError | None]:
+        """The evidence of the version whose model manifest is ``digest``, as referrers. A
+        digest this caller cannot pull has none (the referrers API never answers 404); the
+        refusal comes back second, for the route to audit."""
         principal.require(Action.READ, namespace)
-        served = self._find_manifest(principal, namespace, name, digest)
-        if served is None or served.manifest.digest != digest:
-            return []
+        try:
+            served = self._find_manifest(principal, namespace, name, digest)
+        except OciError as refused:
+            if refused.code is OciCode.DIGEST_INVALID:
+                raise
+            audit = refused if refused.hidden or refused.code is OciCode.DENIED else None
+            return [], audit
         vid, row = self._stored(served.record)
         if row.manifest_digest != parse_digest(digest):
-            return []  # a referrer manifest has no referrers of its own here
-        return self._referrers(vid, row, served.record)
+            return [], None  # a referrer manifest has no referrers of its own here
+        return self._referrers(vid, row, served.record), None
 
     def blob(
         self, principal: Principal, namespace: str, name: str, digest: str, *, redirect: bool
     ) -> ServedBlob:
         """A blob of this repository the caller may read: a file of a version it may pull (via
         :meth:`VersionService.file_location`, so the file-download rules decide), such a
-        version's config blob or one of its evidence bundles, or the empty config."""
+        version's config blob or one of its evidence bundles, or the empty config (where it
+        may pull something). A blob only versions hidden from the caller hold is a *hidden*
+        BLOB_UNKNOWN (audited as a denial)."""
         principal.require(Action.READ, namespace)
         hexpart = parse_digest(digest)
         with self._sessions() as session:
-            repo = (
-                select(Version.version)
-                .join(Artifact, Version.artifact_id == Artifact.id)
-                .join(Namespace, Artifact.namespace_id == Namespace.id)
-                .where(Namespace.name == namespace, Artifact.name == name)
-                .where(Version.state.in_((State.RELEASED, State.PENDING)))
-                .order_by(Version.created_at, Version.id)
-                .limit(50)
-            )
             rows = session.execute(
-                repo.add_columns(VersionFile.path)
+                self._pullable(principal, namespace, name)
+                .add_columns(VersionFile.path)
                 .join(VersionFile, VersionFile.version_id == Version.id)
                 .where(VersionFile.digest == hexpart)
-            ).all()
+                .order_by(Version.created_at.desc(), Version.id.desc())
+                .limit(5)
+            ).all()  # fmt: skip
         for version, path in rows:
+            record = self._record(principal, namespace, name, version)
+            if record.state == State.REVOKED:
+                continue  # revoked a moment ago
             ref = Ref(namespace, name, version, RefKind.VERSION)
-            record = self._versions.resolve(principal, ref)
-            if not self._visible(principal, record):
-                continue
             record, item, url = self._versions.file_location(principal, ref, path,
                                                              redirect=redirect)  # fmt: skip
             return ServedBlob(record, item=item, url=url)
@@ -763,76 +833,91 @@ class OciService:
         if document is not None:
             return document
         if digest == EMPTY_DIGEST:
-            next(iter(self._all_versions(principal, namespace, name)), None)  # NAME_UNKNOWN?
-            return ServedBlob(None, document=Document(EMPTY_CONFIG, digest, EMPTY_MEDIA_TYPE))
-        raise OciError(OciCode.BLOB_UNKNOWN, f"blob {digest} unknown to {namespace}/{name}")
+            self._require_repository(namespace, name)
+            with self._sessions() as session:
+                some = session.execute(self._pullable(principal, namespace, name).limit(1)).first()
+            if some is not None:
+                return ServedBlob(None, document=Document(EMPTY_CONFIG, digest, EMPTY_MEDIA_TYPE))
+            raise OciError(OciCode.BLOB_UNKNOWN, f"blob {digest} unknown to {namespace}/{name}",
+                           hidden=True)  # fmt: skip
+        self._require_repository(namespace, name)
+        raise OciError(OciCode.BLOB_UNKNOWN, f"blob {digest} unknown to {namespace}/{name}",
+                       hidden=self._held_elsewhere(namespace, name, hexpart))  # fmt: skip
+
+    def _held_elsewhere(self, namespace: str, name: str, hexpart: str) -> bool:
+        """Whether a version of the repository the caller may not pull holds this digest (as
+        a file, config or bundle): its refusal is then a denial, audited as one."""
+        repo = self._repository(namespace, name)
+        with self._sessions() as session:
+            for query in (
+                repo.join(VersionFile, VersionFile.version_id == Version.id)
+                .where(VersionFile.digest == hexpart),
+                repo.join(OciArtifact, OciArtifact.version_id == Version.id)
+                .where(OciArtifact.config_digest == hexpart),
+                repo.join(Attestation, Attestation.version_id == Version.id)
+                .where(Attestation.bundle_digest == hexpart),
+            ):  # fmt: skip
+                if session.execute(query.limit(1)).first() is not None:
+                    return True
+        return False
 
     def _document(
         self, principal: Principal, namespace: str, name: str, hexpart: str
     ) -> ServedBlob | None:
         """A stored blob under ``hexpart`` of a version of this repository the caller may
-        pull: a config blob, an evidence bundle, or the manifest-digest release statement."""
+        pull: a config blob, an evidence bundle, or the manifest-digest release statement.
+        Bodies that no longer hash to their digest are never served."""
         with self._sessions() as session:
-            repo = (
-                select(Version.version)
-                .join(Artifact, Version.artifact_id == Artifact.id)
-                .join(Namespace, Artifact.namespace_id == Namespace.id)
-                .where(Namespace.name == namespace, Artifact.name == name)
-                .where(Version.state.in_((State.RELEASED, State.PENDING)))
-                .order_by(Version.created_at, Version.id)
-                .limit(50)
+            pullable = self._pullable(principal, namespace, name).order_by(
+                Version.created_at.desc(), Version.id.desc()
             )
-            candidates: list[tuple[str, bytes, str]] = []
+            candidates: list[tuple[str, bytes | None, str]] = []
             for version, body in session.execute(
-                repo.add_columns(OciArtifact.config)
+                pullable.add_columns(OciArtifact.config)
                 .join(OciArtifact, OciArtifact.version_id == Version.id)
-                .where(OciArtifact.config_digest == hexpart)
+                .where(OciArtifact.config_digest == hexpart).limit(5)
             ):  # fmt: skip
                 candidates.append((version, body, CONFIG_MEDIA_TYPE))
             for version, body in session.execute(
-                repo.add_columns(OciArtifact.release_bundle)
+                pullable.add_columns(OciArtifact.release_bundle)
                 .join(OciArtifact, OciArtifact.version_id == Version.id)
-                .where(OciArtifact.release_digest == hexpart)
+                .where(OciArtifact.release_digest == hexpart).limit(5)
             ):  # fmt: skip
                 candidates.append((version, body, BUNDLE_MEDIA_TYPE))
             for version, body in session.execute(
-                repo.add_columns(Attestation.bundle)
+                pullable.add_columns(Attestation.bundle)
                 .join(Attestation, Attestation.version_id == Version.id)
-                .where(Attestation.bundle_digest == hexpart)
+                .where(Attestation.bundle_digest == hexpart).limit(5)
             ):  # fmt: skip
                 candidates.append((version, body, BUNDLE_MEDIA_TYPE))
         for version, body, media_type in candidates:
             if body is None or hashlib.sha256(body).hexdigest() != hexpart:
                 continue
-            ref = Ref(namespace, name, version, RefKind.VERSION)
-            record = self._versions.resolve(principal, ref)
-            if self._visible(principal, record):
+            record = self._record(principal, namespace, name, version)
+            if record.state != State.REVOKED:
                 return ServedBlob(record, document=Document(body, f"sha256:{hexpart}", media_type))
         return None
 
     def read(
         self, served: ServedBlob, *, start: int = 0, length: int | None = None
     ) -> Iterator[bytes]:
-        """The bytes (or a range) of a blob :meth:`blob` allowed."""
+        """The bytes (or a range) of a blob :meth:`blob` allowed. The store is opened here, not
+        when the first byte is sent, so that a blob missing from it is an error before any
+        answer (NotFoundError)."""
         if served.document is not None:
             end = None if length is None else start + length
-            yield served.document.body[start:end]
-            return
+            return iter((served.document.body[start:end],))
         assert served.item is not None
-        yield from self._store.read(served.item.sha256, start=start, length=length)
+        return self._store.read(served.item.sha256, start=start, length=length)
 
     def tags(self, principal: Principal, namespace: str, name: str) -> list[str]:
         """Versions and aliases the caller may pull, in lexical order."""
         principal.require(Action.READ, namespace)
-        records = self.pullable(principal, namespace, name)
-        visible = {r.version for r in records}
-        tags = set(visible)
-        after: str | None = None
-        while True:
-            page = self._lifecycle.list_aliases(principal, namespace, name,
-                                                PageRequest(_LIST_PAGE, after))  # fmt: skip
-            tags.update(a.alias for a in page.items if a.version in visible)
-            if page.next_after is None:
-                break
-            after = page.next_after
+        self._require_repository(namespace, name)
+        pullable = self._pullable(principal, namespace, name)
+        with self._sessions() as session:
+            tags = set(session.scalars(pullable))
+            tags.update(session.scalars(
+                pullable.with_only_columns(Alias.name).join(Alias, Alias.version_id == Version.id)
+            ))  # fmt: skip
         return sorted(t for t in tags if TAG.fullmatch(t))

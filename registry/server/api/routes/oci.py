@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import re
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.routing import APIRoute
 
@@ -46,10 +48,12 @@ from registry.server.services.oci import (
     canonical,
 )
 
+log = logging.getLogger(__name__)
 API_VERSION = {"Docker-Distribution-API-Version": "registry/2.0"}
 SERVICE = "modelseal"
 DEFAULT_TAGS = 1000
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+_MAX_DIGITS = 20  # 10**20 bytes: more than any blob; longer numbers are capped to it
 
 
 def _challenge(request: Request) -> str:
@@ -61,6 +65,10 @@ def error_response(request: Request, exc: OciError) -> JSONResponse:
     headers = dict(API_VERSION)
     if exc.code is OciCode.UNAUTHORIZED:
         headers["WWW-Authenticate"] = _challenge(request)
+    elif exc.code is OciCode.DENIED:
+        # RFC 6750: the token is valid but does not reach this; without it some clients
+        # (oras) take a 403 for an expired token and retry for minutes.
+        headers["WWW-Authenticate"] = _challenge(request) + ',error="insufficient_scope"'
     body = exc.body() if request.method != "HEAD" else None
     return JSONResponse(body, status_code=exc.status, headers=headers)
 
@@ -68,6 +76,10 @@ def error_response(request: Request, exc: OciError) -> JSONResponse:
 def _translate(exc: Exception) -> OciError | None:
     if isinstance(exc, OciError):
         return exc
+    if isinstance(exc, RequestValidationError):
+        names = sorted({str(e["loc"][-1]) for e in exc.errors() if e.get("loc")})
+        return OciError(OciCode.UNSUPPORTED, f"invalid request parameter(s): {', '.join(names)}",
+                        status=400)  # fmt: skip
     if isinstance(exc, AuthenticationError):
         return OciError(OciCode.UNAUTHORIZED, "authentication required: a modelseal API token")
     if isinstance(exc, PermissionDeniedError | VersionUnavailableError):
@@ -225,6 +237,15 @@ async def get_manifest(request: Request, namespace: str, name: str, reference: s
 # -- blobs --------------------------------------------------------------------------------------
 
 
+def _number(digits: str) -> str:
+    """``digits`` without leading zeros, capped to :data:`_MAX_DIGITS` nines (int() refuses
+    more than 4300 digits, and no blob is that large anyway)."""
+    if not digits:
+        return digits
+    digits = digits.lstrip("0") or "0"
+    return digits if len(digits) <= _MAX_DIGITS else "9" * _MAX_DIGITS
+
+
 def _range(header: str | None, size: int) -> tuple[int, int] | None:
     """``(start, length)`` of a single satisfiable ``bytes=`` range; None: the whole blob (an
     unparsable or multi-range header is ignored, as RFC 9110 allows).
@@ -237,7 +258,7 @@ def _range(header: str | None, size: int) -> tuple[int, int] | None:
     match = _RANGE.fullmatch(header.strip())
     if match is None or (not match.group(1) and not match.group(2)):
         return None
-    first, last = match.group(1), match.group(2)
+    first, last = _number(match.group(1)), _number(match.group(2))
     if not first:  # a suffix: the last N bytes
         length = min(int(last), size)
         if length == 0:
@@ -289,7 +310,13 @@ async def get_blob(request: Request, namespace: str, name: str, digest: str) -> 
         response = Response(status_code=status, media_type=media_type, headers=headers)
         response.headers["Content-Length"] = str(length)
         return response
-    body: Iterator[bytes] = _oci(request).read(served, start=start, length=length)
+    try:  # opened before answering: a blob missing from the store is an error, not a cut 200
+        body: Iterator[bytes] = await run_in_threadpool(
+            _oci(request).read, served, start=start, length=length
+        )
+    except NotFoundError:
+        log.error("blob %s of %s/%s is missing from the store", digest, namespace, name)
+        raise OciError(OciCode.BLOB_UNKNOWN, f"blob {digest} is not in the store") from None
     return StreamingResponse(body, status_code=status, media_type=media_type, headers=headers)
 
 
@@ -338,7 +365,12 @@ async def referrers(
     ``OCI-Filters-Applied``."""
     principal = await authenticate(request)
     _repository(namespace, name)
-    found = await run_in_threadpool(_oci(request).referrers, principal, namespace, name, digest)
+    found, refused = await run_in_threadpool(
+        _oci(request).referrers, principal, namespace, name, digest
+    )
+    if refused is not None:  # answered with an empty index, as the specification requires
+        await _audit(request, "denied", {"status": refused.status, "hidden": True,
+                                         "reason": refused.message})  # fmt: skip
     descriptors = [r.descriptor() for r in found]
     headers = {}
     if artifact_type is not None:
@@ -351,12 +383,13 @@ async def referrers(
 # -- everything else under /v2/ -----------------------------------------------------------------
 
 
-@router.api_route("/{rest:path}", methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
+@router.api_route("/{rest:path}",
+                  methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
                   operation_id="oci_other")  # fmt: skip
 async def other(request: Request, rest: str) -> Response:
     """Pushes and deletes are not offered (UNSUPPORTED); any other read names no repository."""
     await authenticate(request)
     if request.method not in ("GET", "HEAD"):
-        raise OciError(OciCode.UNSUPPORTED, "this registry serves OCI reads only; push with "
-                       "modelseal (the release gate decides what is served)")  # fmt: skip
+        raise OciError(OciCode.UNSUPPORTED, "this registry serves OCI reads (GET, HEAD) only; "
+                       "push with modelseal (the release gate decides what is served)")  # fmt: skip
     raise OciError(OciCode.NAME_UNKNOWN, "no such repository or endpoint")
