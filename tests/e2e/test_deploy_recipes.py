@@ -455,6 +455,11 @@ def test_the_wheel_the_dockerfile_builds_has_the_entry_point_and_pulls(
     assert done.returncode == 0, done.stderr
     [entry_points] = site.glob("modelseal-*.dist-info/entry_points.txt")
     assert "modelseal = registry.__main__:run" in entry_points.read_text()
+    # Package data the installed code reads: the pinned Sigstore trusted root (keyless bundles
+    # verify offline against it), the migrations' files, the console's templates.
+    for data in ("attest/data/trusted_root.json", "migrations/script.py.mako",
+                 "registry/server/ui/templates"):  # fmt: skip
+        assert (site / data).exists(), f"{data} is not in the wheel"
     assert [ln for ln in final if ln.startswith("ENTRYPOINT ")] == ['ENTRYPOINT ["modelseal"]']
 
     env = {**os.environ, "PYTHONPATH": str(site)}
