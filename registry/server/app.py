@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 
 from attest import keys
 from registry import __version__
+from registry.server import ui
 from registry.server.api import problems
 from registry.server.api.deps import Services
 from registry.server.api.middleware.audit import AuditMiddleware
@@ -164,6 +165,7 @@ def create_app(
     app.include_router(audit.router, responses=PROBLEM_RESPONSES)
     app.include_router(events.router, responses=PROBLEM_RESPONSES)
     app.include_router(oci.router)  # the OCI Distribution read API (not in openapi.yaml)
+    ui.install(app, services, signer=signer, sessions=sessions)  # the web console at /ui/
     return app
 
 
