@@ -249,7 +249,12 @@ class ReleaseService:
         )
 
     def check(
-        self, principal: Principal, record: VersionRecord, *, releaser: str | None
+        self,
+        principal: Principal,
+        record: VersionRecord,
+        *,
+        releaser: str | None,
+        rescan: bool = True,
     ) -> tuple[list[Reason], list[Verified], PolicyRecord]:
         """Run the gate; returns the reasons (empty: releasable), the evidence relied on and
         the policy in force. Sessions are short and never nested (SQLite takes its write lock
@@ -262,7 +267,8 @@ class ReleaseService:
                 return self._policy_record(session, namespace)
 
         def load(target: VersionRecord) -> Subject:
-            target = self._rescanned(target)
+            if rescan:  # else a stale scan stays, and the gate says so (nothing is written)
+                target = self._rescanned(target)
             with self._sessions() as session:
                 return self._subject(session, target, verifier)
 
@@ -619,6 +625,12 @@ class ReleaseService:
             return self._versions.resolve(GATE, parse_ref(ref_text))
         except RegistryError:
             return None
+
+    def dependents(self, root: VersionRecord) -> list[tuple[VersionRecord, VersionRecord]]:
+        """Every released or revoked version built on ``root``, with the version it is built on
+        directly: what a revocation of ``root`` cascades to (in every namespace: callers show
+        only what their caller may read)."""
+        return self._dependents(root)
 
     def _dependents(self, root: VersionRecord) -> list[tuple[VersionRecord, VersionRecord]]:
         """Every released or revoked version built on ``root``, transitively: ``(dependent,

@@ -153,12 +153,14 @@ def _dependency(
     found = facts.get(ref)
     if found is None:
         return Node(ref, ref, "missing", "not registered", None, depth)
+    if not visible(ref.split("/", 1)[0], found.state):
+        # A version this token may not see (pending, for a deployer): shown as an unknown
+        # dependency, neither its state nor its kind, and not walked past.
+        return Node(ref, ref, "missing", "not registered", None, depth)
     if found.root_digest != dep.sha256:
         return Node(ref, ref, found.kind, "digest mismatch", None, depth,
                     note=f"provenance names sha256:{dep.sha256}")  # fmt: skip
-    namespace = ref.split("/", 1)[0]
-    href = version_href(ref) if visible(namespace, found.state) else None
-    return Node(ref, ref, found.kind, found.state, href, depth)
+    return Node(ref, ref, found.kind, found.state, version_href(ref), depth)
 
 
 def _layout(graph: Graph) -> None:

@@ -11,7 +11,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 
 from attest.predicates import SLSA_PROVENANCE
@@ -76,6 +76,19 @@ class Reads:
         with self._sessions() as session:
             rows = session.execute(query).all()
         return [StoredBundle(r[0], r[1], bytes(r[2]), r[3], aware(r[4]), r[5]) for r in rows]
+
+    def settled_counts(self, namespace: str) -> dict[str, int]:
+        """Per artifact of ``namespace``, how many of its versions are not pending (what a
+        token that does not see pending versions is shown)."""
+        with self._sessions() as session:
+            rows = session.execute(
+                select(Artifact.name, func.count(Version.id))
+                .join(Version, Version.artifact_id == Artifact.id)
+                .join(Namespace, Artifact.namespace_id == Namespace.id)
+                .where(Namespace.name == namespace, Version.state != "pending")
+                .group_by(Artifact.name)
+            ).all()
+        return {name: int(count) for name, count in rows}
 
     def trust_fingerprint(self) -> str:
         """A digest of every registered identity: verification results are only reused while

@@ -9,12 +9,14 @@ the console's path); successful actions are recorded by the services themselves.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any, ParamSpec
+from typing import Annotated, Any, ParamSpec
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -52,6 +54,12 @@ from registry.server.ui.web import (
     safe_next,
     sign_in_redirect,
 )
+
+#: Row ids, revisions and audit positions in URLs: numbers beyond what the database's integer
+#: columns hold are a 4xx at the door, not an overflow inside a query.
+MAX_ROW = 2**31 - 1
+RowPath = Annotated[int, PathParam(ge=0, le=MAX_ROW)]
+RowQuery = Annotated[int | None, Query(ge=0, le=MAX_ROW)]
 
 P = ParamSpec("P")
 STATES = (State.PENDING, State.RELEASED, State.REJECTED, State.REVOKED)
@@ -200,6 +208,12 @@ def _router(
             for a in found.items
             if (not q or q.lower() in a.name.lower()) and (not kind or a.kind == kind)
         ]
+        if not views.sees_pending(ctx.principal, namespace):
+            # Counted and listed by the versions this token sees: an artifact with only
+            # pending versions does not exist for it.
+            settled = reads.settled_counts(namespace)
+            artifacts = [dataclasses.replace(a, version_count=settled[a.name])
+                         for a in artifacts if settled.get(a.name)]  # fmt: skip
         policy = services.releases.get_policy(ctx.principal, namespace)
         return console.render(request, "namespace.html", ctx, namespace=namespace,
                               artifacts=artifacts, q=q, kind=kind, kinds=[k.value for k in Kind],
@@ -290,7 +304,7 @@ def _router(
                 operation_id="ui_bundle")  # fmt: skip
     @page
     def bundle(
-        request: Request, namespace: str, name: str, version: str, attestation_id: int
+        request: Request, namespace: str, name: str, version: str, attestation_id: RowPath
     ) -> Response:
         ctx = console.signed_in(request)
         ref = _version(namespace, name, version)
@@ -329,7 +343,7 @@ def _router(
         if verb == "release" and record.state == State.PENDING:
             data["gate"], data["gate_at"] = views.run_gate(services, ctx.principal, record)
         if verb == "revoke" and record.state in (State.RELEASED, State.REVOKED):
-            data["dependents"] = views.cascade(services, record)
+            data["dependents"] = views.cascade(services, ctx.principal, record)
         return console.render(request, f"confirm_{verb}.html", ctx, r=record, **data)
 
     def _act(request: Request, form: dict[str, str], namespace: str, name: str,
@@ -389,7 +403,7 @@ def _router(
     @router.get("/policy/{namespace}", operation_id="ui_policy")
     @page
     def policy(
-        request: Request, namespace: str, revision: int | None = None, base: int | None = None
+        request: Request, namespace: str, revision: RowQuery = None, base: RowQuery = None
     ) -> Response:
         ctx = console.signed_in(request)
         validate_name(namespace, what="namespace")
@@ -407,7 +421,7 @@ def _router(
     @page
     def audit(
         request: Request, actor: str = "", action: str = "", target: str = "",
-        outcome: str = "", since: str = "", until: str = "", before: int | None = None,
+        outcome: str = "", since: str = "", until: str = "", before: RowQuery = None,
     ) -> Response:  # fmt: skip
         ctx = console.signed_in(request)
         wanted = views.AuditFilter(actor[:200], action[:200], target[:200], outcome[:32],

@@ -294,7 +294,7 @@ def version_page(
         registry_id=cache.registry_id,
     )
     if record.state == State.REVOKED:
-        page.cascade = cascade(services, record)
+        page.cascade = cascade(services, principal, record)
     if gate_now and record.state == State.PENDING:
         page.gate_now, page.gate_now_at = run_gate(services, principal, record)
     return page
@@ -306,18 +306,33 @@ def run_gate(
     """What the gate says now for a release by ``principal`` (nothing is recorded)."""
     from registry.server.services.common import utcnow
 
+    # rescan=False: a page view writes nothing (a stale scan is reported by the gate as such;
+    # the release itself rescans first).
     reasons, _evidence, _policy = services.releases.check(
-        principal, record, releaser=principal.name
+        principal, record, releaser=principal.name, rescan=False
     )
     return [str(r) for r in reasons], utcnow()
 
 
-def cascade(services: Services, record: VersionRecord) -> list[str]:
-    """Every released or revoked version built on ``record``: what a revocation cascades to.
+def cascade(services: Services, principal: Principal, record: VersionRecord) -> list[str]:
+    """The released or revoked versions built on ``record`` (what a revocation cascades to)
+    that ``principal`` may read; those in namespaces it may not read are counted, not named.
 
     The release service's own walk, so the list shown before a revocation is the one the
-    revocation uses (it has no public method for it yet)."""
-    return sorted(d.ref for d, _via in services.releases._dependents(record))
+    revocation uses."""
+    readable: list[str] = []
+    others = 0
+    for dependent, _via in services.releases.dependents(record):
+        if principal.can_see(dependent.namespace) and principal.allowed(
+            Action.READ, dependent.namespace
+        ):
+            readable.append(dependent.ref)
+        else:
+            others += 1
+    shown = sorted(readable)
+    if others:
+        shown.append(f"and {others} version(s) in namespaces this token cannot read")
+    return shown
 
 
 def bom_summary(bom: dict[str, Any]) -> dict[str, Any]:
