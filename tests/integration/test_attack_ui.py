@@ -226,7 +226,7 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         with serve(Settings(data_dir=tmp / "data", min_chunk_bytes=1024)) as live:
             world = World(live, tmp)
             _released(world)
-            hostile = '<img src=x onerror=alert(1)>"\'><script>alert(2)</script>'
+            hostile = "<img src=x onerror=alert(1)>\"'><script>alert(2)</script>"
             world.model("fraud/m@7", extra={"<svg onload=alert(3)>.json": b"{}"})
             world.attest("fraud/m@7", TEST_RESULT,
                          {"result": "PASSED", "metrics": {hostile: 1.0, "accuracy": 0.95}},
@@ -285,6 +285,7 @@ def test_resisted_tampered_forged_expired_and_foreign_cookies(shared: World) -> 
     tampered = base64.urlsafe_b64encode(bytes(flipped)).decode().rstrip("=")
     foreign = Sealer(b"\x01" * 32).seal(live.admin_token)  # another registry's key
     expired = real.seal(live.admin_token, now=time.time() - 9 * 3600)
+
     def with_cookie(cookie: str) -> httpx.Response:
         client = _browser(live)
         client.cookies.set(COOKIE, cookie, path="/ui")
@@ -381,10 +382,14 @@ def test_resisted_sign_out(shared: World) -> None:
 
 def test_resisted_bundle_of_another_version_through_a_visible_one(shared: World) -> None:
     live = shared.live
-    hidden = _db(live).execute(
-        "select a.id from attestations a join versions v on a.version_id = v.id "
-        "where v.version = '7'"
-    ).fetchone()[0]
+    hidden = (
+        _db(live)
+        .execute(
+            "select a.id from attestations a join versions v on a.version_id = v.id "
+            "where v.version = '7'"
+        )
+        .fetchone()[0]
+    )
     deployer = _login(live, _token(live, Role.DEPLOYER, "fraud", "dep-idor"))
     assert deployer.get(f"/ui/n/fraud/m/1/bundles/{hidden}").status_code == 404
     assert deployer.get(f"/ui/n/fraud/m/7/bundles/{hidden}").status_code == 404
