@@ -54,26 +54,11 @@ from registry.sdk.client import RegistryClient
 from registry.server.app import create_app
 from registry.server.config import Settings
 from registry.server.services.auth import Principal, Role
+from tests.integration.test_release import POLICY as RELEASE_POLICY
 from tests.support import make_model_dir, serve
 
-POLICY = """\
-model:
-  require:
-    signature: [training-ci]
-    provenance: [training-ci]
-    evaluation:
-      signers: [eval-ci]
-      metrics: {accuracy: ">= 0.90"}
-    scan: clean
-  dependencies: released
-  release:
-    separate_from_pusher: true
-dataset:
-  require:
-    signature: [data-pipeline]
-    provenance: [data-pipeline]
-  dependencies: released
-"""
+# The README's policy, as the release tests use it, plus released dependencies for datasets.
+POLICY = RELEASE_POLICY + "  dependencies: released\n"
 
 
 def _attest(client: RegistryClient, ref: str, predicate_type: str, predicate: dict[str, Any],

@@ -872,24 +872,21 @@ class OciService:
                 Version.created_at.desc(), Version.id.desc()
             )
             candidates: list[tuple[str, bytes | None, str]] = []
-            for version, body in session.execute(
-                pullable.add_columns(OciArtifact.config)
-                .join(OciArtifact, OciArtifact.version_id == Version.id)
-                .where(OciArtifact.config_digest == hexpart).limit(5)
+            for body_column, digest_column, version_column, media_type in (
+                (OciArtifact.config, OciArtifact.config_digest, OciArtifact.version_id,
+                 CONFIG_MEDIA_TYPE),
+                (OciArtifact.release_bundle, OciArtifact.release_digest,
+                 OciArtifact.version_id, BUNDLE_MEDIA_TYPE),
+                (Attestation.bundle, Attestation.bundle_digest, Attestation.version_id,
+                 BUNDLE_MEDIA_TYPE),
             ):  # fmt: skip
-                candidates.append((version, body, CONFIG_MEDIA_TYPE))
-            for version, body in session.execute(
-                pullable.add_columns(OciArtifact.release_bundle)
-                .join(OciArtifact, OciArtifact.version_id == Version.id)
-                .where(OciArtifact.release_digest == hexpart).limit(5)
-            ):  # fmt: skip
-                candidates.append((version, body, BUNDLE_MEDIA_TYPE))
-            for version, body in session.execute(
-                pullable.add_columns(Attestation.bundle)
-                .join(Attestation, Attestation.version_id == Version.id)
-                .where(Attestation.bundle_digest == hexpart).limit(5)
-            ):  # fmt: skip
-                candidates.append((version, body, BUNDLE_MEDIA_TYPE))
+                rows = session.execute(
+                    pullable.add_columns(body_column)
+                    .join(body_column.class_, version_column == Version.id)
+                    .where(digest_column == hexpart)
+                    .limit(5)
+                )
+                candidates += [(version, body, media_type) for version, body in rows]
         for version, body, media_type in candidates:
             if body is None or hashlib.sha256(body).hexdigest() != hexpart:
                 continue
