@@ -5,8 +5,11 @@
     export.py     export a version's evidence for offline audit; online verification
     lineage.py    a version's verified dependency tree and ML-BOM
     pins.py       trust-on-first-use pins of registry keys
+    records.py    read answers as plain, hand-checked records (no pydantic on the CLI's read path)
+    resume.py     the journal of unfinished uploads, so a push resumes where it stopped
     transfer.py   the HTTP transport (retries, presigned URLs); filesink.py: atomic downloads
 
 Nothing here imports :mod:`registry.server`; the request and response models it shares with the
-server are :mod:`registry.wire`.
+server are :mod:`registry.wire` (``records.py`` mirrors them field for field, and a test holds
+the two together).
 """
