@@ -29,7 +29,6 @@ from registry.server.api.routes import (
     uploads,
     versions,
 )
-from registry.server.bomjobs import BomJobs
 from registry.server.config import Settings
 from registry.server.db import make_engine, make_sessionmaker
 from registry.server.events import SecurityEvents
@@ -43,7 +42,6 @@ from registry.server.services.keys import load_registry_signer
 from registry.server.services.lifecycle import LifecycleService
 from registry.server.services.oci import OciService
 from registry.server.services.releases import ReleaseService
-from registry.server.services.sbom import TRIGGERS as BOM_TRIGGERS
 from registry.server.services.sbom import AfterCommit, BomService
 from registry.server.services.scanning import ScanService
 from registry.server.storage import BlobStore, S3BlobStore, open_blob_store
@@ -79,10 +77,9 @@ def create_app(
         sessions, blob_store, settings, clock=clock, scanner=after_commit
     )
     attestation_service = AttestationService(sessions, versions_service, settings, clock=clock)
-    bom_service = BomService(sessions, versions_service, attestation_service, signer, clock=clock,
-                             scans=scans)  # fmt: skip
-    bom_jobs = BomJobs(sessions, bom_service, triggers=BOM_TRIGGERS, clock=clock)
-    bom_service.jobs = bom_jobs
+    bom_service = BomService(sessions, versions_service, attestation_service, signer, clock=clock)
+    after_commit.bom = bom_service
+    attestation_service.on_evidence = bom_service.rebuild_logged
     audit_service = AuditService(sessions, signer, clock=clock)
     secret = settings.webhook_secret
     security_events = SecurityEvents(
@@ -127,7 +124,6 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         tasks = []
         security_events.start()
-        bom_jobs.start()
         if expiry_interval:
             tasks.append(asyncio.create_task(_expire_uploads(services.uploads, expiry_interval)))
         tasks.append(asyncio.create_task(_prune_limits((token_limits, address_limits))))
@@ -140,7 +136,6 @@ def create_app(
             for task in tasks:
                 task.cancel()
             await run_in_threadpool(security_events.stop)
-            await run_in_threadpool(bom_jobs.stop)
             engine.dispose()
 
     app = FastAPI(
@@ -150,7 +145,6 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.services = services
-    app.state.bom_jobs = bom_jobs
     app.state.oci = OciService(
         sessions, versions_service, services.lifecycle, blob_store, signer, clock=clock
     )
