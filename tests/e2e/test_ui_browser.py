@@ -48,6 +48,8 @@ try:
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
 except ImportError:  # pragma: no cover - the test extra installs it
     webdriver = None  # type: ignore[assignment]
 
@@ -92,13 +94,25 @@ def _token(live: Live, name: str, role: Role, namespace: str | None) -> str:
         engine.dispose()
 
 
+def _navigates(driver: Any, act: Any) -> None:
+    """Run ``act`` (a click, a key press, a script) that leaves the page, and return once the
+    next page has replaced it: a form post does not make WebDriver wait, and reading the old
+    page's heading races the new one (a stale element, or the wrong text)."""
+    old = driver.find_element(By.TAG_NAME, "html")
+    act()
+    WebDriverWait(driver, 30).until(expected_conditions.staleness_of(old))
+    WebDriverWait(driver, 30).until(
+        lambda d: d.execute_script("return document.readyState") == "complete"
+    )
+
+
 def _sign_in(driver: Any, live: Live, token: str) -> None:
     driver.get(f"{live.url}/ui/")
     assert "/ui/login" in driver.current_url
     field = driver.find_element(By.ID, "token")
     assert driver.find_element(By.CSS_SELECTOR, "label[for=token]").text == "API token"
     field.send_keys(token)
-    field.send_keys(Keys.ENTER)
+    _navigates(driver, lambda: field.send_keys(Keys.ENTER))
     assert driver.find_element(By.TAG_NAME, "h1").text == "Namespaces"
 
 
@@ -172,16 +186,16 @@ def test_browse_to_a_released_version_and_read_its_verdict_evidence_and_lineage(
     _shot(driver, "sign-in")
     _sign_in(driver, live, live.admin_token)
     _shot(driver, "namespaces")
-    driver.find_element(By.LINK_TEXT, "fraud").click()
+    _navigates(driver, lambda: driver.find_element(By.LINK_TEXT, "fraud").click())
     assert driver.find_element(By.TAG_NAME, "h1").text == "Namespace fraud"
     _accessible(driver)
     _shot(driver, "namespace")
-    driver.find_element(By.LINK_TEXT, "m").click()
+    _navigates(driver, lambda: driver.find_element(By.LINK_TEXT, "m").click())
     assert "released" in driver.find_element(By.CSS_SELECTOR, "table").text
     assert driver.find_element(By.CSS_SELECTOR, ".chips").text.startswith("Aliases:")
     _accessible(driver)
     _shot(driver, "versions")
-    driver.find_element(By.LINK_TEXT, "1").click()
+    _navigates(driver, lambda: driver.find_element(By.LINK_TEXT, "1").click())
     assert driver.find_element(By.TAG_NAME, "h1").text == "fraud/m@1 released"
     verdict = driver.find_element(By.CSS_SELECTOR, ".verdict.pass").text
     assert "Released: the gate passed" in verdict
@@ -194,7 +208,7 @@ def test_browse_to_a_released_version_and_read_its_verdict_evidence_and_lineage(
     _accessible(driver)
     _inert(driver)
     _shot(driver, "version")
-    node.click()
+    _navigates(driver, node.click)
     assert driver.find_element(By.TAG_NAME, "h1").text == "fraud/tx@3 released"
     driver.get(f"{live.url}/ui/policy/fraud?revision=2&base=1")
     assert driver.find_elements(By.CSS_SELECTOR, "pre.diff .add")
@@ -212,10 +226,10 @@ def test_a_release_the_gate_refuses_shows_its_reasons(
 ) -> None:
     _sign_in(driver, live, _token(live, "ui-releaser", Role.RELEASER, "fraud"))
     driver.get(f"{live.url}/ui/n/fraud/m/2")
-    driver.find_element(By.LINK_TEXT, "Release…").click()
+    _navigates(driver, lambda: driver.find_element(By.LINK_TEXT, "Release…").click())
     assert "accuracy 0.5 < 0.91" in driver.find_element(By.CSS_SELECTOR, ".card").text
     _shot(driver, "release-confirm")
-    driver.find_element(By.ID, "confirm").click()
+    _navigates(driver, lambda: driver.find_element(By.ID, "confirm").click())
     assert driver.find_element(By.TAG_NAME, "h1").text == "Release of fraud/m@2 refused"
     reasons = driver.find_element(By.ID, "refusal").text
     assert "evaluation: accuracy 0.5 < 0.91" in reasons
@@ -236,7 +250,7 @@ def test_actions_are_reachable_from_the_keyboard(driver: Any, live: Live, chain:
             break
     else:
         raise AssertionError("the Reject… action is not reachable with Tab")
-    driver.switch_to.active_element.send_keys(Keys.ENTER)
+    _navigates(driver, lambda: driver.switch_to.active_element.send_keys(Keys.ENTER))
     assert driver.find_element(By.TAG_NAME, "h1").text == "Reject fraud/m@2?"
     _accessible(driver)
     reason = driver.switch_to.active_element
@@ -248,7 +262,7 @@ def test_actions_are_reachable_from_the_keyboard(driver: Any, live: Live, chain:
     reason.send_keys("label leak")
     reason.send_keys(Keys.TAB)
     assert driver.switch_to.active_element.get_attribute("id") == "confirm"
-    driver.switch_to.active_element.send_keys(Keys.ENTER)
+    _navigates(driver, lambda: driver.switch_to.active_element.send_keys(Keys.ENTER))
     assert "Rejected" in driver.find_element(By.CSS_SELECTOR, ".notice").text
     assert chain.admin.show("fraud/m@2").state == "rejected"
 
@@ -264,7 +278,7 @@ def test_a_cross_site_form_carries_no_session(driver: Any, live: Live, chain: Wo
         "<input name=reason value=csrf></form>"
     )
     driver.get(attacker)
-    driver.execute_script("document.getElementById('f').submit()")
+    _navigates(driver, lambda: driver.execute_script("document.getElementById('f').submit()"))
     assert "Sign in" in driver.find_element(By.TAG_NAME, "h1").text
     assert chain.admin.show("fraud/m@2").state == "pending"
 

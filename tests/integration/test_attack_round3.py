@@ -47,10 +47,12 @@ def test_a_scoped_token_lists_its_namespace_from_one_bounded_query(
         admin.push(model, f"{ns}/m@1")
     token = admin.create_token("bb-reader", role="deployer", namespace="bb").token
     assert token is not None
-    with httpx.Client(base_url=live.url, headers={"Authorization": f"Bearer {token}"}) as http:
+    with httpx.Client(
+        timeout=60, base_url=live.url, headers={"Authorization": f"Bearer {token}"}
+    ) as http:
         first = http.get("/v1/namespaces", params={"limit": 1})
         assert first.json() == [{"name": "bb"}] and "link" not in first.headers
-    with httpx.Client(base_url=live.url,
+    with httpx.Client(timeout=60, base_url=live.url,
                       headers={"Authorization": f"Bearer {live.admin_token}"}) as http:  # fmt: skip
         page = http.get("/v1/namespaces", params={"limit": 1})
         assert page.json() == [{"name": "aa"}] and 'rel="next"' in page.headers["link"]
@@ -153,7 +155,9 @@ def test_a_planted_journal_record_cannot_send_a_push_into_another_namespace(
     evil = admin.create_token("evil-pub", role="publisher", namespace="evil").token
     secret = os.urandom(4096)
     digest = hashlib.sha256(secret).hexdigest()
-    with httpx.Client(base_url=live.url, headers={"Authorization": f"Bearer {evil}"}) as http:
+    with httpx.Client(
+        timeout=60, base_url=live.url, headers={"Authorization": f"Bearer {evil}"}
+    ) as http:
         planted = _session(http, "evil", secret)  # knowing digest and size, not the bytes
     admin.uploads.remember("victim", digest, len(secret), planted)
     model = tmp_path / "m"
@@ -161,7 +165,9 @@ def test_a_planted_journal_record_cannot_send_a_push_into_another_namespace(
     (model / "secret.bin").write_bytes(secret)
     admin.push(model, "victim/m@1")
     assert admin.show("victim/m@1").files[0].digest == f"sha256:{digest}"
-    with httpx.Client(base_url=live.url, headers={"Authorization": f"Bearer {evil}"}) as http:
+    with httpx.Client(
+        timeout=60, base_url=live.url, headers={"Authorization": f"Bearer {evil}"}
+    ) as http:
         assert http.get(f"/v1/uploads/{planted}").json()["offset"] == 0  # not one byte went there
         stolen = http.put("/v1/namespaces/evil/artifacts/m/versions/1", json={
             "kind": "model", "files": [{"path": "secret.bin", "size": len(secret),
@@ -176,14 +182,14 @@ def test_another_pusher_of_the_namespace_cannot_touch_a_session(live: Live) -> N
     data = os.urandom(2048)
     as_alice = {"Authorization": f"Bearer {alice}"}
     as_bob = {"Authorization": f"Bearer {bob}"}
-    with httpx.Client(base_url=live.url, headers=as_alice) as a, \
-            httpx.Client(base_url=live.url, headers=as_bob) as b:  # fmt: skip
+    with httpx.Client(timeout=60, base_url=live.url, headers=as_alice) as a, \
+            httpx.Client(timeout=60, base_url=live.url, headers=as_bob) as b:  # fmt: skip
         session = _session(a, "team", data)
         assert b.get(f"/v1/uploads/{session}").status_code == 404
         assert b.patch(f"/v1/uploads/{session}", content=data[:1024],
                        headers={"Content-Range": "bytes 0-1023"}).status_code == 404  # fmt: skip
         assert b.delete(f"/v1/uploads/{session}").status_code == 404
         assert a.get(f"/v1/uploads/{session}").json()["offset"] == 0
-    with httpx.Client(base_url=live.url,
+    with httpx.Client(timeout=60, base_url=live.url,
                       headers={"Authorization": f"Bearer {live.admin_token}"}) as root:  # fmt: skip
         assert root.get(f"/v1/uploads/{session}").status_code == 200  # admins may clean up

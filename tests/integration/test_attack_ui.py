@@ -420,7 +420,7 @@ def test_resisted_secure_cookie_under_tls(tmp_path: Path) -> None:
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.02)
     try:
-        client = httpx.Client(base_url=f"https://127.0.0.1:{port}", verify=str(ca),
+        client = httpx.Client(timeout=60, base_url=f"https://127.0.0.1:{port}", verify=str(ca),
                               follow_redirects=False)  # fmt: skip
         form = client.get("/ui/login")
         pre = form.headers["set-cookie"].lower()

@@ -185,5 +185,5 @@ def test_only_admins_manage_identities(live: Live, signer: KeySigner) -> None:
     engine.dispose()
     with live.client(token=publisher) as client, pytest.raises(PermissionDeniedError):
         client.add_key_identity("x", keys.public_pem(signer.public_key).decode())
-    with httpx.Client(base_url=live.url) as http:
+    with httpx.Client(timeout=60, base_url=live.url) as http:
         assert http.get("/v1/identities").status_code == 401

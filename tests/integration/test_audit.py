@@ -26,10 +26,10 @@ def _activity(live: Live, model_dir: Path) -> None:
     with live.client() as client:
         client.push(model_dir, "ns/m@1")
         client.create_token("d", "deployer", "ns")
-    with httpx.Client(base_url=live.url) as http:
+    with httpx.Client(timeout=60, base_url=live.url) as http:
         assert http.get("/v1/namespaces").status_code == 401  # a denied request
     with httpx.Client(
-        base_url=live.url, headers={"Authorization": f"Bearer {live.admin_token}"}
+        timeout=60, base_url=live.url, headers={"Authorization": f"Bearer {live.admin_token}"}
     ) as http:
         assert http.post("/v1/audit/checkpoints").status_code == 201
 
@@ -76,7 +76,7 @@ def test_tampering_is_named(live: Live, model_dir: Path, tamper: str) -> None:
 def test_truncation_after_a_checkpoint_is_caught(live: Live, model_dir: Path) -> None:
     _activity(live, model_dir)
     headers = {"Authorization": f"Bearer {live.admin_token}"}
-    with httpx.Client(base_url=live.url, headers=headers) as http:
+    with httpx.Client(timeout=60, base_url=live.url, headers=headers) as http:
         covered = http.post("/v1/audit/checkpoints").json()["count"]
     engine = _db(live)
     with engine.begin() as conn:  # type: ignore[attr-defined]

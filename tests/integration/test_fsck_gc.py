@@ -183,7 +183,7 @@ def test_orphans_expired_and_stale_uploads_are_reported_then_collected(
     orphan = _store_directly(store, b"an object no row names")
     stale_digest = hashlib.sha256(b"staged, never recorded").hexdigest()
     stale = store.start_upload(stale_digest)
-    with httpx.Client(base_url=live.url,
+    with httpx.Client(timeout=60, base_url=live.url,
                       headers={"Authorization": f"Bearer {live.admin_token}"}) as http:  # fmt: skip
         started = http.post(
             "/v1/namespaces/ns/uploads",

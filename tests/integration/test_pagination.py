@@ -53,7 +53,7 @@ def test_each_list_pages_in_order_without_gaps_or_repeats(
     live: Live, filled: RegistryClient
 ) -> None:
     auth = {"Authorization": f"Bearer {live.admin_token}"}
-    with httpx.Client(base_url=live.url, headers=auth) as http:
+    with httpx.Client(timeout=60, base_url=live.url, headers=auth) as http:
         cases = {
             "/v1/namespaces": ("name", 6),
             "/v1/namespaces/team/artifacts": ("name", 6),
@@ -99,7 +99,7 @@ def test_aliases_and_their_history_page_too(live: Live, tmp_path: Path) -> None:
         world.releaser.set_alias("fraud", "m", f"a{i}", "1")
     client = live.client()
     auth = {"Authorization": f"Bearer {live.admin_token}"}
-    with httpx.Client(base_url=live.url, headers=auth) as http:
+    with httpx.Client(timeout=60, base_url=live.url, headers=auth) as http:
         aliases = _walk(http, "/v1/namespaces/fraud/artifacts/m/aliases", 2)
         assert [a["alias"] for page in aliases for a in page] == ["a0", "a1", "a2", "prod"]  # type: ignore[index]
         history = _walk(http, "/v1/namespaces/fraud/artifacts/m/aliases/prod/history", 2)
@@ -114,7 +114,7 @@ def test_aliases_and_their_history_page_too(live: Live, tmp_path: Path) -> None:
 def test_bad_cursors_and_limits_are_refused(live: Live, filled: RegistryClient) -> None:
     auth = {"Authorization": f"Bearer {live.admin_token}"}
     versions = "/v1/namespaces/team/artifacts/model/versions"
-    with httpx.Client(base_url=live.url, headers=auth) as http:
+    with httpx.Client(timeout=60, base_url=live.url, headers=auth) as http:
         for params in ({"limit": 0}, {"limit": 1001}, {"limit": "x"}, {"cursor": "nope"},
                        {"cursor": "c1.!!"}, {"cursor": "c1." + "A" * 600},
                        {"cursor": encode_cursor("no-such-version")},
@@ -134,7 +134,7 @@ def test_a_namespace_admin_cannot_page_from_another_scopes_token(
     other = admin.create_token("elsewhere-admin", role="admin", namespace="ns0")
     scoped = admin.create_token("team-admin", role="admin", namespace="team")
     assert other.id is not None and scoped.token is not None
-    with httpx.Client(base_url=live.url,
+    with httpx.Client(timeout=60, base_url=live.url,
                       headers={"Authorization": f"Bearer {scoped.token}"}) as http:  # fmt: skip
         mine = http.get("/v1/tokens").json()
         assert {t["namespace"] for t in mine} == {"team"}

@@ -92,7 +92,9 @@ def test_the_redirect_names_the_digest_and_the_url_is_the_only_credential(world:
     _released(world)
     item = next(f for f in world.admin.show("fraud/m@1").files if f.path == "config.json")
     token = world.live.admin_token
-    with httpx.Client(base_url=world.live.url, headers={"Authorization": f"Bearer {token}"}) as h:
+    with httpx.Client(
+        timeout=60, base_url=world.live.url, headers={"Authorization": f"Bearer {token}"}
+    ) as h:
         answer = h.get(FILE + "config.json", params={"redirect": "true"})
         streamed = h.get(FILE + "config.json")  # without asking: the bytes, as for any client
     assert answer.status_code == 307

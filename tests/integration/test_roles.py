@@ -171,7 +171,7 @@ def test_the_audit_log_and_metrics_are_for_admins_and_registry_wide_auditors(
         tokens["global-auditor"] = admin.create_token("ga", "auditor").token or ""
         with pytest.raises(InvalidRequestError, match="span every namespace"):
             admin.create_token("gd", "deployer")
-    with httpx.Client(base_url=live.url) as http:
+    with httpx.Client(timeout=60, base_url=live.url) as http:
         for role in (*ROLES, "outsider", "global-auditor"):
             headers = {"Authorization": f"Bearer {tokens[role]}"}
             codes = {http.get(path, headers=headers).status_code
@@ -189,7 +189,7 @@ def test_the_audit_log_and_metrics_are_for_admins_and_registry_wide_auditors(
 )
 def test_no_token_or_a_bad_one_is_401(live: Live, header: str | None) -> None:
     headers = {"Authorization": header} if header else {}
-    with httpx.Client(base_url=live.url) as http:
+    with httpx.Client(timeout=60, base_url=live.url) as http:
         for method, path in (("GET", "/v1/namespaces"), ("POST", "/v1/tokens"), ("GET", V)):
             assert http.request(method, path, headers=headers).status_code == 401
 
@@ -225,7 +225,7 @@ def test_rate_limits_answer_429_with_retry_after(tmp_path: Path) -> None:
         rate_per_address=0.01,
         burst_per_address=6,
     )
-    with serve(settings) as live, httpx.Client(base_url=live.url) as http:
+    with serve(settings) as live, httpx.Client(timeout=60, base_url=live.url) as http:
         headers = {"Authorization": f"Bearer {live.admin_token}"}
         codes = [http.get("/v1/namespaces", headers=headers).status_code for _ in range(4)]
         assert codes == [200, 200, 200, 429]
