@@ -373,11 +373,14 @@ def root_from_inclusion_proof(index: int, size: int, leaf: bytes, proof: Sequenc
         ProofError: the index is not in the tree, or the proof has the wrong shape.
     """
     what = f"inclusion proof of index {index} in tree of size {size}"
-    _check_size(index, "the leaf index")
-    _check_size(size, "the tree size")
+    try:
+        _check_size(index, "the leaf index")
+        _check_size(size, "the tree size")
+        _check_hash(leaf, "the leaf hash")
+    except LogRequestError as exc:
+        raise ProofError(f"{what}: {exc}") from None
     if index >= size:
         raise ProofError(f"{what}: the index is not in the tree")
-    _check_hash(leaf, "the leaf hash")
     _check_proof_hashes(proof, len(inclusion_ranges(index, size)), what)
     fn, sn, r = index, size - 1, bytes(leaf)
     for p in proof:
@@ -402,7 +405,12 @@ def verify_inclusion(
 ) -> None:
     """RFC 9162 §2.1.3.2: raise :class:`ProofError` unless ``proof`` shows the leaf whose hash is
     ``leaf`` at ``index`` in the tree of ``size`` leaves whose root is ``root``."""
-    _check_hash(root, "the root hash")
+    try:
+        _check_hash(root, "the root hash")
+    except LogRequestError as exc:
+        raise ProofError(
+            f"inclusion proof of index {index} in tree of size {size}: {exc}"
+        ) from None
     computed = root_from_inclusion_proof(index, size, leaf, proof)
     if computed != root:
         raise ProofError(
@@ -419,10 +427,13 @@ def verify_consistency(
     ``old_root``. From size 0 (root SHA-256("")) and between equal sizes (equal roots) the only
     valid proof is the empty one."""
     what = f"consistency proof from size {old_size} to {new_size}"
-    _check_size(old_size, "the old tree size")
-    _check_size(new_size, "the new tree size")
-    _check_hash(old_root, "the old root hash")
-    _check_hash(new_root, "the new root hash")
+    try:
+        _check_size(old_size, "the old tree size")
+        _check_size(new_size, "the new tree size")
+        _check_hash(old_root, "the old root hash")
+        _check_hash(new_root, "the new root hash")
+    except LogRequestError as exc:
+        raise ProofError(f"{what}: {exc}") from None
     if old_size > new_size:
         raise ProofError(f"{what}: the new tree is smaller")
     if old_size == 0 or old_size == new_size:
@@ -544,7 +555,7 @@ def parse_tile_path(path: str) -> tuple[Tile, bool]:
         raise TileError(f"{path!r}: the tile index has a leading zero element")
     index = int("".join(e.removeprefix("x") for e in elements))
     width = TILE_WIDTH if match["width"] is None else int(match["width"])
-    if width >= TILE_WIDTH:
+    if match["width"] is not None and width >= TILE_WIDTH:
         raise TileError(f"{path!r}: a partial tile is 1 to 255 hashes wide")
     entries = match["level"] == "entries"
     return Tile(0 if entries else int(match["level"]), index, width), entries
