@@ -21,7 +21,6 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -29,9 +28,8 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 
-from attest.digests import FileDigest, manifest_digest, parse_sha256, root_digest
-from attest.errors import AttestError, FileSetError
-from attest.predicates import RELEASE, STATUS
+from attest.digests import FileDigest, parse_sha256, root_digest
+from attest.errors import FileSetError
 from registry.errors import (
     ConnectionFailedError,
     EvidenceRejectedError,
@@ -49,6 +47,7 @@ from registry.errors import (
 )
 from registry.names import Kind, Ref, RefKind, parse_ref, validate_external_uri, validate_path
 from registry.sdk import records
+from registry.sdk import trust as _trust
 from registry.sdk.pins import PinStore
 from registry.sdk.resume import UploadJournal
 from registry.sdk.transfer import RawTransport, Retry, redact_secrets
@@ -58,7 +57,6 @@ if TYPE_CHECKING:
     # of the hashing, signing and verifying machinery, nor pydantic (the CLI's read commands
     # read registry.sdk.records instead of the wire models).
     from attest.files import FileSet, LocalFile
-    from attest.gate import Subject as GateSubject
     from attest.signing import Signer
     from attest.trust import Trust
     from attest.verifying import Verifier
@@ -83,8 +81,6 @@ DEFAULT_CHUNK_SIZE = 64 * MiB
 #: How old a signed status may be when a pull checks it (``MODELSEAL_STATUS_MAX_AGE``): a
 #: replayed "released" status is refused once this long has passed since the registry signed it.
 DEFAULT_STATUS_MAX_AGE = 300.0
-#: How far in the future a status may claim to be issued (clock skew between the machines).
-STATUS_CLOCK_SKEW = 60.0
 
 Progress = Callable[[int], None]
 #: The most pages one list may take (a million items at the registry's page size): a registry
@@ -851,6 +847,15 @@ class RegistryClient:
         )
         return RevocationPublic.model_validate(response.json())
 
+    def registry_verifier(self, registry_key: bytes | None, pins: PinStore) -> Verifier:
+        """A verifier of the registry's key: ``registry_key`` (PEM), else the key pinned for this
+        registry on first contact (:attr:`on_pinned` is told when it is pinned).
+
+        Raises:
+            PullVerificationError: the registry now presents another key than the pinned one.
+        """
+        return _trust.registry_verifier(self, registry_key, pins)
+
     def version_status(
         self,
         version: VersionPublic,
@@ -868,99 +873,7 @@ class RegistryClient:
         Raises:
             ResponseVerificationError: naming what did not check out.
         """
-        from attest.bundle import Bundle
-        from attest.errors import AuditChainError
-
-        pins = pins or PinStore()
-        exact = f"{version.namespace}/{version.name}@{version.version}"
-        url = self.base_url
-        try:
-            seen = pins.newest_checkpoint(url)
-        except ValueError as exc:
-            raise ResponseVerificationError(f"{exc}; remove it to start over") from None
-        params = {"audit_since": seen["count"]} if seen else None
-        pinned = Ref(version.namespace, version.name, version.version, RefKind.VERSION)
-        raw = self._request("GET", self._version_path(pinned) + "/status", params=params).content
-        verifier = self.registry_verifier(registry_key, pins)
-        try:
-            statement = verifier.verify(Bundle.parse(raw)).statement
-        except AttestError as exc:
-            raise ResponseVerificationError(
-                f"{exact}: the registry's status statement does not verify with the registry "
-                f"key ({exc.diagnostics()}); refusing"
-            ) from None
-        predicate = statement.predicate
-        if (
-            statement.predicate_type != STATUS
-            or statement.subject.sha256 != parse_sha256(version.root_digest)
-            or predicate.get("version") != exact
-        ):
-            raise ResponseVerificationError(
-                f"{exact}: the registry's signed status is about {predicate.get('version')!r} "
-                f"({statement.predicate_type}), not this version; refusing"
-            )
-        issued_text = str(predicate.get("issuedAt", ""))
-        try:
-            issued = datetime.fromisoformat(issued_text)
-            if issued.tzinfo is None:
-                raise ValueError("no time zone")
-        except ValueError:
-            raise ResponseVerificationError(
-                f"{exact}: the registry's signed status has no usable issue time "
-                f"({issued_text!r}); refusing"
-            ) from None
-        age = (datetime.now(UTC) - issued).total_seconds()
-        if age > self.status_max_age:
-            raise ResponseVerificationError(
-                f"{exact}: the registry's signed status was issued {issued_text}, {age:.0f} s "
-                f"ago, beyond the freshness window of {self.status_max_age:g} s; refusing a "
-                "status that may be replayed (check this machine's clock and what stands "
-                "between it and the registry; MODELSEAL_STATUS_MAX_AGE sets the window)",
-                issued_at=issued_text,
-                max_age=self.status_max_age,
-            )
-        if age < -STATUS_CLOCK_SKEW:
-            raise ResponseVerificationError(
-                f"{exact}: the registry's signed status claims to be issued {issued_text}, "
-                f"{-age:.0f} s in the future; refusing (check the clocks)",
-                issued_at=issued_text,
-            )
-        log = predicate.get("auditLog")
-        try:
-            self._check_audit_head(log, seen, pins, f"in the signed status of {exact}")
-        except AuditChainError as exc:
-            raise ResponseVerificationError(str(exc)) from exc
-        return dict(predicate)
-
-    def _check_audit_head(
-        self, log: Any, seen: dict[str, Any] | None, pins: PinStore, where: str
-    ) -> None:
-        """The signed audit-log head ``log`` must extend the checkpoint ``seen`` before; it is
-        remembered as the newest seen."""
-        from attest.auditlog import check_extends
-
-        if not isinstance(log, dict):
-            if seen:
-                raise ResponseVerificationError(
-                    f"no audit-log head {where}: cannot tell whether the log was rolled back "
-                    f"behind checkpoint {seen['count']} seen {seen.get('seen_at', 'before')}"
-                )
-            return
-        try:
-            count, head = int(log["count"]), str(log["head"])
-            entry = log.get("entry") or {}
-            at = entry.get("hash") if isinstance(entry, dict) else None
-        except (KeyError, TypeError, ValueError):
-            raise ResponseVerificationError(f"a malformed audit-log head {where}") from None
-        if seen:
-            if not isinstance(entry, dict) or entry.get("count") != seen["count"]:
-                at = head if count == seen["count"] else None  # the head is that entry
-            check_extends(seen["count"], seen["head"], count=count, head=head,
-                          hash_at_seen=None if at is None else str(at),
-                          seen=f"{seen.get('seen_at', 'before')} {seen.get('source', '')}".strip(),
-                          now=where)  # fmt: skip
-        now = datetime.now(UTC).isoformat(timespec="seconds")
-        pins.remember_checkpoint(self.base_url, count, head, now, where)
+        return _trust.version_status(self, version, registry_key=registry_key, pins=pins)
 
     def set_alias(self, namespace: str, name: str, alias: str, version: str) -> AliasMovePublic:
         from registry.wire import AliasMovePublic
@@ -1049,45 +962,7 @@ class RegistryClient:
                 at that count no longer hashes to the remembered head (naming both checkpoints).
             AuditChainError: naming the first edited, removed or reordered entry.
         """
-        from attest.auditlog import GENESIS, check_extends, verify_chain
-        from attest.bundle import Bundle
-        from attest.predicates import AUDIT_CHECKPOINT
-
-        pins = pins or PinStore()
-        url = self.base_url
-        try:
-            seen = pins.newest_checkpoint(url)
-        except ValueError as exc:
-            raise ResponseVerificationError(f"{exc}; remove it to start over") from None
-        entries = self.audit_entries()
-        verifier = self.registry_verifier(registry_key, pins)
-        raw = self.latest_checkpoint()
-        checkpoint = None
-        if raw is not None:
-            verified = verifier.verify(Bundle.parse(raw))
-            if verified.statement.predicate_type != AUDIT_CHECKPOINT:
-                raise ResponseVerificationError("the newest checkpoint is not an audit checkpoint")
-            checkpoint = verified.statement
-        if seen:
-            served = (
-                f"its newest signed checkpoint: {checkpoint.predicate.get('count')} entries, "
-                f"head sha256:{checkpoint.subject.sha256}"
-                if checkpoint is not None
-                else "no signed checkpoint"
-            )
-            count = len(entries)
-            last = str(entries[-1]["hash"]) if entries else GENESIS
-            at = str(entries[seen["count"] - 1].get("hash")) if count >= seen["count"] else None
-            check_extends(seen["count"], seen["head"], count=count, head=last, hash_at_seen=at,
-                          seen=f"{seen.get('seen_at', 'before')} {seen.get('source', '')}".strip(),
-                          now=f"now ({served})")  # fmt: skip
-        head = verify_chain(entries, checkpoint)
-        if checkpoint is not None:
-            now = datetime.now(UTC).isoformat(timespec="seconds")
-            count = int(checkpoint.predicate.get("count", 0))
-            pins.remember_checkpoint(url, count, checkpoint.subject.sha256, now,
-                                     "in the newest signed checkpoint")  # fmt: skip
-        return len(entries), head
+        return _trust.verify_audit_log(self, registry_key=registry_key, pins=pins)
 
     # -- pulling ----------------------------------------------------------------------------
 
@@ -1200,7 +1075,7 @@ class RegistryClient:
                 f"{ref} is external: the registry holds no bytes of it (they live at "
                 f"{', '.join(sorted({f.uri or '?' for f in version.files})[:3])} …)"
             )
-        files = self._verified_manifest(parsed, version)
+        files = _trust.verified_manifest(parsed, version)
         if version.state in ("rejected", "revoked"):
             raise PullVerificationError(
                 f"{ref} is {version.state}: {version.state_reason or 'no reason recorded'}",
@@ -1213,10 +1088,10 @@ class RegistryClient:
                 stacklevel=2,
             )
         elif version.state == "released":
-            self._verify_release(parsed, version, files, registry_key, pins or PinStore(),
-                                 allow_downgrade)  # fmt: skip
+            _trust.verify_release(self, parsed, version, files, registry_key, pins or PinStore(),
+                                  allow_downgrade)  # fmt: skip
         elif version.state == "pending" and pending:
-            self._verify_pending(parsed, version, files)
+            _trust.verify_pending(self, parsed, version, files)
         else:
             raise PullVerificationError(
                 f"{ref} is {version.state}; only released versions are pulled "
@@ -1224,9 +1099,9 @@ class RegistryClient:
                 state=version.state,
             )
         if not unsafe_skip_verify:  # the current signed status, before a byte is written
-            self._check_status(version, registry_key, pins or PinStore())
+            _trust.check_status(self, version, registry_key, pins or PinStore())
         if local_policy is not None and local_trust is not None:
-            self._verify_locally(version, local_policy, local_trust, pins or PinStore())
+            _trust.verify_locally(self, version, local_policy, local_trust, pins or PinStore())
         if on_total:
             on_total(sum(f.size for f in files))
         parent = target.absolute().parent
@@ -1256,230 +1131,6 @@ class RegistryClient:
         if occupied:
             shutil.rmtree(staging, ignore_errors=True)
         return version
-
-    def _check_status(
-        self, version: VersionPublic, registry_key: bytes | None, pins: PinStore
-    ) -> None:
-        """Refuse a version whose fresh signed status is not the state it was served with, or
-        that is built on a version that is not released or pending (revoked, rejected, missing
-        from the registry, or registered with another digest than its provenance names)."""
-        exact = f"{version.namespace}/{version.name}@{version.version}"
-        try:
-            status = self.version_status(version, registry_key=registry_key, pins=pins)
-        except ResponseVerificationError as exc:
-            if isinstance(exc, PullVerificationError):
-                raise
-            raise PullVerificationError(exc.detail, **exc.facts) from exc
-        issued, state = status.get("issuedAt"), status.get("state")
-        if state != version.state:
-            raise PullVerificationError(
-                f"{exact} is {state} (the registry's signed status, issued {issued}): "
-                f"{status.get('reason') or 'no reason recorded'}",
-                state=state,
-                issued_at=issued,
-            )
-        dependencies = status.get("dependencies")
-        if not isinstance(dependencies, list):
-            raise PullVerificationError(f"the signed status of {exact} lists no dependencies")
-        for dep in dependencies:
-            # Fail closed: only a dependency positively released (or pending, which a policy
-            # with `dependencies: any` releases on) passes; revoked, rejected, missing from the
-            # registry, another digest, or anything unrecognised refuses the pull.
-            if not isinstance(dep, dict) or dep.get("state") not in ("released", "pending"):
-                dep = dep if isinstance(dep, dict) else {}
-                raise PullVerificationError(
-                    f"{exact} is built on {dep.get('version')}, which is {dep.get('state')} "
-                    f"(the registry's signed status, issued {issued}): "
-                    f"{dep.get('reason') or 'no reason recorded'}",
-                    state=state,
-                    dependency=dep.get("version"),
-                    issued_at=issued,
-                )
-
-    def _bundles(self, ref: str, predicate_type: str) -> list[bytes]:
-        return [self.get_attestation(ref, a.id)
-                for a in self.list_attestations(ref, predicate_type)]  # fmt: skip
-
-    def registry_verifier(self, registry_key: bytes | None, pins: PinStore) -> Verifier:
-        from attest.keys import TrustedKey
-        from attest.verifying import Verifier
-
-        url = str(self._http.base_url)
-        if registry_key is None:
-            pinned = pins.registry_key(url)
-            served = self._request("GET", "/v1/registry/key").json()
-            if pinned is None:  # first contact: trust on first use, then never again silently
-                pins.pin_registry_key(url, served["fingerprint"], served["public_key_pem"])
-                pinned = served["public_key_pem"]
-                if self.on_pinned is not None:
-                    self.on_pinned(url, served["fingerprint"], pins.path)
-            elif TrustedKey.from_pem("pinned", pinned.encode()).fingerprint != served[
-                "fingerprint"
-            ].removeprefix("sha256:"):
-                raise PullVerificationError(
-                    f"the registry at {url} now presents key {served['fingerprint']}, not the "
-                    f"key pinned on first contact ({pins.path}); refusing",
-                )
-            registry_key = pinned.encode()
-        return Verifier(keys=[TrustedKey.from_pem("registry", registry_key)])
-
-    def _verify_release(
-        self,
-        ref: Ref,
-        version: VersionPublic,
-        files: list[FileDigest],
-        registry_key: bytes | None,
-        pins: PinStore,
-        allow_downgrade: bool,
-    ) -> None:
-        from attest.bundle import Bundle
-
-        exact = f"{version.namespace}/{version.name}@{version.version}"
-        verifier = self.registry_verifier(registry_key, pins)
-        release: dict[str, Any] | None = None
-        for raw in self._bundles(exact, RELEASE):
-            try:
-                verified = verifier.verify(Bundle.parse(raw))
-            except AttestError:
-                continue
-            statement = verified.statement
-            if (
-                statement.predicate_type == RELEASE
-                and statement.subject.sha256 == parse_sha256(version.root_digest)
-                and statement.predicate.get("version") == exact
-            ):
-                release = dict(statement.predicate)
-        if release is None:
-            raise PullVerificationError(
-                f"{exact}: no release attestation verifies with the registry key"
-            )
-        if release.get("manifestSha256") != manifest_digest(files):
-            raise PullVerificationError(
-                f"{exact}: the file list served now is not the one that was released"
-            )
-        if ref.kind is RefKind.ALIAS:
-            url, key = str(self._http.base_url), str(ref)
-            seen = pins.newest_release(url, key)
-            released_at = str(release.get("releasedAt", ""))
-            if seen and released_at < seen["releasedAt"] and not allow_downgrade:
-                raise PullVerificationError(
-                    f"{ref} now points at {exact}, released {released_at}, older than "
-                    f"{seen['version']} ({seen['releasedAt']}) seen before; refusing a "
-                    "downgrade (--allow-downgrade to accept it)"
-                )
-            if not seen or released_at >= seen["releasedAt"]:
-                pins.remember_release(url, key, version.version, released_at)
-
-    def _verify_locally(
-        self, version: VersionPublic, policy_text: str, trust: Trust, pins: PinStore
-    ) -> None:
-        """Re-run the release gate here with the caller's policy and signers."""
-        from attest.bundle import Bundle
-        from attest.gate import Subject as GateSubject
-        from attest.gate import evaluate
-        from attest.keys import TrustedKey
-        from attest.policy import parse_policy
-        from attest.verifying import Verifier
-
-        policy = parse_policy(policy_text)
-        registry_key = trust.registry_key or TrustedKey.from_pem(
-            "registry", self._registry_pem(pins).encode()
-        )
-        verifier = Verifier(keys=[*trust.keys, registry_key], identities=trust.identities)
-
-        def subject(exact: str) -> GateSubject | None:
-            try:
-                shown = self.show(exact)
-            except RegistryError:
-                return None
-            evidence = []
-            for a in self.list_attestations(exact):
-                try:
-                    evidence.append(
-                        verifier.verify(Bundle.parse(self.get_attestation(exact, a.id)))
-                    )
-                except AttestError:
-                    continue  # not by a signer the caller trusts: it does not count
-            return GateSubject(
-                ref=f"{shown.namespace}/{shown.name}@{shown.version}",
-                kind=str(shown.kind),
-                root_digest=parse_sha256(shown.root_digest),
-                state=shown.state,
-                files=tuple(
-                    FileDigest(f.path, f.size, parse_sha256(f.digest)) for f in shown.files
-                ),
-                pushed_by=shown.created_by,
-                evidence=tuple(evidence),
-                registry_signer_id=f"sha256:{registry_key.fingerprint}",
-            )
-
-        exact = f"{version.namespace}/{version.name}@{version.version}"
-        root = subject(exact)
-        assert root is not None
-        reasons = evaluate(root, lambda s: policy.for_kind(s.kind), subject)
-        if reasons:
-            raise PullVerificationError(
-                f"{exact} fails your policy:\n" + "\n".join(str(r) for r in reasons),
-                reasons=[str(r) for r in reasons],
-            )
-
-    def _registry_pem(self, pins: PinStore) -> str:
-        pinned = pins.registry_key(str(self._http.base_url))
-        if pinned is None:
-            raise PullVerificationError("no registry key pinned yet: pass --registry-key")
-        return pinned
-
-    def _verify_pending(self, ref: Ref, version: VersionPublic, files: list[FileDigest]) -> None:
-        from attest.bundle import Bundle
-        from attest.keys import TrustedKey
-        from attest.oms import check_oms
-        from attest.policy import parse_policy
-        from attest.predicates import OMS_SIGNATURE
-        from attest.verifying import Verifier
-
-        exact = f"{version.namespace}/{version.name}@{version.version}"
-        policy = parse_policy(self.get_policy(version.namespace).document).for_kind(version.kind)
-        accepted = policy.signature or ()
-        trusted = [
-            TrustedKey.from_pem(i.name, i.public_key_pem.encode())
-            for i in self.list_identities_with_keys()
-            if i.public_key_pem and ("*" in accepted or i.name in accepted)
-        ]
-        if not trusted:
-            raise PullVerificationError(f"{exact}: no identity the policy accepts for signature")
-        verifier = Verifier(keys=trusted)
-        for raw in self._bundles(exact, OMS_SIGNATURE):
-            try:
-                check_oms(verifier.verify(Bundle.parse(raw)).statement, files)
-                return
-            except AttestError:
-                continue
-        raise PullVerificationError(
-            f"{exact}: no OMS signature by [{', '.join(accepted)}] covers these files"
-        )
-
-    @staticmethod
-    def _verified_manifest(ref: Ref, version: VersionPublic) -> list[FileDigest]:
-        files = []
-        for f in version.files:
-            try:
-                validate_path(f.path)
-            except InvalidPathError as exc:
-                raise PullVerificationError(f"the registry sent an unsafe path: {exc}") from exc
-            files.append(FileDigest(f.path, f.size, parse_sha256(f.digest)))
-        computed = f"sha256:{root_digest(files)}"
-        if computed != version.root_digest:
-            raise PullVerificationError(
-                f"{ref}: the file list hashes to {computed}, not the advertised "
-                f"{version.root_digest}",
-                expected=version.root_digest,
-                got=computed,
-            )
-        if ref.kind.value == "digest" and ref.selector != computed:
-            raise PullVerificationError(
-                f"{ref}: the registry answered with {computed}", expected=ref.selector, got=computed
-            )
-        return files
 
     def _download(
         self, ref: Ref, item: FileDigest, staging: Path, progress: Progress | None, durable: bool
