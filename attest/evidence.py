@@ -731,13 +731,15 @@ def _check_files(root: Path, files: tuple[FileDigest, ...], out: Verdict) -> Non
         out.add("files", True, f"all {len(files)} files match their digests")
 
 
-def _version_path(ref: str) -> str:
+def audit_target(ref: str) -> str:
+    """The API path the audit log records as the target of actions on version ``ref``."""
     namespace, rest = ref.split("/", 1)
     name, version = rest.split("@", 1)
     return f"/v1/namespaces/{namespace}/artifacts/{name}/versions/{version}"
 
 
-def _is_about(entry: Mapping[str, Any], path: str) -> bool:
+def is_about(entry: Mapping[str, Any], path: str) -> bool:
+    """Whether an audit entry is about the version at ``path`` (or a path below it)."""
     target = str(entry.get("target", ""))
     # "…/versions/1" must not take in "…/versions/10".
     return target == path or target.startswith((f"{path}/", f"{path}?"))
@@ -771,9 +773,9 @@ def _check_audit(
     # A revocation the log records, of the version or anything it was built on, fails the
     # verdict whatever states versions.json and manifest.json claim (they are unsigned).
     for other in versions:
-        path = _version_path(other)
+        path = audit_target(other)
         for entry in entries:
-            if _is_about(entry, path) and (entry.get("action"), entry.get("outcome")) == (
+            if is_about(entry, path) and (entry.get("action"), entry.get("outcome")) == (
                 "revoke_version",
                 "ok",
             ):
@@ -783,8 +785,8 @@ def _check_audit(
                     f"{other} was revoked (audit entry {entry.get('seq')}, by "
                     f"{entry.get('actor')} at {entry.get('at')})",
                 )
-    path = _version_path(ref)
-    about = [e for e in entries if _is_about(e, path)]
+    path = audit_target(ref)
+    about = [e for e in entries if is_about(e, path)]
     uncovered = [e for e in about if int(e["seq"]) > count]
     released = [
         e for e in about if (e.get("action"), e.get("outcome")) == ("release_version", "ok")

@@ -289,7 +289,13 @@ def _registry_anchor(
 
 
 def verify_evidence_cmd(
-    directory: Annotated[Path, typer.Argument(help="A directory written by `modelseal export`.")],
+    directory: Annotated[
+        Path,
+        typer.Argument(
+            help="A directory written by `modelseal export`, or the .tar.gz of one the web "
+            "console downloads (unpacked into a private temporary directory, links refused)."
+        ),
+    ],
     trust: Annotated[
         Path | None,
         typer.Option(
@@ -331,14 +337,22 @@ def verify_evidence_cmd(
 ) -> None:
     """Re-run the whole release gate from DIR alone, offline, against keys you bring; exit 0
     only if every link holds (1: a link broke or no registry key anchors it; 3: UNANCHORED)."""
+    import tempfile
+
     from attest.evidence import verify_evidence
+    from attest.export import unpack
 
     trusted, policy_text = _auditor_inputs(trust, policy)
     key, source = _registry_anchor(registry_key, registry_url, trusted)
-    verdict = verify_evidence(directory, trust=trusted, policy_text=policy_text,
-                              registry_key=key, registry_key_source=source,
-                              trust_export_keys=trust_export_keys,
-                              require_audit=not without_audit)  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="modelseal-evidence-") as tmp:
+        if directory.is_file():
+            directory = unpack(directory, Path(tmp))
+        elif not directory.is_dir():
+            fatal(f"{directory}: no such directory or archive")
+        verdict = verify_evidence(directory, trust=trusted, policy_text=policy_text,
+                                  registry_key=key, registry_key_source=source,
+                                  trust_export_keys=trust_export_keys,
+                                  require_audit=not without_audit)  # fmt: skip
     _print_verdict(verdict)
 
 

@@ -8,6 +8,7 @@ provenance sources, reasons, policy text) end up on the pages."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -481,3 +482,121 @@ def test_hostile_strings_are_escaped_on_every_page(live: Live, tmp_path: Path) -
     for html in pages:
         assert XSS not in html and "<img src=x" not in html
         assert not re.search(r"<[^>]+\son[a-z]+=", html)
+
+
+# -- the evidence archive --------------------------------------------------------------------------
+
+
+def _auditor_trust(chain: World, into: Path, registry_pem: bytes) -> Path:
+    """The auditor's own trust file: their copies of the signers' keys and the registry's."""
+    from attest import keys
+
+    into.mkdir()
+    lines = ["identities:"]
+    for name, signer in (("training-ci", chain.training), ("eval-ci", chain.evaluation),
+                         ("data-pipeline", chain.data)):  # fmt: skip
+        (into / f"{name}.pub").write_bytes(keys.public_pem(signer.public_key))
+        lines.append(f"  {name}: {{key: {name}.pub}}")
+    (into / "registry.pub").write_bytes(registry_pem)
+    lines.append("registry: {key: registry.pub}")
+    (into / "trust.yaml").write_text("\n".join(lines) + "\n")
+    return into / "trust.yaml"
+
+
+def _download(browser: Browser, ref_path: str, into: Path) -> Path:
+    answer = browser.post(f"/ui/n/{ref_path}/export", {})
+    assert answer.status_code == 200, answer.text[:2000]
+    assert answer.headers["content-type"] == "application/gzip"
+    name = re.fullmatch(r'attachment; filename="([^"/]+)"', answer.headers["content-disposition"])
+    assert name, answer.headers["content-disposition"]
+    archive = into / name.group(1)
+    archive.write_bytes(answer.content)
+    return archive
+
+
+def test_the_console_downloads_the_archive_modelseal_export_writes_and_it_verifies_offline(
+    live: Live, chain: World, tmp_path: Path
+) -> None:
+    from attest.export import unpack
+    from registry.sdk.export import export_evidence
+    from tests.support import run_cli
+
+    browser = Browser(live, live.admin_token)
+    page = browser.get("/ui/n/fraud/m/1")
+    assert 'action="/ui/n/fraud/m/1/export"' in page.text
+    command = "modelseal verify-evidence fraud.m.1.evidence.tar.gz --registry-key registry.pub"
+    assert command in page.text
+    archive = _download(browser, "fraud/m/1", tmp_path)
+    assert archive.name == "fraud.m.1.evidence.tar.gz"
+    (tmp_path / "unpacked").mkdir()
+    ui = unpack(archive, tmp_path / "unpacked")
+    cli = export_evidence(chain.admin, "fraud/m@1", tmp_path / "cli")
+    # The same files, byte for byte, but for when and from where each was written.
+    listing = sorted(p.relative_to(ui).as_posix() for p in ui.rglob("*"))
+    assert listing == sorted(p.relative_to(cli).as_posix() for p in cli.rglob("*"))
+    assert "audit/checkpoint.sigstore.json" in listing and "release.sigstore.json" in listing
+    for name in listing:
+        if name in ("manifest.json", "audit/entries.json", "audit/checkpoint.sigstore.json"):
+            continue
+        if (ui / name).is_file():
+            assert (ui / name).read_bytes() == (cli / name).read_bytes(), name
+    ours, theirs = (json.loads((d / "manifest.json").read_text()) for d in (ui, cli))
+    for field in ("exported_at", "registry"):
+        ours.pop(field), theirs.pop(field)
+    assert ours == theirs
+    trust = _auditor_trust(chain, tmp_path / "auditor", (cli / "registry.pub").read_bytes())
+    ok = run_cli("verify-evidence", str(archive), "--trust", str(trust), cwd=tmp_path)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "VERIFIED" in ok.stdout and "ok   audit:" in ok.stdout
+    # A byte changed in a bundle inside the archive: the signature check names it.
+    tampered = tmp_path / "tampered"
+    (tampered / "x").mkdir(parents=True)
+    from attest.export import pack
+
+    inner = unpack(archive, tampered / "x")
+    bundle = next((inner / "evidence").glob("fraud.m@1.*.sigstore.json"))
+    document = json.loads(bundle.read_text())
+    signature = document["dsseEnvelope"]["signatures"][0]
+    signature["sig"] = ("A" if signature["sig"][0] != "A" else "B") + signature["sig"][1:]
+    bundle.write_text(json.dumps(document))
+    with (tampered / "t.tar.gz").open("wb") as out:
+        pack(inner, inner.name, out)
+    bad = run_cli("verify-evidence", str(tampered / "t.tar.gz"), "--trust", str(trust),
+                  cwd=tmp_path)  # fmt: skip
+    assert bad.returncode == 1 and "NOT VERIFIED" in bad.stdout, bad.stdout + bad.stderr
+
+
+def test_the_archive_needs_the_forms_csrf_token_and_follows_the_callers_rights(
+    live: Live, chain: World, tmp_path: Path
+) -> None:
+    from attest.export import AUDIT_FORBIDDEN, unpack
+    from tests.support import run_cli
+
+    admin = Browser(live, live.admin_token)
+    refused = admin.post("/ui/n/fraud/m/1/export", {}, csrf=False)
+    assert refused.status_code == 403 and "Refused" in refused.text
+    assert "gzip" not in refused.headers["content-type"]
+    nobody = Browser(live)
+    anonymous = nobody.post("/ui/n/fraud/m/1/export", {}, csrf=False)
+    assert anonymous.status_code in (303, 403)
+    assert "gzip" not in anonymous.headers.get("content-type", "")
+
+    deployer = Browser(live, _token(live, "deploy-bot", Role.DEPLOYER, "fraud"))
+    assert "--without-audit" in deployer.get("/ui/n/fraud/m/1").text
+    hidden = deployer.post("/ui/n/fraud/m/2/export", {})  # pending: as if it did not exist
+    assert hidden.status_code == 404 and "gzip" not in hidden.headers["content-type"]
+    other = Browser(live, _token(live, "elsewhere", Role.AUDITOR, "other"))
+    assert other.post("/ui/n/fraud/m/1/export", {}).status_code == 403
+    archive = _download(deployer, "fraud/m/1", tmp_path)
+    (tmp_path / "d").mkdir()
+    exported = unpack(archive, tmp_path / "d")
+    assert not (exported / "audit").exists()  # the audit log is for auditors and admins
+    assert json.loads((exported / "manifest.json").read_text())["audit"] == AUDIT_FORBIDDEN
+    trust = _auditor_trust(chain, tmp_path / "auditor", (exported / "registry.pub").read_bytes())
+    strict = run_cli("verify-evidence", str(archive), "--trust", str(trust), cwd=tmp_path)
+    assert strict.returncode == 1 and "FAIL audit:" in strict.stdout, strict.stdout
+    lenient = run_cli("verify-evidence", str(archive), "--trust", str(trust), "--without-audit",
+                      cwd=tmp_path)  # fmt: skip
+    assert lenient.returncode == 0, lenient.stdout + lenient.stderr
+    exports = [e for e in _audit(live) if e["action"] == "ui_export_evidence"]
+    assert exports and {e["outcome"] for e in exports} >= {"denied"}

@@ -22,6 +22,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.orm import Session, sessionmaker
 
+from attest.export import archive_name
 from attest.keys import TrustedKey
 from attest.signing import KeySigner, UriSigner
 from registry.errors import (
@@ -40,6 +41,7 @@ from registry.server.services.scanning import REGISTRY_SIGNER
 from registry.server.services.versions import State, VersionRecord
 from registry.server.ui import views
 from registry.server.ui.evidence import EvidenceCache
+from registry.server.ui.exports import evidence_archive
 from registry.server.ui.queries import LineageReads, Reads
 from registry.server.ui.session import Sealer, session_key
 from registry.server.ui.web import (
@@ -297,6 +299,8 @@ def _router(
             bom=views.bom_summary(data.bom) if data.bom else None,
             may_release=p.allowed(Action.RELEASE, namespace),
             sees_pending=views.sees_pending(p, namespace),
+            sees_audit=p.allowed(Action.AUDIT, None),
+            archive=archive_name(record.ref),
             pretty=views.pretty_json,
         )  # fmt: skip
 
@@ -328,6 +332,22 @@ def _router(
         filename = f"{namespace}-{name}-{version}.cdx.json"
         return Response(body, media_type="application/vnd.cyclonedx+json", headers={
             "Content-Disposition": f'attachment; filename="{filename}"'})  # fmt: skip
+
+    @router.post("/n/{namespace}/{name}/{version}/export", operation_id="ui_export_evidence")
+    @action
+    async def export(request: Request, namespace: str, name: str, version: str) -> Response:
+        """The archive ``modelseal export`` writes (without files), for the signed-in token.
+        A POST behind the CSRF check: an admin's export may sign a fresh audit checkpoint."""
+        form = await console.form(request)
+
+        def run() -> Response:
+            ctx, record = _act(request, form, namespace, name, version)
+            filename, body = evidence_archive(services, ctx.principal, record.ref, registry_key,
+                                              str(request.base_url).rstrip("/"))  # fmt: skip
+            return Response(body, media_type="application/gzip", headers={
+                "Content-Disposition": f'attachment; filename="{filename}"'})  # fmt: skip
+
+        return await run_in_threadpool(run)
 
     # -- actions ---------------------------------------------------------------------------------
 

@@ -1,0 +1,465 @@
+"""Writing an evidence export, and packing it into one archive and back.
+
+:mod:`attest.evidence` reads and verifies an export (its docstring gives the layout); this module
+writes one. The command line (``modelseal export``, over the HTTP API) and the web console's
+download (over the server's services, with the signed-in token's rights) both call
+:func:`write_export` with a :class:`Source`, so the two write the same files from the same
+facts. What a source cannot read with its caller's rights is left out, never guessed: a version
+it may not read is not in ``versions.json`` (verification then names the broken link), and an
+export without the audit log says why in ``manifest.json`` (verification fails closed on it).
+
+:func:`pack` writes an export directory as a gzip'd tar (one top directory, regular files only,
+owner and times fixed, so the same export packs to the same bytes); :func:`unpack` reads one back
+for ``modelseal verify-evidence ARCHIVE`` and refuses anything but plain files and directories
+inside that one directory (no links, devices, absolute or ``..`` names, duplicates), with bounds
+on member count, name length and bytes written.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import posixpath
+import shutil
+import tarfile
+import uuid
+import zlib
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+import yaml
+
+from attest.bundle import Bundle
+from attest.errors import AttestError
+from attest.evidence import FORMAT, audit_target, is_about
+from attest.gate import MAX_DEPTH
+from attest.predicates import OMS_SIGNATURE, RELEASE, SLSA_PROVENANCE
+from attest.provenance import read_predicate
+
+#: ``manifest.json`` ``audit`` when ``audit/`` holds the log; otherwise it says why not.
+AUDIT_INCLUDED = "included"
+AUDIT_FORBIDDEN = "not readable with the exporting token (auditor or admin only)"
+
+#: Bounds on an archive read back: members, one name, all bytes written.
+MAX_MEMBERS = 100_000
+MAX_NAME = 1024
+MAX_UNPACKED = 4 * 1024**3
+
+
+class ExportError(AttestError):
+    """An export could not be written, or an archive is not one :func:`pack` could write."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExportedFile:
+    path: str
+    size: int
+    sha256: str  # "sha256:<hex>", as the API and versions.json write digests
+    uri: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExportedVersion:
+    """A version as the registry states it (``versions.json``: input, checked against what the
+    release signs)."""
+
+    namespace: str
+    name: str
+    version: str
+    kind: str
+    state: str
+    root_digest: str
+    external: bool
+    pushed_by: str
+    files: tuple[ExportedFile, ...]
+
+    @property
+    def ref(self) -> str:
+        return f"{self.namespace}/{self.name}@{self.version}"
+
+    def entry(self) -> dict[str, Any]:
+        return {
+            "ref": self.ref,
+            "kind": self.kind,
+            "root_digest": self.root_digest,
+            "state": self.state,
+            "external": self.external,
+            "pushed_by": self.pushed_by,
+            "files": [
+                {
+                    "path": f.path,
+                    "size": f.size,
+                    "sha256": f.sha256,
+                    **({"uri": f.uri} if f.uri else {}),
+                }
+                for f in self.files
+            ],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBundle:
+    id: int
+    predicate_type: str
+    raw: bytes
+
+
+class Source(Protocol):
+    """What an export is written from, with the rights of whoever asked for it."""
+
+    @property
+    def registry(self) -> str:
+        """The registry's address, recorded in ``manifest.json`` (for the reader only)."""
+        ...
+
+    def version(self, ref: str) -> ExportedVersion | None:
+        """The version ``ref`` names; None when it is unknown or the caller may not read it."""
+        ...
+
+    def bundles(self, ref: str) -> list[StoredBundle]:
+        """Every attestation of the exact version ``ref``, in the order attached."""
+        ...
+
+    def policy(self, namespace: str, revision: int | None) -> str | None:
+        """A policy revision's text (None: the one in force); None if absent or unreadable."""
+        ...
+
+    def identities(self) -> list[Mapping[str, Any]]:
+        """The registered identities: ``name`` with ``key_pem``, or with ``issuer``,
+        ``identity`` and ``regex`` for a Sigstore identity."""
+        ...
+
+    def audit_entries(self) -> list[dict[str, Any]] | None:
+        """The whole audit log, oldest first; None when the caller may not read it."""
+        ...
+
+    def latest_checkpoint(self) -> bytes | None:
+        """The newest registry-signed audit checkpoint (a bundle), if any."""
+        ...
+
+    def sign_checkpoint(self) -> bool:
+        """Sign a checkpoint of the log's head now; False when the caller may not."""
+        ...
+
+
+def write_export(source: Source, ref: str, out: Path, registry_pem: str) -> ExportedVersion:
+    """Write the evidence of ``ref`` and of its dependencies (to the gate's depth) into the
+    empty directory ``out``. Returns the exported version.
+
+    Raises:
+        ExportError: ``ref`` is not readable, or its namespace has no readable policy.
+    """
+    root = source.version(ref)
+    if root is None:
+        raise ExportError(f"{ref} does not exist or is not readable with this token")
+    exact = root.ref
+    (out / "evidence").mkdir()
+    (out / "policies").mkdir()
+    (out / "registry.pub").write_text(registry_pem)
+
+    versions: list[dict[str, Any]] = []
+    queue: list[tuple[str, int]] = [(exact, 0)]
+    seen: set[str] = set()
+    release_of: dict[str, dict[str, Any]] = {}
+    oms_of_root: dict[str, bytes] = {}  # bundle sha256 -> bytes, oldest first
+    while queue:
+        current, depth = queue.pop(0)
+        if current in seen:
+            continue
+        seen.add(current)
+        version = root if current == exact else source.version(current)
+        if version is None:
+            continue  # unknown or unreadable with this token: verification names it
+        name = version.ref
+        versions.append(version.entry())
+        for item in source.bundles(name):
+            file = f"{name.replace('/', '.')}.{item.id}.sigstore.json"
+            (out / "evidence" / file).write_bytes(item.raw)
+            bundle = Bundle.parse(item.raw)
+            statement = bundle.statement()
+            if name == exact and statement.predicate_type == OMS_SIGNATURE:
+                oms_of_root[bundle.digest] = item.raw
+            if item.predicate_type == RELEASE:
+                release_of[name] = {"raw": item.raw, "predicate": statement.predicate}
+            elif item.predicate_type == SLSA_PROVENANCE and depth < MAX_DEPTH:
+                try:
+                    provenance = read_predicate(statement.predicate)
+                except AttestError:
+                    continue
+                queue.extend((dep.ref, depth + 1) for dep in provenance.dependencies)
+
+    manifest = {
+        "format": FORMAT,
+        "ref": exact,
+        "kind": root.kind,
+        "root_digest": root.root_digest,
+        "state": root.state,
+        "files": [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in root.files],
+        "registry": source.registry,
+        "exported_at": datetime.now(UTC).isoformat(),
+        "audit": AUDIT_INCLUDED,
+    }
+    _dump(out / "manifest.json", manifest)
+    _dump(out / "versions.json", versions)
+
+    release = release_of.get(exact)
+    if release is not None:
+        (out / "release.sigstore.json").write_bytes(release["raw"])
+    # model.sig: the OMS bundle the release relied on, else the newest one.
+    cited = {
+        e.get("bundleSha256")
+        for e in (release or {}).get("predicate", {}).get("evidence", [])
+        if isinstance(e, dict) and e.get("predicateType") == OMS_SIGNATURE
+    }
+    oms = [raw for digest, raw in oms_of_root.items() if digest in cited] or list(
+        oms_of_root.values()
+    )[-1:]
+    if oms:
+        (out / "model.sig").write_bytes(oms[0])
+
+    # Policies: each revision a release in the chain names; policy.yaml is the root's.
+    for name, found in release_of.items():
+        named = found["predicate"].get("policy") or {}
+        ns, revision = name.split("/", 1)[0], int(named.get("revision", 0))
+        text = source.policy(ns, revision)
+        if text is None:
+            continue  # verify-evidence reports the missing policy of that link
+        (out / "policies" / f"{ns}.r{revision}.yaml").write_text(text)
+        if name == exact:
+            (out / "policy.yaml").write_text(text)
+    if not (out / "policy.yaml").exists():
+        text = source.policy(root.namespace, None)
+        if text is None:
+            raise ExportError(f"the policy of namespace {root.namespace} is not readable")
+        (out / "policy.yaml").write_text(text)
+
+    _write_trust(source, out)
+    audit = _write_audit(source, exact, out)
+    if audit != AUDIT_INCLUDED:  # recorded for the reader; verify-evidence still fails closed
+        _dump(out / "manifest.json", {**manifest, "audit": audit})
+    return root
+
+
+@contextmanager
+def staged(target: Path) -> Iterator[Path]:
+    """A private sibling directory of ``target`` to write an export into, renamed to ``target``
+    when the block succeeds and removed when it fails: a failed export leaves nothing behind.
+    ``target`` must not exist, or be an empty directory."""
+    target = Path(target)
+    if target.is_symlink() or (target.exists() and (not target.is_dir() or any(target.iterdir()))):
+        raise ExportError(f"{target} exists and is not an empty directory")
+    parent = target.absolute().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = parent / f".{target.name}.modelseal-{uuid.uuid4().hex[:12]}"
+    staging.mkdir(mode=0o700)
+    try:
+        yield staging
+        staging.chmod(0o755)
+        if target.exists():
+            target.rmdir()
+        os.rename(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def archive_name(ref: str) -> str:
+    """The top directory (and, with ``.tar.gz``, the file name) of the archive of ``ref``."""
+    return ref.replace("/", ".").replace("@", ".") + ".evidence"
+
+
+def pack(directory: Path, top: str, into: IO[bytes]) -> None:
+    """Write ``directory`` as a gzip'd tar under the single directory ``top``: directories and
+    regular files only, sorted, owner root, modes 0755/0644, times zero."""
+    if "/" in top or top in ("", ".", ".."):
+        raise ExportError(f"not a directory name: {top!r}")
+    with (
+        gzip.GzipFile(fileobj=into, mode="wb", mtime=0) as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
+        tar.addfile(_member(top, None))
+        for path in sorted(directory.rglob("*")):
+            name = f"{top}/{path.relative_to(directory).as_posix()}"
+            if path.is_symlink() or not (path.is_dir() or path.is_file()):
+                raise ExportError(f"{path} is neither a file nor a directory")
+            if path.is_dir():
+                tar.addfile(_member(name, None))
+            else:
+                with path.open("rb") as data:
+                    tar.addfile(_member(name, path.stat().st_size), data)
+
+
+def unpack(archive: Path, into: Path) -> Path:
+    """Extract an archive :func:`pack` wrote into the empty directory ``into``; returns the
+    export directory inside it.
+
+    Raises:
+        ExportError: not a gzip'd tar, or a member other than a file or directory under one top
+            directory, an unsafe or duplicate name, or beyond the bounds.
+    """
+    top: str | None = None
+    seen: set[str] = set()
+    written = 0
+    try:
+        with tarfile.open(archive, mode="r:gz") as tar:
+            for count, member in enumerate(_members(tar), start=1):
+                if count > MAX_MEMBERS:
+                    raise ExportError(f"more than {MAX_MEMBERS} members")
+                name = _safe_name(member.name)
+                first = name.split("/", 1)[0]
+                if top is None:
+                    top = first
+                elif first != top:
+                    raise ExportError(f"{member.name!r} is outside the one top directory {top!r}")
+                if name in seen:
+                    raise ExportError(f"{member.name!r} appears twice")
+                seen.add(name)
+                target = into.joinpath(*name.split("/"))
+                if member.isdir():
+                    target.mkdir(mode=0o755)
+                    continue
+                if not member.isreg():
+                    raise ExportError(f"{member.name!r} is not a regular file or directory")
+                written += member.size
+                if written > MAX_UNPACKED:
+                    raise ExportError(f"more than {MAX_UNPACKED} bytes unpacked")
+                data = tar.extractfile(member)
+                if data is None:  # pragma: no cover - isreg() members always have data
+                    raise ExportError(f"{member.name!r} has no data")
+                with open(target, "xb") as out:  # a parent missing is an error, never created
+                    copied = _copy(data, out, member.size)
+                if copied != member.size:
+                    raise ExportError(f"{member.name!r} is truncated")
+    except (tarfile.TarError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise ExportError(f"not an evidence archive: {exc}") from None
+    except (FileNotFoundError, FileExistsError) as exc:
+        raise ExportError(f"not an evidence archive: {exc.strerror}: {exc.filename}") from None
+    if top is None or not (into / top).is_dir():
+        raise ExportError("the archive holds no export directory")
+    return into / top
+
+
+def _members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+    while True:
+        member = tar.next()
+        if member is None:
+            return
+        yield member
+
+
+def _safe_name(name: str) -> str:
+    if len(name) > MAX_NAME or "\x00" in name or "\\" in name:
+        raise ExportError(f"unsafe member name {name[:80]!r}")
+    clean = name[:-1] if name.endswith("/") else name
+    parts = clean.split("/")
+    if clean.startswith("/") or posixpath.normpath(clean) != clean or ".." in parts or "." in parts:
+        raise ExportError(f"unsafe member name {name[:80]!r}")
+    return clean
+
+
+def _copy(source: IO[bytes], out: IO[bytes], limit: int) -> int:
+    copied = 0
+    while copied <= limit:
+        chunk = source.read(min(1024 * 1024, limit - copied + 1))
+        if not chunk:
+            break
+        out.write(chunk)
+        copied += len(chunk)
+    return copied
+
+
+def _member(name: str, size: int | None) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    info.mtime = 0
+    if size is None:
+        info.type = tarfile.DIRTYPE
+        info.mode = 0o755
+    else:
+        info.size = size
+        info.mode = 0o644
+    return info
+
+
+def _write_trust(source: Source, out: Path) -> None:
+    identities: dict[str, Any] = {}
+    for item in source.identities():
+        if item.get("key_pem"):
+            identities[item["name"]] = {"key_pem": item["key_pem"]}
+        elif item.get("issuer") and item.get("identity"):
+            identities[item["name"]] = {"sigstore": {"issuer": item["issuer"],
+                                                     "identity": item["identity"],
+                                                     "regex": bool(item.get("regex"))}}  # fmt: skip
+    document = {"identities": identities, "registry": {"key": "registry.pub"}}
+    (out / "trust.yaml").write_text(yaml.safe_dump(document, sort_keys=True))
+
+
+def _write_audit(source: Source, exact: str, out: Path) -> str:
+    """The log suffix from the version's first entry to the newest checkpoint (auditors and
+    admins only; others get an export without ``audit/``). Admins sign a fresh checkpoint when
+    the newest does not cover the version's entries yet. Returns :data:`AUDIT_INCLUDED`, or
+    why ``audit/`` is not there."""
+    path = audit_target(exact)
+    entries = source.audit_entries()
+    if entries is None:
+        return AUDIT_FORBIDDEN
+    about = [e for e in entries if is_about(e, path)]
+    if not about:
+        return f"no audit entries about {exact}"
+    checkpoint = source.latest_checkpoint()
+    count = _checkpoint_count(checkpoint)
+    if count < int(about[-1]["seq"]) and source.sign_checkpoint():
+        entries = source.audit_entries() or entries
+        checkpoint = source.latest_checkpoint()
+        count = _checkpoint_count(checkpoint)
+    if checkpoint is None:
+        return "no signed audit checkpoint yet (an admin signs one with the export)"
+    first = int(about[0]["seq"])
+    # Up to the checkpoint; when it is older than the version's entries, everything after them
+    # (verify-evidence then reports them as not covered).
+    last = count if count >= int(about[-1]["seq"]) else int(entries[-1]["seq"])
+    (out / "audit").mkdir()
+    _dump(out / "audit" / "entries.json", [e for e in entries if first <= int(e["seq"]) <= last])
+    (out / "audit" / "checkpoint.sigstore.json").write_bytes(checkpoint)
+    return AUDIT_INCLUDED
+
+
+def _checkpoint_count(raw: bytes | None) -> int:
+    if raw is None:
+        return 0
+    return int(Bundle.parse(raw).statement().predicate.get("count", 0))
+
+
+def _dump(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def packed(directory: Path, top: str) -> bytes:
+    """:func:`pack` into memory (an export without files is bundles and JSON: small)."""
+    buffer = io.BytesIO()
+    pack(directory, top, buffer)
+    return buffer.getvalue()
+
+
+__all__ = [
+    "AUDIT_FORBIDDEN",
+    "AUDIT_INCLUDED",
+    "ExportError",
+    "ExportedFile",
+    "ExportedVersion",
+    "Source",
+    "StoredBundle",
+    "archive_name",
+    "pack",
+    "packed",
+    "staged",
+    "unpack",
+    "write_export",
+]
