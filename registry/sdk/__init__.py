@@ -1,6 +1,11 @@
 """The Python SDK: talks to a registry over HTTP and verifies what it pulls.
 
-    client.py     :class:`RegistryClient`: the JSON endpoints, chunked push, verified pull
+    client.py     :class:`RegistryClient`: HTTP setup, the JSON endpoints and record readers; its
+                  push, pull and verification methods delegate to the three modules below
+    push.py       chunked, resumable uploads and push; signer checks; external registration
+    pull.py       verified pull: staged, hashed downloads, fsync, atomic rename or exchange
+    trust.py      the registry key (pinned), signed status, release/pending/local-gate checks,
+                  audit-log head and chain
     training.py   :class:`TrainingRun`: record a training job's inputs, push with provenance
     export.py     export a version's evidence for offline audit; online verification
     lineage.py    a version's verified dependency tree and ML-BOM

@@ -7,6 +7,13 @@
 A pull streams every file into a temporary directory beside the target while hashing it, and moves
 the directory into place only when every file matched its digest and the file set matches the root
 digest; on any failure the target is left exactly as it was.
+
+This module holds :class:`RegistryClient`: the HTTP setup, the requests (retries, problem answers
+as :mod:`registry.errors`, paging) and the JSON endpoints. Its larger methods delegate, keeping
+their signatures and docstrings here: pushing to :mod:`registry.sdk.push`, the verified pull to
+:mod:`registry.sdk.pull`, and the checks of what the registry signs (its key, a version's status,
+release and pending evidence, the audit-log head) to :mod:`registry.sdk.trust`. Those modules
+import this one only for type checking.
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@
                                       and that only inside a command (``serve``, ``admin``)
     registry.server                   never imports registry.sdk or registry.cli
     registry.sdk.client               never imports what is built on it (training, export, lineage)
+    registry.sdk.push, pull, trust    hold the client's larger methods: import it only for type
+                                      checking, nor what is built on it; client.py stays < 850 lines
 
 ``registry/__init__.py`` is the public surface: its ``__all__`` is locked below, and it loads the
 SDK on first use only, so importing one room never loads another (checked in a fresh process).
@@ -165,6 +167,18 @@ def test_the_client_does_not_import_what_is_built_on_it() -> None:
         if any(_within(i.module, b) for b in built_on)
     ]
     assert found == []
+
+
+def test_the_client_stays_split() -> None:
+    """client.py keeps the HTTP setup and the JSON endpoints; pushing, pulling and the trust
+    checks live in the modules it delegates to, which need the client only for type checking
+    (no import cycle) and, like it, never import what is built on it."""
+    assert len((ROOT / "registry/sdk/client.py").read_text().splitlines()) < 850
+    built_on = ("registry.sdk.training", "registry.sdk.export", "registry.sdk.lineage")
+    for module in ("push", "pull", "trust"):
+        imports = _all_imports(ROOT / f"registry/sdk/{module}.py")
+        assert [i.module for i in imports if any(_within(i.module, b) for b in built_on)] == []
+        assert all(i.lazy for i in imports if _within(i.module, "registry.sdk.client")), module
 
 
 def test_the_checker_sees_lazy_and_hidden_imports() -> None:
