@@ -330,3 +330,56 @@ class VerificationFailureIn(_Model):
     #: ``not-released``: the caller asked for a version that is not released (pending) without
     #: asking for pending versions; a user's mistake, counted apart, no security event
     kind: Literal["verification", "not-released"] = "verification"
+
+
+# -- the transparency log (docs/transparency-log.md) --------------------------------------------
+
+
+class LogKeyPublic(_Model):
+    """The transparency log's identity: its origin (the checkpoints' first line, and the key's
+    name) and its Ed25519 note verifier key (C2SP signed-note vkey)."""
+
+    origin: str
+    vkey: str = Field(description="<origin>+<8 hex key ID>+<base64(0x01 || Ed25519 key)>")
+
+
+class InclusionProofPublic(_Model):
+    """RFC 9162 inclusion proof of entry ``index`` in the tree of ``size`` entries."""
+
+    index: int
+    size: int
+    hashes: list[str] = Field(description="Base64 SHA-256 hashes, in the RFC's order.")
+
+
+class ConsistencyProofPublic(_Model):
+    """RFC 9162 consistency proof from the tree of ``old`` entries to that of ``new``."""
+
+    old: int
+    new: int
+    hashes: list[str] = Field(description="Base64 SHA-256 hashes, in the RFC's order.")
+
+
+class LogEntryPublic(_Model):
+    """One log entry: its exact bytes (the leaf is SHA-256(0x00 || those bytes))."""
+
+    index: int
+    entry: str = Field(description="Base64 of the entry's bytes (compact canonical JSON).")
+    type: str
+    subject: str
+
+
+class LogEntriesPublic(_Model):
+    size: int = Field(description="The size of the newest checkpoint the page is within.")
+    entries: list[LogEntryPublic]
+
+
+class VersionLogPublic(_Model):
+    """A version's newest status event (release or revocation) in the log, the newest signed
+    checkpoint, and the event's inclusion proof in it: what a pull checks."""
+
+    index: int
+    entry: str = Field(description="Base64 of the entry's bytes.")
+    type: str
+    checkpoint: str = Field(description="The signed checkpoint note (C2SP tlog-checkpoint).")
+    size: int
+    hashes: list[str] = Field(description="The inclusion proof: base64 SHA-256 hashes.")

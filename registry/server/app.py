@@ -29,6 +29,7 @@ from registry.server.api.routes import (
     uploads,
     versions,
 )
+from registry.server.api.routes import log as log_routes
 from registry.server.config import Settings
 from registry.server.db import make_engine, make_sessionmaker
 from registry.server.events import SecurityEvents
@@ -44,6 +45,7 @@ from registry.server.services.oci import OciService
 from registry.server.services.releases import ReleaseService
 from registry.server.services.sbom import AfterCommit, BomService
 from registry.server.services.scanning import ScanService
+from registry.server.services.tlog import LogService, open_tile_store
 from registry.server.storage import BlobStore, S3BlobStore, open_blob_store
 from registry.wire import PROBLEM_RESPONSES
 
@@ -81,6 +83,9 @@ def create_app(
     after_commit.bom = bom_service
     attestation_service.on_evidence = bom_service.rebuild_logged
     audit_service = AuditService(sessions, signer, clock=clock)
+    # The transparency log (docs/transparency-log.md): its checkpoints are signed by a thread.
+    log_service = LogService(sessions, settings, tiles=open_tile_store(settings, blob_store),
+                             clock=clock)  # fmt: skip
     secret = settings.webhook_secret
     security_events = SecurityEvents(
         webhooks=settings.webhooks,
@@ -124,6 +129,7 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         tasks = []
         security_events.start()
+        await run_in_threadpool(log_service.start)
         if expiry_interval:
             tasks.append(asyncio.create_task(_expire_uploads(services.uploads, expiry_interval)))
         tasks.append(asyncio.create_task(_prune_limits((token_limits, address_limits))))
@@ -136,6 +142,7 @@ def create_app(
             for task in tasks:
                 task.cancel()
             await run_in_threadpool(security_events.stop)
+            await run_in_threadpool(log_service.stop)
             engine.dispose()
 
     app = FastAPI(
@@ -149,6 +156,7 @@ def create_app(
         sessions, versions_service, services.lifecycle, blob_store, signer, clock=clock
     )
     services.releases.on_release = app.state.oci.published
+    app.state.tlog = log_service
     app.add_middleware(AuditMiddleware, audit=audit_service)
     app.add_middleware(
         BodyLimitMiddleware,
@@ -164,6 +172,7 @@ def create_app(
     app.include_router(tokens.router, responses=PROBLEM_RESPONSES)
     app.include_router(audit.router, responses=PROBLEM_RESPONSES)
     app.include_router(events.router, responses=PROBLEM_RESPONSES)
+    app.include_router(log_routes.router, responses=PROBLEM_RESPONSES)
     app.include_router(oci.router)  # the OCI Distribution read API (not in openapi.yaml)
     ui.install(app, services, signer=signer, sessions=sessions)  # the web console at /ui/
     return app

@@ -99,6 +99,28 @@ class Settings(BaseSettings):
     signing_key_pub: Path | None = Field(
         default=None, description="PEM public key of a signer-URI signing key."
     )
+    # -- the transparency log (docs/transparency-log.md) --
+    log_signing_key: Path | None = Field(
+        default=None,
+        description="The transparency log's Ed25519 PEM private key (signed notes need "
+        "Ed25519). Default: DATA_DIR/log.key, generated on first start. Every replica must "
+        "use the same key.",
+    )
+    log_origin: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        pattern=r"^[!-*,-~]+$",
+        description="The log's origin line (and its key's name), e.g. registry.example.com/log. "
+        "Default: the origin recorded at first start, modelseal/<host name of that server>. "
+        "It names the log for every client and must be the same on all replicas.",
+    )
+    checkpoint_seconds: float = Field(
+        default=300,
+        ge=0,
+        description="Re-sign the log's checkpoint at least this often, even without new entries, "
+        "so its age proves freshness (0: only after appends and on demand).",
+    )
     webhooks: list[str] = Field(
         default_factory=list,
         description='Security-event webhook URLs (JSON list: ["https://hooks.example/ms"]).',

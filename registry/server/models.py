@@ -381,3 +381,65 @@ class OciReferrer(Base):
     predicate_type: Mapped[str] = mapped_column(String(256))
     body: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+# -- the transparency log (registry/server/services/tlog.py, docs/transparency-log.md) ----------
+
+
+class LogEntry(Base):
+    """One leaf of the transparency log: the entry's exact bytes (compact canonical JSON) and
+    its RFC 9162 leaf hash. Append-only; ``idx`` is the leaf index, from 0 without gaps."""
+
+    __tablename__ = "tlog_entries"
+    __table_args__ = (Index("ix_tlog_entries_subject", "subject", "idx"),)
+
+    idx: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    leaf_hash: Mapped[bytes] = mapped_column(LargeBinary)
+    entry: Mapped[bytes] = mapped_column(LargeBinary)
+    type: Mapped[str] = mapped_column(String(32))
+    subject: Mapped[str] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class LogHead(Base):
+    """The log's single head row (``id`` 1): the next leaf index, how far the tiles in the blob
+    store reach, and the log's origin and key (recorded at first start; every replica must use
+    them). Appenders and
+    checkpoint signers lock it (``SELECT … FOR UPDATE``): one writer at a time."""
+
+    __tablename__ = "tlog_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    size: Mapped[int] = mapped_column(BigInteger)
+    tiles_size: Mapped[int] = mapped_column(BigInteger)
+    origin: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    vkey: Mapped[str | None] = mapped_column(String(512), nullable=True)
+
+
+class LogCheckpoint(Base):
+    """A signed checkpoint (C2SP tlog-checkpoint in a signed note) of the log's first ``size``
+    entries; the newest row is served."""
+
+    __tablename__ = "tlog_checkpoints"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger, index=True)
+    root_hash: Mapped[bytes] = mapped_column(LargeBinary)
+    timestamp: Mapped[int] = mapped_column(BigInteger)
+    note: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class LogCosignature(Base):
+    """A witness's cosignature (C2SP tlog-cosignature signature line) of a checkpoint."""
+
+    __tablename__ = "tlog_cosignatures"
+    __table_args__ = (UniqueConstraint("checkpoint_id", "witness"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    checkpoint_id: Mapped[int] = mapped_column(
+        ForeignKey("tlog_checkpoints.id", ondelete="RESTRICT")
+    )
+    witness: Mapped[str] = mapped_column(String(256))
+    signature: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)

@@ -184,8 +184,18 @@ class AttestationService:
                 session.add(row)
                 session.flush()
                 details = {"name": row.name, "kind": row.kind, "fingerprint": row.fingerprint}
+                facts = {
+                    "subject": f"identity/{row.name}",
+                    "name": row.name,
+                    "kind": row.kind,
+                    "change": "added",
+                    "fingerprint": row.fingerprint,
+                    "issuer": row.sigstore_issuer,
+                    "identity": row.sigstore_identity,
+                    "identity_regex": row.identity_regex,
+                }
                 audit_record(session, principal, "add_identity", "/v1/identities",
-                             at=row.created_at, details=details)  # fmt: skip
+                             at=row.created_at, details=details, log=facts)  # fmt: skip
                 return _identity(row)
         except IntegrityError:
             raise ConflictError(

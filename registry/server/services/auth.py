@@ -25,6 +25,7 @@ from registry.errors import (
 )
 from registry.server.db import transaction
 from registry.server.models import ApiToken
+from registry.server.services import tlog
 from registry.server.services.common import Clock, Page, PageRequest, aware, paged, utcnow
 from registry.server.services.journal import Actor
 from registry.server.services.journal import record as audit_record
@@ -147,10 +148,15 @@ class TokenService:
                     expires_at=now + expires_in if expires_in else None,
                 )
             )
+            facts = _token_facts(token_id, name, str(role), namespace, "issued")
+            facts["expires_at"] = (now + expires_in).isoformat() if expires_in else None
             if by is not None:
                 audit_record(session, by, "create_token", "/v1/tokens", at=now,
                              details={"token_id": token_id, "name": name, "role": str(role),
-                                      "namespace": namespace})  # fmt: skip
+                                      "namespace": namespace}, log=facts)  # fmt: skip
+            else:  # the first admin token (bootstrap): logged, not audited
+                tlog.append(session, tlog.build_entry("create_token", actor="registry",
+                                                      role=None, at=now, facts=facts))  # fmt: skip
         return IssuedToken(id=token_id, secret=f"{TOKEN_PREFIX}{token_id}_{secret}")
 
     def authenticate(self, token: str | None) -> Principal:
@@ -192,9 +198,14 @@ class TokenService:
                     if row.revoked_at is not None:  # revoked meanwhile by someone else
                         return
                 row.revoked_at = now
+                facts = _token_facts(row.id, row.name, row.role, row.namespace, "revoked")
                 if by is not None:
                     audit_record(session, by, "revoke_token", f"/v1/tokens/{token_id}",
-                                 at=now, details={"token_id": token_id})  # fmt: skip
+                                 at=now, details={"token_id": token_id}, log=facts)  # fmt: skip
+                else:
+                    tlog.append(session, tlog.build_entry("revoke_token", actor="registry",
+                                                          role=None, at=now,
+                                                          facts=facts))  # fmt: skip
 
     def _keep_one_admin(self, session: Session, row: ApiToken) -> None:
         """Refuse to revoke a registry-wide admin token unless another one remains that does
@@ -289,3 +300,11 @@ class TokenService:
             raise NotFoundError(f"token {token_id} does not exist")
         principal.require(Action.ADMINISTER, row.namespace)
         self.revoke(token_id, by=principal)
+
+
+def _token_facts(
+    token_id: str, name: str, role: str, namespace: str | None, change: str
+) -> dict[str, object]:
+    """A token's transparency-log facts: who it is and what it may do, never its secret."""
+    return {"subject": f"token/{token_id}", "token_id": token_id, "name": name, "role": role,
+            "namespace": namespace, "change": change}  # fmt: skip

@@ -13,6 +13,7 @@ from registry.server.config import Settings
 from registry.server.db import make_engine, make_sessionmaker, migrate, startup_lock
 from registry.server.services.auth import IssuedToken, Role, TokenService
 from registry.server.services.keys import load_registry_signer, register_registry_key
+from registry.server.services.tlog import load_log_key, register_log
 
 ADMIN_TOKEN_FILE = "admin-token"  # noqa: S105 - a file name
 
@@ -33,6 +34,7 @@ def bootstrap(settings: Settings) -> Path | None:
         try:
             sessions = make_sessionmaker(engine)
             register_registry_key(sessions, load_registry_signer(settings))
+            register_log(sessions, settings, load_log_key(settings))  # its origin and key
             tokens = TokenService(sessions)
             if tokens.count():
                 return None

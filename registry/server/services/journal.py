@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from attest.auditlog import GENESIS, entry_hash
 from registry.server.models import AuditEntry
+from registry.server.services import tlog
 
 _APPEND_LOCK = 0x617564697421  # pg_advisory_xact_lock key: one appender at a time
 
@@ -73,23 +74,34 @@ def record(
     outcome: str = "ok",
     details: dict[str, Any] | None = None,
     request_id: str | None = None,
+    log: dict[str, Any] | None = None,
 ) -> int:
     """Append an entry inside ``session``'s transaction (the one holding the change it records).
 
     Call it last in the unit of work: on PostgreSQL it takes the append lock, held to commit,
-    so the chain is computed by one writer at a time and never forks."""
+    so the chain is computed by one writer at a time and never forks.
+
+    An action of :data:`registry.server.services.tlog.LOGGED_ACTIONS` also appends its
+    transparency-log entry here, in the same transaction (after the audit lock, then the log's
+    head lock), built from ``log`` (the entry's facts, ``subject`` among them); such an action
+    without its facts is refused, so nothing trust-relevant commits unlogged."""
     if crash_hook is not None:
         crash_hook(action)
     context = current_request()
     if request_id is None:
         request_id = context.request_id if context is not None else uuid.uuid4().hex
     facts: dict[str, Any] = {"client": context.client if context is not None else None}
+    role: str | None = None
     if not isinstance(actor, str):
-        facts["role"] = str(actor.role)
+        role = facts["role"] = str(actor.role)
         actor = actor.name
     facts.update(details or {})
     seq = append(session, actor=actor, action=action, target=target, outcome=outcome,
                   request_id=request_id, details=facts, at=at)  # fmt: skip
+    if outcome == "ok" and (log is not None or action in tlog.LOGGED_ACTIONS):
+        if log is None:
+            log = tlog.facts_from_audit(session, action, target, details or {})
+        tlog.append(session, tlog.build_entry(action, actor=actor, role=role, at=at, facts=log))
     if context is not None:
         context.written += 1
     return seq

@@ -13,6 +13,7 @@ from registry.errors import ConfigurationError
 from registry.server.config import Settings
 from registry.server.db import transaction
 from registry.server.models import RegistryKey
+from registry.server.services import tlog
 from registry.server.services.common import utcnow
 
 KEY_PREFIX = "registry"
@@ -45,9 +46,16 @@ def register_registry_key(sessions: sessionmaker[Session], signer: KeySigner | U
     with transaction(sessions) as session:
         known = set(session.execute(select(RegistryKey.fingerprint)).scalars())
         if not known:
-            session.add(
-                RegistryKey(fingerprint=fingerprint, public_key_pem=pem, created_at=utcnow())
-            )
+            now = utcnow()
+            session.add(RegistryKey(fingerprint=fingerprint, public_key_pem=pem, created_at=now))
+            facts = {
+                "subject": f"registry-key/sha256:{fingerprint}",
+                "change": "added",
+                "fingerprint": f"sha256:{fingerprint}",
+                "public_key_pem": pem,
+            }
+            tlog.append(session, tlog.build_entry("add_registry_key", actor="bootstrap",
+                                                  role=None, at=now, facts=facts))  # fmt: skip
             return
     if fingerprint not in known:
         raise ConfigurationError(

@@ -67,12 +67,14 @@ class LifecycleService:
             current = session.execute(
                 select(Alias).where(Alias.artifact_id == artifact_id, Alias.name == alias)
             ).scalar_one_or_none()
-            previous = None
+            previous, older = None, False
             if current is None:
                 session.add(Alias(artifact_id=artifact_id, name=alias, version_id=vid,
                                   updated_at=now, updated_by=principal.name))  # fmt: skip
             else:
-                previous = session.get(Version, current.version_id).version  # type: ignore[union-attr]
+                before = session.get(Version, current.version_id)
+                previous = before.version  # type: ignore[union-attr]
+                older = _pushed_before(session.get(Version, vid), before)
                 current.version_id, current.updated_at = vid, now
                 current.updated_by = principal.name
             move = AliasEvent(artifact_id=artifact_id, alias=alias, from_version=previous,
@@ -80,7 +82,11 @@ class LifecycleService:
             session.add(move)
             journal.record(session, principal, "set_alias",
                            f"/v1/namespaces/{namespace}/artifacts/{name}/aliases/{alias}",
-                           at=now, details={"from": previous, "to": version})  # fmt: skip
+                           at=now, details={"from": previous, "to": version},
+                           log={"subject": f"{namespace}/{name}@{alias}", "alias": alias,
+                                "from": previous, "to": version,
+                                "to_root_digest": f"sha256:{record.root_digest}",
+                                "older": older})  # fmt: skip
         return AliasMove(alias, previous, version, principal.name, now)
 
     def history(
@@ -133,3 +139,11 @@ class LifecycleService:
             records = [AliasRecord(a.name, v.version, v.state, aware(a.updated_at), a.updated_by)
                        for a, v in session.execute(query).all()]  # fmt: skip
             return paged(records, page, lambda r: r.alias)
+
+
+def _pushed_before(new: Version | None, old: Version | None) -> bool:
+    """Whether an alias move points back: to a version pushed before the one it left (the
+    order of the registry's records, not of version numbers)."""
+    if new is None or old is None:
+        return False
+    return (aware(new.created_at), new.id) < (aware(old.created_at), old.id)

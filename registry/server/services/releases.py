@@ -53,7 +53,7 @@ from registry.server.models import (
     NamespacePolicy,
     Version,
 )
-from registry.server.services import journal
+from registry.server.services import journal, tlog
 from registry.server.services.attestations import AttestationService
 from registry.server.services.auth import Action, Principal, Role
 from registry.server.services.common import Clock, aware, ensure_namespace, get_namespace, utcnow
@@ -192,7 +192,10 @@ class ReleaseService:
             )
             session.add(row)
             journal.record(session, principal, "set_policy", f"/v1/namespaces/{namespace}/policy",
-                           at=now, details={"revision": row.revision})  # fmt: skip
+                           at=now, details={"revision": row.revision},
+                           log={"subject": namespace, "namespace": namespace,
+                                "revision": row.revision,
+                                "sha256": tlog.sha256_hex(text)})  # fmt: skip
         return PolicyRecord(namespace, row.revision, text, now, principal.name)
 
     def get_policy(
@@ -381,7 +384,12 @@ class ReleaseService:
             journal.record(session, principal, "release_version",
                            version_target(record.namespace, record.name, record.version, "release"),
                            at=now, details={"root_digest": record.root_digest,
-                                            "policy_revision": policy.revision})  # fmt: skip
+                                            "policy_revision": policy.revision},
+                           log={"subject": record.ref,
+                                "root_digest": tlog.digest(record.root_digest),
+                                "kind": record.kind, "policy_revision": policy.revision,
+                                "policy_sha256": tlog.sha256_hex(policy.document),
+                                "statement_sha256": bundle.digest})  # fmt: skip
         released = dataclasses.replace(record, state=State.RELEASED, state_reason=None)
         if self.on_release is not None:
             self.on_release(released)
@@ -421,7 +429,10 @@ class ReleaseService:
                   root_digest=record.root_digest, reason=reason)  # fmt: skip
             journal.record(session, principal, "reject_version",
                            version_target(record.namespace, record.name, record.version, "reject"),
-                           at=self._clock(), details={"reason": reason.strip()[:2000]})  # fmt: skip
+                           at=self._clock(), details={"reason": reason.strip()[:2000]},
+                           log={"subject": record.ref,
+                                "root_digest": tlog.digest(record.root_digest),
+                                "reason": reason.strip(), "by": "releaser"})  # fmt: skip
         return dataclasses.replace(record, state=State.REJECTED, state_reason=text)
 
     # -- revocation ---------------------------------------------------------------------------
@@ -525,7 +536,9 @@ class ReleaseService:
                     journal.record(session, principal, "revoke_version",
                                    version_target(target.namespace, target.name, target.version,
                                                   "revoke"),
-                                   at=now, details={"reason": reason})  # fmt: skip
+                                   at=now, details={"reason": reason},
+                                   log=_revocation_facts(target, bundle, record, None,
+                                                         item.reason))  # fmt: skip
                 else:
                     stage(session, Event.VERSION_REVOKED, actor=principal.name,
                           version=target.ref, root_digest=target.root_digest, reason=reason,
@@ -534,7 +547,9 @@ class ReleaseService:
                                    version_target(target.namespace, target.name, target.version),
                                    at=now, details={"root_cause": record.ref,
                                                     "built_on": item.built_on,
-                                                    "reason": item.reason})  # fmt: skip
+                                                    "reason": item.reason},
+                                   log=_revocation_facts(target, bundle, record, item.built_on,
+                                                         item.reason))  # fmt: skip
                 done.append(dataclasses.replace(
                     item, record=dataclasses.replace(item.record, state=State.REVOKED,
                                                      state_reason=item.reason)))  # fmt: skip
@@ -740,3 +755,17 @@ def _provenance_dependencies(raw: bytes) -> list[tuple[str, str]]:
         if isinstance(uri, str) and uri.startswith(DEPENDENCY_SCHEME) and isinstance(digest, dict):
             found.append((uri.removeprefix(DEPENDENCY_SCHEME), str(digest.get("sha256", ""))))
     return found
+
+
+def _revocation_facts(
+    target: VersionRecord, bundle: Any, root: VersionRecord, built_on: str | None, reason: str
+) -> dict[str, Any]:
+    """The transparency-log facts of one revocation (the root's or a cascaded one's)."""
+    return {
+        "subject": target.ref,
+        "root_digest": tlog.digest(target.root_digest),
+        "statement_sha256": bundle.digest,
+        "reason": reason,
+        "root_cause": root.ref,
+        "built_on": built_on,
+    }

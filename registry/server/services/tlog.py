@@ -1,0 +1,730 @@
+"""The transparency log: an append-only Merkle log of trust-relevant events (RFC 9162 hashing),
+signed checkpoints (C2SP tlog-checkpoint in a C2SP signed note) and tiles (C2SP tlog-tiles).
+
+Appending (:func:`append`) happens inside the database transaction of the change an entry
+records, called from :func:`registry.server.services.journal.record` (the one place every state
+change writes its audit entry), so a change and its entry commit together or not at all. The
+appender locks the single head row (``SELECT … FOR UPDATE`` on PostgreSQL; SQLite serializes
+writers with ``BEGIN IMMEDIATE``), takes its size as the new entry's index and increments it:
+one writer at a time across replicas, indexes without gaps or duplicates.
+
+Entries are compact canonical JSON (sorted keys, no whitespace, ``"v": 1``), at most
+:data:`MAX_ENTRY_BYTES`; docs/transparency-log.md lists every type and field.
+
+:class:`LogService` signs checkpoints (periodically in a background thread, soon after appends,
+and on demand when a proof is asked for an entry no checkpoint covers yet), writes tiles and
+entry bundles to the blob store under ``tlog/`` after each checkpoint, and answers proofs. It
+keeps the tree's hashes in memory (:class:`attest.tlog.MemoryTree`), filled from the entries
+table; every entry read into it is checked against its stored leaf hash, and the tree is checked
+against the newest signed checkpoint before anything is proven from it, so rows edited in the
+database stop the log (a ``ConflictError``) instead of being signed or proven.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import weakref
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from sqlalchemy import event, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from attest import keys, note, tlog
+from registry.errors import ConflictError, InvalidRequestError, NotFoundError
+from registry.server.config import Settings
+from registry.server.db import transaction
+from registry.server.models import LogCheckpoint, LogCosignature, LogEntry, LogHead
+from registry.server.services.common import Clock, utcnow
+
+log = logging.getLogger(__name__)
+
+ENTRY_VERSION = 1
+MAX_ENTRY_BYTES = 64 * 1024 - 1  # an entry bundle prefixes entries with a uint16 length
+MAX_TEXT = 2000  # free text (reasons) in an entry
+MAX_PAGE = 1000  # entries per GET /v1/log/entries
+HEAD_ID = 1
+TILE_PREFIX = "tlog"  # tiles, entry bundles and the checkpoint in the blob store: tlog/<path>
+LOG_KEY_FILE = "log"  # DATA_DIR/log.key, DATA_DIR/log.pub
+BATCH_SECONDS = 0.5  # after an append, wait this long for more before signing a checkpoint
+
+#: The log entry type of each audited action that is logged. ``journal.record`` refuses one of
+#: these actions without its log facts, so a new code path cannot change state unlogged.
+LOGGED_ACTIONS: dict[str, str] = {
+    "release_version": "release",
+    "revoke_version": "revocation",
+    "revoke_dependent": "revocation",
+    "reject_version": "rejection",
+    "scan_reject": "rejection",
+    "set_alias": "alias",
+    "set_policy": "policy",
+    "add_identity": "identity",
+    "remove_identity": "identity",
+    "create_token": "token",
+    "revoke_token": "token",
+    "change_token_role": "token",
+    "add_registry_key": "registry_key",
+    "rotate_registry_key": "registry_key",
+}
+
+#: The entry types a version's status follows (GET …/versions/{v}/log).
+STATUS_TYPES = ("release", "revocation")
+
+#: The wake-up events of the process's LogServices, set when an append commits.
+_LISTENERS: weakref.WeakSet[threading.Event] = weakref.WeakSet()
+
+
+class LogEntryError(ValueError):
+    """An entry could not be built (too large, missing facts): the change is refused."""
+
+
+# -- entries -------------------------------------------------------------------------------------
+
+
+def canonical(entry: dict[str, Any]) -> bytes:
+    """Compact canonical JSON: sorted keys, no whitespace, UTF-8."""
+    return json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def sha256_hex(data: bytes | str) -> str:
+    return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()
+
+
+def digest(hex_or_prefixed: str | None) -> str | None:
+    """``sha256:<hex>`` from a bare or prefixed hex digest (None stays None)."""
+    if hex_or_prefixed is None:
+        return None
+    return "sha256:" + hex_or_prefixed.removeprefix("sha256:")
+
+
+def build_entry(
+    action: str, *, actor: str, role: str | None, at: datetime, facts: dict[str, Any]
+) -> dict[str, Any]:
+    """The entry of ``action`` (one of :data:`LOGGED_ACTIONS`): the common fields and the
+    action's facts (``subject`` among them). Free text is cut to :data:`MAX_TEXT` characters."""
+    kind = LOGGED_ACTIONS.get(action)
+    if kind is None:
+        raise LogEntryError(f"{action!r} is not a logged action")
+    if not isinstance(facts.get("subject"), str) or not facts["subject"]:
+        raise LogEntryError(f"the log entry of {action!r} names no subject")
+    entry: dict[str, Any] = {
+        "v": ENTRY_VERSION,
+        "type": kind,
+        "action": action,
+        "actor": actor[:128],
+        "at": at.astimezone(UTC).isoformat(timespec="microseconds"),
+    }
+    if role is not None:
+        entry["role"] = role
+    for key, value in facts.items():
+        entry[key] = value[:MAX_TEXT] if isinstance(value, str) and key == "reason" else value
+    return entry
+
+
+def subject_of_target(target: str) -> str | None:
+    """``ns/name@version`` from a version's API path (``/v1/namespaces/ns/artifacts/name/
+    versions/v[/action]``), for actions whose callers pass only the audit target."""
+    parts = target.strip("/").split("/")
+    if len(parts) >= 7 and parts[:2] == ["v1", "namespaces"] and parts[3] == "artifacts":
+        if parts[5] == "versions":
+            return f"{parts[2]}/{parts[4]}@{parts[6]}"
+    return None
+
+
+def facts_from_audit(
+    session: Session, action: str, target: str, details: dict[str, Any]
+) -> dict[str, Any]:
+    """Facts for a logged action whose caller passed none (the scanner's rejection): what the
+    audit entry has, and the version's root digest."""
+    if action != "scan_reject":
+        raise LogEntryError(f"{action!r} changes trust state and its caller passed no log facts")
+    subject = subject_of_target(target)
+    if subject is None:
+        raise LogEntryError(f"no version in the target {target[:200]!r}")
+    from registry.server.models import Artifact, Namespace, Version  # the version's root
+
+    namespace, rest = subject.split("/", 1)
+    name, version = rest.split("@", 1)
+    root = session.execute(
+        select(Version.root_digest)
+        .join(Artifact, Version.artifact_id == Artifact.id)
+        .join(Namespace, Artifact.namespace_id == Namespace.id)
+        .where(Namespace.name == namespace, Artifact.name == name, Version.version == version)
+    ).scalar_one_or_none()
+    return {
+        "subject": subject,
+        "root_digest": digest(root),
+        "reason": str(details.get("reason") or ""),
+        "by": "scanner",
+    }
+
+
+def append(session: Session, entry: dict[str, Any]) -> int:
+    """Append ``entry`` inside ``session``'s transaction (the one holding the change it
+    records); returns its index. Takes the head row's lock, held to commit.
+
+    Raises:
+        LogEntryError: the entry is over :data:`MAX_ENTRY_BYTES`.
+    """
+    data = canonical(entry)
+    if len(data) > MAX_ENTRY_BYTES:
+        raise LogEntryError(f"a log entry is at most {MAX_ENTRY_BYTES} bytes, not {len(data)}")
+    session.flush()
+    head = _lock_head(session)
+    index = head.size
+    session.add(
+        LogEntry(
+            idx=index,
+            leaf_hash=tlog.leaf_hash(data),
+            entry=data,
+            type=str(entry["type"])[:32],
+            subject=str(entry["subject"])[:300],
+            created_at=datetime.fromisoformat(str(entry["at"])),
+        )
+    )
+    head.size = index + 1
+    session.flush()
+    if not session.info.get("tlog_wake"):
+        session.info["tlog_wake"] = True
+        event.listen(session, "after_commit", _committed, once=True)
+    return index
+
+
+def _committed(session: Session) -> None:
+    session.info.pop("tlog_wake", None)
+    for wake in list(_LISTENERS):
+        wake.set()
+
+
+def _lock_head(session: Session) -> LogHead:
+    head = session.execute(
+        select(LogHead).where(LogHead.id == HEAD_ID).with_for_update()
+    ).scalar_one_or_none()
+    if head is None:  # a database migrated before 0011 ran creates it; never expected after
+        raise ConflictError("the transparency log has no head row (run the migrations)")
+    return head
+
+
+# -- the log key ---------------------------------------------------------------------------------
+
+
+def load_log_key(settings: Settings) -> ed25519.Ed25519PrivateKey:
+    """The configured log key, or ``DATA_DIR/log.key`` (Ed25519, created 0600 on first use),
+    as the registry key is (:func:`registry.server.services.keys.load_registry_signer`).
+
+    Raises:
+        SigningError: unreadable, readable by others, or not Ed25519.
+    """
+    from attest.errors import SigningError
+    from attest.signing import KeySigner
+
+    path = settings.log_signing_key
+    if path is None:
+        path = settings.data_dir / f"{LOG_KEY_FILE}.key"
+        if not path.exists():
+            settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            keys.write_keypair(
+                settings.data_dir / LOG_KEY_FILE, keys.generate(keys.KeyType.ED25519)
+            )
+    key = KeySigner.from_file(Path(path)).private_key
+    if not isinstance(key, ed25519.Ed25519PrivateKey):
+        raise SigningError(f"{path}: the log key must be Ed25519 (keygen --type ed25519)")
+    return key
+
+
+def default_origin() -> str:
+    return f"modelseal/{socket.getfqdn() or 'localhost'}"[:200].replace(" ", "-")
+
+
+def register_log(
+    sessions: sessionmaker[Session], settings: Settings, key: ed25519.Ed25519PrivateKey
+) -> tuple[str, str]:
+    """Record the log's origin and key at first start; later, refuse a replica with another
+    key or a configured origin that differs. Returns ``(origin, vkey)``.
+
+    Raises:
+        ConfigurationError: this replica's key or origin is not the log's.
+    """
+    from registry.errors import ConfigurationError
+
+    with transaction(sessions) as session:
+        head = _lock_head(session)
+        origin = head.origin or settings.log_origin or default_origin()
+        signer = note.Signer(origin, key)
+        if head.origin is None:
+            head.origin, head.vkey = origin, signer.verifier.vkey
+            return origin, signer.verifier.vkey
+    if settings.log_origin is not None and settings.log_origin != head.origin:
+        raise ConfigurationError(
+            f"MODELSEAL_LOG_ORIGIN is {settings.log_origin!r}, but this registry's log is "
+            f"{head.origin!r} (recorded at first start; every replica must use it)"
+        )
+    if head.vkey != signer.verifier.vkey:
+        raise ConfigurationError(
+            f"this replica's log key ({signer.verifier.vkey}) is not the log's ({head.vkey}); "
+            "every replica must use the same MODELSEAL_LOG_SIGNING_KEY"
+        )
+    return origin, signer.verifier.vkey
+
+
+# -- tiles in the blob store ---------------------------------------------------------------------
+
+
+class TileStore(Protocol):
+    """Named objects beside the blobs (``tlog/<path>``): tiles, entry bundles, checkpoint."""
+
+    def put(self, path: str, data: bytes) -> None: ...
+
+    def get(self, path: str) -> bytes | None: ...
+
+
+class LocalTileStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root / TILE_PREFIX
+
+    def put(self, path: str, data: bytes) -> None:
+        target = self.root / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+        with tmp.open("wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+
+    def get(self, path: str) -> bytes | None:
+        try:
+            return (self.root / path).read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+
+class S3TileStore:
+    def __init__(self, settings: Settings, bucket: str, prefix: str) -> None:
+        import boto3
+        from botocore.config import Config
+
+        self.bucket = bucket
+        self.prefix = f"{prefix}/{TILE_PREFIX}/" if prefix else f"{TILE_PREFIX}/"
+        self._extra: dict[str, str] = {}
+        if settings.s3_sse:
+            self._extra["ServerSideEncryption"] = settings.s3_sse
+            if settings.s3_sse == "aws:kms" and settings.s3_sse_kms_key_id:
+                self._extra["SSEKMSKeyId"] = settings.s3_sse_kms_key_id
+        self._s3: Any = boto3.session.Session().client(
+            "s3",
+            endpoint_url=settings.s3_endpoint_url,
+            region_name=settings.s3_region,
+            config=Config(
+                s3={"addressing_style": "path"},
+                retries={"mode": "standard", "max_attempts": 5},
+                signature_version="s3v4",
+            ),
+        )
+
+    def put(self, path: str, data: bytes) -> None:
+        self._s3.put_object(Bucket=self.bucket, Key=self.prefix + path, Body=data, **self._extra)
+
+    def get(self, path: str) -> bytes | None:
+        try:
+            found = self._s3.get_object(Bucket=self.bucket, Key=self.prefix + path)
+        except self._s3.exceptions.NoSuchKey:
+            return None
+        return bytes(found["Body"].read())
+
+
+def open_tile_store(settings: Settings, store: object) -> TileStore | None:
+    """The tile store beside ``store``'s blobs (None for a store of another kind: tiles are
+    then only served computed)."""
+    from registry.server.storage import LocalBlobStore, S3BlobStore
+
+    if isinstance(store, LocalBlobStore):
+        return LocalTileStore(store.root)
+    if isinstance(store, S3BlobStore):
+        return S3TileStore(settings, store.bucket, store.prefix)
+    return None
+
+
+# -- the service ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SignedHead:
+    """A checkpoint row: the signed note (with any cosignature lines), size, root, time."""
+
+    id: int
+    size: int
+    root_hash: bytes
+    timestamp: int
+    note: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEntry:
+    index: int
+    entry: bytes
+    type: str
+    subject: str
+
+
+@dataclass(frozen=True, slots=True)
+class StatusProof:
+    """A version's newest status event, the checkpoint that covers it, and its proof."""
+
+    entry: StoredEntry
+    checkpoint: SignedHead
+    proof: list[bytes]
+
+
+class LogService:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        settings: Settings,
+        *,
+        tiles: TileStore | None = None,
+        clock: Clock = utcnow,
+    ) -> None:
+        self._sessions = sessions
+        self._settings = settings
+        self._tiles = tiles
+        self._clock = clock
+        self._key = load_log_key(settings)
+        self._identity: tuple[str, str] | None = None
+        self._tree = tlog.MemoryTree()
+        self._tree_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        _LISTENERS.add(self._wake)
+        self._thread: threading.Thread | None = None
+
+    # -- identity ----------------------------------------------------------------------------
+
+    def identity(self) -> tuple[str, str]:
+        """``(origin, vkey)``, registered at first use when bootstrap has not done it."""
+        if self._identity is None:
+            self._identity = register_log(self._sessions, self._settings, self._key)
+        return self._identity
+
+    def signer(self) -> note.Signer:
+        return note.Signer(self.identity()[0], self._key)
+
+    # -- the tree ----------------------------------------------------------------------------
+
+    def _sync(self, session: Session, size: int) -> tlog.MemoryTree:
+        """The in-memory tree, grown to at least ``size`` leaves from the entries table; each
+        leaf read is checked (its index, and its stored hash against its bytes). Call with
+        the tree lock held."""
+        tree = self._tree
+        while tree.size < size:
+            rows = session.execute(
+                select(LogEntry.idx, LogEntry.leaf_hash, LogEntry.entry)
+                .where(LogEntry.idx >= tree.size, LogEntry.idx < size)
+                .order_by(LogEntry.idx)
+                .limit(10_000)
+            ).all()
+            if not rows:
+                raise ConflictError(f"the log's entry {tree.size} is missing", index=tree.size)
+            for idx, stored, data in rows:
+                if idx != tree.size:
+                    raise ConflictError(f"the log's entry {tree.size} is missing", index=tree.size)
+                if tlog.leaf_hash(bytes(data)) != bytes(stored):
+                    raise ConflictError(
+                        f"the log's entry {idx} does not hash to its leaf hash (modified in the "
+                        "database)",
+                        index=idx,
+                    )
+                tree.append_leaf_hash(bytes(stored))
+        return tree
+
+    def _check_signed(self, tree: tlog.MemoryTree, head: SignedHead) -> None:
+        if tree.root(head.size) != head.root_hash:
+            raise ConflictError(
+                f"the stored log does not hash to its signed checkpoint of size {head.size}: "
+                "entries were modified in the database",
+                size=head.size,
+            )
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def latest(self) -> SignedHead | None:
+        with self._sessions() as session:
+            return _latest(session)
+
+    def sign(self, *, force: bool = True) -> SignedHead:
+        """Sign a checkpoint of the whole log now (``force=False``: only when the newest does
+        not cover every entry; it is answered otherwise). Its time is never before the newest
+        checkpoint's, its tree extends the newest's, and the tiles follow it to the store."""
+        origin, _vkey = self.identity()
+        signer = self.signer()
+        with transaction(self._sessions) as session:
+            head = _lock_head(session)
+            size = head.size
+            previous = _latest(session)
+            if previous is not None and not force and previous.size >= size:
+                return previous
+            with self._tree_lock:
+                tree = self._sync(session, size)
+                if previous is not None:
+                    self._check_signed(tree, previous)
+                root = tree.root(size)
+            stamp = int(self._clock().timestamp())
+            if previous is not None:
+                stamp = max(stamp, previous.timestamp)
+            checkpoint = note.Checkpoint(origin, size, root, stamp)
+            text = note.sign_checkpoint(checkpoint, signer)
+            row = LogCheckpoint(size=size, root_hash=root, timestamp=stamp, note=text,
+                                created_at=self._clock())  # fmt: skip
+            session.add(row)
+            session.flush()
+            signed = SignedHead(row.id, size, root, stamp, text)
+            tiles_from = head.tiles_size
+        self._write_tiles(tiles_from, signed)
+        return signed
+
+    def covering(self, index: int) -> SignedHead:
+        """The newest checkpoint, signed now if none covers entry ``index`` yet (one signature
+        covers every entry appended so far: bounded by appends, not by requests)."""
+        latest = self.latest()
+        if latest is None or latest.size <= index:
+            latest = self.sign(force=False)
+        if latest.size <= index:
+            raise NotFoundError(f"the log has no entry {index}", index=index)
+        return latest
+
+    def _write_tiles(self, start: int, head: SignedHead) -> None:
+        """Write the tiles and entry bundles that are new or wider from ``start`` to
+        ``head.size``, then the checkpoint; record how far they reach. A failure is logged:
+        the next checkpoint writes from where the last success left off."""
+        if self._tiles is None or head.size <= start:
+            return
+        try:
+            objects: list[tuple[str, bytes]] = []
+            with self._sessions() as session:  # read it all, then write with no lock held
+                _begin(session)
+                with self._tree_lock:
+                    tree = self._sync(session, head.size)
+                    tiles = [(t, tlog.tile_data(t, tree)) for t in tlog.new_tiles(start, head.size)]
+                for tile, data in tiles:
+                    objects.append((tile.path(), data))
+                    if tile.level == 0:
+                        first = tile.index * tlog.TILE_WIDTH
+                        bundle = [
+                            e.entry for e in self._entries(session, first, first + tile.width)
+                        ]
+                        tlog.check_entry_bundle(bundle, data)
+                        objects.append((tile.entries_path(), tlog.entry_bundle(bundle)))
+            for path, data in objects:
+                self._tiles.put(path, data)
+            self._tiles.put("checkpoint", head.note.encode())
+            with transaction(self._sessions) as session:
+                session.execute(
+                    update(LogHead)
+                    .where(LogHead.id == HEAD_ID, LogHead.tiles_size < head.size)
+                    .values(tiles_size=head.size)
+                )
+        except Exception:
+            log.exception("writing the log's tiles up to size %d failed", head.size)
+
+    # -- background signing ------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="tlog-checkpoints", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def _run(self) -> None:
+        interval = self._settings.checkpoint_seconds
+        due = time.monotonic()  # sign once at start: a fresh replica serves a fresh checkpoint
+        while not self._stop.is_set():
+            wait = max(0.0, due - time.monotonic()) if interval else None
+            woken = self._wake.wait(wait)
+            if self._stop.is_set():
+                return
+            try:
+                if woken:
+                    self._wake.clear()
+                    self._stop.wait(BATCH_SECONDS)  # let a burst of appends land first
+                    self.sign(force=False)
+                if interval and time.monotonic() >= due:
+                    latest = self.latest()
+                    age = time.time() - latest.timestamp if latest is not None else interval
+                    if age >= interval / 2:  # else another replica signed a moment ago
+                        self.sign(force=True)
+                    due = time.monotonic() + interval
+            except Exception:
+                log.exception("signing the log's checkpoint failed")
+                self._stop.wait(1.0)
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def checkpoint_note(self) -> str:
+        """The newest signed checkpoint with its cosignatures (a signed note)."""
+        latest = self.latest() or self.sign(force=False)
+        with self._sessions() as session:
+            lines = session.execute(
+                select(LogCosignature.signature)
+                .where(LogCosignature.checkpoint_id == latest.id)
+                .order_by(LogCosignature.id)
+            ).scalars()
+            extra = "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+        return latest.note + extra
+
+    def _proven_tree(self, size: int) -> tuple[SignedHead, tlog.MemoryTree]:
+        """The newest checkpoint and the tree checked against it, when ``size`` is within it."""
+        latest = self.latest() or self.sign(force=False)
+        if size > latest.size:
+            raise InvalidRequestError(
+                f"size {size} is beyond the newest checkpoint's {latest.size}",
+                size=size,
+                checkpoint_size=latest.size,
+            )
+        with self._sessions() as session:
+            _begin(session)  # the database first, then the tree (as sign() takes them)
+            with self._tree_lock:
+                tree = self._sync(session, latest.size)
+                self._check_signed(tree, latest)
+        return latest, tree
+
+    def inclusion(self, index: int, size: int) -> list[bytes]:
+        if not 0 <= index < size:
+            raise InvalidRequestError(f"index {index} is not in a tree of size {size}",
+                                      index=index, size=size)  # fmt: skip
+        _latest_head, tree = self._proven_tree(size)
+        with self._tree_lock:
+            return tree.inclusion_proof(index, size)
+
+    def consistency(self, old: int, new: int) -> list[bytes]:
+        if not 0 <= old <= new:
+            raise InvalidRequestError(f"old size {old} is larger than new size {new}",
+                                      old=old, new=new)  # fmt: skip
+        _latest_head, tree = self._proven_tree(new)
+        with self._tree_lock:
+            return tree.consistency_proof(old, new)
+
+    def entries(self, start: int, end: int | None) -> tuple[int, list[StoredEntry]]:
+        """Entries ``[start, end)`` within the newest checkpoint (at most :data:`MAX_PAGE`;
+        ``end`` defaults to as many as that allows), and that checkpoint's size."""
+        latest = self.latest() or self.sign(force=False)
+        if end is None:
+            end = min(start + MAX_PAGE, latest.size)
+        if not 0 <= start <= end:
+            raise InvalidRequestError(f"no entries [{start}, {end})", start=start, end=end)
+        if end > latest.size:
+            raise InvalidRequestError(
+                f"end {end} is beyond the newest checkpoint's size {latest.size}",
+                end=end,
+                checkpoint_size=latest.size,
+            )
+        if end - start > MAX_PAGE:
+            raise InvalidRequestError(f"at most {MAX_PAGE} entries per page", start=start, end=end)
+        with self._sessions() as session:
+            return latest.size, self._entries(session, start, end)
+
+    @staticmethod
+    def _entries(session: Session, start: int, end: int) -> list[StoredEntry]:
+        rows = session.execute(
+            select(LogEntry).where(LogEntry.idx >= start, LogEntry.idx < end).order_by(LogEntry.idx)
+        ).scalars()
+        found = [StoredEntry(r.idx, bytes(r.entry), r.type, r.subject) for r in rows]
+        if len(found) != end - start or any(e.index != start + i for i, e in enumerate(found)):
+            raise ConflictError(f"entries of the log in [{start}, {end}) are missing")
+        return found
+
+    def tile(self, path: str) -> bytes:
+        """A tile or entry bundle (C2SP tlog-tiles path) of the newest checkpoint's tree: from
+        the blob store when written there, else computed.
+
+        Raises:
+            InvalidRequestError: not a tile path.
+            NotFoundError: the tile is beyond the newest checkpoint.
+        """
+        try:
+            tile, is_entries = tlog.parse_tile_path(path)
+        except tlog.TileError as exc:
+            raise InvalidRequestError(str(exc), path=path[:200]) from None
+        latest = self.latest() or self.sign(force=False)
+        shift = tlog.TILE_HEIGHT * tile.level
+        if tile.index * tlog.TILE_WIDTH + tile.width > latest.size >> shift:
+            raise NotFoundError(
+                f"{path} is beyond the newest checkpoint (size {latest.size})", path=path
+            )
+        if self._tiles is not None:
+            try:
+                stored = self._tiles.get(path)
+            except Exception as exc:  # the store is down: answer from the database
+                log.warning("reading %s from the blob store failed: %s", path, exc)
+                stored = None
+            if stored is not None:
+                return stored
+        with self._sessions() as session:
+            _begin(session)
+            with self._tree_lock:
+                data = tlog.tile_data(tile, self._sync(session, latest.size))
+            if not is_entries:
+                return data
+            first = tile.index * tlog.TILE_WIDTH
+            entries = self._entries(session, first, first + tile.width)
+            return tlog.entry_bundle([e.entry for e in entries])
+
+    def status_event(self, subject: str) -> StatusProof:
+        """The newest release or revocation of the version ``subject`` (``ns/name@version``),
+        the newest checkpoint (signed now if it does not cover the event yet) and the event's
+        inclusion proof in it.
+
+        Raises:
+            NotFoundError: no status event of the version is logged.
+        """
+        with self._sessions() as session:
+            row = session.execute(
+                select(LogEntry)
+                .where(LogEntry.subject == subject, LogEntry.type.in_(STATUS_TYPES))
+                .order_by(LogEntry.idx.desc())
+                .limit(1)
+            ).scalar_one_or_none()
+            if row is None:
+                raise NotFoundError(f"no release or revocation of {subject} is logged",
+                                    subject=subject)  # fmt: skip
+            found = StoredEntry(row.idx, bytes(row.entry), row.type, row.subject)
+        signed = self.covering(found.index)
+        _head, tree = self._proven_tree(signed.size)
+        with self._tree_lock:
+            proof = tree.inclusion_proof(found.index, signed.size)
+        return StatusProof(found, signed, proof)
+
+
+def _begin(session: Session) -> None:
+    """Start the session's transaction (on SQLite, ``BEGIN IMMEDIATE`` waits for writers)."""
+    session.connection()
+
+
+def _latest(session: Session) -> SignedHead | None:
+    row = session.execute(
+        select(LogCheckpoint).order_by(LogCheckpoint.id.desc()).limit(1)
+    ).scalar_one_or_none()
+    if row is None:
+        return None
+    return SignedHead(row.id, row.size, bytes(row.root_hash), row.timestamp, row.note)
+
+
+def b64(value: bytes) -> str:
+    return base64.b64encode(value).decode()
