@@ -139,8 +139,27 @@ class _Version:
     state: str
 
 
+def _read(path: Path, limit: int = MAX_JSON) -> bytes:
+    """The bytes of a regular file of the export, at most ``limit`` of them: an export is input,
+    and a link, a device or a pipe in it is refused before anything is read."""
+    if path.is_symlink() or not path.is_file():
+        raise AttestError(f"{path.name} is not a regular file")
+    with path.open("rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise AttestError(f"{path.name} is larger than {limit} bytes")
+    return data
+
+
+def _text(path: Path) -> str:
+    try:
+        return _read(path).decode("utf-8")
+    except UnicodeDecodeError:
+        raise AttestError(f"{path.name} is not UTF-8 text") from None
+
+
 def _json(path: Path) -> Any:
-    return jsonsafe.loads(path.read_bytes(), what=path.name, max_bytes=MAX_JSON)
+    return jsonsafe.loads(_read(path), what=path.name, max_bytes=MAX_JSON)
 
 
 def _files(entries: Any, where: str) -> tuple[FileDigest, ...]:
@@ -229,7 +248,7 @@ def _registry_key(directory: Path, trust: Trust | None, anchor: _Anchor, out: Ve
     TrustedKey | None
 ):  # fmt: skip
     """The caller's registry key (None, with a failing line, when there is none)."""
-    exported = TrustedKey.from_pem("registry", (directory / "registry.pub").read_bytes())
+    exported = TrustedKey.from_pem("registry", _read(directory / "registry.pub"))
     key, source = anchor.key, anchor.source
     own = trust.registry_key if trust is not None else None
     if key is not None and own is not None and key.fingerprint != own.fingerprint:
@@ -275,7 +294,7 @@ def _recorded_names(directory: Path, registry: Verifier, registry_id: str) -> di
     names: dict[str, set[str]] = {}
     for path in paths:
         try:
-            verified = registry.verify(Bundle.parse(path.read_bytes()))
+            verified = registry.verify(Bundle.parse(_read(path)))
         except AttestError:
             continue  # not the registry's (or broken): the main pass reports it
         statement = verified.statement
@@ -297,7 +316,7 @@ def _export_signers(
     """The export's trust.yaml, taken as given: the verdict becomes unanchored. Names the
     releases record for other keys than trust.yaml's fail (when the registry key is the
     caller's; the export's own key would vouch for nothing)."""
-    given = parse_trust((directory / "trust.yaml").read_text(), directory)
+    given = parse_trust(_text(directory / "trust.yaml"), directory, confined=True)
     out.unanchor(SIGNERS_FROM_EXPORT)
     out.add(
         "trust",
@@ -368,7 +387,7 @@ def _verify(
     bad = 0
     for path in bundle_files:
         try:
-            verified = verifier.verify(Bundle.parse(path.read_bytes()))
+            verified = verifier.verify(Bundle.parse(_read(path)))
         except UnknownSignerError as exc:
             out.add(f"evidence {path.name}", True, f"not counted: {exc}")
             continue
@@ -540,7 +559,7 @@ def _check_release(
         out.add("release", False, "release.sigstore.json is missing")
         return None
     try:
-        verified = verifier.verify(Bundle.parse(path.read_bytes()))
+        verified = verifier.verify(Bundle.parse(_read(path)))
     except AttestError as exc:
         out.add("release", False, f"does not verify: {exc.diagnostics()}")
         return None
@@ -655,7 +674,7 @@ def _policies(
         if subject.ref == root_ref and unreleased_root:
             if own is not None:
                 return own.for_kind(subject.kind)
-            return parse_policy((directory / "policy.yaml").read_text()).for_kind(subject.kind)
+            return parse_policy(_text(directory / "policy.yaml")).for_kind(subject.kind)
         if kind is None:
             raise _Unjudged(
                 link,
@@ -678,7 +697,7 @@ def _policies(
         name = f"{namespace}.r{named.get('revision')}.yaml"
         if name not in cache:
             path = directory / "policies" / name
-            text = path.read_text() if path.exists() else ""
+            text = _text(path) if path.exists() else ""
             if hashlib.sha256(text.encode()).hexdigest() != named.get("sha256"):
                 raise AttestError(
                     f"policies/{name} is missing or is not the policy the release of "
@@ -702,7 +721,7 @@ def _check_model_sig(
         out.add("model.sig", False, "missing")
         return
     try:
-        verified = verifier.verify(Bundle.parse(path.read_bytes()))
+        verified = verifier.verify(Bundle.parse(_read(path)))
         check_oms(verified.statement, files)
     except AttestError as exc:
         out.add("model.sig", False, exc.diagnostics())
@@ -757,7 +776,7 @@ def _check_audit(
     and records no revocation of any version of the chain."""
     try:
         entries = _json(audit / "entries.json")
-        verified = verifier.verify(Bundle.parse((audit / "checkpoint.sigstore.json").read_bytes()))
+        verified = verifier.verify(Bundle.parse(_read(audit / "checkpoint.sigstore.json")))
         if verified.signer_id != registry_id:
             raise AttestError("the checkpoint is not signed by the registry key")
         if verified.statement.predicate_type != AUDIT_CHECKPOINT:

@@ -37,7 +37,7 @@ import yaml
 
 from attest.bundle import Bundle
 from attest.errors import AttestError
-from attest.evidence import FORMAT, audit_target, is_about
+from attest.evidence import FORMAT, MAX_JSON, audit_target, is_about
 from attest.gate import MAX_DEPTH
 from attest.predicates import OMS_SIGNATURE, RELEASE, SLSA_PROVENANCE
 from attest.provenance import read_predicate
@@ -46,10 +46,12 @@ from attest.provenance import read_predicate
 AUDIT_INCLUDED = "included"
 AUDIT_FORBIDDEN = "not readable with the exporting token (auditor or admin only)"
 
-#: Bounds on an archive read back: members, one name, all bytes written.
+#: Bounds on an archive read back: members, one name, one member's bytes, all bytes written (an
+#: export without files is bundles and JSON: kilobytes to a few megabytes).
 MAX_MEMBERS = 100_000
 MAX_NAME = 1024
-MAX_UNPACKED = 4 * 1024**3
+MAX_MEMBER = MAX_JSON
+MAX_UNPACKED = 2 * MAX_JSON
 
 
 class ExportError(AttestError):
@@ -299,6 +301,12 @@ def unpack(archive: Path, into: Path) -> Path:
     """Extract an archive :func:`pack` wrote into the empty directory ``into``; returns the
     export directory inside it.
 
+    The tar stream is read here, header by header, not by :mod:`tarfile` (whose reader takes
+    extension headers whole, follows chains of them and knows sparse files): only what
+    :func:`pack` writes is accepted (directories, regular files, and a PAX header of at most
+    :data:`MAX_PAX` bytes holding one ``path`` record before a member), each member checked and
+    bounded before a byte of it is written.
+
     Raises:
         ExportError: not a gzip'd tar, or a member other than a file or directory under one top
             directory, an unsafe or duplicate name, or beyond the bounds.
@@ -307,50 +315,131 @@ def unpack(archive: Path, into: Path) -> Path:
     seen: set[str] = set()
     written = 0
     try:
-        with tarfile.open(archive, mode="r:gz") as tar:
-            for count, member in enumerate(_members(tar), start=1):
+        with open(archive, "rb") as raw, gzip.GzipFile(fileobj=raw, mode="rb") as stream:
+            for count, (name, is_dir, size) in enumerate(_headers(stream), start=1):
                 if count > MAX_MEMBERS:
                     raise ExportError(f"more than {MAX_MEMBERS} members")
-                name = _safe_name(member.name)
+                name = _safe_name(name)
                 first = name.split("/", 1)[0]
                 if top is None:
                     top = first
                 elif first != top:
-                    raise ExportError(f"{member.name!r} is outside the one top directory {top!r}")
+                    raise ExportError(f"{name!r} is outside the one top directory {top!r}")
                 if name in seen:
-                    raise ExportError(f"{member.name!r} appears twice")
+                    raise ExportError(f"{name!r} appears twice")
                 seen.add(name)
                 target = into.joinpath(*name.split("/"))
-                if member.isdir():
+                if is_dir:
                     target.mkdir(mode=0o755)
                     continue
-                if not member.isreg():
-                    raise ExportError(f"{member.name!r} is not a regular file or directory")
-                written += member.size
+                if size > MAX_MEMBER:
+                    raise ExportError(f"{name!r} is larger than {MAX_MEMBER} bytes")
+                written += size
                 if written > MAX_UNPACKED:
                     raise ExportError(f"more than {MAX_UNPACKED} bytes unpacked")
-                data = tar.extractfile(member)
-                if data is None:  # pragma: no cover - isreg() members always have data
-                    raise ExportError(f"{member.name!r} has no data")
                 with open(target, "xb") as out:  # a parent missing is an error, never created
-                    copied = _copy(data, out, member.size)
-                if copied != member.size:
-                    raise ExportError(f"{member.name!r} is truncated")
-    except (tarfile.TarError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
-        raise ExportError(f"not an evidence archive: {exc}") from None
-    except (FileNotFoundError, FileExistsError) as exc:
+                    _copy(stream, out, size, name)
+                _skip(stream, -size % BLOCK, name)
+    except ExportError:
+        raise
+    except (FileNotFoundError, FileExistsError, NotADirectoryError) as exc:
         raise ExportError(f"not an evidence archive: {exc.strerror}: {exc.filename}") from None
+    except (EOFError, gzip.BadGzipFile, zlib.error, UnicodeDecodeError, ValueError) as exc:
+        raise ExportError(f"not an evidence archive: {exc}") from None
     if top is None or not (into / top).is_dir():
         raise ExportError("the archive holds no export directory")
     return into / top
 
 
-def _members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+BLOCK = 512
+
+
+class _Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+#: Largest PAX extended header accepted (``pack`` writes one only for a long ``path``).
+MAX_PAX = 8 * 1024
+#: Zero bytes accepted after the end-of-archive blocks (tar pads to 10 KiB records).
+MAX_PADDING = 64 * 1024
+
+
+def _headers(stream: _Readable) -> Iterator[tuple[str, bool, int]]:
+    """``(name, is_dir, size)`` of each member; the caller reads (or not) its data, then the
+    padding. Ends at the end-of-archive block; anything but zeros after it is refused."""
+    path: str | None = None  # from a PAX header, for the next member
     while True:
-        member = tar.next()
-        if member is None:
+        header = _exact(stream, BLOCK, "a header")
+        if header == bytes(BLOCK):
+            if path is not None:
+                raise ExportError("a PAX header is not followed by a member")
+            rest = stream.read(MAX_PADDING + 1)
+            if len(rest) > MAX_PADDING or rest.strip(b"\0"):
+                raise ExportError("data after the end of the archive")
             return
-        yield member
+        _check_sum(header)
+        kind = header[156:157]
+        size = _octal(header[124:136], "size")
+        if kind == b"x":
+            if path is not None:
+                raise ExportError("two PAX headers in a row")
+            if size > MAX_PAX:
+                raise ExportError(f"a PAX header of {size} bytes (at most {MAX_PAX})")
+            path = _pax_path(_exact(stream, size, "a PAX header"))
+            _skip(stream, -size % BLOCK, "a PAX header")
+            continue
+        if kind not in (b"0", b"\0", b"5"):
+            raise ExportError(f"a member of type {kind!r} is not a regular file or directory")
+        if header[257:263] != b"ustar\0":
+            raise ExportError("not a POSIX (ustar) tar header")
+        name = path if path is not None else _ustar_name(header)
+        path = None
+        if kind == b"5":
+            if size:
+                raise ExportError(f"directory {name[:80]!r} has data")
+            yield name, True, 0
+        else:
+            yield name, False, size
+
+
+def _exact(stream: _Readable, size: int, what: str) -> bytes:
+    data = stream.read(size)
+    if len(data) != size:
+        raise ExportError(f"the archive ends inside {what}")
+    return data
+
+
+def _skip(stream: _Readable, size: int, what: str) -> None:
+    _exact(stream, size, what)
+
+
+def _check_sum(header: bytes) -> None:
+    expected = _octal(header[148:156], "checksum")
+    if sum(header[:148]) + 8 * 32 + sum(header[156:]) != expected:
+        raise ExportError("a tar header's checksum does not match")
+
+
+def _octal(field: bytes, what: str) -> int:
+    text = field.rstrip(b"\0 ").lstrip(b" ")
+    if not text or any(c not in b"01234567" for c in text):
+        raise ExportError(f"a tar header's {what} field is not an octal number")
+    return int(text, 8)
+
+
+def _ustar_name(header: bytes) -> str:
+    name = header[0:100].split(b"\0", 1)[0]
+    prefix = header[345:500].split(b"\0", 1)[0]
+    return (prefix + b"/" + name if prefix else name).decode("utf-8")
+
+
+def _pax_path(data: bytes) -> str:
+    """The one ``path`` record of a PAX header (``"<len> path=<value>\\n"``)."""
+    length, _, rest = data.partition(b" ")
+    if not length.isdigit() or int(length) != len(data) or not rest.startswith(b"path="):
+        raise ExportError("a PAX header other than one path record")
+    if not rest.endswith(b"\n") or b"\n" in rest[:-1]:
+        raise ExportError("a PAX header other than one path record")
+    return rest[len(b"path=") : -1].decode("utf-8")
 
 
 def _safe_name(name: str) -> str:
@@ -363,15 +452,14 @@ def _safe_name(name: str) -> str:
     return clean
 
 
-def _copy(source: IO[bytes], out: IO[bytes], limit: int) -> int:
-    copied = 0
-    while copied <= limit:
-        chunk = source.read(min(1024 * 1024, limit - copied + 1))
+def _copy(source: _Readable, out: IO[bytes], size: int, name: str) -> None:
+    left = size
+    while left:
+        chunk = source.read(min(1024 * 1024, left))
         if not chunk:
-            break
+            raise ExportError(f"{name!r} is truncated")
         out.write(chunk)
-        copied += len(chunk)
-    return copied
+        left -= len(chunk)
 
 
 def _member(name: str, size: int | None) -> tarfile.TarInfo:

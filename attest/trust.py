@@ -32,17 +32,36 @@ class Trust:
     registry_key: TrustedKey | None
 
 
-def _key(name: str, spec: dict[str, Any], base: Path) -> TrustedKey:
+#: Largest key file read (a PEM public key is well under a kilobyte).
+MAX_KEY_FILE = 64 * 1024
+
+
+def _key(name: str, spec: dict[str, Any], base: Path, confined: bool) -> TrustedKey:
     try:
         if "key" in spec:
-            return TrustedKey.from_pem(name, (base / str(spec["key"])).read_bytes())
+            return TrustedKey.from_pem(name, _key_file(base, str(spec["key"]), confined))
         return TrustedKey.from_pem(name, str(spec["key_pem"]).encode())
     except (OSError, ValueError) as exc:
         raise TrustError(f"identity {name!r}: cannot load its key: {exc}") from None
 
 
-def parse_trust(text: str, base: Path) -> Trust:
-    """Parse a trust document; key paths are relative to ``base``.
+def _key_file(base: Path, relative: str, confined: bool) -> bytes:
+    path = base / relative
+    if confined:  # a document that came with the files it names: nothing outside them
+        inside = path.resolve().is_relative_to(base.resolve())
+        if not inside or path.is_symlink() or not path.is_file():
+            raise TrustError(f"key file {relative!r} is not a file inside {base}")
+    with path.open("rb") as handle:
+        data = handle.read(MAX_KEY_FILE + 1)
+    if len(data) > MAX_KEY_FILE:
+        raise TrustError(f"key file {relative!r} is larger than {MAX_KEY_FILE} bytes")
+    return data
+
+
+def parse_trust(text: str, base: Path, *, confined: bool = False) -> Trust:
+    """Parse a trust document; key paths are relative to ``base``. ``confined``: the document
+    came from an evidence export (not from the caller), so a key path must name a regular file
+    inside ``base`` (no link, no ``..``, no absolute path).
 
     Raises:
         TrustError: invalid YAML, unknown fields, unreadable keys.
@@ -67,11 +86,13 @@ def parse_trust(text: str, base: Path) -> Trust:
             )
             identities.append(identity)
         elif "key" in spec or "key_pem" in spec:
-            keys.append(_key(str(name), spec, base))
+            keys.append(_key(str(name), spec, base, confined))
         else:
             raise TrustError(f"identity {name!r}: unknown kind {sorted(spec)}")
     registry = document.get("registry")
-    registry_key = _key("registry", registry, base) if isinstance(registry, dict) else None
+    registry_key = (
+        _key("registry", registry, base, confined) if isinstance(registry, dict) else None
+    )
     if not keys and not identities:
         raise TrustError("the trust document trusts nobody")
     return Trust(tuple(keys), tuple(identities), registry_key)

@@ -179,7 +179,9 @@ def verify_online(
         source = "your trust file's identities"
         if trust is None:
             try:
-                trust = parse_trust((directory / "trust.yaml").read_text(), directory)
+                trust = parse_trust(
+                    (directory / "trust.yaml").read_text(), directory, confined=True
+                )
             except AttestError:
                 trust = None  # none registered: verify_evidence says so, unanchored
             source = f"the identities {client.base_url} serves (bring --trust FILE for your own)"

@@ -10,7 +10,8 @@ report) is logged with ``"unchanged": true``; a request a service recorded is ne
 The entry is written when the response starts and before it is sent. Only the status is
 observed, so streamed downloads pass through untouched. Upload chunks are not logged one by
 one; finishing an upload is. A download answered with a presigned storage URL is logged
-(``redirected``): that URL reads the blob without asking the registry again.
+(``redirected``): that URL reads the blob without asking the registry again. A console
+evidence export is logged whatever its outcome (``ok``, ``denied``, ``refused``, ``error``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ log = logging.getLogger(__name__)
 
 _MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 _QUIET = {"upload_chunk"}
+#: Reads recorded whatever their outcome (and besides any entry a service wrote meanwhile): an
+#: evidence archive carries the version's whole chain and, for auditors, the audit log.
+_ACCESSES = {"ui_export_evidence"}
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 UNSAFE_HEADER = b"x-modelseal-unsafe-skip-verify"
 
@@ -100,6 +104,8 @@ class AuditMiddleware:
         unchanged = False
         if code in (401, 403):
             outcome = "denied"
+        elif action in _ACCESSES:
+            outcome = "ok" if code < 400 else "error" if code >= 500 else "refused"
         elif method in _MUTATING and action not in _QUIET and code < 400:
             if context.written:
                 return  # the service wrote its entry with the change
