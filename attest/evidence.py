@@ -22,11 +22,12 @@ trust starts from keys the caller brings (THREATS.md: a malicious export):
 * The registry key is the caller's: ``registry_key`` (``--registry-key`` or the key the client
   pinned), else the ``registry:`` of the caller's trust. Without one the verdict fails and says
   how to anchor; ``trust_export_keys`` takes the export's own ``registry.pub`` and
-  ``trust.yaml`` on purpose, and the verdict is then *unanchored* (:attr:`Verdict.ok` False).
+  ``trust.yaml`` on purpose, and the verdict is then *unanchored*
+  (:attr:`EvidenceVerdict.ok` False).
 * Signers are the caller's trust. Identity-to-key bindings never come from the export, nor from
   registry-signed statements (a thief of the registry key could name its own keys): without the
   caller's trust, the export's ``trust.yaml`` is taken as given and the verdict is *unanchored*
-  (at most UNANCHORED, never :attr:`Verdict.ok`); a name the releases record for another key
+  (at most UNANCHORED, never :attr:`EvidenceVerdict.ok`); a name the releases record for another key
   than ``trust.yaml`` gives it still fails (a check that can only fail, never vouch).
 * The registry key never counts as a signer of user evidence (:mod:`attest.gate`).
 * A version counts as released only through a release attestation, verified with the registry
@@ -58,7 +59,7 @@ from attest.bundle import Bundle
 from attest.digests import FileDigest, manifest_digest, parse_sha256, root_digest
 from attest.errors import AttestError, UnknownSignerError
 from attest.files import file_set, hash_files
-from attest.gate import DEPENDENCY_SCHEME, Subject, evaluate
+from attest.gate import DEPENDENCY_SCHEME, Candidate, evaluate
 from attest.keys import TrustedKey
 from attest.oms import check_oms
 from attest.policy import KindPolicy, Policy, parse_policy
@@ -101,7 +102,7 @@ SIGNERS_FROM_EXPORT = "signer identities taken from the export; bring --trust FI
 
 
 @dataclass
-class Verdict:
+class EvidenceVerdict:
     """Every check made. ``ok`` needs every check to hold *and* everything it rests on to be
     the caller's (``anchored``: their registry key and their signer identities); ``holds`` is
     the former alone (for an UNANCHORED report, ``unanchored`` saying why)."""
@@ -203,7 +204,7 @@ def verify_evidence(
     trust_export_keys: bool = False,
     require_audit: bool = True,
     trust_source: str = "your trust file's identities",
-) -> Verdict:
+) -> EvidenceVerdict:
     """Re-run the release gate from ``directory``; every link gets a line in the verdict.
 
     Args:
@@ -220,7 +221,7 @@ def verify_evidence(
 
     Never raises for a bad export: every problem is a failing line of the verdict.
     """
-    verdict = Verdict()
+    verdict = EvidenceVerdict()
     try:
         _verify(
             directory,
@@ -244,7 +245,7 @@ class _Anchor:
     export_keys: bool
 
 
-def _registry_key(directory: Path, trust: Trust | None, anchor: _Anchor, out: Verdict) -> (
+def _registry_key(directory: Path, trust: Trust | None, anchor: _Anchor, out: EvidenceVerdict) -> (
     TrustedKey | None
 ):  # fmt: skip
     """The caller's registry key (None, with a failing line, when there is none)."""
@@ -311,7 +312,7 @@ def _recorded_names(directory: Path, registry: Verifier, registry_id: str) -> di
 
 
 def _export_signers(
-    directory: Path, registry: Verifier | None, registry_id: str, out: Verdict
+    directory: Path, registry: Verifier | None, registry_id: str, out: EvidenceVerdict
 ) -> tuple[list[TrustedKey], list[SigstoreIdentity]]:
     """The export's trust.yaml, taken as given: the verdict becomes unanchored. Names the
     releases record for other keys than trust.yaml's fail (when the registry key is the
@@ -345,7 +346,7 @@ def _verify(
     policy_text: str | None,
     anchor: _Anchor,
     require_audit: bool,
-    out: Verdict,
+    out: EvidenceVerdict,
     trust_source: str,
 ) -> None:
     manifest = _json(directory / "manifest.json")
@@ -438,13 +439,13 @@ def _verify(
     if ref in revoked:
         out.add("state", False, revoked[ref])
 
-    def subject(version: _Version) -> Subject:
+    def subject(version: _Version) -> Candidate:
         state = version.state
         if version.ref in revoked:
             state = "revoked"  # the registry's signed word, whatever versions.json says
         elif state not in ("rejected", "revoked"):
             state = "released" if version.ref in releases else "pending"
-        return Subject(
+        return Candidate(
             ref=version.ref,
             kind=version.kind,
             root_digest=version.root_digest,
@@ -457,7 +458,7 @@ def _verify(
 
     policy_for = _policies(directory, policy_text, ref, kinds, releases, out)
 
-    def resolve(dep_ref: str) -> Subject | None:
+    def resolve(dep_ref: str) -> Candidate | None:
         found = versions.get(dep_ref)
         return subject(found) if found is not None else None
 
@@ -513,7 +514,9 @@ def _revocations(
     return found
 
 
-def _signed_facts(version: _Version, release: Mapping[str, Any] | None, out: Verdict) -> _Version:
+def _signed_facts(
+    version: _Version, release: Mapping[str, Any] | None, out: EvidenceVerdict
+) -> _Version:
     """``version`` with the facts its release attestation signs (kind, pusher) in place of
     what versions.json says, each disagreement named; its files must hash to its digest."""
     ref = version.ref
@@ -552,7 +555,7 @@ def _check_release(
     digest: str,
     files: tuple[FileDigest, ...],
     digests: set[str],
-    out: Verdict,
+    out: EvidenceVerdict,
 ) -> Mapping[str, Any] | None:
     path = directory / "release.sigstore.json"
     if not path.exists():
@@ -605,7 +608,7 @@ def _signed_kinds(
     versions: Mapping[str, _Version],
     releases: Mapping[str, Mapping[str, Any]],
     registry_id: str,
-    out: Verdict,
+    out: EvidenceVerdict,
 ) -> dict[str, str]:
     """``{ref: kind}`` as signed: by the version's release attestation, else by the role the
     provenance naming it gives it (:data:`attest.provenance.ROLE_KINDS`). A version with neither
@@ -657,8 +660,8 @@ def _policies(
     root_ref: str,
     kinds: Mapping[str, str],
     releases: Mapping[str, Mapping[str, Any]],
-    out: Verdict,
-) -> Callable[[Subject], KindPolicy]:
+    out: EvidenceVerdict,
+) -> Callable[[Candidate], KindPolicy]:
     """The policy section for each version of the chain: the caller's policy, else the revision
     its release names and hashes, for the kind that is signed. The export's policy.yaml is hashed
     by nothing: it judges nothing."""
@@ -668,7 +671,7 @@ def _policies(
     # unsigned kind and the export's policy.yaml only add the gate's diagnostics, never a pass.
     unreleased_root = root_ref not in releases
 
-    def policy_for(subject: Subject) -> KindPolicy:
+    def policy_for(subject: Candidate) -> KindPolicy:
         link = "policy" if subject.ref == root_ref else f"dependency {subject.ref}"
         kind = kinds.get(subject.ref)
         if subject.ref == root_ref and unreleased_root:
@@ -714,7 +717,7 @@ def _policies(
 
 
 def _check_model_sig(
-    directory: Path, verifier: Verifier, files: tuple[FileDigest, ...], out: Verdict
+    directory: Path, verifier: Verifier, files: tuple[FileDigest, ...], out: EvidenceVerdict
 ) -> None:
     path = directory / "model.sig"
     if not path.exists():
@@ -729,7 +732,7 @@ def _check_model_sig(
     out.add("model.sig", True, f"OMS signature by {verified.signer} covers exactly the files")
 
 
-def _check_files(root: Path, files: tuple[FileDigest, ...], out: Verdict) -> None:
+def _check_files(root: Path, files: tuple[FileDigest, ...], out: EvidenceVerdict) -> None:
     try:
         found = {f.path: f for f in hash_files(file_set(root).files, workers=2)}
     except AttestError as exc:
@@ -770,7 +773,7 @@ def _check_audit(
     registry_id: str,
     ref: str,
     versions: Mapping[str, _Version],
-    out: Verdict,
+    out: EvidenceVerdict,
 ) -> None:
     """The log suffix chains to the registry-signed checkpoint, records the release of ``ref``,
     and records no revocation of any version of the chain."""

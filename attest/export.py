@@ -106,7 +106,7 @@ class ExportedVersion:
 
 
 @dataclass(frozen=True, slots=True)
-class StoredBundle:
+class ExportedBundle:
     id: int
     predicate_type: str
     raw: bytes
@@ -124,7 +124,7 @@ class Source(Protocol):
         """The version ``ref`` names; None when it is unknown or the caller may not read it."""
         ...
 
-    def bundles(self, ref: str) -> list[StoredBundle]:
+    def bundles(self, ref: str) -> list[ExportedBundle]:
         """Every attestation of the exact version ``ref``, in the order attached."""
         ...
 
@@ -540,10 +540,10 @@ __all__ = [
     "AUDIT_FORBIDDEN",
     "AUDIT_INCLUDED",
     "ExportError",
+    "ExportedBundle",
     "ExportedFile",
     "ExportedVersion",
     "Source",
-    "StoredBundle",
     "archive_name",
     "pack",
     "packed",

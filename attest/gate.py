@@ -19,7 +19,7 @@ Steps, in order, for the version and each dependency:
    digest, released and not revoked (policy ``dependencies: released``), and passes its own gate;
 6. separation of duties: the releaser is not the pusher (``separate_from_pusher``).
 
-The registry's own key (``Subject.registry_signer_id``) vouches for scans, ML-BOMs, releases and
+The registry's own key (``Candidate.registry_signer_id``) vouches for scans, ML-BOMs, releases and
 revocations only: evidence it signed never satisfies steps 1-3 nor names dependencies, whatever
 name a verifier gives that key and even for ``"*"``, so a stolen registry key cannot release.
 """
@@ -57,7 +57,7 @@ class Reason:
 
 
 @dataclass(frozen=True, slots=True)
-class Subject:
+class Candidate:
     """What the gate needs to know about one version."""
 
     ref: str  # NS/NAME@VERSION
@@ -76,7 +76,7 @@ class Dependency:
     sha256: str
 
 
-Resolver = Callable[[str], "Subject | None"]
+Resolver = Callable[[str], "Candidate | None"]
 
 
 def dependencies(
@@ -153,8 +153,8 @@ def _signers(items: Sequence[Verified]) -> str:
 
 
 def evaluate(
-    subject: Subject,
-    policy_for: Callable[[Subject], KindPolicy],
+    subject: Candidate,
+    policy_for: Callable[[Candidate], KindPolicy],
     resolve: Resolver,
     *,
     releaser: str | None = None,

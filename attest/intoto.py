@@ -64,9 +64,9 @@ from attest.errors import IntotoExportError, InvalidDigestError
 __all__ = [
     "LAYOUT_FILENAME",
     "RELEASE_STEP",
-    "Artifact",
     "EvidenceStep",
     "IntotoExportError",
+    "LinkArtifact",
     "export_layout",
     "keyid",
     "link_filename",
@@ -81,7 +81,7 @@ FILES_DIR = "files"
 #: What the ``files`` inspection runs, as ``sh -c FILES_CHECK files-check DIR PATH...``: the
 #: non-directory entries under DIR (found by ``find``, whatever in-toto excludes from recording)
 #: must be exactly ``DIR/PATH`` for the PATHs given, compared as sorted lines; a name holding a
-#: newline fails (released paths never do: :class:`Artifact`). No braces: in-toto formats the
+#: newline fails (released paths never do: :class:`LinkArtifact`). No braces: in-toto formats the
 #: command into its error message with ``str.format``.
 FILES_CHECK = r"""set -u
 dir=$1; shift
@@ -112,7 +112,7 @@ _GLOB_SPECIALS = re.compile(r"([*?\[])")
 
 
 @dataclass(frozen=True, kw_only=True)
-class Artifact:
+class LinkArtifact:
     """One artifact as in-toto sees it: a relative POSIX name and its sha256 hex digest.
 
     Names are e.g. ``model/weights.safetensors`` for files, ``datasets/NS/NAME@V`` for a dataset
@@ -161,8 +161,8 @@ class EvidenceStep:
     """
 
     name: str
-    materials: tuple[Artifact, ...] = ()
-    products: tuple[Artifact, ...] = ()
+    materials: tuple[LinkArtifact, ...] = ()
+    products: tuple[LinkArtifact, ...] = ()
     command: tuple[str, ...] = ()
     evidence: tuple[str, ...] = ()
 
@@ -194,7 +194,7 @@ def export_layout(
     key: keys.PrivateKey,
     steps: Sequence[EvidenceStep],
     expires: datetime,
-    final_products: Sequence[Artifact],
+    final_products: Sequence[LinkArtifact],
     readme: str = "",
     files_dir: str | None = FILES_DIR,
 ) -> dict[str, bytes]:
@@ -290,7 +290,7 @@ def export_layout(
     return {LAYOUT_FILENAME: _signed(layout, signer), **links}
 
 
-def _files_inspection(final_products: Sequence[Artifact], files_dir: str) -> Any:
+def _files_inspection(final_products: Sequence[LinkArtifact], files_dir: str) -> Any:
     """Bind ``files_dir/<path>`` to the ``release`` step's ``<folder>/<path>`` products."""
     if _STEP_NAME.fullmatch(files_dir) is None:
         raise IntotoExportError(f"invalid files directory {files_dir!r}: expected a plain name")
@@ -317,7 +317,7 @@ def _files_inspection(final_products: Sequence[Artifact], files_dir: str) -> Any
 
 
 def _release_step(
-    steps: Sequence[EvidenceStep], final_products: Sequence[Artifact]
+    steps: Sequence[EvidenceStep], final_products: Sequence[LinkArtifact]
 ) -> EvidenceStep:
     produced = {product.name for step in steps for product in step.products}
     for artifact in final_products:
@@ -368,7 +368,7 @@ def _product_rules(step: EvidenceStep, *, is_release: bool) -> list[list[str]]:
 
 
 def _artifact_dict(
-    step: str, field: str, artifacts: Sequence[Artifact]
+    step: str, field: str, artifacts: Sequence[LinkArtifact]
 ) -> dict[str, dict[str, str]]:
     out: dict[str, dict[str, str]] = {}
     for artifact in artifacts:

@@ -34,8 +34,8 @@ from attest.scan.core import (
     LimitReached,
     Malformed,
     Result,
+    ScanVerdict,
     Unsafe,
-    Verdict,
     inflate_limit,
     scan_any,
     spool,
@@ -155,33 +155,34 @@ def _scan_archive(
         name = info.filename
         if name in seen:
             result.flag(
-                Verdict.UNSAFE,
+                ScanVerdict.UNSAFE,
                 f"zip member {name[:120]!r} appears twice (readers disagree on which one counts)",
             )
         seen.add(name)
         problem = member_name_problem(name)
         if problem:
-            result.flag(Verdict.UNSAFE, f"zip member {name[:120]!r}: {problem}")
+            result.flag(ScanVerdict.UNSAFE, f"zip member {name[:120]!r}: {problem}")
         if stat.S_ISLNK(info.external_attr >> 16):
-            result.flag(Verdict.UNSAFE, f"zip member {name[:120]!r} is a symbolic link")
+            result.flag(ScanVerdict.UNSAFE, f"zip member {name[:120]!r} is a symbolic link")
         if info.flag_bits & 0x1:
             result.flag(
-                Verdict.UNSCANNABLE, f"zip member {name[:120]!r} is encrypted (cannot be inspected)"
+                ScanVerdict.UNSCANNABLE,
+                f"zip member {name[:120]!r} is encrypted (cannot be inspected)",
             )
         ratio = info.file_size / max(info.compress_size, 1)
         if info.file_size > inflate_limit(limits, info.compress_size):
             result.flag(
-                Verdict.UNSCANNABLE,
+                ScanVerdict.UNSCANNABLE,
                 f"zip member {name[:120]!r} inflates {ratio:.0f}x "
                 f"(limit {limits.max_compression_ratio}x): decompression bomb",
             )
         declared += info.file_size
     if declared > limits.max_inflated_bytes:
         result.flag(
-            Verdict.UNSCANNABLE,
+            ScanVerdict.UNSCANNABLE,
             f"zip inflates to {declared} bytes (limit {limits.max_inflated_bytes})",
         )
-    if result.verdict is not Verdict.CLEAN:
+    if result.verdict is not ScanVerdict.CLEAN:
         return
     files = [i for i in infos if not i.is_dir()]
     names = {i.filename for i in files}
@@ -190,7 +191,9 @@ def _scan_archive(
     if pytorch:
         result.format = Format.PYTORCH_ZIP
         if any("/code/" in f"/{n}" for n in names):
-            result.flag(Verdict.UNSAFE, "TorchScript archive: its code/ members run when loaded")
+            result.flag(
+                ScanVerdict.UNSAFE, "TorchScript archive: its code/ members run when loaded"
+            )
     elif "config.json" in names and names & {"model.weights.h5", "metadata.json"}:
         result.format = Format.KERAS_ZIP
     elif names and all(n.endswith(".npy") for n in names):
@@ -236,12 +239,12 @@ def _check_keras_member(member: IO[bytes], size: int, context: Context, inner: R
             max_bytes=context.limits.max_json_bytes,
         )
     except AttestError as exc:
-        inner.flag(Verdict.UNSCANNABLE, f"keras config.json: {exc}")
+        inner.flag(ScanVerdict.UNSCANNABLE, f"keras config.json: {exc}")
         return
     try:
         check_keras_config(config, inner, "Keras config.json")
     except Unsafe as exc:
-        inner.flag(Verdict.UNSAFE, str(exc))
+        inner.flag(ScanVerdict.UNSAFE, str(exc))
 
 
 # -- tar ------------------------------------------------------------------------------------------
@@ -271,12 +274,14 @@ def scan_tar(handle: IO[bytes], size: int, context: Context, result: Result) -> 
                 name = member.name
                 problem = member_name_problem(name)
                 if problem:
-                    result.flag(Verdict.UNSAFE, f"tar member {name[:120]!r}: {problem}")
+                    result.flag(ScanVerdict.UNSAFE, f"tar member {name[:120]!r}: {problem}")
                 if member.issym() or member.islnk():
-                    result.flag(Verdict.UNSAFE, f"tar member {name[:120]!r} is a link")
+                    result.flag(ScanVerdict.UNSAFE, f"tar member {name[:120]!r} is a link")
                     continue
                 if member.isdev() or member.isfifo():
-                    result.flag(Verdict.UNSAFE, f"tar member {name[:120]!r} is a device or FIFO")
+                    result.flag(
+                        ScanVerdict.UNSAFE, f"tar member {name[:120]!r} is a device or FIFO"
+                    )
                     continue
                 if member.isdir():
                     continue

@@ -55,7 +55,7 @@ class Format(StrEnum):
     UNKNOWN = "unknown"
 
 
-class Verdict(StrEnum):
+class ScanVerdict(StrEnum):
     """Only ``clean`` is safe. ``unknown``: not positively identified. ``unscannable``: the scan
     could not finish within its limits, or the file is malformed. ``unsafe``: code-capable
     content found."""
@@ -70,7 +70,12 @@ class Verdict(StrEnum):
         return _SEVERITY[self]
 
 
-_SEVERITY = {Verdict.CLEAN: 0, Verdict.UNKNOWN: 1, Verdict.UNSCANNABLE: 2, Verdict.UNSAFE: 3}
+_SEVERITY = {
+    ScanVerdict.CLEAN: 0,
+    ScanVerdict.UNKNOWN: 1,
+    ScanVerdict.UNSCANNABLE: 2,
+    ScanVerdict.UNSAFE: 3,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +101,7 @@ class FileVerdict:
 
     path: str
     format: Format
-    verdict: Verdict
+    verdict: ScanVerdict
     findings: tuple[str, ...] = ()
     pickle: bool = False  # holds pickle data anywhere (quarantined by default policy)
     #: files of the same set this one makes a loader read (ONNX external data), normalized
@@ -104,7 +109,7 @@ class FileVerdict:
 
     @property
     def clean(self) -> bool:
-        return self.verdict is Verdict.CLEAN
+        return self.verdict is ScanVerdict.CLEAN
 
     def to_json(self) -> dict[str, Any]:
         out = {
@@ -125,20 +130,20 @@ class ScanReport:
 
     @property
     def unsafe(self) -> list[FileVerdict]:
-        return [f for f in self.files if f.verdict is Verdict.UNSAFE]
+        return [f for f in self.files if f.verdict is ScanVerdict.UNSAFE]
 
     @property
     def not_clean(self) -> list[FileVerdict]:
-        return [f for f in self.files if f.verdict is not Verdict.CLEAN]
+        return [f for f in self.files if f.verdict is not ScanVerdict.CLEAN]
 
     @property
     def clean(self) -> bool:
         return not self.not_clean
 
     @property
-    def verdict(self) -> Verdict:
+    def verdict(self) -> ScanVerdict:
         return max(
-            (f.verdict for f in self.files), key=_SEVERITY.__getitem__, default=Verdict.CLEAN
+            (f.verdict for f in self.files), key=_SEVERITY.__getitem__, default=ScanVerdict.CLEAN
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -167,14 +172,14 @@ class LimitReached(Exception):
 @dataclass
 class Result:
     format: Format = Format.UNKNOWN
-    verdict: Verdict = Verdict.CLEAN
+    verdict: ScanVerdict = ScanVerdict.CLEAN
     findings: list[str] = field(default_factory=list)
     pickle: bool = False
     code: bool = False  # a pickle reading that reaches an import or a call
     pickle_end: int = 0  # where a pickle reading's last complete pickle ended
     references: list[str] = field(default_factory=list)
 
-    def flag(self, verdict: Verdict, finding: str) -> None:
+    def flag(self, verdict: ScanVerdict, finding: str) -> None:
         if verdict.severity > self.verdict.severity:
             self.verdict = verdict
         self.findings.append(finding)
@@ -187,7 +192,7 @@ class Result:
         if inner.verdict.severity > self.verdict.severity:
             self.verdict = inner.verdict
         self.pickle = self.pickle or inner.pickle
-        if inner.verdict is not Verdict.CLEAN:
+        if inner.verdict is not ScanVerdict.CLEAN:
             self.findings.append(f"{prefix}{inner.verdict}")
         self.findings.extend(prefix + f for f in inner.findings)
 
@@ -243,7 +248,7 @@ def scan_files(
     verdicts = {path: scan(path, size) for path, size in entries}
     referenced = {ref for v in verdicts.values() if v.clean for ref in v.references}
     for path, size in entries:
-        if path in referenced and verdicts[path].verdict is Verdict.UNKNOWN:
+        if path in referenced and verdicts[path].verdict is ScanVerdict.UNKNOWN:
             verdicts[path] = scan(path, size, tensor_data=True)
     return ScanReport(tuple(verdicts[path] for path, _size in entries))
 
@@ -287,7 +292,7 @@ def scan_stream(
         raise
     except Exception as exc:  # a scanner bug or an unforeseen input: fail closed, never crash
         result = Result()
-        result.flag(Verdict.UNSCANNABLE, f"scanner error: {type(exc).__name__}: {exc}"[:300])
+        result.flag(ScanVerdict.UNSCANNABLE, f"scanner error: {type(exc).__name__}: {exc}"[:300])
     findings = result.findings
     cap = context.limits.max_findings
     if len(findings) > cap:
@@ -309,7 +314,7 @@ def scan_any(handle: IO[bytes], size: int, context: Context) -> Result:
     if context.depth > context.limits.max_nesting:
         result = Result()
         result.flag(
-            Verdict.UNSCANNABLE,
+            ScanVerdict.UNSCANNABLE,
             f"nested deeper than {context.limits.max_nesting} archives/compressions",
         )
         return result

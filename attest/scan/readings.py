@@ -19,8 +19,8 @@ from attest.scan.core import (
     LimitReached,
     Malformed,
     Result,
+    ScanVerdict,
     Unsafe,
-    Verdict,
 )
 from attest.scan.pickles import read_pickles
 
@@ -33,11 +33,11 @@ def _run(check: Check, fmt: Format, handle: IO[bytes], size: int, context: Conte
     try:
         check(handle, size, context, result)
     except Unsafe as exc:
-        result.flag(Verdict.UNSAFE, str(exc))
+        result.flag(ScanVerdict.UNSAFE, str(exc))
     except LimitReached as exc:
-        result.flag(Verdict.UNSCANNABLE, str(exc))
+        result.flag(ScanVerdict.UNSCANNABLE, str(exc))
     except (Malformed, EOFError, ValueError, OSError, OverflowError, UnicodeDecodeError) as exc:
-        result.flag(Verdict.UNSCANNABLE, f"malformed {result.format}: {exc}"[:300])
+        result.flag(ScanVerdict.UNSCANNABLE, f"malformed {result.format}: {exc}"[:300])
     return result
 
 
@@ -49,11 +49,11 @@ def pickle_reading(handle: IO[bytes], start: int, end: int, context: Context) ->
         return None
     result = Result(format=Format.PICKLE, pickle=True)
     for finding in dict.fromkeys(reading.unsafe):
-        result.flag(Verdict.UNSAFE, finding)
+        result.flag(ScanVerdict.UNSAFE, finding)
     for finding in dict.fromkeys(reading.undecidable):
-        result.flag(Verdict.UNSCANNABLE, finding)
+        result.flag(ScanVerdict.UNSCANNABLE, finding)
     if reading.exhausted:
-        result.flag(Verdict.UNSCANNABLE, f"pickle scan stopped: {reading.exhausted}")
+        result.flag(ScanVerdict.UNSCANNABLE, f"pickle scan stopped: {reading.exhausted}")
     if not reading.code and reading.found:
         result.note("pickle without imports or calls")
     result.code = reading.code
@@ -82,13 +82,15 @@ def combine(handle: IO[bytes], size: int, context: Context) -> Result:
     # A data-only pickle reading counts when it is the whole file (a pickle, whatever else it
     # also parses as); a data-only prefix of anything else is harmless and identifies nothing.
     whole = pickled is not None and pickled.pickle_end == size
-    if pickled is not None and (pickled.code or whole or pickled.verdict is not Verdict.CLEAN):
+    if pickled is not None and (pickled.code or whole or pickled.verdict is not ScanVerdict.CLEAN):
         found.insert(0, pickled)
     if not found and context.tensor_data:
         return Result(format=Format.TENSOR_DATA, findings=["external tensor data of an ONNX model"])
     if not found:
         result = Result(format=Format.UNKNOWN)
-        result.flag(Verdict.UNKNOWN, "not positively identified as a format that cannot carry code")
+        result.flag(
+            ScanVerdict.UNKNOWN, "not positively identified as a format that cannot carry code"
+        )
         return result
     worst = max(found, key=lambda r: (r.verdict.severity, r.pickle))
     if len(found) > 1:
@@ -97,7 +99,7 @@ def combine(handle: IO[bytes], size: int, context: Context) -> Result:
         for other in found:
             if other is not worst:
                 worst.pickle = worst.pickle or other.pickle
-                if other.verdict is not Verdict.CLEAN:
+                if other.verdict is not ScanVerdict.CLEAN:
                     worst.findings.extend(f"as {other.format}: {f}" for f in other.findings)
     return worst
 

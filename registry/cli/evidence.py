@@ -160,7 +160,7 @@ def scan(
     """Scan model files locally, as the registry does on push. Exit 1 unless every file is clean
     (unsafe, unscannable and unknown files all count)."""
     from attest.errors import AttestError
-    from attest.scan import ScanReport, Verdict, scan_directory, scan_stream
+    from attest.scan import ScanReport, ScanVerdict, scan_directory, scan_stream
 
     try:
         if path.is_dir() and not path.is_symlink():
@@ -175,8 +175,8 @@ def scan(
     if as_json:
         print_json(report.to_json())
     else:
-        colours = {Verdict.CLEAN: "green", Verdict.UNKNOWN: "yellow",
-                   Verdict.UNSCANNABLE: "magenta", Verdict.UNSAFE: "red"}  # fmt: skip
+        colours = {ScanVerdict.CLEAN: "green", ScanVerdict.UNKNOWN: "yellow",
+                   ScanVerdict.UNSCANNABLE: "magenta", ScanVerdict.UNSAFE: "red"}  # fmt: skip
         table = Table("path", "format", "verdict", "findings")
         for f in report.files:
             style = "yellow" if f.clean and f.pickle else colours[f.verdict]
@@ -184,7 +184,7 @@ def scan(
             table.add_row(f.path, str(f.format), verdict, "\n".join(f.findings))
         print_table(table)
     if not report.clean:
-        counts = {v: sum(f.verdict is v for f in report.files) for v in Verdict if v.severity}
+        counts = {v: sum(f.verdict is v for f in report.files) for v in ScanVerdict if v.severity}
         detail = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
         err.print(f"{len(report.not_clean)} file(s) not clean ({detail})")
         raise typer.Exit(1)

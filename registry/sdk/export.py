@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from attest.errors import AttestError
-from attest.evidence import Verdict, verify_evidence
+from attest.evidence import EvidenceVerdict, verify_evidence
 from attest.export import (
     AUDIT_FORBIDDEN,
+    ExportedBundle,
     ExportedFile,
     ExportedVersion,
     ExportError,
-    StoredBundle,
     staged,
     write_export,
 )
@@ -67,9 +67,9 @@ class ClientSource:
             files=tuple(ExportedFile(f.path, f.size, f.digest, f.uri) for f in found.files),
         )
 
-    def bundles(self, ref: str) -> list[StoredBundle]:
+    def bundles(self, ref: str) -> list[ExportedBundle]:
         return [
-            StoredBundle(item.id, item.predicate_type, self._client.get_attestation(ref, item.id))
+            ExportedBundle(item.id, item.predicate_type, self._client.get_attestation(ref, item.id))
             for item in self._client.list_attestations(ref)
         ]
 
@@ -160,7 +160,7 @@ def verify_online(
     policy_text: str | None = None,
     registry_key: bytes | None = None,
     pins: PinStore | None = None,
-) -> Verdict:
+) -> EvidenceVerdict:
     """Fetch the evidence of ``ref`` and verify it here (the server's verdict is not used),
     anchored on ``registry_key`` or the key pinned for this registry, never the one served."""
     pins = pins or PinStore()

@@ -46,7 +46,7 @@ from registry.sdk.pins import PinStore
 if TYPE_CHECKING:
     # Imported where they are used (see registry.sdk.client): loading this module must not load
     # the signing and verifying machinery.
-    from attest.gate import Subject as GateSubject
+    from attest.gate import Candidate
     from attest.trust import Trust
     from attest.verifying import Verifier
     from registry.sdk.client import RegistryClient
@@ -341,8 +341,7 @@ def verify_locally(
 ) -> None:
     """Re-run the release gate here with the caller's policy and signers."""
     from attest.bundle import Bundle
-    from attest.gate import Subject as GateSubject
-    from attest.gate import evaluate
+    from attest.gate import Candidate, evaluate
     from attest.keys import TrustedKey
     from attest.policy import parse_policy
     from attest.verifying import Verifier
@@ -353,7 +352,7 @@ def verify_locally(
     )
     verifier = Verifier(keys=[*trust.keys, registry_key], identities=trust.identities)
 
-    def subject(exact: str) -> GateSubject | None:
+    def subject(exact: str) -> Candidate | None:
         try:
             shown = client.show(exact)
         except RegistryError:
@@ -364,7 +363,7 @@ def verify_locally(
                 evidence.append(verifier.verify(Bundle.parse(client.get_attestation(exact, a.id))))
             except AttestError:
                 continue  # not by a signer the caller trusts: it does not count
-        return GateSubject(
+        return Candidate(
             ref=f"{shown.namespace}/{shown.name}@{shown.version}",
             kind=str(shown.kind),
             root_digest=parse_sha256(shown.root_digest),

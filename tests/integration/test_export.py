@@ -16,7 +16,7 @@ import yaml
 
 from attest import keys
 from attest.bundle import Bundle
-from attest.evidence import SIGNERS_FROM_EXPORT, Verdict, verify_evidence
+from attest.evidence import SIGNERS_FROM_EXPORT, EvidenceVerdict, verify_evidence
 from attest.keys import TrustedKey
 from attest.predicates import RELEASE, TEST_RESULT
 from attest.signing import KeySigner
@@ -68,7 +68,7 @@ def chain(live: Live, tmp_path: Path) -> Chain:
     return Chain(live, tmp_path)
 
 
-def _failed(verdict: Verdict) -> list[str]:
+def _failed(verdict: EvidenceVerdict) -> list[str]:
     return [str(c) for c in verdict.checks if not c.ok]
 
 

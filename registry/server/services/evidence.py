@@ -14,7 +14,7 @@ import json
 from datetime import timedelta
 
 from attest.bundle import Bundle
-from attest.intoto import Artifact, EvidenceStep, export_layout
+from attest.intoto import EvidenceStep, LinkArtifact, export_layout
 from attest.predicates import OMS_SIGNATURE, SLSA_PROVENANCE, TEST_RESULT
 from attest.provenance import Provenance, read_predicate
 from attest.signing import KeySigner, UriSigner
@@ -58,11 +58,11 @@ class EvidenceService:
         newest = {v.statement.predicate_type: v.bundle for v in verified}
         provenance = _provenance(newest.get(SLSA_PROVENANCE))
         steps: list[EvidenceStep] = []
-        materials: list[Artifact] = []
+        materials: list[LinkArtifact] = []
         for index, dep in enumerate(provenance.dependencies, start=1):
             target = self._versions.resolve(READER, parse_ref(dep.ref))
             folder = {"dataset": "datasets", "base-model": "base-models", "code": "code"}[dep.role]
-            artifact = Artifact(name=f"{folder}/{target.ref}", sha256=target.root_digest)
+            artifact = LinkArtifact(name=f"{folder}/{target.ref}", sha256=target.root_digest)
             materials.append(artifact)
             if dep.role == "dataset":
                 evidence = self._newest(target)
@@ -76,12 +76,12 @@ class EvidenceService:
         if provenance.git is not None:
             git = provenance.git
             materials.append(
-                Artifact(
+                LinkArtifact(
                     name=f"code/git/{git.commit}",
                     sha256=hashlib.sha256(f"{git.url}@{git.commit}".encode()).hexdigest(),
                 )
             )
-        model = tuple(Artifact(name=f"model/{f.path}", sha256=f.sha256) for f in record.files)
+        model = tuple(LinkArtifact(name=f"model/{f.path}", sha256=f.sha256) for f in record.files)
         training_evidence = [newest[t] for t in (OMS_SIGNATURE, SLSA_PROVENANCE) if t in newest]
         steps.append(
             EvidenceStep(
@@ -107,7 +107,7 @@ class EvidenceService:
                     name="evaluation",
                     materials=model,
                     products=(
-                        Artifact(
+                        LinkArtifact(
                             name="evaluation/metrics.json",
                             sha256=hashlib.sha256(metrics).hexdigest(),
                         ),

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from attest.bundle import Bundle
 from attest.digests import manifest_digest
 from attest.errors import AttestError, PolicyError
-from attest.gate import DEPENDENCY_SCHEME, MAX_DEPTH, Reason, Subject, evaluate
+from attest.gate import DEPENDENCY_SCHEME, MAX_DEPTH, Candidate, Reason, evaluate
 from attest.keys import TrustedKey
 from attest.policy import (
     ANY_SIGNER,
@@ -238,9 +238,9 @@ class ReleaseService:
         registry = TrustedKey(REGISTRY_SIGNER, self._signer.public_key)
         return self._evidence.verifier(extra_keys=[registry])
 
-    def _subject(self, session: Session, record: VersionRecord, verifier: Verifier) -> Subject:
+    def _subject(self, session: Session, record: VersionRecord, verifier: Verifier) -> Candidate:
         evidence = self._evidence.verified_evidence(record, verifier=verifier, session=session)
-        return Subject(
+        return Candidate(
             ref=record.ref,
             kind=record.kind,
             root_digest=record.root_digest,
@@ -269,19 +269,19 @@ class ReleaseService:
             with self._sessions() as session:
                 return self._policy_record(session, namespace)
 
-        def load(target: VersionRecord) -> Subject:
+        def load(target: VersionRecord) -> Candidate:
             if rescan:  # else a stale scan stays, and the gate says so (nothing is written)
                 target = self._rescanned(target)
             with self._sessions() as session:
                 return self._subject(session, target, verifier)
 
-        def policy_for(subject: Subject) -> KindPolicy:
+        def policy_for(subject: Candidate) -> KindPolicy:
             namespace = subject.ref.split("/", 1)[0]
             if namespace not in policies:
                 policies[namespace] = parse_policy(policy_record(namespace).document)
             return policies[namespace].for_kind(subject.kind)
 
-        def resolve(ref: str) -> Subject | None:
+        def resolve(ref: str) -> Candidate | None:
             try:
                 # The gate itself may read any namespace: a dependency in another team's
                 # namespace must be verifiable by a releaser scoped to this one.

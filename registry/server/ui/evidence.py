@@ -62,7 +62,7 @@ def words(predicate_type: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Result:
+class BundleResult:
     """A bundle's verification: ``verified`` None when it does not verify (``reason`` says
     why)."""
 
@@ -96,7 +96,7 @@ class EvidenceCache:
         self._registry = registry_key
         self.registry_id = f"sha256:{registry_key.fingerprint}"
         self._lock = threading.Lock()
-        self._results: OrderedDict[tuple[str, str], Result] = OrderedDict()
+        self._results: OrderedDict[tuple[str, str], BundleResult] = OrderedDict()
         self._verifiers: dict[str, Verifier] = {}
         self.hits = 0
         self.misses = 0
@@ -110,7 +110,7 @@ class EvidenceCache:
                 self._verifiers = {trust: found}  # only the current trust is worth keeping
         return found
 
-    def _result(self, raw: bytes, trust: str) -> Result:
+    def _result(self, raw: bytes, trust: str) -> BundleResult:
         key = (hashlib.sha256(raw).hexdigest(), trust)
         with self._lock:
             cached = self._results.get(key)
@@ -120,11 +120,11 @@ class EvidenceCache:
                 return cached
             self.misses += 1
         try:
-            result = Result(self._verifier(trust).verify(Bundle.parse(raw)), "")
+            result = BundleResult(self._verifier(trust).verify(Bundle.parse(raw)), "")
         except AttestError as exc:
-            result = Result(None, exc.diagnostics())
+            result = BundleResult(None, exc.diagnostics())
         except RegistryError as exc:  # nothing trusted at all
-            result = Result(None, exc.detail)
+            result = BundleResult(None, exc.detail)
         if len(raw) <= CACHE_MAX_BUNDLE:
             with self._lock:
                 self._results[key] = result

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from attest.export import (
+    ExportedBundle,
     ExportedFile,
     ExportedVersion,
-    StoredBundle,
     archive_name,
     packed,
     write_export,
@@ -65,12 +65,12 @@ class ServiceSource:
             ),
         )
 
-    def bundles(self, ref: str) -> list[StoredBundle]:
+    def bundles(self, ref: str) -> list[ExportedBundle]:
         parsed = parse_ref(ref)
         attestations = self._services.attestations
         items = _all(lambda page: attestations.list_attestations(self._principal, parsed, page))
         return [
-            StoredBundle(i.id, i.predicate_type, attestations.get(self._principal, parsed, i.id))
+            ExportedBundle(i.id, i.predicate_type, attestations.get(self._principal, parsed, i.id))
             for i in items
         ]
 

@@ -30,7 +30,7 @@ LABEL_CHARS = 30
 
 
 @dataclass
-class Node:
+class LineageNode:
     key: str
     label: str
     kind: str  # model | dataset | code | git | source | hidden | missing
@@ -43,7 +43,7 @@ class Node:
 
 @dataclass
 class Graph:
-    nodes: list[Node] = field(default_factory=list)
+    nodes: list[LineageNode] = field(default_factory=list)
     edges: list[tuple[str, str]] = field(default_factory=list)  # (dependent, dependency)
     truncated: bool = False
 
@@ -64,10 +64,10 @@ def walk(
     """The graph of ``root`` for ``principal``; ``visible(namespace, state)`` says whether a
     version's page may be linked. Two queries per level (versions named, their provenance)."""
     graph = Graph()
-    by_key: dict[str, Node] = {}
+    by_key: dict[str, LineageNode] = {}
     trust = evidence.trust()
 
-    def add(node: Node) -> Node:
+    def add(node: LineageNode) -> LineageNode:
         if node.key in by_key:
             return by_key[node.key]
         if len(by_key) >= MAX_NODES:
@@ -88,7 +88,7 @@ def walk(
             return False
         return principal.can_see(namespace) and principal.allowed(Action.READ, namespace)
 
-    add(Node(root.ref, root.ref, root.kind, root.state, version_href(root.ref)))
+    add(LineageNode(root.ref, root.ref, root.kind, root.state, version_href(root.ref)))
     frontier = [VersionFacts(root.ref, root.kind, root.state, root.root_digest)]
     for depth in range(1, MAX_DEPTH + 2):
         if not frontier:
@@ -133,7 +133,7 @@ def walk(
                     if found.root_digest == dep.sha256:
                         following.append(found)
             for key, label, kind in leaves:
-                add(Node(key, label, kind, "external", None, depth))
+                add(LineageNode(key, label, kind, "external", None, depth))
                 edge(current.ref, key)
         frontier = following
     _layout(graph)
@@ -146,21 +146,21 @@ def _dependency(
     readable: bool,
     visible: Callable[[str, str], bool],
     depth: int,
-) -> Node:
+) -> LineageNode:
     ref = dep.ref
     if not readable:
-        return Node(ref, ref, "hidden", "outside your namespaces", None, depth)
+        return LineageNode(ref, ref, "hidden", "outside your namespaces", None, depth)
     found = facts.get(ref)
     if found is None:
-        return Node(ref, ref, "missing", "not registered", None, depth)
+        return LineageNode(ref, ref, "missing", "not registered", None, depth)
     if not visible(ref.split("/", 1)[0], found.state):
         # A version this token may not see (pending, for a deployer): shown as an unknown
         # dependency, neither its state nor its kind, and not walked past.
-        return Node(ref, ref, "missing", "not registered", None, depth)
+        return LineageNode(ref, ref, "missing", "not registered", None, depth)
     if found.root_digest != dep.sha256:
-        return Node(ref, ref, found.kind, "digest mismatch", None, depth,
+        return LineageNode(ref, ref, found.kind, "digest mismatch", None, depth,
                     note=f"provenance names sha256:{dep.sha256}")  # fmt: skip
-    return Node(ref, ref, found.kind, found.state, version_href(ref), depth)
+    return LineageNode(ref, ref, found.kind, found.state, version_href(ref), depth)
 
 
 def _layout(graph: Graph) -> None:
@@ -172,7 +172,7 @@ def _layout(graph: Graph) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Box:
-    node: Node
+    node: LineageNode
     x: int
     y: int
     text: str

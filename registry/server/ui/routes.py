@@ -48,9 +48,9 @@ from registry.server.ui.web import (
     HERE,
     PREFIX,
     Console,
-    Context,
     CsrfError,
     NeedSignIn,
+    PageContext,
     SecurityHeaders,
     guarded,
     safe_next,
@@ -367,7 +367,7 @@ def _router(
         return console.render(request, f"confirm_{verb}.html", ctx, r=record, **data)
 
     def _act(request: Request, form: dict[str, str], namespace: str, name: str,
-             version: str) -> tuple[Context, VersionRecord]:  # fmt: skip
+             version: str) -> tuple[PageContext, VersionRecord]:  # fmt: skip
         ctx = console.signed_in(request)
         console.check_csrf(request, form, ctx.session.sid)
         ref = _version(namespace, name, version)

@@ -104,7 +104,7 @@ def when(value: Any) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Context:
+class PageContext:
     """A signed-in request: who, and the CSRF token of the session."""
 
     principal: Principal
@@ -133,7 +133,7 @@ class Console:
 
     # -- sessions ------------------------------------------------------------------------------
 
-    def signed_in(self, request: Request) -> Context:
+    def signed_in(self, request: Request) -> PageContext:
         """The session's principal, authenticated again as the API authenticates a bearer
         token (address limit, token, token limit); :class:`NeedSignIn` without one."""
         session = self.sealer.open(request.cookies.get(COOKIE))
@@ -145,7 +145,7 @@ class Console:
         except AuthenticationError:
             raise NeedSignIn("revoked") from None
         request.state.principal = principal  # for the audit log, as the API's dependency does
-        ctx = Context(principal, session, self.sealer.csrf(session.sid))
+        ctx = PageContext(principal, session, self.sealer.csrf(session.sid))
         request.state.ui_context = ctx
         _limit(wait)
         return ctx
@@ -222,7 +222,7 @@ class Console:
         self,
         request: Request,
         template: str,
-        ctx: Context | None,
+        ctx: PageContext | None,
         *,
         status: int = 200,
         **data: Any,
@@ -238,7 +238,7 @@ class Console:
         )
         return HTMLResponse(html, status_code=status)
 
-    def error(self, request: Request, ctx: Context | None, status: int, message: str,
+    def error(self, request: Request, ctx: PageContext | None, status: int, message: str,
               **data: Any) -> HTMLResponse:  # fmt: skip
         return self.render(request, "error.html", ctx, status=status, status_code=status,
                            message=message, **data)  # fmt: skip

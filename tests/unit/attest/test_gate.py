@@ -9,7 +9,7 @@ import pytest
 from attest import keys
 from attest.digests import FileDigest
 from attest.errors import PolicyError
-from attest.gate import Subject, evaluate
+from attest.gate import Candidate, evaluate
 from attest.oms import oms_statement
 from attest.policy import DEFAULT_POLICY, parse_policy
 from attest.predicates import SCAN, SLSA_PROVENANCE, TEST_RESULT
@@ -29,7 +29,7 @@ def _verified(name: str, signer: KeySigner, statement: Any) -> Verified:
 
 
 def _subject(ref: str, files: tuple[FileDigest, ...], *, deps: list[tuple[str, str]] = (),
-             state: str = "released", evaluation_for: str | None = None) -> Subject:  # type: ignore[assignment]  # fmt: skip
+             state: str = "released", evaluation_for: str | None = None) -> Candidate:  # type: ignore[assignment]  # fmt: skip
     oms = oms_statement(ref.split("@")[0], files)
     root = oms.subject.sha256
 
@@ -49,7 +49,7 @@ def _subject(ref: str, files: tuple[FileDigest, ...], *, deps: list[tuple[str, s
             "ci", CI, stmt(TEST_RESULT, {"metrics": {"accuracy": 0.95}}, evaluation_for or root)
         ),
     ]
-    return Subject(ref, "model", root, state, files, "pusher", tuple(evidence), REGISTRY.identity)
+    return Candidate(ref, "model", root, state, files, "pusher", tuple(evidence), REGISTRY.identity)
 
 
 POLICY = parse_policy(
@@ -136,7 +136,7 @@ def test_registry_signed_user_evidence_never_counts_even_under_a_registered_name
         _verified("ci", REGISTRY, e.statement) if e.statement.predicate_type != SCAN else e
         for e in good.evidence
     )
-    subject = Subject("ns/m@1", "model", good.root_digest, "pending", FILES, "pusher", stolen,
+    subject = Candidate("ns/m@1", "model", good.root_digest, "pending", FILES, "pusher", stolen,
                       REGISTRY.identity)  # fmt: skip
     named = [str(r) for r in evaluate(subject, lambda s: POLICY.for_kind(s.kind), lambda r: None)]
     assert [r.split(":")[0] for r in named] == ["signature", "provenance", "evaluation"]
@@ -160,7 +160,7 @@ def test_registry_signed_provenance_names_no_dependency() -> None:
         else e
         for e in good.evidence
     )
-    subject = Subject("ns/m@1", "model", good.root_digest, "pending", FILES, "pusher", stolen,
+    subject = Candidate("ns/m@1", "model", good.root_digest, "pending", FILES, "pusher", stolen,
                       REGISTRY.identity)  # fmt: skip
     reasons = [str(r) for r in evaluate(subject, lambda s: POLICY.for_kind(s.kind), lambda r: None)]
     assert not any(r.startswith("dependency") for r in reasons), reasons
@@ -182,11 +182,11 @@ def test_every_evaluation_must_pass_whatever_the_upload_order(order: str) -> Non
     runs = [result(0.95), result(0.80)]
     if order == "new-first":
         runs.reverse()
-    subject = Subject("ns/m@1", "model", good.root_digest, "pending", FILES, "pusher",
+    subject = Candidate("ns/m@1", "model", good.root_digest, "pending", FILES, "pusher",
                       (*rest, *runs), REGISTRY.identity)  # fmt: skip
     reasons = [str(r) for r in evaluate(subject, lambda s: POLICY.for_kind(s.kind), lambda r: None)]
     assert reasons == ["evaluation: accuracy 0.8 < 0.9"]
     # The acceptance: every run passing releases.
-    passing = Subject("ns/m@1", "model", good.root_digest, "pending", FILES, "pusher",
+    passing = Candidate("ns/m@1", "model", good.root_digest, "pending", FILES, "pusher",
                       (*rest, result(0.95), result(0.91)), REGISTRY.identity)  # fmt: skip
     assert evaluate(passing, lambda s: POLICY.for_kind(s.kind), lambda r: None) == []

@@ -25,9 +25,9 @@ from attest.digests import sha256_file
 from attest.errors import InvalidDigestError
 from attest.intoto import (
     LAYOUT_FILENAME,
-    Artifact,
     EvidenceStep,
     IntotoExportError,
+    LinkArtifact,
     export_layout,
     keyid,
     link_filename,
@@ -51,27 +51,27 @@ def _sha(text: str) -> str:
 @dataclass(frozen=True)
 class Chain:
     steps: list[EvidenceStep]
-    final_products: list[Artifact]
+    final_products: list[LinkArtifact]
     model: Path | None = None  # the released files, copied to files/ in an export
 
 
 def _chain(model: Path) -> Chain:
     """Two datasets (one by root digest, one by files), a git commit, a base model, a model
     trained from them (real safetensors files) and its evaluation."""
-    tx = Artifact(name="datasets/fraud/tx@3", sha256=_sha("tx root digest"))
+    tx = LinkArtifact(name="datasets/fraud/tx@3", sha256=_sha("tx root digest"))
     labels = (
-        Artifact(name="datasets/fraud/labels@1/part-0.parquet", sha256=_sha("labels part 0")),
-        Artifact(name="datasets/fraud/labels@1/part-1.parquet", sha256=_sha("labels part 1")),
+        LinkArtifact(name="datasets/fraud/labels@1/part-0.parquet", sha256=_sha("labels part 0")),
+        LinkArtifact(name="datasets/fraud/labels@1/part-1.parquet", sha256=_sha("labels part 1")),
     )
-    code = Artifact(name=f"code/acme-train@{COMMIT}", sha256=_sha(COMMIT))
-    base = Artifact(name="models/hub/tiny-base@2", sha256=_sha("base root digest"))
+    code = LinkArtifact(name=f"code/acme-train@{COMMIT}", sha256=_sha(COMMIT))
+    base = LinkArtifact(name="models/hub/tiny-base@2", sha256=_sha("base root digest"))
     files = sorted(p for p in model.rglob("*") if p.is_file())
     assert len(files) == 3
     weights = tuple(
-        Artifact(name=f"model/{p.relative_to(model).as_posix()}", sha256=sha256_file(p)[0])
+        LinkArtifact(name=f"model/{p.relative_to(model).as_posix()}", sha256=sha256_file(p)[0])
         for p in files
     )
-    metrics = Artifact(name="evaluation/metrics.json", sha256=_sha('{"auc": 0.97}'))
+    metrics = LinkArtifact(name="evaluation/metrics.json", sha256=_sha('{"auc": 0.97}'))
     steps = [
         EvidenceStep(name="dataset-0", products=(tx,), evidence=("sha256:" + _sha("oms tx"),)),
         EvidenceStep(name="dataset-1", products=labels),
@@ -211,8 +211,8 @@ def test_artifact_names_are_matched_literally(tmp_path: Path, key: keys.PrivateK
     model.mkdir()
     (model / "shard[0]*?.bin").write_bytes(b"shard")
     (model / "shard0x.bin").write_bytes(b"other")
-    shard = Artifact(name="model/shard[0]*?.bin", sha256=hashlib.sha256(b"shard").hexdigest())
-    other = Artifact(name="model/shard0x.bin", sha256=hashlib.sha256(b"other").hexdigest())
+    shard = LinkArtifact(name="model/shard[0]*?.bin", sha256=hashlib.sha256(b"shard").hexdigest())
+    other = LinkArtifact(name="model/shard0x.bin", sha256=hashlib.sha256(b"other").hexdigest())
     chain = Chain(
         steps=[
             EvidenceStep(name="training", products=(shard, other)),
@@ -440,7 +440,7 @@ def test_export_refuses_a_material_that_differs_from_its_product(
     chain: Chain, key: keys.PrivateKey
 ) -> None:
     training = chain.steps[2]
-    swapped = Artifact(name="datasets/fraud/tx@3", sha256=_sha("other"))
+    swapped = LinkArtifact(name="datasets/fraud/tx@3", sha256=_sha("other"))
     broken = EvidenceStep(
         name="training", materials=(swapped, *training.materials[1:]), products=training.products
     )
@@ -466,7 +466,7 @@ def test_export_refuses_a_material_that_differs_from_its_product(
         (
             lambda c: Chain(
                 steps=c.steps,
-                final_products=[Artifact(name="model/extra.bin", sha256=_sha("x"))],
+                final_products=[LinkArtifact(name="model/extra.bin", sha256=_sha("x"))],
             ),
             "final product model/extra.bin is not a product of any step",
         ),
@@ -508,13 +508,13 @@ def test_export_refuses_a_naive_expiry(chain: Chain, key: keys.PrivateKey) -> No
 @pytest.mark.parametrize("name", ["", "/abs", "a/../b", "a//b", "./a", "a\\b", "a\nb", "model/"])
 def test_artifact_names_are_validated(name: str) -> None:
     with pytest.raises(IntotoExportError, match="invalid artifact name"):
-        Artifact(name=name, sha256=_sha("x"))
+        LinkArtifact(name=name, sha256=_sha("x"))
 
 
 @pytest.mark.parametrize("digest", ["", "ABC", _sha("x").upper(), "sha256:" + _sha("x")])
 def test_artifact_digests_are_validated(digest: str) -> None:
     with pytest.raises(InvalidDigestError, match="64 lowercase hex digits"):
-        Artifact(name="model/a.bin", sha256=digest)
+        LinkArtifact(name="model/a.bin", sha256=digest)
 
 
 @pytest.mark.parametrize("name", ["Training", "a/b", "-x", "a b", "x" * 65, ""])
@@ -524,7 +524,7 @@ def test_step_names_are_validated(name: str) -> None:
 
 
 def test_step_rejects_duplicate_artifacts_and_bad_evidence() -> None:
-    a = Artifact(name="model/a.bin", sha256=_sha("a"))
+    a = LinkArtifact(name="model/a.bin", sha256=_sha("a"))
     with pytest.raises(
         IntotoExportError, match=re.escape("model/a.bin is listed twice in its products")
     ):

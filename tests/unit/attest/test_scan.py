@@ -20,7 +20,7 @@ from attest.scan import (
     Format,
     ScanLimits,
     ScanReport,
-    Verdict,
+    ScanVerdict,
     scan_directory,
     scan_stream,
 )
@@ -151,7 +151,7 @@ def test_every_malicious_file_is_flagged_and_nothing_runs(tmp_path: Path, sentin
     assert missed == [], missed
     assert not sentinel.exists(), "a payload executed during scanning"
     assert not any(m in sys.modules for m in ("torch", "keras", "tensorflow", "joblib"))
-    unsafe = sum(v.verdict is Verdict.UNSAFE for v in verdicts.values())
+    unsafe = sum(v.verdict is ScanVerdict.UNSAFE for v in verdicts.values())
     print(f"\n{len(files)} malicious files tried, {len(files) - len(missed)} flagged "
           f"({unsafe} unsafe), 0 executed")  # fmt: skip
 
@@ -160,7 +160,7 @@ def test_every_malicious_file_is_flagged_and_nothing_runs(tmp_path: Path, sentin
 def test_each_bypass_class_is_refused_with_its_reason(name: str, sentinel: Path) -> None:
     data = corpus.bypass_corpus(sentinel)[name]
     verdict = scan(name, data)
-    assert verdict.verdict in (Verdict.UNSAFE, Verdict.UNSCANNABLE)  # type: ignore[attr-defined]
+    assert verdict.verdict in (ScanVerdict.UNSAFE, ScanVerdict.UNSCANNABLE)  # type: ignore[attr-defined]
     reasons = " ".join(verdict.findings)  # type: ignore[attr-defined]
     expected = {
         "torchscript": "TorchScript",
@@ -181,14 +181,14 @@ def test_what_an_independent_attacker_found_is_refused(name: str, sentinel: Path
     """Each of these came out clean (or hung the scanner) before it was fixed."""
     data = corpus.attacker_corpus(sentinel)[name]
     verdict = scan(name, data)
-    assert verdict.verdict in (Verdict.UNSAFE, Verdict.UNSCANNABLE), verdict.findings  # type: ignore[attr-defined]
+    assert verdict.verdict in (ScanVerdict.UNSAFE, ScanVerdict.UNSCANNABLE), verdict.findings  # type: ignore[attr-defined]
     assert not sentinel.exists()
 
 
 def test_json_that_never_closes_cannot_stall_the_scanner() -> None:
     data = corpus.hdf5_json_stall()
     verdict = scan("stall.h5", data)
-    assert verdict.verdict is Verdict.UNSCANNABLE  # type: ignore[attr-defined]
+    assert verdict.verdict is ScanVerdict.UNSCANNABLE  # type: ignore[attr-defined]
     assert verdict.findings == (  # type: ignore[attr-defined]
         "the JSON documents in the HDF5 file cost more to decode than the scan allows",
     )
@@ -217,7 +217,7 @@ def test_real_world_formats_are_identified(tmp_path: Path) -> None:
     assert formats["external/weights.bin"] is Format.TENSOR_DATA
     alone = _write(tmp_path / "alone", {"weights.bin": files["external/weights.bin"]})
     [orphan] = scan_directory(alone).files
-    assert orphan.verdict is Verdict.UNKNOWN
+    assert orphan.verdict is ScanVerdict.UNKNOWN
 
 
 @pytest.mark.parametrize(
@@ -251,23 +251,24 @@ def test_classified_by_content_not_extension(name: str, data: bytes, fmt: Format
 @pytest.mark.parametrize(
     ("label", "data", "expected"),
     [
-        ("random bytes", random.Random(7).randbytes(4096), Verdict.UNKNOWN),
-        ("proprietary header", b"MYFMT\x01\x00" + bytes(range(256)) * 8, Verdict.UNKNOWN),
-        ("former 'tokenizer.model' stand-in", bytes(range(256)) * 4, Verdict.UNKNOWN),
-        ("truncated zip", corpus.torch_zip(pickle.dumps({}))[:200], Verdict.UNSCANNABLE),
-        ("broken GGUF", corpus.gguf_bytes(kv_count=10**9), Verdict.UNSCANNABLE),
-        ("GGUF string past end", corpus.gguf_bytes(bad_string=True), Verdict.UNSCANNABLE),
-        ("text then binary", b"hello " * 1000 + b"\xff\xfe\x00", Verdict.UNSCANNABLE),
-        ("truncated gzip", corpus.gzip_bytes(b"x" * 10_000)[:-12], Verdict.UNSCANNABLE),
+        ("random bytes", random.Random(7).randbytes(4096), ScanVerdict.UNKNOWN),
+        ("proprietary header", b"MYFMT\x01\x00" + bytes(range(256)) * 8, ScanVerdict.UNKNOWN),
+        ("former 'tokenizer.model' stand-in", bytes(range(256)) * 4, ScanVerdict.UNKNOWN),
+        ("truncated zip", corpus.torch_zip(pickle.dumps({}))[:200], ScanVerdict.UNSCANNABLE),
+        ("broken GGUF", corpus.gguf_bytes(kv_count=10**9), ScanVerdict.UNSCANNABLE),
+        ("GGUF string past end", corpus.gguf_bytes(bad_string=True), ScanVerdict.UNSCANNABLE),
+        ("text then binary", b"hello " * 1000 + b"\xff\xfe\x00", ScanVerdict.UNSCANNABLE),
+        ("truncated gzip", corpus.gzip_bytes(b"x" * 10_000)[:-12], ScanVerdict.UNSCANNABLE),
         ("object array payload not a pickle", corpus.npy_raw("'O'", b"\xff" * 8),
-         Verdict.UNSCANNABLE),
-        ("npy with an unknown descr", corpus.npy_raw("'float32'", b"\0" * 4), Verdict.UNSCANNABLE),
+         ScanVerdict.UNSCANNABLE),
+        ("npy with an unknown descr", corpus.npy_raw("'float32'", b"\0" * 4),
+         ScanVerdict.UNSCANNABLE),
         ("pickle opcodes past the scan's opcode limit", b"N" * 2_000_000 + b".",
-         Verdict.UNSCANNABLE),
+         ScanVerdict.UNSCANNABLE),
     ],
 )  # fmt: skip
 def test_what_is_not_positively_known_is_not_clean(
-    label: str, data: bytes, expected: Verdict
+    label: str, data: bytes, expected: ScanVerdict
 ) -> None:
     verdict = scan_stream(label, io.BytesIO(data), len(data),
                           limits=ScanLimits(max_pickle_ops=1_000_000))  # fmt: skip
@@ -277,10 +278,10 @@ def test_what_is_not_positively_known_is_not_clean(
 def test_findings_name_the_problem(sentinel: Path) -> None:
     rce = pickle.dumps(corpus.malicious_payloads(sentinel)["os.system"], protocol=4)
     verdict = scan("evil.pkl", rce)
-    assert verdict.verdict is Verdict.UNSAFE  # type: ignore[attr-defined]
+    assert verdict.verdict is ScanVerdict.UNSAFE  # type: ignore[attr-defined]
     assert any("posix.system" in f and "not allowlisted" in f for f in verdict.findings)  # type: ignore[attr-defined]
     bomb = scan("bomb.zip", corpus.zip_bytes({"z": b"\x00" * (64 * 1024 * 1024)}))
-    assert bomb.verdict is Verdict.UNSCANNABLE  # type: ignore[attr-defined]
+    assert bomb.verdict is ScanVerdict.UNSCANNABLE  # type: ignore[attr-defined]
     assert any("decompression bomb" in f for f in bomb.findings)  # type: ignore[attr-defined]
     overlap = scan("o.safetensors", corpus.malformed_safetensors()["overlapping offsets"])
     assert any("overlaps the previous tensor" in f for f in overlap.findings)  # type: ignore[attr-defined]
@@ -292,7 +293,7 @@ def test_a_small_bz2_that_inflates_to_a_gib_stops_early(tmp_path: Path) -> None:
     bomb = corpus.bz2_bomb()
     assert len(bomb) < 1024
     verdict = scan("bomb.pkl.bz2", bomb)
-    assert verdict.verdict is Verdict.UNSCANNABLE  # type: ignore[attr-defined]
+    assert verdict.verdict is ScanVerdict.UNSCANNABLE  # type: ignore[attr-defined]
     [finding] = verdict.findings  # type: ignore[attr-defined]
     assert finding == "bz2 stream inflates past 4194304 bytes (decompression bomb)"
 
@@ -300,7 +301,7 @@ def test_a_small_bz2_that_inflates_to_a_gib_stops_early(tmp_path: Path) -> None:
 def test_pickle_family_is_marked_even_when_clean() -> None:
     assert scan("a.pkl", pickle.dumps({"a": 1})).pickle  # type: ignore[attr-defined]
     torch = scan("b.pt", corpus.torch_zip(corpus.benign_torch_pickle()))
-    assert torch.pickle and torch.verdict is Verdict.CLEAN  # type: ignore[attr-defined]
+    assert torch.pickle and torch.verdict is ScanVerdict.CLEAN  # type: ignore[attr-defined]
     assert not scan("c.safetensors", corpus.safetensors_bytes()).pickle  # type: ignore[attr-defined]
 
 
@@ -313,7 +314,7 @@ def test_a_scanner_failure_is_a_verdict_not_an_exception() -> None:
 
     data = corpus.safetensors_bytes()
     verdict = scan_stream("x.safetensors", Exploding(data), len(data))
-    assert verdict.verdict is Verdict.UNSCANNABLE
+    assert verdict.verdict is ScanVerdict.UNSCANNABLE
     assert verdict.findings == ("scanner error: ZeroDivisionError: scanner bug",)
 
     class StoreDown(Exception):
@@ -331,7 +332,7 @@ def test_report_verdict_is_the_worst_file() -> None:
     clean = scan("a.json", b"{}")
     unknown = scan("b.bin", random.Random(7).randbytes(64))
     report = ScanReport((clean, unknown))  # type: ignore[arg-type]
-    assert not report.clean and report.verdict is Verdict.UNKNOWN
+    assert not report.clean and report.verdict is ScanVerdict.UNKNOWN
     assert report.to_json()["scanner"]["ruleset"] == RULESET
     assert report.to_json()["verdict"] == "unknown"
 
