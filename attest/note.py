@@ -124,7 +124,7 @@ def _b64decode(text: str, what: str) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
-class Verifier:
+class NoteVerifier:
     """A named Ed25519 public key of one signature type (0x01 note, 0x04 cosignature)."""
 
     name: str
@@ -146,14 +146,14 @@ class Verifier:
         return f"{self.name}+{self.key_id:08x}+{material.decode()}"
 
     @classmethod
-    def from_vkey(cls, vkey: str) -> Verifier:
+    def from_vkey(cls, vkey: str) -> NoteVerifier:
         """Parse ``<name>+<hex key ID>+<base64(type || key)>``; the key ID must be the one the
         name, type and key give.
 
         Raises:
             MalformedNoteError: not a vkey, an unsupported type, or a key ID that does not match.
         """
-        parts = vkey.split("+")
+        parts = vkey.split("+", 2)  # a name holds no "+"; base64 may
         if len(parts) != 3 or not re.fullmatch(r"[0-9a-f]{8}", parts[1]):
             raise MalformedNoteError(f"{vkey[:120]!r} is not a vkey (<name>+<8 hex>+<base64>)")
         name, hex_id, material = parts
@@ -169,7 +169,7 @@ class Verifier:
         return verifier
 
     @classmethod
-    def from_public_pem(cls, name: str, pem: bytes, sig_type: int = SIG_ED25519) -> Verifier:
+    def from_public_pem(cls, name: str, pem: bytes, sig_type: int = SIG_ED25519) -> NoteVerifier:
         """An Ed25519 SubjectPublicKeyInfo PEM (as ``modelseal keygen --type ed25519`` writes)."""
         try:
             key = keys.load_public(pem)
@@ -196,7 +196,7 @@ class Verifier:
         return timestamp
 
 
-class Signer:
+class NoteSigner:
     """A named Ed25519 private key that signs notes (type 0x01) or cosigns checkpoints (0x04)."""
 
     def __init__(
@@ -205,12 +205,12 @@ class Signer:
         if not isinstance(private_key, ed25519.Ed25519PrivateKey):
             raise SigningError(f"note signer {name!r}: signed notes need an Ed25519 key")
         self._key = private_key
-        self.verifier = Verifier(name, private_key.public_key(), sig_type)
+        self.verifier = NoteVerifier(name, private_key.public_key(), sig_type)
 
     @classmethod
     def from_file(
         cls, name: str, path: Path, password: bytes | None = None, sig_type: int = SIG_ED25519
-    ) -> Signer:
+    ) -> NoteSigner:
         """An Ed25519 PEM private key file, loaded (and its permissions checked) as every
         signing key is (:meth:`attest.signing.KeySigner.from_file`).
 
@@ -276,7 +276,7 @@ class Signature:
 class VerifiedSignature:
     """A signature that verified with a known key; ``timestamp`` for cosignatures."""
 
-    verifier: Verifier
+    verifier: NoteVerifier
     timestamp: int | None = None
 
 
@@ -296,7 +296,7 @@ def _check_text(text: str) -> None:
         raise MalformedNoteError("a note must not contain control characters other than newline")
 
 
-def sign_note(text: str, signers: Sequence[Signer]) -> str:
+def sign_note(text: str, signers: Sequence[NoteSigner]) -> str:
     """The signed note: ``text`` (ending in a newline), a blank line, one line per signer."""
     if not signers:
         raise SigningError("a signed note needs at least one signature")
@@ -354,7 +354,7 @@ def parse_note(message: bytes | str) -> tuple[str, list[Signature]]:
     return text, signatures
 
 
-def open_note(message: bytes | str, verifiers: Iterable[Verifier]) -> Note:
+def open_note(message: bytes | str, verifiers: Iterable[NoteVerifier]) -> Note:
     """Parse and verify a signed note against the keys the caller trusts.
 
     Raises:
@@ -364,7 +364,7 @@ def open_note(message: bytes | str, verifiers: Iterable[Verifier]) -> Note:
         UnknownNoteSignerError: no signature by a trusted key.
     """
     text, signatures = parse_note(message)
-    known: dict[tuple[str, int], Verifier] = {}
+    known: dict[tuple[str, int], NoteVerifier] = {}
     for verifier in verifiers:
         slot = (verifier.name, verifier.key_id)
         if slot in known and known[slot] != verifier:
@@ -491,7 +491,7 @@ class SignedCheckpoint:
 
 
 def sign_checkpoint(
-    checkpoint: Checkpoint, log: Signer, cosigners: Sequence[tuple[Signer, int]] = ()
+    checkpoint: Checkpoint, log: NoteSigner, cosigners: Sequence[tuple[NoteSigner, int]] = ()
 ) -> str:
     """The signed checkpoint: the log's signature and, for each ``(cosigner, timestamp)``,
     a cosignature line."""
@@ -506,7 +506,7 @@ def sign_checkpoint(
     return text + "\n" + "".join(lines)
 
 
-def cosign(checkpoint_text: str, cosigner: Signer, timestamp: int | None = None) -> str:
+def cosign(checkpoint_text: str, cosigner: NoteSigner, timestamp: int | None = None) -> str:
     """A witness's cosignature line over a checkpoint text (C2SP tlog-cosignature)."""
     if cosigner.verifier.sig_type != SIG_COSIGNATURE_V1:
         raise SigningError(f"{cosigner.name} is not a cosigner key (type 0x04)")
@@ -516,10 +516,10 @@ def cosign(checkpoint_text: str, cosigner: Signer, timestamp: int | None = None)
 
 def verify_checkpoint(
     message: bytes | str,
-    log_keys: Sequence[Verifier],
+    log_keys: Sequence[NoteVerifier],
     *,
     origin: str | None = None,
-    witnesses: Sequence[Verifier] = (),
+    witnesses: Sequence[NoteVerifier] = (),
     witness_threshold: int = 0,
     max_age: int | None = None,
     now: int | None = None,

@@ -146,7 +146,7 @@ def main() -> int:
         verify_cons.append(t3 - t2)
     one_hash = _timed(lambda: hashlib.sha256(entries[0]).digest(), args.proofs)
 
-    signer = note.Signer("bench.example/log", ed25519.Ed25519PrivateKey.generate())
+    signer = note.NoteSigner("bench.example/log", ed25519.Ed25519PrivateKey.generate())
     signed = note.sign_checkpoint(note.Checkpoint(signer.name, n, root, int(time.time())), signer)
     checkpoint_verify = _timed(
         lambda: note.verify_checkpoint(signed, [signer.verifier], max_age=86400),

@@ -29,7 +29,7 @@ from tests.support import Live, free_port, run_cli, serve
 pytestmark = pytest.mark.integration
 
 MiB = 1024 * 1024
-KEY_FILES = ("registry.key", "registry.pub", "admin-token")
+KEY_FILES = ("registry.key", "registry.pub", "log.key", "log.pub", "admin-token")
 
 
 def _pg(server: PostgresServer, tool: str, *args: str) -> None:

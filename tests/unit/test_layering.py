@@ -11,6 +11,10 @@
     registry.sdk.push, pull, trust    hold the client's larger methods: import it only for type
                                       checking, nor what is built on it; client.py stays < 850 lines
 
+One name, one meaning: a public class name is defined once in attest, sbom and registry, except
+where a module mirrors another room's entity on purpose (``registry/wire.py``,
+``registry/server/models.py`` and ``registry/sdk/records.py`` name the same entities alike).
+
 ``registry/__init__.py`` is the public surface: its ``__all__`` is locked below, and it loads the
 SDK on first use only, so importing one room never loads another (checked in a fresh process).
 """
@@ -179,6 +183,26 @@ def test_the_client_stays_split() -> None:
         imports = _all_imports(ROOT / f"registry/sdk/{module}.py")
         assert [i.module for i in imports if any(_within(i.module, b) for b in built_on)] == []
         assert all(i.lazy for i in imports if _within(i.module, "registry.sdk.client")), module
+
+
+#: Modules whose classes mirror another room's entities by design, named alike on purpose.
+MIRRORS = {"registry/sdk/records.py", "registry/wire.py", "registry/server/models.py"}
+
+
+def test_a_public_class_name_means_one_thing() -> None:
+    defined: dict[str, list[str]] = {}
+    for package in ("attest", "sbom", "registry"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            where = path.relative_to(ROOT).as_posix()
+            for node in ast.parse(path.read_text()).body:
+                if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+                    defined.setdefault(node.name, []).append(where)
+    twice = {
+        name: places
+        for name, places in defined.items()
+        if len([p for p in places if p not in MIRRORS]) > 1
+    }
+    assert not twice, twice
 
 
 def test_the_checker_sees_lazy_and_hidden_imports() -> None:

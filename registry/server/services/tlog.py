@@ -260,7 +260,7 @@ def register_log(
     with transaction(sessions) as session:
         head = _lock_head(session)
         origin = head.origin or settings.log_origin or default_origin()
-        signer = note.Signer(origin, key)
+        signer = note.NoteSigner(origin, key)
         if head.origin is None:
             head.origin, head.vkey = origin, signer.verifier.vkey
             return origin, signer.verifier.vkey
@@ -416,8 +416,8 @@ class LogService:
             self._identity = register_log(self._sessions, self._settings, self._key)
         return self._identity
 
-    def signer(self) -> note.Signer:
-        return note.Signer(self.identity()[0], self._key)
+    def signer(self) -> note.NoteSigner:
+        return note.NoteSigner(self.identity()[0], self._key)
 
     # -- the tree ----------------------------------------------------------------------------
 
