@@ -579,7 +579,10 @@ class LogService:
 
     def checkpoint_note(self) -> str:
         """The newest signed checkpoint with its cosignatures (a signed note)."""
-        latest = self.latest() or self.sign(force=False)
+        return self.cosigned_note(self.latest() or self.sign(force=False))
+
+    def cosigned_note(self, latest: SignedHead) -> str:
+        """The signed note of ``latest`` with its witnesses' cosignature lines appended."""
         with self._sessions() as session:
             lines = session.execute(
                 select(LogCosignature.signature)
@@ -694,16 +697,28 @@ class LogService:
         Raises:
             NotFoundError: no status event of the version is logged.
         """
+        return self.latest_event(subject, STATUS_TYPES, what="release or revocation")
+
+    def latest_event(
+        self, subject: str, types: tuple[str, ...], *, what: str | None = None
+    ) -> StatusProof:
+        """The newest entry about ``subject`` of one of ``types`` (an alias's newest move:
+        ``ns/name@alias``, ``("alias",)``), the newest checkpoint (signed now if it does not
+        cover the entry yet) and the entry's inclusion proof in it. Read-only.
+
+        Raises:
+            NotFoundError: no such entry is logged.
+        """
         with self._sessions() as session:
             row = session.execute(
                 select(LogEntry)
-                .where(LogEntry.subject == subject, LogEntry.type.in_(STATUS_TYPES))
+                .where(LogEntry.subject == subject, LogEntry.type.in_(types))
                 .order_by(LogEntry.idx.desc())
                 .limit(1)
             ).scalar_one_or_none()
             if row is None:
-                raise NotFoundError(f"no release or revocation of {subject} is logged",
-                                    subject=subject)  # fmt: skip
+                kinds = what or " or ".join(types)
+                raise NotFoundError(f"no {kinds} entry of {subject} is logged", subject=subject)
             found = StoredEntry(row.idx, bytes(row.entry), row.type, row.subject)
         signed = self.covering(found.index)
         _head, tree = self._proven_tree(signed.size)

@@ -12,6 +12,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
+from registry.errors import InvalidRequestError
 from registry.server.api.deps import KnownQuery, PrincipalDep, ServicesDep
 from registry.server.api.routes.versions import (
     INT64_MAX,
@@ -20,7 +21,7 @@ from registry.server.api.routes.versions import (
     SelectorPath,
     version_ref,
 )
-from registry.server.services.tlog import LogService, b64
+from registry.server.services.tlog import LOGGED_ACTIONS, LogService, StatusProof, b64
 from registry.wire import (
     ConsistencyProofPublic,
     InclusionProofPublic,
@@ -36,6 +37,7 @@ _PREFIX = "/v1/log"
 _NO_STORE = {"Cache-Control": "no-store"}
 Size = Annotated[int, Query(ge=0, le=INT64_MAX, description="A tree size.")]
 Index = Annotated[int, Query(ge=0, le=INT64_MAX, description="A leaf index.")]
+_TYPES = sorted(set(LOGGED_ACTIONS.values()))
 
 
 def _log(request: Request) -> LogService:
@@ -159,13 +161,43 @@ def version_log(
     newest signed checkpoint (signed now if none covers the event yet) and the event's
     inclusion proof in it: what a pull checks. Follows the version's read rules."""
     record = services.versions.resolve(principal, version_ref(namespace, name, selector))
-    found = _log(request).status_event(record.ref)
+    return _proven(request, _log(request).status_event(record.ref))
+
+
+def _proven(request: Request, found: StatusProof) -> Response:
+    """An entry, the checkpoint covering it (with any witness cosignatures) and its proof."""
     body = VersionLogPublic(
         index=found.entry.index,
         entry=b64(found.entry.entry),
         type=found.entry.type,
-        checkpoint=found.checkpoint.note,
+        checkpoint=_log(request).cosigned_note(found.checkpoint),
         size=found.checkpoint.size,
         hashes=[b64(h) for h in found.proof],
     )
     return Response(body.model_dump_json(), media_type="application/json", headers=_NO_STORE)
+
+
+@router.get(f"{_PREFIX}/latest", operation_id="log_latest", response_model=VersionLogPublic)
+def log_latest(
+    request: Request,
+    principal: PrincipalDep,
+    subject: Annotated[
+        str,
+        Query(
+            min_length=1,
+            max_length=300,
+            description="An entry subject, e.g. ns/name@alias or ns/name@version.",
+        ),
+    ],
+    type: Annotated[
+        str,
+        Query(description=f"The entry type: one of {', '.join(_TYPES)}."),
+    ],
+) -> Response:
+    """The newest entry about ``subject`` of ``type`` (an alias's newest move: the subject
+    ``ns/name@alias``, the type ``alias``), the newest signed checkpoint (signed now if none
+    covers the entry yet, with any witness cosignatures) and the entry's inclusion proof in it:
+    what a pull of an alias checks. 404 when no such entry is logged."""
+    if type not in _TYPES:
+        raise InvalidRequestError(f"no log entry type {type[:40]!r} (one of {', '.join(_TYPES)})")
+    return _proven(request, _log(request).latest_event(subject, (type,)))
