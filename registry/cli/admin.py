@@ -11,7 +11,18 @@ from typing import Annotated, Any
 import typer
 
 from registry.cli import reads
-from registry.cli.common import Table, connect, err, fatal, print_json, print_table
+from registry.cli.common import (
+    MAX_AGE_HELP,
+    WITNESS_HELP,
+    WITNESS_THRESHOLD_HELP,
+    Table,
+    apply_log_options,
+    connect,
+    err,
+    fatal,
+    print_json,
+    print_table,
+)
 
 token_app = typer.Typer(help="API tokens (admins).", no_args_is_help=True)
 
@@ -77,13 +88,33 @@ def audit_verify(
     registry_key: Annotated[
         Path | None, typer.Option(help="The registry's public key (default: the pinned one).")
     ] = None,
+    max_age: Annotated[
+        str | None, typer.Option("--max-age", help=MAX_AGE_HELP, metavar="AGE")
+    ] = None,
+    witness: Annotated[
+        list[str] | None, typer.Option("--witness", help=WITNESS_HELP, metavar="NAME=KEYFILE")
+    ] = None,
+    witness_threshold: Annotated[
+        int | None,
+        typer.Option("--witness-threshold", help=WITNESS_THRESHOLD_HELP, min=0, metavar="K"),
+    ] = None,
 ) -> None:
     """Check every link of the chain and the newest signed checkpoint; exit 1 at the first
-    edited, removed or reordered entry."""
+    edited, removed or reordered entry. Then the transparency log: its newest checkpoint
+    (pinned log key, fresh, witnesses) must extend the newest one this client saw (a consistency
+    proof; a smaller or forked tree is refused, naming both), and every entry must hash into
+    its root."""
+    from registry.sdk.logcheck import requirements, verify_log
+    from registry.sdk.pins import PinStore
+
     key = registry_key.read_bytes() if registry_key is not None else None
     with connect() as client:
+        apply_log_options(client, max_age, witness, witness_threshold)
         count, head = client.verify_audit_log(registry_key=key)
+        checkpoint, entries = verify_log(client, PinStore(), requirements(client))
     err.print(f"audit log intact: {count} entries, head sha256:{head}")
+    err.print(f"transparency log consistent: {entries} entries, checkpoint "
+              f"{checkpoint.describe()}")  # fmt: skip
 
 
 admin_app = typer.Typer(

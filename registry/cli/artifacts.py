@@ -10,6 +10,10 @@ import typer
 
 from registry.cli import reads
 from registry.cli.common import (
+    MAX_AGE_HELP,
+    WITNESS_HELP,
+    WITNESS_THRESHOLD_HELP,
+    apply_log_options,
     chosen_signer,
     connect,
     err,
@@ -253,13 +257,20 @@ def pull(
         bool, typer.Option("--pending", help="Evaluation jobs: pull a pending version.")
     ] = False,
     allow_downgrade: Annotated[
-        bool, typer.Option("--allow-downgrade", help="Accept an alias moved to an older release.")
+        bool,
+        typer.Option(
+            "--allow-downgrade",
+            help="Accepted for compatibility; no longer needed: an alias follows its newest move "
+            "in the transparency log, a logged rollback included (printed as one). An alias "
+            "state the log does not hold is refused even with this flag.",
+        ),
     ] = False,
     unsafe_skip_verify: Annotated[
         bool,
         typer.Option(
             "--unsafe-skip-verify",
-            help="UNSAFE: skip the release evidence (digests still checked).",
+            help="UNSAFE: skip the release evidence and the transparency log's checks (digests "
+            "still checked).",
         ),
     ] = False,
     policy: Annotated[
@@ -292,9 +303,21 @@ def pull(
             "one step.",
         ),
     ] = False,
+    max_age: Annotated[
+        str | None, typer.Option("--max-age", help=MAX_AGE_HELP, metavar="AGE")
+    ] = None,
+    witness: Annotated[
+        list[str] | None, typer.Option("--witness", help=WITNESS_HELP, metavar="NAME=KEYFILE")
+    ] = None,
+    witness_threshold: Annotated[
+        int | None,
+        typer.Option("--witness-threshold", help=WITNESS_THRESHOLD_HELP, min=0, metavar="K"),
+    ] = None,
 ) -> None:
     """Download a version, verifying its evidence, its current signed status (not revoked,
-    nor built on a revoked version) and every byte before anything lands."""
+    nor built on a revoked version), its newest status event in the transparency log (and an
+    alias's newest logged move) in a fresh checkpoint extending the one seen before, and every
+    byte before anything lands."""
     if unsafe_skip_verify:
         err.print("[red]WARNING[/red]: --unsafe-skip-verify: the release evidence is NOT checked",
                   markup=True)  # fmt: skip
@@ -310,6 +333,7 @@ def pull(
         import warnings
 
         client.storage_redirects = not via_registry
+        apply_log_options(client, max_age, witness, witness_threshold)
         if max_status_age is not None:
             client.status_max_age = max_status_age
         with warnings.catch_warnings():

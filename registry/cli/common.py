@@ -184,7 +184,60 @@ def connect() -> RegistryClient:
     client.on_pinned = lambda url, fingerprint, path: err.print(
         f"pinned the registry key {fingerprint} for {url} in {path} (first contact; a "
         "different key will be refused)", highlight=False, markup=False)  # fmt: skip
+    client.on_notice = lambda line: err.print(line, highlight=False, markup=False)
     return client
+
+
+#: ``--max-age``, ``--witness`` and ``--witness-threshold`` (pull, verify, audit verify).
+MAX_AGE_HELP = (
+    "How old the transparency log's signed checkpoint may be: seconds, or with a unit "
+    "(90s, 30m, 24h, 2d); default 24h, or MODELSEAL_LOG_MAX_AGE. An older one (a registry "
+    "that stopped re-signing: a frozen view) is refused."
+)
+WITNESS_HELP = (
+    "Require the cosignature of this witness on the log's checkpoint: NAME=KEYFILE (its vkey, "
+    "or Ed25519 public key PEM). Repeatable; or MODELSEAL_WITNESSES=NAME=FILE,NAME=FILE."
+)
+WITNESS_THRESHOLD_HELP = (
+    "How many of the --witness keys must have cosigned (default: all named; none when no "
+    "witness is named), or MODELSEAL_WITNESS_THRESHOLD."
+)
+
+
+def duration(text: str) -> float:
+    """Seconds from ``90``, ``90s``, ``30m``, ``24h`` or ``2d``."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    number, unit = (text[:-1], units[text[-1]]) if text[-1:] in units else (text, 1)
+    try:
+        value = float(number) * unit
+    except ValueError:
+        fatal(f"--max-age {text!r}: expected seconds or a number with s, m, h or d")
+    if not value >= 1 or value == float("inf"):
+        fatal(f"--max-age {text!r}: at least one second")
+    return value
+
+
+def apply_log_options(
+    client: RegistryClient,
+    max_age: str | None,
+    witnesses: list[str] | None,
+    threshold: int | None,
+) -> None:
+    """Set what the log's checkpoints must satisfy from the command line's options (over the
+    environment's)."""
+    from registry.sdk.logcheck import check_requirements, load_witness
+
+    if max_age is not None:
+        client.log_max_age = duration(max_age)
+    try:
+        if witnesses:
+            client.witnesses = [load_witness(w) for w in witnesses]
+            client.witness_threshold = len(client.witnesses)
+        if threshold is not None:
+            client.witness_threshold = threshold
+        check_requirements(client.log_max_age, client.witnesses, client.witness_threshold)
+    except ValueError as exc:
+        fatal(str(exc))
 
 
 def fatal(message: str, code: int = 1) -> NoReturn:

@@ -14,8 +14,12 @@ from rich.markup import escape
 from attest.keys import KeyType
 from registry.cli import reads
 from registry.cli.common import (
+    MAX_AGE_HELP,
+    WITNESS_HELP,
+    WITNESS_THRESHOLD_HELP,
     Styled,
     Table,
+    apply_log_options,
     chosen_signer,
     connect,
     err,
@@ -363,16 +367,32 @@ def verify(
     registry_key: Annotated[
         Path | None, typer.Option(help="The registry's public key (default: pinned).")
     ] = None,
+    max_age: Annotated[
+        str | None, typer.Option("--max-age", help=MAX_AGE_HELP, metavar="AGE")
+    ] = None,
+    witness: Annotated[
+        list[str] | None, typer.Option("--witness", help=WITNESS_HELP, metavar="NAME=KEYFILE")
+    ] = None,
+    witness_threshold: Annotated[
+        int | None,
+        typer.Option("--witness-threshold", help=WITNESS_THRESHOLD_HELP, min=0, metavar="K"),
+    ] = None,
 ) -> None:
     """Fetch the version's evidence and verify it here, without trusting the server's verdict.
     First the version's current signed status: its audit-log head must extend the newest
-    checkpoint this client saw (a rolled-back log is refused, naming both)."""
+    checkpoint this client saw (a rolled-back log is refused, naming both); and the
+    transparency log: the version's newest status event (its release, naming the release
+    statement served) proven in a fresh checkpoint that extends the newest one seen."""
     from registry.sdk.export import verify_online
+    from registry.sdk.logcheck import verify_version_log
 
     trusted, policy_text = _auditor_inputs(trust, policy)
     with connect() as client:
+        apply_log_options(client, max_age, witness, witness_threshold)
         key = registry_key.read_bytes() if registry_key else None
-        client.version_status(client.show(ref), registry_key=key)
+        shown = client.show(ref)
+        client.version_status(shown, registry_key=key)
+        verify_version_log(client, ref, shown, registry_key=key)
         verdict = verify_online(client, ref, trust=trusted, policy_text=policy_text,
                                 registry_key=key)  # fmt: skip
     _print_verdict(verdict)

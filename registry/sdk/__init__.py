@@ -6,10 +6,12 @@
     pull.py       verified pull: staged, hashed downloads, fsync, atomic rename or exchange
     trust.py      the registry key (pinned), signed status, release/pending/local-gate checks,
                   audit-log head and chain
+    logcheck.py   the transparency log: its key (pinned), checkpoints (fresh, witnessed,
+                  consistent with the newest seen), a version's status event, an alias's move
     training.py   :class:`TrainingRun`: record a training job's inputs, push with provenance
     export.py     export a version's evidence for offline audit; online verification
     lineage.py    a version's verified dependency tree and ML-BOM
-    pins.py       trust-on-first-use pins of registry keys
+    pins.py       trust-on-first-use pins of registry keys and log keys, newest checkpoints
     records.py    read answers as plain, hand-checked records (no pydantic on the CLI's read path)
     resume.py     the journal of unfinished uploads, so a push resumes where it stopped
     transfer.py   the HTTP transport (retries, presigned URLs); filesink.py: atomic downloads

@@ -39,6 +39,7 @@ from registry.errors import (
     error_from_problem,
 )
 from registry.names import Kind, Ref, parse_ref
+from registry.sdk import logcheck as _logcheck
 from registry.sdk import pull as _pull
 from registry.sdk import push as _push
 from registry.sdk import records
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
     # of the hashing, signing and verifying machinery, nor pydantic (the CLI's read commands
     # read registry.sdk.records instead of the wire models).
     from attest.files import LocalFile
+    from attest.note import NoteVerifier
     from attest.signing import Signer
     from attest.trust import Trust
     from attest.verifying import Verifier
@@ -141,6 +143,8 @@ class RegistryClient:
     page_size = 1000
     #: called with (url, fingerprint, pin file) when a registry key is pinned on first contact
     on_pinned: Callable[[str, str, Path], None] | None = None
+    #: called with a line a person should read: the log key pinned, a pull that is a rollback
+    on_notice: Callable[[str], None] | None = None
 
     def __init__(
         self,
@@ -154,6 +158,9 @@ class RegistryClient:
         transport: httpx.BaseTransport | None = None,
         storage_redirects: bool = True,
         status_max_age: float = DEFAULT_STATUS_MAX_AGE,
+        log_max_age: float = _logcheck.DEFAULT_LOG_MAX_AGE,
+        witnesses: Sequence[NoteVerifier] = (),
+        witness_threshold: int | None = None,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -199,6 +206,11 @@ class RegistryClient:
             )
         #: Seconds a registry-signed status may be old when a pull checks it.
         self.status_max_age = status_max_age
+        try:  # the transparency log: checkpoint age, witnesses (default: all those named)
+            k = _logcheck.check_requirements(log_max_age, witnesses, witness_threshold)
+        except ValueError as exc:
+            raise InvalidRequestError(str(exc)) from None
+        self.log_max_age, self.witnesses, self.witness_threshold = log_max_age, list(witnesses), k
 
     @classmethod
     def from_env(cls, **kwargs: Any) -> RegistryClient:
@@ -215,6 +227,10 @@ class RegistryClient:
                 raise InvalidRequestError(
                     f"MODELSEAL_STATUS_MAX_AGE must be a number of seconds, not {max_age!r}"
                 ) from None
+        try:
+            _logcheck.settings_from_env(kwargs)
+        except ValueError as exc:
+            raise InvalidRequestError(str(exc)) from None
         return cls(url, clean_token(os.environ.get("MODELSEAL_TOKEN")), **kwargs)
 
     def close(self) -> None:

@@ -3,8 +3,10 @@
     pull        :meth:`RegistryClient.pull <registry.sdk.client.RegistryClient.pull>`: refuse
                 what is rejected, revoked, unreleased (unless ``pending``) or external; run the
                 checks of :mod:`registry.sdk.trust` (release or pending evidence, the fresh
-                signed status, the caller's own gate); then download, and report a failed
-                verification to the registry (a security event)
+                signed status, the caller's own gate) and of :mod:`registry.sdk.logcheck` (the
+                transparency log: the version's newest status event and an alias's newest move,
+                proven in a fresh checkpoint that extends the one remembered); then download,
+                and report a failed verification to the registry (a security event)
     _download   one file, streamed into the staging directory while it is hashed (written back
                 to disk as it goes when durable); a digest or size mismatch refuses the pull
     _exchange   swap the verified copy for an existing directory in one step (``--replace``)
@@ -28,6 +30,7 @@ from urllib.parse import quote
 
 from registry.errors import InvalidRequestError, PullVerificationError
 from registry.names import Ref, RefKind, parse_ref
+from registry.sdk import logcheck as _logcheck
 from registry.sdk.pins import PinStore
 from registry.sdk.trust import (
     check_status,
@@ -122,15 +125,17 @@ def _pull(
             f"{ref} is {version.state}: {version.state_reason or 'no reason recorded'}",
             state=version.state,
         )
+    pins = pins or PinStore()
+    release_digests: list[str] | None = None
     if unsafe_skip_verify:
         warnings.warn(
-            f"UNSAFE: pulling {ref} without verifying its release evidence "
-            "(file digests are still checked)",
+            f"UNSAFE: pulling {ref} without verifying its release evidence nor the "
+            "transparency log (file digests are still checked)",
             stacklevel=3,  # the caller of RegistryClient.pull
         )
     elif version.state == "released":
-        verify_release(client, parsed, version, files, registry_key, pins or PinStore(),
-                       allow_downgrade)  # fmt: skip
+        release_digests = verify_release(client, parsed, version, files, registry_key, pins,
+                                         allow_downgrade)  # fmt: skip
     elif version.state == "pending" and pending:
         verify_pending(client, parsed, version, files)
     else:
@@ -139,10 +144,11 @@ def _pull(
             "(evaluation jobs: --pending)",
             state=version.state,
         )
-    if not unsafe_skip_verify:  # the current signed status, before a byte is written
-        check_status(client, version, registry_key, pins or PinStore())
+    if not unsafe_skip_verify:  # the current signed status and the log, before a byte lands
+        check_status(client, version, registry_key, pins)
+        check_log(client, parsed, version, pins, release_digests)
     if local_policy is not None and local_trust is not None:
-        verify_locally(client, version, local_policy, local_trust, pins or PinStore())
+        verify_locally(client, version, local_policy, local_trust, pins)
     if on_total:
         on_total(sum(f.size for f in files))
     parent = target.absolute().parent
@@ -172,6 +178,23 @@ def _pull(
     if occupied:
         shutil.rmtree(staging, ignore_errors=True)
     return version
+
+
+def check_log(
+    client: RegistryClient,
+    ref: Ref,
+    version: VersionPublic,
+    pins: PinStore,
+    release_digests: list[str] | None,
+) -> None:
+    """The transparency log's word on what is about to be pulled (:mod:`registry.sdk.logcheck`):
+    the version's newest status event proven in a fresh checkpoint extending the remembered one
+    (for a pending version, only the checkpoint), and behind an alias its newest logged move."""
+    needs = _logcheck.requirements(client)
+    _logcheck.check_version(client, version, pins, needs, release_digests=release_digests)
+    if ref.kind is RefKind.ALIAS:
+        _logcheck.check_alias(client, ref.namespace, ref.name, ref.selector, version.version,
+                              pins, needs, on_rollback=client.on_notice)  # fmt: skip
 
 
 def _download(

@@ -9,8 +9,8 @@ statements about a version, and the audit log's head.
     check_status        a pull refuses a version whose fresh status is not the state it was served
                         with, or that is built on a version not released or pending
     verify_release      a release attestation by the registry key names this version and the
-                        very file list served; behind an alias, no downgrade below the newest
-                        release seen
+                        very file list served (which alias state is accepted is the log's
+                        business: registry.sdk.logcheck)
     verify_pending      a pending version's OMS signature verifies with an identity the namespace
                         policy accepts for ``signature``
     verify_locally      the whole release gate re-run here with the caller's policy and signers
@@ -263,13 +263,23 @@ def verify_release(
     files: list[FileDigest],
     registry_key: bytes | None,
     pins: PinStore,
-    allow_downgrade: bool,
-) -> None:
+    allow_downgrade: bool = False,
+) -> list[str]:
+    """A release attestation by the registry key names this version and the very file list
+    served. Returns the SHA-256 (hex) of every such release bundle: the transparency log's
+    release entry must name one of them (:func:`registry.sdk.logcheck.check_version`).
+
+    Which version an alias may point at is the log's business now
+    (:func:`registry.sdk.logcheck.check_alias`: the alias's newest logged move, a rollback by
+    intent included); ``allow_downgrade`` is accepted for compatibility and changes nothing."""
+    import hashlib
+
     from attest.bundle import Bundle
 
     exact = f"{version.namespace}/{version.name}@{version.version}"
     verifier = client.registry_verifier(registry_key, pins)
     release: dict[str, Any] | None = None
+    digests: list[str] = []
     for raw in _bundles(client, exact, RELEASE):
         try:
             verified = verifier.verify(Bundle.parse(raw))
@@ -282,26 +292,17 @@ def verify_release(
             and statement.predicate.get("version") == exact
         ):
             release = dict(statement.predicate)
+            if release.get("manifestSha256") == manifest_digest(files):
+                digests.append(hashlib.sha256(raw).hexdigest())
     if release is None:
         raise PullVerificationError(
             f"{exact}: no release attestation verifies with the registry key"
         )
-    if release.get("manifestSha256") != manifest_digest(files):
+    if not digests:
         raise PullVerificationError(
             f"{exact}: the file list served now is not the one that was released"
         )
-    if ref.kind is RefKind.ALIAS:
-        url, key = str(client._http.base_url), str(ref)
-        seen = pins.newest_release(url, key)
-        released_at = str(release.get("releasedAt", ""))
-        if seen and released_at < seen["releasedAt"] and not allow_downgrade:
-            raise PullVerificationError(
-                f"{ref} now points at {exact}, released {released_at}, older than "
-                f"{seen['version']} ({seen['releasedAt']}) seen before; refusing a "
-                "downgrade (--allow-downgrade to accept it)"
-            )
-        if not seen or released_at >= seen["releasedAt"]:
-            pins.remember_release(url, key, version.version, released_at)
+    return digests
 
 
 def verify_pending(

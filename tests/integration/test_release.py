@@ -313,7 +313,12 @@ def test_a_blob_tampered_after_release_fails_the_pull(world: World, tmp_path: Pa
     assert not (tmp_path / "deploy").exists()
 
 
-def test_aliases_point_at_releases_and_refuse_downgrades(world: World, tmp_path: Path) -> None:
+def test_aliases_point_at_releases_and_follow_logged_rollbacks(
+    world: World, tmp_path: Path
+) -> None:
+    """A rollback by a releaser is a logged alias move: pulls follow it, told it is a rollback
+    (no --allow-downgrade needed since #21; tests/integration/test_tlog_client.py refuses the
+    replayed and unlogged alias states)."""
     dataset = _released(world)
     with pytest.raises(ConflictError, match="aliases point only at released versions"):
         world.model("fraud/m@2", deps=[("fraud/tx@3", dataset)])
@@ -323,9 +328,10 @@ def test_aliases_point_at_releases_and_refuse_downgrades(world: World, tmp_path:
     deployer = _deployer(world)
     assert deployer.pull("fraud/m@prod", tmp_path / "a").version == "2"
     world.releaser.set_alias("fraud", "m", "prod", "1")  # rollback to the older release
-    with pytest.raises(PullVerificationError, match="refusing a downgrade"):
-        deployer.pull("fraud/m@prod", tmp_path / "b")
-    assert deployer.pull("fraud/m@prod", tmp_path / "b", allow_downgrade=True).version == "1"
+    notices: list[str] = []
+    deployer.on_notice = notices.append
+    assert deployer.pull("fraud/m@prod", tmp_path / "b").version == "1"
+    assert any("is a rollback" in n and "by release-bot" in n for n in notices), notices
     world.releaser.revoke("fraud/m@1", "bad calibration")
     flagged = {a.alias: a.state for a in world.admin.list_aliases("fraud", "m")}
     assert flagged == {"prod": "revoked"}  # an alias at a revoked version is flagged
