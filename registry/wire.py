@@ -122,8 +122,19 @@ class VersionSummary(_Model):
     )
 
 
+#: A model version's ML-BOM: being built (off the request path), built, or given up on.
+BomStatusName = Literal["pending", "ready", "failed"]
+
+
 class VersionPublic(VersionSummary):
     files: list[FilePublic]
+    bom_status: BomStatusName | None = Field(
+        default=None,
+        description="Models: the ML-BOM is pending (being built, off the request path; "
+        "retry shortly), ready, or failed (the registry gave up building it). Null for datasets "
+        "and code, for a model without a BOM (rejected), and in answers that do not report it "
+        "(release, reject).",
+    )
 
 
 class ArtifactPublic(_Model):

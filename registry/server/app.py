@@ -30,6 +30,7 @@ from registry.server.api.routes import (
     versions,
 )
 from registry.server.api.routes import log as log_routes
+from registry.server.bomjobs import BomJobs
 from registry.server.config import Settings
 from registry.server.db import make_engine, make_sessionmaker
 from registry.server.events import SecurityEvents
@@ -43,6 +44,7 @@ from registry.server.services.keys import load_registry_signer
 from registry.server.services.lifecycle import LifecycleService
 from registry.server.services.oci import OciService
 from registry.server.services.releases import ReleaseService
+from registry.server.services.sbom import TRIGGERS as BOM_TRIGGERS
 from registry.server.services.sbom import AfterCommit, BomService
 from registry.server.services.scanning import ScanService
 from registry.server.services.tlog import LogService, open_tile_store
@@ -79,9 +81,10 @@ def create_app(
         sessions, blob_store, settings, clock=clock, scanner=after_commit
     )
     attestation_service = AttestationService(sessions, versions_service, settings, clock=clock)
-    bom_service = BomService(sessions, versions_service, attestation_service, signer, clock=clock)
-    after_commit.bom = bom_service
-    attestation_service.on_evidence = bom_service.rebuild_logged
+    bom_service = BomService(sessions, versions_service, attestation_service, signer, clock=clock,
+                             scans=scans)  # fmt: skip
+    bom_jobs = BomJobs(sessions, bom_service, triggers=BOM_TRIGGERS, clock=clock)
+    bom_service.jobs = bom_jobs
     audit_service = AuditService(sessions, signer, clock=clock)
     # The transparency log (docs/transparency-log.md): its checkpoints are signed by a thread.
     log_service = LogService(sessions, settings, tiles=open_tile_store(settings, blob_store),
@@ -130,6 +133,7 @@ def create_app(
         tasks = []
         security_events.start()
         await run_in_threadpool(log_service.start)
+        bom_jobs.start()
         if expiry_interval:
             tasks.append(asyncio.create_task(_expire_uploads(services.uploads, expiry_interval)))
         tasks.append(asyncio.create_task(_prune_limits((token_limits, address_limits))))
@@ -143,6 +147,7 @@ def create_app(
                 task.cancel()
             await run_in_threadpool(security_events.stop)
             await run_in_threadpool(log_service.stop)
+            await run_in_threadpool(bom_jobs.stop)
             engine.dispose()
 
     app = FastAPI(
@@ -152,6 +157,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.services = services
+    app.state.bom_jobs = bom_jobs
     app.state.oci = OciService(
         sessions, versions_service, services.lifecycle, blob_store, signer, clock=clock
     )

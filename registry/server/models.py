@@ -443,3 +443,29 @@ class LogCosignature(Base):
     witness: Mapped[str] = mapped_column(String(256))
     signature: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(Timestamp)
+class BomJob(Base):
+    """A model version's ML-BOM to build, off the request path (``registry/server/bomjobs.py``):
+    one row per version, written in the transaction of the change that calls for a build (the
+    version's commit, its scan, new provenance or evaluation results) and run by any replica's
+    worker.
+
+    ``status``: ``pending`` (due at ``due_at``), ``running`` (held by ``claim`` until the lease
+    ends at ``due_at``, which the worker extends while it builds), ``done``, ``skipped``
+    (nothing to build: the version was rejected) or ``failed`` (given up after ``attempts``;
+    ``last_error`` says why). ``again``: asked for once more while running (new evidence the
+    running build may not have read): the job is pending again when that build finishes."""
+
+    __tablename__ = "bom_jobs"
+    __table_args__ = (Index("ix_bom_jobs_due", "status", "due_at"),)
+
+    version_id: Mapped[int] = mapped_column(
+        ForeignKey("versions.id", ondelete="CASCADE"), primary_key=True
+    )
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer)
+    due_at: Mapped[datetime] = mapped_column(Timestamp)
+    again: Mapped[bool] = mapped_column(Boolean)
+    claim: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    requested_at: Mapped[datetime] = mapped_column(Timestamp)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp)
+    last_error: Mapped[str | None] = mapped_column(String(1024), nullable=True)

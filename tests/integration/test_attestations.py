@@ -133,7 +133,9 @@ def test_refusals_name_the_reason(
         with pytest.raises(EvidenceRejectedError, match="not valid JSON"):
             client.attach("vision/tiny@1", bytes(raw[:-10]))
 
-        # only the registry's own scan attestation and ML-BOM are there
+        # only the registry's own scan attestation and ML-BOM are there (the BOM is built off
+        # the request path: listing it waits while it is pending)
+        assert len(client.list_attestations("vision/tiny@1", CYCLONEDX_BOM)) == 1
         stored = client.list_attestations("vision/tiny@1")
         assert [(a.signer, a.predicate_type) for a in stored] == [
             ("registry", SCAN),

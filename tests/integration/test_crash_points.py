@@ -76,6 +76,7 @@ NS = "crash"
 SLSA_PROVENANCE = "https://slsa.dev/provenance/v1"
 RELEASE = "https://in-toto.io/attestation/release/v0.1"
 REVOCATION = "https://modelseal.dev/attestation/revocation/v1"
+CYCLONEDX_BOM = "https://cyclonedx.org/bom"
 #: fsck kinds that are damage; the others are garbage a crash may leave for gc.
 DAMAGE = {"missing-object", "size-mismatch", "digest-mismatch"}
 
@@ -88,6 +89,9 @@ class Point:
 
 _UPLOADS = "registry.server.services.uploads:UploadService"
 _S3 = "registry.server.storage.s3:S3BlobStore"
+_BOM_JOBS = "registry.server.bomjobs:BomJobs"
+#: How long a retry waits for a BOM whose worker was killed: its lease (30 s) must end first.
+BOM_WAIT_SECONDS = 180.0
 
 POINTS: dict[str, Point] = {
     # push: the upload session, a chunk, the assembly of the blob, the version commit
@@ -126,6 +130,9 @@ POINTS: dict[str, Point] = {
     "set_alias-committed": Point(
         "after:registry.server.services.lifecycle:LifecycleService.set_alias", "alias"
     ),
+    # the ML-BOM worker (a thread of the server): a claimed job, a built BOM not yet recorded
+    "bom-claimed": Point(f"before:{_BOM_JOBS}._run", "bom"),
+    "bom-built": Point(f"before:{_BOM_JOBS}._finish", "bom"),
     # gc (the `admin gc` process is killed): mark, sweep, object deletion
     "gc-after-mark": Point("gc:after_mark", "gc"),
     "gc-delete_blobs-in-tx": Point("tx:gc_delete_blobs", "gc"),
@@ -604,7 +611,37 @@ def _gc(registry: Registry, world: World, point: Point) -> None:
     world.expected[ref] = "released"
 
 
+def _bom(registry: Registry, world: World, point: Point) -> None:
+    """The server dies in its ML-BOM worker, after the push has answered (the worker is woken
+    by the scan's commit): the job is left claimed. After the restart, once its lease has ended,
+    the worker takes it over and the BOM is built; then the release."""
+    ref = world.ref("model")
+
+    def push_and_watch() -> None:
+        with registry.client() as client:
+            world.push(client, ref)
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:  # until the server is gone (raises)
+                client.show(ref)
+                time.sleep(0.05)
+
+    registry.crash(point, push_and_watch)
+    _consistent(registry, world.point_id)
+    with registry.client() as client:
+        # The push again (its signature may not have been attached before the server died).
+        client.push(world.sources[ref], ref, signer=registry.signer)
+        deadline = time.monotonic() + BOM_WAIT_SECONDS
+        while client.show(ref).bom_status == "pending" and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert client.show(ref).bom_status == "ready"
+        assert len(client.list_attestations(ref, CYCLONEDX_BOM)) == 1
+        client.attach(ref, world.provenance_bundle(client, ref))
+        assert client.release(ref).state == "released"
+    world.expected[ref] = "released"
+
+
 SCENARIOS: dict[str, Callable[[Registry, World, Point], None]] = {
+    "bom": _bom,
     "push": _push,
     "attach": _attach,
     "release": _release,

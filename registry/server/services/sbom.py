@@ -1,18 +1,20 @@
 """The registry builds, validates and signs a CycloneDX 1.6 ML-BOM for every model version.
 
-Built when a model version is committed, and rebuilt while it is pending whenever provenance or
-evaluation results arrive (the newest BOM attestation is the current one). Every digest in it
-comes from the registry's own records: the version's files, and the dependency versions the
-(verified) provenance names, looked up here. Evidence is re-verified before it is read.
+Built off the request path by a worker in any replica (:mod:`registry.server.bomjobs`) once a
+model version is committed and scanned, and rebuilt while it is pending whenever provenance or
+evaluation results arrive (the newest BOM attestation is the current one; a build that would
+change nothing stores nothing). Every digest in it comes from the registry's own records: the
+version's files, and the dependency versions the (verified) provenance names, looked up here.
+Evidence is re-verified before it is read.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from attest.bundle import Bundle
@@ -23,10 +25,11 @@ from attest.signing import KeySigner, UriSigner
 from attest.statement import Statement, make_statement
 from registry import __version__
 from registry.errors import NotFoundError
-from registry.names import parse_ref
-from registry.server.db import transaction
-from registry.server.models import Attestation
-from registry.server.services.attestations import READER, AttestationService
+from registry.names import Ref, RefKind, parse_ref
+from registry.server.bomjobs import BomJobs, BomState, BomStatus, Outcome, bom_state
+from registry.server.models import Alias, Artifact, Attestation, Namespace, Version
+from registry.server.services.attestations import READER, REBUILDS, AttestationService
+from registry.server.services.auth import Action, Principal
 from registry.server.services.common import Clock, utcnow
 from registry.server.services.scanning import REGISTRY_SIGNER, ScanService, registry_attestation
 from registry.server.services.versions import State, VersionRecord, VersionService, version_id
@@ -40,10 +43,25 @@ from sbom import (
     ModelBomInput,
     build_model_bom,
     parse_environment,
-    validate_bom,
 )
 
-log = logging.getLogger(__name__)
+
+@dataclass(frozen=True, slots=True)
+class BomTarget:
+    """A version as the BOM answers see it: its BOM status and current BOM (the newest
+    registry-signed CycloneDX bundle, read only when the status is ready)."""
+
+    ref: str
+    kind: str
+    state: str
+    file_count: int
+    bom: BomState
+    current: bytes | None
+
+
+#: Evidence whose arrival about a pending model asks for its BOM to be built (again): the
+#: registry's scan (every file's verdict), provenance, evaluation results.
+TRIGGERS = frozenset({SCAN, *REBUILDS})
 
 
 class BomService:
@@ -55,42 +73,141 @@ class BomService:
         signer: KeySigner | UriSigner,
         *,
         clock: Clock = utcnow,
+        scans: ScanService | None = None,
     ) -> None:
         self._sessions = sessions
         self._versions = versions
         self._attestations = attestations
         self._signer = signer
         self._clock = clock
+        self._scans = scans
+        #: The job queue (set by the app): :meth:`settle` runs or waits for a pending build.
+        self.jobs: BomJobs | None = None
 
-    def rebuild(self, record: VersionRecord) -> dict[str, Any] | None:
-        """Build, validate, sign and store the BOM of a pending model version."""
-        if record.kind != "model" or record.state != State.PENDING:
+    def build(self, record: VersionRecord) -> Bundle | None:
+        """Build, validate and sign the BOM of a model version; None when it would be the
+        current BOM again (builds are deterministic) or the version is no model. Writes nothing.
+
+        Raises:
+            BomError: the BOM does not validate (strict CycloneDX 1.6).
+        """
+        if record.kind != "model":
             return None
-        bom = build_model_bom(self.bom_input(record))
-        validate_bom(bom)
+        bom = build_model_bom(self.bom_input(record))  # validated strictly (once: it is slow)
         current = self.current(record)
         if current is not None and dict(Bundle.parse(current).statement().predicate) == bom:
-            return bom  # nothing changed: no new attestation (builds are deterministic)
+            return None  # nothing changed: no new attestation
         statement = make_statement(
             name=f"{record.namespace}/{record.name}",
             root_digest=record.root_digest,
             predicate_type=CYCLONEDX_BOM,
             predicate=bom,
         )
-        bundle = self._signer.sign(statement)
-        with transaction(self._sessions) as session:
-            vid = version_id(session, record)
-            session.add(registry_attestation(vid, record, bundle, self._signer, self._clock(),
-                                             actor=REGISTRY_SIGNER))  # fmt: skip
-        return bom
+        return self._signer.sign(statement)
 
-    def rebuild_logged(self, record: VersionRecord) -> None:
-        """:meth:`rebuild` after a change that already happened: a failure is logged, never
-        raised (the BOM is evidence about the version, not a condition of storing it)."""
-        try:
-            self.rebuild(record)
-        except Exception:
-            log.exception("%s: building the ML-BOM failed", record.ref)
+    def build_job(self, version_id: int) -> Outcome:
+        """A BOM job's build (:mod:`registry.server.bomjobs`): the version as it is now, scanned
+        first if it never was (the commit request that would have scanned it may have died); a
+        rejected version gets no BOM (as before jobs: its scan found unsafe files)."""
+        record = self._record_for(version_id)
+        if record is None or record.kind != "model" or record.state == State.REJECTED:
+            return Outcome(built=False)
+        if self._scans is not None and not self._scanned(version_id):
+            # The commit request died before it scanned (a stale scan is the gate's to redo,
+            # as before: two rescans racing would both be recorded).
+            record = self._scans.scan_version(record)
+            if record.state == State.REJECTED:
+                return Outcome(built=False)
+        bundle = self.build(record)
+        if bundle is None:
+            return Outcome(built=True)
+        built = record
+
+        def write(session: Session) -> None:
+            session.add(registry_attestation(version_id, built, bundle, self._signer,
+                                             self._clock(), actor=REGISTRY_SIGNER))  # fmt: skip
+
+        return Outcome(built=True, record=write)
+
+    def _scanned(self, version_id: int) -> bool:
+        with self._sessions() as session:
+            return bool(session.execute(select(exists().where(
+                Attestation.version_id == version_id, Attestation.predicate_type == SCAN,
+                Attestation.signer == REGISTRY_SIGNER,
+            ))).scalar_one())  # fmt: skip
+
+    def _record_for(self, version_id: int) -> VersionRecord | None:
+        with self._sessions() as session:
+            row = session.execute(
+                select(Namespace.name, Artifact.name, Version.version)
+                .join(Artifact, Version.artifact_id == Artifact.id)
+                .join(Namespace, Artifact.namespace_id == Namespace.id)
+                .where(Version.id == version_id)
+            ).first()
+        if row is None:
+            return None
+        return self._version(f"{row[0]}/{row[1]}@{row[2]}")
+
+    def settle(self, record: VersionRecord, *, timeout: float) -> BomState:
+        """The version's BOM status after building its pending BOM now, in this thread, or
+        waiting up to ``timeout`` seconds for the worker building it (:meth:`BomJobs.settle`):
+        for a caller that must not go on without it (a release names the BOM it relied on).
+        Still ``pending`` after ``timeout``, or while a failed attempt's backoff runs."""
+        if record.kind == "model" and self.jobs is not None:
+            with self._sessions() as session:
+                vid = version_id(session, record)
+            self.jobs.settle(vid, timeout=timeout)
+        return self.status(record)
+
+    def status(self, record: VersionRecord) -> BomState:
+        """The version's BOM status (None for datasets and code)."""
+        if record.kind != "model":
+            return BomState(None)
+        with self._sessions() as session:
+            return bom_state(session, version_id(session, record))
+
+    def target(self, principal: Principal, ref: Ref) -> BomTarget:
+        """The version ``ref`` selects (as :meth:`VersionService.resolve` selects it), its BOM
+        status and current BOM, without reading its file list (which costs a model of 20,000
+        files a good part of a second: a client waiting for a pending BOM asks repeatedly).
+
+        Raises:
+            NotFoundError: no such namespace, artifact, version, alias or digest.
+        """
+        principal.require(Action.READ, ref.namespace)
+        query = (
+            select(Version.id, Version.version, Version.state, Version.file_count, Artifact.kind)
+            .join(Artifact, Version.artifact_id == Artifact.id)
+            .join(Namespace, Artifact.namespace_id == Namespace.id)
+            .where(Namespace.name == ref.namespace, Artifact.name == ref.name)
+        )
+        if ref.kind is RefKind.VERSION:
+            query = query.where(Version.version == ref.selector)
+        elif ref.kind is RefKind.DIGEST:
+            query = query.where(
+                Version.root_digest == ref.selector.removeprefix("sha256:")
+            ).order_by(Version.created_at, Version.id)
+        else:
+            query = query.join(Alias, Alias.version_id == Version.id).where(
+                Alias.name == ref.selector, Alias.artifact_id == Artifact.id
+            )
+        with self._sessions() as session:
+            row = session.execute(query.limit(1)).first()
+            if row is None:
+                raise NotFoundError(f"{ref} does not exist", ref=str(ref))
+            vid, version, state, file_count, kind = row
+            status = bom_state(session, vid) if kind == "model" else BomState(None)
+            current = None
+            if status.status is BomStatus.READY:
+                current = session.execute(
+                    select(Attestation.bundle)
+                    .where(Attestation.version_id == vid,
+                           Attestation.predicate_type == CYCLONEDX_BOM)
+                    .order_by(Attestation.id.desc())
+                    .limit(1)
+                ).scalar_one_or_none()  # fmt: skip
+        return BomTarget(f"{ref.namespace}/{ref.name}@{version}", kind, state, file_count,
+                         status, current)  # fmt: skip
 
     def bom_input(self, record: VersionRecord) -> ModelBomInput:
         newest = self._newest(record)
@@ -227,14 +344,11 @@ def _metrics(predicate: Mapping[str, Any]) -> tuple[Metric, ...]:
 
 
 class AfterCommit:
-    """:class:`VersionService`'s scanner hook: scan a new version, then build its BOM."""
+    """:class:`VersionService`'s scanner hook: scan a new version. Its BOM is built by a worker
+    (:mod:`registry.server.bomjobs`): the commit asked for it, and the scan asks again, due now."""
 
     def __init__(self, scans: ScanService) -> None:
         self.scans = scans
-        self.bom: BomService | None = None
 
     def scan_version(self, record: VersionRecord) -> VersionRecord:
-        record = self.scans.scan_version(record)
-        if self.bom is not None:
-            self.bom.rebuild_logged(record)
-        return record
+        return self.scans.scan_version(record)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import func, insert, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -24,6 +24,8 @@ from registry.errors import (
     VersionUnavailableError,
 )
 from registry.names import Kind, Ref, RefKind
+from registry.server.bomjobs import SCAN_GRACE as BOM_SCAN_GRACE
+from registry.server.bomjobs import enqueue as enqueue_bom
 from registry.server.config import Settings
 from registry.server.db import transaction
 from registry.server.models import (
@@ -216,20 +218,41 @@ class VersionService:
                     created_at=now,
                     created_by=principal.name,
                     external=external,
-                    files=[]
-                    if external
-                    else [VersionFile(path=f.path, size=f.size, digest=f.sha256) for f in ordered],
-                    external_files=[
-                        ExternalFile(path=f.path, size=f.size, digest=f.sha256, uri=uris[f.path])
-                        for f in ordered
-                    ]
-                    if uris is not None
-                    else [],
                 )
                 session.add(row)
                 session.flush()
-                session.refresh(row)
-                record = _record(row)
+                # The file rows in one bulk INSERT: as ORM objects, 20,000 of them cost seconds
+                # (and reading them back as many again); the record is made from what was written.
+                if uris is not None:
+                    session.execute(insert(ExternalFile), [
+                        {"version_id": row.id, "path": f.path, "size": f.size,
+                         "digest": f.sha256, "uri": uris[f.path]} for f in ordered
+                    ])  # fmt: skip
+                else:
+                    session.execute(insert(VersionFile), [
+                        {"version_id": row.id, "path": f.path, "size": f.size,
+                         "digest": f.sha256} for f in ordered
+                    ])  # fmt: skip
+                if kind == Kind.MODEL:
+                    # Its ML-BOM is built off the request path (registry/server/bomjobs.py), asked
+                    # for in this transaction so no committed model lacks it. The scan below asks
+                    # again, due now; this one waits in case the request dies before scanning.
+                    enqueue_bom(session, row.id, now, delay=BOM_SCAN_GRACE)
+                record = VersionRecord(
+                    namespace=namespace,
+                    name=name,
+                    version=version,
+                    kind=str(kind),
+                    state=State.PENDING,
+                    root_digest=digest,
+                    file_count=len(files),
+                    total_size=row.total_size,
+                    created_at=aware(now),
+                    created_by=principal.name,
+                    files=tuple(FileDigest(f.path, f.size, f.sha256) for f in ordered),
+                    external=external,
+                    uris=tuple((f.path, uris[f.path]) for f in ordered) if uris is not None else (),
+                )
                 audit_record(session, principal, "put_version",
                              version_target(namespace, name, version), at=now,
                              details={"root_digest": digest, "kind": str(kind),

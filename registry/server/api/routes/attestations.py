@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 
-from registry.errors import InvalidRequestError
+from attest.predicates import CYCLONEDX_BOM
+from registry.errors import InvalidRequestError, NotFoundError
 from registry.names import validate_name
 from registry.server.api.deps import KnownQuery, PrincipalDep, ServicesDep
 from registry.server.api.paging import PageDep, link_next
+from registry.server.api.problems import problem_response
 from registry.server.api.routes.versions import (
     INT32_MAX,
     NamePath,
@@ -18,12 +21,18 @@ from registry.server.api.routes.versions import (
     SelectorPath,
     version_ref,
 )
+from registry.server.bomjobs import PENDING, BomStatus
 from registry.server.services.attestations import AttestationRecord, IdentityRecord
-from registry.wire import AttestationPublic, IdentityIn, IdentityPublic
+from registry.server.services.common import utcnow
+from registry.server.services.sbom import BomTarget
+from registry.wire import AttestationPublic, IdentityIn, IdentityPublic, Problem
 
 router = APIRouter(tags=["evidence"], dependencies=[KnownQuery])
 
 _VERSION = "/v1/namespaces/{namespace}/artifacts/{name}/versions/{selector}"
+#: Longest ``Retry-After`` while a BOM is pending (a job waiting out a failed attempt's backoff,
+#: or a commit's job waiting for the scan, may be due later than that: ask again sooner).
+MAX_RETRY_AFTER = 30
 
 
 def _identity(record: IdentityRecord, *, with_key: bool = False) -> IdentityPublic:
@@ -150,11 +159,101 @@ def list_attestations(
     page: PageDep,
     predicate_type: Annotated[str | None, Query(max_length=256)] = None,
 ) -> list[AttestationPublic]:
-    """A version's evidence in the order attached (paged: see the Link header)."""
+    """A version's evidence in the order attached (paged: see the Link header).
+
+    Asked for the ML-BOM (``predicate_type`` ``https://cyclonedx.org/bom``) of a model whose
+    BOM is being built: 503 with ``Retry-After`` (the current BOM is the one being built), and
+    409 when the registry gave up building it."""
     ref = version_ref(namespace, name, selector)
+    if predicate_type == CYCLONEDX_BOM:  # the status first: a list read after it is as new
+        unready = _bom_unready(services.boms.target(principal, ref), request)
+        if unready is not None:
+            return unready  # type: ignore[return-value]
     found = services.attestations.list_attestations(principal, ref, page, predicate_type)
     link_next(request, response, found, page.limit)
     return [_attestation(r) for r in found.items]
+
+
+@router.get(
+    f"{_VERSION}/sbom",
+    operation_id="get_ml_bom",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"application/json": {}},
+            "description": "The current ML-BOM: the newest registry-signed bundle whose "
+            "predicate is the version's CycloneDX 1.6 BOM, byte for byte.",
+        },
+        **{
+            status: {
+                "model": Problem,
+                "content": {"application/problem+json": {}},
+                "description": description,
+            }
+            for status, description in (
+                (404, "Not a model, or a model without a BOM (rejected)."),
+                (409, "The registry gave up building the BOM (``facts.error`` says why)."),
+                (503, "The BOM is being built: retry after ``Retry-After`` seconds."),
+            )
+        },
+    },
+)
+def get_ml_bom(
+    request: Request,
+    namespace: NamespacePath,
+    name: NamePath,
+    selector: SelectorPath,
+    principal: PrincipalDep,
+    services: ServicesDep,
+) -> Response:
+    """The version's current ML-BOM, as a Sigstore bundle signed by the registry (verify it with
+    the registry's key, as for every bundle). Built off the request path after the commit and
+    again when provenance or evaluation results arrive: until then 503 with ``Retry-After``."""
+    target = services.boms.target(principal, version_ref(namespace, name, selector))
+    if target.kind != "model":
+        raise NotFoundError(f"{target.ref} is a {target.kind}: ML-BOMs are built for models")
+    unready = _bom_unready(target, request)
+    if unready is not None:
+        return unready
+    if target.current is None:
+        raise NotFoundError(f"{target.ref} has no ML-BOM (it is {target.state})")
+    return Response(target.current, media_type="application/json")
+
+
+def _bom_unready(target: BomTarget, request: Request) -> Response | None:
+    """The answer while a model's BOM is pending (503, ``Retry-After``) or failed (409)."""
+    state = target.bom
+    job = state.job
+    if job is None or state.status not in (BomStatus.PENDING, BomStatus.FAILED):
+        return None
+    if state.status == BomStatus.FAILED:
+        return problem_response(
+            409,
+            "conflict",
+            f"the ML-BOM of {target.ref} could not be built ({job.attempts} attempts): "
+            f"{job.last_error}. It is built again when provenance or evaluation results arrive "
+            "while the version is pending, or when an operator asks (docs/operations.md)",
+            instance=request.url.path,
+            facts={"bom_status": str(state.status), "attempts": job.attempts,
+                   "error": job.last_error},
+        )  # fmt: skip
+    wait = (job.due_at - utcnow()).total_seconds()
+    if job.status == PENDING and wait > 0:  # a failed attempt's backoff, or the scan's grace
+        retry_after = max(1, min(MAX_RETRY_AFTER, math.ceil(wait)))
+    else:  # due or being built: about what a build of this many files takes
+        retry_after = min(MAX_RETRY_AFTER, 2 + target.file_count // 5000)
+    failures = job.attempts - (0 if job.status == PENDING else 1)  # running: this one counts
+    failed = (f"; {failures} attempt(s) failed so far, the last with {job.last_error}"
+              if failures > 0 and job.last_error else "")  # fmt: skip
+    return problem_response(
+        503,
+        "service-unavailable",
+        f"the ML-BOM of {target.ref} is pending: it is being built off the request path"
+        f"{failed}; retry in {retry_after} s",
+        instance=request.url.path,
+        facts={"bom_status": str(state.status), "retry_after": retry_after},
+        headers={"Retry-After": str(retry_after)},
+    )
 
 
 @router.get(

@@ -23,6 +23,7 @@ from registry.names import (
 )
 from registry.server.api.deps import KnownQuery, PrincipalDep, ServicesDep
 from registry.server.api.paging import PageDep, link_next
+from registry.server.bomjobs import BomStatus
 from registry.server.services.versions import VersionRecord
 from registry.wire import (
     ArtifactPublic,
@@ -73,8 +74,8 @@ def _summary(record: VersionRecord) -> VersionSummary:
     )
 
 
-def public_version(record: VersionRecord) -> VersionPublic:
-    """The API view of a version."""
+def public_version(record: VersionRecord, *, bom_status: BomStatus | None = None) -> VersionPublic:
+    """The API view of a version (``bom_status``: its ML-BOM's, where the answer reports it)."""
     uris = dict(record.uris)
     return VersionPublic(
         **_summary(record).model_dump(),
@@ -82,6 +83,7 @@ def public_version(record: VersionRecord) -> VersionPublic:
             FilePublic(path=f.path, size=f.size, digest=f"sha256:{f.sha256}", uri=uris.get(f.path))
             for f in record.files
         ],
+        bom_status=None if bom_status is None else bom_status.value,
     )
 
 
@@ -180,7 +182,7 @@ def put_version(
     )
     if not created:
         response.status_code = status.HTTP_200_OK
-    return public_version(record)
+    return public_version(record, bom_status=services.boms.status(record).status)
 
 
 @router.get(
@@ -195,9 +197,8 @@ def get_version(
     principal: PrincipalDep,
     services: ServicesDep,
 ) -> VersionPublic:
-    return public_version(
-        services.versions.resolve(principal, version_ref(namespace, name, selector))
-    )
+    record = services.versions.resolve(principal, version_ref(namespace, name, selector))
+    return public_version(record, bom_status=services.boms.status(record).status)
 
 
 @router.get(
