@@ -276,6 +276,7 @@ class VersionSummary(Record):
 
 class Version(VersionSummary):
     files: list[File]
+    bom_status: Literal["pending", "ready", "failed"] | None = None
 
 
 class Artifact(Record):

@@ -43,7 +43,7 @@ SAMPLES: dict[type[records.Record], dict[str, Any]] = {
     records.Namespace: {"name": "vision"},
     records.File: {"path": "p", "size": 0, "digest": "sha256:" + "0" * 64, "uri": "s3://b/p"},
     records.VersionSummary: {k: v for k, v in _version().items() if k != "files"},
-    records.Version: _version(state_reason="why", external=True),
+    records.Version: _version(state_reason="why", external=True, bom_status="ready"),
     records.Artifact: {"namespace": "a", "name": "b", "kind": "dataset", "created_at": TIME,
                        "version_count": 3},
     records.Attestation: {"id": 7, "ref": "a/b@1", "predicate_type": "https://x/y",
@@ -220,6 +220,12 @@ def test_a_time_that_is_not_one(value: Any) -> None:
 def test_a_kind_that_is_not_one(value: Any) -> None:
     _rejected(records.Version, _version(kind=value), "kind is",
               "not one of model, dataset, code")  # fmt: skip
+
+
+@pytest.mark.parametrize("value", ["done", "Ready", "", 1, False, ["ready"]])
+def test_a_status_that_is_not_one_of_its_values(value: Any) -> None:
+    _rejected(records.Version, _version(bom_status=value), "bom_status is",
+              "not one of pending, ready, failed")  # fmt: skip
 
 
 def test_an_optional_field_that_is_neither_null_nor_of_its_type() -> None:
