@@ -163,6 +163,7 @@ def create_app(
     )
     services.releases.on_release = app.state.oci.published
     app.state.tlog = log_service
+    services.releases.before_release = bom_service.settle_for_release
     app.add_middleware(AuditMiddleware, audit=audit_service)
     app.add_middleware(
         BodyLimitMiddleware,

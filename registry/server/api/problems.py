@@ -111,10 +111,13 @@ def install(app: FastAPI) -> None:
             log.warning("request %s: %s", request.url.path, exc.detail)
             return unavailable_response(slug, exc.detail, request.url.path)
         await _security_event(request, exc)
-        if status >= 500:
+        busy = status == 503 and "retry_after" in exc.facts  # expected: the client retries
+        if status >= 500 and not busy:
             log.error("request %s failed: %s", request.url.path, exc.detail, exc_info=exc)
+        elif busy:
+            log.info("request %s: %s", request.url.path, exc.detail)
         headers = None
-        if status == 429:
+        if status == 429 or busy:
             wait = math.ceil(float(exc.facts.get("retry_after", 1)))
             headers = {"Retry-After": str(max(1, wait))}
         return problem_response(

@@ -132,6 +132,9 @@ class ReleaseService:
         #: Called with each version this service releases, after the release commits (the
         #: OCI service stores the artifact and signs its manifest-digest statement).
         self.on_release: Callable[[VersionRecord], None] | None = None
+        #: Called with a pending version before the gate runs for its release (the ML-BOM
+        #: service builds or waits for the version's pending BOM, so the release names it).
+        self.before_release: Callable[[VersionRecord], None] | None = None
 
     def _rescanned(self, record: VersionRecord) -> VersionRecord:
         """``record`` scanned again when its scan predates the current ruleset (the gate does
@@ -312,6 +315,8 @@ class ReleaseService:
                 + (f": {record.state_reason}" if record.state_reason else ""),
                 state=record.state,
             )
+        if self.before_release is not None:
+            self.before_release(record)
         reasons, evidence, policy = self.check(principal, record, releaser=principal.name)
         if reasons:
             text = "\n".join(str(r) for r in reasons)

@@ -24,7 +24,7 @@ from attest.provenance import Provenance, model_card, read_predicate
 from attest.signing import KeySigner, UriSigner
 from attest.statement import Statement, make_statement
 from registry import __version__
-from registry.errors import NotFoundError
+from registry.errors import NotFoundError, ServiceUnavailableError
 from registry.names import Ref, RefKind, parse_ref
 from registry.server.bomjobs import BomJobs, BomState, BomStatus, Outcome, bom_state
 from registry.server.models import Alias, Artifact, Attestation, Namespace, Version
@@ -62,6 +62,10 @@ class BomTarget:
 #: Evidence whose arrival about a pending model asks for its BOM to be built (again): the
 #: registry's scan (every file's verdict), provenance, evaluation results.
 TRIGGERS = frozenset({SCAN, *REBUILDS})
+#: How long a release waits for the version's pending ML-BOM before it answers 503.
+RELEASE_WAIT_SECONDS = 60.0
+#: The ``Retry-After`` of that answer.
+RETRY_AFTER_SECONDS = 5
 
 
 class BomService:
@@ -158,6 +162,23 @@ class BomService:
                 vid = version_id(session, record)
             self.jobs.settle(vid, timeout=timeout)
         return self.status(record)
+
+    def settle_for_release(self, record: VersionRecord) -> None:
+        """Before a release runs the gate: the version's pending ML-BOM built now (or waited for,
+        up to :data:`RELEASE_WAIT_SECONDS`), so the release attestation names the BOM it relied
+        on. A failed BOM does not hold a release back (the gate decides whether the policy needs
+        one); one still pending after the wait answers 503 with Retry-After, and the version
+        stays pending.
+
+        Raises:
+            ServiceUnavailableError: the BOM is still being built.
+        """
+        state = self.settle(record, timeout=RELEASE_WAIT_SECONDS)
+        if state.status is BomStatus.PENDING:
+            raise ServiceUnavailableError(
+                f"the ML-BOM of {record.ref} is still being built; retry the release",
+                retry_after=RETRY_AFTER_SECONDS,
+            )
 
     def status(self, record: VersionRecord) -> BomState:
         """The version's BOM status (None for datasets and code)."""

@@ -24,8 +24,6 @@ from registry.errors import (
     VersionUnavailableError,
 )
 from registry.names import Kind, Ref, RefKind
-from registry.server.bomjobs import SCAN_GRACE as BOM_SCAN_GRACE
-from registry.server.bomjobs import enqueue as enqueue_bom
 from registry.server.config import Settings
 from registry.server.db import transaction
 from registry.server.models import (
@@ -237,7 +235,9 @@ class VersionService:
                     # Its ML-BOM is built off the request path (registry/server/bomjobs.py), asked
                     # for in this transaction so no committed model lacks it. The scan below asks
                     # again, due now; this one waits in case the request dies before scanning.
-                    enqueue_bom(session, row.id, now, delay=BOM_SCAN_GRACE)
+                    from registry.server.bomjobs import SCAN_GRACE, enqueue  # (import cycle)
+
+                    enqueue(session, row.id, now, delay=SCAN_GRACE)
                 record = VersionRecord(
                     namespace=namespace,
                     name=name,

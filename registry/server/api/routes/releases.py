@@ -97,7 +97,8 @@ def release_version(
     services: ServicesDep,
 ) -> VersionPublic:
     """Run the release gate. 409 ``release-refused`` lists every broken link in
-    ``facts.reasons``; the version stays pending with the verdict recorded."""
+    ``facts.reasons``; the version stays pending with the verdict recorded. A model whose ML-BOM
+    is still being built past a wait answers 503 with ``Retry-After`` (the SDK retries)."""
     ref = version_ref(namespace, name, selector)
     return public_version(services.releases.release(principal, str(ref)))
 
