@@ -4,8 +4,8 @@ One row per model version, written in the transaction of the change that calls f
 commit, the scan, provenance, evaluation results) and claimed by a worker (``FOR UPDATE SKIP
 LOCKED`` on PostgreSQL, a conditional UPDATE on SQLite) under a lease.
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-03 09:00:00.000000
 """
 
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0011"
-down_revision: str | None = "0010"
+revision: str = "0012"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
