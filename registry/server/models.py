@@ -443,6 +443,8 @@ class LogCosignature(Base):
     witness: Mapped[str] = mapped_column(String(256))
     signature: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
 class BomJob(Base):
     """A model version's ML-BOM to build, off the request path (``registry/server/bomjobs.py``):
     one row per version, written in the transaction of the change that calls for a build (the
