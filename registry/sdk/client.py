@@ -771,11 +771,16 @@ class RegistryClient:
         different key later is an error), names this version, and relied on an OMS manifest
         that lists exactly the files about to be fetched. With ``pending``, a pending version is
         served after its OMS signature verifies against the identities the namespace policy
-        accepts for ``signature``. Rejected and revoked versions are never pulled. Behind an
-        alias, a release older than the newest one seen before is refused unless
-        ``allow_downgrade``. With ``local_policy`` and ``local_trust`` the whole release gate is
+        accepts for ``signature``. Rejected and revoked versions are never pulled. The
+        transparency log (:mod:`registry.sdk.logcheck`) must prove the version's newest status
+        event, a release naming a verified release bundle, in a checkpoint signed by the log key
+        pinned on first contact, no older than :attr:`log_max_age`, cosigned by
+        :attr:`witness_threshold` of :attr:`witnesses`, and extending the newest one remembered
+        in ``pins``; behind an alias, the alias's newest logged move must name the version (a
+        logged rollback is followed and told to :attr:`on_notice`; ``allow_downgrade`` changes
+        nothing now). With ``local_policy`` and ``local_trust`` the whole release gate is
         re-run here, against the caller's own rules and signers, without trusting the server's
-        verdict. ``unsafe_skip_verify`` skips the evidence (never the digests).
+        verdict. ``unsafe_skip_verify`` skips the evidence and the log (never the digests).
 
         ``target`` must not exist or be an empty directory, unless ``replace``: then a directory
         there is swapped for the new, verified copy in one atomic exchange (the old copy stays

@@ -1,7 +1,6 @@
 """What a client remembers between runs: the registry key it pinned on first contact, the newest
 signed audit-log checkpoint it has seen from that registry (count and head, beside the key: a log
-rolled back behind it is refused), and the newest release it has seen behind each alias (so a
-rollback to an older one is noticed); and of the registry's transparency log
+rolled back behind it is refused); and of the registry's transparency log
 (docs/transparency-log.md): its origin and note key pinned on first contact, the newest verified
 checkpoint (a newer one must come with a consistency proof from it), and per logged subject (an
 alias, a version) the index of the newest entry verified (an older one served later is a replay).
@@ -97,6 +96,9 @@ class PinStore:
                                      "source": source}  # fmt: skip
         data["registries"][url] = entry
         self._save(data)
+
+    # The newest release seen behind an alias: the downgrade guard before the transparency log
+    # (alias states now follow the log's moves, registry.sdk.logcheck); kept for old pin files.
 
     def newest_release(self, url: str, ref: str) -> dict[str, str] | None:
         entry = self._load()["aliases"].get(url, {}).get(ref)
