@@ -46,6 +46,7 @@ COMMANDS: tuple[tuple[str, str, str, bool], ...] = (
     ("verify-evidence", "evidence", "verify_evidence_cmd", False),
     ("verify", "evidence", "verify", False),
     ("admin", "admin", "admin_app", True),
+    ("witness", "witness", "witness_app", True),
 )
 
 

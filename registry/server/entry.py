@@ -27,6 +27,7 @@ __all__ = [
     "issue_admin_token",
     "operator_actor",
     "run",
+    "run_witness",
     "settings",
 ]
 
@@ -74,6 +75,27 @@ def run(
         proxy_headers=settings.forwarded_allow_ips is not None,
         forwarded_allow_ips=settings.forwarded_allow_ips or "",
     )
+
+
+def run_witness(signer: Any, logs: list[Any], state_dir: Path, *, host: str, port: int) -> None:
+    """Serve a witness (:mod:`registry.server.witness`) with uvicorn until SIGTERM/SIGINT:
+    ``signer`` an :class:`attest.note.NoteSigner` of type 0x04, ``logs`` the
+    :class:`attest.note.NoteVerifier` of each log it follows.
+
+    Raises:
+        ConfigurationError: the state directory holds a checkpoint that does not verify.
+    """
+    import uvicorn
+
+    from registry.errors import ConfigurationError
+    from registry.server import witness
+
+    try:
+        app = witness.create_app(witness.Witness(signer, logs, state_dir))
+    except (witness.WitnessStateError, ValueError) as exc:
+        raise ConfigurationError(str(exc)) from exc
+    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False,
+                timeout_keep_alive=30)  # fmt: skip
 
 
 def issue_admin_token(settings: Settings, *, name: str, expires_days: int | None) -> IssuedToken:
