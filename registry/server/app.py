@@ -89,6 +89,13 @@ def create_app(
     # The transparency log (docs/transparency-log.md): its checkpoints are signed by a thread.
     log_service = LogService(sessions, settings, tiles=open_tile_store(settings, blob_store),
                              clock=clock)  # fmt: skip
+    witness_collector = None  # cosignatures of its checkpoints (MODELSEAL_LOG_WITNESSES)
+    if settings.log_witnesses:
+        from registry.server.services.witnesses import WitnessCollector, endpoints
+
+        witnesses = endpoints(settings.log_witnesses)
+        witness_collector = WitnessCollector(sessions, log_service, witnesses, clock=clock)
+        log_service.on_signed = witness_collector.notify
     secret = settings.webhook_secret
     security_events = SecurityEvents(
         webhooks=settings.webhooks,
@@ -134,6 +141,8 @@ def create_app(
         security_events.start()
         await run_in_threadpool(log_service.start)
         bom_jobs.start()
+        if witness_collector is not None:
+            witness_collector.start()
         if expiry_interval:
             tasks.append(asyncio.create_task(_expire_uploads(services.uploads, expiry_interval)))
         tasks.append(asyncio.create_task(_prune_limits((token_limits, address_limits))))
@@ -147,6 +156,8 @@ def create_app(
                 task.cancel()
             await run_in_threadpool(security_events.stop)
             await run_in_threadpool(log_service.stop)
+            if witness_collector is not None:
+                await run_in_threadpool(witness_collector.stop)
             await run_in_threadpool(bom_jobs.stop)
             engine.dispose()
 

@@ -121,6 +121,13 @@ class Settings(BaseSettings):
         description="Re-sign the log's checkpoint at least this often, even without new entries, "
         "so its age proves freshness (0: only after appends and on demand).",
     )
+    log_witnesses: str | None = Field(
+        default=None,
+        description="Witnesses that cosign the log's checkpoints (C2SP tlog-witness): entries "
+        "'<url>;<vkey>' separated by commas or newlines, the URL the witness's prefix "
+        "(add-checkpoint is POSTed to <url>/add-checkpoint) and the vkey its cosignature key "
+        "('modelseal witness keygen' prints it). Default: none.",
+    )
     webhooks: list[str] = Field(
         default_factory=list,
         description='Security-event webhook URLs (JSON list: ["https://hooks.example/ms"]).',
@@ -176,6 +183,13 @@ class Settings(BaseSettings):
             raise ValueError("s3 storage needs a bucket: s3://bucket/prefix")
         return value
 
+    @field_validator("log_witnesses")
+    @classmethod
+    def _check_witnesses(cls, value: str | None) -> str | None:
+        if value is not None:
+            witness_specs(value)  # raises ValueError naming the bad entry
+        return value
+
     @field_validator("s3_endpoint_url", "s3_public_endpoint_url")
     @classmethod
     def _check_endpoint(cls, value: str | None) -> str | None:
@@ -191,3 +205,37 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'registry.db').resolve()}"
+
+
+def witness_specs(value: str | None) -> list[tuple[str, str]]:
+    """``(url, vkey)`` of each entry of MODELSEAL_LOG_WITNESSES (``<url>;<vkey>``, separated by
+    commas or newlines); the vkey must be a cosignature key, and names unique.
+
+    Raises:
+        ValueError: naming the bad entry.
+    """
+    from attest import note
+    from attest.errors import AttestError
+
+    found: list[tuple[str, str]] = []
+    names: set[str] = set()
+    for raw in (value or "").replace("\n", ",").split(","):
+        item = raw.strip()
+        if not item:
+            continue
+        url, sep, vkey = item.partition(";")
+        url, vkey = url.strip().rstrip("/"), vkey.strip()
+        parsed = urlparse(url)
+        if not sep or parsed.scheme not in {"http", "https"} or not parsed.hostname:
+            raise ValueError(f"log witness {item[:200]!r} is not '<http(s) url>;<vkey>'")
+        try:
+            verifier = note.NoteVerifier.from_vkey(vkey)
+        except AttestError as exc:
+            raise ValueError(f"log witness {url}: {exc}") from None
+        if verifier.sig_type != note.SIG_COSIGNATURE_V1:
+            raise ValueError(f"log witness {url}: its vkey is not a cosignature key (type 0x04)")
+        if verifier.name in names:
+            raise ValueError(f"two log witnesses are named {verifier.name!r}")
+        names.add(verifier.name)
+        found.append((url, vkey))
+    return found

@@ -31,6 +31,7 @@ import socket
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -407,6 +408,9 @@ class LogService:
         self._wake = threading.Event()
         _LISTENERS.add(self._wake)
         self._thread: threading.Thread | None = None
+        #: Told of each checkpoint this replica signs, after its commit (the witness collector's
+        #: wake-up, :mod:`registry.server.services.witnesses`); must not block.
+        self.on_signed: Callable[[SignedHead], None] | None = None
 
     # -- identity ----------------------------------------------------------------------------
 
@@ -490,6 +494,11 @@ class LogService:
             signed = SignedHead(row.id, size, root, stamp, text)
             tiles_from = head.tiles_size
         self._write_tiles(tiles_from, signed)
+        if self.on_signed is not None:
+            try:
+                self.on_signed(signed)
+            except Exception:
+                log.exception("the checkpoint hook failed")
         return signed
 
     def covering(self, index: int) -> SignedHead:
