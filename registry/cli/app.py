@@ -47,6 +47,7 @@ COMMANDS: tuple[tuple[str, str, str, bool], ...] = (
     ("verify", "evidence", "verify", False),
     ("admin", "admin", "admin_app", True),
     ("witness", "witness", "witness_app", True),
+    ("log", "monitor", "log_app", True),
 )
 
 
