@@ -153,6 +153,12 @@ def test_namespace_scoped_reader_does_not_see_dependents_in_other_namespaces(
 def test_gate_now_by_a_read_only_auditor_writes_nothing(world: World) -> None:
     world.model("fraud/m@3")
     live = world.live
+    # The model's ML-BOM is built off the request path by the registry's worker: let it settle
+    # first, so what is counted below is only what the GET might write.
+    deadline = time.monotonic() + 120
+    while world.admin.show("fraud/m@3").bom_status == "pending":
+        assert time.monotonic() < deadline, "the ML-BOM was never built"
+        time.sleep(0.2)
     db = _db(live)
     # The registry was upgraded past a scanner ruleset bump: the version's scan is an older one,
     # signed by the registry's real key.
