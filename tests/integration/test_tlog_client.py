@@ -564,3 +564,35 @@ def test_witness_and_freshness_settings_from_the_environment(
     monkeypatch.setenv("MODELSEAL_LOG_MAX_AGE", "soon")
     with pytest.raises(InvalidRequestError, match="MODELSEAL_LOG_MAX_AGE"):
         RegistryClient.from_env()
+
+
+def test_a_logged_release_of_another_statement_is_refused(
+    world: World, tmp_path: Path, engine: Engine
+) -> None:
+    """The log's release entry must commit to the very release bundle the pull verified: an
+    entry naming another statement (the log rewritten and re-signed with the key from disk, a
+    fresh client that cannot tell by consistency) is refused."""
+    _released(world)
+    token = _deployer(world)._http.headers["Authorization"].split()[1]
+    _settle(engine)
+    size = _size(engine)
+    with engine.begin() as conn:
+        index, raw = conn.execute(select(LogEntry.idx, LogEntry.entry).where(
+            LogEntry.subject == "fraud/m@1", LogEntry.type == "release")).one()  # fmt: skip
+        data = json.loads(bytes(raw))
+        data["statement_sha256"] = "0" * 64
+        forged = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+        conn.execute(update(LogEntry).where(LogEntry.idx == index)
+                     .values(entry=forged, leaf_hash=tlog.leaf_hash(forged)))  # fmt: skip
+        conn.execute(delete(LogCosignature))
+        conn.execute(delete(LogCheckpoint))
+    signer = _log_signer(world.live, engine)
+    checkpoint = note.Checkpoint(
+        signer.name, size, _tree(engine, size).root(size), int(time.time())
+    )
+    _insert_checkpoint(engine, note.sign_checkpoint(checkpoint, signer), checkpoint)
+    with replica(world.live.settings.model_copy(update={"checkpoint_seconds": 0})) as url:
+        with pytest.raises(PullVerificationError, match="not the registry-signed release") as c:
+            RegistryClient(url, token).pull("fraud/m@1", tmp_path / "a")
+    assert c.value.facts["cause"] == "log-statement"
+    assert not (tmp_path / "a").exists()
