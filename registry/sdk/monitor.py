@@ -6,8 +6,10 @@ check_checkpoint`: the log key pinned on first contact, freshness, required witn
 the checkpoint this client remembers), verifies that it extends the caller's starting checkpoint
 (``--since``, or the state file's, signed by the same pinned key) with a consistency proof, then
 reads every entry after it (``GET /v1/log/entries``, paged) and checks each entry's inclusion
-proof in the newest checkpoint before it is described. Nothing is reported as an event unless it
-is proven; the caller saves the new checkpoint (:func:`save_state`) only after all of it verified.
+proof in the newest checkpoint before it is described (from the empty log: the tree rebuilt from
+all the entries must have the checkpoint's root, before any is described). Nothing is reported
+as an event unless it is proven; the caller saves the new checkpoint (:func:`save_state`) only
+after all of it verified.
 
 Failures are :class:`~registry.errors.PullVerificationError`, naming the cause.
 """
@@ -148,7 +150,7 @@ def monitor(
     """
     from attest.errors import AttestError
     from attest.note import check_extends, verify_checkpoint
-    from attest.tlog import ProofError, leaf_hash, verify_inclusion
+    from attest.tlog import MemoryTree, ProofError, leaf_hash, verify_inclusion
 
     pins = pins or PinStore()
     needs = logcheck.requirements(client)
@@ -180,6 +182,9 @@ def monitor(
                 seen=old.describe(),
                 now=new.describe(),
             ) from None
+    # From the empty log, every entry is read anyway: rebuilding the tree from them and comparing
+    # its root proves them all at once. After a start, each new entry's inclusion proof does.
+    rebuild = MemoryTree() if old is None else None
     events: list[LogEvent] = []
     index = old.size if old is not None else 0
     while index < new.size:
@@ -192,16 +197,19 @@ def monitor(
             if not isinstance(item, dict) or _int(item.get("index")) != index or index >= end:
                 raise PullVerificationError(f"{WHERE}: a malformed page of entries at {index}")
             data = _b64(item.get("entry"))
-            answer = _get(client, "/v1/log/proof/inclusion", index=index, size=new.size)
-            hashes = [_b64(h) for h in _field(answer, "hashes", list)]
-            try:
-                verify_inclusion(index, new.size, leaf_hash(data), hashes, new.root_hash)
-            except ProofError as exc:
-                raise PullVerificationError(
-                    f"{WHERE}: log entry {index} is not in checkpoint {new.describe()} (an "
-                    f"entry altered or substituted): {exc}",
-                    cause="log-inclusion",
-                ) from None
+            if rebuild is not None:
+                rebuild.append(data)
+            else:
+                answer = _get(client, "/v1/log/proof/inclusion", index=index, size=new.size)
+                hashes = [_b64(h) for h in _field(answer, "hashes", list)]
+                try:
+                    verify_inclusion(index, new.size, leaf_hash(data), hashes, new.root_hash)
+                except ProofError as exc:
+                    raise PullVerificationError(
+                        f"{WHERE}: log entry {index} is not in checkpoint {new.describe()} (an "
+                        f"entry altered or substituted): {exc}",
+                        cause="log-inclusion",
+                    ) from None
             try:
                 entry = json.loads(data)
             except ValueError:
@@ -210,9 +218,19 @@ def monitor(
                 raise PullVerificationError(f"{WHERE}: log entry {index} is not a JSON object")
             event = LogEvent(index, entry, describe(entry))
             events.append(event)
-            if on_event is not None:
+            if on_event is not None and rebuild is None:
                 on_event(event)
             index += 1
+    if rebuild is not None:
+        if rebuild.root(new.size) != new.root_hash:
+            raise PullVerificationError(
+                f"{WHERE}: the log's {new.size} entries are not in checkpoint {new.describe()} "
+                "(an entry altered or substituted): their tree has another root",
+                cause="log-inclusion",
+            )
+        if on_event is not None:
+            for event in events:
+                on_event(event)
     return MonitorResult(new, served, old, events)
 
 

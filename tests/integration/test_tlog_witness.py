@@ -126,6 +126,19 @@ def _settled(live: Live) -> None:
         time.sleep(0.1)
 
 
+def log_tree_root(live: Live, size: int) -> bytes:
+    """The root of the log's first ``size`` entries, from the database."""
+    engine = make_engine(live.settings.resolved_database_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(LogEntry.entry).where(LogEntry.idx < size).order_by(LogEntry.idx)
+            ).scalars()
+            return tlog.root_of([tlog.leaf_hash(bytes(r)) for r in rows])
+    finally:
+        engine.dispose()
+
+
 class TwoWitnesses:
     def __init__(self, tmp: Path, log: note.NoteSigner) -> None:
         self.signers = [_cosigner("w1.example"), _cosigner("w2.example")]
@@ -503,7 +516,14 @@ def test_log_monitor_prints_each_event_and_refuses_tampering(
 
         client._request = tampering  # type: ignore[method-assign]
         seen: list[sdk_monitor.LogEvent] = []
-        with pytest.raises(PullVerificationError, match="is not in checkpoint") as caught:
-            sdk_monitor.monitor(client, since=None, on_event=seen.append)
-        assert caught.value.facts.get("cause") == "log-inclusion"
-        assert all(e.entry.get("actor") != "someone-else" for e in seen)
+        # From the empty log (the tree rebuilt from every entry) and from a start (each new
+        # entry's inclusion proof): refused, and the tampered entry never reported.
+        start = note.sign_checkpoint(
+            note.Checkpoint(ORIGIN, 2, log_tree_root(live, 2), signed.timestamp), log
+        )
+        for since, match in ((None, "are not in checkpoint"), (start, "is not in checkpoint")):
+            with pytest.raises(PullVerificationError, match=match) as caught:
+                sdk_monitor.monitor(client, since=since, on_event=seen.append)
+            assert caught.value.facts.get("cause") == "log-inclusion"
+            assert all(e.entry.get("actor") != "someone-else" for e in seen)
+        assert seen and all(e.index >= 2 for e in seen)  # the inclusion run's proven entries
