@@ -17,13 +17,13 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, delete, func, select, update
 
 from attest import note, tlog
 from registry.errors import ConflictError, PermissionDeniedError, ReleaseRefusedError
 from registry.server.config import Settings
 from registry.server.db import make_engine, make_sessionmaker
-from registry.server.models import Attestation, LogCheckpoint, LogEntry
+from registry.server.models import Attestation, LogCheckpoint, LogCosignature, LogEntry
 from registry.server.services.common import utcnow
 from registry.server.services.tlog import LogService, open_tile_store
 from registry.server.storage import open_blob_store
@@ -252,8 +252,13 @@ def test_resigning_without_entries_advances_the_timestamp(live: Live, engine: En
     assert second.size == first.size and second.root_hash == first.root_hash
     assert second.timestamp >= first.timestamp + 89
     # A replica whose clock runs behind never signs an earlier time than the newest checkpoint.
-    behind = _service(live.settings, engine, clock=lambda: utcnow() - timedelta(hours=1))
+    behind = _service(live.settings, engine, clock=lambda: utcnow() - timedelta(seconds=60))
     assert behind.sign().timestamp == second.timestamp
+    # One far behind refuses to sign rather than carry a time it cannot check forward (a
+    # checkpoint signed far ahead would otherwise hold every later one in the future).
+    lost = _service(live.settings, engine, clock=lambda: utcnow() - timedelta(hours=1))
+    with pytest.raises(ConflictError, match=r"ahead of this replica's clock|off the database's"):
+        lost.sign()
     # Not forced, with nothing new: the newest checkpoint is answered, nothing is signed.
     assert service.sign(force=False).id == behind.latest().id  # type: ignore[union-attr]
     with _http(live) as http:
@@ -403,10 +408,10 @@ def test_tampering_and_bad_requests_are_refused(live: Live, engine: Engine) -> N
         forged = original.replace(b'"token"', b'"tokeN"')
         with engine.begin() as conn:
             conn.execute(update(LogEntry).where(LogEntry.idx == 1).values(entry=forged))
-        served = base64.b64decode(
-            http.get("/v1/log/entries", params={"start": 1, "end": 2}).json()["entries"][0]["entry"]
-        )
-        assert served == forged
+        # The server checks what it serves against the tree it read: 409, not the forgery.
+        refused = http.get("/v1/log/entries", params={"start": 1, "end": 2})
+        assert refused.status_code == 409 and "modified in the database" in refused.text
+        served = forged  # had it been served, the client's proof check fails on it
         proof = http.get("/v1/log/proof/inclusion", params={"index": 1, "size": size}).json()
         with pytest.raises(tlog.ProofError):
             tlog.verify_inclusion(1, size, tlog.leaf_hash(served), _b64(proof["hashes"]),
@@ -422,3 +427,118 @@ def test_tampering_and_bad_requests_are_refused(live: Live, engine: Engine) -> N
                          .values(leaf_hash=tlog.leaf_hash(forged)))  # fmt: skip
         with pytest.raises(ConflictError, match="signed checkpoint"):
             _service(live.settings, engine).inclusion(0, size)
+
+
+# -- holes an attacker found (no view of these tests), each failing before its fix ---------------
+
+
+def test_unsigned_columns_choose_nothing(live: Live, tmp_path: Path, engine: Engine) -> None:
+    """A database attacker renames the revocation row's subject (a column the leaf does not
+    cover) to make the old release the newest status event: the server reads the events from
+    the verified entry bytes, so the revocation is still what it proves."""
+    world = World(live, tmp_path)
+    _chain(world)
+    world.releaser.revoke("fraud/m@1", "leaked")
+    with engine.begin() as conn:
+        conn.execute(
+            update(LogEntry)
+            .where(LogEntry.type == "revocation", LogEntry.subject == "fraud/m@1")
+            .values(subject="fraud/elsewhere@9", type="rejection")
+        )
+    with _http(live) as http:
+        answer = http.get("/v1/namespaces/fraud/artifacts/m/versions/1/log")
+        assert answer.status_code == 200, answer.text
+        assert json.loads(base64.b64decode(answer.json()["entry"]))["type"] == "revocation"
+
+
+def test_a_checkpoint_row_edited_in_the_database_is_not_signed_over(
+    live: Live, engine: Engine
+) -> None:
+    service = _service(live.settings, engine)
+    signed = service.sign()
+    # Its unsigned columns moved ten years ahead, or its root replaced: refused, not carried.
+    for change in ({"timestamp": signed.timestamp + 10 * 365 * 86400},
+                   {"root_hash": bytes(32)}):  # fmt: skip
+        with engine.begin() as conn:
+            original = conn.execute(
+                select(LogCheckpoint.timestamp, LogCheckpoint.root_hash).where(
+                    LogCheckpoint.id == signed.id
+                )
+            ).one()
+            conn.execute(
+                update(LogCheckpoint).where(LogCheckpoint.id == signed.id).values(**change)
+            )
+        with pytest.raises(ConflictError, match="modified in the database"):
+            _service(live.settings, engine).sign()
+        with engine.begin() as conn:
+            conn.execute(
+                update(LogCheckpoint)
+                .where(LogCheckpoint.id == signed.id)
+                .values(timestamp=original.timestamp, root_hash=original.root_hash)
+            )
+    assert _service(live.settings, engine).sign().size == signed.size
+
+
+def test_checkpoints_gone_from_the_database_do_not_let_it_sign_a_fork(
+    live: Live, tmp_path: Path, engine: Engine
+) -> None:
+    world = World(live, tmp_path)
+    _chain(world)
+    service = _service(live.settings, engine)
+    signed = service.sign()
+    with engine.begin() as conn:  # an entry edited (with its leaf hash), the checkpoints gone
+        row = conn.execute(select(LogEntry).where(LogEntry.idx == 1)).one()
+        forged = bytes(row.entry).replace(b'"v":1', b'"v":1,"x":1')
+        conn.execute(
+            update(LogEntry)
+            .where(LogEntry.idx == 1)
+            .values(entry=forged, leaf_hash=tlog.leaf_hash(forged))
+        )
+        conn.execute(delete(LogCosignature))
+        conn.execute(delete(LogCheckpoint))
+    with pytest.raises(ConflictError, match="refusing to sign a fork"):
+        _service(live.settings, engine).sign()
+    assert signed.size > 1
+
+
+def test_an_entry_edited_after_the_tree_read_it_is_not_served(
+    live: Live, tmp_path: Path, engine: Engine
+) -> None:
+    world = World(live, tmp_path)
+    _chain(world)
+    with _http(live) as http:
+        assert http.get("/v1/log/entries", params={"start": 0}).status_code == 200
+        with engine.begin() as conn:
+            row = conn.execute(select(LogEntry).where(LogEntry.idx == 0)).one()
+            conn.execute(
+                update(LogEntry).where(LogEntry.idx == 0).values(entry=bytes(row.entry) + b" ")
+            )
+        edited = http.get("/v1/log/entries", params={"start": 0})
+        assert edited.status_code == 409 and "modified in the database" in edited.text
+
+
+def test_two_revocations_of_one_token_at_once_log_it_once(live: Live, engine: Engine) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    admin = live.client()
+    ids = [admin.create_token(f"t{i}", role="deployer", namespace="ns").id for i in range(8)]
+    before = _count(engine)
+
+    def revoke(token_id: str) -> int:
+        with _http(live) as http:
+            return http.delete(f"/v1/tokens/{token_id}").status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(revoke, [i for i in ids for _ in range(3)]))
+    assert set(codes) <= {200, 204}, codes
+    revoked = [e for e in _rows(engine, before) if e["type"] == "token"]
+    assert sorted(e["subject"] for e in revoked) == sorted(f"token/{i}" for i in ids)
+
+
+def test_moving_an_alias_where_it_already_points_logs_nothing(
+    live: Live, tmp_path: Path, engine: Engine
+) -> None:
+    world = World(live, tmp_path)
+    _chain(world)
+    world.releaser.set_alias("fraud", "m", "prod", "1")
+    assert _delta(engine, lambda: world.releaser.set_alias("fraud", "m", "prod", "1")) == []

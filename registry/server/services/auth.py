@@ -195,8 +195,10 @@ class TokenService:
                 now = self._clock()
                 if row.role == str(Role.ADMIN) and row.namespace is None:
                     self._keep_one_admin(session, row)
-                    if row.revoked_at is not None:  # revoked meanwhile by someone else
-                        return
+                else:  # locked and read again: two revocations at once log it once
+                    session.refresh(row, with_for_update=True)
+                if row.revoked_at is not None:  # revoked meanwhile by someone else
+                    return
                 row.revoked_at = now
                 facts = _token_facts(row.id, row.name, row.role, row.namespace, "revoked")
                 if by is not None:

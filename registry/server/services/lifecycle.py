@@ -64,9 +64,30 @@ class LifecycleService:
         with transaction(self._sessions) as session:
             vid = version_id(session, record)
             artifact_id = session.get(Version, vid).artifact_id  # type: ignore[union-attr]
+            # Moves of one artifact's aliases queue on its row (PostgreSQL; SQLite's write lock
+            # serializes already), so each reads the alias as the previous move left it: no
+            # duplicate first insert, no stale "from" in the log. The target is then read again
+            # under its own lock: a revocation committed meanwhile is seen, one in progress
+            # waits for this move and then finds the alias to flag.
+            session.execute(
+                select(Artifact.id).where(Artifact.id == artifact_id).with_for_update()
+            ).one()
+            state = session.execute(
+                select(Version.state).where(Version.id == vid).with_for_update()
+            ).scalar_one()
+            if state != State.RELEASED:
+                raise ConflictError(
+                    f"{record.ref} is {state}; aliases point only at released versions",
+                    state=state,
+                )
             current = session.execute(
-                select(Alias).where(Alias.artifact_id == artifact_id, Alias.name == alias)
+                select(Alias)
+                .where(Alias.artifact_id == artifact_id, Alias.name == alias)
+                .execution_options(populate_existing=True)
             ).scalar_one_or_none()
+            if current is not None and current.version_id == vid:  # already there: no move
+                return AliasMove(alias, version, version, current.updated_by,
+                                 aware(current.updated_at))  # fmt: skip
             previous, older = None, False
             if current is None:
                 session.add(Alias(artifact_id=artifact_id, name=alias, version_id=vid,

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from sqlalchemy import event, select, update
+from sqlalchemy import event, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from attest import keys, note, tlog
@@ -58,6 +58,10 @@ HEAD_ID = 1
 TILE_PREFIX = "tlog"  # tiles, entry bundles and the checkpoint in the blob store: tlog/<path>
 LOG_KEY_FILE = "log"  # DATA_DIR/log.key, DATA_DIR/log.pub
 BATCH_SECONDS = 0.5  # after an append, wait this long for more before signing a checkpoint
+#: How far a checkpoint's time may be ahead of this replica's clock, or this replica's clock off
+#: the database's, before signing is refused (a later checkpoint never goes back in time, so
+#: one signed far ahead would carry every later one ahead with it).
+MAX_CLOCK_SKEW = 300
 
 #: The log entry type of each audited action that is logged. ``journal.record`` refuses one of
 #: these actions without its log facts, so a new code path cannot change state unlogged.
@@ -403,6 +407,9 @@ class LogService:
         self._key = load_log_key(settings)
         self._identity: tuple[str, str] | None = None
         self._tree = tlog.MemoryTree()
+        #: The newest index of each (subject, type), read from verified entry bytes as the tree
+        #: grows (never from the table's unsigned subject/type columns).
+        self._newest: dict[tuple[str, str], int] = {}
         self._tree_lock = threading.Lock()
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -449,6 +456,9 @@ class LogService:
                         index=idx,
                     )
                 tree.append_leaf_hash(bytes(stored))
+                about = _about(bytes(data))
+                if about is not None:
+                    self._newest[about] = idx
         return tree
 
     def _check_signed(self, tree: tlog.MemoryTree, head: SignedHead) -> None:
@@ -462,8 +472,56 @@ class LogService:
     # -- checkpoints -------------------------------------------------------------------------
 
     def latest(self) -> SignedHead | None:
+        self.identity()  # registered first, in its own transaction (not inside this one)
         with self._sessions() as session:
-            return _latest(session)
+            return self._latest(session)
+
+    def _latest(self, session: Session) -> SignedHead | None:
+        """The newest checkpoint row, its size, root and time read from its note once the log
+        key's signature on it verified (the row's own columns are not signed)."""
+        row = _latest(session)
+        if row is None:
+            return None
+        origin, vkey = self.identity()
+        try:
+            opened = note.open_note(row.note, [note.NoteVerifier.from_vkey(vkey)])
+            signed = note.Checkpoint.parse(opened.text)
+        except note.NoteError as exc:
+            raise ConflictError(
+                f"the newest log checkpoint (row {row.id}) does not verify with the log key: {exc}",
+                checkpoint=row.id,
+            ) from None
+        if (signed.origin, signed.size, signed.root_hash, signed.timestamp) != (
+            origin,
+            row.size,
+            row.root_hash,
+            row.timestamp,
+        ):
+            raise ConflictError(
+                f"the newest log checkpoint (row {row.id}) was modified in the database: its "
+                "columns disagree with its signed note",
+                checkpoint=row.id,
+            )
+        return row
+
+    def _floor(self) -> note.Checkpoint | None:
+        """The checkpoint in the blob store (written after each signature): what static readers
+        have seen. A database that lost its checkpoint rows must still extend it."""
+        if self._tiles is None:
+            return None
+        try:
+            stored = self._tiles.get("checkpoint")
+        except Exception as exc:
+            log.warning("reading the stored log checkpoint failed: %s", exc)
+            return None
+        if stored is None:
+            return None
+        _origin, vkey = self.identity()
+        try:
+            opened = note.open_note(stored, [note.NoteVerifier.from_vkey(vkey)])
+            return note.Checkpoint.parse(opened.text)
+        except note.NoteError as exc:
+            raise ConflictError(f"the stored log checkpoint does not verify: {exc}") from None
 
     def sign(self, *, force: bool = True) -> SignedHead:
         """Sign a checkpoint of the whole log now (``force=False``: only when the newest does
@@ -474,17 +532,38 @@ class LogService:
         with transaction(self._sessions) as session:
             head = _lock_head(session)
             size = head.size
-            previous = _latest(session)
+            previous = self._latest(session)
             if previous is not None and not force and previous.size >= size:
                 return previous
+            floor = self._floor() if previous is None else None
             with self._tree_lock:
                 tree = self._sync(session, size)
                 if previous is not None:
                     self._check_signed(tree, previous)
+                if floor is not None and (
+                    floor.size > size or tree.root(floor.size) != floor.root_hash
+                ):
+                    raise ConflictError(
+                        f"the log's checkpoints are gone from the database and its entries do "
+                        f"not extend the stored checkpoint of size {floor.size}: refusing to "
+                        "sign a fork",
+                        size=floor.size,
+                    )
                 root = tree.root(size)
-            stamp = int(self._clock().timestamp())
-            if previous is not None:
-                stamp = max(stamp, previous.timestamp)
+            now = self._clock()
+            _check_clock(session, now)
+            stamp = int(now.timestamp())
+            newest: int | None = previous.timestamp if previous is not None else None
+            if floor is not None:
+                newest = max(newest or 0, floor.timestamp or 0)
+            if newest is not None:
+                if newest > stamp + MAX_CLOCK_SKEW:
+                    raise ConflictError(
+                        f"the newest log checkpoint is signed {newest - stamp} s ahead of this "
+                        "replica's clock: refusing to carry the time forward",
+                        ahead=newest - stamp,
+                    )
+                stamp = max(stamp, newest)
             checkpoint = note.Checkpoint(origin, size, root, stamp)
             text = note.sign_checkpoint(checkpoint, signer)
             row = LogCheckpoint(size=size, root_hash=root, timestamp=stamp, note=text,
@@ -535,7 +614,9 @@ class LogService:
                         objects.append((tile.entries_path(), tlog.entry_bundle(bundle)))
             for path, data in objects:
                 self._tiles.put(path, data)
-            self._tiles.put("checkpoint", head.note.encode())
+            floor = self._floor()
+            if floor is None or (head.size, head.timestamp) >= (floor.size, floor.timestamp or 0):
+                self._tiles.put("checkpoint", head.note.encode())  # never backwards
             with transaction(self._sessions) as session:
                 session.execute(
                     update(LogHead)
@@ -649,8 +730,23 @@ class LogService:
             )
         if end - start > MAX_PAGE:
             raise InvalidRequestError(f"at most {MAX_PAGE} entries per page", start=start, end=end)
+        _head, tree = self._proven_tree(latest.size)
         with self._sessions() as session:
-            return latest.size, self._entries(session, start, end)
+            return latest.size, self._checked(tree, self._entries(session, start, end))
+
+    def _checked(self, tree: tlog.MemoryTree, entries: list[StoredEntry]) -> list[StoredEntry]:
+        """``entries`` as the tree has them: a row edited after the tree read it is refused."""
+        if not entries:
+            return entries
+        with self._tree_lock:
+            leaves = tree.read_leaf_hashes(entries[0].index, entries[-1].index + 1)
+        for entry, leaf in zip(entries, leaves, strict=True):
+            if tlog.leaf_hash(entry.entry) != leaf:
+                raise ConflictError(
+                    f"the log's entry {entry.index} was modified in the database",
+                    index=entry.index,
+                )
+        return entries
 
     @staticmethod
     def _entries(session: Session, start: int, end: int) -> list[StoredEntry]:
@@ -696,6 +792,7 @@ class LogService:
                 return data
             first = tile.index * tlog.TILE_WIDTH
             entries = self._entries(session, first, first + tile.width)
+            tlog.check_entry_bundle([e.entry for e in entries], data)  # edited rows refused
             return tlog.entry_bundle([e.entry for e in entries])
 
     def status_event(self, subject: str) -> StatusProof:
@@ -719,21 +816,52 @@ class LogService:
             NotFoundError: no such entry is logged.
         """
         with self._sessions() as session:
-            row = session.execute(
-                select(LogEntry)
-                .where(LogEntry.subject == subject, LogEntry.type.in_(types))
-                .order_by(LogEntry.idx.desc())
-                .limit(1)
-            ).scalar_one_or_none()
-            if row is None:
+            _begin(session)  # the database first, then the tree (as sign() takes them)
+            size = session.execute(select(LogHead.size).where(LogHead.id == HEAD_ID)).scalar()
+            with self._tree_lock:
+                self._sync(session, int(size or 0))
+                found_at = max((self._newest.get((subject, t), -1) for t in types), default=-1)
+            if found_at < 0:
                 kinds = what or " or ".join(types)
                 raise NotFoundError(f"no {kinds} entry of {subject} is logged", subject=subject)
+            row = session.get(LogEntry, found_at)
+            if row is None:
+                raise ConflictError(f"the log's entry {found_at} is missing", index=found_at)
             found = StoredEntry(row.idx, bytes(row.entry), row.type, row.subject)
         signed = self.covering(found.index)
         _head, tree = self._proven_tree(signed.size)
+        [found] = self._checked(tree, [found])
+        if _about(found.entry) not in {(subject, t) for t in types}:  # pragma: no cover
+            raise ConflictError(f"the log's entry {found.index} is not about {subject}")
         with self._tree_lock:
             proof = tree.inclusion_proof(found.index, signed.size)
         return StatusProof(found, signed, proof)
+
+
+def _about(data: bytes) -> tuple[str, str] | None:
+    """An entry's (subject, type), read from its bytes."""
+    try:
+        parsed = json.loads(data)
+    except ValueError:
+        return None
+    if not isinstance(parsed, dict):
+        return None
+    subject, kind = parsed.get("subject"), parsed.get("type")
+    return (subject, kind) if isinstance(subject, str) and isinstance(kind, str) else None
+
+
+def _check_clock(session: Session, now: datetime) -> None:
+    """On PostgreSQL (replicas on several hosts), refuse to sign with a clock far from the
+    database's: the checkpoint's time is what clients judge freshness by."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    database = session.execute(select(func.now())).scalar_one()
+    off = abs((now - database).total_seconds())
+    if off > MAX_CLOCK_SKEW:
+        raise ConflictError(
+            f"this replica's clock is {off:.0f} s off the database's: refusing to sign the log",
+            off=round(off),
+        )
 
 
 def _begin(session: Session) -> None:
