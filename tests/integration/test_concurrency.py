@@ -145,8 +145,10 @@ def test_two_api_processes_serve_one_registry(
     from attest import keys
 
     shared_key, _ = keys.write_keypair(tmp_path / "registry", keys.generate())
+    log_key, _ = keys.write_keypair(tmp_path / "log", keys.generate(keys.KeyType.ED25519))
     env = {
         "MODELSEAL_SIGNING_KEY": str(shared_key),
+        "MODELSEAL_LOG_SIGNING_KEY": str(log_key),  # every replica signs the one log
         **os.environ,
         "MODELSEAL_DATABASE_URL": db_url,
         "MODELSEAL_STORAGE": s3_storage_url,
