@@ -43,3 +43,6 @@ REVOCATION = "https://modelseal.dev/attestation/revocation/v1"
 STATUS = "https://modelseal.dev/attestation/status/v1"
 #: A registry-signed head of its audit log (count and chain hash).
 AUDIT_CHECKPOINT = "https://modelseal.dev/attestation/audit-checkpoint/v1"
+#: The registry key vouching for its transparency log's key (origin and note vkey): a client
+#: holding the registry key anchors the log key on it, not on first use.
+LOG_KEY = "https://modelseal.dev/attestation/log-key/v1"

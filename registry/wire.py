@@ -352,6 +352,11 @@ class LogKeyPublic(_Model):
 
     origin: str
     vkey: str = Field(description="<origin>+<8 hex key ID>+<base64(0x01 || Ed25519 key)>")
+    binding: str = Field(
+        description="A bundle signed by the registry key whose statement "
+        "(predicate https://modelseal.dev/attestation/log-key/v1) names this origin and vkey: "
+        "a client holding the registry key anchors the log key on it"
+    )
 
 
 class InclusionProofPublic(_Model):

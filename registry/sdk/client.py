@@ -145,6 +145,11 @@ class RegistryClient:
     on_pinned: Callable[[str, str, Path], None] | None = None
     #: called with a line a person should read: the log key pinned, a pull that is a rollback
     on_notice: Callable[[str], None] | None = None
+    #: the registry key the last check trusted (``--registry-key`` or pinned): the log's key
+    #: must be vouched for by it (set by :meth:`registry_verifier`)
+    registry_anchor: Verifier | None = None
+    #: whether that key was the caller's own (``--registry-key``), not one pinned on first use
+    registry_key_given: bool = False
 
     def __init__(
         self,

@@ -179,8 +179,10 @@ def log_verifier(client: RegistryClient, pins: PinStore) -> tuple[str, NoteVerif
             NoteVerifier.from_vkey(served["vkey"])
         except AttestError as exc:
             raise PullVerificationError(f"the registry's log key is malformed: {exc}") from None
+        anchored = _vouched(client, served)
         pinned = pins.pin_log_key(url, served["origin"], served["vkey"])
-        if pinned == {"origin": served["origin"], "vkey": served["vkey"]}:
+        given = anchored and client.registry_key_given  # nothing here was trusted on first use
+        if pinned == {"origin": served["origin"], "vkey": served["vkey"]} and not given:
             if client.on_notice is not None:
                 client.on_notice(
                     f"pinned the transparency log {served['origin']} (key {served['vkey']}) for "
@@ -190,6 +192,45 @@ def log_verifier(client: RegistryClient, pins: PinStore) -> tuple[str, NoteVerif
         return pinned["origin"], NoteVerifier.from_vkey(pinned["vkey"])
     except AttestError as exc:
         raise _damaged(pins, ValueError(f"the pinned log key of {url}: {exc}")) from None
+
+
+def _vouched(client: RegistryClient, served: dict[str, Any]) -> bool:
+    """Whether the registry key this operation trusts (``--registry-key``, or the one pinned)
+    vouches for the served log key: its signed statement must name exactly this origin and
+    vkey. With no registry key known yet, False (the log key is then trusted on first use).
+
+    Raises:
+        PullVerificationError: a registry key is known and does not vouch for this log key.
+    """
+    import hashlib
+
+    from attest.bundle import Bundle
+    from attest.errors import AttestError
+    from attest.predicates import LOG_KEY
+
+    anchor = client.registry_anchor
+    if anchor is None:
+        return False
+    origin, vkey = served["origin"], served["vkey"]
+    try:
+        verified = anchor.verify(Bundle.parse(str(served.get("binding", "")).encode()))
+        statement = verified.statement
+        subject = statement.subject
+    except AttestError as exc:
+        raise PullVerificationError(
+            f"the registry key does not vouch for the log key {vkey} the registry at "
+            f"{_url(client)} serves ({exc}); refusing"
+        ) from None
+    if (
+        statement.predicate_type != LOG_KEY
+        or statement.predicate != {"origin": origin, "vkey": vkey}
+        or subject.name != f"log:{origin}"
+        or subject.sha256 != hashlib.sha256(vkey.encode()).hexdigest()
+    ):
+        raise PullVerificationError(
+            f"the registry key's statement about its log names another key than {vkey}; refusing"
+        )
+    return True
 
 
 def _served_key_mismatch(client: RegistryClient, origin: str, vkey: str) -> str:

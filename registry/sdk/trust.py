@@ -66,6 +66,7 @@ def registry_verifier(
     from attest.verifying import Verifier
 
     url = str(client._http.base_url)
+    client.registry_key_given = registry_key is not None
     if registry_key is None:
         pinned = pins.registry_key(url)
         served = client._request("GET", "/v1/registry/key").json()
@@ -82,7 +83,9 @@ def registry_verifier(
                 f"key pinned on first contact ({pins.path}); refusing",
             )
         registry_key = pinned.encode()
-    return Verifier(keys=[TrustedKey.from_pem("registry", registry_key)])
+    verifier = Verifier(keys=[TrustedKey.from_pem("registry", registry_key)])
+    client.registry_anchor = verifier  # the log's key is checked against it (logcheck.py)
+    return verifier
 
 
 def version_status(

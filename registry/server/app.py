@@ -174,6 +174,7 @@ def create_app(
     )
     services.releases.on_release = app.state.oci.published
     app.state.tlog = log_service
+    log_service.registry_signer = lambda statement: signer.sign(statement).raw
     services.releases.before_release = bom_service.settle_for_release
     app.add_middleware(AuditMiddleware, audit=audit_service)
     app.add_middleware(

@@ -17,9 +17,11 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy import Engine, delete, func, select, update
 
 from attest import note, tlog
+from attest.signing import KeySigner
 from registry.errors import ConflictError, PermissionDeniedError, ReleaseRefusedError
 from registry.server.config import Settings
 from registry.server.db import make_engine, make_sessionmaker
@@ -542,3 +544,65 @@ def test_moving_an_alias_where_it_already_points_logs_nothing(
     _chain(world)
     world.releaser.set_alias("fraud", "m", "prod", "1")
     assert _delta(engine, lambda: world.releaser.set_alias("fraud", "m", "prod", "1")) == []
+
+
+# -- the registry key vouches for the log key ----------------------------------------------------
+
+
+def _binding_for(signer: KeySigner, origin: str, vkey: str) -> str:
+    import hashlib
+
+    from attest.predicates import LOG_KEY
+    from attest.statement import make_statement
+
+    statement = make_statement(
+        name=f"log:{origin}",
+        root_digest=hashlib.sha256(vkey.encode()).hexdigest(),
+        predicate_type=LOG_KEY,
+        predicate={"origin": origin, "vkey": vkey},
+    )
+    return signer.sign(statement).raw.decode()
+
+
+def test_a_deploy_job_with_the_registry_key_anchors_the_log_key_on_it(
+    live: Live, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``--registry-key`` nothing is trusted on first use: the log key must come with the
+    registry key's signed statement naming it. Another key's statement, or one naming another
+    log key, is refused before anything is written."""
+    from attest import keys
+    from attest.bundle import Bundle
+    from attest.verifying import Verifier
+    from registry.errors import PullVerificationError
+    from registry.sdk.pins import PinStore
+
+    world = World(live, tmp_path)
+    _chain(world)
+    registry_pem = (live.settings.data_dir / "registry.pub").read_bytes()
+    with _http(live) as http:
+        served = http.get("/v1/log/key").json()
+    verified = Verifier(keys=[keys.TrustedKey.from_pem("registry", registry_pem)]).verify(
+        Bundle.parse(served["binding"].encode())
+    )
+    assert verified.statement.predicate == {"origin": served["origin"], "vkey": served["vkey"]}
+
+    def pull(where: str) -> list[str]:
+        client = _deployer(world)
+        notices: list[str] = []
+        client.on_notice = notices.append
+        client.pull("fraud/m@1", tmp_path / where, registry_key=registry_pem,
+                    pins=PinStore(tmp_path / f"{where}.pins.json"))  # fmt: skip
+        return notices
+
+    assert not [n for n in pull("ok") if "pinned" in n]  # anchored, not trusted on first use
+    stranger = KeySigner(keys.generate())
+    other_vkey = note.NoteSigner(served["origin"], ed25519.Ed25519PrivateKey.generate())
+    for forged in (_binding_for(stranger, served["origin"], served["vkey"]),
+                   _binding_for(KeySigner(keys.load_private(live.settings.data_dir
+                                                            / "registry.key")),
+                                served["origin"], other_vkey.verifier.vkey)):  # fmt: skip
+        monkeypatch.setattr(LogService, "key_binding", lambda self, f=forged: f)
+        target = f"bad-{len(list(tmp_path.iterdir()))}"
+        with pytest.raises(PullVerificationError, match=r"vouch|names another key"):
+            pull(target)
+        assert not (tmp_path / target).exists()

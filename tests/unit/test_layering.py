@@ -305,7 +305,7 @@ def test_predicate_types_are_defined_once() -> None:
     from attest import predicates
 
     uris = {v for k, v in vars(predicates).items() if k.isupper() and isinstance(v, str)}
-    assert len(uris) == 10
+    assert len(uris) == 11
     sources = [
         p for package in ("registry", "attest", "sbom") for p in (ROOT / package).rglob("*.py")
     ]

@@ -18,6 +18,7 @@ from attest.oms import check_oms
 from attest.predicates import (
     AUDIT_CHECKPOINT,
     CYCLONEDX_BOM,
+    LOG_KEY,
     OCI_RELEASE,
     OMS_SIGNATURE,
     RELEASE,
@@ -52,7 +53,7 @@ REBUILDS = frozenset({SLSA_PROVENANCE, TEST_RESULT})
 #: What only the registry signs: a bundle of these types from anyone else is refused (even one
 #: signed by a key someone registered as an identity: the gate reads the newest scan).
 REGISTRY_ONLY = frozenset({SCAN, RELEASE, OCI_RELEASE, REVOCATION, STATUS, CYCLONEDX_BOM,
-                           AUDIT_CHECKPOINT})  # fmt: skip
+                           AUDIT_CHECKPOINT, LOG_KEY})  # fmt: skip
 
 #: The registry's own read-only view, for checks across namespaces (never a caller's).
 READER = Principal(token_id="-", name="registry", role=Role.AUDITOR, namespace=None)  # noqa: S106

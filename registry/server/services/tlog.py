@@ -42,6 +42,8 @@ from sqlalchemy import event, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from attest import keys, note, tlog
+from attest.predicates import LOG_KEY
+from attest.statement import Statement, make_statement
 from registry.errors import ConflictError, InvalidRequestError, NotFoundError
 from registry.server.config import Settings
 from registry.server.db import transaction
@@ -418,6 +420,9 @@ class LogService:
         #: Told of each checkpoint this replica signs, after its commit (the witness collector's
         #: wake-up, :mod:`registry.server.services.witnesses`); must not block.
         self.on_signed: Callable[[SignedHead], None] | None = None
+        #: Signs the registry's statement vouching for this log's key (:meth:`key_binding`).
+        self.registry_signer: Callable[[Statement], bytes] | None = None
+        self._binding: bytes | None = None
 
     # -- identity ----------------------------------------------------------------------------
 
@@ -426,6 +431,23 @@ class LogService:
         if self._identity is None:
             self._identity = register_log(self._sessions, self._settings, self._key)
         return self._identity
+
+    def key_binding(self) -> str:
+        """A bundle signed by the registry key: a statement (:data:`~attest.predicates.LOG_KEY`)
+        naming this log's origin and vkey, its subject the vkey's sha256. Signed once per
+        process."""
+        if self._binding is None:
+            if self.registry_signer is None:
+                raise ConflictError("the log has no registry signer to vouch for its key")
+            origin, vkey = self.identity()
+            statement = make_statement(
+                name=f"log:{origin}",
+                root_digest=hashlib.sha256(vkey.encode()).hexdigest(),
+                predicate_type=LOG_KEY,
+                predicate={"origin": origin, "vkey": vkey},
+            )
+            self._binding = self.registry_signer(statement)
+        return self._binding.decode()
 
     def signer(self) -> note.NoteSigner:
         return note.NoteSigner(self.identity()[0], self._key)

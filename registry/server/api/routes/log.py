@@ -64,8 +64,9 @@ def log_checkpoint(request: Request, principal: PrincipalDep) -> Response:
 @router.get(f"{_PREFIX}/key", operation_id="log_key", response_model=LogKeyPublic)
 def log_key(request: Request, principal: PrincipalDep) -> LogKeyPublic:
     """The log's origin and note verifier key; clients pin it beside the registry key."""
-    origin, vkey = _log(request).identity()
-    return LogKeyPublic(origin=origin, vkey=vkey)
+    service = _log(request)
+    origin, vkey = service.identity()
+    return LogKeyPublic(origin=origin, vkey=vkey, binding=service.key_binding())
 
 
 @router.get(
