@@ -25,14 +25,20 @@ from attest.signing import KeySigner, UriSigner
 from attest.statement import Statement, make_statement
 from registry import __version__
 from registry.errors import NotFoundError, ServiceUnavailableError
-from registry.names import Ref, RefKind, parse_ref
+from registry.names import Ref, parse_ref
 from registry.server.bomjobs import BomJobs, BomState, BomStatus, Outcome, bom_state
-from registry.server.models import Alias, Artifact, Attestation, Namespace, Version
+from registry.server.models import Artifact, Attestation, Namespace, Version
 from registry.server.services.attestations import READER, REBUILDS, AttestationService
 from registry.server.services.auth import Action, Principal
 from registry.server.services.common import Clock, utcnow
 from registry.server.services.scanning import REGISTRY_SIGNER, ScanService, registry_attestation
-from registry.server.services.versions import State, VersionRecord, VersionService, version_id
+from registry.server.services.versions import (
+    State,
+    VersionRecord,
+    VersionService,
+    selecting,
+    version_id,
+)
 from sbom import (
     BomCode,
     BomDataset,
@@ -196,22 +202,10 @@ class BomService:
             NotFoundError: no such namespace, artifact, version, alias or digest.
         """
         principal.require(Action.READ, ref.namespace)
-        query = (
-            select(Version.id, Version.version, Version.state, Version.file_count, Artifact.kind)
-            .join(Artifact, Version.artifact_id == Artifact.id)
-            .join(Namespace, Artifact.namespace_id == Namespace.id)
-            .where(Namespace.name == ref.namespace, Artifact.name == ref.name)
+        query = selecting(
+            select(Version.id, Version.version, Version.state, Version.file_count, Artifact.kind),
+            ref,
         )
-        if ref.kind is RefKind.VERSION:
-            query = query.where(Version.version == ref.selector)
-        elif ref.kind is RefKind.DIGEST:
-            query = query.where(
-                Version.root_digest == ref.selector.removeprefix("sha256:")
-            ).order_by(Version.created_at, Version.id)
-        else:
-            query = query.join(Alias, Alias.version_id == Version.id).where(
-                Alias.name == ref.selector, Alias.artifact_id == Artifact.id
-            )
         with self._sessions() as session:
             row = session.execute(query.limit(1)).first()
             if row is None:

@@ -6,9 +6,9 @@ import itertools
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, TypeVarTuple
 
-from sqlalchemy import func, insert, select, tuple_
+from sqlalchemy import Select, func, insert, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -363,23 +363,7 @@ class VersionService:
         """
         principal.require(Action.READ, ref.namespace)
         with self._sessions() as session:
-            query = (
-                select(Version)
-                .join(Artifact, Version.artifact_id == Artifact.id)
-                .join(Namespace, Artifact.namespace_id == Namespace.id)
-                .where(Namespace.name == ref.namespace, Artifact.name == ref.name)
-            )
-            if ref.kind is RefKind.VERSION:
-                query = query.where(Version.version == ref.selector)
-            elif ref.kind is RefKind.DIGEST:
-                query = query.where(
-                    Version.root_digest == ref.selector.removeprefix("sha256:")
-                ).order_by(Version.created_at, Version.id)
-            else:
-                query = query.join(Alias, Alias.version_id == Version.id).where(
-                    Alias.name == ref.selector, Alias.artifact_id == Artifact.id
-                )
-            row = session.execute(query.limit(1)).scalar_one_or_none()
+            row = session.execute(selecting(select(Version), ref).limit(1)).scalar_one_or_none()
             if row is None:
                 raise NotFoundError(f"{ref} does not exist", ref=str(ref))
             return _record(row)
@@ -503,6 +487,28 @@ class VersionService:
                     )
                 return record, item
         raise NotFoundError(f"{ref} has no file {path!r}", ref=str(ref), path=path)
+
+
+Ts = TypeVarTuple("Ts")
+
+
+def selecting(query: Select[*Ts], ref: Ref) -> Select[*Ts]:
+    """``query`` (of columns of :class:`Version`) narrowed to the version ``ref`` selects: by
+    version, by root digest (the oldest such version first), or by alias."""
+    query = (
+        query.join(Artifact, Version.artifact_id == Artifact.id)
+        .join(Namespace, Artifact.namespace_id == Namespace.id)
+        .where(Namespace.name == ref.namespace, Artifact.name == ref.name)
+    )
+    if ref.kind is RefKind.VERSION:
+        return query.where(Version.version == ref.selector)
+    if ref.kind is RefKind.DIGEST:
+        return query.where(Version.root_digest == ref.selector.removeprefix("sha256:")).order_by(
+            Version.created_at, Version.id
+        )
+    return query.join(Alias, Alias.version_id == Version.id).where(
+        Alias.name == ref.selector, Alias.artifact_id == Artifact.id
+    )
 
 
 def version_id(session: Session, version: VersionRecord) -> int:
