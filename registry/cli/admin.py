@@ -12,9 +12,6 @@ import typer
 
 from registry.cli import reads
 from registry.cli.common import (
-    MAX_AGE_HELP,
-    WITNESS_HELP,
-    WITNESS_THRESHOLD_HELP,
     Table,
     apply_log_options,
     connect,
@@ -23,6 +20,7 @@ from registry.cli.common import (
     print_json,
     print_table,
 )
+from registry.cli.logflags import MaxAgeOption, WitnessOption, WitnessThresholdOption
 
 token_app = typer.Typer(help="API tokens (admins).", no_args_is_help=True)
 
@@ -88,16 +86,9 @@ def audit_verify(
     registry_key: Annotated[
         Path | None, typer.Option(help="The registry's public key (default: the pinned one).")
     ] = None,
-    max_age: Annotated[
-        str | None, typer.Option("--max-age", help=MAX_AGE_HELP, metavar="AGE")
-    ] = None,
-    witness: Annotated[
-        list[str] | None, typer.Option("--witness", help=WITNESS_HELP, metavar="NAME=KEYFILE")
-    ] = None,
-    witness_threshold: Annotated[
-        int | None,
-        typer.Option("--witness-threshold", help=WITNESS_THRESHOLD_HELP, min=0, metavar="K"),
-    ] = None,
+    max_age: MaxAgeOption = None,
+    witness: WitnessOption = None,
+    witness_threshold: WitnessThresholdOption = None,
 ) -> None:
     """Check every link of the chain and the newest signed checkpoint; exit 1 at the first
     edited, removed or reordered entry. Then the transparency log: its newest checkpoint

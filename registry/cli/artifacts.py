@@ -10,9 +10,6 @@ import typer
 
 from registry.cli import reads
 from registry.cli.common import (
-    MAX_AGE_HELP,
-    WITNESS_HELP,
-    WITNESS_THRESHOLD_HELP,
     apply_log_options,
     chosen_signer,
     connect,
@@ -23,6 +20,7 @@ from registry.cli.common import (
     transfer_progress,
     wide,
 )
+from registry.cli.logflags import MaxAgeOption, WitnessOption, WitnessThresholdOption
 from registry.names import Kind
 
 
@@ -303,16 +301,9 @@ def pull(
             "one step.",
         ),
     ] = False,
-    max_age: Annotated[
-        str | None, typer.Option("--max-age", help=MAX_AGE_HELP, metavar="AGE")
-    ] = None,
-    witness: Annotated[
-        list[str] | None, typer.Option("--witness", help=WITNESS_HELP, metavar="NAME=KEYFILE")
-    ] = None,
-    witness_threshold: Annotated[
-        int | None,
-        typer.Option("--witness-threshold", help=WITNESS_THRESHOLD_HELP, min=0, metavar="K"),
-    ] = None,
+    max_age: MaxAgeOption = None,
+    witness: WitnessOption = None,
+    witness_threshold: WitnessThresholdOption = None,
 ) -> None:
     """Download a version, verifying its evidence, its current signed status (not revoked,
     nor built on a revoked version), its newest status event in the transparency log (and an

@@ -188,22 +188,6 @@ def connect() -> RegistryClient:
     return client
 
 
-#: ``--max-age``, ``--witness`` and ``--witness-threshold`` (pull, verify, audit verify).
-MAX_AGE_HELP = (
-    "How old the transparency log's signed checkpoint may be: seconds, or with a unit "
-    "(90s, 30m, 24h, 2d); default 24h, or MODELSEAL_LOG_MAX_AGE. An older one (a registry "
-    "that stopped re-signing: a frozen view) is refused."
-)
-WITNESS_HELP = (
-    "Require the cosignature of this witness on the log's checkpoint: NAME=KEYFILE (its vkey, "
-    "or Ed25519 public key PEM). Repeatable; or MODELSEAL_WITNESSES=NAME=FILE,NAME=FILE."
-)
-WITNESS_THRESHOLD_HELP = (
-    "How many of the --witness keys must have cosigned (default: all named; none when no "
-    "witness is named), or MODELSEAL_WITNESS_THRESHOLD."
-)
-
-
 def duration(text: str) -> float:
     """Seconds from ``90``, ``90s``, ``30m``, ``24h`` or ``2d``."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}

@@ -14,9 +14,6 @@ from rich.markup import escape
 from attest.keys import KeyType
 from registry.cli import reads
 from registry.cli.common import (
-    MAX_AGE_HELP,
-    WITNESS_HELP,
-    WITNESS_THRESHOLD_HELP,
     Styled,
     Table,
     apply_log_options,
@@ -29,6 +26,7 @@ from registry.cli.common import (
     print_table,
     printable,
 )
+from registry.cli.logflags import MaxAgeOption, WitnessOption, WitnessThresholdOption
 
 
 def keygen(
@@ -367,16 +365,9 @@ def verify(
     registry_key: Annotated[
         Path | None, typer.Option(help="The registry's public key (default: pinned).")
     ] = None,
-    max_age: Annotated[
-        str | None, typer.Option("--max-age", help=MAX_AGE_HELP, metavar="AGE")
-    ] = None,
-    witness: Annotated[
-        list[str] | None, typer.Option("--witness", help=WITNESS_HELP, metavar="NAME=KEYFILE")
-    ] = None,
-    witness_threshold: Annotated[
-        int | None,
-        typer.Option("--witness-threshold", help=WITNESS_THRESHOLD_HELP, min=0, metavar="K"),
-    ] = None,
+    max_age: MaxAgeOption = None,
+    witness: WitnessOption = None,
+    witness_threshold: WitnessThresholdOption = None,
 ) -> None:
     """Fetch the version's evidence and verify it here, without trusting the server's verdict.
     First the version's current signed status: its audit-log head must extend the newest

@@ -10,15 +10,13 @@ from typing import Annotated
 import typer
 
 from registry.cli.common import (
-    MAX_AGE_HELP,
-    WITNESS_HELP,
-    WITNESS_THRESHOLD_HELP,
     apply_log_options,
     connect,
     err,
     fatal,
     printable,
 )
+from registry.cli.logflags import MaxAgeOption, WitnessOption, WitnessThresholdOption
 
 log_app = typer.Typer(help="Read the registry's transparency log.", no_args_is_help=True)
 
@@ -39,14 +37,9 @@ def monitor(
             "--since is not given, and written (atomically) only after every entry verified."
         ),
     ] = None,
-    max_age: Annotated[str | None, typer.Option(help=MAX_AGE_HELP)] = None,
-    witness: Annotated[
-        list[str] | None, typer.Option("--witness", help=WITNESS_HELP, metavar="NAME=KEYFILE")
-    ] = None,
-    witness_threshold: Annotated[
-        int | None,
-        typer.Option("--witness-threshold", help=WITNESS_THRESHOLD_HELP, min=0, metavar="K"),
-    ] = None,
+    max_age: MaxAgeOption = None,
+    witness: WitnessOption = None,
+    witness_threshold: WitnessThresholdOption = None,
 ) -> None:
     """Verify the log's newest checkpoint (pinned log key, consistency with the start) and print
     one line per event since: releases (who, under which policy revision), revocations and their
