@@ -32,6 +32,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -45,10 +46,11 @@ from bench.push_pull import HERE, make_model, presign_default
 
 def _spawn_all(cmds: list[list[str]], envs: list[dict[str, str]]) -> dict[str, Any]:
     """Start every command at once; wait for all; wall time, per-client times and CPU."""
+    logs = [tempfile.TemporaryFile() for _ in cmds]  # not pipes: nobody reads them meanwhile
     started = time.perf_counter()
     procs = [
-        subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        for cmd, env in zip(cmds, envs, strict=True)
+        subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log)
+        for cmd, env, log in zip(cmds, envs, logs, strict=True)
     ]
     ends: dict[int, float] = {}
     cpu = 0.0
@@ -66,11 +68,13 @@ def _spawn_all(cmds: list[list[str]], envs: list[dict[str, str]]) -> dict[str, A
         pending.pop(pid)
     wall = time.perf_counter() - started
     failed = []
-    for proc in procs:
+    for proc, log in zip(procs, logs, strict=True):
         proc.returncode = codes[proc.pid]
-        out, err = proc.communicate()
         if proc.returncode != 0:
-            failed.append(f"{proc.args!r} -> {proc.returncode}:\n{err.decode(errors='replace')}")
+            log.seek(0)
+            err = log.read(65536).decode(errors="replace")
+            failed.append(f"{proc.args!r} -> {proc.returncode}:\n{err}")
+        log.close()
     if failed:
         raise RuntimeError(f"{len(failed)} client(s) failed; first:\n{failed[0]}")
     times = sorted(ends.values())
@@ -111,9 +115,7 @@ def cycle_once(
     ]  # fmt: skip
     targets = [work / f"boto3-{cycle}-{i}" for i in range(clients)]
     env = c.clean_env(**stack.s3_env)
-    run["boto3"] = run_phase(
-        stack, [[*baseline, str(t), *names] for t in targets], [env] * clients
-    )
+    run["boto3"] = run_phase(stack, [[*baseline, str(t), *names] for t in targets], [env] * clients)
     check_and_clear(source, targets, "boto3 download_file")
 
     for key, extra in (("modelseal_pull", []), ("modelseal_pull_streamed", ["--via-registry"])):
@@ -176,8 +178,13 @@ def main() -> int:
     parser.add_argument("--tmp-dir", help="where the scratch directory goes (default: $TMPDIR)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     presign = parser.add_mutually_exclusive_group()
-    presign.add_argument("--presign", dest="presign", action="store_true", default=None,
-                         help="server presigns downloads (default: the server's default)")
+    presign.add_argument(
+        "--presign",
+        dest="presign",
+        action="store_true",
+        default=None,
+        help="server presigns downloads (default: the server's default)",
+    )
     presign.add_argument("--no-presign", dest="presign", action="store_false",
                          help="server streams every download itself")  # fmt: skip
     args = parser.parse_args()
@@ -239,8 +246,10 @@ def main() -> int:
          "registry CPU s/GiB", "SeaweedFS CPU s/GiB", "clients CPU s/GiB", "client peak RSS MiB"],
         rows,
     )  # fmt: skip
-    print("throughput vs boto3 = boto3 wall / phase wall (>= 1: as fast or faster); CPU per GiB "
-          "delivered to all clients together; modelseal pull fsyncs, download_file does not.")
+    print(
+        "throughput vs boto3 = boto3 wall / phase wall (>= 1: as fast or faster); CPU per GiB "
+        "delivered to all clients together; modelseal pull fsyncs, download_file does not."
+    )
     if args.json:
         args.json.write_text(json.dumps({
             "benchmark": "concurrent_pull", "machine": machine,
