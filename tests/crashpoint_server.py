@@ -21,6 +21,11 @@ With ``CRASHPOINT_STANDBY=FILE`` the process first imports the server and then w
 to appear before it runs the command: a test keeps the next server warm while the current one
 works, so a restart after a crash costs ``serve``'s start-up, not its imports (seconds).
 
+With ``CRASHPOINT_BOM_LEASE=SECONDS`` the ML-BOM workers of this process take leases of that
+length instead of :data:`registry.server.bomjobs.LEASE`, so a retry after a worker was killed
+mid-job waits seconds, not half a minute, for the lease to end (the heartbeat renews it at the
+same fraction of its length).
+
 A point kills only while the file named by ``CRASHPOINT_ARM`` holds its name (always, when
 ``CRASHPOINT_ARM`` is unset), so one server can carry every point, a test builds its state through
 it and then arms the one point it crashes at. Production code is not touched: every hook is
@@ -41,6 +46,7 @@ from typing import Any
 ENV_POINT = "CRASHPOINT_AT"
 ENV_ARM = "CRASHPOINT_ARM"
 ENV_STANDBY = "CRASHPOINT_STANDBY"
+ENV_BOM_LEASE = "CRASHPOINT_BOM_LEASE"
 
 
 def armed(point: str) -> bool:
@@ -119,6 +125,22 @@ def install(point: str) -> None:
         raise SystemExit(f"unknown crash point {point!r}")
 
 
+def shorten_bom_lease(seconds: float) -> None:
+    """Give every ``BomJobs`` built in this process a lease of ``seconds``."""
+    from datetime import timedelta
+
+    from registry.server.bomjobs import BomJobs
+
+    original = BomJobs.__init__
+
+    @functools.wraps(original)
+    def init(self: BomJobs, *args: Any, **kwargs: Any) -> None:
+        kwargs["lease"] = timedelta(seconds=seconds)
+        original(self, *args, **kwargs)
+
+    BomJobs.__init__ = init  # type: ignore[method-assign]
+
+
 def _standby(go: str) -> None:
     import registry.cli.app
     import registry.server.app
@@ -135,6 +157,9 @@ def main() -> None:
     go = os.environ.get(ENV_STANDBY)
     if go:
         _standby(go)
+    lease = os.environ.get(ENV_BOM_LEASE)
+    if lease:
+        shorten_bom_lease(float(lease))
     for point in filter(None, os.environ.get(ENV_POINT, "").split(",")):
         install(point.strip())
     from registry.__main__ import run

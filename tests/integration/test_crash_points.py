@@ -90,7 +90,9 @@ class Point:
 _UPLOADS = "registry.server.services.uploads:UploadService"
 _S3 = "registry.server.storage.s3:S3BlobStore"
 _BOM_JOBS = "registry.server.bomjobs:BomJobs"
-#: How long a retry waits for a BOM whose worker was killed: its lease (30 s) must end first.
+#: The ML-BOM lease of the servers here (tests/crashpoint_server.py); production's is 30 s.
+BOM_LEASE_SECONDS = 4.0
+#: How long a retry waits for a BOM whose worker was killed: its lease must end first.
 BOM_WAIT_SECONDS = 180.0
 
 POINTS: dict[str, Point] = {
@@ -179,6 +181,8 @@ class Registry:
             **self.env,
             "CRASHPOINT_AT": ",".join(p.spec for p in POINTS.values() if p.scenario != "gc"),
             "CRASHPOINT_ARM": str(self.arm_file),
+            # a killed BOM worker's job is taken over once its lease ends: seconds, not 30 s
+            "CRASHPOINT_BOM_LEASE": str(BOM_LEASE_SECONDS),
         }
         self.port = free_port()  # the same on every start: one URL, one pinned key
         self.process: subprocess.Popen[bytes] | None = None
