@@ -202,11 +202,9 @@ def _vouched(client: RegistryClient, served: dict[str, Any]) -> bool:
     Raises:
         PullVerificationError: a registry key is known and does not vouch for this log key.
     """
-    import hashlib
-
     from attest.bundle import Bundle
     from attest.errors import AttestError
-    from attest.predicates import LOG_KEY
+    from attest.tlogproof import vouched_log_key
 
     anchor = client.registry_anchor
     if anchor is None:
@@ -214,19 +212,16 @@ def _vouched(client: RegistryClient, served: dict[str, Any]) -> bool:
     origin, vkey = served["origin"], served["vkey"]
     try:
         verified = anchor.verify(Bundle.parse(str(served.get("binding", "")).encode()))
-        statement = verified.statement
-        subject = statement.subject
     except AttestError as exc:
         raise PullVerificationError(
             f"the registry key does not vouch for the log key {vkey} the registry at "
             f"{_url(client)} serves ({exc}); refusing"
         ) from None
-    if (
-        statement.predicate_type != LOG_KEY
-        or statement.predicate != {"origin": origin, "vkey": vkey}
-        or subject.name != f"log:{origin}"
-        or subject.sha256 != hashlib.sha256(vkey.encode()).hexdigest()
-    ):
+    try:
+        vouched: tuple[str, str] | None = vouched_log_key(verified.statement)
+    except AttestError:
+        vouched = None
+    if vouched != (origin, vkey):
         raise PullVerificationError(
             f"the registry key's statement about its log names another key than {vkey}; refusing"
         )
