@@ -48,8 +48,9 @@ trust starts from keys the caller brings (THREATS.md: a malicious export):
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -61,15 +62,36 @@ from attest.errors import AttestError, UnknownSignerError
 from attest.files import file_set, hash_files
 from attest.gate import DEPENDENCY_SCHEME, Candidate, evaluate
 from attest.keys import TrustedKey
+from attest.note import NoteVerifier, SignedCheckpoint, verify_checkpoint
 from attest.oms import check_oms
 from attest.policy import KindPolicy, Policy, parse_policy
 from attest.predicates import AUDIT_CHECKPOINT, RELEASE, REVOCATION, SLSA_PROVENANCE
 from attest.provenance import ROLE_KINDS
+from attest.tlogproof import (
+    EXTENSION,
+    MAX_PROOF_SIZE,
+    IncludedEntry,
+    TlogProof,
+    check_inclusion,
+    vouched_log_key,
+)
 from attest.trust import Trust, parse_trust
 from attest.verifying import SigstoreIdentity, Verified, Verifier
 
 FORMAT = "modelseal-evidence/v1"
 MAX_JSON = 256 * 1024 * 1024
+
+#: The transparency log's part of an export: ``log/`` holds the registry-signed statement
+#: vouching for the log key, the vkey, and one C2SP tlog-proof per version with a logged status.
+LOG_DIR = "log"
+LOG_KEY_FILE = "log-key.sigstore.json"
+LOG_VKEY_FILE = "log.vkey"
+
+
+def log_proof_name(ref: str) -> str:
+    """The file name, under ``log/``, of the tlog-proof of version ``ref`` (``ns/name@v``)."""
+    return ref.replace("/", ".") + EXTENSION
+
 
 #: How a caller anchors the registry key, for the message when none is given.
 HOW_TO_ANCHOR = (
@@ -204,6 +226,9 @@ def verify_evidence(
     trust_export_keys: bool = False,
     require_audit: bool = True,
     trust_source: str = "your trust file's identities",
+    require_log: bool = True,
+    witnesses: Sequence[NoteVerifier] = (),
+    witness_threshold: int = 0,
 ) -> EvidenceVerdict:
     """Re-run the release gate from ``directory``; every link gets a line in the verdict.
 
@@ -218,6 +243,11 @@ def verify_evidence(
             keys; the verdict is then unanchored and never ``ok``.
         require_audit: an export without ``audit/`` fails (False: only noted, for a caller
             that exported it itself without the right to read the log).
+        require_log: a released version of the chain without a proof of its release in the
+            transparency log (``log/``) fails (False: only noted, for versions released before
+            the log existed; the proofs the export holds are still checked).
+        witnesses, witness_threshold: the log's checkpoint must carry at least
+            ``witness_threshold`` valid cosignatures by these witnesses (type 0x04 keys).
 
     Never raises for a bad export: every problem is a failing line of the verdict.
     """
@@ -231,11 +261,21 @@ def verify_evidence(
             require_audit,
             verdict,
             trust_source,
+            _LogNeeds(require_log, tuple(witnesses), witness_threshold),
         )
     except (AttestError, OSError, ValueError, KeyError, TypeError) as exc:
         message = exc.diagnostics() if isinstance(exc, AttestError) else str(exc)
         verdict.add("export", False, f"unreadable: {message}")
     return verdict
+
+
+@dataclass(frozen=True, slots=True)
+class _LogNeeds:
+    """What the caller requires of the export's transparency-log proofs."""
+
+    require: bool
+    witnesses: tuple[NoteVerifier, ...]
+    threshold: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,6 +388,7 @@ def _verify(
     require_audit: bool,
     out: EvidenceVerdict,
     trust_source: str,
+    log_needs: _LogNeeds,
 ) -> None:
     manifest = _json(directory / "manifest.json")
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
@@ -417,6 +458,7 @@ def _verify(
     # Releases, by version: only the registry's signed word, naming that very version and its
     # digest, makes a version released (two versions may share a digest).
     releases: dict[str, Mapping[str, Any]] = {}
+    release_bundles: dict[str, set[str]] = {}  # ref -> sha256 of its release bundles
     for subject_digest, items in evidence.items():
         for item in items:
             statement = item.statement
@@ -428,11 +470,16 @@ def _verify(
                 and named.root_digest == subject_digest
             ):
                 releases[named.ref] = statement.predicate
+                release_bundles.setdefault(named.ref, set()).add(item.bundle.digest)
 
     release = _check_release(directory, verifier, registry_id, ref, digest, files, digests, out)
     releases.pop(ref, None)
+    release_bundles.pop(ref, None)
     if release is not None:
         releases[ref] = release
+        # The root's verdict rests on release.sigstore.json: the log must record that one.
+        raw = _read(directory / "release.sigstore.json")
+        release_bundles[ref] = {hashlib.sha256(raw).hexdigest()}
     versions = {r: _signed_facts(v, releases.get(r), out) for r, v in versions.items()}
     kinds = _signed_kinds(evidence, versions, releases, registry_id, out)
     revoked = _revocations(evidence, versions, registry_id)
@@ -488,6 +535,8 @@ def _verify(
         )
     else:
         out.add("audit", True, "not included in the export (needs an auditor token)")
+    _check_log(directory, registry_key, registry_id, ref, versions, release_bundles, log_needs,
+               out)  # fmt: skip
 
 
 def _revocations(
@@ -821,3 +870,218 @@ def _check_audit(
         out.add("audit", False, f"no release of {ref} in the audit log")
     else:
         out.add("audit", True, f"{len(about)} entries about {ref} chain to the signed checkpoint")
+
+
+# -- the transparency log -------------------------------------------------------------------------
+
+
+def _check_log(
+    directory: Path,
+    registry_key: TrustedKey,
+    registry_id: str,
+    root_ref: str,
+    versions: Mapping[str, _Version],
+    release_bundles: Mapping[str, set[str]],
+    needs: _LogNeeds,
+    out: EvidenceVerdict,
+) -> None:
+    """The transparency log's word on every version the verdict counts as released
+    (``release_bundles``: the sha256 of the registry-signed release bundles of each, the root's
+    being ``release.sigstore.json``), from ``log/`` alone:
+
+    1. ``log/log-key.sigstore.json`` verifies with *your* registry key and vouches for exactly
+       one log origin and key (:func:`attest.tlogproof.vouched_log_key`); ``log/log.vkey``, when
+       there, names the same key. The export's own word on its log key anchors nothing;
+    2. each ``log/NS.NAME@VERSION.tlog-proof``'s checkpoint is signed by that key with that
+       origin, not from the future, and cosigned by the witnesses you require; every proof of
+       the export is against one and the same checkpoint (its size and time are reported);
+    3. each proof's entry (its ``extra`` line) is included in that checkpoint (the inclusion
+       proof leads to its root), and is about that very version;
+    4. the entry is the version's release, naming its root digest and the SHA-256 of the release
+       bundle the export holds for it; a revocation there fails, named; so does a released
+       version with no proof, unless ``needs.require`` is False (versions released before the
+       log existed; the proofs there still count).
+
+    What cannot be known offline: a status event logged after the checkpoint, or a later one
+    the registry left out of the export (a monitor reading the log sees it).
+    """
+    logdir = directory / LOG_DIR
+    relied = [r for r in [root_ref, *sorted(versions)] if r in release_bundles]
+    relied = list(dict.fromkeys(relied))
+    if logdir.is_symlink() or not logdir.is_dir():
+        if needs.threshold:
+            out.add("log checkpoint", False, f"you require {needs.threshold} witness "
+                    "cosignature(s), but the export holds no log checkpoint")  # fmt: skip
+        if needs.require:
+            out.add(
+                "log",
+                False,
+                f"missing: the export holds no {LOG_DIR}/ directory, so no signed log shows "
+                f"{', '.join(relied) or root_ref} released and not revoked (export from a "
+                "registry with a transparency log; --without-log accepts versions released "
+                "before it existed)",
+            )
+        else:
+            out.add("log", True, f"no {LOG_DIR}/ in the export; accepted (--without-log): "
+                    "releases and revocations are not checked against the log")  # fmt: skip
+        return
+    anchored = _log_key(logdir, registry_key, registry_id, out)
+    if anchored is None:
+        return
+    origin, log_key = anchored
+
+    proofs: dict[str, TlogProof] = {}
+    lines: list[Check] = []
+    for ref in dict.fromkeys([root_ref, *sorted(versions)]):
+        path = logdir / log_proof_name(ref)
+        if not path.exists() and not path.is_symlink():
+            if ref not in release_bundles:
+                continue  # pending or rejected: no status event to prove
+            if needs.require:
+                lines.append(Check("log", False, (
+                    f"{ref}: no proof of its release ({LOG_DIR}/{path.name} is missing): "
+                    "released before the log existed, or the proof was left out; no signed log "
+                    "shows it released and not revoked (--without-log accepts that)")))  # fmt: skip
+            else:
+                lines.append(Check("log", True, (
+                    f"{ref}: no proof in the log; accepted (--without-log): its release and "
+                    "any revocation are not checked against the log")))  # fmt: skip
+            continue
+        try:
+            proofs[ref] = TlogProof.parse(_read(path, MAX_PROOF_SIZE))
+        except AttestError as exc:
+            lines.append(Check("log", False, f"{ref}: {LOG_DIR}/{path.name}: {exc.diagnostics()}"))
+
+    # One checkpoint for every proof, verified once.
+    signed_by_note: dict[str, SignedCheckpoint | None] = {}
+    for proof in proofs.values():
+        if proof.checkpoint in signed_by_note:
+            continue
+        try:
+            signed_by_note[proof.checkpoint] = verify_checkpoint(
+                proof.checkpoint, [log_key], origin=origin, witnesses=needs.witnesses,
+                witness_threshold=needs.threshold,
+            )  # fmt: skip
+        except AttestError as exc:
+            signed_by_note[proof.checkpoint] = None
+            out.add(
+                "log checkpoint",
+                False,
+                f"does not verify with the log key {log_key.vkey} your registry key vouches "
+                f"for: {exc.diagnostics()}",
+            )
+    heads = {s.checkpoint for s in signed_by_note.values() if s is not None}
+    if len(heads) > 1:
+        sizes = ", ".join(sorted({str(h.size) for h in heads}))
+        out.add("log checkpoint", False, f"the proofs are against {len(heads)} different "
+                f"checkpoints (sizes {sizes}): an export's proofs share one")  # fmt: skip
+    elif len(heads) == 1:
+        signed = next(s for s in signed_by_note.values() if s is not None)
+        out.add("log checkpoint", True, _describe_checkpoint(signed, needs))
+    elif needs.threshold and not signed_by_note:
+        out.add("log checkpoint", False, f"you require {needs.threshold} witness "
+                "cosignature(s), but the export holds no log proof")  # fmt: skip
+
+    for ref, proof in proofs.items():
+        signed_head = signed_by_note.get(proof.checkpoint)
+        if signed_head is None:
+            lines.append(Check("log", False, f"{ref}: its proof's checkpoint does not verify"))
+            continue
+        try:
+            included = check_inclusion(proof, signed_head)
+        except AttestError as exc:
+            lines.append(Check("log", False, (
+                f"{ref}: log entry {proof.index} is not in the checkpoint: "
+                f"{exc.diagnostics()}")))  # fmt: skip
+            continue
+        lines.append(_judge_log_entry(ref, included, versions[ref], release_bundles))
+    out.checks.extend(lines)
+
+
+def _log_key(
+    logdir: Path, registry_key: TrustedKey, registry_id: str, out: EvidenceVerdict
+) -> tuple[str, NoteVerifier] | None:
+    """The log's origin and key, as the registry key the caller brought vouches for them."""
+    path = logdir / LOG_KEY_FILE
+    where = f"{LOG_DIR}/{LOG_KEY_FILE}"
+    if not path.exists() and not path.is_symlink():
+        out.add("log key", False, f"{where} is missing: nothing anchors the log's key on your "
+                "registry key, and a log key by itself proves nothing")  # fmt: skip
+        return None
+    try:
+        verified = Verifier(keys=[registry_key]).verify(Bundle.parse(_read(path)))
+        if verified.signer_id != registry_id:
+            raise AttestError(f"signed by {verified.signer_id}, not your registry key")
+        origin, vkey = vouched_log_key(verified.statement)
+        log_key = NoteVerifier.from_vkey(vkey)
+    except AttestError as exc:
+        out.add("log key", False, f"{where} does not vouch for a log key with your registry "
+                f"key: {exc.diagnostics()}")  # fmt: skip
+        return None
+    vkey_path = logdir / LOG_VKEY_FILE
+    if vkey_path.exists() or vkey_path.is_symlink():
+        try:
+            listed = _read(vkey_path, 4096).decode("ascii").strip()
+        except (AttestError, UnicodeDecodeError) as exc:
+            listed = f"(unreadable: {exc})"
+        if listed != vkey:
+            out.add("log key", False, f"{LOG_DIR}/{LOG_VKEY_FILE} names {listed[:200]!r}, not "
+                    f"the key {vkey} your registry key vouches for")  # fmt: skip
+            return None
+    out.add("log key", True, f"log {origin} with key {vkey}, vouched for by your registry key")
+    return origin, log_key
+
+
+def _describe_checkpoint(signed: SignedCheckpoint, needs: _LogNeeds) -> str:
+    head = signed.checkpoint
+    if head.timestamp is None:
+        when = "no timestamp line"
+    else:
+        at = datetime.fromtimestamp(head.timestamp, UTC).isoformat()
+        when = f"signed at {at} (timestamp {head.timestamp})"
+    text = f"{head.origin} size {head.size}, root {head.root_hash.hex()[:16]}…, {when}"
+    if signed.cosignatures:
+        text += f"; cosigned by {', '.join(sorted(signed.cosignatures))}"
+    if needs.threshold:
+        text += f" ({needs.threshold} of the witnesses you named required)"
+    return text
+
+
+def _judge_log_entry(
+    ref: str, included: IncludedEntry, version: _Version, release_bundles: Mapping[str, set[str]]
+) -> Check:
+    """A version's proven status event: its release, naming its digest and release bundle."""
+    where = f"{ref}: log entry {included.index}"
+    try:
+        entry = jsonsafe.loads(included.entry, what=where, max_bytes=len(included.entry))
+    except AttestError as exc:
+        return Check("log", False, f"{where} is not a JSON entry: {exc.diagnostics()}")
+    if not isinstance(entry, dict):
+        return Check("log", False, f"{where} is not a JSON object")
+    if entry.get("subject") != ref:
+        return Check("log", False, f"{where} is about {str(entry.get('subject'))[:200]!r}, not "
+                     f"{ref}: the proof of another version's event")  # fmt: skip
+    kind, at, actor = entry.get("type"), entry.get("at"), entry.get("actor")
+    if kind == "revocation":
+        reason = entry.get("reason") or "no reason"
+        return Check("log", False, f"{ref} is revoked in the transparency log (entry "
+                     f"{included.index}, {at}, by {actor}: {reason})")  # fmt: skip
+    if kind != "release":
+        return Check("log", False, f"{where} is a {str(kind)[:40]!r} event, not a release or "
+                     "revocation")  # fmt: skip
+    if entry.get("root_digest") != f"sha256:{version.root_digest}":
+        return Check("log", False, f"{where}: the logged release is of "
+                     f"{str(entry.get('root_digest'))[:80]}, not {ref}'s sha256:"
+                     f"{version.root_digest}")  # fmt: skip
+    logged = entry.get("statement_sha256")
+    if ref not in release_bundles:
+        return Check("log", False, f"{where} records a release of {ref} (statement sha256:"
+                     f"{str(logged)[:64]}), but the export holds no registry-signed release of "
+                     "it that verifies")  # fmt: skip
+    if logged not in release_bundles[ref]:
+        held = ", ".join(f"sha256:{d}" for d in sorted(release_bundles[ref]))
+        return Check("log", False, f"{where}: the logged release statement is sha256:"
+                     f"{str(logged)[:64]}, not the registry-signed release the export holds "
+                     f"({held}): a release the log does not record")  # fmt: skip
+    return Check("log", True, f"{ref} released in the log (entry {included.index}, {at}, by "
+                 f"{actor}), naming its release statement sha256:{logged[:16]}…")  # fmt: skip

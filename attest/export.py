@@ -37,10 +37,21 @@ import yaml
 
 from attest.bundle import Bundle
 from attest.errors import AttestError
-from attest.evidence import FORMAT, MAX_JSON, audit_target, is_about
+from attest.evidence import (
+    FORMAT,
+    LOG_DIR,
+    LOG_KEY_FILE,
+    LOG_VKEY_FILE,
+    MAX_JSON,
+    audit_target,
+    is_about,
+    log_proof_name,
+)
 from attest.gate import MAX_DEPTH
+from attest.note import Checkpoint, parse_note
 from attest.predicates import OMS_SIGNATURE, RELEASE, SLSA_PROVENANCE
 from attest.provenance import read_predicate
+from attest.tlogproof import TlogProof
 
 #: ``manifest.json`` ``audit`` when ``audit/`` holds the log; otherwise it says why not.
 AUDIT_INCLUDED = "included"
@@ -112,6 +123,25 @@ class ExportedBundle:
     raw: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class ExportedLogKey:
+    """The transparency log's origin and note key (vkey), and ``binding``: the registry-signed
+    bundle of the :data:`~attest.predicates.LOG_KEY` statement naming exactly them."""
+
+    origin: str
+    vkey: str
+    binding: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ExportedLogEntry:
+    """A version's newest status event in the log (its release or revocation): the entry's
+    index and exact bytes."""
+
+    index: int
+    entry: bytes
+
+
 class Source(Protocol):
     """What an export is written from, with the rights of whoever asked for it."""
 
@@ -149,6 +179,27 @@ class Source(Protocol):
         """Sign a checkpoint of the log's head now; False when the caller may not."""
         ...
 
+    def log_key(self) -> ExportedLogKey | None:
+        """The transparency log's key and the registry's statement vouching for it; None when
+        the registry serves none."""
+        ...
+
+    def log_status(self, ref: str) -> ExportedLogEntry | None:
+        """The newest status event (release or revocation) of the exact version ``ref`` in the
+        transparency log, covered by a signed checkpoint by the time this returns; None when
+        none is logged (pending, rejected, released before the log existed) or the caller may
+        not read the version."""
+        ...
+
+    def log_checkpoint(self) -> str:
+        """The transparency log's newest signed checkpoint (a signed note), with any witness
+        cosignature lines."""
+        ...
+
+    def log_inclusion(self, index: int, size: int) -> list[bytes]:
+        """The RFC 9162 inclusion proof of entry ``index`` in the tree of ``size`` entries."""
+        ...
+
 
 def write_export(source: Source, ref: str, out: Path, registry_pem: str) -> ExportedVersion:
     """Write the evidence of ``ref`` and of its dependencies (to the gate's depth) into the
@@ -166,6 +217,7 @@ def write_export(source: Source, ref: str, out: Path, registry_pem: str) -> Expo
     (out / "registry.pub").write_text(registry_pem)
 
     versions: list[dict[str, Any]] = []
+    exported: list[str] = []  # the exact refs written to versions.json, in order
     queue: list[tuple[str, int]] = [(exact, 0)]
     seen: set[str] = set()
     release_of: dict[str, dict[str, Any]] = {}
@@ -180,6 +232,7 @@ def write_export(source: Source, ref: str, out: Path, registry_pem: str) -> Expo
             continue  # unknown or unreadable with this token: verification names it
         name = version.ref
         versions.append(version.entry())
+        exported.append(name)
         for item in source.bundles(name):
             file = f"{name.replace('/', '.')}.{item.id}.sigstore.json"
             (out / "evidence" / file).write_bytes(item.raw)
@@ -242,6 +295,7 @@ def write_export(source: Source, ref: str, out: Path, registry_pem: str) -> Expo
         (out / "policy.yaml").write_text(text)
 
     _write_trust(source, out)
+    _write_log(source, exported, out)
     audit = _write_audit(source, exact, out)
     if audit != AUDIT_INCLUDED:  # recorded for the reader; verify-evidence still fails closed
         _dump(out / "manifest.json", {**manifest, "audit": audit})
@@ -519,6 +573,40 @@ def _write_audit(source: Source, exact: str, out: Path) -> str:
     return AUDIT_INCLUDED
 
 
+def _write_log(source: Source, refs: list[str], out: Path) -> None:
+    """``log/``: the log key and the registry's statement vouching for it, and for each
+    exported version with a status event in the transparency log, a C2SP tlog-proof of its
+    newest one (the entry's bytes in the ``extra`` line), every proof against one checkpoint:
+    the newest once every event was found (each event is covered by a signed checkpoint when
+    it is found, and a newer checkpoint covers whatever an older one did). Nothing is
+    verified here: ``verify-evidence`` does, and names whatever is missing."""
+    key = source.log_key()
+    events = [(ref, event) for ref in refs if (event := source.log_status(ref)) is not None]
+    if key is None and not events:
+        return
+    directory = out / LOG_DIR
+    directory.mkdir()
+    if key is not None:
+        (directory / LOG_KEY_FILE).write_bytes(key.binding)
+        (directory / LOG_VKEY_FILE).write_text(key.vkey + "\n")
+    if not events:
+        return
+    text = source.log_checkpoint()
+    try:
+        size = Checkpoint.parse(parse_note(text)[0]).size
+    except AttestError as exc:
+        raise ExportError(f"the registry's log checkpoint is malformed: {exc}") from None
+    for ref, event in events:
+        if event.index >= size:
+            continue  # not covered (cannot happen with a sound log): verification names it
+        hashes = source.log_inclusion(event.index, size)
+        try:
+            proof = TlogProof(event.index, tuple(hashes), text, event.entry).serialize()
+        except AttestError as exc:
+            raise ExportError(f"the log proof of {ref} cannot be written: {exc}") from None
+        (directory / log_proof_name(ref)).write_bytes(proof)
+
+
 def _checkpoint_count(raw: bytes | None) -> int:
     if raw is None:
         return 0
@@ -542,6 +630,8 @@ __all__ = [
     "ExportError",
     "ExportedBundle",
     "ExportedFile",
+    "ExportedLogEntry",
+    "ExportedLogKey",
     "ExportedVersion",
     "Source",
     "archive_name",

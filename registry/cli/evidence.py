@@ -336,9 +336,23 @@ def verify_evidence_cmd(
             help="Accept an export without audit/ (a deployer's): revocations go unchecked.",
         ),
     ] = False,
+    without_log: Annotated[
+        bool,
+        typer.Option(
+            "--without-log",
+            help="Accept released versions without a proof in the transparency log (released "
+            "before the registry had one): their release and any revocation go unchecked by "
+            "the log. The proofs the export holds are still checked.",
+        ),
+    ] = False,
+    witness: WitnessOption = None,
+    witness_threshold: WitnessThresholdOption = None,
 ) -> None:
     """Re-run the whole release gate from DIR alone, offline, against keys you bring; exit 0
-    only if every link holds (1: a link broke or no registry key anchors it; 3: UNANCHORED)."""
+    only if every link holds (1: a link broke or no registry key anchors it; 3: UNANCHORED).
+    The transparency log's proofs (log/) must show each released version's release, under the
+    log key your registry key vouches for, in one checkpoint (cosigned by the --witness keys
+    you name)."""
     import tempfile
 
     from attest.evidence import verify_evidence
@@ -346,6 +360,7 @@ def verify_evidence_cmd(
 
     trusted, policy_text = _auditor_inputs(trust, policy)
     key, source = _registry_anchor(registry_key, registry_url, trusted)
+    witnesses, threshold = _witnesses(witness, witness_threshold)
     with tempfile.TemporaryDirectory(prefix="modelseal-evidence-") as tmp:
         if directory.is_file():
             directory = unpack(directory, Path(tmp))
@@ -354,8 +369,34 @@ def verify_evidence_cmd(
         verdict = verify_evidence(directory, trust=trusted, policy_text=policy_text,
                                   registry_key=key, registry_key_source=source,
                                   trust_export_keys=trust_export_keys,
-                                  require_audit=not without_audit)  # fmt: skip
+                                  require_audit=not without_audit, require_log=not without_log,
+                                  witnesses=witnesses, witness_threshold=threshold)  # fmt: skip
     _print_verdict(verdict)
+
+
+def _witnesses(specs: list[str] | None, threshold: int | None) -> tuple[list[Any], int]:
+    """The witnesses whose cosignatures the export's log checkpoint must carry, and how many:
+    ``--witness``/``--witness-threshold``, else ``MODELSEAL_WITNESSES`` and
+    ``MODELSEAL_WITNESS_THRESHOLD`` (default: every witness named)."""
+    from registry.sdk.logcheck import (
+        DEFAULT_LOG_MAX_AGE,
+        check_requirements,
+        load_witness,
+        settings_from_env,
+    )
+
+    settings: dict[str, Any] = {}
+    try:
+        if specs:
+            settings["witnesses"] = [load_witness(w) for w in specs]
+        if threshold is not None:
+            settings["witness_threshold"] = threshold
+        settings_from_env(settings)
+        witnesses = list(settings.get("witnesses", []))
+        k = check_requirements(DEFAULT_LOG_MAX_AGE, witnesses, settings.get("witness_threshold"))
+    except ValueError as exc:
+        fatal(str(exc))
+    return witnesses, k
 
 
 def verify(

@@ -9,6 +9,8 @@ runs the same checks locally, so it never relies on the server's verdict.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import tempfile
 from collections.abc import Mapping
@@ -21,6 +23,8 @@ from attest.export import (
     AUDIT_FORBIDDEN,
     ExportedBundle,
     ExportedFile,
+    ExportedLogEntry,
+    ExportedLogKey,
     ExportedVersion,
     ExportError,
     staged,
@@ -108,6 +112,53 @@ class ClientSource:
         except PermissionDeniedError:
             return False
         return True
+
+    def log_key(self) -> ExportedLogKey | None:
+        try:
+            served = self._client._request("GET", "/v1/log/key").json()
+        except NotFoundError:
+            return None
+        if not isinstance(served, dict) or not all(
+            isinstance(served.get(k), str) for k in ("origin", "vkey", "binding")
+        ):
+            return None  # nothing usable: verification names the missing key statement
+        return ExportedLogKey(served["origin"], served["vkey"], served["binding"].encode())
+
+    def log_status(self, ref: str) -> ExportedLogEntry | None:
+        namespace, rest = ref.split("/", 1)
+        name, version = rest.split("@", 1)
+        path = f"/v1/namespaces/{namespace}/artifacts/{name}/versions/{version}/log"
+        try:
+            answer = self._client._request("GET", path).json()
+        except (NotFoundError, PermissionDeniedError):
+            return None
+        try:
+            return ExportedLogEntry(int(answer["index"]), _b64(answer["entry"]))
+        except (KeyError, TypeError, ValueError):
+            raise PullVerificationError(f"{ref}: a malformed transparency-log answer") from None
+
+    def log_checkpoint(self) -> str:
+        return self._client._request("GET", "/v1/log/checkpoint").text
+
+    def log_inclusion(self, index: int, size: int) -> list[bytes]:
+        answer = self._client._request(
+            "GET", "/v1/log/proof/inclusion", params={"index": index, "size": size}
+        ).json()
+        try:
+            return [_b64(h) for h in answer["hashes"]]
+        except (KeyError, TypeError, ValueError):
+            raise PullVerificationError(
+                f"a malformed inclusion proof of log entry {index} in size {size}"
+            ) from None
+
+
+def _b64(value: Any) -> bytes:
+    if not isinstance(value, str):
+        raise ValueError("not base64")
+    try:
+        return base64.b64decode(value, validate=True)
+    except binascii.Error:
+        raise ValueError("not base64") from None
 
 
 def export_evidence(

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from attest import keys
+from attest import keys, note, tlog
 from attest.auditlog import GENESIS, entry_hash
 from attest.bundle import Bundle
 from attest.digests import FileDigest, manifest_digest, root_digest
@@ -23,10 +24,18 @@ from attest.evidence import FORMAT, verify_evidence
 from attest.gate import DEPENDENCY_SCHEME
 from attest.keys import TrustedKey
 from attest.oms import oms_statement
-from attest.predicates import AUDIT_CHECKPOINT, RELEASE, SCAN, SLSA_PROVENANCE, TEST_RESULT
+from attest.predicates import (
+    AUDIT_CHECKPOINT,
+    LOG_KEY,
+    RELEASE,
+    SCAN,
+    SLSA_PROVENANCE,
+    TEST_RESULT,
+)
 from attest.scan.core import MIN_RULESET
 from attest.signing import KeySigner
 from attest.statement import make_statement
+from attest.tlogproof import TlogProof
 from tests.support import run_cli
 
 POLICY = """\
@@ -57,8 +66,9 @@ def _verified_anywhere(stdout: str) -> bool:
 
 class Forger:
     """Writes an export whose every statement the given keys signed: user evidence by
-    ``signers`` (name -> signer), registry statements (scans, releases, checkpoint) by
-    ``registry``. Versions are added with :meth:`version`; :meth:`write` lays the export out."""
+    ``signers`` (name -> signer), registry statements (scans, releases, checkpoint, the
+    statement vouching for a transparency log of its own) by ``registry``. Versions are added
+    with :meth:`version`; :meth:`write` lays the export out."""
 
     def __init__(self, registry: KeySigner, signers: dict[str, KeySigner], policy: str) -> None:
         self.registry = registry
@@ -192,7 +202,40 @@ class Forger:
             name="modelseal/audit-log", root_digest=prev, predicate_type=AUDIT_CHECKPOINT,
             predicate={"count": len(entries), "at": self.now}))  # fmt: skip
         (out / "audit" / "checkpoint.sigstore.json").write_bytes(checkpoint.raw)
+        self._write_log(out / "log")
         return out
+
+    def _write_log(self, out: Path) -> None:
+        """A transparency log of the forger's own, its key vouched for by the registry key: one
+        release entry per released version, each proven in one checkpoint (C2SP tlog-proof)."""
+        log = note.NoteSigner("forged/log", ed25519.Ed25519PrivateKey.generate())
+        vkey = log.verifier.vkey
+        out.mkdir()
+        binding = make_statement(
+            name="log:forged/log",
+            root_digest=hashlib.sha256(vkey.encode()).hexdigest(),
+            predicate_type=LOG_KEY,
+            predicate={"origin": "forged/log", "vkey": vkey},
+        )
+        (out / "log-key.sigstore.json").write_bytes(self.registry.sign(binding).raw)
+        (out / "log.vkey").write_text(vkey + "\n")
+        digests = {v["ref"]: v["root_digest"] for v in self.versions}
+        entries = {
+            ref: json.dumps(
+                {"v": 1, "type": "release", "action": "release_version", "actor": "release-bot",
+                 "at": self.now, "subject": ref, "root_digest": digests[ref],
+                 "statement_sha256": bundle.digest},
+                sort_keys=True, separators=(",", ":"),
+            ).encode()
+            for ref, bundle in self.releases.items()
+        }  # fmt: skip
+        tree = tlog.MemoryTree(tlog.leaf_hash(e) for e in entries.values())
+        stamp = int(datetime.fromisoformat(self.now).timestamp())
+        signed = note.sign_checkpoint(note.Checkpoint("forged/log", tree.size, tree.root(), stamp),
+                                      log)  # fmt: skip
+        for index, (ref, entry) in enumerate(entries.items()):
+            proof = TlogProof(index, tuple(tree.inclusion_proof(index)), signed, entry)
+            (out / f"{ref.replace('/', '.')}.tlog-proof").write_bytes(proof.serialize())
 
 
 def _pub(path: Path, signer: KeySigner) -> Path:

@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 from attest.export import (
     ExportedBundle,
     ExportedFile,
+    ExportedLogEntry,
+    ExportedLogKey,
     ExportedVersion,
     archive_name,
     packed,
@@ -28,6 +30,7 @@ from registry.names import parse_ref
 from registry.server.api.deps import Services
 from registry.server.services.auth import Action, Principal
 from registry.server.services.common import Page, PageRequest
+from registry.server.services.tlog import LogService
 from registry.server.ui import views
 
 T = TypeVar("T")
@@ -35,10 +38,13 @@ PAGE = 500
 
 
 class ServiceSource:
-    def __init__(self, services: Services, principal: Principal, registry: str) -> None:
+    def __init__(
+        self, services: Services, principal: Principal, registry: str, log: LogService
+    ) -> None:
         self._services = services
         self._principal = principal
         self._registry = registry
+        self._log = log
 
     @property
     def registry(self) -> str:
@@ -116,6 +122,27 @@ class ServiceSource:
         self._services.audit.checkpoint(self._principal)
         return True
 
+    # The transparency log: any signed-in principal reads it (as the /v1/log routes); a
+    # version's status event follows the version's read rules (as GET …/versions/V/log).
+
+    def log_key(self) -> ExportedLogKey | None:
+        origin, vkey = self._log.identity()
+        return ExportedLogKey(origin, vkey, self._log.key_binding().encode())
+
+    def log_status(self, ref: str) -> ExportedLogEntry | None:
+        try:
+            record = views.resolve_visible(self._services, self._principal, parse_ref(ref))
+            found = self._log.status_event(record.ref)
+        except (NotFoundError, PermissionDeniedError):
+            return None
+        return ExportedLogEntry(found.entry.index, found.entry.entry)
+
+    def log_checkpoint(self) -> str:
+        return self._log.checkpoint_note()
+
+    def log_inclusion(self, index: int, size: int) -> list[bytes]:
+        return self._log.inclusion(index, size)
+
 
 def _all(fetch: Callable[[PageRequest], Page[T]]) -> list[T]:
     items: list[T] = []
@@ -129,10 +156,17 @@ def _all(fetch: Callable[[PageRequest], Page[T]]) -> list[T]:
 
 
 def evidence_archive(
-    services: Services, principal: Principal, ref: str, registry_key: TrustedKey, registry: str
+    services: Services,
+    principal: Principal,
+    ref: str,
+    registry_key: TrustedKey,
+    registry: str,
+    *,
+    log: LogService,
 ) -> tuple[str, bytes]:
-    """The file name and bytes of the evidence archive of version ``ref``."""
-    source = ServiceSource(services, principal, registry)
+    """The file name and bytes of the evidence archive of version ``ref`` (with the proofs of
+    the transparency log ``log``)."""
+    source = ServiceSource(services, principal, registry, log)
     with tempfile.TemporaryDirectory(prefix="modelseal-ui-export-") as tmp:
         out = Path(tmp) / "export"
         out.mkdir(mode=0o700)

@@ -343,7 +343,8 @@ def _router(
         def run() -> Response:
             ctx, record = _act(request, form, namespace, name, version)
             filename, body = evidence_archive(services, ctx.principal, record.ref, registry_key,
-                                              str(request.base_url).rstrip("/"))  # fmt: skip
+                                              str(request.base_url).rstrip("/"),
+                                              log=request.app.state.tlog)  # fmt: skip
             return Response(body, media_type="application/gzip", headers={
                 "Content-Disposition": f'attachment; filename="{filename}"'})  # fmt: skip
 
