@@ -13,6 +13,13 @@ Layout of an export (written by ``modelseal export``)::
     policies/NS.rREV.yaml    each policy revision named by a release in the chain
     audit/entries.json       the audit-log suffix from the version's first entry to …
     audit/checkpoint.sigstore.json   … the newest registry-signed checkpoint
+    log/log-key.sigstore.json  the registry-signed statement vouching for the transparency
+                             log's origin and key (predicate LOG_KEY)
+    log/log.vkey             that key as a note verifier key (for other tools)
+    log/NS.NAME@VERSION.tlog-proof   per version of the chain with a logged status: a C2SP
+                             tlog-proof of its newest status event (release or revocation),
+                             the entry's bytes in its extra line, every proof against the one
+                             newest checkpoint (with any witness cosignatures)
     files/                   the files themselves (optional)
     root.layout, *.link      in-toto layout and links (optional)
 
@@ -43,6 +50,12 @@ trust starts from keys the caller brings (THREATS.md: a malicious export):
   records (rejected, revoked) can only make verification fail, never pass; revocations after the
   export cannot be known offline. A registry-signed revocation in the export marks its version
   revoked whatever the export's state fields say.
+* The transparency log (``log/``, :func:`_check_log`): its key counts only as the caller's
+  registry key vouches for it; every version counted as released needs a proof, in one
+  checkpoint signed by that key (cosigned by the witnesses the caller names), that its newest
+  logged status event is the release whose bundle the export holds; a logged revocation fails,
+  whatever else the export says or leaves out. A version without a proof fails unless the
+  caller says otherwise (``require_log``: released before the log existed).
 """
 
 from __future__ import annotations

@@ -7,6 +7,9 @@ download (over the server's services, with the signed-in token's rights) both ca
 facts. What a source cannot read with its caller's rights is left out, never guessed: a version
 it may not read is not in ``versions.json`` (verification then names the broken link), and an
 export without the audit log says why in ``manifest.json`` (verification fails closed on it).
+For the transparency log's part (``log/``) each exported version's newest status event is found
+first, then the newest checkpoint is read once and every proof is asked against it, so all the
+proofs of an export share one checkpoint.
 
 :func:`pack` writes an export directory as a gzip'd tar (one top directory, regular files only,
 owner and times fixed, so the same export packs to the same bytes); :func:`unpack` reads one back
