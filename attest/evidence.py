@@ -919,8 +919,8 @@ def _check_log(
     the registry left out of the export (a monitor reading the log sees it).
     """
     logdir = directory / LOG_DIR
-    relied = [r for r in [root_ref, *sorted(versions)] if r in release_bundles]
-    relied = list(dict.fromkeys(relied))
+    order = list(dict.fromkeys([root_ref, *sorted(versions)]))  # the root first
+    relied = [r for r in order if r in release_bundles]
     if logdir.is_symlink() or not logdir.is_dir():
         if needs.threshold:
             out.add("log checkpoint", False, f"you require {needs.threshold} witness "
@@ -945,20 +945,23 @@ def _check_log(
 
     proofs: dict[str, TlogProof] = {}
     lines: list[Check] = []
-    for ref in dict.fromkeys([root_ref, *sorted(versions)]):
+    for ref in order:
         path = logdir / log_proof_name(ref)
         if not path.exists() and not path.is_symlink():
             if ref not in release_bundles:
                 continue  # pending or rejected: no status event to prove
             if needs.require:
-                lines.append(Check("log", False, (
+                message = (
                     f"{ref}: no proof of its release ({LOG_DIR}/{path.name} is missing): "
                     "released before the log existed, or the proof was left out; no signed log "
-                    "shows it released and not revoked (--without-log accepts that)")))  # fmt: skip
+                    "shows it released and not revoked (--without-log accepts that)"
+                )
             else:
-                lines.append(Check("log", True, (
+                message = (
                     f"{ref}: no proof in the log; accepted (--without-log): its release and "
-                    "any revocation are not checked against the log")))  # fmt: skip
+                    "any revocation are not checked against the log"
+                )
+            lines.append(Check("log", not needs.require, message))
             continue
         try:
             proofs[ref] = TlogProof.parse(_read(path, MAX_PROOF_SIZE))
@@ -1003,9 +1006,8 @@ def _check_log(
         try:
             included = check_inclusion(proof, signed_head)
         except AttestError as exc:
-            lines.append(Check("log", False, (
-                f"{ref}: log entry {proof.index} is not in the checkpoint: "
-                f"{exc.diagnostics()}")))  # fmt: skip
+            message = f"{ref}: log entry {proof.index} is not in the checkpoint: "
+            lines.append(Check("log", False, message + exc.diagnostics()))
             continue
         lines.append(_judge_log_entry(ref, included, versions[ref], release_bundles))
     out.checks.extend(lines)

@@ -213,7 +213,8 @@ def export(
         written = export_evidence(client, ref, to, with_files=with_files, in_toto=in_toto,
                                   registry_key=key)  # fmt: skip
     count = len(list((written / "evidence").glob("*.sigstore.json")))
-    err.print(f"exported {ref} to {written} ({count} bundles)")
+    proofs = len(list((written / "log").glob("*.tlog-proof")))
+    err.print(f"exported {ref} to {written} ({count} bundles, {proofs} transparency-log proofs)")
 
 
 def _print_verdict(verdict: Any) -> None:
