@@ -68,18 +68,32 @@ def create_app(
     engine = make_engine(settings.resolved_database_url)
     sessions = make_sessionmaker(engine)
     blob_store = store if store is not None else open_blob_store(settings)
-    if settings.s3_presign_downloads and not isinstance(blob_store, S3BlobStore):
+    presigns = isinstance(blob_store, S3BlobStore)
+    if settings.s3_presign_downloads and not presigns:
         log.warning(
             "MODELSEAL_S3_PRESIGN_DOWNLOADS is set, but %s cannot hand out URLs: downloads are "
             "streamed through the registry",
             blob_store.description,
         )
+    elif presigns and settings.s3_presign_downloads is None:
+        log.info(
+            "SDK downloads are redirected to presigned URLs of %s (clients that cannot reach it "
+            "stream through the registry; MODELSEAL_S3_PRESIGN_DOWNLOADS=false turns this off)",
+            settings.s3_public_endpoint_url or settings.s3_endpoint_url or "S3",
+        )
     signer = load_registry_signer(settings)
     scans = ScanService(sessions, blob_store, signer, clock=clock)
     after_commit = AfterCommit(scans)
+    # Presigned downloads (unset setting: on for S3) for the SDK, which streams through the
+    # registry when a URL turns out unusable; OCI clients cannot, so only when set explicitly.
     versions_service = VersionService(
-        sessions, blob_store, settings, clock=clock, scanner=after_commit
-    )
+        sessions, blob_store, settings, clock=clock, scanner=after_commit,
+        presign=settings.presigned_downloads(store_presigns=presigns, client_falls_back=True),
+    )  # fmt: skip
+    oci_versions = VersionService(
+        sessions, blob_store, settings, clock=clock, scanner=after_commit,
+        presign=settings.presigned_downloads(store_presigns=presigns, client_falls_back=False),
+    )  # fmt: skip
     attestation_service = AttestationService(sessions, versions_service, settings, clock=clock)
     bom_service = BomService(sessions, versions_service, attestation_service, signer, clock=clock,
                              scans=scans)  # fmt: skip
@@ -170,7 +184,7 @@ def create_app(
     app.state.services = services
     app.state.bom_jobs = bom_jobs
     app.state.oci = OciService(
-        sessions, versions_service, services.lifecycle, blob_store, signer, clock=clock
+        sessions, oci_versions, services.lifecycle, blob_store, signer, clock=clock
     )
     services.releases.on_release = app.state.oci.published
     app.state.tlog = log_service

@@ -39,11 +39,15 @@ class Settings(BaseSettings):
     )
     s3_sse_kms_key_id: str | None = None
     s3_max_pool_connections: int = Field(default=32, ge=1, le=1024)
-    s3_presign_downloads: bool = Field(
-        default=False,
-        description="Answer file downloads that ask for it (?redirect=true) with a 307 to a "
-        "short-lived presigned S3 URL, so the bytes go from the store to the client without "
-        "passing through the registry. Needs the store to be reachable from clients.",
+    s3_presign_downloads: bool | None = Field(
+        default=None,
+        description="Answer file downloads that ask for it (?redirect=true, as the SDK and CLI "
+        "do) with a 307 to a short-lived presigned S3 URL, so the bytes go from the store to the "
+        "client without passing through the registry. Unset (or 'auto'): on when the blob store "
+        "is S3, for the SDK's downloads only (a client that cannot reach the store falls back "
+        "to streaming and remembers that for a day); OCI blob GETs are then still streamed, as "
+        "OCI clients have no such fallback. true: on for both (a warning when the store cannot "
+        "hand out URLs); false: every download is streamed through the registry.",
     )
     s3_presign_seconds: int = Field(
         default=60,
@@ -182,6 +186,24 @@ class Settings(BaseSettings):
         if scheme == "s3" and not urlparse(value).netloc:
             raise ValueError("s3 storage needs a bucket: s3://bucket/prefix")
         return value
+
+    @field_validator("s3_presign_downloads", mode="before")
+    @classmethod
+    def _auto_presign(cls, value: object) -> object:
+        """``auto`` (or an empty variable) is the default: decided by the store."""
+        if isinstance(value, str) and value.strip().lower() in {"", "auto"}:
+            return None
+        return value
+
+    def presigned_downloads(self, *, store_presigns: bool, client_falls_back: bool) -> bool:
+        """Whether a download that asks for it is answered with a presigned URL, on a store
+        that can (``store_presigns``) or cannot hand them out, for a client that does
+        (``client_falls_back``: the SDK) or may not (OCI clients) stream through the registry
+        when the URL turns out unusable. Explicit true or false decides; unset is on exactly
+        for a presigning store and a client that falls back."""
+        if not store_presigns or self.s3_presign_downloads is False:
+            return False
+        return self.s3_presign_downloads is True or client_falls_back
 
     @field_validator("log_witnesses")
     @classmethod

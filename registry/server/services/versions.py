@@ -155,12 +155,17 @@ class VersionService:
         *,
         clock: Clock = utcnow,
         scanner: Scanner | None = None,
+        presign: bool = False,
     ) -> None:
+        """``presign``: whether :meth:`file_location` hands out presigned URLs when asked
+        (decided by :func:`registry.server.app.create_app` from the settings, the store and
+        the API the service answers for)."""
         self._sessions = sessions
         self._store = store
         self._settings = settings
         self._clock = clock
         self._scanner = scanner
+        self._presign = presign
 
     def commit(
         self,
@@ -437,13 +442,13 @@ class VersionService:
         self, principal: Principal, ref: Ref, path: str, *, redirect: bool
     ) -> tuple[VersionRecord, FileDigest, str | None]:
         """A file of a version ``principal`` may download (see :meth:`servable_file`), and,
-        when ``redirect`` is asked for and presigned downloads are on, a short-lived URL its
-        bytes can be fetched from directly (else ``None``: stream :meth:`read_file`).
+        when ``redirect`` is asked for and this service presigns downloads, a short-lived URL
+        its bytes can be fetched from directly (else ``None``: stream :meth:`read_file`).
 
         The checks run before any URL is made: a URL is only handed out for a file the
         principal may download right now."""
         record, item = self.servable_file(principal, ref, path)
-        if not (redirect and self._settings.s3_presign_downloads):
+        if not (redirect and self._presign):
             return record, item, None
         url = self._store.presigned_read_url(item.sha256, expires=self._settings.s3_presign_seconds)
         return record, item, url

@@ -31,11 +31,32 @@ def test_bad_settings_are_refused(tmp_path: Path, field: str, value: object, mes
         Settings(data_dir=tmp_path, **{field: value})  # type: ignore[arg-type]
 
 
-def test_presigned_downloads_are_off_unless_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("MODELSEAL_S3_PRESIGN_DOWNLOADS", raising=False)
-    assert Settings().s3_presign_downloads is False
-    monkeypatch.setenv("MODELSEAL_S3_PRESIGN_DOWNLOADS", "true")
-    assert Settings().s3_presign_downloads is True
+@pytest.mark.parametrize(
+    ("variable", "setting", "sdk", "oci", "local"),
+    [
+        (None, None, True, False, False),  # unset: on for S3, for the SDK (it falls back)
+        ("auto", None, True, False, False),
+        ("true", True, True, True, False),
+        ("false", False, False, False, False),
+    ],
+)
+def test_presigned_downloads_are_decided_by_the_store_unless_set(
+    monkeypatch: pytest.MonkeyPatch,
+    variable: str | None,
+    setting: bool | None,
+    sdk: bool,
+    oci: bool,
+    local: bool,
+) -> None:
+    if variable is None:
+        monkeypatch.delenv("MODELSEAL_S3_PRESIGN_DOWNLOADS", raising=False)
+    else:
+        monkeypatch.setenv("MODELSEAL_S3_PRESIGN_DOWNLOADS", variable)
+    settings = Settings()
+    assert settings.s3_presign_downloads is setting
+    assert settings.presigned_downloads(store_presigns=True, client_falls_back=True) is sdk
+    assert settings.presigned_downloads(store_presigns=True, client_falls_back=False) is oci
+    assert settings.presigned_downloads(store_presigns=False, client_falls_back=True) is local
 
 
 def test_a_local_store_has_no_urls_to_hand_out(tmp_path: Path) -> None:
@@ -81,5 +102,7 @@ def test_presigning_on_a_local_store_says_it_has_no_effect(
         create_app(
             settings.model_copy(update={"s3_presign_downloads": False}), expiry_interval=None
         )
+        create_app(settings.model_copy(update={"s3_presign_downloads": None}),
+                   expiry_interval=None)  # fmt: skip
     [record] = [r for r in caplog.records if r.name == "registry.server.app"]
     assert "cannot hand out URLs: downloads are streamed" in record.getMessage()
