@@ -46,6 +46,7 @@ from registry.sdk import records
 from registry.sdk import trust as _trust
 from registry.sdk.pins import PinStore
 from registry.sdk.push import collect_files as collect_files  # re-exported: the CLI imports it here
+from registry.sdk.redirects import RedirectMemory
 from registry.sdk.resume import UploadJournal
 from registry.sdk.transfer import RawTransport, Retry, redact_secrets
 
@@ -196,13 +197,15 @@ class RegistryClient:
             transport=transport,
             limits=limits,
         )
-        self._raw = RawTransport(url, headers, verify=verify, timeout=timeout)
+        self._raw = RawTransport(url, headers, verify=verify, timeout=timeout,
+                                 memory=RedirectMemory())  # fmt: skip
         #: The upload sessions this client has open (the next push of the same bytes resumes them).
         self.uploads = UploadJournal()
         self.chunk_size = chunk_size
         self.workers = workers
         #: Let a registry that presigns downloads send file bytes straight from its store
-        #: (checked here exactly as streamed ones are).
+        #: (checked here exactly as streamed ones are; a store found unusable from this machine
+        #: is skipped for a day, remembered beside the pins: registry.sdk.redirects).
         self.storage_redirects = storage_redirects
         if not (math.isfinite(status_max_age) and status_max_age > 0):
             raise InvalidRequestError(

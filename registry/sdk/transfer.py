@@ -12,7 +12,9 @@ URL; the body is then read straight from the store (one hop less), with none of 
 credentials sent there. A redirect that cannot be used (refused, unreachable, https -> http)
 falls back to streaming through the registry, and the transport stops asking for redirects (a
 firewalled store costs one connect timeout, not one per file); the caller checks the bytes the
-same way.
+same way. With a :class:`~registry.sdk.redirects.RedirectMemory` that is remembered for the
+registry's URL between runs (a day), so the next process streams from the start; a store that
+answered with a server error (5xx) is only skipped for the rest of this process.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from registry.errors import ConnectionFailedError, error_from_problem
+from registry.sdk.redirects import RedirectMemory
 
 log = logging.getLogger(__name__)
 
@@ -77,15 +80,30 @@ def redact_secrets(text: str) -> str:
 
 
 class _UnusableRedirect(Exception):
-    """A storage URL that gave no body: the download can still go through the registry."""
+    """A storage URL that gave no body: the download can still go through the registry.
+
+    ``lasting``: worth remembering between runs (unreachable, refused, a URL of no use), not
+    a passing trouble of the store (a 5xx answer)."""
+
+    def __init__(self, message: str, *, lasting: bool = True) -> None:
+        super().__init__(message)
+        self.lasting = lasting
 
 
 class RawTransport:
     """GETs whose bodies go to a sink in a second thread; requests whose bodies are file ranges."""
 
     def __init__(
-        self, base_url: str, headers: dict[str, str], *, verify: bool | str, timeout: float
+        self,
+        base_url: str,
+        headers: dict[str, str],
+        *,
+        verify: bool | str,
+        timeout: float,
+        memory: RedirectMemory | None = None,
     ) -> None:
+        """``memory``: where unusable storage URLs are remembered between runs (none: only
+        for this transport's life)."""
         parts = urlsplit(base_url)
         if parts.scheme not in {"http", "https"} or not parts.hostname:
             raise ValueError(f"unsupported registry URL {base_url!r}")
@@ -98,7 +116,11 @@ class RawTransport:
         self._verify = verify
         self._context: ssl.SSLContext | None = None  # one for the registry and any store
         self._local = threading.local()
-        self._redirects_usable = True
+        self._url = base_url
+        self._memory = memory
+        self._redirect_lock = threading.Lock()
+        self._redirects_usable: bool | None = None  # None: the memory not consulted yet
+        self._stale_record = False  # an expired record to clear once a redirect works
 
     def _open(
         self, https: bool, host: str, port: int | None, timeout: float
@@ -145,7 +167,7 @@ class RawTransport:
             RegistryError (or the subclass a problem document names): HTTP errors, transport
                 failures, or an exception raised by ``sink``.
         """
-        redirect = redirect and self._redirects_usable
+        redirect = redirect and self._redirects_wanted()
         target = self._prefix + path + ("?redirect=true" if redirect else "")
         started = time.monotonic()
         for attempt in range(1, Retry.attempts + 1):
@@ -179,12 +201,13 @@ class RawTransport:
                 if response.will_close:
                     self._drop_connection()
             try:
-                return self._get_from_storage(headers["location"], sink, limit), headers
+                total = self._get_from_storage(headers["location"], sink, limit)
             except _UnusableRedirect as exc:
-                if self._redirects_usable:
-                    self._redirects_usable = False
-                    log.warning("%s; streaming through the registry instead", exc)
+                self._redirect_failed(exc)
                 return self.get(path, sink, limit=limit)
+            if self._stale_record:
+                self._redirect_worked()
+            return total, headers
         if response.status >= 400:
             body = response.read(65536)
             self._drop_connection()
@@ -207,6 +230,52 @@ class RawTransport:
         if total > limit or (not response.isclosed() and response.length):
             self._drop_connection()  # body not fully consumed: the connection is unusable
         return total, headers
+
+    def _redirects_wanted(self) -> bool:
+        """Whether to ask for storage URLs: yes until one failed in this transport or, on the
+        first ask, while the memory holds a fresh record of this registry's URLs failing."""
+        with self._redirect_lock:
+            if self._redirects_usable is None:
+                self._redirects_usable = True
+                memory = self._memory
+                record = memory.recall(self._url) if memory is not None else None
+                if memory is not None and record is not None:
+                    if memory.fresh(record):
+                        self._redirects_usable = False
+                        log.info(
+                            "streaming through the registry: its storage URLs were unusable "
+                            "from here %.0f s ago (%s; remembered in %s for %.0f h)",
+                            memory.age(record), record.reason, memory.path,
+                            memory.ttl / 3600,
+                        )  # fmt: skip
+                    else:
+                        self._stale_record = True
+            return self._redirects_usable
+
+    def _redirect_failed(self, exc: _UnusableRedirect) -> None:
+        """Stop asking for storage URLs; say why once, and remember it between runs when it
+        is ``lasting``."""
+        with self._redirect_lock:
+            if self._redirects_usable is False:
+                return  # another download said it already
+            self._redirects_usable = False
+            self._stale_record = False
+        memory = self._memory
+        if exc.lasting and memory is not None and memory.remember(self._url, str(exc)):
+            log.warning("%s; streaming through the registry instead (remembered in %s: the "
+                        "next %.0f h of runs on this machine stream from the start)",
+                        exc, memory.path, memory.ttl / 3600)  # fmt: skip
+        else:
+            log.warning("%s; streaming through the registry instead", exc)
+
+    def _redirect_worked(self) -> None:
+        """A storage URL served a body: clear the expired record that made this one a probe."""
+        with self._redirect_lock:
+            if not self._stale_record:
+                return
+            self._stale_record = False
+        if self._memory is not None:
+            self._memory.forget(self._url)
 
     def _get_from_storage(
         self, location: str, sink: Callable[[memoryview], None], limit: int
@@ -259,7 +328,8 @@ class RawTransport:
                 # a kept-alive connection the store had closed meanwhile: once more, anew
         if response.status != 200:
             pool.pop(key).close()
-            raise _UnusableRedirect(f"{where} answered HTTP {response.status}")
+            raise _UnusableRedirect(f"{where} answered HTTP {response.status}",
+                                    lasting=response.status < 500)  # fmt: skip
         try:
             total = _pump(response, sink, limit)
         except BaseException:
