@@ -1,14 +1,18 @@
 """Downloads straight from the store: presigned S3 URLs on a real SeaweedFS, real PostgreSQL.
 
-With ``s3_presign_downloads`` a file GET that asks for it (``?redirect=true``) is answered with a
-307 to a short-lived presigned URL; the SDK follows it without the registry's credentials and
-checks every byte exactly as it checks streamed ones. Each acceptance sits next to a rejection:
-no URL for what may not be downloaded, an expired or unsigned URL reads nothing, a tampered blob
-fails the pull, an unreachable store falls back to streaming through the registry.
+On an S3 store (``s3_presign_downloads`` unset or true) a file GET that asks for it
+(``?redirect=true``) is answered with a 307 to a short-lived presigned URL; the SDK follows it
+without the registry's credentials and checks every byte exactly as it checks streamed ones.
+Each acceptance sits next to a rejection: no URL for what may not be downloaded, an expired or
+unsigned URL reads nothing, a tampered blob fails the pull, an unreachable store falls back to
+streaming through the registry, and the client remembers that in its configuration directory
+so the next run streams at once (until the record is a day old); ``false`` and a local store
+stream.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Iterator
@@ -21,6 +25,7 @@ import pytest
 from registry.errors import PullVerificationError
 from registry.server.config import Settings
 from tests.integration.test_api import _overwrite_blob, _tree
+from tests.integration.test_oci import _deployer_oci
 from tests.integration.test_release import World, _deployer, _released
 from tests.services import SeaweedServer
 from tests.support import Live, free_port, run_cli, serve
@@ -41,9 +46,25 @@ def _settings(
         s3_endpoint_url=s3.endpoint_url,
         s3_region=s3.region,
         min_chunk_bytes=5 * MiB,
-        s3_presign_downloads=True,
+        **{"s3_presign_downloads": True, **extra},  # type: ignore[arg-type]
+    )
+
+
+def _default_settings(
+    tmp_path: Path, pg_url: str, s3: SeaweedServer, storage: str, **extra: object
+) -> Settings:
+    """As a registry on S3 is configured when nothing is said about presigning."""
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        database_url=pg_url,
+        storage=storage,
+        s3_endpoint_url=s3.endpoint_url,
+        s3_region=s3.region,
+        min_chunk_bytes=5 * MiB,
         **extra,  # type: ignore[arg-type]
     )
+    assert settings.s3_presign_downloads is None
+    return settings
 
 
 @pytest.fixture
@@ -207,3 +228,182 @@ def test_the_cli_follows_redirects_unless_told_to_go_through_the_registry(
     assert streamed.returncode == 0, streamed.stderr
     assert len(_redirected(presigning, "admin")) == len(_tree(model_dir))  # none more
     assert _tree(tmp_path / "a") == _tree(tmp_path / "b") == _tree(model_dir)
+
+
+# -- the default: on for S3 (the SDK falls back, and remembers) ----------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _presign_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings read the environment: these tests say what they mean."""
+    monkeypatch.delenv("MODELSEAL_S3_PRESIGN_DOWNLOADS", raising=False)
+
+
+def _memory_file() -> Path:
+    """The client's record of unusable storage URLs (MODELSEAL_CONFIG_DIR is per test)."""
+    from registry.sdk.redirects import RedirectMemory
+
+    return RedirectMemory().path
+
+
+def test_a_registry_on_s3_presigns_by_default_and_pulls_still_verify(
+    tmp_path: Path,
+    pg_url: str,
+    s3_env: SeaweedServer,
+    s3_storage_url: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = _default_settings(tmp_path, pg_url, s3_env, s3_storage_url)
+    with caplog.at_level(logging.WARNING), serve(settings) as live:
+        world = World(live, tmp_path)
+        _released(world)
+        files = world.admin.show("fraud/m@1").files
+        answer = httpx.get(f"{live.url}{FILE}config.json", params={"redirect": "true"},
+                           headers={"Authorization": f"Bearer {live.admin_token}"})  # fmt: skip
+        assert answer.status_code == 307
+        assert str(answer.headers["location"]).startswith(s3_env.endpoint_url)
+        deployer = _deployer(world)
+        pulled = deployer.pull("fraud/m@1", tmp_path / "deploy")  # the SDK's defaults
+        assert pulled.state == "released"
+        assert _tree(tmp_path / "deploy") == _tree(tmp_path / "fraud_m@1")
+        assert len(_redirected(live, "deploy")) == len(files)  # every file from the store
+        # OCI clients cannot fall back to the registry: their blobs stream unless set to true.
+        oci = _deployer_oci(world)
+        layer = oci.get("fraud/m/manifests/1").json()["layers"][0]
+        blob = oci.get(f"fraud/m/blobs/{layer['digest']}")
+        assert blob.status_code == 200 and "location" not in blob.headers
+
+        victim = next(f for f in files if f.path.endswith(".safetensors"))
+        data = bytearray((tmp_path / "fraud_m@1" / victim.path).read_bytes())
+        data[100] ^= 1
+        _overwrite_blob(live, victim.digest.removeprefix("sha256:"), bytes(data))
+        with pytest.raises(PullVerificationError, match=victim.path):
+            deployer.pull("fraud/m@1", tmp_path / "again")
+        assert not (tmp_path / "again").exists()
+        assert len(_redirected(live, "deploy")) > len(files)  # the tampered bytes came direct
+    assert [r.getMessage() for r in caplog.records
+            if r.name in {"registry.server.app", "registry.sdk.transfer"}] == []  # fmt: skip
+    assert not _memory_file().exists()
+
+
+def test_presign_downloads_false_streams_every_file(
+    tmp_path: Path,
+    pg_url: str,
+    s3_env: SeaweedServer,
+    s3_storage_url: str,
+    model_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MODELSEAL_S3_PRESIGN_DOWNLOADS", "false")
+    settings = Settings(
+        data_dir=tmp_path / "data", database_url=pg_url, storage=s3_storage_url,
+        s3_endpoint_url=s3_env.endpoint_url, s3_region=s3_env.region, min_chunk_bytes=5 * MiB,
+    )  # fmt: skip
+    assert settings.s3_presign_downloads is False
+    with serve(settings) as live, live.client() as client:
+        client.push(model_dir, "ns/m@1")
+        answer = client._http.get("/v1/namespaces/ns/artifacts/m/versions/1/files/config.json",
+                                  params={"redirect": "true"})  # fmt: skip
+        assert answer.status_code == 200 and "location" not in answer.headers
+        client.pull("ns/m@1", tmp_path / "pulled", unsafe_skip_verify=True)
+        assert _redirected(live, "admin") == []
+    assert _tree(tmp_path / "pulled") == _tree(model_dir)
+
+
+def _age_record(days: float) -> None:
+    path = _memory_file()
+    document = json.loads(path.read_text())
+    for entry in document["registries"].values():
+        entry["at"] -= days * 24 * 3600
+    path.write_text(json.dumps(document))
+
+
+def test_a_store_clients_cannot_reach_is_probed_once_and_remembered_for_a_day(
+    tmp_path: Path,
+    pg_url: str,
+    s3_env: SeaweedServer,
+    s3_storage_url: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The first pull pays for the probe and falls back; the next process (a CLI run in the
+    same configuration directory) asks for no URL at all; a day later the store is probed
+    again. Every pull is a full verified pull of a release."""
+    closed = f"http://127.0.0.1:{free_port()}"
+    settings = _default_settings(tmp_path, pg_url, s3_env, s3_storage_url,
+                                 s3_public_endpoint_url=closed)  # fmt: skip
+    with serve(settings) as live:
+        world = World(live, tmp_path)
+        _released(world)
+        expected = _tree(tmp_path / "fraud_m@1")
+        with caplog.at_level(logging.WARNING, logger="registry.sdk.transfer"):
+            world.admin.pull("fraud/m@1", tmp_path / "first")
+        assert _tree(tmp_path / "first") == expected
+        probed = len(_redirected(live, "admin"))
+        assert probed >= 1  # asked for URLs until the first one failed
+        [warning, *_] = [r.getMessage() for r in caplog.records
+                         if r.name == "registry.sdk.transfer"]  # fmt: skip
+        assert closed.split("//")[1] in warning and str(_memory_file()) in warning
+        record = next(iter(json.loads(_memory_file().read_text())["registries"].items()))
+        assert record[0] == live.url and "cannot reach" in record[1]["reason"]
+
+        started = time.monotonic()
+        second = run_cli("pull", "fraud/m@1", "--to", str(tmp_path / "second"), "--no-progress",
+                         live=live)  # fmt: skip
+        took = time.monotonic() - started
+        assert second.returncode == 0, second.stderr
+        assert _tree(tmp_path / "second") == expected
+        assert len(_redirected(live, "admin")) == probed  # no URL asked for
+        assert "streaming through the registry" not in second.stderr
+        print(f"second run (remembered, streamed from the start): {took:.2f} s")
+
+        _age_record(days=1.01)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="registry.sdk.transfer"):
+            live.client().pull("fraud/m@1", tmp_path / "third")
+        assert _tree(tmp_path / "third") == expected
+        assert len(_redirected(live, "admin")) > probed  # probed again
+        assert any(closed.split("//")[1] in r.getMessage() for r in caplog.records)
+        renewed = json.loads(_memory_file().read_text())["registries"][live.url]
+        assert time.time() - renewed["at"] < 600
+
+
+def test_a_damaged_memory_is_ignored_with_a_warning(
+    tmp_path: Path,
+    pg_url: str,
+    s3_env: SeaweedServer,
+    s3_storage_url: str,
+    model_dir: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    path = _memory_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b'{"format": 1, "registries": {"http://x": {"at": "\xff')
+    settings = _default_settings(tmp_path, pg_url, s3_env, s3_storage_url)
+    with serve(settings) as live, live.client() as client:
+        client.push(model_dir, "ns/m@1")
+        with caplog.at_level(logging.WARNING, logger="registry.sdk"):
+            client.pull("ns/m@1", tmp_path / "pulled", unsafe_skip_verify=True)
+        assert len(_redirected(live, "admin")) == len(_tree(model_dir))  # the store was used
+    assert _tree(tmp_path / "pulled") == _tree(model_dir)
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert str(path) in warning and "is damaged" in warning and "ignored" in warning
+
+
+def test_a_local_store_streams_by_default_without_a_warning(
+    local_settings: Settings, model_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from registry.server.db import migrate
+
+    local_settings.data_dir.mkdir()
+    migrate(local_settings.resolved_database_url)
+    assert local_settings.s3_presign_downloads is None
+    with caplog.at_level(logging.WARNING), serve(local_settings) as live, live.client() as client:
+        client.push(model_dir, "ns/m@1")
+        answer = client._http.get("/v1/namespaces/ns/artifacts/m/versions/1/files/config.json",
+                                  params={"redirect": "true"})  # fmt: skip
+        assert answer.status_code == 200
+        client.pull("ns/m@1", tmp_path / "pulled", unsafe_skip_verify=True)
+        assert _redirected(live, "admin") == []
+    assert _tree(tmp_path / "pulled") == _tree(model_dir)
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("registry.s")] == []
+    assert not _memory_file().exists()
