@@ -311,7 +311,9 @@ class Stack:
     storage: str = "s3"  # "s3" or "local"
     startup_timeout: float = 60.0
     seaweed_volume_max: int = 100  # SeaweedFS volumes of 256 MB each: the S3 capacity
-    presign_downloads: bool = True  # S3: downloads go straight from SeaweedFS (307 + URL)
+    # S3: downloads go straight from SeaweedFS (307 + URL); None: MODELSEAL_S3_PRESIGN_DOWNLOADS
+    # left unset, the server's default (on S3: the SDK's downloads presigned, OCI's streamed)
+    presign_downloads: bool | None = True
     database: str = "sqlite"  # "sqlite" or "postgres"
     replicas: int = 1
     server_env: dict[str, str] = field(default_factory=dict)  # extra MODELSEAL_* settings
@@ -393,7 +395,8 @@ class Stack:
         if self.seaweed is not None:
             env.update(self.s3_env)
             env["MODELSEAL_S3_ENDPOINT_URL"] = self.seaweed.endpoint_url
-            env["MODELSEAL_S3_PRESIGN_DOWNLOADS"] = str(self.presign_downloads).lower()
+            if self.presign_downloads is not None:
+                env["MODELSEAL_S3_PRESIGN_DOWNLOADS"] = str(self.presign_downloads).lower()
             env["MODELSEAL_STORAGE"] = f"s3://{BUCKET}/{STORAGE_PREFIX}"
         if self.database_url:
             env["MODELSEAL_DATABASE_URL"] = self.database_url

@@ -41,7 +41,7 @@ if __package__ in (None, ""):
     sys.exit("run it as a module from the repository root: python3 -m bench.concurrent_pull")
 
 from bench import _common as c
-from bench.push_pull import HERE, make_model, presign_default
+from bench.push_pull import HERE, make_model, presign_label
 
 
 def _spawn_all(cmds: list[list[str]], envs: list[dict[str, str]]) -> dict[str, Any]:
@@ -202,7 +202,7 @@ def main() -> int:
         delivered = total * args.clients
         print(f"{len(shards)} shards, {total} bytes; {args.clients} clients -> "
               f"{delivered / c.GiB:.1f} GiB delivered per phase")  # fmt: skip
-        chosen = presign_default() if args.presign is None else args.presign
+        chosen = args.presign  # None: the variable unset, the server's default
         stack = c.Stack(work, storage="s3", seaweed_volume_max=60, presign_downloads=chosen)
         with stack:
             assert stack.seaweed is not None
@@ -230,7 +230,7 @@ def main() -> int:
     print()
     print(f"{args.clients} concurrent clients x {total / c.MiB:.0f} MiB in {len(shards)} shards; "
           f"median of {args.repeat} cycle(s); server MODELSEAL_S3_PRESIGN_DOWNLOADS="
-          f"{str(chosen).lower()}; SQLite metadata, SeaweedFS on loopback")  # fmt: skip
+          f"{presign_label(chosen)}; SQLite metadata, SeaweedFS on loopback")  # fmt: skip
     rows = []
     for key, label, base in PHASES:
         s = summary[key]

@@ -5,9 +5,10 @@ and an OCI pull with the ORAS Python SDK; and the registry's CPU per GiB it serv
     python3 -m bench.oci_pull [--size 2GiB] [--shards 4] [--repeat 3] [--json out.json]
 
 Starts a private SeaweedFS S3 server and a ``modelseal serve`` (SQLite metadata, blobs in
-``s3://modelseal-bench/bench``, the server's default configuration: downloads stream through the
-registry unless ``--presign``), writes ``--shards`` safetensors files totalling ``--size``,
-pushes and releases them once (untimed), then per cycle, interleaved:
+``s3://modelseal-bench/bench``, ``MODELSEAL_S3_PRESIGN_DOWNLOADS=false``: every download, the
+SDK's and the OCI client's, streams through the registry unless ``--presign``), writes
+``--shards`` safetensors files totalling ``--size``, pushes and releases them once (untimed),
+then per cycle, interleaved:
 
 1. **boto3 download_file** of the same objects the registry stores
    (``bench/blobs/sha256/<hex>``), fresh client with default settings, own process

@@ -13,8 +13,9 @@ Starts a private SeaweedFS S3 server and a ``modelseal serve`` (SQLite metadata,
 4. ``modelseal pull bench/model@N --to T``    (CLI subprocess), then again with ``--no-fsync``
    and with ``--no-fsync --via-registry``
 
-The server runs in its default configuration (``--presign`` sets
-``MODELSEAL_S3_PRESIGN_DOWNLOADS=true`` instead); ``--via-registry`` makes the client stream
+The server runs in its default configuration (``MODELSEAL_S3_PRESIGN_DOWNLOADS`` unset: on S3
+the pulls are redirected to presigned URLs; ``--presign`` sets it to ``true`` instead, which
+also redirects OCI blob GETs); ``--via-registry`` makes the client stream
 the bytes through the registry whatever the server offers (the path for clients that cannot
 reach the store). The push is signed (``--sign-key``, OMS signature + SLSA provenance, with a
 key registered as an identity outside the timed region) unless ``--unsigned``.
@@ -204,7 +205,7 @@ def print_results(
     )
     print(
         f"push {'signed (--sign-key)' if extra['signed_push'] else 'unsigned'}; server "
-        f"MODELSEAL_S3_PRESIGN_DOWNLOADS={str(extra['presign_downloads']).lower()}"
+        f"MODELSEAL_S3_PRESIGN_DOWNLOADS={presign_label(extra['presign_downloads'])}"
     )
     headers = ["phase", "seconds", "MB/s", "vs baseline", "client peak RSS MiB",
                "server peak RSS MiB"]  # fmt: skip
@@ -259,12 +260,11 @@ def print_results(
     )
 
 
-def presign_default() -> bool:
-    """The server's own default for presigned downloads (the Stack always sets the variable,
-    so the bench passes the value a user who sets nothing gets)."""
-    from registry.server.config import Settings
-
-    return bool(Settings.model_fields["s3_presign_downloads"].default)
+def presign_label(setting: bool | None) -> str:
+    """How the server was told about presigned downloads: ``None`` left the variable unset."""
+    if setting is None:
+        return "unset (the default: the SDK's downloads presigned on S3)"
+    return str(setting).lower()
 
 
 def signing_args(stack: c.Stack, work: Path) -> list[str]:
@@ -325,11 +325,8 @@ def main() -> int:
 
         # each cycle stores the model twice (baseline + modelseal) in 256 MB volumes
         volumes = 40 + 3 * (2 * total_bytes * args.repeat) // (256 * c.MB)
-        stack = c.Stack(
-            work, storage="s3", seaweed_volume_max=volumes, presign_downloads=presign_default()
-        )
-        if args.presign:
-            stack.presign_downloads = True
+        stack = c.Stack(work, storage="s3", seaweed_volume_max=volumes,
+                        presign_downloads=True if args.presign else None)  # fmt: skip
         with stack:
             print(f"SeaweedFS S3 at {stack.seaweed.endpoint_url}, modelseal at {stack.url}")
             push_args = [] if args.unsigned else signing_args(stack, work)
