@@ -20,11 +20,14 @@ Layout of an export (written by ``modelseal export``)::
                              tlog-proof of its newest status event (release or revocation),
                              the entry's bytes in its extra line, every proof against the one
                              newest checkpoint (with any witness cosignatures)
+    log/entries              every log entry from the oldest proven one to that checkpoint's
+                             size (a header line, ``start N``, then uint16-length-prefixed
+                             entries): they rebuild its root, so no later event is left out
     files/                   the files themselves (optional)
     root.layout, *.link      in-toto layout and links (optional)
 
 Nothing here touches the network or :mod:`registry`. What the export claims is only *input*;
-trust starts from keys the caller brings (THREATS.md: a malicious export):
+trust starts from keys the caller brings (docs/threat-model.md: a malicious export):
 
 * The registry key is the caller's: ``registry_key`` (``--registry-key`` or the key the client
   pinned), else the ``registry:`` of the caller's trust. Without one the verdict fails and says
@@ -53,9 +56,10 @@ trust starts from keys the caller brings (THREATS.md: a malicious export):
 * The transparency log (``log/``, :func:`_check_log`): its key counts only as the caller's
   registry key vouches for it; every version counted as released needs a proof, in one
   checkpoint signed by that key (cosigned by the witnesses the caller names), that its newest
-  logged status event is the release whose bundle the export holds; a logged revocation fails,
-  whatever else the export says or leaves out. A version without a proof fails unless the
-  caller says otherwise (``require_log``: released before the log existed).
+  logged status event is the release whose bundle the export holds, and the log's entries after
+  the oldest proven one (which must rebuild the checkpoint's root) hold no later event about it; a
+  logged revocation fails, whatever else the export says or leaves out. A version without a
+  proof fails unless the caller says otherwise (``require_log``: released before the log existed).
 """
 
 from __future__ import annotations
@@ -81,11 +85,15 @@ from attest.policy import KindPolicy, Policy, parse_policy
 from attest.predicates import AUDIT_CHECKPOINT, RELEASE, REVOCATION, SLSA_PROVENANCE
 from attest.provenance import ROLE_KINDS
 from attest.tlogproof import (
+    ENTRIES_FILE,
     EXTENSION,
+    MAX_ENTRIES_SIZE,
     MAX_PROOF_SIZE,
     IncludedEntry,
     TlogProof,
     check_inclusion,
+    check_suffix,
+    parse_entries,
     vouched_log_key,
 )
 from attest.trust import Trust, parse_trust
@@ -915,8 +923,13 @@ def _check_log(
        version with no proof, unless ``needs.require`` is False (versions released before the
        log existed; the proofs there still count).
 
-    What cannot be known offline: a status event logged after the checkpoint, or a later one
-    the registry left out of the export (a monitor reading the log sees it).
+    5. ``log/entries`` holds every entry from the oldest proven one up to the checkpoint's size
+       and, with the earlier subtrees' hashes that entry's inclusion proof carries, they rebuild
+       the checkpoint's root; no entry after a version's proven one is about that version (so a
+       later revocation cannot be left out of the export).
+
+    What cannot be known offline: a status event logged after the checkpoint (a monitor reading
+    the log sees it; the checkpoint's time is reported).
     """
     logdir = directory / LOG_DIR
     order = list(dict.fromkeys([root_ref, *sorted(versions)]))  # the root first
@@ -998,19 +1011,70 @@ def _check_log(
         out.add("log checkpoint", False, f"you require {needs.threshold} witness "
                 "cosignature(s), but the export holds no log proof")  # fmt: skip
 
+    included: dict[str, IncludedEntry] = {}
     for ref, proof in proofs.items():
         signed_head = signed_by_note.get(proof.checkpoint)
         if signed_head is None:
             lines.append(Check("log", False, f"{ref}: its proof's checkpoint does not verify"))
             continue
         try:
-            included = check_inclusion(proof, signed_head)
+            included[ref] = check_inclusion(proof, signed_head)
         except AttestError as exc:
             message = f"{ref}: log entry {proof.index} is not in the checkpoint: "
             lines.append(Check("log", False, message + exc.diagnostics()))
             continue
-        lines.append(_judge_log_entry(ref, included, versions[ref], release_bundles))
+        lines.append(_judge_log_entry(ref, included[ref], versions[ref], release_bundles))
+    if len(heads) == 1 and included:
+        lines.extend(_check_no_later_event(logdir, proofs, included))
     out.checks.extend(lines)
+
+
+def _check_no_later_event(
+    logdir: Path, proofs: Mapping[str, TlogProof], included: Mapping[str, IncludedEntry]
+) -> list[Check]:
+    """Step 5: ``log/entries`` holds every entry from the oldest proven one to the checkpoint's
+    size, and they rebuild its root (:func:`attest.tlogproof.check_suffix`), so none is left
+    out; no entry after a version's proven one is about that version (a later revocation, or a
+    release the export does not show)."""
+    first = min(included, key=lambda ref: included[ref].index)
+    signed = included[first].checkpoint
+    where = f"{LOG_DIR}/{ENTRIES_FILE}"
+    path = logdir / ENTRIES_FILE
+    if path.is_symlink() or not path.is_file():
+        message = (f"{where} is missing: nothing shows that no later event (a revocation) "
+                   "about the proven versions was left out of the export")  # fmt: skip
+        return [Check("log", False, message)]
+    try:
+        start, entries = parse_entries(_read(path, MAX_ENTRIES_SIZE))
+        check_suffix(proofs[first], signed, start, entries)
+    except AttestError as exc:
+        return [Check("log", False, f"{where}: {exc.diagnostics()}")]
+    # Only the entries from the oldest proven one on are authenticated (rebuilt into the root).
+    entries, start = entries[included[first].index - start :], included[first].index
+    subjects: list[Any] = []
+    for offset, raw in enumerate(entries):
+        try:
+            entry = jsonsafe.loads(raw, what=f"log entry {start + offset}", max_bytes=len(raw))
+        except AttestError as exc:
+            return [Check("log", False, f"{where}: {exc.diagnostics()}")]
+        subjects.append(entry if isinstance(entry, dict) else {})
+    lines: list[Check] = []
+    for ref, proven in sorted(included.items()):
+        for offset in range(proven.index + 1 - start, len(subjects)):
+            entry = subjects[offset]
+            if entry.get("subject") == ref:
+                kind, at = str(entry.get("type"))[:40], str(entry.get("at"))[:40]
+                actor = str(entry.get("actor"))[:80]
+                message = (f"{ref}: the log records a later event about it than the one "
+                           f"proven (entry {start + offset}, {kind}, {at}, by {actor}), left "
+                           "out of the export")  # fmt: skip
+                lines.append(Check("log", False, message))
+                break
+    if not lines:
+        lines.append(Check("log", True, f"entries {start}-{signed.checkpoint.size - 1} of the "
+                           "log rebuild the checkpoint's root: no later event about the "
+                           f"{len(included)} proven version(s)"))  # fmt: skip
+    return lines
 
 
 def _log_key(

@@ -54,7 +54,7 @@ from attest.gate import MAX_DEPTH
 from attest.note import Checkpoint, parse_note
 from attest.predicates import OMS_SIGNATURE, RELEASE, SLSA_PROVENANCE
 from attest.provenance import read_predicate
-from attest.tlogproof import TlogProof
+from attest.tlogproof import ENTRIES_FILE, TlogProof, write_entries
 
 #: ``manifest.json`` ``audit`` when ``audit/`` holds the log; otherwise it says why not.
 AUDIT_INCLUDED = "included"
@@ -201,6 +201,11 @@ class Source(Protocol):
 
     def log_inclusion(self, index: int, size: int) -> list[bytes]:
         """The RFC 9162 inclusion proof of entry ``index`` in the tree of ``size`` entries."""
+        ...
+
+    def log_entries(self, start: int, end: int) -> list[bytes]:
+        """The log's entries ``[start, end)``, their exact bytes (``end``: at most the newest
+        checkpoint's size)."""
         ...
 
 
@@ -608,6 +613,16 @@ def _write_log(source: Source, refs: list[str], out: Path) -> None:
         except AttestError as exc:
             raise ExportError(f"the log proof of {ref} cannot be written: {exc}") from None
         (directory / log_proof_name(ref)).write_bytes(proof)
+    # Every entry from the oldest proven one on: the verifier rebuilds the checkpoint's root
+    # from them, so no later event about a proven version (a revocation) can be left out.
+    covered = [event.index for _ref, event in events if event.index < size]
+    if covered:
+        start = min(covered)
+        later = source.log_entries(start, size)
+        try:
+            (directory / ENTRIES_FILE).write_bytes(write_entries(start, later))
+        except AttestError as exc:
+            raise ExportError(f"the log's entries cannot be written: {exc}") from None
 
 
 def _checkpoint_count(raw: bytes | None) -> int:

@@ -720,3 +720,64 @@ def check_entry_bundle(entries: Sequence[bytes], tile_bytes: bytes) -> None:
     for i, entry in enumerate(entries):
         if leaf_hash(entry) != tile_bytes[i * HASH_SIZE : (i + 1) * HASH_SIZE]:
             raise TileError(f"entry {i} of the bundle does not hash to the tile's hash {i}")
+
+
+# -- a prefix's hashes and a suffix's entries: a whole tree without its early leaves --------------
+
+
+def left_siblings(index: int, size: int, proof: Sequence[bytes]) -> list[bytes]:
+    """The hashes an inclusion proof of leaf ``index`` in a tree of ``size`` combines on the
+    left: those of the complete subtrees that make up ``[0, index)`` (:func:`subtrees`), largest
+    first. With them and the leaves ``[index, size)`` the tree's root can be rebuilt
+    (:func:`root_from_prefix`), which shows those leaves are all of the tree after ``index``.
+
+    Raises:
+        ProofError: the proof has the wrong shape for ``index`` and ``size``.
+    """
+    what = f"inclusion proof of index {index} in tree of size {size}"
+    if not 0 <= index < size:
+        raise ProofError(f"{what}: the index is not in the tree")
+    _check_proof_hashes(proof, len(inclusion_ranges(index, size)), what)
+    fn, sn = index, size - 1
+    left: list[bytes] = []
+    for p in proof:
+        if sn == 0:
+            raise ProofError(f"{what}: the proof is longer than the path to the root")
+        if fn & 1 or fn == sn:  # combined on the left, as root_from_inclusion_proof does
+            left.append(bytes(p))
+            while not fn & 1 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        fn >>= 1
+        sn >>= 1
+    left.reverse()
+    if len(left) != len(subtrees(0, index)):
+        raise ProofError(f"{what}: {len(left)} left hashes, [0, {index}) has "
+                         f"{len(subtrees(0, index))} subtrees")  # fmt: skip
+    return left
+
+
+def root_from_prefix(prefix: Sequence[bytes], start: int, entries: Sequence[bytes]) -> bytes:
+    """The root of the tree whose leaves ``[0, start)`` make up the complete subtrees hashed in
+    ``prefix`` (:func:`subtrees` order) and whose leaves from ``start`` on are ``entries``.
+
+    Raises:
+        LogRequestError: ``prefix`` does not fit ``start``, or the tree is empty.
+    """
+    nodes = subtrees(0, start)
+    if len(prefix) != len(nodes):
+        raise LogRequestError(f"{len(prefix)} prefix hashes for the {len(nodes)} subtrees of "
+                              f"[0, {start})")  # fmt: skip
+    stack: list[tuple[int, bytes]] = []
+    for node, value in zip(nodes, prefix, strict=True):
+        _check_hash(value, f"the hash of {node}")
+        stack.append((node.level, bytes(value)))
+    for entry in entries:
+        level, value = 0, leaf_hash(entry)
+        while stack and stack[-1][0] == level:
+            value = node_hash(stack.pop()[1], value)
+            level += 1
+        stack.append((level, value))
+    if not stack:
+        raise LogRequestError("an empty tree has no leaves to rebuild")
+    return fold([value for _level, value in stack])

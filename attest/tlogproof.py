@@ -295,3 +295,85 @@ __all__ = [
     "verify_tlog_proof",
     "vouched_log_key",
 ]
+
+
+# -- the log after the oldest proven entry: no later event left out ------------------------------
+
+#: ``log/`` file of an export holding every log entry from its oldest proven one up to the
+#: checkpoint's size, so a verifier can see that no later event (a revocation) about a proven
+#: version was left out.
+ENTRIES_FILE = "entries"
+ENTRIES_HEADER = "modelseal-log-entries@v1"
+#: Largest entries file read (as an export's largest JSON member).
+MAX_ENTRIES_SIZE = 256 * 1024 * 1024
+_ENTRIES_START = re.compile(rb"start (0|[1-9][0-9]{0,18})\n")
+
+
+def write_entries(start: int, entries: Sequence[bytes]) -> bytes:
+    """The entries file: a header line, ``start N`` (the first entry's index), then each entry
+    as a big-endian uint16 length and its exact bytes (as C2SP entry bundles hold them)."""
+    out = bytearray(f"{ENTRIES_HEADER}\nstart {start}\n".encode())
+    for i, entry in enumerate(entries):
+        if len(entry) > tlog.MAX_ENTRY_SIZE:
+            raise TlogProofError(f"entry {start + i} is {len(entry)} bytes, over the "
+                                 f"{tlog.MAX_ENTRY_SIZE} limit")  # fmt: skip
+        out += len(entry).to_bytes(2, "big") + entry
+    return bytes(out)
+
+
+def parse_entries(data: bytes) -> tuple[int, list[bytes]]:
+    """``(start, entries)`` of an entries file, strictly (untrusted input).
+
+    Raises:
+        TlogProofError: too large, another header, a malformed start, a truncated entry.
+    """
+    if len(data) > MAX_ENTRIES_SIZE:
+        raise TlogProofError(f"the entries file is over {MAX_ENTRIES_SIZE} bytes")
+    header = ENTRIES_HEADER.encode() + b"\n"
+    if not data.startswith(header):
+        raise TlogProofError(f"the entries file does not start with {ENTRIES_HEADER!r}")
+    found = _ENTRIES_START.match(data, len(header))
+    if found is None:
+        raise TlogProofError("the entries file has no valid 'start N' line")
+    start = int(found.group(1))
+    if start >= tlog.MAX_TREE_SIZE:
+        raise TlogProofError(f"start {start} is beyond any log")
+    entries: list[bytes] = []
+    at = found.end()
+    while at < len(data):
+        if at + 2 > len(data):
+            raise TlogProofError(f"the entries file ends inside entry {start + len(entries)}'s "
+                                 "length")  # fmt: skip
+        length = int.from_bytes(data[at : at + 2], "big")
+        if at + 2 + length > len(data):
+            raise TlogProofError(f"entry {start + len(entries)} of the entries file is truncated")
+        entries.append(bytes(data[at + 2 : at + 2 + length]))
+        at += 2 + length
+    return start, entries
+
+
+def check_suffix(
+    first: TlogProof, signed: note.SignedCheckpoint, start: int, entries: Sequence[bytes]
+) -> None:
+    """``entries`` are the log's entries ``[start, size)`` of ``signed``'s tree, all of them from
+    ``first``'s on: ``first`` (a proof of an entry at or after ``start`` in that checkpoint,
+    already checked) gives the hashes of the subtrees before its entry, and with the entries
+    from it on they rebuild the checkpoint's root (those before it are not judged).
+
+    Raises:
+        attest.tlog.ProofError: the entries are not exactly that part of the log.
+        TlogProofError: they start after ``first``'s entry or do not reach the tree's size.
+    """
+    head = signed.checkpoint
+    if start > first.index:
+        raise TlogProofError(f"the entries start at {start}, after the oldest proven entry "
+                             f"{first.index}")  # fmt: skip
+    if start + len(entries) != head.size:
+        raise TlogProofError(f"entries [{start}, {start + len(entries)}) do not reach the "
+                             f"checkpoint's size {head.size}")  # fmt: skip
+    # Those before ``first`` (a proof left out) are not needed: its subtrees stand for them.
+    prefix = tlog.left_siblings(first.index, head.size, first.hashes)
+    if tlog.root_from_prefix(prefix, first.index, entries[first.index - start :]) != head.root_hash:
+        raise tlog.ProofError(f"entries [{start}, {head.size}) with the proof's earlier "
+                              "subtrees do not rebuild the checkpoint's root: not the log's "
+                              "entries, or some left out")  # fmt: skip

@@ -151,6 +151,29 @@ class ClientSource:
                 f"a malformed inclusion proof of log entry {index} in size {size}"
             ) from None
 
+    def log_entries(self, start: int, end: int) -> list[bytes]:
+        entries: list[bytes] = []
+        while start + len(entries) < end:
+            at = start + len(entries)
+            answer = self._client._request(
+                "GET", "/v1/log/entries", params={"start": at, "end": min(end, at + LOG_PAGE)}
+            ).json()
+            try:
+                page = answer["entries"]
+                for offset, item in enumerate(page):
+                    if int(item["index"]) != at + offset:
+                        raise ValueError("out of order")
+                    entries.append(_b64(item["entry"]))
+            except (KeyError, TypeError, ValueError):
+                raise PullVerificationError(f"a malformed page of log entries from {at}") from None
+            if not page:
+                raise PullVerificationError(f"the registry served no log entries from {at}")
+        return entries
+
+
+#: Entries asked for per GET /v1/log/entries (the server's page limit).
+LOG_PAGE = 1000
+
 
 def _b64(value: Any) -> bytes:
     if not isinstance(value, str):

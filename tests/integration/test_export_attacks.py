@@ -35,7 +35,7 @@ from attest.predicates import (
 from attest.scan.core import MIN_RULESET
 from attest.signing import KeySigner
 from attest.statement import make_statement
-from attest.tlogproof import TlogProof
+from attest.tlogproof import TlogProof, write_entries
 from tests.support import run_cli
 
 POLICY = """\
@@ -236,6 +236,7 @@ class Forger:
         for index, (ref, entry) in enumerate(entries.items()):
             proof = TlogProof(index, tuple(tree.inclusion_proof(index)), signed, entry)
             (out / f"{ref.replace('/', '.')}.tlog-proof").write_bytes(proof.serialize())
+        (out / "entries").write_bytes(write_entries(0, list(entries.values())))
 
 
 def _pub(path: Path, signer: KeySigner) -> Path:

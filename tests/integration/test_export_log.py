@@ -16,6 +16,7 @@ own."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import shutil
@@ -33,7 +34,7 @@ from attest.export import unpack
 from attest.predicates import LOG_KEY, RELEASE, REVOCATION
 from attest.signing import KeySigner
 from attest.statement import Statement, make_statement
-from attest.tlogproof import TlogProof
+from attest.tlogproof import TlogProof, parse_entries, write_entries
 from registry.sdk.export import export_evidence
 from registry.server.services.keys import load_registry_signer
 from tests.integration.test_export import Chain, _auditor, _failed, _registry_key
@@ -92,7 +93,7 @@ def test_both_exports_prove_each_release_in_one_checkpoint_and_verify(
     exported = export_evidence(chain.admin, ROOT, tmp_path / "export")
     log = exported / "log"
     assert sorted(p.name for p in log.iterdir()) == sorted(
-        [*PROOF.values(), "log-key.sigstore.json", "log.vkey"]
+        [*PROOF.values(), "entries", "log-key.sigstore.json", "log.vkey"]
     )
     proofs = {ref: _proof(exported, ref) for ref in PROOF}
     assert len({p.checkpoint for p in proofs.values()}) == 1  # one checkpoint for all
@@ -261,10 +262,15 @@ def test_each_log_check_fails_on_its_own(chain: Chain, live: Live, tmp_path: Pat
 
     # The dataset's proof in the root's place: about another version.
     failures = tampered(lambda d: shutil.copy(d / "log" / PROOF[DATASET], d / "log" / PROOF[ROOT]))
-    assert failures == [
+    assert failures[0] == (
         f"FAIL log: {ROOT}: log entry {_proof(exported, DATASET).index} is about '{DATASET}', "
         f"not {ROOT}: the proof of another version's event"
-    ], failures
+    ), failures
+    # ... and the log's later entries show the root's own release after the proven entry
+    assert len(failures) == 2 and failures[1].startswith(
+        f"FAIL log: {ROOT}: the log records a later event about it than the one proven (entry "
+        f"{_proof(exported, ROOT).index}, release,"
+    ), failures
 
     # Proofs against two checkpoints: the dataset's from a later export (the log grew since).
     size = note.Checkpoint.parse(note.parse_note(_proof(exported, ROOT).checkpoint)[0]).size
@@ -314,6 +320,65 @@ def test_a_revoked_version_is_not_verified_even_with_every_other_trace_removed(
             for f in failures
         ), failures
     assert any("poisoned rows" in f for f in failures), failures
+
+
+@embedded
+def test_an_older_release_proven_in_a_newer_checkpoint_does_not_hide_the_revocation(
+    chain: Chain, live: Live, tmp_path: Path
+) -> None:
+    """Attacker (found in review): keeps the newest checkpoint, which already holds the
+    revocations, but proves each version's older *release* entry in it (inclusion proofs are
+    public), with the revocation bundles and states removed and the audit log of an earlier
+    export. Every proof verifies; only the log's later entries show the revocation."""
+    before = export_evidence(chain.admin, ROOT, tmp_path / "before")
+    chain.releaser.revoke(DATASET, "poisoned rows")  # cascades to the model built on it
+    forged = export_evidence(chain.admin, ROOT, tmp_path / "after")
+    for path in (forged / "evidence").glob("*.sigstore.json"):
+        if Bundle.parse(path.read_bytes()).statement().predicate_type == REVOCATION:
+            path.unlink()
+    for name in ("manifest.json", "versions.json"):
+        text = (forged / name).read_text().replace('"revoked"', '"released"')
+        (forged / name).write_text(text)
+    shutil.rmtree(forged / "audit")
+    shutil.copytree(before / "audit", forged / "audit")
+    for ref in PROOF:
+        newest, release = _proof(forged, ref), _proof(before, ref)
+        size = note.Checkpoint.parse(note.parse_note(newest.checkpoint)[0]).size
+        answer = chain.admin._request(
+            "GET", "/v1/log/proof/inclusion", params={"index": release.index, "size": size}
+        ).json()
+        hashes = tuple(base64.b64decode(h) for h in answer["hashes"])
+        proof = TlogProof(release.index, hashes, newest.checkpoint, release.extra)
+        (forged / "log" / PROOF[ref]).write_bytes(proof.serialize())
+    # ... and the log's genuine entries from the oldest proven one on (also public)
+    first = min(_proof(forged, ref).index for ref in PROOF)
+    served = chain.admin._request("GET", "/v1/log/entries", params={"start": first, "end": size})
+    entries = [base64.b64decode(e["entry"]) for e in served.json()["entries"]]
+    (forged / "log" / "entries").write_bytes(write_entries(first, entries))
+    verdict = verify_evidence(forged, registry_key=_registry_key(live), trust=_auditor(chain))
+    failures = _failed(verdict)
+    for ref in PROOF:
+        assert any(
+            f.startswith(f"FAIL log: {ref}: the log records a later event about it than the one "
+                         f"proven (entry ") and ", revocation, " in f
+            for f in failures
+        ), failures
+    # The entries file cannot be trimmed to before the revocations either.
+    start, entries = parse_entries((forged / "log" / "entries").read_bytes())
+    (forged / "log" / "entries").write_bytes(write_entries(start, entries[:-2]))
+    failures = _failed(verify_evidence(forged, registry_key=_registry_key(live),
+                                       trust=_auditor(chain)))  # fmt: skip
+    assert any("do not reach the checkpoint's size" in f for f in failures), failures
+    # Nor can an entry be rewritten (a revocation renamed into something else).
+    changed = [e.replace(b'"revocation"', b'"annotation"') for e in entries]
+    (forged / "log" / "entries").write_bytes(write_entries(start, changed))
+    failures = _failed(verify_evidence(forged, registry_key=_registry_key(live),
+                                       trust=_auditor(chain)))  # fmt: skip
+    assert any("do not rebuild the checkpoint's root" in f for f in failures), failures
+    (forged / "log" / "entries").unlink()
+    failures = _failed(verify_evidence(forged, registry_key=_registry_key(live),
+                                       trust=_auditor(chain)))  # fmt: skip
+    assert any("log/entries is missing" in f for f in failures), failures
 
 
 @embedded
@@ -407,6 +472,7 @@ def test_witnesses_an_auditor_requires_and_a_stolen_registry_key(
     for index, ref in enumerate((DATASET, ROOT)):
         proof = TlogProof(index, tuple(tree.inclusion_proof(index)), signed, entries[index])
         (fork / "log" / PROOF[ref]).write_bytes(proof.serialize())
+    (fork / "log" / "entries").write_bytes(write_entries(0, [e for e in entries if e]))
     alone = verify_evidence(fork, registry_key=anchor, trust=auditor)
     assert alone.ok, _failed(alone)
     failures = _failed(verify_evidence(fork, registry_key=anchor, trust=auditor, **needs))  # type: ignore[arg-type]

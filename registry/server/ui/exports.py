@@ -30,7 +30,7 @@ from registry.names import parse_ref
 from registry.server.api.deps import Services
 from registry.server.services.auth import Action, Principal
 from registry.server.services.common import Page, PageRequest
-from registry.server.services.tlog import LogService
+from registry.server.services.tlog import MAX_PAGE, LogService
 from registry.server.ui import views
 
 T = TypeVar("T")
@@ -142,6 +142,16 @@ class ServiceSource:
 
     def log_inclusion(self, index: int, size: int) -> list[bytes]:
         return self._log.inclusion(index, size)
+
+    def log_entries(self, start: int, end: int) -> list[bytes]:
+        entries: list[bytes] = []
+        while start + len(entries) < end:
+            at = start + len(entries)
+            _size, page = self._log.entries(at, min(end, at + MAX_PAGE))
+            if not page:
+                raise NotFoundError(f"the log has no entries from {at}", index=at)
+            entries.extend(e.entry for e in page)
+        return entries
 
 
 def _all(fetch: Callable[[PageRequest], Page[T]]) -> list[T]:

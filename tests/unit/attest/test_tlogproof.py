@@ -28,8 +28,10 @@ from attest.tlogproof import (
     TlogProof,
     TlogProofError,
     check_inclusion,
+    parse_entries,
     verify_tlog_proof,
     vouched_log_key,
+    write_entries,
 )
 from tests.unit.attest.test_note import SPEC_CHECKPOINT, noncanonical, seeded
 
@@ -277,3 +279,53 @@ def test_the_log_key_statement_is_read_exactly() -> None:
     for statement in bad:
         with pytest.raises(LogKeyStatementError):
             vouched_log_key(statement)
+
+
+# -- the entries after the oldest proven one ---------------------------------------------------
+
+
+def _leaves(n: int) -> list[bytes]:
+    return [f'{{"i":{i}}}'.encode() for i in range(n)]
+
+
+@pytest.mark.parametrize("size", [*range(1, 40), 255, 256, 257, 1000])
+def test_a_proofs_left_hashes_and_the_later_entries_rebuild_the_root(size: int) -> None:
+    leaves = _leaves(size)
+    tree = tlog.MemoryTree(tlog.leaf_hash(e) for e in leaves)
+    for index in sorted({0, 1, size // 2, size - 2, size - 1} & set(range(size))):
+        prefix = tlog.left_siblings(index, size, tree.inclusion_proof(index))
+        assert tlog.root_from_prefix(prefix, index, leaves[index:]) == tree.root()
+        if index < size - 1:  # one later entry left out, or changed: another root
+            assert tlog.root_from_prefix(prefix, index, leaves[index:-1]) != tree.root()
+            changed = [*leaves[index:-1], b"{}"]
+            assert tlog.root_from_prefix(prefix, index, changed) != tree.root()
+
+
+def test_left_hashes_of_a_misshapen_proof_are_refused() -> None:
+    tree = tlog.MemoryTree(tlog.leaf_hash(e) for e in _leaves(13))
+    proof = tree.inclusion_proof(5)
+    with pytest.raises(tlog.ProofError):
+        tlog.left_siblings(5, 13, proof[:-1])
+    with pytest.raises(tlog.ProofError):
+        tlog.left_siblings(13, 13, proof)
+    with pytest.raises(tlog.LogRequestError):
+        tlog.root_from_prefix([], 5, _leaves(3))
+
+
+def test_the_entries_file_round_trips_and_is_read_strictly() -> None:
+    entries = [b"", b"x" * 300, b'{"a":1}']
+    data = write_entries(7, entries)
+    assert parse_entries(data) == (7, entries)
+    for bad in (
+        b"",
+        b"other-header\nstart 0\n",
+        data.replace(b"start 7", b"start 07"),
+        data.replace(b"start 7", b"start -1"),
+        data.replace(b"start 7", b"start 9223372036854775807"),
+        data[:-1],  # truncated entry
+        data + b"\x00",  # a length cut short
+    ):
+        with pytest.raises(TlogProofError):
+            parse_entries(bad)
+    with pytest.raises(TlogProofError):
+        write_entries(0, [b"x" * (tlog.MAX_ENTRY_SIZE + 1)])
