@@ -16,7 +16,7 @@ Layout of an export (written by ``modelseal export``)::
     log/log-key.sigstore.json  the registry-signed statement vouching for the transparency
                              log's origin and key (predicate LOG_KEY)
     log/log.vkey             that key as a note verifier key (for other tools)
-    log/NS.NAME@VERSION.tlog-proof   per version of the chain with a logged status: a C2SP
+    log/NS@NAME@VERSION.tlog-proof   per version of the chain with a logged status: a C2SP
                              tlog-proof of its newest status event (release or revocation),
                              the entry's bytes in its extra line, every proof against the one
                              newest checkpoint (with any witness cosignatures)
@@ -110,8 +110,10 @@ LOG_VKEY_FILE = "log.vkey"
 
 
 def log_proof_name(ref: str) -> str:
-    """The file name, under ``log/``, of the tlog-proof of version ``ref`` (``ns/name@v``)."""
-    return ref.replace("/", ".") + EXTENSION
+    """The file name, under ``log/``, of the tlog-proof of version ``ref`` (``ns/name@v``):
+    ``ns@name@v.tlog-proof``. No name or version holds ``@``, so two versions never share one
+    (``a.b/c`` and ``a/b.c`` would, were ``/`` turned into ``.``)."""
+    return ref.replace("/", "@", 1) + EXTENSION
 
 
 #: How a caller anchors the registry key, for the message when none is given.
@@ -913,7 +915,7 @@ def _check_log(
     1. ``log/log-key.sigstore.json`` verifies with *your* registry key and vouches for exactly
        one log origin and key (:func:`attest.tlogproof.vouched_log_key`); ``log/log.vkey``, when
        there, names the same key. The export's own word on its log key anchors nothing;
-    2. each ``log/NS.NAME@VERSION.tlog-proof``'s checkpoint is signed by that key with that
+    2. each ``log/NS@NAME@VERSION.tlog-proof``'s checkpoint is signed by that key with that
        origin, not from the future, and cosigned by the witnesses you require; every proof of
        the export is against one and the same checkpoint (its size and time are reported);
     3. each proof's entry (its ``extra`` line) is included in that checkpoint (the inclusion

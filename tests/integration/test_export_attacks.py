@@ -20,7 +20,7 @@ from attest import keys, note, tlog
 from attest.auditlog import GENESIS, entry_hash
 from attest.bundle import Bundle
 from attest.digests import FileDigest, manifest_digest, root_digest
-from attest.evidence import FORMAT, verify_evidence
+from attest.evidence import FORMAT, log_proof_name, verify_evidence
 from attest.gate import DEPENDENCY_SCHEME
 from attest.keys import TrustedKey
 from attest.oms import oms_statement
@@ -235,7 +235,7 @@ class Forger:
                                       log)  # fmt: skip
         for index, (ref, entry) in enumerate(entries.items()):
             proof = TlogProof(index, tuple(tree.inclusion_proof(index)), signed, entry)
-            (out / f"{ref.replace('/', '.')}.tlog-proof").write_bytes(proof.serialize())
+            (out / log_proof_name(ref)).write_bytes(proof.serialize())
         (out / "entries").write_bytes(write_entries(0, list(entries.values())))
 
 

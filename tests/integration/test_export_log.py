@@ -44,7 +44,7 @@ from tests.support import Live, run_cli
 embedded = pytest.mark.parametrize("backend", ["sqlite-local"], indirect=True)
 
 ROOT, DATASET = "fraud/m@1", "fraud/tx@3"
-PROOF = {ROOT: "fraud.m@1.tlog-proof", DATASET: "fraud.tx@3.tlog-proof"}
+PROOF = {ROOT: "fraud@m@1.tlog-proof", DATASET: "fraud@tx@3.tlog-proof"}
 
 
 @pytest.fixture

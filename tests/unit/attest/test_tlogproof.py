@@ -329,3 +329,11 @@ def test_the_entries_file_round_trips_and_is_read_strictly() -> None:
             parse_entries(bad)
     with pytest.raises(TlogProofError):
         write_entries(0, [b"x" * (tlog.MAX_ENTRY_SIZE + 1)])
+
+
+def test_two_versions_never_share_a_proof_file_name() -> None:
+    from attest.evidence import log_proof_name
+
+    assert log_proof_name("a.b/c@1") != log_proof_name("a/b.c@1")
+    assert log_proof_name("fraud/m@1") == "fraud@m@1.tlog-proof"
+    assert "/" not in log_proof_name("a/b@v1.0+x")
