@@ -177,6 +177,8 @@ def _parse(raw: bytes) -> dict[str, Unusable]:
         data = json.loads(raw)
     except ValueError as exc:  # UnicodeDecodeError included
         raise _Damaged(f"not JSON: {exc}") from None
+    except RecursionError:  # a few KiB of '[' nest deeper than the parser goes
+        raise _Damaged("nested too deeply to be a record") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise _Damaged(f"not a format-{FORMAT} record of storage redirects")
     registries = data.get("registries")

@@ -132,6 +132,7 @@ def _doc(registries: object, fmt: int = 1) -> bytes:
         (_doc({"r.example": GOOD}), NOT_AN_ENTRY),
         (_doc({f"http://r{i}": GOOD for i in range(40)}), "at most 32 entries"),
         (b" " * (redirects.MAX_BYTES + 1), "larger than 65536 bytes"),
+        (b"[" * 60_000, "nested too deeply"),  # a RecursionError, not a ValueError
     ],
 )
 def test_a_damaged_file_is_ignored_with_a_warning_and_replaced(
