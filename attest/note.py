@@ -541,6 +541,12 @@ def verify_checkpoint(
         raise CheckpointError("log keys are note keys (type 0x01)")
     if any(w.sig_type != SIG_COSIGNATURE_V1 for w in witnesses):
         raise CheckpointError("witness keys are cosignature keys (type 0x04)")
+    named: dict[bytes, str] = {}
+    for w in witnesses:  # a cosignature does not sign the key's name: one key, one witness
+        other = named.setdefault(_raw_public(w.public_key), w.name)
+        if other != w.name:
+            raise CheckpointError(f"witnesses {other} and {w.name} have the same key: one party "
+                                  "cannot count as two cosigners")  # fmt: skip
     if witness_threshold > len({w.name for w in witnesses}):
         raise CheckpointError(
             f"{witness_threshold} witnesses required, but only {len(witnesses)} are configured"

@@ -337,3 +337,17 @@ def test_two_versions_never_share_a_proof_file_name() -> None:
     assert log_proof_name("a.b/c@1") != log_proof_name("a/b.c@1")
     assert log_proof_name("fraud/m@1") == "fraud@m@1.tlog-proof"
     assert "/" not in log_proof_name("a/b@v1.0+x")
+
+
+def test_one_witness_key_under_two_names_counts_once() -> None:
+    """A cosignature signs the checkpoint and a time, not the witness's name: the same key named
+    twice would let one cosignature line, copied under the second name, meet a threshold of 2."""
+    twin = seeded("witness.example/w1-again", 12, note.SIG_COSIGNATURE_V1)  # W1's key
+    text = note.Checkpoint(ORIGIN, 1, tlog.leaf_hash(b"x"), NOW).text()
+    signed = note.sign_checkpoint(note.Checkpoint(ORIGIN, 1, tlog.leaf_hash(b"x"), NOW), LOG)
+    both = signed + note.cosign(text, W1, NOW) + note.cosign(text, twin, NOW)
+    with pytest.raises(note.CheckpointError, match="have the same key"):
+        note.verify_checkpoint(
+            both, [LOG.verifier], origin=ORIGIN, now=NOW,
+            witnesses=[W1.verifier, twin.verifier], witness_threshold=2,
+        )  # fmt: skip
