@@ -13,6 +13,8 @@
     lineage.py    a version's verified dependency tree and ML-BOM
     pins.py       trust-on-first-use pins of registry keys and log keys, newest checkpoints
     records.py    read answers as plain, hand-checked records (no pydantic on the CLI's read path)
+    redirects.py  a day's memory, per registry, of a store this machine cannot reach (presigned
+                  downloads then stream through the registry at once)
     resume.py     the journal of unfinished uploads, so a push resumes where it stopped
     transfer.py   the HTTP transport (retries, presigned URLs); filesink.py: atomic downloads
 
