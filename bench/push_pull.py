@@ -260,6 +260,17 @@ def print_results(
     )
 
 
+def presign_default() -> bool:
+    """Whether a server on S3 whose user set nothing presigns the SDK's downloads (it does since
+    #19; ``bool`` of the tri-state field's default, None, would wrongly say no)."""
+    from registry.server.config import Settings
+
+    unset = Settings.model_construct(
+        s3_presign_downloads=Settings.model_fields["s3_presign_downloads"].default
+    )
+    return unset.presigned_downloads(store_presigns=True, client_falls_back=True)
+
+
 def presign_label(setting: bool | None) -> str:
     """How the server was told about presigned downloads: ``None`` left the variable unset."""
     if setting is None:
