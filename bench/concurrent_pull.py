@@ -53,8 +53,7 @@ def _spawn_all(cmds: list[list[str]], envs: list[dict[str, str]]) -> dict[str, A
         for cmd, env, log in zip(cmds, envs, logs, strict=True)
     ]
     ends: dict[int, float] = {}
-    cpu = 0.0
-    rss = 0
+    cpu = 0.0  # (no peak RSS: a child's ru_maxrss keeps this process's from before its exec)
     codes: dict[int, int] = {}
     pending = {p.pid: p for p in procs}
     while pending:
@@ -64,7 +63,6 @@ def _spawn_all(cmds: list[list[str]], envs: list[dict[str, str]]) -> dict[str, A
         ends[pid] = time.perf_counter() - started
         codes[pid] = os.waitstatus_to_exitcode(status)
         cpu += usage.ru_utime + usage.ru_stime
-        rss = max(rss, usage.ru_maxrss * c.KiB)
         pending.pop(pid)
     wall = time.perf_counter() - started
     failed = []
@@ -83,7 +81,6 @@ def _spawn_all(cmds: list[list[str]], envs: list[dict[str, str]]) -> dict[str, A
         "client_seconds_median": statistics.median(times),
         "client_seconds_max": times[-1],
         "client_cpu_total": cpu,
-        "client_rss_max": rss,
     }
 
 
@@ -152,7 +149,6 @@ def summarize(runs: list[dict[str, Any]], delivered: int) -> dict[str, Any]:
             "aggregate_mb_per_s": delivered / c.MB / seconds,
             "client_seconds_median": c.median([r["client_seconds_median"] for r in rows]),
             "client_seconds_max": max(r["client_seconds_max"] for r in rows),
-            "client_rss_max": max(r["client_rss_max"] for r in rows),
             "server_cpu_per_gib": c.median([r["server_cpu"] for r in rows]) / (delivered / c.GiB),
             "seaweedfs_cpu_per_gib": c.median([r["seaweedfs_cpu"] for r in rows])
             / (delivered / c.GiB),
@@ -239,11 +235,11 @@ def main() -> int:
             f"{s['throughput_vs_baseline']:.2f}x" if base else "(baseline)",
             f"{s['client_seconds_median']:.2f} / {s['client_seconds_max']:.2f}",
             f"{s['server_cpu_per_gib']:.2f}", f"{s['seaweedfs_cpu_per_gib']:.2f}",
-            f"{s['client_cpu_per_gib']:.2f}", c.mib(s["client_rss_max"]),
+            f"{s['client_cpu_per_gib']:.2f}",
         ])  # fmt: skip
     c.print_table(
         ["phase", "wall s", "aggregate MB/s", "throughput vs boto3", "client median/max s",
-         "registry CPU s/GiB", "SeaweedFS CPU s/GiB", "clients CPU s/GiB", "client peak RSS MiB"],
+         "registry CPU s/GiB", "SeaweedFS CPU s/GiB", "clients CPU s/GiB"],
         rows,
     )  # fmt: skip
     print(

@@ -37,6 +37,8 @@ class PinStore:
             data = json.loads(self.path.read_text())
         except FileNotFoundError:
             return {"registries": {}, "aliases": {}}
+        except RecursionError:  # not a ValueError: callers name a damaged pin file by that
+            raise ValueError(f"{self.path} is not a pin file (nested too deeply)") from None
         if not isinstance(data, dict):
             raise ValueError(f"{self.path} is not a pin file")
         data.setdefault("registries", {})
