@@ -9,8 +9,6 @@ runs the same checks locally, so it never relies on the server's verdict.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import tempfile
 from collections.abc import Mapping
@@ -38,6 +36,7 @@ from registry.errors import (
     PermissionDeniedError,
     PullVerificationError,
 )
+from registry.sdk.logcheck import b64_field
 from registry.sdk.pins import PinStore
 
 if TYPE_CHECKING:
@@ -133,7 +132,7 @@ class ClientSource:
         except (NotFoundError, PermissionDeniedError):
             return None
         try:
-            return ExportedLogEntry(int(answer["index"]), _b64(answer["entry"]))
+            return ExportedLogEntry(int(answer["index"]), b64_field(answer["entry"]))
         except (KeyError, TypeError, ValueError):
             raise PullVerificationError(f"{ref}: a malformed transparency-log answer") from None
 
@@ -145,7 +144,7 @@ class ClientSource:
             "GET", "/v1/log/proof/inclusion", params={"index": index, "size": size}
         ).json()
         try:
-            return [_b64(h) for h in answer["hashes"]]
+            return [b64_field(h) for h in answer["hashes"]]
         except (KeyError, TypeError, ValueError):
             raise PullVerificationError(
                 f"a malformed inclusion proof of log entry {index} in size {size}"
@@ -163,7 +162,7 @@ class ClientSource:
                 for offset, item in enumerate(page):
                     if int(item["index"]) != at + offset:
                         raise ValueError("out of order")
-                    entries.append(_b64(item["entry"]))
+                    entries.append(b64_field(item["entry"]))
             except (KeyError, TypeError, ValueError):
                 raise PullVerificationError(f"a malformed page of log entries from {at}") from None
             if not page:
@@ -173,15 +172,6 @@ class ClientSource:
 
 #: Entries asked for per GET /v1/log/entries (the server's page limit).
 LOG_PAGE = 1000
-
-
-def _b64(value: Any) -> bytes:
-    if not isinstance(value, str):
-        raise ValueError("not base64")
-    try:
-        return base64.b64decode(value, validate=True)
-    except binascii.Error:
-        raise ValueError("not base64") from None
 
 
 def export_evidence(

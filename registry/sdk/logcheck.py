@@ -332,14 +332,15 @@ def _consistency(client: RegistryClient, old: int, new: int, where: str) -> list
         body = client._request(
             "GET", "/v1/log/proof/consistency", params={"old": old, "new": new}
         ).json()
-        return [_b64(h) for h in body["hashes"]]
+        return [b64_field(h) for h in body["hashes"]]
     except (KeyError, TypeError, ValueError):
         raise PullVerificationError(
             f"{where}: a malformed consistency proof from size {old} to {new}"
         ) from None
 
 
-def _b64(value: Any) -> bytes:
+def b64_field(value: Any) -> bytes:
+    """A base64 field of a log answer (ValueError unless a string of canonical base64)."""
     if not isinstance(value, str):
         raise ValueError("not base64")
     try:
@@ -357,8 +358,8 @@ def proven_entry(
 
     try:
         index, size = int(answer["index"]), int(answer["size"])
-        data = _b64(answer["entry"])
-        hashes = [_b64(h) for h in answer["hashes"]]
+        data = b64_field(answer["entry"])
+        hashes = [b64_field(h) for h in answer["hashes"]]
         note_text = str(answer["checkpoint"])
         entry = json.loads(data)
         if not isinstance(entry, dict):
@@ -588,7 +589,7 @@ def verify_log(
             for item in page.json()["entries"]:
                 if int(item["index"]) != tree.size:
                     raise ValueError("out of order")
-                tree.append(_b64(item["entry"]))
+                tree.append(b64_field(item["entry"]))
         except (KeyError, TypeError, ValueError):
             raise PullVerificationError(f"{where}: a malformed page of entries") from None
         if tree.size < end:

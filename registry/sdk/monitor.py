@@ -254,6 +254,6 @@ def _int(value: Any) -> int | None:
 
 def _b64(value: Any) -> bytes:
     try:
-        return logcheck._b64(value)
+        return logcheck.b64_field(value)
     except ValueError:
         raise PullVerificationError(f"{WHERE}: a malformed base64 value in an answer") from None
