@@ -1047,7 +1047,7 @@ def _check_no_later_event(
                    "about the proven versions was left out of the export")  # fmt: skip
         return [Check("log", False, message)]
     try:
-        start, entries = parse_entries(_read(path, MAX_ENTRIES_SIZE))
+        start, entries = parse_entries(_read(path, MAX_ENTRIES_SIZE), signed.checkpoint.size)
         check_suffix(proofs[first], signed, start, entries)
     except AttestError as exc:
         return [Check("log", False, f"{where}: {exc.diagnostics()}")]

@@ -321,11 +321,14 @@ def write_entries(start: int, entries: Sequence[bytes]) -> bytes:
     return bytes(out)
 
 
-def parse_entries(data: bytes) -> tuple[int, list[bytes]]:
-    """``(start, entries)`` of an entries file, strictly (untrusted input).
+def parse_entries(data: bytes, size: int | None = None) -> tuple[int, list[bytes]]:
+    """``(start, entries)`` of an entries file, strictly (untrusted input); with ``size`` (the
+    tree size of the checkpoint they belong to) no more than ``size - start`` entries are read,
+    so a file of many empty entries cannot make a verifier build a list of millions.
 
     Raises:
-        TlogProofError: too large, another header, a malformed start, a truncated entry.
+        TlogProofError: too large, another header, a malformed start, a truncated entry, more
+            entries than the tree holds after ``start``.
     """
     if len(data) > MAX_ENTRIES_SIZE:
         raise TlogProofError(f"the entries file is over {MAX_ENTRIES_SIZE} bytes")
@@ -340,7 +343,11 @@ def parse_entries(data: bytes) -> tuple[int, list[bytes]]:
         raise TlogProofError(f"start {start} is beyond any log")
     entries: list[bytes] = []
     at = found.end()
+    limit = None if size is None else size - start
     while at < len(data):
+        if limit is not None and len(entries) >= limit:
+            raise TlogProofError(f"the entries file holds more than the {max(limit, 0)} entries "
+                                 f"the checkpoint's tree of {size} has after {start}")  # fmt: skip
         if at + 2 > len(data):
             raise TlogProofError(f"the entries file ends inside entry {start + len(entries)}'s "
                                  "length")  # fmt: skip

@@ -329,6 +329,13 @@ def test_the_entries_file_round_trips_and_is_read_strictly() -> None:
             parse_entries(bad)
     with pytest.raises(TlogProofError):
         write_entries(0, [b"x" * (tlog.MAX_ENTRY_SIZE + 1)])
+    # more entries than the checkpoint's tree has after start: refused while reading
+    assert parse_entries(data, size=10) == (7, entries)
+    many = write_entries(7, [b""] * 100_000)
+    with pytest.raises(TlogProofError, match="more than the 3 entries"):
+        parse_entries(many, size=10)
+    with pytest.raises(TlogProofError, match="more than the 0 entries"):
+        parse_entries(data, size=5)
 
 
 def test_two_versions_never_share_a_proof_file_name() -> None:
