@@ -17,12 +17,12 @@ Failures are :class:`~registry.errors.PullVerificationError`, naming the cause.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from attest.atomic import write_atomic
 from registry.errors import PullVerificationError
 from registry.sdk import logcheck
 from registry.sdk.pins import PinStore
@@ -123,13 +123,7 @@ def load_state(path: Path, url: str) -> str | None:
 def save_state(path: Path, url: str, note_text: str) -> None:
     """Save the signed checkpoint atomically (temporary file, fsync, rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with tmp.open("w", encoding="utf-8") as handle:
-        json.dump({"url": url, "checkpoint": note_text}, handle)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps({"url": url, "checkpoint": note_text}) + "\n", mode=0o644)
 
 
 def monitor(

@@ -18,19 +18,17 @@ that cannot be written costs a warning, never the download.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
-import os
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from attest.atomic import write_atomic
 from registry.sdk.pins import default_path as _pins_path
 
 log = logging.getLogger(__name__)
@@ -150,16 +148,10 @@ class RedirectMemory:
             "registries": {url: {"at": r.at, "reason": r.reason} for url, r in records.items()},
         }
         path = self.path
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}")
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                json.dump(document, handle, indent=1, sort_keys=True)
-            os.replace(tmp, path)
+            write_atomic(path, json.dumps(document, indent=1, sort_keys=True), durable=False)
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
             log.warning("cannot write %s (%s): the next run tries the storage URLs again",
                         path, exc.strerror or exc)  # fmt: skip
             return False

@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from attest.atomic import write_atomic
+
 
 def default_directory() -> Path:
     base = os.environ.get("MODELSEAL_CONFIG_DIR")
@@ -59,12 +61,9 @@ class UploadJournal:
     def remember(self, namespace: str, digest: str, size: int, upload_id: str) -> None:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = self._path(namespace, digest)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{id(self):x}")
         record = {"namespace": namespace, "digest": digest, "size": size, "upload_id": upload_id}
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(record, handle, sort_keys=True)
-        os.replace(tmp, path)
+        # A hint, not a commitment: no fsync (a lost record means one fresh upload session).
+        write_atomic(path, json.dumps(record, sort_keys=True), durable=False)
 
     def forget(self, namespace: str, digest: str) -> None:
         self._path(namespace, digest).unlink(missing_ok=True)

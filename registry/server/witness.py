@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -36,6 +35,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from attest import note, tlog
+from attest.atomic import write_atomic
 from attest.errors import AttestError
 
 log = logging.getLogger(__name__)
@@ -163,17 +163,7 @@ class Witness:
 
     def _store(self, origin: str, signed: str) -> None:
         target = self._path(origin)
-        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-        with tmp.open("w", encoding="utf-8") as handle:
-            handle.write(signed)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-        fd = os.open(self.state_dir, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        write_atomic(target, signed, mode=0o644, sync_directory=True)
 
 
 async def _read_bounded(request: Request, limit: int) -> bytes | None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
+from attest.atomic import write_atomic
 from registry.errors import ConfigurationError
 from registry.server.config import Settings
 from registry.server.db import make_engine, make_sessionmaker, migrate, startup_lock
@@ -48,17 +49,7 @@ def bootstrap(settings: Settings) -> Path | None:
 
 def write_secret_file(target: Path, text: str) -> None:
     """Write a file readable only by its owner, atomically (never world-readable, even briefly)."""
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomic(target, text)
 
 
 def operator_actor() -> str:

@@ -26,7 +26,6 @@ import base64
 import hashlib
 import json
 import logging
-import os
 import socket
 import threading
 import time
@@ -42,6 +41,7 @@ from sqlalchemy import event, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from attest import keys, note, tlog
+from attest.atomic import write_atomic
 from attest.predicates import LOG_KEY
 from attest.statement import Statement, make_statement
 from registry.errors import ConflictError, InvalidRequestError, NotFoundError
@@ -302,12 +302,7 @@ class LocalTileStore:
     def put(self, path: str, data: bytes) -> None:
         target = self.root / path
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-        with tmp.open("wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
+        write_atomic(target, data, mode=0o644)  # public data: served to anyone who asks
 
     def get(self, path: str) -> bytes | None:
         try:
