@@ -333,7 +333,7 @@ def test_bad_tokens_are_unauthorized_and_unknowns_are_named(world: World) -> Non
 
 
 def test_oci_routes_are_not_in_the_openapi_document(live: Live) -> None:
-    document: dict[str, Any] = httpx.get(f"{live.url}/openapi.json").json()
+    document: dict[str, Any] = httpx.get(f"{live.url}/openapi.json", timeout=60).json()
     assert not [p for p in document["paths"] if p.startswith("/v2")]
 
 

@@ -4,6 +4,7 @@ passes authorization; no token or a bad one is 401."""
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -127,6 +128,12 @@ def _snapshot(url: str) -> dict[str, object]:
 def tokens(live: Live, model_dir: Path) -> dict[str, str]:
     with live.client() as admin:
         admin.push(model_dir, "ns/m@1")
+        # The ML-BOM is built in the background and adds an attestation row: let it land before
+        # the matrix, which reads any row that appears during a refused request as its doing.
+        deadline = time.monotonic() + 120
+        while admin.show("ns/m@1").bom_status == "pending":
+            assert time.monotonic() < deadline, "the ML-BOM of ns/m@1 was never built"
+            time.sleep(0.1)
         made = {"admin": live.admin_token}
         for role in ROLES[1:]:
             made[role] = admin.create_token(f"{role}-t", role, "ns").token or ""

@@ -62,7 +62,8 @@ def test_two_replicas_share_a_token_bucket(tmp_path: Path, pg_url: str) -> None:
         assert refused.status_code == 429
         assert refused.headers["content-type"] == "application/problem+json"
         assert refused.json()["type"].endswith("/rate-limited")
-        assert int(refused.headers["retry-after"]) == 100  # 1 token at 0.01/s
+        # 1 token at 0.01/s: 100 s, less what refilled since the fifth (seconds on a busy machine)
+        assert 90 <= int(refused.headers["retry-after"]) <= 100
         # Another token has its own bucket, on both replicas.
         mine = {"Authorization": f"Bearer {other_token}"}
         assert httpx.get(f"{a}/v1/namespaces", headers=mine).status_code == 200
