@@ -28,17 +28,68 @@ HASH_BUFFER_SIZE = 8 * 1024 * 1024
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
+class Digest(str):
+    """A SHA-256 digest, in the two forms modelseal writes it.
+
+    The value (``str(d)``, ``f"{d}"``, equality, hashing, JSON) is the 64 lowercase hex digits:
+    the form of the database, the storage keys and in-toto subjects (``{"sha256": hex}``).
+    :attr:`prefixed` is ``sha256:<hex>``: the form of the HTTP API, OCI, OMS and messages.
+    Constructing one checks the form, so a ``Digest`` in hand is well formed; a plain ``str``
+    may be either form (or neither), which is why fields that hold a digest are typed ``Digest``.
+
+    Raises (on construction):
+        InvalidDigestError: not 64 lowercase hex digits (:meth:`parse`: not ``sha256:`` + those).
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, hex_digits: str) -> Digest:
+        if type(hex_digits) is cls:
+            return hex_digits
+        if not isinstance(hex_digits, str) or _HEX64.fullmatch(hex_digits) is None:
+            raise InvalidDigestError(str(hex_digits), expected="64 lowercase hex digits")
+        return super().__new__(cls, hex_digits)
+
+    @classmethod
+    def parse(cls, text: str) -> Digest:
+        """The digest written ``sha256:<hex>`` (the API's form)."""
+        return parse_sha256(text)
+
+    @classmethod
+    def of(cls, data: bytes) -> Digest:
+        """The SHA-256 of ``data``."""
+        return cls(hashlib.sha256(data).hexdigest())
+
+    @property
+    def hex(self) -> str:
+        """The 64 hex digits as a plain ``str``."""
+        return str.__str__(self)
+
+    @property
+    def prefixed(self) -> str:
+        """``sha256:<hex>``."""
+        return "sha256:" + self.hex
+
+    def __repr__(self) -> str:
+        return f"Digest({self.prefixed!r})"
+
+
 @dataclass(frozen=True, slots=True)
 class FileDigest:
-    """One file of an artifact version: relative POSIX path, size in bytes, sha256 hex."""
+    """One file of an artifact version: relative POSIX path, size in bytes, SHA-256."""
 
     path: str
     size: int
-    sha256: str
+    sha256: Digest
+
+    def __post_init__(self) -> None:
+        # A caller's hex str becomes a Digest (checked): every FileDigest holds a well-formed one.
+        if type(self.sha256) is not Digest:
+            object.__setattr__(self, "sha256", Digest(self.sha256))
 
 
-def parse_sha256(value: str) -> str:
-    """Return the hex part of ``sha256:<hex>``.
+def parse_sha256(value: str) -> Digest:
+    """The digest written ``sha256:<hex>``.
 
     Raises:
         InvalidDigestError: the value is not ``sha256:`` followed by 64 lowercase hex digits.
@@ -46,7 +97,7 @@ def parse_sha256(value: str) -> str:
     algo, sep, hexpart = value.partition(":")
     if algo != "sha256" or not sep or _HEX64.fullmatch(hexpart) is None:
         raise InvalidDigestError(value)
-    return hexpart
+    return Digest(hexpart)
 
 
 def is_sha256_hex(value: str) -> bool:
@@ -59,8 +110,8 @@ def oms_order(item: FileDigest) -> list[str]:
     return item.path.split("/")
 
 
-def root_digest(files: Iterable[FileDigest]) -> str:
-    """The OMS root digest (hex) of a set of files.
+def root_digest(files: Iterable[FileDigest]) -> Digest:
+    """The OMS root digest of a set of files.
 
     Raises:
         InvalidDigestError: a file digest is not 64 lowercase hex digits.
@@ -78,11 +129,11 @@ def root_digest(files: Iterable[FileDigest]) -> str:
         if not is_sha256_hex(item.sha256):
             raise InvalidDigestError(item.sha256, expected="64 lowercase hex digits")
         outer.update(bytes.fromhex(item.sha256))
-    return outer.hexdigest()
+    return Digest(outer.hexdigest())
 
 
-def sha256_file(path: Path, *, buffer_size: int = HASH_BUFFER_SIZE) -> tuple[str, int]:
-    """Stream a file through SHA-256 with a fixed-size buffer; return ``(hex, size)``."""
+def sha256_file(path: Path, *, buffer_size: int = HASH_BUFFER_SIZE) -> tuple[Digest, int]:
+    """Stream a file through SHA-256 with a fixed-size buffer; return ``(digest, size)``."""
     digest = hashlib.sha256()
     size = 0
     buffer = bytearray(buffer_size)
@@ -94,10 +145,10 @@ def sha256_file(path: Path, *, buffer_size: int = HASH_BUFFER_SIZE) -> tuple[str
                 break
             digest.update(view[:read])
             size += read
-    return digest.hexdigest(), size
+    return Digest(digest.hexdigest()), size
 
 
-def manifest_digest(files: Iterable[FileDigest]) -> str:
+def manifest_digest(files: Iterable[FileDigest]) -> Digest:
     """SHA-256 hex of the canonical JSON list ``[[path, size, sha256], …]`` sorted by path.
 
     Unlike the root digest, this commits to the paths and sizes too; a release attestation
@@ -106,4 +157,4 @@ def manifest_digest(files: Iterable[FileDigest]) -> str:
     import json
 
     rows = sorted([f.path, f.size, f.sha256] for f in files)
-    return hashlib.sha256(json.dumps(rows, separators=(",", ":")).encode()).hexdigest()
+    return Digest.of(json.dumps(rows, separators=(",", ":")).encode())

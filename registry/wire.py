@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from pydantic.config import JsonDict
 
-from attest.digests import FileDigest, parse_sha256
+from attest.digests import Digest, FileDigest, parse_sha256
 from registry.names import (
     NAME_PATTERN,
     PATH_PATTERN,
@@ -19,7 +19,20 @@ from registry.names import (
     validate_path,
 )
 
-Digest = Field(pattern=r"^sha256:[0-9a-f]{64}$", examples=["sha256:" + "0" * 64])
+
+def _as_text(value: object) -> object:
+    """A :class:`Digest` (held as its hex digits) is written as the API writes every digest."""
+    return value.prefixed if isinstance(value, Digest) else value
+
+
+_DIGEST = Field(pattern=r"^sha256:[0-9a-f]{64}$", examples=["sha256:" + "0" * 64])
+
+#: A digest in a request body: ``sha256:<hex>`` (:meth:`Digest.parse` reads it).
+DigestIn = Annotated[str, _DIGEST]
+
+#: A digest in an answer, ``sha256:<hex>``. Answers are built from the services' records,
+#: whose digests are :class:`Digest` values: they are written in this form here, once.
+DigestText = Annotated[str, BeforeValidator(_as_text), _DIGEST]
 
 
 def _rule(pattern: str) -> JsonDict:
@@ -52,7 +65,7 @@ class FileIn(_Model):
 
     path: str = Field(min_length=1, max_length=1024, json_schema_extra=_rule(PATH_PATTERN))
     size: int = Field(ge=0, strict=True)  # a JSON integer: not true, not "12"
-    digest: str = Digest
+    digest: DigestIn
 
     @field_validator("path")
     @classmethod
@@ -98,7 +111,7 @@ class ManifestIn(_Model):
 class FilePublic(_Model):
     path: str
     size: int
-    digest: str
+    digest: DigestText
     uri: str | None = Field(default=None, description="External files: where the bytes live.")
 
 
@@ -108,7 +121,7 @@ class VersionSummary(_Model):
     version: str
     kind: Kind
     state: str
-    root_digest: str = Field(description="OMS root digest of the file set, sha256:<hex>.")
+    root_digest: DigestText = Field(description="OMS root digest of the file set, sha256:<hex>.")
     file_count: int
     total_size: int
     created_at: datetime
@@ -152,14 +165,14 @@ class NamespacePublic(_Model):
 class UploadIn(_Model):
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
-    digest: str = Digest
+    digest: DigestIn
     size: int = Field(ge=0, strict=True)  # a JSON integer: not false, not "12"
 
 
 class UploadPublic(_Model):
     id: str | None = Field(description="Session id; null when the blob is already held.")
     namespace: str = Field(description="The namespace the blob goes into.")
-    digest: str
+    digest: DigestText
     size: int
     offset: int
     exists: bool = Field(description="The namespace already holds this blob: nothing to send.")
@@ -169,7 +182,7 @@ class UploadPublic(_Model):
 
 
 class BlobPublic(_Model):
-    digest: str
+    digest: DigestText
     size: int
 
 
@@ -188,7 +201,9 @@ class IdentityIn(_Model):
 class IdentityPublic(_Model):
     name: str
     kind: str
-    fingerprint: str | None = Field(description="sha256:<hex> of the SPKI PEM (key identities).")
+    fingerprint: DigestText | None = Field(
+        description="sha256:<hex> of the SPKI PEM (key identities)."
+    )
     sigstore_issuer: str | None
     sigstore_identity: str | None
     regex: bool
@@ -201,8 +216,8 @@ class AttestationPublic(_Model):
     id: int
     ref: str
     predicate_type: str
-    subject_digest: str
-    bundle_digest: str = Field(description="sha256:<hex> of the exact bundle bytes.")
+    subject_digest: DigestText
+    bundle_digest: DigestText = Field(description="sha256:<hex> of the exact bundle bytes.")
     signer: str = Field(description="The trusted identity's name.")
     signer_id: str
     created_at: datetime

@@ -51,7 +51,7 @@ from cyclonedx.model.tool import ToolRepository
 from cyclonedx.output.json import JsonV1Dot6
 from packageurl import PackageURL
 
-from attest.digests import FileDigest, is_sha256_hex, parse_sha256, root_digest
+from attest.digests import Digest, FileDigest, is_sha256_hex, parse_sha256, root_digest
 from attest.errors import InvalidDigestError
 from attest.jsonsafe import dumps_canonical
 from sbom.errors import BomError
@@ -399,7 +399,7 @@ def _checked_root(digest: str, files: Sequence[BomFile], what: str, *, require_f
     if not files and not require_files:
         return expected
     try:
-        computed = root_digest(FileDigest(path=f.path, size=f.size, sha256=f.sha256) for f in files)
+        computed = root_digest(FileDigest(f.path, f.size, Digest(f.sha256)) for f in files)
     except (InvalidDigestError, ValueError) as exc:
         raise BomError(f"{what}: {exc}") from None
     if computed != expected:

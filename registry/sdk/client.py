@@ -449,9 +449,7 @@ class RegistryClient:
         parsed = parse_ref(ref)
         body = {
             "kind": str(kind),
-            "files": [
-                {"path": f.path, "size": f.size, "digest": f"sha256:{f.sha256}"} for f in files
-            ],
+            "files": [{"path": f.path, "size": f.size, "digest": f.sha256.prefixed} for f in files],
         }
         response = self._request("PUT", self._version_path(parsed), json=body, idempotent=True)
         return VersionPublic.model_validate(response.json())

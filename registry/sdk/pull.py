@@ -239,7 +239,7 @@ def _download(
             f"{item.path}: downloaded bytes do not match sha256:{item.sha256} "
             f"({size} bytes, got {got}); nothing was written to the target",
             path=item.path,
-            expected=f"sha256:{item.sha256}",
+            expected=item.sha256.prefixed,
             got=got,
         )
 

@@ -255,7 +255,7 @@ def push(
         raise ResponseVerificationError(
             f"the registry reports root digest {version.root_digest} but the pushed files "
             f"have sha256:{expected}",
-            expected=f"sha256:{expected}",
+            expected=expected.prefixed,
             got=version.root_digest,
         )
     if signer is not None:
@@ -320,7 +320,7 @@ def register_external(
             ) from None
         digests.append(digest)
         entries.append({"path": path, "size": digest.size,
-                        "digest": f"sha256:{digest.sha256}", "uri": uri})  # fmt: skip
+                        "digest": digest.sha256.prefixed, "uri": uri})  # fmt: skip
     body = {"kind": str(kind), "external": True, "files": entries}
     response = client._request("PUT", client._version_path(parsed), json=body, idempotent=True)
     version = VersionPublic.model_validate(response.json())

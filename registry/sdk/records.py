@@ -25,7 +25,7 @@ import types
 import typing
 from collections.abc import Collection
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal, NewType, TypeVar
 
 from registry.errors import ResponseVerificationError
 from registry.names import Kind
@@ -39,6 +39,11 @@ _TIME = re.compile(
     r"(?:([Zz])|([+-])(\d{2}):(\d{2}))?"
 )
 _ZERO = timedelta(0)
+
+#: A digest as the API writes it, ``sha256:<64 lowercase hex digits>`` (``registry.wire``'s
+#: ``DigestText``): a record field of this type holds nothing else.
+DigestText = NewType("DigestText", str)
+_DIGEST_TEXT = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 def parse_time(text: str) -> datetime:
@@ -171,6 +176,10 @@ def _field(kind: Any, value: Any, where: str, field: str) -> Any:
         if isinstance(value, str):
             return value
         expected = "a string"
+    elif kind is DigestText:
+        if isinstance(value, str) and _DIGEST_TEXT.fullmatch(value):
+            return value
+        expected = "sha256:<64 lowercase hex digits>"
     elif kind is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
@@ -255,7 +264,7 @@ class Namespace(Record):
 class File(Record):
     path: str
     size: int
-    digest: str
+    digest: DigestText
     uri: str | None = None
 
 
@@ -265,7 +274,7 @@ class VersionSummary(Record):
     version: str
     kind: Kind
     state: str
-    root_digest: str
+    root_digest: DigestText
     file_count: int
     total_size: int
     created_at: datetime
@@ -291,8 +300,8 @@ class Attestation(Record):
     id: int
     ref: str
     predicate_type: str
-    subject_digest: str
-    bundle_digest: str
+    subject_digest: DigestText
+    bundle_digest: DigestText
     signer: str
     signer_id: str
     created_at: datetime
@@ -302,7 +311,7 @@ class Attestation(Record):
 class Identity(Record):
     name: str
     kind: str
-    fingerprint: str | None
+    fingerprint: DigestText | None
     sigstore_issuer: str | None
     sigstore_identity: str | None
     regex: bool

@@ -18,8 +18,12 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.sql.expression import false
+from sqlalchemy.types import TypeDecorator
+
+from attest.digests import Digest
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -30,8 +34,24 @@ NAMING = {
 }
 
 
+class DigestColumn(TypeDecorator[Digest]):
+    """A SHA-256 digest stored as its 64 hex digits and read back as a :class:`Digest`, so the
+    services never hold a digest whose form they must guess. Reading a value that is not 64
+    lowercase hex digits raises (a damaged row is an error, never a digest)."""
+
+    impl = String(64)
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        return None if value is None else str.__str__(value)
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> Digest | None:
+        return None if value is None else Digest(value)
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {Digest: DigestColumn}
 
 
 Timestamp = DateTime(timezone=True)
@@ -68,7 +88,7 @@ class Version(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     artifact_id: Mapped[int] = mapped_column(ForeignKey("artifacts.id", ondelete="RESTRICT"))
     version: Mapped[str] = mapped_column(String(72))
-    root_digest: Mapped[str] = mapped_column(String(64))
+    root_digest: Mapped[Digest] = mapped_column(DigestColumn)
     state: Mapped[str] = mapped_column(String(16))
     file_count: Mapped[int] = mapped_column(Integer)
     total_size: Mapped[int] = mapped_column(BigInteger)
@@ -94,7 +114,7 @@ class VersionFile(Base):
     version_id: Mapped[int] = mapped_column(ForeignKey("versions.id", ondelete="CASCADE"))
     path: Mapped[str] = mapped_column(String(1024))
     size: Mapped[int] = mapped_column(BigInteger)
-    digest: Mapped[str] = mapped_column(ForeignKey("blobs.digest", ondelete="RESTRICT"))
+    digest: Mapped[Digest] = mapped_column(ForeignKey("blobs.digest", ondelete="RESTRICT"))
 
 
 class ExternalFile(Base):
@@ -107,7 +127,7 @@ class ExternalFile(Base):
     version_id: Mapped[int] = mapped_column(ForeignKey("versions.id", ondelete="CASCADE"))
     path: Mapped[str] = mapped_column(String(1024))
     size: Mapped[int] = mapped_column(BigInteger)
-    digest: Mapped[str] = mapped_column(String(64))
+    digest: Mapped[Digest] = mapped_column(DigestColumn)
     uri: Mapped[str] = mapped_column(String(2048))
 
 
@@ -116,7 +136,7 @@ class Blob(Base):
 
     __tablename__ = "blobs"
 
-    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    digest: Mapped[Digest] = mapped_column(DigestColumn, primary_key=True)
     size: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(Timestamp)
 
@@ -129,7 +149,7 @@ class NamespaceBlob(Base):
     namespace_id: Mapped[int] = mapped_column(
         ForeignKey("namespaces.id", ondelete="CASCADE"), primary_key=True
     )
-    digest: Mapped[str] = mapped_column(
+    digest: Mapped[Digest] = mapped_column(
         ForeignKey("blobs.digest", ondelete="RESTRICT"), primary_key=True
     )
     created_at: Mapped[datetime] = mapped_column(Timestamp)
@@ -159,7 +179,7 @@ class UploadSession(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     namespace_id: Mapped[int] = mapped_column(ForeignKey("namespaces.id", ondelete="CASCADE"))
-    digest: Mapped[str] = mapped_column(String(64))
+    digest: Mapped[Digest] = mapped_column(DigestColumn)
     size: Mapped[int] = mapped_column(BigInteger)
     offset: Mapped[int] = mapped_column(BigInteger)
     hash_state: Mapped[bytes] = mapped_column(LargeBinary(256))
@@ -209,7 +229,7 @@ class Identity(Base):
     name: Mapped[str] = mapped_column(String(64), unique=True)
     kind: Mapped[str] = mapped_column(String(16))  # "key" | "sigstore"
     public_key_pem: Mapped[str | None] = mapped_column(Text, nullable=True)
-    fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    fingerprint: Mapped[Digest | None] = mapped_column(DigestColumn, nullable=True, unique=True)
     sigstore_issuer: Mapped[str | None] = mapped_column(String(512), nullable=True)
     sigstore_identity: Mapped[str | None] = mapped_column(String(512), nullable=True)
     identity_regex: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -229,9 +249,9 @@ class Attestation(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     version_id: Mapped[int] = mapped_column(ForeignKey("versions.id", ondelete="CASCADE"))
     predicate_type: Mapped[str] = mapped_column(String(256))
-    subject_digest: Mapped[str] = mapped_column(String(64))
+    subject_digest: Mapped[Digest] = mapped_column(DigestColumn)
     bundle: Mapped[bytes] = mapped_column(LargeBinary)
-    bundle_digest: Mapped[str] = mapped_column(String(64))
+    bundle_digest: Mapped[Digest] = mapped_column(DigestColumn)
     signer: Mapped[str] = mapped_column(String(64))
     signer_id: Mapped[str] = mapped_column(String(1100))
     created_at: Mapped[datetime] = mapped_column(Timestamp)
@@ -243,7 +263,7 @@ class RegistryKey(Base):
 
     __tablename__ = "registry_keys"
 
-    fingerprint: Mapped[str] = mapped_column(String(64), primary_key=True)
+    fingerprint: Mapped[Digest] = mapped_column(DigestColumn, primary_key=True)
     public_key_pem: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(Timestamp)
 
@@ -355,11 +375,11 @@ class OciArtifact(Base):
     version_id: Mapped[int] = mapped_column(
         ForeignKey("versions.id", ondelete="CASCADE"), primary_key=True
     )
-    manifest_digest: Mapped[str] = mapped_column(String(64), index=True)
+    manifest_digest: Mapped[Digest] = mapped_column(DigestColumn, index=True)
     manifest: Mapped[bytes] = mapped_column(LargeBinary)
-    config_digest: Mapped[str] = mapped_column(String(64), index=True)
+    config_digest: Mapped[Digest] = mapped_column(DigestColumn, index=True)
     config: Mapped[bytes] = mapped_column(LargeBinary)
-    release_digest: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    release_digest: Mapped[Digest | None] = mapped_column(DigestColumn, nullable=True, index=True)
     release_bundle: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     created_at: Mapped[datetime] = mapped_column(Timestamp)
 
@@ -377,7 +397,7 @@ class OciReferrer(Base):
     attestation_id: Mapped[int | None] = mapped_column(
         ForeignKey("attestations.id", ondelete="CASCADE"), nullable=True
     )
-    digest: Mapped[str] = mapped_column(String(64), index=True)
+    digest: Mapped[Digest] = mapped_column(DigestColumn, index=True)
     predicate_type: Mapped[str] = mapped_column(String(256))
     body: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(Timestamp)

@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from attest.bundle import Bundle
+from attest.digests import Digest
 from attest.errors import AttestError
 from attest.evaluation import check_evaluation_predicate
 from attest.keys import TrustedKey, fingerprint, load_public, public_pem
@@ -63,7 +64,7 @@ READER = Principal(token_id="-", name="registry", role=Role.AUDITOR, namespace=N
 class IdentityRecord:
     name: str
     kind: str
-    fingerprint: str | None
+    fingerprint: Digest | None
     sigstore_issuer: str | None
     sigstore_identity: str | None
     regex: bool
@@ -77,8 +78,8 @@ class AttestationRecord:
     id: int
     ref: str
     predicate_type: str
-    subject_digest: str
-    bundle_digest: str
+    subject_digest: Digest
+    bundle_digest: Digest
     signer: str
     signer_id: str
     created_at: datetime
@@ -89,7 +90,7 @@ def _identity(row: Identity) -> IdentityRecord:
     return IdentityRecord(
         row.name,
         row.kind,
-        row.fingerprint,
+        None if row.fingerprint is None else Digest(row.fingerprint),
         row.sigstore_issuer,
         row.sigstore_identity,
         row.identity_regex,
@@ -104,8 +105,8 @@ def _attestation(row: Attestation, ref: str) -> AttestationRecord:
         row.id,
         ref,
         row.predicate_type,
-        row.subject_digest,
-        row.bundle_digest,
+        Digest(row.subject_digest),
+        Digest(row.bundle_digest),
         row.signer,
         row.signer_id,
         aware(row.created_at),
@@ -311,7 +312,7 @@ class AttestationService:
                     f"the bundle is about sha256:{subject.sha256}, but {version.ref} is "
                     f"sha256:{version.root_digest}",
                     reason="SubjectMismatchError",
-                    expected=f"sha256:{version.root_digest}",
+                    expected=version.root_digest.prefixed,
                     got=f"sha256:{subject.sha256}",
                 )
             if verified.statement.predicate_type == OMS_SIGNATURE:
@@ -357,7 +358,7 @@ class AttestationService:
                     f"but the registry has sha256:{target.root_digest}",
                     reason="DependencyDigestMismatchError",
                     dependency=dep.ref,
-                    expected=f"sha256:{target.root_digest}",
+                    expected=target.root_digest.prefixed,
                     got=f"sha256:{dep.root_digest}",
                 )
             wanted = ROLE_KINDS[dep.role]

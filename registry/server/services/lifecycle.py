@@ -106,7 +106,7 @@ class LifecycleService:
                            at=now, details={"from": previous, "to": version},
                            log={"subject": f"{namespace}/{name}@{alias}", "alias": alias,
                                 "from": previous, "to": version,
-                                "to_root_digest": f"sha256:{record.root_digest}",
+                                "to_root_digest": record.root_digest.prefixed,
                                 "older": older})  # fmt: skip
         return AliasMove(alias, previous, version, principal.name, now)
 

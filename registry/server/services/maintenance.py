@@ -40,6 +40,7 @@ from typing import Any
 from sqlalchemy import delete, exists, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from attest.digests import Digest
 from registry.server.db import transaction
 from registry.server.models import Blob, NamespaceBlob, UploadPart, UploadSession, VersionFile
 from registry.server.services.common import Clock, aware, utcnow
@@ -142,30 +143,28 @@ class MaintenanceService:
             listed = objects.pop(digest, None)
             got = listed.size if listed is not None else self._store.size(digest)
             if got is None:
-                report.add(
-                    "missing-object", f"sha256:{digest}", f"the store has no object ({where})"
-                )
+                report.add("missing-object", digest.prefixed, f"the store has no object ({where})")
             elif got != size:
                 report.add(
                     "size-mismatch",
-                    f"sha256:{digest}",
+                    digest.prefixed,
                     f"the object has {_size(got)}, the row {_size(size)} ({where})",
                 )
             elif rehash and (actual := self._hash(digest)) != digest:
                 report.add(
                     "digest-mismatch",
-                    f"sha256:{digest}",
+                    digest.prefixed,
                     f"the object's bytes hash to sha256:{actual} ({where})",
                 )
             if digest not in referenced:
                 report.add(
-                    "unreferenced-blob", f"sha256:{digest}", f"{_size(size)}, no version names it"
+                    "unreferenced-blob", digest.prefixed, f"{_size(size)}, no version names it"
                 )
-        for digest, blob in sorted(objects.items()):
-            if digest not in uploading:  # else an upload is completing: its row comes next
+        for name, blob in sorted(objects.items()):  # the store's names: not checked digests
+            if name not in uploading:  # else an upload is completing: its row comes next
                 report.add(
                     "orphan-object",
-                    f"sha256:{digest}",
+                    f"sha256:{name}",
                     f"{_size(blob.size)}, no blob row, stored {_iso(blob.modified)}",
                 )
         for u in uploads:
@@ -212,10 +211,11 @@ class MaintenanceService:
         orphans: dict[str, int] = {}  # digest -> size of objects with no row
         if dry_run:
             for digest, size in marked:
-                report.add("unreferenced-blob", f"sha256:{digest}", f"{_size(size)}: would delete")
+                report.add("unreferenced-blob", digest.prefixed, f"{_size(size)}: would delete")
         else:
             for i in range(0, len(marked), SWEEP_BATCH):
-                orphans.update(self._sweep(actor, marked[i : i + SWEEP_BATCH], cutoff, report))
+                swept = self._sweep(actor, marked[i : i + SWEEP_BATCH], cutoff, report)
+                orphans.update((digest.hex, size) for digest, size in swept.items())
         with self._sessions() as session:
             rows = set(session.execute(select(Blob.digest)).scalars())
         for blob in self._store.list_blobs():
@@ -271,7 +271,7 @@ class MaintenanceService:
                 details={"upload_ids": ids},
             )
 
-    def _mark(self, cutoff: datetime) -> list[tuple[str, int]]:
+    def _mark(self, cutoff: datetime) -> list[tuple[Digest, int]]:
         with self._sessions() as session:
             return [
                 (digest, size)
@@ -283,8 +283,8 @@ class MaintenanceService:
             ]
 
     def _sweep(
-        self, actor: str, marked: Sequence[tuple[str, int]], cutoff: datetime, report: Report
-    ) -> dict[str, int]:
+        self, actor: str, marked: Sequence[tuple[Digest, int]], cutoff: datetime, report: Report
+    ) -> dict[Digest, int]:
         """Delete the rows of the ``marked`` blobs that are still collectable; returns their
         digests and sizes, whose objects :meth:`_orphan_objects` deletes after this commits."""
         with transaction(self._sessions) as session:
@@ -309,12 +309,12 @@ class MaintenanceService:
                     "/admin/gc",
                     at=self._clock(),
                     details={
-                        "digests": [f"sha256:{d}" for d in doomed],
+                        "digests": [d.prefixed for d in doomed],
                         "bytes": sum(locked.values()),
                     },
                 )
         for digest, size in sorted(locked.items()):
-            report.add("unreferenced-blob", f"sha256:{digest}", f"{_size(size)}: row deleted")
+            report.add("unreferenced-blob", digest.prefixed, f"{_size(size)}: row deleted")
         return locked
 
     def _orphan_objects(
@@ -398,7 +398,7 @@ def _collectable(cutoff: datetime) -> tuple[Any, ...]:
     )
 
 
-def _referenced(session: Session, among: Iterable[str] | None = None) -> set[str]:
+def _referenced(session: Session, among: Iterable[str] | None = None) -> set[Digest]:
     """Digests some version names (of ``among``, or all)."""
     query = select(VersionFile.digest).distinct()
     if among is not None:

@@ -345,7 +345,7 @@ def config_document(record: VersionRecord) -> Document:
             "version": record.version,
         },
         "config": config,
-        "modelfs": {"type": "layers", "diffIds": [f"sha256:{f.sha256}" for f in files]},
+        "modelfs": {"type": "layers", "diffIds": [f.sha256.prefixed for f in files]},
     }
     data = canonical(body)
     return Document(data, sha256_digest(data), CONFIG_MEDIA_TYPE)
@@ -357,7 +357,7 @@ def manifest_document(record: VersionRecord) -> Document:
     layers = [
         {
             "mediaType": layer_media_type(record.kind, f.path),
-            "digest": f"sha256:{f.sha256}",
+            "digest": f.sha256.prefixed,
             "size": f.size,
             "annotations": {FILEPATH: f.path, TITLE: f.path},
         }
@@ -376,7 +376,7 @@ def manifest_document(record: VersionRecord) -> Document:
         "annotations": {
             "org.opencontainers.image.created": _created(record),
             "org.opencontainers.image.version": record.version,
-            ROOT_DIGEST: f"sha256:{record.root_digest}",
+            ROOT_DIGEST: record.root_digest.prefixed,
         },
     }
     data = canonical(body)
@@ -594,7 +594,7 @@ class OciService:
                 f"the stored manifest of {record.ref} does not match its digest and is not "
                 "served (an operator must restore it; see `modelseal admin fsck`)",
             )
-        return Document(row.manifest, f"sha256:{row.manifest_digest}", MANIFEST_MEDIA_TYPE)
+        return Document(row.manifest, row.manifest_digest.prefixed, MANIFEST_MEDIA_TYPE)
 
     def _store_missing(self, principal: Principal, namespace: str, name: str) -> None:
         """Store the artifacts of this repository's pullable versions not served before (a
@@ -646,8 +646,8 @@ class OciService:
             predicate_type=OCI_RELEASE,
             predicate={
                 "version": record.ref,
-                "rootDigest": f"sha256:{record.root_digest}",
-                "manifestDigest": f"sha256:{row.manifest_digest}",
+                "rootDigest": record.root_digest.prefixed,
+                "manifestDigest": row.manifest_digest.prefixed,
                 "releasedAt": _timestamp(release.created_at),
                 # The release attestation (subject: the OMS root digest) this one restates.
                 "releaseBundleSha256": release.bundle_digest,
@@ -709,7 +709,7 @@ class OciService:
                 .order_by(OciReferrer.created_at, OciReferrer.id)
             ).all()  # fmt: skip
         return [
-            Referrer(f"sha256:{digest}", int(size), predicate_type, _timestamp(created))
+            Referrer(digest.prefixed, int(size), predicate_type, _timestamp(created))
             for digest, size, predicate_type, created in rows
         ]
 

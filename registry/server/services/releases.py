@@ -574,7 +574,7 @@ class ReleaseService:
                 "builtOn": item.built_on,
                 "rootCause": {
                     "version": root.ref,
-                    "rootDigest": f"sha256:{root.root_digest}",
+                    "rootDigest": root.root_digest.prefixed,
                     "reason": reason,
                     "revokedBy": actor,
                 },

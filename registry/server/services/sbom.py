@@ -236,7 +236,7 @@ class BomService:
             target = self._version(dep.ref)
             if target is None:
                 continue  # refused at attach time; a BOM only names what the registry holds
-            digest = f"sha256:{target.root_digest}"
+            digest = target.root_digest.prefixed
             if dep.role == "dataset":
                 datasets.append(self._dataset(target))
             elif dep.role == "base-model":
@@ -251,7 +251,7 @@ class BomService:
             environment = parse_environment(env.content, env.filename or "environment")
         return ModelBomInput(
             ref=record.ref,
-            root_digest=f"sha256:{record.root_digest}",
+            root_digest=record.root_digest.prefixed,
             files=_scanned_files(record, newest.get(SCAN)),
             datasets=tuple(datasets),
             base_models=tuple(base_models),
@@ -276,7 +276,7 @@ class BomService:
         sources = tuple(dict.fromkeys([*read.sources, *uris.values()]))
         return BomDataset(
             ref=target.ref,
-            root_digest=f"sha256:{target.root_digest}",
+            root_digest=target.root_digest.prefixed,
             files=tuple(BomFile(path=f.path, size=f.size, sha256=f.sha256) for f in target.files),
             sources=sources,
             external=target.external,

@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy import CursorResult, Result, delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from attest.digests import Digest
 from registry.errors import (
     DigestMismatchError,
     InvalidRequestError,
@@ -60,7 +61,7 @@ class UploadStatus:
 
     id: str | None
     namespace: str
-    digest: str
+    digest: Digest
     size: int
     offset: int
     expires_at: datetime | None
@@ -99,13 +100,16 @@ class UploadService:
 
     # -- sessions ---------------------------------------------------------------------------
 
-    def start(self, principal: Principal, namespace: str, digest: str, size: int) -> UploadStatus:
+    def start(
+        self, principal: Principal, namespace: str, digest: Digest, size: int
+    ) -> UploadStatus:
         """Open an upload session, or report that the namespace already holds this blob.
 
         A blob held only by *other* namespaces must still be uploaded: knowing a digest is not
         proof of having the bytes. The bytes are verified and then dropped (stored once).
         """
         principal.require(Action.PUSH, namespace)
+        digest = Digest(digest)
         if size < 0:
             raise InvalidRequestError("size must be >= 0", size=size)
         if size > self._settings.max_blob_bytes:
@@ -152,7 +156,7 @@ class UploadService:
             session.add(row)
             audit_record(session, principal, "start_upload", f"/v1/namespaces/{namespace}/uploads",
                          at=row.created_at, details={"upload_id": row.id, "size": row.size,
-                                                     "digest": f"sha256:{row.digest}"})  # fmt: skip
+                                                     "digest": row.digest.prefixed})  # fmt: skip
 
     def _load(self, session: Session, principal: Principal, upload_id: str) -> UploadSession:
         row = session.get(UploadSession, upload_id)
@@ -182,7 +186,7 @@ class UploadService:
             # (empty) request, which completes it if its finisher died.
             offset = row.size if row.offset == _FINISHING else row.offset
             return UploadStatus(
-                row.id, ns.name, row.digest, row.size, offset, aware(row.expires_at)
+                row.id, ns.name, Digest(row.digest), row.size, offset, aware(row.expires_at)
             )
 
     # -- chunks -----------------------------------------------------------------------------
@@ -309,7 +313,7 @@ class UploadService:
                     DigestMismatchError(
                         f"uploaded bytes hash to sha256:{actual}, not the declared "
                         f"sha256:{row.digest}; the upload was discarded",
-                        expected=f"sha256:{row.digest}",
+                        expected=row.digest.prefixed,
                         got=f"sha256:{actual}",
                     )
                 )
@@ -339,11 +343,11 @@ class UploadService:
         with contextlib.suppress(Exception):  # nothing staged there; S3 lifecycle as a backstop
             self._store.abort_upload(row.backend_handle, row.digest)
         self._publish(principal, row)
-        return row.digest, row.size
+        return Digest(row.digest), row.size
 
     # -- completion -------------------------------------------------------------------------
 
-    def finish(self, principal: Principal, upload_id: str) -> tuple[str, int]:
+    def finish(self, principal: Principal, upload_id: str) -> tuple[Digest, int]:
         """Verify the whole blob and make it visible; returns its digest (hex) and size.
 
         Raises:
@@ -379,14 +383,14 @@ class UploadService:
             # Its bytes reached their content key, which only verified bytes ever do (a blob
             # sent whole is claimed only once stored): what is left is publishing them.
             self._publish(principal, row)
-            return row.digest, row.size
+            return Digest(row.digest), row.size
         try:
             actual = ResumableSha256.from_state(row.hash_state).hexdigest()
             if actual != row.digest:
                 raise DigestMismatchError(
                     f"uploaded bytes hash to sha256:{actual}, not the declared "
                     f"sha256:{row.digest}; the upload was discarded",
-                    expected=f"sha256:{row.digest}",
+                    expected=row.digest.prefixed,
                     got=f"sha256:{actual}",
                 )
             with self._sessions() as session:
@@ -403,7 +407,7 @@ class UploadService:
             self._discard(row)
             raise
         self._publish(principal, row)
-        return row.digest, row.size
+        return Digest(row.digest), row.size
 
     def _publish(self, principal: Principal, row: UploadSession) -> None:
         """Record a stored, verified blob in the namespace and close its session."""
@@ -427,7 +431,7 @@ class UploadService:
             )
             if closed:  # a second finisher of the same session publishes nothing new
                 audit_record(session, principal, "finish_upload", f"/v1/uploads/{upload_id}",
-                             at=now, details={"digest": f"sha256:{row.digest}",
+                             at=now, details={"digest": row.digest.prefixed,
                                               "size": row.size})  # fmt: skip
 
     def cancel(self, principal: Principal, upload_id: str) -> None:
@@ -461,4 +465,4 @@ class UploadService:
             if by is not None and gone:
                 audit_record(session, by, "cancel_upload", f"/v1/uploads/{row.id}",
                              at=self._clock(),
-                             details={"digest": f"sha256:{row.digest}"})  # fmt: skip
+                             details={"digest": row.digest.prefixed})  # fmt: skip

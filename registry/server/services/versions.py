@@ -12,7 +12,7 @@ from sqlalchemy import Select, func, insert, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from attest.digests import FileDigest, root_digest
+from attest.digests import Digest, FileDigest, root_digest
 from registry.errors import (
     ConflictError,
     InvalidManifestError,
@@ -73,7 +73,7 @@ class VersionRecord:
     version: str
     kind: str
     state: str
-    root_digest: str
+    root_digest: Digest
     file_count: int
     total_size: int
     created_at: datetime
@@ -105,13 +105,13 @@ def _record(version: Version) -> VersionRecord:
         version=version.version,
         kind=artifact.kind,
         state=version.state,
-        root_digest=version.root_digest,
+        root_digest=Digest(version.root_digest),
         file_count=version.file_count,
         total_size=version.total_size,
         created_at=aware(version.created_at),
         created_by=version.created_by,
         files=tuple(
-            FileDigest(f.path, f.size, f.digest)
+            FileDigest(f.path, f.size, Digest(f.digest))
             for f in (version.external_files if version.external else version.files)
         ),
         state_reason=version.state_reason,
@@ -292,7 +292,7 @@ class VersionService:
     def _same_or_conflict(
         existing: VersionRecord,
         kind: Kind,
-        wanted: set[tuple[str, int, str, str | None]],
+        wanted: set[tuple[str, int, Digest, str | None]],
         digest: str,
     ) -> VersionRecord:
         uris = dict(existing.uris)
@@ -301,7 +301,7 @@ class VersionService:
             raise VersionConflictError(
                 f"{existing.ref} already exists with other content "
                 f"(sha256:{existing.root_digest}); versions are immutable, push a new version",
-                existing=f"sha256:{existing.root_digest}",
+                existing=existing.root_digest.prefixed,
                 got=f"sha256:{digest}",
             )
         return existing
@@ -342,12 +342,12 @@ class VersionService:
                 held[digest] = size
         missing = sorted(digests - held.keys())
         if missing:
-            shown = ", ".join(f"sha256:{d}" for d in missing[:5])
+            shown = ", ".join(d.prefixed for d in missing[:5])
             more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
             raise MissingBlobsError(
                 f"{len(missing)} blob(s) were never uploaded to namespace {ns.name!r}: "
                 f"{shown}{more}",
-                missing=[f"sha256:{d}" for d in missing],
+                missing=[d.prefixed for d in missing],
             )
         for f in files:
             if held[f.sha256] != f.size:

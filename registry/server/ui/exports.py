@@ -62,11 +62,11 @@ class ServiceSource:
             version=record.version,
             kind=record.kind,
             state=record.state,
-            root_digest=f"sha256:{record.root_digest}",  # as the API states it
+            root_digest=record.root_digest.prefixed,  # as the API states it
             external=record.external,
             pushed_by=record.created_by,
             files=tuple(
-                ExportedFile(f.path, f.size, f"sha256:{f.sha256}", uris.get(f.path))
+                ExportedFile(f.path, f.size, f.sha256.prefixed, uris.get(f.path))
                 for f in record.files
             ),
         )

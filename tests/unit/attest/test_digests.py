@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
 from model_signing import hashing
 
-from attest.digests import FileDigest, parse_sha256, root_digest, sha256_file
+from attest.digests import Digest, FileDigest, parse_sha256, root_digest, sha256_file
 from attest.errors import InvalidDigestError
 from tests.support import make_model_dir
 
@@ -89,3 +90,46 @@ def test_sha256_file_streams(tmp_path: Path) -> None:
     data = bytes(range(256)) * 5000
     path.write_bytes(data)
     assert sha256_file(path, buffer_size=4096) == (hashlib.sha256(data).hexdigest(), len(data))
+
+
+# -- Digest: one type, two written forms ---------------------------------------------------------
+
+
+def test_a_digest_is_its_hex_and_writes_itself_prefixed() -> None:
+    hexpart = "ab" * 32
+    digest = Digest(hexpart)
+    assert digest == hexpart and hash(digest) == hash(hexpart) and f"{digest}" == hexpart
+    assert digest.hex == hexpart and type(digest.hex) is str
+    assert digest.prefixed == "sha256:" + hexpart
+    assert json.dumps({"d": digest}) == json.dumps({"d": hexpart})
+    assert repr(digest) == f"Digest('sha256:{hexpart}')"
+    assert Digest(digest) is digest
+    assert Digest.parse("sha256:" + hexpart) == digest
+    assert isinstance(parse_sha256("sha256:" + hexpart), Digest)
+    assert Digest.of(b"x") == hashlib.sha256(b"x").hexdigest()
+    assert isinstance(root_digest([FileDigest("a", 1, digest)]), Digest)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        "0" * 63,
+        "0" * 65,
+        "A" * 64,
+        "g" * 64,
+        "sha256:" + "0" * 64,
+        " " + "0" * 63,
+        "0" * 63 + "\n",
+    ],
+)
+def test_a_digest_refuses_what_is_not_64_lowercase_hex_digits(value: str) -> None:
+    with pytest.raises(InvalidDigestError, match="expected 64 lowercase hex digits"):
+        Digest(value)
+
+
+def test_a_digest_is_not_made_from_other_types() -> None:
+    with pytest.raises(InvalidDigestError):
+        Digest(b"0" * 64)  # type: ignore[arg-type]
+    with pytest.raises(InvalidDigestError):
+        Digest.parse("0" * 64)  # the API's form has its prefix

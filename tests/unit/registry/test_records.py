@@ -25,6 +25,7 @@ from registry.sdk.records import parse, parse_list
 
 WHERE = "GET /v1/namespaces/a/artifacts/b/versions/1"
 TIME = "2026-12-02T11:50:17.979941Z"
+D = "sha256:" + "d" * 64
 
 
 def _version(**changes: Any) -> dict[str, Any]:
@@ -47,10 +48,11 @@ SAMPLES: dict[type[records.Record], dict[str, Any]] = {
     records.Artifact: {"namespace": "a", "name": "b", "kind": "dataset", "created_at": TIME,
                        "version_count": 3},
     records.Attestation: {"id": 7, "ref": "a/b@1", "predicate_type": "https://x/y",
-                          "subject_digest": "sha256:00", "bundle_digest": "sha256:11",
+                          "subject_digest": "sha256:" + "0" * 64,
+                          "bundle_digest": "sha256:" + "1" * 64,
                           "signer": "ci", "signer_id": "sha256:22", "created_at": TIME,
                           "created_by": "admin"},
-    records.Identity: {"name": "ci", "kind": "key", "fingerprint": "sha256:00",
+    records.Identity: {"name": "ci", "kind": "key", "fingerprint": "sha256:" + "0" * 64,
                        "sigstore_issuer": None, "sigstore_identity": None, "regex": False,
                        "created_at": TIME, "created_by": "admin"},
     records.Policy: {"namespace": "a", "revision": 0, "document": "model: {}\n",
@@ -78,6 +80,8 @@ def test_each_record_has_its_models_fields_types_and_defaults(
 ) -> None:
     model = _model(record)
     mirrored = {m: getattr(wire, w) for m, w in records.MIRRORS.items()}
+    # a digest field holds sha256:<hex> on both sides (the model: a pattern; the record: a check)
+    digests = {records.DigestText: str, records.DigestText | None: wire.DigestText | None}
     hints = typing.get_type_hints(record, vars(records))
     fields = dict(records.fields(record))
     assert list(fields) == list(model.model_fields)
@@ -88,7 +92,9 @@ def test_each_record_has_its_models_fields_types_and_defaults(
             assert typing.get_origin(expected) is list
             assert typing.get_args(expected) == (mirrored[item],), name
         else:
-            assert got == expected, name
+            assert digests.get(got, got) == expected, name
+        if got is records.DigestText:
+            assert "pattern='^sha256:[0-9a-f]{64}$'" in repr(info.metadata), name
         if info.is_required():
             assert fields[name] is records.REQUIRED, name
         else:
@@ -244,10 +250,14 @@ def test_an_optional_field_that_is_neither_null_nor_of_its_type() -> None:
     [({"path": "p"}, "files is {\"path\": \"p\"}, not a list"),
      (None, "files is null, not a list"),
      (["p"], "files[0] is \"p\", not an object"),
-     ([{"path": "p", "size": 1, "digest": "d"}, {"path": 2, "size": 1, "digest": "d"}],
+     ([{"path": "p", "size": 1, "digest": D}, {"path": 2, "size": 1, "digest": D}],
       "files[1].path is 2, not a string"),
-     ([{"path": "p", "size": -0.5, "digest": "d"}], "files[0].size is -0.5, not an integer"),
-     ([{"path": "p", "size": 1, "digest": "d", "uri": 5}], "files[0].uri is 5, not a string")],
+     ([{"path": "p", "size": -0.5, "digest": D}], "files[0].size is -0.5, not an integer"),
+     ([{"path": "p", "size": 1, "digest": D, "uri": 5}], "files[0].uri is 5, not a string"),
+     ([{"path": "p", "size": 1, "digest": "ab" * 32}],  # hex without its prefix
+      'files[0].digest is "abababab'),
+     ([{"path": "p", "size": 1, "digest": "sha256:AB"}],
+      'files[0].digest is "sha256:AB", not sha256:<64 lowercase hex digits>')],
 )  # fmt: skip
 def test_a_list_field_and_its_items(files: Any, words: str) -> None:
     _rejected(records.Version, _version(files=files), words)
@@ -288,7 +298,7 @@ def test_a_record_is_made_of_its_fields_only() -> None:
         records.Namespace()
     with pytest.raises(TypeError, match="Namespace: no field size"):
         records.Namespace(name="a", size=1)
-    assert records.File(path="p", size=1, digest="d").uri is None
+    assert records.File(path="p", size=1, digest=D).uri is None
 
 
 # -- the client: every read a CLI command makes ------------------------------------------------

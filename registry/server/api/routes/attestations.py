@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Annotated
 
@@ -36,31 +37,13 @@ MAX_RETRY_AFTER = 30
 
 
 def _identity(record: IdentityRecord, *, with_key: bool = False) -> IdentityPublic:
-    return IdentityPublic(
-        name=record.name,
-        kind=record.kind,
-        fingerprint=f"sha256:{record.fingerprint}" if record.fingerprint else None,
-        sigstore_issuer=record.sigstore_issuer,
-        sigstore_identity=record.sigstore_identity,
-        regex=record.regex,
-        created_at=record.created_at,
-        created_by=record.created_by,
-        public_key_pem=record.public_key_pem if with_key else None,
-    )
+    if not with_key:
+        record = dataclasses.replace(record, public_key_pem=None)
+    return IdentityPublic.model_validate(record, from_attributes=True)
 
 
 def _attestation(record: AttestationRecord) -> AttestationPublic:
-    return AttestationPublic(
-        id=record.id,
-        ref=record.ref,
-        predicate_type=record.predicate_type,
-        subject_digest=f"sha256:{record.subject_digest}",
-        bundle_digest=f"sha256:{record.bundle_digest}",
-        signer=record.signer,
-        signer_id=record.signer_id,
-        created_at=record.created_at,
-        created_by=record.created_by,
-    )
+    return AttestationPublic.model_validate(record, from_attributes=True)
 
 
 @router.post(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
@@ -42,13 +41,7 @@ _VERSION = "/v1/namespaces/{namespace}/artifacts/{name}/versions/{selector}"
 
 
 def _policy(record: PolicyRecord) -> PolicyPublic:
-    return PolicyPublic(
-        namespace=record.namespace,
-        revision=record.revision,
-        document=record.document,
-        created_at=record.created_at,
-        created_by=record.created_by,
-    )
+    return PolicyPublic.model_validate(record, from_attributes=True)
 
 
 @router.put(
@@ -210,7 +203,7 @@ def set_alias(
     validate_name(name, what="artifact name")
     validate_alias(alias)
     move = services.lifecycle.set_alias(principal, namespace, name, alias, body.version)
-    return AliasMovePublic(**dataclasses.asdict(move))
+    return AliasMovePublic.model_validate(move, from_attributes=True)
 
 
 @router.get(f"{_ARTIFACT}/aliases", operation_id="list_aliases", response_model=list[AliasPublic])
@@ -223,7 +216,7 @@ def list_aliases(
     validate_name(name, what="artifact name")
     found = services.lifecycle.list_aliases(principal, namespace, name, page)
     link_next(request, response, found, page.limit)
-    return [AliasPublic(**dataclasses.asdict(r)) for r in found.items]
+    return [AliasPublic.model_validate(r, from_attributes=True) for r in found.items]
 
 
 @router.get(
@@ -247,4 +240,4 @@ def alias_history(
     validate_alias(alias)
     found = services.lifecycle.history(principal, namespace, name, alias, page)
     link_next(request, response, found, page.limit)
-    return [AliasMovePublic(**dataclasses.asdict(m)) for m in found.items]
+    return [AliasMovePublic.model_validate(m, from_attributes=True) for m in found.items]

@@ -37,18 +37,7 @@ def list_tokens(
     """API tokens without their secrets, oldest first (paged: see the Link header)."""
     found = services.tokens.list_tokens(principal, page)
     link_next(request, response, found, page.limit)
-    return [
-        TokenPublic(
-            id=r.id,
-            name=r.name,
-            role=str(r.role),
-            namespace=r.namespace,
-            created_at=r.created_at,
-            expires_at=r.expires_at,
-            revoked=r.revoked,
-        )
-        for r in found.items
-    ]
+    return [TokenPublic.model_validate(r, from_attributes=True) for r in found.items]
 
 
 @router.delete("/{token_id}", operation_id="revoke_token", status_code=204)

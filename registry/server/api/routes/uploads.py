@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import re
 from collections.abc import Callable
 from typing import Annotated, TypeVar
@@ -12,6 +13,7 @@ from fastapi import APIRouter, Header, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
+from attest.digests import Digest
 from registry.errors import InvalidRequestError
 from registry.names import validate_name
 from registry.server.api.deps import KnownQuery, PrincipalDep, Services, ServicesDep
@@ -38,16 +40,11 @@ ChunkRange = Annotated[str, Header(pattern=_RANGE_PATTERN, description=_RANGE_DO
 
 
 def _public(upload: UploadStatus, services: Services) -> UploadPublic:
+    settings = services.settings
     return UploadPublic(
-        id=upload.id,
-        namespace=upload.namespace,
-        digest=f"sha256:{upload.digest}",
-        size=upload.size,
-        offset=upload.offset,
-        exists=upload.exists,
-        expires_at=upload.expires_at,
-        min_chunk_bytes=services.settings.min_chunk_bytes,
-        max_chunk_bytes=services.settings.max_chunk_bytes,
+        **dataclasses.asdict(upload),
+        min_chunk_bytes=settings.min_chunk_bytes,
+        max_chunk_bytes=settings.max_chunk_bytes,
     )
 
 
@@ -67,9 +64,7 @@ def start_upload(
 ) -> UploadPublic:
     """Open an upload session for one blob of declared digest and size."""
     validate_name(namespace, what="namespace")
-    upload = services.uploads.start(
-        principal, namespace, body.digest.removeprefix("sha256:"), body.size
-    )
+    upload = services.uploads.start(principal, namespace, Digest.parse(body.digest), body.size)
     if upload.exists:
         response.status_code = status.HTTP_200_OK
     return _public(upload, services)
@@ -245,12 +240,12 @@ async def finish_upload(
                 request, services, principal, upload_id, start, length,
                 _whole(services.uploads, principal),
             )  # fmt: skip
-            return BlobPublic(digest=f"sha256:{digest}", size=size)
+            return BlobPublic(digest=digest, size=size)
         await _receive_chunk(
             request, services, principal, upload_id, start, length, _append(services.uploads)
         )
     digest, size = await run_in_threadpool(services.uploads.finish, principal, upload_id)
-    return BlobPublic(digest=f"sha256:{digest}", size=size)
+    return BlobPublic(digest=digest, size=size)
 
 
 @router.delete(

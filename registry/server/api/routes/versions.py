@@ -58,29 +58,16 @@ FilePath = Annotated[str, _named("The file's path inside the version.", PATH_PAT
 
 
 def _summary(record: VersionRecord) -> VersionSummary:
-    return VersionSummary(
-        namespace=record.namespace,
-        name=record.name,
-        version=record.version,
-        kind=Kind(record.kind),
-        state=record.state,
-        root_digest=f"sha256:{record.root_digest}",
-        file_count=record.file_count,
-        total_size=record.total_size,
-        created_at=record.created_at,
-        created_by=record.created_by,
-        state_reason=record.state_reason,
-        external=record.external,
-    )
+    return VersionSummary.model_validate(record, from_attributes=True)
 
 
 def public_version(record: VersionRecord, *, bom_status: BomStatus | None = None) -> VersionPublic:
     """The API view of a version (``bom_status``: its ML-BOM's, where the answer reports it)."""
     uris = dict(record.uris)
     return VersionPublic(
-        **_summary(record).model_dump(),
+        **dict(_summary(record)),
         files=[
-            FilePublic(path=f.path, size=f.size, digest=f"sha256:{f.sha256}", uri=uris.get(f.path))
+            FilePublic(path=f.path, size=f.size, digest=f.sha256, uri=uris.get(f.path))
             for f in record.files
         ],
         bom_status=None if bom_status is None else bom_status.value,
@@ -240,9 +227,9 @@ def get_version_file(
             status_code=status.HTTP_307_TEMPORARY_REDIRECT,
             headers={
                 "Location": url,
-                "X-Modelseal-Digest": f"sha256:{item.sha256}",
+                "X-Modelseal-Digest": item.sha256.prefixed,
                 "X-Modelseal-Size": str(item.size),
-                "X-Modelseal-Root-Digest": f"sha256:{record.root_digest}",
+                "X-Modelseal-Root-Digest": record.root_digest.prefixed,
                 # The URL is a bearer credential until it expires: keep it out of caches
                 # and out of Referer headers.
                 "Cache-Control": "no-store",
@@ -255,8 +242,8 @@ def get_version_file(
         media_type="application/octet-stream",
         headers={
             "Content-Length": str(item.size),
-            "X-Modelseal-Digest": f"sha256:{item.sha256}",
+            "X-Modelseal-Digest": item.sha256.prefixed,
             "ETag": f'"sha256:{item.sha256}"',
-            "X-Modelseal-Root-Digest": f"sha256:{record.root_digest}",
+            "X-Modelseal-Root-Digest": record.root_digest.prefixed,
         },
     )
