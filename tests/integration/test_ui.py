@@ -1,7 +1,7 @@
 """The web console over HTTP against a real server: sessions, CSRF, every page, every role
 rule, the actions and their audit entries, and hostile strings rendered inert.
 
-Attackers modelled (docs/THREATS.md): anyone on the network (no session, forged or expired
+Attackers modelled (docs/threat-model.md): anyone on the network (no session, forged or expired
 cookies, cross-site form posts), a token of another namespace, a deployer (no pending versions,
 no audit log, no actions), and a malicious uploader whose strings (file paths, metric names,
 provenance sources, reasons, policy text) end up on the pages."""
