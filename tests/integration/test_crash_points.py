@@ -63,8 +63,8 @@ from registry.server.models import (
 )
 from registry.server.services.journal import version_target
 from registry.server.services.scanning import REGISTRY_SIGNER
-from tests.conftest import Live, free_port, run_cli
 from tests.services import PostgresServer, SeaweedServer
+from tests.support import Live, free_port, run_cli
 
 pytestmark = pytest.mark.integration
 
