@@ -639,7 +639,7 @@ class RegistryClient:
         registry on first contact (:attr:`on_pinned` is told when it is pinned).
 
         Raises:
-            PullVerificationError: the registry now presents another key than the pinned one.
+            ResponseVerificationError: the registry now presents another key than the pinned one.
         """
         return _trust.registry_verifier(self, registry_key, pins)
 

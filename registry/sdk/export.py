@@ -34,7 +34,7 @@ from registry.errors import (
     InvalidRequestError,
     NotFoundError,
     PermissionDeniedError,
-    PullVerificationError,
+    ResponseVerificationError,
 )
 from registry.sdk.logcheck import b64_field
 from registry.sdk.pins import PinStore
@@ -134,7 +134,7 @@ class ClientSource:
         try:
             return ExportedLogEntry(int(answer["index"]), b64_field(answer["entry"]))
         except (KeyError, TypeError, ValueError):
-            raise PullVerificationError(f"{ref}: a malformed transparency-log answer") from None
+            raise ResponseVerificationError(f"{ref}: a malformed transparency-log answer") from None
 
     def log_checkpoint(self) -> str:
         return self._client._request("GET", "/v1/log/checkpoint").text
@@ -146,7 +146,7 @@ class ClientSource:
         try:
             return [b64_field(h) for h in answer["hashes"]]
         except (KeyError, TypeError, ValueError):
-            raise PullVerificationError(
+            raise ResponseVerificationError(
                 f"a malformed inclusion proof of log entry {index} in size {size}"
             ) from None
 
@@ -164,9 +164,11 @@ class ClientSource:
                         raise ValueError("out of order")
                     entries.append(b64_field(item["entry"]))
             except (KeyError, TypeError, ValueError):
-                raise PullVerificationError(f"a malformed page of log entries from {at}") from None
+                raise ResponseVerificationError(
+                    f"a malformed page of log entries from {at}"
+                ) from None
             if not page:
-                raise PullVerificationError(f"the registry served no log entries from {at}")
+                raise ResponseVerificationError(f"the registry served no log entries from {at}")
         return entries
 
 
@@ -196,7 +198,7 @@ def export_evidence(
         else pins.registry_key(str(client.base_url))
     )
     if not pem:
-        raise PullVerificationError("no registry key pinned: pass --registry-key")
+        raise ResponseVerificationError("no registry key pinned: pass --registry-key")
     try:
         with staged(target) as out:
             root = write_export(ClientSource(client), ref, out, pem)
@@ -204,7 +206,7 @@ def export_evidence(
             if in_toto:
                 for filename, text in client.in_toto(exact).items():
                     if "/" in filename or filename.startswith("."):
-                        raise PullVerificationError(
+                        raise ResponseVerificationError(
                             f"the registry sent an unsafe file name {filename!r}"
                         )
                     (out / filename).write_text(text)
@@ -234,7 +236,7 @@ def verify_online(
         # export_evidence pinned the key on first contact or refused one that changed.
         pem = registry_key or (pins.registry_key(str(client.base_url)) or "").encode()
         if not pem:
-            raise PullVerificationError("no registry key pinned: pass --registry-key")
+            raise ResponseVerificationError("no registry key pinned: pass --registry-key")
         # This process wrote the export just now: its own record of why audit/ is absent
         # (a token that may not read the log) is not an attacker's claim.
         written = json.loads((directory / "manifest.json").read_text())

@@ -17,7 +17,7 @@ from attest.keys import TrustedKey
 from attest.predicates import CYCLONEDX_BOM, OMS_SIGNATURE, SLSA_PROVENANCE, TEST_RESULT
 from attest.provenance import read_predicate
 from attest.verifying import SigstoreIdentity, Verifier
-from registry.errors import NotFoundError, PermissionDeniedError, PullVerificationError
+from registry.errors import NotFoundError, PermissionDeniedError, ResponseVerificationError
 from registry.sdk.pins import PinStore
 
 if TYPE_CHECKING:
@@ -146,7 +146,7 @@ def verified_bom(
     second of start-up for the schema validator).
 
     Raises:
-        PullVerificationError: no BOM, or none that verifies and matches.
+        ResponseVerificationError: no BOM, or none that verifies and matches.
     """
     version = client.show(ref)
     exact = f"{version.namespace}/{version.name}@{version.version}"
@@ -154,7 +154,7 @@ def verified_bom(
     raws = [client.get_attestation(exact, a.id)
             for a in client.list_attestations(exact, CYCLONEDX_BOM)]  # fmt: skip
     if not raws:
-        raise PullVerificationError(f"{exact} has no ML-BOM (BOMs are built for models)")
+        raise ResponseVerificationError(f"{exact} has no ML-BOM (BOMs are built for models)")
     digest = version.root_digest.removeprefix("sha256:")
     for raw in reversed(raws):
         try:
@@ -178,6 +178,8 @@ def verified_bom(
             if h.get("alg") == "SHA-256"
         }
         if listed != files:
-            raise PullVerificationError(f"{exact}: the ML-BOM's files are not the version's files")
+            raise ResponseVerificationError(
+                f"{exact}: the ML-BOM's files are not the version's files"
+            )
         return bom
-    raise PullVerificationError(f"{exact}: no ML-BOM verifies with the registry key")
+    raise ResponseVerificationError(f"{exact}: no ML-BOM verifies with the registry key")

@@ -18,7 +18,7 @@ clients check") before it believes a version's status or an alias.
     verify_log          ``audit verify``: the newest checkpoint, and every entry rebuilt into
                         its root (what a monitor does)
 
-Failures are :class:`~registry.errors.PullVerificationError`.
+Failures are :class:`~registry.errors.ResponseVerificationError`.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from registry.errors import NotFoundError, PullVerificationError
+from registry.errors import NotFoundError, ResponseVerificationError
 from registry.sdk.pins import PinStore
 
 if TYPE_CHECKING:
@@ -154,8 +154,8 @@ def _url(client: RegistryClient) -> str:
     return str(client.base_url)
 
 
-def _damaged(pins: PinStore, exc: ValueError) -> PullVerificationError:
-    return PullVerificationError(f"{exc}; remove {pins.path} to start over")
+def _damaged(pins: PinStore, exc: ValueError) -> ResponseVerificationError:
+    return ResponseVerificationError(f"{exc}; remove {pins.path} to start over")
 
 
 def log_verifier(client: RegistryClient, pins: PinStore) -> tuple[str, NoteVerifier]:
@@ -174,11 +174,11 @@ def log_verifier(client: RegistryClient, pins: PinStore) -> tuple[str, NoteVerif
         if not isinstance(served, dict) or not all(
             isinstance(served.get(k), str) for k in ("origin", "vkey")
         ):
-            raise PullVerificationError(f"the registry at {url} serves no usable log key")
+            raise ResponseVerificationError(f"the registry at {url} serves no usable log key")
         try:
             NoteVerifier.from_vkey(served["vkey"])
         except AttestError as exc:
-            raise PullVerificationError(f"the registry's log key is malformed: {exc}") from None
+            raise ResponseVerificationError(f"the registry's log key is malformed: {exc}") from None
         anchored = _vouched(client, served)
         pinned = pins.pin_log_key(url, served["origin"], served["vkey"])
         given = anchored and client.registry_key_given  # nothing here was trusted on first use
@@ -200,7 +200,7 @@ def _vouched(client: RegistryClient, served: dict[str, Any]) -> bool:
     vkey. With no registry key known yet, False (the log key is then trusted on first use).
 
     Raises:
-        PullVerificationError: a registry key is known and does not vouch for this log key.
+        ResponseVerificationError: a registry key is known and does not vouch for this log key.
     """
     from attest.bundle import Bundle
     from attest.errors import AttestError
@@ -213,7 +213,7 @@ def _vouched(client: RegistryClient, served: dict[str, Any]) -> bool:
     try:
         verified = anchor.verify(Bundle.parse(str(served.get("binding", "")).encode()))
     except AttestError as exc:
-        raise PullVerificationError(
+        raise ResponseVerificationError(
             f"the registry key does not vouch for the log key {vkey} the registry at "
             f"{_url(client)} serves ({exc}); refusing"
         ) from None
@@ -222,7 +222,7 @@ def _vouched(client: RegistryClient, served: dict[str, Any]) -> bool:
     except AttestError:
         vouched = None
     if vouched != (origin, vkey):
-        raise PullVerificationError(
+        raise ResponseVerificationError(
             f"the registry key's statement about its log names another key than {vkey}; refusing"
         )
     return True
@@ -251,7 +251,7 @@ def check_checkpoint(
     registry; remember it. Returns the checkpoint.
 
     Raises:
-        PullVerificationError: naming the cause (key, origin, age, witnesses, rollback/fork).
+        ResponseVerificationError: naming the cause (key, origin, age, witnesses, rollback/fork).
     """
     from attest.errors import AttestError
     from attest.note import (
@@ -276,7 +276,7 @@ def check_checkpoint(
             max_future_skew=LOG_CLOCK_SKEW,
         )
     except UnknownNoteSignerError as exc:
-        raise PullVerificationError(
+        raise ResponseVerificationError(
             f"{where}: the log checkpoint is not signed by the pinned log key ({exc}); the "
             f"registry at {url} {_served_key_mismatch(client, origin, verifier.vkey)}; refusing",
             cause="log-key",
@@ -289,11 +289,11 @@ def check_checkpoint(
             if stale
             else ""
         )
-        raise PullVerificationError(
+        raise ResponseVerificationError(
             f"{where}: {exc}{hint}; refusing", cause="log-stale" if stale else "log-checkpoint"
         ) from None
     except AttestError as exc:
-        raise PullVerificationError(
+        raise ResponseVerificationError(
             f"{where}: the log checkpoint does not verify with the pinned log key "
             f"{verifier.vkey}: {exc}; refusing",
             cause="log-checkpoint",
@@ -312,7 +312,7 @@ def check_checkpoint(
             check_extends(old, new, proof)
         except AttestError as exc:
             when = f" ({seen.get('seen_at')})" if seen and seen.get("seen_at") else ""
-            raise PullVerificationError(
+            raise ResponseVerificationError(
                 f"{where}: {exc}{when}: the registry's log was rolled back or forked (a split "
                 "view); refusing",
                 cause="log-rollback",
@@ -334,7 +334,7 @@ def _consistency(client: RegistryClient, old: int, new: int, where: str) -> list
         ).json()
         return [b64_field(h) for h in body["hashes"]]
     except (KeyError, TypeError, ValueError):
-        raise PullVerificationError(
+        raise ResponseVerificationError(
             f"{where}: a malformed consistency proof from size {old} to {new}"
         ) from None
 
@@ -365,17 +365,17 @@ def proven_entry(
         if not isinstance(entry, dict):
             raise ValueError("not an object")
     except (KeyError, TypeError, ValueError):
-        raise PullVerificationError(f"{where}: a malformed log answer; refusing") from None
+        raise ResponseVerificationError(f"{where}: a malformed log answer; refusing") from None
     checkpoint = check_checkpoint(client, note_text, pins, needs, where=where)
     if size != checkpoint.size:
-        raise PullVerificationError(
+        raise ResponseVerificationError(
             f"{where}: the inclusion proof is for a tree of {size} entries, the checkpoint "
             f"has {checkpoint.size}; refusing"
         )
     try:
         verify_inclusion(index, size, leaf_hash(data), hashes, checkpoint.root_hash)
     except ProofError as exc:
-        raise PullVerificationError(
+        raise ResponseVerificationError(
             f"{where}: log entry {index} is not in checkpoint {checkpoint.describe()}: {exc}; "
             "refusing",
             cause="log-inclusion",
@@ -389,7 +389,7 @@ def _check_not_replayed(
     url = _url(client)
     seen = pins.log_subject_index(url, subject)
     if seen is not None and proven.index < seen:
-        raise PullVerificationError(
+        raise ResponseVerificationError(
             f"{where}: the registry shows log entry {proven.index} as the newest about "
             f"{subject}, but entry {seen} about it was verified before: an older state "
             "replayed; refusing",
@@ -413,7 +413,7 @@ def check_version(
     checkpoint is checked: a logged release or revocation refuses, none is expected.
 
     Raises:
-        PullVerificationError: naming the cause.
+        ResponseVerificationError: naming the cause.
     """
     exact = f"{version.namespace}/{version.name}@{version.version}"
     where = f"{exact}: the transparency log"
@@ -427,7 +427,7 @@ def check_version(
         if release_digests is None:  # pending: nothing to prove; the log's head still checked
             check_checkpoint(client, latest_checkpoint(client), pins, needs, where=where)
             return None
-        raise PullVerificationError(
+        raise ResponseVerificationError(
             f"{exact} is released, but no release of it is in the registry's transparency log "
             "(released before the log existed, or dropped from it); refusing: a deploy job "
             "pulls only what the log proves",
@@ -437,13 +437,13 @@ def check_version(
     entry = proven.entry
     _check_not_replayed(client, pins, exact, proven, where)
     if entry.get("subject") != exact:
-        raise PullVerificationError(
+        raise ResponseVerificationError(
             f"{where}: entry {proven.index} is about {entry.get('subject')!r}, not {exact}; "
             "refusing"
         )
     if entry.get("type") == "revocation" and allow_revoked and version.state == "revoked":
         if entry.get("root_digest") != version.root_digest:
-            raise PullVerificationError(
+            raise ResponseVerificationError(
                 f"{where}: the logged revocation of {exact} is of {entry.get('root_digest')}, "
                 f"not the served {version.root_digest}; refusing",
                 cause="log-digest",
@@ -451,7 +451,7 @@ def check_version(
         pins.remember_log_subject(_url(client), exact, proven.index)
         return proven
     if entry.get("type") == "revocation":
-        raise PullVerificationError(
+        raise ResponseVerificationError(
             f"{exact} is revoked in the transparency log (entry {proven.index}, "
             f"{entry.get('at')}, by {entry.get('actor')}: {entry.get('reason') or 'no reason'}"
             "); refusing",
@@ -459,19 +459,19 @@ def check_version(
             state="revoked",
         )
     if entry.get("type") != "release" or release_digests is None:
-        raise PullVerificationError(
+        raise ResponseVerificationError(
             f"{where}: entry {proven.index} is a {entry.get('type')!r} event, but the registry "
             f"serves {exact} as {version.state}; refusing",
             cause="log-state",
         )
     if entry.get("root_digest") != version.root_digest:
-        raise PullVerificationError(
+        raise ResponseVerificationError(
             f"{where}: the logged release of {exact} is of {entry.get('root_digest')}, not the "
             f"served {version.root_digest}; refusing",
             cause="log-digest",
         )
     if entry.get("statement_sha256") not in release_digests:
-        raise PullVerificationError(
+        raise ResponseVerificationError(
             f"{where}: the logged release statement (sha256:{entry.get('statement_sha256')}) is "
             "not the registry-signed release served with the version; refusing",
             cause="log-statement",
@@ -535,7 +535,7 @@ def check_alias(
             "GET", "/v1/log/latest", params={"subject": subject, "type": "alias"}
         ).json()
     except NotFoundError:
-        raise PullVerificationError(
+        raise ResponseVerificationError(
             f"{subject} points at {version}, but no move of the alias is in the registry's "
             "transparency log; refusing",
             cause="log-missing",
@@ -544,11 +544,11 @@ def check_alias(
     entry = proven.entry
     _check_not_replayed(client, pins, subject, proven, where)
     if entry.get("type") != "alias" or entry.get("subject") != subject:
-        raise PullVerificationError(
+        raise ResponseVerificationError(
             f"{where}: entry {proven.index} is not a move of {subject}; refusing"
         )
     if entry.get("to") != version:
-        raise PullVerificationError(
+        raise ResponseVerificationError(
             f"{subject} points at {version}, but its newest logged move (entry {proven.index}, "
             f"{entry.get('at')}, by {entry.get('actor')}) is to {entry.get('to')}: an alias "
             "state the log does not hold (replayed from before a later move?); refusing",
@@ -573,7 +573,7 @@ def verify_log(
     the checkpoint and the number of entries.
 
     Raises:
-        PullVerificationError: naming the cause.
+        ResponseVerificationError: naming the cause.
     """
     from attest.tlog import MemoryTree
 
@@ -591,11 +591,11 @@ def verify_log(
                     raise ValueError("out of order")
                 tree.append(b64_field(item["entry"]))
         except (KeyError, TypeError, ValueError):
-            raise PullVerificationError(f"{where}: a malformed page of entries") from None
+            raise ResponseVerificationError(f"{where}: a malformed page of entries") from None
         if tree.size < end:
-            raise PullVerificationError(f"{where}: entries before {end} are missing")
+            raise ResponseVerificationError(f"{where}: entries before {end} are missing")
     if tree.root(checkpoint.size) != checkpoint.root_hash:
-        raise PullVerificationError(
+        raise ResponseVerificationError(
             f"{where}: the {checkpoint.size} entries served do not hash to the root of "
             f"checkpoint {checkpoint.describe()}: entries were changed; refusing",
             cause="log-entries",

@@ -11,7 +11,7 @@ all the entries must have the checkpoint's root, before any is described). Nothi
 as an event unless it is proven; the caller saves the new checkpoint (:func:`save_state`) only
 after all of it verified.
 
-Failures are :class:`~registry.errors.PullVerificationError`, naming the cause.
+Failures are :class:`~registry.errors.ResponseVerificationError`, naming the cause.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from attest.atomic import write_atomic
-from registry.errors import PullVerificationError
+from registry.errors import ResponseVerificationError
 from registry.sdk import logcheck
 from registry.sdk.pins import PinStore
 
@@ -103,18 +103,18 @@ def load_state(path: Path, url: str) -> str | None:
     """The signed checkpoint saved in ``path`` for the registry at ``url`` (None: no file).
 
     Raises:
-        PullVerificationError: unreadable, or saved for another registry.
+        ResponseVerificationError: unreadable, or saved for another registry.
     """
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
-        raise PullVerificationError(f"{WHERE}: the state file {path}: {exc}") from None
+        raise ResponseVerificationError(f"{WHERE}: the state file {path}: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("checkpoint"), str):
-        raise PullVerificationError(f"{WHERE}: the state file {path} holds no checkpoint")
+        raise ResponseVerificationError(f"{WHERE}: the state file {path} holds no checkpoint")
     if data.get("url") != url:
-        raise PullVerificationError(
+        raise ResponseVerificationError(
             f"{WHERE}: the state file {path} is of the registry at {data.get('url')}, not {url}"
         )
     return str(data["checkpoint"])
@@ -139,7 +139,7 @@ def monitor(
     advanced (pulls do that).
 
     Raises:
-        PullVerificationError: naming the cause (key, age, witnesses, rollback or fork,
+        ResponseVerificationError: naming the cause (key, age, witnesses, rollback or fork,
             inconsistency, an entry not in the tree, a malformed answer).
     """
     from attest.errors import AttestError
@@ -158,7 +158,7 @@ def monitor(
                 since, [verifier], origin=origin, max_future_skew=logcheck.LOG_CLOCK_SKEW
             ).checkpoint
         except AttestError as exc:
-            raise PullVerificationError(
+            raise ResponseVerificationError(
                 f"{WHERE}: the starting checkpoint does not verify with the pinned log key "
                 f"{verifier.vkey}: {exc}",
                 cause="log-checkpoint",
@@ -170,7 +170,7 @@ def monitor(
         try:
             check_extends(old, new, proof)
         except AttestError as exc:
-            raise PullVerificationError(
+            raise ResponseVerificationError(
                 f"{WHERE}: {exc}: the registry's log was rolled back or forked",
                 cause="log-rollback",
                 seen=old.describe(),
@@ -186,10 +186,10 @@ def monitor(
         page = _get(client, "/v1/log/entries", start=index, end=end)
         items = _field(page, "entries", list)
         if not items:
-            raise PullVerificationError(f"{WHERE}: entries from {index} are missing")
+            raise ResponseVerificationError(f"{WHERE}: entries from {index} are missing")
         for item in items:
             if not isinstance(item, dict) or _int(item.get("index")) != index or index >= end:
-                raise PullVerificationError(f"{WHERE}: a malformed page of entries at {index}")
+                raise ResponseVerificationError(f"{WHERE}: a malformed page of entries at {index}")
             data = _b64(item.get("entry"))
             if rebuild is not None:
                 rebuild.append(data)
@@ -199,7 +199,7 @@ def monitor(
                 try:
                     verify_inclusion(index, new.size, leaf_hash(data), hashes, new.root_hash)
                 except ProofError as exc:
-                    raise PullVerificationError(
+                    raise ResponseVerificationError(
                         f"{WHERE}: log entry {index} is not in checkpoint {new.describe()} (an "
                         f"entry altered or substituted): {exc}",
                         cause="log-inclusion",
@@ -209,7 +209,7 @@ def monitor(
             except ValueError:
                 entry = None
             if not isinstance(entry, dict):
-                raise PullVerificationError(f"{WHERE}: log entry {index} is not a JSON object")
+                raise ResponseVerificationError(f"{WHERE}: log entry {index} is not a JSON object")
             event = LogEvent(index, entry, describe(entry))
             events.append(event)
             if on_event is not None and rebuild is None:
@@ -217,7 +217,7 @@ def monitor(
             index += 1
     if rebuild is not None:
         if rebuild.root(new.size) != new.root_hash:
-            raise PullVerificationError(
+            raise ResponseVerificationError(
                 f"{WHERE}: the log's {new.size} entries are not in checkpoint {new.describe()} "
                 "(an entry altered or substituted): their tree has another root",
                 cause="log-inclusion",
@@ -231,14 +231,14 @@ def monitor(
 def _get(client: RegistryClient, path: str, **params: int) -> dict[str, Any]:
     answer = client._request("GET", path, params=params).json()
     if not isinstance(answer, dict):
-        raise PullVerificationError(f"{WHERE}: a malformed answer from {path}")
+        raise ResponseVerificationError(f"{WHERE}: a malformed answer from {path}")
     return answer
 
 
 def _field(answer: dict[str, Any], key: str, kind: type) -> Any:
     value = answer.get(key)
     if not isinstance(value, kind):
-        raise PullVerificationError(f"{WHERE}: a malformed answer (no {key!r})")
+        raise ResponseVerificationError(f"{WHERE}: a malformed answer (no {key!r})")
     return value
 
 
@@ -250,4 +250,4 @@ def _b64(value: Any) -> bytes:
     try:
         return logcheck.b64_field(value)
     except ValueError:
-        raise PullVerificationError(f"{WHERE}: a malformed base64 value in an answer") from None
+        raise ResponseVerificationError(f"{WHERE}: a malformed base64 value in an answer") from None

@@ -28,7 +28,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from registry.errors import InvalidRequestError, PullVerificationError
+from registry.errors import (
+    InvalidRequestError,
+    PullVerificationError,
+    ResponseVerificationError,
+)
 from registry.names import Ref, RefKind, parse_ref
 from registry.sdk import logcheck as _logcheck
 from registry.sdk.pins import PinStore
@@ -75,13 +79,20 @@ def pull(
                      allow_downgrade=allow_downgrade, unsafe_skip_verify=unsafe_skip_verify,
                      pins=pins, local_policy=local_policy, local_trust=local_trust,
                      replace=replace)  # fmt: skip
-    except PullVerificationError as exc:
+    except ResponseVerificationError as exc:
+        # The checks shared with `verify`, the monitor and exports (trust, log proofs) raise
+        # ResponseVerificationError; inside a pull, any of them is a pull that did not verify.
+        failed = exc if isinstance(exc, PullVerificationError) else PullVerificationError(
+            exc.detail, **exc.facts
+        )  # fmt: skip
         # Asking a deployer's question of a pending version is a mistake, not an attack.
-        mistake = exc.facts.get("state") == "pending" and not pending
+        mistake = failed.facts.get("state") == "pending" and not pending
         client.report_verification_failure(
-            ref, exc.detail, kind="not-released" if mistake else "verification"
+            ref, failed.detail, kind="not-released" if mistake else "verification"
         )
-        raise
+        if failed is exc:
+            raise
+        raise failed from exc
 
 
 def _pull(

@@ -23,7 +23,7 @@ its methods :meth:`~registry.sdk.client.RegistryClient.registry_verifier`,
 :meth:`~registry.sdk.client.RegistryClient.verify_audit_log` are the public way in, and
 :mod:`registry.sdk.pull` runs the pull's checks. Failures are
 :class:`~registry.errors.ResponseVerificationError` (a
-:class:`~registry.errors.PullVerificationError` during a pull).
+:class:`~registry.errors.ResponseVerificationError` during a pull).
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ from attest.errors import AttestError
 from attest.predicates import RELEASE, STATUS
 from registry.errors import (
     InvalidPathError,
-    PullVerificationError,
     RegistryError,
     ResponseVerificationError,
 )
@@ -78,7 +77,7 @@ def registry_verifier(
         elif TrustedKey.from_pem("pinned", pinned.encode()).fingerprint != served[
             "fingerprint"
         ].removeprefix("sha256:"):
-            raise PullVerificationError(
+            raise ResponseVerificationError(
                 f"the registry at {url} now presents key {served['fingerprint']}, not the "
                 f"key pinned on first contact ({pins.path}); refusing",
             )
@@ -243,17 +242,17 @@ def verified_manifest(ref: Ref, version: VersionPublic) -> list[FileDigest]:
         try:
             validate_path(f.path)
         except InvalidPathError as exc:
-            raise PullVerificationError(f"the registry sent an unsafe path: {exc}") from exc
+            raise ResponseVerificationError(f"the registry sent an unsafe path: {exc}") from exc
         files.append(FileDigest(f.path, f.size, parse_sha256(f.digest)))
     computed = f"sha256:{root_digest(files)}"
     if computed != version.root_digest:
-        raise PullVerificationError(
+        raise ResponseVerificationError(
             f"{ref}: the file list hashes to {computed}, not the advertised {version.root_digest}",
             expected=version.root_digest,
             got=computed,
         )
     if ref.kind.value == "digest" and ref.selector != computed:
-        raise PullVerificationError(
+        raise ResponseVerificationError(
             f"{ref}: the registry answered with {computed}", expected=ref.selector, got=computed
         )
     return files
@@ -298,11 +297,11 @@ def verify_release(
             if release.get("manifestSha256") == manifest_digest(files):
                 digests.append(hashlib.sha256(raw).hexdigest())
     if release is None:
-        raise PullVerificationError(
+        raise ResponseVerificationError(
             f"{exact}: no release attestation verifies with the registry key"
         )
     if not digests:
-        raise PullVerificationError(
+        raise ResponseVerificationError(
             f"{exact}: the file list served now is not the one that was released"
         )
     return digests
@@ -327,7 +326,7 @@ def verify_pending(
         if i.public_key_pem and ("*" in accepted or i.name in accepted)
     ]
     if not trusted:
-        raise PullVerificationError(f"{exact}: no identity the policy accepts for signature")
+        raise ResponseVerificationError(f"{exact}: no identity the policy accepts for signature")
     verifier = Verifier(keys=trusted)
     for raw in _bundles(client, exact, OMS_SIGNATURE):
         try:
@@ -335,7 +334,7 @@ def verify_pending(
             return
         except AttestError:
             continue
-    raise PullVerificationError(
+    raise ResponseVerificationError(
         f"{exact}: no OMS signature by [{', '.join(accepted)}] covers these files"
     )
 
@@ -383,7 +382,7 @@ def verify_locally(
     assert root is not None
     reasons = evaluate(root, lambda s: policy.for_kind(s.kind), subject)
     if reasons:
-        raise PullVerificationError(
+        raise ResponseVerificationError(
             f"{exact} fails your policy:\n" + "\n".join(str(r) for r in reasons),
             reasons=[str(r) for r in reasons],
         )
@@ -392,7 +391,7 @@ def verify_locally(
 def _registry_pem(client: RegistryClient, pins: PinStore) -> str:
     pinned = pins.registry_key(str(client._http.base_url))
     if pinned is None:
-        raise PullVerificationError("no registry key pinned yet: pass --registry-key")
+        raise ResponseVerificationError("no registry key pinned yet: pass --registry-key")
     return pinned
 
 
@@ -406,12 +405,12 @@ def check_status(
     try:
         status = client.version_status(version, registry_key=registry_key, pins=pins)
     except ResponseVerificationError as exc:
-        if isinstance(exc, PullVerificationError):
+        if isinstance(exc, ResponseVerificationError):
             raise
-        raise PullVerificationError(exc.detail, **exc.facts) from exc
+        raise ResponseVerificationError(exc.detail, **exc.facts) from exc
     issued, state = status.get("issuedAt"), status.get("state")
     if state != version.state:
-        raise PullVerificationError(
+        raise ResponseVerificationError(
             f"{exact} is {state} (the registry's signed status, issued {issued}): "
             f"{status.get('reason') or 'no reason recorded'}",
             state=state,
@@ -419,14 +418,14 @@ def check_status(
         )
     dependencies = status.get("dependencies")
     if not isinstance(dependencies, list):
-        raise PullVerificationError(f"the signed status of {exact} lists no dependencies")
+        raise ResponseVerificationError(f"the signed status of {exact} lists no dependencies")
     for dep in dependencies:
         # Fail closed: only a dependency positively released (or pending, which a policy
         # with `dependencies: any` releases on) passes; revoked, rejected, missing from the
         # registry, another digest, or anything unrecognised refuses the pull.
         if not isinstance(dep, dict) or dep.get("state") not in ("released", "pending"):
             dep = dep if isinstance(dep, dict) else {}
-            raise PullVerificationError(
+            raise ResponseVerificationError(
                 f"{exact} is built on {dep.get('version')}, which is {dep.get('state')} "
                 f"(the registry's signed status, issued {issued}): "
                 f"{dep.get('reason') or 'no reason recorded'}",

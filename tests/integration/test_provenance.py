@@ -23,6 +23,7 @@ from registry.errors import (
     PermissionDeniedError,
     PullVerificationError,
     ReleaseRefusedError,
+    ResponseVerificationError,
 )
 from registry.names import Kind
 from registry.sdk.client import RegistryClient
@@ -196,8 +197,9 @@ def test_a_model_without_datasets_gets_a_valid_bom(lab: Lab) -> None:
     assert [c for c in bom.get("components", []) if c["type"] == "data"] == []
     # datasets and code versions get no BOM
     lab.dataset()
-    with pytest.raises(PullVerificationError, match="no ML-BOM"):
+    with pytest.raises(ResponseVerificationError, match="no ML-BOM") as caught:
         verified_bom(lab.client, "fraud/tx@3")
+    assert not isinstance(caught.value, PullVerificationError)  # nothing was pulled
 
 
 def test_a_registry_with_no_signer_identities_yet_still_builds_boms(

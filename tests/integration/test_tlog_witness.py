@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy import func, select
 
 from attest import keys, note, tlog
-from registry.errors import PullVerificationError
+from registry.errors import PullVerificationError, ResponseVerificationError
 from registry.sdk import monitor as sdk_monitor
 from registry.server.config import Settings
 from registry.server.db import make_engine, make_sessionmaker
@@ -522,8 +522,9 @@ def test_log_monitor_prints_each_event_and_refuses_tampering(
             note.Checkpoint(ORIGIN, 2, log_tree_root(live, 2), signed.timestamp), log
         )
         for since, match in ((None, "are not in checkpoint"), (start, "is not in checkpoint")):
-            with pytest.raises(PullVerificationError, match=match) as caught:
+            with pytest.raises(ResponseVerificationError, match=match) as caught:
                 sdk_monitor.monitor(client, since=since, on_event=seen.append)
+            assert not isinstance(caught.value, PullVerificationError)  # a monitor pulls nothing
             assert caught.value.facts.get("cause") == "log-inclusion"
             assert all(e.entry.get("actor") != "someone-else" for e in seen)
         assert seen and all(e.index >= 2 for e in seen)  # the inclusion run's proven entries
