@@ -68,17 +68,19 @@ def serve(
         err.print(f"[red]WARNING[/red]: serving plain HTTP on {escape(host)}; API tokens are not "
                   "encrypted", markup=True)  # fmt: skip
     settings = entry.settings(data_dir, database_url, storage)
+    # Misconfiguration found at start-up (bootstrap, or building the app: webhooks, keys, the
+    # log's state) is said plainly, in one line, without a traceback.
     try:
         written = entry.bootstrap(settings)
-    except ConfigurationError as exc:  # misconfiguration found at start-up: say it plainly
+        if written is not None:
+            err.print(f"admin token written to {written} (mode 0600)")
+        entry.run(
+            settings,
+            host=host,
+            port=port,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            drain_seconds=drain_seconds,
+        )
+    except ConfigurationError as exc:
         fatal(exc.diagnostics())
-    if written is not None:
-        err.print(f"admin token written to {written} (mode 0600)")
-    entry.run(
-        settings,
-        host=host,
-        port=port,
-        tls_cert=tls_cert,
-        tls_key=tls_key,
-        drain_seconds=drain_seconds,
-    )

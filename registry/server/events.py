@@ -13,7 +13,7 @@ Targets are vetted twice: when the service starts (URL shape; literal addresses)
 delivery, where the host name is resolved and the connection goes to the vetted address itself, so
 a name that re-resolves to a private address later (DNS rebinding) cannot redirect a delivery.
 Loopback, private, link-local (cloud metadata), shared, multicast and reserved addresses are refused
-unless ``webhook_allow_private`` is set. Redirects are never followed.
+unless ``MODELSEAL_WEBHOOK_ALLOW_PRIVATE`` is set. Redirects are never followed.
 
 Events go through an outbox in the database (``event_outbox``), one row per webhook target: an
 event caused by a change is written by :func:`stage` in the transaction of that change (next to
@@ -60,6 +60,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from sqlalchemy import delete, event, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from registry.errors import ConfigurationError
 from registry.server.db import transaction
 from registry.server.models import EventOutbox
 
@@ -91,8 +92,9 @@ class Event(StrEnum):
     AUTH_FAILURE_BURST = "auth_failure_burst"
 
 
-class WebhookTargetError(ValueError):
-    """A webhook URL that may not be called (bad shape, or a non-public address)."""
+class WebhookTargetError(ConfigurationError):
+    """A webhook URL that may not be called (bad shape, or a non-public address): at start-up
+    the service refuses to run with it; at delivery the attempt is dropped."""
 
 
 class UnresolvableTargetError(WebhookTargetError):
@@ -129,7 +131,8 @@ def parse_target(url: str, *, allow_private: bool) -> Target:
     except ValueError:
         if target.host.rstrip(".").lower() == "localhost" and not allow_private:
             raise WebhookTargetError(
-                f"webhook {url!r}: localhost is refused (set webhook_allow_private to allow)"
+                f"webhook {url!r}: localhost is refused "
+                "(set MODELSEAL_WEBHOOK_ALLOW_PRIVATE=true to allow)"
             ) from None
     else:
         check_address(literal, url, allow_private=allow_private)
@@ -154,7 +157,8 @@ def check_address(
             else "private or reserved"
         )
         raise WebhookTargetError(
-            f"webhook {url!r}: {address} is a {kind} address (set webhook_allow_private to allow)"
+            f"webhook {url!r}: {address} is a {kind} address "
+            "(set MODELSEAL_WEBHOOK_ALLOW_PRIVATE=true to allow)"
         )
 
 
@@ -310,11 +314,11 @@ class SecurityEvents:
         self.metrics = Metrics()
         self._targets = {url: parse_target(url, allow_private=allow_private) for url in webhooks}
         if self._targets and not secret:
-            raise WebhookTargetError("webhooks need a webhook_secret to sign their bodies")
+            raise WebhookTargetError("webhooks need MODELSEAL_WEBHOOK_SECRET to sign their bodies")
         if self._targets and sessions is None:
             raise WebhookTargetError("webhooks need the database (their outbox)")
         if max_attempts < 1 or retry_seconds <= 0 or retry_max_seconds <= 0 or poll_seconds <= 0:
-            raise ValueError("webhook attempts and intervals must be positive")
+            raise ConfigurationError("webhook attempts and intervals must be positive")
         self._secret = secret or b""
         self._allow_private = allow_private
         self._burst_count = burst_count

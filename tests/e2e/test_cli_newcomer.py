@@ -33,6 +33,19 @@ def test_a_url_without_a_scheme_is_one_clear_error(live: Live) -> None:
         RegistryClient("127.0.0.1:8700")
 
 
+def test_a_misconfigured_server_says_so_in_one_line(tmp_path: Path) -> None:
+    """Settings refused while the app is built (after bootstrap), here a webhook to a loopback
+    address, stop `serve` with one error line naming the setting, not a traceback."""
+    done = run_cli("serve", "--data-dir", str(tmp_path / "data"), "--port", "1", timeout=60,
+                   extra_env={"MODELSEAL_WEBHOOKS": '["http://127.0.0.1:9/hook"]',
+                              "MODELSEAL_WEBHOOK_SECRET": "s" * 32})  # fmt: skip
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: webhook 'http://127.0.0.1:9/hook'") and "loopback" in last
+    assert "MODELSEAL_WEBHOOK_ALLOW_PRIVATE=true" in last
+
+
 def test_a_missing_or_wrong_token_names_modelseal_token(live: Live) -> None:
     missing = run_cli("list", live=live, token="")
     assert missing.returncode == 1

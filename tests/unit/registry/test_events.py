@@ -45,7 +45,7 @@ from registry.server.models import EventOutbox
     ],
 )
 def test_non_public_targets_are_refused(url: str) -> None:
-    with pytest.raises(WebhookTargetError, match=r"webhook_allow_private|unicast"):
+    with pytest.raises(WebhookTargetError, match=r"MODELSEAL_WEBHOOK_ALLOW_PRIVATE|unicast"):
         parse_target(url, allow_private=False)
 
 
@@ -80,7 +80,7 @@ def test_a_name_resolving_to_loopback_is_refused_at_delivery() -> None:
 
 
 def test_webhooks_need_a_secret() -> None:
-    with pytest.raises(WebhookTargetError, match="webhook_secret"):
+    with pytest.raises(WebhookTargetError, match="MODELSEAL_WEBHOOK_SECRET"):
         SecurityEvents(webhooks=["https://8.8.8.8/h"])
 
 
