@@ -124,6 +124,16 @@ def _snapshot(url: str) -> dict[str, object]:
         engine.dispose()
 
 
+def _bom_settled(http: httpx.Client, admin: str) -> None:
+    deadline = time.monotonic() + 120
+    while True:
+        shown = http.get(V, headers={"Authorization": f"Bearer {admin}"})
+        if shown.status_code != 200 or shown.json().get("bom_status") != "pending":
+            return
+        assert time.monotonic() < deadline, "the ML-BOM never settled"
+        time.sleep(0.1)
+
+
 @pytest.fixture
 def tokens(live: Live, model_dir: Path) -> dict[str, str]:
     with live.client() as admin:
@@ -158,6 +168,9 @@ def test_role_matrix(live: Live, tokens: dict[str, str]) -> None:
                 if role in allowed:
                     if response.status_code in (401, 403):
                         failures.append(f"{role} {method} {path}: {response.status_code}")
+                    # evidence an allowed cell added rebuilds the ML-BOM in the background: let
+                    # it land before a refused cell compares snapshots
+                    _bom_settled(http, tokens["admin"])
                 else:
                     if response.status_code != 403 or _snapshot(db) != before:
                         failures.append(
