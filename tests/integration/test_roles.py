@@ -128,9 +128,10 @@ def _bom_settled(http: httpx.Client, admin: str) -> None:
     deadline = time.monotonic() + 120
     while True:
         shown = http.get(V, headers={"Authorization": f"Bearer {admin}"})
-        if shown.status_code != 200 or shown.json().get("bom_status") != "pending":
+        assert shown.status_code == 200, shown.text
+        if shown.json()["bom_status"] != "pending":
             return
-        assert time.monotonic() < deadline, "the ML-BOM never settled"
+        assert time.monotonic() < deadline, "the ML-BOM of ns/m@1 never settled"
         time.sleep(0.1)
 
 
@@ -140,10 +141,8 @@ def tokens(live: Live, model_dir: Path) -> dict[str, str]:
         admin.push(model_dir, "ns/m@1")
         # The ML-BOM is built in the background and adds an attestation row: let it land before
         # the matrix, which reads any row that appears during a refused request as its doing.
-        deadline = time.monotonic() + 120
-        while admin.show("ns/m@1").bom_status == "pending":
-            assert time.monotonic() < deadline, "the ML-BOM of ns/m@1 was never built"
-            time.sleep(0.1)
+        with httpx.Client(base_url=live.url, timeout=60) as http:
+            _bom_settled(http, live.admin_token)
         made = {"admin": live.admin_token}
         for role in ROLES[1:]:
             made[role] = admin.create_token(f"{role}-t", role, "ns").token or ""
