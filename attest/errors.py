@@ -27,6 +27,19 @@ AttestError
 
 Each class is defined here (``BomError`` in :mod:`sbom.errors`, under this tree) and is also
 importable from the module that raises it.
+
+The transparency-log formats define their subclasses beside the format, each under the class
+above that a caller already catches:
+
+    attest.note        NoteError (AttestError): MalformedNoteError (a MalformedDocumentError),
+                       NoteSignatureError (a SignatureError), UnknownNoteSignerError (an
+                       UnknownSignerError), CheckpointError (a VerificationError) and its
+                       CheckpointRollbackError
+    attest.tlog        LogError (AttestError): LogRequestError (also a ValueError), ProofError (a
+                       VerificationError), TileError
+    attest.tlogproof   TlogProofError (a MalformedDocumentError), LogKeyStatementError (a
+                       VerificationError)
+    attest.export      ExportError (AttestError): an export cannot be written or unpacked
 """
 
 from __future__ import annotations

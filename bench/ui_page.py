@@ -52,7 +52,7 @@ from attest.statement import make_statement
 from bench import _common as c
 from registry.names import Kind
 from registry.sdk.client import RegistryClient
-from registry.server import httpproto
+from registry.server.api import httpproto
 from registry.server.app import create_app
 from registry.server.config import Settings
 from registry.server.db import make_engine, make_sessionmaker, migrate

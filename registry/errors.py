@@ -31,6 +31,24 @@
     └── ConfigurationError            (service only) misconfigured or missing a dependency:
                                       the service does not start
 
+Exceptions that never reach a client as one of these live beside the protocol that answers them
+in its own terms, and are caught there:
+
+    registry.server.services.oci.OciError         an OCI distribution-spec error code and status
+    registry.server.witness.WitnessRefusal        a C2SP tlog-witness status (400/403/404/409/422)
+    registry.server.witness.WitnessStateError     the witness's state does not verify (``witness
+                                                  serve`` reports it as a ConfigurationError)
+    registry.server.services.witnesses.WitnessFailure   a witness did not cosign (counted
+                                                  against the threshold, retried)
+    registry.server.services.tlog.LogEntryError   a log entry cannot be built: the change is refused
+    registry.server.services.events.WebhookTargetError  a ConfigurationError: a webhook URL that
+                                                  may not be called; UnresolvableTargetError is a
+                                                  transient DNS failure at delivery (retried)
+    registry.server.storage.pipe.PipeClosedError  an upload's reader stopped; its writer stops too
+    registry.server.ui.web.CsrfError              the web console's 403 for a form not its own
+    registry.server.api.middleware.limits.BodyTooLargeError  a PayloadTooLargeError raised
+                                                  while the body streams
+
 Every error carries a human ``detail`` and machine-readable ``facts`` (expected, got, which file…).
 :data:`PROBLEMS` is the one table that maps error classes to HTTP status and RFC 9457 problem type;
 the SDK maps problem documents back to the same classes with :func:`error_from_problem`.

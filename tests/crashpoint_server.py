@@ -22,7 +22,8 @@ to appear before it runs the command: a test keeps the next server warm while th
 works, so a restart after a crash costs ``serve``'s start-up, not its imports (seconds).
 
 With ``CRASHPOINT_BOM_LEASE=SECONDS`` the ML-BOM workers of this process take leases of that
-length instead of :data:`registry.server.bomjobs.LEASE`, so a retry after a worker was killed
+length instead of :data:`~registry.server.services.bomjobs.LEASE`,
+so a retry after a worker was killed
 mid-job waits seconds, not half a minute, for the lease to end (the heartbeat renews it at the
 same fraction of its length).
 
@@ -84,7 +85,7 @@ def _wrap(point: str, spec: str, when: str) -> None:
 
 
 def _cut_bodies(point: str, limit: int) -> None:
-    from registry.server.pipe import BytePipe
+    from registry.server.storage.pipe import BytePipe
 
     original = BytePipe.put
 
@@ -129,7 +130,7 @@ def shorten_bom_lease(seconds: float) -> None:
     """Give every ``BomJobs`` built in this process a lease of ``seconds``."""
     from datetime import timedelta
 
-    from registry.server.bomjobs import BomJobs
+    from registry.server.services.bomjobs import BomJobs
 
     original = BomJobs.__init__
 

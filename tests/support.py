@@ -21,7 +21,7 @@ import uvicorn
 from safetensors.numpy import save_file
 
 from registry.sdk.client import RegistryClient
-from registry.server import httpproto
+from registry.server.api import httpproto
 from registry.server.app import create_app
 from registry.server.config import Settings
 from registry.server.services.bootstrap import bootstrap

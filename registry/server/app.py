@@ -30,19 +30,19 @@ from registry.server.api.routes import (
     versions,
 )
 from registry.server.api.routes import log as log_routes
-from registry.server.bomjobs import BomJobs
 from registry.server.config import Settings
 from registry.server.db import make_engine, make_sessionmaker
-from registry.server.events import SecurityEvents
-from registry.server.ratelimit import TokenBuckets
 from registry.server.services import TokenService, UploadService, VersionService
 from registry.server.services.attestations import AttestationService
 from registry.server.services.audit import AuditService
+from registry.server.services.bomjobs import BomJobs
 from registry.server.services.common import Clock, utcnow
+from registry.server.services.events import SecurityEvents
 from registry.server.services.evidence import EvidenceService
 from registry.server.services.keys import load_registry_signer
 from registry.server.services.lifecycle import LifecycleService
 from registry.server.services.oci import OciService
+from registry.server.services.ratelimit import TokenBuckets
 from registry.server.services.releases import ReleaseService
 from registry.server.services.sbom import TRIGGERS as BOM_TRIGGERS
 from registry.server.services.sbom import AfterCommit, BomService

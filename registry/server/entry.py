@@ -56,7 +56,7 @@ def run(
     """Serve the API with uvicorn until SIGTERM/SIGINT (after :func:`bootstrap`)."""
     import uvicorn
 
-    from registry.server import httpproto
+    from registry.server.api import httpproto
     from registry.server.app import create_app
 
     uvicorn.run(

@@ -326,7 +326,7 @@ class AuditCheckpoint(Base):
 
 
 class RateLimitBucket(Base):
-    """One token bucket of a rate limit (``registry/server/ratelimit.py``), shared by every
+    """One token bucket of a rate limit (``registry/server/services/ratelimit.py``), shared by every
     replica: ``tokens`` left when last counted at ``counted_at`` (unix seconds), and whether that
     request was allowed. Rows idle long enough to be full again are deleted."""
 
@@ -341,7 +341,7 @@ class RateLimitBucket(Base):
 
 class EventOutbox(Base):
     """A security event for one webhook target, written in the transaction of the change that
-    caused it and delivered by any replica's worker (``registry/server/events.py``).
+    caused it and delivered by any replica's worker (``registry/server/services/events.py``).
 
     ``status``: ``pending`` (due at ``next_attempt_at``), ``delivered`` or ``dead`` (gave up;
     kept). ``body`` is the exact JSON that is signed and sent on every attempt."""
@@ -466,8 +466,8 @@ class LogCosignature(Base):
 
 
 class BomJob(Base):
-    """A model version's ML-BOM to build, off the request path (``registry/server/bomjobs.py``):
-    one row per version, written in the transaction of the change that calls for a build (the
+    """A model version's ML-BOM to build, off the request path (``services/bomjobs.py``): one
+    row per version, written in the transaction of the change that calls for a build (the
     version's commit, its scan, new provenance or evaluation results) and run by any replica's
     worker.
 

@@ -1,7 +1,8 @@
-"""ML-BOMs built off the request path (``registry/server/bomjobs.py``): the job is asked for in the
-transaction of the change, a worker claims it (SKIP LOCKED on PostgreSQL, a conditional UPDATE on
-SQLite), builds, validates, signs and records the BOM, retries a failing build and finally gives up
-visibly, and a lease whose worker died is taken over. While pending, the API says so.
+"""ML-BOMs built off the request path (``registry/server/services/bomjobs.py``): the job is
+asked for in the transaction of the change, a worker claims it (SKIP LOCKED on PostgreSQL, a
+conditional UPDATE on SQLite), builds, validates, signs and records the BOM, retries a failing
+build and finally gives up visibly, and a lease whose worker died is taken over. While pending,
+the API says so.
 
 The live server here runs no worker thread (``BomJobs.start`` is switched off); each test runs
 workers itself, synchronously (``run_pending``, ``run_once``), with their own engines on the same
@@ -33,13 +34,12 @@ from registry.sdk import client as client_module
 from registry.sdk.client import RegistryClient
 from registry.sdk.lineage import verified_bom
 from registry.sdk.transfer import Retry
-from registry.server import bomjobs
 from registry.server.app import create_app
-from registry.server.bomjobs import BomJobs, Outcome
 from registry.server.db import make_engine, make_sessionmaker
 from registry.server.models import Artifact, Attestation, BomJob, Version
-from registry.server.services import journal
+from registry.server.services import bomjobs, journal
 from registry.server.services.attestations import READER
+from registry.server.services.bomjobs import BomJobs, Outcome
 from registry.server.services.common import utcnow
 from registry.server.services.sbom import TRIGGERS, BomService
 from sbom import BomError, validate_bom

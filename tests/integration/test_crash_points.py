@@ -89,7 +89,7 @@ class Point:
 
 _UPLOADS = "registry.server.services.uploads:UploadService"
 _S3 = "registry.server.storage.s3:S3BlobStore"
-_BOM_JOBS = "registry.server.bomjobs:BomJobs"
+_BOM_JOBS = "registry.server.services.bomjobs:BomJobs"
 #: The ML-BOM lease of the servers here (tests/crashpoint_server.py); production's is 30 s.
 BOM_LEASE_SECONDS = 4.0
 #: How long a retry waits for a BOM whose worker was killed: its lease must end first.

@@ -18,7 +18,7 @@ from attest.signing import KeySigner
 from registry.errors import PullVerificationError, ReleaseRefusedError
 from registry.server.config import Settings
 from registry.server.db import migrate
-from registry.server.events import SIGNATURE_HEADER, WebhookTargetError, verify_signature
+from registry.server.services.events import SIGNATURE_HEADER, WebhookTargetError, verify_signature
 from tests.support import Live, make_model_dir, serve
 
 SECRET = "s3cret-webhook-key"

@@ -359,8 +359,11 @@ def test_an_older_release_proven_in_a_newer_checkpoint_does_not_hide_the_revocat
     failures = _failed(verdict)
     for ref in PROOF:
         assert any(
-            f.startswith(f"FAIL log: {ref}: the log records a later event about it than the one "
-                         f"proven (entry ") and ", revocation, " in f
+            f.startswith(
+                f"FAIL log: {ref}: the log records a later event about it than the one "
+                f"proven (entry "
+            )
+            and ", revocation, " in f
             for f in failures
         ), failures
     # The entries file cannot be trimmed to before the revocations either.

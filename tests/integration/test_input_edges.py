@@ -102,12 +102,12 @@ def test_405_lists_every_allowed_method(
 @pytest.mark.parametrize("protocol", ["httptools", "h11"])
 def test_a_malformed_content_length_is_a_problem_400(local_settings: Any, protocol: str) -> None:
     """uvicorn refuses it before the application sees the request; the registry's protocol
-    classes (registry/server/httpproto.py) answer it as problem+json like every other error,
+    classes (registry/server/api/httpproto.py) answer it as problem+json like every other error,
     whichever HTTP parser runs (they override a uvicorn method that is not public API: this
     test is what notices an upgrade that stops calling it)."""
     import json
 
-    from registry.server import httpproto
+    from registry.server.api import httpproto
     from tests.support import replica
 
     cls = httpproto.protocol() if protocol == "httptools" else httpproto.ProblemH11Protocol

@@ -22,7 +22,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from registry.server.api.problems import unavailable
 from registry.server.config import Settings
 from registry.server.db import make_engine, make_sessionmaker, transaction
-from registry.server.events import (
+from registry.server.models import EventOutbox
+from registry.server.services import journal
+from registry.server.services.events import (
     EVENT_ID_HEADER,
     SIGNATURE_HEADER,
     Event,
@@ -30,9 +32,7 @@ from registry.server.events import (
     stage,
     verify_signature,
 )
-from registry.server.models import EventOutbox
-from registry.server.ratelimit import TokenBuckets
-from registry.server.services import journal
+from registry.server.services.ratelimit import TokenBuckets
 from tests.support import Live, free_port, make_model_dir, replica, serve
 
 pytestmark = pytest.mark.integration

@@ -12,8 +12,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from registry.errors import NotFoundError, StorageUnavailableError
-from registry.server.pipe import BytePipe
 from registry.server.storage import BlobStore, LocalBlobStore, Part, S3BlobStore
+from registry.server.storage.pipe import BytePipe
 from tests.services import SeaweedServer
 
 MiB = 1024 * 1024

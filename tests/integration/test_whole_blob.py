@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pytest
 
 from registry.errors import DigestMismatchError, StorageUnavailableError
-from registry.server.pipe import BytePipe
 from registry.server.storage import S3BlobStore
+from registry.server.storage.pipe import BytePipe
 from tests.services import SeaweedServer
 
 pytestmark = pytest.mark.integration

@@ -6,7 +6,10 @@
     registry.sdk                      never imports registry.server or registry.cli
     registry.cli                      never imports registry.server, except registry.server.entry,
                                       and that only inside a command (``serve``, ``admin``)
-    registry.server                   never imports registry.sdk or registry.cli
+    registry.server                   never imports registry.sdk or registry.cli; its root holds
+                                      only app, entry, config, db, models and the witness's app,
+                                      the rest lives in api/, services/, storage/, ui/
+    tests/unit/registry/<room>/       a room's unit tests, importing no other room
     registry.sdk.client               never imports what is built on it (training, export, lineage)
     registry.sdk.push, pull, trust    hold the client's larger methods: import it only for type
                                       checking, nor what is built on it; client.py stays < 850 lines
@@ -133,6 +136,37 @@ def test_the_registry_has_three_rooms_and_shared_modules() -> None:
     assert top == {
         "__init__.py", "__main__.py", "errors.py", "names.py", "wire.py", "sdk", "cli", "server"
     }  # fmt: skip
+
+
+def test_the_server_root_holds_only_its_roots() -> None:
+    """Everything else on the server side lives in a room: api/, services/, storage/, ui/."""
+    top = {
+        p.name
+        for p in (ROOT / "registry/server").iterdir()
+        if not p.name.startswith((".", "__pyc"))
+    }
+    assert top == {
+        "__init__.py", "app.py", "entry.py", "config.py", "db.py", "models.py", "witness.py",
+        "api", "services", "storage", "ui",
+    }  # fmt: skip
+
+
+def test_unit_tests_of_the_registry_mirror_its_rooms() -> None:
+    """A unit test of one room sits in that room's folder and imports no other room."""
+    base = ROOT / "tests/unit/registry"
+    rooms = ("sdk", "cli", "server")
+    assert {p.name for p in base.glob("test_*.py")} <= {
+        "test_errors.py",
+        "test_names.py",
+        "test_digest_forms.py",
+    }  # fmt: skip  the shared modules' tests (the digest forms cross rooms by design)
+    for room in rooms:
+        others = tuple(f"registry.{r}" for r in rooms if r != room)
+        for path in sorted((base / room).glob("test_*.py")):
+            found = [
+                i.module for i in _all_imports(path) if any(_within(i.module, o) for o in others)
+            ]
+            assert found == [], path
 
 
 @pytest.mark.parametrize("module", ["registry/errors.py", "registry/names.py", "registry/wire.py"])

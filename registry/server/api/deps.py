@@ -14,13 +14,13 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from registry.errors import AuthenticationError, InvalidRequestError, RateLimitedError
 from registry.server.config import Settings
-from registry.server.events import SecurityEvents
-from registry.server.ratelimit import TokenBuckets
 from registry.server.services import Principal, TokenService, UploadService, VersionService
 from registry.server.services.attestations import AttestationService
 from registry.server.services.audit import AuditService
+from registry.server.services.events import SecurityEvents
 from registry.server.services.evidence import EvidenceService
 from registry.server.services.lifecycle import LifecycleService
+from registry.server.services.ratelimit import TokenBuckets
 from registry.server.services.releases import ReleaseService
 from registry.server.services.sbom import BomService
 

@@ -21,7 +21,7 @@ from registry.errors import (
     StorageUnavailableError,
     problem_for,
 )
-from registry.server.events import Event, SecurityEvents
+from registry.server.services.events import Event, SecurityEvents
 
 log = logging.getLogger(__name__)
 

@@ -43,7 +43,6 @@ from registry.errors import (
 )
 from registry.names import Ref, parse_ref
 from registry.server.db import transaction
-from registry.server.events import Event, stage
 from registry.server.models import (
     Alias,
     Artifact,
@@ -57,6 +56,7 @@ from registry.server.services import journal, tlog
 from registry.server.services.attestations import AttestationService
 from registry.server.services.auth import Action, Principal, Role
 from registry.server.services.common import Clock, aware, ensure_namespace, get_namespace, utcnow
+from registry.server.services.events import Event, stage
 from registry.server.services.journal import version_target
 from registry.server.services.scanning import REGISTRY_SIGNER, ScanService, registry_attestation
 from registry.server.services.versions import State, VersionRecord, VersionService, version_id

@@ -1,7 +1,7 @@
 """The registry builds, validates and signs a CycloneDX 1.6 ML-BOM for every model version.
 
-Built off the request path by a worker in any replica (:mod:`registry.server.bomjobs`) once a
-model version is committed and scanned, and rebuilt while it is pending whenever provenance or
+Built off the request path by a worker in any replica (:mod:`.bomjobs`) once a model
+version is committed and scanned, and rebuilt while it is pending whenever provenance or
 evaluation results arrive (the newest BOM attestation is the current one; a build that would
 change nothing stores nothing). Every digest in it comes from the registry's own records: the
 version's files, and the dependency versions the (verified) provenance names, looked up here.
@@ -26,10 +26,10 @@ from attest.statement import Statement, make_statement
 from registry import __version__
 from registry.errors import NotFoundError, ServiceUnavailableError
 from registry.names import Ref, parse_ref
-from registry.server.bomjobs import BomJobs, BomState, BomStatus, Outcome, bom_state
 from registry.server.models import Artifact, Attestation, Namespace, Version
 from registry.server.services.attestations import READER, REBUILDS, AttestationService
 from registry.server.services.auth import Action, Principal
+from registry.server.services.bomjobs import BomJobs, BomState, BomStatus, Outcome, bom_state
 from registry.server.services.common import Clock, utcnow
 from registry.server.services.scanning import REGISTRY_SIGNER, ScanService, registry_attestation
 from registry.server.services.versions import (
@@ -116,7 +116,7 @@ class BomService:
         return self._signer.sign(statement)
 
     def build_job(self, version_id: int) -> Outcome:
-        """A BOM job's build (:mod:`registry.server.bomjobs`): the version as it is now, scanned
+        """A BOM job's build (:mod:`.bomjobs`): the version as it is now, scanned
         first if it never was (the commit request that would have scanned it may have died); a
         rejected version gets no BOM (as before jobs: its scan found unsafe files)."""
         record = self._record_for(version_id)
@@ -360,7 +360,7 @@ def _metrics(predicate: Mapping[str, Any]) -> tuple[Metric, ...]:
 
 class AfterCommit:
     """:class:`VersionService`'s scanner hook: scan a new version. Its BOM is built by a worker
-    (:mod:`registry.server.bomjobs`): the commit asked for it, and the scan asks again, due now."""
+    (:mod:`.bomjobs`): the commit asked for it, and the scan asks again, due now."""
 
     def __init__(self, scans: ScanService) -> None:
         self.scans = scans

@@ -24,10 +24,10 @@ from attest.signing import Signer
 from attest.statement import make_statement
 from registry.errors import RegistryError
 from registry.server.db import transaction
-from registry.server.events import Event, stage
 from registry.server.models import Attestation, Version
 from registry.server.services import journal
 from registry.server.services.common import Clock, utcnow
+from registry.server.services.events import Event, stage
 from registry.server.services.journal import version_target
 from registry.server.services.versions import State, VersionRecord, version_id
 from registry.server.storage import BlobStore

@@ -41,7 +41,6 @@ from registry.errors import (
 )
 from registry.server.config import Settings
 from registry.server.db import transaction
-from registry.server.hashstate import ResumableSha256
 from registry.server.models import Blob, Namespace, NamespaceBlob, UploadPart, UploadSession
 from registry.server.services.auth import Action, Principal, Role
 from registry.server.services.common import Clock, aware, ensure_namespace, insert_for, utcnow
@@ -49,6 +48,7 @@ from registry.server.services.journal import Actor
 from registry.server.services.journal import record as audit_record
 from registry.server.storage import BlobStore, Part
 from registry.server.storage.base import WHOLE_BLOB, Readable
+from registry.server.storage.hashstate import ResumableSha256
 
 log = logging.getLogger(__name__)
 

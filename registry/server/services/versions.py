@@ -237,10 +237,13 @@ class VersionService:
                          "digest": f.sha256} for f in ordered
                     ])  # fmt: skip
                 if kind == Kind.MODEL:
-                    # Its ML-BOM is built off the request path (registry/server/bomjobs.py), asked
+                    # Its ML-BOM is built off the request path (services/bomjobs.py), asked
                     # for in this transaction so no committed model lacks it. The scan below asks
                     # again, due now; this one waits in case the request dies before scanning.
-                    from registry.server.bomjobs import SCAN_GRACE, enqueue  # (import cycle)
+                    from registry.server.services.bomjobs import (  # (import cycle)
+                        SCAN_GRACE,
+                        enqueue,
+                    )
 
                     enqueue(session, row.id, now, delay=SCAN_GRACE)
                 record = VersionRecord(

@@ -22,8 +22,8 @@ from registry.server.api.routes.versions import (
     SelectorPath,
     version_ref,
 )
-from registry.server.bomjobs import PENDING, BomStatus
 from registry.server.services.attestations import AttestationRecord, IdentityRecord
+from registry.server.services.bomjobs import PENDING, BomStatus
 from registry.server.services.common import utcnow
 from registry.server.services.sbom import BomTarget
 from registry.wire import AttestationPublic, IdentityIn, IdentityPublic, Problem

@@ -10,8 +10,8 @@ from fastapi.security import HTTPAuthorizationCredentials
 
 from registry.names import parse_ref
 from registry.server.api.deps import KnownQuery, PrincipalDep, ServicesDep, bearer, get_principal
-from registry.server.events import Event
 from registry.server.services.auth import Action
+from registry.server.services.events import Event
 from registry.wire import VerificationFailureIn
 
 router = APIRouter(tags=["events"], dependencies=[KnownQuery])

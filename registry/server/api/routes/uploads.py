@@ -18,10 +18,10 @@ from registry.errors import InvalidRequestError
 from registry.names import validate_name
 from registry.server.api.deps import KnownQuery, PrincipalDep, Services, ServicesDep
 from registry.server.api.routes.versions import NamespacePath
-from registry.server.hashstate import ResumableSha256
-from registry.server.pipe import BytePipe, PipeClosedError
 from registry.server.services import Principal
 from registry.server.services.uploads import ChunkTicket, UploadService, UploadStatus
+from registry.server.storage.hashstate import ResumableSha256
+from registry.server.storage.pipe import BytePipe, PipeClosedError
 from registry.wire import BlobPublic, UploadIn, UploadPublic
 
 T = TypeVar("T")

@@ -23,7 +23,7 @@ from registry.names import (
 )
 from registry.server.api.deps import KnownQuery, PrincipalDep, ServicesDep
 from registry.server.api.paging import PageDep, link_next
-from registry.server.bomjobs import BomStatus
+from registry.server.services.bomjobs import BomStatus
 from registry.server.services.versions import VersionRecord
 from registry.wire import (
     ArtifactPublic,

@@ -97,8 +97,10 @@ class WebhookTargetError(ConfigurationError):
     the service refuses to run with it; at delivery the attempt is dropped."""
 
 
-class UnresolvableTargetError(WebhookTargetError):
-    """A webhook host name that did not resolve (this time): the attempt is retried."""
+class UnresolvableTargetError(Exception):
+    """A webhook host name that did not resolve (this time): a transient failure at delivery, not
+    a misconfiguration (names are resolved only when a delivery is attempted), so the attempt is
+    retried; deliberately outside :class:`WebhookTargetError`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -511,7 +513,7 @@ class SecurityEvents:
             address = resolve(target, allow_private=self._allow_private)
         except UnresolvableTargetError as exc:
             return "retry", str(exc)
-        except WebhookTargetError as exc:
+        except WebhookTargetError as exc:  # the name resolved to an address it may not call
             return "refused", str(exc)
         conn: http.client.HTTPConnection = (
             _PinnedHTTPSConnection(address, target, self._context)

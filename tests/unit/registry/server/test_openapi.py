@@ -4,7 +4,7 @@ from pathlib import Path
 
 from registry.server.api.openapi import render
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[4]
 
 
 def test_openapi_yaml_matches_the_app() -> None:

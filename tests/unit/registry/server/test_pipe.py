@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from registry.server.pipe import BytePipe, PipeClosedError
+from registry.server.storage.pipe import BytePipe, PipeClosedError
 
 
 def _consume(pipe: BytePipe, out: list[bytes], *, size: int = -1, delay: float = 0.0) -> None:

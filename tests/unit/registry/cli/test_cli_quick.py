@@ -26,7 +26,7 @@ import pytest
 from registry.cli import quick, reads
 from registry.cli.quick import QUICK
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 
 
 def _typer_command(words: tuple[str, ...]) -> Any:

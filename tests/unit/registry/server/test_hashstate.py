@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from registry.server.hashstate import ResumableSha256
+from registry.server.storage.hashstate import ResumableSha256
 
 
 def test_resumed_state_gives_the_same_digest() -> None:

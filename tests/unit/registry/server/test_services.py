@@ -18,9 +18,9 @@ from registry.errors import (
 )
 from registry.server.config import Settings
 from registry.server.db import make_engine, make_sessionmaker, migrate
-from registry.server.hashstate import ResumableSha256
 from registry.server.services import Action, Role, TokenService, UploadService
 from registry.server.storage import LocalBlobStore
+from registry.server.storage.hashstate import ResumableSha256
 
 
 class Clock:

@@ -10,11 +10,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from registry.errors import ConfigurationError
 from registry.server.db import make_engine, make_sessionmaker, migrate, transaction
-from registry.server.events import (
+from registry.server.models import EventOutbox
+from registry.server.services.events import (
     Event,
     SecurityEvents,
     Target,
+    UnresolvableTargetError,
     WebhookTargetError,
     parse_target,
     resolve,
@@ -22,7 +25,6 @@ from registry.server.events import (
     stage,
     verify_signature,
 )
-from registry.server.models import EventOutbox
 
 
 @pytest.mark.parametrize(
@@ -77,6 +79,17 @@ def test_a_name_resolving_to_loopback_is_refused_at_delivery() -> None:
     with pytest.raises(WebhookTargetError, match="loopback"):
         resolve(target, allow_private=False)
     assert resolve(target, allow_private=True) in {"127.0.0.1", "::1"}
+
+
+def test_a_name_that_does_not_resolve_is_a_transient_failure_not_a_misconfiguration() -> None:
+    """Delivery retries it; were it a ConfigurationError, ``serve`` would report it as start-up
+    misconfiguration and delivery would drop the event as refused."""
+    target = Target(
+        url="http://hook.invalid/h", https=False, host="hook.invalid", port=80, path="/h"
+    )
+    with pytest.raises(UnresolvableTargetError, match="cannot resolve") as caught:
+        resolve(target, allow_private=False)
+    assert not isinstance(caught.value, ConfigurationError | WebhookTargetError)
 
 
 def test_webhooks_need_a_secret() -> None:

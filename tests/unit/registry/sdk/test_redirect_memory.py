@@ -21,7 +21,7 @@ from registry.sdk import redirects
 from registry.sdk.redirects import MAX_ENTRIES, RedirectMemory
 from registry.sdk.transfer import RawTransport
 from tests.support import free_port
-from tests.unit.registry.test_transfer import STORED, STREAMED, TOKEN, Pair, _get
+from tests.unit.registry.sdk.test_transfer import STORED, STREAMED, TOKEN, Pair, _get
 
 DAY = 24 * 3600.0
 

@@ -11,7 +11,7 @@ from sqlalchemy import Engine, select
 
 from registry.server.db import make_engine, migrate
 from registry.server.models import RateLimitBucket
-from registry.server.ratelimit import PRUNE_MARGIN_SECONDS, TokenBuckets
+from registry.server.services.ratelimit import PRUNE_MARGIN_SECONDS, TokenBuckets
 
 
 @pytest.fixture
