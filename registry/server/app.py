@@ -38,7 +38,7 @@ from registry.server.services.audit import AuditService
 from registry.server.services.bomjobs import BomJobs
 from registry.server.services.common import Clock, utcnow
 from registry.server.services.events import SecurityEvents
-from registry.server.services.evidence import EvidenceService
+from registry.server.services.intoto import IntotoService
 from registry.server.services.keys import load_registry_signer
 from registry.server.services.lifecycle import LifecycleService
 from registry.server.services.oci import OciService
@@ -145,7 +145,7 @@ def create_app(
         registry_key_fingerprint=signer.identity,
         events=security_events,
         boms=bom_service,
-        evidence=EvidenceService(versions_service, attestation_service, signer, clock=clock),
+        intoto=IntotoService(versions_service, attestation_service, signer, clock=clock),
         readiness=lambda: _readiness(engine, blob_store),
     )
 

@@ -18,7 +18,7 @@ from registry.server.services import Principal, TokenService, UploadService, Ver
 from registry.server.services.attestations import AttestationService
 from registry.server.services.audit import AuditService
 from registry.server.services.events import SecurityEvents
-from registry.server.services.evidence import EvidenceService
+from registry.server.services.intoto import IntotoService
 from registry.server.services.lifecycle import LifecycleService
 from registry.server.services.ratelimit import TokenBuckets
 from registry.server.services.releases import ReleaseService
@@ -41,7 +41,7 @@ class Services:
     registry_key_fingerprint: str
     events: SecurityEvents
     boms: BomService
-    evidence: EvidenceService
+    intoto: IntotoService
     #: Readiness probe: component -> "ok" or why it is not (``/ready``).
     readiness: Callable[[], dict[str, str]] = field(default=lambda: {})
 

@@ -181,7 +181,7 @@ def in_toto_export(
 ) -> dict[str, str]:
     """An in-toto layout and links for a released version, signed by the registry key:
     ``{"root.layout": …, "<step>.<keyid8>.link": …}`` for ``in-toto-verify``."""
-    return services.evidence.in_toto(principal, version_ref(namespace, name, selector))
+    return services.intoto.in_toto(principal, version_ref(namespace, name, selector))
 
 
 _ARTIFACT = "/v1/namespaces/{namespace}/artifacts/{name}"

@@ -28,7 +28,7 @@ from registry.server.services.versions import State, VersionRecord, VersionServi
 LAYOUT_LIFETIME = timedelta(days=365)
 
 
-class EvidenceService:
+class IntotoService:
     def __init__(
         self,
         versions: VersionService,
