@@ -31,7 +31,7 @@ from registry.server.services.events import Event, stage
 from registry.server.services.journal import version_target
 from registry.server.services.versions import State, VersionRecord, version_id
 from registry.server.storage import BlobStore
-from registry.server.storage.reader import BlobFile
+from registry.server.storage.reader import WINDOW, BlobFile
 
 EXTERNAL_FORMAT = "external"
 NOT_SCANNED = "not-scanned"
@@ -74,6 +74,12 @@ class ScanService:
 
         def open_file(path: str) -> IO[bytes]:
             item = stored[path]
+            if item.size <= WINDOW:
+                # BlobFile's first read fetches a blob this small whole anyway; reading it once
+                # into memory spares the scanner's many small reads and seeks their Python
+                # overhead (a 20,000-file model: 2.3 s -> 1.4 s of scanning in the commit).
+                whole = self._store.read(item.sha256, start=0, length=item.size)
+                return io.BytesIO(b"".join(whole))
             return io.BufferedReader(BlobFile(self._store, item.sha256, item.size))
 
         return scan_files(((f.path, f.size) for f in record.files), open_file,
