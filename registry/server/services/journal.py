@@ -8,6 +8,7 @@ two leaves neither. The request (its id and client address) is bound by the ASGI
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from collections.abc import Callable
@@ -134,7 +135,7 @@ def append(
         "target": target[:1024],
         "outcome": outcome[:32],
         "request_id": request_id[:64],
-        "details": json.dumps(details, sort_keys=True)[:8192],
+        "details": _details_text(details),
     }
     session.add(
         AuditEntry(
@@ -157,3 +158,18 @@ def version_target(namespace: str, name: str, version: str, action: str | None =
     it: ``/v1/namespaces/ns/artifacts/m/versions/1/release``."""
     path = f"/v1/namespaces/{namespace}/artifacts/{name}/versions/{version}"
     return f"{path}/{action}" if action else path
+
+
+#: The longest ``details`` text an entry keeps; longer ones are replaced by a summary.
+DETAILS_MAX_CHARS = 8192
+
+
+def _details_text(details: dict[str, Any] | None) -> str:
+    """``details`` as the entry stores them: canonical JSON, or, past
+    :data:`DETAILS_MAX_CHARS`, a JSON summary of that text (its length and SHA-256), never a
+    cut that would not parse."""
+    text = json.dumps(details, sort_keys=True)
+    if len(text) <= DETAILS_MAX_CHARS:
+        return text
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    return json.dumps({"truncated": True, "chars": len(text), "sha256": digest}, sort_keys=True)
