@@ -10,7 +10,7 @@ from typing import Protocol, TypeVarTuple
 
 from sqlalchemy import Select, func, insert, select, tuple_
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, noload, sessionmaker
 
 from attest.digests import Digest, FileDigest, root_digest
 from registry.errors import (
@@ -78,7 +78,7 @@ class VersionRecord:
     total_size: int
     created_at: datetime
     created_by: str
-    files: tuple[FileDigest, ...]
+    files: tuple[FileDigest, ...]  # empty in the record of one served file (servable_file)
     state_reason: str | None = None
     external: bool = False
     uris: tuple[tuple[str, str], ...] = ()  # (path, uri) of external files
@@ -97,8 +97,18 @@ class ArtifactRecord:
     version_count: int
 
 
-def _record(version: Version) -> VersionRecord:
+def _record(version: Version, *, files: bool = True) -> VersionRecord:
+    """A version's record; without ``files``, its ``files`` and ``uris`` are left empty (and
+    not loaded: a version may have tens of thousands)."""
     artifact = version.artifact
+    if not files:
+        return VersionRecord(
+            namespace=artifact.namespace.name, name=artifact.name, version=version.version,
+            kind=artifact.kind, state=version.state, root_digest=Digest(version.root_digest),
+            file_count=version.file_count, total_size=version.total_size,
+            created_at=aware(version.created_at), created_by=version.created_by, files=(),
+            state_reason=version.state_reason, external=version.external,
+        )  # fmt: skip
     return VersionRecord(
         namespace=artifact.namespace.name,
         name=artifact.name,
@@ -468,7 +478,32 @@ class VersionService:
         Rejected and revoked versions are never served; pending ones only to roles that take
         part in producing a release (publishers, releasers, admins), never to deployers.
         """
-        record = self.resolve(principal, ref)
+        principal.require(Action.READ, ref.namespace)
+        with self._sessions() as session:
+            # The version without its file list (loading every file row to serve one would
+            # make a pull of N files cost N^2), then the one file asked for.
+            row = session.execute(
+                selecting(select(Version), ref)
+                .options(noload(Version.files), noload(Version.external_files))
+                .limit(1)
+            ).scalar_one_or_none()
+            if row is None:
+                raise NotFoundError(f"{ref} does not exist", ref=str(ref))
+            record = _record(row, files=False)
+            found: VersionFile | ExternalFile | None
+            if row.external:
+                found = session.execute(
+                    select(ExternalFile).where(
+                        ExternalFile.version_id == row.id, ExternalFile.path == path
+                    )
+                ).scalar_one_or_none()
+            else:
+                found = session.execute(
+                    select(VersionFile).where(
+                        VersionFile.version_id == row.id, VersionFile.path == path
+                    )
+                ).scalar_one_or_none()
+            uri = found.uri if isinstance(found, ExternalFile) else None
         if record.state in (State.REJECTED, State.REVOKED):
             raise VersionUnavailableError(
                 f"{record.ref} is {record.state}: {record.state_reason or 'no reason recorded'}",
@@ -483,18 +518,17 @@ class VersionService:
                 f"{principal.role} tokens",
                 state=record.state,
             )
-        for item in record.files:
-            if item.path == path:
-                if record.external:
-                    raise NotFoundError(
-                        f"{record.ref} is external: the registry holds no bytes of {path!r}; "
-                        f"they live at {dict(record.uris)[path]}",
-                        ref=str(ref),
-                        path=path,
-                        uri=dict(record.uris)[path],
-                    )
-                return record, item
-        raise NotFoundError(f"{ref} has no file {path!r}", ref=str(ref), path=path)
+        if found is None:
+            raise NotFoundError(f"{ref} has no file {path!r}", ref=str(ref), path=path)
+        if uri is not None:
+            raise NotFoundError(
+                f"{record.ref} is external: the registry holds no bytes of {path!r}; "
+                f"they live at {uri}",
+                ref=str(ref),
+                path=path,
+                uri=uri,
+            )
+        return record, FileDigest(found.path, found.size, Digest(found.digest))
 
 
 Ts = TypeVarTuple("Ts")
