@@ -186,6 +186,34 @@ class BlobPublic(_Model):
     size: int
 
 
+#: Small files travel many to a request (``POST /v1/namespaces/{ns}/blobs``): the body is one
+#: line of JSON, :class:`BlobBatchIndex`, ending in ``\n``, then the blobs' bytes back to back in
+#: its order. Limits, the same for client and server: each blob at most
+#: :data:`BATCH_BLOB_MAX_BYTES`, at most :data:`BATCH_MAX_BLOBS` of them, a body of at most
+#: :data:`BATCH_MAX_BYTES` (index included), an index line of at most
+#: :data:`BATCH_INDEX_MAX_BYTES`.
+BATCH_MEDIA_TYPE = "application/vnd.modelseal.blob-batch.v1"
+BATCH_BLOB_MAX_BYTES = 1024 * 1024
+BATCH_MAX_BLOBS = 1000
+BATCH_MAX_BYTES = 16 * 1024 * 1024
+BATCH_INDEX_MAX_BYTES = 256 * 1024
+
+
+class BlobBatchIndex(_Model):
+    """The first line of a blob batch: what follows it, in order."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    blobs: list[UploadIn] = Field(min_length=1, max_length=BATCH_MAX_BLOBS)
+
+
+class BlobBatchPublic(_Model):
+    """The blobs of a batch, every one verified and now held by the namespace (in the index's
+    order, each digest once)."""
+
+    blobs: list[BlobPublic]
+
+
 class IdentityIn(_Model):
     """A key identity (``public_key_pem``) or a Sigstore identity (issuer + identity)."""
 

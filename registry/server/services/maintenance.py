@@ -45,6 +45,7 @@ from registry.server.db import transaction
 from registry.server.models import Blob, NamespaceBlob, UploadPart, UploadSession, VersionFile
 from registry.server.services.common import Clock, aware, utcnow
 from registry.server.services.journal import record as audit_record
+from registry.server.services.uploads import NOTHING_STAGED
 from registry.server.storage import BlobStore, StagedUpload
 
 #: Rows swept per transaction (one audit entry each; its details list every digest).
@@ -247,7 +248,7 @@ class MaintenanceService:
         if not expired:
             return
         for row in expired:
-            if not dry:
+            if not dry and row.backend_handle != NOTHING_STAGED:  # a batch's claim: no parts
                 self._store.abort_upload(row.backend_handle, row.digest)
             expired_at = _iso(aware(row.expires_at))
             report.add(

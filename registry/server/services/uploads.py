@@ -19,6 +19,7 @@ their bytes, and the loser gets 416.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import uuid
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import CursorResult, Result, delete, select, update
+from sqlalchemy import CursorResult, Result, delete, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from attest.digests import Digest
@@ -53,6 +54,98 @@ from registry.server.storage.hashstate import ResumableSha256
 log = logging.getLogger(__name__)
 
 _FINISHING = -1  # offset value while one request assembles the blob
+#: The store handle of a batch's claim on a digest (:meth:`UploadService.put_batch`): nothing is
+#: staged in the store for it.
+NOTHING_STAGED = ""
+#: Digests named per audit entry of a batch (each entry's details stay well below the
+#: journal's limit).
+_AUDIT_DIGESTS = 100
+
+
+def _batch_index(body: Readable, length: int) -> tuple[list[tuple[Digest, int]], Readable]:
+    """Read and check a batch's index line; the declared ``(digest, size)`` in order, and the
+    rest of the body."""
+    from pydantic import ValidationError
+
+    from registry.wire import (
+        BATCH_BLOB_MAX_BYTES,
+        BATCH_INDEX_MAX_BYTES,
+        BATCH_MAX_BYTES,
+        BlobBatchIndex,
+    )
+
+    if length > BATCH_MAX_BYTES:
+        raise PayloadTooLargeError(
+            f"a batch of {length} bytes exceeds the limit of {BATCH_MAX_BYTES}",
+            limit=BATCH_MAX_BYTES,
+        )
+    line = bytearray()
+    while (end := line.find(b"\n")) < 0:
+        piece = body.read(64 * 1024) if len(line) <= BATCH_INDEX_MAX_BYTES else b""
+        if not piece:
+            raise InvalidRequestError(
+                "a batch starts with its index: one line of JSON of at most "
+                f"{BATCH_INDEX_MAX_BYTES} bytes ending in a newline"
+            )
+        line += piece
+    if end >= BATCH_INDEX_MAX_BYTES:
+        raise InvalidRequestError(
+            f"the batch index is longer than {BATCH_INDEX_MAX_BYTES} bytes",
+            limit=BATCH_INDEX_MAX_BYTES,
+        )
+    line, rest = line[: end + 1], bytes(line[end + 1 :])
+    try:
+        parsed = BlobBatchIndex.model_validate_json(bytes(line))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise InvalidRequestError(
+            f"invalid batch index: {where or 'the line'}: {first['msg']}"
+        ) from None
+    index = [(Digest.parse(entry.digest), entry.size) for entry in parsed.blobs]
+    for digest, size in index:
+        if size > BATCH_BLOB_MAX_BYTES:
+            raise PayloadTooLargeError(
+                f"blob {digest.prefixed} of {size} bytes is larger than a batch takes "
+                f"({BATCH_BLOB_MAX_BYTES}); upload it in a session",
+                limit=BATCH_BLOB_MAX_BYTES,
+            )
+    declared = len(line) + sum(size for _, size in index)
+    if declared != length:
+        raise InvalidRequestError(
+            f"the batch body is {length} bytes but its index declares {declared}",
+            expected=declared,
+            got=length,
+        )
+    return index, _After(rest, body)
+
+
+class _After:
+    """The rest of a body: ``head`` (read past the index line), then ``body``."""
+
+    def __init__(self, head: bytes, body: Readable) -> None:
+        self._head = memoryview(head)
+        self._body = body
+
+    def read(self, size: int = -1, /) -> bytes:
+        if not self._head:
+            return self._body.read(size)
+        take = len(self._head) if size < 0 else min(size, len(self._head))
+        piece, self._head = bytes(self._head[:take]), self._head[take:]
+        return piece
+
+
+def _read_exactly(body: Readable, size: int) -> bytes:
+    """``size`` bytes from ``body``, or :class:`InvalidRequestError` when it ends first."""
+    data = bytearray()
+    while len(data) < size:
+        piece = body.read(size - len(data))
+        if not piece:
+            raise InvalidRequestError(
+                f"the batch body ended {size - len(data)} bytes before its index's end"
+            )
+        data += piece
+    return bytes(data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,6 +438,109 @@ class UploadService:
         self._publish(principal, row)
         return Digest(row.digest), row.size
 
+    # -- batches ----------------------------------------------------------------------------
+
+    def put_batch(
+        self, principal: Principal, namespace: str, body: Readable, length: int
+    ) -> list[tuple[Digest, int]]:
+        """Store a batch of small blobs read from ``body`` (``length`` bytes: the index line,
+        then the blobs' bytes in its order; :data:`registry.wire.BATCH_MEDIA_TYPE`) and record
+        them in the namespace; returns each distinct ``(digest, size)`` in the index's order.
+
+        Every blob is hashed before it is written, and written at its content key only when its
+        bytes match the digest the index declares. The batch is all or nothing for the
+        namespace: the blobs are recorded in one transaction after every one was stored, so a
+        refused batch (a mismatch, a short body) adds nothing to it. For as long as the batch
+        runs, each of its digests is claimed by an upload-session row (handle
+        :data:`NOTHING_STAGED`), which is what garbage collection checks before it deletes an
+        object that has no blob row: a blob stored here is never deleted before its row exists.
+
+        Raises:
+            InvalidRequestError: a malformed index, or a body of another length than declared.
+            PayloadTooLargeError: past a batch limit.
+            DigestMismatchError: a blob's bytes hash to another digest (nothing is recorded).
+        """
+        principal.require(Action.PUSH, namespace)
+        index, body = _batch_index(body, length)
+        wanted: dict[Digest, int] = {}
+        for entry in index:
+            digest, size = entry
+            if wanted.setdefault(digest, size) != size:
+                raise InvalidRequestError(
+                    f"the batch declares blob {digest.prefixed} twice, with sizes "
+                    f"{wanted[digest]} and {size}",
+                    digest=digest.prefixed,
+                )
+        now = self._clock()
+        claims = self._claim(principal, namespace, wanted, now)
+        try:
+            for position, (digest, size) in enumerate(index):
+                data = _read_exactly(body, size)
+                actual = hashlib.sha256(data).hexdigest()
+                if actual != digest:
+                    raise DigestMismatchError(
+                        f"blob {position} of the batch hashes to sha256:{actual}, not the "
+                        f"declared {digest.prefixed}; nothing of the batch was recorded",
+                        expected=digest.prefixed,
+                        got=f"sha256:{actual}",
+                        position=position,
+                    )
+                self._store.put_verified(digest, data)
+            if body.read(1):
+                raise InvalidRequestError("the batch body is longer than its index declares")
+            self._publish_batch(principal, namespace, claims, wanted)
+        except BaseException:
+            with contextlib.suppress(Exception):  # else expiry removes them
+                with transaction(self._sessions) as session:
+                    session.execute(delete(UploadSession).where(UploadSession.id.in_(claims)))
+            raise
+        return list(wanted.items())
+
+    def _claim(
+        self, principal: Principal, namespace: str, wanted: dict[Digest, int], now: datetime
+    ) -> list[str]:
+        expires = now + timedelta(seconds=self._settings.upload_ttl_seconds)
+        ids = [str(uuid.uuid4()) for _ in wanted]
+        with transaction(self._sessions) as session:
+            ns = ensure_namespace(session, namespace, now)
+            session.execute(
+                insert(UploadSession),
+                [
+                    {"id": claim, "namespace_id": ns.id, "digest": digest, "size": size,
+                     "offset": _FINISHING, "hash_state": b"", "backend_handle": NOTHING_STAGED,
+                     "next_part": 1, "created_at": now, "expires_at": expires,
+                     "created_by": principal.name, "token_id": principal.token_id}
+                    for claim, (digest, size) in zip(ids, wanted.items(), strict=True)
+                ],
+            )  # fmt: skip
+        return ids
+
+    def _publish_batch(
+        self, principal: Principal, namespace: str, claims: list[str], wanted: dict[Digest, int]
+    ) -> None:
+        now = self._clock()
+        with transaction(self._sessions) as session:
+            ns = ensure_namespace(session, namespace, now)
+            insert_row = insert_for(session)
+            session.execute(
+                insert_row(Blob).on_conflict_do_nothing(index_elements=["digest"]),
+                [{"digest": d, "size": size, "created_at": now} for d, size in wanted.items()],
+            )
+            session.execute(
+                insert_row(NamespaceBlob).on_conflict_do_nothing(
+                    index_elements=["namespace_id", "digest"]
+                ),
+                [{"namespace_id": ns.id, "digest": d, "created_at": now} for d in wanted],
+            )
+            session.execute(delete(UploadSession).where(UploadSession.id.in_(claims)))
+            held = list(wanted.items())
+            for i in range(0, len(held), _AUDIT_DIGESTS):  # every digest named, entries kept short
+                part = held[i : i + _AUDIT_DIGESTS]
+                audit_record(session, principal, "upload_blobs",
+                             f"/v1/namespaces/{namespace}/blobs", at=now,
+                             details={"count": len(part), "size": sum(size for _, size in part),
+                                      "digests": [d.prefixed for d, _ in part]})  # fmt: skip
+
     # -- completion -------------------------------------------------------------------------
 
     def finish(self, principal: Principal, upload_id: str) -> tuple[Digest, int]:
@@ -454,7 +650,8 @@ class UploadService:
 
     def _discard(self, row: UploadSession, *, by: Actor | None = None) -> None:
         try:
-            self._store.abort_upload(row.backend_handle, row.digest)
+            if row.backend_handle != NOTHING_STAGED:
+                self._store.abort_upload(row.backend_handle, row.digest)
         except Exception:  # the session row still goes; expiry retries nothing, S3 lifecycle does
             log.exception("could not abort staged parts of upload %s", row.id)
         with transaction(self._sessions) as session:

@@ -121,6 +121,16 @@ class BlobStore(Protocol):
         """
         ...
 
+    def put_verified(self, digest: str, data: bytes) -> None:
+        """Write a small blob whose bytes the caller has already hashed to ``digest`` at its
+        final key, visible all at once (never partly written); one already there is written
+        again (the same bytes). Used for the blobs of a batch upload, which are held in memory.
+
+        Raises:
+            StorageUnavailableError: the store failed.
+        """
+        ...
+
     def abort_upload(self, handle: str, digest: str) -> None:
         """Drop every staged part of an upload. Idempotent."""
         ...

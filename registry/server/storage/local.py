@@ -110,6 +110,21 @@ class LocalBlobStore:
         _fsync_dir(final.parent)
         shutil.rmtree(upload_dir, ignore_errors=True)
 
+    def put_verified(self, digest: str, data: bytes) -> None:
+        final = self._path(digest)
+        tmp = self.root / "tmp" / f"{digest}.{uuid.uuid4().hex}.put"
+        try:
+            with tmp.open("xb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            tmp.chmod(0o444)
+            os.replace(tmp, final)
+            _fsync_dir(final.parent)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise StorageUnavailableError(f"cannot store blob sha256:{digest}: {exc}") from exc
+
     def abort_upload(self, handle: str, digest: str) -> None:
         shutil.rmtree(self._upload_dir(handle), ignore_errors=True)
 

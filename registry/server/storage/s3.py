@@ -254,6 +254,20 @@ class S3BlobStore:
             ),
         )
 
+    def put_verified(self, digest: str, data: bytes) -> None:
+        self._call(
+            "store blob",
+            lambda: self._s3.put_object(
+                Bucket=self.bucket,
+                Key=self._key(digest),
+                Body=data,
+                ContentLength=len(data),
+                ContentType="application/octet-stream",
+                ChecksumSHA256=base64.b64encode(bytes.fromhex(digest)).decode(),
+                **self._sse,
+            ),
+        )
+
     def complete_upload(self, handle: str, digest: str, parts: Sequence[Part]) -> None:
         if self.exists(digest):
             # Identical content is stored once; the verified duplicate is simply dropped.

@@ -18,11 +18,20 @@ from registry.errors import InvalidRequestError
 from registry.names import validate_name
 from registry.server.api.deps import KnownQuery, PrincipalDep, Services, ServicesDep
 from registry.server.api.routes.versions import NamespacePath
-from registry.server.services import Principal
+from registry.server.services import Action, Principal
 from registry.server.services.uploads import ChunkTicket, UploadService, UploadStatus
 from registry.server.storage.hashstate import ResumableSha256
 from registry.server.storage.pipe import BytePipe, PipeClosedError
-from registry.wire import BlobPublic, UploadIn, UploadPublic
+from registry.wire import (
+    BATCH_BLOB_MAX_BYTES,
+    BATCH_MAX_BLOBS,
+    BATCH_MAX_BYTES,
+    BATCH_MEDIA_TYPE,
+    BlobBatchPublic,
+    BlobPublic,
+    UploadIn,
+    UploadPublic,
+)
 
 T = TypeVar("T")
 router = APIRouter(tags=["uploads"], dependencies=[KnownQuery])
@@ -98,6 +107,15 @@ async def _receive_chunk(
     hasher = ResumableSha256.from_state(ticket.hash_state)
     pipe = BytePipe(tap=hasher.update)
     store = asyncio.ensure_future(run_in_threadpool(_store, store_with, ticket, pipe, hasher))
+    return await _pipe_body(request, pipe, store, length, "chunk")
+
+
+async def _pipe_body(
+    request: Request, pipe: BytePipe, store: asyncio.Future[T], length: int, what: str
+) -> T:
+    """Feed the request body into ``pipe`` for ``store`` (reading it in a worker thread) and
+    return what ``store`` returns; the body must be exactly ``length`` bytes. A failure on
+    either side stops the other: the store's error wins over the body's."""
     received = 0
     try:
         async for piece in request.stream():
@@ -105,24 +123,24 @@ async def _receive_chunk(
                 break  # the store failed; its error is raised below
             received += len(piece)
             if received > length:
-                raise InvalidRequestError(f"chunk body is longer than its declared {length} bytes")
+                raise InvalidRequestError(f"{what} body is longer than its declared {length} bytes")
             await pipe.put(piece)
         if not store.done():
             if received != length:
                 raise InvalidRequestError(
-                    f"chunk body ended after {received} of its declared {length} bytes",
+                    f"{what} body ended after {received} of its declared {length} bytes",
                     expected=length,
                     got=received,
                 )
             pipe.close()
     except ClientDisconnect:
-        # The client went away mid-chunk (killed, network cut): the chunk is dropped and the
-        # session stays where it was, for the client to resume. Nobody reads this answer.
-        pipe.fail(InvalidRequestError("the client disconnected mid-chunk"))
+        # The client went away mid-body (killed, network cut): what it sent is dropped and an
+        # upload session stays where it was, for the client to resume. Nobody reads this answer.
+        pipe.fail(InvalidRequestError("the client disconnected mid-body"))
         with contextlib.suppress(BaseException):
             await store
         raise InvalidRequestError(
-            f"the client disconnected after {received} of {length} bytes; the chunk was dropped"
+            f"the client disconnected after {received} of {length} bytes; the {what} was dropped"
         ) from None
     except BaseException as exc:
         pipe.fail(exc if isinstance(exc, Exception) else InvalidRequestError("upload aborted"))
@@ -255,3 +273,52 @@ def cancel_upload(upload_id: str, principal: PrincipalDep, services: ServicesDep
     """Abandon an upload; its staged parts are dropped."""
     services.uploads.cancel(principal, upload_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+def _batch(
+    uploads: UploadService, principal: Principal, namespace: str, pipe: BytePipe, length: int
+) -> list[tuple[Digest, int]]:
+    try:
+        return uploads.put_batch(principal, namespace, pipe, length)
+    finally:
+        pipe.abandon()
+
+
+@router.post(
+    "/v1/namespaces/{namespace}/blobs",
+    operation_id="upload_blobs",
+    status_code=status.HTTP_201_CREATED,
+    response_model=BlobBatchPublic,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "description": (
+                'One line of JSON, {"blobs": [{"digest": "sha256:<hex>", "size": N}, ...]}, '
+                "and a newline, then the blobs' bytes back to back in that order. At most "
+                f"{BATCH_MAX_BLOBS} blobs of at most {BATCH_BLOB_MAX_BYTES} bytes each, "
+                f"{BATCH_MAX_BYTES} bytes in all."
+            ),
+            "content": {BATCH_MEDIA_TYPE: {}},
+        }
+    },
+)
+async def upload_blobs(
+    namespace: NamespacePath,
+    request: Request,
+    principal: PrincipalDep,
+    services: ServicesDep,
+    content_length: ContentLength = None,
+) -> BlobBatchPublic:
+    """Upload many small blobs in one request: each is hashed and checked against its declared
+    digest before it is stored, and the namespace holds them all only once every one was
+    stored (a mismatch records none: 400 ``digest-mismatch``). Larger files use upload
+    sessions."""
+    validate_name(namespace, what="namespace")
+    length = _require_length(content_length)
+    principal.require(Action.PUSH, namespace)
+    pipe = BytePipe(max_bytes=BATCH_BLOB_MAX_BYTES)
+    store = asyncio.ensure_future(
+        run_in_threadpool(_batch, services.uploads, principal, namespace, pipe, length)
+    )
+    stored = await _pipe_body(request, pipe, store, length, "batch")
+    return BlobBatchPublic(blobs=[BlobPublic(digest=d, size=size) for d, size in stored])

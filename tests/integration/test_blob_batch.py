@@ -1,0 +1,286 @@
+"""Small files many to a request (``POST /v1/namespaces/{ns}/blobs``), both backends: every
+blob is hashed before it is stored, a batch is recorded whole or not at all, the index is
+checked before any byte is stored, and garbage collection never deletes what a batch stores."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+import attest.files
+from registry.errors import DigestMismatchError
+from registry.server.db import make_engine, make_sessionmaker
+from registry.server.models import AuditEntry, Blob, Namespace, NamespaceBlob, UploadSession
+from registry.server.services.auth import Principal, Role
+from registry.server.services.bootstrap import operator_actor
+from registry.server.services.maintenance import MaintenanceService
+from registry.server.services.uploads import UploadService
+from registry.server.storage import open_blob_store
+from registry.wire import BATCH_BLOB_MAX_BYTES, BATCH_MAX_BLOBS, BATCH_MAX_BYTES, BATCH_MEDIA_TYPE
+from tests.support import Live
+
+MiB = 1024 * 1024
+
+
+def _index_line(entries: Sequence[dict[str, Any]]) -> bytes:
+    return json.dumps({"blobs": list(entries)}).encode() + b"\n"
+
+
+def batch_body(blobs: Sequence[bytes], *, declare: Sequence[bytes] | None = None) -> bytes:
+    """A batch of ``blobs``, its index declaring the digests and sizes of ``declare``."""
+    declared = blobs if declare is None else declare
+    index = [{"digest": f"sha256:{hashlib.sha256(b).hexdigest()}", "size": len(b)}
+             for b in declared]  # fmt: skip
+    return _index_line(index) + b"".join(blobs)
+
+
+def post(live: Live, body: bytes, *, namespace: str = "ns", token: str | None = None,
+         headers: dict[str, str] | None = None) -> httpx.Response:  # fmt: skip
+    sent = {"Authorization": f"Bearer {token or live.admin_token}",
+            "Content-Type": BATCH_MEDIA_TYPE, **(headers or {})}  # fmt: skip
+    return httpx.post(f"{live.url}/v1/namespaces/{namespace}/blobs", content=body,
+                      headers=sent, timeout=60)  # fmt: skip
+
+
+class Db:
+    def __init__(self, live: Live) -> None:
+        self.sessions = make_sessionmaker(make_engine(live.settings.resolved_database_url))
+
+    def held(self, namespace: str = "ns") -> set[str]:
+        with self.sessions() as session:
+            return set(
+                session.execute(
+                    select(NamespaceBlob.digest)
+                    .join(Namespace, Namespace.id == NamespaceBlob.namespace_id)
+                    .where(Namespace.name == namespace)
+                ).scalars()
+            )
+
+    def count(self, model: Any) -> int:
+        with self.sessions() as session:
+            return int(session.execute(select(func.count()).select_from(model)).scalar_one())
+
+    def audited(self, action: str) -> list[dict[str, Any]]:
+        with self.sessions() as session:
+            found = session.execute(select(AuditEntry).where(AuditEntry.action == action))
+            return [json.loads(e.details) for e in found.scalars()]
+
+
+def _hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_a_batch_is_stored_verified_recorded_and_audited(live: Live) -> None:
+    blobs = [os.urandom(n) for n in (0, 1, 4096, BATCH_BLOB_MAX_BYTES)]
+    blobs.append(blobs[2])  # the same bytes twice: answered once
+    response = post(live, batch_body(blobs))
+    assert response.status_code == 201, response.text
+    answered = [(b["digest"], b["size"]) for b in response.json()["blobs"]]
+    assert answered == [(f"sha256:{_hex(b)}", len(b)) for b in blobs[:4]]
+    db = Db(live)
+    assert db.held() == {_hex(b) for b in blobs}
+    store = open_blob_store(live.settings)
+    for data in blobs[:4]:
+        assert b"".join(store.read(_hex(data))) == data
+    assert db.count(UploadSession) == 0  # the batch's claims are gone
+    (entry,) = db.audited("upload_blobs")
+    assert entry["count"] == 4 and entry["size"] == sum(len(b) for b in blobs[:4])
+    assert entry["digests"] == [f"sha256:{_hex(b)}" for b in blobs[:4]]
+    again = post(live, batch_body(blobs))  # content-addressed: sending again is harmless
+    assert again.status_code == 201 and again.json() == response.json()
+
+
+def test_one_mismatching_blob_records_none_of_the_batch(live: Live) -> None:
+    good, evil = os.urandom(1000), os.urandom(1000)
+    body = batch_body([good, evil], declare=[good, os.urandom(1000)])
+    response = post(live, body)
+    assert response.status_code == 400
+    assert response.json()["type"].endswith("digest-mismatch")
+    assert "blob 1 of the batch" in response.json()["detail"]
+    db = Db(live)
+    assert db.held() == set()  # not even the good one, checked and stored before the bad one
+    assert db.count(Blob) == 0 and db.count(UploadSession) == 0
+    assert not open_blob_store(live.settings).exists(_hex(evil))  # never at any content key
+    assert db.audited("upload_blobs") == []
+
+
+#: (body, status, words in the detail, case)
+MALFORMED = [
+    (b"", 400, "index", "empty"),
+    (b"not json\n", 400, "invalid batch index", "not-json"),
+    (b'{"blobs": []}\n', 400, "blobs", "no-blobs"),
+    (
+        b'{"blobs": [{"digest": "sha256:' + b"0" * 64 + b'", "size": 1}]}',
+        400,
+        "newline",
+        "no-newline",
+    ),
+    (_index_line([{"digest": "md5:00", "size": 1}]) + b"x", 400, "digest", "bad-digest"),
+    (_index_line([{"digest": "sha256:" + "0" * 64, "size": -1}]), 400, "size", "negative-size"),
+    (
+        _index_line([{"digest": "sha256:" + "0" * 64, "size": "1"}]) + b"x",
+        400,
+        "size",
+        "size-as-text",
+    ),
+    (
+        _index_line([{"digest": "sha256:" + "0" * 64, "size": 1, "path": "../../etc/passwd"}])
+        + b"x",
+        400,
+        "path",
+        "extra-field",
+    ),
+    (
+        _index_line([{"digest": "sha256:" + "0" * 64, "size": BATCH_BLOB_MAX_BYTES + 1}])
+        + b"x" * (BATCH_BLOB_MAX_BYTES + 1),
+        413,
+        "session",
+        "blob-too-large",
+    ),
+    (
+        _index_line([{"digest": "sha256:" + "0" * 64, "size": 0}] * (BATCH_MAX_BLOBS + 1)),
+        400,
+        "blobs",
+        "too-many",
+    ),
+    (batch_body([b"abc"]) + b"d", 400, "declares", "body-longer"),
+    (batch_body([b"abc"])[:-1], 400, "declares", "body-shorter"),
+    (
+        _index_line(
+            [
+                {"digest": "sha256:" + _hex(b"a"), "size": 1},
+                {"digest": "sha256:" + _hex(b"a"), "size": 2},
+            ]
+        )
+        + b"aaa",
+        400,
+        "twice",
+        "one-digest-two-sizes",
+    ),
+    (b" " * (300 * 1024) + b"\n", 400, "index", "index-too-long"),
+]
+
+
+def test_a_malformed_batch_is_refused_and_stores_nothing(live: Live) -> None:
+    for body, status, words, case in MALFORMED:
+        response = post(live, body)
+        assert response.status_code == status, (case, response.text)
+        assert words in response.json()["detail"], case
+    db = Db(live)
+    assert db.held() == set() and db.count(Blob) == 0 and db.count(UploadSession) == 0
+
+
+def test_a_body_past_the_batch_limit_is_refused_before_it_is_read(live: Live) -> None:
+    response = post(live, b"x" * (BATCH_MAX_BYTES + 1))
+    assert response.status_code == 413, response.text
+
+
+def test_a_batch_needs_a_content_length(live: Live) -> None:
+    body = batch_body([b"abc"])
+    response = httpx.post(
+        f"{live.url}/v1/namespaces/ns/blobs",
+        content=iter([body]),  # chunked transfer encoding: no length up front
+        headers={"Authorization": f"Bearer {live.admin_token}", "Content-Type": BATCH_MEDIA_TYPE},
+    )
+    assert response.status_code == 400 and "Content-Length" in response.json()["detail"]
+    assert Db(live).held() == set()
+
+
+def test_only_pushers_of_the_namespace_may_send_a_batch(live: Live) -> None:
+    with live.client() as admin:
+        deployer = admin.create_token("d", "deployer", "ns").token or ""
+        outsider = admin.create_token("o", "publisher", "other").token or ""
+        pusher = admin.create_token("p", "publisher", "ns").token or ""
+    body = batch_body([b"weights"])
+    assert post(live, body, token=deployer).status_code == 403
+    assert post(live, body, token=outsider).status_code in (403, 404)
+    assert post(live, body, token="ms_" + "0" * 40).status_code == 401
+    assert Db(live).held() == set() and Db(live).count(Blob) == 0
+    assert post(live, body, namespace="Bad..Name", token=pusher).status_code in (400, 422)
+    assert post(live, body, token=pusher).status_code == 201
+    assert Db(live).held() == {_hex(b"weights")}
+
+
+def test_gc_during_a_batch_never_deletes_what_it_stores(live: Live) -> None:
+    """An object with no blob row (an orphan) is what gc deletes: a batch writes objects before
+    it records their rows, so its claims must keep gc away from them in between."""
+    data = [os.urandom(100), os.urandom(200)]
+    settings = live.settings
+    sessions = make_sessionmaker(make_engine(settings.resolved_database_url))
+    store = open_blob_store(settings)
+    # The first blob is already an object with no row (a crashed upload's leftover), so gc
+    # has it listed as an orphan whatever the grace.
+    store.put_verified(_hex(data[0]), data[0])
+    gc = MaintenanceService(sessions, store)
+    uploads = UploadService(sessions, store, settings)
+    real_put = store.put_verified
+    swept: list[Any] = []
+
+    def put_then_collect(digest: str, blob: bytes) -> None:
+        real_put(digest, blob)
+        swept.append(gc.gc(operator_actor(), grace=timedelta(0)))
+
+    store.put_verified = put_then_collect  # type: ignore[method-assign]
+    admin = Principal(token_id="t", name="admin", role=Role.ADMIN, namespace=None)
+    body = batch_body(data)
+    uploads.put_batch(admin, "ns", io.BytesIO(body), len(body))
+    assert len(swept) == 2
+    for blob in data:  # each object survived the gc run right after it was written
+        assert b"".join(store.read(_hex(blob))) == blob
+    assert Db(live).held() == {_hex(b) for b in data}
+
+
+def test_a_push_sends_small_files_in_batches_and_large_ones_in_sessions(
+    live: Live, tmp_path: Path
+) -> None:
+    root = tmp_path / "model"
+    (root / "shards").mkdir(parents=True)
+    for i in range(1200):  # three batches of at most 500
+        (root / "shards" / f"{i:04d}.json").write_text(json.dumps({"i": i}))
+    (root / "same-a.txt").write_text("twice")
+    (root / "same-b.txt").write_text("twice")
+    (root / "weights.bin").write_bytes(os.urandom(BATCH_BLOB_MAX_BYTES + 1))
+    with live.client() as client:
+        version = client.push(root, "ns/many@1")
+        assert version.file_count == 1203
+        target = tmp_path / "pulled"
+        client.pull("ns/many@1", target, unsafe_skip_verify=True)
+    for path in root.rglob("*"):
+        if path.is_file():
+            assert (target / path.relative_to(root)).read_bytes() == path.read_bytes()
+    db = Db(live)
+    batches = db.audited("upload_blobs")
+    assert sum(b["count"] for b in batches) == 1201  # every blob named in the audit log
+    assert len(db.audited("finish_upload")) == 1  # weights.bin, in a session
+    assert db.count(UploadSession) == 0
+
+
+def test_a_file_changed_after_it_was_hashed_fails_the_push(
+    live: Live, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "model"
+    root.mkdir()
+    config = root / "config.json"
+    config.write_text('{"a": 1}')
+    original = attest.files.hash_file
+
+    def hash_then_change(item: Any) -> Any:
+        digest = original(item)
+        config.write_text('{"a": 2}')  # same size, other bytes
+        return digest
+
+    monkeypatch.setattr(attest.files, "hash_file", hash_then_change)  # push imports it per call
+    with live.client() as client, pytest.raises(DigestMismatchError):
+        client.push(root, "ns/changed@1")
+    assert Db(live).held() == set()
+    assert Db(live).audited("put_version") == []
