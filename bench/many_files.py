@@ -9,7 +9,8 @@ and a local blob directory, as users get it), then per cycle pushes a new versio
 file names its cycle, so every push uploads blobs the registry has not seen) with the SDK in this
 process, unsigned, and measures:
 
-* **push**: ``RegistryClient.push`` from start to return (hashing, one upload per file, commit);
+* **push**: ``RegistryClient.push`` from start to return (hashing, the uploads: files of at
+  most 1 MiB many to a request, ``POST /v1/namespaces/{ns}/blobs``; the commit);
 * **commit**: the ``PUT .../versions/V`` request inside it (the manifest, and whatever the
   server does before it answers: today the scan of every file, and the ML-BOM when it is built
   on the request path);
