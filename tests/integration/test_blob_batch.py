@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import os
+import time
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -18,7 +19,7 @@ import pytest
 from sqlalchemy import func, select
 
 import attest.files
-from registry.errors import DigestMismatchError
+from registry.errors import DigestMismatchError, NotFoundError, UploadExpiredError
 from registry.server.db import make_engine, make_sessionmaker
 from registry.server.models import AuditEntry, Blob, Namespace, NamespaceBlob, UploadSession
 from registry.server.services.auth import Principal, Role
@@ -284,3 +285,146 @@ def test_a_file_changed_after_it_was_hashed_fails_the_push(
         client.push(root, "ns/changed@1")
     assert Db(live).held() == set()
     assert Db(live).audited("put_version") == []
+
+
+# -- holes an attack on the batch found (each failed before its fix) ------------------------------
+
+
+def _services(live: Live) -> tuple[Any, Any, UploadService, Principal]:
+    sessions = make_sessionmaker(make_engine(live.settings.resolved_database_url))
+    store = open_blob_store(live.settings)
+    admin = Principal(token_id="t", name="admin", role=Role.ADMIN, namespace=None)
+    return sessions, store, UploadService(sessions, store, live.settings), admin
+
+
+def test_a_batch_that_outlives_its_claims_records_nothing(live: Live) -> None:
+    """Claims expire like sessions (and expiry or gc deletes them): a batch whose body took
+    longer than that may have had its objects collected, so it must not record them."""
+    sessions, store, uploads, admin = _services(live)
+    real_put = store.put_verified
+
+    def put_then_expire(digest: str, blob: bytes) -> None:
+        real_put(digest, blob)
+        with sessions.begin() as session:  # what expiry does to a claim past its lifetime
+            session.execute(UploadSession.__table__.delete())
+
+    store.put_verified = put_then_expire  # type: ignore[method-assign]
+    body = batch_body([b"slow one", b"slow two"])
+    with pytest.raises(UploadExpiredError):
+        uploads.put_batch(admin, "ns", io.BytesIO(body), len(body))
+    assert Db(live).held() == set() and Db(live).count(Blob) == 0
+
+
+def test_a_batch_claim_cannot_be_continued_as_an_upload_session(live: Live) -> None:
+    sessions, store, uploads, admin = _services(live)
+    real_put = store.put_verified
+    tried: list[str] = []
+
+    def put_then_finish_the_claim(digest: str, blob: bytes) -> None:
+        real_put(digest, blob)
+        with sessions() as session:
+            claims = list(session.execute(select(UploadSession.id)).scalars())
+        for claim in claims:
+            for attempt in (uploads.status, uploads.finish, uploads.cancel):
+                with pytest.raises(NotFoundError):
+                    attempt(admin, claim)
+            tried.append(claim)
+        raise RuntimeError("the batch is cut off here")
+
+    store.put_verified = put_then_finish_the_claim  # type: ignore[method-assign]
+    body = batch_body([b"claimed"])
+    with pytest.raises(RuntimeError):
+        uploads.put_batch(admin, "ns", io.BytesIO(body), len(body))
+    assert tried and Db(live).held() == set()
+
+
+def test_a_session_at_finishing_with_wrong_bytes_does_not_take_anothers_blob(
+    live: Live, tmp_path: Path
+) -> None:
+    """Two finishers of one session race: the first claims it (offset -1) and is still
+    checking the digest when the second arrives. The object is at its content key because
+    another namespace stored it: the second finisher must not publish it for this session,
+    whose own bytes were junk (that would hand the victim's bytes to whoever knows a digest)."""
+    secret = os.urandom(3000)
+    digest = _hex(secret)
+    with live.client() as admin:
+        admin.push(_one_file(tmp_path / "victim", secret), "victim/m@1")
+        evil = admin.create_token("e", "publisher", "evil").token or ""
+    auth = {"Authorization": f"Bearer {evil}"}
+    started = httpx.post(f"{live.url}/v1/namespaces/evil/uploads", headers=auth,
+                         json={"digest": f"sha256:{digest}", "size": len(secret)})  # fmt: skip
+    assert started.status_code == 201, started.text
+    upload = started.json()["id"]
+    junk = httpx.patch(f"{live.url}/v1/uploads/{upload}", content=os.urandom(len(secret)),
+                       headers={**auth, "Content-Range": f"bytes 0-{len(secret) - 1}"})  # fmt: skip
+    assert junk.status_code == 202, junk.text
+    sessions = make_sessionmaker(make_engine(live.settings.resolved_database_url))
+    with sessions.begin() as session:  # the first finisher's claim, mid-check
+        session.execute(
+            UploadSession.__table__.update().where(UploadSession.id == upload).values(offset=-1)
+        )
+    second = httpx.put(f"{live.url}/v1/uploads/{upload}", headers=auth)
+    assert second.status_code == 400 and second.json()["type"].endswith("digest-mismatch")
+    assert Db(live).held("evil") == set()
+
+
+def _one_file(root: Path, data: bytes) -> Path:
+    root.mkdir(parents=True)
+    (root / "secret.bin").write_bytes(data)
+    return root
+
+
+def test_a_temporary_file_left_by_a_crash_is_garbage(live: Live) -> None:
+    if live.settings.storage:
+        pytest.skip("the local store's temporary files")
+    sessions, store, _uploads, _admin = _services(live)
+    tmp = store.root / "tmp"  # type: ignore[attr-defined]
+    left = tmp / f"{'a' * 64}.{'b' * 32}.put"
+    left.write_bytes(b"half a blob")
+    old = time.time() - 3 * 86400
+    os.utime(left, (old, old))
+    fresh = tmp / f"{'c' * 64}.{'d' * 32}.put"  # a write in progress
+    fresh.write_bytes(b"being written")
+    gc = MaintenanceService(sessions, store)
+    found = {(f.kind, f.subject) for f in gc.fsck(operator_actor()).findings}
+    assert ("stale-upload", f"tmp/{left.name}") in found
+    gc.gc(operator_actor(), grace=timedelta(hours=24))
+    assert not left.exists() and fresh.exists()
+
+
+def test_slow_uploads_do_not_starve_every_other_request(live: Live) -> None:
+    """Each upload that streams its body holds a worker thread while the body trickles in: 45
+    of them (more than the default pool of 40) must leave the rest of the API answering."""
+    if live.settings.storage:
+        pytest.skip("the thread pools are the same whatever the backend")
+    import socket
+    from urllib.parse import urlsplit
+
+    where = urlsplit(live.url)
+    body = batch_body([os.urandom(1000)])
+    head = body.split(b"\n", 1)[0] + b"\n"
+    slow: list[socket.socket] = []
+    try:
+        for _ in range(45):
+            conn = socket.create_connection((where.hostname, where.port), timeout=10)
+            conn.sendall(
+                b"POST /v1/namespaces/ns/blobs HTTP/1.1\r\nHost: x\r\n"
+                + f"Authorization: Bearer {live.admin_token}\r\n".encode()
+                + f"Content-Type: {BATCH_MEDIA_TYPE}\r\n".encode()
+                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + head  # the index, then nothing: the blob never comes
+            )
+            slow.append(conn)
+        time.sleep(1.0)
+        started = time.monotonic()
+        answer = httpx.get(f"{live.url}/v1/namespaces", timeout=15,
+                           headers={"Authorization": f"Bearer {live.admin_token}"})  # fmt: skip
+        assert answer.status_code == 200
+        assert time.monotonic() - started < 10
+    finally:
+        for conn in slow:
+            conn.close()
+    deadline = time.monotonic() + 20
+    while Db(live).count(UploadSession) and time.monotonic() < deadline:
+        time.sleep(0.2)  # the cut-off batches drop their claims
+    assert Db(live).count(UploadSession) == 0 and Db(live).held() == set()

@@ -253,6 +253,8 @@ class UploadService:
 
     def _load(self, session: Session, principal: Principal, upload_id: str) -> UploadSession:
         row = session.get(UploadSession, upload_id)
+        if row is not None and row.backend_handle == NOTHING_STAGED:
+            row = None  # a batch's claim on a digest is no session anyone may continue
         namespace = None if row is None else session.get(Namespace, row.namespace_id)
         if row is None or namespace is None or not principal.can_see(namespace.name):
             raise NotFoundError(f"upload {upload_id} does not exist", upload_id=upload_id)
@@ -379,14 +381,17 @@ class UploadService:
         ticket: ChunkTicket,
         body: Readable,
         hexdigest: Callable[[], str],
+        state_after: Callable[[], bytes],
     ) -> tuple[str, int]:
         """Store a blob that arrives whole in one chunk (``ticket`` from :meth:`begin_chunk`,
         starting at 0 and ending at the declared size) and make it visible; returns its digest
         (hex) and size.
 
         ``hexdigest`` gives the digest of the bytes read from ``body`` so far (the receiver
-        hashes them as it hands them over). The store calls the check once the whole body was
-        read, before the blob can appear: a mismatch stores nothing and discards the upload.
+        hashes them as it hands them over), ``state_after`` their hash state, recorded with the
+        claim (a retried finish trusts a stored object only when that state matches). The
+        store calls the check once the whole body was read, before the blob can appear: a
+        mismatch stores nothing and discards the upload.
         The session is claimed only after the bytes are stored (two racing requests would both
         have written the same verified bytes); any other failure leaves it at offset 0, to be
         sent again.
@@ -426,7 +431,7 @@ class UploadService:
                 session.execute(
                     update(UploadSession)
                     .where(UploadSession.id == row.id, UploadSession.offset == 0)
-                    .values(offset=_FINISHING)
+                    .values(offset=_FINISHING, hash_state=state_after())
                 )
             )
         if claimed != 1:
@@ -522,8 +527,24 @@ class UploadService:
         with transaction(self._sessions) as session:
             ns = ensure_namespace(session, namespace, now)
             insert_row = insert_for(session)
+            released = _rowcount(
+                session.execute(delete(UploadSession).where(UploadSession.id.in_(claims)))
+            )
+            if released != len(claims):
+                # Expired while the batch ran (a body sent slower than the upload lifetime):
+                # gc may have deleted what it stored. Record nothing; the client sends again.
+                raise UploadExpiredError(
+                    "the batch took longer than an upload may live and was not recorded; "
+                    "send it again",
+                    upload_ttl_seconds=self._settings.upload_ttl_seconds,
+                )
+            blob = insert_row(Blob)
             session.execute(
-                insert_row(Blob).on_conflict_do_nothing(index_elements=["digest"]),
+                # A no-op update on conflict locks an existing row (PostgreSQL), so a gc sweep
+                # cannot delete it before the namespace's row below refers to it.
+                blob.on_conflict_do_update(
+                    index_elements=["digest"], set_={"digest": blob.excluded.digest}
+                ),
                 [{"digest": d, "size": size, "created_at": now} for d, size in wanted.items()],
             )
             session.execute(
@@ -532,7 +553,6 @@ class UploadService:
                 ),
                 [{"namespace_id": ns.id, "digest": d, "created_at": now} for d in wanted],
             )
-            session.execute(delete(UploadSession).where(UploadSession.id.in_(claims)))
             held = list(wanted.items())
             for i in range(0, len(held), _AUDIT_DIGESTS):  # every digest named, entries kept short
                 part = held[i : i + _AUDIT_DIGESTS]
@@ -575,9 +595,17 @@ class UploadService:
             )
         if claimed != 1:
             raise UploadOffsetError(f"upload {upload_id} is already being completed")
-        if row.offset == _FINISHING and self._store.size(row.digest) == row.size:
-            # Its bytes reached their content key, which only verified bytes ever do (a blob
-            # sent whole is claimed only once stored): what is left is publishing them.
+        own_bytes_verified = ResumableSha256.from_state(row.hash_state).hexdigest() == row.digest
+        if (
+            row.offset == _FINISHING
+            and own_bytes_verified
+            and self._store.size(row.digest) == row.size
+        ):
+            # This session's own bytes hashed to the digest (its hash state says so: a blob
+            # sent whole records its final state when it is claimed) and reached their content
+            # key: what is left is publishing them. An object that is there without this
+            # session's bytes having matched (another namespace's upload) publishes nothing:
+            # knowing a digest is not holding its bytes.
             self._publish(principal, row)
             return Digest(row.digest), row.size
         try:
@@ -611,10 +639,11 @@ class UploadService:
         upload_id = row.id
         with transaction(self._sessions) as session:
             insert = insert_for(session)
-            session.execute(
-                insert(Blob)
-                .values(digest=row.digest, size=row.size, created_at=now)
-                .on_conflict_do_nothing(index_elements=["digest"])
+            blob = insert(Blob).values(digest=row.digest, size=row.size, created_at=now)
+            session.execute(  # a no-op update on conflict locks the row against a gc sweep
+                blob.on_conflict_do_update(
+                    index_elements=["digest"], set_={"digest": blob.excluded.digest}
+                )
             )
             session.execute(
                 insert(NamespaceBlob)

@@ -143,22 +143,43 @@ class LocalBlobStore:
                 yield StoredBlob(entry.name, stat.st_size, _mtime(stat.st_mtime))
 
     def list_uploads(self) -> Iterator[StagedUpload]:
-        with os.scandir(self.root / "uploads") as entries:
-            for entry in entries:
-                if not _is_handle(entry.name):
-                    continue
-                try:
-                    stat = entry.stat(follow_symlinks=False)
-                except FileNotFoundError:
-                    continue  # completed or aborted while listing
-                yield StagedUpload(entry.name, None, _mtime(stat.st_mtime))
+        """Staged uploads (``uploads/<handle>``) and files being written into place
+        (``tmp/<name>``, listed as handle ``tmp/<name>``: one a crash left behind is garbage
+        like a staged upload nobody finished)."""
+        for sub, wanted in (("uploads", _is_handle), ("tmp", _is_tmp_name)):
+            with os.scandir(self.root / sub) as entries:
+                for entry in entries:
+                    if not wanted(entry.name):
+                        continue
+                    try:
+                        stat = entry.stat(follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue  # completed or aborted while listing
+                    handle = entry.name if sub == "uploads" else f"tmp/{entry.name}"
+                    yield StagedUpload(handle, None, _mtime(stat.st_mtime))
 
     def abort_staged(self, upload: StagedUpload) -> None:
+        name = upload.handle.removeprefix("tmp/")
+        if name != upload.handle:
+            if not _is_tmp_name(name):
+                raise ValueError(f"not a local temporary file: {upload.handle!r}")
+            (self.root / "tmp" / name).unlink(missing_ok=True)
+            return
         shutil.rmtree(self._upload_dir(upload.handle), ignore_errors=True)
 
 
 def _is_handle(name: str) -> bool:
     return len(name) == 32 and set(name) <= _HANDLE_CHARS
+
+
+def _is_tmp_name(name: str) -> bool:
+    """A file this store writes under ``tmp/`` (``<hex>.<hex>.put`` or ``.assemble``)."""
+    parts = name.split(".")
+    return (
+        len(parts) == 3
+        and parts[2] in ("put", "assemble")
+        and all(part and set(part) <= _HANDLE_CHARS for part in parts[:2])
+    )
 
 
 def _mtime(seconds: float) -> datetime:

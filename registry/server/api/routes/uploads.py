@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import re
 from collections.abc import Callable
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
+import anyio
+import anyio.to_thread
 from fastapi import APIRouter, Header, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
@@ -106,7 +109,7 @@ async def _receive_chunk(
     )
     hasher = ResumableSha256.from_state(ticket.hash_state)
     pipe = BytePipe(tap=hasher.update)
-    store = asyncio.ensure_future(run_in_threadpool(_store, store_with, ticket, pipe, hasher))
+    store = asyncio.ensure_future(_streaming(request, _store, store_with, ticket, pipe, hasher))
     return await _pipe_body(request, pipe, store, length, "chunk")
 
 
@@ -152,6 +155,22 @@ async def _pipe_body(
     return await store
 
 
+#: Worker threads that read a request body as it arrives (chunks, whole blobs, batches): a
+#: client that sends slowly holds one for as long as it likes, so they come from a pool of
+#: their own. Slow uploads can then only make other uploads wait, never every other request
+#: (which use the default pool of 40).
+UPLOAD_STREAMS = 16
+
+
+async def _streaming(request: Request, func: Callable[..., T], *args: Any) -> T:
+    """``func(*args)`` in a worker thread of the app's upload-stream pool."""
+    state = request.app.state
+    limiter = getattr(state, "upload_streams", None)
+    if limiter is None:  # made in the app's event loop, on first use
+        limiter = state.upload_streams = anyio.CapacityLimiter(UPLOAD_STREAMS)
+    return await anyio.to_thread.run_sync(functools.partial(func, *args), limiter=limiter)
+
+
 def _store(
     store_with: Callable[[ChunkTicket, BytePipe, ResumableSha256], T],
     ticket: ChunkTicket,
@@ -174,7 +193,7 @@ def _whole(
 ) -> Callable[[ChunkTicket, BytePipe, ResumableSha256], tuple[str, int]]:
     """Store a chunk that is the whole blob in one write; its digest and size."""
     return lambda ticket, pipe, hasher: uploads.finish_whole(
-        principal, ticket, pipe, hasher.hexdigest
+        principal, ticket, pipe, hasher.hexdigest, hasher.state
     )
 
 
@@ -318,7 +337,7 @@ async def upload_blobs(
     principal.require(Action.PUSH, namespace)
     pipe = BytePipe(max_bytes=BATCH_BLOB_MAX_BYTES)
     store = asyncio.ensure_future(
-        run_in_threadpool(_batch, services.uploads, principal, namespace, pipe, length)
+        _streaming(request, _batch, services.uploads, principal, namespace, pipe, length)
     )
     stored = await _pipe_body(request, pipe, store, length, "batch")
     return BlobBatchPublic(blobs=[BlobPublic(digest=d, size=size) for d, size in stored])
