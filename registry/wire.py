@@ -207,6 +207,30 @@ class BlobBatchIndex(_Model):
     blobs: list[UploadIn] = Field(min_length=1, max_length=BATCH_MAX_BLOBS)
 
 
+#: Small files of a version many to a response (``POST .../versions/{selector}/files``): one
+#: line of JSON, ``{"files": [{"path", "digest", "size"}, ...]}`` and ``\n``, then the files'
+#: bytes back to back in that order. The same limits as a blob batch.
+FILE_BATCH_MEDIA_TYPE = "application/vnd.modelseal.file-batch.v1"
+
+
+class FilesIn(_Model):
+    """The files of a version to send in one response, in this order."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    paths: list[
+        Annotated[str, Field(min_length=1, max_length=1024, json_schema_extra=_rule(PATH_PATTERN))]
+    ] = Field(min_length=1, max_length=BATCH_MAX_BLOBS)
+
+    @field_validator("paths")
+    @classmethod
+    def _paths(cls, value: list[str]) -> list[str]:
+        checked = [validate_path(path) for path in value]
+        if len(set(checked)) != len(checked):
+            raise ValueError("a path is named twice")
+        return checked
+
+
 class BlobBatchPublic(_Model):
     """The blobs of a batch, every one verified and now held by the namespace (in the index's
     order, each digest once)."""

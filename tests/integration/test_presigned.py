@@ -3,11 +3,13 @@
 On an S3 store (``s3_presign_downloads`` unset or true) a file GET that asks for it
 (``?redirect=true``) is answered with a 307 to a short-lived presigned URL; the SDK follows it
 without the registry's credentials and checks every byte exactly as it checks streamed ones.
-Each acceptance sits next to a rejection: no URL for what may not be downloaded, an expired or
-unsigned URL reads nothing, a tampered blob fails the pull, an unreachable store falls back to
-streaming through the registry, and the client remembers that in its configuration directory
-so the next run streams at once (until the record is a day old); ``false`` and a local store
-stream.
+Files of at most 1 MiB travel many to a request through the registry whatever the store (a
+download batch), so the models here have shards larger than that: those are the files a pull
+fetches through presigned URLs. Each acceptance sits next to a rejection: no URL for what may
+not be downloaded, an expired or unsigned URL reads nothing, a tampered blob fails the pull, an
+unreachable store falls back to streaming through the registry, and the client remembers that in
+its configuration directory so the next run streams at once (until the record is a day old);
+``false`` and a local store stream.
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ import pytest
 
 from registry.errors import PullVerificationError
 from registry.server.config import Settings
+from registry.wire import BATCH_BLOB_MAX_BYTES
 from tests.integration.test_api import _overwrite_blob, _tree
 from tests.integration.test_oci import _deployer_oci
 from tests.integration.test_release import World, _deployer, _released
 from tests.services import SeaweedServer
-from tests.support import Live, free_port, run_cli, serve
+from tests.support import Live, free_port, make_model_dir, run_cli, serve
 
 pytestmark = pytest.mark.integration
 
@@ -75,9 +78,29 @@ def presigning(
         yield running
 
 
+#: Rows per tensor for shards of about 1.2 MB: larger than a download batch carries.
+BIG_ROWS = 9000
+
+
+class BigWorld(World):
+    model_rows = BIG_ROWS
+
+
 @pytest.fixture
 def world(presigning: Live, tmp_path: Path) -> World:
-    return World(presigning, tmp_path)
+    return BigWorld(presigning, tmp_path)
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path) -> Path:
+    """A model whose two shards are fetched through presigned URLs (its config and vocabulary
+    come in a download batch)."""
+    return make_model_dir(tmp_path / "model", rows=BIG_ROWS)
+
+
+def _large(tree: dict[str, bytes]) -> list[str]:
+    """The files of a tree a pull fetches one by one (through a presigned URL where offered)."""
+    return [path for path, data in tree.items() if len(data) > BATCH_BLOB_MAX_BYTES]
 
 
 def _redirected(live: Live, actor: str) -> list[dict[str, object]]:
@@ -105,7 +128,7 @@ def test_a_verified_pull_reads_the_bytes_straight_from_the_store(
     # each URL handed out is in the audit log, under the deployer's name and the file's path
     entries = _redirected(world.live, "deploy")
     assert sorted(str(e["target"]).rsplit("/files/", 1)[1] for e in entries) == sorted(
-        f.path for f in files
+        f.path for f in files if f.size > BATCH_BLOB_MAX_BYTES
     )
 
 
@@ -222,11 +245,11 @@ def test_the_cli_follows_redirects_unless_told_to_go_through_the_registry(
     direct = run_cli("pull", "ns/m@1", "--to", str(tmp_path / "a"), "--no-progress",
                      "--unsafe-skip-verify", live=presigning)  # fmt: skip
     assert direct.returncode == 0, direct.stderr
-    assert len(_redirected(presigning, "admin")) == len(_tree(model_dir))
+    assert len(_redirected(presigning, "admin")) == len(_large(_tree(model_dir)))
     streamed = run_cli("pull", "ns/m@1", "--to", str(tmp_path / "b"), "--no-progress",
                        "--unsafe-skip-verify", "--via-registry", live=presigning)  # fmt: skip
     assert streamed.returncode == 0, streamed.stderr
-    assert len(_redirected(presigning, "admin")) == len(_tree(model_dir))  # none more
+    assert len(_redirected(presigning, "admin")) == len(_large(_tree(model_dir)))  # none more
     assert _tree(tmp_path / "a") == _tree(tmp_path / "b") == _tree(model_dir)
 
 
@@ -255,9 +278,9 @@ def test_a_registry_on_s3_presigns_by_default_and_pulls_still_verify(
 ) -> None:
     settings = _default_settings(tmp_path, pg_url, s3_env, s3_storage_url)
     with caplog.at_level(logging.WARNING), serve(settings) as live:
-        world = World(live, tmp_path)
+        world = BigWorld(live, tmp_path)
         _released(world)
-        files = world.admin.show("fraud/m@1").files
+        files = [f for f in world.admin.show("fraud/m@1").files if f.size > BATCH_BLOB_MAX_BYTES]
         answer = httpx.get(f"{live.url}{FILE}config.json", params={"redirect": "true"},
                            headers={"Authorization": f"Bearer {live.admin_token}"})  # fmt: skip
         assert answer.status_code == 307
@@ -332,7 +355,7 @@ def test_a_store_clients_cannot_reach_is_probed_once_and_remembered_for_a_day(
     settings = _default_settings(tmp_path, pg_url, s3_env, s3_storage_url,
                                  s3_public_endpoint_url=closed)  # fmt: skip
     with serve(settings) as live:
-        world = World(live, tmp_path)
+        world = BigWorld(live, tmp_path)
         _released(world)
         expected = _tree(tmp_path / "fraud_m@1")
         with caplog.at_level(logging.WARNING, logger="registry.sdk.transfer"):
@@ -383,7 +406,8 @@ def test_a_damaged_memory_is_ignored_with_a_warning(
         client.push(model_dir, "ns/m@1")
         with caplog.at_level(logging.WARNING, logger="registry.sdk"):
             client.pull("ns/m@1", tmp_path / "pulled", unsafe_skip_verify=True)
-        assert len(_redirected(live, "admin")) == len(_tree(model_dir))  # the store was used
+        used = len(_redirected(live, "admin"))
+        assert used == len(_large(_tree(model_dir)))  # the store was used
     assert _tree(tmp_path / "pulled") == _tree(model_dir)
     [warning] = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert str(path) in warning and "is damaged" in warning and "ignored" in warning

@@ -46,6 +46,10 @@ dataset:
 
 
 class World:
+    #: Rows per tensor of the model's shards (64: small files; presigned downloads need files
+    #: larger than a download batch carries).
+    model_rows = 64
+
     def __init__(self, live: Live, tmp: Path) -> None:
         self.live = live
         self.tmp = tmp
@@ -101,7 +105,7 @@ class World:
     def model(self, ref: str = "fraud/m@1", *, deps: list[tuple[str, str]] | None = None,
               accuracy: float | None = 0.93, eval_signer: KeySigner | None = None,
               extra: dict[str, bytes] | None = None) -> str:  # fmt: skip
-        root = make_model_dir(self.tmp / ref.replace("/", "_"))
+        root = make_model_dir(self.tmp / ref.replace("/", "_"), rows=self.model_rows)
         for name, data in (extra or {}).items():
             (root / name).write_bytes(data)
         version = self.admin.push(root, ref, signer=self.training)

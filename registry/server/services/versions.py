@@ -19,6 +19,7 @@ from registry.errors import (
     InvalidRequestError,
     MissingBlobsError,
     NotFoundError,
+    PayloadTooLargeError,
     PermissionDeniedError,
     VersionConflictError,
     VersionUnavailableError,
@@ -478,10 +479,38 @@ class VersionService:
         Rejected and revoked versions are never served; pending ones only to roles that take
         part in producing a release (publishers, releasers, admins), never to deployers.
         """
+        record, found = self._servable(principal, ref, [path])
+        return record, found[0]
+
+    def servable_files(
+        self, principal: Principal, ref: Ref, paths: Sequence[str], *, max_size: int
+    ) -> tuple[VersionRecord, list[FileDigest]]:
+        """Files of a version that ``principal`` may download (the rules of
+        :meth:`servable_file`), in the order of ``paths``, each of at most ``max_size`` bytes.
+
+        Raises:
+            NotFoundError: the version, or one of the paths, does not exist; it is external.
+            PayloadTooLargeError: a file is larger than ``max_size``.
+        """
+        record, found = self._servable(principal, ref, paths)
+        for item in found:
+            if item.size > max_size:
+                raise PayloadTooLargeError(
+                    f"{item.path} is {item.size} bytes, more than a batch carries ({max_size}); "
+                    "fetch it alone",
+                    path=item.path,
+                    limit=max_size,
+                )
+        return record, found
+
+    def _servable(
+        self, principal: Principal, ref: Ref, paths: Sequence[str]
+    ) -> tuple[VersionRecord, list[FileDigest]]:
         principal.require(Action.READ, ref.namespace)
+        wanted = set(paths)
         with self._sessions() as session:
             # The version without its file list (loading every file row to serve one would
-            # make a pull of N files cost N^2), then the one file asked for.
+            # make a pull of N files cost N^2), then the files asked for.
             row = session.execute(
                 selecting(select(Version), ref)
                 .options(noload(Version.files), noload(Version.external_files))
@@ -490,20 +519,19 @@ class VersionService:
             if row is None:
                 raise NotFoundError(f"{ref} does not exist", ref=str(ref))
             record = _record(row, files=False)
-            found: VersionFile | ExternalFile | None
-            if row.external:
-                found = session.execute(
-                    select(ExternalFile).where(
-                        ExternalFile.version_id == row.id, ExternalFile.path == path
+            found: dict[str, VersionFile | ExternalFile] = {}
+            for i in range(0, len(paths), 500):
+                chunk = list(paths[i : i + 500])
+                if row.external:
+                    query = select(ExternalFile).where(
+                        ExternalFile.version_id == row.id, ExternalFile.path.in_(chunk)
                     )
-                ).scalar_one_or_none()
-            else:
-                found = session.execute(
-                    select(VersionFile).where(
-                        VersionFile.version_id == row.id, VersionFile.path == path
+                    found.update((f.path, f) for f in session.execute(query).scalars())
+                else:
+                    files = select(VersionFile).where(
+                        VersionFile.version_id == row.id, VersionFile.path.in_(chunk)
                     )
-                ).scalar_one_or_none()
-            uri = found.uri if isinstance(found, ExternalFile) else None
+                    found.update((f.path, f) for f in session.execute(files).scalars())
         if record.state in (State.REJECTED, State.REVOKED):
             raise VersionUnavailableError(
                 f"{record.ref} is {record.state}: {record.state_reason or 'no reason recorded'}",
@@ -518,17 +546,22 @@ class VersionService:
                 f"{principal.role} tokens",
                 state=record.state,
             )
-        if found is None:
-            raise NotFoundError(f"{ref} has no file {path!r}", ref=str(ref), path=path)
-        if uri is not None:
-            raise NotFoundError(
-                f"{record.ref} is external: the registry holds no bytes of {path!r}; "
-                f"they live at {uri}",
-                ref=str(ref),
-                path=path,
-                uri=uri,
-            )
-        return record, FileDigest(found.path, found.size, Digest(found.digest))
+        missing = sorted(wanted - set(found))
+        if missing:
+            raise NotFoundError(f"{ref} has no file {missing[0]!r}", ref=str(ref), path=missing[0])
+        for path in paths:
+            external = found[path]
+            if isinstance(external, ExternalFile):
+                raise NotFoundError(
+                    f"{record.ref} is external: the registry holds no bytes of {path!r}; "
+                    f"they live at {external.uri}",
+                    ref=str(ref),
+                    path=path,
+                    uri=external.uri,
+                )
+        return record, [
+            FileDigest(found[p].path, found[p].size, Digest(found[p].digest)) for p in paths
+        ]
 
 
 Ts = TypeVarTuple("Ts")

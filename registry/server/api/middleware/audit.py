@@ -33,8 +33,9 @@ log = logging.getLogger(__name__)
 _MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 _QUIET = {"upload_chunk"}
 #: Reads recorded whatever their outcome (and besides any entry a service wrote meanwhile): an
-#: evidence archive carries the version's whole chain and, for auditors, the audit log.
-_ACCESSES = {"ui_export_evidence"}
+#: evidence archive carries the version's whole chain and, for auditors, the audit log; a batch
+#: download is a POST (its paths are a body), recorded as the read it is, not as a change.
+_ACCESSES = {"ui_export_evidence", "download_files"}
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 UNSAFE_HEADER = b"x-modelseal-unsafe-skip-verify"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Annotated, Any
 
@@ -26,8 +27,11 @@ from registry.server.api.paging import PageDep, link_next
 from registry.server.services.bomjobs import BomStatus
 from registry.server.services.versions import VersionRecord
 from registry.wire import (
+    BATCH_BLOB_MAX_BYTES,
+    FILE_BATCH_MEDIA_TYPE,
     ArtifactPublic,
     FilePublic,
+    FilesIn,
     ManifestIn,
     NamespacePublic,
     VersionPublic,
@@ -186,6 +190,52 @@ def get_version(
 ) -> VersionPublic:
     record = services.versions.resolve(principal, version_ref(namespace, name, selector))
     return public_version(record, bom_status=services.boms.status(record).status)
+
+
+@router.post(
+    "/{namespace}/artifacts/{name}/versions/{selector}/files",
+    operation_id="download_files",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {FILE_BATCH_MEDIA_TYPE: {}},
+            "description": 'One line of JSON, {"files": [{"path", "digest", "size"}, ...]}, and a '
+            "newline, then the files' bytes back to back in that order.",
+        }
+    },
+)
+def download_files(
+    namespace: NamespacePath,
+    name: NamePath,
+    selector: SelectorPath,
+    body: FilesIn,
+    principal: PrincipalDep,
+    services: ServicesDep,
+) -> Response:
+    """Stream many small files of a version in one response (at most 1,000 files of at most
+    1 MiB each), under the rules of a single file's download. Clients check every file's size
+    and digest against the manifest they verified, wherever the bytes come from."""
+    ref = version_ref(namespace, name, selector)
+    record, items = services.versions.servable_files(
+        principal, ref, body.paths, max_size=BATCH_BLOB_MAX_BYTES
+    )
+    index = {"files": [{"path": f.path, "digest": f.sha256.prefixed, "size": f.size}
+                       for f in items]}  # fmt: skip
+    head = json.dumps(index, separators=(",", ":")).encode() + b"\n"
+
+    def stream() -> Iterator[bytes]:
+        yield head
+        for item in items:
+            yield from services.versions.read_file(item)
+
+    return StreamingResponse(
+        stream(),
+        media_type=FILE_BATCH_MEDIA_TYPE,
+        headers={
+            "Content-Length": str(len(head) + sum(f.size for f in items)),
+            "X-Modelseal-Root-Digest": record.root_digest.prefixed,
+        },
+    )
 
 
 @router.get(
