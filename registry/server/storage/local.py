@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -132,31 +132,17 @@ class LocalBlobStore:
         self._path(digest).unlink(missing_ok=True)
 
     def list_blobs(self) -> Iterator[StoredBlob]:
-        with os.scandir(self.root / "blobs" / "sha256") as entries:
-            for entry in entries:
-                if not is_sha256_hex(entry.name):
-                    continue
-                try:
-                    stat = entry.stat(follow_symlinks=False)
-                except FileNotFoundError:
-                    continue  # deleted while listing
-                yield StoredBlob(entry.name, stat.st_size, _mtime(stat.st_mtime))
+        for name, stat in _listed(self.root / "blobs" / "sha256", is_sha256_hex):
+            yield StoredBlob(name, stat.st_size, _mtime(stat.st_mtime))
 
     def list_uploads(self) -> Iterator[StagedUpload]:
         """Staged uploads (``uploads/<handle>``) and files being written into place
         (``tmp/<name>``, listed as handle ``tmp/<name>``: one a crash left behind is garbage
         like a staged upload nobody finished)."""
-        for sub, wanted in (("uploads", _is_handle), ("tmp", _is_tmp_name)):
-            with os.scandir(self.root / sub) as entries:
-                for entry in entries:
-                    if not wanted(entry.name):
-                        continue
-                    try:
-                        stat = entry.stat(follow_symlinks=False)
-                    except FileNotFoundError:
-                        continue  # completed or aborted while listing
-                    handle = entry.name if sub == "uploads" else f"tmp/{entry.name}"
-                    yield StagedUpload(handle, None, _mtime(stat.st_mtime))
+        for name, stat in _listed(self.root / "uploads", _is_handle):
+            yield StagedUpload(name, None, _mtime(stat.st_mtime))
+        for name, stat in _listed(self.root / "tmp", _is_tmp_name):
+            yield StagedUpload(f"tmp/{name}", None, _mtime(stat.st_mtime))
 
     def abort_staged(self, upload: StagedUpload) -> None:
         name = upload.handle.removeprefix("tmp/")
@@ -166,6 +152,19 @@ class LocalBlobStore:
             (self.root / "tmp" / name).unlink(missing_ok=True)
             return
         shutil.rmtree(self._upload_dir(upload.handle), ignore_errors=True)
+
+
+def _listed(directory: Path, wanted: Callable[[str], bool]) -> Iterator[tuple[str, os.stat_result]]:
+    """The entries of ``directory`` whose names ``wanted`` accepts, with their stat (entries
+    removed while listing are skipped)."""
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if not wanted(entry.name):
+                continue
+            try:
+                yield entry.name, entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
 
 
 def _is_handle(name: str) -> bool:

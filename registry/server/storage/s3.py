@@ -241,27 +241,20 @@ class S3BlobStore:
                 pass
             check()
             return
-        self._call(
-            "store blob",
-            lambda: self._s3.put_object(
-                Bucket=self.bucket,
-                Key=self._key(digest),
-                Body=_CheckedBeforeLast(body, check),
-                ContentLength=size,
-                ContentType="application/octet-stream",
-                ChecksumSHA256=base64.b64encode(bytes.fromhex(digest)).decode(),
-                **self._sse,
-            ),
-        )
+        self._put_object(digest, _CheckedBeforeLast(body, check), size)
 
     def put_verified(self, digest: str, data: bytes) -> None:
+        self._put_object(digest, data, len(data))
+
+    def _put_object(self, digest: str, body: object, size: int) -> None:
+        """One PutObject at the blob's key; S3 checks the SHA-256 it is told as well."""
         self._call(
             "store blob",
             lambda: self._s3.put_object(
                 Bucket=self.bucket,
                 Key=self._key(digest),
-                Body=data,
-                ContentLength=len(data),
+                Body=body,
+                ContentLength=size,
                 ContentType="application/octet-stream",
                 ChecksumSHA256=base64.b64encode(bytes.fromhex(digest)).decode(),
                 **self._sse,
