@@ -10,7 +10,7 @@ from typing import Protocol, TypeVarTuple
 
 from sqlalchemy import Select, func, insert, select, tuple_
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, noload, sessionmaker
+from sqlalchemy.orm import Session, raiseload, sessionmaker
 
 from attest.digests import Digest, FileDigest, root_digest
 from registry.errors import (
@@ -513,7 +513,7 @@ class VersionService:
             # make a pull of N files cost N^2), then the files asked for.
             row = session.execute(
                 selecting(select(Version), ref)
-                .options(noload(Version.files), noload(Version.external_files))
+                .options(raiseload(Version.files), raiseload(Version.external_files))
                 .limit(1)
             ).scalar_one_or_none()
             if row is None:
