@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
@@ -29,9 +30,12 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from registry.errors import (
+    ConnectionFailedError,
     InvalidRequestError,
     PullVerificationError,
     ResponseVerificationError,
+    ServiceUnavailableError,
+    StorageUnavailableError,
 )
 from registry.names import Ref, RefKind, parse_ref
 from registry.sdk import logcheck as _logcheck
@@ -45,6 +49,8 @@ from registry.sdk.trust import (
 )
 
 if TYPE_CHECKING:
+    import httpx
+
     from attest.digests import FileDigest
     from attest.trust import Trust
     from registry.sdk.client import Progress, RegistryClient
@@ -262,18 +268,82 @@ def _download(
         )
 
 
+#: A download batch as the client asks for it: at most this many files, bytes, and bytes of
+#: index (estimated from the paths; the registry's own limits are 1,000 files, 16 MiB and
+#: 256 KiB of index).
+BATCH_FILES = 500
+BATCH_BYTES = 8 * 1024 * 1024
+BATCH_INDEX_BYTES = 128 * 1024
+#: What one file's entry in the index takes besides its path (digest, size, JSON punctuation).
+_ENTRY_BYTES = 120
+
+
 def _batches(files: list[FileDigest]) -> Iterator[list[FileDigest]]:
-    """Small files in groups of at most 500 files or 8 MiB (a response held in memory)."""
+    """Small files in groups a download batch carries (see :data:`BATCH_FILES`)."""
     batch: list[FileDigest] = []
-    size = 0
+    size = index = 0
     for item in files:
-        if batch and (len(batch) >= 500 or size + item.size > 8 * 1024 * 1024):
+        entry = len(item.path.encode()) + _ENTRY_BYTES
+        if batch and (len(batch) >= BATCH_FILES or size + item.size > BATCH_BYTES
+                      or index + entry > BATCH_INDEX_BYTES):  # fmt: skip
             yield batch
-            batch, size = [], 0
+            batch, size, index = [], 0, 0
         batch.append(item)
         size += item.size
+        index += entry
     if batch:
         yield batch
+
+
+class _Body:
+    """A streamed answer read in exact amounts, never past ``limit`` bytes."""
+
+    def __init__(self, chunks: Iterator[bytes], limit: int) -> None:
+        self._chunks = chunks
+        self._buffer = bytearray()
+        self._left = limit  # bytes the answer may still hold beyond the buffer
+
+    def _fill(self, want: int) -> None:
+        while len(self._buffer) < want:
+            piece = next(self._chunks, b"")
+            if not piece:
+                return
+            if len(piece) > self._left:
+                raise _Overlong
+            self._left -= len(piece)
+            self._buffer += piece
+
+    def line(self, limit: int) -> bytes | None:
+        """Bytes up to and including the first newline within ``limit``, else None."""
+        while True:
+            end = self._buffer.find(b"\n", 0, limit)
+            if end >= 0:
+                line = bytes(self._buffer[: end + 1])
+                del self._buffer[: end + 1]
+                return line
+            if len(self._buffer) >= limit:
+                return None
+            before = len(self._buffer)
+            self._fill(before + 1)
+            if len(self._buffer) == before:
+                return None
+
+    def take(self, size: int) -> bytes | None:
+        """Exactly ``size`` bytes, or None when the answer ends first."""
+        self._fill(size)
+        if len(self._buffer) < size:
+            return None
+        data = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        return data
+
+    def ended(self) -> bool:
+        self._fill(1)
+        return not self._buffer
+
+
+class _Overlong(Exception):
+    """The answer holds more bytes than the files asked for."""
 
 
 def _download_batch(
@@ -284,53 +354,121 @@ def _download_batch(
     progress: Progress | None,
     durable: bool,
 ) -> None:
-    """Small files of the verified manifest in one request
-    (``POST .../versions/{v}/files``); each is checked against the manifest's size and digest
-    before a byte of it is written."""
-    import json
+    """Small files of the verified manifest in one request (``POST .../versions/{v}/files``):
+    the answer's index must list exactly these files, each file's bytes must hash to its
+    manifest digest before any of it is written, and nothing past the last file is read
+    (memory stays within one file and one index whatever the answer holds). A request that
+    fails before its first file was written (503, a broken connection) is asked again."""
+    from registry.sdk.transfer import Retry
 
-    from registry.sdk.filesink import FileSink
-
-    response = client._request(
-        "POST", f"{client._version_path(ref)}/files",
-        json={"paths": [item.path for item in items]}, idempotent=True,
-    )  # fmt: skip
-    body = memoryview(response.content)
-    end = bytes(body[: 512 * 1024]).find(b"\n")
-    try:
-        index = json.loads(bytes(body[:end])) if end >= 0 else None
-        listed = [(f["path"], f["digest"], f["size"]) for f in index["files"]]  # type: ignore[index]
-    except (ValueError, TypeError, KeyError):
-        listed = None
-    expected = [(f.path, f.sha256.prefixed, f.size) for f in items]
-    if listed != expected or len(body) != end + 1 + sum(f.size for f in items):
-        raise PullVerificationError(
-            f"the registry's answer for {len(items)} files does not list exactly the files of "
-            "the verified manifest; nothing was written to the target",
-            expected=len(items),
-        )
-    offset = end + 1
-    for item in items:
-        data = body[offset : offset + item.size]
-        offset += item.size
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != item.sha256:
-            raise PullVerificationError(
-                f"{item.path}: downloaded bytes do not match sha256:{item.sha256} "
-                f"(got sha256:{actual}); nothing was written to the target",
-                path=item.path,
-                expected=item.sha256.prefixed,
-                got=f"sha256:{actual}",
-            )
-        destination = staging / item.path
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        out = FileSink(destination, direct=durable)
+    fetch = _BatchFetch(client, ref, items, staging, progress, durable)
+    started = time.monotonic()
+    for attempt in range(1, Retry.attempts + 1):
         try:
-            out.write(data)
-        finally:
-            out.close(durable=durable)
-        if progress:
-            progress(item.size)
+            fetch.run()
+            return
+        except (ServiceUnavailableError, ConnectionFailedError) as exc:
+            if fetch.written or attempt == Retry.attempts:
+                exc.detail = f"{exc.detail} {Retry.gave_up(attempt, started)}"
+                exc.args = (exc.detail,)
+                raise
+            time.sleep(Retry.delay(attempt))
+
+
+class _BatchFetch:
+    """One download batch's request and the checks on its answer (:func:`_download_batch`)."""
+
+    def __init__(
+        self,
+        client: RegistryClient,
+        ref: Ref,
+        items: list[FileDigest],
+        staging: Path,
+        progress: Progress | None,
+        durable: bool,
+    ) -> None:
+        self.client, self.ref, self.items = client, ref, items
+        self.staging, self.progress, self.durable = staging, progress, durable
+        self.written = 0
+
+    def refused(self, why: str) -> PullVerificationError:
+        return PullVerificationError(
+            f"the registry's answer for {len(self.items)} files {why}; nothing was written to "
+            "the target",
+            expected=len(self.items),
+        )
+
+    def run(self) -> None:
+        import httpx
+
+        from registry.sdk.transfer import redact_secrets
+
+        client = self.client
+        path = f"{client._version_path(self.ref)}/files"
+        paths = [f.path for f in self.items]
+        try:
+            with client._http.stream("POST", path, json={"paths": paths}) as response:
+                client._check(response)
+                self._read(response)
+        except httpx.TransportError as exc:
+            raise ConnectionFailedError(
+                f"the registry's answer for {len(self.items)} files broke off "
+                f"({redact_secrets(str(exc))}): the network, or its blob store failing (see "
+                "the registry's log)"
+            ) from exc
+        except _Overlong:
+            raise self.refused("holds more bytes than the files asked for") from None
+
+    def _read(self, response: httpx.Response) -> None:
+        import json
+
+        from registry.sdk.filesink import FileSink
+        from registry.wire import BATCH_INDEX_MAX_BYTES
+
+        items = self.items
+        total = sum(f.size for f in items)
+        body = _Body(response.iter_bytes(), limit=BATCH_INDEX_MAX_BYTES + 1 + total)
+        line = body.line(BATCH_INDEX_MAX_BYTES + 1)
+        try:
+            index = json.loads(line) if line is not None else None
+            listed = [(f["path"], f["digest"], f["size"]) for f in index["files"]]  # type: ignore[index]
+        except (ValueError, TypeError, KeyError):
+            listed = None
+        if line is None or listed != [(f.path, f.sha256.prefixed, f.size) for f in items]:
+            raise self.refused("does not list exactly the files of the verified manifest")
+        declared = response.headers.get("content-length")
+        if declared is not None and declared != str(len(line) + total):
+            raise self.refused(f"declares {declared} bytes, not {len(line) + total}")
+        for item in items:
+            data = body.take(item.size)
+            if data is None:
+                raise StorageUnavailableError(
+                    f"the registry's answer for {len(items)} files ended inside {item.path} "
+                    "(its blob store may be failing; see the registry's log); nothing was "
+                    "written to the target",
+                    path=item.path,
+                )
+            actual = hashlib.sha256(data).hexdigest()
+            if actual != item.sha256:
+                raise PullVerificationError(
+                    f"{item.path}: downloaded bytes do not match sha256:{item.sha256} "
+                    f"(got sha256:{actual}); nothing was written to the target",
+                    path=item.path,
+                    expected=item.sha256.prefixed,
+                    got=f"sha256:{actual}",
+                )
+            destination = self.staging / item.path
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            out = FileSink(destination, direct=self.durable)
+            try:
+                out.write(memoryview(data))
+            finally:
+                out.close(durable=self.durable)
+            self.written += 1
+            if self.progress:
+                self.progress(item.size)
+        if not body.ended():
+            raise self.refused("holds more bytes than the files asked for")
 
 
 def _exchange(new: Path, old: Path) -> None:

@@ -19,7 +19,13 @@ import pytest
 from sqlalchemy import func, select
 
 import attest.files
-from registry.errors import DigestMismatchError, NotFoundError, UploadExpiredError
+from attest.digests import Digest
+from registry.errors import (
+    DigestMismatchError,
+    NotFoundError,
+    UploadExpiredError,
+    UploadOffsetError,
+)
 from registry.server.db import make_engine, make_sessionmaker
 from registry.server.models import AuditEntry, Blob, Namespace, NamespaceBlob, UploadSession
 from registry.server.services.auth import Principal, Role
@@ -392,6 +398,62 @@ def test_a_temporary_file_left_by_a_crash_is_garbage(live: Live) -> None:
     assert not left.exists() and fresh.exists()
 
 
+def _stall(live: Live, token: str, namespace: str = "ns") -> Any:
+    """A batch upload that sends its index and then nothing: an open socket."""
+    import socket
+    from urllib.parse import urlsplit
+
+    where = urlsplit(live.url)
+    body = batch_body([os.urandom(1000)])
+    conn = socket.create_connection((where.hostname, where.port), timeout=10)
+    conn.sendall(
+        f"POST /v1/namespaces/{namespace}/blobs HTTP/1.1\r\nHost: x\r\n".encode()
+        + f"Authorization: Bearer {token}\r\nContent-Type: {BATCH_MEDIA_TYPE}\r\n".encode()
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body.split(b"\n", 1)[0]
+        + b"\n"
+    )
+    return conn
+
+
+def test_one_tokens_stalled_uploads_leave_room_for_another_tokens(
+    live: Live, tmp_path: Path
+) -> None:
+    if live.settings.storage:
+        pytest.skip("the upload slots are the same whatever the backend")
+    with live.client() as admin:
+        evil = admin.create_token("evil", "publisher", "evil").token or ""
+        honest = admin.create_token("honest", "publisher", "ns").token or ""
+    stalled = [_stall(live, evil, "evil") for _ in range(20)]  # more than all the slots
+    try:
+        time.sleep(1.0)
+        root = tmp_path / "model"
+        root.mkdir()
+        (root / "config.json").write_text('{"honest": true}')
+        started = time.monotonic()
+        with live.client(token=honest, timeout=15) as client:
+            client.push(root, "ns/honest@1")
+        assert time.monotonic() - started < 10
+    finally:
+        for conn in stalled:
+            conn.close()
+
+
+def test_a_body_that_stops_arriving_is_dropped(live: Live, monkeypatch: pytest.MonkeyPatch) -> None:
+    from registry.server.api.routes import uploads as upload_routes
+
+    monkeypatch.setattr(upload_routes, "BODY_IDLE_SECONDS", 1.0)
+    conn = _stall(live, live.admin_token)
+    try:
+        conn.settimeout(15)
+        answer = conn.recv(4096)
+    finally:
+        conn.close()
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+    assert b"no byte of the batch body arrived" in answer
+    assert Db(live).count(UploadSession) == 0 and Db(live).held() == set()
+
+
 def test_slow_uploads_do_not_starve_every_other_request(live: Live) -> None:
     """Each upload that streams its body holds a worker thread while the body trickles in: 45
     of them (more than the default pool of 40) must leave the rest of the API answering."""
@@ -428,3 +490,23 @@ def test_slow_uploads_do_not_starve_every_other_request(live: Live) -> None:
     while Db(live).count(UploadSession) and time.monotonic() < deadline:
         time.sleep(0.2)  # the cut-off batches drop their claims
     assert Db(live).count(UploadSession) == 0 and Db(live).held() == set()
+
+
+def test_a_chunk_that_arrives_after_its_upload_was_cancelled_is_a_404(live: Live) -> None:
+    """A chunk takes its ticket, the session is cancelled, then the chunk's bytes reach the
+    store: the answer is "gone", never a server error (it was a FileNotFoundError, a 500)."""
+    _sessions, store, uploads, admin = _services(live)
+    data = os.urandom(3000)
+    started = uploads.start(admin, "ns", Digest(_hex(data)), len(data))
+    assert started.id is not None
+    ticket = uploads.begin_chunk(admin, started.id, 0, len(data))
+    real_put_part = store.put_part
+
+    def cancelled_meanwhile(*args: Any) -> Any:  # the chunk has claimed its part number
+        assert started.id is not None
+        uploads.cancel(admin, started.id)
+        return real_put_part(*args)
+
+    store.put_part = cancelled_meanwhile  # type: ignore[method-assign]
+    with pytest.raises((NotFoundError, UploadOffsetError)):
+        uploads.commit_chunk(ticket, io.BytesIO(data), lambda: b"")

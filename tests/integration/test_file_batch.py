@@ -13,7 +13,11 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from registry.errors import PullVerificationError
+from registry.errors import (
+    ConnectionFailedError,
+    PullVerificationError,
+    StorageUnavailableError,
+)
 from registry.server.db import make_engine, make_sessionmaker
 from registry.server.models import AuditEntry
 from registry.server.storage import open_blob_store
@@ -110,3 +114,38 @@ def test_the_rules_of_a_single_download_hold_for_a_batch(live: Live, tmp_path: P
     with live.client() as admin:
         admin.reject("ns/small@1", "found bad")
     assert ask(live, where, one).status_code in (409, 410)  # rejected: served to nobody
+
+
+def test_a_blob_missing_mid_answer_is_an_audited_error_and_nothing_lands(
+    live: Live, tmp_path: Path
+) -> None:
+    """The 200 has gone out when the store fails: the answer is cut short, the client says
+    the registry's store may be failing (not that it cannot be reached, not that the bytes
+    were forged), the target stays absent, and the failure is on the audit record."""
+    root = small_model(tmp_path / "m", files=5)
+    with live.client() as client:
+        version = client.push(root, "ns/small@1")
+        gone = next(f for f in version.files if f.path == "parts/002.json")
+        open_blob_store(live.settings).delete(gone.digest.removeprefix("sha256:"))
+        target = tmp_path / "out"
+        with pytest.raises((StorageUnavailableError, ConnectionFailedError)) as raised:
+            client.pull("ns/small@1", target, unsafe_skip_verify=True)
+        assert "store" in str(raised.value)
+    assert not target.exists()
+    assert ("error", "admin") in accesses(live)
+
+
+def test_long_non_ascii_paths_are_pulled_in_batches_that_fit(live: Live, tmp_path: Path) -> None:
+    """Three hundred files whose paths are 180 emoji each (720 bytes): their index would not
+    fit one answer (the registry caps it at 256 KiB), so the client asks for fewer at a time."""
+    root = tmp_path / "m"
+    deep = root / ("\U0001f600" * 60) / ("\U0001f601" * 60) / ("\U0001f602" * 60)
+    deep.mkdir(parents=True)
+    for i in range(300):
+        (deep / f"{i:03d}").write_text(str(i))
+    with live.client() as client:
+        client.push(root, "ns/emoji@1")
+        client.pull("ns/emoji@1", tmp_path / "out", unsafe_skip_verify=True)
+    pulled = tmp_path / "out" / deep.relative_to(root)
+    assert sorted(p.name for p in pulled.iterdir()) == sorted(p.name for p in deep.iterdir())
+    assert len(accesses(live)) >= 2  # more than one batch

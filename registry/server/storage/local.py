@@ -75,7 +75,11 @@ class LocalBlobStore:
     def put_part(self, handle: str, digest: str, number: int, body: Readable, size: int) -> Part:
         target = self._upload_dir(handle) / f"{number:05d}"
         written = 0
-        with target.open("xb") as out:
+        try:
+            out = target.open("xb")
+        except FileNotFoundError:  # cancelled or expired while this chunk was on its way
+            raise NotFoundError("the upload is gone (cancelled or expired)") from None
+        with out:
             while written < size:
                 piece = body.read(min(READ_SIZE, size - written))
                 if not piece:

@@ -48,7 +48,7 @@ from registry.server.storage.base import (
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-_NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
+_NOT_FOUND = {"NoSuchKey", "NoSuchUpload", "404", "NotFound"}
 
 
 class _WholePieces:

@@ -7,7 +7,7 @@ import contextlib
 import dataclasses
 import functools
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, TypeVar
 
 import anyio
@@ -104,13 +104,15 @@ async def _receive_chunk(
     The body flows through a bounded pipe to the store in a worker thread, so the store (S3)
     receives the chunk while it is still arriving; memory is fixed whatever the chunk size.
     """
-    ticket = await run_in_threadpool(
-        services.uploads.begin_chunk, principal, upload_id, start, length
-    )
-    hasher = ResumableSha256.from_state(ticket.hash_state)
-    pipe = BytePipe(tap=hasher.update)
-    store = asyncio.ensure_future(_streaming(request, _store, store_with, ticket, pipe, hasher))
-    return await _pipe_body(request, pipe, store, length, "chunk")
+    async with _upload_slot(request, principal):
+        ticket = await run_in_threadpool(
+            services.uploads.begin_chunk, principal, upload_id, start, length
+        )
+        hasher = ResumableSha256.from_state(ticket.hash_state)
+        pipe = BytePipe(tap=hasher.update)
+        store = asyncio.ensure_future(_streaming(request, _store, store_with, ticket, pipe,
+                                                 hasher))  # fmt: skip
+        return await _pipe_body(request, pipe, store, length, "chunk")
 
 
 async def _pipe_body(
@@ -120,8 +122,20 @@ async def _pipe_body(
     return what ``store`` returns; the body must be exactly ``length`` bytes. A failure on
     either side stops the other: the store's error wins over the body's."""
     received = 0
+    pieces = request.stream().__aiter__()
     try:
-        async for piece in request.stream():
+        while True:
+            try:
+                piece = await asyncio.wait_for(pieces.__anext__(), BODY_IDLE_SECONDS)
+            except StopAsyncIteration:
+                break
+            except TimeoutError:
+                raise InvalidRequestError(
+                    f"no byte of the {what} body arrived for {BODY_IDLE_SECONDS:g} s after "
+                    f"{received} of {length}; the {what} was dropped",
+                    expected=length,
+                    got=received,
+                ) from None
             if store.done():
                 break  # the store failed; its error is raised below
             received += len(piece)
@@ -155,19 +169,38 @@ async def _pipe_body(
     return await store
 
 
-#: Worker threads that read a request body as it arrives (chunks, whole blobs, batches): a
-#: client that sends slowly holds one for as long as it likes, so they come from a pool of
-#: their own. Slow uploads can then only make other uploads wait, never every other request
-#: (which use the default pool of 40).
+#: Request bodies that arrive as they are read (chunks, whole blobs, batches) are admitted a
+#: few at a time: at most UPLOAD_STREAMS at once, at most UPLOAD_STREAMS_PER_TOKEN of them from
+#: one token; the others wait, unread (so waiting costs no memory). Each admitted one reads in
+#: a worker thread of a pool of its own, never the default pool of 40 the rest of the API
+#: uses: slow uploads can only make other uploads wait, one token's only its own beyond its
+#: share. A body that sends nothing for BODY_IDLE_SECONDS is dropped.
 UPLOAD_STREAMS = 16
+UPLOAD_STREAMS_PER_TOKEN = 8
+BODY_IDLE_SECONDS = 60.0
+
+
+@contextlib.asynccontextmanager
+async def _upload_slot(request: Request, principal: Principal) -> AsyncIterator[None]:
+    state = request.app.state
+    if getattr(state, "upload_streams", None) is None:  # made in the app's loop, on first use
+        state.upload_streams = anyio.CapacityLimiter(UPLOAD_STREAMS)
+        state.upload_threads = anyio.CapacityLimiter(UPLOAD_STREAMS)
+        state.upload_streams_by_token = {}
+    by_token: dict[str, anyio.CapacityLimiter] = state.upload_streams_by_token
+    key = principal.token_id or principal.name
+    mine = by_token.setdefault(key, anyio.CapacityLimiter(UPLOAD_STREAMS_PER_TOKEN))
+    try:
+        async with mine, state.upload_streams:
+            yield
+    finally:
+        if mine.borrowed_tokens == 0 and not mine.statistics().tasks_waiting:
+            by_token.pop(key, None)
 
 
 async def _streaming(request: Request, func: Callable[..., T], *args: Any) -> T:
-    """``func(*args)`` in a worker thread of the app's upload-stream pool."""
-    state = request.app.state
-    limiter = getattr(state, "upload_streams", None)
-    if limiter is None:  # made in the app's event loop, on first use
-        limiter = state.upload_streams = anyio.CapacityLimiter(UPLOAD_STREAMS)
+    """``func(*args)`` in a worker thread of the upload pool (inside :func:`_upload_slot`)."""
+    limiter = request.app.state.upload_threads
     return await anyio.to_thread.run_sync(functools.partial(func, *args), limiter=limiter)
 
 
@@ -335,9 +368,10 @@ async def upload_blobs(
     validate_name(namespace, what="namespace")
     length = _require_length(content_length)
     principal.require(Action.PUSH, namespace)
-    pipe = BytePipe(max_bytes=BATCH_BLOB_MAX_BYTES)
-    store = asyncio.ensure_future(
-        _streaming(request, _batch, services.uploads, principal, namespace, pipe, length)
-    )
-    stored = await _pipe_body(request, pipe, store, length, "batch")
+    async with _upload_slot(request, principal):
+        pipe = BytePipe(max_bytes=BATCH_BLOB_MAX_BYTES)
+        store = asyncio.ensure_future(
+            _streaming(request, _batch, services.uploads, principal, namespace, pipe, length)
+        )
+        stored = await _pipe_body(request, pipe, store, length, "batch")
     return BlobBatchPublic(blobs=[BlobPublic(digest=d, size=size) for d, size in stored])

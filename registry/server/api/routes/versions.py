@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
+from registry.errors import PayloadTooLargeError
 from registry.names import (
     ALIAS_PATTERN,
     NAME_PATTERN,
@@ -28,6 +30,8 @@ from registry.server.services.bomjobs import BomStatus
 from registry.server.services.versions import VersionRecord
 from registry.wire import (
     BATCH_BLOB_MAX_BYTES,
+    BATCH_INDEX_MAX_BYTES,
+    BATCH_MAX_BYTES,
     FILE_BATCH_MEDIA_TYPE,
     ArtifactPublic,
     FilePublic,
@@ -38,6 +42,7 @@ from registry.wire import (
     VersionSummary,
 )
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/namespaces", tags=["versions"], dependencies=[KnownQuery])
 
 #: Integers a path or query may carry: the database's INTEGER and BIGINT (beyond them a
@@ -209,30 +214,55 @@ def download_files(
     name: NamePath,
     selector: SelectorPath,
     body: FilesIn,
+    request: Request,
     principal: PrincipalDep,
     services: ServicesDep,
 ) -> Response:
     """Stream many small files of a version in one response (at most 1,000 files of at most
-    1 MiB each), under the rules of a single file's download. Clients check every file's size
-    and digest against the manifest they verified, wherever the bytes come from."""
+    1 MiB each, 16 MiB and an index line of 256 KiB in all), under the rules of a single file's
+    download. Clients check every file's size and digest against the manifest they verified,
+    wherever the bytes come from. A store that fails once the answer has started cuts it short
+    (the client sees fewer bytes than ``Content-Length``), and the failure is audited."""
     ref = version_ref(namespace, name, selector)
     record, items = services.versions.servable_files(
         principal, ref, body.paths, max_size=BATCH_BLOB_MAX_BYTES
     )
     index = {"files": [{"path": f.path, "digest": f.sha256.prefixed, "size": f.size}
                        for f in items]}  # fmt: skip
-    head = json.dumps(index, separators=(",", ":")).encode() + b"\n"
+    head = json.dumps(index, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+    total = sum(f.size for f in items)
+    if len(head) > BATCH_INDEX_MAX_BYTES or total > BATCH_MAX_BYTES:
+        raise PayloadTooLargeError(
+            f"{len(items)} files of {total} bytes (an index of {len(head)} bytes) are more than "
+            f"one answer carries ({BATCH_MAX_BYTES} bytes, an index of "
+            f"{BATCH_INDEX_MAX_BYTES}); ask for fewer at a time",
+            limit=BATCH_MAX_BYTES,
+        )
+    request_id = str(getattr(request.state, "request_id", "")) or "-"
+    client = request.client.host if request.client else None
 
     def stream() -> Iterator[bytes]:
         yield head
         for item in items:
-            yield from services.versions.read_file(item)
+            try:
+                yield from services.versions.read_file(item)
+            except Exception as exc:
+                # The 200 and its audit entry are out: record the failure too, then cut the
+                # answer short (a client never takes a short answer for a whole one).
+                log.error("download batch of %s cut short at %s: %s", ref, item.path, exc)
+                services.audit.append(
+                    actor=principal.name, action="download_files", target=request.url.path,
+                    outcome="error", request_id=request_id,
+                    details={"status": 200, "client": client, "cut_at": item.path,
+                             "error": str(exc)[:500]},
+                )  # fmt: skip
+                raise
 
     return StreamingResponse(
         stream(),
         media_type=FILE_BATCH_MEDIA_TYPE,
         headers={
-            "Content-Length": str(len(head) + sum(f.size for f in items)),
+            "Content-Length": str(len(head) + total),
             "X-Modelseal-Root-Digest": record.root_digest.prefixed,
         },
     )
