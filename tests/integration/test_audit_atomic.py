@@ -26,6 +26,7 @@ from registry.server.models import (
     Version,
 )
 from registry.server.services import journal
+from registry.wire import BATCH_BLOB_MAX_BYTES
 from tests.integration.test_release import POLICY, World
 from tests.support import Live, run_cli
 
@@ -158,9 +159,12 @@ def test_every_state_change_is_written_with_its_entry_or_not_at_all(
     world.releaser.release("fraud/m@1")
     token = admin.create_token("victim", "deployer", "fraud")
     victim_id = token.id
-    model = tmp_path / "tiny"
+    model = tmp_path / "tiny"  # its one small file travels in a batch (upload_blobs)
     model.mkdir()
     (model / "config.json").write_text('{"x": 1}')
+    big = tmp_path / "big"  # a file larger than a batch takes: an upload session
+    big.mkdir()
+    (big / "weights.bin").write_bytes(b"\1" * (BATCH_BLOB_MAX_BYTES + 1))
 
     def policies() -> int:
         return len(_rows(live, select(NamespacePolicy.id)))
@@ -190,7 +194,8 @@ def test_every_state_change_is_written_with_its_entry_or_not_at_all(
         ("create_token", lambda: admin.create_token("t2", "deployer", "fraud"), tokens),
         ("revoke_token", lambda: admin.revoke_token(victim_id), revoked),
         ("set_alias", lambda: admin.set_alias("fraud", "m", "prod", "1"), moves),
-        ("start_upload", lambda: admin.push(model, "fraud/tiny@1"), versions),
+        ("upload_blobs", lambda: admin.push(model, "fraud/tiny@1"), versions),
+        ("start_upload", lambda: admin.push(big, "fraud/big@1"), versions),
         ("put_version", lambda: admin.push(model, "fraud/tiny@2"), versions),
         ("reject_version", lambda: admin.reject("fraud/tiny@1", "not needed"),
          lambda: state("fraud/tiny@1")),

@@ -165,10 +165,11 @@ def receiver() -> Iterator[Receiver]:
 
 @contextmanager
 def worker(
-    url: str, hook: str, **extra: Any
+    url: str, hook: str, *, name: str = "replica", **extra: Any
 ) -> Iterator[tuple[SecurityEvents, sessionmaker[Session]]]:
-    """One replica's events and outbox worker (its own engine and pool, as a process has)."""
-    engine = make_engine(url)
+    """One replica's events and outbox worker (its own engine and pool, as a process has; its
+    connections carry ``name`` as their PostgreSQL application_name)."""
+    engine = make_engine(url, connect_args={"connect_timeout": 10, "application_name": name})
     sessions = make_sessionmaker(engine)
     events = SecurityEvents(webhooks=[hook], secret=SECRET, allow_private=True,
                             sessions=sessions, poll_seconds=0.05, **extra)  # fmt: skip
@@ -237,10 +238,7 @@ def test_an_event_left_by_a_stopped_replica_is_delivered_by_another(
 ) -> None:
     with (
         worker(pg_url, receiver.url) as (first, sessions),
-        worker(pg_url, receiver.url) as (
-            second,
-            _,
-        ),
+        worker(pg_url, receiver.url) as (second, _),
     ):
         first.start()
         first.stop()  # the first replica goes away before delivering what it wrote
@@ -263,18 +261,15 @@ def test_a_replica_dying_mid_delivery_releases_its_claim_at_once(
     The receiver may then see the event twice, with one event id to dedupe by."""
     receiver.hold = threading.Event()
     with (
-        worker(pg_url, receiver.url) as (first, sessions),
-        worker(pg_url, receiver.url) as (
-            second,
-            _,
-        ),
+        worker(pg_url, receiver.url, name="first") as (first, sessions),
+        worker(pg_url, receiver.url, name="second") as (second, _),
     ):
         first.start()
         _revoked(sessions, "ns/m@1")
         assert len(receiver.wait(1)) == 1  # the first worker is mid-attempt
         second.start()
         assert receiver.quiet(1, 1.0)  # SKIP LOCKED: the claimed row is not taken twice
-        killed = _terminate_claimers(pg_url)
+        killed = _terminate_claimers(pg_url, "first")  # the second may be mid-poll too
         assert killed == 1
         started = time.monotonic()
         events = receiver.wait(2, timeout=10)
@@ -289,8 +284,9 @@ def test_a_replica_dying_mid_delivery_releases_its_claim_at_once(
         assert _delivered(second) == 1
 
 
-def _terminate_claimers(url: str) -> int:
-    """Kill the database sessions that hold an outbox claim (a replica's process dying)."""
+def _terminate_claimers(url: str, application: str) -> int:
+    """Kill the database sessions of the replica ``application`` that hold an outbox claim
+    (that replica's process dying)."""
     engine = make_engine(url)
     try:
         with engine.begin() as conn:
@@ -299,8 +295,9 @@ def _terminate_claimers(url: str) -> int:
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
                     " WHERE datname = current_database() AND pid <> pg_backend_pid()"
                     " AND state = 'idle in transaction' AND query LIKE :claim"
+                    " AND application_name = :application"
                 ),
-                {"claim": "%FOR UPDATE SKIP LOCKED%"},
+                {"claim": "%FOR UPDATE SKIP LOCKED%", "application": application},
             )
             return len(killed.all())
     finally:

@@ -547,13 +547,24 @@ class UploadService:
                 ),
                 [{"digest": d, "size": size, "created_at": now} for d, size in wanted.items()],
             )
+            already = set(
+                session.execute(
+                    select(NamespaceBlob.digest).where(
+                        NamespaceBlob.namespace_id == ns.id,
+                        NamespaceBlob.digest.in_(list(wanted)),
+                    )
+                ).scalars()
+            )
             session.execute(
                 insert_row(NamespaceBlob).on_conflict_do_nothing(
                     index_elements=["namespace_id", "digest"]
                 ),
                 [{"namespace_id": ns.id, "digest": d, "created_at": now} for d in wanted],
             )
-            held = list(wanted.items())
+            # The entries name what the namespace did not hold before: a batch of blobs it
+            # already held changes nothing (the request is logged as such, like a session
+            # answered "already held").
+            held = [(d, size) for d, size in wanted.items() if d not in already]
             for i in range(0, len(held), _AUDIT_DIGESTS):  # every digest named, entries kept short
                 part = held[i : i + _AUDIT_DIGESTS]
                 audit_record(session, principal, "upload_blobs",
