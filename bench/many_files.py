@@ -25,7 +25,13 @@ process, unsigned, and measures:
   (answered 200: the version exists, nothing is scanned or built), i.e. what the manifest itself
   costs the commit request. **commit / baseline** is the ratio printed;
 * **server CPU** seconds from the commit's start until the BOM was found (the commit, the scan,
-  the BOM, and the asks).
+  the BOM, and the asks);
+* **pull**: ``RegistryClient.pull(..., unsafe_skip_verify=True)`` of the version just pushed
+  (it is unsigned, so there is no evidence to verify; every file's size and digest is still
+  checked against the manifest): the files of at most 1 MiB many to a request,
+  ``POST .../versions/{v}/files``, written durably;
+  **baseline, same run**: ``shutil.copytree`` of the pushed directory on the same disk, and
+  **pull / copy** is the ratio printed.
 
 Each figure is the median of ``--repeat`` cycles (default 3), with the spread (min-max). The
 first cycle also pays the server's first use of the CycloneDX schema validator.
@@ -36,8 +42,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
+import warnings
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -123,6 +131,16 @@ def cycle(stack: c.Stack, work: Path, files: int, number: int) -> dict[str, Any]
         again = time.perf_counter()
         commit(ref, Kind.MODEL, manifest)  # the version exists: answered 200, nothing built
         baseline = time.perf_counter() - again
+        pulling = time.perf_counter()
+        with warnings.catch_warnings():  # the UNSAFE warning: the push was unsigned
+            warnings.simplefilter("ignore")
+            client.pull(ref, work / f"pulled-{number}", unsafe_skip_verify=True)
+        pulled = time.perf_counter() - pulling
+    copying = time.perf_counter()
+    shutil.copytree(root, work / f"copied-{number}")
+    copied = time.perf_counter() - copying
+    shutil.rmtree(work / f"pulled-{number}")
+    shutil.rmtree(work / f"copied-{number}")
     return {
         "push": pushed - started,
         "commit": timings["commit_end"] - timings["commit_start"],
@@ -131,6 +149,8 @@ def cycle(stack: c.Stack, work: Path, files: int, number: int) -> dict[str, Any]
         "bom_asks": asks,
         "baseline_commit": baseline,
         "server_cpu": server_cpu,
+        "pull": pulled,
+        "copy": copied,
     }
 
 
@@ -141,6 +161,8 @@ KEYS = (
     ("bom_after_push_start", "BOM there, after the push started"),
     ("baseline_commit", "baseline: the same manifest again"),
     ("server_cpu", "server CPU, commit to BOM"),
+    ("pull", "pull (digests checked, durable)"),
+    ("copy", "baseline: copytree of the pushed directory"),
 )
 
 
@@ -156,6 +178,10 @@ def report(cycles: list[dict[str, Any]]) -> dict[str, Any]:
                                      "max": max(ratios)}  # fmt: skip
     rows.append(["commit / baseline", f"{c.median(ratios):.1f}x",
                  f"{min(ratios):.1f}-{max(ratios):.1f}x"])  # fmt: skip
+    pulls = [cy["pull"] / cy["copy"] for cy in cycles]
+    summary["pull_vs_copy"] = {"median": c.median(pulls), "min": min(pulls), "max": max(pulls)}
+    rows.append(["pull / copy", f"{c.median(pulls):.1f}x",
+                 f"{min(pulls):.1f}-{max(pulls):.1f}x"])  # fmt: skip
     c.print_table(["seconds", "median", "spread"], rows)
     return summary
 
