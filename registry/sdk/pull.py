@@ -25,6 +25,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -184,9 +185,10 @@ def _pull(
                 if item.size > BATCH_BLOB_MAX_BYTES
             ]
             futures += [
-                pool.submit(_download_batch, client, pinned, batch, staging, progress, durable)
+                pool.submit(_download_batch,
+                            _BatchFetch(client, pinned, batch, staging, progress, durable))
                 for batch in _batches([f for f in files if f.size <= BATCH_BLOB_MAX_BYTES])
-            ]
+            ]  # fmt: skip
             for future in futures:
                 future.result()
         if durable:
@@ -346,14 +348,7 @@ class _Overlong(Exception):
     """The answer holds more bytes than the files asked for."""
 
 
-def _download_batch(
-    client: RegistryClient,
-    ref: Ref,
-    items: list[FileDigest],
-    staging: Path,
-    progress: Progress | None,
-    durable: bool,
-) -> None:
+def _download_batch(fetch: _BatchFetch) -> None:
     """Small files of the verified manifest in one request (``POST .../versions/{v}/files``):
     the answer's index must list exactly these files, each file's bytes must hash to its
     manifest digest before any of it is written, and nothing past the last file is read
@@ -361,7 +356,6 @@ def _download_batch(
     fails before its first file was written (503, a broken connection) is asked again."""
     from registry.sdk.transfer import Retry
 
-    fetch = _BatchFetch(client, ref, items, staging, progress, durable)
     started = time.monotonic()
     for attempt in range(1, Retry.attempts + 1):
         try:
@@ -375,21 +369,17 @@ def _download_batch(
             time.sleep(Retry.delay(attempt))
 
 
+@dataclass
 class _BatchFetch:
     """One download batch's request and the checks on its answer (:func:`_download_batch`)."""
 
-    def __init__(
-        self,
-        client: RegistryClient,
-        ref: Ref,
-        items: list[FileDigest],
-        staging: Path,
-        progress: Progress | None,
-        durable: bool,
-    ) -> None:
-        self.client, self.ref, self.items = client, ref, items
-        self.staging, self.progress, self.durable = staging, progress, durable
-        self.written = 0
+    client: RegistryClient
+    ref: Ref
+    items: list[FileDigest]
+    staging: Path
+    progress: Progress | None
+    durable: bool
+    written: int = 0
 
     def refused(self, why: str) -> PullVerificationError:
         return PullVerificationError(

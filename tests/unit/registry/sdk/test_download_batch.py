@@ -18,7 +18,7 @@ from attest.digests import Digest, FileDigest
 from registry.errors import PullVerificationError
 from registry.names import Ref, RefKind
 from registry.sdk.client import RegistryClient
-from registry.sdk.pull import _download_batch
+from registry.sdk.pull import _BatchFetch, _download_batch
 
 FILES = {"a.json": b'{"a": 1}', "b.json": b'{"b": 2}'}
 ITEMS = [FileDigest(p, len(d), Digest(hashlib.sha256(d).hexdigest())) for p, d in FILES.items()]
@@ -102,7 +102,7 @@ def pull_batch(url: str, tmp_path: Path) -> Path:
     staging = tmp_path / "staging"
     staging.mkdir(exist_ok=True)
     with RegistryClient(url, "ms_" + "0" * 40) as client:
-        _download_batch(client, REF, ITEMS, staging, None, False)
+        _download_batch(_BatchFetch(client, REF, ITEMS, staging, None, False))
     return staging
 
 
