@@ -41,6 +41,7 @@ from registry.errors import (
 from registry.names import Ref, RefKind, parse_ref
 from registry.sdk import logcheck as _logcheck
 from registry.sdk.pins import PinStore
+from registry.sdk.push import SEND_BATCH_BLOBS, SEND_BATCH_BYTES
 from registry.sdk.trust import (
     check_status,
     verified_manifest,
@@ -270,23 +271,22 @@ def _download(
         )
 
 
-#: A download batch as the client asks for it: at most this many files, bytes, and bytes of
-#: index (estimated from the paths; the registry's own limits are 1,000 files, 16 MiB and
-#: 256 KiB of index).
-BATCH_FILES = 500
-BATCH_BYTES = 8 * 1024 * 1024
+#: A download batch as the client asks for it: as many files and bytes as an upload batch
+#: (:data:`registry.sdk.push.SEND_BATCH_BLOBS`, ``SEND_BATCH_BYTES``), and at most this many
+#: bytes of index (estimated from the paths; the registry's own limits are 1,000 files, 16 MiB
+#: and 256 KiB of index).
 BATCH_INDEX_BYTES = 128 * 1024
 #: What one file's entry in the index takes besides its path (digest, size, JSON punctuation).
 _ENTRY_BYTES = 120
 
 
 def _batches(files: list[FileDigest]) -> Iterator[list[FileDigest]]:
-    """Small files in groups a download batch carries (see :data:`BATCH_FILES`)."""
+    """Small files in groups a download batch carries (see :data:`BATCH_INDEX_BYTES`)."""
     batch: list[FileDigest] = []
     size = index = 0
     for item in files:
         entry = len(item.path.encode()) + _ENTRY_BYTES
-        if batch and (len(batch) >= BATCH_FILES or size + item.size > BATCH_BYTES
+        if batch and (len(batch) >= SEND_BATCH_BLOBS or size + item.size > SEND_BATCH_BYTES
                       or index + entry > BATCH_INDEX_BYTES):  # fmt: skip
             yield batch
             batch, size, index = [], 0, 0
