@@ -58,6 +58,23 @@ def world(live: Live, tmp_path: Path) -> World:
     return World(live, tmp_path)
 
 
+#: Far above any healthy answer; httpx's own 5 s default once failed the probe of a loaded CI
+#: machine (every SDK call waits 300 s), while a hung registry still fails the test.
+_TIMEOUT = 60.0
+
+
+def _get(url: str, **kwargs: Any) -> httpx.Response:
+    return httpx.get(url, **{"timeout": _TIMEOUT, **kwargs})
+
+
+def _head(url: str, **kwargs: Any) -> httpx.Response:
+    return httpx.head(url, **{"timeout": _TIMEOUT, **kwargs})
+
+
+def _post(url: str, **kwargs: Any) -> httpx.Response:
+    return httpx.post(url, **{"timeout": _TIMEOUT, **kwargs})
+
+
 def _token(live: Live, role: Role, namespace: str | None, name: str = "oci") -> str:
     engine = make_engine(live.settings.resolved_database_url)
     try:
@@ -75,14 +92,14 @@ class Oci:
 
     def __init__(self, url: str, api_token: str) -> None:
         self.url = url
-        probe = httpx.get(f"{url}/v2/")
+        probe = _get(f"{url}/v2/")
         assert probe.status_code == 401
         assert probe.headers["Docker-Distribution-API-Version"] == "registry/2.0"
         challenge = probe.headers["WWW-Authenticate"]
         params = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
         assert challenge.startswith("Bearer ") and params["service"] == "modelseal"
         assert params["realm"] == f"{url}/v2/token"
-        answer = httpx.get(
+        answer = _get(
             params["realm"],
             params={"service": params["service"], "scope": "repository:fraud/m:pull"},
             auth=("anything", api_token),
@@ -91,13 +108,13 @@ class Oci:
         body = answer.json()
         assert body["token"] == body["access_token"]
         self.headers = {"Authorization": f"Bearer {body['token']}"}
-        assert httpx.get(f"{url}/v2/", headers=self.headers).status_code == 200
+        assert _get(f"{url}/v2/", headers=self.headers).status_code == 200
 
     def get(self, path: str, **headers: str) -> httpx.Response:
-        return httpx.get(f"{self.url}/v2/{path}", headers={**self.headers, **headers})
+        return _get(f"{self.url}/v2/{path}", headers={**self.headers, **headers})
 
     def head(self, path: str, **headers: str) -> httpx.Response:
-        return httpx.head(f"{self.url}/v2/{path}", headers={**self.headers, **headers})
+        return _head(f"{self.url}/v2/{path}", headers={**self.headers, **headers})
 
 
 def _error(response: httpx.Response, status: int, code: str) -> str:
@@ -305,12 +322,12 @@ def test_bad_tokens_are_unauthorized_and_unknowns_are_named(world: World) -> Non
     for headers in ({}, {"Authorization": "Bearer ms_0000000000000000_nope"},
                     {"Authorization": "Basic !!!"}, {"Authorization": "Digest x"}):  # fmt: skip
         for path in ("", "fraud/m/manifests/1", "fraud/m/tags/list", "nope/nope/manifests/1"):
-            answer = httpx.get(f"{url}/v2/{path}", headers=headers)
+            answer = _get(f"{url}/v2/{path}", headers=headers)
             _error(answer, 401, "UNAUTHORIZED")
             assert answer.headers["WWW-Authenticate"].startswith('Bearer realm="')
-    refused = httpx.get(f"{url}/v2/token", auth=("user", "ms_0000000000000000_wrong"))
+    refused = _get(f"{url}/v2/token", auth=("user", "ms_0000000000000000_wrong"))
     _error(refused, 401, "UNAUTHORIZED")
-    _error(httpx.get(f"{url}/v2/token"), 401, "UNAUTHORIZED")
+    _error(_get(f"{url}/v2/token"), 401, "UNAUTHORIZED")
     revoked = world.admin.create_token("short-lived", "deployer", "fraud")
     assert revoked.token is not None
     oci = Oci(url, revoked.token)
@@ -327,13 +344,13 @@ def test_bad_tokens_are_unauthorized_and_unknowns_are_named(world: World) -> Non
     _error(oci.get("fraud/m/extra/manifests/1"), 404, "NAME_UNKNOWN")
     root = world.admin.show("fraud/m@1").root_digest  # an OMS root digest is no manifest digest
     _error(oci.get(f"fraud/m/manifests/{root}"), 404, "MANIFEST_UNKNOWN")
-    pushed = httpx.post(f"{url}/v2/fraud/m/blobs/uploads/", headers=oci.headers)
+    pushed = _post(f"{url}/v2/fraud/m/blobs/uploads/", headers=oci.headers)
     _error(pushed, 405, "UNSUPPORTED")
-    assert httpx.head(f"{url}/v2/fraud/m/manifests/9", headers=oci.headers).status_code == 404
+    assert _head(f"{url}/v2/fraud/m/manifests/9", headers=oci.headers).status_code == 404
 
 
 def test_oci_routes_are_not_in_the_openapi_document(live: Live) -> None:
-    document: dict[str, Any] = httpx.get(f"{live.url}/openapi.json", timeout=60).json()
+    document: dict[str, Any] = _get(f"{live.url}/openapi.json", timeout=60).json()
     assert not [p for p in document["paths"] if p.startswith("/v2")]
 
 
@@ -399,10 +416,10 @@ def test_blobs_redirect_to_presigned_urls_when_presigning_is_on(
             assert moved.status_code == 307
             assert moved.headers["Docker-Content-Digest"] == layer["digest"]
             assert moved.headers["Cache-Control"] == "no-store"
-            fetched = httpx.get(moved.headers["Location"])  # no registry credentials there
+            fetched = _get(moved.headers["Location"])  # no registry credentials there
             assert fetched.status_code == 200
             assert f"sha256:{hashlib.sha256(fetched.content).hexdigest()}" == layer["digest"]
-            part = httpx.get(moved.headers["Location"], headers={"Range": "bytes=0-3"})
+            part = _get(moved.headers["Location"], headers={"Range": "bytes=0-3"})
             assert part.status_code == 206 and part.content == fetched.content[:4]
             head = oci.head(f"fraud/m/blobs/{layer['digest']}")  # HEAD answers, no URL
             assert head.status_code == 200 and "Location" not in head.headers
@@ -457,7 +474,7 @@ def _dsse_verify(bundle: bytes, public_pem: bytes) -> dict[str, Any]:
 
 
 def _referrers(oci: Oci, digest: str, **params: str) -> httpx.Response:
-    return httpx.get(f"{oci.url}/v2/fraud/m/referrers/{digest}", params=params,
+    return _get(f"{oci.url}/v2/fraud/m/referrers/{digest}", params=params,
                      headers=oci.headers)  # fmt: skip
 
 
@@ -506,7 +523,7 @@ def test_referrers_list_each_bundle_and_a_release_of_the_manifest_digest(
                             RELEASE, OCI_RELEASE}  # fmt: skip
 
     # The manifest-digest release verifies with the registry key alone, checked independently.
-    key = httpx.get(f"{world.live.url}/v1/registry/key").json()["public_key_pem"].encode()
+    key = _get(f"{world.live.url}/v1/registry/key").json()["public_key_pem"].encode()
     statement = _dsse_verify(bundles[OCI_RELEASE], key)
     assert statement["subject"] == [{"name": "fraud/m", "digest": {"sha256": digest[7:]}}]
     assert statement["predicateType"] == OCI_RELEASE
