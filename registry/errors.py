@@ -24,7 +24,8 @@
     ├── RateLimitedError              429 rate-limited (facts.retry_after: seconds)
     ├── ServiceUnavailableError       503 service-unavailable (facts.retry_after: seconds)
     │   ├── StorageUnavailableError   503 storage-unavailable
-    │   └── DatabaseUnavailableError  503 database-unavailable
+    │   ├── DatabaseUnavailableError  503 database-unavailable
+    │   └── ScanPendingError          503 scan-pending (the version is being scanned)
     ├── ResponseVerificationError     (SDK only) an answer of the registry failed verification
     │   └── PullVerificationError     (SDK only) a pull did not verify; nothing was written
     ├── ConnectionFailedError         (SDK only) the registry could not be reached
@@ -173,6 +174,12 @@ class DatabaseUnavailableError(ServiceUnavailableError):
     """The metadata database failed or could not be reached."""
 
 
+class ScanPendingError(ServiceUnavailableError):
+    """The version is being scanned (state ``scanning``): none of its files is served and it
+    cannot be released or rejected until its scan is recorded; retry after
+    ``facts["retry_after"]`` seconds."""
+
+
 class ResponseVerificationError(RegistryError):
     """SDK-side: something the registry answered failed verification (a reported root digest,
     a signed status, the audit log's chain or checkpoint)."""
@@ -216,6 +223,7 @@ PROBLEMS: dict[type[RegistryError], tuple[int, str]] = {
     RateLimitedError: (429, "rate-limited"),
     StorageUnavailableError: (503, "storage-unavailable"),
     DatabaseUnavailableError: (503, "database-unavailable"),
+    ScanPendingError: (503, "scan-pending"),
     ServiceUnavailableError: (503, "service-unavailable"),
     PullVerificationError: (500, "pull-verification-failed"),
     ResponseVerificationError: (500, "response-verification-failed"),

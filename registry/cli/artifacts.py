@@ -156,6 +156,13 @@ def push(
         except (ConnectionFailedError, ServiceUnavailableError) as exc:
             fatal(f"{exc.diagnostics()}; the bytes already sent are kept for a while: run the "
                   "same push again to resume where it stopped")  # fmt: skip
+        if version.state == "scanning":
+            # Many files: committed, scanned in the background; the verdict is what a push
+            # reports (a rejected version fails the command).
+            from registry.sdk.pull import SCAN_WAIT_SECONDS, wait_scanned
+
+            err.print(f"the registry is scanning {version.file_count} files…")
+            version = wait_scanned(client, ref, timeout=SCAN_WAIT_SECONDS)
     if run is not None:
         err.print("OMS signature and SLSA provenance attached")
     elif bundle is not None:

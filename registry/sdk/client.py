@@ -36,6 +36,7 @@ from registry.errors import (
     InvalidRequestError,
     NotFoundError,
     RegistryError,
+    ScanPendingError,
     error_from_problem,
 )
 from registry.names import Kind, Ref, parse_ref
@@ -45,6 +46,7 @@ from registry.sdk import push as _push
 from registry.sdk import records
 from registry.sdk import trust as _trust
 from registry.sdk.pins import PinStore
+from registry.sdk.pull import SCAN_WAIT_SECONDS
 from registry.sdk.push import collect_files as collect_files  # re-exported: the CLI imports it here
 from registry.sdk.redirects import RedirectMemory
 from registry.sdk.resume import UploadJournal
@@ -603,11 +605,17 @@ class RegistryClient:
         response = self._request("GET", f"/v1/namespaces/{namespace}/policy", params=params)
         return PolicyPublic.model_validate(response.json())
 
-    def release(self, ref: str) -> VersionPublic:
-        """Run the release gate (ReleaseRefusedError lists every reason in ``facts``)."""
+    def release(self, ref: str, *, scan_wait: float = SCAN_WAIT_SECONDS) -> VersionPublic:
+        """Run the release gate (ReleaseRefusedError lists every reason in ``facts``), once a
+        version being scanned is scanned (:func:`.pull.wait_scanned`, up to ``scan_wait`` s)."""
         from registry.wire import VersionPublic
 
-        response = self._request("POST", self._version_path(parse_ref(ref)) + "/release")
+        path = self._version_path(parse_ref(ref)) + "/release"
+        try:
+            response = self._request("POST", path)
+        except ScanPendingError:
+            _pull.wait_scanned(self, ref, timeout=scan_wait)
+            response = self._request("POST", path)
         return VersionPublic.model_validate(response.json())
 
     def reject(self, ref: str, reason: str) -> VersionPublic:

@@ -35,6 +35,7 @@ from registry.errors import (
     InvalidRequestError,
     PullVerificationError,
     ResponseVerificationError,
+    ScanPendingError,
     ServiceUnavailableError,
     StorageUnavailableError,
 )
@@ -49,6 +50,9 @@ from registry.sdk.trust import (
     verify_pending,
     verify_release,
 )
+
+#: How long a pull or a release waits for the registry to scan a version of many files.
+SCAN_WAIT_SECONDS = 1800.0
 
 if TYPE_CHECKING:
     import httpx
@@ -94,7 +98,7 @@ def pull(
             exc.detail, **exc.facts
         )  # fmt: skip
         # Asking a deployer's question of a pending version is a mistake, not an attack.
-        mistake = failed.facts.get("state") == "pending" and not pending
+        mistake = failed.facts.get("state") in ("pending", "scanning") and not pending
         client.report_verification_failure(
             ref, failed.detail, kind="not-released" if mistake else "verification"
         )
@@ -135,6 +139,10 @@ def _pull(
             target=str(target),
         )
     version = client.show(ref, unsafe=unsafe_skip_verify)  # the registry audits the bypass
+    if version.state == "scanning" and (pending or unsafe_skip_verify):
+        # Committed, not scanned yet (a version of many files): nothing of it is served yet.
+        wait_scanned(client, ref, timeout=SCAN_WAIT_SECONDS)
+        version = client.show(ref, unsafe=unsafe_skip_verify)  # (audited as the first was)
     if version.external:
         raise InvalidRequestError(
             f"{ref} is external: the registry holds no bytes of it (they live at "
@@ -491,3 +499,28 @@ def _fsync_tree(root: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def wait_scanned(client: RegistryClient, ref: str, *, timeout: float) -> VersionPublic:
+    """The version once the registry has recorded its scan: a version of many files is committed
+    ``scanning`` and scanned after the commit answered, and until then none of its files is
+    served and it cannot be released. Asks again with growing pauses (at most 5 s apart).
+
+    Raises:
+        ScanPendingError: still ``scanning`` after ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    pause = 0.25
+    while True:
+        version = client.show(ref)
+        if version.state != "scanning":
+            return version
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise ScanPendingError(
+                f"{ref} is still being scanned after {timeout:.0f} s; the registry scans it in "
+                "the background (an operator sees its job in the bom_jobs table)",
+                state="scanning",
+            )
+        time.sleep(min(pause, left))
+        pause = min(pause * 2, 5.0)

@@ -69,6 +69,13 @@ class Settings(BaseSettings):
         description="Smallest chunk except the last (the S3 multipart minimum part size).",
     )
     max_manifest_files: int = Field(default=100_000, ge=1)
+    scan_inline_max_files: int = Field(
+        default=1000,
+        ge=0,
+        description="Versions of at most this many files are scanned inside the commit request; "
+        "a larger one is committed as 'scanning' and scanned by the background worker (nothing "
+        "of it is served or released until its scan is recorded).",
+    )
     max_json_bytes: int = Field(default=32 * MiB, ge=1024, description="Largest JSON body.")
     upload_ttl_seconds: int = Field(default=24 * 3600, ge=60)
     sigstore_trusted_root: Path | None = Field(

@@ -188,9 +188,11 @@ def test_a_commit_asks_for_its_bom_in_its_own_transaction(lab: Lab) -> None:
     assert lab.jobs() == {}
     lab.push("vision/m@1")
     assert lab.jobs() == {lab.vid("vision/m@1"): ("pending", 0, False, None)}
-    # Datasets and code get no BOM and no job; the model is "pending" until a worker built it.
+    # Datasets and code get no BOM; their job is the scan's safety net (a commit request that
+    # dies before it scans leaves the version "scanning" for the job to scan). The model is
+    # "pending" until a worker built its BOM.
     lab.push("vision/tx@1", kind=Kind.DATASET)
-    assert set(lab.jobs()) == {lab.vid("vision/m@1")}
+    assert set(lab.jobs()) == {lab.vid("vision/m@1"), lab.vid("vision/tx@1")}
     assert lab.client.show("vision/m@1").bom_status == "pending"
     assert lab.client.show("vision/tx@1").bom_status is None
     assert lab.boms_of("vision/m@1") == 0

@@ -262,6 +262,7 @@ PUBLIC = {
     "ResponseVerificationError",
     "ServiceUnavailableError",
     "DatabaseUnavailableError",
+    "ScanPendingError",
     "RegistryClient",
     "TrainingRun",
     "RegistryError",

@@ -78,6 +78,9 @@ POLL_SECONDS = 1.0
 #: How long the commit's job waits for the version's scan (which asks again, due now, when it is
 #: recorded); past that, the worker scans the version itself before it builds.
 SCAN_GRACE = timedelta(minutes=10)
+#: ``Session.info`` key: this transaction's evidence does not ask for the model's BOM (the
+#: scan a BOM job records just before it builds).
+NO_BOM_ASK = "modelseal.no_bom_ask"
 #: ``Session.info`` key: the transaction asked for a job that is due now (wake the worker).
 _DUE_NOW = "modelseal.bom_job_due"
 
@@ -259,7 +262,7 @@ class BomJobs:
     def _flushed(self, session: Session, _context: UOWTransaction) -> None:
         """New trigger evidence about a pending model in this flush: ask for its BOM, in the
         same transaction."""
-        if not self._triggers:
+        if not self._triggers or session.info.get(NO_BOM_ASK):
             return
         ids = {
             obj.version_id
@@ -271,7 +274,11 @@ class BomJobs:
         wanted = session.connection().execute(
             select(Version.id)
             .join(Artifact, Version.artifact_id == Artifact.id)
-            .where(Version.id.in_(ids), Artifact.kind == "model", Version.state == "pending")
+            .where(
+                Version.id.in_(ids),
+                Artifact.kind == "model",
+                Version.state.in_(("pending", "scanning")),
+            )
         )
         now = self._clock()
         for version_id in wanted.scalars():

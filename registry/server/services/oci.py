@@ -526,6 +526,12 @@ class OciService:
             )
         if record.state != State.RELEASED and not self._producer(principal, record.namespace):
             raise OciError(OciCode.MANIFEST_UNKNOWN, f"manifest {reference!r} unknown", hidden=True)
+        if record.state == State.SCANNING:  # (never among the pullable states either)
+            raise OciError(
+                OciCode.MANIFEST_UNKNOWN,
+                f"{record.ref} is being scanned: nothing of it is served until its scan is "
+                "recorded",
+            )
 
     def _require_repository(self, namespace: str, name: str) -> None:
         """NAME_UNKNOWN unless the repository exists."""

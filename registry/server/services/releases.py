@@ -59,7 +59,13 @@ from registry.server.services.common import Clock, aware, ensure_namespace, get_
 from registry.server.services.events import Event, stage
 from registry.server.services.journal import version_target
 from registry.server.services.scanning import REGISTRY_SIGNER, ScanService, registry_attestation
-from registry.server.services.versions import State, VersionRecord, VersionService, version_id
+from registry.server.services.versions import (
+    State,
+    VersionRecord,
+    VersionService,
+    scan_pending,
+    version_id,
+)
 
 MAX_POLICY_BYTES = 256 * 1024
 #: The registry's own read-only view, used by the gate to resolve dependencies.
@@ -309,6 +315,8 @@ class ReleaseService:
         record = self._rescanned(self._versions.resolve(principal, ref))
         if record.state == State.RELEASED:
             return record
+        if record.state == State.SCANNING:
+            raise scan_pending(record)
         if record.state != State.PENDING:
             raise ConflictError(
                 f"{record.ref} is {record.state} and cannot be released"
@@ -417,6 +425,8 @@ class ReleaseService:
         if not reason.strip():
             raise InvalidRequestError("a rejection needs a reason")
         record = self._versions.resolve(principal, ref)
+        if record.state == State.SCANNING:
+            raise scan_pending(record)
         if record.state != State.PENDING:
             raise ConflictError(
                 f"{record.ref} is {record.state}; only pending versions can be rejected"

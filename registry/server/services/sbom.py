@@ -116,18 +116,21 @@ class BomService:
         return self._signer.sign(statement)
 
     def build_job(self, version_id: int) -> Outcome:
-        """A BOM job's build (:mod:`.bomjobs`): the version as it is now, scanned
-        first if it never was (the commit request that would have scanned it may have died); a
-        rejected version gets no BOM (as before jobs: its scan found unsafe files)."""
+        """A version's job (:mod:`.bomjobs`): the version as it is now, scanned first if it
+        never was (a version of many files is scanned here, after its commit answered; the
+        commit request that would have scanned a smaller one may have died), then a model's
+        BOM. A rejected version, a dataset and code get no BOM."""
         record = self._record_for(version_id)
-        if record is None or record.kind != "model" or record.state == State.REJECTED:
+        if record is None or record.state == State.REJECTED:
             return Outcome(built=False)
-        if self._scans is not None and not self._scanned(version_id):
-            # The commit request died before it scanned (a stale scan is the gate's to redo,
-            # as before: two rescans racing would both be recorded).
-            record = self._scans.scan_version(record)
-            if record.state == State.REJECTED:
-                return Outcome(built=False)
+        if self._scans is not None and (
+            record.state == State.SCANNING or not self._scanned(version_id)
+        ):
+            # (A stale scan is the gate's to redo, as before: two rescans racing would both
+            # be recorded.) The report does not ask for the BOM again: it is built next.
+            record = self._scans.scan_version(record, ask_bom=False)
+        if record.kind != "model" or record.state in (State.REJECTED, State.SCANNING):
+            return Outcome(built=False)
         bundle = self.build(record)
         if bundle is None:
             return Outcome(built=True)

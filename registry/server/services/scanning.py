@@ -26,6 +26,7 @@ from registry.errors import RegistryError
 from registry.server.db import transaction
 from registry.server.models import Attestation, Version
 from registry.server.services import journal
+from registry.server.services.bomjobs import NO_BOM_ASK
 from registry.server.services.common import Clock, utcnow
 from registry.server.services.events import Event, stage
 from registry.server.services.journal import version_target
@@ -85,7 +86,10 @@ class ScanService:
         return scan_files(((f.path, f.size) for f in record.files), open_file,
                           propagate=(RegistryError,))  # fmt: skip
 
-    def scan_version(self, record: VersionRecord) -> VersionRecord:
+    def scan_version(self, record: VersionRecord, *, ask_bom: bool = True) -> VersionRecord:
+        """Scan ``record`` and record the signed report; a version ``scanning`` becomes
+        ``pending``, or ``rejected`` when a file is unsafe. ``ask_bom=False``: the report does
+        not ask for the model's BOM (the BOM job scanning it builds it next anyway)."""
         digests = {f.path: f.sha256 for f in record.files}
         if record.external:
             # No bytes here to scan: say so, signed; the gate refuses unscanned files unless the
@@ -117,13 +121,18 @@ class ScanService:
                 f"{f.path} ({', '.join(f.findings[:2])})" for f in report.unsafe[:10]
             )
         with transaction(self._sessions) as session:
+            if not ask_bom:
+                session.info[NO_BOM_ASK] = True
             vid = version_id(session, record)
             session.add(registry_attestation(vid, record, bundle, self._signer, self._clock(),
                                              actor=REGISTRY_SIGNER))  # fmt: skip
+            if record.state not in (State.SCANNING, State.PENDING):
+                return record  # a rescan of a released version: the gate judges its report
             if state != record.state:
+                # From scanning (its first scan) or pending (a rescan that found it unsafe).
                 moved = session.execute(
                     update(Version)
-                    .where(Version.id == vid, Version.state == State.PENDING)
+                    .where(Version.id == vid, Version.state.in_((State.SCANNING, State.PENDING)))
                     .values(state=state, state_reason=reason)
                 ).rowcount  # type: ignore[attr-defined]
                 if moved == 1 and state == State.REJECTED:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol, TypeVarTuple
 
 from sqlalchemy import Select, func, insert, select, tuple_
@@ -21,6 +21,7 @@ from registry.errors import (
     NotFoundError,
     PayloadTooLargeError,
     PermissionDeniedError,
+    ScanPendingError,
     VersionConflictError,
     VersionUnavailableError,
 )
@@ -61,10 +62,26 @@ class Scanner(Protocol):
 
 
 class State:
+    #: Committed, not scanned yet: nothing of it is served, nothing can release or reject it.
+    SCANNING = "scanning"
     PENDING = "pending"
     RELEASED = "released"
     REJECTED = "rejected"
     REVOKED = "revoked"
+
+
+#: Seconds a client is told to wait before asking again for a version being scanned.
+SCAN_RETRY_SECONDS = 5
+
+
+def scan_pending(record: VersionRecord) -> ScanPendingError:
+    """The refusal of anything but reading the metadata of a version being scanned."""
+    return ScanPendingError(
+        f"{record.ref} is being scanned: none of its files is served, and it cannot be "
+        "released or rejected, until its scan is recorded; retry shortly",
+        state=record.state,
+        retry_after=SCAN_RETRY_SECONDS,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,9 +229,15 @@ class VersionService:
 
         existing = self._find_existing(namespace, name, version)
         if existing is not None:
-            return self._same_or_conflict(existing, kind, wanted, digest), False
+            same = self._same_or_conflict(existing, kind, wanted, digest)
+            if same.state == State.SCANNING:
+                self._ask_scan(same)  # its commit request may have died before scanning it
+            return same, False
 
         now = self._clock()
+        # Many files are scanned after the answer (the commit of a 20,000-file model would
+        # spend most of its time scanning, and on S3 reading each file takes a request).
+        deferred = not external and len(files) > self._settings.scan_inline_max_files
         try:
             with transaction(self._sessions) as session:
                 ns = ensure_namespace(session, namespace, now)
@@ -226,7 +249,7 @@ class VersionService:
                     artifact_id=artifact.id,
                     version=version,
                     root_digest=digest,
-                    state=State.PENDING,
+                    state=State.SCANNING,
                     file_count=len(files),
                     total_size=sum(f.size for f in files),
                     created_at=now,
@@ -247,22 +270,22 @@ class VersionService:
                         {"version_id": row.id, "path": f.path, "size": f.size,
                          "digest": f.sha256} for f in ordered
                     ])  # fmt: skip
-                if kind == Kind.MODEL:
-                    # Its ML-BOM is built off the request path (services/bomjobs.py), asked
-                    # for in this transaction so no committed model lacks it. The scan below asks
-                    # again, due now; this one waits in case the request dies before scanning.
-                    from registry.server.services.bomjobs import (  # (import cycle)
-                        SCAN_GRACE,
-                        enqueue,
-                    )
+                # The background job (services/bomjobs.py) scans what this request does not,
+                # and builds a model's ML-BOM: asked for in this transaction, so no committed
+                # version is left unscanned or without its BOM. For a version scanned below it
+                # waits in case the request dies first (the scan asks again, due now).
+                from registry.server.services.bomjobs import (  # (import cycle)
+                    SCAN_GRACE,
+                    enqueue,
+                )
 
-                    enqueue(session, row.id, now, delay=SCAN_GRACE)
+                enqueue(session, row.id, now, delay=timedelta(0) if deferred else SCAN_GRACE)
                 record = VersionRecord(
                     namespace=namespace,
                     name=name,
                     version=version,
                     kind=str(kind),
-                    state=State.PENDING,
+                    state=State.SCANNING,
                     root_digest=digest,
                     file_count=len(files),
                     total_size=row.total_size,
@@ -287,9 +310,16 @@ class VersionService:
                 with self._sessions() as session:
                     self._check_blobs(session, get_namespace(session, namespace), files)
             raise
-        if self._scanner is not None:
+        if not deferred and self._scanner is not None:
             record = self._scanner.scan_version(record)
         return record, True
+
+    def _ask_scan(self, record: VersionRecord) -> None:
+        """Make the job of a version still ``scanning`` due now (the same push again)."""
+        from registry.server.services.bomjobs import enqueue  # (import cycle)
+
+        with transaction(self._sessions) as session:
+            enqueue(session, version_id(session, record), self._clock())
 
     def _find_existing(self, namespace: str, name: str, version: str) -> VersionRecord | None:
         with self._sessions() as session:
@@ -546,6 +576,8 @@ class VersionService:
                 f"{principal.role} tokens",
                 state=record.state,
             )
+        if record.state == State.SCANNING:
+            raise scan_pending(record)
         missing = sorted(wanted - set(found))
         if missing:
             raise NotFoundError(f"{ref} has no file {missing[0]!r}", ref=str(ref), path=missing[0])

@@ -78,14 +78,14 @@ class Reads:
         return [StoredBundle(r[0], r[1], bytes(r[2]), r[3], aware(r[4]), r[5]) for r in rows]
 
     def settled_counts(self, namespace: str) -> dict[str, int]:
-        """Per artifact of ``namespace``, how many of its versions are not pending (what a
-        token that does not see pending versions is shown)."""
+        """Per artifact of ``namespace``, how many of its versions are settled (neither
+        scanning nor pending: what a token that does not see pending versions is shown)."""
         with self._sessions() as session:
             rows = session.execute(
                 select(Artifact.name, func.count(Version.id))
                 .join(Version, Version.artifact_id == Artifact.id)
                 .join(Namespace, Artifact.namespace_id == Namespace.id)
-                .where(Namespace.name == namespace, Version.state != "pending")
+                .where(Namespace.name == namespace, Version.state.not_in(("scanning", "pending")))
                 .group_by(Artifact.name)
             ).all()
         return {name: int(count) for name, count in rows}

@@ -64,7 +64,7 @@ RowPath = Annotated[int, PathParam(ge=0, le=MAX_ROW)]
 RowQuery = Annotated[int | None, Query(ge=0, le=MAX_ROW)]
 
 P = ParamSpec("P")
-STATES = (State.PENDING, State.RELEASED, State.REJECTED, State.REVOKED)
+STATES = (State.SCANNING, State.PENDING, State.RELEASED, State.REJECTED, State.REVOKED)
 
 
 def install(
@@ -233,7 +233,7 @@ def _router(
         rows, aliases = views.version_rows(
             services, ctx.principal, namespace, name, state=state, search=q
         )
-        states = [s for s in STATES if s != State.PENDING or
+        states = [s for s in STATES if s not in views.UNSETTLED or
                   views.sees_pending(ctx.principal, namespace)]  # fmt: skip
         released = [r.record.version for r in rows if r.record.state == State.RELEASED]
         if state or q:

@@ -52,8 +52,12 @@ def sees_pending(principal: Principal, namespace: str) -> bool:
     )
 
 
+#: Versions not settled yet (being scanned, or pending): shown only to :func:`sees_pending` roles.
+UNSETTLED = (State.SCANNING, State.PENDING)
+
+
 def visible(principal: Principal, record: VersionRecord) -> bool:
-    return record.state != State.PENDING or sees_pending(principal, record.namespace)
+    return record.state not in UNSETTLED or sees_pending(principal, record.namespace)
 
 
 def resolve_visible(services: Services, principal: Principal, ref: Ref) -> VersionRecord:
@@ -101,7 +105,7 @@ def version_rows(
         and (not state or r.state == state)
         and (not search or search.lower() in r.version.lower())
     ]
-    return rows, [a for a in aliases if a.state != State.PENDING]
+    return rows, [a for a in aliases if a.state not in UNSETTLED]
 
 
 # -- the version page --------------------------------------------------------------------------
@@ -228,7 +232,7 @@ def version_page(
         principal,
         lineage_reads,
         cache,
-        lambda namespace, state: state != State.PENDING or sees_pending(principal, namespace),
+        lambda namespace, state: state not in UNSETTLED or sees_pending(principal, namespace),
     )
 
     thresholds = kind_policy.thresholds if kind_policy else ()
