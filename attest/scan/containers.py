@@ -393,6 +393,8 @@ def scan_compressed(handle: IO[bytes], size: int, context: Context, result: Resu
             inflated = spool(stream, limit, f"{kind} stream")
     except LimitReached:
         raise
+    except context.propagate:
+        raise
     except (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError, RuntimeError) as exc:
         raise Malformed(f"{kind} stream: {exc}") from None
     except Exception as exc:  # lz4 / zstandard raise their own error types

@@ -208,9 +208,12 @@ class Context:
     #: the file is external tensor data of a clean ONNX model of the same set: raw bytes that
     #: the runtime reads as tensor content, clean unless another reading says otherwise
     tensor_data: bool = False
+    #: the caller's errors (its storage failing) that no reading may turn into a verdict
+    propagate: tuple[type[BaseException], ...] = ()
 
     def inner(self, name: str) -> Context:
-        return Context(f"{self.path}!{name}", self.limits, self.depth + 1, None)
+        return Context(f"{self.path}!{name}", self.limits, self.depth + 1, None,
+                       propagate=self.propagate)  # fmt: skip
 
 
 # -- entry points -------------------------------------------------------------------------------
@@ -285,7 +288,7 @@ def scan_stream(
     ``propagate`` types (the caller's storage failures) are re-raised, since they say nothing
     about the file.
     """
-    context = Context(path, limits or ScanLimits(), 0, sibling, tensor_data)
+    context = Context(path, limits or ScanLimits(), 0, sibling, tensor_data, propagate)
     try:
         result = scan_any(handle, size, context)
     except propagate:

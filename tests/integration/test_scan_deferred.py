@@ -11,9 +11,12 @@ most 3 files: each test runs the worker itself, so the ``scanning`` state is the
 
 from __future__ import annotations
 
+import hashlib
+import os
 import pickle
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -53,11 +56,20 @@ class Registry:
             .secret
         )
 
-    def worker(self) -> BomJobs:
+    def worker(self, **options: Any) -> BomJobs:
         from registry.server.app import create_app
 
         app = create_app(self.live.settings, expiry_interval=None)  # another replica's worker
-        return BomJobs(self.sessions, app.state.services.boms, triggers=TRIGGERS)
+        return BomJobs(self.sessions, app.state.services.boms, triggers=TRIGGERS, **options)
+
+    def job(self) -> tuple[str, int]:
+        with self.sessions() as session:
+            status, attempts = session.execute(select(BomJob.status, BomJob.attempts)).one()
+        return str(status), int(attempts)
+
+    def due_now(self) -> None:
+        with self.sessions() as session, session.begin():
+            session.execute(update(BomJob).values(due_at=utcnow() - timedelta(seconds=1)))
 
     def model(self, name: str, *, extra: dict[str, bytes] | None = None) -> Path:
         root = make_model_dir(self.tmp / name)  # 4 files: more than the 3 scanned inline
@@ -224,3 +236,61 @@ def test_a_deployer_does_not_see_a_version_being_scanned_in_the_console(reg: Reg
     assert 'href="/ui/n/vision/m"' not in deployer.get("/ui/n/vision").text
     admin.http.close()
     deployer.http.close()
+
+
+@contextmanager
+def _unreadable(live: Live, data: bytes) -> Iterator[None]:
+    """The local store's file of blob ``data`` swapped for a directory: every read of it fails
+    with an OSError (as EIO or a stale NFS handle would), as long as the block runs."""
+    blob = live.settings.data_dir / "blobs" / "sha256"
+    path = next(p for p in blob.rglob(hashlib.sha256(data).hexdigest()))
+    aside = path.with_name(path.name + ".aside")
+    path.rename(aside)
+    path.mkdir()
+    try:
+        yield
+    finally:
+        path.rmdir()
+        aside.rename(path)
+
+
+def _big_evil(tmp: Path) -> bytes:
+    """A code-running pickle of more than the 1 MiB the scanner reads whole (a larger file is
+    read as the scanner goes, so a store failure happens inside it)."""
+    payload = malicious_payloads(tmp / "sentinel")["os.system"]
+    return pickle.dumps((os.urandom(2 * 1024 * 1024), payload), protocol=4)
+
+
+def test_a_store_failing_under_the_scan_is_retried_never_a_verdict(
+    reg: Registry, backend: Any
+) -> None:
+    if backend.storage is not None:
+        pytest.skip("the failure is made by swapping a file of the local store")
+    evil = _big_evil(reg.tmp)
+    reg.client.push(reg.model("m1", extra={"model.pkl": evil}), "vision/m@1")
+    with _unreadable(reg.live, evil):
+        assert reg.worker().run_pending() == 1
+        # The store failed: no report, the version still "scanning", the job to be retried.
+        assert reg.count("1", SCAN) == 0 and reg.state("1") == "scanning"
+        assert reg.job() == ("pending", 1)
+    reg.due_now()
+    assert reg.worker().run_pending() == 1
+    assert reg.state("1") == "rejected"
+    _problem(reg.get(VERSION.format(v="1") + "/files/model.pkl"), 410, "version-unavailable")
+
+
+def test_the_scan_of_a_version_being_scanned_is_retried_past_the_last_attempt(
+    reg: Registry, backend: Any
+) -> None:
+    if backend.storage is not None:
+        pytest.skip("the failure is made by swapping a file of the local store")
+    evil = _big_evil(reg.tmp)
+    reg.client.push(reg.model("m1", extra={"model.pkl": evil}), "vision/m@1")
+    with _unreadable(reg.live, evil):
+        for attempt in (1, 2):
+            assert reg.worker(max_attempts=1).run_pending() == 1
+            assert reg.job() == ("pending", attempt)  # never "failed" while it is scanning
+            assert reg.state("1") == "scanning"
+            reg.due_now()
+    assert reg.worker(max_attempts=1).run_pending() == 1
+    assert reg.state("1") == "rejected"

@@ -172,6 +172,12 @@ def enqueue(
         session.info[_DUE_NOW] = True
 
 
+def _scanning(session: Session, version_id: int) -> bool:
+    """Whether the version is still ``scanning`` (its job scans it first)."""
+    state = session.execute(select(Version.state).where(Version.id == version_id)).scalar()
+    return state == "scanning"
+
+
 def job_state(session: Session, version_id: int) -> JobState | None:
     row = session.execute(
         select(BomJob.status, BomJob.attempts, BomJob.due_at, BomJob.last_error).where(
@@ -396,7 +402,10 @@ class BomJobs:
                         "taking the job over",
                         vid,
                     )
-                if attempts >= self._max_attempts:
+                if attempts >= self._max_attempts and (
+                    # (past the last attempt, a version being scanned is retried: _failed)
+                    status == RUNNING or not _scanning(session, vid)
+                ):
                     error = (
                         f"gave up after {attempts} attempts: the last one never finished "
                         "(its worker stopped, for instance killed while building)"
@@ -540,10 +549,14 @@ class BomJobs:
 
     def _failed(self, claim: _Claim, exc: Exception) -> None:
         """Retry later, or give up after the last attempt (asked for again meanwhile: pending
-        again, due now, its attempts forgotten)."""
+        again, due now, its attempts forgotten). The job of a version still ``scanning`` never
+        gives up (a store outage longer than the attempts must not leave the version unscanned
+        for good): past the last attempt it is retried every ``retry_max`` seconds."""
         error = describe(exc)
         now = self._clock()
-        give_up = claim.attempts >= self._max_attempts
+        last = claim.attempts >= self._max_attempts
+        with self._sessions() as session:
+            give_up = last and not _scanning(session, claim.version_id)
         delay = min(self._retry_max, self._retry * 2 ** (claim.attempts - 1))
         with transaction(self._sessions) as session:
             moved = session.execute(
@@ -571,6 +584,16 @@ class BomJobs:
                 "%s: build failed %d times, giving up: %s",
                 where,
                 claim.attempts,
+                error,
+                exc_info=exc,
+            )
+        elif last:
+            log.error(
+                "%s: scanning it failed %d times; nothing of it is served until it is "
+                "scanned, next attempt in %.0f s: %s",
+                where,
+                claim.attempts,
+                delay,
                 error,
                 exc_info=exc,
             )

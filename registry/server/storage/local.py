@@ -55,13 +55,18 @@ class LocalBlobStore:
             return None
 
     def read(self, digest: str, *, start: int = 0, length: int | None = None) -> Iterator[bytes]:
+        """The blob's bytes. Any other failure of the disk is a StorageUnavailableError (as
+        the S3 store's are), never a bare OSError: a caller that reads on behalf of a verdict
+        (the scanner) must tell the store failing from the file being unreadable."""
         try:
             handle = self._path(digest).open("rb")
         except FileNotFoundError:
             raise NotFoundError(
                 f"blob sha256:{digest} is not in the store", digest=digest
             ) from None
-        return _read_file(handle, start, length)
+        except OSError as exc:
+            raise _unavailable(digest, exc) from exc
+        return _read_file(handle, start, length, digest)
 
     def presigned_read_url(self, digest: str, *, expires: int) -> str | None:
         return None  # a local directory has no URL of its own: the service streams it
@@ -189,21 +194,31 @@ def _mtime(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
-def _read_file(handle: object, start: int, length: int | None) -> Iterator[bytes]:
+def _unavailable(digest: str, exc: OSError) -> StorageUnavailableError:
+    return StorageUnavailableError(
+        f"reading blob sha256:{digest} failed: {exc.strerror or type(exc).__name__}",
+        digest=digest,
+    )
+
+
+def _read_file(handle: object, start: int, length: int | None, digest: str) -> Iterator[bytes]:
     import io
 
     assert isinstance(handle, io.BufferedReader)
     with handle:
-        handle.seek(start)
         remaining = length
-        while remaining is None or remaining > 0:
-            want = READ_SIZE if remaining is None else min(READ_SIZE, remaining)
-            piece = handle.read(want)
-            if not piece:
-                break
-            if remaining is not None:
-                remaining -= len(piece)
-            yield piece
+        try:
+            handle.seek(start)
+            while remaining is None or remaining > 0:
+                want = READ_SIZE if remaining is None else min(READ_SIZE, remaining)
+                piece = handle.read(want)
+                if not piece:
+                    break
+                if remaining is not None:
+                    remaining -= len(piece)
+                yield piece
+        except OSError as exc:
+            raise _unavailable(digest, exc) from exc
 
 
 def _copy_all(src: object, dst: object) -> None:

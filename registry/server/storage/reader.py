@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
+from registry.errors import StorageUnavailableError
 from registry.server.storage.base import BlobStore
 
 WINDOW = 1024 * 1024
@@ -49,7 +50,14 @@ class BlobFile(io.RawIOBase):
             sequential = self._window and self._pos == self._window_start + len(self._window)
             wanted = WINDOW if sequential or self._pos == 0 else PROBE
             length = min(max(wanted, len(view)), self._size - self._pos)
-            self._window = b"".join(self._store.read(self._digest, start=self._pos, length=length))
+            try:
+                read = self._store.read(self._digest, start=self._pos, length=length)
+                self._window = b"".join(read)
+            except OSError as exc:  # a store that lets one through: still the store failing
+                raise StorageUnavailableError(
+                    f"reading blob sha256:{self._digest} failed: {type(exc).__name__}",
+                    digest=self._digest,
+                ) from exc
             self._window_start = self._pos
         offset = self._pos - self._window_start
         piece = self._window[offset : offset + len(view)]

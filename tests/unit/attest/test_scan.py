@@ -4,6 +4,7 @@ payload ever runs."""
 from __future__ import annotations
 
 import ast
+import gzip
 import io
 import os
 import pickle
@@ -361,3 +362,26 @@ def test_no_code_path_can_deserialize_a_model() -> None:
                         )
     assert offenders == []
     assert os.environ.get("MODELSEAL_TEST_MARKER", "") == ""
+
+
+def test_a_store_failing_inside_a_compressed_stream_is_not_a_verdict() -> None:
+    """A failure of the caller's storage while the decompressor reads (which turns every
+    other error into "malformed") still reaches the caller."""
+    from attest.scan.containers import scan_compressed
+    from attest.scan.core import Context, Malformed, Result, ScanLimits
+
+    class StoreDown(Exception):
+        pass
+
+    class FailingLater(io.BytesIO):
+        def read(self, size: int | None = -1, /) -> bytes:
+            if self.tell() >= 64 * 1024:
+                raise StoreDown("the store failed mid-stream")
+            return super().read(size)
+
+    data = gzip.compress(random.Random(3).randbytes(256 * 1024), compresslevel=1)
+    with pytest.raises(Malformed):  # a reader's own error: the stream is malformed
+        scan_compressed(FailingLater(data), len(data), Context("x.gz", ScanLimits()), Result())
+    caller = Context("x.gz", ScanLimits(), propagate=(StoreDown,))
+    with pytest.raises(StoreDown):
+        scan_compressed(FailingLater(data), len(data), caller, Result())

@@ -113,3 +113,22 @@ def test_a_store_error_shows_no_object_repr(hangs_up: str, monkeypatch: pytest.M
     with pytest.raises(StorageUnavailableError) as listed:
         list(store.list_blobs())
     assert "object at 0x" not in str(listed.value) and hangs_up not in str(listed.value)
+
+
+def test_a_local_blob_that_cannot_be_read_is_the_store_failing(tmp_path: Path) -> None:
+    """Any disk error but a missing file is StorageUnavailableError (never a bare OSError a
+    caller could mistake for something the file says), on opening and while reading."""
+    from registry.errors import NotFoundError
+
+    store = LocalBlobStore(tmp_path / "store")
+    data = b"weights" * 100
+    digest = hashlib.sha256(data).hexdigest()
+    store.put_verified(digest, data)
+    path = store._path(digest)
+    path.unlink()
+    path.mkdir()  # reads of it fail (EISDIR), as EIO or a stale NFS handle would
+    with pytest.raises(StorageUnavailableError, match="reading blob"):
+        b"".join(store.read(digest))
+    path.rmdir()
+    with pytest.raises(NotFoundError):
+        store.read(digest)
