@@ -261,14 +261,22 @@ def _big_evil(tmp: Path) -> bytes:
     return pickle.dumps((os.urandom(2 * 1024 * 1024), payload), protocol=4)
 
 
-def test_a_store_failing_under_the_scan_is_retried_never_a_verdict(
-    reg: Registry, backend: Any
-) -> None:
+@contextmanager
+def _evil_pushed_unreadable(reg: Registry, backend: Any) -> Iterator[None]:
+    """``vision/m@1`` pushed with a large code-running pickle whose blob cannot be read while
+    the block runs (local store only)."""
     if backend.storage is not None:
         pytest.skip("the failure is made by swapping a file of the local store")
     evil = _big_evil(reg.tmp)
     reg.client.push(reg.model("m1", extra={"model.pkl": evil}), "vision/m@1")
     with _unreadable(reg.live, evil):
+        yield
+
+
+def test_a_store_failing_under_the_scan_is_retried_never_a_verdict(
+    reg: Registry, backend: Any
+) -> None:
+    with _evil_pushed_unreadable(reg, backend):
         assert reg.worker().run_pending() == 1
         # The store failed: no report, the version still "scanning", the job to be retried.
         assert reg.count("1", SCAN) == 0 and reg.state("1") == "scanning"
@@ -282,11 +290,7 @@ def test_a_store_failing_under_the_scan_is_retried_never_a_verdict(
 def test_the_scan_of_a_version_being_scanned_is_retried_past_the_last_attempt(
     reg: Registry, backend: Any
 ) -> None:
-    if backend.storage is not None:
-        pytest.skip("the failure is made by swapping a file of the local store")
-    evil = _big_evil(reg.tmp)
-    reg.client.push(reg.model("m1", extra={"model.pkl": evil}), "vision/m@1")
-    with _unreadable(reg.live, evil):
+    with _evil_pushed_unreadable(reg, backend):
         for attempt in (1, 2):
             assert reg.worker(max_attempts=1).run_pending() == 1
             assert reg.job() == ("pending", attempt)  # never "failed" while it is scanning
