@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -563,3 +564,26 @@ def test_a_push_signed_by_an_unregistered_key_stores_nothing(
     pushed = run_cli("push", str(model_dir), "ns/m@1", "--no-progress", "--sign-key",
                      str(tmp_path / "stranger.key"), live=live, cwd=tmp_path)  # fmt: skip
     assert pushed.returncode == 0, pushed.stderr
+
+
+@embedded
+def test_a_push_of_many_files_waits_for_the_background_scan_and_reports_its_verdict(
+    backend: Any, model_dir: Path, tmp_path: Path
+) -> None:
+    """A version of more than SCAN_INLINE_MAX_FILES files is scanned after its commit answered:
+    the CLI waits for the verdict, and a rejected version still fails the push."""
+    import pickle
+
+    from tests.scan_corpus import malicious_payloads
+    from tests.support import serve
+
+    with serve(backend.model_copy(update={"scan_inline_max_files": 2})) as live:
+        pushed = run(live, "push", str(model_dir), "vision/tiny@1", "--no-progress")
+        assert pushed.returncode == 0, pushed.stderr
+        assert "the registry is scanning" in pushed.stderr
+        assert "pending)" in pushed.stderr  # the state after the scan, not "scanning"
+        evil = pickle.dumps(malicious_payloads(tmp_path / "sentinel")["os.system"], protocol=2)
+        (model_dir / "extra.pkl").write_bytes(evil)
+        refused = run(live, "push", str(model_dir), "vision/tiny@2", "--no-progress")
+        assert refused.returncode == 1, refused.stderr
+        assert "rejected" in refused.stderr and "extra.pkl" in refused.stderr
