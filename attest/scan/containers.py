@@ -35,6 +35,7 @@ from attest.scan.core import (
     Malformed,
     Result,
     ScanVerdict,
+    ScratchFailure,
     Unsafe,
     inflate_limit,
     scan_any,
@@ -391,7 +392,7 @@ def scan_compressed(handle: IO[bytes], size: int, context: Context, result: Resu
     try:
         with _decompressor(kind, handle) as stream:
             inflated = spool(stream, limit, f"{kind} stream")
-    except LimitReached:
+    except (LimitReached, ScratchFailure):
         raise
     except context.propagate:
         raise

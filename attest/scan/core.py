@@ -165,6 +165,48 @@ class Malformed(Exception):
     """The reading started but the data is broken: unscannable."""
 
 
+class ScratchFailure(Exception):
+    """The scanner's own temporary disk failed (full, an I/O error) while it spilled an
+    inflated stream or member: says nothing about the file, so never a verdict. Raised out of
+    every scan; the caller retries."""
+
+
+class _ScratchFile(io.FileIO):
+    """A temporary file whose every failure is a :class:`ScratchFailure` (an OSError here is
+    not the file being scanned misbehaving, which the readings would judge)."""
+
+    def _failed(self, exc: OSError) -> ScratchFailure:
+        return ScratchFailure(f"the scanner's temporary file failed: {exc.strerror or exc}")
+
+    def readinto(self, buffer: Any, /) -> int:
+        try:
+            return super().readinto(buffer)
+        except OSError as exc:
+            raise self._failed(exc) from exc
+
+    def write(self, data: Any, /) -> int:
+        try:
+            return super().write(data)
+        except OSError as exc:
+            raise self._failed(exc) from exc
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        try:
+            return super().seek(offset, whence)
+        except OSError as exc:
+            raise self._failed(exc) from exc
+
+
+def scratch_file() -> IO[bytes]:
+    """An anonymous temporary file for spilled data (:class:`_ScratchFile`)."""
+    try:
+        fd, name = tempfile.mkstemp(prefix="modelseal-scan-")
+        os.unlink(name)
+    except OSError as exc:
+        raise ScratchFailure(f"the scanner's temporary file failed: {exc.strerror or exc}") from exc
+    return io.BufferedRandom(_ScratchFile(fd, "r+b", closefd=True))
+
+
 class LimitReached(Exception):
     """A scan limit stopped the reading: unscannable."""
 
@@ -291,6 +333,8 @@ def scan_stream(
     context = Context(path, limits or ScanLimits(), 0, sibling, tensor_data, propagate)
     try:
         result = scan_any(handle, size, context)
+    except ScratchFailure:
+        raise
     except propagate:
         raise
     except Exception as exc:  # a scanner bug or an unforeseen input: fail closed, never crash
@@ -348,7 +392,7 @@ def spool(stream: IO[bytes], limit: int, what: str) -> IO[bytes]:
             out.close()
             raise LimitReached(f"{what} inflates past {limit} bytes (decompression bomb)")
         if isinstance(out, io.BytesIO) and total > _IN_MEMORY:
-            spilled = tempfile.TemporaryFile()
+            spilled = scratch_file()
             spilled.write(out.getbuffer())
             out = spilled
         out.write(piece)

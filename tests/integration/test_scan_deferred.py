@@ -298,3 +298,21 @@ def test_the_scan_of_a_version_being_scanned_is_retried_past_the_last_attempt(
             reg.due_now()
     assert reg.worker(max_attempts=1).run_pending() == 1
     assert reg.state("1") == "rejected"
+
+
+def test_a_scan_whose_worker_keeps_dying_is_tried_again_later_never_given_up(
+    reg: Registry,
+) -> None:
+    reg.client.push(reg.model("m1"), "vision/m@1")
+    # As a worker killed mid-scan on its last attempt leaves it: running, its lease ended.
+    with reg.sessions() as session, session.begin():
+        session.execute(update(BomJob).values(
+            status="running", claim="dead-worker/1", attempts=1,
+            due_at=utcnow() - timedelta(seconds=1),
+        ))  # fmt: skip
+    assert reg.worker(max_attempts=1).run_pending() == 0  # not at once: later
+    assert reg.job() == ("pending", 1)
+    assert reg.state("1") == "scanning"
+    reg.due_now()
+    assert reg.worker(max_attempts=1).run_pending() == 1
+    assert reg.state("1") == "pending"

@@ -402,10 +402,8 @@ class BomJobs:
                         "taking the job over",
                         vid,
                     )
-                if attempts >= self._max_attempts and (
-                    # (past the last attempt, a version being scanned is retried: _failed)
-                    status == RUNNING or not _scanning(session, vid)
-                ):
+                scanning = attempts >= self._max_attempts and _scanning(session, vid)
+                if attempts >= self._max_attempts and not scanning:
                     error = (
                         f"gave up after {attempts} attempts: the last one never finished "
                         "(its worker stopped, for instance killed while building)"
@@ -418,6 +416,29 @@ class BomJobs:
                             claim=None,
                             again=False,
                             due_at=now,
+                            last_error=error,
+                            updated_at=now,
+                        )
+                        .execution_options(synchronize_session=False)
+                    )
+                    log.error("ML-BOM of version %d: %s", vid, error)
+                    continue
+                if scanning and status == RUNNING:
+                    # Past the last attempt, its worker died again: a version being scanned is
+                    # never given up on (nothing of it is served meanwhile), but not retried at
+                    # once either (whatever killed the worker may do it again).
+                    error = (
+                        f"{attempts} attempts to scan it did not finish (the last one's worker "
+                        f"stopped); next in {self._retry_max:.0f} s"
+                    )
+                    session.execute(
+                        update(BomJob)
+                        .where(*unchanged)
+                        .values(
+                            status=PENDING,
+                            claim=None,
+                            again=False,
+                            due_at=now + timedelta(seconds=self._retry_max),
                             last_error=error,
                             updated_at=now,
                         )

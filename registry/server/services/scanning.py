@@ -20,9 +20,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from attest.bundle import Bundle
 from attest.predicates import SCAN
 from attest.scan import MIN_RULESET, ScanReport, scan_files
+from attest.scan.core import ScratchFailure
 from attest.signing import Signer
 from attest.statement import make_statement
-from registry.errors import RegistryError
+from registry.errors import RegistryError, ServiceUnavailableError
 from registry.server.db import transaction
 from registry.server.models import Attestation, Version
 from registry.server.services import journal
@@ -37,6 +38,8 @@ from registry.server.storage.reader import WINDOW, BlobFile
 EXTERNAL_FORMAT = "external"
 NOT_SCANNED = "not-scanned"
 REGISTRY_SIGNER = "registry"
+#: Retry-After of a commit whose scan failed on the registry's own temporary disk.
+SCRATCH_RETRY_SECONDS = 30
 
 
 def registry_attestation(
@@ -83,8 +86,13 @@ class ScanService:
                 return io.BytesIO(b"".join(whole))
             return io.BufferedReader(BlobFile(self._store, item.sha256, item.size))
 
-        return scan_files(((f.path, f.size) for f in record.files), open_file,
-                          propagate=(RegistryError,))  # fmt: skip
+        try:
+            return scan_files(((f.path, f.size) for f in record.files), open_file,
+                              propagate=(RegistryError,))  # fmt: skip
+        except ScratchFailure as exc:  # no verdict: the scan is tried again
+            raise ServiceUnavailableError(
+                f"scanning {record.ref} failed: {exc}", retry_after=SCRATCH_RETRY_SECONDS
+            ) from exc
 
     def scan_version(self, record: VersionRecord, *, ask_bom: bool = True) -> VersionRecord:
         """Scan ``record`` and record the signed report; a version ``scanning`` becomes

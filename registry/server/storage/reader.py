@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from registry.errors import StorageUnavailableError
+from registry.errors import RegistryError, StorageUnavailableError
 from registry.server.storage.base import BlobStore
 
 WINDOW = 1024 * 1024
@@ -53,11 +53,21 @@ class BlobFile(io.RawIOBase):
             try:
                 read = self._store.read(self._digest, start=self._pos, length=length)
                 self._window = b"".join(read)
-            except OSError as exc:  # a store that lets one through: still the store failing
+            except RegistryError:
+                raise
+            except Exception as exc:
+                # Whatever a store or its HTTP stack lets through (an OSError, urllib3's
+                # SSLError) is the store failing: the scanner must not judge the file by it.
                 raise StorageUnavailableError(
                     f"reading blob sha256:{self._digest} failed: {type(exc).__name__}",
                     digest=self._digest,
                 ) from exc
+            if len(self._window) != length:  # a store that ignored the range, or cut it short
+                raise StorageUnavailableError(
+                    f"reading blob sha256:{self._digest}: {len(self._window)} bytes came back "
+                    f"for {length} asked",
+                    digest=self._digest,
+                )
             self._window_start = self._pos
         offset = self._pos - self._window_start
         piece = self._window[offset : offset + len(view)]

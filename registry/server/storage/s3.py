@@ -36,7 +36,7 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from attest.digests import is_sha256_hex
-from registry.errors import NotFoundError, StorageUnavailableError
+from registry.errors import NotFoundError, RegistryError, StorageUnavailableError
 from registry.server.storage.base import (
     READ_SIZE,
     Part,
@@ -192,9 +192,21 @@ class S3BlobStore:
         return url
 
     def _stream(self, body: Any, digest: str) -> Iterator[bytes]:
+        what = f"read blob sha256:{digest}"
         try:
             while True:
-                piece = self._call(f"read blob sha256:{digest}", lambda: body.read(READ_SIZE))
+                try:
+                    piece = self._call(what, lambda: body.read(READ_SIZE))
+                except RegistryError:
+                    raise
+                except Exception as exc:
+                    # The connection broke under the body in a way botocore does not wrap
+                    # (urllib3's SSLError on a corrupted TLS record): still the store failing.
+                    log.warning("%s: %s", what, exc)
+                    raise StorageUnavailableError(
+                        f"{what}: the connection to the blob store broke ({type(exc).__name__})",
+                        code=type(exc).__name__,
+                    ) from exc
                 if not piece:
                     return
                 yield piece

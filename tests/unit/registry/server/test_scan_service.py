@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import hashlib
 import io
+import subprocess
+import sys
 import types
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from attest.digests import Digest
 from attest.scan import ScanVerdict
@@ -61,3 +65,61 @@ def test_the_service_judges_small_and_large_blobs_as_the_scanner_judges_files(
     assert served["big/model.safetensors"][0] is ScanVerdict.CLEAN
     assert all(served[p][0] is ScanVerdict.UNSAFE for p in files if p.startswith("pickles/"))
     assert not sentinel.exists()
+
+
+class _BrokenMidway:
+    """A store whose reads past the first MiB of a blob fail the way an HTTP stack may let an
+    error through (not an OSError, not a RegistryError: urllib3's SSLError on a corrupted TLS
+    record is one)."""
+
+    class TlsBroke(Exception):
+        pass
+
+    def __init__(self, inner: LocalBlobStore) -> None:
+        self.inner = inner
+
+    def read(self, digest: str, *, start: int = 0, length: int | None = None) -> Any:
+        if start >= WINDOW:
+            raise self.TlsBroke("DECRYPTION_FAILED_OR_BAD_RECORD_MAC")
+        return self.inner.read(digest, start=start, length=length)
+
+
+def test_a_store_failing_under_the_scanner_is_an_error_never_a_verdict(tmp_path: Path) -> None:
+    """Whatever a store raises while the scanner reads a large blob is the store failing: the
+    scan raises (its caller retries), the file is not called unscannable."""
+    from registry.errors import StorageUnavailableError
+
+    evil = next(iter(scan_corpus.malicious_pickles(tmp_path / "pwned").values()))
+    big = scan_corpus.zip_bytes({"archive/data/0": bytes(2 * WINDOW), "archive/data.pkl": evil},
+                                compress=False)  # fmt: skip
+    store = LocalBlobStore(tmp_path / "store")
+    record: Any = types.SimpleNamespace(files=[
+        types.SimpleNamespace(path="model.pt", size=len(big), sha256=_store(store, big))
+    ])  # fmt: skip
+    healthy = ScanService(sessions=None, store=store, signer=None)  # type: ignore[arg-type]
+    assert healthy.scan(record).files[0].verdict is ScanVerdict.UNSAFE
+    broken = ScanService(sessions=None, store=_BrokenMidway(store), signer=None)  # type: ignore[arg-type]
+    with pytest.raises(StorageUnavailableError, match="TlsBroke"):
+        broken.scan(record)
+
+
+def test_the_scanners_own_disk_failing_is_an_error_never_a_verdict(tmp_path: Path) -> None:
+    """A stream that inflates past what the scanner keeps in memory is spilled to a temporary
+    file; that file failing (here: the file size limit, as a full disk would) raises out of
+    the scan instead of calling the stream malformed."""
+    script = f"""
+import gzip, io, random, resource, signal, sys
+sys.path.insert(0, {str(Path(__file__).resolve().parents[4])!r})
+from attest.scan.core import ScratchFailure, scan_stream
+data = gzip.compress(random.Random(1).randbytes(12 * 1024 * 1024), compresslevel=1)
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (4 * 1024 * 1024, 4 * 1024 * 1024))
+try:
+    verdict = scan_stream("x.gz", io.BytesIO(data), len(data))
+    print("verdict", verdict.verdict, verdict.findings)
+except ScratchFailure as exc:
+    print("raised", exc)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, check=True)  # fmt: skip
+    assert done.stdout.startswith("raised the scanner's temporary file failed"), done.stdout

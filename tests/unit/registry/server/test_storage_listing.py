@@ -132,3 +132,31 @@ def test_a_local_blob_that_cannot_be_read_is_the_store_failing(tmp_path: Path) -
     path.rmdir()
     with pytest.raises(NotFoundError):
         store.read(digest)
+
+
+def test_an_s3_body_that_breaks_in_a_way_botocore_does_not_wrap_is_the_store_failing() -> None:
+    """urllib3's SSLError (a corrupted TLS record) comes through botocore's StreamingBody
+    unwrapped: the store still says StorageUnavailableError, never the library's error."""
+
+    class TlsBroke(Exception):
+        pass
+
+    class Body:
+        closed = False
+
+        def read(self, size: int = -1) -> bytes:
+            raise TlsBroke("DECRYPTION_FAILED_OR_BAD_RECORD_MAC")
+
+        def close(self) -> None:
+            self.closed = True
+
+    body = Body()
+
+    class Client:
+        def get_object(self, **kwargs: object) -> dict[str, object]:
+            return {"Body": body}
+
+    store = S3BlobStore("s3://bucket/prefix", client=Client())
+    with pytest.raises(StorageUnavailableError, match="TlsBroke"):
+        b"".join(store.read("ab" * 32))
+    assert body.closed
