@@ -403,42 +403,28 @@ class BomJobs:
                         vid,
                     )
                 scanning = attempts >= self._max_attempts and _scanning(session, vid)
-                if attempts >= self._max_attempts and not scanning:
-                    error = (
-                        f"gave up after {attempts} attempts: the last one never finished "
-                        "(its worker stopped, for instance killed while building)"
-                    )
-                    session.execute(
-                        update(BomJob)
-                        .where(*unchanged)
-                        .values(
-                            status=FAILED,
-                            claim=None,
-                            again=False,
-                            due_at=now,
-                            last_error=error,
-                            updated_at=now,
+                if attempts >= self._max_attempts and (status == RUNNING or not scanning):
+                    # Past the last attempt, its worker stopped: given up on, except a version
+                    # being scanned (nothing of it is served meanwhile), which is tried again
+                    # later, not at once (whatever killed the worker may do it again).
+                    if scanning:
+                        error = (
+                            f"{attempts} attempts to scan it did not finish (the last "
+                            f"one's worker stopped); next in {self._retry_max:.0f} s"
                         )
-                        .execution_options(synchronize_session=False)
-                    )
-                    log.error("ML-BOM of version %d: %s", vid, error)
-                    continue
-                if scanning and status == RUNNING:
-                    # Past the last attempt, its worker died again: a version being scanned is
-                    # never given up on (nothing of it is served meanwhile), but not retried at
-                    # once either (whatever killed the worker may do it again).
-                    error = (
-                        f"{attempts} attempts to scan it did not finish (the last one's worker "
-                        f"stopped); next in {self._retry_max:.0f} s"
-                    )
+                    else:
+                        error = (f"gave up after {attempts} attempts: the last one never "
+                                 "finished (its worker stopped, for instance killed while "
+                                 "building)")  # fmt: skip
+                    later = now + timedelta(seconds=self._retry_max) if scanning else now
                     session.execute(
                         update(BomJob)
                         .where(*unchanged)
                         .values(
-                            status=PENDING,
+                            status=PENDING if scanning else FAILED,
                             claim=None,
                             again=False,
-                            due_at=now + timedelta(seconds=self._retry_max),
+                            due_at=later,
                             last_error=error,
                             updated_at=now,
                         )
