@@ -171,30 +171,31 @@ class ScratchFailure(Exception):
     every scan; the caller retries."""
 
 
+def _scratch_failure(exc: OSError) -> ScratchFailure:
+    return ScratchFailure(f"the scanner's temporary file failed: {exc.strerror or exc}")
+
+
 class _ScratchFile(io.FileIO):
     """A temporary file whose every failure is a :class:`ScratchFailure` (an OSError here is
     not the file being scanned misbehaving, which the readings would judge)."""
-
-    def _failed(self, exc: OSError) -> ScratchFailure:
-        return ScratchFailure(f"the scanner's temporary file failed: {exc.strerror or exc}")
 
     def readinto(self, buffer: Any, /) -> int:
         try:
             return super().readinto(buffer)
         except OSError as exc:
-            raise self._failed(exc) from exc
+            raise _scratch_failure(exc) from exc
 
     def write(self, data: Any, /) -> int:
         try:
             return super().write(data)
         except OSError as exc:
-            raise self._failed(exc) from exc
+            raise _scratch_failure(exc) from exc
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
         try:
             return super().seek(offset, whence)
         except OSError as exc:
-            raise self._failed(exc) from exc
+            raise _scratch_failure(exc) from exc
 
 
 def scratch_file() -> IO[bytes]:
@@ -203,7 +204,7 @@ def scratch_file() -> IO[bytes]:
         fd, name = tempfile.mkstemp(prefix="modelseal-scan-")
         os.unlink(name)
     except OSError as exc:
-        raise ScratchFailure(f"the scanner's temporary file failed: {exc.strerror or exc}") from exc
+        raise _scratch_failure(exc) from exc
     return io.BufferedRandom(_ScratchFile(fd, "r+b", closefd=True))
 
 

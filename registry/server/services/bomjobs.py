@@ -562,10 +562,9 @@ class BomJobs:
         error = describe(exc)
         now = self._clock()
         last = claim.attempts >= self._max_attempts
-        with self._sessions() as session:
-            give_up = last and not _scanning(session, claim.version_id)
         delay = min(self._retry_max, self._retry * 2 ** (claim.attempts - 1))
         with transaction(self._sessions) as session:
+            give_up = last and not _scanning(session, claim.version_id)
             moved = session.execute(
                 update(BomJob)
                 .where(*self._held(claim))

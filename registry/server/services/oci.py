@@ -526,7 +526,7 @@ class OciService:
             )
         if record.state != State.RELEASED and not self._producer(principal, record.namespace):
             raise OciError(OciCode.MANIFEST_UNKNOWN, f"manifest {reference!r} unknown", hidden=True)
-        if record.state == State.SCANNING:  # (never among the pullable states either)
+        if record.state == State.SCANNING:  # (a tag names it; blobs are only of pullable ones)
             raise OciError(
                 OciCode.MANIFEST_UNKNOWN,
                 f"{record.ref} is being scanned: nothing of it is served until its scan is "

@@ -123,3 +123,26 @@ except ScratchFailure as exc:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=120, check=True)  # fmt: skip
     assert done.stdout.startswith("raised the scanner's temporary file failed"), done.stdout
+
+
+def test_a_store_answering_other_bytes_than_the_range_asked_is_an_error(tmp_path: Path) -> None:
+    """A store that ignores the range (an S3-compatible server answering 200 with the whole
+    object) or cuts it short would have the scanner judge misaligned bytes: refused."""
+    from registry.errors import StorageUnavailableError
+
+    class WholeObject:
+        def __init__(self, inner: LocalBlobStore) -> None:
+            self.inner = inner
+
+        def read(self, digest: str, *, start: int = 0, length: int | None = None) -> Any:
+            return self.inner.read(digest)  # the range ignored
+
+    big = scan_corpus.zip_bytes({"archive/data/0": bytes(2 * WINDOW)}, compress=False)
+    store = LocalBlobStore(tmp_path / "store")
+    record: Any = types.SimpleNamespace(files=[
+        types.SimpleNamespace(path="model.pt", size=len(big), sha256=_store(store, big))
+    ])  # fmt: skip
+    assert ScanService(sessions=None, store=store, signer=None).scan(record)  # type: ignore[arg-type]
+    ignoring = ScanService(sessions=None, store=WholeObject(store), signer=None)  # type: ignore[arg-type]
+    with pytest.raises(StorageUnavailableError, match="bytes came back"):
+        ignoring.scan(record)
