@@ -133,6 +133,10 @@ class ScanReport:
         return [f for f in self.files if f.verdict is ScanVerdict.UNSAFE]
 
     @property
+    def unscannable(self) -> list[FileVerdict]:
+        return [f for f in self.files if f.verdict is ScanVerdict.UNSCANNABLE]
+
+    @property
     def not_clean(self) -> list[FileVerdict]:
         return [f for f in self.files if f.verdict is not ScanVerdict.CLEAN]
 

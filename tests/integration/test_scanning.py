@@ -21,6 +21,7 @@ from registry.errors import (
     PermissionDeniedError,
     PullVerificationError,
     ReleaseRefusedError,
+    VersionUnavailableError,
 )
 from registry.sdk.client import RegistryClient
 from registry.sdk.lineage import verified_bom
@@ -182,17 +183,33 @@ def test_unknown_files_wait_for_a_policy_that_names_them(world: World, tmp_path:
     assert (tmp_path / "deploy" / "weights.bin").stat().st_size == 4096
 
 
-def test_unscannable_files_are_never_accepted(world: World) -> None:
+def test_an_unscannable_file_rejects_its_version_and_is_served_to_nobody(
+    world: World, tmp_path: Path
+) -> None:
+    """Attacker: a malicious uploader (docs/threat-model.md). A file the scanner cannot read to
+    its end (here a bz2 bomb; a pickle padded past the opcode limit before its call is the same
+    verdict) may hide code past where the reading stopped. No policy accepts it, so it is
+    rejected like an unsafe file: kept pending, its files would be served to the namespace's
+    producers and evaluation jobs."""
     world.model("vision/m@1", accuracy=None, extra={"state.pkl.bz2": corpus.bz2_bomb()})
     shown = world.admin.show("vision/m@1")
-    assert shown.state == "pending"  # not unsafe, and no evidence can mend it either
+    assert shown.state == "rejected"
+    assert shown.state_reason == ("scan: unscannable files: state.pkl.bz2 (bz2 stream inflates "
+                                  "past 4194304 bytes (decompression bomb))")  # fmt: skip
     everything = "unknown, pickle"
     world.admin.set_policy("vision", f"{DEFAULT_LIKE}    scan: {{allow_formats: [{everything}]}}\n")
-    with pytest.raises(ReleaseRefusedError) as refused:
+    with pytest.raises(ConflictError, match="is rejected"):
         world.admin.release("vision/m@1")
-    [reason] = refused.value.facts["reasons"]
-    assert reason == ("scan: state.pkl.bz2: unscannable (bz2 stream inflates past 4194304 "
-                      "bytes (decompression bomb))")  # fmt: skip
+    for pending in (False, True):
+        with pytest.raises((PullVerificationError, VersionUnavailableError)):
+            world.admin.pull("vision/m@1", tmp_path / "eval", pending=pending)
+    single = httpx.get(
+        f"{world.live.url}/v1/namespaces/vision/artifacts/m/versions/1/files/state.pkl.bz2",
+        headers={"Authorization": f"Bearer {world.live.admin_token}"}, timeout=60,
+    )  # fmt: skip
+    assert single.status_code == 410, single.text
+    assert single.json()["type"].endswith("/version-unavailable")
+    assert not (tmp_path / "eval").exists()
 
 
 # -- a registry upgraded past a ruleset bump ---------------------------------------------------

@@ -1,8 +1,9 @@
 """Scan every file of a new version and record a registry-signed scan attestation.
 
-An unsafe file makes the version ``rejected`` (evidence cannot mend it); any other verdict leaves
-it ``pending``, and the release gate reads the signed report (``unknown`` and ``unscannable``
-files keep it there unless the policy accepts ``unknown``). A file the scanner cannot finish is
+An unsafe or unscannable file makes the version ``rejected`` (no evidence or policy can mend it,
+and a pending version's files are served to its producers); any other verdict leaves it
+``pending``, and the release gate reads the signed report (``unknown`` files keep it there
+unless the policy accepts them). A file the scanner cannot finish is
 a verdict, never an error: the version stays committed and audited. The service reads blobs
 through ranged reads and never deserializes them.
 """
@@ -59,6 +60,20 @@ def registry_attestation(
     )
 
 
+def _rejection(report: ScanReport) -> str | None:
+    """Why ``report`` rejects its version, or None. An unsafe file holds code; an unscannable
+    one could not be read to its end (malformed, or a limit such as a bomb's ratio or a
+    pickle's opcode count stopped the reading), so it may hold code past where the scan
+    stopped. Neither is ever released, by any evidence or policy; served to producers and
+    evaluation jobs as a pending version, either would run on their machines."""
+    for kind, files in (("unsafe", report.unsafe), ("unscannable", report.unscannable)):
+        if files:
+            return f"scan: {kind} files: " + "; ".join(
+                f"{f.path} ({', '.join(f.findings[:2])})" for f in files[:10]
+            )
+    return None
+
+
 class ScanService:
     def __init__(
         self,
@@ -96,8 +111,9 @@ class ScanService:
 
     def scan_version(self, record: VersionRecord, *, ask_bom: bool = True) -> VersionRecord:
         """Scan ``record`` and record the signed report; a version ``scanning`` becomes
-        ``pending``, or ``rejected`` when a file is unsafe. ``ask_bom=False``: the report does
-        not ask for the model's BOM (the BOM job scanning it builds it next anyway)."""
+        ``pending``, or ``rejected`` when a file is unsafe or unscannable. ``ask_bom=False``:
+        the report does not ask for the model's BOM (the BOM job scanning it builds it next
+        anyway)."""
         digests = {f.path: f.sha256 for f in record.files}
         if record.external:
             # No bytes here to scan: say so, signed; the gate refuses unscanned files unless the
@@ -122,12 +138,9 @@ class ScanService:
             predicate=predicate,
         )
         bundle = self._signer.sign(statement)
-        state, reason = State.PENDING, None
-        if report.unsafe:
+        state, reason = State.PENDING, _rejection(report)
+        if reason is not None:
             state = State.REJECTED
-            reason = "scan: unsafe files: " + "; ".join(
-                f"{f.path} ({', '.join(f.findings[:2])})" for f in report.unsafe[:10]
-            )
         with transaction(self._sessions) as session:
             if not ask_bom:
                 session.info[NO_BOM_ASK] = True
@@ -137,7 +150,8 @@ class ScanService:
             if record.state not in (State.SCANNING, State.PENDING):
                 return record  # a rescan of a released version: the gate judges its report
             if state != record.state:
-                # From scanning (its first scan) or pending (a rescan that found it unsafe).
+                # From scanning (its first scan) or pending (a rescan found it unsafe or
+                # unscannable).
                 moved = session.execute(
                     update(Version)
                     .where(Version.id == vid, Version.state.in_((State.SCANNING, State.PENDING)))
@@ -160,8 +174,8 @@ class ScanService:
         under a ruleset older than :data:`~attest.scan.MIN_RULESET` (older rules called
         unidentified files clean); otherwise return it unchanged. Scanning again is always
         safe: the new signed report becomes the newest, and only a pending version changes
-        state (unsafe: rejected). A released dependency that now fails keeps its state, and
-        the gate refuses what depends on it."""
+        state (unsafe or unscannable: rejected). A released dependency that now fails keeps its
+        state, and the gate refuses what depends on it."""
         if record.state not in (State.PENDING, State.RELEASED) or record.external:
             return record
         with self._sessions() as session:

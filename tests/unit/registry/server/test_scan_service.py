@@ -146,3 +146,26 @@ def test_a_store_answering_other_bytes_than_the_range_asked_is_an_error(tmp_path
     ignoring = ScanService(sessions=None, store=WholeObject(store), signer=None)  # type: ignore[arg-type]
     with pytest.raises(StorageUnavailableError, match="bytes came back"):
         ignoring.scan(record)
+
+
+def test_a_pickle_padded_past_the_opcode_limit_rejects_its_version() -> None:
+    """Attacker: a malicious uploader. Harmless opcodes before the call exhaust the walk: the
+    file is unscannable, and that rejects the version as an unsafe file would (pending, its
+    files would be served to producers and evaluation jobs)."""
+    from attest.scan import ScanLimits, scan_files
+    from registry.server.services.scanning import _rejection
+
+    padded = b"\x80\x04" + b"N0" * 600 + b"cos\nsystem\n(S'id'\ntR."
+    report = scan_files([("m.pkl", len(padded))], lambda _path: io.BytesIO(padded),
+                        limits=ScanLimits(max_pickle_ops=1000))  # fmt: skip
+    [verdict] = report.files
+    assert verdict.verdict is ScanVerdict.UNSCANNABLE
+    assert _rejection(report) == (
+        "scan: unscannable files: m.pkl (pickle scan stopped: the pickle has more opcodes "
+        "than the scan limit)"
+    )
+    whole = scan_files([("m.pkl", len(padded))], lambda _path: io.BytesIO(padded))
+    assert whole.files[0].verdict is ScanVerdict.UNSAFE  # read to the end, the call is found
+    assert (_rejection(whole) or "").startswith("scan: unsafe files: m.pkl")
+    clean = scan_files([("m.pkl", 4)], lambda _path: io.BytesIO(b"\x80\x04N."))
+    assert _rejection(clean) is None
