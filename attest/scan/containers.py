@@ -23,7 +23,7 @@ import tarfile
 import zipfile
 import zlib
 from pathlib import PurePosixPath
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 from attest.errors import AttestError
 from attest.jsonsafe import loads as json_loads
@@ -33,6 +33,7 @@ from attest.scan.core import (
     Format,
     LimitReached,
     Malformed,
+    NoReading,
     Result,
     ScanVerdict,
     ScratchFailure,
@@ -392,7 +393,7 @@ def scan_compressed(handle: IO[bytes], size: int, context: Context, result: Resu
     try:
         with _decompressor(kind, handle) as stream:
             inflated = spool(stream, limit, f"{kind} stream")
-    except (LimitReached, ScratchFailure):
+    except (LimitReached, ScratchFailure, NoReading):
         raise
     except context.propagate:
         raise
@@ -410,10 +411,15 @@ def scan_compressed(handle: IO[bytes], size: int, context: Context, result: Resu
 
 
 class _ZlibReader(io.RawIOBase):
+    """A zlib stream's bytes. A stream that fails before it yields one byte is no reading
+    (:class:`NoReading`): the format has no magic number, and its two-byte header occurs by
+    chance in text and binary data. One that fails later is malformed."""
+
     def __init__(self, inner: IO[bytes]) -> None:
         self._inner = inner
         self._z = zlib.decompressobj()
         self._pending = b""
+        self._produced = 0
 
     def readable(self) -> bool:
         return True
@@ -427,11 +433,20 @@ class _ZlibReader(io.RawIOBase):
                 self._pending = self._z.flush()
                 if not self._pending:
                     if not self._z.eof:
-                        raise Malformed("zlib stream is truncated")
+                        self._broken("zlib stream is truncated")
                     return 0
                 break
-            self._pending = self._z.decompress(piece, READ)
+            try:
+                self._pending = self._z.decompress(piece, READ)
+            except zlib.error as exc:
+                self._broken(f"zlib stream: {exc}")
         n = min(len(buffer), len(self._pending))
         buffer[:n] = self._pending[:n]
         self._pending = self._pending[n:]
+        self._produced += n
         return n
+
+    def _broken(self, problem: str) -> NoReturn:
+        if self._produced == 0:
+            raise NoReading(f"{problem} before its first byte")
+        raise Malformed(problem)

@@ -18,6 +18,7 @@ from attest.scan.core import (
     Format,
     LimitReached,
     Malformed,
+    NoReading,
     Result,
     ScanVerdict,
     Unsafe,
@@ -27,11 +28,16 @@ from attest.scan.pickles import read_pickles
 Check = Callable[[IO[bytes], int, Context, Result], None]
 
 
-def _run(check: Check, fmt: Format, handle: IO[bytes], size: int, context: Context) -> Result:
+def _run(
+    check: Check, fmt: Format, handle: IO[bytes], size: int, context: Context
+) -> Result | None:
+    """The reading of the file as ``fmt``; None when it only looked like one (NoReading)."""
     result = Result(format=fmt)
     handle.seek(0)
     try:
         check(handle, size, context, result)
+    except NoReading:
+        return None
     except Unsafe as exc:
         result.flag(ScanVerdict.UNSAFE, str(exc))
     except LimitReached as exc:
@@ -67,17 +73,15 @@ def combine(handle: IO[bytes], size: int, context: Context) -> Result:
     pickled = pickle_reading(handle, 0, size, context)
 
     found: list[Result] = []
-    for fmt, detect, check in _SIGNATURES:
+    for fmt, detect, check in (*_SIGNATURES, *_PROTOBUFS):  # protobufs: tried on every file
         handle.seek(0)
-        if detect(head, handle, size):
-            found.append(_run(check, fmt, handle, size, context))
-    for fmt, detect, check in _PROTOBUFS:  # no signature, so tried on every file
-        handle.seek(0)
-        if detect(head, handle, size):
-            found.append(_run(check, fmt, handle, size, context))
+        reading = _run(check, fmt, handle, size, context) if detect(head, handle, size) else None
+        if reading is not None:
+            found.append(reading)
     handle.seek(0)
     if not found and formats.is_text(head, handle, size):
-        found.append(_run(formats.scan_text, Format.TEXT, handle, size, context))
+        text = _run(formats.scan_text, Format.TEXT, handle, size, context)
+        found.extend([text] if text is not None else [])
 
     # A data-only pickle reading counts when it is the whole file (a pickle, whatever else it
     # also parses as); a data-only prefix of anything else is harmless and identifies nothing.

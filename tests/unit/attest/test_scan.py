@@ -12,6 +12,7 @@ import random
 import sys
 from collections import OrderedDict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -385,3 +386,23 @@ def test_a_store_failing_inside_a_compressed_stream_is_not_a_verdict() -> None:
     caller = Context("x.gz", ScanLimits(), propagate=(StoreDown,))
     with pytest.raises(StoreDown):
         scan_compressed(FailingLater(data), len(data), caller, Result())
+
+
+def test_bytes_that_only_look_like_a_zlib_stream_are_judged_by_their_other_readings() -> None:
+    """zlib has no magic number: its two-byte header occurs by chance (the text ``80`` is one).
+    A stream that fails before it inflates one byte gives a loader nothing; one that fails later
+    may have handed a lenient loader a prefix, and stays unscannable."""
+    import zlib
+
+    evil = b"\x80\x04cos\nsystem\n(S'id'\ntR." + b"x" * 4000
+    cases = {
+        b"80": (ScanVerdict.CLEAN, Format.TEXT),  # 0x3830 % 31 == 0, deflate: a valid header
+        b"x\x9c" + b"\xff" * 64: (ScanVerdict.UNKNOWN, Format.UNKNOWN),
+        b"ZFS pool configuration: tank mirror-0 online\n": (ScanVerdict.CLEAN, Format.TEXT),
+        zlib.compress(b"hello " * 500)[:24]: (ScanVerdict.UNSCANNABLE, Format.COMPRESSED),
+        zlib.compress(evil)[:40]: (ScanVerdict.UNSCANNABLE, Format.COMPRESSED),
+        zlib.compress(evil): (ScanVerdict.UNSAFE, Format.JOBLIB),
+    }
+    for data, (verdict, fmt) in cases.items():
+        result: Any = scan("f.bin", data)
+        assert (result.verdict, result.format) == (verdict, fmt), (data[:24], result)
