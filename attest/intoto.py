@@ -50,16 +50,17 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
-
-from in_toto.models.layout import Inspection, Layout, Step  # type: ignore[import-untyped]
-from in_toto.models.link import FILENAME_FORMAT, Link  # type: ignore[import-untyped]
-from in_toto.models.metadata import Metablock  # type: ignore[import-untyped]
-from securesystemslib.signer import CryptoSigner, SSlibKey  # type: ignore[attr-defined]
+from typing import TYPE_CHECKING, Any
 
 from attest import keys
 from attest.digests import is_sha256_hex, parse_sha256
 from attest.errors import IntotoExportError, InvalidDigestError
+
+# in-toto and securesystemslib are imported where they are used: ``securesystemslib.signer``
+# imports its AWS signer and with it boto3 (~30 MiB), which a server on local storage that never
+# exports a layout would otherwise carry from its first import of this module.
+if TYPE_CHECKING:
+    from securesystemslib.signer import CryptoSigner  # type: ignore[attr-defined]
 
 __all__ = [
     "LAYOUT_FILENAME",
@@ -180,12 +181,16 @@ class EvidenceStep:
 
 def keyid(public_key: keys.PublicKey) -> str:
     """The keyid in-toto computes for ``public_key`` when ``in-toto-verify`` loads its PEM."""
+    from securesystemslib.signer import SSlibKey  # type: ignore[attr-defined]
+
     key: SSlibKey = SSlibKey.from_crypto(public_key)
     return key.keyid
 
 
 def link_filename(step: str, key_id: str) -> str:
     """``<step>.<keyid prefix>.link``, the file ``in-toto-verify`` loads for a step."""
+    from in_toto.models.link import FILENAME_FORMAT  # type: ignore[import-untyped]
+
     return str(FILENAME_FORMAT.format(step_name=step, keyid=key_id))
 
 
@@ -239,6 +244,9 @@ def export_layout(
         raise IntotoExportError("nothing to export: no final products")
     if expires.tzinfo is None or expires.utcoffset() is None:
         raise IntotoExportError(f"expires must be timezone-aware, got {expires.isoformat()}")
+    from in_toto.models.layout import Layout, Step  # type: ignore[import-untyped]
+    from in_toto.models.link import Link
+    from securesystemslib.signer import CryptoSigner, SSlibKey  # type: ignore[attr-defined]
 
     signing_key = SSlibKey.from_crypto(key.public_key())
     signer = CryptoSigner(key, signing_key)
@@ -301,6 +309,8 @@ def _files_inspection(final_products: Sequence[LinkArtifact], files_dir: str) ->
             f"{files_dir}/: got {', '.join(sorted(folders))}"
         )
     [folder] = folders
+    from in_toto.models.layout import Inspection
+
     paths = [artifact.name.split("/", 1)[1] for artifact in final_products]
     required = [["REQUIRE", f"{files_dir}/{path}"] for path in paths]
     matched = [
@@ -388,6 +398,8 @@ def _literal(name: str) -> str:
 
 
 def _signed(signable: Any, signer: CryptoSigner) -> bytes:
+    from in_toto.models.metadata import Metablock  # type: ignore[import-untyped]
+
     metablock = Metablock(signed=signable)
     metablock.create_signature(signer)
     document: dict[str, Any] = metablock.to_dict()

@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import math
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -75,13 +75,18 @@ _EXTERNAL_NOTE = (
 _DIRTY_NOTE = "Built from a working tree with uncommitted changes to this commit."
 
 
-def build_model_bom(inp: ModelBomInput) -> dict[str, Any]:
+def build_model_bom(
+    inp: ModelBomInput, *, validate: Callable[[Mapping[str, Any]], None] = validate_bom
+) -> dict[str, Any]:
     """Build the ML-BOM of a model version as a JSON object (see the module docstring).
+    ``validate``: the strict check (a long-running service passes an
+    :class:`~sbom.isolated.IsolatedValidator`, the same check in a child process).
 
     Raises:
         BomError: a digest or reference is malformed, a file list does not add up to its root
             digest, a value cannot be expressed in JSON, or the result is not strictly valid
             CycloneDX 1.6.
+        BomValidatorUnavailableError: ``validate`` could not run (an isolated validator).
     """
     model = _model_component(inp)
     dependencies = _dependency_components(inp)
@@ -100,7 +105,7 @@ def build_model_bom(inp: ModelBomInput) -> dict[str, Any]:
     doc["metadata"]["component"]["components"] = _file_entries(inp.files, ref_prefix="file:")
     _add_model_card(doc["metadata"]["component"], inp)
     _add_data(doc.get("components", []), inp.datasets)
-    validate_bom(doc)
+    validate(doc)
     return doc
 
 

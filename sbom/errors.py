@@ -1,7 +1,8 @@
 """Errors raised by :mod:`sbom`.
 
 AttestError (attest.errors)
-└── BomError    a BOM cannot be built or is not valid CycloneDX 1.6; an environment file is unusable
+├── BomError    a BOM cannot be built or is not valid CycloneDX 1.6; an environment file is unusable
+└── BomValidatorUnavailableError    the validator's child process failed (nothing about the BOM)
 """
 
 from __future__ import annotations
@@ -14,3 +15,8 @@ class BomError(AttestError):
 
     The message names what was wrong and where (a JSON path, a file name and line).
     """
+
+
+class BomValidatorUnavailableError(AttestError):
+    """The child process that validates BOMs (:mod:`sbom.isolated`) could not start, died or
+    answered nonsense. Says nothing about the BOM: try again later."""

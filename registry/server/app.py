@@ -48,7 +48,7 @@ from registry.server.services.sbom import TRIGGERS as BOM_TRIGGERS
 from registry.server.services.sbom import AfterCommit, BomService
 from registry.server.services.scanning import ScanService
 from registry.server.services.tlog import LogService, open_tile_store
-from registry.server.storage import BlobStore, S3BlobStore, open_blob_store
+from registry.server.storage import BlobStore, is_s3, open_blob_store
 from registry.wire import PROBLEM_RESPONSES
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def create_app(
     engine = make_engine(settings.resolved_database_url)
     sessions = make_sessionmaker(engine)
     blob_store = store if store is not None else open_blob_store(settings)
-    presigns = isinstance(blob_store, S3BlobStore)
+    presigns = is_s3(blob_store)
     if settings.s3_presign_downloads and not presigns:
         log.warning(
             "MODELSEAL_S3_PRESIGN_DOWNLOADS is set, but %s cannot hand out URLs: downloads are "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -98,15 +100,20 @@ def startup_lock(url: str) -> Iterator[Connection | None]:
         engine.dispose()
 
 
-def migrate(url: str, *, locked: Connection | None = None) -> None:
+def migrate(url: str, *, locked: Connection | None = None, isolated: bool = False) -> None:
     """Bring the database schema to the newest migration.
 
     Replicas starting at the same moment on one PostgreSQL migrate one at a time; pass the
-    connection of an already held :func:`startup_lock` as ``locked``.
+    connection of an already held :func:`startup_lock` as ``locked``. ``isolated``: a due
+    migration runs in a child process (the lock stays held here), so that a long-running server
+    does not carry alembic and the migration scripts (~11 MiB) for the rest of its life.
+
+    Raises:
+        MigrationError: the child process failed (its error is on standard error).
     """
     if locked is None and url.startswith("postgresql"):
         with startup_lock(url) as conn:
-            migrate(url, locked=conn)
+            migrate(url, locked=conn, isolated=isolated)
         return
     if locked is not None:
         current = _at_head(locked)
@@ -120,6 +127,9 @@ def migrate(url: str, *, locked: Connection | None = None) -> None:
             engine.dispose()
     if current:
         return
+    if isolated:
+        _migrate_in_child(url)
+        return
     from alembic import command
 
     cfg = alembic_config(url)
@@ -129,6 +139,35 @@ def migrate(url: str, *, locked: Connection | None = None) -> None:
         locked.commit()
     else:
         command.upgrade(cfg, "head")
+
+
+class MigrationError(RuntimeError):
+    """The child process migrating the database failed."""
+
+
+def _migrate_in_child(url: str) -> None:
+    # The URL (it may hold a password) goes through standard input, never the command line.
+    from sbom.isolated import child_environment
+
+    done = subprocess.run(
+        [sys.executable, "-c", "from registry.server.db import _upgrade_stdin; _upgrade_stdin()"],
+        input=url.encode("utf-8"),
+        env=child_environment(),
+        check=False,
+    )
+    if done.returncode != 0:
+        raise MigrationError(
+            f"migrating the database failed (exit status {done.returncode}); the migration's "
+            "error is above"
+        )
+
+
+def _upgrade_stdin() -> None:
+    """The child of an isolated :func:`migrate`: upgrade the database named on standard input
+    (the parent holds the start-up lock, if any)."""
+    from alembic import command
+
+    command.upgrade(alembic_config(sys.stdin.read().strip()), "head")
 
 
 def _at_head(conn: Connection) -> bool:

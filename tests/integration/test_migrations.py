@@ -45,3 +45,49 @@ def test_a_database_behind_the_head_is_still_migrated(tmp_path: Path) -> None:
     command.downgrade(alembic_config(url), "0011")
     migrate(url)  # not at the head: Alembic runs
     command.check(alembic_config(url))
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.integration)]
+)
+def test_an_isolated_migration_runs_in_a_child_and_leaves_alembic_out(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A server's start migrates in a child process (the start-up lock held by the server), so
+    the server never carries alembic; the schema is the same, and a start behind the head still
+    catches up."""
+    import subprocess
+    import sys
+
+    url = (f"sqlite:///{tmp_path / 'r.db'}" if backend == "sqlite"
+           else request.getfixturevalue("pg_url"))  # fmt: skip
+    probe = (
+        "import sys\n"
+        "from registry.server.db import migrate\n"
+        "migrate(sys.stdin.read(), isolated=True)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))\n"
+    )
+    for _start in range(2):
+        done = subprocess.run([sys.executable, "-c", probe], input=url, capture_output=True,
+                              text=True, check=False, cwd=tmp_path)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.strip() == "[]"
+        command.check(alembic_config(url))
+        command.downgrade(alembic_config(url), "0011")
+
+
+def test_an_isolated_migration_that_fails_says_so(tmp_path: Path) -> None:
+    """A database stamped with a revision this registry does not know: the child fails, and the
+    start stops with an error (never serving an unmigrated schema)."""
+    from sqlalchemy import create_engine, text
+
+    from registry.server.db import MigrationError
+
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    migrate(url)
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = 'f00f'"))
+    engine.dispose()
+    with pytest.raises(MigrationError, match="migrating the database failed"):
+        migrate(url, isolated=True)

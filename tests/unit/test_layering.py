@@ -389,3 +389,32 @@ def test_the_command_table_builds_each_command_alone_and_all_together() -> None:
         assert [c.name for c in alone.registered_commands] + [
             g.name for g in alone.registered_groups
         ] == [name]
+
+
+def test_a_server_on_local_storage_carries_neither_boto3_nor_the_bom_validator(
+    tmp_path: Path,
+) -> None:
+    """Memory a server need not hold: boto3 (~30 MiB, with securesystemslib's AWS signer that
+    in-toto imports) on the embedded default, and the strict BOM validator (jsonschema, ~25 MiB),
+    which runs in a child process. A server that took a push and built its BOM loads neither."""
+    probe = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from registry.server.config import Settings\n"
+        "from tests.support import serve, make_model_dir\n"
+        f"settings = Settings(data_dir={str(tmp_path / 'data')!r})\n"
+        "settings.data_dir.mkdir()\n"
+        "with serve(settings) as live, live.client() as client:\n"
+        f"    client.push(make_model_dir(Path({str(tmp_path / 'model')!r})), 'ns/m@1')\n"
+        "    deadline = time.monotonic() + 120\n"
+        "    while client.show('ns/m@1').bom_status != 'ready':\n"
+        "        assert time.monotonic() < deadline\n"
+        "        time.sleep(0.2)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 'in_toto', "
+        "'securesystemslib', 's3transfer', 'jsonschema', 'rfc3987_syntax')))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=False, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout

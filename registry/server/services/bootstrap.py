@@ -30,7 +30,7 @@ def bootstrap(settings: Settings) -> Path | None:
     url = settings.resolved_database_url
     # One lock around both steps: replicas starting together issue exactly one admin token.
     with startup_lock(url) as locked:
-        migrate(url, locked=locked)
+        migrate(url, locked=locked, isolated=True)
         engine = make_engine(url)
         try:
             sessions = make_sessionmaker(engine)

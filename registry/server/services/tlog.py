@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy import event, func, select, update
@@ -49,6 +49,9 @@ from registry.server.config import Settings
 from registry.server.db import transaction
 from registry.server.models import LogCheckpoint, LogCosignature, LogEntry, LogHead
 from registry.server.services.common import Clock, utcnow
+
+if TYPE_CHECKING:
+    from registry.server.storage.s3 import S3BlobStore
 
 log = logging.getLogger(__name__)
 
@@ -312,27 +315,15 @@ class LocalTileStore:
 
 
 class S3TileStore:
-    def __init__(self, settings: Settings, bucket: str, prefix: str) -> None:
-        import boto3
-        from botocore.config import Config
-
-        self.bucket = bucket
-        self.prefix = f"{prefix}/{TILE_PREFIX}/" if prefix else f"{TILE_PREFIX}/"
+    def __init__(self, settings: Settings, store: S3BlobStore) -> None:
+        self.bucket = store.bucket
+        self.prefix = f"{store.prefix}/{TILE_PREFIX}/" if store.prefix else f"{TILE_PREFIX}/"
         self._extra: dict[str, str] = {}
         if settings.s3_sse:
             self._extra["ServerSideEncryption"] = settings.s3_sse
             if settings.s3_sse == "aws:kms" and settings.s3_sse_kms_key_id:
                 self._extra["SSEKMSKeyId"] = settings.s3_sse_kms_key_id
-        self._s3: Any = boto3.session.Session().client(
-            "s3",
-            endpoint_url=settings.s3_endpoint_url,
-            region_name=settings.s3_region,
-            config=Config(
-                s3={"addressing_style": "path"},
-                retries={"mode": "standard", "max_attempts": 5},
-                signature_version="s3v4",
-            ),
-        )
+        self._s3: Any = store.client
 
     def put(self, path: str, data: bytes) -> None:
         self._s3.put_object(Bucket=self.bucket, Key=self.prefix + path, Body=data, **self._extra)
@@ -348,12 +339,12 @@ class S3TileStore:
 def open_tile_store(settings: Settings, store: object) -> TileStore | None:
     """The tile store beside ``store``'s blobs (None for a store of another kind: tiles are
     then only served computed)."""
-    from registry.server.storage import LocalBlobStore, S3BlobStore
+    from registry.server.storage import LocalBlobStore, is_s3
 
     if isinstance(store, LocalBlobStore):
         return LocalTileStore(store.root)
-    if isinstance(store, S3BlobStore):
-        return S3TileStore(settings, store.bucket, store.prefix)
+    if is_s3(store):
+        return S3TileStore(settings, store)
     return None
 
 

@@ -113,6 +113,9 @@ class S3BlobStore:
             self._sse["ServerSideEncryption"] = sse
             if sse == "aws:kms" and sse_kms_key_id:
                 self._sse["SSEKMSKeyId"] = sse_kms_key_id
+        # One session for every client of this store: each session loads and keeps its own
+        # copy of the S3 service model (~12 MiB).
+        session = boto3.session.Session()
         if client is None:
             config = Config(
                 s3={"payload_signing_enabled": False, "addressing_style": "path"},
@@ -122,7 +125,7 @@ class S3BlobStore:
                 retries={"mode": "standard", "max_attempts": 5},
                 signature_version="s3v4",
             )
-            client = boto3.session.Session().client(
+            client = session.client(
                 "s3", endpoint_url=endpoint_url, region_name=region, config=config
             )
         self._s3 = client
@@ -130,12 +133,18 @@ class S3BlobStore:
         if public_endpoint_url and public_endpoint_url != endpoint_url:
             # Same credentials and settings; only the host the URLs name differs. Presigning
             # is computed locally: this client never sends a request.
-            self._presigner = boto3.session.Session().client(
+            self._presigner = session.client(
                 "s3",
                 endpoint_url=public_endpoint_url,
                 region_name=region,
                 config=Config(s3={"addressing_style": "path"}, signature_version="s3v4"),
             )
+
+    @property
+    def client(self) -> Any:
+        """The store's S3 client (thread-safe), for other data kept beside the blobs (the
+        transparency log's tiles): another client would load the S3 service model again."""
+        return self._s3
 
     def _key(self, digest: str) -> str:
         key = blob_key(digest)

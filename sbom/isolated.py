@@ -1,0 +1,212 @@
+"""Strict BOM validation in a child process, for long-running services.
+
+The strict validator (jsonschema with its format checkers, and the CycloneDX 1.6 schema) costs
+about 25 MiB of memory and 1.3 s to load. A registry builds BOMs now and then; keeping that
+memory for the rest of its life would be most of the difference between an idle server and one
+that has built a single BOM. :class:`IsolatedValidator` runs the same
+:func:`sbom.validate.validate_bom` in a child process (``python -m sbom.isolated``), started on
+first use, fed each BOM over a pipe, and stopped after ``idle_seconds`` without work.
+
+The checks, and the :class:`~sbom.errors.BomError` a bad BOM raises (message and facts), are
+those of :func:`~sbom.validate.validate_bom`. A child that cannot be started, dies or answers
+nonsense raises :class:`~sbom.errors.BomValidatorUnavailableError`: that says nothing about the
+BOM, and the caller tries again later.
+
+The wire: each message is an 8-byte big-endian length, then that many bytes of UTF-8 JSON. The
+parent sends the BOM; the child answers ``{"ok": true}``, ``{"error": MESSAGE, "facts": {...}}``
+(the BOM is not valid) or ``{"crash": DESCRIPTION}`` (the validator itself failed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, Any
+
+from sbom.errors import BomError, BomValidatorUnavailableError
+
+#: Seconds without a validation after which the child process is stopped.
+IDLE_SECONDS = 120.0
+#: Largest message either side accepts (a BOM over the evidence size cap is refused earlier).
+MAX_MESSAGE = 1 << 30
+_HEADER = struct.Struct(">Q")
+
+
+def child_environment() -> dict[str, str]:
+    """The environment of a Python child process that imports this distribution's packages
+    from where this process did, whatever the child's working directory and ``sys.path``."""
+    root = str(Path(__file__).resolve().parent.parent)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    return env
+
+
+def _write(stream: IO[bytes], payload: bytes) -> None:
+    stream.write(_HEADER.pack(len(payload)))
+    stream.write(payload)
+    stream.flush()
+
+
+def _read(stream: IO[bytes]) -> bytes | None:
+    """One message, or None at a clean end of the stream."""
+    header = stream.read(_HEADER.size)
+    if not header:
+        return None
+    if len(header) != _HEADER.size:
+        raise EOFError("the stream ended inside a message header")
+    (size,) = _HEADER.unpack(header)
+    if size > MAX_MESSAGE:
+        raise ValueError(f"message of {size} bytes, more than {MAX_MESSAGE}")
+    payload = stream.read(size)
+    if len(payload) != size:
+        raise EOFError(f"the stream ended after {len(payload)} of {size} bytes")
+    return payload
+
+
+class IsolatedValidator:
+    """:func:`~sbom.validate.validate_bom` run in a child process (see the module docstring).
+    Thread-safe: validations are serialized, one child serves them all."""
+
+    def __init__(self, *, idle_seconds: float = IDLE_SECONDS) -> None:
+        self._idle = idle_seconds
+        self._lock = threading.Lock()
+        self._child: subprocess.Popen[bytes] | None = None
+        self._used = 0.0
+        self._timer: threading.Timer | None = None
+
+    @property
+    def running(self) -> bool:
+        child = self._child
+        return child is not None and child.poll() is None
+
+    def __call__(self, bom: Mapping[str, Any]) -> None:
+        self.validate(bom)
+
+    def validate(self, bom: Mapping[str, Any]) -> None:
+        """Raises :class:`BomError` unless ``bom`` is strictly valid CycloneDX 1.6, or
+        :class:`BomValidatorUnavailableError` when the child fails."""
+        try:
+            payload = json.dumps(bom, allow_nan=False).encode("utf-8")
+        except (TypeError, ValueError) as exc:  # as validate_bom says it
+            raise BomError(f"BOM is not JSON-serializable: {exc}") from None
+        with self._lock:
+            answer = self._ask(payload)
+            self._used = time.monotonic()
+            self._arm()
+        if answer.get("ok") is True:
+            return
+        if isinstance(answer.get("error"), str):
+            facts = answer.get("facts")
+            raise BomError(answer["error"], **(facts if isinstance(facts, dict) else {}))
+        crash = str(answer.get("crash", answer))[:500]
+        raise BomValidatorUnavailableError(f"the BOM validator failed: {crash}")
+
+    def close(self) -> None:
+        """Stop the child (the next validation starts another)."""
+        with self._lock:
+            self._stop()
+
+    # -- the child ------------------------------------------------------------------------------
+
+    def _ask(self, payload: bytes) -> dict[str, Any]:
+        child = self._child
+        if child is None or child.poll() is not None:
+            child = self._start()
+        assert child.stdin is not None and child.stdout is not None
+        try:
+            _write(child.stdin, payload)
+            raw = _read(child.stdout)
+            if raw is None:
+                raise EOFError("the child closed its output")
+            answer = json.loads(raw)
+            if not isinstance(answer, dict):
+                raise ValueError(f"answer of type {type(answer).__name__}")
+        except (OSError, EOFError, ValueError) as exc:
+            self._stop()
+            code = child.returncode
+            raise BomValidatorUnavailableError(
+                f"the BOM validator process failed ({type(exc).__name__}: {exc}"
+                + (f"; exit status {code}" if code is not None else "")
+                + ")"
+            ) from exc
+        return answer
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        try:
+            self._child = subprocess.Popen(
+                [sys.executable, "-m", "sbom.isolated"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                env=child_environment(),
+                close_fds=True,
+            )
+        except OSError as exc:
+            raise BomValidatorUnavailableError(
+                f"the BOM validator process could not start: {exc}"
+            ) from exc
+        return self._child
+
+    def _stop(self) -> None:
+        child, self._child = self._child, None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if child is None:
+            return
+        for stream in (child.stdin, child.stdout):
+            if stream is not None:
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+        try:
+            child.wait(timeout=5)  # it exits at the end of its input
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+    def _arm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = threading.Timer(self._idle, self._stop_if_idle)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _stop_if_idle(self) -> None:
+        if not self._lock.acquire(blocking=False):
+            return  # validating: the validation arms the timer again
+        try:
+            if time.monotonic() - self._used >= self._idle:
+                self._stop()
+        finally:
+            self._lock.release()
+
+
+def _serve(source: IO[bytes], sink: IO[bytes]) -> None:
+    """The child: answer each BOM read from ``source`` until it ends."""
+    from sbom.validate import validate_bom
+
+    while (raw := _read(source)) is not None:
+        answer: dict[str, Any]
+        try:
+            validate_bom(json.loads(raw))
+            answer = {"ok": True}
+        except BomError as exc:
+            answer = {"error": str(exc), "facts": exc.facts}
+        except Exception as exc:  # the validator failed, not the BOM
+            answer = {"crash": f"{type(exc).__name__}: {exc}"[:500]}
+        _write(sink, json.dumps(answer, default=str).encode("utf-8"))
+
+
+if __name__ == "__main__":
+    # Answers go to the original standard output; anything printed goes to standard error.
+    answers = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    _serve(sys.stdin.buffer, answers)
