@@ -127,12 +127,19 @@ class BomService:
         never was (a version of many files is scanned here, after its commit answered; the
         commit request that would have scanned a smaller one may have died), then a model's
         BOM. A rejected version, a dataset and code get no BOM."""
-        record = self._record_for(version_id)
-        if record is None or record.state == State.REJECTED:
+        found = self._find(version_id)
+        if found is None or found[2] == State.REJECTED:
             return Outcome(built=False)
-        if self._scans is not None and (
-            record.state == State.SCANNING or not self._scanned(version_id)
-        ):
+        ref, kind, state = found
+        must_scan = self._scans is not None and (
+            state == State.SCANNING or not self._scanned(version_id)
+        )
+        if kind != "model" and not must_scan:
+            return Outcome(built=False)  # (without loading a dataset's millions of file rows)
+        record = self._version(ref)
+        if record is None:
+            return Outcome(built=False)
+        if must_scan and self._scans is not None:
             # (A stale scan is the gate's to redo, as before: two rescans racing would both
             # be recorded.) The report does not ask for the BOM again: it is built next.
             record = self._scans.scan_version(record, ask_bom=False)
@@ -156,17 +163,19 @@ class BomService:
                 Attestation.signer == REGISTRY_SIGNER,
             ))).scalar_one())  # fmt: skip
 
-    def _record_for(self, version_id: int) -> VersionRecord | None:
+    def _find(self, version_id: int) -> tuple[str, str, str] | None:
+        """The reference, kind and state of a version, or None."""
         with self._sessions() as session:
             row = session.execute(
-                select(Namespace.name, Artifact.name, Version.version)
+                select(Namespace.name, Artifact.name, Version.version, Artifact.kind,
+                       Version.state)
                 .join(Artifact, Version.artifact_id == Artifact.id)
                 .join(Namespace, Artifact.namespace_id == Namespace.id)
                 .where(Version.id == version_id)
-            ).first()
+            ).first()  # fmt: skip
         if row is None:
             return None
-        return self._version(f"{row[0]}/{row[1]}@{row[2]}")
+        return f"{row[0]}/{row[1]}@{row[2]}", row[3], row[4]
 
     def settle(self, record: VersionRecord, *, timeout: float) -> BomState:
         """The version's BOM status after building its pending BOM now, in this thread, or
