@@ -149,3 +149,22 @@ def test_long_non_ascii_paths_are_pulled_in_batches_that_fit(live: Live, tmp_pat
     pulled = tmp_path / "out" / deep.relative_to(root)
     assert sorted(p.name for p in pulled.iterdir()) == sorted(p.name for p in deep.iterdir())
     assert len(accesses(live)) >= 2  # more than one batch
+
+
+def test_the_audit_entry_of_a_download_names_the_version_its_selector_chose(
+    live: Live, tmp_path: Path
+) -> None:
+    """An auditor reading who downloaded what must not have to resolve an alias or digest as it
+    stood then: the entry names the version served."""
+    root = small_model(tmp_path / "m", files=3)
+    with live.client() as admin:
+        pushed = admin.push(root, "ns/small@1")
+    by_digest = f"ns/artifacts/small/versions/{pushed.root_digest}"
+    assert ask(live, by_digest, ["parts/000.json"]).status_code == 200
+    sessions = make_sessionmaker(make_engine(live.settings.resolved_database_url))
+    with sessions() as session:
+        [entry] = session.execute(
+            select(AuditEntry).where(AuditEntry.action == "download_files")
+        ).scalars()
+    assert entry.target.endswith(f"/versions/{pushed.root_digest}/files")
+    assert json.loads(entry.details)["version"] == "ns/small@1"

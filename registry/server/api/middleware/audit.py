@@ -131,6 +131,9 @@ class AuditMiddleware:
         }
         if unchanged:
             details["unchanged"] = True
+        version = state.get("version") if isinstance(state, dict) else None
+        if isinstance(version, str):
+            details["version"] = version  # an access by alias or digest: what it resolved to
         await run_in_threadpool(
             self.audit.append,
             actor=principal.name if principal is not None else "anonymous",

@@ -227,6 +227,7 @@ def download_files(
     record, items = services.versions.servable_files(
         principal, ref, body.paths, max_size=BATCH_BLOB_MAX_BYTES
     )
+    request.state.version = record.ref  # the audit entry names the version an alias selected
     index = {"files": [{"path": f.path, "digest": f.sha256.prefixed, "size": f.size}
                        for f in items]}  # fmt: skip
     head = json.dumps(index, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
@@ -288,6 +289,7 @@ def get_version_file(
     path: FilePath,
     principal: PrincipalDep,
     services: ServicesDep,
+    request: Request,
     redirect: Annotated[
         bool,
         Query(
@@ -303,6 +305,7 @@ def get_version_file(
     validate_path(path)
     record, item, url = services.versions.file_location(principal, ref, path, redirect=redirect)
     if url is not None:
+        request.state.version = record.ref  # audited: the version an alias selected
         return Response(
             status_code=status.HTTP_307_TEMPORARY_REDIRECT,
             headers={
