@@ -14,13 +14,17 @@ BOM, and the caller tries again later.
 
 The wire: each message is an 8-byte big-endian length, then that many bytes of UTF-8 JSON. The
 parent sends the BOM; the child answers ``{"ok": true}``, ``{"error": MESSAGE, "facts": {...}}``
-(the BOM is not valid) or ``{"crash": DESCRIPTION}`` (the validator itself failed).
+(the BOM is not valid) or ``{"crash": DESCRIPTION}`` (the validator itself failed), each with
+``"digest"``, the sha256 of the message it answers (an answer about another BOM is refused). A
+child that has not answered after ``timeout`` seconds is stopped.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import select
 import struct
 import subprocess
 import sys
@@ -34,6 +38,8 @@ from sbom.errors import BomError, BomValidatorUnavailableError
 
 #: Seconds without a validation after which the child process is stopped.
 IDLE_SECONDS = 120.0
+#: Seconds a validation may take before the child is stopped (a 20,000-file BOM takes a few).
+TIMEOUT_SECONDS = 600.0
 #: Largest message either side accepts (a BOM over the evidence size cap is refused earlier).
 MAX_MESSAGE = 1 << 30
 _HEADER = struct.Struct(">Q")
@@ -52,6 +58,28 @@ def _write(stream: IO[bytes], payload: bytes) -> None:
     stream.write(_HEADER.pack(len(payload)))
     stream.write(payload)
     stream.flush()
+
+
+def _read_within(fd: int, deadline: float) -> bytes:
+    """One message from the pipe ``fd`` (unbuffered reads), by ``deadline`` (monotonic)."""
+
+    def exactly(count: int) -> bytes:
+        chunks: list[bytes] = []
+        while count:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise TimeoutError("no answer in time")
+            chunk = os.read(fd, min(count, 1 << 20))
+            if not chunk:
+                raise EOFError("the child closed its output")
+            chunks.append(chunk)
+            count -= len(chunk)
+        return b"".join(chunks)
+
+    (size,) = _HEADER.unpack(exactly(_HEADER.size))
+    if size > MAX_MESSAGE:
+        raise ValueError(f"message of {size} bytes, more than {MAX_MESSAGE}")
+    return exactly(size)
 
 
 def _read(stream: IO[bytes]) -> bytes | None:
@@ -74,8 +102,11 @@ class IsolatedValidator:
     """:func:`~sbom.validate.validate_bom` run in a child process (see the module docstring).
     Thread-safe: validations are serialized, one child serves them all."""
 
-    def __init__(self, *, idle_seconds: float = IDLE_SECONDS) -> None:
+    def __init__(
+        self, *, idle_seconds: float = IDLE_SECONDS, timeout: float = TIMEOUT_SECONDS
+    ) -> None:
         self._idle = idle_seconds
+        self._timeout = timeout
         self._lock = threading.Lock()
         self._child: subprocess.Popen[bytes] | None = None
         self._used = 0.0
@@ -120,15 +151,16 @@ class IsolatedValidator:
         if child is None or child.poll() is not None:
             child = self._start()
         assert child.stdin is not None and child.stdout is not None
+        digest = hashlib.sha256(payload).hexdigest()
         try:
             _write(child.stdin, payload)
-            raw = _read(child.stdout)
-            if raw is None:
-                raise EOFError("the child closed its output")
+            raw = _read_within(child.stdout.fileno(), time.monotonic() + self._timeout)
             answer = json.loads(raw)
             if not isinstance(answer, dict):
                 raise ValueError(f"answer of type {type(answer).__name__}")
-        except (OSError, EOFError, ValueError) as exc:
+            if answer.get("digest") != digest:
+                raise ValueError("the answer is not about the BOM sent")
+        except (OSError, EOFError, ValueError, TimeoutError) as exc:
             self._stop()
             code = child.returncode
             raise BomValidatorUnavailableError(
@@ -140,8 +172,10 @@ class IsolatedValidator:
 
     def _start(self) -> subprocess.Popen[bytes]:
         try:
+            # -P: the working directory is not on the child's import path (a module planted
+            # there must not stand in for the validator).
             self._child = subprocess.Popen(
-                [sys.executable, "-m", "sbom.isolated"],
+                [sys.executable, "-P", "-m", "sbom.isolated"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 env=child_environment(),
@@ -195,6 +229,7 @@ def _serve(source: IO[bytes], sink: IO[bytes]) -> None:
 
     while (raw := _read(source)) is not None:
         answer: dict[str, Any]
+        digest = hashlib.sha256(raw).hexdigest()
         try:
             validate_bom(json.loads(raw))
             answer = {"ok": True}
@@ -202,6 +237,7 @@ def _serve(source: IO[bytes], sink: IO[bytes]) -> None:
             answer = {"error": str(exc), "facts": exc.facts}
         except Exception as exc:  # the validator failed, not the BOM
             answer = {"crash": f"{type(exc).__name__}: {exc}"[:500]}
+        answer["digest"] = digest  # what the answer is about
         _write(sink, json.dumps(answer, default=str).encode("utf-8"))
 
 

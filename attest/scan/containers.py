@@ -28,6 +28,7 @@ from typing import IO, Any, NoReturn
 from attest.errors import AttestError
 from attest.jsonsafe import loads as json_loads
 from attest.scan.core import (
+    HEAD,
     READ,
     Context,
     Format,
@@ -314,27 +315,59 @@ def _lzma_alone(head: bytes) -> bool:
 
 
 #: joblib's pre-0.9.3 format: b"ZF", the inflated length in hex padded to 19 bytes, a zlib stream
+#: (joblib's reader skips one space after the header: older writers padded to 20)
 _ZF_HEADER = 2 + 19
+#: How much input a zlib stream that failed may have consumed and still be no reading (beyond
+#: it, a failure is malformed whatever it inflated: bounds the byte-by-byte probe).
+_NO_READING_PROBE = 64 * 1024
 
 
-def compression_kind(head: bytes) -> str | None:
+def _zlib_header(head: bytes) -> bool:
+    return len(head) >= 2 and head[0] & 0x0F == 8 and (head[0] << 8 | head[1]) % 31 == 0
+
+
+def compression_kinds(head: bytes) -> list[str]:
+    """Every compressed stream a loader could take the bytes for: at most one with a magic
+    number, and the formats without one (a zlib header, lzma-alone properties), which the
+    same bytes can carry as well. Each is a reading of its own (a zlib-looking first byte must
+    not hide an lzma-alone stream)."""
+    kinds: list[str] = []
     if head[:2] == b"\x1f\x8b":
-        return "gzip"
-    if head[:3] == b"BZh" and head[3:4] in b"123456789" and head[3:4]:
-        return "bz2"
-    if head[:6] == b"\xfd7zXZ\x00":
-        return "xz"
-    if head[:4] == b"\x28\xb5\x2f\xfd":
-        return "zstd"
-    if head[:4] == b"\x04\x22\x4d\x18":
-        return "lz4"
-    if head[:2] == b"ZF":
-        return "joblib-zf"
-    if len(head) >= 2 and head[0] & 0x0F == 8 and (head[0] << 8 | head[1]) % 31 == 0:
-        return "zlib"
+        kinds.append("gzip")
+    elif head[:3] == b"BZh" and head[3:4] in b"123456789" and head[3:4]:
+        kinds.append("bz2")
+    elif head[:6] == b"\xfd7zXZ\x00":
+        kinds.append("xz")
+    elif head[:4] == b"\x28\xb5\x2f\xfd":
+        kinds.append("zstd")
+    elif head[:4] == b"\x04\x22\x4d\x18":
+        kinds.append("lz4")
+    elif head[:2] == b"ZF" and _zf_length(head) is not None:
+        kinds.append("joblib-zf")
+    if _zlib_header(head):
+        try:  # no magic number: a reading exists only if the decoder accepts the first bytes
+            zlib.decompressobj().decompress(head, 1)
+            kinds.append("zlib")
+        except (zlib.error, ValueError):
+            pass
     if _lzma_alone(head):
-        return "lzma-alone"
-    return None
+        kinds.append("lzma-alone")
+    return kinds
+
+
+def _zf_length(head: bytes) -> int | None:
+    """The inflated length a ``ZF`` header names, as joblib's reader parses it (``int(…, 16)``);
+    None when that fails, and with it the reader, before any stream is read."""
+    try:
+        return int(head[2:_ZF_HEADER], 16)
+    except ValueError:
+        return None
+
+
+def _zf_body(handle: IO[bytes], size: int) -> IO[bytes]:
+    handle.seek(_ZF_HEADER)
+    start = _ZF_HEADER + (handle.read(1) == b" ")  # as joblib's reader does
+    return io.BufferedReader(Window(handle, start, max(0, size - start)), READ)
 
 
 def _decompressor(kind: str, handle: IO[bytes]) -> IO[bytes]:
@@ -351,9 +384,7 @@ def _decompressor(kind: str, handle: IO[bytes]) -> IO[bytes]:
         stream = io.BufferedReader(_ZlibReader(handle), READ)
     elif kind == "joblib-zf":
         handle.seek(0, os.SEEK_END)
-        size = handle.tell()
-        body = io.BufferedReader(Window(handle, _ZF_HEADER, max(0, size - _ZF_HEADER)), READ)
-        stream = io.BufferedReader(_ZlibReader(body), READ)
+        stream = io.BufferedReader(_ZlibReader(_zf_body(handle, handle.tell())), READ)
     elif kind == "lz4":
         try:
             import lz4.frame
@@ -368,39 +399,60 @@ def _decompressor(kind: str, handle: IO[bytes]) -> IO[bytes]:
         stream = zstandard.ZstdDecompressor().stream_reader(
             handle, read_across_frames=True, closefd=False
         )
-    else:  # pragma: no cover - compression_kind names no other
+    else:  # pragma: no cover - compression_kinds names no other
         raise Malformed(f"unknown compression {kind}")
     return stream  # type: ignore[no-any-return]
 
 
 def is_compressed(head: bytes, handle: IO[bytes], size: int) -> bool:
-    kind = compression_kind(head)
-    if kind is None:
-        return False
-    if kind == "zlib":  # no magic number: a reading exists only if the decoder accepts it
-        try:
-            zlib.decompressobj().decompress(head, 1)
-        except (zlib.error, ValueError):
-            return False
-    return True
+    return bool(compression_kinds(head))
 
 
 def scan_compressed(handle: IO[bytes], size: int, context: Context, result: Result) -> None:
+    """Each compressed reading of the file (:func:`compression_kinds`); the worst decides.
+    Raises NoReading when none exists (a bare zlib header that inflates nothing)."""
     handle.seek(0)
-    kind = compression_kind(handle.read(64)) or ""
-    handle.seek(0)
+    kinds = compression_kinds(handle.read(HEAD))
+    readings: list[tuple[str, Result]] = []
+    for kind in kinds:
+        reading = Result(format=Format.COMPRESSED)
+        try:
+            _scan_stream(kind, handle, size, context, reading)
+        except NoReading:
+            continue
+        except Unsafe as exc:
+            reading.flag(ScanVerdict.UNSAFE, str(exc))
+        except LimitReached as exc:
+            reading.flag(ScanVerdict.UNSCANNABLE, str(exc))
+        except Malformed as exc:
+            reading.flag(ScanVerdict.UNSCANNABLE, f"malformed compressed: {exc}"[:300])
+        readings.append((kind, reading))
+    if not readings:
+        raise NoReading("no compressed reading: " + ", ".join(kinds))
+    _, worst = max(readings, key=lambda r: (r[1].verdict.severity, r[1].pickle))
+    result.format, result.verdict = worst.format, worst.verdict
+    result.findings.extend(worst.findings)
+    result.pickle = any(r.pickle for _, r in readings)
+    for kind, other in readings:
+        if other is not worst and other.verdict is not ScanVerdict.CLEAN:
+            result.findings.extend(f"as {kind}: {f}" for f in other.findings)
+
+
+def _scan_stream(kind: str, handle: IO[bytes], size: int, context: Context,
+                 result: Result) -> None:  # fmt: skip
     limit = inflate_limit(context.limits, size)
+    handle.seek(0)
     try:
         with _decompressor(kind, handle) as stream:
             inflated = spool(stream, limit, f"{kind} stream")
-    except (LimitReached, ScratchFailure, NoReading):
+    except (LimitReached, ScratchFailure):
         raise
     except context.propagate:
         raise
     except (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError, RuntimeError) as exc:
-        raise Malformed(f"{kind} stream: {exc}") from None
+        _broken(kind, handle, f"{kind} stream: {exc}")
     except Exception as exc:  # lz4 / zstandard raise their own error types
-        raise Malformed(f"{kind} stream: {type(exc).__name__}: {exc}") from None
+        _broken(kind, handle, f"{kind} stream: {type(exc).__name__}: {exc}")
     with inflated:
         inflated.seek(0, os.SEEK_END)
         inner_size = inflated.tell()
@@ -410,16 +462,46 @@ def scan_compressed(handle: IO[bytes], size: int, context: Context, result: Resu
     result.merge(inner, "")
 
 
+def _broken(kind: str, handle: IO[bytes], problem: str) -> NoReturn:
+    """A stream that failed: malformed, unless it is a bare zlib header that inflates nothing
+    (NoReading: its two bytes occur by chance in text and binary data, and a loader gets
+    nothing from it). A ``ZF`` file or any magic number says what it is: malformed."""
+    if kind == "zlib" and _inflates_nothing(handle):
+        raise NoReading(f"{problem} before its first byte")
+    raise Malformed(problem)
+
+
+def _inflates_nothing(handle: IO[bytes]) -> bool:
+    """Whether the zlib stream at the start of ``handle`` ends or fails before it yields a byte,
+    fed one byte at a time (a decoder fed more at once discards what it inflated in a call that
+    fails). Past :data:`_NO_READING_PROBE` bytes of input: False."""
+    handle.seek(0)
+    data = handle.read(_NO_READING_PROBE + 1)
+    decoder = zlib.decompressobj()
+    for i in range(min(len(data), _NO_READING_PROBE)):
+        try:
+            if decoder.decompress(data[i : i + 1]):
+                return False
+        except zlib.error:
+            return True
+        if decoder.eof:  # a complete stream of nothing, unless another stream follows it
+            return not _zlib_header(data[i + 1 :])
+    if len(data) > _NO_READING_PROBE:
+        return False
+    try:
+        return not decoder.flush()
+    except zlib.error:  # pragma: no cover - flush of a truncated stream returns what it has
+        return True
+
+
 class _ZlibReader(io.RawIOBase):
-    """A zlib stream's bytes. A stream that fails before it yields one byte is no reading
-    (:class:`NoReading`): the format has no magic number, and its two-byte header occurs by
-    chance in text and binary data. One that fails later is malformed."""
+    """The bytes of a zlib stream, and of each further zlib stream concatenated to it (a reader
+    that continues across streams gets them too)."""
 
     def __init__(self, inner: IO[bytes]) -> None:
         self._inner = inner
         self._z = zlib.decompressobj()
         self._pending = b""
-        self._produced = 0
 
     def readable(self) -> bool:
         return True
@@ -427,26 +509,22 @@ class _ZlibReader(io.RawIOBase):
     def readinto(self, buffer: Any) -> int:
         while not self._pending:
             if self._z.eof:
-                return 0
+                rest = self._z.unused_data + self._inner.read(2)
+                if not _zlib_header(rest):
+                    return 0
+                self._z = zlib.decompressobj()  # another stream follows
+                self._pending = self._z.decompress(rest, READ)
+                continue
             piece = self._z.unconsumed_tail or self._inner.read(READ)
             if not piece:
                 self._pending = self._z.flush()
                 if not self._pending:
                     if not self._z.eof:
-                        self._broken("zlib stream is truncated")
+                        raise Malformed("zlib stream is truncated")
                     return 0
                 break
-            try:
-                self._pending = self._z.decompress(piece, READ)
-            except zlib.error as exc:
-                self._broken(f"zlib stream: {exc}")
+            self._pending = self._z.decompress(piece, READ)
         n = min(len(buffer), len(self._pending))
         buffer[:n] = self._pending[:n]
         self._pending = self._pending[n:]
-        self._produced += n
         return n
-
-    def _broken(self, problem: str) -> NoReturn:
-        if self._produced == 0:
-            raise NoReading(f"{problem} before its first byte")
-        raise Malformed(problem)

@@ -20,7 +20,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 #: The newest migration's revision (``migrations/versions/``): a database already there is not
 #: handed to Alembic at all, so a server's start does not load it (~11 MiB it would keep for
 #: the process's life). A test holds this equal to Alembic's own head.
-HEAD_REVISION = "0012"
+HEAD_REVISION = "0013"
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -149,8 +149,11 @@ def _migrate_in_child(url: str) -> None:
     # The URL (it may hold a password) goes through standard input, never the command line.
     from sbom.isolated import child_environment
 
+    # -P: the working directory is not on the child's import path (a file planted there must
+    # not stand in for the migration).
+    code = "from registry.server.db import _upgrade_stdin; _upgrade_stdin()"
     done = subprocess.run(
-        [sys.executable, "-c", "from registry.server.db import _upgrade_stdin; _upgrade_stdin()"],
+        [sys.executable, "-P", "-c", code],
         input=url.encode("utf-8"),
         env=child_environment(),
         check=False,
@@ -159,6 +162,16 @@ def _migrate_in_child(url: str) -> None:
         raise MigrationError(
             f"migrating the database failed (exit status {done.returncode}); the migration's "
             "error is above"
+        )
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            migrated = _at_head(conn)
+    finally:
+        engine.dispose()
+    if not migrated:  # whatever the child did, the start does not go on without the schema
+        raise MigrationError(
+            f"the migration finished, but the database is not at revision {HEAD_REVISION}"
         )
 
 

@@ -96,6 +96,9 @@ class Version(Base):
     created_by: Mapped[str] = mapped_column(String(64))
     state_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     external: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    #: The ruleset of the newest registry scan (written with it); a pending version scanned
+    #: under a ruleset older than the scanner's minimum is scanned again at start-up.
+    scan_ruleset: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
     artifact: Mapped[Artifact] = relationship(lazy="joined")
     files: Mapped[list[VersionFile]] = relationship(

@@ -91,3 +91,19 @@ def test_an_isolated_migration_that_fails_says_so(tmp_path: Path) -> None:
     engine.dispose()
     with pytest.raises(MigrationError, match="migrating the database failed"):
         migrate(url, isolated=True)
+
+
+def test_a_module_planted_in_the_working_directory_does_not_run_as_the_migration(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attacker: whoever can write the server's working directory. A planted ``registry``
+    package there would migrate nothing and exit 0; the child never imports it."""
+    planted = tmp_path / "cwd" / "registry" / "server"
+    planted.mkdir(parents=True)
+    for package in (planted.parent, planted):
+        (package / "__init__.py").write_text("")
+    (planted / "db.py").write_text("def _upgrade_stdin():\n    pass\n")
+    monkeypatch.chdir(tmp_path / "cwd")
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    migrate(url, isolated=True)
+    command.check(alembic_config(url))

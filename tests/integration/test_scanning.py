@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import pickle
 import random
+import time
 from pathlib import Path
 
 import httpx
@@ -274,3 +275,56 @@ def test_a_stale_scan_of_a_benign_version_is_redone_and_it_releases(world: World
     with world.live.client() as client:
         scans = client.list_attestations("vision/m@1", SCAN)
     assert len(scans) == 3  # the push's, the stale one, the new one
+
+
+def test_a_start_rescans_pending_versions_scanned_under_older_rules(
+    world: World, tmp_path: Path
+) -> None:
+    """Attacker: a malicious uploader whose file an older registry left pending (its rules
+    called it unscannable, which then kept a version pending and served it to producers). The
+    first start on newer rules puts such a version back to scanning, so none of it is served,
+    and its job judges it by the current rules: rejected. The decision is audited."""
+    from sqlalchemy import select, update
+
+    from attest.scan import RULESET
+    from registry.server.models import AuditEntry, Version
+    from registry.server.services.bootstrap import bootstrap
+    from tests.support import replica
+
+    world.model("vision/m@1", accuracy=None, extra={"state.pkl.bz2": corpus.bz2_bomb()})
+    world.model("vision/ok@1", accuracy=None)
+    _stale_scan(world, "vision/m@1", state="pending")  # what the older registry left
+    engine = make_engine(world.live.settings.resolved_database_url)
+    with engine.begin() as conn:
+        conn.execute(update(Version).where(Version.version == "1").values(scan_ruleset=None))
+    # The newer registry starts on the same data (here beside the older one, a replica).
+    assert bootstrap(world.live.settings) is None  # the start (no new admin token)
+    with (
+        replica(world.live.settings) as url,
+        Live(url, world.live.admin_token, world.live.settings).client() as admin,
+    ):
+        deadline = time.monotonic() + 120
+        while (state := admin.show("vision/m@1").state) == "scanning":
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert state == "rejected"
+        assert "unscannable" in (admin.show("vision/m@1").state_reason or "")
+        while admin.show("vision/ok@1").state == "scanning":
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert admin.show("vision/ok@1").state == "pending"  # a benign one is pending again
+        single = httpx.get(
+            f"{url}/v1/namespaces/vision/artifacts/m/versions/1/files/state.pkl.bz2",
+            headers={"Authorization": f"Bearer {world.live.admin_token}"}, timeout=60,
+        )  # fmt: skip
+        assert single.status_code == 410, single.text
+    with engine.connect() as conn:
+        audited = (
+            conn.execute(select(AuditEntry.target).where(AuditEntry.action == "scan_outdated"))
+            .scalars()
+            .all()
+        )
+        rulesets = set(conn.execute(select(Version.scan_ruleset)).scalars())
+    engine.dispose()
+    assert sorted(t.split("/")[-1] for t in audited) == ["1", "1"]
+    assert rulesets == {RULESET}

@@ -7,10 +7,13 @@ from __future__ import annotations
 import copy
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -100,3 +103,60 @@ def test_a_child_that_dies_is_an_outage_never_a_verdict(validator: IsolatedValid
     finally:
         child.wait()
     validator.validate(_bom())  # and the next one works
+
+
+def test_a_module_planted_in_the_working_directory_does_not_stand_in_for_the_child(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attacker: whoever can write the server's working directory. A planted ``sbom`` package
+    there answers every BOM "ok"; the child never imports it."""
+    planted = tmp_path / "sbom"
+    planted.mkdir()
+    (planted / "__init__.py").write_text("")
+    (planted / "isolated.py").write_text(
+        "import sys, struct, json, hashlib\n"
+        "while (h := sys.stdin.buffer.read(8)):\n"
+        "    raw = sys.stdin.buffer.read(struct.unpack('>Q', h)[0])\n"
+        "    out = json.dumps({'ok': True, 'digest': hashlib.sha256(raw).hexdigest()}).encode()\n"
+        "    sys.stdout.buffer.write(struct.pack('>Q', len(out)) + out); sys.stdout.flush()\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    validator = IsolatedValidator()
+    try:
+        with pytest.raises(BomError):
+            validator.validate(_broken()[0])
+    finally:
+        validator.close()
+
+
+def test_an_answer_about_another_bom_or_none_in_time_is_an_outage(
+    validator: IsolatedValidator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A child that answers "ok" about something else, or not at all within the timeout, is
+    stopped; the BOM is not taken as valid."""
+    liar = tmp_path / "liar.py"
+    liar.write_text(
+        "import sys, struct, json\n"
+        "while (h := sys.stdin.buffer.read(8)):\n"
+        "    sys.stdin.buffer.read(struct.unpack('>Q', h)[0])\n"
+        "    out = json.dumps({'ok': True, 'digest': '0' * 64}).encode()\n"
+        "    sys.stdout.buffer.write(struct.pack('>Q', len(out)) + out); sys.stdout.flush()\n"
+    )
+    silent = tmp_path / "silent.py"
+    silent.write_text("import sys, time\nsys.stdin.buffer.read(8)\ntime.sleep(60)\n")
+    for script, problem in ((liar, "not about the BOM sent"), (silent, "no answer in time")):
+        fake = IsolatedValidator(timeout=1.0)
+
+        def start(script: Path = script, fake: IsolatedValidator = fake) -> Any:
+            fake._child = subprocess.Popen(
+                [sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+            )
+            return fake._child
+
+        monkeypatch.setattr(fake, "_start", start)
+        try:
+            with pytest.raises(BomValidatorUnavailableError, match=problem):
+                fake.validate(_broken()[0])
+            assert not fake.running
+        finally:
+            fake.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -9,12 +10,17 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from attest.atomic import write_atomic
+from attest.scan import MIN_RULESET
 from registry.errors import ConfigurationError
 from registry.server.config import Settings
 from registry.server.db import make_engine, make_sessionmaker, migrate, startup_lock
 from registry.server.services.auth import IssuedToken, Role, TokenService
+from registry.server.services.common import utcnow
 from registry.server.services.keys import load_registry_signer, register_registry_key
+from registry.server.services.scanning import rescan_outdated
 from registry.server.services.tlog import load_log_key, register_log
+
+log = logging.getLogger(__name__)
 
 ADMIN_TOKEN_FILE = "admin-token"  # noqa: S105 - a file name
 
@@ -36,6 +42,15 @@ def bootstrap(settings: Settings) -> Path | None:
             sessions = make_sessionmaker(engine)
             register_registry_key(sessions, load_registry_signer(settings))
             register_log(sessions, settings, load_log_key(settings))  # its origin and key
+            outdated = rescan_outdated(sessions, utcnow())
+            if outdated:
+                log.warning(
+                    "%d pending version(s) were scanned under rules older than %s: they are "
+                    "scanned again and served to nobody until then (%s)",
+                    len(outdated),
+                    MIN_RULESET,
+                    ", ".join(outdated[:20]),
+                )
             tokens = TokenService(sessions)
             if tokens.count():
                 return None

@@ -147,6 +147,8 @@ class ScanService:
             vid = version_id(session, record)
             session.add(registry_attestation(vid, record, bundle, self._signer, self._clock(),
                                              actor=REGISTRY_SIGNER))  # fmt: skip
+            ruleset = str(predicate.get("scanner", {}).get("ruleset", ""))[:32] or None
+            session.execute(update(Version).where(Version.id == vid).values(scan_ruleset=ruleset))
             if record.state not in (State.SCANNING, State.PENDING):
                 return record  # a rescan of a released version: the gate judges its report
             if state != record.state:
@@ -195,3 +197,39 @@ class ScanService:
             if isinstance(ruleset, str) and ruleset >= MIN_RULESET:
                 return record
         return self.scan_version(record)
+
+
+def rescan_outdated(sessions: sessionmaker[Session], now: datetime) -> list[str]:
+    """Put every pending version whose newest scan was made under a ruleset older than
+    :data:`~attest.scan.MIN_RULESET` (or before rulesets were recorded) back to ``scanning``,
+    its job due now: a pending version's files are served to producers and evaluation jobs, so
+    they are judged by the current rules before anyone gets them again (older rules may have
+    called a file clean, or left an unscannable file pending). Each is audited. Returns their
+    references. Run at start-up, under the start-up lock."""
+    from registry.server.models import Artifact, Namespace
+    from registry.server.services.bomjobs import enqueue
+
+    with transaction(sessions) as session:
+        rows = session.execute(
+            select(Version.id, Namespace.name, Artifact.name, Version.version,
+                   Version.scan_ruleset)
+            .join(Artifact, Version.artifact_id == Artifact.id)
+            .join(Namespace, Artifact.namespace_id == Namespace.id)
+            .where(Version.state == State.PENDING,
+                   (Version.scan_ruleset.is_(None)) | (Version.scan_ruleset < MIN_RULESET))
+            .order_by(Version.id)
+        ).all()  # fmt: skip
+        if not rows:
+            return []
+        session.execute(
+            update(Version)
+            .where(Version.id.in_([r[0] for r in rows]), Version.state == State.PENDING)
+            .values(state=State.SCANNING)
+        )
+        for vid, *_ in rows:
+            enqueue(session, vid, now)
+        for _vid, namespace, name, version, ruleset in rows:
+            journal.record(session, REGISTRY_SIGNER, "scan_outdated",
+                           version_target(namespace, name, version), at=now,
+                           details={"ruleset": ruleset, "minimum": MIN_RULESET})  # fmt: skip
+    return [f"{ns}/{name}@{version}" for _vid, ns, name, version, _r in rows]

@@ -369,7 +369,7 @@ def test_a_store_failing_inside_a_compressed_stream_is_not_a_verdict() -> None:
     """A failure of the caller's storage while the decompressor reads (which turns every
     other error into "malformed") still reaches the caller."""
     from attest.scan.containers import scan_compressed
-    from attest.scan.core import Context, Malformed, Result, ScanLimits
+    from attest.scan.core import Context, Result, ScanLimits
 
     class StoreDown(Exception):
         pass
@@ -381,8 +381,9 @@ def test_a_store_failing_inside_a_compressed_stream_is_not_a_verdict() -> None:
             return super().read(size)
 
     data = gzip.compress(random.Random(3).randbytes(256 * 1024), compresslevel=1)
-    with pytest.raises(Malformed):  # a reader's own error: the stream is malformed
-        scan_compressed(FailingLater(data), len(data), Context("x.gz", ScanLimits()), Result())
+    own = Result()  # a reader's own error: the stream is malformed
+    scan_compressed(FailingLater(data), len(data), Context("x.gz", ScanLimits()), own)
+    assert own.verdict is ScanVerdict.UNSCANNABLE and "malformed" in own.findings[0]
     caller = Context("x.gz", ScanLimits(), propagate=(StoreDown,))
     with pytest.raises(StoreDown):
         scan_compressed(FailingLater(data), len(data), caller, Result())
@@ -406,3 +407,53 @@ def test_bytes_that_only_look_like_a_zlib_stream_are_judged_by_their_other_readi
     for data, (verdict, fmt) in cases.items():
         result: Any = scan("f.bin", data)
         assert (result.verdict, result.format) == (verdict, fmt), (data[:24], result)
+
+
+def _with_zip(data: bytes) -> bytes:
+    """``data`` with a harmless zip appended (a zip is found by its end record)."""
+    import zipfile
+
+    buffer = io.BytesIO(data)
+    buffer.seek(0, os.SEEK_END)
+    with zipfile.ZipFile(buffer, "a") as archive:
+        archive.writestr("README.txt", "hello\n")
+    return buffer.getvalue()
+
+
+def test_compressed_streams_without_magic_numbers_hide_no_code() -> None:
+    """Attacker: a malicious uploader. Every compressed reading a loader could make counts: a
+    joblib ``ZF`` header with the space old writers put after it, a zlib stream that inflates a
+    pickle and fails only at its checksum (a decoder fed a whole chunk throws that output
+    away), an lzma-alone stream whose first bytes also read as a zlib header, zlib streams
+    concatenated (readers modelled on BZ2File go on to the next), and each with a harmless zip
+    appended. None may be clean, unknown, or pass as anything but what it is."""
+    import lzma
+    import struct
+    import zlib
+
+    evil = b"cos\nsystem\n(S'echo PWNED'\ntR."
+    z = zlib.compress(evil + random.Random(3).randbytes(20000), 9)
+    raw = lzma.compress(evil, format=lzma.FORMAT_ALONE, filters=[
+        {"id": lzma.FILTER_LZMA1, "dict_size": 4096, "lc": lc, "lp": lp, "pb": pb}
+        for lc, lp, pb in [(4, 0, 4)]
+    ])  # fmt: skip
+    raw_zlib_like = lzma.compress(evil, format=lzma.FORMAT_ALONE, filters=[
+        {"id": lzma.FILTER_LZMA1, "dict_size": 4096, "lc": 2, "lp": 1, "pb": 1}
+    ])  # fmt: skip
+    cases = {
+        "zf-space": b"ZF" + hex(len(evil)).encode().ljust(19) + b" " + zlib.compress(evil),
+        "bad-adler": z[:-4] + bytes(b ^ 0xFF for b in z[-4:]),
+        "lzma-0xb8": raw[:1] + struct.pack("<I", 16) + raw[5:],
+        "lzma-zlib-header": raw_zlib_like[:1] + struct.pack("<I", 0x11) + raw_zlib_like[5:],
+        "concat-empty": zlib.compress(b"") + zlib.compress(evil),
+        "concat-benign": zlib.compress(pickle.dumps({"a": 1}, protocol=2)) + zlib.compress(evil),
+        "trailing-garbage": zlib.compress(evil) + b"\x00garbage",
+        "gzip-no-trailer": gzip.compress(evil)[:-8],
+    }
+    assert cases["lzma-zlib-header"][0] & 0x0F == 8  # the first bytes pass as a zlib header
+    for name, data in cases.items():
+        for variant in (data, _with_zip(data)):
+            result: Any = scan(name, variant)
+            assert result.verdict in (ScanVerdict.UNSAFE, ScanVerdict.UNSCANNABLE), (name, result)
+    for name in ("zf-space", "lzma-0xb8", "concat-empty", "concat-benign", "trailing-garbage"):
+        assert scan(name, cases[name]).verdict is ScanVerdict.UNSAFE, name  # type: ignore[attr-defined]
