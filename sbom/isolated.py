@@ -50,7 +50,10 @@ def child_environment() -> dict[str, str]:
     from where this process did, whatever the child's working directory and ``sys.path``."""
     root = str(Path(__file__).resolve().parent.parent)
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    # Only absolute entries: an empty or relative one (``PYTHONPATH=:/opt/x``) would put the
+    # working directory back on the path that ``-P`` keeps it off.
+    given = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if os.path.isabs(p)]
+    env["PYTHONPATH"] = os.pathsep.join([root, *given])
     return env
 
 

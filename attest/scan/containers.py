@@ -302,8 +302,29 @@ def scan_tar(handle: IO[bytes], size: int, context: Context, result: Result) -> 
 # -- compressed streams ---------------------------------------------------------------------------
 
 
+_XZ_MAGIC = b"\xfd7zXZ\x00"
+_ALONE_HEADER = 13
+#: Streams one lzma reading follows before it calls the file unscannable (each may be an empty
+#: 13-byte .lzma stream: a loader goes through them all, and so must the scan).
+_MAX_LZMA_STREAMS = 100_000
+
+
+def _lzma_auto(head: bytes) -> bool:
+    """Whether liblzma's automatic detection (what ``lzma.open``, joblib and pandas use) takes
+    the bytes for a .lzma stream: its header check is picky (dictionary sizes 2^n or
+    2^n + 2^(n-1), a plausible size), so random data practically never passes it."""
+    if head.startswith(_XZ_MAGIC) or len(head) < _ALONE_HEADER:
+        return False
+    try:
+        lzma.LZMADecompressor(format=lzma.FORMAT_AUTO).decompress(head[:_ALONE_HEADER])
+    except lzma.LZMAError:
+        return False
+    return True
+
+
 def _lzma_alone(head: bytes) -> bool:
-    """liblzma's .lzma decoder accepts any dictionary size: try it on the first bytes."""
+    """liblzma's .lzma decoder accepts any dictionary size: try it on the first bytes (a
+    reader that names FORMAT_ALONE takes any header; random data decodes a few bytes first)."""
     if len(head) < 14 or head[0] >= 225:
         return False
     decoder = lzma.LZMADecompressor(format=lzma.FORMAT_ALONE)
@@ -350,8 +371,9 @@ def compression_kinds(head: bytes) -> list[str]:
             kinds.append("zlib")
         except (zlib.error, ValueError):
             pass
-    if _lzma_alone(head):
-        kinds.append("lzma-alone")
+    if not kinds or kinds[-1] != "xz":  # (an xz reading follows .lzma streams after it)
+        if _lzma_auto(head) or _lzma_alone(head):
+            kinds.append("lzma-alone")
     return kinds
 
 
@@ -376,10 +398,8 @@ def _decompressor(kind: str, handle: IO[bytes]) -> IO[bytes]:
         stream = gzip.GzipFile(fileobj=handle, mode="rb")
     elif kind == "bz2":
         stream = bz2.BZ2File(handle)
-    elif kind == "xz":
-        stream = lzma.LZMAFile(handle, format=lzma.FORMAT_XZ)
-    elif kind == "lzma-alone":
-        stream = lzma.LZMAFile(handle, format=lzma.FORMAT_ALONE)
+    elif kind in ("xz", "lzma-alone"):
+        stream = io.BufferedReader(_LzmaReader(handle), READ)
     elif kind == "zlib":
         stream = io.BufferedReader(_ZlibReader(handle), READ)
     elif kind == "joblib-zf":
@@ -456,6 +476,9 @@ def _scan_stream(kind: str, handle: IO[bytes], size: int, context: Context,
     with inflated:
         inflated.seek(0, os.SEEK_END)
         inner_size = inflated.tell()
+        if inner_size == 0 and kind == "lzma-alone":
+            # (no magic number: empty .lzma streams, 13 zero bytes each, open many raw files)
+            raise NoReading("lzma streams that yield nothing")
         inner = scan_any(inflated, inner_size, context.inner(kind))
     result.format = Format.JOBLIB if inner.format is Format.PICKLE else Format.COMPRESSED
     result.note(f"{kind}-compressed {inner.format}")
@@ -524,6 +547,85 @@ class _ZlibReader(io.RawIOBase):
                     return 0
                 break
             self._pending = self._z.decompress(piece, READ)
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+
+class _LzmaReader(io.RawIOBase):
+    """The bytes of an .xz or .lzma stream and of every stream after it, as liblzma's readers
+    go on (``lzma.open``: each next stream .xz or a .lzma one whose header passes its picky
+    check; a reader that names FORMAT_ALONE, after a first stream only it takes: any .lzma
+    header). Data after the last stream that yields nothing before it fails or ends is
+    ignored, as those readers ignore it; a stream that fails after yielding bytes, or a first
+    stream that fails, is malformed. Runs of 13 zero bytes are empty .lzma streams."""
+
+    def __init__(self, inner: IO[bytes]) -> None:
+        self._inner = inner
+        self._pending = b""
+        self._streams = 0
+        self._yielded = False  # by the current stream
+        self._permissive = False  # the first stream is one only a FORMAT_ALONE reader takes
+        self._d = self._next(self._inner.read(READ))
+
+    def readable(self) -> bool:
+        return True
+
+    def _next(self, rest: bytes) -> lzma.LZMADecompressor | None:
+        """The decoder of the stream ``rest`` starts (None: nothing more), fed its first bytes."""
+        while True:
+            while len(rest) < _ALONE_HEADER and (more := self._inner.read(READ)):
+                rest += more
+            stripped = rest.lstrip(b"\0")
+            empty = (len(rest) - len(stripped)) // _ALONE_HEADER  # 13 zeros: an empty stream
+            self._streams += empty
+            rest = rest[empty * _ALONE_HEADER :]
+            if not empty or stripped:
+                break
+        if not rest:
+            return None
+        self._streams += 1
+        if self._streams > _MAX_LZMA_STREAMS:
+            raise LimitReached(f"more than {_MAX_LZMA_STREAMS} lzma streams")
+        first = self._streams == 1
+        if rest.startswith(_XZ_MAGIC):
+            fmt = lzma.FORMAT_XZ
+        elif first or self._permissive or _lzma_auto(rest):
+            fmt = lzma.FORMAT_ALONE
+            self._permissive = self._permissive or (first and not _lzma_auto(rest))
+        else:
+            return None  # trailing data no reader takes for a stream
+        decoder = lzma.LZMADecompressor(format=fmt)
+        self._yielded = False
+        try:
+            self._pending = decoder.decompress(rest, READ)
+        except lzma.LZMAError as exc:
+            if first:
+                raise Malformed(f"lzma stream: {exc}") from None
+            return None
+        return decoder
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending:
+            decoder = self._d
+            if decoder is None:
+                return 0
+            if decoder.eof:
+                self._d = self._next(decoder.unused_data)
+                continue
+            piece = self._inner.read(READ) if decoder.needs_input else b""
+            if decoder.needs_input and not piece:
+                if self._streams == 1 or self._yielded:
+                    raise Malformed("lzma stream is truncated")
+                return 0  # a later stream that yielded nothing: a reader gets nothing more
+            try:
+                self._pending = decoder.decompress(piece, READ)
+            except lzma.LZMAError as exc:
+                if self._streams == 1 or self._yielded:
+                    raise Malformed(f"lzma stream: {exc}") from None
+                return 0
+        self._yielded = True
         n = min(len(buffer), len(self._pending))
         buffer[:n] = self._pending[:n]
         self._pending = self._pending[n:]

@@ -12,7 +12,9 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine
 
 from attest import keys
+from attest.scan import RULESET
 from registry import __version__
+from registry.names import parse_ref
 from registry.server import ui
 from registry.server.api import problems
 from registry.server.api.deps import Services
@@ -35,6 +37,7 @@ from registry.server.db import make_engine, make_sessionmaker
 from registry.server.services import TokenService, UploadService, VersionService
 from registry.server.services.attestations import AttestationService
 from registry.server.services.audit import AuditService
+from registry.server.services.auth import Principal, Role
 from registry.server.services.bomjobs import BomJobs
 from registry.server.services.common import Clock, utcnow
 from registry.server.services.events import SecurityEvents
@@ -48,6 +51,7 @@ from registry.server.services.sbom import TRIGGERS as BOM_TRIGGERS
 from registry.server.services.sbom import AfterCommit, BomService
 from registry.server.services.scanning import ScanService
 from registry.server.services.tlog import LogService, open_tile_store
+from registry.server.services.versions import VersionRecord
 from registry.server.storage import BlobStore, is_s3, open_blob_store
 from registry.wire import PROBLEM_RESPONSES
 
@@ -95,6 +99,10 @@ def create_app(
         presign=settings.presigned_downloads(store_presigns=presigns, client_falls_back=False),
     )  # fmt: skip
     attestation_service = AttestationService(sessions, versions_service, settings, clock=clock)
+    release_service = ReleaseService(
+        sessions, versions_service, attestation_service, signer, clock=clock, scans=scans
+    )
+    scans.on_finding = lambda record, reason: _revoke_on_finding(release_service, record, reason)
     bom_service = BomService(sessions, versions_service, attestation_service, signer, clock=clock,
                              scans=scans)  # fmt: skip
     bom_jobs = BomJobs(sessions, bom_service, triggers=BOM_TRIGGERS, clock=clock)
@@ -138,9 +146,7 @@ def create_app(
         audit=audit_service,
         token_limits=token_limits,
         address_limits=address_limits,
-        releases=ReleaseService(
-            sessions, versions_service, attestation_service, signer, clock=clock, scans=scans
-        ),
+        releases=release_service,
         registry_key_pem=keys.public_pem(signer.public_key).decode(),
         registry_key_fingerprint=signer.identity,
         events=security_events,
@@ -230,6 +236,19 @@ def _readiness(engine: Engine, store: BlobStore) -> dict[str, str]:
         log.warning("not ready: blob store: %s", exc)
         found["store"] = "unavailable" if unavailable(exc) else "failed"
     return found
+
+
+#: Who revokes a released version whose file a rescan under newer rules found unsafe.
+SCANNER = Principal(token_id="-", name="registry-scan", role=Role.ADMIN, namespace=None)  # noqa: S106
+
+
+def _revoke_on_finding(releases: ReleaseService, record: VersionRecord, reason: str) -> None:
+    """Revoke ``record`` (and every release built on it): a rescan under the current rules
+    found what would never have been released. Logged at ERROR; the revocation is audited,
+    signed and logged as any other."""
+    log.error("released %s fails a rescan under the current scan rules: %s", record.ref, reason)
+    releases.revoke(SCANNER, parse_ref(record.ref),
+                    f"a rescan under scan rules {RULESET} found {reason}")  # fmt: skip
 
 
 async def _checkpoints(audit: AuditService, interval: float) -> None:

@@ -328,3 +328,79 @@ def test_a_start_rescans_pending_versions_scanned_under_older_rules(
     engine.dispose()
     assert sorted(t.split("/")[-1] for t in audited) == ["1", "1"]
     assert rulesets == {RULESET}
+
+
+def test_a_start_rescans_released_versions_and_revokes_what_now_fails(
+    world: World, tmp_path: Path
+) -> None:
+    """Attacker: a malicious uploader whose pickle an older registry's rules called clean and
+    released. The first start on newer rules rescans released versions scanned under older
+    ones (served meanwhile: deploys go on), and a file now found unsafe revokes the version
+    with a registry-signed revocation; deployers are refused it from then on."""
+    from sqlalchemy import select, update
+
+    from attest.scan import RULESET
+    from registry.server.models import AuditEntry, Version
+    from registry.server.services.bootstrap import bootstrap
+    from tests.support import replica
+
+    payload = corpus.bypass_corpus(tmp_path / "PWNED")["headerless.pkl"]
+    world.model("vision/m@1", accuracy=None, extra={"model.pkl": payload})
+    world.model("vision/ok@1", accuracy=None)
+    world.admin.set_policy("vision", DEFAULT_LIKE)
+    assert world.admin.release("vision/ok@1").state == "released"
+    _stale_scan(world, "vision/m@1", state="released")  # what the older registry left
+    engine = make_engine(world.live.settings.resolved_database_url)
+    with engine.begin() as conn:
+        conn.execute(update(Version).values(scan_ruleset=None))
+    assert bootstrap(world.live.settings) is None  # the start on newer rules
+    with (
+        replica(world.live.settings) as url,
+        Live(url, world.live.admin_token, world.live.settings).client() as admin,
+    ):
+        deadline = time.monotonic() + 120
+        while (state := admin.show("vision/m@1").state) == "released":
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert state == "revoked"
+        assert "os.system" in (admin.show("vision/m@1").state_reason or "")
+        assert admin.show("vision/ok@1").state == "released"  # a benign release stays
+    with engine.connect() as conn:
+        actions = list(conn.execute(select(AuditEntry.action)).scalars())
+        rulesets = set(conn.execute(select(Version.scan_ruleset)).scalars())
+    engine.dispose()
+    assert actions.count("scan_outdated") == 2 and "revoke" in " ".join(actions)
+    assert rulesets == {RULESET}
+    deployer = _deployer(world, "vision")
+    with pytest.raises((PullVerificationError, VersionUnavailableError)):
+        deployer.pull("vision/m@1", tmp_path / "deploy")
+
+
+def test_a_pending_version_an_older_replica_scanned_is_not_served_until_scanned_again(
+    world: World,
+) -> None:
+    """A rolling upgrade: a replica still on older code commits and scans a version after the
+    newer replicas swept at their start. Asked for its files (REST or OCI), the registry
+    answers 503 scan-pending, puts it back to scanning and has its job scan it again."""
+    from sqlalchemy import select, update
+
+    from attest.scan import RULESET
+    from registry.server.models import Version
+
+    world.model("vision/m@1", accuracy=None)
+    engine = make_engine(world.live.settings.resolved_database_url)
+    with engine.begin() as conn:  # what the older replica's scan left
+        conn.execute(update(Version).values(scan_ruleset="2026-01-01.1"))
+    file_url = f"{world.live.url}/v1/namespaces/vision/artifacts/m/versions/1/files/config.json"
+    auth = {"Authorization": f"Bearer {world.live.admin_token}"}
+    refused = httpx.get(file_url, headers=auth, timeout=60)
+    assert refused.status_code == 503 and refused.json()["type"].endswith("/scan-pending")
+    deadline = time.monotonic() + 120
+    while (state := world.admin.show("vision/m@1").state) == "scanning":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert state == "pending"
+    assert httpx.get(file_url, headers=auth, timeout=60).status_code == 200
+    with engine.connect() as conn:
+        assert set(conn.execute(select(Version.scan_ruleset)).scalars()) == {RULESET}
+    engine.dispose()

@@ -121,6 +121,8 @@ def test_a_module_planted_in_the_working_directory_does_not_stand_in_for_the_chi
         "    sys.stdout.buffer.write(struct.pack('>Q', len(out)) + out); sys.stdout.flush()\n"
     )
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep + "relative" + os.pathsep)  # ":relative:"
+    (tmp_path / "json.py").write_text("raise SystemExit('planted json')\n")  # not imported
     validator = IsolatedValidator()
     try:
         with pytest.raises(BomError):

@@ -526,6 +526,9 @@ class OciService:
             )
         if record.state != State.RELEASED and not self._producer(principal, record.namespace):
             raise OciError(OciCode.MANIFEST_UNKNOWN, f"manifest {reference!r} unknown", hidden=True)
+        if record.scan_outdated:  # scanned by a replica on older rules: scanned again first
+            self._versions.rescan(record)
+            record = dataclasses.replace(record, state=State.SCANNING)
         if record.state == State.SCANNING:  # (a tag names it; blobs are only of pullable ones)
             raise OciError(
                 OciCode.MANIFEST_UNKNOWN,

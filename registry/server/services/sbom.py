@@ -21,6 +21,7 @@ from attest.bundle import Bundle
 from attest.keys import TrustedKey
 from attest.predicates import CYCLONEDX_BOM, SCAN, SLSA_PROVENANCE, TEST_RESULT
 from attest.provenance import Provenance, model_card, read_predicate
+from attest.scan import MIN_RULESET
 from attest.signing import KeySigner, UriSigner
 from attest.statement import Statement, make_statement
 from registry import __version__
@@ -130,9 +131,10 @@ class BomService:
         found = self._find(version_id)
         if found is None or found[2] == State.REJECTED:
             return Outcome(built=False)
-        ref, kind, state = found
+        ref, kind, state, ruleset = found
+        outdated = state == State.RELEASED and (ruleset is None or ruleset < MIN_RULESET)
         must_scan = self._scans is not None and (
-            state == State.SCANNING or not self._scanned(version_id)
+            state == State.SCANNING or outdated or not self._scanned(version_id)
         )
         if kind != "model" and not must_scan:
             return Outcome(built=False)  # (without loading a dataset's millions of file rows)
@@ -143,7 +145,9 @@ class BomService:
             # (A stale scan is the gate's to redo, as before: two rescans racing would both
             # be recorded.) The report does not ask for the BOM again: it is built next.
             record = self._scans.scan_version(record, ask_bom=False)
-        if record.kind != "model" or record.state in (State.REJECTED, State.SCANNING):
+        if outdated or record.kind != "model" or record.state in (State.REJECTED, State.SCANNING):
+            # (a released version rescanned under newer rules keeps the BOM it was released
+            # with; one whose file the rescan found unsafe has been revoked)
             return Outcome(built=False)
         bundle = self.build(record)
         if bundle is None:
@@ -163,19 +167,19 @@ class BomService:
                 Attestation.signer == REGISTRY_SIGNER,
             ))).scalar_one())  # fmt: skip
 
-    def _find(self, version_id: int) -> tuple[str, str, str] | None:
-        """The reference, kind and state of a version, or None."""
+    def _find(self, version_id: int) -> tuple[str, str, str, str | None] | None:
+        """The reference, kind, state and scan ruleset of a version, or None."""
         with self._sessions() as session:
             row = session.execute(
                 select(Namespace.name, Artifact.name, Version.version, Artifact.kind,
-                       Version.state)
+                       Version.state, Version.scan_ruleset)
                 .join(Artifact, Version.artifact_id == Artifact.id)
                 .join(Namespace, Artifact.namespace_id == Namespace.id)
                 .where(Version.id == version_id)
             ).first()  # fmt: skip
         if row is None:
             return None
-        return f"{row[0]}/{row[1]}@{row[2]}", row[3], row[4]
+        return f"{row[0]}/{row[1]}@{row[2]}", row[3], row[4], row[5]
 
     def settle(self, record: VersionRecord, *, timeout: float) -> BomState:
         """The version's BOM status after building its pending BOM now, in this thread, or

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+from collections.abc import Callable
 from datetime import datetime
 from typing import IO
 
@@ -87,6 +88,10 @@ class ScanService:
         self._store = store
         self._signer = signer
         self._clock = clock
+        #: Called (after the report is stored) when a rescan finds a released version's file
+        #: unsafe or unscannable, with the reason: the app revokes the version (and what is
+        #: built on it). None: the gate alone refuses what depends on it.
+        self.on_finding: Callable[[VersionRecord, str], None] | None = None
 
     def scan(self, record: VersionRecord) -> ScanReport:
         stored = {f.path: f for f in record.files}
@@ -149,9 +154,12 @@ class ScanService:
                                              actor=REGISTRY_SIGNER))  # fmt: skip
             ruleset = str(predicate.get("scanner", {}).get("ruleset", ""))[:32] or None
             session.execute(update(Version).where(Version.id == vid).values(scan_ruleset=ruleset))
+            released = record.state == State.RELEASED
             if record.state not in (State.SCANNING, State.PENDING):
-                return record  # a rescan of a released version: the gate judges its report
-            if state != record.state:
+                record_now = record  # a rescan: the report is recorded, the state kept here
+            else:
+                record_now = None
+            if record_now is None and state != record.state:
                 # From scanning (its first scan) or pending (a rescan found it unsafe or
                 # unscannable).
                 moved = session.execute(
@@ -169,6 +177,10 @@ class ScanService:
                                    version_target(record.namespace, record.name, record.version),
                                    at=self._clock(),
                                    details={"reason": (reason or "")[:2000]})  # fmt: skip
+        if record_now is not None:
+            if released and reason is not None and self.on_finding is not None:
+                self.on_finding(record, reason)
+            return record_now
         return dataclasses.replace(record, state=state, state_reason=reason)
 
     def rescan_if_stale(self, record: VersionRecord) -> VersionRecord:
@@ -176,8 +188,9 @@ class ScanService:
         under a ruleset older than :data:`~attest.scan.MIN_RULESET` (older rules called
         unidentified files clean); otherwise return it unchanged. Scanning again is always
         safe: the new signed report becomes the newest, and only a pending version changes
-        state (unsafe or unscannable: rejected). A released dependency that now fails keeps its
-        state, and the gate refuses what depends on it."""
+        state (unsafe or unscannable: rejected). A released version that now fails is handed to
+        :attr:`on_finding` (the app revokes it and what is built on it), and the gate refuses
+        what depends on it."""
         if record.state not in (State.PENDING, State.RELEASED) or record.external:
             return record
         with self._sessions() as session:
@@ -200,36 +213,41 @@ class ScanService:
 
 
 def rescan_outdated(sessions: sessionmaker[Session], now: datetime) -> list[str]:
-    """Put every pending version whose newest scan was made under a ruleset older than
-    :data:`~attest.scan.MIN_RULESET` (or before rulesets were recorded) back to ``scanning``,
-    its job due now: a pending version's files are served to producers and evaluation jobs, so
-    they are judged by the current rules before anyone gets them again (older rules may have
-    called a file clean, or left an unscannable file pending). Each is audited. Returns their
-    references. Run at start-up, under the start-up lock."""
+    """Have every pending or released version whose newest scan was made under a ruleset older
+    than :data:`~attest.scan.MIN_RULESET` (or before rulesets were recorded) scanned again, its
+    job due now (older rules may have called a file clean, or left an unscannable file pending).
+    A pending version goes back to ``scanning`` first: its files are served to producers and
+    evaluation jobs, so nobody gets them before the current rules judged them. A released one
+    keeps being served meanwhile (deploys go on); a file the rescan finds unsafe or unscannable
+    revokes it (:attr:`ScanService.on_finding`). Each is audited. Returns their references. Run
+    at start-up, under the start-up lock."""
     from registry.server.models import Artifact, Namespace
     from registry.server.services.bomjobs import enqueue
 
     with transaction(sessions) as session:
         rows = session.execute(
             select(Version.id, Namespace.name, Artifact.name, Version.version,
-                   Version.scan_ruleset)
+                   Version.scan_ruleset, Version.state)
             .join(Artifact, Version.artifact_id == Artifact.id)
             .join(Namespace, Artifact.namespace_id == Namespace.id)
-            .where(Version.state == State.PENDING,
+            .where(Version.state.in_((State.PENDING, State.RELEASED)),
                    (Version.scan_ruleset.is_(None)) | (Version.scan_ruleset < MIN_RULESET))
             .order_by(Version.id)
         ).all()  # fmt: skip
         if not rows:
             return []
-        session.execute(
-            update(Version)
-            .where(Version.id.in_([r[0] for r in rows]), Version.state == State.PENDING)
-            .values(state=State.SCANNING)
-        )
+        pending = [r[0] for r in rows if r[5] == State.PENDING]
+        for i in range(0, len(pending), 500):
+            session.execute(
+                update(Version)
+                .where(Version.id.in_(pending[i : i + 500]), Version.state == State.PENDING)
+                .values(state=State.SCANNING)
+            )
         for vid, *_ in rows:
             enqueue(session, vid, now)
-        for _vid, namespace, name, version, ruleset in rows:
+        for _vid, namespace, name, version, ruleset, state in rows:
             journal.record(session, REGISTRY_SIGNER, "scan_outdated",
                            version_target(namespace, name, version), at=now,
-                           details={"ruleset": ruleset, "minimum": MIN_RULESET})  # fmt: skip
-    return [f"{ns}/{name}@{version}" for _vid, ns, name, version, _r in rows]
+                           details={"ruleset": ruleset, "minimum": MIN_RULESET,
+                                    "state": state})  # fmt: skip
+    return [f"{ns}/{name}@{version}" for _vid, ns, name, version, *_ in rows]

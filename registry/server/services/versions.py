@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol, TypeVarTuple
 
-from sqlalchemy import Select, func, insert, select, tuple_
+from sqlalchemy import Select, func, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, raiseload, sessionmaker
 
 from attest.digests import Digest, FileDigest, root_digest
+from attest.scan import MIN_RULESET
 from registry.errors import (
     ConflictError,
     InvalidManifestError,
@@ -100,10 +102,20 @@ class VersionRecord:
     state_reason: str | None = None
     external: bool = False
     uris: tuple[tuple[str, str], ...] = ()  # (path, uri) of external files
+    scan_ruleset: str | None = None  # of its newest registry scan
 
     @property
     def ref(self) -> str:
         return f"{self.namespace}/{self.name}@{self.version}"
+
+    @property
+    def scan_outdated(self) -> bool:
+        """A pending version scanned under rules older than the scanner's minimum (a replica
+        on older code committed it during a rolling upgrade): not served until scanned again,
+        since its files go to producers and evaluation jobs."""
+        return self.state == State.PENDING and (
+            self.scan_ruleset is None or self.scan_ruleset < MIN_RULESET
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +138,7 @@ def _record(version: Version, *, files: bool = True) -> VersionRecord:
             file_count=version.file_count, total_size=version.total_size,
             created_at=aware(version.created_at), created_by=version.created_by, files=(),
             state_reason=version.state_reason, external=version.external,
+            scan_ruleset=version.scan_ruleset,
         )  # fmt: skip
     return VersionRecord(
         namespace=artifact.namespace.name,
@@ -145,6 +158,7 @@ def _record(version: Version, *, files: bool = True) -> VersionRecord:
         state_reason=version.state_reason,
         external=version.external,
         uris=tuple((f.path, f.uri) for f in version.external_files),
+        scan_ruleset=version.scan_ruleset,
     )
 
 
@@ -533,6 +547,26 @@ class VersionService:
                 )
         return record, found
 
+    def rescan(self, record: VersionRecord) -> None:
+        """Put a pending version whose scan is outdated back to ``scanning``, its job due now
+        (audited ``scan_outdated``)."""
+        from registry.server.services.bomjobs import enqueue
+
+        now = self._clock()
+        with transaction(self._sessions) as session:
+            vid = version_id(session, record)
+            moved = session.execute(
+                update(Version)
+                .where(Version.id == vid, Version.state == State.PENDING)
+                .values(state=State.SCANNING)
+            ).rowcount  # type: ignore[attr-defined]
+            if moved != 1:
+                return
+            enqueue(session, vid, now)
+            details = {"ruleset": record.scan_ruleset, "minimum": MIN_RULESET}
+            target = version_target(record.namespace, record.name, record.version)
+            audit_record(session, "registry", "scan_outdated", target, at=now, details=details)
+
     def _servable(
         self, principal: Principal, ref: Ref, paths: Sequence[str]
     ) -> tuple[VersionRecord, list[FileDigest]]:
@@ -578,6 +612,9 @@ class VersionService:
             )
         if record.state == State.SCANNING:
             raise scan_pending(record)
+        if record.scan_outdated:
+            self.rescan(record)
+            raise scan_pending(dataclasses.replace(record, state=State.SCANNING))
         missing = sorted(wanted - set(found))
         if missing:
             raise NotFoundError(f"{ref} has no file {missing[0]!r}", ref=str(ref), path=missing[0])

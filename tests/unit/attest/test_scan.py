@@ -457,3 +457,38 @@ def test_compressed_streams_without_magic_numbers_hide_no_code() -> None:
             assert result.verdict in (ScanVerdict.UNSAFE, ScanVerdict.UNSCANNABLE), (name, result)
     for name in ("zf-space", "lzma-0xb8", "concat-empty", "concat-benign", "trailing-garbage"):
         assert scan(name, cases[name]).verdict is ScanVerdict.UNSAFE, name  # type: ignore[attr-defined]
+
+
+def test_lzma_streams_are_read_on_as_liblzmas_readers_read_them() -> None:
+    """Attacker: a malicious uploader. ``lzma.open`` (and joblib, pandas) goes on from one
+    stream to the next, .xz or .lzma, and hands the unpickler bytes of a stream before it finds
+    the stream corrupt: an empty first stream hides nothing, a payload in a second stream of the
+    other format is read, and an .lzma stream that fails after its payload is not taken for
+    random data. Zero runs (empty .lzma streams to liblzma) keep raw data as it was."""
+    import lzma
+    import zlib
+
+    evil = b"cos\nsystem\n(S'echo PWNED'\ntR."
+    broken = bytearray(lzma.compress(evil + bytes(3 << 20), format=lzma.FORMAT_ALONE))
+    broken[-1] ^= 0xFF
+    unsafe = {
+        "xz-then-lzma": lzma.compress(b"", format=lzma.FORMAT_XZ)
+        + lzma.compress(evil, format=lzma.FORMAT_ALONE),
+        "lzma-then-lzma": lzma.compress(b"", format=lzma.FORMAT_ALONE)
+        + lzma.compress(evil, format=lzma.FORMAT_ALONE),
+        "lzma-then-xz": lzma.compress(b"", format=lzma.FORMAT_ALONE)
+        + lzma.compress(evil, format=lzma.FORMAT_XZ),
+        "split-pickle": lzma.compress(b"(S'hi'\n", format=lzma.FORMAT_XZ)
+        + lzma.compress(evil, format=lzma.FORMAT_ALONE),
+        "zeros-then-lzma": bytes(26) + lzma.compress(evil, format=lzma.FORMAT_ALONE),
+    }
+    for name, data in unsafe.items():
+        for variant in (data, _with_zip(data)):
+            assert scan(name, variant).verdict is ScanVerdict.UNSAFE, name  # type: ignore[attr-defined]
+    for variant in (bytes(broken), _with_zip(bytes(broken))):
+        assert scan("broken", variant).verdict is ScanVerdict.UNSCANNABLE  # type: ignore[attr-defined]
+    noise = random.Random(2).randbytes(5000)
+    for raw in (bytes(1 << 16), bytes(13) + noise, bytes(20) + noise, noise):
+        result: Any = scan("weights.bin", raw)
+        assert (result.verdict, result.format) == (ScanVerdict.UNKNOWN, Format.UNKNOWN)
+    assert scan("z", zlib.compress(b"x")).verdict is ScanVerdict.CLEAN  # type: ignore[attr-defined]
