@@ -119,12 +119,7 @@ def migrate(url: str, *, locked: Connection | None = None, isolated: bool = Fals
         current = _at_head(locked)
         locked.commit()
     else:
-        engine = make_engine(url)
-        try:
-            with engine.connect() as conn:
-                current = _at_head(conn)
-        finally:
-            engine.dispose()
+        current = _url_at_head(url)
     if current:
         return
     if isolated:
@@ -163,13 +158,7 @@ def _migrate_in_child(url: str) -> None:
             f"migrating the database failed (exit status {done.returncode}); the migration's "
             "error is above"
         )
-    engine = make_engine(url)
-    try:
-        with engine.connect() as conn:
-            migrated = _at_head(conn)
-    finally:
-        engine.dispose()
-    if not migrated:  # whatever the child did, the start does not go on without the schema
+    if not _url_at_head(url):  # whatever the child did, the start does not go on without it
         raise MigrationError(
             f"the migration finished, but the database is not at revision {HEAD_REVISION}"
         )
@@ -181,6 +170,15 @@ def _upgrade_stdin() -> None:
     from alembic import command
 
     command.upgrade(alembic_config(sys.stdin.read().strip()), "head")
+
+
+def _url_at_head(url: str) -> bool:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return _at_head(conn)
+    finally:
+        engine.dispose()
 
 
 def _at_head(conn: Connection) -> bool:

@@ -7,6 +7,8 @@ import json
 import pickle
 import random
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -277,6 +279,30 @@ def test_a_stale_scan_of_a_benign_version_is_redone_and_it_releases(world: World
     assert len(scans) == 3  # the push's, the stale one, the new one
 
 
+@contextmanager
+def _newer_registry(world: World) -> Iterator[RegistryClient]:
+    """A start on this registry's data (its start-up work under the lock, then a replica
+    serving beside the running one), as the admin."""
+    from registry.server.services.bootstrap import bootstrap
+    from tests.support import replica
+
+    assert bootstrap(world.live.settings) is None  # (no new admin token)
+    with (
+        replica(world.live.settings) as url,
+        Live(url, world.live.admin_token, world.live.settings).client() as admin,
+    ):
+        yield admin
+
+
+def _state_after(client: RegistryClient, ref: str, passing: str) -> str:
+    """The state of ``ref`` once it is no longer ``passing`` (two minutes at most)."""
+    deadline = time.monotonic() + 120
+    while (state := client.show(ref).state) == passing:
+        assert time.monotonic() < deadline, f"{ref} still {passing}"
+        time.sleep(0.2)
+    return state
+
+
 def test_a_start_rescans_pending_versions_scanned_under_older_rules(
     world: World, tmp_path: Path
 ) -> None:
@@ -288,8 +314,6 @@ def test_a_start_rescans_pending_versions_scanned_under_older_rules(
 
     from attest.scan import RULESET
     from registry.server.models import AuditEntry, Version
-    from registry.server.services.bootstrap import bootstrap
-    from tests.support import replica
 
     world.model("vision/m@1", accuracy=None, extra={"state.pkl.bz2": corpus.bz2_bomb()})
     world.model("vision/ok@1", accuracy=None)
@@ -298,23 +322,12 @@ def test_a_start_rescans_pending_versions_scanned_under_older_rules(
     with engine.begin() as conn:
         conn.execute(update(Version).where(Version.version == "1").values(scan_ruleset=None))
     # The newer registry starts on the same data (here beside the older one, a replica).
-    assert bootstrap(world.live.settings) is None  # the start (no new admin token)
-    with (
-        replica(world.live.settings) as url,
-        Live(url, world.live.admin_token, world.live.settings).client() as admin,
-    ):
-        deadline = time.monotonic() + 120
-        while (state := admin.show("vision/m@1").state) == "scanning":
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
-        assert state == "rejected"
+    with _newer_registry(world) as admin:
+        assert _state_after(admin, "vision/m@1", "scanning") == "rejected"
         assert "unscannable" in (admin.show("vision/m@1").state_reason or "")
-        while admin.show("vision/ok@1").state == "scanning":
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
-        assert admin.show("vision/ok@1").state == "pending"  # a benign one is pending again
+        assert _state_after(admin, "vision/ok@1", "scanning") == "pending"  # benign: pending
         single = httpx.get(
-            f"{url}/v1/namespaces/vision/artifacts/m/versions/1/files/state.pkl.bz2",
+            f"{admin.base_url}/v1/namespaces/vision/artifacts/m/versions/1/files/state.pkl.bz2",
             headers={"Authorization": f"Bearer {world.live.admin_token}"}, timeout=60,
         )  # fmt: skip
         assert single.status_code == 410, single.text
@@ -341,8 +354,6 @@ def test_a_start_rescans_released_versions_and_revokes_what_now_fails(
 
     from attest.scan import RULESET
     from registry.server.models import AuditEntry, Version
-    from registry.server.services.bootstrap import bootstrap
-    from tests.support import replica
 
     payload = corpus.bypass_corpus(tmp_path / "PWNED")["headerless.pkl"]
     world.model("vision/m@1", accuracy=None, extra={"model.pkl": payload})
@@ -353,16 +364,8 @@ def test_a_start_rescans_released_versions_and_revokes_what_now_fails(
     engine = make_engine(world.live.settings.resolved_database_url)
     with engine.begin() as conn:
         conn.execute(update(Version).values(scan_ruleset=None))
-    assert bootstrap(world.live.settings) is None  # the start on newer rules
-    with (
-        replica(world.live.settings) as url,
-        Live(url, world.live.admin_token, world.live.settings).client() as admin,
-    ):
-        deadline = time.monotonic() + 120
-        while (state := admin.show("vision/m@1").state) == "released":
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
-        assert state == "revoked"
+    with _newer_registry(world) as admin:  # the start on newer rules
+        assert _state_after(admin, "vision/m@1", "released") == "revoked"
         assert "os.system" in (admin.show("vision/m@1").state_reason or "")
         assert admin.show("vision/ok@1").state == "released"  # a benign release stays
     with engine.connect() as conn:
@@ -395,11 +398,7 @@ def test_a_pending_version_an_older_replica_scanned_is_not_served_until_scanned_
     auth = {"Authorization": f"Bearer {world.live.admin_token}"}
     refused = httpx.get(file_url, headers=auth, timeout=60)
     assert refused.status_code == 503 and refused.json()["type"].endswith("/scan-pending")
-    deadline = time.monotonic() + 120
-    while (state := world.admin.show("vision/m@1").state) == "scanning":
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
-    assert state == "pending"
+    assert _state_after(world.admin, "vision/m@1", "scanning") == "pending"
     assert httpx.get(file_url, headers=auth, timeout=60).status_code == 200
     with engine.connect() as conn:
         assert set(conn.execute(select(Version.scan_ruleset)).scalars()) == {RULESET}
