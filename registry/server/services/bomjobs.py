@@ -57,7 +57,7 @@ from attest.errors import AttestError
 from attest.predicates import CYCLONEDX_BOM
 from registry.server.db import transaction
 from registry.server.models import Artifact, Attestation, BomJob, Version
-from registry.server.services.common import Clock, aware, utcnow
+from registry.server.services.common import Clock, aware, release_memory, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -458,6 +458,8 @@ class BomJobs:
         except Exception as exc:
             self._failed(claim, exc)
             return
+        finally:
+            release_memory()  # a BOM or a scan of many files leaves a large freed heap
         try:
             self._finish(claim, outcome)
         except _LostClaim:

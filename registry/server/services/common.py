@@ -72,3 +72,24 @@ def get_namespace(session: Session, name: str) -> Namespace:
     if found is None:
         raise NotFoundError(f"namespace {name!r} does not exist", namespace=name)
     return found
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        import ctypes
+
+        trim: Callable[[int], int] = ctypes.CDLL("libc.so.6").malloc_trim
+        return trim
+    except (OSError, AttributeError):  # not glibc
+        return None
+
+
+_TRIM = _malloc_trim()
+
+
+def release_memory() -> None:
+    """Hand the C heap's free memory back to the OS (glibc keeps what a large piece of work,
+    a BOM, a scan, freed, and the process's resident size stays at its peak). A no-op
+    elsewhere; about a millisecond here."""
+    if _TRIM is not None:
+        _TRIM(0)

@@ -50,6 +50,7 @@ from registry.server.services.common import (
     get_namespace,
     insert_for,
     paged,
+    release_memory,
     utcnow,
 )
 from registry.server.services.journal import record as audit_record
@@ -325,7 +326,10 @@ class VersionService:
                     self._check_blobs(session, get_namespace(session, namespace), files)
             raise
         if not deferred and self._scanner is not None:
-            record = self._scanner.scan_version(record)
+            try:
+                record = self._scanner.scan_version(record)
+            finally:
+                release_memory()
         return record, True
 
     def _ask_scan(self, record: VersionRecord) -> None:
