@@ -553,56 +553,98 @@ class _ZlibReader(io.RawIOBase):
         return n
 
 
+def _empty_zero_stream() -> int:
+    """How many zero bytes liblzma reads as one empty .lzma stream (header and range coder)."""
+    decoder = lzma.LZMADecompressor(format=lzma.FORMAT_ALONE)
+    decoder.decompress(bytes(64))
+    return 64 - len(decoder.unused_data) if decoder.eof else 0
+
+
+_ZERO_STREAM = _empty_zero_stream()
+_XZ_HEADER = 12
+
+
 class _LzmaReader(io.RawIOBase):
     """The bytes of an .xz or .lzma stream and of every stream after it, as liblzma's readers
-    go on (``lzma.open``: each next stream .xz or a .lzma one whose header passes its picky
-    check; a reader that names FORMAT_ALONE, after a first stream only it takes: any .lzma
-    header). Data after the last stream that yields nothing before it fails or ends is
-    ignored, as those readers ignore it; a stream that fails after yielding bytes, or a first
-    stream that fails, is malformed. Runs of 13 zero bytes are empty .lzma streams."""
+    go on (``lzma.open``: each next stream .xz, or .lzma with a header its picky detection
+    takes; a reader that names FORMAT_ALONE, when the first stream is .lzma: any .lzma header).
+    Runs of zero bytes are empty .lzma streams to liblzma (18 bytes each), skipped as such.
+
+    A stream that fails, or ends early, after yielding bytes is malformed; so is one that fails
+    having yielded nothing when a decoder fed it byte by byte would have yielded some first (a
+    reader fed smaller pieces than here hands those out before it meets the error). One that
+    yields nothing before it fails or ends is no data: readers get nothing from it, and the
+    reading ends there, as they stop (trailing data)."""
 
     def __init__(self, inner: IO[bytes]) -> None:
         self._inner = inner
         self._pending = b""
         self._streams = 0
+        self._begun = False  # a stream (an empty one of zeros included) was read
         self._yielded = False  # by the current stream
-        self._permissive = False  # the first stream is one only a FORMAT_ALONE reader takes
-        self._d = self._next(self._inner.read(READ))
+        self._fmt = lzma.FORMAT_ALONE
+        self._fed = bytearray()  # the current stream's input, up to _NO_READING_PROBE bytes
+        head = self._inner.read(READ)
+        self._alone = not head.startswith(_XZ_MAGIC)  # a FORMAT_ALONE reader may read it
+        self._d = self._next(head)
 
     def readable(self) -> bool:
         return True
 
+    def _feed(self, decoder: lzma.LZMADecompressor, data: bytes) -> bytes:
+        if len(self._fed) <= _NO_READING_PROBE:
+            self._fed += data[: _NO_READING_PROBE + 1 - len(self._fed)]
+        try:
+            return decoder.decompress(data, READ)
+        except lzma.LZMAError as exc:
+            if self._yielded or self._would_yield():
+                raise Malformed(f"lzma stream: {exc}") from None
+            raise _Ends from None
+
+    def _would_yield(self) -> bool:
+        """Whether the current stream, fed byte by byte, yields a byte before it fails (past
+        the probe's bound: assumed so)."""
+        if len(self._fed) > _NO_READING_PROBE:
+            return True
+        decoder = lzma.LZMADecompressor(format=self._fmt)
+        for i in range(len(self._fed)):
+            try:
+                if decoder.decompress(bytes(self._fed[i : i + 1])):
+                    return True
+            except lzma.LZMAError:
+                return False
+        return False
+
     def _next(self, rest: bytes) -> lzma.LZMADecompressor | None:
         """The decoder of the stream ``rest`` starts (None: nothing more), fed its first bytes."""
         while True:
-            while len(rest) < _ALONE_HEADER and (more := self._inner.read(READ)):
+            while len(rest) < READ and (more := self._inner.read(READ)):
                 rest += more
-            stripped = rest.lstrip(b"\0")
-            empty = (len(rest) - len(stripped)) // _ALONE_HEADER  # 13 zeros: an empty stream
-            self._streams += empty
-            rest = rest[empty * _ALONE_HEADER :]
-            if not empty or stripped:
+            zeros = len(rest) - len(rest.lstrip(b"\0"))
+            empty = zeros // _ZERO_STREAM if _ZERO_STREAM else 0
+            if not empty:
                 break
+            self._begun = True
+            rest = rest[empty * _ZERO_STREAM :]  # (no decoder to make: not counted as streams)
         if not rest:
             return None
+        follower = self._begun
+        self._begun = True
         self._streams += 1
         if self._streams > _MAX_LZMA_STREAMS:
             raise LimitReached(f"more than {_MAX_LZMA_STREAMS} lzma streams")
-        first = self._streams == 1
         if rest.startswith(_XZ_MAGIC):
-            fmt = lzma.FORMAT_XZ
-        elif first or self._permissive or _lzma_auto(rest):
-            fmt = lzma.FORMAT_ALONE
-            self._permissive = self._permissive or (first and not _lzma_auto(rest))
+            self._fmt = lzma.FORMAT_XZ
+        elif not follower or self._alone or _lzma_auto(rest):
+            self._fmt = lzma.FORMAT_ALONE
         else:
             return None  # trailing data no reader takes for a stream
-        decoder = lzma.LZMADecompressor(format=fmt)
+        decoder = lzma.LZMADecompressor(format=self._fmt)
         self._yielded = False
+        self._fed = bytearray()
         try:
-            self._pending = decoder.decompress(rest, READ)
-        except lzma.LZMAError as exc:
-            if first:
-                raise Malformed(f"lzma stream: {exc}") from None
+            self._pending = self._feed(decoder, rest)
+        except _Ends:
             return None
         return decoder
 
@@ -616,17 +658,21 @@ class _LzmaReader(io.RawIOBase):
                 continue
             piece = self._inner.read(READ) if decoder.needs_input else b""
             if decoder.needs_input and not piece:
-                if self._streams == 1 or self._yielded:
+                if self._yielded:
                     raise Malformed("lzma stream is truncated")
-                return 0  # a later stream that yielded nothing: a reader gets nothing more
+                self._d = None  # ends before its first byte: readers get nothing from it
+                return 0
             try:
-                self._pending = decoder.decompress(piece, READ)
-            except lzma.LZMAError as exc:
-                if self._streams == 1 or self._yielded:
-                    raise Malformed(f"lzma stream: {exc}") from None
+                self._pending = self._feed(decoder, piece)
+            except _Ends:
+                self._d = None
                 return 0
         self._yielded = True
         n = min(len(buffer), len(self._pending))
         buffer[:n] = self._pending[:n]
         self._pending = self._pending[n:]
         return n
+
+
+class _Ends(Exception):
+    """The current lzma stream yields nothing before it fails: the reading ends there."""

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -403,3 +404,36 @@ def test_a_pending_version_an_older_replica_scanned_is_not_served_until_scanned_
     with engine.connect() as conn:
         assert set(conn.execute(select(Version.scan_ruleset)).scalars()) == {RULESET}
     engine.dispose()
+
+
+def test_a_revocation_that_fails_after_a_rescan_is_tried_again(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rescan's report is stored before the revocation it calls for; a revocation that
+    fails (its signer, the database) must not leave the version released under a current
+    ruleset, where nothing would scan it again: it stays outdated, and its job tries again."""
+    from sqlalchemy import update
+
+    from registry.errors import ServiceUnavailableError
+    from registry.server.models import Version
+    from registry.server.services.releases import ReleaseService
+
+    payload = corpus.bypass_corpus(tmp_path / "PWNED")["headerless.pkl"]
+    world.model("vision/m@1", accuracy=None, extra={"model.pkl": payload})
+    _stale_scan(world, "vision/m@1", state="released")
+    engine = make_engine(world.live.settings.resolved_database_url)
+    with engine.begin() as conn:
+        conn.execute(update(Version).values(scan_ruleset=None))
+    engine.dispose()
+    revoke, failures = ReleaseService.revoke, []
+
+    def failing_once(self: ReleaseService, *args: Any, **kwargs: Any) -> Any:
+        if not failures:
+            failures.append(1)
+            raise ServiceUnavailableError("the signer is down")
+        return revoke(self, *args, **kwargs)
+
+    monkeypatch.setattr(ReleaseService, "revoke", failing_once)
+    with _newer_registry(world) as admin:
+        assert _state_after(admin, "vision/m@1", "released") == "revoked"
+    assert failures == [1]

@@ -153,8 +153,13 @@ class ScanService:
             session.add(registry_attestation(vid, record, bundle, self._signer, self._clock(),
                                              actor=REGISTRY_SIGNER))  # fmt: skip
             ruleset = str(predicate.get("scanner", {}).get("ruleset", ""))[:32] or None
-            session.execute(update(Version).where(Version.id == vid).values(scan_ruleset=ruleset))
             released = record.state == State.RELEASED
+            revoke = released and reason is not None and self.on_finding is not None
+            if not revoke:  # (else once revoked: until then the version stays outdated, and
+                # its job, the next start or the next gate scans it and tries again)
+                session.execute(
+                    update(Version).where(Version.id == vid).values(scan_ruleset=ruleset)
+                )
             if record.state not in (State.SCANNING, State.PENDING):
                 record_now = record  # a rescan: the report is recorded, the state kept here
             else:
@@ -178,8 +183,12 @@ class ScanService:
                                    at=self._clock(),
                                    details={"reason": (reason or "")[:2000]})  # fmt: skip
         if record_now is not None:
-            if released and reason is not None and self.on_finding is not None:
+            if revoke and self.on_finding is not None and reason is not None:
                 self.on_finding(record, reason)
+                with transaction(self._sessions) as session:
+                    session.execute(
+                        update(Version).where(Version.id == vid).values(scan_ruleset=ruleset)
+                    )
             return record_now
         return dataclasses.replace(record, state=state, state_reason=reason)
 

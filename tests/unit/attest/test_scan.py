@@ -459,6 +459,14 @@ def test_compressed_streams_without_magic_numbers_hide_no_code() -> None:
         assert scan(name, cases[name]).verdict is ScanVerdict.UNSAFE, name  # type: ignore[attr-defined]
 
 
+def _dict_size(stream: bytes, size: int) -> bytes:
+    """An .lzma stream with another dictionary size in its header (one liblzma's picky
+    detection refuses, which a FORMAT_ALONE reader still reads)."""
+    import struct
+
+    return stream[:1] + struct.pack("<I", size) + stream[5:]
+
+
 def test_lzma_streams_are_read_on_as_liblzmas_readers_read_them() -> None:
     """Attacker: a malicious uploader. ``lzma.open`` (and joblib, pandas) goes on from one
     stream to the next, .xz or .lzma, and hands the unpickler bytes of a stream before it finds
@@ -480,15 +488,34 @@ def test_lzma_streams_are_read_on_as_liblzmas_readers_read_them() -> None:
         + lzma.compress(evil, format=lzma.FORMAT_XZ),
         "split-pickle": lzma.compress(b"(S'hi'\n", format=lzma.FORMAT_XZ)
         + lzma.compress(evil, format=lzma.FORMAT_ALONE),
-        "zeros-then-lzma": bytes(26) + lzma.compress(evil, format=lzma.FORMAT_ALONE),
+        "zeros-then-lzma": bytes(18) + lzma.compress(evil, format=lzma.FORMAT_ALONE),
+        "xz-zeros-lzma": lzma.compress(b"", format=lzma.FORMAT_XZ)
+        + bytes(18)
+        + lzma.compress(evil, format=lzma.FORMAT_ALONE),
+        "zeros-then-xz": bytes(36) + lzma.compress(evil, format=lzma.FORMAT_XZ),
+        "non-picky-follower": lzma.compress(b"", format=lzma.FORMAT_ALONE)
+        + _dict_size(lzma.compress(evil, format=lzma.FORMAT_ALONE), 0x800001),
     }
     for name, data in unsafe.items():
         for variant in (data, _with_zip(data)):
             assert scan(name, variant).verdict is ScanVerdict.UNSAFE, name  # type: ignore[attr-defined]
-    for variant in (bytes(broken), _with_zip(bytes(broken))):
-        assert scan("broken", variant).verdict is ScanVerdict.UNSCANNABLE  # type: ignore[attr-defined]
+    # A later stream that yields its payload, then fails its check (a reader fed in pieces
+    # ran the payload first; fed 1 MiB at once, the decoder throws that output away).
+    tail = lzma.compress(
+        evil[:-1]
+        + b"0"
+        + b"B"
+        + (200_000).to_bytes(4, "little")
+        + random.Random(4).randbytes(200_000)
+        + b"0N.",
+        format=lzma.FORMAT_XZ,
+    )
+    bad_check = tail[:-20] + bytes([tail[-20] ^ 0xFF]) + tail[-19:]  # the block's CRC32
+    for data in (broken, lzma.compress(b"", format=lzma.FORMAT_XZ) + bad_check):
+        for variant in (bytes(data), _with_zip(bytes(data))):
+            assert scan("broken", variant).verdict is ScanVerdict.UNSCANNABLE  # type: ignore[attr-defined]
     noise = random.Random(2).randbytes(5000)
-    for raw in (bytes(1 << 16), bytes(13) + noise, bytes(20) + noise, noise):
+    for raw in (bytes(1 << 16), bytes(5000), bytes(13) + noise, bytes(20) + noise, noise):
         result: Any = scan("weights.bin", raw)
         assert (result.verdict, result.format) == (ScanVerdict.UNKNOWN, Format.UNKNOWN)
     assert scan("z", zlib.compress(b"x")).verdict is ScanVerdict.CLEAN  # type: ignore[attr-defined]
