@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from registry.server.config import Settings
@@ -22,6 +23,15 @@ from tests.support import Live, free_port, make_model_dir, run_cli, self_signed,
 __all__ = ["Live", "free_port", "make_model_dir", "run_cli", "self_signed", "serve"]
 
 MiB = 1024 * 1024
+
+# The tests' bare ``httpx.get(...)`` calls use httpx's default timeout, 5 s, which a loaded
+# 2-core CI machine has exceeded on a fresh server's first request. Time is never what a test
+# checks, so give those calls a minute. (The product always passes its timeouts explicitly;
+# this shared default object is only the tests'.)
+httpx._config.DEFAULT_TIMEOUT_CONFIG.read = 60.0
+httpx._config.DEFAULT_TIMEOUT_CONFIG.write = 60.0
+httpx._config.DEFAULT_TIMEOUT_CONFIG.connect = 60.0
+httpx._config.DEFAULT_TIMEOUT_CONFIG.pool = 60.0
 
 
 # -- real services (session scoped) ----------------------------------------------------------
