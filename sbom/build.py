@@ -55,7 +55,15 @@ from attest.digests import Digest, FileDigest, is_sha256_hex, parse_sha256, root
 from attest.errors import InvalidDigestError
 from attest.jsonsafe import dumps_canonical
 from sbom.errors import BomError
-from sbom.model import BomCode, BomDataset, BomFile, BomModelRef, EnvPackage, ModelBomInput
+from sbom.model import (
+    BomCode,
+    BomDataset,
+    BomFile,
+    BomModelRef,
+    EnvPackage,
+    ModelBomInput,
+    plain_json,
+)
 from sbom.validate import validate_bom
 
 #: Namespace of the serial numbers (uuid5 of ``NS/NAME@V`` and the root digest). Never change it:
@@ -80,7 +88,7 @@ def build_model_bom(
 ) -> dict[str, Any]:
     """Build the ML-BOM of a model version as a JSON object (see the module docstring).
     ``validate``: the strict check (a long-running service passes an
-    :class:`~sbom.isolated.IsolatedValidator`, the same check in a child process).
+    :class:`~sbom.isolated.BomChild`, the same check in a child process).
 
     Raises:
         BomError: a digest or reference is malformed, a file list does not add up to its root
@@ -317,7 +325,7 @@ def _add_model_card(component: dict[str, Any], inp: ModelBomInput) -> None:
             metrics.append(entry)
         card["quantitativeAnalysis"] = {"performanceMetrics": metrics}
     if inp.considerations is not None:
-        card["considerations"] = _plain_json(inp.considerations, "considerations")
+        card["considerations"] = plain_json(inp.considerations, "considerations")
     if card:
         component["modelCard"] = card
 
@@ -457,20 +465,5 @@ def _metric_value(name: str, value: float | int | str) -> str:
 def _param_value(key: str, value: Any) -> str:
     if isinstance(value, str):
         return value
-    plain = _plain_json(value, f"parameter {key!r}")
+    plain = plain_json(value, f"parameter {key!r}")
     return json.dumps(plain, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def _plain_json(value: Any, what: str) -> Any:
-    """A deep copy of ``value`` made of dict/list/str/int/float/bool/None only."""
-    if isinstance(value, Mapping):
-        if not all(isinstance(key, str) for key in value):
-            raise BomError(f"{what}: object keys must be strings")
-        return {key: _plain_json(item, what) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain_json(item, what) for item in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        raise BomError(f"{what}: {value!r} is not a finite number")
-    if value is None or isinstance(value, str | int | float):
-        return value
-    raise BomError(f"{what}: a {type(value).__name__} cannot be written as JSON")

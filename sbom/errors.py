@@ -2,7 +2,7 @@
 
 AttestError (attest.errors)
 ├── BomError    a BOM cannot be built or is not valid CycloneDX 1.6; an environment file is unusable
-└── BomValidatorUnavailableError    the validator's child process failed (nothing about the BOM)
+└── BomValidatorUnavailableError    the BOM child process failed (nothing about the BOM)
 """
 
 from __future__ import annotations
@@ -18,5 +18,5 @@ class BomError(AttestError):
 
 
 class BomValidatorUnavailableError(AttestError):
-    """The child process that validates BOMs (:mod:`sbom.isolated`) could not start, died or
-    answered nonsense. Says nothing about the BOM: try again later."""
+    """The child process that builds and validates BOMs (:mod:`sbom.isolated`) could not start,
+    died or answered nonsense. Says nothing about the BOM: try again later."""

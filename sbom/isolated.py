@@ -1,22 +1,24 @@
-"""Strict BOM validation in a child process, for long-running services.
+"""BOM building and strict validation in a child process, for long-running services.
 
-The strict validator (jsonschema with its format checkers, and the CycloneDX 1.6 schema) costs
-about 25 MiB of memory and 1.3 s to load. A registry builds BOMs now and then; keeping that
-memory for the rest of its life would be most of the difference between an idle server and one
-that has built a single BOM. :class:`IsolatedValidator` runs the same
-:func:`sbom.validate.validate_bom` in a child process (``python -m sbom.isolated``), started on
-first use, fed each BOM over a pipe, and stopped after ``idle_seconds`` without work.
+The builder (cyclonedx-python-lib, ~4 MiB) and the strict validator (jsonschema with its format
+checkers and the CycloneDX 1.6 schema, ~25 MiB, 1.3 s to load) are needed now and then; keeping
+that memory for the rest of a registry's life would be most of the difference between an idle
+server and one that has built a single BOM. :class:`BomChild` runs
+:func:`sbom.build.build_model_bom` and :func:`sbom.validate.validate_bom` in a child process
+(``python -m sbom.isolated``), started on first use, fed over a pipe, and stopped after
+``idle_seconds`` without work.
 
-The checks, and the :class:`~sbom.errors.BomError` a bad BOM raises (message and facts), are
-those of :func:`~sbom.validate.validate_bom`. A child that cannot be started, dies or answers
-nonsense raises :class:`~sbom.errors.BomValidatorUnavailableError`: that says nothing about the
-BOM, and the caller tries again later.
+The results, and the :class:`~sbom.errors.BomError` a bad input or BOM raises (message and
+facts), are those of the functions run in-process. A child that cannot be started, dies or
+answers nonsense raises :class:`~sbom.errors.BomValidatorUnavailableError`: that says nothing
+about the BOM, and the caller tries again later.
 
 The wire: each message is an 8-byte big-endian length, then that many bytes of UTF-8 JSON. The
-parent sends the BOM; the child answers ``{"ok": true}``, ``{"error": MESSAGE, "facts": {...}}``
-(the BOM is not valid) or ``{"crash": DESCRIPTION}`` (the validator itself failed), each with
-``"digest"``, the sha256 of the message it answers (an answer about another BOM is refused). A
-child that has not answered after ``timeout`` seconds is stopped.
+parent sends ``{"validate": BOM}`` or ``{"build": INPUT}`` (:func:`sbom.model.input_to_wire`);
+the child answers ``{"ok": true}`` (with ``"bom"``, the BOM built), ``{"error": MESSAGE,
+"facts": {...}}`` (the input or BOM is bad) or ``{"crash": DESCRIPTION}`` (the child itself
+failed), each with ``"digest"``, the sha256 of the message it answers (an answer about another
+message is refused). A child that has not answered after ``timeout`` seconds is stopped.
 """
 
 from __future__ import annotations
@@ -35,10 +37,12 @@ from pathlib import Path
 from typing import IO, Any
 
 from sbom.errors import BomError, BomValidatorUnavailableError
+from sbom.model import ModelBomInput, input_from_wire, input_to_wire
 
-#: Seconds without a validation after which the child process is stopped.
+#: Seconds without work after which the child process is stopped.
 IDLE_SECONDS = 120.0
-#: Seconds a validation may take before the child is stopped (a 20,000-file BOM takes a few).
+#: Seconds a build or validation may take before the child is stopped (a 20,000-file BOM
+#: takes a few).
 TIMEOUT_SECONDS = 600.0
 #: Largest message either side accepts (a BOM over the evidence size cap is refused earlier).
 MAX_MESSAGE = 1 << 30
@@ -101,9 +105,10 @@ def _read(stream: IO[bytes]) -> bytes | None:
     return payload
 
 
-class IsolatedValidator:
-    """:func:`~sbom.validate.validate_bom` run in a child process (see the module docstring).
-    Thread-safe: validations are serialized, one child serves them all."""
+class BomChild:
+    """:func:`~sbom.build.build_model_bom` and :func:`~sbom.validate.validate_bom` run in a
+    child process (see the module docstring). Thread-safe: requests are serialized, one child
+    serves them all."""
 
     def __init__(
         self, *, idle_seconds: float = IDLE_SECONDS, timeout: float = TIMEOUT_SECONDS
@@ -127,23 +132,39 @@ class IsolatedValidator:
         """Raises :class:`BomError` unless ``bom`` is strictly valid CycloneDX 1.6, or
         :class:`BomValidatorUnavailableError` when the child fails."""
         try:
-            payload = json.dumps(bom, allow_nan=False).encode("utf-8")
+            payload = json.dumps({"validate": bom}, allow_nan=False).encode("utf-8")
         except (TypeError, ValueError) as exc:  # as validate_bom says it
             raise BomError(f"BOM is not JSON-serializable: {exc}") from None
+        self._request(payload)
+
+    def build(self, inp: ModelBomInput) -> dict[str, Any]:
+        """:func:`~sbom.build.build_model_bom` of ``inp``, strictly validated: the same BOM or
+        :class:`BomError`; :class:`BomValidatorUnavailableError` when the child fails."""
+        try:
+            # NaN and infinities travel (as Python's json spells them) for the builder to refuse.
+            payload = json.dumps({"build": input_to_wire(inp)}).encode("utf-8")
+        except (TypeError, ValueError) as exc:
+            raise BomError(f"the BOM's input cannot be written as JSON: {exc}") from None
+        bom = self._request(payload).get("bom")
+        if not isinstance(bom, dict):
+            raise BomValidatorUnavailableError("the BOM builder answered without a BOM")
+        return bom
+
+    def _request(self, payload: bytes) -> dict[str, Any]:
         with self._lock:
             answer = self._ask(payload)
             self._used = time.monotonic()
             self._arm()
         if answer.get("ok") is True:
-            return
+            return answer
         if isinstance(answer.get("error"), str):
             facts = answer.get("facts")
             raise BomError(answer["error"], **(facts if isinstance(facts, dict) else {}))
         crash = str(answer.get("crash", answer))[:500]
-        raise BomValidatorUnavailableError(f"the BOM validator failed: {crash}")
+        raise BomValidatorUnavailableError(f"the BOM process failed: {crash}")
 
     def close(self) -> None:
-        """Stop the child (the next validation starts another)."""
+        """Stop the child (the next request starts another)."""
         with self._lock:
             self._stop()
 
@@ -162,12 +183,12 @@ class IsolatedValidator:
             if not isinstance(answer, dict):
                 raise ValueError(f"answer of type {type(answer).__name__}")
             if answer.get("digest") != digest:
-                raise ValueError("the answer is not about the BOM sent")
+                raise ValueError("the answer is not about the request sent")
         except (OSError, EOFError, ValueError, TimeoutError) as exc:
             self._stop()
             code = child.returncode
             raise BomValidatorUnavailableError(
-                f"the BOM validator process failed ({type(exc).__name__}: {exc}"
+                f"the BOM process failed ({type(exc).__name__}: {exc}"
                 + (f"; exit status {code}" if code is not None else "")
                 + ")"
             ) from exc
@@ -176,7 +197,7 @@ class IsolatedValidator:
     def _start(self) -> subprocess.Popen[bytes]:
         try:
             # -P: the working directory is not on the child's import path (a module planted
-            # there must not stand in for the validator).
+            # there must not stand in for the builder or the validator).
             self._child = subprocess.Popen(
                 [sys.executable, "-P", "-m", "sbom.isolated"],
                 stdin=subprocess.PIPE,
@@ -185,9 +206,7 @@ class IsolatedValidator:
                 close_fds=True,
             )
         except OSError as exc:
-            raise BomValidatorUnavailableError(
-                f"the BOM validator process could not start: {exc}"
-            ) from exc
+            raise BomValidatorUnavailableError(f"the BOM process could not start: {exc}") from exc
         return self._child
 
     def _stop(self) -> None:
@@ -218,7 +237,7 @@ class IsolatedValidator:
 
     def _stop_if_idle(self) -> None:
         if not self._lock.acquire(blocking=False):
-            return  # validating: the validation arms the timer again
+            return  # working: the request arms the timer again
         try:
             if time.monotonic() - self._used >= self._idle:
                 self._stop()
@@ -227,18 +246,23 @@ class IsolatedValidator:
 
 
 def _serve(source: IO[bytes], sink: IO[bytes]) -> None:
-    """The child: answer each BOM read from ``source`` until it ends."""
+    """The child: answer each request read from ``source`` until it ends."""
+    from sbom.build import build_model_bom
     from sbom.validate import validate_bom
 
     while (raw := _read(source)) is not None:
         answer: dict[str, Any]
         digest = hashlib.sha256(raw).hexdigest()
         try:
-            validate_bom(json.loads(raw))
-            answer = {"ok": True}
+            request = json.loads(raw)
+            if "build" in request:
+                answer = {"ok": True, "bom": build_model_bom(input_from_wire(request["build"]))}
+            else:
+                validate_bom(request["validate"])
+                answer = {"ok": True}
         except BomError as exc:
             answer = {"error": str(exc), "facts": exc.facts}
-        except Exception as exc:  # the validator failed, not the BOM
+        except Exception as exc:  # the child failed, not the BOM
             answer = {"crash": f"{type(exc).__name__}: {exc}"[:500]}
         answer["digest"] = digest  # what the answer is about
         _write(sink, json.dumps(answer, default=str).encode("utf-8"))

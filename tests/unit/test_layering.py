@@ -316,9 +316,9 @@ def test_the_public_surface_is_locked() -> None:
     ("imported", "absent"),
     [
         ("registry.server.app", ("registry.sdk", "registry.cli")),
-        # strict BOM validation (jsonschema's RFC 3987 grammar: ~1.3 s, ~24 MiB) loads on the
-        # first BOM built, not at every server start
-        ("registry.server.app", ("jsonschema", "rfc3987_syntax", "cyclonedx.validation")),
+        # the BOM builder (cyclonedx) and strict validation (jsonschema's RFC 3987 grammar:
+        # ~1.3 s, ~24 MiB) run in a child process, never in the server's
+        ("registry.server.app", ("jsonschema", "rfc3987_syntax", "cyclonedx")),
         ("registry.server.entry", ("registry.sdk", "registry.cli")),
         ("registry.sdk.client", ("registry.server", "registry.cli", "fastapi", "sqlalchemy")),
         ("registry.cli.app", ("registry.server", "fastapi", "sqlalchemy")),
@@ -391,12 +391,13 @@ def test_the_command_table_builds_each_command_alone_and_all_together() -> None:
         ] == [name]
 
 
-def test_a_server_on_local_storage_carries_neither_boto3_nor_the_bom_validator(
+def test_a_server_on_local_storage_carries_neither_boto3_nor_the_bom_builder(
     tmp_path: Path,
 ) -> None:
     """Memory a server need not hold: boto3 (~30 MiB, with securesystemslib's AWS signer that
-    in-toto imports) on the embedded default, and the strict BOM validator (jsonschema, ~25 MiB),
-    which runs in a child process. A server that took a push and built its BOM loads neither."""
+    in-toto imports) on the embedded default, and the BOM builder and strict validator
+    (cyclonedx-python-lib and jsonschema, ~30 MiB), which run in a child process. A server that
+    took a push and built its BOM loads none of them."""
     probe = (
         "import sys, time\n"
         "from pathlib import Path\n"
@@ -411,7 +412,7 @@ def test_a_server_on_local_storage_carries_neither_boto3_nor_the_bom_validator(
         "        assert time.monotonic() < deadline\n"
         "        time.sleep(0.2)\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 'in_toto', "
-        "'securesystemslib', 's3transfer', 'jsonschema', 'rfc3987_syntax')))\n"
+        "'securesystemslib', 's3transfer', 'jsonschema', 'rfc3987_syntax', 'cyclonedx')))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=False, cwd=ROOT

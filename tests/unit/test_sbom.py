@@ -392,53 +392,54 @@ def test_files_that_do_not_add_up_to_the_root_digest_are_refused() -> None:
         build_model_bom(_minimal(datasets=(tampered,)))
 
 
-@pytest.mark.parametrize(
-    ("changes", "message"),
-    [
-        ({"root_digest": "sha256:ABC"}, r"root digest 'sha256:ABC' is not sha256:<64"),
-        ({"files": ()}, r"a file set needs at least one file"),
-        ({"ref": "classifier@1"}, r"model reference 'classifier@1' is not NS/NAME@VERSION"),
-        (
-            {"base_models": (BomModelRef(ref="hub/bert@1", root_digest="md5:00"),)},
-            r"base model hub/bert@1: root digest 'md5:00'",
-        ),
-        (
-            {"base_models": (BomModelRef(ref="fraud/classifier@1", root_digest=_digest("x")),)},
-            r"names itself as its base model",
-        ),
-        (
-            {"datasets": (TX, dataclasses.replace(TX, root_digest=_digest("other"), files=()))},
-            r"two different datasets have the same bom-ref 'dataset:fraud/transactions@3'",
-        ),
-        (
-            {"code": BomCode(ref="a/b@1", root_digest=_digest("c"), git_uri="https://x")},
-            r"either a registered version .* or a git commit",
-        ),
-        ({"code": BomCode(git_uri="https://x")}, r"either a registered version"),
-        (
-            {"code": BomCode(ref="a/b@1", git_uri="https://x", git_commit=COMMIT)},
-            r"either a registered version",
-        ),
-        (
-            {"code": BomCode(git_uri="https://x", git_commit="HEAD")},
-            r"git commit 'HEAD' is not a full lowercase hex object id",
-        ),
-        (
-            {"code": BomCode(ref="a/b@1", root_digest=_digest("c"), dirty=True)},
-            r"only a git checkout can be dirty",
-        ),
-        (
-            {"environment": (EnvPackage(name="x", version="1", purl="not-a-purl"),)},
-            r"package x: invalid purl 'not-a-purl'",
-        ),
-        ({"metrics": (Metric(name="loss", value=float("nan")),)}, r"metric 'loss' is nan"),
-        ({"parameters": {"seed": object()}}, r"parameter 'seed': a object cannot be written"),
-        (
-            {"datasets": (dataclasses.replace(TX, sources=("http://x/%zz",)),)},
-            r"dataset fraud/transactions@3: 'http://x/%zz' is not a valid URI",
-        ),
-    ],
-)
+#: Changes to a good input that the builder refuses, and what it says.
+BAD_INPUTS: list[tuple[dict[str, Any], str]] = [
+    ({"root_digest": "sha256:ABC"}, r"root digest 'sha256:ABC' is not sha256:<64"),
+    ({"files": ()}, r"a file set needs at least one file"),
+    ({"ref": "classifier@1"}, r"model reference 'classifier@1' is not NS/NAME@VERSION"),
+    (
+        {"base_models": (BomModelRef(ref="hub/bert@1", root_digest="md5:00"),)},
+        r"base model hub/bert@1: root digest 'md5:00'",
+    ),
+    (
+        {"base_models": (BomModelRef(ref="fraud/classifier@1", root_digest=_digest("x")),)},
+        r"names itself as its base model",
+    ),
+    (
+        {"datasets": (TX, dataclasses.replace(TX, root_digest=_digest("other"), files=()))},
+        r"two different datasets have the same bom-ref 'dataset:fraud/transactions@3'",
+    ),
+    (
+        {"code": BomCode(ref="a/b@1", root_digest=_digest("c"), git_uri="https://x")},
+        r"either a registered version .* or a git commit",
+    ),
+    ({"code": BomCode(git_uri="https://x")}, r"either a registered version"),
+    (
+        {"code": BomCode(ref="a/b@1", git_uri="https://x", git_commit=COMMIT)},
+        r"either a registered version",
+    ),
+    (
+        {"code": BomCode(git_uri="https://x", git_commit="HEAD")},
+        r"git commit 'HEAD' is not a full lowercase hex object id",
+    ),
+    (
+        {"code": BomCode(ref="a/b@1", root_digest=_digest("c"), dirty=True)},
+        r"only a git checkout can be dirty",
+    ),
+    (
+        {"environment": (EnvPackage(name="x", version="1", purl="not-a-purl"),)},
+        r"package x: invalid purl 'not-a-purl'",
+    ),
+    ({"metrics": (Metric(name="loss", value=float("nan")),)}, r"metric 'loss' is nan"),
+    ({"parameters": {"seed": object()}}, r"parameter 'seed': a object cannot be written"),
+    (
+        {"datasets": (dataclasses.replace(TX, sources=("http://x/%zz",)),)},
+        r"dataset fraud/transactions@3: 'http://x/%zz' is not a valid URI",
+    ),
+]
+
+
+@pytest.mark.parametrize(("changes", "message"), BAD_INPUTS)
 def test_bad_input_is_refused(changes: dict[str, Any], message: str) -> None:
     with pytest.raises(BomError, match=message):
         build_model_bom(_minimal(**changes))

@@ -1,10 +1,12 @@
-"""The strict BOM validator run in a child process: the same verdicts and errors as in-process,
-the child stopped when idle and started again on demand, and a failing child never taken for a
-verdict about the BOM."""
+"""BOM building and strict validation run in a child process: the same BOMs, verdicts and errors
+as in-process, the child stopped when idle and started again on demand, and a failing child
+never taken for a verdict about the BOM."""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -21,7 +23,9 @@ import pytest
 from attest.digests import FileDigest, root_digest
 from sbom import BomError, BomFile, ModelBomInput, build_model_bom, validate_bom
 from sbom.errors import BomValidatorUnavailableError
-from sbom.isolated import IsolatedValidator
+from sbom.isolated import BomChild
+from sbom.model import input_from_wire, input_to_wire
+from tests.unit.test_sbom import BAD_INPUTS, CASES, _full, _minimal
 
 
 def _bom(files: int = 3) -> dict[str, Any]:
@@ -33,8 +37,8 @@ def _bom(files: int = 3) -> dict[str, Any]:
 
 
 @pytest.fixture
-def validator() -> Iterator[IsolatedValidator]:
-    isolated = IsolatedValidator()
+def validator() -> Iterator[BomChild]:
+    isolated = BomChild()
     yield isolated
     isolated.close()
 
@@ -52,7 +56,7 @@ def _broken() -> list[dict[str, Any]]:
     return [unknown_key, duplicate, bad_version, dangling]
 
 
-def test_the_child_judges_as_the_validator_does(validator: IsolatedValidator) -> None:
+def test_the_child_judges_as_the_validator_does(validator: BomChild) -> None:
     validator.validate(_bom(100))
     for broken in _broken():
         with pytest.raises(BomError) as here:
@@ -68,7 +72,7 @@ def test_the_child_judges_as_the_validator_does(validator: IsolatedValidator) ->
 
 
 def test_an_idle_child_stops_and_the_next_validation_starts_another() -> None:
-    validator = IsolatedValidator(idle_seconds=0.3)
+    validator = BomChild(idle_seconds=0.3)
     try:
         validator.validate(_bom())
         assert validator.running
@@ -83,7 +87,7 @@ def test_an_idle_child_stops_and_the_next_validation_starts_another() -> None:
         validator.close()
 
 
-def test_a_child_that_dies_is_an_outage_never_a_verdict(validator: IsolatedValidator) -> None:
+def test_a_child_that_dies_is_an_outage_never_a_verdict(validator: BomChild) -> None:
     validator.validate(_bom())
     child = validator._child
     assert child is not None
@@ -98,7 +102,7 @@ def test_a_child_that_dies_is_an_outage_never_a_verdict(validator: IsolatedValid
     os.kill(child.pid, signal.SIGSTOP)
     try:
         threading.Timer(0.5, os.kill, (child.pid, signal.SIGKILL)).start()
-        with pytest.raises(BomValidatorUnavailableError, match="validator process failed"):
+        with pytest.raises(BomValidatorUnavailableError, match="BOM process failed"):
             validator.validate(_bom())
     finally:
         child.wait()
@@ -123,7 +127,7 @@ def test_a_module_planted_in_the_working_directory_does_not_stand_in_for_the_chi
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PYTHONPATH", os.pathsep + "relative" + os.pathsep)  # ":relative:"
     (tmp_path / "json.py").write_text("raise SystemExit('planted json')\n")  # not imported
-    validator = IsolatedValidator()
+    validator = BomChild()
     try:
         with pytest.raises(BomError):
             validator.validate(_broken()[0])
@@ -132,7 +136,7 @@ def test_a_module_planted_in_the_working_directory_does_not_stand_in_for_the_chi
 
 
 def test_an_answer_about_another_bom_or_none_in_time_is_an_outage(
-    validator: IsolatedValidator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    validator: BomChild, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A child that answers "ok" about something else, or not at all within the timeout, is
     stopped; the BOM is not taken as valid."""
@@ -146,10 +150,10 @@ def test_an_answer_about_another_bom_or_none_in_time_is_an_outage(
     )
     silent = tmp_path / "silent.py"
     silent.write_text("import sys, time\nsys.stdin.buffer.read(8)\ntime.sleep(60)\n")
-    for script, problem in ((liar, "not about the BOM sent"), (silent, "no answer in time")):
-        fake = IsolatedValidator(timeout=1.0)
+    for script, problem in ((liar, "not about the request sent"), (silent, "no answer in time")):
+        fake = BomChild(timeout=1.0)
 
-        def start(script: Path = script, fake: IsolatedValidator = fake) -> Any:
+        def start(script: Path = script, fake: BomChild = fake) -> Any:
             fake._child = subprocess.Popen(
                 [sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
             )
@@ -162,3 +166,67 @@ def test_an_answer_about_another_bom_or_none_in_time_is_an_outage(
             assert not fake.running
         finally:
             fake.close()
+
+
+# -- building in the child ---------------------------------------------------------------------
+
+
+def _wire_round_trip(inp: ModelBomInput) -> ModelBomInput:
+    return input_from_wire(json.loads(json.dumps(input_to_wire(inp))))
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_the_child_builds_the_bom_the_builder_builds(validator: BomChild, case: str) -> None:
+    inp = CASES[case]()
+    assert _wire_round_trip(inp) == inp
+    assert validator.build(inp) == build_model_bom(inp)
+    # SQLite hands back naive times (UTC): they cross as they are
+    naive = dataclasses.replace(inp, created=datetime(2026, 3, 1, 12, 30, 5))
+    assert _wire_round_trip(naive) == naive
+    assert validator.build(naive) == build_model_bom(naive)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [changes for changes, _message in BAD_INPUTS] + [{"considerations": {"vibes": ["good"]}}],
+)
+def test_an_input_the_builder_refuses_is_refused_through_the_child(
+    validator: BomChild, changes: dict[str, Any]
+) -> None:
+    """Every refusal is the builder's BomError (message and facts), never an outage (which a
+    job would retry) and never a BOM."""
+    inp = _minimal(**changes)
+    with pytest.raises(BomError) as here:
+        build_model_bom(inp)
+    with pytest.raises(BomError) as there:
+        validator.build(inp)
+    assert type(there.value) is BomError
+    assert (str(there.value), there.value.facts) == (str(here.value), here.value.facts)
+
+
+def test_a_build_answered_without_a_bom_is_an_outage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A child that says "ok" to a build without a BOM did not build one."""
+    empty = tmp_path / "empty.py"
+    empty.write_text(
+        "import sys, struct, json, hashlib\n"
+        "while (h := sys.stdin.buffer.read(8)):\n"
+        "    raw = sys.stdin.buffer.read(struct.unpack('>Q', h)[0])\n"
+        "    out = json.dumps({'ok': True, 'digest': hashlib.sha256(raw).hexdigest()}).encode()\n"
+        "    sys.stdout.buffer.write(struct.pack('>Q', len(out)) + out); sys.stdout.flush()\n"
+    )
+    fake = BomChild(timeout=5.0)
+
+    def start() -> Any:
+        fake._child = subprocess.Popen(
+            [sys.executable, str(empty)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        return fake._child
+
+    monkeypatch.setattr(fake, "_start", start)
+    try:
+        with pytest.raises(BomValidatorUnavailableError, match="without a BOM"):
+            fake.build(_full())
+    finally:
+        fake.close()
