@@ -602,18 +602,17 @@ class _LzmaReader(io.RawIOBase):
             raise _Ends from None
 
     def _would_yield(self) -> bool:
-        """Whether the current stream, fed byte by byte, yields a byte before it fails (past
-        the probe's bound: assumed so)."""
-        if len(self._fed) > _NO_READING_PROBE:
-            return True
+        """Whether the current stream, fed byte by byte, yields a byte before it fails (one
+        that takes more than the probe's bound of input without failing: assumed so). The
+        stream's first piece is usually bigger than the bound: the probe runs on its start."""
         decoder = lzma.LZMADecompressor(format=self._fmt)
-        for i in range(len(self._fed)):
+        for i in range(min(len(self._fed), _NO_READING_PROBE)):
             try:
                 if decoder.decompress(bytes(self._fed[i : i + 1])):
                     return True
             except lzma.LZMAError:
                 return False
-        return False
+        return len(self._fed) > _NO_READING_PROBE
 
     def _next(self, rest: bytes) -> lzma.LZMADecompressor | None:
         """The decoder of the stream ``rest`` starts (None: nothing more), fed its first bytes."""

@@ -4,6 +4,7 @@ payload ever runs."""
 from __future__ import annotations
 
 import ast
+import contextlib
 import gzip
 import io
 import os
@@ -515,7 +516,16 @@ def test_lzma_streams_are_read_on_as_liblzmas_readers_read_them() -> None:
         for variant in (bytes(data), _with_zip(bytes(data))):
             assert scan("broken", variant).verdict is ScanVerdict.UNSCANNABLE  # type: ignore[attr-defined]
     noise = random.Random(2).randbytes(5000)
-    for raw in (bytes(1 << 16), bytes(5000), bytes(13) + noise, bytes(20) + noise, noise):
+    # Raw data that starts with zeros, small or larger than the byte-by-byte probe's bound (a
+    # raw tensor dump often does; 13 zeros are an .lzma header of an empty stream whose range
+    # coder then fails on the data, before any byte, as lzma.open does).
+    big = random.Random(3).randbytes(3 << 20)
+    for raw in (bytes(1 << 16), bytes(5000), bytes(13) + noise, bytes(20) + noise, noise,
+                bytes(13) + big, bytes(16) + big, bytes(17) + big, bytes(20) + big, big):  # fmt: skip
         result: Any = scan("weights.bin", raw)
-        assert (result.verdict, result.format) == (ScanVerdict.UNKNOWN, Format.UNKNOWN)
+        assert (result.verdict, result.format) == (ScanVerdict.UNKNOWN, Format.UNKNOWN), len(raw)
+        decoder = lzma.LZMADecompressor(format=lzma.FORMAT_AUTO)
+        with contextlib.suppress(lzma.LZMAError, EOFError):  # and no reader gets a byte of it
+            for i in range(4096):
+                assert not decoder.decompress(raw[i : i + 1])
     assert scan("z", zlib.compress(b"x")).verdict is ScanVerdict.CLEAN  # type: ignore[attr-defined]
