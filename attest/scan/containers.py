@@ -22,8 +22,9 @@ import struct
 import tarfile
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import PurePosixPath
-from typing import IO, Any, NoReturn
+from typing import IO, Any
 
 from attest.errors import AttestError
 from attest.jsonsafe import loads as json_loads
@@ -401,7 +402,7 @@ def _decompressor(kind: str, handle: IO[bytes]) -> IO[bytes]:
     elif kind in ("xz", "lzma-alone"):
         stream = io.BufferedReader(_LzmaReader(handle), READ)
     elif kind == "zlib":
-        stream = io.BufferedReader(_ZlibReader(handle), READ)
+        stream = io.BufferedReader(_ZlibReader(handle, salvage=True), READ)
     elif kind == "joblib-zf":
         handle.seek(0, os.SEEK_END)
         stream = io.BufferedReader(_ZlibReader(_zf_body(handle, handle.tell())), READ)
@@ -465,88 +466,102 @@ def _scan_stream(kind: str, handle: IO[bytes], size: int, context: Context,
     try:
         with _decompressor(kind, handle) as stream:
             inflated = spool(stream, limit, f"{kind} stream")
+            broken = getattr(getattr(stream, "raw", None), "broken", None)
     except (LimitReached, ScratchFailure):
         raise
     except context.propagate:
         raise
     except (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError, RuntimeError) as exc:
-        _broken(kind, handle, f"{kind} stream: {exc}")
+        # (the readers of the formats without a magic number judge their own failures)
+        raise Malformed(f"{kind} stream: {exc}") from None
     except Exception as exc:  # lz4 / zstandard raise their own error types
-        _broken(kind, handle, f"{kind} stream: {type(exc).__name__}: {exc}")
+        raise Malformed(f"{kind} stream: {type(exc).__name__}: {exc}") from None
     with inflated:
         inflated.seek(0, os.SEEK_END)
         inner_size = inflated.tell()
-        if inner_size == 0 and kind == "lzma-alone":
-            # (no magic number: empty .lzma streams, 13 zero bytes each, open many raw files)
-            raise NoReading("lzma streams that yield nothing")
+        if inner_size == 0 and kind in ("lzma-alone", "zlib"):
+            # (no magic number: empty .lzma streams, zero bytes each, open many raw files, and
+            # the text "x^" opens a zlib stream that fails before its first byte)
+            raise NoReading(f"{kind} streams that yield nothing")
         inner = scan_any(inflated, inner_size, context.inner(kind))
+    if broken is not None and inner.verdict.severity <= ScanVerdict.UNKNOWN.severity:
+        # What a reader got before the error holds nothing it could run, and a stream that
+        # fails identifies nothing: the file is judged by its other readings (chance headers:
+        # the text "x^2" starts a zlib stream that yields a byte, then fails).
+        raise NoReading(f"{broken}; nothing in what it yields")
     result.format = Format.JOBLIB if inner.format is Format.PICKLE else Format.COMPRESSED
     result.note(f"{kind}-compressed {inner.format}")
     result.merge(inner, "")
-
-
-def _broken(kind: str, handle: IO[bytes], problem: str) -> NoReturn:
-    """A stream that failed: malformed, unless it is a bare zlib header that inflates nothing
-    (NoReading: its two bytes occur by chance in text and binary data, and a loader gets
-    nothing from it). A ``ZF`` file or any magic number says what it is: malformed."""
-    if kind == "zlib" and _inflates_nothing(handle):
-        raise NoReading(f"{problem} before its first byte")
-    raise Malformed(problem)
-
-
-def _inflates_nothing(handle: IO[bytes]) -> bool:
-    """Whether the zlib stream at the start of ``handle`` ends or fails before it yields a byte,
-    fed one byte at a time (a decoder fed more at once discards what it inflated in a call that
-    fails). Past :data:`_NO_READING_PROBE` bytes of input: False."""
-    handle.seek(0)
-    data = handle.read(_NO_READING_PROBE + 1)
-    decoder = zlib.decompressobj()
-    for i in range(min(len(data), _NO_READING_PROBE)):
-        try:
-            if decoder.decompress(data[i : i + 1]):
-                return False
-        except zlib.error:
-            return True
-        if decoder.eof:  # a complete stream of nothing, unless another stream follows it
-            return not _zlib_header(data[i + 1 :])
-    if len(data) > _NO_READING_PROBE:
-        return False
-    try:
-        return not decoder.flush()
-    except zlib.error:  # pragma: no cover - flush of a truncated stream returns what it has
-        return True
+    if broken is not None:
+        result.note(broken)
 
 
 class _ZlibReader(io.RawIOBase):
     """The bytes of a zlib stream, and of each further zlib stream concatenated to it (a reader
-    that continues across streams gets them too)."""
+    that continues across streams gets them too).
 
-    def __init__(self, inner: IO[bytes]) -> None:
+    ``salvage`` (a bare zlib stream: its two-byte header occurs by chance, in the text ``x^2``
+    and in random data): a stream that fails within its first :data:`_NO_READING_PROBE` bytes
+    of input gives what a reader feeding it in the smallest pieces gets before the error, and
+    the reading ends there (:attr:`broken` says why, when that is anything); so does one that
+    is cut short. Otherwise, and for a stream that fails later, the failure is malformed."""
+
+    #: Why the reading ended early: its last stream failed after yielding bytes.
+    broken: str | None = None
+
+    def __init__(self, inner: IO[bytes], *, salvage: bool = False) -> None:
         self._inner = inner
+        self._salvage = salvage
         self._z = zlib.decompressobj()
         self._pending = b""
+        self._fed = bytearray()  # the current stream's input, up to _NO_READING_PROBE + 1 bytes
+        self._out = 0  # bytes the current stream's decoder handed out
+        self._ended = False
 
     def readable(self) -> bool:
         return True
 
+    def _feed(self, data: bytes, *, new: bool) -> bytes:
+        if new and len(self._fed) <= _NO_READING_PROBE:
+            self._fed += data[: _NO_READING_PROBE + 1 - len(self._fed)]
+        try:
+            out = self._z.decompress(data, READ)
+        except zlib.error as exc:
+            salvaged = _salvage(zlib.decompressobj, bytes(self._fed)) if self._salvage else None
+            if salvaged is None:
+                raise Malformed(f"zlib stream: {exc}") from None
+            self._ended = True  # readers stop at the error
+            if salvaged or self._out:
+                self.broken = f"zlib stream fails after {len(salvaged)} bytes: {exc}"
+            return salvaged[self._out :]
+        self._out += len(out)
+        return out
+
     def readinto(self, buffer: Any) -> int:
         while not self._pending:
+            if self._ended:
+                return 0
             if self._z.eof:
                 rest = self._z.unused_data + self._inner.read(2)
                 if not _zlib_header(rest):
                     return 0
                 self._z = zlib.decompressobj()  # another stream follows
-                self._pending = self._z.decompress(rest, READ)
+                self._fed, self._out = bytearray(), 0
+                self._pending = self._feed(rest, new=True)
                 continue
-            piece = self._z.unconsumed_tail or self._inner.read(READ)
+            tail = self._z.unconsumed_tail
+            piece = tail or self._inner.read(READ)
             if not piece:
                 self._pending = self._z.flush()
+                self._out += len(self._pending)
                 if not self._pending:
-                    if not self._z.eof:
+                    if not self._z.eof and not self._salvage:
                         raise Malformed("zlib stream is truncated")
+                    if not self._z.eof and self._out:  # judged as a stream that fails
+                        self.broken = f"zlib stream is truncated after {self._out} bytes"
                     return 0
                 break
-            self._pending = self._z.decompress(piece, READ)
+            self._pending = self._feed(piece, new=not tail)
         n = min(len(buffer), len(self._pending))
         buffer[:n] = self._pending[:n]
         self._pending = self._pending[n:]
@@ -570,11 +585,19 @@ class _LzmaReader(io.RawIOBase):
     takes; a reader that names FORMAT_ALONE, when the first stream is .lzma: any .lzma header).
     Runs of zero bytes are empty .lzma streams to liblzma (18 bytes each), skipped as such.
 
-    A stream that fails, or ends early, after yielding bytes is malformed; so is one that fails
-    having yielded nothing when a decoder fed it byte by byte would have yielded some first (a
-    reader fed smaller pieces than here hands those out before it meets the error). One that
-    yields nothing before it fails or ends is no data: readers get nothing from it, and the
-    reading ends there, as they stop (trailing data)."""
+    A stream that fails within its first :data:`_NO_READING_PROBE` bytes of input gives what a
+    reader feeding it in the smallest pieces gets before the error (a decoder discards what it
+    decoded in a call that fails, so a reader fed smaller pieces than here gets more): when that
+    is nothing, the stream is no data and the reading ends there, as readers stop (trailing
+    data); otherwise the reading is those bytes and ends there, :attr:`broken` says why (such a
+    reading counts only for what is unsafe in it: a stream that fails identifies nothing); so
+    does one cut short. A stream that fails later, and any failure of a file that starts with
+    the .xz magic number, is malformed. (Random data behind an
+    .lzma header fails within a few hundred bytes: raw arrays of small integers often start
+    with one.)"""
+
+    #: Why the reading ended early: its last stream failed after yielding bytes.
+    broken: str | None = None
 
     def __init__(self, inner: IO[bytes]) -> None:
         self._inner = inner
@@ -582,6 +605,7 @@ class _LzmaReader(io.RawIOBase):
         self._streams = 0
         self._begun = False  # a stream (an empty one of zeros included) was read
         self._yielded = False  # by the current stream
+        self._out = 0  # bytes the current stream's decoder handed out
         self._fmt = lzma.FORMAT_ALONE
         self._fed = bytearray()  # the current stream's input, up to _NO_READING_PROBE bytes
         head = self._inner.read(READ)
@@ -595,24 +619,20 @@ class _LzmaReader(io.RawIOBase):
         if len(self._fed) <= _NO_READING_PROBE:
             self._fed += data[: _NO_READING_PROBE + 1 - len(self._fed)]
         try:
-            return decoder.decompress(data, READ)
+            out = decoder.decompress(data, READ)
         except lzma.LZMAError as exc:
-            if self._yielded or self._would_yield():
+            fmt = self._fmt
+            salvaged = _salvage(lambda: lzma.LZMADecompressor(format=fmt), bytes(self._fed))
+            if salvaged is None:
                 raise Malformed(f"lzma stream: {exc}") from None
-            raise _Ends from None
-
-    def _would_yield(self) -> bool:
-        """Whether the current stream, fed byte by byte, yields a byte before it fails (one
-        that takes more than the probe's bound of input without failing: assumed so). The
-        stream's first piece is usually bigger than the bound: the probe runs on its start."""
-        decoder = lzma.LZMADecompressor(format=self._fmt)
-        for i in range(min(len(self._fed), _NO_READING_PROBE)):
-            try:
-                if decoder.decompress(bytes(self._fed[i : i + 1])):
-                    return True
-            except lzma.LZMAError:
-                return False
-        return len(self._fed) > _NO_READING_PROBE
+            if not salvaged and not self._out:
+                raise _Ends from None
+            if not self._alone:  # an .xz magic number says what the file is: malformed
+                raise Malformed(f"lzma stream: {exc}") from None
+            self.broken = f"lzma stream fails after {len(salvaged)} bytes: {exc}"
+            return salvaged[self._out :]
+        self._out += len(out)
+        return out
 
     def _next(self, rest: bytes) -> lzma.LZMADecompressor | None:
         """The decoder of the stream ``rest`` starts (None: nothing more), fed its first bytes."""
@@ -640,12 +660,13 @@ class _LzmaReader(io.RawIOBase):
             return None  # trailing data no reader takes for a stream
         decoder = lzma.LZMADecompressor(format=self._fmt)
         self._yielded = False
+        self._out = 0
         self._fed = bytearray()
         try:
             self._pending = self._feed(decoder, rest)
         except _Ends:
             return None
-        return decoder
+        return None if self.broken else decoder
 
     def readinto(self, buffer: Any) -> int:
         while not self._pending:
@@ -657,20 +678,60 @@ class _LzmaReader(io.RawIOBase):
                 continue
             piece = self._inner.read(READ) if decoder.needs_input else b""
             if decoder.needs_input and not piece:
-                if self._yielded:
-                    raise Malformed("lzma stream is truncated")
                 self._d = None  # ends before its first byte: readers get nothing from it
+                if self._yielded and not self._alone:
+                    raise Malformed("lzma stream is truncated")
+                if self._yielded:  # (no magic number: judged as a stream that fails)
+                    self.broken = f"lzma stream is truncated after {self._out} bytes"
                 return 0
             try:
                 self._pending = self._feed(decoder, piece)
             except _Ends:
                 self._d = None
                 return 0
+            if self.broken:
+                self._d = None  # the reading ends after what the failing stream gave
         self._yielded = True
         n = min(len(buffer), len(self._pending))
         buffer[:n] = self._pending[:n]
         self._pending = self._pending[n:]
         return n
+
+
+#: Most output :func:`_salvage` takes from a failing stream (more: malformed).
+_SALVAGE_LIMIT = 16 * 1024 * 1024
+
+
+def _salvage(decoder_of: Callable[[], Any], fed: bytes) -> bytes | None:
+    """What a reader that feeds a stream's start ``fed`` (at most :data:`_NO_READING_PROBE`
+    bytes of it) byte by byte to a decoder from ``decoder_of`` (zlib's or liblzma's), and reads
+    the failing byte's output a byte at a time, gets before the stream's error: a decoder
+    throws away what it decoded in a call that fails. None: no error within the probe's bound,
+    or more than :data:`_SALVAGE_LIMIT` bytes before it."""
+    fed = fed[:_NO_READING_PROBE]
+    decoder = decoder_of()
+    out = bytearray()
+    for failing in range(len(fed)):
+        try:
+            out += decoder.decompress(fed[failing : failing + 1])
+        except (zlib.error, lzma.LZMAError):
+            break
+        if decoder.eof or len(out) > _SALVAGE_LIMIT:
+            return None
+    else:
+        return None
+    decoder = decoder_of()
+    if decoder.decompress(fed[:failing]) != out:  # pragma: no cover - decoders are deterministic
+        return None
+    try:
+        piece = decoder.decompress(fed[failing : failing + 1], 1)
+        while piece:
+            out += piece
+            # (zlib hands back the input it did not take; liblzma keeps it)
+            piece = decoder.decompress(getattr(decoder, "unconsumed_tail", b""), 1)
+    except (zlib.error, lzma.LZMAError):
+        return bytes(out)
+    return None  # pragma: no cover - the same error, fed in smaller pieces
 
 
 class _Ends(Exception):

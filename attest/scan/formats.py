@@ -16,7 +16,16 @@ from typing import IO, Any
 
 from attest.errors import AttestError
 from attest.jsonsafe import loads as json_loads
-from attest.scan.core import READ, Context, Format, LimitReached, Malformed, Result, Unsafe
+from attest.scan.core import (
+    READ,
+    Context,
+    Format,
+    LimitReached,
+    Malformed,
+    NoReading,
+    Result,
+    Unsafe,
+)
 
 # -- safetensors ----------------------------------------------------------------------------------
 
@@ -547,7 +556,9 @@ def is_text(head: bytes, handle: IO[bytes], size: int) -> bool:
 
 def scan_text(handle: IO[bytes], size: int, context: Context, result: Result) -> None:
     """Clean only if the whole file decodes as UTF-8 without NUL bytes; JSON is parsed when it
-    looks like JSON and is small enough."""
+    looks like JSON and is small enough. A file that only starts as text (a Latin-1 word past
+    the first bytes, a binary tail, a few bytes that happen to decode) is no reading: not text,
+    so not positively identified, which is no sign of anything malformed."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     handle.seek(0)
     first = b""
@@ -556,11 +567,11 @@ def scan_text(handle: IO[bytes], size: int, context: Context, result: Result) ->
         if not first:
             first = piece[:64]
         if b"\x00" in piece:
-            raise Malformed("NUL byte in what starts as text")
+            raise NoReading("NUL byte in what starts as text")
         try:
             decoder.decode(piece, final=not piece)
         except UnicodeDecodeError as exc:
-            raise Malformed(f"not UTF-8 text: {exc.reason}") from None
+            raise NoReading(f"not UTF-8 text: {exc.reason}") from None
         if not piece:
             break
     if first.lstrip()[:1] in (b"{", b"[") and size <= context.limits.max_json_bytes:
