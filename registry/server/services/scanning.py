@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import IO
 
@@ -221,6 +222,44 @@ class ScanService:
         return self.scan_version(record)
 
 
+@dataclass(frozen=True, slots=True)
+class Outdated:
+    """A version whose newest scan was made under rules older than the minimum."""
+
+    id: int
+    namespace: str
+    name: str
+    version: str
+    ruleset: str | None
+    state: str
+
+
+def queue_rescans(session: Session, versions: Sequence[Outdated], now: datetime) -> list[int]:
+    """In ``session``'s transaction: put each pending one of ``versions`` back to ``scanning``,
+    queue each one's scan job, due ``now``, and audit each as ``scan_outdated``. A version no
+    longer in the state it was read in is left alone (another replica moved it). Returns the
+    ids queued."""
+    from registry.server.services.bomjobs import enqueue
+
+    queued: list[int] = []
+    for item in versions:
+        if item.state == State.PENDING:
+            moved = session.execute(
+                update(Version)
+                .where(Version.id == item.id, Version.state == State.PENDING)
+                .values(state=State.SCANNING)
+            ).rowcount  # type: ignore[attr-defined]
+            if moved != 1:
+                continue
+        enqueue(session, item.id, now)
+        journal.record(session, REGISTRY_SIGNER, "scan_outdated",
+                       version_target(item.namespace, item.name, item.version), at=now,
+                       details={"ruleset": item.ruleset, "minimum": MIN_RULESET,
+                                "state": item.state})  # fmt: skip
+        queued.append(item.id)
+    return queued
+
+
 def rescan_outdated(sessions: sessionmaker[Session], now: datetime) -> list[str]:
     """Have every pending or released version whose newest scan was made under a ruleset older
     than :data:`~attest.scan.MIN_RULESET` (or before rulesets were recorded) scanned again, its
@@ -231,7 +270,6 @@ def rescan_outdated(sessions: sessionmaker[Session], now: datetime) -> list[str]
     revokes it (:attr:`ScanService.on_finding`). Each is audited. Returns their references. Run
     at start-up, under the start-up lock."""
     from registry.server.models import Artifact, Namespace
-    from registry.server.services.bomjobs import enqueue
 
     with transaction(sessions) as session:
         rows = session.execute(
@@ -243,20 +281,6 @@ def rescan_outdated(sessions: sessionmaker[Session], now: datetime) -> list[str]
                    (Version.scan_ruleset.is_(None)) | (Version.scan_ruleset < MIN_RULESET))
             .order_by(Version.id)
         ).all()  # fmt: skip
-        if not rows:
-            return []
-        pending = [r[0] for r in rows if r[5] == State.PENDING]
-        for i in range(0, len(pending), 500):
-            session.execute(
-                update(Version)
-                .where(Version.id.in_(pending[i : i + 500]), Version.state == State.PENDING)
-                .values(state=State.SCANNING)
-            )
-        for vid, *_ in rows:
-            enqueue(session, vid, now)
-        for _vid, namespace, name, version, ruleset, state in rows:
-            journal.record(session, REGISTRY_SIGNER, "scan_outdated",
-                           version_target(namespace, name, version), at=now,
-                           details={"ruleset": ruleset, "minimum": MIN_RULESET,
-                                    "state": state})  # fmt: skip
-    return [f"{ns}/{name}@{version}" for _vid, ns, name, version, *_ in rows]
+        outdated = [Outdated(*row) for row in rows]
+        queued = set(queue_rescans(session, outdated, now))
+    return [f"{o.namespace}/{o.name}@{o.version}" for o in outdated if o.id in queued]

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol, TypeVarTuple
 
-from sqlalchemy import Select, func, insert, select, tuple_, update
+from sqlalchemy import Select, func, insert, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, raiseload, sessionmaker
 
@@ -554,22 +554,13 @@ class VersionService:
     def rescan(self, record: VersionRecord) -> None:
         """Put a pending version whose scan is outdated back to ``scanning``, its job due now
         (audited ``scan_outdated``)."""
-        from registry.server.services.bomjobs import enqueue
+        from registry.server.services.scanning import Outdated, queue_rescans
 
-        now = self._clock()
         with transaction(self._sessions) as session:
             vid = version_id(session, record)
-            moved = session.execute(
-                update(Version)
-                .where(Version.id == vid, Version.state == State.PENDING)
-                .values(state=State.SCANNING)
-            ).rowcount  # type: ignore[attr-defined]
-            if moved != 1:
-                return
-            enqueue(session, vid, now)
-            details = {"ruleset": record.scan_ruleset, "minimum": MIN_RULESET}
-            target = version_target(record.namespace, record.name, record.version)
-            audit_record(session, "registry", "scan_outdated", target, at=now, details=details)
+            outdated = Outdated(vid, record.namespace, record.name, record.version,
+                                record.scan_ruleset, State.PENDING)  # fmt: skip
+            queue_rescans(session, [outdated], self._clock())
 
     def _servable(
         self, principal: Principal, ref: Ref, paths: Sequence[str]
