@@ -730,7 +730,76 @@ def attacker_corpus(sentinel: Path) -> dict[str, bytes]:
                 "config.json": b'{"module": "keras.utils", "class_name": "get_file", "config": {}}',
             }
         ),
+        # the fourth round, against salvaged zlib/.lzma streams (see the helpers below)
+        "short FRAME.pkl": short_frame(p0),
+        "short FRAME, zip appended.pkl": short_frame(p0, 10**6) + zip_bytes({"a.txt": b"hi"}),
+        "long dotted GLOBAL, UTF-8 text.pkl": long_dotted_global(sentinel),
+        "cut-short zlib, short FRAME.joblib": _cut_short_zlib(short_frame(p0, 10**7)),
+        "cut-short zlib carrying a zip.joblib": _cut_short_zlib(
+            short_frame(p0, 10**7) + zip_bytes({"a.txt": b"hi"})
+        ),
+        "zlib failing after 2 MiB, zip appended.joblib": _zlib_failing_late(
+            long_dotted_global(sentinel) + bytes(2 << 20)
+        )
+        + zip_bytes({"a.txt": b"hi"}),
+        "lzma-alone odd dictionary, corrupt early.pkl": _lzma_corrupt_early(p0),
     }
+
+
+def short_frame(payload: bytes, extra: int = 100) -> bytes:
+    """A protocol-4 pickle whose FRAME claims ``extra`` bytes more than follow: the pure-Python
+    unpickler (joblib's) reads the frame short and runs it."""
+    return b"\x80\x04\x95" + struct.pack("<Q", len(payload) + extra) + payload
+
+
+def long_dotted_global(sentinel: Path) -> bytes:
+    """A pickle that is UTF-8 text (its PROTO after SHORT_BINBYTES 0xC2 decodes as one
+    character) whose GLOBAL name, ``os`` / ``path.os.path.os...system``, is longer than 64 KiB:
+    protocol 4 resolves it to ``os.system``. ``pickle.load`` runs it."""
+    name = "path.os." * 8300 + "system"
+    return b"C\x01\xc2\x80\x040cos\n" + name.encode() + f"\n(S'touch {sentinel}'\ntR.".encode()
+
+
+def _cut_short_zlib(body: bytes) -> bytes:
+    """A bare zlib stream whose stored block claims more than follows (joblib's zlib reader
+    takes the end of the data for the end of the stream)."""
+    length = 0xFFFF
+    return b"x\x9c\x00" + struct.pack("<HH", length, length ^ 0xFFFF) + body
+
+
+def _zlib_failing_late(plain: bytes) -> bytes:
+    """A bare zlib stream that inflates ``plain``, then fails (a block of type 3) within its
+    first 64 KiB of input: a reader fed 8 KiB at a time hands ``plain`` out first."""
+    import random
+    import zlib
+
+    packer = zlib.compressobj(9)
+    deflate = packer.compress(plain) + packer.flush(zlib.Z_SYNC_FLUSH)
+    filler = random.Random(7).randbytes(10_000)
+    stored = b"\x00" + struct.pack("<HH", len(filler), len(filler) ^ 0xFFFF) + filler
+    return deflate + stored + b"\x06"
+
+
+def _lzma_corrupt_early(payload: bytes) -> bytes:
+    """An .lzma stream with a dictionary size liblzma's detection refuses, corrupt within its
+    first 4 KiB of input after the payload: a FORMAT_ALONE reader asking for 8 KiB of output
+    gets the payload before the error."""
+    import lzma
+    import random
+
+    raw = bytearray(lzma.compress(payload + b"\n" * 200_000, format=lzma.FORMAT_ALONE))
+    raw[1:5] = struct.pack("<I", (1 << 23) + 12345)
+    noise = random.Random(11).randbytes(4000)
+    for cut in range(len(raw) - 1, 14, -1):
+        data = bytes(raw[:cut]) + noise
+        try:
+            lzma.LZMADecompressor(format=lzma.FORMAT_ALONE).decompress(data[:4096])
+            continue
+        except lzma.LZMAError:
+            pass
+        if len(lzma.LZMADecompressor(format=lzma.FORMAT_ALONE).decompress(data, 8192)) == 8192:
+            return data
+    raise AssertionError("no early corruption point found")  # pragma: no cover
 
 
 def _lzma_odd_dictionary(payload: bytes) -> bytes:

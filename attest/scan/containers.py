@@ -324,13 +324,15 @@ def _lzma_auto(head: bytes) -> bool:
 
 
 def _lzma_alone(head: bytes) -> bool:
-    """liblzma's .lzma decoder accepts any dictionary size: try it on the first bytes (a
-    reader that names FORMAT_ALONE takes any header; random data decodes a few bytes first)."""
+    """liblzma's .lzma decoder accepts any dictionary size: whether it gives a first byte (a
+    reader that names FORMAT_ALONE takes any header, and one that asks for little output gets
+    what comes before an error further on). Most binary data does: its reading, which fails
+    within a few hundred bytes, counts only for what is unsafe in it (:func:`_scan_stream`)."""
     if len(head) < 14 or head[0] >= 225:
         return False
     decoder = lzma.LZMADecompressor(format=lzma.FORMAT_ALONE)
-    try:  # the whole sample: garbage decodes a few bytes before the decoder notices
-        out = decoder.decompress(head)
+    try:
+        out = decoder.decompress(head, 1)
     except (lzma.LZMAError, ValueError, EOFError):
         return False
     return bool(out)  # an empty stream (zeros decode to one) holds nothing to load
@@ -484,16 +486,22 @@ def _scan_stream(kind: str, handle: IO[bytes], size: int, context: Context,
             # the text "x^" opens a zlib stream that fails before its first byte)
             raise NoReading(f"{kind} streams that yield nothing")
         inner = scan_any(inflated, inner_size, context.inner(kind))
-    if broken is not None and inner.verdict.severity <= ScanVerdict.UNKNOWN.severity:
-        # What a reader got before the error holds nothing it could run, and a stream that
-        # fails identifies nothing: the file is judged by its other readings (chance headers:
-        # the text "x^2" starts a zlib stream that yields a byte, then fails).
+    if (
+        broken is not None
+        and inner.verdict.severity <= ScanVerdict.UNKNOWN.severity
+        and not inner.pickle
+        and inner_size <= _CHANCE_OUTPUT
+    ):
+        # A little that holds nothing a reader could run, from a stream that fails: a chance
+        # header (the text "x^2" starts a zlib stream that yields a byte, then fails), which
+        # identifies nothing. The file is judged by its other readings. More, or anything
+        # that reads as a pickle, is at best unknown.
         raise NoReading(f"{broken}; nothing in what it yields")
     result.format = Format.JOBLIB if inner.format is Format.PICKLE else Format.COMPRESSED
     result.note(f"{kind}-compressed {inner.format}")
     result.merge(inner, "")
     if broken is not None:
-        result.note(broken)
+        result.flag(ScanVerdict.UNKNOWN, broken)
 
 
 class _ZlibReader(io.RawIOBase):
@@ -698,6 +706,9 @@ class _LzmaReader(io.RawIOBase):
         return n
 
 
+#: Most that a failing stream without a magic number may yield and still be a chance header
+#: (random data behind one yields a few hundred bytes before its error).
+_CHANCE_OUTPUT = 4096
 #: Most output :func:`_salvage` takes from a failing stream (more: malformed).
 _SALVAGE_LIMIT = 16 * 1024 * 1024
 

@@ -28,13 +28,14 @@ RULESET = "2026-12-04.2"
 #: Scans made under an older ruleset may have called files clean that are not positively known
 #: to be safe; the release gate does not accept them. (2026-12-04.1: every compressed reading
 #: counts, an lzma-alone stream behind a zlib-looking header, a joblib ``ZF`` header followed by
-#: a space, and zlib streams concatenated. 2026-12-04.2 rejects less than .1 did, and passes
-#: nothing .1 rejected as unsafe: a zlib or .lzma stream without a magic number that fails, or
-#: is cut short, within 64 KiB is judged by what a reader gets before the error and counts only
-#: if that is unsafe or unscannable, where .1 called it malformed (raw integer arrays and text
-#: like "x^2" start with such headers by chance); text that is not UTF-8 past its first bytes
-#: is unknown, not malformed.)
-MIN_RULESET = "2026-12-04.1"
+#: a space, and zlib streams concatenated. 2026-12-04.2: a pickle FRAME longer than the data
+#: is walked as the pure-Python unpickler reads it; a GLOBAL/INST name longer than 64 KiB is
+#: past the scan's limit; any .lzma header whose decoder gives a first byte is a reading; a zlib
+#: or .lzma stream without a magic number that fails, or is cut short, within 64 KiB is judged
+#: by what a reader gets before the error, where it was malformed (raw integer arrays and text
+#: like "x^2" start with such headers by chance: a few bytes holding nothing a loader could run
+#: identify nothing); text that is not UTF-8 past its first bytes is unknown, not malformed.)
+MIN_RULESET = RULESET
 
 HEAD = 4096
 READ = 1024 * 1024

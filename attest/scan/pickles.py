@@ -71,6 +71,8 @@ SAFE_GLOBALS: dict[str, frozenset[str]] = {
 }
 
 _LINE_LIMIT = 64 * 1024  # protocol-0 argument lines: kept up to this, longer ones skipped
+#: what a long GLOBAL/INST line must look like to be a name (identifier characters and dots)
+_DOTTED = re.compile(rb"[\w.]+")
 _VALUE_LIMIT = 1024  # longer strings are not kept as possible STACK_GLOBAL operands
 _MAX_PICKLES = 64  # pickles back to back (legacy torch.save writes five)
 #: strtol's octal, which ``int(text, 0)`` refuses (a leading zero)
@@ -152,16 +154,20 @@ class _Walker:
     def line(self, *, limit: int | None = _LINE_LIMIT) -> bytes:
         """One protocol-0 argument line (without the newline).
 
-        With ``limit``, a longer line is refused (the unpickler would fail on it too: numbers
-        past CPython's digit limit, module names no importer has); without it, the line is read
-        in pieces and only its first :data:`_LINE_LIMIT` bytes are kept."""
+        With ``limit`` (a ``GLOBAL``/``INST`` name), a line longer than :data:`_LINE_LIMIT`
+        is refused when it cannot be a name (the import or the attribute lookup would fail),
+        and is past the scan's limit otherwise (protocol 4 resolves dotted names of any length,
+        ``os`` / ``path.os.path.os...system``); without it, the line is read in pieces and only
+        its first :data:`_LINE_LIMIT` bytes are kept."""
         data = self.handle.readline(_LINE_LIMIT + 1)
         if data.endswith(b"\n"):
             return data[:-1]
         if len(data) <= _LINE_LIMIT:
             raise _Invalid("pickle line truncated")
         if limit is not None:
-            raise _Invalid(f"a protocol-0 argument line is longer than {limit} bytes")
+            if _DOTTED.fullmatch(data):
+                raise _Exhausted(f"a GLOBAL/INST name longer than {_LINE_LIMIT} bytes")
+            raise _Invalid(f"a protocol-0 name line is longer than {_LINE_LIMIT} bytes")
         kept = data
         while True:
             piece = self.handle.readline(1024 * 1024)
@@ -323,8 +329,8 @@ class _Walker:
         n = arg.n
         if name in ("GLOBAL", "INST"):
             try:
-                module = self.line(limit=4096).decode("utf-8")
-                attribute = self.line(limit=4096).decode("utf-8")
+                module = self.line(limit=_LINE_LIMIT).decode("utf-8")
+                attribute = self.line(limit=_LINE_LIMIT).decode("utf-8")
             except UnicodeDecodeError:
                 raise _Invalid(f"{name} argument is not UTF-8") from None
             return module, attribute
@@ -360,10 +366,8 @@ class _Walker:
                 return struct.unpack("<i", data)[0]
             if name == "EXT2":
                 return struct.unpack("<H", data)[0]
-            if name == "FRAME":
-                (length,) = struct.unpack("<Q", data)
-                if self.handle.tell() + length > self.end:
-                    raise _Invalid("pickle FRAME runs past the end of the data")
+            # FRAME: a length past the end of the data is no stop (the pure-Python unpickler,
+            # joblib's, runs a short frame's opcodes and fails only when they run out)
             return None
         if n == pickletools.TAKEN_FROM_ARGUMENT1:
             length = self.read(1)[0]

@@ -188,6 +188,49 @@ def test_what_an_independent_attacker_found_is_refused(name: str, sentinel: Path
     assert not sentinel.exists()
 
 
+def test_the_fourth_rounds_files_run_their_payload_in_real_loaders(sentinel: Path) -> None:
+    """The reproducers above are live: a loader runs each (what makes them worth refusing)."""
+    import lzma
+    import zlib
+
+    files = corpus.attacker_corpus(sentinel)
+
+    def runs(load: Any, data: bytes) -> bool:
+        sentinel.unlink(missing_ok=True)
+        with contextlib.suppress(Exception):  # the loader may fail once the payload ran
+            load(data)
+        return sentinel.exists()
+
+    def pure_python(data: bytes) -> Any:  # joblib's unpickler
+        return pickle._Unpickler(io.BytesIO(data)).load()  # type: ignore[attr-defined]
+
+    def cut_short(data: bytes) -> bytes:  # joblib's zlib reader: the end of the data ends it
+        return zlib.decompressobj().decompress(data)
+
+    def fed_in_pieces(data: bytes) -> bytes:  # 8 KiB of input at a time, up to the error
+        decoder, out = zlib.decompressobj(), b""
+        with contextlib.suppress(zlib.error):
+            for i in range(0, len(data), 8192):
+                out += decoder.decompress(data[i : i + 8192])
+        return out
+
+    def lzma_alone(data: bytes) -> bytes:
+        return lzma.LZMADecompressor(format=lzma.FORMAT_ALONE).decompress(data, 8192)
+
+    assert runs(pure_python, files["short FRAME.pkl"])
+    assert runs(pure_python, files["short FRAME, zip appended.pkl"])
+    text = files["long dotted GLOBAL, UTF-8 text.pkl"]
+    assert text.decode("utf-8") and runs(pickle.loads, text)
+    assert runs(lambda d: pure_python(cut_short(d)), files["cut-short zlib, short FRAME.joblib"])
+    assert runs(
+        lambda d: pickle.loads(fed_in_pieces(d)),
+        files["zlib failing after 2 MiB, zip appended.joblib"],
+    )
+    assert runs(
+        lambda d: pickle.loads(lzma_alone(d)), files["lzma-alone odd dictionary, corrupt early.pkl"]
+    )
+
+
 def test_json_that_never_closes_cannot_stall_the_scanner() -> None:
     data = corpus.hdf5_json_stall()
     verdict = scan("stall.h5", data)
