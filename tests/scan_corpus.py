@@ -743,7 +743,19 @@ def attacker_corpus(sentinel: Path) -> dict[str, bytes]:
         )
         + zip_bytes({"a.txt": b"hi"}),
         "lzma-alone odd dictionary, corrupt early.pkl": _lzma_corrupt_early(p0),
+        # the fifth round: a memo key too long to read, C's NUL-ended numbers, zstd frames
+        "memo key on a 70 KB line.pkl": b"I0\np" + b" " * 70_000 + b"1\n0g1\n0" + p0,
+        "NUL-ended INT, zip appended.pkl": b"I12\x00junk\n0" + p0 + zip_bytes({"a.txt": b"hi"}),
+        "NUL-ended memo keys.pkl": b"I1\np1\x00x\n0g1\x00y\n0" + p0,
+        "zstd behind a skippable frame.pkl.zst": _zstd_skippable(p0) + zip_bytes({"a": b"hi"}),
     }
+
+
+def _zstd_skippable(payload: bytes) -> bytes:
+    """A zstd frame behind a skippable frame (zstd readers skip it, pandas' among them)."""
+    import zstandard
+
+    return struct.pack("<II", 0x184D2A50, 4) + b"\n" * 4 + zstandard.compress(payload)
 
 
 def short_frame(payload: bytes, extra: int = 100) -> bytes:

@@ -362,7 +362,7 @@ def compression_kinds(head: bytes) -> list[str]:
         kinds.append("bz2")
     elif head[:6] == b"\xfd7zXZ\x00":
         kinds.append("xz")
-    elif head[:4] == b"\x28\xb5\x2f\xfd":
+    elif _zstd_magic(head):
         kinds.append("zstd")
     elif head[:4] == b"\x04\x22\x4d\x18":
         kinds.append("lz4")
@@ -378,6 +378,19 @@ def compression_kinds(head: bytes) -> list[str]:
         if _lzma_auto(head) or _lzma_alone(head):
             kinds.append("lzma-alone")
     return kinds
+
+
+def _zstd_magic(head: bytes) -> bool:
+    """A zstd frame, a skippable frame (zstd readers skip it, so it may hide the frame after
+    it: 0x184D2A50-5F), or a legacy zstd frame (0xFD2FB51E-27, which some builds decode)."""
+    if len(head) < 4:
+        return False
+    magic = int.from_bytes(head[:4], "little")
+    return (
+        magic == 0xFD2FB528
+        or 0x184D2A50 <= magic <= 0x184D2A5F
+        or 0xFD2FB51E <= magic <= 0xFD2FB527
+    )
 
 
 def _zf_length(head: bytes) -> int | None:

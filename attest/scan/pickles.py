@@ -193,6 +193,7 @@ class _Walker:
         """Walk one pickle from the current position; True when it ended with STOP."""
         stack: list[object] = []
         memo: dict[int, object] = {}
+        unknown_keys = False  # a PUT whose key was too long to read
         extensions: list[str] = []
         protocol = 0
 
@@ -245,13 +246,15 @@ class _Walker:
                     raise _Invalid("memo PUT on an empty stack")
                 if value is not None:
                     memo[value] = stack[-1]
+                else:  # a protocol-0 key too long to read: any key may be defined now
+                    unknown_keys = True
             elif name == "MEMOIZE":
                 if not stack or stack[-1] is _MARK:
                     raise _Invalid("MEMOIZE on an empty stack")
                 memo[len(memo)] = stack[-1]
             elif name in ("GET", "BINGET", "LONG_BINGET"):
-                if value is None:  # a protocol-0 key too long to read: assume it is defined
-                    stack.append(_ANY)
+                if value is None or (value not in memo and unknown_keys):
+                    stack.append(_ANY)  # a key too long to read, or one such a PUT defined
                 elif value not in memo:
                     raise _Invalid(f"memo key {value} is not defined")
                 else:
@@ -339,7 +342,8 @@ class _Walker:
                 raw = self.line(limit=None)
                 if raw[-1:] == b"\n":
                     return None  # longer than we keep: CPython skips whitespace, so accept it
-                return _number(name, raw.decode("latin-1"))
+                # CPython's C unpickler parses these as C strings: a NUL ends the number
+                return _number(name, raw.split(b"\0", 1)[0].decode("latin-1"))
             raw = self.line(limit=None)
             if name == "STRING":
                 if raw[-1:] == b"\n":  # a long literal: only its quotes are checked
@@ -410,8 +414,8 @@ def _number(name: str, text: str) -> int | None:
             float(text)
         elif name == "LONG":
             int(text[:-1] if text.endswith("L") else text, 0)
-        elif text.strip() not in ("00", "01") and not _OCTAL.fullmatch(text):
-            int(text, 0)
+        elif text.strip() not in ("00", "01", "") and not _OCTAL.fullmatch(text):
+            int(text, 0)  # (strtol reads an empty line, one that starts with a NUL, as 0)
     except ValueError:
         raise _Invalid(f"{name} argument is not a number CPython reads") from None
     return None

@@ -188,10 +188,12 @@ def test_what_an_independent_attacker_found_is_refused(name: str, sentinel: Path
     assert not sentinel.exists()
 
 
-def test_the_fourth_rounds_files_run_their_payload_in_real_loaders(sentinel: Path) -> None:
+def test_the_late_rounds_files_run_their_payload_in_real_loaders(sentinel: Path) -> None:
     """The reproducers above are live: a loader runs each (what makes them worth refusing)."""
     import lzma
     import zlib
+
+    import zstandard
 
     files = corpus.attacker_corpus(sentinel)
 
@@ -228,6 +230,16 @@ def test_the_fourth_rounds_files_run_their_payload_in_real_loaders(sentinel: Pat
     )
     assert runs(
         lambda d: pickle.loads(lzma_alone(d)), files["lzma-alone odd dictionary, corrupt early.pkl"]
+    )
+    for name in ("memo key on a 70 KB line.pkl", "NUL-ended INT, zip appended.pkl",
+                 "NUL-ended memo keys.pkl"):  # fmt: skip
+        assert runs(pickle.loads, files[name]), name  # CPython's C unpickler
+    zstd = files["zstd behind a skippable frame.pkl.zst"]
+    assert runs(
+        lambda d: pickle.loads(
+            zstandard.ZstdDecompressor().stream_reader(io.BytesIO(d)).read(1 << 16)
+        ),
+        zstd,
     )
 
 
