@@ -748,7 +748,38 @@ def attacker_corpus(sentinel: Path) -> dict[str, bytes]:
         "NUL-ended INT, zip appended.pkl": b"I12\x00junk\n0" + p0 + zip_bytes({"a.txt": b"hi"}),
         "NUL-ended memo keys.pkl": b"I1\np1\x00x\n0g1\x00y\n0" + p0,
         "zstd behind a skippable frame.pkl.zst": _zstd_skippable(p0) + zip_bytes({"a": b"hi"}),
+        # the sixth round: an empty SETITEMS, MEMOIZE after an unreadable key, STOP in a frame
+        "empty SETITEMS on a string, zip appended.pkl": (
+            b"\x80\x04"
+            + _sbu("os")
+            + b"(u"
+            + _sbu("system")
+            + b"\x93"
+            + _sbu(f"touch {sentinel}")
+            + b"\x85R."
+            + zip_bytes({"a.txt": b"hi"})
+        ),
+        "MEMOIZE after a 70 KB memo key.pkl": (
+            b"\x80\x04"
+            + _sbu("os")
+            + b"p"
+            + b" " * 70_000
+            + b"0\n0K\x07\x940h\x00"
+            + _sbu("system")
+            + b"\x93"
+            + _sbu(f"touch {sentinel}")
+            + b"\x85R."
+        ),
+        "STOP inside a 9 KB frame, then a pickle.pkl": (
+            short_frame(b"K\x01." + b"\xff" * 9000, 0) + p0 + zip_bytes({"a.txt": b"hi"})
+        ),
     }
+
+
+def _sbu(text: str) -> bytes:
+    """SHORT_BINUNICODE ``text``."""
+    data = text.encode()
+    return b"\x8c" + bytes([len(data)]) + data
 
 
 def _zstd_skippable(payload: bytes) -> bytes:

@@ -30,7 +30,9 @@ RULESET = "2026-12-04.2"
 #: counts, an lzma-alone stream behind a zlib-looking header, a joblib ``ZF`` header followed by
 #: a space, and zlib streams concatenated. 2026-12-04.2: a pickle FRAME longer than the data
 #: is walked as the pure-Python unpickler reads it; a GLOBAL/INST name longer than 64 KiB is
-#: past the scan's limit; a memo key too long to read may define any key; protocol-0 numbers
+#: past the scan's limit; once a memo key was too long to read, any GET is unknown; APPENDS,
+#: SETITEMS and ADDITEMS leave their target as it was; after a STOP inside a frame, the next
+#: pickle is walked from the frame's end as well; protocol-0 numbers
 #: end at a NUL, as C's parsers read them; zstd skippable and legacy frames are zstd; any
 #: .lzma header whose decoder gives a first byte is a reading; a zlib or .lzma stream without a
 #: magic number that fails, or is cut short, within 64 KiB is judged by what a reader gets

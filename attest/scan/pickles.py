@@ -74,7 +74,9 @@ _LINE_LIMIT = 64 * 1024  # protocol-0 argument lines: kept up to this, longer on
 #: what a long GLOBAL/INST line must look like to be a name (identifier characters and dots)
 _DOTTED = re.compile(rb"[\w.]+")
 _VALUE_LIMIT = 1024  # longer strings are not kept as possible STACK_GLOBAL operands
-_MAX_PICKLES = 64  # pickles back to back (legacy torch.save writes five)
+_MAX_PICKLES = 64  # pickles back to back (legacy torch.save writes five), all chains together
+#: opcodes that change their target in place and leave it on the stack
+_IN_PLACE = frozenset({"APPEND", "APPENDS", "SETITEM", "SETITEMS", "ADDITEMS"})
 #: strtol's octal, which ``int(text, 0)`` refuses (a leading zero)
 _OCTAL = re.compile(r"\s*[+-]?0[0-7]*\s*")
 
@@ -106,6 +108,8 @@ class PickleReading:
     exhausted: str | None = None
     #: globals referenced, as ``module.name``
     globals: list[str] = field(default_factory=list)
+    #: where frames that a STOP fell inside end (a next pickle may start there too)
+    frame_ends: list[int] = field(default_factory=list)
     pickles: int = 0
     #: where the last complete pickle ended
     end: int = 0
@@ -144,6 +148,7 @@ class _Walker:
         self.handle = handle
         self.end = end
         self.ops_left = max_ops
+        self.frame_end = 0  # where the newest FRAME ends
 
     def read(self, n: int) -> bytes:
         data = self.handle.read(n)
@@ -238,6 +243,10 @@ class _Walker:
                 stack.append(_MARK)
             elif name == "STOP":
                 pop(1)
+                if self.frame_end > self.handle.tell():
+                    # both unpicklers may have read the whole frame: the next pickle.load
+                    # can start after it as well as here
+                    reading.frame_ends.append(min(self.frame_end, self.end))
                 reading.undecidable.extend(extensions)
                 reading.code = reading.code or bool(extensions)
                 return True
@@ -253,8 +262,10 @@ class _Walker:
                     raise _Invalid("MEMOIZE on an empty stack")
                 memo[len(memo)] = stack[-1]
             elif name in ("GET", "BINGET", "LONG_BINGET"):
-                if value is None or (value not in memo and unknown_keys):
-                    stack.append(_ANY)  # a key too long to read, or one such a PUT defined
+                if value is None or unknown_keys:
+                    # a key too long to read, or any key once one was: such a PUT may have set
+                    # any key, and MEMOIZE's next key is unknown from then on
+                    stack.append(_ANY)
                 elif value not in memo:
                     raise _Invalid(f"memo key {value} is not defined")
                 else:
@@ -309,15 +320,20 @@ class _Walker:
                     above = [s for s in before[below + 1 :] if s is not pickletools.stackslice]
                     if len(pop_mark()) < len(above):
                         raise _Invalid(f"{name}: too few items above the MARK")
-                    pop(below)
+                    popped = pop(below)
                 else:
-                    pop(len(before))
+                    popped = pop(len(before))
                 unknown = name in CODE_OPCODES or name in ("PERSID", "BINPERSID")
-                for _ in after:
-                    if isinstance(value, _Value):
-                        stack.append(value)
-                    else:
-                        stack.append(_ANY if unknown else _DATA)
+                if name in _IN_PLACE:
+                    # the target stays what it was: an empty SETITEMS on a string leaves the
+                    # string, which STACK_GLOBAL then takes
+                    stack.append(popped[0])
+                else:
+                    for _ in after:
+                        if isinstance(value, _Value):
+                            stack.append(value)
+                        else:
+                            stack.append(_ANY if unknown else _DATA)
             if name in CODE_OPCODES and not name.startswith("EXT"):
                 # reached with a stack the unpickler accepts
                 reading.code = reading.found = True
@@ -370,8 +386,10 @@ class _Walker:
                 return struct.unpack("<i", data)[0]
             if name == "EXT2":
                 return struct.unpack("<H", data)[0]
-            # FRAME: a length past the end of the data is no stop (the pure-Python unpickler,
-            # joblib's, runs a short frame's opcodes and fails only when they run out)
+            if name == "FRAME":
+                # a length past the end of the data is no stop (the pure-Python unpickler,
+                # joblib's, runs a short frame's opcodes and fails only when they run out)
+                self.frame_end = self.handle.tell() + struct.unpack("<Q", data)[0]
             return None
         if n == pickletools.TAKEN_FROM_ARGUMENT1:
             length = self.read(1)[0]
@@ -435,31 +453,57 @@ def read_pickles(
     handle: IO[bytes], start: int, end: int, *, max_ops: int = 20_000_000
 ) -> PickleReading:
     """Walk the pickles that start at ``start`` (back to back, as legacy ``torch.save`` writes
-    them) until one fails to parse, the data ends, or :data:`_MAX_PICKLES` were read."""
+    them) until one fails to parse, the data ends, or :data:`_MAX_PICKLES` were read; and the
+    chains that start where a frame a STOP fell inside ends (an unpickler that read the whole
+    frame goes on there). ``end`` and ``found`` describe the first chain."""
     reading = PickleReading()
     walker = _Walker(handle, end, max_ops)
+    budget = _MAX_PICKLES
+    starts, seen = [start], {start}
+    first = True
+    while starts and budget > 0 and reading.exhausted is None:
+        chain = PickleReading() if not first else reading
+        budget = _chain(walker, chain, starts.pop(0), end, budget)
+        if not first:
+            reading.unsafe.extend(chain.unsafe)
+            reading.undecidable.extend(chain.undecidable)
+            reading.globals.extend(chain.globals)
+            reading.code = reading.code or chain.code
+            reading.exhausted = reading.exhausted or chain.exhausted
+        for frame_end in chain.frame_ends:
+            if frame_end not in seen and frame_end < end:
+                seen.add(frame_end)
+                starts.append(frame_end)
+        first = False
+    return reading
+
+
+def _chain(walker: _Walker, reading: PickleReading, start: int, end: int, budget: int) -> int:
+    """Walk pickles back to back from ``start`` (at most ``budget``); returns the budget left."""
+    handle = walker.handle
     handle.seek(start)
-    for _ in range(_MAX_PICKLES):
+    walker.frame_end = 0
+    while budget > 0:
         if handle.tell() >= end:
-            break
+            return budget
+        budget -= 1
         position = handle.tell()
         try:
             complete = walker.one(reading)
         except _Invalid:
-            break
+            return budget
         except _Exhausted as exc:
             reading.exhausted = str(exc)
-            break
+            return budget
         except (ValueError, OverflowError, UnicodeDecodeError, struct.error):
-            break
+            return budget
         if not complete:  # pragma: no cover - one() returns only on STOP
-            break
+            return budget
         reading.found = True
         reading.pickles += 1
         reading.end = handle.tell()
         if handle.tell() == position:  # pragma: no cover - STOP always consumes a byte
-            break
-    else:
-        if handle.tell() < end:
-            reading.exhausted = f"more than {_MAX_PICKLES} pickles back to back"
-    return reading
+            return budget
+    if handle.tell() < end:
+        reading.exhausted = f"more than {_MAX_PICKLES} pickles back to back"
+    return budget

@@ -234,6 +234,18 @@ def test_the_late_rounds_files_run_their_payload_in_real_loaders(sentinel: Path)
     for name in ("memo key on a 70 KB line.pkl", "NUL-ended INT, zip appended.pkl",
                  "NUL-ended memo keys.pkl"):  # fmt: skip
         assert runs(pickle.loads, files[name]), name  # CPython's C unpickler
+    for name in (
+        "empty SETITEMS on a string, zip appended.pkl",
+        "MEMOIZE after a 70 KB memo key.pkl",
+    ):
+        assert runs(pickle.loads, files[name]) and runs(pure_python, files[name]), name
+
+    def one_after_another(data: bytes) -> None:  # legacy torch.load reads pickles in a row
+        stream = io.BytesIO(data)
+        while True:
+            pickle.load(stream)
+
+    assert runs(one_after_another, files["STOP inside a 9 KB frame, then a pickle.pkl"])
     zstd = files["zstd behind a skippable frame.pkl.zst"]
     assert runs(
         lambda d: pickle.loads(
