@@ -773,7 +773,18 @@ def attacker_corpus(sentinel: Path) -> dict[str, bytes]:
         "STOP inside a 9 KB frame, then a pickle.pkl": (
             short_frame(b"K\x01." + b"\xff" * 9000, 0) + p0 + zip_bytes({"a.txt": b"hi"})
         ),
+        # the seventh round: a text line across a frame's end (C reads the rest from the file)
+        "memo key line across a FRAME's end.pkl": _line_across_frame(p0) + zip_bytes({"a": b"b"}),
     }
+
+
+def _line_across_frame(payload: bytes) -> bytes:
+    """A 200 KB frame that ends inside ``p1|0\n``: the C unpickler, reading from a file, has
+    the frame whole, drops the ``1`` and stores key 0, which ``g0`` then finds; a walker that
+    reads the line in one piece stores key 10."""
+    size = 200_000
+    frame = b"B" + struct.pack("<I", size - 9) + b"x" * (size - 9) + b"0Np1"
+    return b"\x80\x04\x95" + struct.pack("<Q", size) + frame + b"0\ng0\n0" + payload
 
 
 def _sbu(text: str) -> bytes:

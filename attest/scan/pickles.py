@@ -164,8 +164,10 @@ class _Walker:
         and is past the scan's limit otherwise (protocol 4 resolves dotted names of any length,
         ``os`` / ``path.os.path.os...system``); without it, the line is read in pieces and only
         its first :data:`_LINE_LIMIT` bytes are kept."""
+        start = self.handle.tell()
         data = self.handle.readline(_LINE_LIMIT + 1)
         if data.endswith(b"\n"):
+            self._within_frame(start)
             return data[:-1]
         if len(data) <= _LINE_LIMIT:
             raise _Invalid("pickle line truncated")
@@ -179,9 +181,18 @@ class _Walker:
             if not piece:
                 raise _Invalid("pickle line truncated")
             if piece.endswith(b"\n"):
+                self._within_frame(start)
                 return kept + b"\n"  # the caller only looks at the start (and the quote)
             if self.handle.tell() >= self.end:
                 raise _Invalid("pickle line truncated")
+
+    def _within_frame(self, start: int) -> None:
+        """A line from ``start`` to the current position that crosses the newest FRAME's end
+        is read differently by the unpicklers: CPython's C one, having read the frame whole,
+        drops what was inside the frame and reads the rest of the line from the file (another
+        memo key, another name); the pure-Python one fails. Neither reading can be judged."""
+        if start < self.frame_end < self.handle.tell():
+            raise _Exhausted("a protocol-0 argument line crosses the end of a FRAME")
 
     def skip(self, n: int) -> None:
         if n < 0 or self.handle.tell() + n > self.end:

@@ -246,6 +246,8 @@ def test_the_late_rounds_files_run_their_payload_in_real_loaders(sentinel: Path)
             pickle.load(stream)
 
     assert runs(one_after_another, files["STOP inside a 9 KB frame, then a pickle.pkl"])
+    across = files["memo key line across a FRAME's end.pkl"]  # C, from a buffered file
+    assert runs(lambda d: pickle.load(io.BufferedReader(io.BytesIO(d))), across)  # type: ignore[arg-type]
     zstd = files["zstd behind a skippable frame.pkl.zst"]
     assert runs(
         lambda d: pickle.loads(
