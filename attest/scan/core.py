@@ -32,8 +32,8 @@ RULESET = "2026-12-04.2"
 #: is walked as the pure-Python unpickler reads it; a GLOBAL/INST name longer than 64 KiB is
 #: past the scan's limit; once a memo key was too long to read, any GET is unknown; APPENDS,
 #: SETITEMS and ADDITEMS leave their target as it was; after a STOP inside a frame, the next
-#: pickle is walked from the frame's end as well; a protocol-0 line across a frame's end is
-#: past what the scan can judge (C's unpickler reads it differently); protocol-0 numbers
+#: pickle is walked from the frame's end as well; an argument across a frame's end is past
+#: what the scan can judge (C's unpickler reads it differently); protocol-0 numbers
 #: end at a NUL, as C's parsers read them; zstd skippable and legacy frames are zstd; any
 #: .lzma header whose decoder gives a first byte is a reading; a zlib or .lzma stream without a
 #: magic number that fails, or is cut short, within 64 KiB is judged by what a reader gets

@@ -151,9 +151,11 @@ class _Walker:
         self.frame_end = 0  # where the newest FRAME ends
 
     def read(self, n: int) -> bytes:
+        start = self.handle.tell()
         data = self.handle.read(n)
         if len(data) != n:
             raise _Invalid("pickle data truncated")
+        self._within_frame(start)
         return data
 
     def line(self, *, limit: int | None = _LINE_LIMIT) -> bytes:
@@ -187,17 +189,20 @@ class _Walker:
                 raise _Invalid("pickle line truncated")
 
     def _within_frame(self, start: int) -> None:
-        """A line from ``start`` to the current position that crosses the newest FRAME's end
-        is read differently by the unpicklers: CPython's C one, having read the frame whole,
-        drops what was inside the frame and reads the rest of the line from the file (another
-        memo key, another name); the pure-Python one fails. Neither reading can be judged."""
+        """An argument (bytes or a line) from ``start`` to the current position that crosses
+        the newest FRAME's end is read differently by the unpicklers: CPython's C one, reading
+        a file, holds the frame whole, drops what is left of it and reads the argument afresh
+        from the file (another memo key, another name); from memory it reads on; the
+        pure-Python one fails. No reading can be judged (picklers never write such frames)."""
         if start < self.frame_end < self.handle.tell():
-            raise _Exhausted("a protocol-0 argument line crosses the end of a FRAME")
+            raise _Exhausted("a pickle argument crosses the end of a FRAME")
 
     def skip(self, n: int) -> None:
-        if n < 0 or self.handle.tell() + n > self.end:
+        start = self.handle.tell()
+        if n < 0 or start + n > self.end:
             raise _Invalid("pickle argument runs past the end of the data")
         self.handle.seek(n, os.SEEK_CUR)
+        self._within_frame(start)
 
     def sized(self, n: int, keep: bool) -> bytes | None:
         if keep and n <= _VALUE_LIMIT:
