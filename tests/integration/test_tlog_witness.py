@@ -288,6 +288,9 @@ class FakeLog:
     def __init__(self, signer: note.NoteSigner) -> None:
         self.signer = signer
         self.tree = tlog.MemoryTree()
+        # One time for every checkpoint: a test signs the checkpoint it posted again to check
+        # the cosignature, and the clock may have passed a second in between.
+        self.stamp = int(time.time())
 
     def grow(self, count: int) -> None:
         for _ in range(count):
@@ -296,7 +299,7 @@ class FakeLog:
     def signed(self, size: int | None = None, *, root: bytes | None = None) -> str:
         size = self.tree.size if size is None else size
         checkpoint = note.Checkpoint(
-            self.signer.name, size, root or self.tree.root(size), int(time.time())
+            self.signer.name, size, root or self.tree.root(size), self.stamp
         )
         return note.sign_checkpoint(checkpoint, self.signer)
 
