@@ -775,7 +775,40 @@ def attacker_corpus(sentinel: Path) -> dict[str, bytes]:
         ),
         # the seventh round: a text line across a frame's end (C reads the rest from the file)
         "memo key line across a FRAME's end.pkl": _line_across_frame(p0) + zip_bytes({"a": b"b"}),
+        # the eighth round: containers
+        "Lambda named in escapes, windows cut inside one.h5": keras_h5(_escaped_lambda_config()),
+        "tar member after a corrupt header.tar": (
+            _tar_member("README.txt", b"hello\n")
+            + b"\x01" * 512
+            + _tar_member("model.pkl", p0)
+            + bytes(1024)
+        ),
     }
+
+
+def _escaped_lambda_config() -> str:
+    """A Keras config whose Lambda layer is named in 800 ``\\u0041`` escapes, spaced so that the
+    first 4 KiB window of each object holding it ends inside an escape (json then reports an
+    invalid escape a few characters before the cut, not a cut)."""
+    escapes = "\\u0041" * 800
+    lam = ('{ "class_name": "Lambda", "config": {"name": "' + escapes
+           + '", "function": ["x", null, null]}}')  # fmt: skip
+    inner = ('{"name": "m", "layers": [{"class_name": "InputLayer", "config": '
+             '{"batch_input_shape": [null, 4]}}, ' + lam + "]}")  # fmt: skip
+    return '{"class_name": "Sequential", "config": ' + inner + "}"
+
+
+def _tar_member(name: str, data: bytes) -> bytes:
+    """One ustar member (header and padded data), no end blocks: GNU tar skips a corrupt header
+    to the next one it can read, Python's tarfile stops there."""
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as archive:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()[: 512 + (len(data) + 511) // 512 * 512]
 
 
 def _line_across_frame(payload: bytes) -> bytes:

@@ -296,6 +296,12 @@ def scan_tar(handle: IO[bytes], size: int, context: Context, result: Result) -> 
                 with extracted:
                     inner = scan_any(extracted, member.size, context.inner(name))
                 result.merge(inner, f"{name}: ")
+            # tarfile stops at a header it cannot read; GNU tar skips to the next one it can
+            # and extracts what follows: after the archive's end, only zero padding
+            handle.seek(archive.offset)
+            while chunk := handle.read(READ):
+                if chunk.strip(b"\0"):
+                    raise Malformed("tar: data after the archive's end (GNU tar reads on)")
     except tarfile.TarError as exc:
         raise Malformed(f"tar: {exc}") from None
 

@@ -39,7 +39,9 @@ RULESET = "2026-12-04.2"
 #: magic number that fails, or is cut short, within 64 KiB is judged by what a reader gets
 #: before the error, where it was malformed (raw integer arrays and text like "x^2" start with
 #: such headers by chance: a few bytes holding nothing a loader could run identify nothing);
-#: text that is not UTF-8 past its first bytes is unknown, not malformed.)
+#: text that is not UTF-8 past its first bytes is unknown, not malformed; a tar with data after
+#: its end is malformed (GNU tar reads on past a corrupt header); a JSON candidate in an HDF5
+#: file that fails within its window's last 16 characters is read further.)
 MIN_RULESET = RULESET
 
 HEAD = 4096

@@ -294,8 +294,8 @@ def _json_at(
     handle: IO[bytes], offset: int, size: int, limit: int, budget: _Budget
 ) -> tuple[Any, int] | None:
     """The JSON document starting at ``offset`` and where it ends, or None. Reads 4 KiB first and
-    more only while the document is merely cut off (an unterminated string, or an error at the
-    end of what was read); any other error ends the attempt."""
+    more only while the document is merely cut off (an unterminated string, or an error within
+    the last 16 characters of what was read); any other error ends the attempt."""
     decoder = json.JSONDecoder()
     span = 4096
     while True:
@@ -307,7 +307,9 @@ def _json_at(
         try:
             value, end = decoder.raw_decode(text)
         except json.JSONDecodeError as exc:
-            cut = exc.msg.startswith("Unterminated string") or exc.pos >= len(text) - 1
+            # cut off: an unterminated string, or an error in the window's last characters
+            # (a \uXXXX escape, a surrogate pair, a literal cut short fails a few back)
+            cut = exc.msg.startswith("Unterminated string") or exc.pos >= len(text) - 16
             if not cut or length < span or length >= limit:
                 return None
             span *= 8
