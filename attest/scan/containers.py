@@ -631,7 +631,6 @@ class _LzmaReader(io.RawIOBase):
         self._pending = b""
         self._streams = 0
         self._begun = False  # a stream (an empty one of zeros included) was read
-        self._yielded = False  # by the current stream
         self._out = 0  # bytes the current stream's decoder handed out
         self._fmt = lzma.FORMAT_ALONE
         self._fed = bytearray()  # the current stream's input, up to _NO_READING_PROBE bytes
@@ -686,7 +685,6 @@ class _LzmaReader(io.RawIOBase):
         else:
             return None  # trailing data no reader takes for a stream
         decoder = lzma.LZMADecompressor(format=self._fmt)
-        self._yielded = False
         self._out = 0
         self._fed = bytearray()
         try:
@@ -706,9 +704,9 @@ class _LzmaReader(io.RawIOBase):
             piece = self._inner.read(READ) if decoder.needs_input else b""
             if decoder.needs_input and not piece:
                 self._d = None  # ends before its first byte: readers get nothing from it
-                if self._yielded and not self._alone:
+                if self._out and not self._alone:
                     raise Malformed("lzma stream is truncated")
-                if self._yielded:  # (no magic number: judged as a stream that fails)
+                if self._out:  # (no magic number: judged as a stream that fails)
                     self.broken = f"lzma stream is truncated after {self._out} bytes"
                 return 0
             try:
@@ -718,7 +716,6 @@ class _LzmaReader(io.RawIOBase):
                 return 0
             if self.broken:
                 self._d = None  # the reading ends after what the failing stream gave
-        self._yielded = True
         n = min(len(buffer), len(self._pending))
         buffer[:n] = self._pending[:n]
         self._pending = self._pending[n:]
