@@ -179,6 +179,15 @@ def onnx_model(location: str | None) -> bytes:
     return _varint(1 << 3) + _varint(8) + _field(2, b"modelseal-tests") + _field(7, graph)
 
 
+def onnx_graph_only(location: str) -> bytes:
+    """ModelProto{graph{initializer{name, type, dims, external_data location}}}: no ir_version,
+    and every byte ASCII."""
+    tensor = _field(8, b"weight") + _varint(2 << 3) + _varint(1) + _varint(5 << 3) + _varint(4)
+    entry = _field(1, b"location") + _field(2, location.encode())
+    tensor += _field(13, entry) + _varint(14 << 3) + _varint(1)
+    return _field(7, _field(2, b"g") + _field(5, tensor))
+
+
 # -- archives and others --------------------------------------------------------------------------
 
 
@@ -783,7 +792,88 @@ def attacker_corpus(sentinel: Path) -> dict[str, bytes]:
             + _tar_member("model.pkl", p0)
             + bytes(1024)
         ),
+        # ONNX without an ir_version, all ASCII (it read as text): its external data escapes
+        "graph without ir_version, ASCII, data outside.onnx": onnx_graph_only("sub/../../x.bin"),
+        # pandas.read_hdf / PyTables unpickle string attributes and object arrays
+        **pytables_attacks(sentinel),
     }
+
+
+def stack_global_without_proto(sentinel: Path) -> bytes:
+    """A protocol-0 style pickle (no PROTO header) that imports through STACK_GLOBAL: no
+    ``\\x80`` and no ``c<module>\\n<name>\\n`` line for a byte search to find."""
+    return b"Vos\nVsystem\n\x93(Vtouch " + str(sentinel).encode() + b"\ntR."
+
+
+def pytables_attacks(sentinel: Path) -> dict[str, bytes]:
+    """HDF5 files whose payload PyTables runs when an attribute or a row is read (pandas'
+    ``read_hdf`` reads them): a fixed-length string attribute ending in ``.`` is unpickled, so is
+    a variable-length ASCII one, so is every row of an ``ObjectAtom`` array (compressed or not)."""
+    import tempfile
+
+    import h5py
+    import tables
+
+    p0 = f"cos\nsystem\n(S'touch {sentinel}'\ntR.".encode()
+    stack = stack_global_without_proto(sentinel)
+    files: dict[str, bytes] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+
+        def written(name: str, write: Any, **options: Any) -> None:
+            path = Path(tmp) / name
+            with h5py.File(path, "w", **options) as f:
+                group = f.create_group("df")
+                group.create_dataset("values", data=np.arange(64, dtype=np.float64))
+                write(group.attrs)
+            files[name] = path.read_bytes()
+
+        written("pytables string attribute, GLOBAL.h5", lambda a: a.create("evil", np.bytes_(p0)))
+        written("pytables string attribute, STACK_GLOBAL.h5",
+                lambda a: a.create("evil", np.bytes_(stack)))  # fmt: skip
+        written("pytables variable-length attribute, STACK_GLOBAL.h5",
+                lambda a: a.create("evil", stack, dtype=h5py.string_dtype("ascii")))  # fmt: skip
+
+        def dense(attrs: Any) -> None:  # past 8 attributes, the latest format uses a fractal heap
+            for i in range(20):
+                attrs.create(f"a{i}", np.bytes_(b"x" * 10))
+            attrs.create("evil", np.bytes_(stack))
+
+        written("pytables dense attribute, STACK_GLOBAL.h5", dense, libver="latest")
+
+        class Evil:
+            def __reduce__(self) -> Any:
+                return (print, ())  # replaced by the raw stream below
+
+        path = Path(tmp) / "objects.h5"
+        with tables.open_file(str(path), "w") as f:
+            atom = tables.ObjectAtom()
+            atom._tobuffer = lambda _obj: stack  # type: ignore[method-assign]
+            rows = f.create_vlarray("/", "rows", atom, filters=tables.Filters(9, "zlib"))
+            rows.append(Evil())
+        files["pytables object array, compressed, STACK_GLOBAL.h5"] = path.read_bytes()
+    return files
+
+
+def pytables_benign(attributes: dict[str, bytes]) -> bytes:
+    """An HDF5 file written with PyTables: a table, an object array of plain values, and the
+    given raw byte-string attributes (pandas stores protocol-0 pickles in such attributes)."""
+    import tempfile
+
+    import tables
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "frame.h5"
+        with tables.open_file(str(path), "w") as f:
+            table = f.create_table("/", "table", {"index": tables.Int64Col(),
+                                                  "values": tables.Float64Col()})  # fmt: skip
+            table.append([(i, i / 3) for i in range(100)])
+            rows = f.create_vlarray("/", "objects", tables.ObjectAtom())
+            rows.append(["a", 1, 2.5, None, {"k": (1, 2)}])
+            table.attrs.columns = ["index", "values"]  # PyTables pickles these itself
+            table.attrs.levels = {"index": 1}
+            for name, value in attributes.items():
+                table.attrs[name] = np.bytes_(value)
+        return path.read_bytes()
 
 
 def _escaped_lambda_config() -> str:

@@ -24,7 +24,7 @@ from attest.files import file_set
 SCANNER_NAME = "modelseal-scan"
 SCANNER_VERSION = "2.0"
 #: Identifies the rules (allowlist, limits, format checks); bumped when any of them changes.
-RULESET = "2026-12-04.2"
+RULESET = "2026-12-04.3"
 #: Scans made under an older ruleset may have called files clean that are not positively known
 #: to be safe; the release gate does not accept them. (2026-12-04.1: every compressed reading
 #: counts, an lzma-alone stream behind a zlib-looking header, a joblib ``ZF`` header followed by
@@ -41,7 +41,12 @@ RULESET = "2026-12-04.2"
 #: such headers by chance: a few bytes holding nothing a loader could run identify nothing);
 #: text that is not UTF-8 past its first bytes is unknown, not malformed; a tar with data after
 #: its end is malformed (GNU tar reads on past a corrupt header); a JSON candidate in an HDF5
-#: file that fails within its window's last 16 characters is read further.)
+#: file that fails within its window's last 16 characters is read further. 2026-12-04.3: in an
+#: HDF5 file, pickles are also walked from every string attribute's value, every global heap
+#: object and every protocol-0 import of a known module (PyTables unpickles attributes and
+#: object rows of any protocol); a fractal heap behind filters is unscannable; a pickle walk
+#: stops at the end of the bytes it was given; pandas' frequency offsets and ``datetime``'s
+#: types are allowlisted; an ONNX ModelProto needs no ir_version, a graph is enough.)
 MIN_RULESET = RULESET
 
 HEAD = 4096

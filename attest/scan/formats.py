@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import ast
 import codecs
+import contextlib
+import functools
 import json
 import re
 import struct
+from collections.abc import Iterator
 from typing import IO, Any
 
 from attest.errors import AttestError
@@ -230,8 +233,37 @@ _KERAS_CODE_CLASSES = {"Lambda", "__lambda__", "TFOpLambda"}
 _KERAS_GADGETS = re.compile(r"^(keras|tf_keras)(\.src)?\.(utils|saving)(\.|$)")
 _JSON_START = re.compile(rb"\{[ \t\r\n]*\"")
 _EMBEDDED_PICKLE = re.compile(rb"\x80[\x02-\x05]")
+#: the name line of a protocol-0 GLOBAL or INST, after the module line's newline. A literal
+#: first byte keeps the search fast; the module line and its opcode are found from here.
+_NAME_LINE = re.compile(rb"\n[A-Za-z_][\w.]{0,255}\n")
+_WORD = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.")
+#: a string datatype (class 3, versions 1-5; the class bit field and size are not constrained)
+#: followed by a dataspace message (version 1 or 2, rank <= 32, flags 0-3): the layout of an
+#: attribute message, whose value follows the dataspace. Searched in a translation of the
+#: bytes to classes, so that each pattern starts with a literal: t is 0x13, T the other
+#: datatype bytes, V 1-2, Z 0, S 3, L 4-0x20 (0x13 counts as a rank too).
+_CLASSES = bytes(
+    b"t"[0] if b == 0x13 else b"T"[0] if b in (0x23, 0x33, 0x43, 0x53)
+    else b"Z"[0] if b == 0 else b"V"[0] if b in (1, 2) else b"S"[0] if b == 3
+    else b"L"[0] if b <= 0x20 else b"."[0]
+    for b in range(256)
+)  # fmt: skip
+_STRING_ATTRIBUTE = (
+    re.compile(rb"t.{7}V[ZVSLt][ZVS]", re.DOTALL),
+    re.compile(rb"T.{7}V[ZVSLt][ZVS]", re.DOTALL),
+)
+_GLOBAL_HEAP = re.compile(rb"GCOL\x01")  # a global heap collection: variable-length values
+_FRACTAL_HEAP = re.compile(rb"FRHP\x00")  # a fractal heap: dense attribute and link storage
 _MAX_JSON_CANDIDATES = 200_000
 _MAX_PICKLE_CANDIDATES = 50_000
+_MAX_HEAP_OBJECTS = 1_000_000
+#: the third-party packages ML environments commonly hold, beyond the standard library
+_ML_PACKAGES = frozenset(
+    {"numpy", "torch", "tensorflow", "keras", "tf_keras", "jax", "pandas", "tables", "h5py",
+     "scipy", "sklearn", "joblib", "dill", "cloudpickle", "transformers", "onnx", "yaml",
+     "requests", "urllib3", "IPython", "setuptools", "pip", "pkg_resources", "fire", "boto3",
+     "botocore", "s3fs", "fsspec", "huggingface_hub", "datasets", "accelerate", "mlflow"}
+)  # fmt: skip
 
 
 def hdf5_offsets(size: int) -> list[int]:
@@ -319,9 +351,10 @@ def _json_at(
         return value, offset + len(text[:end].encode("utf-8", "surrogateescape"))
 
 
-def _superblock(handle: IO[bytes], size: int) -> None:
+def _superblock(handle: IO[bytes], size: int) -> int:
     """The superblock after the signature must be one libhdf5 reads (version 0-3, with sizes of
-    offsets and lengths it supports): a signature in arbitrary bytes is not an HDF5 file."""
+    offsets and lengths it supports): a signature in arbitrary bytes is not an HDF5 file.
+    Returns the file's size of lengths."""
     for offset in hdf5_offsets(size):
         handle.seek(offset)
         block = handle.read(16)
@@ -336,22 +369,31 @@ def _superblock(handle: IO[bytes], size: int) -> None:
             raise Malformed(f"HDF5 superblock version {version} at byte {offset}")
         if len(sizes) != 2 or any(b not in (2, 4, 8, 16, 32) for b in sizes):
             raise Malformed(f"HDF5 superblock at byte {offset} has unusable field sizes")
-        return
+        return sizes[1]
+    return 8
 
 
 def scan_hdf5(handle: IO[bytes], size: int, context: Context, result: Result) -> None:
     """HDF5 without an HDF5 library (nothing is interpreted): the superblock is checked, every
     JSON object stored in the file (Keras keeps ``model_config`` there) is decoded in full and
-    walked, so spacing, ``\\u`` escapes and long strings hide nothing; embedded protocol-2+
-    pickles (PyTables attributes) are read too. Decoding has a budget (a stall is unscannable)."""
-    from attest.scan.readings import pickle_reading
+    walked, so spacing, ``\\u`` escapes and long strings hide nothing.
 
+    PyTables (and so ``pandas.read_hdf``) unpickles every string attribute whose value ends in
+    ``.``, and every row of an object array, whatever the protocol. So pickles are walked from:
+    every protocol-2+ header; the value of every byte run laid out as a string attribute; every
+    object of every global heap collection (variable-length values, wherever the array that
+    points at them is stored or compressed); and every protocol-0 ``GLOBAL``/``INST`` of an
+    importable module, wherever it sits. A fractal heap (dense attribute storage) whose blocks
+    pass through filters could hide attributes, and is refused. Decoding has a budget (a stall
+    is unscannable)."""
     limits = context.limits
     if size > limits.max_inspect_bytes:
         raise LimitReached(f"HDF5 file of {size} bytes is larger than the inspection limit")
-    _superblock(handle, size)
+    length_size = _superblock(handle, size)
     json_starts: list[int] = []
     pickle_starts: list[int] = []
+    attributes: list[int] = []
+    heaps: list[int] = []
     saw_model_config = False
     position, tail = 0, b""
     handle.seek(0)
@@ -362,17 +404,23 @@ def scan_hdf5(handle: IO[bytes], size: int, context: Context, result: Result) ->
         window = tail + piece
         base = position - len(tail)
         saw_model_config = saw_model_config or b"model_config" in window
-        # a match that ends inside the carried-over tail was found in the previous window
-        json_starts.extend(
-            base + m.start() for m in _JSON_START.finditer(window) if m.end() > len(tail)
-        )
-        pickle_starts.extend(
-            base + m.start() for m in _EMBEDDED_PICKLE.finditer(window) if m.end() > len(tail)
-        )
-        if len(json_starts) > _MAX_JSON_CANDIDATES or len(pickle_starts) > _MAX_PICKLE_CANDIDATES:
+
+        carried = len(tail)
+        json_starts.extend(base + at for at in _fresh(_JSON_START, window, carried))
+        pickle_starts.extend(base + at for at in _fresh(_EMBEDDED_PICKLE, window, carried))
+        pickle_starts.extend(base + at for at in _proto0_imports(window, carried))
+        attributes.extend(base + at for at in _string_attributes(window, carried))
+        heaps.extend(base + at for at in _fresh(_GLOBAL_HEAP, window, carried))
+        for at in _fresh(_FRACTAL_HEAP, window, carried):
+            _fractal_heap(handle, base + at, size)
+        if (
+            len(json_starts) > _MAX_JSON_CANDIDATES
+            or len(pickle_starts) + len(attributes) > _MAX_PICKLE_CANDIDATES
+        ):
             raise LimitReached("too many embedded JSON or pickle candidates to check")
         position += len(piece)
-        tail = piece[-64:]
+        tail = piece[-1024:]
+        handle.seek(position)
     keras_config = False
     budget = _Budget(max(4 * size, 4 * limits.max_json_bytes))
     covered = -1  # candidates inside a document already decoded are part of it
@@ -387,13 +435,160 @@ def scan_hdf5(handle: IO[bytes], size: int, context: Context, result: Result) ->
         check_keras_config(value, result, "HDF5 model config")
     if saw_model_config and not keras_config:
         raise Malformed("the file names a model_config but no readable JSON config was found")
-    for offset in pickle_starts:
-        embedded = pickle_reading(handle, offset, size, context)
-        if embedded is not None and (embedded.code or embedded.verdict.severity):
-            result.merge(embedded, f"embedded pickle at byte {offset}: ")
-            result.pickle = True
+    spans = [(offset, size) for offset in sorted(set(pickle_starts))]
+    spans.extend(_attribute_values(handle, attributes, length_size, size))
+    spans.extend(_heap_objects(handle, heaps, length_size, size))
+    _walk_embedded(handle, spans, context, result)
     if keras_config:
         result.note("Keras model config checked")
+
+
+def _fresh(pattern: re.Pattern[bytes], window: bytes, carried: int) -> list[int]:
+    """Where ``pattern`` matches in ``window``, less the matches wholly inside its first
+    ``carried`` bytes (found in the previous window)."""
+    return [m.start() for m in pattern.finditer(window) if m.end() > carried]
+
+
+def _overlapping(pattern: re.Pattern[bytes], data: bytes, step: int) -> Iterator[re.Match[bytes]]:
+    """Every match, overlapping ones too: the search resumes ``step`` bytes past a match's
+    start when ``step`` is positive, or ``-step`` bytes before its end."""
+    position = 0
+    while (m := pattern.search(data, position)) is not None:
+        yield m
+        position = m.start() + step if step > 0 else m.end() + step
+
+
+def _proto0_imports(window: bytes, carried: int) -> list[int]:
+    """Every ``c``/``i`` opcode whose module line, then name line, are names, with a module
+    that could exist where the file is loaded. Found from each name line (two name lines may
+    share a newline), then back along the module line: any c or i in it may be the opcode."""
+    starts = []
+    for m in _overlapping(_NAME_LINE, window, -1):
+        if m.end() <= carried:
+            continue
+        newline = m.start()
+        first = newline
+        while first > 0 and newline - first < 257 and window[first - 1] in _WORD:
+            first -= 1
+        for at in range(first, newline - 1):
+            if window[at] in b"ci" and _known_module(window[at + 1 : newline].decode("ascii")):
+                starts.append(at)
+    return starts
+
+
+def _string_attributes(window: bytes, carried: int) -> list[int]:
+    classes = window.translate(_CLASSES)
+    return sorted(
+        m.start()
+        for pattern in _STRING_ATTRIBUTE
+        for m in _overlapping(pattern, classes, 1)
+        if m.end() > carried
+    )
+
+
+@functools.cache
+def _known_modules() -> frozenset[str]:
+    import _compat_pickle
+    import importlib.metadata
+    import sys
+
+    installed: set[str] = set()
+    with contextlib.suppress(Exception):  # a broken distribution's metadata names nothing
+        installed = set(importlib.metadata.packages_distributions())
+    return frozenset(
+        set(sys.stdlib_module_names) | set(_compat_pickle.IMPORT_MAPPING) | _ML_PACKAGES | installed
+    )
+
+
+def _known_module(dotted: str) -> bool:
+    return dotted.split(".", 1)[0] in _known_modules()
+
+
+def _fractal_heap(handle: IO[bytes], offset: int, size: int) -> None:
+    """A fractal heap's header: version 0, heap ID length (2 bytes), then the encoded length of
+    its I/O filters (2 bytes). Filtered blocks would hide the attributes stored in them."""
+    handle.seek(offset + 5)
+    raw = handle.read(4)
+    if len(raw) == 4 and int.from_bytes(raw[2:], "little"):
+        raise Malformed(f"HDF5 fractal heap at byte {offset} stores its objects through filters, "
+                        "which the scan does not decode")  # fmt: skip
+
+
+def _attribute_values(
+    handle: IO[bytes], offsets: list[int], length_size: int, size: int
+) -> list[tuple[int, int]]:
+    """Where the value of each string-attribute candidate starts and ends. A datatype is 8
+    bytes; a dataspace is 8 (version 1) or 4 (version 2) bytes, then its dimensions and, when
+    flag bit 0 is set, their maxima; a version-1 message pads the dataspace to 8 bytes."""
+    spans: list[tuple[int, int]] = []
+    for offset in offsets:
+        handle.seek(offset)
+        header = handle.read(11)
+        if len(header) < 11:
+            continue
+        element = int.from_bytes(header[4:8], "little")
+        version, rank, flags = header[8], header[9], header[10]
+        dimensions = rank * length_size * (2 if flags & 1 else 1)
+        space = (8 if version == 1 else 4) + dimensions
+        starts = {offset + 8 + space, offset + 8 + (space + 7) // 8 * 8}
+        spans.extend((start, min(start + element, size)) for start in starts if start < size)
+    return spans
+
+
+def _heap_objects(
+    handle: IO[bytes], offsets: list[int], length_size: int, size: int
+) -> list[tuple[int, int]]:
+    """Every object of every global heap collection: "GCOL", version 1, 3 reserved bytes, the
+    collection's size, then objects (index: 2 bytes, references: 2, reserved: 4, size, data
+    padded to 8 bytes) up to the free space (index 0)."""
+    spans: list[tuple[int, int]] = []
+    for offset in offsets:
+        handle.seek(offset + 8)
+        collection = int.from_bytes(handle.read(length_size), "little")
+        end = min(offset + collection, size)
+        cursor = offset + 8 + length_size
+        while cursor + 8 + length_size <= end:
+            handle.seek(cursor)
+            header = handle.read(8 + length_size)
+            index = int.from_bytes(header[:2], "little")
+            length = int.from_bytes(header[8:], "little")
+            if index == 0:
+                break
+            data = cursor + 8 + length_size
+            spans.append((data, min(data + length, end)))
+            if len(spans) > _MAX_HEAP_OBJECTS:
+                raise LimitReached("too many variable-length values in the HDF5 file to check")
+            cursor = data + (length + 7) // 8 * 8
+    return spans
+
+
+def _walk_embedded(
+    handle: IO[bytes], spans: list[tuple[int, int]], context: Context, result: Result
+) -> None:
+    """Walk a pickle from each candidate span. Most candidates are arbitrary bytes (weights
+    that happen to match a pattern), so a walk counts when it reaches what a loader could run:
+    a global whose module and name are Python identifiers, a ``STACK_GLOBAL`` of computed
+    names, or a limit. Importing a name that is not an identifier fails, and so does an
+    extension-registry code (the stock registry is empty)."""
+    from attest.scan.pickles import read_pickles
+    from attest.scan.readings import as_result
+
+    for start, end in dict.fromkeys(spans):
+        reading = read_pickles(handle, start, end, max_ops=context.limits.max_pickle_ops)
+        imports = {f"pickle imports {name} (not allowlisted)": name for name in reading.globals}
+        runnable = [
+            finding
+            for finding in reading.unsafe
+            if finding not in imports
+            or all(part.isidentifier() for part in imports[finding].split("."))
+        ]
+        if not (runnable or reading.exhausted):
+            continue
+        reading.unsafe, reading.undecidable = runnable, []
+        embedded = as_result(reading)
+        if embedded is not None:
+            result.merge(embedded, f"embedded pickle at byte {start}: ")
+            result.pickle = True
 
 
 def _mentions_class_name(value: Any) -> bool:

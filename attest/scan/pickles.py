@@ -52,6 +52,15 @@ _NUMPY_DTYPES = {
     )
 }  # fmt: skip
 
+_PANDAS_OFFSETS = {
+    "Day", "Hour", "Minute", "Second", "Milli", "Micro", "Nano", "DateOffset", "BusinessDay",
+    "BusinessHour", "CustomBusinessDay", "CustomBusinessHour", "MonthEnd", "MonthBegin",
+    "BusinessMonthEnd", "BusinessMonthBegin", "CustomBusinessMonthEnd", "CustomBusinessMonthBegin",
+    "SemiMonthEnd", "SemiMonthBegin", "Week", "WeekOfMonth", "LastWeekOfMonth", "QuarterEnd",
+    "QuarterBegin", "BQuarterEnd", "BQuarterBegin", "YearEnd", "YearBegin", "BYearEnd",
+    "BYearBegin", "Easter", "FY5253", "FY5253Quarter",
+}  # fmt: skip
+
 #: Globals a pickle in an ML checkpoint may reference. Everything else makes the file unsafe.
 SAFE_GLOBALS: dict[str, frozenset[str]] = {
     "collections": frozenset({"OrderedDict"}),
@@ -68,6 +77,9 @@ SAFE_GLOBALS: dict[str, frozenset[str]] = {
     "numpy._core.numeric": frozenset({"_frombuffer"}),
     "builtins": frozenset({"set", "frozenset", "slice", "complex", "bytearray", "range"}),
     "_codecs": frozenset({"encode"}),
+    # what pandas pickles into an HDF5 file's attributes for a time index with a frequency
+    "datetime": frozenset({"date", "time", "datetime", "timedelta", "timezone"}),
+    "pandas._libs.tslibs.offsets": frozenset(_PANDAS_OFFSETS),
 }
 
 _LINE_LIMIT = 64 * 1024  # protocol-0 argument lines: kept up to this, longer ones skipped
@@ -152,7 +164,7 @@ class _Walker:
 
     def read(self, n: int) -> bytes:
         start = self.handle.tell()
-        data = self.handle.read(n)
+        data = self.handle.read(n) if start + n <= self.end else b""
         if len(data) != n:
             raise _Invalid("pickle data truncated")
         self._within_frame(start)
@@ -167,7 +179,7 @@ class _Walker:
         ``os`` / ``path.os.path.os...system``); without it, the line is read in pieces and only
         its first :data:`_LINE_LIMIT` bytes are kept."""
         start = self.handle.tell()
-        data = self.handle.readline(_LINE_LIMIT + 1)
+        data = self.handle.readline(max(min(_LINE_LIMIT + 1, self.end - start), 0))
         if data.endswith(b"\n"):
             self._within_frame(start)
             return data[:-1]
@@ -179,7 +191,7 @@ class _Walker:
             raise _Invalid(f"a protocol-0 name line is longer than {_LINE_LIMIT} bytes")
         kept = data
         while True:
-            piece = self.handle.readline(1024 * 1024)
+            piece = self.handle.readline(max(min(1024 * 1024, self.end - self.handle.tell()), 0))
             if not piece:
                 raise _Invalid("pickle line truncated")
             if piece.endswith(b"\n"):

@@ -119,8 +119,10 @@ _MAX_MESSAGES = 5_000_000
 
 
 def is_onnx(head: bytes, handle: IO[bytes], size: int) -> bool:
-    """A ModelProto: every top-level field a known one with its wire type, an ir_version and a
-    graph, in any order, covering the file exactly."""
+    """A ModelProto: every top-level field a known one with its wire type, in any order,
+    covering the file exactly, and one that a loader acts on: an ir_version, a graph, training
+    info or functions. (``onnx.load`` needs no ir_version: a graph alone has its external data
+    followed, and such a file can be all ASCII, so reading as text must not decide it.)"""
     if size < 4:
         return False
     seen: set[int] = set()
@@ -132,7 +134,7 @@ def is_onnx(head: bytes, handle: IO[bytes], size: int) -> bool:
             seen.add(number)
     except _Bad:
         return False
-    return {1, 7} <= seen
+    return bool(seen & {1, 7, 20, 25})
 
 
 def scan_onnx(handle: IO[bytes], size: int, context: Context, result: Result) -> None:

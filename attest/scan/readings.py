@@ -23,7 +23,7 @@ from attest.scan.core import (
     ScanVerdict,
     Unsafe,
 )
-from attest.scan.pickles import read_pickles
+from attest.scan.pickles import PickleReading, read_pickles
 
 Check = Callable[[IO[bytes], int, Context, Result], None]
 
@@ -50,7 +50,11 @@ def _run(
 def pickle_reading(handle: IO[bytes], start: int, end: int, context: Context) -> Result | None:
     """The pickle reading from ``start``, or None when an unpickler would fail before any
     code-capable opcode and before a complete pickle."""
-    reading = read_pickles(handle, start, end, max_ops=context.limits.max_pickle_ops)
+    return as_result(read_pickles(handle, start, end, max_ops=context.limits.max_pickle_ops))
+
+
+def as_result(reading: PickleReading) -> Result | None:
+    """A pickle walk as a reading, or None when it found neither code nor a complete pickle."""
     if not (reading.found or reading.exhausted):
         return None
     result = Result(format=Format.PICKLE, pickle=True)

@@ -120,7 +120,7 @@ def all_malicious(sentinel: Path) -> dict[str, bytes]:
 
 
 def real_world_benign(tmp_path: Path) -> dict[str, bytes]:
-    """Files real projects publish, made with the real writers (onnx, h5py, gguf,
+    """Files real projects publish, made with the real writers (onnx, h5py, PyTables, gguf,
     sentencepiece, numpy, safetensors)."""
     files = {f"hf/{name}": data for name, data in corpus.hf_repo().items()}
     files["hf/tokenizer.model"] = corpus.sentencepiece_model()
@@ -130,6 +130,7 @@ def real_world_benign(tmp_path: Path) -> dict[str, bytes]:
     files["external/model.onnx"] = corpus.onnx_real(external=True, directory=external)
     files["external/weights.bin"] = (external / "weights.bin").read_bytes()
     files["keras2.h5"] = corpus.keras_h5(corpus.SEQUENTIAL)
+    files["pytables.h5"] = corpus.pytables_benign({"nan_rep": b"N."})
     files["llama.gguf"] = corpus.gguf_real()
     buffer = io.BytesIO()
     np.savez_compressed(buffer, w=np.zeros((256, 256), dtype=np.float32), b=np.ones(4))
@@ -315,6 +316,92 @@ def test_where_an_unpickler_imports_the_walker_sees_code() -> None:
             missed.append(data)
     assert reached > 1000  # the check has teeth
     assert missed == []
+
+
+def test_pytables_runs_what_it_finds_in_attributes_and_object_rows(sentinel: Path) -> None:
+    """The PyTables reproducers are live: reading an attribute or a row runs the payload."""
+    import tables
+
+    for name, data in corpus.pytables_attacks(sentinel).items():
+        path = sentinel.with_name("file.h5")
+        path.write_bytes(data)
+        sentinel.unlink(missing_ok=True)
+        with tables.open_file(str(path)) as f:
+            for node in f.walk_nodes("/"):
+                for attribute in node._v_attrs._v_attrnames:
+                    getattr(node._v_attrs, attribute)
+                if isinstance(node, tables.VLArray):
+                    node[0]
+        assert sentinel.exists(), name
+
+
+def test_pickles_pandas_writes_into_hdf5_are_clean() -> None:
+    """What pandas' table format stores in attributes (column lists, index metadata, a time
+    index's frequency) is data, or constructors that are allowlisted."""
+    freq = b"(dp0\nVfreq\np1\ncpandas._libs.tslibs.offsets\nHour\np2\n(I1\nI00\ntp3\nRp4\ns."
+    data = corpus.pytables_benign({"non_index_axes": b"(lp0\n(I1\n(lp1\nVa\np2\natp3\na.",
+                                   "info": freq, "nan_rep": b"N."})  # fmt: skip
+    verdict = scan("frame.h5", data)
+    assert verdict.verdict is ScanVerdict.CLEAN, verdict.findings  # type: ignore[attr-defined]
+    evil = corpus.pytables_benign({"info": freq.replace(b"Hour", b"Hour_")})
+    assert scan("frame.h5", evil).verdict is ScanVerdict.UNSAFE  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("shift", [-600, -515, -300, -12, -11, -6, -1, 0, 1, 300])
+def test_embedded_pickles_across_the_hdf5_read_window_are_found(shift: int) -> None:
+    """The HDF5 search reads 1 MiB at a time: a candidate cut by a window's end is found."""
+    from attest.scan.core import READ
+
+    for payload in (b"cos\nsystem\n(S'id'\ntR.",  # a protocol-0 import, found as such
+                    # a string attribute's datatype and dataspace, its value right after
+                    b"\x13\x00\x00\x00\x1a\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00"
+                    + b"Vos\nVsystem\n\x93(Vid\ntR."):  # fmt: skip
+        at = READ + shift
+        data = corpus.HDF5_HEAD + b"\xee" * (at - len(corpus.HDF5_HEAD)) + payload
+        data += b"\xee" * 4096
+        verdict = scan("x.h5", data)
+        assert verdict.verdict is ScanVerdict.UNSAFE, (shift, payload)  # type: ignore[attr-defined]
+
+
+def test_hdf5_candidates_in_arbitrary_bytes_identify_nothing() -> None:
+    """Weights and noise match the candidate patterns by chance: the walks from them count only
+    when they reach something a loader could import."""
+    import random
+
+    rng = random.Random(7)
+    noise = bytes(rng.getrandbits(8) for _ in range(3 << 20))
+    words = b"cat\ndog\npicture\nframe\ncore\nk_0\n" * 1000  # word lists, not imports
+    data = corpus.HDF5_HEAD + noise + words + b"\x00" * 64
+    assert scan("noise.h5", data).verdict is ScanVerdict.CLEAN  # type: ignore[attr-defined]
+
+
+def test_a_fractal_heap_behind_filters_is_unscannable() -> None:
+    """Attributes stored densely in a heap whose blocks are compressed cannot be searched."""
+    heap = b"FRHP\x00" + b"\x08\x00" + b"\x0c\x00" + b"\x00" * 64
+    data = corpus.HDF5_HEAD + b"\x00" * 200 + heap
+    verdict = scan("dense.h5", data)
+    assert verdict.verdict is ScanVerdict.UNSCANNABLE, verdict.findings  # type: ignore[attr-defined]
+    plain = corpus.HDF5_HEAD + b"\x00" * 200 + heap.replace(b"\x0c\x00", b"\x00\x00", 1)
+    assert scan("dense.h5", plain).verdict is ScanVerdict.CLEAN  # type: ignore[attr-defined]
+
+
+def test_an_onnx_model_without_ir_version_is_read_as_onnx(tmp_path: Path) -> None:
+    """onnx.load takes a ModelProto with only a graph and follows its external data; such a
+    file can be all ASCII, and reading it as text called it clean."""
+    import onnx
+
+    data = corpus.onnx_graph_only("weights.bin")
+    assert data.isascii()
+    (tmp_path / "model.onnx").write_bytes(data)
+    (tmp_path / "weights.bin").write_bytes(b"0123456789abcdef")
+    loaded = onnx.load(str(tmp_path / "model.onnx"))
+    assert loaded.graph.initializer[0].raw_data == b"0123456789abcdef"  # followed
+    verdict = scan_directory(tmp_path)
+    by_name = {f.path: f for f in verdict.files}
+    assert by_name["model.onnx"].format is Format.ONNX
+    assert by_name["model.onnx"].verdict is ScanVerdict.CLEAN
+    outside = corpus.onnx_graph_only("sub/../../weights.bin")
+    assert scan("sub/model.onnx", outside).verdict is ScanVerdict.UNSAFE  # type: ignore[attr-defined]
 
 
 def test_json_that_never_closes_cannot_stall_the_scanner() -> None:
