@@ -19,6 +19,7 @@ from registry.cli.common import (
     fatal,
     print_json,
     print_table,
+    warn_password_on_argv,
 )
 from registry.cli.logflags import MaxAgeOption, WitnessOption, WitnessThresholdOption
 
@@ -126,13 +127,14 @@ _DataDir = Annotated[
 _DatabaseUrl = Annotated[
     str | None,
     typer.Option(help="SQLAlchemy URL (default: MODELSEAL_DATABASE_URL, else SQLite in the data "
-                 "dir)."),
+                 "dir). Prefer the variable for a URL with a password."),
 ]  # fmt: skip
 
 
 def _operator_settings(data_dir: Path, database_url: str | None, storage: str | None = None) -> Any:
     from registry.server import entry
 
+    warn_password_on_argv(database_url)
     settings = entry.settings(data_dir, database_url, storage)
     if (
         settings.resolved_database_url.startswith("sqlite")

@@ -224,6 +224,23 @@ def apply_log_options(
         fatal(str(exc))
 
 
+def warn_password_on_argv(database_url: str | None) -> None:
+    """A database URL given on the command line with a password puts the password in the
+    process list (``ps``, ``/proc/PID/cmdline``), readable by every local user."""
+    if not database_url:
+        return
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        password = make_url(database_url).password
+    except (ArgumentError, ValueError):
+        return  # the settings report a bad URL themselves
+    if password:
+        err.print("WARNING: --database-url carries a password, which every local user can read "
+                  "in the process list; set MODELSEAL_DATABASE_URL instead")  # fmt: skip
+
+
 def fatal(message: str, code: int = 1) -> NoReturn:
     """Print MESSAGE (plain text: brackets in names or server messages are not markup) as the
     command's error and exit with CODE.

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from registry.cli.common import err, fatal
+from registry.cli.common import err, fatal, warn_password_on_argv
 
 
 def _is_loopback(host: str) -> bool:
@@ -27,7 +27,11 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8700,
     database_url: Annotated[
-        str | None, typer.Option(help="SQLAlchemy URL (default: SQLite in the data dir).")
+        str | None,
+        typer.Option(
+            help="SQLAlchemy URL (default: MODELSEAL_DATABASE_URL, else SQLite in the "
+            "data dir). Prefer the variable for a URL with a password."
+        ),
     ] = None,
     storage: Annotated[
         str | None, typer.Option(help="s3://bucket/prefix or file:///path (default: data dir).")
@@ -67,6 +71,7 @@ def serve(
 
         err.print(f"[red]WARNING[/red]: serving plain HTTP on {escape(host)}; API tokens are not "
                   "encrypted", markup=True)  # fmt: skip
+    warn_password_on_argv(database_url)
     settings = entry.settings(data_dir, database_url, storage)
     # Misconfiguration found at start-up (bootstrap, or building the app: webhooks, keys, the
     # log's state) is said plainly, in one line, without a traceback.

@@ -408,3 +408,14 @@ def test_operator_commands_refuse_a_database_that_is_not_a_registrys(
 
     with sqlite3.connect(data / "registry.db") as db:
         assert db.execute("SELECT name FROM sqlite_master").fetchall() == []
+
+
+def test_a_password_on_the_command_line_is_warned_about(tmp_path: Path) -> None:
+    """``--database-url`` with a password puts it in the process list; the variable does not."""
+    url = "postgresql+psycopg://modelseal:s3cret@127.0.0.1:1/registry"  # nothing listens
+    done = run_cli("admin", "fsck", "--data-dir", str(tmp_path), "--database-url", url)
+    assert done.returncode != 0
+    assert "carries a password" in done.stderr and "MODELSEAL_DATABASE_URL" in done.stderr
+    quiet = run_cli("admin", "fsck", "--data-dir", str(tmp_path), "--database-url",
+                    url.replace(":s3cret", ""))  # fmt: skip
+    assert quiet.returncode != 0 and "carries a password" not in quiet.stderr
