@@ -794,6 +794,13 @@ def attacker_corpus(sentinel: Path) -> dict[str, bytes]:
         ),
         # ONNX without an ir_version, all ASCII (it read as text): its external data escapes
         "graph without ir_version, ASCII, data outside.onnx": onnx_graph_only("sub/../../x.bin"),
+        # fields a protobuf parser skips: an unknown number, a known one with another wire type,
+        # a group
+        "graph, unknown field, data outside.onnx": onnx_graph_only("../x.bin") + b"\x60\x01",
+        "graph, ir_version as fixed32, data outside.onnx": (
+            onnx_graph_only("../x.bin") + b"\x0d1111"
+        ),
+        "graph, a group, data outside.onnx": onnx_graph_only("../x.bin") + b"\x63\x08\x01\x64",
         # pandas.read_hdf / PyTables unpickle string attributes and object arrays
         **pytables_attacks(sentinel),
     }
@@ -840,6 +847,19 @@ def pytables_attacks(sentinel: Path) -> dict[str, bytes]:
 
         written("pytables dense attribute, STACK_GLOBAL.h5", dense, libver="latest")
 
+        path = Path(tmp) / "committed.h5"  # a named datatype: the message refers to it
+        with h5py.File(path, "w") as f:
+            f["strtype"] = np.dtype(f"S{len(stack)}")
+            f.create_group("df").attrs.create("evil", stack, dtype=f["strtype"])
+        files["pytables attribute of a named string type, STACK_GLOBAL.h5"] = path.read_bytes()
+        files.update(_attribute_layouts(Path(tmp), stack, p0_inst(sentinel)))
+        files["pytables heap with free space first, STACK_GLOBAL.h5"] = _free_space_first(
+            Path(tmp), stack
+        )
+        files["pytables FILTERS rewritten before unpickling.h5"] = _filters_rewrite(
+            Path(tmp), sentinel
+        )
+
         class Evil:
             def __reduce__(self) -> Any:
                 return (print, ())  # replaced by the raw stream below
@@ -852,6 +872,85 @@ def pytables_attacks(sentinel: Path) -> dict[str, bytes]:
             rows.append(Evil())
         files["pytables object array, compressed, STACK_GLOBAL.h5"] = path.read_bytes()
     return files
+
+
+def p0_inst(sentinel: Path) -> bytes:
+    """A protocol-0 INST: its MARK comes before the import line."""
+    return b"(S'touch " + str(sentinel).encode() + b"'\nios\nsystem\n."
+
+
+def _attribute_layouts(tmp: Path, stack: bytes, inst: bytes) -> dict[str, bytes]:
+    """Attribute messages libhdf5 reads as it always does, laid out unlike what it writes: a
+    reserved dataspace flag set, junk after a datatype declared longer, junk after a dataspace
+    declared longer (version-1 messages: header 8 bytes, name, datatype, dataspace, each padded
+    to 8)."""
+    import h5py
+
+    files = {}
+    for label, payload in (("STACK_GLOBAL", stack), ("INST", inst)):
+        path = tmp / "layout.h5"
+        with h5py.File(path, "w") as f:
+            f.create_group("df").attrs.create("nameXXXXXXXXXXX", np.bytes_(payload))
+        base = path.read_bytes()
+        i = base.find(payload)
+        m = i - 40
+        assert base[m : m + 2] == b"\x01\x00" and base[m + 24] == 0x13 and base[i - 8] == 1
+        dt, ds = base[i - 16 : i - 8], base[i - 8 : i]
+        flags = bytearray(base)
+        flags[i - 6] = 0x80
+        files[f"attribute with a reserved dataspace flag, {label}.h5"] = bytes(flags)
+        for name, sizes, body in (
+            ("datatype", (5, 16, 8), b"note\0\0\0\0" + dt + b"\xff" * 8 + ds),
+            ("dataspace", (5, 8, 16), b"note\0\0\0\0" + dt + ds + b"\xff" * 8),
+        ):
+            patched = bytearray(base)
+            patched[m + 2 : m + 8] = struct.pack("<HHH", *sizes)
+            patched[m + 8 : i] = body
+            files[f"attribute with junk after its {name}, {label}.h5"] = bytes(patched)
+    return files
+
+
+def _free_space_first(tmp: Path, stack: bytes) -> bytes:
+    """A variable-length attribute whose global heap collection starts with a free-space
+    record: libhdf5 steps over it and reads the objects after it."""
+    import h5py
+
+    path = tmp / "heap.h5"
+    with h5py.File(path, "w") as f:
+        f.create_group("df").attrs.create("note", stack, dtype=h5py.string_dtype("ascii"))
+    data = bytearray(path.read_bytes())
+    g = data.find(b"GCOL\x01")
+    size = struct.unpack_from("<Q", data, g + 8)[0]
+    objects, cursor = [], g + 16
+    while True:
+        index, refs, _, length = struct.unpack_from("<HHIQ", data, cursor)
+        if index == 0:
+            break
+        objects.append((index, refs, bytes(data[cursor + 16 : cursor + 16 + length])))
+        cursor += 16 + (length + 7) // 8 * 8
+    body = struct.pack("<HHIQ", 0, 0, 0, 16)
+    for index, refs, value in objects:
+        body += struct.pack("<HHIQ", index, refs, 0, len(value))
+        body += value.ljust((len(value) + 7) // 8 * 8, b"\0")
+    body += struct.pack("<HHIQ", 0, 0, 0, size - 16 - len(body))
+    data[g + 16 : g + size] = body.ljust(size - 16, b"\0")
+    return bytes(data)
+
+
+def _filters_rewrite(tmp: Path, sentinel: Path) -> bytes:
+    """PyTables rewrites an old file's FILTERS attribute before unpickling it, three bytes
+    longer: a bytes constant then covers less, and what was data in it runs."""
+    import h5py
+
+    blob = b"(ctables.Leaf\n" + b"#" * 8 + b"0C\x01"  # its last 3 bytes spill after the rewrite
+    payload = b"00" + stack_global_without_proto(sentinel)
+    assert len(payload) <= 0x7D
+    stored = b"C" + bytes([len(blob)]) + blob + b"C}" + payload.ljust(0x7D, b"#") + b"00N."
+    path = tmp / "filters.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs["PYTABLES_FORMAT_VERSION"] = np.bytes_(b"1.6")
+        f.create_group("df").attrs["FILTERS"] = np.bytes_(stored)
+    return path.read_bytes()
 
 
 def pytables_benign(attributes: dict[str, bytes]) -> bytes:

@@ -42,11 +42,14 @@ RULESET = "2026-12-04.3"
 #: text that is not UTF-8 past its first bytes is unknown, not malformed; a tar with data after
 #: its end is malformed (GNU tar reads on past a corrupt header); a JSON candidate in an HDF5
 #: file that fails within its window's last 16 characters is read further. 2026-12-04.3: in an
-#: HDF5 file, pickles are also walked from every string attribute's value, every global heap
-#: object and every protocol-0 import of a known module (PyTables unpickles attributes and
-#: object rows of any protocol); a fractal heap behind filters is unscannable; a pickle walk
-#: stops at the end of the bytes it was given; pandas' frequency offsets and ``datetime``'s
-#: types are allowlisted; an ONNX ModelProto needs no ir_version, a graph is enough.)
+#: HDF5 file, pickles are also walked from every attribute message's value (where its
+#: declared sizes put it, whatever its datatype), every string-attribute layout, every global
+#: heap object (past free space too) and PyTables' rewrite of old FILTERS attributes, and every
+#: protocol-0 GLOBAL/INST of a known module is judged where it stands (PyTables unpickles
+#: attributes and object rows of any protocol); a fractal heap behind filters is unscannable; a
+#: pickle walk stops at the end of the bytes it was given; pandas' frequency offsets and
+#: ``datetime``'s types are allowlisted; an ONNX ModelProto needs no ir_version (a graph is
+#: enough) and its unknown fields and groups are skipped as protobuf parsers skip them.)
 MIN_RULESET = RULESET
 
 HEAD = 4096

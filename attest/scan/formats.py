@@ -11,6 +11,7 @@ import ast
 import codecs
 import contextlib
 import functools
+import io
 import json
 import re
 import struct
@@ -27,8 +28,10 @@ from attest.scan.core import (
     Malformed,
     NoReading,
     Result,
+    ScanVerdict,
     Unsafe,
 )
+from attest.scan.pickles import _global_name, is_allowed
 
 # -- safetensors ----------------------------------------------------------------------------------
 
@@ -252,10 +255,23 @@ _STRING_ATTRIBUTE = (
     re.compile(rb"t.{7}V[ZVSLt][ZVS]", re.DOTALL),
     re.compile(rb"T.{7}V[ZVSLt][ZVS]", re.DOTALL),
 )
+#: an attribute message's header: version 1-3, flags (reserved in version 1), the name's, the
+#: datatype's and the dataspace's sizes (2 bytes each; the last two under 16 KiB). libhdf5
+#: steps over each part by its declared size, so the value starts where the sizes say, whatever
+#: lies between (padding, junk, a shared datatype's reference).
+_ATTRIBUTE_MESSAGES = tuple(
+    re.compile(version + rb".{3}.[\x00-\x3f].[\x00-\x3f]", re.DOTALL)
+    for version in (b"\x01", b"\x02", b"\x03")
+)
+#: first bytes of a datatype (class 0-10, version 1-5) or of a shared message (version 1-3)
+_DATATYPE_FIRST = frozenset([v << 4 | c for v in range(1, 6) for c in range(11)] + [1, 2, 3])
 _GLOBAL_HEAP = re.compile(rb"GCOL\x01")  # a global heap collection: variable-length values
+#: PyTables < 2.0 pickled its filters under this name, and rewrites it before unpickling
+_PYTABLES_LEAF = re.compile(rb"\(([ic])tables\.Leaf\n")
+_REWRITE_WINDOW = 64 * 1024  # an attribute stored in its object header is smaller
 _FRACTAL_HEAP = re.compile(rb"FRHP\x00")  # a fractal heap: dense attribute and link storage
 _MAX_JSON_CANDIDATES = 200_000
-_MAX_PICKLE_CANDIDATES = 50_000
+_MAX_PICKLE_CANDIDATES = 500_000
 _MAX_HEAP_OBJECTS = 1_000_000
 #: the third-party packages ML environments commonly hold, beyond the standard library
 _ML_PACKAGES = frozenset(
@@ -380,12 +396,18 @@ def scan_hdf5(handle: IO[bytes], size: int, context: Context, result: Result) ->
 
     PyTables (and so ``pandas.read_hdf``) unpickles every string attribute whose value ends in
     ``.``, and every row of an object array, whatever the protocol. So pickles are walked from:
-    every protocol-2+ header; the value of every byte run laid out as a string attribute; every
-    object of every global heap collection (variable-length values, wherever the array that
-    points at them is stored or compressed); and every protocol-0 ``GLOBAL``/``INST`` of an
-    importable module, wherever it sits. A fractal heap (dense attribute storage) whose blocks
-    pass through filters could hide attributes, and is refused. Decoding has a budget (a stall
-    is unscannable)."""
+    every protocol-2+ header; the value of every attribute message, where the sizes its header
+    declares put it (libhdf5 steps over name, datatype and dataspace by those sizes, so padding,
+    junk and named datatypes change nothing); every byte run laid out as a string attribute;
+    every object of every global heap collection (variable-length values, wherever the array
+    that points at them is stored or compressed); an old file's ``FILTERS`` as PyTables
+    rewrites it. Every protocol-0 ``GLOBAL``/``INST`` of a module that could exist where the
+    file is loaded is judged where it stands. A fractal heap (dense attribute storage) whose
+    blocks pass through filters could hide attributes, and is refused. Decoding has a budget
+    (a stall is unscannable).
+
+    Not covered: data a dataset keeps in external files (the External File List message), which
+    h5py and PyTables read from wherever it names."""
     limits = context.limits
     if size > limits.max_inspect_bytes:
         raise LimitReached(f"HDF5 file of {size} bytes is larger than the inspection limit")
@@ -393,6 +415,7 @@ def scan_hdf5(handle: IO[bytes], size: int, context: Context, result: Result) ->
     json_starts: list[int] = []
     pickle_starts: list[int] = []
     attributes: list[int] = []
+    messages: list[int] = []  # where attribute values start, by their messages' headers
     heaps: list[int] = []
     saw_model_config = False
     position, tail = 0, b""
@@ -408,14 +431,19 @@ def scan_hdf5(handle: IO[bytes], size: int, context: Context, result: Result) ->
         carried = len(tail)
         json_starts.extend(base + at for at in _fresh(_JSON_START, window, carried))
         pickle_starts.extend(base + at for at in _fresh(_EMBEDDED_PICKLE, window, carried))
-        pickle_starts.extend(base + at for at in _proto0_imports(window, carried))
+        for at, module, name in _proto0_imports(window, carried):
+            if not is_allowed(*_global_name(module, name, 0)):
+                result.flag(ScanVerdict.UNSAFE, f"protocol-0 import of {module}.{name} at byte "
+                            f"{base + at} (not allowlisted)")  # fmt: skip
+                result.pickle = True
         attributes.extend(base + at for at in _string_attributes(window, carried))
+        messages.extend(_attribute_messages(handle, window, base, carried))
         heaps.extend(base + at for at in _fresh(_GLOBAL_HEAP, window, carried))
         for at in _fresh(_FRACTAL_HEAP, window, carried):
             _fractal_heap(handle, base + at, size)
         if (
             len(json_starts) > _MAX_JSON_CANDIDATES
-            or len(pickle_starts) + len(attributes) > _MAX_PICKLE_CANDIDATES
+            or len(pickle_starts) + len(attributes) + len(messages) > _MAX_PICKLE_CANDIDATES
         ):
             raise LimitReached("too many embedded JSON or pickle candidates to check")
         position += len(piece)
@@ -437,6 +465,7 @@ def scan_hdf5(handle: IO[bytes], size: int, context: Context, result: Result) ->
         raise Malformed("the file names a model_config but no readable JSON config was found")
     spans = [(offset, size) for offset in sorted(set(pickle_starts))]
     spans.extend(_attribute_values(handle, attributes, length_size, size))
+    spans.extend((start, size) for start in messages)
     spans.extend(_heap_objects(handle, heaps, length_size, size))
     _walk_embedded(handle, spans, context, result)
     if keras_config:
@@ -458,21 +487,60 @@ def _overlapping(pattern: re.Pattern[bytes], data: bytes, step: int) -> Iterator
         position = m.start() + step if step > 0 else m.end() + step
 
 
-def _proto0_imports(window: bytes, carried: int) -> list[int]:
+def _proto0_imports(window: bytes, carried: int) -> list[tuple[int, str, str]]:
     """Every ``c``/``i`` opcode whose module line, then name line, are names, with a module
-    that could exist where the file is loaded. Found from each name line (two name lines may
-    share a newline), then back along the module line: any c or i in it may be the opcode."""
-    starts = []
+    that could exist where the file is loaded: (offset, module, name). Found from each name
+    line (two name lines may share a newline), then back along the module line: any c or i in
+    it may be the opcode. Judged where they stand, whatever precedes them: an unpickler that
+    reaches the opcode imports exactly these names (INST takes its MARK from before it)."""
+    found = []
     for m in _overlapping(_NAME_LINE, window, -1):
         if m.end() <= carried:
             continue
         newline = m.start()
+        name = window[newline + 1 : m.end() - 1].decode("ascii")
         first = newline
         while first > 0 and newline - first < 257 and window[first - 1] in _WORD:
             first -= 1
+        whole = window[first + 1 : newline].decode("ascii")
+        if window[first] in b"ci" and is_allowed(*_global_name(whole, name, 0)):
+            continue  # an allowlisted import: the c or i inside its module line is its text
         for at in range(first, newline - 1):
-            if window[at] in b"ci" and _known_module(window[at + 1 : newline].decode("ascii")):
-                starts.append(at)
+            module = window[at + 1 : newline].decode("ascii")
+            if window[at] in b"ci" and _known_module(module):
+                found.append((at, module, name))
+    return found
+
+
+def _attribute_messages(handle: IO[bytes], window: bytes, base: int, carried: int) -> list[int]:
+    """Where the value of each attribute message whose header is in ``window`` starts: after
+    the name, the datatype and the dataspace, each of its declared size (padded to 8 bytes in
+    version 1), when a datatype (or a shared message) and a dataspace (or one) begin where the
+    sizes put them. Positions past the window are read from the file."""
+
+    def byte_at(position: int) -> int:
+        if position - base < len(window):
+            return window[position - base]
+        handle.seek(position)
+        read = handle.read(1)
+        return read[0] if read else -1
+
+    starts = []
+    for pattern in _ATTRIBUTE_MESSAGES:
+        for m in _overlapping(pattern, window, 1):
+            if m.end() <= carried:
+                continue
+            header = window[m.start() : m.start() + 9]
+            version = header[0]
+            names, types, spaces = (int.from_bytes(header[i : i + 2], "little") for i in (2, 4, 6))
+            if not names or types < 8 or spaces < 4:
+                continue
+            if version == 1:
+                names, types, spaces = ((n + 7) // 8 * 8 for n in (names, types, spaces))
+            datatype = base + m.start() + (9 if version == 3 else 8) + names
+            dataspace = datatype + types
+            if byte_at(datatype) in _DATATYPE_FIRST and byte_at(dataspace) in (1, 2, 3):
+                starts.append(dataspace + spaces)
     return starts
 
 
@@ -540,25 +608,30 @@ def _heap_objects(
 ) -> list[tuple[int, int]]:
     """Every object of every global heap collection: "GCOL", version 1, 3 reserved bytes, the
     collection's size, then objects (index: 2 bytes, references: 2, reserved: 4, size, data
-    padded to 8 bytes) up to the free space (index 0)."""
+    padded to 8 bytes); after a free-space record (index 0), every 8-byte boundary."""
     spans: list[tuple[int, int]] = []
     for offset in offsets:
         handle.seek(offset + 8)
         collection = int.from_bytes(handle.read(length_size), "little")
         end = min(offset + collection, size)
         cursor = offset + 8 + length_size
+        free = False  # past a free-space record, libhdf5 reads on by sizes this walk can't trust
         while cursor + 8 + length_size <= end:
             handle.seek(cursor)
             header = handle.read(8 + length_size)
             index = int.from_bytes(header[:2], "little")
             length = int.from_bytes(header[8:], "little")
-            if index == 0:
-                break
             data = cursor + 8 + length_size
-            spans.append((data, min(data + length, end)))
+            if index == 0 or free:
+                free = True  # so every 8-byte boundary after one may start an object
+                if index and length <= end - data:
+                    spans.append((data, data + length))
+                cursor += 8
+            else:
+                spans.append((data, min(data + length, end)))
+                cursor = data + (length + 7) // 8 * 8
             if len(spans) > _MAX_HEAP_OBJECTS:
                 raise LimitReached("too many variable-length values in the HDF5 file to check")
-            cursor = data + (length + 7) // 8 * 8
     return spans
 
 
@@ -569,26 +642,58 @@ def _walk_embedded(
     that happen to match a pattern), so a walk counts when it reaches what a loader could run:
     a global whose module and name are Python identifiers, a ``STACK_GLOBAL`` of computed
     names, or a limit. Importing a name that is not an identifier fails, and so does an
-    extension-registry code (the stock registry is empty)."""
+    extension-registry code (the stock registry is empty). An attribute holding
+    ``(ctables.Leaf\\n`` (or ``(i…``) is also walked as PyTables rewrites it, its first one
+    becoming ``(ctables.filters\\n``."""
+    handle.seek(0)
+    rewrites = _contains(handle, b"tables.Leaf\n")
+    for start, end in dict.fromkeys(spans):
+        _walk_one(handle, start, end, context, result)
+        if not rewrites:
+            continue
+        handle.seek(start)
+        head = handle.read(min(end - start, _REWRITE_WINDOW))
+        if _PYTABLES_LEAF.search(head):  # PyTables rewrites old files' FILTERS, the first one
+            rewritten = io.BytesIO(_PYTABLES_LEAF.sub(rb"(\1tables.filters\n", head, 1))
+            _walk_one(rewritten, 0, len(rewritten.getvalue()), context, result, start)
+
+
+def _contains(handle: IO[bytes], needle: bytes) -> bool:
+    tail = b""
+    while piece := handle.read(READ):
+        if needle in tail + piece:
+            return True
+        tail = piece[-len(needle) :]
+    return False
+
+
+def _walk_one(
+    handle: IO[bytes],
+    start: int,
+    end: int,
+    context: Context,
+    result: Result,
+    where: int | None = None,
+) -> None:
     from attest.scan.pickles import read_pickles
     from attest.scan.readings import as_result
 
-    for start, end in dict.fromkeys(spans):
-        reading = read_pickles(handle, start, end, max_ops=context.limits.max_pickle_ops)
-        imports = {f"pickle imports {name} (not allowlisted)": name for name in reading.globals}
-        runnable = [
-            finding
-            for finding in reading.unsafe
-            if finding not in imports
-            or all(part.isidentifier() for part in imports[finding].split("."))
-        ]
-        if not (runnable or reading.exhausted):
-            continue
-        reading.unsafe, reading.undecidable = runnable, []
-        embedded = as_result(reading)
-        if embedded is not None:
-            result.merge(embedded, f"embedded pickle at byte {start}: ")
-            result.pickle = True
+    reading = read_pickles(handle, start, end, max_ops=context.limits.max_pickle_ops)
+    imports = {f"pickle imports {name} (not allowlisted)": name for name in reading.globals}
+    runnable = [
+        finding
+        for finding in reading.unsafe
+        if finding not in imports
+        or all(part.isidentifier() for part in imports[finding].split("."))
+    ]
+    if not (runnable or reading.exhausted):
+        return
+    reading.unsafe, reading.undecidable = runnable, []
+    embedded = as_result(reading)
+    if embedded is not None:
+        at = start if where is None else where
+        result.merge(embedded, f"embedded pickle at byte {at}: ")
+        result.pickle = True
 
 
 def _mentions_class_name(value: Any) -> bool:

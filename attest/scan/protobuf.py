@@ -18,7 +18,7 @@ from typing import IO, Any
 from attest.scan.containers import member_name_problem
 from attest.scan.core import Context, LimitReached, Malformed, Result, Unsafe
 
-_VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
+_VARINT, _I64, _LEN, _GROUP, _END_GROUP, _I32 = 0, 1, 2, 3, 4, 5
 _MAX_LOCATION = 4096
 
 
@@ -64,6 +64,9 @@ def fields(handle: IO[bytes], start: int, end: int) -> Iterator[tuple[int, int, 
                 raise _Bad("length-delimited field runs past its message")
             value = (offset, length)
             handle.seek(offset + length)
+        elif wire == _GROUP:  # a group (deprecated): parsers skip it as an unknown field
+            _skip_group(handle, number, end, 0)
+            value = None
         else:
             raise _Bad(f"unsupported wire type {wire}")
         position = handle.tell()
@@ -71,6 +74,31 @@ def fields(handle: IO[bytes], start: int, end: int) -> Iterator[tuple[int, int, 
         handle.seek(position)
     if handle.tell() != end:
         raise _Bad("message runs past its end")
+
+
+def _skip_group(handle: IO[bytes], number: int, end: int, depth: int) -> None:
+    """Past the END_GROUP of group ``number`` (groups nest; each field is skipped)."""
+    if depth > 64:
+        raise _Bad("groups nest too deeply")
+    while handle.tell() < end:
+        key = _varint(handle)
+        inner, wire = key >> 3, key & 7
+        if wire == _END_GROUP:
+            if inner != number:
+                raise _Bad("a group ends with another group's number")
+            return
+        if wire == _VARINT:
+            _varint(handle)
+        elif wire in (_I64, _I32):
+            handle.seek(8 if wire == _I64 else 4, os.SEEK_CUR)
+        elif wire == _LEN:
+            length = _varint(handle)
+            handle.seek(length, os.SEEK_CUR)
+        elif wire == _GROUP:
+            _skip_group(handle, inner, end, depth + 1)
+        else:
+            raise _Bad(f"unsupported wire type {wire}")
+    raise _Bad("a group runs past its message")
 
 
 def _read(handle: IO[bytes], span: tuple[int, int], limit: int) -> bytes:
@@ -119,9 +147,10 @@ _MAX_MESSAGES = 5_000_000
 
 
 def is_onnx(head: bytes, handle: IO[bytes], size: int) -> bool:
-    """A ModelProto: every top-level field a known one with its wire type, in any order,
-    covering the file exactly, and one that a loader acts on: an ir_version, a graph, training
-    info or functions. (``onnx.load`` needs no ir_version: a graph alone has its external data
+    """A ModelProto: top-level fields covering the file exactly, in any order, one of them a
+    field a loader acts on with its wire type: an ir_version, a graph, training info or
+    functions. Unknown fields, and known ones with another wire type, are skipped as protobuf
+    parsers skip them. (``onnx.load`` needs no ir_version: a graph alone has its external data
     followed, and such a file can be all ASCII, so reading as text must not decide it.)"""
     if size < 4:
         return False
@@ -129,9 +158,8 @@ def is_onnx(head: bytes, handle: IO[bytes], size: int) -> bool:
     try:
         for number, wire, _value in fields(handle, 0, size):
             expected = _ONNX["model"].get(number)
-            if expected is None or expected[0] != wire:
-                return False
-            seen.add(number)
+            if expected is not None and expected[0] == wire:
+                seen.add(number)  # others are unknown fields, which protobuf parsers skip
     except _Bad:
         return False
     return bool(seen & {1, 7, 20, 25})
