@@ -803,6 +803,7 @@ def attacker_corpus(sentinel: Path) -> dict[str, bytes]:
         "graph, a group, data outside.onnx": onnx_graph_only("../x.bin") + b"\x63\x08\x01\x64",
         # pandas.read_hdf / PyTables unpickle string attributes and object arrays
         **pytables_attacks(sentinel),
+        "dataset stored in an external file.h5": external_storage("/etc/passwd"),
     }
 
 
@@ -872,6 +873,21 @@ def pytables_attacks(sentinel: Path) -> dict[str, bytes]:
             rows.append(Evil())
         files["pytables object array, compressed, STACK_GLOBAL.h5"] = path.read_bytes()
     return files
+
+
+def external_storage(target: str) -> bytes:
+    """A dataset whose bytes live in another file (HDF5's External File List): h5py and PyTables
+    read it from wherever it is named."""
+    import tempfile
+
+    import h5py
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "external.h5"
+        with h5py.File(path, "w") as f:
+            f.create_group("df").create_dataset("values", shape=(64,), dtype="u1",
+                                                external=[(target, 0, 64)])  # fmt: skip
+        return path.read_bytes()
 
 
 def p0_inst(sentinel: Path) -> bytes:

@@ -265,6 +265,13 @@ _ATTRIBUTE_MESSAGES = tuple(
 )
 #: first bytes of a datatype (class 0-10, version 1-5) or of a shared message (version 1-3)
 _DATATYPE_FIRST = frozenset([v << 4 | c for v in range(1, 6) for c in range(11)] + [1, 2, 3])
+#: (pattern, where the message starts in the match): an External File List message after a
+#: version-1 message header, or a version-2 one without and with a creation order
+_EXTERNAL_FILES = (
+    (re.compile(rb"\x07\x00.{6}\x01", re.DOTALL), 8),
+    (re.compile(rb"\x07.{3}\x01", re.DOTALL), 4),
+    (re.compile(rb"\x07.{5}\x01", re.DOTALL), 6),
+)
 _GLOBAL_HEAP = re.compile(rb"GCOL\x01")  # a global heap collection: variable-length values
 #: PyTables < 2.0 pickled its filters under this name, and rewrites it before unpickling
 _PYTABLES_LEAF = re.compile(rb"\(([ic])tables\.Leaf\n")
@@ -367,10 +374,10 @@ def _json_at(
         return value, offset + len(text[:end].encode("utf-8", "surrogateescape"))
 
 
-def _superblock(handle: IO[bytes], size: int) -> int:
+def _superblock(handle: IO[bytes], size: int) -> tuple[int, int]:
     """The superblock after the signature must be one libhdf5 reads (version 0-3, with sizes of
     offsets and lengths it supports): a signature in arbitrary bytes is not an HDF5 file.
-    Returns the file's size of lengths."""
+    Returns the file's sizes of offsets and of lengths."""
     for offset in hdf5_offsets(size):
         handle.seek(offset)
         block = handle.read(16)
@@ -385,8 +392,8 @@ def _superblock(handle: IO[bytes], size: int) -> int:
             raise Malformed(f"HDF5 superblock version {version} at byte {offset}")
         if len(sizes) != 2 or any(b not in (2, 4, 8, 16, 32) for b in sizes):
             raise Malformed(f"HDF5 superblock at byte {offset} has unusable field sizes")
-        return sizes[1]
-    return 8
+        return sizes[0], sizes[1]
+    return 8, 8
 
 
 def scan_hdf5(handle: IO[bytes], size: int, context: Context, result: Result) -> None:
@@ -403,15 +410,15 @@ def scan_hdf5(handle: IO[bytes], size: int, context: Context, result: Result) ->
     that points at them is stored or compressed); an old file's ``FILTERS`` as PyTables
     rewrites it. Every protocol-0 ``GLOBAL``/``INST`` of a module that could exist where the
     file is loaded is judged where it stands. A fractal heap (dense attribute storage) whose
-    blocks pass through filters could hide attributes, and is refused. Decoding has a budget
-    (a stall is unscannable).
+    blocks pass through filters could hide attributes, and is refused; so is a dataset that
+    keeps its data in external files (h5py and PyTables read them from wherever they are named).
+    Decoding has a budget (a stall is unscannable).
 
-    Not covered: data a dataset keeps in external files (the External File List message), which
-    h5py and PyTables read from wherever it names."""
+    Not covered: virtual datasets and external links, which also name other files."""
     limits = context.limits
     if size > limits.max_inspect_bytes:
         raise LimitReached(f"HDF5 file of {size} bytes is larger than the inspection limit")
-    length_size = _superblock(handle, size)
+    offset_size, length_size = _superblock(handle, size)
     json_starts: list[int] = []
     pickle_starts: list[int] = []
     attributes: list[int] = []
@@ -439,6 +446,11 @@ def scan_hdf5(handle: IO[bytes], size: int, context: Context, result: Result) ->
         attributes.extend(base + at for at in _string_attributes(window, carried))
         messages.extend(_attribute_messages(handle, window, base, carried))
         heaps.extend(base + at for at in _fresh(_GLOBAL_HEAP, window, carried))
+        for at in _external_files(window, carried, offset_size, length_size, size):
+            raise Unsafe(
+                f"an HDF5 dataset keeps its data in external files (External File List at byte "
+                f"{base + at}): loaders read them wherever they are"
+            )
         for at in _fresh(_FRACTAL_HEAP, window, carried):
             _fractal_heap(handle, base + at, size)
         if (
@@ -542,6 +554,36 @@ def _attribute_messages(handle: IO[bytes], window: bytes, base: int, carried: in
             if byte_at(datatype) in _DATATYPE_FIRST and byte_at(dataspace) in (1, 2, 3):
                 starts.append(dataspace + spaces)
     return starts
+
+
+def _external_files(
+    window: bytes, carried: int, offsets: int, lengths: int, size: int
+) -> list[int]:
+    """External File List messages (type 7): a version-1 object header's message header (type
+    on 2 bytes, size, flags, 3 reserved bytes) or a version-2 one (type on 1 byte, size, flags,
+    maybe a creation order), then the message: version 1, 3 reserved bytes (zero, as libhdf5
+    writes them), slots allocated and used (1 <= used <= allocated), the address of the heap of
+    names (inside the file), and 3 fields per slot, which the declared message size holds."""
+    found = []
+    for pattern, body in _EXTERNAL_FILES:
+        for m in _overlapping(pattern, window, 1):
+            extent = m.end() + 7 + offsets
+            if extent <= carried or extent > len(window):
+                continue  # seen in the previous window, or to be seen whole in the next
+            size_at = m.start() + (2 if body == 8 else 1)
+            declared = int.from_bytes(window[size_at : size_at + 2], "little")
+            start = m.start() + body
+            allocated = int.from_bytes(window[start + 4 : start + 6], "little")
+            used = int.from_bytes(window[start + 6 : start + 8], "little")
+            heap = int.from_bytes(window[start + 8 : start + 8 + offsets], "little")
+            if (
+                window[start + 1 : start + 4] == b"\0\0\0"
+                and 1 <= used <= allocated
+                and declared >= 8 + offsets + allocated * 3 * lengths
+                and heap < size
+            ):
+                found.append(m.start())
+    return found
 
 
 def _string_attributes(window: bytes, carried: int) -> list[int]:

@@ -335,6 +335,23 @@ def test_pytables_runs_what_it_finds_in_attributes_and_object_rows(sentinel: Pat
         assert sentinel.exists(), name
 
 
+def test_h5py_reads_a_dataset_from_wherever_its_external_file_is(tmp_path: Path) -> None:
+    """What makes an External File List worth refusing: the bytes come from outside."""
+    import h5py
+
+    secret = tmp_path / "elsewhere" / "secret.bin"
+    secret.parent.mkdir()
+    secret.write_bytes(bytes(range(64)))
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "data.h5").write_bytes(corpus.external_storage(str(secret)))
+    with h5py.File(model / "data.h5", "r") as f:
+        assert bytes(f["df/values"][:]) == bytes(range(64))
+    verdict = scan("data.h5", (model / "data.h5").read_bytes())
+    assert verdict.verdict is ScanVerdict.UNSAFE  # type: ignore[attr-defined]
+    assert "external files" in " ".join(verdict.findings)  # type: ignore[attr-defined]
+
+
 def test_pickles_pandas_writes_into_hdf5_are_clean() -> None:
     """What pandas' table format stores in attributes (column lists, index metadata, a time
     index's frequency) is data, or constructors that are allowlisted."""
