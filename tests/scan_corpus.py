@@ -804,6 +804,7 @@ def attacker_corpus(sentinel: Path) -> dict[str, bytes]:
         # pandas.read_hdf / PyTables unpickle string attributes and object arrays
         **pytables_attacks(sentinel),
         "dataset stored in an external file.h5": external_storage("/etc/passwd"),
+        "HDF5 pickle candidates that each parse to the end of the file.h5": stalling_hdf5(),
     }
 
 
@@ -859,6 +860,19 @@ def pytables_attacks(sentinel: Path) -> dict[str, bytes]:
         )
         files["pytables FILTERS rewritten before unpickling.h5"] = _filters_rewrite(
             Path(tmp), sentinel
+        )
+        files["pytables FILTERS rewritten 70 KB into its value.h5"] = _filters_rewrite(
+            Path(tmp), sentinel, 70_000
+        )
+        files.update(_large_declared_sizes(Path(tmp), stack))
+        path = Path(tmp) / "lengths4.h5"  # 4-byte lengths: libhdf5 pads heap headers to 8
+        creation = h5py.h5p.create(h5py.h5p.FILE_CREATE)
+        creation.set_sizes(8, 4)
+        identifier = h5py.h5f.create(str(path).encode(), h5py.h5f.ACC_TRUNC, fcpl=creation)
+        with h5py.File(identifier) as f:
+            f.create_group("df").attrs.create("note", stack, dtype=h5py.string_dtype("ascii"))
+        files["pytables variable-length attribute, 4-byte lengths, STACK_GLOBAL.h5"] = (
+            path.read_bytes()
         )
 
         class Evil:
@@ -926,6 +940,49 @@ def _attribute_layouts(tmp: Path, stack: bytes, inst: bytes) -> dict[str, bytes]
     return files
 
 
+def _large_declared_sizes(tmp: Path, stack: bytes) -> dict[str, bytes]:
+    """Version-1 attribute messages whose datatype, or dataspace, is declared 16 KiB longer
+    than it is, the junk after it stepped over by libhdf5 (the sizes are 2 bytes each, so any
+    value up to 64 KiB is as good as a small one)."""
+    import h5py
+
+    path = tmp / "large.h5"
+    with h5py.File(path, "w") as f:
+        f.create_group("df").attrs.create("evil", np.bytes_(b"Q" * 40_000))
+    base = path.read_bytes()
+    m = base.find(b"\x01\x00\x05\x00\x08\x00\x08\x00evil\x00")
+    assert m > 0 and base[m + 16] == 0x13
+    string = bytearray(base[m + 16 : m + 24])
+    string[4:8] = struct.pack("<I", len(stack))
+    scalar = b"\x01" + b"\x00" * 7
+    junk = b"\xff" * 0x4000
+    files = {}
+    for part, sizes, body in (
+        ("datatype", (5, 8 + len(junk), 8), bytes(string) + junk + scalar),
+        ("dataspace", (5, 8, 8 + len(junk)), bytes(string) + scalar + junk),
+    ):
+        message = struct.pack("<BBHHH", 1, 0, *sizes) + b"evil\0\0\0\0" + body + stack
+        patched = bytearray(base)
+        patched[m : m + len(message)] = message
+        files[f"attribute with 16 KiB of junk after its {part}, STACK_GLOBAL.h5"] = bytes(patched)
+    return files
+
+
+def stalling_hdf5() -> bytes:
+    """A dataset of ``PROTO 2, NONE, POP`` repeated: every ``\\x80\\x02`` in it starts a walk
+    that parses on to the end of the file without a STOP, so walking each candidate in full
+    costs the square of the file's size."""
+    import tempfile
+
+    import h5py
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "stall.h5"
+        with h5py.File(path, "w") as f:
+            f.create_dataset("x", data=np.frombuffer(b"\x80\x02N0" * 4000, np.uint8))
+        return path.read_bytes()
+
+
 def _free_space_first(tmp: Path, stack: bytes) -> bytes:
     """A variable-length attribute whose global heap collection starts with a free-space
     record: libhdf5 steps over it and reads the objects after it."""
@@ -953,17 +1010,21 @@ def _free_space_first(tmp: Path, stack: bytes) -> bytes:
     return bytes(data)
 
 
-def _filters_rewrite(tmp: Path, sentinel: Path) -> bytes:
+def _filters_rewrite(tmp: Path, sentinel: Path, skip: int = 0) -> bytes:
     """PyTables rewrites an old file's FILTERS attribute before unpickling it, three bytes
-    longer: a bytes constant then covers less, and what was data in it runs."""
+    longer: a bytes constant then covers less, and what was data in it runs. With ``skip``, the
+    value starts with that many bytes of a bytes constant (a value that large is stored in a
+    fractal heap, outside the object header)."""
     import h5py
 
     blob = b"(ctables.Leaf\n" + b"#" * 8 + b"0C\x01"  # its last 3 bytes spill after the rewrite
     payload = b"00" + stack_global_without_proto(sentinel)
     assert len(payload) <= 0x7D
     stored = b"C" + bytes([len(blob)]) + blob + b"C}" + payload.ljust(0x7D, b"#") + b"00N."
+    if skip:
+        stored = b"B" + struct.pack("<I", skip) + b"#" * skip + b"0" + stored
     path = tmp / "filters.h5"
-    with h5py.File(path, "w") as f:
+    with h5py.File(path, "w", libver="latest" if skip else "earliest") as f:
         f.attrs["PYTABLES_FORMAT_VERSION"] = np.bytes_(b"1.6")
         f.create_group("df").attrs["FILTERS"] = np.bytes_(stored)
     return path.read_bytes()

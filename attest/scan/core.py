@@ -24,7 +24,7 @@ from attest.files import file_set
 SCANNER_NAME = "modelseal-scan"
 SCANNER_VERSION = "2.0"
 #: Identifies the rules (allowlist, limits, format checks); bumped when any of them changes.
-RULESET = "2026-12-04.3"
+RULESET = "2026-12-04.4"
 #: Scans made under an older ruleset may have called files clean that are not positively known
 #: to be safe; the release gate does not accept them. (2026-12-04.1: every compressed reading
 #: counts, an lzma-alone stream behind a zlib-looking header, a joblib ``ZF`` header followed by
@@ -49,7 +49,13 @@ RULESET = "2026-12-04.3"
 #: attributes and object rows of any protocol); a fractal heap behind filters is unscannable; a
 #: pickle walk stops at the end of the bytes it was given; pandas' frequency offsets and
 #: ``datetime``'s types are allowlisted; an ONNX ModelProto needs no ir_version (a graph is
-#: enough) and its unknown fields and groups are skipped as protobuf parsers skip them.)
+#: enough) and its unknown fields and groups are skipped as protobuf parsers skip them.
+#: 2026-12-04.4: an HDF5 attribute message is found whatever sizes its header declares (up to
+#: 64 KiB each), when a string or shared datatype and a dataspace begin where they say; global
+#: heap headers are aligned to 8 bytes as libhdf5 writes them with 4-byte lengths; PyTables'
+#: FILTERS rewrite is applied wherever in a value it falls; the pickle walks of one HDF5 file
+#: share one opcode budget; a JSON document in an HDF5 file larger than the limit is
+#: unscannable.)
 MIN_RULESET = RULESET
 
 HEAD = 4096

@@ -8,6 +8,7 @@ Each ``is_*`` says whether the bytes claim the format; each ``scan_*`` parses it
 from __future__ import annotations
 
 import ast
+import bisect
 import codecs
 import contextlib
 import functools
@@ -240,31 +241,14 @@ _EMBEDDED_PICKLE = re.compile(rb"\x80[\x02-\x05]")
 #: first byte keeps the search fast; the module line and its opcode are found from here.
 _NAME_LINE = re.compile(rb"\n[A-Za-z_][\w.]{0,255}\n")
 _WORD = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.")
-#: a string datatype (class 3, versions 1-5; the class bit field and size are not constrained)
-#: followed by a dataspace message (version 1 or 2, rank <= 32, flags 0-3): the layout of an
-#: attribute message, whose value follows the dataspace. Searched in a translation of the
-#: bytes to classes, so that each pattern starts with a literal: t is 0x13, T the other
-#: datatype bytes, V 1-2, Z 0, S 3, L 4-0x20 (0x13 counts as a rank too).
-_CLASSES = bytes(
-    b"t"[0] if b == 0x13 else b"T"[0] if b in (0x23, 0x33, 0x43, 0x53)
-    else b"Z"[0] if b == 0 else b"V"[0] if b in (1, 2) else b"S"[0] if b == 3
-    else b"L"[0] if b <= 0x20 else b"."[0]
-    for b in range(256)
-)  # fmt: skip
-_STRING_ATTRIBUTE = (
-    re.compile(rb"t.{7}V[ZVSLt][ZVS]", re.DOTALL),
-    re.compile(rb"T.{7}V[ZVSLt][ZVS]", re.DOTALL),
-)
-#: an attribute message's header: version 1-3, flags (reserved in version 1), the name's, the
-#: datatype's and the dataspace's sizes (2 bytes each; the last two under 16 KiB). libhdf5
-#: steps over each part by its declared size, so the value starts where the sizes say, whatever
-#: lies between (padding, junk, a shared datatype's reference).
-_ATTRIBUTE_MESSAGES = tuple(
-    re.compile(version + rb".{3}.[\x00-\x3f].[\x00-\x3f]", re.DOTALL)
-    for version in (b"\x01", b"\x02", b"\x03")
-)
-#: first bytes of a datatype (class 0-10, version 1-5) or of a shared message (version 1-3)
-_DATATYPE_FIRST = frozenset([v << 4 | c for v in range(1, 6) for c in range(11)] + [1, 2, 3])
+#: first bytes of an attribute's datatype whose value PyTables may unpickle: a string (class
+#: 3, versions 1-5), or in attribute messages of version 2 and later, a shared message
+#: (version 1-3) naming a committed datatype, which may be a string
+_STRING_TYPES = (0x13, 0x23, 0x33, 0x43, 0x53)
+_SHARED_MESSAGES = (1, 2, 3)
+#: an attribute message's header and its three parts at most (each part's size is 2 bytes,
+#: padded to 8 in version 1): the bytes past a window its candidates may need
+_ATTRIBUTE_REACH = 9 + 3 * 0x10000
 #: (pattern, where the message starts in the match): an External File List message after a
 #: version-1 message header, or a version-2 one without and with a creation order
 _EXTERNAL_FILES = (
@@ -273,13 +257,14 @@ _EXTERNAL_FILES = (
     (re.compile(rb"\x07.{5}\x01", re.DOTALL), 6),
 )
 _GLOBAL_HEAP = re.compile(rb"GCOL\x01")  # a global heap collection: variable-length values
-#: PyTables < 2.0 pickled its filters under this name, and rewrites it before unpickling
+#: PyTables < 2.0 pickled its filters under this name; PyTables rewrites the first one in a
+#: ``FILTERS`` value to ``(ctables.filters\n`` (or ``(i…``) before unpickling it
 _PYTABLES_LEAF = re.compile(rb"\(([ic])tables\.Leaf\n")
-_REWRITE_WINDOW = 64 * 1024  # an attribute stored in its object header is smaller
 _FRACTAL_HEAP = re.compile(rb"FRHP\x00")  # a fractal heap: dense attribute and link storage
 _MAX_JSON_CANDIDATES = 200_000
 _MAX_PICKLE_CANDIDATES = 500_000
 _MAX_HEAP_OBJECTS = 1_000_000
+_MIN_WALK_OPS = 1_000_000  # the embedded-pickle budget of a small HDF5 file
 #: the third-party packages ML environments commonly hold, beyond the standard library
 _ML_PACKAGES = frozenset(
     {"numpy", "torch", "tensorflow", "keras", "tf_keras", "jax", "pandas", "tables", "h5py",
@@ -365,7 +350,10 @@ def _json_at(
             # cut off: an unterminated string, or an error in the window's last characters
             # (a \uXXXX escape, a surrogate pair, a literal cut short fails a few back)
             cut = exc.msg.startswith("Unterminated string") or exc.pos >= len(text) - 16
-            if not cut or length < span or length >= limit:
+            if cut and length >= limit:  # a document larger than the limit is not skipped
+                raise LimitReached(f"a JSON document at byte {offset} of the HDF5 file is larger "
+                                   f"than the {limit}-byte limit") from None  # fmt: skip
+            if not cut or length < span:
                 return None
             span *= 8
             continue
@@ -403,16 +391,17 @@ def scan_hdf5(handle: IO[bytes], size: int, context: Context, result: Result) ->
 
     PyTables (and so ``pandas.read_hdf``) unpickles every string attribute whose value ends in
     ``.``, and every row of an object array, whatever the protocol. So pickles are walked from:
-    every protocol-2+ header; the value of every attribute message, where the sizes its header
-    declares put it (libhdf5 steps over name, datatype and dataspace by those sizes, so padding,
-    junk and named datatypes change nothing); every byte run laid out as a string attribute;
-    every object of every global heap collection (variable-length values, wherever the array
-    that points at them is stored or compressed); an old file's ``FILTERS`` as PyTables
-    rewrites it. Every protocol-0 ``GLOBAL``/``INST`` of a module that could exist where the
-    file is loaded is judged where it stands. A fractal heap (dense attribute storage) whose
-    blocks pass through filters could hide attributes, and is refused; so is a dataset that
-    keeps its data in external files (h5py and PyTables read them from wherever they are named).
-    Decoding has a budget (a stall is unscannable).
+    every protocol-2+ header; the value of every attribute message with a string (or shared)
+    datatype, where the sizes its header declares put it, whatever they are (libhdf5 steps over
+    name, datatype and dataspace by those sizes, so padding, junk and named datatypes change
+    nothing); every object of every global heap collection (variable-length values, wherever
+    the array that points at them is stored or compressed). Each of those is walked a second
+    time as PyTables rewrites an old file's ``FILTERS`` when it holds ``(ctables.Leaf\\n``.
+    Every protocol-0 ``GLOBAL``/``INST`` of a module that could exist where the file is loaded
+    is judged where it stands. A fractal heap (dense attribute storage) whose blocks pass
+    through filters could hide attributes, and is refused; so is a dataset that keeps its data
+    in external files (h5py and PyTables read them from wherever they are named). Decoding and
+    walking have one budget per file (a stall is unscannable).
 
     Not covered: virtual datasets and external links, which also name other files."""
     limits = context.limits
@@ -421,9 +410,9 @@ def scan_hdf5(handle: IO[bytes], size: int, context: Context, result: Result) ->
     offset_size, length_size = _superblock(handle, size)
     json_starts: list[int] = []
     pickle_starts: list[int] = []
-    attributes: list[int] = []
     messages: list[int] = []  # where attribute values start, by their messages' headers
     heaps: list[int] = []
+    leaves: list[int] = []  # where an old file's pickled filters name tables.Leaf
     saw_model_config = False
     position, tail = 0, b""
     handle.seek(0)
@@ -443,9 +432,8 @@ def scan_hdf5(handle: IO[bytes], size: int, context: Context, result: Result) ->
                 result.flag(ScanVerdict.UNSAFE, f"protocol-0 import of {module}.{name} at byte "
                             f"{base + at} (not allowlisted)")  # fmt: skip
                 result.pickle = True
-        attributes.extend(base + at for at in _string_attributes(window, carried))
-        messages.extend(_attribute_messages(handle, window, base, carried))
         heaps.extend(base + at for at in _fresh(_GLOBAL_HEAP, window, carried))
+        leaves.extend(base + at for at in _fresh(_PYTABLES_LEAF, window, carried))
         for at in _external_files(window, carried, offset_size, length_size, size):
             raise Unsafe(
                 f"an HDF5 dataset keeps its data in external files (External File List at byte "
@@ -453,9 +441,10 @@ def scan_hdf5(handle: IO[bytes], size: int, context: Context, result: Result) ->
             )
         for at in _fresh(_FRACTAL_HEAP, window, carried):
             _fractal_heap(handle, base + at, size)
+        messages.extend(_attribute_messages(handle, window, base, carried))
         if (
             len(json_starts) > _MAX_JSON_CANDIDATES
-            or len(pickle_starts) + len(attributes) + len(messages) > _MAX_PICKLE_CANDIDATES
+            or len(pickle_starts) + len(messages) > _MAX_PICKLE_CANDIDATES
         ):
             raise LimitReached("too many embedded JSON or pickle candidates to check")
         position += len(piece)
@@ -476,10 +465,9 @@ def scan_hdf5(handle: IO[bytes], size: int, context: Context, result: Result) ->
     if saw_model_config and not keras_config:
         raise Malformed("the file names a model_config but no readable JSON config was found")
     spans = [(offset, size) for offset in sorted(set(pickle_starts))]
-    spans.extend(_attribute_values(handle, attributes, length_size, size))
-    spans.extend((start, size) for start in messages)
+    spans.extend((start, size) for start in messages if start < size)
     spans.extend(_heap_objects(handle, heaps, length_size, size))
-    _walk_embedded(handle, spans, context, result)
+    _walk_embedded(handle, spans, leaves, size, context, result)
     if keras_config:
         result.note("Keras model config checked")
 
@@ -525,35 +513,52 @@ def _proto0_imports(window: bytes, carried: int) -> list[tuple[int, str, str]]:
 
 
 def _attribute_messages(handle: IO[bytes], window: bytes, base: int, carried: int) -> list[int]:
-    """Where the value of each attribute message whose header is in ``window`` starts: after
-    the name, the datatype and the dataspace, each of its declared size (padded to 8 bytes in
-    version 1), when a datatype (or a shared message) and a dataspace (or one) begin where the
-    sizes put them. Positions past the window are read from the file."""
+    """Where the value of each attribute message whose header starts in ``window`` begins.
 
-    def byte_at(position: int) -> int:
-        if position - base < len(window):
-            return window[position - base]
-        handle.seek(position)
-        read = handle.read(1)
-        return read[0] if read else -1
+    A header: version 1-3, flags (reserved in version 1; in later ones bit 0 shares the
+    datatype, bit 1 the dataspace, and no other bit is allowed), then the sizes of the name, the
+    datatype and the dataspace (2 bytes each, padded to 8 in version 1); a name encoding byte in
+    version 3. libhdf5 steps over each part by its declared size, whatever the size and
+    whatever lies between, so a candidate is any such header after which a string datatype (or a
+    shared one) and a dataspace (version 1-2 with a rank up to 32, or a shared one) begin where
+    the sizes put them. Vectorised: every byte of the window is a possible header."""
+    import numpy as np
 
-    starts = []
-    for pattern in _ATTRIBUTE_MESSAGES:
-        for m in _overlapping(pattern, window, 1):
-            if m.end() <= carried:
-                continue
-            header = window[m.start() : m.start() + 9]
-            version = header[0]
-            names, types, spaces = (int.from_bytes(header[i : i + 2], "little") for i in (2, 4, 6))
-            if not names or types < 8 or spaces < 4:
-                continue
-            if version == 1:
-                names, types, spaces = ((n + 7) // 8 * 8 for n in (names, types, spaces))
-            datatype = base + m.start() + (9 if version == 3 else 8) + names
-            dataspace = datatype + types
-            if byte_at(datatype) in _DATATYPE_FIRST and byte_at(dataspace) in (1, 2, 3):
-                starts.append(dataspace + spaces)
-    return starts
+    handle.seek(base + len(window))
+    data = np.frombuffer(window + handle.read(_ATTRIBUTE_REACH), np.uint8)
+    at = np.flatnonzero((data[: len(window)] - np.uint8(1)) <= 2)  # bytes 1-3 (0 wraps)
+    at = at[(at >= carried) & (at + 9 < len(data))]  # the carried bytes had a lookahead
+    version, flags = data[at], data[at + 1]
+    keep = (version == 1) | (flags <= 3)
+    at, version, flags = at[keep], version[keep], flags[keep]
+    old = version == 1
+    flags = np.where(old, 0, flags)  # reserved in version 1: nothing is shared
+
+    def part(offset: int) -> Any:
+        declared = data[at + offset].astype(np.int64) | data[at + offset + 1].astype(np.int64) << 8
+        return declared, np.where(old, (declared + 7) // 8 * 8, declared)
+
+    names, name_part = part(2)
+    _, type_part = part(4)
+    _, space_part = part(6)
+    datatype = at + np.where(version == 3, 9, 8) + name_part
+    dataspace = datatype + type_part
+    keep = (names > 0) & (dataspace + 1 < len(data))
+    last = len(data) - 2
+    type_first = data[np.minimum(datatype, last)]
+    space_first = data[np.minimum(dataspace, last)]
+    rank = data[np.minimum(dataspace + 1, last)]
+    shared_type = (flags & 1) == 1
+    shared_space = (flags & 2) == 2
+    keep &= np.where(
+        shared_type, np.isin(type_first, _SHARED_MESSAGES), np.isin(type_first, _STRING_TYPES)
+    )
+    keep &= np.where(
+        shared_space,
+        np.isin(space_first, _SHARED_MESSAGES),
+        ((space_first == 1) | (space_first == 2)) & (rank <= 32),
+    )
+    return [base + int(value) for value in (dataspace + space_part)[keep]]
 
 
 def _external_files(
@@ -586,16 +591,6 @@ def _external_files(
     return found
 
 
-def _string_attributes(window: bytes, carried: int) -> list[int]:
-    classes = window.translate(_CLASSES)
-    return sorted(
-        m.start()
-        for pattern in _STRING_ATTRIBUTE
-        for m in _overlapping(pattern, classes, 1)
-        if m.end() > carried
-    )
-
-
 @functools.cache
 def _known_modules() -> frozenset[str]:
     import _compat_pickle
@@ -624,46 +619,28 @@ def _fractal_heap(handle: IO[bytes], offset: int, size: int) -> None:
                         "which the scan does not decode")  # fmt: skip
 
 
-def _attribute_values(
-    handle: IO[bytes], offsets: list[int], length_size: int, size: int
-) -> list[tuple[int, int]]:
-    """Where the value of each string-attribute candidate starts and ends. A datatype is 8
-    bytes; a dataspace is 8 (version 1) or 4 (version 2) bytes, then its dimensions and, when
-    flag bit 0 is set, their maxima; a version-1 message pads the dataspace to 8 bytes."""
-    spans: list[tuple[int, int]] = []
-    for offset in offsets:
-        handle.seek(offset)
-        header = handle.read(11)
-        if len(header) < 11:
-            continue
-        element = int.from_bytes(header[4:8], "little")
-        version, rank, flags = header[8], header[9], header[10]
-        dimensions = rank * length_size * (2 if flags & 1 else 1)
-        space = (8 if version == 1 else 4) + dimensions
-        starts = {offset + 8 + space, offset + 8 + (space + 7) // 8 * 8}
-        spans.extend((start, min(start + element, size)) for start in starts if start < size)
-    return spans
-
-
 def _heap_objects(
     handle: IO[bytes], offsets: list[int], length_size: int, size: int
 ) -> list[tuple[int, int]]:
     """Every object of every global heap collection: "GCOL", version 1, 3 reserved bytes, the
-    collection's size, then objects (index: 2 bytes, references: 2, reserved: 4, size, data
-    padded to 8 bytes); after a free-space record (index 0), every 8-byte boundary."""
+    collection's size, then objects (index: 2 bytes, references: 2, reserved: 4, size, data).
+    libhdf5 aligns the collection's header, each object's header and each object's data to 8
+    bytes (with 4-byte lengths, both headers are 16 bytes). After a free-space record (index 0),
+    every 8-byte boundary may start an object."""
     spans: list[tuple[int, int]] = []
+    header_size = _align8(8 + length_size)
     for offset in offsets:
         handle.seek(offset + 8)
         collection = int.from_bytes(handle.read(length_size), "little")
         end = min(offset + collection, size)
-        cursor = offset + 8 + length_size
+        cursor = offset + header_size
         free = False  # past a free-space record, libhdf5 reads on by sizes this walk can't trust
-        while cursor + 8 + length_size <= end:
+        while cursor + header_size <= end:
             handle.seek(cursor)
             header = handle.read(8 + length_size)
             index = int.from_bytes(header[:2], "little")
             length = int.from_bytes(header[8:], "little")
-            data = cursor + 8 + length_size
+            data = cursor + header_size
             if index == 0 or free:
                 free = True  # so every 8-byte boundary after one may start an object
                 if index and length <= end - data:
@@ -671,56 +648,99 @@ def _heap_objects(
                 cursor += 8
             else:
                 spans.append((data, min(data + length, end)))
-                cursor = data + (length + 7) // 8 * 8
+                cursor = data + _align8(length)
             if len(spans) > _MAX_HEAP_OBJECTS:
                 raise LimitReached("too many variable-length values in the HDF5 file to check")
     return spans
 
 
+def _align8(n: int) -> int:
+    return (n + 7) // 8 * 8
+
+
 def _walk_embedded(
-    handle: IO[bytes], spans: list[tuple[int, int]], context: Context, result: Result
-) -> None:
-    """Walk a pickle from each candidate span. Most candidates are arbitrary bytes (weights
-    that happen to match a pattern), so a walk counts when it reaches what a loader could run:
-    a global whose module and name are Python identifiers, a ``STACK_GLOBAL`` of computed
-    names, or a limit. Importing a name that is not an identifier fails, and so does an
-    extension-registry code (the stock registry is empty). An attribute holding
-    ``(ctables.Leaf\\n`` (or ``(i…``) is also walked as PyTables rewrites it, its first one
-    becoming ``(ctables.filters\\n``."""
-    handle.seek(0)
-    rewrites = _contains(handle, b"tables.Leaf\n")
-    for start, end in dict.fromkeys(spans):
-        _walk_one(handle, start, end, context, result)
-        if not rewrites:
-            continue
-        handle.seek(start)
-        head = handle.read(min(end - start, _REWRITE_WINDOW))
-        if _PYTABLES_LEAF.search(head):  # PyTables rewrites old files' FILTERS, the first one
-            rewritten = io.BytesIO(_PYTABLES_LEAF.sub(rb"(\1tables.filters\n", head, 1))
-            _walk_one(rewritten, 0, len(rewritten.getvalue()), context, result, start)
-
-
-def _contains(handle: IO[bytes], needle: bytes) -> bool:
-    tail = b""
-    while piece := handle.read(READ):
-        if needle in tail + piece:
-            return True
-        tail = piece[-len(needle) :]
-    return False
-
-
-def _walk_one(
     handle: IO[bytes],
-    start: int,
-    end: int,
+    spans: list[tuple[int, int]],
+    leaves: list[int],
+    size: int,
     context: Context,
     result: Result,
-    where: int | None = None,
 ) -> None:
+    """Walk a pickle from each candidate span, all walks sharing one opcode budget (candidates
+    that each run to the end of the file would otherwise cost the square of its size). Most
+    candidates are arbitrary bytes (weights that happen to match a pattern), so a walk counts
+    when it reaches what a loader could run: a global whose module and name are Python
+    identifiers, a ``STACK_GLOBAL`` of computed names, or a limit. Importing a name that is not
+    an identifier fails, and so does an extension-registry code (the stock registry is empty).
+
+    A span that holds ``(ctables.Leaf\\n`` (or ``(i…``; ``leaves`` are where they are) is also
+    walked as PyTables rewrites it: the first one becoming ``(ctables.filters\\n``."""
+    # a real pickle costs at most an opcode per byte; walked from a few candidates, a few times
+    budget = min(context.limits.max_pickle_ops, max(_MIN_WALK_OPS, 64 * size))
+    for start, end in dict.fromkeys(spans):
+        streams: list[tuple[IO[bytes], int]] = [(handle, end)]
+        first = bisect.bisect_left(leaves, start)
+        if first < len(leaves) and leaves[first] < end:
+            rewritten = _Rewritten(handle, leaves[first], size)
+            streams.append((io.BufferedReader(rewritten), end + _Rewritten.GROWTH))
+        for stream, stop in streams:
+            if budget <= 0:
+                raise LimitReached("the pickles embedded in the HDF5 file take more opcodes to "
+                                   "walk than the scan allows")  # fmt: skip
+            budget -= _walk_one(stream, start, stop, budget, result)
+
+
+class _Rewritten(io.RawIOBase):
+    """The file with the ``(ctables.Leaf\\n`` at ``at`` rewritten as PyTables does, 3 bytes
+    longer; read through, never copied."""
+
+    GROWTH = len(b"filters") - len(b"Leaf")
+
+    def __init__(self, handle: IO[bytes], at: int, size: int) -> None:
+        self.handle, self.at, self.size = handle, at, size + self.GROWTH
+        handle.seek(at + 1)
+        self.new = b"(" + handle.read(1) + b"tables.filters\n"
+        self.position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.size}[whence]
+        self.position = max(base + offset, 0)
+        return self.position
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        position, end = self.position, min(self.position + len(view), self.size)
+        if position >= end:
+            return 0
+        replaced = self.at + len(self.new)
+        if position < self.at:
+            self.handle.seek(position)
+            chunk = self.handle.read(min(end, self.at) - position)
+        elif position < replaced:
+            chunk = self.new[position - self.at : end - self.at]
+        else:
+            self.handle.seek(position - self.GROWTH)
+            chunk = self.handle.read(end - position)
+        view[: len(chunk)] = chunk
+        self.position += len(chunk)
+        return len(chunk)
+
+
+def _walk_one(handle: IO[bytes], start: int, end: int, max_ops: int, result: Result) -> int:
+    """Walk one candidate, merge what it found when it counts; returns the opcodes it read."""
     from attest.scan.pickles import read_pickles
     from attest.scan.readings import as_result
 
-    reading = read_pickles(handle, start, end, max_ops=context.limits.max_pickle_ops)
+    reading = read_pickles(handle, start, end, max_ops=max_ops)
     imports = {f"pickle imports {name} (not allowlisted)": name for name in reading.globals}
     runnable = [
         finding
@@ -729,13 +749,13 @@ def _walk_one(
         or all(part.isidentifier() for part in imports[finding].split("."))
     ]
     if not (runnable or reading.exhausted):
-        return
+        return reading.ops
     reading.unsafe, reading.undecidable = runnable, []
     embedded = as_result(reading)
     if embedded is not None:
-        at = start if where is None else where
-        result.merge(embedded, f"embedded pickle at byte {at}: ")
+        result.merge(embedded, f"embedded pickle at byte {start}: ")
         result.pickle = True
+    return reading.ops
 
 
 def _mentions_class_name(value: Any) -> bool:

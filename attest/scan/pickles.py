@@ -125,6 +125,8 @@ class PickleReading:
     pickles: int = 0
     #: where the last complete pickle ended
     end: int = 0
+    #: opcodes the walk read, all chains together
+    ops: int = 0
 
 
 class _Value:
@@ -503,6 +505,7 @@ def read_pickles(
                 seen.add(frame_end)
                 starts.append(frame_end)
         first = False
+    reading.ops = max_ops - max(walker.ops_left, 0)
     return reading
 
 

@@ -370,14 +370,58 @@ def test_embedded_pickles_across_the_hdf5_read_window_are_found(shift: int) -> N
     from attest.scan.core import READ
 
     for payload in (b"cos\nsystem\n(S'id'\ntR.",  # a protocol-0 import, found as such
-                    # a string attribute's datatype and dataspace, its value right after
-                    b"\x13\x00\x00\x00\x1a\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00"
+                    # a version-1 attribute message: header, name, string datatype, scalar
+                    # dataspace, then its value
+                    b"\x01\x00\x09\x00\x08\x00\x08\x00encoding\x00" + b"\x00" * 7
+                    + b"\x13\x00\x00\x00\x1a\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00"
                     + b"Vos\nVsystem\n\x93(Vid\ntR."):  # fmt: skip
         at = READ + shift
         data = corpus.HDF5_HEAD + b"\xee" * (at - len(corpus.HDF5_HEAD)) + payload
         data += b"\xee" * 4096
         verdict = scan("x.h5", data)
         assert verdict.verdict is ScanVerdict.UNSAFE, (shift, payload)  # type: ignore[attr-defined]
+
+
+def test_embedded_pickle_walks_share_one_budget() -> None:
+    """Every candidate of the stalling file parses to its end: the walks stop at one budget for
+    the file (unscannable) instead of costing the square of its size, while a large real
+    pickle in an object array is walked in full."""
+    verdict = scan("stall.h5", corpus.stalling_hdf5())
+    assert verdict.verdict is ScanVerdict.UNSCANNABLE  # type: ignore[attr-defined]
+    assert any("more opcodes" in f for f in verdict.findings)  # type: ignore[attr-defined]
+    import tempfile
+
+    import tables
+
+    with tempfile.TemporaryDirectory() as tmp:
+        with tables.open_file(f"{tmp}/objects.h5", "w") as f:
+            rows = f.create_vlarray("/", "objects", tables.ObjectAtom())
+            rows.append([f"token {i}" for i in range(200_000)])  # ~400,000 opcodes
+        data = Path(f"{tmp}/objects.h5").read_bytes()
+    assert scan("objects.h5", data).verdict is ScanVerdict.CLEAN  # type: ignore[attr-defined]
+
+
+def test_a_json_document_past_the_limit_is_not_skipped() -> None:
+    """A Lambda config larger than the JSON limit cannot be checked; another small document that
+    reads as a Keras config must not stand in for it."""
+    import json
+    import tempfile
+
+    import h5py
+
+    lam = {"class_name": "Lambda", "config": {"function": ["x", None, None]}}
+    big = {"class_name": "Sequential", "config": {"pad": "x" * 20_000, "layers": [lam]}}
+    for config, expected in ((big, ScanVerdict.UNSCANNABLE),
+                             ({"class_name": "Sequential"}, ScanVerdict.CLEAN)):  # fmt: skip
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "model.h5"
+            with h5py.File(path, "w") as f:
+                f.attrs["model_config"] = json.dumps(config).encode()
+                f.attrs["training_config"] = b'{"class_name": "Adam"}'
+            data = path.read_bytes()
+        verdict = scan_stream("model.h5", io.BytesIO(data), len(data),
+                              limits=ScanLimits(max_json_bytes=8192))  # fmt: skip
+        assert verdict.verdict is expected, verdict.findings
 
 
 def test_hdf5_candidates_in_arbitrary_bytes_identify_nothing() -> None:
