@@ -243,7 +243,8 @@ def admin_gc(
 ) -> None:
     """Delete blobs no version references, objects with no blob row, expired upload sessions and
     staged uploads with no session, once older than the grace period. A blob a version names is
-    never deleted. Audited as operator:USER@HOST."""
+    never deleted, and a file being written into place (written to in the last 10 minutes) is
+    left whatever the grace period. Audited as operator:USER@HOST."""
     from registry.errors import ConfigurationError
     from registry.server import entry
 

@@ -398,6 +398,24 @@ def test_a_temporary_file_left_by_a_crash_is_garbage(live: Live) -> None:
     assert not left.exists() and fresh.exists()
 
 
+def test_a_file_being_written_survives_gc_without_grace(live: Live) -> None:
+    """gc --grace-hours 0 leaves a temporary file written to in the last 10 minutes (a push in
+    progress), and collects one idle for longer."""
+    if live.settings.storage:
+        pytest.skip("the local store's temporary files")
+    sessions, store, _uploads, _admin = _services(live)
+    tmp = store.root / "tmp"  # type: ignore[attr-defined]
+    writing = tmp / f"{'e' * 64}.{'f' * 32}.put"
+    writing.write_bytes(b"being written")
+    idle = tmp / f"{'1' * 64}.{'2' * 32}.put"
+    idle.write_bytes(b"abandoned")
+    old = time.time() - 11 * 60
+    os.utime(idle, (old, old))
+    report = MaintenanceService(sessions, store).gc(operator_actor(), grace=timedelta(0))
+    assert writing.exists() and not idle.exists()
+    assert {f.subject for f in report.findings if f.kind == "stale-upload"} == {f"tmp/{idle.name}"}
+
+
 def _stall(live: Live, token: str, namespace: str = "ns") -> Any:
     """A batch upload that sends its index and then nothing: an open socket."""
     import socket

@@ -47,6 +47,7 @@ from registry.server.services.common import Clock, aware, utcnow
 from registry.server.services.journal import record as audit_record
 from registry.server.services.uploads import NOTHING_STAGED
 from registry.server.storage import BlobStore, StagedUpload
+from registry.server.storage.base import IN_PROGRESS
 
 #: Rows swept per transaction (one audit entry each; its details list every digest).
 SWEEP_BATCH = 50
@@ -366,8 +367,13 @@ class MaintenanceService:
     def _stale_uploads(self, actor: str, cutoff: datetime, report: Report, dry: bool) -> None:
         with self._sessions() as session:
             handles = set(session.execute(select(UploadSession.backend_handle)).scalars())
+        writing = self._clock() - IN_PROGRESS  # a file written to since is being written
         stale = [
-            u for u in self._store.list_uploads() if u.handle not in handles and u.started < cutoff
+            u
+            for u in self._store.list_uploads()
+            if u.handle not in handles
+            and u.started < cutoff
+            and not (u.writing and u.started >= writing)
         ]
         for upload in stale:
             if not dry:

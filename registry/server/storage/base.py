@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 from attest.digests import is_sha256_hex
@@ -62,11 +62,18 @@ class StoredBlob:
 class StagedUpload:
     """An upload started and neither completed nor aborted. ``digest`` is the blob it was staged
     for where the store records it (S3: the key), else ``None`` (local: a directory per handle);
-    ``started`` is when it began (S3) or last received a part (local)."""
+    ``started`` is when it began (S3) or last received a part (local). ``writing`` marks a file
+    being written into place (local ``tmp/``): ``started`` is its last write, and one written
+    to within :data:`IN_PROGRESS` is a write in progress, whatever the grace period."""
 
     handle: str
     digest: str | None
     started: datetime
+    writing: bool = False
+
+
+#: how recently a file being written into place must have been written to for gc to leave it
+IN_PROGRESS = timedelta(minutes=10)
 
 
 @runtime_checkable

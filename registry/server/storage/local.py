@@ -151,7 +151,7 @@ class LocalBlobStore:
         for name, stat in _listed(self.root / "uploads", _is_handle):
             yield StagedUpload(name, None, _mtime(stat.st_mtime))
         for name, stat in _listed(self.root / "tmp", _is_tmp_name):
-            yield StagedUpload(f"tmp/{name}", None, _mtime(stat.st_mtime))
+            yield StagedUpload(f"tmp/{name}", None, _mtime(stat.st_mtime), writing=True)
 
     def abort_staged(self, upload: StagedUpload) -> None:
         name = upload.handle.removeprefix("tmp/")
