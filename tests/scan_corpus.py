@@ -805,6 +805,9 @@ def attacker_corpus(sentinel: Path) -> dict[str, bytes]:
         **pytables_attacks(sentinel),
         "dataset stored in an external file.h5": external_storage("/etc/passwd"),
         "HDF5 pickle candidates that each parse to the end of the file.h5": stalling_hdf5(),
+        "HDF5 pickle candidates that each read a line to the end of the file.h5": (
+            long_line_stall()
+        ),
     }
 
 
@@ -865,6 +868,12 @@ def pytables_attacks(sentinel: Path) -> dict[str, bytes]:
             Path(tmp), sentinel, 70_000
         )
         files.update(_large_declared_sizes(Path(tmp), stack))
+        files["pytables object row after an odd-sized free-space record, STACK_GLOBAL.h5"] = (
+            _odd_free_space(Path(tmp), stack)
+        )
+        files["pytables attribute of a string array of no dimensions, STACK_GLOBAL.h5"] = (
+            _dimensionless_array(Path(tmp), stack)
+        )
         path = Path(tmp) / "lengths4.h5"  # 4-byte lengths: libhdf5 pads heap headers to 8
         creation = h5py.h5p.create(h5py.h5p.FILE_CREATE)
         creation.set_sizes(8, 4)
@@ -966,6 +975,71 @@ def _large_declared_sizes(tmp: Path, stack: bytes) -> dict[str, bytes]:
         patched[m : m + len(message)] = message
         files[f"attribute with 16 KiB of junk after its {part}, STACK_GLOBAL.h5"] = bytes(patched)
     return files
+
+
+def _odd_free_space(tmp: Path, stack: bytes) -> bytes:
+    """An object array's global heap rewritten: a free-space record of 20 bytes (libhdf5 moves
+    on by a free record's size, aligned or not), the row's object off the 8-byte grid after it,
+    a 12-byte free record back onto the grid, free space to the end. The row's descriptor (its
+    length, the heap's address, the object's index) is given the payload's length, which
+    libhdf5 checks against the object's."""
+    import tables
+
+    path = tmp / "odd.h5"
+    with tables.open_file(str(path), "w") as f:
+        f.create_vlarray("/", "rows", tables.ObjectAtom()).append(b"A" * 60)
+    data = bytearray(path.read_bytes())
+    g = data.find(b"GCOL\x01")
+    size = struct.unpack_from("<Q", data, g + 8)[0]
+    body = struct.pack("<HHIQ", 0, 0, 0, 20) + b"\0" * 4
+    body += struct.pack("<HHIQ", 1, 1, 0, len(stack)) + stack + b"\0" * (-len(stack) % 8)
+    body += struct.pack("<HHIQ", 0, 0, 0, 12)[:12]
+    rest = size - 16 - len(body)
+    body += struct.pack("<HHIQ", 0, 0, 0, rest) + b"\0" * (rest - 16)
+    data[g + 16 : g + size] = body
+    row = next(n for n in range(1, 4096) if data.count(struct.pack("<IQI", n, g, 1)) == 1)
+    at = data.find(struct.pack("<IQI", row, g, 1))
+    data[at : at + 4] = struct.pack("<I", len(stack))
+    return bytes(data)
+
+
+def _dimensionless_array(tmp: Path, stack: bytes) -> bytes:
+    """A scalar attribute whose datatype is an array of a fixed string, its rank patched to 0
+    (the rest of the declared datatype is stepped over): numpy reads the type as the string
+    itself, and PyTables unpickles the value."""
+    import h5py
+
+    path = tmp / "array.h5"
+    with h5py.File(path, "w") as f:
+        string = h5py.h5t.C_S1.copy()
+        string.set_size(len(stack))
+        array = h5py.h5t.array_create(string, (1,))
+        space = h5py.h5s.create(h5py.h5s.SCALAR)
+        attribute = h5py.h5a.create(f.id, b"pandas_type", array, space)
+        attribute.write(np.array([stack], dtype=f"S{len(stack)}"), mtype=array)
+        attribute.close()
+    data = bytearray(path.read_bytes())
+    base = bytes([0x13, 0, 0, 0]) + struct.pack("<I", len(stack))
+    old = bytes([0x2A, 0, 0, 0]) + struct.pack("<IIII", len(stack), 1, 1, 0) + base
+    new = (bytes([0x2A, 0, 0, 0]) + struct.pack("<II", len(stack), 0) + base).ljust(len(old), b"\0")
+    assert data.count(old) == 1
+    at = data.find(old)
+    data[at : at + len(old)] = new
+    return bytes(data)
+
+
+def long_line_stall() -> bytes:
+    """An HDF5 file followed by PROTO 2 + INT headers and 4 MB without a newline: each candidate
+    reads a protocol-0 line to the end of the file."""
+    import tempfile
+
+    import h5py
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "lines.h5"
+        with h5py.File(path, "w") as f:
+            f.create_dataset("x", data=[1, 2, 3])
+        return path.read_bytes() + b"\x80\x02I" * 100_000 + b"A" * 4_000_000
 
 
 def stalling_hdf5() -> bytes:

@@ -51,11 +51,13 @@ RULESET = "2026-12-04.4"
 #: ``datetime``'s types are allowlisted; an ONNX ModelProto needs no ir_version (a graph is
 #: enough) and its unknown fields and groups are skipped as protobuf parsers skip them.
 #: 2026-12-04.4: an HDF5 attribute message is found whatever sizes its header declares (up to
-#: 64 KiB each), when a string or shared datatype and a dataspace begin where they say; global
-#: heap headers are aligned to 8 bytes as libhdf5 writes them with 4-byte lengths; PyTables'
-#: FILTERS rewrite is applied wherever in a value it falls; the pickle walks of one HDF5 file
-#: share one opcode budget; a JSON document in an HDF5 file larger than the limit is
-#: unscannable.)
+#: 64 KiB each), when a string, variable-length, array or shared datatype and a dataspace begin
+#: where they say; a global heap is read record by record as libhdf5 reads it (headers padded
+#: to 8 bytes, free-space records of any size); PyTables' FILTERS rewrite is applied wherever
+#: in a value it falls; the pickle walks of one HDF5 file share one opcode budget, and reading a
+#: protocol-0 line costs an opcode per 64 bytes; a JSON document in an HDF5 file larger than the
+#: limit is unscannable; a Keras class_name that is not a string is not a layer; pandas'
+#: Timestamp and Timedelta unpicklers are allowlisted.)
 MIN_RULESET = RULESET
 
 HEAD = 4096

@@ -241,10 +241,11 @@ _EMBEDDED_PICKLE = re.compile(rb"\x80[\x02-\x05]")
 #: first byte keeps the search fast; the module line and its opcode are found from here.
 _NAME_LINE = re.compile(rb"\n[A-Za-z_][\w.]{0,255}\n")
 _WORD = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.")
-#: first bytes of an attribute's datatype whose value PyTables may unpickle: a string (class
-#: 3, versions 1-5), or in attribute messages of version 2 and later, a shared message
-#: (version 1-3) naming a committed datatype, which may be a string
-_STRING_TYPES = (0x13, 0x23, 0x33, 0x43, 0x53)
+#: first bytes of an attribute's datatype whose value PyTables may unpickle: a string, a
+#: variable-length type or an array (of strings: numpy reads an array of no dimensions as its
+#: base type) (classes 3, 9, 10; versions 1-5), or in attribute messages of version 2 and
+#: later, a shared message (version 1-3) naming a committed datatype, which may be any of them
+_STRING_TYPES = tuple(version << 4 | kind for version in range(1, 6) for kind in (3, 9, 10))
 _SHARED_MESSAGES = (1, 2, 3)
 #: an attribute message's header and its three parts at most (each part's size is 2 bytes,
 #: padded to 8 in version 1): the bytes past a window its candidates may need
@@ -297,7 +298,8 @@ def check_keras_config(config: Any, result: Result, where: str) -> None:
     while stack:
         node = stack.pop()
         if isinstance(node, dict):
-            if node.get("class_name") in _KERAS_CODE_CLASSES:
+            class_name = node.get("class_name")
+            if isinstance(class_name, str) and class_name in _KERAS_CODE_CLASSES:
                 raise Unsafe(
                     f"Keras {node.get('class_name')} layer in {where}: "
                     "arbitrary Python code runs at load time"
@@ -622,11 +624,12 @@ def _fractal_heap(handle: IO[bytes], offset: int, size: int) -> None:
 def _heap_objects(
     handle: IO[bytes], offsets: list[int], length_size: int, size: int
 ) -> list[tuple[int, int]]:
-    """Every object of every global heap collection: "GCOL", version 1, 3 reserved bytes, the
-    collection's size, then objects (index: 2 bytes, references: 2, reserved: 4, size, data).
-    libhdf5 aligns the collection's header, each object's header and each object's data to 8
-    bytes (with 4-byte lengths, both headers are 16 bytes). After a free-space record (index 0),
-    every 8-byte boundary may start an object."""
+    """Every object of every global heap collection, read as libhdf5 reads them: "GCOL",
+    version 1, 3 reserved bytes, the collection's size, then records (index: 2 bytes,
+    references: 2, reserved: 4, size). A record of index 0 is free space and its size counts its
+    own header, whatever that size is; any other is an object whose data follows its header
+    and is padded to 8 bytes. Both headers are 8+L bytes padded to 8 (16 with 4-byte lengths);
+    what is left after the last record that cannot hold a header is free space."""
     spans: list[tuple[int, int]] = []
     header_size = _align8(8 + length_size)
     for offset in offsets:
@@ -634,21 +637,19 @@ def _heap_objects(
         collection = int.from_bytes(handle.read(length_size), "little")
         end = min(offset + collection, size)
         cursor = offset + header_size
-        free = False  # past a free-space record, libhdf5 reads on by sizes this walk can't trust
         while cursor + header_size <= end:
             handle.seek(cursor)
             header = handle.read(8 + length_size)
             index = int.from_bytes(header[:2], "little")
             length = int.from_bytes(header[8:], "little")
+            if index == 0:
+                if length == 0:
+                    break  # libhdf5 would not move on
+                cursor += length
+                continue
             data = cursor + header_size
-            if index == 0 or free:
-                free = True  # so every 8-byte boundary after one may start an object
-                if index and length <= end - data:
-                    spans.append((data, data + length))
-                cursor += 8
-            else:
-                spans.append((data, min(data + length, end)))
-                cursor = data + _align8(length)
+            spans.append((data, min(data + length, end)))
+            cursor = data + _align8(length)
             if len(spans) > _MAX_HEAP_OBJECTS:
                 raise LimitReached("too many variable-length values in the HDF5 file to check")
     return spans

@@ -80,9 +80,13 @@ SAFE_GLOBALS: dict[str, frozenset[str]] = {
     # what pandas pickles into an HDF5 file's attributes for a time index with a frequency
     "datetime": frozenset({"date", "time", "datetime", "timedelta", "timezone"}),
     "pandas._libs.tslibs.offsets": frozenset(_PANDAS_OFFSETS),
+    # pandas.Timestamp and pandas.Timedelta pickle themselves through these (an object column)
+    "pandas._libs.tslibs.timestamps": frozenset({"_unpickle_timestamp"}),
+    "pandas._libs.tslibs.timedeltas": frozenset({"_timedelta_unpickle"}),
 }
 
 _LINE_LIMIT = 64 * 1024  # protocol-0 argument lines: kept up to this, longer ones skipped
+_LINE_BYTES_PER_OP = 64  # what reading a protocol-0 line costs, in opcodes
 #: what a long GLOBAL/INST line must look like to be a name (identifier characters and dots)
 _DOTTED = re.compile(rb"[\w.]+")
 _VALUE_LIMIT = 1024  # longer strings are not kept as possible STACK_GLOBAL operands
@@ -182,6 +186,7 @@ class _Walker:
         its first :data:`_LINE_LIMIT` bytes are kept."""
         start = self.handle.tell()
         data = self.handle.readline(max(min(_LINE_LIMIT + 1, self.end - start), 0))
+        self._charge(len(data))
         if data.endswith(b"\n"):
             self._within_frame(start)
             return data[:-1]
@@ -194,6 +199,7 @@ class _Walker:
         kept = data
         while True:
             piece = self.handle.readline(max(min(1024 * 1024, self.end - self.handle.tell()), 0))
+            self._charge(len(piece))
             if not piece:
                 raise _Invalid("pickle line truncated")
             if piece.endswith(b"\n"):
@@ -201,6 +207,13 @@ class _Walker:
                 return kept + b"\n"  # the caller only looks at the start (and the quote)
             if self.handle.tell() >= self.end:
                 raise _Invalid("pickle line truncated")
+
+    def _charge(self, read: int) -> None:
+        """Lines are read, not skipped: every :data:`_LINE_BYTES_PER_OP` bytes of one count as
+        an opcode, so walks that each read a long line to the end of the data stay bounded."""
+        self.ops_left -= read // _LINE_BYTES_PER_OP
+        if self.ops_left < 0:
+            raise _Exhausted("the pickle has more opcodes than the scan limit")
 
     def _within_frame(self, start: int) -> None:
         """An argument (bytes or a line) from ``start`` to the current position that crosses

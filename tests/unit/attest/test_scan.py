@@ -356,8 +356,13 @@ def test_pickles_pandas_writes_into_hdf5_are_clean() -> None:
     """What pandas' table format stores in attributes (column lists, index metadata, a time
     index's frequency) is data, or constructors that are allowlisted."""
     freq = b"(dp0\nVfreq\np1\ncpandas._libs.tslibs.offsets\nHour\np2\n(I1\nI00\ntp3\nRp4\ns."
+    stamp = (
+        b"(lp0\ncpandas._libs.tslibs.timestamps\n_unpickle_timestamp\np1\n"
+        b"(I1577836800000000000\nNNI10\ntp2\nRp3\nacpandas._libs.tslibs.timedeltas\n"
+        b"_timedelta_unpickle\np4\n(I86400000000000\nI10\ntp5\nRp6\na."
+    )  # an object row
     data = corpus.pytables_benign({"non_index_axes": b"(lp0\n(I1\n(lp1\nVa\np2\natp3\na.",
-                                   "info": freq, "nan_rep": b"N."})  # fmt: skip
+                                   "info": freq, "nan_rep": b"N.", "stamps": stamp})  # fmt: skip
     verdict = scan("frame.h5", data)
     assert verdict.verdict is ScanVerdict.CLEAN, verdict.findings  # type: ignore[attr-defined]
     evil = corpus.pytables_benign({"info": freq.replace(b"Hour", b"Hour_")})
@@ -386,9 +391,10 @@ def test_embedded_pickle_walks_share_one_budget() -> None:
     """Every candidate of the stalling file parses to its end: the walks stop at one budget for
     the file (unscannable) instead of costing the square of its size, while a large real
     pickle in an object array is walked in full."""
-    verdict = scan("stall.h5", corpus.stalling_hdf5())
-    assert verdict.verdict is ScanVerdict.UNSCANNABLE  # type: ignore[attr-defined]
-    assert any("more opcodes" in f for f in verdict.findings)  # type: ignore[attr-defined]
+    for data in (corpus.stalling_hdf5(), corpus.long_line_stall()):  # lines count by length
+        verdict = scan("stall.h5", data)
+        assert verdict.verdict is ScanVerdict.UNSCANNABLE  # type: ignore[attr-defined]
+        assert any("more opcodes" in f for f in verdict.findings)  # type: ignore[attr-defined]
     import tempfile
 
     import tables
@@ -399,6 +405,25 @@ def test_embedded_pickle_walks_share_one_budget() -> None:
             rows.append([f"token {i}" for i in range(200_000)])  # ~400,000 opcodes
         data = Path(f"{tmp}/objects.h5").read_bytes()
     assert scan("objects.h5", data).verdict is ScanVerdict.CLEAN  # type: ignore[attr-defined]
+
+
+def test_a_keras_class_name_of_any_json_type_is_a_verdict() -> None:
+    """A class_name that is a list or an object is not a Keras layer (and crashed the check)."""
+    import json
+    import tempfile
+
+    import h5py
+
+    for name in ([1], {"a": 1}, None, 3):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "model.h5"
+            with h5py.File(path, "w") as f:
+                f.attrs["model_config"] = json.dumps({"class_name": name, "config": {
+                    "layers": [{"class_name": "Lambda", "config": {}}]}}).encode()  # fmt: skip
+            data = path.read_bytes()
+        verdict = scan("model.h5", data)
+        assert verdict.verdict is ScanVerdict.UNSAFE, verdict.findings  # type: ignore[attr-defined]
+        assert "Lambda" in " ".join(verdict.findings)  # type: ignore[attr-defined]
 
 
 def test_a_json_document_past_the_limit_is_not_skipped() -> None:
