@@ -874,6 +874,7 @@ def pytables_attacks(sentinel: Path) -> dict[str, bytes]:
         files["pytables attribute of a string array of no dimensions, STACK_GLOBAL.h5"] = (
             _dimensionless_array(Path(tmp), stack)
         )
+        files.update(_converted_rows(Path(tmp), stack))
         path = Path(tmp) / "lengths4.h5"  # 4-byte lengths: libhdf5 pads heap headers to 8
         creation = h5py.h5p.create(h5py.h5p.FILE_CREATE)
         creation.set_sizes(8, 4)
@@ -1026,6 +1027,90 @@ def _dimensionless_array(tmp: Path, stack: bytes) -> bytes:
     at = data.find(old)
     data[at : at + len(old)] = new
     return bytes(data)
+
+
+def _converted_rows(tmp: Path, stack: bytes) -> dict[str, bytes]:
+    """Object arrays whose rows libhdf5 converts as PyTables reads them (with the native form
+    of the element type), so that the stored bytes hold no pickle and the converted ones do:
+    big-endian 2-byte elements (each pair of the payload's bytes stored swapped), and 2-byte
+    elements whose 8 significant bits start at bit 4 (each byte stored shifted)."""
+    import tables
+
+    files = {}
+    even = stack + b" " * (len(stack) % 2)  # a byte after the STOP is never read
+    for label, order, elements in (
+        ("big-endian 2-byte", "big", np.frombuffer(even, "<u2").astype(">u2")),
+        ("shifted 2-byte", "little", np.frombuffer(stack, "u1").astype("<u2") << 4),
+    ):
+        path = tmp / "converted.h5"
+        with tables.open_file(str(path), "w") as f:
+            rows = f.create_vlarray("/", "rows", tables.UInt16Atom(), byteorder=order)
+            rows.append(elements)
+            rows.attrs.PSEUDOATOM = "object"
+        data = path.read_bytes()
+        if label.startswith("shifted"):  # integer, size 2, bit offset 0 -> 4, precision 16 -> 8
+            old = b"\x10\x00\x00\x00\x02\x00\x00\x00\x00\x00\x10\x00"
+            assert data.count(old) == 1
+            data = data.replace(old, old[:8] + b"\x04\x00\x08\x00")
+        assert stack[:-1] not in data
+        files[f"pytables object rows of {label} elements, STACK_GLOBAL.h5"] = data
+        if label.startswith("big"):
+            files[f"pytables object rows of {label} elements, type continued, STACK_GLOBAL.h5"] = (
+                _datatype_continued(data)
+            )
+    return files
+
+
+def _datatype_continued(data: bytes) -> bytes:
+    """The variable-length dataset's datatype message moved out of its version-1 object header
+    into a continuation chunk at the end of the file: in its place a continuation message and
+    a null message (the header's message count one more), the file's end address moved."""
+    at = data.find(b"\x03\x00\x18\x00\x01\x00\x00\x00\x19\x00\x00\x00")
+    assert at > 0 and data.count(data[at : at + 12]) == 1
+    message = data[at : at + 32]
+    header = next(h for h in range(at - 16, 0, -1) if _v1_header_holds(data, h, at))
+    patched = bytearray(data)
+    patched[header + 2 : header + 4] = struct.pack(
+        "<H", struct.unpack_from("<H", data, header + 2)[0] + 1
+    )
+    patched[at : at + 32] = (struct.pack("<HHB3x", 0x10, 16, 0) + struct.pack("<QQ", len(data), 32)
+                             + struct.pack("<HHB3x", 0, 0, 0))  # fmt: skip
+    patched[40:48] = struct.pack("<Q", len(data) + 32)  # superblock version 0: end of file
+    return bytes(patched) + message
+
+
+def _v1_header_holds(data: bytes, header: int, message: int) -> bool:
+    """Whether a version-1 object header starts at ``header`` and its first chunk's messages
+    (tiling it exactly) include one at ``message``."""
+    if data[header : header + 2] != b"\x01\x00":
+        return False
+    chunk = struct.unpack_from("<I", data, header + 8)[0]
+    cursor, end, starts = header + 16, header + 16 + chunk, set()
+    while cursor < end:
+        starts.add(cursor)
+        cursor += 8 + struct.unpack_from("<H", data, cursor + 2)[0]
+    return cursor == end and message in starts
+
+
+def header_walk_stall() -> bytes:
+    """An HDF5 file followed by 4 MiB of what reads as version-1 object headers: every 64 KiB a
+    prefix claiming 65,528 messages (which earlier prefixes read as one message over the 64 KiB
+    to the next), then null messages; each candidate steps over messages to the end."""
+    import tempfile
+
+    import h5py
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "headers.h5"
+        with h5py.File(path, "w") as f:
+            f.create_dataset("x", data=[1, 2, 3])
+        head = path.read_bytes()
+    block = 64 * 1024
+    tail = b"".join(
+        (struct.pack("<BBHIII", 1, 0, 0xFFF8, 1, (64 - i) * block - 16, 0)).ljust(block, b"\0")
+        for i in range(64)
+    )
+    return head + tail
 
 
 def long_line_stall() -> bytes:

@@ -57,7 +57,11 @@ RULESET = "2026-12-04.4"
 #: in a value it falls; the pickle walks of one HDF5 file share one opcode budget, and reading a
 #: protocol-0 line costs an opcode per 64 bytes; a JSON document in an HDF5 file larger than the
 #: limit is unscannable; a Keras class_name that is not a string is not a layer; pandas'
-#: Timestamp and Timedelta unpicklers are allowlisted.)
+#: Timestamp and Timedelta unpicklers are allowlisted; a variable-length sequence whose
+#: elements libhdf5 converts on reading (big-endian, bit offsets, compounds...), found in any
+#: object header (version 1 by exact tiling, OHDR, continuation chunks), is unscannable, and so
+#: is a file whose shared-message table shares datatypes; an External File List counts only in
+#: an object header (its byte pattern matched in int16 labels: a false alarm).)
 MIN_RULESET = RULESET
 
 HEAD = 4096

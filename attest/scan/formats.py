@@ -21,6 +21,7 @@ from typing import IO, Any
 
 from attest.errors import AttestError
 from attest.jsonsafe import loads as json_loads
+from attest.scan import hdf5_headers
 from attest.scan.core import (
     READ,
     Context,
@@ -250,13 +251,6 @@ _SHARED_MESSAGES = (1, 2, 3)
 #: an attribute message's header and its three parts at most (each part's size is 2 bytes,
 #: padded to 8 in version 1): the bytes past a window its candidates may need
 _ATTRIBUTE_REACH = 9 + 3 * 0x10000
-#: (pattern, where the message starts in the match): an External File List message after a
-#: version-1 message header, or a version-2 one without and with a creation order
-_EXTERNAL_FILES = (
-    (re.compile(rb"\x07\x00.{6}\x01", re.DOTALL), 8),
-    (re.compile(rb"\x07.{3}\x01", re.DOTALL), 4),
-    (re.compile(rb"\x07.{5}\x01", re.DOTALL), 6),
-)
 _GLOBAL_HEAP = re.compile(rb"GCOL\x01")  # a global heap collection: variable-length values
 #: PyTables < 2.0 pickled its filters under this name; PyTables rewrites the first one in a
 #: ``FILTERS`` value to ``(ctables.filters\n`` (or ``(i…``) before unpickling it
@@ -364,10 +358,10 @@ def _json_at(
         return value, offset + len(text[:end].encode("utf-8", "surrogateescape"))
 
 
-def _superblock(handle: IO[bytes], size: int) -> tuple[int, int]:
+def _superblock(handle: IO[bytes], size: int) -> tuple[int, int, int]:
     """The superblock after the signature must be one libhdf5 reads (version 0-3, with sizes of
     offsets and lengths it supports): a signature in arbitrary bytes is not an HDF5 file.
-    Returns the file's sizes of offsets and of lengths."""
+    Returns the file's sizes of offsets and of lengths, and where the superblock is."""
     for offset in hdf5_offsets(size):
         handle.seek(offset)
         block = handle.read(16)
@@ -382,8 +376,8 @@ def _superblock(handle: IO[bytes], size: int) -> tuple[int, int]:
             raise Malformed(f"HDF5 superblock version {version} at byte {offset}")
         if len(sizes) != 2 or any(b not in (2, 4, 8, 16, 32) for b in sizes):
             raise Malformed(f"HDF5 superblock at byte {offset} has unusable field sizes")
-        return sizes[0], sizes[1]
-    return 8, 8
+        return sizes[0], sizes[1], offset
+    return 8, 8, 0
 
 
 def scan_hdf5(handle: IO[bytes], size: int, context: Context, result: Result) -> None:
@@ -406,15 +400,18 @@ def scan_hdf5(handle: IO[bytes], size: int, context: Context, result: Result) ->
     walking have one budget per file (a stall is unscannable).
 
     Not covered: virtual datasets and external links, which also name other files."""
+    import numpy as np
+
     limits = context.limits
     if size > limits.max_inspect_bytes:
         raise LimitReached(f"HDF5 file of {size} bytes is larger than the inspection limit")
-    offset_size, length_size = _superblock(handle, size)
+    offset_size, length_size, superblock = _superblock(handle, size)
     json_starts: list[int] = []
     pickle_starts: list[int] = []
     messages: list[int] = []  # where attribute values start, by their messages' headers
     heaps: list[int] = []
     leaves: list[int] = []  # where an old file's pickled filters name tables.Leaf
+    headers: tuple[list[int], list[int], list[int]] = ([], [], [])  # v1, v2, shared tables
     saw_model_config = False
     position, tail = 0, b""
     handle.seek(0)
@@ -436,14 +433,16 @@ def scan_hdf5(handle: IO[bytes], size: int, context: Context, result: Result) ->
                 result.pickle = True
         heaps.extend(base + at for at in _fresh(_GLOBAL_HEAP, window, carried))
         leaves.extend(base + at for at in _fresh(_PYTABLES_LEAF, window, carried))
-        for at in _external_files(window, carried, offset_size, length_size, size):
-            raise Unsafe(
-                f"an HDF5 dataset keeps its data in external files (External File List at byte "
-                f"{base + at}): loaders read them wherever they are"
-            )
         for at in _fresh(_FRACTAL_HEAP, window, carried):
             _fractal_heap(handle, base + at, size)
-        messages.extend(_attribute_messages(handle, window, base, carried))
+        handle.seek(base + len(window))
+        data = np.frombuffer(window + handle.read(_ATTRIBUTE_REACH), np.uint8)
+        messages.extend(base + at for at in _attribute_messages(data, len(window), carried))
+        headers[0].extend(
+            base + at for at in hdf5_headers.v1_candidates(data, len(window), carried)
+        )
+        headers[1].extend(base + at for at in hdf5_headers.ohdr_starts(window, carried))
+        headers[2].extend(base + at for at in hdf5_headers.smtb_starts(window, carried))
         if (
             len(json_starts) > _MAX_JSON_CANDIDATES
             or len(pickle_starts) + len(messages) > _MAX_PICKLE_CANDIDATES
@@ -452,6 +451,7 @@ def scan_hdf5(handle: IO[bytes], size: int, context: Context, result: Result) ->
         position += len(piece)
         tail = piece[-1024:]
         handle.seek(position)
+    hdf5_headers.check_headers(handle, size, *headers, offset_size, length_size, superblock)
     keras_config = False
     budget = _Budget(max(4 * size, 4 * limits.max_json_bytes))
     covered = -1  # candidates inside a document already decoded are part of it
@@ -514,8 +514,9 @@ def _proto0_imports(window: bytes, carried: int) -> list[tuple[int, str, str]]:
     return found
 
 
-def _attribute_messages(handle: IO[bytes], window: bytes, base: int, carried: int) -> list[int]:
-    """Where the value of each attribute message whose header starts in ``window`` begins.
+def _attribute_messages(data: Any, window: int, carried: int) -> list[int]:
+    """Where the value of each attribute message whose header starts in the first ``window``
+    bytes of ``data`` (a numpy view of them and what follows) begins.
 
     A header: version 1-3, flags (reserved in version 1; in later ones bit 0 shares the
     datatype, bit 1 the dataspace, and no other bit is allowed), then the sizes of the name, the
@@ -526,9 +527,7 @@ def _attribute_messages(handle: IO[bytes], window: bytes, base: int, carried: in
     the sizes put them. Vectorised: every byte of the window is a possible header."""
     import numpy as np
 
-    handle.seek(base + len(window))
-    data = np.frombuffer(window + handle.read(_ATTRIBUTE_REACH), np.uint8)
-    at = np.flatnonzero((data[: len(window)] - np.uint8(1)) <= 2)  # bytes 1-3 (0 wraps)
+    at = np.flatnonzero((data[:window] - np.uint8(1)) <= 2)  # bytes 1-3 (0 wraps)
     at = at[(at >= carried) & (at + 9 < len(data))]  # the carried bytes had a lookahead
     version, flags = data[at], data[at + 1]
     keep = (version == 1) | (flags <= 3)
@@ -560,37 +559,7 @@ def _attribute_messages(handle: IO[bytes], window: bytes, base: int, carried: in
         np.isin(space_first, _SHARED_MESSAGES),
         ((space_first == 1) | (space_first == 2)) & (rank <= 32),
     )
-    return [base + int(value) for value in (dataspace + space_part)[keep]]
-
-
-def _external_files(
-    window: bytes, carried: int, offsets: int, lengths: int, size: int
-) -> list[int]:
-    """External File List messages (type 7): a version-1 object header's message header (type
-    on 2 bytes, size, flags, 3 reserved bytes) or a version-2 one (type on 1 byte, size, flags,
-    maybe a creation order), then the message: version 1, 3 reserved bytes (zero, as libhdf5
-    writes them), slots allocated and used (1 <= used <= allocated), the address of the heap of
-    names (inside the file), and 3 fields per slot, which the declared message size holds."""
-    found = []
-    for pattern, body in _EXTERNAL_FILES:
-        for m in _overlapping(pattern, window, 1):
-            extent = m.end() + 7 + offsets
-            if extent <= carried or extent > len(window):
-                continue  # seen in the previous window, or to be seen whole in the next
-            size_at = m.start() + (2 if body == 8 else 1)
-            declared = int.from_bytes(window[size_at : size_at + 2], "little")
-            start = m.start() + body
-            allocated = int.from_bytes(window[start + 4 : start + 6], "little")
-            used = int.from_bytes(window[start + 6 : start + 8], "little")
-            heap = int.from_bytes(window[start + 8 : start + 8 + offsets], "little")
-            if (
-                window[start + 1 : start + 4] == b"\0\0\0"
-                and 1 <= used <= allocated
-                and declared >= 8 + offsets + allocated * 3 * lengths
-                and heap < size
-            ):
-                found.append(m.start())
-    return found
+    return [int(value) for value in (dataspace + space_part)[keep]]
 
 
 @functools.cache

@@ -1,0 +1,288 @@
+"""The object headers of an HDF5 file, as far as the scan needs them: the datatype of every
+dataset and committed datatype, so that variable-length data libhdf5 converts on reading is not
+taken for the bytes the file stores.
+
+PyTables reads a variable-length array with the native form of its element type, and unpickles
+the rows of an object array (``PSEUDOATOM`` ``object``) from what that conversion gives: a
+big-endian ``uint16`` element, or a 2-byte integer whose 8 significant bits sit at bit offset 4,
+turns bytes that hold no pickle into one. The scan walks the stored bytes of every global heap
+object, so a variable-length sequence whose elements are converted on reading cannot be judged,
+and makes the file unscannable.
+
+Object headers are found without following the file's links (the scan does not trust them to
+reach everything a loader reaches): every version-2 header by its ``OHDR`` signature, every
+version-1 header by a prefix whose messages tile its first chunk exactly (as libhdf5 requires),
+and the continuation chunks both name. Shared messages kept in a shared-message heap (SOHM) have
+no header there; a file whose shared-message table indexes datatypes is refused.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from typing import IO, Any
+
+from attest.scan.core import LimitReached, Unsafe
+
+_OHDR = re.compile(rb"OHDR\x02")
+_SMTB = re.compile(rb"SMTB")
+_DATATYPE, _EXTERNAL_FILES, _CONTINUATION = 0x03, 0x07, 0x10
+_MAX_HEADERS = 1_000_000
+_MAX_CHUNK = 1 << 30  # a first chunk libhdf5 would allocate
+_MIN_STEPS = 200_000  # the header-reading budget of a small file
+#: IEEE little-endian floats as libhdf5 describes its native ones: size -> (sign location,
+#: exponent location, exponent size, mantissa location, mantissa size, exponent bias)
+_NATIVE_FLOATS = {
+    2: (15, 10, 5, 0, 10, 15),
+    4: (31, 23, 8, 0, 23, 127),
+    8: (63, 52, 11, 0, 52, 1023),
+}
+
+
+def ohdr_starts(window: bytes, carried: int) -> list[int]:
+    return [m.start() for m in _OHDR.finditer(window) if m.end() > carried]
+
+
+def smtb_starts(window: bytes, carried: int) -> list[int]:
+    return [m.start() for m in _SMTB.finditer(window) if m.end() > carried]
+
+
+def v1_candidates(data: Any, window_length: int, carried: int) -> list[int]:
+    """Offsets (in ``data``, a numpy view of the window and what follows it) that may start a
+    version-1 object header: version 1, a zero reserved byte, at least one message, a first
+    chunk that holds the first message, whose size is a multiple of 8."""
+    import numpy as np
+
+    at = np.flatnonzero(data[: max(window_length - 1, 0)] == 1)
+    at = at[(at >= carried) & (at + 24 <= len(data))]
+    at = at[data[at + 1] == 0]
+
+    def word(offset: int, width: int) -> Any:
+        value = np.zeros(len(at), dtype=np.int64)
+        for i in range(width):
+            value |= data[at + offset + i].astype(np.int64) << (8 * i)
+        return value
+
+    messages, chunk, first = word(2, 2), word(8, 4), word(18, 2)
+    keep = (messages > 0) & (first % 8 == 0) & (first + 8 <= chunk) & (chunk <= _MAX_CHUNK)
+    return [int(i) for i in at[keep]]
+
+
+def check_headers(
+    handle: IO[bytes],
+    size: int,
+    v1: list[int],
+    v2: list[int],
+    tables: list[int],
+    offsets: int,
+    lengths: int,
+    base: int,
+) -> None:
+    """Raise :class:`Unsafe` when an object header has an External File List (a dataset whose
+    data h5py and PyTables read from files named in it, wherever they are); raise
+    :class:`LimitReached` when a datatype message of an object header is a variable-length
+    sequence whose elements libhdf5 converts on reading, or when the file's shared-message
+    table indexes datatypes (they are then stored without a header)."""
+    for at in tables:
+        _shared_datatypes(handle, at, offsets, size)
+    if len(v1) + len(v2) > _MAX_HEADERS:
+        raise LimitReached("too many HDF5 object header candidates to check")
+    budget = _Steps(max(_MIN_STEPS, size // 16))  # real headers: a message per ~40 bytes
+    chunks: list[tuple[int, int, int, int]] = []  # (start, end, version, creation-order bytes)
+    for at in v1:
+        handle.seek(at)
+        prefix = handle.read(16)
+        count = int.from_bytes(prefix[2:4], "little")
+        chunk = int.from_bytes(prefix[8:12], "little")
+        start = at + 16
+        if start + chunk <= size and _tiles(handle, start, start + chunk, count, budget):
+            chunks.append((start, start + chunk, 1, 0))
+    for at in v2:
+        parsed = _v2_prefix(handle, at, size)
+        if parsed is not None:
+            chunks.append(parsed)
+    seen = set()
+    while chunks:
+        start, end, version, order = chunks.pop()
+        if (start, end) in seen:
+            continue
+        seen.add((start, end))
+        for kind, at, body in _messages(handle, start, end, version, order, budget):
+            if kind == _DATATYPE:
+                reason = _converted(body)
+                if reason:
+                    raise LimitReached(
+                        f"an HDF5 variable-length datatype at byte {at} holds {reason}, "
+                        "which libhdf5 converts on reading: the bytes a loader unpickles are "
+                        "not the stored ones"
+                    )
+            elif kind == _EXTERNAL_FILES and body[:1] == b"\x01" and body[6:8] != b"\0\0":
+                raise Unsafe(
+                    f"an HDF5 dataset keeps its data in external files (External File List at "
+                    f"byte {at}): loaders read them wherever they are"
+                )
+            elif kind == _CONTINUATION and len(body) >= offsets + lengths:
+                address = int.from_bytes(body[:offsets], "little")
+                length = int.from_bytes(body[offsets : offsets + lengths], "little")
+                for where in {address, base + address}:
+                    chunks.extend(
+                        _continuation(handle, where, length, version, order, size, budget)
+                    )
+
+
+def _v2_prefix(handle: IO[bytes], at: int, size: int) -> tuple[int, int, int, int] | None:
+    handle.seek(at + 5)
+    flags_raw = handle.read(1)
+    if not flags_raw:
+        return None
+    flags = flags_raw[0]
+    cursor = at + 6 + (16 if flags & 0x20 else 0) + (4 if flags & 0x10 else 0)
+    width = 1 << (flags & 3)
+    handle.seek(cursor)
+    chunk = int.from_bytes(handle.read(width), "little")
+    start = cursor + width
+    end = min(start + chunk, size)
+    return start, end, 2, 2 if flags & 0x04 else 0
+
+
+def _continuation(
+    handle: IO[bytes],
+    address: int,
+    length: int,
+    version: int,
+    order: int,
+    size: int,
+    budget: _Steps,
+) -> list[tuple[int, int, int, int]]:
+    if address + length > size or length <= 0:
+        return []
+    if version == 1:
+        tiled = _tiles(handle, address, address + length, 0xFFFF, budget)
+        return [(address, address + length, 1, 0)] if tiled else []
+    handle.seek(address)
+    if handle.read(4) != b"OCHK":
+        return []
+    return [(address + 4, address + length - 4, 2, order)]
+
+
+class _Steps:
+    """Messages the header reading of one file may step over before it counts as a stall."""
+
+    def __init__(self, total: int) -> None:
+        self.left = total
+
+    def take(self) -> None:
+        self.left -= 1
+        if self.left < 0:
+            raise LimitReached("the HDF5 object headers take more steps to read than the scan "
+                               "allows")  # fmt: skip
+
+
+def _header_size(version: int, order: int) -> int:
+    return 8 if version == 1 else 4 + order
+
+
+def _tiles(handle: IO[bytes], start: int, end: int, count: int, budget: _Steps) -> bool:
+    """Whether at most ``count`` version-1 messages fill [start, end) exactly, as libhdf5
+    requires of a version-1 chunk (each message's size a multiple of 8)."""
+    cursor = start
+    while cursor < end:
+        if count <= 0:
+            return False
+        count -= 1
+        budget.take()
+        handle.seek(cursor + 2)
+        raw = handle.read(2)
+        if len(raw) < 2:
+            return False
+        length = int.from_bytes(raw, "little")
+        if length % 8:
+            return False
+        cursor += 8 + length
+    return cursor == end
+
+
+def _messages(
+    handle: IO[bytes], start: int, end: int, version: int, order: int, budget: _Steps
+) -> list[tuple[int, int, bytes]]:
+    """(type, where the body starts, body) of the datatype, External File List and
+    continuation messages of a chunk; a message flagged as shared holds a reference, not the
+    message (a committed datatype's own header is read)."""
+    found = []
+    header = _header_size(version, order)
+    cursor = start
+    while cursor + header <= end:
+        budget.take()
+        handle.seek(cursor)
+        raw = handle.read(header)
+        if version == 1:
+            kind, length, flags = struct.unpack_from("<HHB", raw)
+        else:
+            kind, length, flags = struct.unpack_from("<BHB", raw)
+        body_end = cursor + header + length
+        if body_end > end:
+            break
+        if kind in (_DATATYPE, _EXTERNAL_FILES, _CONTINUATION) and not flags & 0x02:
+            handle.seek(cursor + header)
+            found.append((kind, cursor + header, handle.read(length)))
+        cursor = body_end
+    return found
+
+
+def _converted(datatype: bytes) -> str | None:
+    """What in a variable-length sequence's element type libhdf5 converts on reading, or None
+    (not a sequence, or elements read as stored)."""
+    if len(datatype) < 8 or datatype[0] & 0x0F != 9 or datatype[1] & 0x0F != 0:
+        return None
+    return _element(datatype[8:])
+
+
+def _element(base: bytes) -> str | None:
+    if len(base) < 8:
+        return None  # libhdf5 cannot decode it either
+    kind, version = base[0] & 0x0F, base[0] >> 4
+    if not 1 <= version <= 5:
+        return None
+    width = int.from_bytes(base[4:8], "little")
+    if kind in (2, 3, 5):  # time (no native type: not read), string, opaque: as stored
+        return None
+    if kind in (0, 4):  # fixed-point, bitfield
+        if len(base) < 12:
+            return None
+        offset, precision = struct.unpack_from("<HH", base, 8)
+        if base[1] & 0x01 and width > 1:
+            return f"big-endian {width}-byte integers"
+        if offset or precision != 8 * width:
+            return f"integers of {precision} bits at bit {offset} of {width} bytes"
+        return None
+    if kind == 1:  # floating point
+        if len(base) < 20:
+            return None
+        offset, precision, exp_at, exp_bits, man_at, man_bits = struct.unpack_from(
+            "<HHBBBB", base, 8
+        )
+        bias = int.from_bytes(base[16:20], "little")
+        layout = (base[2], exp_at, exp_bits, man_at, man_bits, bias)
+        native = _NATIVE_FLOATS.get(width)
+        if (base[1] & 0x41 or (base[1] >> 4) & 3 != 2 or offset or precision != 8 * width
+                or native is None or layout != native):  # fmt: skip
+            return f"{width}-byte floats unlike the native ones"
+        return None
+    return f"elements of datatype class {kind}"  # compound, reference, enum, sequence, array
+
+
+def _shared_datatypes(handle: IO[bytes], at: int, offsets: int, size: int) -> None:
+    """A shared-message table: "SMTB", then up to 8 indexes (version 0, type, message type
+    flags, minimum size, list and B-tree cutoffs, count, index and heap addresses). Bit 3 of
+    the flags shares datatype messages."""
+    entry = 1 + 1 + 2 + 4 + 2 + 2 + 2 + 2 * offsets
+    handle.seek(at + 4)
+    raw = handle.read(8 * entry)
+    for i in range(0, len(raw) - entry + 1, entry):
+        if raw[i] != 0 or raw[i + 1] > 1:
+            return
+        if int.from_bytes(raw[i + 2 : i + 4], "little") & 0x08:
+            raise LimitReached(
+                f"the HDF5 file shares datatype messages (table at byte {at}), which are then "
+                "stored where the scan does not read datatypes"
+            )
