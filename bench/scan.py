@@ -1,16 +1,18 @@
 """How long does scanning take on large models, against reading them once, in the same run?
 
-    python3 -m bench.scan [--safetensors-mib 2048] [--torch-mib 1024] [--repeat 3]
-                          [--compare-rev GIT_REV]
+    python3 -m bench.scan [--safetensors-mib 2048] [--torch-mib 1024] [--hdf5-mib 256]
+                          [--repeat 3] [--compare-rev GIT_REV]
 
-Two models are written once: a safetensors model (four shards) and a PyTorch-style zip
+Three models are written once: a safetensors model (four shards), a PyTorch-style zip
 checkpoint (``archive/data.pkl`` with allowlisted globals plus one stored member per tensor, as
-``torch.save`` writes it). Each is scanned in-process with ``attest.scan.scan_directory``
-(median of ``--repeat``), and the baseline is one sha256 pass over the same files (what a push
-pays anyway), so the ratio says what scanning adds. With ``--compare-rev``, the scanner of that
-git revision scans the same files in a child process (a temporary worktree), so old and new
-rules are timed in one run. The files stay in the page cache: this measures the scanner, not the
-disk.
+``torch.save`` writes it) and a Keras-2-style HDF5 file written with h5py (a ``model_config``,
+float32 weights, uint8 and int16 arrays of small integers such as labels; the HDF5 reading
+searches every byte, so it is the slow case). Each is scanned in-process with
+``attest.scan.scan_directory`` (median of ``--repeat``), and the baseline is one sha256 pass
+over the same files (what a push pays anyway), so the ratio says what scanning adds. With
+``--compare-rev``, the scanner of that git revision scans the same files in a child process (a
+temporary worktree), so old and new rules are timed in one run. The files stay in the page
+cache: this measures the scanner, not the disk.
 """
 
 from __future__ import annotations
@@ -52,6 +54,21 @@ def make_torch_zip(path: Path, total_mib: int, tensors: int = 16) -> None:
         for i in range(tensors):
             archive.writestr(f"archive/data/{i}", piece)
         archive.writestr("archive/version", "3\n")
+
+
+def make_hdf5(path: Path, total_mib: int) -> None:
+    import h5py
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    quarter = total_mib * MiB // 4
+    config = {"class_name": "Sequential", "config": {"name": "m", "layers": [
+        {"class_name": "Dense", "config": {"units": 4}}]}}  # fmt: skip
+    with h5py.File(path, "w") as f:
+        f.attrs["model_config"] = json.dumps(config).encode()
+        f["model_weights/dense/kernel:0"] = rng.standard_normal(quarter // 2, dtype=np.float32)
+        f["labels/uint8"] = rng.integers(0, 10, quarter, dtype=np.uint8)
+        f["labels/int16"] = rng.integers(0, 10, quarter // 2, dtype=np.int16)
 
 
 def sha256_pass(root: Path) -> float:
@@ -98,17 +115,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--safetensors-mib", type=int, default=2048)
     parser.add_argument("--torch-mib", type=int, default=1024)
+    parser.add_argument("--hdf5-mib", type=int, default=256)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--compare-rev", help="also time the scanner of this git revision")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     results: dict[str, dict[str, object]] = {}
     with tempfile.TemporaryDirectory(prefix="modelseal-scan-bench-") as tmp:
-        models = {"safetensors": Path(tmp) / "safetensors", "pytorch-zip": Path(tmp) / "torch"}
+        models = {"safetensors": Path(tmp) / "safetensors", "pytorch-zip": Path(tmp) / "torch",
+                  "hdf5": Path(tmp) / "hdf5"}  # fmt: skip
         for path in models.values():
             path.mkdir()
         make_safetensors(models["safetensors"], args.safetensors_mib)
         make_torch_zip(models["pytorch-zip"] / "pytorch_model.bin", args.torch_mib)
+        make_hdf5(models["hdf5"] / "model.h5", args.hdf5_mib)
         worktree = None
         if args.compare_rev:
             worktree = Path(tmp) / "old"

@@ -1058,6 +1058,13 @@ def _converted_rows(tmp: Path, stack: bytes) -> dict[str, bytes]:
             files[f"pytables object rows of {label} elements, type continued, STACK_GLOBAL.h5"] = (
                 _datatype_continued(data)
             )
+            at = data.find(b"\x03\x00\x18\x00\x01\x00\x00\x00\x19\x00\x00\x00")
+            header = next(h for h in range(at - 16, 0, -1) if _v1_header_holds(data, h, at))
+            reserved = bytearray(data)
+            reserved[header + 1] = 0xFF  # libhdf5 skips the byte after the version
+            files[f"pytables object rows of {label} elements, reserved byte, STACK_GLOBAL.h5"] = (
+                bytes(reserved)
+            )
     return files
 
 

@@ -49,22 +49,26 @@ def smtb_starts(window: bytes, carried: int) -> list[int]:
 
 def v1_candidates(data: Any, window_length: int, carried: int) -> list[int]:
     """Offsets (in ``data``, a numpy view of the window and what follows it) that may start a
-    version-1 object header: version 1, a zero reserved byte, at least one message, a first
-    chunk that holds the first message, whose size is a multiple of 8."""
+    version-1 object header: version 1 (the next byte is reserved and not checked), at least one
+    message, a first chunk that holds the first message, whose size is a multiple of 8, and so
+    is the second's when the first does not fill the chunk and the second is in ``data``."""
     import numpy as np
 
-    at = np.flatnonzero(data[: max(window_length - 1, 0)] == 1)
+    at = np.flatnonzero(data[:window_length] == 1)
     at = at[(at >= carried) & (at + 24 <= len(data))]
-    at = at[data[at + 1] == 0]
 
-    def word(offset: int, width: int) -> Any:
+    def word(offset: Any, width: int) -> Any:
+        where = np.minimum(at + offset, len(data) - width)
         value = np.zeros(len(at), dtype=np.int64)
         for i in range(width):
-            value |= data[at + offset + i].astype(np.int64) << (8 * i)
+            value |= data[where + i].astype(np.int64) << (8 * i)
         return value
 
     messages, chunk, first = word(2, 2), word(8, 4), word(18, 2)
     keep = (messages > 0) & (first % 8 == 0) & (first + 8 <= chunk) & (chunk <= _MAX_CHUNK)
+    second = 16 + 8 + first  # where the second message starts, from the header
+    unseen = at + second + 4 > len(data)
+    keep &= (first + 8 == chunk) | unseen | (word(second + 2, 2) % 8 == 0)
     return [int(i) for i in at[keep]]
 
 
