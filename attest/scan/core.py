@@ -61,7 +61,10 @@ RULESET = "2026-12-04.4"
 #: elements libhdf5 converts on reading (big-endian, bit offsets, compounds...), found in any
 #: object header (version 1 by exact tiling, OHDR, continuation chunks), is unscannable, and so
 #: is a file whose shared-message table shares datatypes; an External File List counts only in
-#: an object header (its byte pattern matched in int16 labels: a false alarm).)
+#: an object header (its byte pattern matched in int16 labels: a false alarm); elements read
+#: as stored are integers of 1, 2, 4 or 8 bytes, 4- and 8-byte IEEE floats, strings, opaque
+#: data, and enums, arrays and natively aligned compounds of them; a version-1 chunk may end
+#: in less than a message header.)
 MIN_RULESET = RULESET
 
 HEAD = 4096

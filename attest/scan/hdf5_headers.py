@@ -31,12 +31,9 @@ _MAX_HEADERS = 1_000_000
 _MAX_CHUNK = 1 << 30  # a first chunk libhdf5 would allocate
 _MIN_STEPS = 200_000  # the header-reading budget of a small file
 #: IEEE little-endian floats as libhdf5 describes its native ones: size -> (sign location,
-#: exponent location, exponent size, mantissa location, mantissa size, exponent bias)
-_NATIVE_FLOATS = {
-    2: (15, 10, 5, 0, 10, 15),
-    4: (31, 23, 8, 0, 23, 127),
-    8: (63, 52, 11, 0, 52, 1023),
-}
+#: exponent location, exponent size, mantissa location, mantissa size, exponent bias). Half
+#: floats are not among them: a libhdf5 without a native one widens them on reading.
+_NATIVE_FLOATS = {4: (31, 23, 8, 0, 23, 127), 8: (63, 52, 11, 0, 52, 1023)}
 
 
 def ohdr_starts(window: bytes, carried: int) -> list[int]:
@@ -187,10 +184,11 @@ def _header_size(version: int, order: int) -> int:
 
 
 def _tiles(handle: IO[bytes], start: int, end: int, count: int, budget: _Steps) -> bool:
-    """Whether at most ``count`` version-1 messages fill [start, end) exactly, as libhdf5
-    requires of a version-1 chunk (each message's size a multiple of 8)."""
+    """Whether at most ``count`` version-1 messages fill [start, end), each message's size a
+    multiple of 8, as libhdf5 requires of a version-1 chunk; less than a message header may be
+    left over (libhdf5 1.14 refuses that gap, earlier releases read the file)."""
     cursor = start
-    while cursor < end:
+    while end - cursor >= 8:
         if count <= 0:
             return False
         count -= 1
@@ -203,7 +201,7 @@ def _tiles(handle: IO[bytes], start: int, end: int, count: int, budget: _Steps) 
         if length % 8:
             return False
         cursor += 8 + length
-    return cursor == end
+    return cursor <= end
 
 
 def _messages(
@@ -238,41 +236,92 @@ def _converted(datatype: bytes) -> str | None:
     (not a sequence, or elements read as stored)."""
     if len(datatype) < 8 or datatype[0] & 0x0F != 9 or datatype[1] & 0x0F != 0:
         return None
-    return _element(datatype[8:])
+    try:
+        reason, _, _ = _element(datatype, 8, 0)
+    except (IndexError, struct.error, ValueError):
+        return "an element type the scan cannot read"
+    return reason
 
 
-def _element(base: bytes) -> str | None:
-    if len(base) < 8:
-        return None  # libhdf5 cannot decode it either
-    kind, version = base[0] & 0x0F, base[0] >> 4
-    if not 1 <= version <= 5:
-        return None
-    width = int.from_bytes(base[4:8], "little")
-    if kind in (2, 3, 5):  # time (no native type: not read), string, opaque: as stored
-        return None
+def _element(raw: bytes, at: int, depth: int) -> tuple[str | None, int, int]:
+    """(what libhdf5 converts in the datatype at ``at``, or None; its native alignment; where
+    its encoding ends). A datatype is read as stored when its native form (what PyTables reads
+    it as) is the same bytes: integers and bitfields of 1, 2, 4 or 8 bytes, little-endian, all
+    bits significant; IEEE little-endian floats of 4 or 8 bytes; strings and opaque data; enums,
+    arrays and compounds of such, a compound's members at the offsets native alignment gives."""
+    if depth > 8:
+        return "datatypes nested too deeply", 1, at
+    if len(raw) < at + 8 or not 1 <= raw[at] >> 4 <= 5:
+        raise ValueError("not a datatype")
+    kind, version = raw[at] & 0x0F, raw[at] >> 4
+    bits = raw[at + 1] | raw[at + 2] << 8 | raw[at + 3] << 16
+    width = int.from_bytes(raw[at + 4 : at + 8], "little")
+    body = at + 8
     if kind in (0, 4):  # fixed-point, bitfield
-        if len(base) < 12:
-            return None
-        offset, precision = struct.unpack_from("<HH", base, 8)
-        if base[1] & 0x01 and width > 1:
-            return f"big-endian {width}-byte integers"
+        offset, precision = struct.unpack_from("<HH", raw, body)
+        if width not in (1, 2, 4, 8):
+            return f"{width}-byte integers (no native type of that size)", 1, body + 4
+        if bits & 0x01 and width > 1:
+            return f"big-endian {width}-byte integers", 1, body + 4
         if offset or precision != 8 * width:
-            return f"integers of {precision} bits at bit {offset} of {width} bytes"
-        return None
+            return f"integers of {precision} bits at bit {offset} of {width} bytes", 1, body + 4
+        return None, width, body + 4
     if kind == 1:  # floating point
-        if len(base) < 20:
-            return None
-        offset, precision, exp_at, exp_bits, man_at, man_bits = struct.unpack_from(
-            "<HHBBBB", base, 8
-        )
-        bias = int.from_bytes(base[16:20], "little")
-        layout = (base[2], exp_at, exp_bits, man_at, man_bits, bias)
-        native = _NATIVE_FLOATS.get(width)
-        if (base[1] & 0x41 or (base[1] >> 4) & 3 != 2 or offset or precision != 8 * width
-                or native is None or layout != native):  # fmt: skip
-            return f"{width}-byte floats unlike the native ones"
-        return None
-    return f"elements of datatype class {kind}"  # compound, reference, enum, sequence, array
+        offset, precision = struct.unpack_from("<HH", raw, body)
+        layout = ((bits >> 8) & 0xFF, *raw[body + 4 : body + 8],
+                  int.from_bytes(raw[body + 8 : body + 12], "little"))  # fmt: skip
+        if (bits & 0x41 or (bits >> 4) & 3 != 2 or offset or precision != 8 * width
+                or _NATIVE_FLOATS.get(width) != layout):  # fmt: skip
+            return f"{width}-byte floats unlike the native ones", 1, body + 12
+        return None, width, body + 12
+    if kind == 2:  # time: no native type, not read
+        return None, 1, body + 2
+    if kind == 3:  # string
+        return None, 1, body
+    if kind == 5:  # opaque: a tag of the length its bits give
+        return None, 1, body + (bits & 0xFF)
+    if kind == 8:  # enum: the base type, then names and values
+        reason, align, end = _element(raw, body, depth + 1)
+        count = bits & 0xFFFF
+        for _ in range(count):
+            name_end = raw.index(b"\0", end) + 1
+            end = name_end if version >= 3 else end + (name_end - end + 7) // 8 * 8
+        return reason, align, end + count * width
+    if kind == 10:  # array: rank, (3 reserved bytes before version 3), sizes, permutation
+        rank = raw[body]
+        start = body + (1 if version >= 3 else 4) + 4 * rank + (0 if version >= 3 else 4 * rank)
+        return _element(raw, start, depth + 1)
+    if kind == 6:  # compound
+        return _compound(raw, body, bits & 0xFFFF, width, version, depth)
+    return f"elements of datatype class {kind}", 1, body  # reference, sequence
+
+
+def _compound(
+    raw: bytes, at: int, count: int, width: int, version: int, depth: int
+) -> tuple[str | None, int, int]:
+    """Members (name, offset, version 1: dimension information, type), as stored; read as
+    stored when each is and their offsets and the size are what native alignment gives."""
+    offset_bytes = next(n for n in (1, 2, 3, 4) if width < 1 << (8 * n) or n == 4)
+    cursor, expected, widest, reason = at, 0, 1, None
+    for _ in range(count):
+        name_end = raw.index(b"\0", cursor) + 1
+        cursor = name_end if version >= 3 else cursor + (name_end - cursor + 7) // 8 * 8
+        if version >= 3:
+            offset = int.from_bytes(raw[cursor : cursor + offset_bytes], "little")
+            cursor += offset_bytes
+        else:
+            offset = int.from_bytes(raw[cursor : cursor + 4], "little")
+            cursor += 4 + (28 if version == 1 else 0)
+        member_at = cursor
+        member, align, cursor = _element(raw, member_at, depth + 1)
+        size = int.from_bytes(raw[member_at + 4 : member_at + 8], "little")
+        expected = -(-expected // align) * align
+        if member or offset != expected:
+            reason = reason or member or "compound members at offsets native alignment moves"
+        expected, widest = offset + size, max(widest, align)
+    if -(-expected // widest) * widest != width:
+        reason = reason or "a compound padded unlike its native form"
+    return reason, widest, cursor
 
 
 def _shared_datatypes(handle: IO[bytes], at: int, offsets: int, size: int) -> None:

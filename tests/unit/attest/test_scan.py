@@ -10,6 +10,7 @@ import io
 import os
 import pickle
 import random
+import struct
 import sys
 from collections import OrderedDict
 from pathlib import Path
@@ -463,9 +464,13 @@ def test_variable_length_elements_read_as_stored_are_clean_and_converted_ones_ar
                        check=True)  # fmt: skip
         return scan("ragged.h5", path.read_bytes()).verdict  # type: ignore[attr-defined]
 
-    for spec in ("'<f4'", "'<f8'", "'<i8'", "'u1'", "'<f2'", "str"):
+    for spec in ("'<f4'", "'<f8'", "'<i8'", "'u1'", "str", "'<c16'", "'?'",
+                 "[('a', '<u2'), ('b', 'u1'), ('c', 'u1')]"):  # fmt: skip
         assert verdict(spec) is ScanVerdict.CLEAN, spec
-    for spec in ("'>u2'", "'>f4'", "[('a', 'u1'), ('b', '<u2')]"):
+    # byte order, a member native alignment moves, a half float (widened where libhdf5 has no
+    # native one), byte order inside a compound
+    for spec in ("'>u2'", "'>f4'", "[('a', 'u1'), ('b', '<u2')]", "'<f2'",
+                 "[('a', '<u2'), ('b', 'u1'), ('c', '>u2')]"):  # fmt: skip
         assert verdict(spec) is ScanVerdict.UNSCANNABLE, spec
         assert verdict(spec, pad=12) is ScanVerdict.UNSCANNABLE, spec
 
@@ -487,6 +492,40 @@ def test_datasets_of_small_integers_are_clean(tmp_path: Path) -> None:
     """, str(path)], check=True)  # fmt: skip
     verdict = scan("labels.h5", path.read_bytes())
     assert verdict.verdict is ScanVerdict.CLEAN, verdict.findings  # type: ignore[attr-defined]
+
+
+def test_converted_row_types_are_found_in_every_header_layout(tmp_path: Path) -> None:
+    """A 7-byte integer element (libhdf5 widens it to 8 on reading: the attack interleaves
+    zeros into a pickle), and a version-1 header whose first chunk is declared a few bytes
+    longer than its messages (libhdf5 before 1.14 reads such a file)."""
+    import tables
+
+    path = tmp_path / "rows.h5"
+    with tables.open_file(str(path), "w") as f:
+        rows = f.create_vlarray("/", "rows", tables.UInt8Atom())
+        rows.append(np.arange(14, dtype=np.uint8))
+        rows.attrs.PSEUDOATOM = "object"
+    data = path.read_bytes()
+    uint8 = b"\x10\x00\x00\x00\x01\x00\x00\x00\x00\x00\x08\x00"
+    at = data.find(b"\x19\x00\x00\x00\x10\x00\x00\x00" + uint8)
+    assert at > 0 and scan("rows.h5", data).verdict is ScanVerdict.CLEAN  # type: ignore[attr-defined]
+    wide = data[: at + 8] + uint8[:4] + b"\x07\x00\x00\x00\x00\x00\x38\x00" + data[at + 20 :]
+    verdict = scan("rows.h5", wide)
+    assert verdict.verdict is ScanVerdict.UNSCANNABLE  # type: ignore[attr-defined]
+    assert "7-byte integers" in " ".join(verdict.findings)  # type: ignore[attr-defined]
+    header = next(h for h in range(at - 24, 0, -1) if corpus._v1_header_holds(wide, h, at - 8))
+    gap = bytearray(wide)
+    chunk = struct.unpack_from("<I", gap, header + 8)[0]
+    gap[header + 8 : header + 12] = struct.pack("<I", chunk + 4)
+    verdict = scan("rows.h5", bytes(gap))
+    assert verdict.verdict is ScanVerdict.UNSCANNABLE  # type: ignore[attr-defined]
+    for order, expected in (("little", ScanVerdict.CLEAN), ("big", ScanVerdict.UNSCANNABLE)):
+        pairs = tmp_path / f"pairs-{order}.h5"  # elements that are arrays of two integers
+        with tables.open_file(str(pairs), "w") as f:
+            f.create_vlarray("/", "rows", tables.Int32Atom(shape=(2,)), byteorder=order).append(
+                np.arange(6, dtype=np.int32).reshape(3, 2)
+            )
+        assert scan("pairs.h5", pairs.read_bytes()).verdict is expected, order  # type: ignore[attr-defined]
 
 
 def test_a_json_document_past_the_limit_is_not_skipped() -> None:
