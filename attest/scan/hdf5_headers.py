@@ -208,8 +208,8 @@ def _messages(
     handle: IO[bytes], start: int, end: int, version: int, order: int, budget: _Steps
 ) -> list[tuple[int, int, bytes]]:
     """(type, where the body starts, body) of the datatype, External File List and
-    continuation messages of a chunk; a message flagged as shared holds a reference, not the
-    message (a committed datatype's own header is read)."""
+    continuation messages of a chunk; a datatype message flagged as shared holds a reference,
+    not the datatype (a committed datatype's own header is read)."""
     found = []
     header = _header_size(version, order)
     cursor = start
@@ -224,7 +224,8 @@ def _messages(
         body_end = cursor + header + length
         if body_end > end:
             break
-        if kind in (_DATATYPE, _EXTERNAL_FILES, _CONTINUATION) and not flags & 0x02:
+        shared = kind == _DATATYPE and flags & 0x02  # a reference to the datatype
+        if kind in (_DATATYPE, _EXTERNAL_FILES, _CONTINUATION) and not shared:
             handle.seek(cursor + header)
             found.append((kind, cursor + header, handle.read(length)))
         cursor = body_end
