@@ -1120,6 +1120,27 @@ def header_walk_stall() -> bytes:
     return head + tail
 
 
+def datatype_reparse_stall(count: int = 40) -> bytes:
+    """A superblock, then ``count`` version-1 header prefixes (each, read as a message by the
+    ones before it, one message over its own 1 KiB of null messages) whose first chunks all
+    tile through the same ``count`` 64 KiB datatype messages (a sequence of a compound of
+    4,090 bytes): each datatype would be parsed once per candidate."""
+    members = b"".join(b"a\0" + struct.pack("<H", i) + bytes.fromhex("100000000100000000000800")
+                       for i in range(4090))  # fmt: skip
+    compound = b"\x36" + struct.pack("<I", 4090)[:3] + struct.pack("<I", 4090) + members
+    sequence = b"\x19\x00\x00\x00" + struct.pack("<I", 16) + compound
+    sequence += b"\0" * (-len(sequence) % 8)
+    datatypes = (struct.pack("<HHB3x", 3, len(sequence), 0) + sequence) * count
+    superblock = (b"\x89HDF\r\n\x1a\n" + bytes([0, 0, 0, 0, 0, 8, 8, 0])).ljust(96, b"\0")
+    out = bytearray(superblock)
+    first = len(out)
+    for i in range(count):
+        at = first + i * 1032
+        chunk = first + count * 1032 + len(datatypes) - (at + 16)
+        out += struct.pack("<BBHII4x", 1, 0, 1024, 1, chunk).ljust(1032, b"\0")
+    return bytes(out + datatypes)
+
+
 def long_line_stall() -> bytes:
     """An HDF5 file followed by PROTO 2 + INT headers and 4 MB without a newline: each candidate
     reads a protocol-0 line to the end of the file."""

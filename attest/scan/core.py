@@ -63,8 +63,9 @@ RULESET = "2026-12-04.4"
 #: is a file whose shared-message table shares datatypes; an External File List counts only in
 #: an object header (its byte pattern matched in int16 labels: a false alarm); elements read
 #: as stored are integers of 1, 2, 4 or 8 bytes, 4- and 8-byte IEEE floats, strings, opaque
-#: data, and enums, arrays and natively aligned compounds of them; a version-1 chunk may end
-#: in less than a message header.)
+#: data, and enums, arrays and natively aligned compounds of them, with no padding bits set;
+#: a version-1 chunk may end in less than a message header; each datatype message is parsed
+#: once, its size charged to the header-reading budget.)
 MIN_RULESET = RULESET
 
 HEAD = 4096

@@ -30,6 +30,7 @@ _DATATYPE, _EXTERNAL_FILES, _CONTINUATION = 0x03, 0x07, 0x10
 _MAX_HEADERS = 1_000_000
 _MAX_CHUNK = 1 << 30  # a first chunk libhdf5 would allocate
 _MIN_STEPS = 200_000  # the header-reading budget of a small file
+_PREFILTER_STEPS = 16  # messages of a version-1 candidate checked in the vectorised prefilter
 #: IEEE little-endian floats as libhdf5 describes its native ones: size -> (sign location,
 #: exponent location, exponent size, mantissa location, mantissa size, exponent bias). Half
 #: floats are not among them: a libhdf5 without a native one widens them on reading.
@@ -47,26 +48,40 @@ def smtb_starts(window: bytes, carried: int) -> list[int]:
 def v1_candidates(data: Any, window_length: int, carried: int) -> list[int]:
     """Offsets (in ``data``, a numpy view of the window and what follows it) that may start a
     version-1 object header: version 1 (the next byte is reserved and not checked), at least one
-    message, a first chunk that holds the first message, whose size is a multiple of 8, and so
-    is the second's when the first does not fill the chunk and the second is in ``data``."""
+    message, and a first chunk whose messages, as far as :data:`_PREFILTER_STEPS` of them are
+    in ``data``, each have a size that is a multiple of 8, are no more than the header
+    declares, and end inside the chunk. Vectorised: every byte 1 is a candidate."""
     import numpy as np
 
     at = np.flatnonzero(data[:window_length] == 1)
     at = at[(at >= carried) & (at + 24 <= len(data))]
 
-    def word(offset: Any, width: int) -> Any:
-        where = np.minimum(at + offset, len(data) - width)
-        value = np.zeros(len(at), dtype=np.int64)
+    def word(where: Any, width: int) -> Any:
+        where = np.minimum(where, len(data) - width)
+        value = np.zeros(len(where), dtype=np.int64)
         for i in range(width):
             value |= data[where + i].astype(np.int64) << (8 * i)
         return value
 
-    messages, chunk, first = word(2, 2), word(8, 4), word(18, 2)
-    keep = (messages > 0) & (first % 8 == 0) & (first + 8 <= chunk) & (chunk <= _MAX_CHUNK)
-    second = 16 + 8 + first  # where the second message starts, from the header
-    unseen = at + second + 4 > len(data)
-    keep &= (first + 8 == chunk) | unseen | (word(second + 2, 2) % 8 == 0)
-    return [int(i) for i in at[keep]]
+    messages, chunk = word(at + 2, 2), word(at + 8, 4)
+    keep = (messages > 0) & (chunk >= 8) & (chunk <= _MAX_CHUNK)
+    at, messages, chunk = at[keep], messages[keep], chunk[keep]
+    cursor, end = at + 16, at + 16 + chunk
+    alive = np.ones(len(at), dtype=bool)
+    walking = np.flatnonzero((end - cursor >= 8) & (cursor + 4 <= len(data)))
+    for step in range(_PREFILTER_STEPS):  # tile the first chunks, all candidates at once
+        if not len(walking):
+            break
+        length = word(cursor[walking] + 2, 2)
+        ok = (length % 8 == 0) & (step < messages[walking])
+        ok &= cursor[walking] + 8 + length <= end[walking]
+        alive[walking[~ok]] = False
+        walking = walking[ok]
+        cursor[walking] += 8 + length[ok]
+        walking = walking[
+            (end[walking] - cursor[walking] >= 8) & (cursor[walking] + 4 <= len(data))
+        ]
+    return [int(i) for i in at[alive]]
 
 
 def check_headers(
@@ -99,17 +114,20 @@ def check_headers(
         if start + chunk <= size and _tiles(handle, start, start + chunk, count, budget):
             chunks.append((start, start + chunk, 1, 0))
     for at in v2:
-        parsed = _v2_prefix(handle, at, size)
-        if parsed is not None:
-            chunks.append(parsed)
-    seen = set()
+        first = _v2_prefix(handle, at, size)
+        if first is not None:
+            chunks.append(first)
+    seen: set[tuple[int, int]] = set()
+    parsed: set[int] = set()
     while chunks:
         start, end, version, order = chunks.pop()
         if (start, end) in seen:
             continue
         seen.add((start, end))
         for kind, at, body in _messages(handle, start, end, version, order, budget):
-            if kind == _DATATYPE:
+            if kind == _DATATYPE and at not in parsed:  # candidates may share messages
+                parsed.add(at)
+                budget.take(len(body) // 8)
                 reason = _converted(body)
                 if reason:
                     raise LimitReached(
@@ -172,8 +190,8 @@ class _Steps:
     def __init__(self, total: int) -> None:
         self.left = total
 
-    def take(self) -> None:
-        self.left -= 1
+    def take(self, steps: int = 1) -> None:
+        self.left -= steps
         if self.left < 0:
             raise LimitReached("the HDF5 object headers take more steps to read than the scan "
                                "allows")  # fmt: skip
@@ -262,6 +280,8 @@ def _element(raw: bytes, at: int, depth: int) -> tuple[str | None, int, int]:
         offset, precision = struct.unpack_from("<HH", raw, body)
         if width not in (1, 2, 4, 8):
             return f"{width}-byte integers (no native type of that size)", 1, body + 4
+        if bits & 0x06:  # padding bits: libhdf5 then converts (an enum maps values)
+            return "integers with padding bits set", 1, body + 4
         if bits & 0x01 and width > 1:
             return f"big-endian {width}-byte integers", 1, body + 4
         if offset or precision != 8 * width:
@@ -271,7 +291,7 @@ def _element(raw: bytes, at: int, depth: int) -> tuple[str | None, int, int]:
         offset, precision = struct.unpack_from("<HH", raw, body)
         layout = ((bits >> 8) & 0xFF, *raw[body + 4 : body + 8],
                   int.from_bytes(raw[body + 8 : body + 12], "little"))  # fmt: skip
-        if (bits & 0x41 or (bits >> 4) & 3 != 2 or offset or precision != 8 * width
+        if (bits & 0x4F or (bits >> 4) & 3 != 2 or offset or precision != 8 * width
                 or _NATIVE_FLOATS.get(width) != layout):  # fmt: skip
             return f"{width}-byte floats unlike the native ones", 1, body + 12
         return None, width, body + 12

@@ -394,7 +394,8 @@ def test_embedded_pickle_walks_share_one_budget() -> None:
     pickle in an object array is walked in full."""
     for data, why in ((corpus.stalling_hdf5(), "more opcodes"),
                       (corpus.long_line_stall(), "more opcodes"),  # lines count by length
-                      (corpus.header_walk_stall(), "more steps")):  # fmt: skip
+                      (corpus.header_walk_stall(), "more steps"),
+                      (corpus.datatype_reparse_stall(), "more steps")):  # fmt: skip
         verdict = scan("stall.h5", data)
         assert verdict.verdict is ScanVerdict.UNSCANNABLE  # type: ignore[attr-defined]
         assert any(why in f for f in verdict.findings), why  # type: ignore[attr-defined]
@@ -478,7 +479,7 @@ def test_variable_length_elements_read_as_stored_are_clean_and_converted_ones_ar
 def test_datasets_of_small_integers_are_clean(tmp_path: Path) -> None:
     """Labels and masks are full of bytes 0-9: header-like patterns in them identify nothing
     (an External File List pattern matched in int16 labels, before messages were read only
-    from object headers)."""
+    from object headers; 0/1 masks made version-1 header candidates that ran out the budget)."""
     import subprocess
 
     path = tmp_path / "labels.h5"
@@ -489,9 +490,15 @@ def test_datasets_of_small_integers_are_clean(tmp_path: Path) -> None:
             f["a"] = rng.integers(0, 10, 2 * 1024 * 1024, dtype=np.int16)
             f["b"] = rng.integers(0, 100, 512 * 1024, dtype=np.int32)
             f["c"] = rng.integers(0, 10, 2 * 1024 * 1024, dtype=np.uint8)
+        for name in ("mask", "ones"):  # 0/1 masks, alone in their files: half the bytes are 1
+            with h5py.File(sys.argv[1].replace("labels", name), "w") as f:
+                f[name] = (rng.random(4 * 1024 * 1024) < 0.5).astype(
+                    bool if name == "mask" else np.uint8)
     """, str(path)], check=True)  # fmt: skip
-    verdict = scan("labels.h5", path.read_bytes())
-    assert verdict.verdict is ScanVerdict.CLEAN, verdict.findings  # type: ignore[attr-defined]
+    for name in ("labels", "mask", "ones"):
+        data = (tmp_path / f"{name}.h5").read_bytes()
+        verdict = scan(f"{name}.h5", data)
+        assert verdict.verdict is ScanVerdict.CLEAN, (name, verdict.findings)  # type: ignore[attr-defined]
 
 
 def test_converted_row_types_are_found_in_every_header_layout(tmp_path: Path) -> None:
@@ -526,6 +533,33 @@ def test_converted_row_types_are_found_in_every_header_layout(tmp_path: Path) ->
                 np.arange(6, dtype=np.int32).reshape(3, 2)
             )
         assert scan("pairs.h5", pairs.read_bytes()).verdict is expected, order  # type: ignore[attr-defined]
+
+
+def test_padding_bits_make_elements_converted(tmp_path: Path) -> None:
+    """A float whose padding bits are set, or an enum whose base integer's are, no longer
+    equals its native type: libhdf5 converts it (rewriting NaNs, mapping values that are not
+    members to 0xff), which turned stored bytes that hold no pickle into one."""
+    import tables
+
+    for name, atom, old, new in (
+        ("floats", tables.Float64Atom(), b"\x11\x20\x3f\x00\x08\x00\x00\x00",
+         b"\x11\x22\x3f\x00\x08\x00\x00\x00"),
+        ("enum", tables.EnumAtom(["a", "b"], "a", base="uint8"),
+         b"\x10\x00\x00\x00\x01\x00\x00\x00\x00\x00\x08\x00",
+         b"\x10\x02\x00\x00\x01\x00\x00\x00\x00\x00\x08\x00"),
+    ):  # fmt: skip
+        path = tmp_path / f"{name}.h5"
+        with tables.open_file(str(path), "w") as f:
+            rows = f.create_vlarray("/", "rows", atom)
+            rows.append(np.zeros(3, dtype=atom.dtype))
+            rows.attrs.PSEUDOATOM = "object"
+        data = path.read_bytes()
+        assert scan("rows.h5", data).verdict is ScanVerdict.CLEAN, name  # type: ignore[attr-defined]
+        at = data.find(b"\x19\x00\x00\x00")
+        assert data.find(old, at) == at + 8 + (8 if name == "enum" else 0), name
+        padded = data[: data.find(old, at)] + new + data[data.find(old, at) + len(new) :]
+        verdict = scan("rows.h5", padded)
+        assert verdict.verdict is ScanVerdict.UNSCANNABLE, name  # type: ignore[attr-defined]
 
 
 def test_a_json_document_past_the_limit_is_not_skipped() -> None:
