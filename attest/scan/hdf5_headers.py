@@ -1,6 +1,7 @@
 """The object headers of an HDF5 file, as far as the scan needs them: the datatype of every
 dataset and committed datatype, so that variable-length data libhdf5 converts on reading is not
-taken for the bytes the file stores.
+taken for the bytes the file stores; and External File Lists (datasets whose data h5py and
+PyTables read from other files, wherever they are named).
 
 PyTables reads a variable-length array with the native form of its element type, and unpickles
 the rows of an object array (``PSEUDOATOM`` ``object``) from what that conversion gives: a
@@ -11,9 +12,11 @@ and makes the file unscannable.
 
 Object headers are found without following the file's links (the scan does not trust them to
 reach everything a loader reaches): every version-2 header by its ``OHDR`` signature, every
-version-1 header by a prefix whose messages tile its first chunk exactly (as libhdf5 requires),
-and the continuation chunks both name. Shared messages kept in a shared-message heap (SOHM) have
-no header there; a file whose shared-message table indexes datatypes is refused.
+version-1 header by a prefix whose messages tile its first chunk (as libhdf5 requires; less
+than a message header may be left over, which releases before 1.14 read), and the continuation
+chunks both name. Reading them has a step budget per file (past it: unscannable). Shared
+messages kept in a shared-message heap (SOHM) have no header there; a file whose shared-message
+table indexes datatypes is refused.
 """
 
 from __future__ import annotations
