@@ -1102,7 +1102,7 @@ def _v1_header_holds(data: bytes, header: int, message: int) -> bool:
 def header_walk_stall() -> bytes:
     """An HDF5 file followed by 4 MiB of what reads as version-1 object headers: every 64 KiB a
     prefix claiming 65,528 messages (which earlier prefixes read as one message over the 64 KiB
-    to the next), then null messages; each candidate steps over messages to the end."""
+    to the next), then empty messages; each candidate steps over messages to the end."""
     import tempfile
 
     import h5py
@@ -1113,8 +1113,9 @@ def header_walk_stall() -> bytes:
             f.create_dataset("x", data=[1, 2, 3])
         head = path.read_bytes()
     block = 64 * 1024
+    empty = b"\x01" + bytes(7)  # a message of type 1 and size 0 (a run of zeros is skipped)
     tail = b"".join(
-        (struct.pack("<BBHIII", 1, 0, 0xFFF8, 1, (64 - i) * block - 16, 0)).ljust(block, b"\0")
+        struct.pack("<BBHIII", 1, 0, 0xFFF8, 1, (64 - i) * block - 16, 0) + empty * 8190
         for i in range(64)
     )
     return head + tail

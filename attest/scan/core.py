@@ -65,7 +65,9 @@ RULESET = "2026-12-04.4"
 #: as stored are integers of 1, 2, 4 or 8 bytes, 4- and 8-byte IEEE floats, strings, opaque
 #: data, and enums, arrays and natively aligned compounds of them, with no padding bits set;
 #: a version-1 chunk may end in less than a message header; each datatype message is parsed
-#: once, its size charged to the header-reading budget.)
+#: once, its size charged to the header-reading budget; a datatype message that refers to the
+#: shared-message heap is unscannable whatever the table says; runs of empty null messages
+#: are stepped over at once.)
 MIN_RULESET = RULESET
 
 HEAD = 4096

@@ -34,6 +34,8 @@ _MAX_HEADERS = 1_000_000
 _MAX_CHUNK = 1 << 30  # a first chunk libhdf5 would allocate
 _MIN_STEPS = 200_000  # the header-reading budget of a small file
 _PREFILTER_STEPS = 16  # messages of a version-1 candidate checked in the vectorised prefilter
+_ZEROS = bytes(8)
+_ZERO_BLOCK = 1024 * 1024
 #: IEEE little-endian floats as libhdf5 describes its native ones: size -> (sign location,
 #: exponent location, exponent size, mantissa location, mantissa size, exponent bias). Half
 #: floats are not among them: a libhdf5 without a native one widens them on reading.
@@ -138,6 +140,11 @@ def check_headers(
                         "which libhdf5 converts on reading: the bytes a loader unpickles are "
                         "not the stored ones"
                     )
+            elif kind == -1:
+                raise LimitReached(
+                    f"an HDF5 datatype message at byte {at} refers to the shared-message heap, "
+                    "where the scan does not read datatypes"
+                )
             elif kind == _EXTERNAL_FILES and body[:1] == b"\x01" and body[6:8] != b"\0\0":
                 raise Unsafe(
                     f"an HDF5 dataset keeps its data in external files (External File List at "
@@ -207,30 +214,53 @@ def _header_size(version: int, order: int) -> int:
 def _tiles(handle: IO[bytes], start: int, end: int, count: int, budget: _Steps) -> bool:
     """Whether at most ``count`` version-1 messages fill [start, end), each message's size a
     multiple of 8, as libhdf5 requires of a version-1 chunk; less than a message header may be
-    left over (libhdf5 1.14 refuses that gap, earlier releases read the file)."""
+    left over (libhdf5 1.14 refuses that gap, earlier releases read the file). A run of empty
+    null messages (zero bytes) is stepped over at once."""
     cursor = start
     while end - cursor >= 8:
+        budget.take()
+        handle.seek(cursor)
+        raw = handle.read(8)
+        if len(raw) < 8:
+            return False
+        if raw == _ZEROS[:8]:
+            run = _zero_run(handle, cursor, end, 8)
+            count -= run // 8
+            cursor += run
+            if count < 0:
+                return False
+            continue
         if count <= 0:
             return False
         count -= 1
-        budget.take()
-        handle.seek(cursor + 2)
-        raw = handle.read(2)
-        if len(raw) < 2:
-            return False
-        length = int.from_bytes(raw, "little")
+        length = int.from_bytes(raw[2:4], "little")
         if length % 8:
             return False
         cursor += 8 + length
     return cursor <= end
 
 
+def _zero_run(handle: IO[bytes], start: int, end: int, unit: int) -> int:
+    """How many bytes of whole ``unit``-byte groups of zeros start at ``start`` (before
+    ``end``): empty null messages, read a block at a time."""
+    cursor = start
+    while end - cursor >= unit:
+        handle.seek(cursor)
+        block = handle.read(min(end - cursor, _ZERO_BLOCK))
+        zeros = len(block) - len(block.lstrip(b"\0"))
+        cursor += zeros // unit * unit
+        if zeros < len(block) or not block:
+            break
+    return cursor - start
+
+
 def _messages(
     handle: IO[bytes], start: int, end: int, version: int, order: int, budget: _Steps
 ) -> list[tuple[int, int, bytes]]:
     """(type, where the body starts, body) of the datatype, External File List and
-    continuation messages of a chunk; a datatype message flagged as shared holds a reference,
-    not the datatype (a committed datatype's own header is read)."""
+    continuation messages of a chunk. A datatype message flagged as shared holds a reference:
+    to a committed datatype (whose own header is read) or, a shared message of version 3 and
+    type 1, to the shared-message heap, which is returned as type -1."""
     found = []
     header = _header_size(version, order)
     cursor = start
@@ -238,6 +268,9 @@ def _messages(
         budget.take()
         handle.seek(cursor)
         raw = handle.read(header)
+        if raw == _ZEROS[:header]:  # empty null messages
+            cursor += max(_zero_run(handle, cursor, end, header), header)
+            continue
         if version == 1:
             kind, length, flags = struct.unpack_from("<HHB", raw)
         else:
@@ -245,10 +278,13 @@ def _messages(
         body_end = cursor + header + length
         if body_end > end:
             break
-        shared = kind == _DATATYPE and flags & 0x02  # a reference to the datatype
-        if kind in (_DATATYPE, _EXTERNAL_FILES, _CONTINUATION) and not shared:
+        if kind in (_DATATYPE, _EXTERNAL_FILES, _CONTINUATION):
             handle.seek(cursor + header)
-            found.append((kind, cursor + header, handle.read(length)))
+            body = handle.read(length)
+            if kind != _DATATYPE or not flags & 0x02:
+                found.append((kind, cursor + header, body))
+            elif body[:2] == b"\x03\x01":
+                found.append((-1, cursor + header, body))
         cursor = body_end
     return found
 
@@ -356,7 +392,7 @@ def _shared_datatypes(handle: IO[bytes], at: int, offsets: int, size: int) -> No
     handle.seek(at + 4)
     raw = handle.read(8 * entry)
     for i in range(0, len(raw) - entry + 1, entry):
-        if raw[i] != 0 or raw[i + 1] > 1:
+        if raw[i] != 0:  # the index type is not checked by libhdf5 either
             return
         if int.from_bytes(raw[i + 2 : i + 4], "little") & 0x08:
             raise LimitReached(

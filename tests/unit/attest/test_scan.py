@@ -562,6 +562,43 @@ def test_padding_bits_make_elements_converted(tmp_path: Path) -> None:
         assert verdict.verdict is ScanVerdict.UNSCANNABLE, name  # type: ignore[attr-defined]
 
 
+def test_a_datatype_in_the_shared_message_heap_is_not_taken_on_trust(tmp_path: Path) -> None:
+    """A dataset's datatype message flagged as shared, of shared-message version 3 and type 1,
+    is kept in the shared-message heap (PyTables read a big-endian element type from there,
+    while the table that indexes it claimed an index type the scan skipped)."""
+    import subprocess
+
+    path = tmp_path / "shared.h5"
+    subprocess.run([sys.executable, "-c", """if True:
+        import sys, h5py, numpy as np
+        with h5py.File(sys.argv[1], "w", libver="latest") as f:
+            data = f.create_dataset("rows", (1,), dtype=h5py.vlen_dtype(np.dtype("<u2")))
+            data[0] = np.arange(4, dtype="<u2")
+    """, str(path)], check=True)  # fmt: skip
+    data = path.read_bytes()
+    assert scan("shared.h5", data).verdict is ScanVerdict.CLEAN  # type: ignore[attr-defined]
+    element = b"\x19\x00\x00\x00\x10\x00\x00\x00\x10\x00\x00\x00\x02\x00\x00\x00"
+    at = data.find(element)
+    assert at > 4 and data[at - 4] == 3  # an OHDR message: type, size (2 bytes), flags
+    reference = (b"\x03\x01" + bytes(8)).ljust(20, b"\0")  # version 3, type 1, a heap ID
+    patched = bytearray(data)
+    patched[at - 1] |= 0x02
+    patched[at : at + 20] = reference
+    verdict = scan("shared.h5", bytes(patched))
+    assert verdict.verdict is ScanVerdict.UNSCANNABLE  # type: ignore[attr-defined]
+    assert "shared-message heap" in " ".join(verdict.findings)  # type: ignore[attr-defined]
+
+
+def test_zero_filled_space_after_header_like_bytes_is_stepped_over() -> None:
+    """Byte 1 followed by a message count, a chunk size and zeros reads as a version-1 header
+    of empty null messages; 40 such runs of 100 KB (pandas' preallocated arrays look like
+    this) cost a step per 8 bytes and ran out the budget of an ordinary file."""
+    run = struct.pack("<BBHII4x", 1, 0, 0x2000, 1, 100_000) + bytes(100_000)
+    data = corpus.HDF5_HEAD + run * 40
+    verdict = scan("store.h5", data)
+    assert verdict.verdict is ScanVerdict.CLEAN, verdict.findings  # type: ignore[attr-defined]
+
+
 def test_a_json_document_past_the_limit_is_not_skipped() -> None:
     """A Lambda config larger than the JSON limit cannot be checked; another small document that
     reads as a Keras config must not stand in for it."""
