@@ -1060,6 +1060,10 @@ def _converted_rows(tmp: Path, stack: bytes) -> dict[str, bytes]:
             )
             at = data.find(b"\x03\x00\x18\x00\x01\x00\x00\x00\x19\x00\x00\x00")
             header = next(h for h in range(at - 16, 0, -1) if _v1_header_holds(data, h, at))
+            nibble = data.replace(b"\x19\x00\x00\x00\x10\x00", b"\x19\x02\x00\x00\x10\x00", 1)
+            files[f"pytables object rows of {label} elements, sequence type 2, STACK_GLOBAL.h5"] = (
+                nibble  # libhdf5 takes any variable-length type but 1 (a string) for a sequence
+            )
             reserved = bytearray(data)
             reserved[header + 1] = 0xFF  # libhdf5 skips the byte after the version
             files[f"pytables object rows of {label} elements, reserved byte, STACK_GLOBAL.h5"] = (
@@ -1140,6 +1144,34 @@ def datatype_reparse_stall(count: int = 40) -> bytes:
         chunk = first + count * 1032 + len(datatypes) - (at + 16)
         out += struct.pack("<BBHII4x", 1, 0, 1024, 1, chunk).ljust(1032, b"\0")
     return bytes(out + datatypes)
+
+
+def zero_run_stall(total: int = 1 << 20) -> bytes:
+    """Dense 32-byte version-1 header candidates (a prefix whose chunk runs to the end of the
+    file, an empty null message, a message whose body jumps to a shared 128-byte zero area),
+    a header with an unaligned size after each area ending every walk: each candidate measures
+    the same zeros again."""
+    import tempfile
+
+    import h5py
+
+    with tempfile.TemporaryDirectory() as tmp:
+        with h5py.File(Path(tmp) / "empty.h5", "w"):
+            pass
+        out = bytearray((Path(tmp) / "empty.h5").read_bytes())
+    chunks = []
+    while len(out) + 1000 * 32 + 136 <= total:
+        zone = len(out) + 1000 * 32
+        for _ in range(1000):
+            chunks.append(len(out) + 8)
+            jump = zone - (len(out) + 32)
+            out += struct.pack("<BBHI", 1, 0, 2049, 1) + bytes(8) + bytes(8)
+            out += struct.pack("<HH4x", 1, jump)
+        out += bytes(128) + struct.pack("<HH4x", 1, 3)
+    out += bytes(total - len(out))
+    for at in chunks:
+        out[at : at + 4] = struct.pack("<I", total - (at - 8 + 16))
+    return bytes(out)
 
 
 def long_line_stall() -> bytes:

@@ -195,10 +195,12 @@ def _continuation(
 
 
 class _Steps:
-    """Messages the header reading of one file may step over before it counts as a stall."""
+    """Messages the header reading of one file may step over before it counts as a stall (a
+    KiB of zeros read counts as one), and the runs of zeros already measured."""
 
     def __init__(self, total: int) -> None:
         self.left = total
+        self.zero_runs: dict[tuple[int, int, int], int] = {}
 
     def take(self, steps: int = 1) -> None:
         self.left -= steps
@@ -224,7 +226,7 @@ def _tiles(handle: IO[bytes], start: int, end: int, count: int, budget: _Steps) 
         if len(raw) < 8:
             return False
         if raw == _ZEROS[:8]:
-            run = _zero_run(handle, cursor, end, 8)
+            run = _zero_run(handle, cursor, end, 8, budget)
             count -= run // 8
             cursor += run
             if count < 0:
@@ -240,17 +242,24 @@ def _tiles(handle: IO[bytes], start: int, end: int, count: int, budget: _Steps) 
     return cursor <= end
 
 
-def _zero_run(handle: IO[bytes], start: int, end: int, unit: int) -> int:
+def _zero_run(handle: IO[bytes], start: int, end: int, unit: int, budget: _Steps) -> int:
     """How many bytes of whole ``unit``-byte groups of zeros start at ``start`` (before
-    ``end``): empty null messages, read a block at a time."""
-    cursor = start
+    ``end``): empty null messages. Read in blocks that grow from 256 bytes, each KiB read
+    charged to the budget; a run measured once is remembered."""
+    key = (start, end, unit)
+    if key in budget.zero_runs:
+        return budget.zero_runs[key]
+    cursor, block = start, 256
     while end - cursor >= unit:
         handle.seek(cursor)
-        block = handle.read(min(end - cursor, _ZERO_BLOCK))
-        zeros = len(block) - len(block.lstrip(b"\0"))
+        piece = handle.read(min(end - cursor, block))
+        budget.take(1 + len(piece) // 1024)
+        zeros = len(piece) - len(piece.lstrip(b"\0"))
         cursor += zeros // unit * unit
-        if zeros < len(block) or not block:
+        if zeros < len(piece) or not piece:
             break
+        block = min(block * 2, _ZERO_BLOCK)
+    budget.zero_runs[key] = cursor - start
     return cursor - start
 
 
@@ -269,7 +278,7 @@ def _messages(
         handle.seek(cursor)
         raw = handle.read(header)
         if raw == _ZEROS[:header]:  # empty null messages
-            cursor += max(_zero_run(handle, cursor, end, header), header)
+            cursor += max(_zero_run(handle, cursor, end, header, budget), header)
             continue
         if version == 1:
             kind, length, flags = struct.unpack_from("<HHB", raw)
@@ -292,8 +301,8 @@ def _messages(
 def _converted(datatype: bytes) -> str | None:
     """What in a variable-length sequence's element type libhdf5 converts on reading, or None
     (not a sequence, or elements read as stored)."""
-    if len(datatype) < 8 or datatype[0] & 0x0F != 9 or datatype[1] & 0x0F != 0:
-        return None
+    if len(datatype) < 8 or datatype[0] & 0x0F != 9 or datatype[1] & 0x0F == 1:
+        return None  # not variable-length, or a string (libhdf5 takes any other type for one)
     try:
         reason, _, _ = _element(datatype, 8, 0)
     except (IndexError, struct.error, ValueError):
