@@ -68,7 +68,8 @@ RULESET = "2026-12-04.4"
 #: once, its size charged to the header-reading budget; a datatype message that refers to the
 #: shared-message heap is unscannable whatever the table says; runs of empty null messages
 #: are stepped over at once, read in growing blocks, charged per KiB and remembered; every
-#: variable-length type but a string is read as a sequence, as libhdf5 reads it.)
+#: variable-length type but a string is read as a sequence, as libhdf5 reads it; a big-endian
+#: integer of any width is converted (an enum over one maps values).)
 MIN_RULESET = RULESET
 
 HEAD = 4096

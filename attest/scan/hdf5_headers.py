@@ -330,7 +330,7 @@ def _element(raw: bytes, at: int, depth: int) -> tuple[str | None, int, int]:
             return f"{width}-byte integers (no native type of that size)", 1, body + 4
         if bits & 0x06:  # padding bits: libhdf5 then converts (an enum maps values)
             return "integers with padding bits set", 1, body + 4
-        if bits & 0x01 and width > 1:
+        if bits & 0x01:  # even of 1 byte: an enum over it is then converted, value by value
             return f"big-endian {width}-byte integers", 1, body + 4
         if offset or precision != 8 * width:
             return f"integers of {precision} bits at bit {offset} of {width} bytes", 1, body + 4

@@ -536,9 +536,10 @@ def test_converted_row_types_are_found_in_every_header_layout(tmp_path: Path) ->
 
 
 def test_padding_bits_make_elements_converted(tmp_path: Path) -> None:
-    """A float whose padding bits are set, or an enum whose base integer's are, no longer
-    equals its native type: libhdf5 converts it (rewriting NaNs, mapping values that are not
-    members to 0xff), which turned stored bytes that hold no pickle into one."""
+    """A float whose padding bits are set, or an enum whose base integer's are (or whose 1-byte
+    base is marked big-endian), no longer equals its native type: libhdf5 converts it
+    (rewriting NaNs, mapping values that are not members to 0xff), which turned stored bytes
+    that hold no pickle into one."""
     import tables
 
     for name, atom, old, new in (
@@ -547,6 +548,10 @@ def test_padding_bits_make_elements_converted(tmp_path: Path) -> None:
         ("enum", tables.EnumAtom(["a", "b"], "a", base="uint8"),
          b"\x10\x00\x00\x00\x01\x00\x00\x00\x00\x00\x08\x00",
          b"\x10\x02\x00\x00\x01\x00\x00\x00\x00\x00\x08\x00"),
+        # a 1-byte base marked big-endian: no longer the native uint8, so values are mapped
+        ("enum", tables.EnumAtom(["a", "b"], "a", base="uint8"),
+         b"\x10\x00\x00\x00\x01\x00\x00\x00\x00\x00\x08\x00",
+         b"\x10\x01\x00\x00\x01\x00\x00\x00\x00\x00\x08\x00"),
     ):  # fmt: skip
         path = tmp_path / f"{name}.h5"
         with tables.open_file(str(path), "w") as f:
