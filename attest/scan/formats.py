@@ -387,8 +387,9 @@ def scan_hdf5(handle: IO[bytes], size: int, context: Context, result: Result) ->
 
     PyTables (and so ``pandas.read_hdf``) unpickles every string attribute whose value ends in
     ``.``, and every row of an object array, whatever the protocol. So pickles are walked from:
-    every protocol-2+ header; the value of every attribute message with a string (or shared)
-    datatype, where the sizes its header declares put it, whatever they are (libhdf5 steps over
+    every protocol-2+ header; the value of every attribute message with a string, array or
+    variable-length (or shared) datatype, where the sizes its header declares put it, whatever
+    they are (libhdf5 steps over
     name, datatype and dataspace by those sizes, so padding, junk and named datatypes change
     nothing); every object of every global heap collection (variable-length values, wherever
     the array that points at them is stored or compressed). Each of those is walked a second
@@ -396,7 +397,9 @@ def scan_hdf5(handle: IO[bytes], size: int, context: Context, result: Result) ->
     Every protocol-0 ``GLOBAL``/``INST`` of a module that could exist where the file is loaded
     is judged where it stands. A fractal heap (dense attribute storage) whose blocks pass
     through filters could hide attributes, and is refused; so is a dataset that keeps its data
-    in external files (h5py and PyTables read them from wherever they are named). Decoding and
+    in external files (h5py and PyTables read them from wherever they are named), and a
+    variable-length dataset whose elements libhdf5 converts on reading (PyTables unpickles the
+    converted rows, not the stored ones: :mod:`attest.scan.hdf5_headers`). Decoding and
     walking have one budget per file (a stall is unscannable).
 
     Not covered: virtual datasets and external links, which also name other files."""
@@ -448,6 +451,8 @@ def scan_hdf5(handle: IO[bytes], size: int, context: Context, result: Result) ->
             or len(pickle_starts) + len(messages) > _MAX_PICKLE_CANDIDATES
         ):
             raise LimitReached("too many embedded JSON or pickle candidates to check")
+        if len(headers[0]) + len(headers[1]) > hdf5_headers.MAX_HEADERS:
+            raise LimitReached("too many HDF5 object header candidates to check")
         position += len(piece)
         tail = piece[-1024:]
         handle.seek(position)

@@ -631,6 +631,22 @@ def test_header_candidates_do_not_reread_shared_zeros() -> None:
     assert handle.read_bytes < 200 * len(data), handle.read_bytes
 
 
+def test_object_header_candidates_are_counted_as_they_are_found(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Candidates are kept in memory until the headers are read: past the cap the file is
+    unscannable while the search is still going (a 4 GiB file of 32-byte candidates would
+    otherwise hold over a hundred million of them)."""
+    from attest.scan import hdf5_headers
+
+    data = corpus.zero_run_stall()
+    assert scan("zeros.h5", data).verdict is ScanVerdict.CLEAN  # type: ignore[attr-defined]
+    monkeypatch.setattr(hdf5_headers, "MAX_HEADERS", 1000)
+    verdict = scan("zeros.h5", data)
+    assert verdict.verdict is ScanVerdict.UNSCANNABLE  # type: ignore[attr-defined]
+    assert "too many HDF5 object header candidates" in " ".join(verdict.findings)  # type: ignore[attr-defined]
+
+
 def test_a_json_document_past_the_limit_is_not_skipped() -> None:
     """A Lambda config larger than the JSON limit cannot be checked; another small document that
     reads as a Keras config must not stand in for it."""
