@@ -804,6 +804,7 @@ def attacker_corpus(sentinel: Path) -> dict[str, bytes]:
         # pandas.read_hdf / PyTables unpickle string attributes and object arrays
         **pytables_attacks(sentinel),
         "dataset stored in an external file.h5": external_storage("/etc/passwd"),
+        **{f"{name}.h5": data for name, data in other_files("/tmp/elsewhere.h5").items()},
         "HDF5 pickle candidates that each parse to the end of the file.h5": stalling_hdf5(),
         "HDF5 pickle candidates that each read a line to the end of the file.h5": (
             long_line_stall()
@@ -911,6 +912,56 @@ def external_storage(target: str) -> bytes:
         with h5py.File(path, "w") as f:
             f.create_group("df").create_dataset("values", shape=(64,), dtype="u1",
                                                 external=[(target, 0, 64)])  # fmt: skip
+        return path.read_bytes()
+
+
+def other_files(target: str) -> dict[str, bytes]:
+    """HDF5 files whose objects are read from the HDF5 file ``target``, wherever it is: through
+    an external link (in the group's object header, or in its dense link storage, with and
+    without creation order), and through a virtual dataset (in both file format versions)."""
+    import tempfile
+
+    import h5py
+
+    layout = h5py.VirtualLayout(shape=(4,), dtype="f8")
+    layout[:] = h5py.VirtualSource(target, "w", shape=(4,))
+    made = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, libver, groups, order in (
+            ("external link", "earliest", 0, False),
+            ("external link in dense link storage", "latest", 20, False),
+            ("external link in dense link storage, creation order", "earliest", 20, True),
+        ):
+            path = Path(tmp) / f"{name}.h5"
+            with h5py.File(path, "w", libver=libver, track_order=order) as f:
+                for i in range(groups):
+                    f.create_group(f"layer{i}")
+                f["weights"] = h5py.ExternalLink(target, "/")
+            made[name] = path.read_bytes()
+        for libver in ("earliest", "latest"):
+            path = Path(tmp) / f"virtual {libver}.h5"
+            with h5py.File(path, "w", libver=libver) as f:
+                f.create_virtual_dataset("w", layout)
+            made[f"virtual dataset, {libver} format"] = path.read_bytes()
+    return made
+
+
+def many_links(groups: int = 2000) -> bytes:
+    """A benign twin of :func:`other_files`: thousands of groups (dense link storage, creation
+    order tracked) and dense attribute storage, all in the one file."""
+    import tempfile
+
+    import h5py
+    import numpy as np
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "links.h5"
+        with h5py.File(path, "w", libver="latest", track_order=True) as f:
+            for i in range(groups):
+                f.create_group(f"layer{i}").create_dataset("kernel", data=np.arange(4.0))
+            for i in range(30):
+                f.attrs[f"a{i}"] = np.arange(100)
+            f["alias"] = h5py.SoftLink("/layer0/kernel")
         return path.read_bytes()
 
 

@@ -24,7 +24,7 @@ from attest.files import file_set
 SCANNER_NAME = "modelseal-scan"
 SCANNER_VERSION = "2.0"
 #: Identifies the rules (allowlist, limits, format checks); bumped when any of them changes.
-RULESET = "2026-12-04.4"
+RULESET = "2026-12-04.5"
 #: Scans made under an older ruleset may have called files clean that are not positively known
 #: to be safe; the release gate does not accept them. (2026-12-04.1: every compressed reading
 #: counts, an lzma-alone stream behind a zlib-looking header, a joblib ``ZF`` header followed by
@@ -69,7 +69,10 @@ RULESET = "2026-12-04.4"
 #: shared-message heap is unscannable whatever the table says; runs of empty null messages
 #: are stepped over at once, read in growing blocks, charged per KiB and remembered; every
 #: variable-length type but a string is read as a sequence, as libhdf5 reads it; a big-endian
-#: integer of any width is converted (an enum over one maps values).)
+#: integer of any width is converted (an enum over one maps values). 2026-12-04.5: an HDF5
+#: virtual dataset or external link (in an object header, or in a group's dense link storage)
+#: is unsafe, as an External File List is; a link heap that could keep links outside its
+#: direct blocks is unscannable.)
 MIN_RULESET = RULESET
 
 HEAD = 4096

@@ -396,13 +396,12 @@ def scan_hdf5(handle: IO[bytes], size: int, context: Context, result: Result) ->
     time as PyTables rewrites an old file's ``FILTERS`` when it holds ``(ctables.Leaf\\n``.
     Every protocol-0 ``GLOBAL``/``INST`` of a module that could exist where the file is loaded
     is judged where it stands. A fractal heap (dense attribute storage) whose blocks pass
-    through filters could hide attributes, and is refused; so is a dataset that keeps its data
-    in external files (h5py and PyTables read them from wherever they are named), and a
-    variable-length dataset whose elements libhdf5 converts on reading (PyTables unpickles the
-    converted rows, not the stored ones: :mod:`attest.scan.hdf5_headers`). Decoding and
-    walking have one budget per file (a stall is unscannable).
-
-    Not covered: virtual datasets and external links, which also name other files."""
+    through filters could hide attributes, and is refused; so is whatever makes a loader read
+    another file, wherever it is named (a dataset's External File List, a virtual dataset, an
+    external link), and a variable-length dataset whose elements libhdf5 converts on reading
+    (PyTables unpickles the converted rows, not the stored ones:
+    :mod:`attest.scan.hdf5_headers`). Decoding and walking have one budget per file (a stall
+    is unscannable)."""
     import numpy as np
 
     limits = context.limits
@@ -414,7 +413,8 @@ def scan_hdf5(handle: IO[bytes], size: int, context: Context, result: Result) ->
     messages: list[int] = []  # where attribute values start, by their messages' headers
     heaps: list[int] = []
     leaves: list[int] = []  # where an old file's pickled filters name tables.Leaf
-    headers: tuple[list[int], list[int], list[int]] = ([], [], [])  # v1, v2, shared tables
+    #: version-1 and version-2 object headers, shared-message tables, fractal heap blocks
+    headers: tuple[list[int], list[int], list[int], list[int]] = ([], [], [], [])
     saw_model_config = False
     position, tail = 0, b""
     handle.seek(0)
@@ -446,12 +446,13 @@ def scan_hdf5(handle: IO[bytes], size: int, context: Context, result: Result) ->
         )
         headers[1].extend(base + at for at in hdf5_headers.ohdr_starts(window, carried))
         headers[2].extend(base + at for at in hdf5_headers.smtb_starts(window, carried))
+        headers[3].extend(base + at for at in hdf5_headers.fhdb_starts(window, carried))
         if (
             len(json_starts) > _MAX_JSON_CANDIDATES
             or len(pickle_starts) + len(messages) > _MAX_PICKLE_CANDIDATES
         ):
             raise LimitReached("too many embedded JSON or pickle candidates to check")
-        if len(headers[0]) + len(headers[1]) > hdf5_headers.MAX_HEADERS:
+        if sum(map(len, headers)) > hdf5_headers.MAX_HEADERS:
             raise LimitReached("too many HDF5 object header candidates to check")
         position += len(piece)
         tail = piece[-1024:]

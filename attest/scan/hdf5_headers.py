@@ -1,7 +1,9 @@
 """The object headers of an HDF5 file, as far as the scan needs them: the datatype of every
 dataset and committed datatype, so that variable-length data libhdf5 converts on reading is not
-taken for the bytes the file stores; and External File Lists (datasets whose data h5py and
-PyTables read from other files, wherever they are named).
+taken for the bytes the file stores; and whatever makes a loader read another file, wherever it
+is named: External File Lists (a dataset's raw bytes), virtual datasets (a dataset mapped from
+datasets of other files) and external links (a group member that is an object of another file),
+in an object header or in a group's dense link storage.
 
 PyTables reads a variable-length array with the native form of its element type, and unpickles
 the rows of an object array (``PSEUDOATOM`` ``object``) from what that conversion gives: a
@@ -23,13 +25,23 @@ from __future__ import annotations
 
 import re
 import struct
+from collections.abc import Callable
 from typing import IO, Any
 
 from attest.scan.core import LimitReached, Unsafe
 
 _OHDR = re.compile(rb"OHDR\x02")
 _SMTB = re.compile(rb"SMTB")
-_DATATYPE, _EXTERNAL_FILES, _CONTINUATION = 0x03, 0x07, 0x10
+_LINK_INFO, _DATATYPE, _LINK, _EXTERNAL_FILES, _LAYOUT, _CONTINUATION = 2, 3, 6, 7, 8, 0x10
+_READ_KINDS = frozenset({_LINK_INFO, _DATATYPE, _LINK, _EXTERNAL_FILES, _LAYOUT, _CONTINUATION})
+_EXTERNAL_LINK = 64  # a link message's type for a link to an object of another file
+_VIRTUAL = 3  # a layout message's class (layout versions 3 on) for a virtual dataset
+_FHDB = re.compile(rb"FHDB\x00")
+#: a link message that names its type (flags bit 3, no reserved bit), of the external type
+_EXTERNAL_LINK_START = re.compile(rb"\x01[\x08-\x0f\x18-\x1f]\x40")
+#: the heap ID length libhdf5 gives a group's dense link storage: an object stored in its ID
+#: (a "tiny" object, at most the ID's length less one byte) cannot be a link message then
+_LINK_HEAP_ID = 7
 MAX_HEADERS = 1_000_000  # object header candidates of one file (its caller counts them)
 _MAX_CHUNK = 1 << 30  # a first chunk libhdf5 would allocate
 _MIN_STEPS = 200_000  # the header-reading budget of a small file
@@ -48,6 +60,10 @@ def ohdr_starts(window: bytes, carried: int) -> list[int]:
 
 def smtb_starts(window: bytes, carried: int) -> list[int]:
     return [m.start() for m in _SMTB.finditer(window) if m.end() > carried]
+
+
+def fhdb_starts(window: bytes, carried: int) -> list[int]:
+    return [m.start() for m in _FHDB.finditer(window) if m.end() > carried]
 
 
 def v1_candidates(data: Any, window_length: int, carried: int) -> list[int]:
@@ -95,12 +111,15 @@ def check_headers(
     v1: list[int],
     v2: list[int],
     tables: list[int],
+    blocks: list[int],
     offsets: int,
     lengths: int,
     base: int,
 ) -> None:
     """Raise :class:`Unsafe` when an object header has an External File List (a dataset whose
-    data h5py and PyTables read from files named in it, wherever they are); raise
+    data h5py and PyTables read from files named in it, wherever they are), a virtual dataset's
+    layout or an external link, or when a group's dense link storage (the fractal heap its link
+    info names, whose direct blocks start at ``blocks``) holds an external link; raise
     :class:`LimitReached` when a datatype message of an object header is a variable-length
     sequence whose elements libhdf5 converts on reading, or when the file's shared-message
     table indexes datatypes (they are then stored without a header)."""
@@ -122,6 +141,7 @@ def check_headers(
             chunks.append(first)
     seen: set[tuple[int, int]] = set()
     parsed: set[int] = set()
+    link_heaps: set[int] = set()
     while chunks:
         start, end, version, order = chunks.pop()
         if (start, end) in seen:
@@ -148,6 +168,18 @@ def check_headers(
                     f"an HDF5 dataset keeps its data in external files (External File List at "
                     f"byte {at}): loaders read them wherever they are"
                 )
+            elif kind == _LAYOUT and body[:1] >= b"\x03" and body[1:2] == bytes([_VIRTUAL]):
+                raise Unsafe(
+                    f"an HDF5 dataset is virtual (layout at byte {at}): loaders read its data "
+                    "from the datasets of other files it maps, wherever they are"
+                )
+            elif kind == _LINK and _external_link(body):
+                raise Unsafe(
+                    f"an HDF5 group has an external link (link message at byte {at}): loaders "
+                    "open the file it names, wherever it is"
+                )
+            elif kind == _LINK_INFO:
+                link_heaps.update(_link_heap(body, offsets))
             elif kind == _CONTINUATION and len(body) >= offsets + lengths:
                 address = int.from_bytes(body[:offsets], "little")
                 length = int.from_bytes(body[offsets : offsets + lengths], "little")
@@ -155,6 +187,117 @@ def check_headers(
                     chunks.extend(
                         _continuation(handle, where, length, version, order, size, budget)
                     )
+    if link_heaps:
+        _dense_links(handle, link_heaps, blocks, offsets, lengths, base, size, budget)
+
+
+def _external_link(body: bytes, more: Callable[[int, int], bytes] | None = None) -> bool:
+    """Whether a link message is an external link as libhdf5 decodes one: version 1, flags
+    naming the link type (bit 3) with no reserved bit set, type 64, then (after the optional
+    creation order and character set) the name's length in 1-8 bytes, a name of at least one
+    byte, and the link's information: 2 bytes of length, then a version-0 byte (flag 0 or 1) and
+    the file's name. An empty file name does not count (nothing can be opened by it). ``body``
+    is a whole message; information past its end counts (libhdf5 releases differ in checking
+    its bounds). Given ``more`` (offset, count -> the bytes there, fewer at the end of the
+    file), ``body`` is only the message's start and the rest is read through it."""
+    if len(body) < 3 or body[0] != 1 or body[2] != _EXTERNAL_LINK:
+        return False
+    flags = body[1]
+    if flags & 0xE0 or not flags & 0x08:
+        return False
+    cursor = 3 + (8 if flags & 0x04 else 0) + (1 if flags & 0x10 else 0)
+    width = 1 << (flags & 3)
+    raw = body[cursor : cursor + width]
+    if len(raw) < width:
+        return more is None
+    name = int.from_bytes(raw, "little")
+    if name == 0:
+        return False  # libhdf5 refuses a link without a name
+    info = cursor + width + name + 2  # past the information's length
+    raw = body[info : info + 2] if more is None else more(info, 2)
+    if len(raw) < 2:
+        return more is None  # the file ends before it: nothing to read
+    return raw[0] in (0, 1) and raw[1] != 0
+
+
+def _link_heap(body: bytes, offsets: int) -> list[int]:
+    """The fractal heap of a link info message's dense link storage, if it has one: version 0,
+    flags (bit 0: the maximum creation index follows, 8 bytes), then the heap's address."""
+    if len(body) < 2 or body[0] != 0:
+        return []
+    cursor = 2 + (8 if body[1] & 0x01 else 0)
+    raw = body[cursor : cursor + offsets]
+    if len(raw) < offsets or raw == b"\xff" * offsets:
+        return []
+    return [int.from_bytes(raw, "little")]
+
+
+def _dense_links(
+    handle: IO[bytes],
+    heaps: set[int],
+    blocks: list[int],
+    offsets: int,
+    lengths: int,
+    base: int,
+    size: int,
+    budget: _Steps,
+) -> None:
+    """Look for external links in the dense link storage of groups: the fractal heaps named by
+    their link info messages. libhdf5 reads a link from a heap's direct blocks (each begins
+    "FHDB", version 0, then its heap's address, which libhdf5 checks), so every block that
+    names one of ``heaps`` is searched, up to the heap's largest direct block size, for the
+    start of an external link message wherever it lies. Links a heap could keep elsewhere are
+    refused: "huge" objects (stored outside the blocks, found through a B-tree) and "tiny"
+    ones (stored in the heap ID) when its IDs are longer than libhdf5 gives link heaps."""
+    undefined = b"\xff" * offsets
+    reach: dict[int, int] = {}  # heap address as the file writes it -> largest block size
+    for heap in heaps:
+        for where in {heap, base + heap}:
+            handle.seek(where)
+            raw = handle.read(16 + 11 * lengths + 2 * offsets + lengths)
+            if raw[:5] != b"FRHP\x00" or len(raw) < 16 + 12 * lengths + 2 * offsets:
+                continue
+            id_length = int.from_bytes(raw[5:7], "little")
+            huge_tree = raw[14 + lengths : 14 + lengths + offsets]
+            if huge_tree != undefined or id_length > _LINK_HEAP_ID:
+                raise LimitReached(
+                    f"the HDF5 link heap at byte {where} may keep links outside its blocks "
+                    "(huge objects, or IDs long enough to hold one), where the scan does not "
+                    "read them"
+                )
+            cursor = 16 + 11 * lengths + 2 * offsets
+            largest = int.from_bytes(raw[cursor : cursor + lengths], "little")
+            reach[heap] = max(reach.get(heap, 0), min(largest, size))
+    spans = []
+    for start in blocks:
+        handle.seek(start + 5)
+        named = int.from_bytes(handle.read(offsets), "little")
+        if named in reach:
+            spans.append((start, min(start + reach[named], size)))
+    cursor = 0
+    for start, end in sorted(spans):  # overlapping blocks are read once
+        start = max(start, cursor)
+        if start >= end:
+            continue
+        handle.seek(start)
+        data = handle.read(end - start + 2)
+        budget.take(1 + len(data) // 1024)
+        for m in _EXTERNAL_LINK_START.finditer(data):
+            if m.start() >= end - start:
+                break
+            budget.take()
+            at = start + m.start()
+
+            def more(offset: int, count: int, at: int = at) -> bytes:
+                handle.seek(at + offset)
+                return handle.read(count)
+
+            if _external_link(more(0, 3 + 8 + 1 + 8), more):
+                raise Unsafe(
+                    f"an HDF5 group has an external link (in its dense link storage, at byte "
+                    f"{at}): loaders open the file it names, wherever it is"
+                )
+        cursor = end
 
 
 def _v2_prefix(handle: IO[bytes], at: int, size: int) -> tuple[int, int, int, int] | None:
@@ -264,8 +407,8 @@ def _zero_run(handle: IO[bytes], start: int, end: int, unit: int, budget: _Steps
 def _messages(
     handle: IO[bytes], start: int, end: int, version: int, order: int, budget: _Steps
 ) -> list[tuple[int, int, bytes]]:
-    """(type, where the body starts, body) of the datatype, External File List and
-    continuation messages of a chunk. A datatype message flagged as shared holds a reference:
+    """(type, where the body starts, body) of the messages of a chunk the scan reads
+    (:data:`_READ_KINDS`). A datatype message flagged as shared holds a reference:
     to a committed datatype (whose own header is read) or, a shared message of version 3 and
     type 1, to the shared-message heap, which is returned as type -1."""
     found = []
@@ -285,7 +428,7 @@ def _messages(
         body_end = cursor + header + length
         if body_end > end:
             break
-        if kind in (_DATATYPE, _EXTERNAL_FILES, _CONTINUATION):
+        if kind in _READ_KINDS:
             handle.seek(cursor + header)
             body = handle.read(length)
             if kind != _DATATYPE or not flags & 0x02:

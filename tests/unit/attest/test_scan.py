@@ -10,6 +10,7 @@ import io
 import os
 import pickle
 import random
+import re
 import struct
 import sys
 from collections import OrderedDict
@@ -132,6 +133,7 @@ def real_world_benign(tmp_path: Path) -> dict[str, bytes]:
     files["external/weights.bin"] = (external / "weights.bin").read_bytes()
     files["keras2.h5"] = corpus.keras_h5(corpus.SEQUENTIAL)
     files["pytables.h5"] = corpus.pytables_benign({"nan_rep": b"N."})
+    files["many links.h5"] = corpus.many_links()
     files["llama.gguf"] = corpus.gguf_real()
     buffer = io.BytesIO()
     np.savez_compressed(buffer, w=np.zeros((256, 256), dtype=np.float32), b=np.ones(4))
@@ -351,6 +353,55 @@ def test_h5py_reads_a_dataset_from_wherever_its_external_file_is(tmp_path: Path)
     verdict = scan("data.h5", (model / "data.h5").read_bytes())
     assert verdict.verdict is ScanVerdict.UNSAFE  # type: ignore[attr-defined]
     assert "external files" in " ".join(verdict.findings)  # type: ignore[attr-defined]
+
+
+def test_h5py_reads_through_external_links_and_virtual_datasets(tmp_path: Path) -> None:
+    """What makes external links and virtual datasets worth refusing: a loader reads another
+    file, wherever it is named."""
+    import h5py
+
+    secret = tmp_path / "elsewhere" / "secret.h5"
+    secret.parent.mkdir()
+    with h5py.File(secret, "w") as f:
+        f["w"] = np.arange(4.0) + 7
+    model = tmp_path / "model"
+    model.mkdir()
+    for name, data in corpus.other_files(str(secret)).items():
+        (model / "data.h5").write_bytes(data)
+        with h5py.File(model / "data.h5", "r") as f:
+            read = f["weights/w"][:] if "link" in name else f["w"][:]
+        assert list(read) == [7.0, 8.0, 9.0, 10.0], name
+        verdict = scan("data.h5", data)
+        assert verdict.verdict is ScanVerdict.UNSAFE, name  # type: ignore[attr-defined]
+        reasons = " ".join(verdict.findings)  # type: ignore[attr-defined]
+        assert ("virtual" if "virtual" in name else "external link") in reasons, reasons
+
+
+def test_link_heaps_that_could_keep_links_outside_their_blocks_are_refused() -> None:
+    """Dense link storage is searched block by block; a link heap that could keep a link
+    elsewhere (a huge-object B-tree, or IDs long enough to hold a link) is unscannable, and one
+    without links outside the file stays clean."""
+    from attest.scan.hdf5_headers import _external_link
+
+    benign = corpus.many_links(groups=20)
+    assert scan("links.h5", benign).verdict is ScanVerdict.CLEAN  # type: ignore[attr-defined]
+    huge_tree, long_ids = bytearray(benign), bytearray(benign)
+    for m in re.finditer(b"FRHP\x00", benign):  # the link heap and the attribute heap
+        huge_tree[m.start() + 22 : m.start() + 30] = (64).to_bytes(8, "little")
+        long_ids[m.start() + 5 : m.start() + 7] = (24).to_bytes(2, "little")
+    for variant in (huge_tree, long_ids):
+        verdict = scan("links.h5", bytes(variant))
+        assert verdict.verdict is ScanVerdict.UNSCANNABLE, verdict.findings  # type: ignore[attr-defined]
+        assert "link heap" in " ".join(verdict.findings)  # type: ignore[attr-defined]
+
+    link = b"\x01\x08\x40\x01w" + (7).to_bytes(2, "little") + b"\x00x.h5\x00/\x00"
+    assert _external_link(link)
+    assert _external_link(link[:9])  # information past the message: libhdf5 may read on
+    assert not _external_link(link[:3] + b"\x00" + link[4:])  # no name: refused by libhdf5
+    assert not _external_link(link[:7] + b"\x10" + link[8:])  # a later version: refused
+    assert not _external_link(link[:8] + b"\x00" + link[9:])  # no file name: opens nothing
+    assert not _external_link(link[:1] + b"\x28" + link[2:])  # a reserved flag
+    assert not _external_link(link[:2] + b"\x00" + link[3:])  # a hard link
 
 
 def test_pickles_pandas_writes_into_hdf5_are_clean() -> None:
