@@ -7,12 +7,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ParamSpec
+from typing import TYPE_CHECKING, Any, ParamSpec
 from urllib.parse import parse_qs, quote
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from registry.errors import AuthenticationError, RateLimitedError, RegistryError, problem_for
@@ -20,6 +19,9 @@ from registry.server.api.deps import Services, _admit
 from registry.server.services.auth import Action, Principal
 from registry.server.ui.evidence import words
 from registry.server.ui.session import COOKIE, PRE_COOKIE, PRE_SESSION_SECONDS, Sealer, Session
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 HERE = Path(__file__).parent
 PREFIX = "/ui"
@@ -73,6 +75,10 @@ class SecurityHeaders:
 
 
 def environment() -> Environment:
+    # imported with the first page, not with the server: a registry that serves only the API
+    # (CI jobs, deploy fleets) does not carry the template compiler in memory
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
     env = Environment(
         loader=FileSystemLoader(HERE / "templates"),
         autoescape=select_autoescape(default=True, default_for_string=True),
@@ -129,7 +135,10 @@ class Console:
     def __init__(self, services: Services, sealer: Sealer) -> None:
         self.services = services
         self.sealer = sealer
-        self.templates = environment()
+
+    @functools.cached_property
+    def templates(self) -> Environment:
+        return environment()
 
     # -- sessions ------------------------------------------------------------------------------
 
