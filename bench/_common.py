@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import platform
 import shutil
@@ -473,6 +474,23 @@ class Stack:
         }
         if self.weed_pid:
             phase["seaweedfs_cpu"] = cpu_seconds(self.weed_pid) - weed_cpu
+        return phase
+
+    def boto3(self, action: str, prefix: str, directory: Path, names: Sequence[str] = ()) -> Any:
+        """The raw-boto3 baseline (``bench/_boto3_baseline.py``: ``upload`` every file of
+        ``directory`` under ``prefix``, or ``download`` ``names`` from it), measured by
+        :meth:`run_phase`; ``inprocess_seconds`` and ``import_seconds`` are its own timings."""
+        assert self.seaweed is not None, "the boto3 baseline needs the S3 store"
+        cmd = [
+            sys.executable, str(Path(__file__).resolve().parent / "_boto3_baseline.py"), action,
+            self.seaweed.endpoint_url, BUCKET, prefix, str(directory), *names,
+        ]  # fmt: skip
+        phase = self.run_phase(cmd, clean_env(**self.s3_env))
+        inner = json.loads(phase.pop("stdout").splitlines()[-1])
+        for key in ("server_hwm", "server_rss_after", "server_hwm_reset"):
+            del phase[key]  # the modelseal server takes no part in the baseline
+        phase["inprocess_seconds"] = inner["seconds"]
+        phase["import_seconds"] = inner["import_seconds"]
         return phase
 
     def modelseal(self, *args: str) -> dict[str, Any]:

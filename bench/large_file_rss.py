@@ -9,8 +9,11 @@ metadata; blobs in a private SeaweedFS S3 bucket with ``--storage s3``, the defa
 server's data directory with ``--storage local``), then runs ``modelseal push`` and ``modelseal
 pull`` as child processes. Prints their times, each client's peak RSS (``os.wait4``) and the
 server's peak RSS (``VmHWM``, reset before each phase), and checks the pulled file's sha256.
-Exits 1 if any peak exceeds ``--rss-limit-mib`` (default 300): memory must not grow with the
-file size, so the same limit holds for 0.5 GiB and for 64 GiB.
+With S3, the same file also goes up and down through raw boto3 (``upload_file`` /
+``download_file``, as users call them, in child processes) in the same run: the push's and the
+pull's times are printed as ratios of those. Exits 1 if any peak exceeds ``--rss-limit-mib``
+(default 300): memory must not grow with the file size, so the same limit holds for 0.5 GiB
+and for 64 GiB.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import struct
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 try:
     from bench import _common as c
@@ -35,6 +39,7 @@ except ModuleNotFoundError as missing:  # run as a file: the repository root is 
 BLOCK = 64 * c.MiB
 FILE_NAME = "weights.raw"
 REF = "big/file@1"
+BASELINE = f"{c.BASELINE_PREFIX}/large"  # the raw boto3 baseline's keys
 
 
 def make_file(path: Path, size: int) -> str:
@@ -95,6 +100,10 @@ def main() -> int:
             )
             print(f"modelseal at {stack.url}, {where}")
             idle = stack.server_hwm()
+            baseline: dict[str, Any] = {}
+            if stack.seaweed:  # the same file through raw boto3, same store, same run
+                c.drop_dirty_pages()
+                baseline["upload"] = stack.boto3("upload", BASELINE, source_dir)
             c.drop_dirty_pages()
             push = stack.modelseal("push", str(source_dir), REF, "--no-progress")
             stack.release(REF)  # untimed: the pull verifies a real release
@@ -105,6 +114,12 @@ def main() -> int:
             if got != expected:
                 raise RuntimeError(f"pulled file has sha256 {got}, expected {expected}")
             shutil.rmtree(target)
+            if stack.seaweed:
+                c.drop_dirty_pages()
+                baseline["download"] = stack.boto3("download", BASELINE, target, [FILE_NAME])
+                if c.sha256_path(target / FILE_NAME) != expected:
+                    raise RuntimeError("the boto3 baseline downloaded other bytes")
+                shutil.rmtree(target)
 
     limit = args.rss_limit_mib * c.MiB
     rows = []
@@ -121,7 +136,18 @@ def main() -> int:
         f"one file of {size / c.GiB:g} GiB ({size} bytes), storage {args.storage}; "
         f"pulled file verified (sha256)"
     )
+    for label, key in (("boto3 upload_file", "upload"), ("boto3 download_file", "download")):
+        if key in baseline:
+            seconds = baseline[key]["seconds"]
+            rows.append([label, f"{seconds:.2f}", f"{size / c.MB / seconds:.0f}",
+                         c.mib(baseline[key]["client_rss"]), "-"])  # fmt: skip
     c.print_table(["phase", "seconds", "MB/s", "client peak RSS MiB", "server peak RSS MiB"], rows)
+    if baseline:
+        print(
+            f"same run, same store: push {push['seconds'] / baseline['upload']['seconds']:.2f}x "
+            f"boto3 upload_file's time, pull (streamed through the registry, verified) "
+            f"{pull['seconds'] / baseline['download']['seconds']:.2f}x download_file's"
+        )
     print()
     print(
         f"server RSS idle (after start-up): {c.mib(idle['VmRSS'])} MiB; "
@@ -164,6 +190,7 @@ def main() -> int:
             "server_idle": idle,
             "push": push,
             "pull": pull,
+            "boto3": baseline,
             "within_limit": not over,
         }
         args.json.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")

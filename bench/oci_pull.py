@@ -96,14 +96,7 @@ def cycle_once(
 
     target = work / f"boto3-{cycle}"
     c.drop_dirty_pages()
-    phase = stack.run_phase(
-        [sys.executable, str(HERE / "_boto3_baseline.py"), "download", stack.seaweed.endpoint_url,
-         c.BUCKET, f"{c.STORAGE_PREFIX}/blobs/sha256", str(target), *blobs],
-        c.clean_env(**stack.s3_env),
-    )  # fmt: skip
-    inner = json.loads(phase.pop("stdout").splitlines()[-1])
-    phase["inprocess_seconds"] = inner["seconds"]
-    phase["import_seconds"] = inner["import_seconds"]
+    phase = stack.boto3("download", f"{c.STORAGE_PREFIX}/blobs/sha256", target, blobs)
     run["boto3_download"] = phase
     verify_blobs(target, blobs)
     shutil.rmtree(target)

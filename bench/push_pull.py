@@ -90,21 +90,6 @@ def freshen(paths: list[Path], seed: int, cycle: int) -> None:
             handle.write(tail)
 
 
-def baseline(stack: c.Stack, action: str, directory: Path, names: list[str], cycle: int) -> Any:
-    cmd = [
-        sys.executable, str(HERE / "_boto3_baseline.py"), action,
-        stack.seaweed.endpoint_url, c.BUCKET, f"{c.BASELINE_PREFIX}/r{cycle}", str(directory),
-        *names,
-    ]  # fmt: skip
-    phase = stack.run_phase(cmd, c.clean_env(**stack.s3_env))
-    inner = json.loads(phase.pop("stdout").splitlines()[-1])
-    for key in ("server_hwm", "server_rss_after", "server_hwm_reset"):
-        del phase[key]  # the modelseal server takes no part in the baseline
-    phase["inprocess_seconds"] = inner["seconds"]
-    phase["import_seconds"] = inner["import_seconds"]
-    return phase
-
-
 def cycle_once(
     stack: c.Stack,
     model: Path,
@@ -121,7 +106,7 @@ def cycle_once(
     run: dict[str, Any] = {"cycle": cycle, "ref": ref}
 
     c.drop_dirty_pages()
-    run["boto3_upload"] = baseline(stack, "upload", model, [], cycle)
+    run["boto3_upload"] = stack.boto3("upload", f"{c.BASELINE_PREFIX}/r{cycle}", model)
 
     c.drop_dirty_pages()
     run["modelseal_push"] = stack.modelseal("push", str(model), ref, "--no-progress", *push_args)
@@ -129,7 +114,7 @@ def cycle_once(
 
     target = work / f"boto3-download-{cycle}"
     c.drop_dirty_pages()
-    run["boto3_download"] = baseline(stack, "download", target, names, cycle)
+    run["boto3_download"] = stack.boto3("download", f"{c.BASELINE_PREFIX}/r{cycle}", target, names)
     c.verify_tree(source, target, "boto3 download_file")
     shutil.rmtree(target)
 
