@@ -805,6 +805,7 @@ def attacker_corpus(sentinel: Path) -> dict[str, bytes]:
         **pytables_attacks(sentinel),
         "dataset stored in an external file.h5": external_storage("/etc/passwd"),
         **{f"{name}.h5": data for name, data in other_files("/tmp/elsewhere.h5").items()},
+        "external link kept in a link heap's ID.h5": huge_link_in_heap_id("/tmp/elsewhere.h5"),
         "HDF5 pickle candidates that each parse to the end of the file.h5": stalling_hdf5(),
         "HDF5 pickle candidates that each read a line to the end of the file.h5": (
             long_line_stall()
@@ -944,6 +945,76 @@ def other_files(target: str) -> dict[str, bytes]:
                 f.create_virtual_dataset("w", layout)
             made[f"virtual dataset, {libver} format"] = path.read_bytes()
     return made
+
+
+def huge_link_in_heap_id(target: str) -> bytes:
+    """Found by the eleventh attack round. A file of 2-byte offsets and 4-byte lengths, whose
+    group ``model_weights`` keeps its links in a fractal heap (dense storage), one of them an
+    external link to ``target``'s ``w`` longer than the heap's managed objects (its path is
+    ``/./././…/w``, which libhdf5 does not shorten): a "huge" object, stored outside the heap's
+    blocks, whose address and length libhdf5 puts in the 7-byte heap ID itself and reads from
+    there. The heap's huge-object B-tree, never consulted for such IDs, is then marked
+    undefined (and the header's checksum made again): ``f["model_weights/weights"]`` reads
+    ``target``."""
+    import tempfile
+
+    import h5py
+    import numpy as np
+
+    offsets, lengths = 2, 4
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "direct.h5"
+        create = h5py.h5p.create(h5py.h5p.FILE_CREATE)
+        create.set_sizes(offsets, lengths)
+        access = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+        access.set_libver_bounds(h5py.h5f.LIBVER_LATEST, h5py.h5f.LIBVER_LATEST)
+        made = h5py.h5f.create(str(path).encode(), h5py.h5f.ACC_TRUNC, fcpl=create, fapl=access)
+        with h5py.File(made) as f:
+            group = f.create_group("model_weights")
+            for i in range(20):
+                group[f"w{i:02d}"] = np.zeros(4, "float32")
+            group["weights"] = h5py.ExternalLink(target, "/" + "./" * 2500 + "w")
+        data = bytearray(path.read_bytes())
+    heap = data.index(b"FRHP\x00")
+    # the header up to its checksum: fixed fields, then its sizes (see hdf5_headers)
+    length = 14 + 12 * lengths + 3 * offsets + 8
+    data[heap + 14 + lengths : heap + 14 + lengths + offsets] = b"\xff" * offsets
+    checksum = lookup3(bytes(data[heap : heap + length]))
+    data[heap + length : heap + length + 4] = checksum.to_bytes(4, "little")
+    return bytes(data)
+
+
+def lookup3(data: bytes) -> int:
+    """Bob Jenkins' lookup3 ``hashlittle`` with an initial value of 0: the checksum of HDF5's
+    version-2 structures."""
+    mask = 0xFFFFFFFF
+
+    def rot(x: int, k: int) -> int:
+        return ((x << k) | (x >> (32 - k))) & mask
+
+    a = b = c = (0xDEADBEEF + len(data)) & mask
+    at = 0
+    while len(data) - at > 12:
+        a = (a + int.from_bytes(data[at : at + 4], "little")) & mask
+        b = (b + int.from_bytes(data[at + 4 : at + 8], "little")) & mask
+        c = (c + int.from_bytes(data[at + 8 : at + 12], "little")) & mask
+        for shift, (x, y, z) in zip((4, 6, 8, 16, 19, 4), "acb bac cba acb bac cba".split()):
+            v = {"a": a, "b": b, "c": c}
+            v[x] = ((v[x] - v[y]) & mask) ^ rot(v[y], shift)
+            v[y] = (v[y] + v[z]) & mask
+            a, b, c = v["a"], v["b"], v["c"]
+        at += 12
+    if at == len(data):
+        return c
+    tail = data[at:] + bytes(12 - (len(data) - at))
+    a = (a + int.from_bytes(tail[0:4], "little")) & mask
+    b = (b + int.from_bytes(tail[4:8], "little")) & mask
+    c = (c + int.from_bytes(tail[8:12], "little")) & mask
+    for shift, (x, y) in zip((14, 11, 25, 16, 4, 14, 24), "cb ac ba cb ac ba cb".split()):
+        v = {"a": a, "b": b, "c": c}
+        v[x] = (v[x] ^ v[y]) - rot(v[y], shift) & mask
+        a, b, c = v["a"], v["b"], v["c"]
+    return c
 
 
 def many_links(groups: int = 2000) -> bytes:

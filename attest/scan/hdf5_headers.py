@@ -245,10 +245,12 @@ def _dense_links(
     """Look for external links in the dense link storage of groups: the fractal heaps named by
     their link info messages. libhdf5 reads a link from a heap's direct blocks (each begins
     "FHDB", version 0, then its heap's address, which libhdf5 checks), so every block that
-    names one of ``heaps`` is searched, up to the heap's largest direct block size, for the
+    names one of ``heaps`` is searched, up to the heap's largest block size, for the
     start of an external link message wherever it lies. Links a heap could keep elsewhere are
-    refused: "huge" objects (stored outside the blocks, found through a B-tree) and "tiny"
-    ones (stored in the heap ID) when its IDs are longer than libhdf5 gives link heaps."""
+    refused: "huge" objects (stored outside the blocks, found through a B-tree, or through the
+    address and length in the heap ID when the file's offsets and lengths are small enough to
+    fit there) and "tiny" ones (stored in the heap ID) when its IDs are longer than libhdf5
+    gives link heaps."""
     undefined = b"\xff" * offsets
     reach: dict[int, int] = {}  # heap address as the file writes it -> largest block size
     for heap in heaps:
@@ -259,14 +261,22 @@ def _dense_links(
                 continue
             id_length = int.from_bytes(raw[5:7], "little")
             huge_tree = raw[14 + lengths : 14 + lengths + offsets]
-            if huge_tree != undefined or id_length > _LINK_HEAP_ID:
+            # a huge object's address and length fit in the ID itself when the file's
+            # sizes are small enough, and libhdf5 then reads it without the B-tree
+            direct = offsets + lengths <= id_length - 1
+            if huge_tree != undefined or direct or id_length > _LINK_HEAP_ID:
                 raise LimitReached(
                     f"the HDF5 link heap at byte {where} may keep links outside its blocks "
                     "(huge objects, or IDs long enough to hold one), where the scan does not "
                     "read them"
                 )
-            cursor = 16 + 11 * lengths + 2 * offsets
-            largest = int.from_bytes(raw[cursor : cursor + lengths], "little")
+            # the starting and the largest direct block sizes: a root block has the first,
+            # whatever the second says
+            cursor = 16 + 10 * lengths + 2 * offsets
+            largest = max(
+                int.from_bytes(raw[cursor : cursor + lengths], "little"),
+                int.from_bytes(raw[cursor + lengths : cursor + 2 * lengths], "little"),
+            )
             reach[heap] = max(reach.get(heap, 0), min(largest, size))
     spans = []
     for start in blocks:

@@ -376,6 +376,14 @@ def test_h5py_reads_through_external_links_and_virtual_datasets(tmp_path: Path) 
         reasons = " ".join(verdict.findings)  # type: ignore[attr-defined]
         assert ("virtual" if "virtual" in name else "external link") in reasons, reasons
 
+    # a link the scan cannot reach (kept where the heap ID says, outside the heap's blocks)
+    data = corpus.huge_link_in_heap_id(str(secret))
+    (model / "data.h5").write_bytes(data)
+    with h5py.File(model / "data.h5", "r") as f:
+        assert list(f["model_weights/weights"][:]) == [7.0, 8.0, 9.0, 10.0]
+    verdict = scan("data.h5", data)
+    assert verdict.verdict is ScanVerdict.UNSCANNABLE, verdict.findings  # type: ignore[attr-defined]
+
 
 def test_link_heaps_that_could_keep_links_outside_their_blocks_are_refused() -> None:
     """Dense link storage is searched block by block; a link heap that could keep a link
