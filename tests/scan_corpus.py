@@ -806,6 +806,9 @@ def attacker_corpus(sentinel: Path) -> dict[str, bytes]:
         "dataset stored in an external file.h5": external_storage("/etc/passwd"),
         **{f"{name}.h5": data for name, data in other_files("/tmp/elsewhere.h5").items()},
         "external link kept in a link heap's ID.h5": huge_link_in_heap_id("/tmp/elsewhere.h5"),
+        "external link past a link heap's declared block size.h5": (
+            link_past_declared_block_size("/tmp/elsewhere.h5")
+        ),
         "HDF5 pickle candidates that each parse to the end of the file.h5": stalling_hdf5(),
         "HDF5 pickle candidates that each read a line to the end of the file.h5": (
             long_line_stall()
@@ -981,6 +984,97 @@ def huge_link_in_heap_id(target: str) -> bytes:
     data[heap + 14 + lengths : heap + 14 + lengths + offsets] = b"\xff" * offsets
     checksum = lookup3(bytes(data[heap : heap + length]))
     data[heap + length : heap + length + 4] = checksum.to_bytes(4, "little")
+    return bytes(data)
+
+
+def link_past_declared_block_size(target: str) -> bytes:
+    """Found by the twelfth attack round. h5py writes a group ``g`` of 12 datasets and an
+    external link ``x`` to ``target``'s ``w`` (dense link storage: one 512-byte root block).
+    Then the heap header declares a largest direct block size of 612, not a power of two:
+    libhdf5 derives its rows of direct blocks from the size's logarithm (that of 612 counts as
+    11), so a root indirect block of 4 rows may hold a 2,048-byte block, in row 3. The link
+    message moves to byte 1,900 of such a block (past 612), the name index's record points
+    there, and every checksum is made again: ``f["g/x"]`` reads ``target``."""
+    import tempfile
+
+    import h5py
+    import numpy as np
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "rows.h5"
+        with h5py.File(path, "w", libver="latest") as f:
+            group = f.create_group("g")
+            for i in range(12):
+                group[f"d{i:02d}"] = np.arange(2) + i
+            group["x"] = h5py.ExternalLink(target, "/w")
+        data = bytearray(path.read_bytes())
+    size = 8  # the file's offsets and lengths
+
+    def get(at: int, n: int = size) -> int:
+        return int.from_bytes(data[at : at + n], "little")
+
+    def put(at: int, value: int, n: int = size) -> None:
+        data[at : at + n] = value.to_bytes(n, "little")
+
+    def seal(start: int, end: int) -> None:  # a checksum in the last 4 bytes of [start, end)
+        put(end - 4, lookup3(bytes(data[start : end - 4])), 4)
+
+    heap, block, leaf = data.index(b"FRHP"), data.index(b"FHDB"), data.index(b"BTLF")
+    width_at = heap + 14 + 10 * size + 2 * size
+    start_at, largest_at = width_at + 2, width_at + 2 + size
+    heap_bits_at = largest_at + size
+    root_at, rows_at = heap_bits_at + 4, heap_bits_at + 4 + size
+    width, start, heap_bits = get(width_at, 2), get(start_at), get(heap_bits_at, 2)
+    assert (width, start, get(root_at), get(rows_at, 2)) == (4, 512, block, 0)
+    checksummed = data[heap + 9] & 2
+    block_header = 5 + size + heap_bits // 8 + (4 if checksummed else 0)
+    # the name index's records (hash, heap ID: a flag byte, offset, length) and the link's
+    records, at = [], leaf + 6
+    while data[at + 4] == 0 and 0 < get(at + 5, 4) < start and get(at + 9, 2):
+        records.append(at)
+        at += 11
+    (record,) = [r for r in records if data[block + get(r + 5, 4)] == 1 and data[
+        block + get(r + 5, 4) + 2] == 64]  # fmt: skip
+    offset, length = get(record + 5, 4), get(record + 9, 2)
+    message = bytes(data[block + offset : block + offset + length])
+    data[block + offset : block + offset + length] = bytes(length)
+    if checksummed:
+        put(block + block_header - 4, 0, 4)
+        put(block + block_header - 4, lookup3(bytes(data[block : block + start])), 4)
+    rows = 4  # direct blocks of 512, 512, 1024 and 2048 bytes
+    row_sizes = [start, start, 2 * start, 4 * start]
+    new_offset = width * sum(row_sizes[:3])  # row 3, column 0, in the heap's space
+    new_block = len(data) + (-len(data)) % 8
+    raw = bytearray(row_sizes[3])
+    raw[:5] = b"FHDB\x00"
+    raw[5 : 5 + size] = heap.to_bytes(size, "little")
+    raw[5 + size : 5 + size + heap_bits // 8] = new_offset.to_bytes(heap_bits // 8, "little")
+    where = 1900
+    raw[where : where + length] = message
+    if checksummed:
+        raw[block_header - 4 : block_header] = lookup3(bytes(raw)).to_bytes(4, "little")
+    indirect_at = new_block + len(raw)
+    indirect = bytearray(b"FHIB\x00" + heap.to_bytes(size, "little") + bytes(heap_bits // 8))
+    entries = [(1 << 64) - 1] * (rows * width)
+    entries[0], entries[3 * width] = block, new_block
+    for entry in entries:
+        indirect += entry.to_bytes(size, "little")
+    indirect += lookup3(bytes(indirect)).to_bytes(4, "little")
+    data += bytes(new_block - len(data)) + raw + indirect
+    put(largest_at, 612)
+    put(root_at, indirect_at)
+    put(rows_at, rows, 2)
+    space = heap + 14 + 2 * size  # free space, its manager, managed and allocated space
+    put(space, 0)
+    put(space + size, (1 << 64) - 1)
+    put(space + 2 * size, new_offset + width * row_sizes[3])
+    put(space + 3 * size, start + row_sizes[3])
+    seal(heap, rows_at + 2 + 4)
+    put(record + 5, new_offset + where, 4)
+    seal(leaf, leaf + 6 + 11 * len(records) + 4)
+    assert data[8] in (2, 3)  # a version 2-3 superblock: its end-of-file address, checksum
+    put(28, len(data))
+    seal(0, 48)
     return bytes(data)
 
 

@@ -72,7 +72,8 @@ RULESET = "2026-12-04.5"
 #: integer of any width is converted (an enum over one maps values). 2026-12-04.5: an HDF5
 #: virtual dataset or external link (in an object header, or in a group's dense link storage)
 #: is unsafe, as an External File List is; a link heap that could keep links outside its
-#: direct blocks is unscannable.)
+#: direct blocks (huge objects, through a B-tree or in the heap ID; IDs that could hold one), or
+#: whose block sizes are not the powers of two libhdf5 derives others from, is unscannable.)
 MIN_RULESET = RULESET
 
 HEAD = 4096

@@ -220,6 +220,10 @@ def _external_link(body: bytes, more: Callable[[int, int], bytes] | None = None)
     return raw[0] in (0, 1) and raw[1] != 0
 
 
+def _power_of_two(value: int) -> bool:
+    return 0 < value < 1 << 32 and value & (value - 1) == 0
+
+
 def _link_heap(body: bytes, offsets: int) -> list[int]:
     """The fractal heap of a link info message's dense link storage, if it has one: version 0,
     flags (bit 0: the maximum creation index follows, 8 bytes), then the heap's address."""
@@ -245,7 +249,8 @@ def _dense_links(
     """Look for external links in the dense link storage of groups: the fractal heaps named by
     their link info messages. libhdf5 reads a link from a heap's direct blocks (each begins
     "FHDB", version 0, then its heap's address, which libhdf5 checks), so every block that
-    names one of ``heaps`` is searched, up to the heap's largest block size, for the
+    names one of ``heaps`` is searched, up to the heap's largest direct block size (a power of
+    two no smaller than the starting size, or the heap is refused), for the
     start of an external link message wherever it lies. Links a heap could keep elsewhere are
     refused: "huge" objects (stored outside the blocks, found through a B-tree, or through the
     address and length in the heap ID when the file's offsets and lengths are small enough to
@@ -270,13 +275,17 @@ def _dense_links(
                     "(huge objects, or IDs long enough to hold one), where the scan does not "
                     "read them"
                 )
-            # the starting and the largest direct block sizes: a root block has the first,
-            # whatever the second says
+            # the starting and the largest direct block sizes: libhdf5 writes powers of two,
+            # and its reader derives block sizes from their logarithms without checking them
+            # (a largest size of 612 makes blocks of 2,048 bytes)
             cursor = 16 + 10 * lengths + 2 * offsets
-            largest = max(
-                int.from_bytes(raw[cursor : cursor + lengths], "little"),
-                int.from_bytes(raw[cursor + lengths : cursor + 2 * lengths], "little"),
-            )
+            start = int.from_bytes(raw[cursor : cursor + lengths], "little")
+            largest = int.from_bytes(raw[cursor + lengths : cursor + 2 * lengths], "little")
+            if not _power_of_two(start) or not _power_of_two(largest) or start > largest:
+                raise LimitReached(
+                    f"the HDF5 link heap at byte {where} declares block sizes libhdf5 does not "
+                    f"write ({start} and {largest} bytes), from which it derives others"
+                )
             reach[heap] = max(reach.get(heap, 0), min(largest, size))
     spans = []
     for start in blocks:

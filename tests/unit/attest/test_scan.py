@@ -376,13 +376,18 @@ def test_h5py_reads_through_external_links_and_virtual_datasets(tmp_path: Path) 
         reasons = " ".join(verdict.findings)  # type: ignore[attr-defined]
         assert ("virtual" if "virtual" in name else "external link") in reasons, reasons
 
-    # a link the scan cannot reach (kept where the heap ID says, outside the heap's blocks)
-    data = corpus.huge_link_in_heap_id(str(secret))
-    (model / "data.h5").write_bytes(data)
-    with h5py.File(model / "data.h5", "r") as f:
-        assert list(f["model_weights/weights"][:]) == [7.0, 8.0, 9.0, 10.0]
-    verdict = scan("data.h5", data)
-    assert verdict.verdict is ScanVerdict.UNSCANNABLE, verdict.findings  # type: ignore[attr-defined]
+    # links the scan cannot reach: kept where the heap ID says, outside the heap's blocks; in a
+    # block larger than the heap header's (not a power of two) largest block size
+    for make, member in (
+        (corpus.huge_link_in_heap_id, "model_weights/weights"),
+        (corpus.link_past_declared_block_size, "g/x"),
+    ):
+        data = make(str(secret))
+        (model / "data.h5").write_bytes(data)
+        with h5py.File(model / "data.h5", "r") as f:
+            assert list(f[member][:]) == [7.0, 8.0, 9.0, 10.0]
+        verdict = scan("data.h5", data)
+        assert verdict.verdict is ScanVerdict.UNSCANNABLE, verdict.findings  # type: ignore[attr-defined]
 
 
 def test_link_heaps_that_could_keep_links_outside_their_blocks_are_refused() -> None:
@@ -393,11 +398,17 @@ def test_link_heaps_that_could_keep_links_outside_their_blocks_are_refused() -> 
 
     benign = corpus.many_links(groups=20)
     assert scan("links.h5", benign).verdict is ScanVerdict.CLEAN  # type: ignore[attr-defined]
-    huge_tree, long_ids = bytearray(benign), bytearray(benign)
+    huge_tree, long_ids, odd_start, odd_largest, small_largest = (
+        bytearray(benign) for _ in range(5)
+    )
     for m in re.finditer(b"FRHP\x00", benign):  # the link heap and the attribute heap
-        huge_tree[m.start() + 22 : m.start() + 30] = (64).to_bytes(8, "little")
-        long_ids[m.start() + 5 : m.start() + 7] = (24).to_bytes(2, "little")
-    for variant in (huge_tree, long_ids):
+        at = m.start()
+        huge_tree[at + 22 : at + 30] = (64).to_bytes(8, "little")
+        long_ids[at + 5 : at + 7] = (24).to_bytes(2, "little")
+        odd_start[at + 112 : at + 120] = (600).to_bytes(8, "little")  # block sizes
+        odd_largest[at + 120 : at + 128] = (612).to_bytes(8, "little")
+        small_largest[at + 120 : at + 128] = (256).to_bytes(8, "little")  # below the start
+    for variant in (huge_tree, long_ids, odd_start, odd_largest, small_largest):
         verdict = scan("links.h5", bytes(variant))
         assert verdict.verdict is ScanVerdict.UNSCANNABLE, verdict.findings  # type: ignore[attr-defined]
         assert "link heap" in " ".join(verdict.findings)  # type: ignore[attr-defined]
