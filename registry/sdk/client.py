@@ -75,12 +75,7 @@ if TYPE_CHECKING:
     )
 
 MiB = 1024 * 1024
-#: A large file goes up in chunks of this size, one request each (the registry's limit: 512 MiB).
-#: Each chunk waits for the store to answer for its part before the next is sent (~55 ms on
-#: SeaweedFS over loopback), so fewer, larger chunks push faster: 1 GiB single files measured
-#: 124 MB/s in 64 MiB chunks, 141 MB/s in 256 MiB ones. A broken connection costs at most one
-#: chunk's progress (a push resumes at the registry's offset).
-DEFAULT_CHUNK_SIZE = 256 * MiB
+DEFAULT_CHUNK_SIZE = 64 * MiB
 #: The registry-signed statement of a version's current state (registry.server.services.releases).
 #: How old a signed status may be when a pull checks it (``MODELSEAL_STATUS_MAX_AGE``): a
 #: replayed "released" status is refused once this long has passed since the registry signed it.
