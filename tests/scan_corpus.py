@@ -809,6 +809,9 @@ def attacker_corpus(sentinel: Path) -> dict[str, bytes]:
         "external link past a link heap's declared block size.h5": (
             link_past_declared_block_size("/tmp/elsewhere.h5")
         ),
+        "external link behind a decoy reading of its chunk.h5": (
+            link_behind_decoy_chunk("/tmp/elsewhere.h5")
+        ),
         "HDF5 pickle candidates that each parse to the end of the file.h5": stalling_hdf5(),
         "HDF5 pickle candidates that each read a line to the end of the file.h5": (
             long_line_stall()
@@ -1076,6 +1079,35 @@ def link_past_declared_block_size(target: str) -> bytes:
     put(28, len(data))
     seal(0, 48)
     return bytes(data)
+
+
+def link_behind_decoy_chunk(target: str) -> bytes:
+    """Found by the thirteenth attack round. h5py writes (``libver="earliest"``) a group ``g``
+    whose version-1 header continues in a chunk holding an external link ``ext`` to
+    ``target``'s ``w``. ``OCHK`` goes into the 4 free bytes before that chunk, and a decoy
+    version-2 header, appended past the end of the file libhdf5 reads, continues into those
+    bytes: read as a version-2 chunk, the same span parses to nothing, and the scan read each
+    span once whatever the header version. ``f["g/ext"]`` reads ``target``."""
+    import tempfile
+
+    import h5py
+    import numpy as np
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "decoy.h5"
+        with h5py.File(path, "w", libver="earliest") as f:
+            group = f.create_group("g")
+            group["x"] = np.arange(3)
+            group["ext"] = h5py.ExternalLink(target, "/w")
+            header = h5py.h5o.get_info(group.id).addr
+        data = bytearray(path.read_bytes())
+    assert data[header] == 1 and struct.unpack_from("<H", data, header + 16)[0] == 0x10
+    chunk, length = struct.unpack_from("<QQ", data, header + 24)
+    assert data[chunk - 4 : chunk] == bytes(4)
+    data[chunk - 4 : chunk] = b"OCHK"
+    decoy = b"OHDR\x02\x00" + bytes([20]) + struct.pack("<BHB", 0x10, 16, 0)
+    decoy += struct.pack("<QQ", chunk - 4, length + 8) + bytes(4)
+    return bytes(data + bytes(-len(data) % 8) + decoy)
 
 
 def lookup3(data: bytes) -> int:

@@ -24,7 +24,7 @@ from attest.files import file_set
 SCANNER_NAME = "modelseal-scan"
 SCANNER_VERSION = "2.0"
 #: Identifies the rules (allowlist, limits, format checks); bumped when any of them changes.
-RULESET = "2026-12-04.5"
+RULESET = "2026-12-05.1"
 #: Scans made under an older ruleset may have called files clean that are not positively known
 #: to be safe; the release gate does not accept them. (2026-12-04.1: every compressed reading
 #: counts, an lzma-alone stream behind a zlib-looking header, a joblib ``ZF`` header followed by
@@ -73,7 +73,9 @@ RULESET = "2026-12-04.5"
 #: virtual dataset or external link (in an object header, or in a group's dense link storage)
 #: is unsafe, as an External File List is; a link heap that could keep links outside its
 #: direct blocks (huge objects, through a B-tree or in the heap ID; IDs that could hold one), or
-#: whose block sizes are not the powers of two libhdf5 derives others from, is unscannable.)
+#: whose block sizes are not the powers of two libhdf5 derives others from, is unscannable.
+#: 2026-12-05.1: an object header chunk is read once per header version naming it, not once
+#: per span (a decoy version-2 reading hid a version-1 chunk's external link).)
 MIN_RULESET = RULESET
 
 HEAD = 4096

@@ -139,14 +139,16 @@ def check_headers(
         first = _v2_prefix(handle, at, size)
         if first is not None:
             chunks.append(first)
-    seen: set[tuple[int, int]] = set()
+    # a chunk is read once per way of reading it: a decoy version-2 header naming the bytes of
+    # a real version-1 chunk must not stand in for it (the thirteenth attack round)
+    seen: set[tuple[int, int, int, int]] = set()
     parsed: set[int] = set()
     link_heaps: set[int] = set()
     while chunks:
-        start, end, version, order = chunks.pop()
-        if (start, end) in seen:
+        start, end, version, order = reading = chunks.pop()
+        if reading in seen:
             continue
-        seen.add((start, end))
+        seen.add(reading)
         for kind, at, body in _messages(handle, start, end, version, order, budget):
             if kind == _DATATYPE and at not in parsed:  # candidates may share messages
                 parsed.add(at)
